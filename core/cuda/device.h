@@ -1,0 +1,24 @@
+// The CUDA backend's entry points. Compiled in CI (nvcc is there); no machine of this project has
+// a GPU, so nothing here has ever run on a device: the op tests report themselves skipped.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace hg::cuda {
+
+// Number of usable devices; 0 when the driver is only the stub (cudaErrorInsufficientDriver)
+// or no device exists. `reason` receives the CUDA error string in that case.
+int device_count(std::string* reason = nullptr);
+
+// Row-major C = alpha·op(A)·op(B) + beta·C on device pointers, through cuBLAS (same contract as
+// hg::gemm in core/gemm.h).
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// Host <-> device copies for tests and the trainer's staging.
+float* device_alloc(int64_t n);
+void device_free(float* p);
+void copy_to_device(float* dst, const float* src, int64_t n);
+void copy_to_host(float* dst, const float* src, int64_t n);
+
+}  // namespace hg::cuda

@@ -1,0 +1,16 @@
+// FFN activations (§1.2): relu2 (Primer's squared ReLU, default) and gelu (tanh form, baseline).
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace hg {
+
+enum class Activation { Relu2, Gelu };
+Activation parse_activation(const std::string& name);  // throws UsageError
+
+// Element-wise over n values.
+void activation_forward(float* out, const float* inp, int64_t n, Activation act);
+// dinp (=) from dout and the forward input.
+void activation_backward(float* dinp, const float* dout, const float* inp, int64_t n, Activation act);
+
+}  // namespace hg

@@ -1,0 +1,77 @@
+// Self-attention inside blocks (§1.3): Q/K/V projections (no bias), optional Primer DConv,
+// then either `full` causal attention with RoPE or Zhu et al.'s `long_short` attention (sliding
+// window over LNw-normalised, rotated keys + chunk-compressed LNg-normalised keys, one joint
+// softmax), then the output projection Wo.
+//
+// `heads` is the number of heads this rank holds: under tensor parallelism wq/wk/wv are the
+// rank's column slices [d, heads·e], wo its row slice [heads·e, d], dconv/proj/norm_* its head
+// slices, all stored contiguously; `out` is then this rank's partial sum (all-reduced by the
+// caller). With tp = 1 they are the canonical tensors.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace hg {
+
+enum class AttentionKind { LongShort, Full };
+AttentionKind parse_attention_kind(const std::string& name);  // throws UsageError
+
+struct AttentionConfig {
+  AttentionKind kind = AttentionKind::LongShort;
+  int d = 0;         // model width (rows of wq)
+  int heads = 0;     // heads held here
+  int head_dim = 0;  // e
+  int window = 0;    // w (long_short)
+  int chunk = 0;     // l (long_short)
+  int rank = 0;      // r (long_short)
+  bool rope = true;  // model.positions = rope
+  bool dconv = true; // model.dconv
+};
+
+// Parameter (or gradient) pointers; the ones a configuration does not use are null.
+struct AttentionParams {
+  float* wq = nullptr;       // [d, H·e]
+  float* wk = nullptr;       // [d, H·e]
+  float* wv = nullptr;       // [d, H·e]
+  float* wo = nullptr;       // [H·e, d]
+  float* dconv_q = nullptr;  // [3, H·e]
+  float* dconv_k = nullptr;
+  float* dconv_v = nullptr;
+  float* proj_weight = nullptr;         // [d, H·r]
+  float* proj_bias = nullptr;           // [H·r]
+  float* norm_window_gain = nullptr;    // [H·e]
+  float* norm_window_bias = nullptr;
+  float* norm_global_gain = nullptr;    // [H·e]
+  float* norm_global_bias = nullptr;
+};
+
+// Everything the backward needs, owned; reused across calls (buffers grow, never shrink).
+struct AttentionCache {
+  // Filled by the implementation; opaque to callers.
+  Tensor q_lin, k_lin, v_lin;  // [B, n, H·e] projections before DConv
+  Tensor q, k, v;              // [B, n, H·e] after DConv (pre-LN, unrotated)
+  Tensor k_win, v_win;         // [B, n, H·e] window keys/values (LNw; keys rotated)
+  Tensor q_rot;                // [B, n, H·e] rotated queries
+  Tensor win_mean, win_rstd;   // [B·n·H] LNw statistics (separately for K and V: see impl)
+  Tensor win_mean_v, win_rstd_v;
+  Tensor proj;                 // [B, n, H·r] dynamic projection logits
+  Tensor chunk_probs;          // [B, n, H·r] softmax within each chunk
+  Tensor k_comp_raw, v_comp_raw;  // [B, n/l, H, r, e] compressed, before LNg
+  Tensor k_comp, v_comp;          // [B, n/l, H, r, e] after LNg
+  Tensor comp_mean_k, comp_rstd_k, comp_mean_v, comp_rstd_v;  // [B·(n/l)·H·r]
+  Tensor probs;                // joint softmax probabilities, [B, H, n, w + (n/l)·r] (long_short)
+                               // or [B, H, n, n] (full)
+  Tensor heads_out;            // [B, n, H·e] concat_h(O_h), input of Wo
+};
+
+// u [B, n, d] (the block's LN1 output) -> out [B, n, d] (=).
+void attention_forward(float* out, AttentionCache& cache, const float* u, const AttentionParams& w,
+                       const AttentionConfig& cfg, int64_t B, int64_t n);
+// du [B, n, d] (=); grads (+=) for every non-null pointer of `g`.
+void attention_backward(float* du, const AttentionParams& g, const float* dout,
+                        const AttentionCache& cache, const float* u, const AttentionParams& w,
+                        const AttentionConfig& cfg, int64_t B, int64_t n);
+
+}  // namespace hg

@@ -1,0 +1,26 @@
+// FFN_w(x) = act(x W1[:, :w] + b1[:w]) W2[:w, :] + b2 (§1.2), the MatFormer-nested FFN (§1.5):
+// only the first `width` hidden units are active. w1 is stored [d, F] (row stride F), w2 [F, d].
+// b2 may be null (tensor parallelism adds it once, after the all-reduce).
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "layers/activation.h"
+
+namespace hg {
+
+struct FfnCache {
+  Tensor pre;  // [rows, width] x W1 + b1, before the activation
+  Tensor act;  // [rows, width] act(pre)
+};
+
+// inp [rows, d] -> out [rows, d] (=).
+void ffn_forward(float* out, FfnCache& cache, const float* inp, const float* w1, const float* b1,
+                 const float* w2, const float* b2, int64_t rows, int d, int F, int width,
+                 Activation act);
+// dinp [rows, d] (=); dw1 [d, F], db1 [F], dw2 [F, d], db2 [d] (+=, only the active prefix).
+void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, const float* dout,
+                  const FfnCache& cache, const float* inp, const float* w1, const float* w2,
+                  int64_t rows, int d, int F, int width, Activation act);
+
+}  // namespace hg

@@ -1,0 +1,39 @@
+// The plain multi-head attention of attention resampling (§1.4): Q = q Wq, K = z Wk, V = z Wv
+// (no bias, no DConv, no RoPE), per-head softmax of Q·K/sqrt(e) over the visible keys,
+// concat_h(O_h) Wo. Two funnel masks, with k the level's shortening factor:
+//   Down: nq = nk / k queries; key j visible to query i iff floor(j/k) <= i
+//   Up:   nq = nk · k queries; key j visible to query t iff j <= floor(t/k)
+// Both are causal in original positions. As in attention.h, `heads` is the count held here.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace hg {
+
+enum class FunnelMask { Down, Up };
+
+struct MhaParams {
+  float* wq = nullptr;  // [d, H·e]
+  float* wk = nullptr;
+  float* wv = nullptr;
+  float* wo = nullptr;  // [H·e, d]
+};
+
+struct MhaCache {
+  Tensor q, k, v;     // [B, nq|nk, H·e]
+  Tensor probs;       // [B, H, nq, nk] (masked entries 0)
+  Tensor heads_out;   // [B, nq, H·e]
+};
+
+// q_in [B, nq, d], kv_in [B, nk, d] -> out [B, nq, d] (=).
+void mha_forward(float* out, MhaCache& cache, const float* q_in, const float* kv_in,
+                 const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask, int k,
+                 int64_t B, int64_t nq, int64_t nk);
+// dq_in [B, nq, d] (=), dkv_in [B, nk, d] (=); weight grads (+=).
+void mha_backward(float* dq_in, float* dkv_in, const MhaParams& g, const float* dout,
+                  const MhaCache& cache, const float* q_in, const float* kv_in, const MhaParams& w,
+                  int d, int heads, int head_dim, FunnelMask mask, int k, int64_t B, int64_t nq,
+                  int64_t nk);
+
+}  // namespace hg
