@@ -1,0 +1,76 @@
+// Rotary position embedding (§1.3), applied in place to [B, n, heads·e] activations.
+#include "layers/rope.h"
+
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+#include "core/parallel_for.h"
+
+namespace hg {
+
+RopeTable make_rope_table(int64_t n, int e) {
+  require(e > 0 && e % 2 == 0, "RoPE needs an even head width, got e = " + std::to_string(e));
+  require(n >= 0, "RoPE table: negative length " + std::to_string(n));
+  RopeTable table;
+  table.n = n;
+  table.e = e;
+  const int half = e / 2;
+  table.cos.resize(static_cast<size_t>(n) * half);
+  table.sin.resize(static_cast<size_t>(n) * half);
+  // Angles, cos and sin in double, rounded once to float: the spec fixes this so that every
+  // implementation gets the same float tables (float angles lose ~p·2⁻²⁴ rad at large p).
+  for (int i = 0; i < half; ++i) {
+    const double inv_freq = std::pow(10000.0, -2.0 * i / static_cast<double>(e));
+    for (int64_t p = 0; p < n; ++p) {
+      const double angle = static_cast<double>(p) * inv_freq;
+      table.cos[p * half + i] = static_cast<float>(std::cos(angle));
+      table.sin[p * half + i] = static_cast<float>(std::sin(angle));
+    }
+  }
+  return table;
+}
+
+namespace {
+
+void check_table(const RopeTable& table, int64_t n, int e) {
+  require(table.e == e && table.n >= n,
+          "RoPE table built for n = " + std::to_string(table.n) + ", e = " + std::to_string(table.e) +
+              " used with n = " + std::to_string(n) + ", e = " + std::to_string(e));
+}
+
+// Rotates every pair of the row by +angle (sign = +1) or -angle (sign = -1).
+template <int kSign>
+void rope_apply(float* x, const RopeTable& table, int64_t B, int64_t n, int heads, int e) {
+  check_table(table, n, e);
+  const int half = e / 2;
+  const int64_t width = static_cast<int64_t>(heads) * e;
+  parallel_for(B * n, [&](int64_t bt) {
+    const int64_t p = bt % n;  // position at the block's own resolution, per sequence
+    const float* cs = table.cos.data() + p * half;
+    const float* sn = table.sin.data() + p * half;
+    float* row = x + bt * width;
+    for (int h = 0; h < heads; ++h) {
+      float* z = row + static_cast<int64_t>(h) * e;
+      for (int i = 0; i < half; ++i) {
+        const float x0 = z[2 * i], x1 = z[2 * i + 1];
+        const float c = cs[i], s = kSign * sn[i];
+        z[2 * i] = x0 * c - x1 * s;
+        z[2 * i + 1] = x0 * s + x1 * c;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void rope_forward(float* x, const RopeTable& table, int64_t B, int64_t n, int heads, int e) {
+  rope_apply<1>(x, table, B, n, heads, e);
+}
+
+// The Jacobian of a rotation is the rotation; its transpose is the rotation by -angle.
+void rope_backward(float* dx, const RopeTable& table, int64_t B, int64_t n, int heads, int e) {
+  rope_apply<-1>(dx, table, B, n, heads, e);
+}
+
+}  // namespace hg

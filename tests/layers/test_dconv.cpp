@@ -1,0 +1,59 @@
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "layers/dconv.h"
+#include "tests/support/gradcheck.h"
+
+namespace hg {
+namespace {
+
+using testing::dot;
+using testing::expect_gradients_match;
+using testing::random_vector;
+
+TEST(DConv, TapsAreCausalAndRestartAtEachSequence) {
+  // C = 2; channel 0 taps (1, 10, 100), channel 1 taps (0.5, 1/6, 1/6) (the init values).
+  const int64_t B = 2, n = 4;
+  const int C = 2;
+  std::vector<float> taps = {1, 0.5f, 10, 1.0f / 6, 100, 1.0f / 6};
+  std::vector<float> z(B * n * C);
+  for (int64_t bt = 0; bt < B * n; ++bt) {
+    z[bt * C + 0] = float(bt + 1);  // sequences 1 2 3 4 | 5 6 7 8
+    z[bt * C + 1] = 6.0f;
+  }
+  std::vector<float> y(B * n * C);
+  dconv_forward(y.data(), z.data(), taps.data(), B, n, C);
+  const float want0[] = {1, 12, 123, 234, 5, 56, 567, 678};
+  for (int64_t bt = 0; bt < B * n; ++bt) EXPECT_FLOAT_EQ(y[bt * C], want0[bt]) << bt;
+  const float want1[] = {3, 4, 5, 5};  // 0.5·6, +1, +1, then steady
+  for (int64_t bt = 0; bt < B * n; ++bt) EXPECT_FLOAT_EQ(y[bt * C + 1], want1[bt % n]) << bt;
+}
+
+void check_dconv_gradients(int64_t B, int64_t n, int C) {
+  auto z = random_vector(B * n * C, 1), taps = random_vector(3 * C, 2), R = random_vector(B * n * C, 3);
+  std::vector<float> y(B * n * C);
+  auto loss = [&] {
+    dconv_forward(y.data(), z.data(), taps.data(), B, n, C);
+    return dot(y.data(), R.data(), B * n * C);
+  };
+  loss();
+  std::vector<float> dz(B * n * C, 5.0f), dtaps(3 * C, 0.0f);
+  dconv_backward(dz.data(), dtaps.data(), R.data(), z.data(), taps.data(), B, n, C);
+  EXPECT_EQ(expect_gradients_match("dz", loss, z.data(), dz.data(), B * n * C, {.max_checks = 200}), 0);
+  EXPECT_EQ(expect_gradients_match("dtaps", loss, taps.data(), dtaps.data(), 3 * C), 0);
+  // Accumulation of the taps' gradient.
+  auto once = dtaps;
+  dconv_backward(dz.data(), dtaps.data(), R.data(), z.data(), taps.data(), B, n, C);
+  for (int i = 0; i < 3 * C; ++i) EXPECT_FLOAT_EQ(dtaps[i], 2 * once[i]);
+}
+
+TEST(DConv, GradientsMatchFiniteDifferences) { check_dconv_gradients(2, 5, 3); }
+TEST(DConv, GradientsAcrossChannelBlocks) { check_dconv_gradients(3, 4, 70); }
+TEST(DConv, ShortSequences) {
+  check_dconv_gradients(3, 1, 4);
+  check_dconv_gradients(2, 2, 4);
+}
+
+}  // namespace
+}  // namespace hg
