@@ -1,0 +1,43 @@
+#include "core/elementwise.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace hg {
+
+// Small buffers stay on one thread: waking a team costs more than adding a few thousand floats.
+static constexpr int64_t kParallelThreshold = 1 << 15;
+
+void add_into(float* y, const float* x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelThreshold)
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void add(float* out, const float* a, const float* b, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelThreshold)
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+void copy(float* out, const float* x, int64_t n) {
+  if (n) std::memcpy(out, x, sizeof(float) * n);
+}
+
+void scale_inplace(float* y, float s, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelThreshold)
+  for (int64_t i = 0; i < n; ++i) y[i] *= s;
+}
+
+double sum_squares(const float* x, int64_t n) {
+  // Serial on purpose: the grad-norm must not depend on the thread count.
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+  return s;
+}
+
+bool all_finite(const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i])) return false;
+  return true;
+}
+
+}  // namespace hg

@@ -1,0 +1,43 @@
+#include "trainer/model.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace hg {
+
+StageModel::StageModel(const ModelConfig& model, int seq_len, int first_unit, int last_unit)
+    : model_(model), seq_len_(seq_len), plans_(plan_units(model, seq_len)), first_(first_unit),
+      last_(last_unit < 0 ? static_cast<int>(plans_.size()) : last_unit) {
+  units_ = build_units(model_, seq_len_, plans_, first_, last_, params_);
+}
+
+void StageModel::forward(Slot& slot, const Tensor& in, Tensor& out) {
+  // Two buffers alternate as unit input and output; each unit copies what it keeps.
+  Tensor a = in, b;
+  for (auto& unit : units_) {
+    unit->forward(slot, a, b);
+    std::swap(a, b);
+  }
+  out = std::move(a);
+}
+
+void StageModel::backward(Slot& slot, const Tensor& dout, Tensor& din) {
+  Tensor a = dout, b;
+  for (auto it = units_.rbegin(); it != units_.rend(); ++it) {
+    (*it)->backward(slot, a, b);
+    std::swap(a, b);
+  }
+  din = std::move(a);
+}
+
+void StageModel::release(int64_t slot_id) {
+  for (auto& unit : units_) unit->release(slot_id);
+}
+
+int64_t StageModel::live_slots() const {
+  int64_t live = 0;
+  for (const auto& unit : units_) live = std::max(live, unit->live_slots());
+  return live;
+}
+
+}  // namespace hg

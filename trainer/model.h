@@ -1,0 +1,43 @@
+// The units a rank holds (all of them on one process; a contiguous range under a pipeline),
+// their parameters, and the forward/backward over that range.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "trainer/config.h"
+#include "trainer/params.h"
+#include "trainer/unit.h"
+#include "trainer/units.h"
+
+namespace hg {
+
+class StageModel {
+ public:
+  // Units [first_unit, last_unit) of plan_units(model, seq_len); -1 = through the last.
+  StageModel(const ModelConfig& model, int seq_len, int first_unit = 0, int last_unit = -1);
+
+  // Runs the held units in order. For the first stage `in` is ignored (tokens come from the
+  // slot); for the last stage `out` is left empty and slot.loss_sum is filled.
+  void forward(Slot& slot, const Tensor& in, Tensor& out);
+  void backward(Slot& slot, const Tensor& dout, Tensor& din);
+  void release(int64_t slot_id);  // evaluation: drop caches without backward
+
+  ParamStore& params() { return params_; }
+  const ParamStore& params() const { return params_; }
+  const std::vector<UnitPlan>& plans() const { return plans_; }
+  int first_unit() const { return first_; }
+  int last_unit() const { return last_; }
+  int64_t live_slots() const;  // micro-batches whose activations are alive (max over units)
+  const ModelConfig& config() const { return model_; }
+  int seq_len() const { return seq_len_; }
+
+ private:
+  ModelConfig model_;
+  int seq_len_;
+  std::vector<UnitPlan> plans_;
+  int first_, last_;
+  ParamStore params_;
+  std::vector<std::unique_ptr<Unit>> units_;
+};
+
+}  // namespace hg

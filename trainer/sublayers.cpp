@@ -1,0 +1,108 @@
+#include "trainer/sublayers.h"
+
+#include <vector>
+
+#include "core/elementwise.h"
+#include "layers/layernorm.h"
+
+namespace hg {
+
+NormParams add_norm(ParamStore& store, const std::string& prefix, int width) {
+  return {&store.add(prefix + "/gain", {width}, ParamInit::One),
+          &store.add(prefix + "/bias", {width}, ParamInit::Zero)};
+}
+
+void norm_forward(NormCache& cache, const float* x, const NormParams& p, int64_t rows, int d) {
+  cache.out.reset({rows, d});
+  cache.mean.reset({rows});
+  cache.rstd.reset({rows});
+  layernorm_forward(cache.out.data(), cache.mean.data(), cache.rstd.data(), x,
+                    p.gain->value.data(), p.bias->value.data(), rows, 1, d);
+}
+
+void norm_backward(float* dx, const float* dout, const NormCache& cache, const float* x,
+                   const NormParams& p, int64_t rows, int d) {
+  layernorm_backward(dx, p.gain->grad.data(), p.bias->grad.data(), dout, x, p.gain->value.data(),
+                     cache.mean.data(), cache.rstd.data(), rows, 1, d);
+}
+
+FfnParams add_ffn(ParamStore& store, const std::string& prefix, int d, int F, float w2_std) {
+  FfnParams p;
+  p.w1 = &store.add(prefix + "/w1", {d, F}, ParamInit::Normal, 0.02f);
+  p.b1 = &store.add(prefix + "/b1", {F}, ParamInit::Zero);
+  p.w2 = &store.add(prefix + "/w2", {F, d}, ParamInit::Normal, w2_std);
+  p.b2 = &store.add(prefix + "/b2", {d}, ParamInit::Zero);
+  p.F = F;
+  return p;
+}
+
+void ffn_sublayer_forward(float* out, FfnSublayerCache& c, const float* x, const NormParams& norm,
+                          const FfnParams& p, int64_t B, int64_t n, int d, int width,
+                          Activation act, const DropoutSite& drop) {
+  const int64_t rows = B * n;
+  c.x.reset({rows, d});
+  copy(c.x.data(), x, rows * d);
+  c.width = width;
+  norm_forward(c.norm, c.x.data(), norm, rows, d);
+  ffn_forward(out, c.ffn, c.norm.out.data(), p.w1->value.data(), p.b1->value.data(),
+              p.w2->value.data(), p.b2->value.data(), rows, d, p.F, width, act);
+  dropout_forward(out, drop, B, n * d);
+  add_into(out, c.x.data(), rows * d);
+}
+
+void ffn_sublayer_backward(float* dx, const float* dout, FfnSublayerCache& c,
+                           const NormParams& norm, const FfnParams& p, int64_t B, int64_t n, int d,
+                           Activation act, const DropoutSite& drop) {
+  const int64_t rows = B * n;
+  // The branch gradient goes through dropout's mask; dx holds it until the residual is added.
+  std::vector<float> dbranch(dout, dout + rows * d);
+  dropout_backward(dbranch.data(), drop, B, n * d);
+  Tensor dln({rows, d});
+  ffn_backward(dln.data(), p.w1->grad.data(), p.b1->grad.data(), p.w2->grad.data(),
+               p.b2->grad.data(), dbranch.data(), c.ffn, c.norm.out.data(), p.w1->value.data(),
+               p.w2->value.data(), rows, d, p.F, c.width, act);
+  norm_backward(dx, dln.data(), c.norm, c.x.data(), norm, rows, d);
+  add_into(dx, dout, rows * d);
+}
+
+void attention_sublayer_forward(float* out, AttentionSublayerCache& c, const float* x,
+                                const NormParams& norm, const AttentionParams& w,
+                                const AttentionConfig& cfg, int64_t B, int64_t n,
+                                const DropoutSite& drop) {
+  const int64_t rows = B * n;
+  const int d = cfg.d;
+  c.x.reset({rows, d});
+  copy(c.x.data(), x, rows * d);
+  norm_forward(c.norm, c.x.data(), norm, rows, d);
+  attention_forward(out, c.attn, c.norm.out.data(), w, cfg, B, n);
+  dropout_forward(out, drop, B, n * d);
+  add_into(out, c.x.data(), rows * d);
+}
+
+void attention_sublayer_backward(float* dx, const float* dout, AttentionSublayerCache& c,
+                                 const NormParams& norm, const AttentionParams& w,
+                                 const AttentionParams& g, const AttentionConfig& cfg, int64_t B,
+                                 int64_t n, const DropoutSite& drop) {
+  const int64_t rows = B * n;
+  const int d = cfg.d;
+  c.branch.reset({rows, d});
+  copy(c.branch.data(), dout, rows * d);
+  dropout_backward(c.branch.data(), drop, B, n * d);
+  Tensor dln({rows, d});
+  attention_backward(dln.data(), g, c.branch.data(), c.attn, c.norm.out.data(), w, cfg, B, n);
+  norm_backward(dx, dln.data(), c.norm, c.x.data(), norm, rows, d);
+  add_into(dx, dout, rows * d);
+}
+
+DropoutSite make_dropout_site(uint64_t seed, int64_t step, int64_t first_sample, float p,
+                              const std::string& canonical_site) {
+  DropoutSite s;
+  s.seed = seed;
+  s.step = step;
+  s.first_sample = first_sample;
+  s.site = dropout_site_id(canonical_site);
+  s.p = p;
+  return s;
+}
+
+}  // namespace hg

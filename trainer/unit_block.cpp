@@ -1,0 +1,162 @@
+// Stack blocks (pre-LN: h += Attn(LN1(h)); h += FFN(LN2(h))) and each stack's final LayerNorm.
+#include <cmath>
+
+#include "core/elementwise.h"
+#include "trainer/sublayers.h"
+#include "trainer/unit_factories.h"
+
+namespace hg {
+namespace {
+
+AttentionConfig block_attention_config(const ModelConfig& m) {
+  AttentionConfig cfg;
+  cfg.kind = parse_attention_kind(m.attention);
+  cfg.d = m.d_model;
+  cfg.heads = m.heads;
+  cfg.head_dim = m.head_dim();
+  cfg.window = m.window;
+  cfg.chunk = m.chunk;
+  cfg.rank = m.rank;
+  cfg.rope = m.positions == "rope";
+  cfg.dconv = m.dconv;
+  return cfg;
+}
+
+// Registers the attention parameters of `prefix` (§2) and returns value and gradient views.
+void add_attention_params(ParamStore& store, const std::string& prefix, const AttentionConfig& cfg,
+                          float wo_std, AttentionParams& w, AttentionParams& g) {
+  const int d = cfg.d, he = cfg.heads * cfg.head_dim;
+  auto bind = [&](const std::string& name, const Shape& shape, ParamInit init, float std,
+                  float*& value, float*& grad) {
+    Param& p = store.add(prefix + "/" + name, shape, init, std);
+    value = p.value.data();
+    grad = p.grad.data();
+  };
+  bind("wq", {d, he}, ParamInit::Normal, 0.02f, w.wq, g.wq);
+  bind("wk", {d, he}, ParamInit::Normal, 0.02f, w.wk, g.wk);
+  bind("wv", {d, he}, ParamInit::Normal, 0.02f, w.wv, g.wv);
+  bind("wo", {he, d}, ParamInit::Normal, wo_std, w.wo, g.wo);
+  if (cfg.dconv) {
+    bind("dconv_q", {3, he}, ParamInit::DConvTaps, 0, w.dconv_q, g.dconv_q);
+    bind("dconv_k", {3, he}, ParamInit::DConvTaps, 0, w.dconv_k, g.dconv_k);
+    bind("dconv_v", {3, he}, ParamInit::DConvTaps, 0, w.dconv_v, g.dconv_v);
+  }
+  if (cfg.kind == AttentionKind::LongShort) {
+    const int hr = cfg.heads * cfg.rank;
+    bind("proj/weight", {d, hr}, ParamInit::Normal, 0.02f, w.proj_weight, g.proj_weight);
+    bind("proj/bias", {hr}, ParamInit::Zero, 0, w.proj_bias, g.proj_bias);
+    bind("norm_window/gain", {he}, ParamInit::One, 0, w.norm_window_gain, g.norm_window_gain);
+    bind("norm_window/bias", {he}, ParamInit::Zero, 0, w.norm_window_bias, g.norm_window_bias);
+    bind("norm_global/gain", {he}, ParamInit::One, 0, w.norm_global_gain, g.norm_global_gain);
+    bind("norm_global/bias", {he}, ParamInit::Zero, 0, w.norm_global_bias, g.norm_global_bias);
+  }
+}
+
+class BlockUnit : public Unit {
+ public:
+  BlockUnit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store)
+      : Unit(plan.name), d_(m.d_model), n_(plan.rows), global_block_(plan.global_block),
+        act_(parse_activation(m.activation)), cfg_(block_attention_config(m)) {
+    // §1.6: output projections of stack blocks start smaller, by the total stack depth.
+    const float out_std = 0.02f / std::sqrt(2.0f * static_cast<float>(m.total_stack_blocks()));
+    const int F = m.ffn_widths.empty() ? m.ffn : m.ffn_widths.at(plan.global_block);
+    norm1_ = add_norm(store, plan.name + "/norm1", d_);
+    add_attention_params(store, plan.name + "/attn", cfg_, out_std, attn_w_, attn_g_);
+    norm2_ = add_norm(store, plan.name + "/norm2", d_);
+    ffn_ = add_ffn(store, plan.name + "/ffn", d_, F, out_std);
+  }
+
+  void forward(Slot& slot, const Tensor& in, Tensor& out) override {
+    auto& c = caches_.acquire(slot.id);
+    const int64_t B = slot.batch;
+    c.h.reset({B, n_, d_});
+    attention_sublayer_forward(c.h.data(), c.attn, in.data(), norm1_, attn_w_, cfg_, B, n_,
+                               site(slot, "attn"));
+    out.reset({B, n_, d_});
+    ffn_sublayer_forward(out.data(), c.ffn, c.h.data(), norm2_, ffn_, B, n_, d_, width(slot), act_,
+                         site(slot, "ffn"));
+  }
+
+  void backward(Slot& slot, const Tensor& dout, Tensor& din) override {
+    auto& c = caches_.at(slot.id);
+    const int64_t B = slot.batch;
+    Tensor dh({B, n_, d_});
+    ffn_sublayer_backward(dh.data(), dout.data(), c.ffn, norm2_, ffn_, B, n_, d_, act_,
+                          site(slot, "ffn"));
+    din.reset({B, n_, d_});
+    attention_sublayer_backward(din.data(), dh.data(), c.attn, norm1_, attn_w_, attn_g_, cfg_, B,
+                                n_, site(slot, "attn"));
+    caches_.release(slot.id);
+  }
+
+  void release(int64_t id) override { caches_.release(id); }
+  int64_t live_slots() const override { return caches_.live(); }
+
+ private:
+  struct Cache {
+    AttentionSublayerCache attn;
+    Tensor h;  // [B, n, d] between the two sublayers
+    FfnSublayerCache ffn;
+  };
+  int width(const Slot& slot) const {
+    return slot.ffn_widths ? slot.ffn_widths->at(global_block_) : ffn_.F;
+  }
+  DropoutSite site(const Slot& s, const char* what) const {
+    return make_dropout_site(s.ctx->seed, s.ctx->step, s.first_sample, s.ctx->dropout,
+                             name() + "/" + what);
+  }
+  int d_;
+  int64_t n_;
+  int global_block_;
+  Activation act_;
+  AttentionConfig cfg_;
+  NormParams norm1_, norm2_;
+  AttentionParams attn_w_, attn_g_;
+  FfnParams ffn_;
+  SlotCaches<Cache> caches_;
+};
+
+class StackNormUnit : public Unit {
+ public:
+  StackNormUnit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store)
+      : Unit(plan.name), d_(m.d_model), n_(plan.rows), norm_(add_norm(store, plan.name, d_)) {}
+
+  void forward(Slot& slot, const Tensor& in, Tensor& out) override {
+    auto& c = caches_.acquire(slot.id);
+    c.x = in;
+    norm_forward(c.norm, c.x.data(), norm_, slot.batch * n_, d_);
+    out = c.norm.out;
+  }
+
+  void backward(Slot& slot, const Tensor& dout, Tensor& din) override {
+    auto& c = caches_.at(slot.id);
+    din.reset({slot.batch, n_, d_});
+    norm_backward(din.data(), dout.data(), c.norm, c.x.data(), norm_, slot.batch * n_, d_);
+    caches_.release(slot.id);
+  }
+
+  void release(int64_t id) override { caches_.release(id); }
+  int64_t live_slots() const override { return caches_.live(); }
+
+ private:
+  struct Cache {
+    Tensor x;
+    NormCache norm;
+  };
+  int d_;
+  int64_t n_;
+  NormParams norm_;
+  SlotCaches<Cache> caches_;
+};
+
+}  // namespace
+
+std::unique_ptr<Unit> make_block_unit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store) {
+  return std::make_unique<BlockUnit>(m, plan, store);
+}
+std::unique_ptr<Unit> make_stack_norm_unit(const ModelConfig& m, const UnitPlan& plan,
+                                           ParamStore& store) {
+  return std::make_unique<StackNormUnit>(m, plan, store);
+}
+
+}  // namespace hg
