@@ -1,0 +1,20 @@
+// Between a rank's ParamStore and the canonical checkpoint content (§5).
+#pragma once
+#include <string>
+
+#include "trainer/checkpoint_io.h"
+#include "trainer/params.h"
+
+namespace hg {
+
+// Copies the store's tensors (and moments when with_optimizer) into `data`.
+void export_params(const ParamStore& store, CheckpointData& data, bool with_optimizer);
+
+// Fills the store from `data`: every parameter of the store must be present with the same shape
+// (a checkpoint may hold more, e.g. other stages' parameters, when allow_extra). Otherwise throws
+// UsageError listing every mismatched name and shape. Moments are loaded when with_optimizer
+// and present, else zeroed.
+void import_params(ParamStore& store, const CheckpointData& data, bool with_optimizer,
+                   bool allow_extra, const std::string& source);
+
+}  // namespace hg
