@@ -1,0 +1,212 @@
+#include "parallel/comm.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+namespace hg::comm {
+namespace {
+
+std::atomic<double> g_timeout{600.0};
+
+void default_abort(const char* message) {
+  std::fprintf(stderr, "%s\n", message);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 3);  // exit code 3: failure while running (§8)
+}
+std::atomic<AbortHandler> g_abort{&default_abort};
+
+// The last operation this thread completed: the timeout message names it, because the operation
+// a rank hangs on is often explained by the one before it.
+struct LastCompleted {
+  const char* what = nullptr;
+  int peer = -1;  // world rank
+  int tag = -1;
+};
+thread_local LastCompleted g_last;
+
+int checked_count(int64_t count) {
+  if (count < 0 || count > INT_MAX)
+    throw std::invalid_argument("comm: element count " + std::to_string(count) +
+                                " is outside [0, INT_MAX]; split the message");
+  return static_cast<int>(count);
+}
+
+int world_rank_of(MPI_Comm comm, int rank) {
+  if (comm == MPI_COMM_NULL || rank < 0) return rank;
+  MPI_Group group, world_group;
+  MPI_Comm_group(comm, &group);
+  MPI_Comm_group(MPI_COMM_WORLD, &world_group);
+  int world = -1;
+  MPI_Group_translate_ranks(group, 1, &rank, world_group, &world);
+  MPI_Group_free(&group);
+  MPI_Group_free(&world_group);
+  return world;
+}
+
+Request make(MPI_Comm comm, const char* what, int peer, int tag, bool is_recv) {
+  Request r;
+  r.comm = comm;
+  r.what = what;
+  r.peer = peer;
+  r.tag = tag;
+  r.is_recv = is_recv;
+  return r;
+}
+
+void complete(Request& request) {
+  g_last.what = request.what;
+  g_last.peer = request.peer >= 0 ? world_rank_of(request.comm, request.peer) : -1;
+  g_last.tag = request.tag;
+}
+
+}  // namespace
+
+void set_timeout(double seconds) { g_timeout.store(seconds); }
+double timeout() { return g_timeout.load(); }
+void set_abort_handler(AbortHandler handler) {
+  g_abort.store(handler ? handler : &default_abort);
+}
+
+Request isend(const float* data, int64_t count, int peer, int tag, MPI_Comm comm,
+              const char* what) {
+  Request r = make(comm, what, peer, tag, false);
+  MPI_Isend(data, checked_count(count), MPI_FLOAT, peer, tag, comm, &r.request);
+  return r;
+}
+Request irecv(float* data, int64_t count, int peer, int tag, MPI_Comm comm, const char* what) {
+  Request r = make(comm, what, peer, tag, true);
+  MPI_Irecv(data, checked_count(count), MPI_FLOAT, peer, tag, comm, &r.request);
+  return r;
+}
+Request isend(const int32_t* data, int64_t count, int peer, int tag, MPI_Comm comm,
+              const char* what) {
+  Request r = make(comm, what, peer, tag, false);
+  MPI_Isend(data, checked_count(count), MPI_INT32_T, peer, tag, comm, &r.request);
+  return r;
+}
+Request irecv(int32_t* data, int64_t count, int peer, int tag, MPI_Comm comm, const char* what) {
+  Request r = make(comm, what, peer, tag, true);
+  MPI_Irecv(data, checked_count(count), MPI_INT32_T, peer, tag, comm, &r.request);
+  return r;
+}
+
+bool test(Request& request) {
+  if (request.done()) return true;
+  int flag = 0;
+  MPI_Test(&request.request, &flag, MPI_STATUS_IGNORE);
+  if (flag) complete(request);
+  return flag != 0;
+}
+
+std::string timeout_message(const Request& request, double waited_seconds) {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%g", waited_seconds);
+  std::string message = "rank " + std::to_string(rank) + ": timed out after " + seconds +
+                        " s waiting for " + request.what;
+  if (request.peer >= 0) {
+    message += " with peer " + std::to_string(world_rank_of(request.comm, request.peer)) +
+               " (tag " + std::to_string(request.tag) + ")";
+  } else {
+    // A collective: name every member, since any of them may be the one that is missing.
+    int size = 0;
+    MPI_Comm_size(request.comm, &size);
+    message += " with peers ";
+    for (int i = 0; i < size; ++i) {
+      if (i) message += ',';
+      message += std::to_string(world_rank_of(request.comm, i));
+    }
+    message += " (collective)";
+  }
+  if (g_last.what) {
+    message += "; last completed: " + std::string(g_last.what);
+    if (g_last.peer >= 0)
+      message += " with peer " + std::to_string(g_last.peer) + " (tag " +
+                 std::to_string(g_last.tag) + ")";
+  } else {
+    message += "; no operation completed before it on this thread";
+  }
+  message += ". A peer that is stuck, slower than parallel.timeout or dead causes this; "
+             "aborting the job.";
+  return message;
+}
+
+bool wait(Request& request) {
+  using Clock = std::chrono::steady_clock;
+  if (test(request)) return true;
+  const double limit = timeout();
+  const auto start = Clock::now();
+  auto nap = std::chrono::microseconds(0);
+  for (;;) {
+    if (test(request)) return true;
+    const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+    if (limit > 0 && waited > limit) {
+      g_abort.load()(timeout_message(request, waited).c_str());
+      // Only a test handler returns. Leave no receive behind that could match a later send.
+      if (request.is_recv && !request.done()) {
+        MPI_Cancel(&request.request);
+        MPI_Wait(&request.request, MPI_STATUS_IGNORE);
+      }
+      return false;
+    }
+    if (waited > 100e-6) {
+      nap = std::min(std::chrono::microseconds(200), nap + std::chrono::microseconds(10));
+      std::this_thread::sleep_for(nap);
+    }
+  }
+}
+
+bool wait_all(Request* requests, int n) {
+  for (int i = 0; i < n; ++i)
+    if (!wait(requests[i])) return false;
+  return true;
+}
+
+namespace {
+Request iallreduce(void* data, int64_t count, MPI_Datatype type, MPI_Op op, MPI_Comm comm,
+                   const char* what) {
+  Request r = make(comm, what, -1, -1, false);
+  MPI_Iallreduce(MPI_IN_PLACE, data, checked_count(count), type, op, comm, &r.request);
+  return r;
+}
+}  // namespace
+
+Request iallreduce_sum(float* data, int64_t count, MPI_Comm comm) {
+  return iallreduce(data, count, MPI_FLOAT, MPI_SUM, comm, "all-reduce sum (float)");
+}
+Request iallreduce_sum(double* data, int64_t count, MPI_Comm comm) {
+  return iallreduce(data, count, MPI_DOUBLE, MPI_SUM, comm, "all-reduce sum (double)");
+}
+void allreduce_sum(float* data, int64_t count, MPI_Comm comm) {
+  Request r = iallreduce_sum(data, count, comm);
+  wait(r);
+}
+void allreduce_sum(double* data, int64_t count, MPI_Comm comm) {
+  Request r = iallreduce_sum(data, count, comm);
+  wait(r);
+}
+void allreduce_max(int32_t* data, int64_t count, MPI_Comm comm) {
+  Request r = iallreduce(data, count, MPI_INT32_T, MPI_MAX, comm, "all-reduce max (int32)");
+  wait(r);
+}
+
+void barrier(MPI_Comm comm) {
+  Request r = make(comm, "barrier", -1, -1, false);
+  MPI_Ibarrier(comm, &r.request);
+  wait(r);
+}
+
+void broadcast(void* data, int64_t bytes, int root, MPI_Comm comm) {
+  Request r = make(comm, "broadcast", -1, -1, false);
+  MPI_Ibcast(data, checked_count(bytes), MPI_BYTE, root, comm, &r.request);
+  wait(r);
+}
+
+}  // namespace hg::comm

@@ -1,0 +1,77 @@
+// A small C-like layer over MPI with one promise: no wait is silent or endless.
+//
+// Every wait polls MPI_Test. When a wait has lasted longer than the timeout (default 600 s,
+// `parallel.timeout`), the rank prints
+//     rank R: timed out after T s waiting for <what> with peer P (tag X) ...
+// (P and R are ranks of MPI_COMM_WORLD) to stderr and calls MPI_Abort(MPI_COMM_WORLD, 3). The
+// blocking collectives below are non-blocking MPI calls plus such a wait, so they time out too.
+//
+// Waits back off: after ~100 µs of spinning they sleep in growing steps up to 200 µs, so a rank
+// idling in a pipeline bubble leaves its core to compute threads (2 cores shared by 2 ranks).
+// A wait therefore may return up to ~200 µs after the message arrived.
+//
+// Progress: Open MPI moves large messages (rendezvous protocol) only inside MPI calls. A runtime
+// that overlaps sends with compute should call comm::test() on its pending requests between
+// units, else a large isend may not start until the matching wait.
+//
+// Counts are elements, at most INT_MAX per call (std::invalid_argument otherwise).
+// Peers are ranks of the communicator passed (for the pipeline: pp_comm(), where rank = stage).
+// Thread safety: the settings are atomic; requests belong to the thread that made them.
+#pragma once
+#include <mpi.h>
+
+#include <cstdint>
+#include <string>
+
+namespace hg::comm {
+
+// A pending non-blocking operation, with what the timeout message needs to say about it.
+struct Request {
+  MPI_Request request = MPI_REQUEST_NULL;
+  MPI_Comm comm = MPI_COMM_NULL;
+  const char* what = "";  // e.g. "recv activation"; must outlive the request (a string literal)
+  int peer = -1;          // rank in `comm`; -1 for a collective (every rank of `comm`)
+  int tag = -1;           // -1 for a collective
+  bool is_recv = false;   // a receive can be cancelled after a timeout whose handler returned
+  bool done() const { return request == MPI_REQUEST_NULL; }
+};
+
+// ---- settings (process-wide) ----
+void set_timeout(double seconds);  // <= 0 waits forever; default 600
+double timeout();
+// Called with the full message when a wait times out. The default prints it to stderr and calls
+// MPI_Abort(MPI_COMM_WORLD, 3). A handler that returns (tests) makes the wait return false; a
+// timed-out receive is then cancelled and completed, any other request is left pending.
+using AbortHandler = void (*)(const char* message);
+void set_abort_handler(AbortHandler handler);  // nullptr restores the default
+
+// ---- point to point (non-blocking; the buffer must stay untouched until done) ----
+Request isend(const float* data, int64_t count, int peer, int tag, MPI_Comm comm,
+              const char* what = "send");
+Request irecv(float* data, int64_t count, int peer, int tag, MPI_Comm comm,
+              const char* what = "recv");
+Request isend(const int32_t* data, int64_t count, int peer, int tag, MPI_Comm comm,
+              const char* what = "send");
+Request irecv(int32_t* data, int64_t count, int peer, int tag, MPI_Comm comm,
+              const char* what = "recv");
+
+// ---- completion ----
+// true when complete (the request becomes done()); never blocks. A done() request tests true.
+bool test(Request& request);
+// Blocks until complete, or the timeout. true = complete; false only if the abort handler returned.
+bool wait(Request& request);
+bool wait_all(Request* requests, int n);  // in order; false at the first timeout
+
+// ---- collectives over every rank of `comm` (in place: `data` is input and result) ----
+void allreduce_sum(float* data, int64_t count, MPI_Comm comm);
+void allreduce_sum(double* data, int64_t count, MPI_Comm comm);
+void allreduce_max(int32_t* data, int64_t count, MPI_Comm comm);  // e.g. "did any rank fail?"
+Request iallreduce_sum(float* data, int64_t count, MPI_Comm comm);
+Request iallreduce_sum(double* data, int64_t count, MPI_Comm comm);
+void barrier(MPI_Comm comm);
+void broadcast(void* data, int64_t bytes, int root, MPI_Comm comm);  // from `root` to all
+
+// Formats the timeout message for `request` (what the abort handler receives). Exposed for tests.
+std::string timeout_message(const Request& request, double waited_seconds);
+
+}  // namespace hg::comm

@@ -1,0 +1,296 @@
+#include "parallel/schedule.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <tuple>
+
+#include "core/error.h"
+
+namespace hg {
+namespace {
+
+void validate(const PipelineLayout& layout) {
+  auto fail = [](const std::string& what) {
+    throw std::invalid_argument("PipelineLayout: " + what);
+  };
+  if (layout.stages < 1) fail("stages = " + std::to_string(layout.stages) + " < 1");
+  if (layout.micro_batches < 1)
+    fail("micro_batches = " + std::to_string(layout.micro_batches) + " < 1");
+  std::set<int> levels;
+  for (const SkipEdge& e : layout.skips) {
+    const std::string edge = "skip level " + std::to_string(e.level) + " (stage " +
+                             std::to_string(e.producer_stage) + " -> " +
+                             std::to_string(e.consumer_stage) + ")";
+    if (e.level < 0 || e.level > 30) fail(edge + ": level outside [0, 30]");
+    if (!levels.insert(e.level).second) fail(edge + ": level appears twice");
+    if (e.producer_stage < 0 || e.consumer_stage >= layout.stages ||
+        e.producer_stage > e.consumer_stage)
+      fail(edge + ": needs 0 <= producer <= consumer < stages = " + std::to_string(layout.stages));
+  }
+}
+
+std::vector<SkipEdge> by_level(std::vector<SkipEdge> skips) {
+  std::sort(skips.begin(), skips.end(),
+            [](const SkipEdge& a, const SkipEdge& b) { return a.level < b.level; });
+  return skips;
+}
+
+void append_forward(std::vector<Instruction>& list, int s, int mb, const PipelineLayout& layout,
+                    const std::vector<SkipEdge>& skips) {
+  const int last = layout.stages - 1;
+  if (s > 0) list.push_back({Op::RecvActivation, mb, s - 1, -1});
+  for (const SkipEdge& e : skips)
+    if (e.consumer_stage == s && e.producer_stage != s)
+      list.push_back({Op::RecvSkip, mb, e.producer_stage, e.level});
+  list.push_back({Op::Forward, mb, -1, -1});
+  if (s < last) list.push_back({Op::SendActivation, mb, s + 1, -1});
+  for (const SkipEdge& e : skips)
+    if (e.producer_stage == s && e.consumer_stage != s)
+      list.push_back({Op::SendSkip, mb, e.consumer_stage, e.level});
+}
+
+void append_backward(std::vector<Instruction>& list, int s, int mb, const PipelineLayout& layout,
+                     const std::vector<SkipEdge>& skips) {
+  const int last = layout.stages - 1;
+  if (s < last) list.push_back({Op::RecvGradient, mb, s + 1, -1});
+  for (const SkipEdge& e : skips)
+    if (e.producer_stage == s && e.consumer_stage != s)
+      list.push_back({Op::RecvSkipGradient, mb, e.consumer_stage, e.level});
+  list.push_back({Op::Backward, mb, -1, -1});
+  if (s > 0) list.push_back({Op::SendGradient, mb, s - 1, -1});
+  for (const SkipEdge& e : skips)
+    if (e.consumer_stage == s && e.producer_stage != s)
+      list.push_back({Op::SendSkipGradient, mb, e.producer_stage, e.level});
+}
+
+// Message kinds: a send and its receive share one.
+enum MessageKind { kActivation = 0, kSkip = 1, kGradient = 2, kSkipGradient = 3, kNone = -1 };
+
+MessageKind message_kind(Op op) {
+  switch (op) {
+    case Op::RecvActivation:
+    case Op::SendActivation:
+      return kActivation;
+    case Op::RecvSkip:
+    case Op::SendSkip:
+      return kSkip;
+    case Op::RecvGradient:
+    case Op::SendGradient:
+      return kGradient;
+    case Op::RecvSkipGradient:
+    case Op::SendSkipGradient:
+      return kSkipGradient;
+    case Op::Forward:
+    case Op::Backward:
+      return kNone;
+  }
+  return kNone;
+}
+
+bool is_send(Op op) {
+  return op == Op::SendActivation || op == Op::SendSkip || op == Op::SendGradient ||
+         op == Op::SendSkipGradient;
+}
+bool is_recv(Op op) {
+  return op == Op::RecvActivation || op == Op::RecvSkip || op == Op::RecvGradient ||
+         op == Op::RecvSkipGradient;
+}
+
+}  // namespace
+
+ScheduleKind parse_schedule_kind(const std::string& name) {
+  if (name == "gpipe") return ScheduleKind::GPipe;
+  if (name == "1f1b") return ScheduleKind::OneFOneB;
+  throw UsageError("parallel.schedule = '" + name + "' is not a schedule: use gpipe or 1f1b");
+}
+
+const char* schedule_name(ScheduleKind kind) {
+  return kind == ScheduleKind::GPipe ? "gpipe" : "1f1b";
+}
+
+std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind,
+                                                    const PipelineLayout& layout) {
+  validate(layout);
+  const int S = layout.stages, m = layout.micro_batches;
+  const std::vector<SkipEdge> skips = by_level(layout.skips);
+  std::vector<std::vector<Instruction>> lists(S);
+  for (int s = 0; s < S; ++s) {
+    auto& list = lists[s];
+    if (kind == ScheduleKind::GPipe) {
+      for (int mb = 0; mb < m; ++mb) append_forward(list, s, mb, layout, skips);
+      for (int mb = 0; mb < m; ++mb) append_backward(list, s, mb, layout, skips);
+      continue;
+    }
+    const int warmup = std::min(S - s - 1, m);
+    int next_forward = 0, next_backward = 0;
+    for (; next_forward < warmup; ++next_forward)
+      append_forward(list, s, next_forward, layout, skips);
+    while (next_forward < m) {
+      append_forward(list, s, next_forward++, layout, skips);
+      append_backward(list, s, next_backward++, layout, skips);
+    }
+    while (next_backward < m) append_backward(list, s, next_backward++, layout, skips);
+  }
+  return lists;
+}
+
+int message_tag(const Instruction& instruction) {
+  const int kind = message_kind(instruction.op);
+  if (kind == kNone) return -1;
+  return ((instruction.micro_batch % 256) * 4 + kind) * 32 + (instruction.skip_level + 1);
+}
+
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::RecvActivation: return "RecvActivation";
+    case Op::RecvSkip: return "RecvSkip";
+    case Op::Forward: return "Forward";
+    case Op::SendActivation: return "SendActivation";
+    case Op::SendSkip: return "SendSkip";
+    case Op::RecvGradient: return "RecvGradient";
+    case Op::RecvSkipGradient: return "RecvSkipGradient";
+    case Op::Backward: return "Backward";
+    case Op::SendGradient: return "SendGradient";
+    case Op::SendSkipGradient: return "SendSkipGradient";
+  }
+  return "?";
+}
+
+std::string to_string(const Instruction& in) {
+  std::string text = std::string(op_name(in.op)) + " mb " + std::to_string(in.micro_batch);
+  if (in.skip_level >= 0) text += " level " + std::to_string(in.skip_level);
+  if (is_send(in.op)) text += " to stage " + std::to_string(in.peer_stage);
+  if (is_recv(in.op)) text += " from stage " + std::to_string(in.peer_stage);
+  return text;
+}
+
+double theoretical_bubble(int stages, int micro_batches) {
+  return double(stages - 1) / double(micro_batches + stages - 1);
+}
+
+SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
+                          const SimulationCosts& costs) {
+  const int S = static_cast<int>(lists.size());
+  SimulationResult result;
+  result.max_alive.assign(S, 0);
+  result.busy.assign(S, 0.0);
+  result.finish.assign(S, 0.0);
+  auto fail = [&](const std::string& error) {
+    result.ok = false;
+    result.error = error;
+    return result;
+  };
+  if (!costs.forward.empty() && static_cast<int>(costs.forward.size()) != S)
+    return fail("SimulationCosts.forward has " + std::to_string(costs.forward.size()) +
+                " entries for " + std::to_string(S) + " stages");
+  if (!costs.backward.empty() && static_cast<int>(costs.backward.size()) != S)
+    return fail("SimulationCosts.backward has " + std::to_string(costs.backward.size()) +
+                " entries for " + std::to_string(S) + " stages");
+
+  // A message is (kind, micro-batch, skip level, from stage, to stage).
+  using Message = std::tuple<int, int, int, int, int>;
+  auto where = [](int s, size_t pc, const Instruction& in) {
+    return "stage " + std::to_string(s) + " instruction " + std::to_string(pc) + " (" +
+           to_string(in) + ")";
+  };
+  auto message_of = [](int s, const Instruction& in) {
+    const int kind = message_kind(in.op);
+    return is_send(in.op) ? Message{kind, in.micro_batch, in.skip_level, s, in.peer_stage}
+                          : Message{kind, in.micro_batch, in.skip_level, in.peer_stage, s};
+  };
+
+  // Every send in any list, up front: a receive without one is unmatched, not a deadlock.
+  std::map<Message, std::pair<int, size_t>> sends;  // -> (stage, pc)
+  for (int s = 0; s < S; ++s)
+    for (size_t pc = 0; pc < lists[s].size(); ++pc) {
+      const Instruction& in = lists[s][pc];
+      if (is_send(in.op) || is_recv(in.op)) {
+        if (in.peer_stage < 0 || in.peer_stage >= S || in.peer_stage == s)
+          return fail(where(s, pc, in) + ": peer is not another stage of " + std::to_string(S));
+      }
+      if (is_send(in.op) && !sends.emplace(message_of(s, in), std::make_pair(s, pc)).second)
+        return fail(where(s, pc, in) + ": the same message is sent twice");
+    }
+
+  std::map<Message, double> issued;  // send -> time it was issued
+  std::set<Message> received;
+  std::vector<size_t> pc(S, 0);
+  std::vector<double> clock(S, 0.0);
+  std::vector<int> alive(S, 0);
+  std::vector<std::set<int>> forwarded(S), backwarded(S);
+  bool progress = true;
+  while (progress) {
+    progress = false;
+    for (int s = 0; s < S; ++s) {
+      const auto& list = lists[s];
+      while (pc[s] < list.size()) {
+        const Instruction& in = list[pc[s]];
+        if (in.op == Op::Forward) {
+          if (!forwarded[s].insert(in.micro_batch).second)
+            return fail(where(s, pc[s], in) + ": second Forward of this micro-batch");
+          const double cost = costs.forward.empty() ? 1.0 : costs.forward[s];
+          clock[s] += cost;
+          result.busy[s] += cost;
+          result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
+        } else if (in.op == Op::Backward) {
+          if (!forwarded[s].count(in.micro_batch))
+            return fail(where(s, pc[s], in) + ": Backward before its Forward");
+          if (!backwarded[s].insert(in.micro_batch).second)
+            return fail(where(s, pc[s], in) + ": second Backward of this micro-batch");
+          const double cost = costs.backward.empty() ? 2.0 : costs.backward[s];
+          clock[s] += cost;
+          result.busy[s] += cost;
+          --alive[s];
+        } else if (is_send(in.op)) {
+          issued[message_of(s, in)] = clock[s];
+        } else {
+          const Message message = message_of(s, in);
+          if (!sends.count(message))
+            return fail(where(s, pc[s], in) + ": no stage ever sends this message");
+          auto it = issued.find(message);
+          if (it == issued.end()) break;  // blocked until the sender gets there
+          if (!received.insert(message).second)
+            return fail(where(s, pc[s], in) + ": this message is received twice");
+          clock[s] = std::max(clock[s], it->second);
+        }
+        ++pc[s];
+        progress = true;
+      }
+    }
+  }
+
+  std::string blocked;
+  for (int s = 0; s < S; ++s)
+    if (pc[s] < lists[s].size()) {
+      const Instruction& in = lists[s][pc[s]];
+      const auto [sender, sender_pc] = sends.at(message_of(s, in));
+      blocked += (blocked.empty() ? "" : "; ") + where(s, pc[s], in) + " waits for stage " +
+                 std::to_string(sender) + " instruction " + std::to_string(sender_pc) +
+                 ", which stage " + std::to_string(sender) + " has not reached";
+    }
+  if (!blocked.empty()) {
+    result.deadlock = true;
+    return fail("deadlock: " + blocked);
+  }
+  for (const auto& [message, origin] : sends)
+    if (!received.count(message))
+      return fail(where(origin.first, origin.second, lists[origin.first][origin.second]) +
+                  ": sent but never received");
+  for (int s = 0; s < S; ++s)
+    if (forwarded[s].size() != backwarded[s].size())
+      return fail("stage " + std::to_string(s) + ": " + std::to_string(forwarded[s].size()) +
+                  " micro-batches forwarded but " + std::to_string(backwarded[s].size()) +
+                  " backwarded (activations never freed)");
+
+  result.ok = true;
+  result.finish = clock;
+  result.makespan = S ? *std::max_element(clock.begin(), clock.end()) : 0.0;
+  double busy = 0;
+  for (double b : result.busy) busy += b;
+  result.bubble = result.makespan > 0 ? 1.0 - busy / (S * result.makespan) : 0.0;
+  return result;
+}
+
+}  // namespace hg

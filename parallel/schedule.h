@@ -1,0 +1,124 @@
+// Pipeline schedules as data (ARCHITECTURE.md §6; STYLE.md: "express each schedule as data ...
+// prove it deadlock-free in a test that simulates every rank in one process").
+//
+// make_schedule() returns, for every stage, the ordered list of instructions a small runtime
+// executes; simulate() runs all stages' lists in one process and checks them. Nothing here
+// touches MPI.
+//
+// Per micro-batch `mb` on stage s (S stages), the forward is
+//   [RecvActivation from s-1, if s > 0]
+//   [RecvSkip for every skip edge consumed at s whose producer is another stage]   (level order)
+//   Forward
+//   [SendActivation to s+1, if s < S-1]
+//   [SendSkip for every skip edge produced at s whose consumer is another stage]   (level order)
+// and the backward mirrors it:
+//   [RecvGradient from s+1, if s < S-1]
+//   [RecvSkipGradient for every edge produced at s, consumer elsewhere]
+//   Backward
+//   [SendGradient to s-1, if s > 0]
+//   [SendSkipGradient for every edge consumed at s, producer elsewhere]
+//
+// The runtime's contract: sends are non-blocking (isend, completed later; their buffers stay
+// alive until then); a receive must complete before the compute op that follows it. The
+// simulator proves the lists deadlock-free under exactly these semantics. A runtime may post a
+// receive earlier than listed (to overlap), as long as it waits for it no later than listed.
+//
+// Memory: a micro-batch's activations on a stage live from its Forward to its Backward.
+// GPipe keeps all m alive on every stage; 1F1B keeps at most min(S - s, m) on stage s.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace hg {
+
+enum class ScheduleKind { GPipe, OneFOneB };
+
+enum class Op {
+  RecvActivation,
+  RecvSkip,
+  Forward,
+  SendActivation,
+  SendSkip,
+  RecvGradient,
+  RecvSkipGradient,
+  Backward,
+  SendGradient,
+  SendSkipGradient,
+};
+
+struct Instruction {
+  Op op;
+  int micro_batch;
+  int peer_stage;  // the other end of a send/receive (a rank of ProcessGrid::pp_comm()); -1 for compute
+  int skip_level;  // hourglass level i of a skip or its gradient; -1 otherwise
+};
+
+// The hourglass residual of level i: produced by the stage holding down/i (which has the skip,
+// the output of stack i, as its input), consumed by the stage holding up/i. An edge whose
+// producer equals its consumer needs no communication: the skip stays in that stage's memory.
+struct SkipEdge {
+  int level;
+  int producer_stage;
+  int consumer_stage;  // >= producer_stage
+};
+
+struct PipelineLayout {
+  int stages = 1;
+  int micro_batches = 1;
+  std::vector<SkipEdge> skips;  // at most one per level; any order
+};
+
+// "gpipe" | "1f1b" (parallel.schedule); UsageError otherwise.
+ScheduleKind parse_schedule_kind(const std::string& name);
+const char* schedule_name(ScheduleKind kind);  // "gpipe" | "1f1b"
+
+// One instruction list per stage. GPipe: every forward (mb 0..m-1), then every backward
+// (mb 0..m-1). 1F1B (PipeDream-flush, as Megatron-LM): stage s runs w = min(S-s-1, m) warm-up
+// forwards, then alternates one forward and one backward (mb order) until all m forwards are
+// done, then the remaining w backwards. Throws std::invalid_argument on an invalid layout.
+std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind, const PipelineLayout& layout);
+
+// The MPI tag of a message: the same for a send and its receive. Distinct for the four message
+// kinds, every skip level < 31 and micro-batch mod 256 (MPI orders messages of equal source, tag
+// and communicator, and both ends handle one kind in micro-batch order, so the wrap is safe).
+// Fits the 32767 that MPI guarantees as MPI_TAG_UB. -1 for compute ops.
+int message_tag(const Instruction& instruction);
+
+const char* op_name(Op op);                            // "RecvActivation", ...
+std::string to_string(const Instruction& instruction);  // "RecvSkip mb 3 level 0 from stage 0"
+
+// The schedule's ideal bubble on S uniform stages with m micro-batches and no skip traffic:
+// (S-1)/(m+S-1), for GPipe and 1F1B alike.
+double theoretical_bubble(int stages, int micro_batches);
+
+// Compute-op durations for simulate(): per stage (empty = 1 forward, 2 backward on every stage).
+struct SimulationCosts {
+  std::vector<double> forward;   // [stages]
+  std::vector<double> backward;  // [stages]
+};
+
+struct SimulationResult {
+  bool ok = false;        // completed with every send matched by exactly one receive
+  bool deadlock = false;  // no stage could progress while some had instructions left
+  std::string error;      // "" when ok; else what is wrong, e.g. each blocked stage and its wait
+  std::vector<int> max_alive;   // per stage: max micro-batches forwarded but not yet backwarded
+  std::vector<double> busy;     // per stage: total compute time
+  std::vector<double> finish;   // per stage: time its last instruction completed
+  double makespan = 0;          // max over finish
+  // Idle fraction of the whole pipeline: 1 − Σ_s busy_s / (S · makespan). Idle time counts from
+  // t = 0 (a stage waiting for its first input is idle) to the makespan (a stage that finished
+  // early is idle until the last one does). Sends and receives take no time; a receive completes
+  // when its send was issued. With uniform stages (forward 1, backward 2) and no skips this equals
+  // (S−1)/(m+S−1) for both schedules.
+  double bubble = 0;
+};
+
+// Executes every stage's list in one process: sends are non-blocking and buffered; a receive
+// blocks until the matching send (same kind, micro-batch and skip level, from the stage it names,
+// addressed to this stage) has been issued; Forward and Backward take their cost. Also checks that
+// each stage runs Forward and Backward exactly once per micro-batch it touches, Backward after
+// Forward, that every peer is a valid other stage and that no send is duplicated or unreceived.
+SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
+                          const SimulationCosts& costs = {});
+
+}  // namespace hg
