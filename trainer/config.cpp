@@ -1,0 +1,533 @@
+// Configuration (ARCHITECTURE.md §8). One table binds every "section.key" to its member; the
+// command line, INI files, checkpoint configs and to_ini() all walk that table, so a key added to
+// config.h needs one line here. Defaults are the member initialisers of config.h.
+#include "trainer/config.h"
+
+#include <boost/program_options.hpp>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <type_traits>
+
+#include "core/error.h"
+
+namespace hg {
+namespace {
+
+namespace po = boost::program_options;
+
+// ---- Text <-> value. parse_text returns false when `text` is not a valid spelling. ----
+
+bool parse_text(const std::string& text, bool& out) {
+  if (text != "true" && text != "false") return false;
+  out = text == "true";
+  return true;
+}
+
+// Integers and floating point: the whole text must be one number, no spaces, no "+", finite.
+template <class T>
+  requires std::is_arithmetic_v<T>
+bool parse_text(const std::string& text, T& out) {
+  T value{};
+  const char* end = text.data() + text.size();
+  auto [stop, status] = std::from_chars(text.data(), end, value);
+  if (text.empty() || status != std::errc() || stop != end) return false;
+  if constexpr (std::is_floating_point_v<T>) {
+    if (!std::isfinite(value)) return false;
+  }
+  out = value;
+  return true;
+}
+
+// '#' starts a comment in INI files and a line break ends the value: neither would survive
+// to_ini() -> config_from_ini(), so they are refused up front.
+bool parse_text(const std::string& text, std::string& out) {
+  if (text.find_first_of("#\r\n") != std::string::npos) return false;
+  out = text;
+  return true;
+}
+
+bool parse_text(const std::string& text, std::vector<int>& out) {
+  std::vector<int> values;
+  if (!text.empty()) {
+    std::string item;
+    std::istringstream in(text + ",");  // a trailing comma in `text` leaves an empty item
+    while (std::getline(in, item, ','))
+      if (!parse_text(item, values.emplace_back())) return false;
+  }
+  out = std::move(values);
+  return true;
+}
+
+template <class T>
+const char* expected_spelling() {
+  if constexpr (std::is_same_v<T, bool>)
+    return "true or false";
+  else if constexpr (std::is_integral_v<T> && std::is_unsigned_v<T>)
+    return "a non-negative integer";
+  else if constexpr (std::is_integral_v<T>)
+    return "an integer";
+  else if constexpr (std::is_floating_point_v<T>)
+    return "a finite number (e.g. 0.0003 or 3e-4)";
+  else if constexpr (std::is_same_v<T, std::string>)
+    return "text without '#' or line breaks";
+  else
+    return "integers separated by commas without spaces (e.g. 1,2,4)";
+}
+
+// The shortest "%.Ng" text that reads back as exactly `value` (integral values without exponent),
+// so 3e-4 prints as 0.0003 and 0.1f as 0.1.
+template <class T>
+std::string shortest_text(T value) {
+  char buffer[40];
+  if (value == std::trunc(value) && std::fabs(value) < 1e15) {
+    std::snprintf(buffer, sizeof buffer, "%.0f", static_cast<double>(value));
+    return buffer;
+  }
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buffer, sizeof buffer, "%.*g", digits, static_cast<double>(value));
+    T back{};
+    if (parse_text(buffer, back) && back == value) break;
+  }
+  return buffer;
+}
+
+std::string format_value(bool value) { return value ? "true" : "false"; }
+std::string format_value(const std::string& value) { return value; }
+std::string format_value(const char* value) { return value; }
+template <class T>
+  requires std::is_arithmetic_v<T>
+std::string format_value(T value) {
+  if constexpr (std::is_floating_point_v<T>) return shortest_text(value);
+  return std::to_string(value);
+}
+std::string format_value(const std::vector<int>& values) {
+  std::string text;
+  for (size_t i = 0; i < values.size(); ++i) text += (i ? "," : "") + std::to_string(values[i]);
+  return text;
+}
+
+// ---- The key table ----
+
+struct KeySpec {
+  std::string section;
+  std::string name;
+  const char* choices;   // "a|b" for enumerations, nullptr otherwise
+  bool omit_when_empty;  // optional lists: absent from to_ini() when unset (as in the fixtures)
+  const char* expected;  // what a valid spelling looks like
+  std::function<bool(Config&, const std::string&)> read;
+  std::function<std::string(const Config&)> write;
+
+  std::string full_name() const { return section + "." + name; }
+};
+
+template <class Part, class T>
+KeySpec bind_key(const char* section, const char* name, Part Config::*part, T Part::*member,
+                 const char* choices = nullptr) {
+  return {section,
+          name,
+          choices,
+          std::is_same_v<T, std::vector<int>>,
+          expected_spelling<T>(),
+          [=](Config& c, const std::string& text) { return parse_text(text, (c.*part).*member); },
+          [=](const Config& c) { return format_value((c.*part).*member); }};
+}
+
+// Key name = member name, so the macro cannot bind a key to the wrong member.
+#define HG_KEY(section, key, ...) \
+  bind_key(#section, #key, &Config::section, &decltype(Config::section)::key __VA_OPT__(, ) __VA_ARGS__)
+
+// Every key in to_ini() order: sections as in ARCHITECTURE.md §8, keys as in its table.
+const std::vector<KeySpec>& key_table() {
+  static const std::vector<KeySpec> table = {
+      HG_KEY(model, vocab_size),
+      HG_KEY(model, d_model),
+      HG_KEY(model, heads),
+      HG_KEY(model, ffn),
+      HG_KEY(model, ffn_widths),
+      HG_KEY(model, hierarchy),
+      HG_KEY(model, attention, "long_short|full"),
+      HG_KEY(model, window),
+      HG_KEY(model, chunk),
+      HG_KEY(model, rank),
+      HG_KEY(model, positions, "rope|none"),
+      HG_KEY(model, downsample, "linear|avg"),
+      HG_KEY(model, upsample, "linear|repeat"),
+      HG_KEY(model, resampling, "plain|attention"),
+      HG_KEY(model, activation, "relu2|gelu"),
+      HG_KEY(model, dconv),
+      HG_KEY(model, ffn_granularities),
+      HG_KEY(model, dropout),
+      HG_KEY(train, seq_len),
+      HG_KEY(train, batch),
+      HG_KEY(train, micro_batch),
+      HG_KEY(train, steps),
+      HG_KEY(train, lr),
+      HG_KEY(train, warmup),
+      HG_KEY(train, min_lr_ratio),
+      HG_KEY(train, weight_decay),
+      HG_KEY(train, beta1),
+      HG_KEY(train, beta2),
+      HG_KEY(train, eps),
+      HG_KEY(train, grad_clip),
+      HG_KEY(train, seed),
+      HG_KEY(train, matformer, "off|joint|sample"),
+      HG_KEY(data, dir),
+      HG_KEY(parallel, dp),
+      HG_KEY(parallel, pp),
+      HG_KEY(parallel, tp),
+      HG_KEY(parallel, schedule, "gpipe|1f1b"),
+      HG_KEY(parallel, stages),
+      HG_KEY(parallel, timeout),
+      HG_KEY(checkpoint, dir),
+      HG_KEY(checkpoint, every),
+      HG_KEY(checkpoint, keep),
+      HG_KEY(checkpoint, resume),
+      HG_KEY(checkpoint, init_from),
+      HG_KEY(log, every),
+      HG_KEY(log, metrics),
+      HG_KEY(log, trace),
+      HG_KEY(run, dir),
+      HG_KEY(run, threads),
+      HG_KEY(run, device, "cpu|cuda"),
+      HG_KEY(run, time_limit),
+  };
+  return table;
+}
+
+#undef HG_KEY
+
+// "unknown key 'model.foo' in FILE; valid keys of [model]: vocab_size, d_model, ..."
+UsageError unknown_key(std::string name, const std::string& where) {
+  name = name.substr(0, name.find('='));
+  name.erase(0, name.find_first_not_of('-'));
+  const std::string section = name.substr(0, name.find('.'));
+  std::string valid, sections;
+  for (const auto& key : key_table()) {
+    if (key.section == section) valid += (valid.empty() ? "" : ", ") + key.name;
+    if (sections.find("[" + key.section + "]") == std::string::npos)
+      sections += (sections.empty() ? "[" : ", [") + key.section + "]";
+  }
+  if (name.find('.') == std::string::npos || valid.empty())
+    return UsageError("unknown configuration key '" + name + "' " + where +
+                      "; keys are section.key with sections " + sections);
+  return UsageError("unknown configuration key '" + name + "' " + where + "; valid keys of [" +
+                    section + "]: " + valid);
+}
+
+po::options_description describe_keys(bool with_config_option) {
+  po::options_description description;
+  for (const auto& key : key_table())
+    description.add_options()(key.full_name().c_str(), po::value<std::string>());
+  if (with_config_option) description.add_options()("config", po::value<std::string>());
+  return description;
+}
+
+// Keys already in `values` win (po::store never overwrites), so flags stored first override files.
+void store_ini(std::istream& in, const std::string& where, po::variables_map& values) {
+  try {
+    const po::options_description description = describe_keys(false);
+    po::store(po::parse_config_file(in, description, false), values);
+  } catch (const po::unknown_option& e) {
+    throw unknown_key(e.get_option_name(), where);
+  } catch (const po::error& e) {
+    throw UsageError("configuration " + where + ": " + e.what());
+  }
+}
+
+Config config_from_values(const po::variables_map& values) {
+  Config config;
+  for (const auto& key : key_table()) {
+    if (!values.count(key.full_name())) continue;
+    const std::string text = values[key.full_name()].as<std::string>();
+    require(key.read(config, text),
+            key.full_name() + " = '" + text + "' is not valid: expected " + key.expected);
+  }
+  config.model.stacks = parse_hierarchy(config.model.hierarchy);
+  return config;
+}
+
+// ---- Validation: each failure names the key, its value and the fix. ----
+
+template <class T>
+void check(bool ok, const std::string& key, const T& value, const std::string& rule) {
+  if (!ok) throw UsageError(key + " = " + format_value(value) + ": " + rule);
+}
+
+void check_choices(const Config& config, const std::string& section) {
+  for (const auto& key : key_table()) {
+    if (!key.choices || (!section.empty() && key.section != section)) continue;
+    const std::string value = key.write(config);
+    const std::string choices = std::string("|") + key.choices + "|";
+    std::string listing;
+    for (const char* c = key.choices; *c; ++c) listing += *c == '|' ? std::string(", ") : std::string(1, *c);
+    check(choices.find("|" + value + "|") != std::string::npos, key.full_name(),
+          "'" + value + "'", "must be one of " + listing);
+  }
+}
+
+// The FFN widths training touches, widest first: `ffn`, plus every nested width under MatFormer.
+std::vector<int> trained_widths(const Config& config) {
+  std::set<int> widths = {config.model.ffn};
+  if (config.train.matformer != "off")
+    for (int g : config.model.ffn_granularities) widths.insert(config.model.ffn / g);
+  return {widths.rbegin(), widths.rend()};
+}
+
+void validate_parallel(const Config& c) {
+  const ParallelConfig& p = c.parallel;
+  check(p.dp >= 1, "parallel.dp", p.dp, "must be at least 1");
+  check(p.pp >= 1, "parallel.pp", p.pp, "must be at least 1");
+  check(p.tp >= 1, "parallel.tp", p.tp, "must be at least 1");
+  check(c.model.heads % p.tp == 0, "parallel.tp", p.tp,
+        "must divide model.heads = " + std::to_string(c.model.heads) +
+            " (heads are split across tensor-parallel ranks)");
+  // Each band between consecutive nested widths is split evenly across tp (§6).
+  std::vector<int> widths = trained_widths(c);
+  for (size_t i = 0; i < widths.size(); ++i) {
+    int band = widths[i] - (i + 1 < widths.size() ? widths[i + 1] : 0);
+    check(band % p.tp == 0, "parallel.tp", p.tp,
+          "must divide every FFN width band (width " + std::to_string(widths[i]) + " leaves " +
+              std::to_string(band) + " units); change model.ffn, model.ffn_granularities or tp");
+  }
+  for (int w : c.model.ffn_widths)
+    check(w % p.tp == 0, "parallel.tp", p.tp,
+          "must divide every entry of model.ffn_widths (" + std::to_string(w) + ")");
+  std::vector<int> stages;
+  check(parse_text(p.stages, stages), "parallel.stages", "'" + p.stages + "'",
+        "expected unit counts per stage separated by commas without spaces, e.g. 5,4,6");
+  check(stages.empty() || static_cast<int>(stages.size()) == p.pp, "parallel.stages",
+        "'" + p.stages + "'", "needs one unit count per pipeline stage (parallel.pp = " +
+                                  std::to_string(p.pp) + "), or empty for automatic placement");
+  for (int units : stages)
+    check(units >= 1, "parallel.stages", "'" + p.stages + "'", "every stage needs at least 1 unit");
+  check(p.timeout > 0, "parallel.timeout", p.timeout, "must be positive (seconds)");
+}
+
+void validate_train(const Config& c) {
+  const TrainConfig& t = c.train;
+  check(t.seq_len >= 1, "train.seq_len", t.seq_len, "must be at least 1");
+  check(t.batch >= 1, "train.batch", t.batch, "must be at least 1");
+  check(t.micro_batch >= 1, "train.micro_batch", t.micro_batch, "must be at least 1");
+  const int64_t per_pass = int64_t{c.parallel.dp} * t.micro_batch;
+  check(c.parallel.dp < 1 || t.batch % per_pass == 0, "train.batch", t.batch,
+        "must be a multiple of parallel.dp x train.micro_batch = " + std::to_string(per_pass) +
+            " (B = dp * micro_batch * micro_batches); change batch, micro_batch or dp");
+  check(t.steps >= 0, "train.steps", t.steps, "must be at least 0 (0 writes the initial checkpoint)");
+  check(t.lr > 0, "train.lr", t.lr, "must be positive");
+  check(t.warmup >= 0, "train.warmup", t.warmup, "must be at least 0");
+  check(t.min_lr_ratio >= 0 && t.min_lr_ratio <= 1, "train.min_lr_ratio", t.min_lr_ratio,
+        "must be in [0, 1]");
+  check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, "must be at least 0");
+  check(t.beta1 >= 0 && t.beta1 < 1, "train.beta1", t.beta1, "must be in [0, 1)");
+  check(t.beta2 >= 0 && t.beta2 < 1, "train.beta2", t.beta2, "must be in [0, 1)");
+  check(t.eps > 0, "train.eps", t.eps, "must be positive");
+  check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, "must be at least 0 (0 disables clipping)");
+  check(t.matformer == "off" || c.model.ffn_widths.empty(), "train.matformer", t.matformer,
+        "must be off when model.ffn_widths is set (an extracted model has fixed FFN widths)");
+}
+
+void validate_run(const Config& c) {
+  const CheckpointConfig& ck = c.checkpoint;
+  check(ck.every >= 0, "checkpoint.every", ck.every, "must be at least 0 (0 = only at the end)");
+  check(ck.keep >= 0, "checkpoint.keep", ck.keep, "must be at least 0 (0 = keep every checkpoint)");
+  const bool resume_file = ck.resume != "none" && ck.resume != "auto";
+  check(!ck.resume.empty(), "checkpoint.resume", "''", "use none, auto or a checkpoint file");
+  check(!resume_file || std::filesystem::is_regular_file(ck.resume), "checkpoint.resume",
+        ck.resume, "no such file; use none, auto (latest in checkpoint.dir) or an existing file");
+  check(ck.init_from.empty() || std::filesystem::is_regular_file(ck.init_from),
+        "checkpoint.init_from", ck.init_from, "no such file; give an existing checkpoint");
+  check(!resume_file || ck.init_from.empty(), "checkpoint.init_from", ck.init_from,
+        "cannot be combined with checkpoint.resume = " + ck.resume + "; set only one");
+  check(c.log.every >= 1, "log.every", c.log.every, "must be at least 1");
+  check(c.run.threads >= 0, "run.threads", c.run.threads, "must be at least 0 (0 = OpenMP default)");
+  check(c.run.time_limit >= 0, "run.time_limit", c.run.time_limit,
+        "must be at least 0 (seconds, 0 = none)");
+}
+
+void validate_config(const Config& config) {
+  check_choices(config, "");
+  validate_model(config.model, config.train.seq_len);
+  validate_train(config);
+  validate_parallel(config);
+  validate_run(config);
+}
+
+// "n@K" -> {n, K}; false when the token has another shape.
+bool parse_stack(const std::string& token, StackSpec& stack) {
+  const size_t at = token.find('@');
+  return at != std::string::npos && parse_text(token.substr(0, at), stack.blocks) &&
+         parse_text(token.substr(at + 1), stack.shortening);
+}
+
+}  // namespace
+
+std::vector<StackSpec> parse_hierarchy(const std::string& text) {
+  const std::string key = "model.hierarchy", value = "'" + text + "'";
+  std::vector<StackSpec> stacks;
+  std::istringstream in(text);
+  for (std::string token; in >> token;) {
+    check(parse_stack(token, stacks.emplace_back()), key, value,
+          "'" + token + "' is not n@K (blocks@shortening, e.g. \"2@1 4@3 2@1\")");
+    check(stacks.back().blocks >= 0, key, value, "'" + token + "' has a negative block count");
+    check(stacks.back().shortening >= 1, key, value, "'" + token + "' has shortening below 1");
+  }
+  const int count = static_cast<int>(stacks.size());
+  check(count % 2 == 1, key, value,
+        "needs an odd number of stacks (rising, middle, mirrored falling), e.g. \"2@1 4@3 2@1\"");
+  check(stacks[0].shortening == 1, key, value, "the first stack must run at shortening 1 (n@1)");
+  for (int i = 0; i < count; ++i) {
+    const int k = stacks[i].shortening, mirror = stacks[count - 1 - i].shortening;
+    check(k == mirror, key, value,
+          "shortenings must be a palindrome: stack " + std::to_string(i) + " has " +
+              std::to_string(k) + ", its mirror " + std::to_string(count - 1 - i) + " has " +
+              std::to_string(mirror));
+    if (i >= count / 2) continue;
+    const int next = stacks[i + 1].shortening;
+    check(next > k, key, value,
+          "shortenings must strictly increase up to the middle stack (" + std::to_string(k) +
+              " then " + std::to_string(next) + ")");
+    check(next % k == 0, key, value,
+          "each shortening must be an integer multiple of the previous (" + std::to_string(next) +
+              " / " + std::to_string(k) + " is not an integer)");
+  }
+  return stacks;
+}
+
+int ModelConfig::total_stack_blocks() const {
+  int total = 0;
+  for (const StackSpec& stack : stacks.empty() ? parse_hierarchy(hierarchy) : stacks)
+    total += stack.blocks;
+  return total;
+}
+
+// seq_len <= 0 skips the checks that need a sequence length (a checkpoint's model alone).
+void validate_model(const ModelConfig& m, int seq_len) {
+  Config with_model;
+  with_model.model = m;
+  check_choices(with_model, "model");
+  const std::vector<StackSpec> stacks = parse_hierarchy(m.hierarchy);
+  check(m.vocab_size >= 2 && m.vocab_size <= 65536, "model.vocab_size", m.vocab_size,
+        "must be in [2, 65536] (tokens are stored as uint8 or uint16)");
+  check(m.d_model >= 1, "model.d_model", m.d_model, "must be at least 1");
+  check(m.heads >= 1 && m.d_model % m.heads == 0, "model.heads", m.heads,
+        "must divide model.d_model = " + std::to_string(m.d_model) + "; choose a divisor");
+  check(m.positions != "rope" || m.head_dim() % 2 == 0, "model.heads", m.heads,
+        "rope needs an even head width but model.d_model / model.heads = " +
+            std::to_string(m.head_dim()) + "; change heads or d_model, or model.positions = none");
+  check(m.ffn >= 1, "model.ffn", m.ffn, "must be at least 1");
+  check(!m.ffn_granularities.empty(), "model.ffn_granularities", m.ffn_granularities,
+        "must list at least one divisor of model.ffn, e.g. 1");
+  for (int g : m.ffn_granularities)
+    check(g >= 1 && m.ffn % g == 0, "model.ffn_granularities", m.ffn_granularities,
+          "entry " + std::to_string(g) + " does not divide model.ffn = " + std::to_string(m.ffn));
+  check(std::set<int>(m.ffn_granularities.begin(), m.ffn_granularities.end()).size() ==
+            m.ffn_granularities.size(),
+        "model.ffn_granularities", m.ffn_granularities, "entries must be distinct");
+  int blocks = 0;
+  for (const StackSpec& stack : stacks) blocks += stack.blocks;
+  check(m.ffn_widths.empty() || static_cast<int>(m.ffn_widths.size()) == blocks,
+        "model.ffn_widths", m.ffn_widths,
+        "needs one width per stack block in forward order (" + std::to_string(blocks) +
+            " blocks in model.hierarchy), or empty for model.ffn everywhere");
+  for (int w : m.ffn_widths)
+    check(w >= 1 && w <= m.ffn, "model.ffn_widths", m.ffn_widths,
+          "entry " + std::to_string(w) + " is outside [1, model.ffn = " + std::to_string(m.ffn) + "]");
+  check(m.dropout >= 0 && m.dropout < 1, "model.dropout", m.dropout, "must be in [0, 1)");
+  check(m.window >= 1, "model.window", m.window, "must be at least 1");
+  check(m.chunk >= 1, "model.chunk", m.chunk, "must be at least 1");
+  check(m.rank >= 1, "model.rank", m.rank, "must be at least 1");
+  const bool long_short = m.attention == "long_short";
+  check(!long_short || m.window >= m.chunk, "model.window", m.window,
+        "long-short attention needs window >= model.chunk = " + std::to_string(m.chunk));
+  if (seq_len <= 0) return;
+  const int middle_k = stacks[stacks.size() / 2].shortening;
+  check(seq_len % middle_k == 0, "train.seq_len", seq_len,
+        "must be divisible by the middle stack's shortening " + std::to_string(middle_k) +
+            " (model.hierarchy)");
+  for (size_t i = 0; long_short && i < stacks.size(); ++i) {
+    const int rows = seq_len / stacks[i].shortening;
+    check(stacks[i].blocks == 0 || rows % m.chunk == 0, "train.seq_len", seq_len,
+          "stack " + std::to_string(i) + " runs on seq_len / " +
+              std::to_string(stacks[i].shortening) + " = " + std::to_string(rows) +
+              " rows, which model.chunk = " + std::to_string(m.chunk) +
+              " does not divide; make seq_len a multiple of " +
+              std::to_string(stacks[i].shortening * m.chunk));
+  }
+}
+
+void validate_world_size(const Config& config, int world_size) {
+  const int64_t layout = int64_t{config.parallel.dp} * config.parallel.pp * config.parallel.tp;
+  check(layout == world_size, "parallel.dp x parallel.pp x parallel.tp", layout,
+        "the job has " + std::to_string(world_size) +
+            " ranks; launch that many or change dp, pp, tp");
+}
+
+std::string Config::to_ini() const {
+  std::string text, section;
+  for (const auto& key : key_table()) {
+    if (key.section != section) {
+      text += (section.empty() ? "[" : "\n[") + key.section + "]\n";
+      section = key.section;
+    }
+    const std::string value = key.write(*this);
+    if (value.empty() && key.omit_when_empty) continue;
+    text += key.name + (value.empty() ? " =\n" : " = " + value + "\n");
+  }
+  return text;
+}
+
+Config parse_config(const std::vector<std::string>& args) {
+  // "--key value" -> "--key=value", so that values such as -1 are not taken for options.
+  std::vector<std::string> tokens;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const bool join = args[i].starts_with("--") && args[i].find('=') == std::string::npos &&
+                      i + 1 < args.size() && !args[i + 1].starts_with("--");
+    tokens.push_back(join ? args[i] + "=" + args[i + 1] : args[i]);
+    i += join;
+  }
+  po::variables_map values;
+  try {
+    const int style = po::command_line_style::default_style &
+                      ~po::command_line_style::allow_guessing;  // no abbreviated keys
+    const po::options_description description = describe_keys(true);  // `parsed` points to it
+    po::parsed_options parsed =
+        po::command_line_parser(tokens).options(description).style(style).run();
+    for (const auto& option : parsed.options)
+      require(!option.string_key.empty(),
+              "unexpected argument '" + option.original_tokens.front() +
+                  "' on the command line; settings are --section.key value or --config FILE");
+    po::store(parsed, values);
+  } catch (const po::unknown_option& e) {
+    throw unknown_key(e.get_option_name(), "on the command line");
+  } catch (const po::error& e) {
+    throw UsageError(std::string("command line: ") + e.what() +
+                     " (use --config FILE and --section.key value)");
+  }
+  if (values.count("config")) {
+    const std::string file = values["config"].as<std::string>();
+    std::ifstream in(file);
+    require(in.good(), "cannot read configuration file '" + file + "' (--config)");
+    store_ini(in, "in " + file, values);
+  }
+  Config config = config_from_values(values);
+  validate_config(config);
+  return config;
+}
+
+Config config_from_ini(const std::string& ini_text) {
+  po::variables_map values;
+  std::istringstream in(ini_text);
+  store_ini(in, "in the checkpoint configuration", values);
+  Config config = config_from_values(values);
+  check_choices(config, "");
+  validate_model(config.model, values.count("train.seq_len") ? config.train.seq_len : 0);
+  return config;
+}
+
+}  // namespace hg
