@@ -1,0 +1,56 @@
+// Executes a pipeline schedule (parallel/schedule.h) for one training step on this rank's stage:
+// receives are posted up front (so messages land while the rank computes), each compute op waits
+// for exactly the receives its micro-batch needs, sends are non-blocking and completed at the end
+// of the step. The same runtime runs pp = 1 (a list with no communication).
+#pragma once
+#include <map>
+#include <vector>
+
+#include "parallel/grid.h"
+#include "parallel/partition.h"
+#include "parallel/schedule.h"
+#include "parallel/trace.h"
+#include "trainer/model.h"
+#include "trainer/train_step.h"
+
+namespace hg {
+
+// The unit list as the partitioner sees it.
+std::vector<UnitInfo> unit_infos(const std::vector<UnitPlan>& plans);
+
+struct PipelineStats {
+  double step_seconds = 0;     // wall time of the schedule on this rank
+  double compute_seconds = 0;  // forward + backward
+  double wait_seconds = 0;     // blocked in receives and final send completion
+  int64_t max_live = 0;        // max micro-batches with activations alive on this stage
+};
+
+class PipelineRuntime {
+ public:
+  PipelineRuntime(StageModel& model, const ProcessGrid& grid, ScheduleKind kind,
+                  std::vector<int> stage_first, TraceRecorder* trace);
+
+  // Runs the step: micro_batches describe every micro-batch of this replica (tokens may be null
+  // on stages that do not read data); each is run once per entry of `granularities`. Gradients
+  // accumulate into the model's store (zeroed first). Returns the loss sums per granularity
+  // entry (non-zero on the last stage only).
+  std::vector<double> run(const StepContext& ctx, const std::vector<TokenBatch>& micro_batches,
+                          const std::vector<int>& granularities,
+                          const std::vector<std::vector<int>>& widths);
+
+  const PipelineStats& stats() const { return stats_; }
+  const std::vector<SkipEdge>& skips() const { return skips_; }
+
+ private:
+  Shape activation_shape(int unit, int64_t batch) const;  // input of `unit`
+  StageModel& model_;
+  const ProcessGrid& grid_;
+  ScheduleKind kind_;
+  std::vector<int> first_;
+  std::vector<SkipEdge> skips_;
+  std::map<int, int> skip_rows_;  // level -> rows of the skip
+  TraceRecorder* trace_;
+  PipelineStats stats_;
+};
+
+}  // namespace hg
