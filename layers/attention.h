@@ -10,8 +10,11 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
+#include "layers/attention_core.h"
+#include "layers/rope.h"
 
 namespace hg {
 
@@ -48,22 +51,24 @@ struct AttentionParams {
 };
 
 // Everything the backward needs, owned; reused across calls (buffers grow, never shrink).
+// Opaque to callers. Memory is O(B·H·n·(w + l + (n/l)·r)) for long_short, never B·H·n².
 struct AttentionCache {
-  // Filled by the implementation; opaque to callers.
-  Tensor q_lin, k_lin, v_lin;  // [B, n, H·e] projections before DConv
-  Tensor q, k, v;              // [B, n, H·e] after DConv (pre-LN, unrotated)
-  Tensor k_win, v_win;         // [B, n, H·e] window keys/values (LNw; keys rotated)
-  Tensor q_rot;                // [B, n, H·e] rotated queries
-  Tensor win_mean, win_rstd;   // [B·n·H] LNw statistics (separately for K and V: see impl)
-  Tensor win_mean_v, win_rstd_v;
-  Tensor proj;                 // [B, n, H·r] dynamic projection logits
-  Tensor chunk_probs;          // [B, n, H·r] softmax within each chunk
-  Tensor k_comp_raw, v_comp_raw;  // [B, n/l, H, r, e] compressed, before LNg
-  Tensor k_comp, v_comp;          // [B, n/l, H, r, e] after LNg
-  Tensor comp_mean_k, comp_rstd_k, comp_mean_v, comp_rstd_v;  // [B·(n/l)·H·r]
-  Tensor probs;                // joint softmax probabilities, [B, H, n, w + (n/l)·r] (long_short)
-                               // or [B, H, n, n] (full)
-  Tensor heads_out;            // [B, n, H·e] concat_h(O_h), input of Wo
+  std::vector<float> q_lin, k_lin, v_lin;  // [B, n, H·e] projections before DConv (dconv only)
+  std::vector<float> q, k, v;              // [B, n, H·e] after DConv: pre-LN, unrotated
+  std::vector<float> q_rot;                // [B, n, H·e] RoPE(Q) (rope only)
+  std::vector<float> k_att, v_att;         // [B, n, H·e] keys/values the window scores:
+                                           //   long_short: RoPE(LNw(K)), LNw(V); full: RoPE(K)
+  std::vector<float> win_mean_k, win_rstd_k, win_mean_v, win_rstd_v;  // [B·n·H] LNw statistics
+  std::vector<float> chunk_probs;          // [B, n, H·r] softmax of the projection in each chunk
+  std::vector<float> k_comp_raw, v_comp_raw;  // [B, n/l, r, H·e] compressed, before LNg
+  std::vector<float> k_comp, v_comp;          // [B, n/l, r, H·e] after LNg
+  std::vector<float> comp_mean_k, comp_rstd_k, comp_mean_v, comp_rstd_v;  // [B·(n/l)·r·H]
+  std::vector<float> probs;      // [B, H, plan.probs_size] joint softmax, packed per query block
+  std::vector<float> heads_out;  // [B, n, H·e] concat_h(O_h), input of Wo
+  AttentionPlan plan;            // which keys each query sees (rebuilt when n or cfg change)
+  RopeTable rope;
+  AttentionConfig plan_cfg;      // configuration and n the plan was built for
+  int64_t plan_n = -1;
 };
 
 // u [B, n, d] (the block's LN1 output) -> out [B, n, d] (=).

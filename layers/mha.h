@@ -6,8 +6,10 @@
 // Both are causal in original positions. As in attention.h, `heads` is the count held here.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.h"
+#include "layers/attention_core.h"
 
 namespace hg {
 
@@ -20,10 +22,16 @@ struct MhaParams {
   float* wo = nullptr;  // [H·e, d]
 };
 
+// Opaque to callers; buffers grow, never shrink. The funnel masks are prefixes of the keys, so
+// probabilities are stored per query block up to the block's last visible key (about half of
+// nq·nk), not as a dense masked matrix.
 struct MhaCache {
-  Tensor q, k, v;     // [B, nq|nk, H·e]
-  Tensor probs;       // [B, H, nq, nk] (masked entries 0)
-  Tensor heads_out;   // [B, nq, H·e]
+  std::vector<float> q, k, v;    // [B, nq|nk, H·e]
+  std::vector<float> probs;      // [B, H, plan.probs_size]
+  std::vector<float> heads_out;  // [B, nq, H·e]
+  AttentionPlan plan;
+  FunnelMask plan_mask = FunnelMask::Down;
+  int64_t plan_nq = -1, plan_nk = -1, plan_k = -1;
 };
 
 // q_in [B, nq, d], kv_in [B, nk, d] -> out [B, nq, d] (=).

@@ -1,0 +1,366 @@
+// Self-attention inside blocks (§1.3), forward and backward side by side:
+//   Q/K/V projections -> DConv -> (full) RoPE(Q), RoPE(K)
+//                             -> (long_short) LNw + RoPE for the window, dynamic projection +
+//                                chunk compression + LNg for the global keys
+//   -> blocked joint-softmax attention (attention_core) -> Wo.
+#include "layers/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+#include "core/gemm.h"
+#include "core/parallel_for.h"
+#include "layers/attention_compress.h"
+#include "layers/dconv.h"
+#include "layers/layernorm.h"
+#include "layers/linear.h"
+
+namespace hg {
+
+AttentionKind parse_attention_kind(const std::string& name) {
+  if (name == "long_short") return AttentionKind::LongShort;
+  if (name == "full") return AttentionKind::Full;
+  throw UsageError("model.attention = '" + name + "': expected long_short or full");
+}
+
+namespace {
+
+// Query rows per block of the attention kernel. long_short blocks are whole chunks, so the
+// rows of a block see the same compressed keys (no masked global columns); 32 rows against
+// their w+31 window keys keep the score gemms efficient while wasting little on masked
+// entries ((w + 31)/w extra work). Full attention wastes at most half a block per row.
+constexpr int64_t kLongShortBlockTarget = 32;
+constexpr int64_t kFullBlockRows = 64;
+
+int64_t long_short_block_rows(int64_t chunk) {
+  return chunk >= kLongShortBlockTarget ? chunk : chunk * (kLongShortBlockTarget / chunk);
+}
+
+void check_config(const AttentionConfig& cfg, int64_t n) {
+  const std::string where = "attention (d=" + std::to_string(cfg.d) + ", heads=" +
+                            std::to_string(cfg.heads) + ", e=" + std::to_string(cfg.head_dim) +
+                            ", n=" + std::to_string(n) + ")";
+  require(cfg.d > 0 && cfg.heads > 0 && cfg.head_dim > 0 && n > 0,
+          where + ": sizes must be positive");
+  require(!cfg.rope || cfg.head_dim % 2 == 0, where + ": RoPE needs an even head width");
+  if (cfg.kind == AttentionKind::LongShort) {
+    require(cfg.chunk > 0 && cfg.rank > 0 && cfg.window >= cfg.chunk,
+            where + ": long_short needs chunk > 0, rank > 0 and window >= chunk (window=" +
+                std::to_string(cfg.window) + ", chunk=" + std::to_string(cfg.chunk) +
+                ", rank=" + std::to_string(cfg.rank) + ")");
+    require(n % cfg.chunk == 0, where + ": sequence length must be a multiple of the chunk " +
+                                    std::to_string(cfg.chunk));
+  }
+}
+
+bool same_plan(const AttentionConfig& a, const AttentionConfig& b) {
+  if (a.kind != b.kind) return false;
+  if (a.kind == AttentionKind::Full) return true;
+  return a.window == b.window && a.chunk == b.chunk && a.rank == b.rank;
+}
+
+void prepare(AttentionCache& c, const AttentionConfig& cfg, int64_t n) {
+  if (c.plan_n != n || !same_plan(c.plan_cfg, cfg)) {
+    c.plan = cfg.kind == AttentionKind::Full
+                 ? plan_causal(n, kFullBlockRows)
+                 : plan_long_short(n, cfg.window, cfg.chunk, cfg.rank,
+                                   long_short_block_rows(cfg.chunk));
+    c.plan_cfg = cfg;
+    c.plan_n = n;
+  }
+  if (cfg.rope && (c.rope.n < n || c.rope.e != cfg.head_dim))
+    c.rope = make_rope_table(n, cfg.head_dim);
+}
+
+float* grow(std::vector<float>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+  return v.data();
+}
+
+float* grow_zero(std::vector<float>& v, int64_t n) {
+  float* p = grow(v, n);
+  std::fill(p, p + n, 0.0f);
+  return p;
+}
+
+// Pointers the kernel reads, selected by the configuration (shared by forward and backward).
+struct Sources {
+  const float* q_global;  // unrotated Q (long_short's compressed keys)
+  const float* q_window;  // Q the window (or causal) keys are scored with
+  const float* k_window;
+  const float* v_window;
+  const float* k_global;  // [B, n/l, r, H·e] (long_short)
+  const float* v_global;
+};
+
+Sources sources(const AttentionCache& c, const AttentionConfig& cfg) {
+  const bool ls = cfg.kind == AttentionKind::LongShort;
+  Sources s;
+  s.q_global = c.q.data();
+  s.q_window = cfg.rope ? c.q_rot.data() : c.q.data();
+  s.k_window = (ls || cfg.rope) ? c.k_att.data() : c.k.data();
+  s.v_window = ls ? c.v_att.data() : c.v.data();
+  s.k_global = ls ? c.k_comp.data() : nullptr;
+  s.v_global = ls ? c.v_comp.data() : nullptr;
+  return s;
+}
+
+// The (sequence b, head h) slice of the kernel's operands: heads are column slices, ld = H·e.
+AttentionHead head_view(const Sources& s, const AttentionConfig& cfg, int64_t n, int64_t b,
+                        int h) {
+  const int64_t HE = static_cast<int64_t>(cfg.heads) * cfg.head_dim;
+  const int64_t seq = b * n * HE + static_cast<int64_t>(h) * cfg.head_dim;
+  AttentionHead x;
+  x.q_global = s.q_global + seq;
+  x.q_window = s.q_window + seq;
+  x.ldq = HE;
+  x.k_window = s.k_window + seq;
+  x.v_window = s.v_window + seq;
+  x.ldw = HE;
+  if (s.k_global != nullptr) {
+    const int64_t comp = b * (n / cfg.chunk) * cfg.rank * HE + static_cast<int64_t>(h) * cfg.head_dim;
+    x.k_global = s.k_global + comp;
+    x.v_global = s.v_global + comp;
+    x.ldg = HE;
+  }
+  return x;
+}
+
+// Backward temporaries, per calling thread and shared by every attention layer it runs: they
+// live only during one backward, so keeping them in each layer's cache would multiply the
+// memory by the layers (and the micro-batches in flight) for nothing.
+struct Workspace {
+  std::vector<float> dheads, dq, dq_rot, dk, dv, dk_att, dv_att, dq_lin, dk_lin, dv_lin;
+  std::vector<float> dk_comp, dv_comp, dk_comp_raw, dv_comp_raw, dlogits, scratch;
+  std::vector<float> unused[4];  // gradients of parameters the caller did not ask for
+};
+
+Workspace& workspace() {
+  thread_local Workspace ws;
+  return ws;
+}
+
+float* or_unused(float* p, std::vector<float>& unused, int64_t n) {
+  return p != nullptr ? p : grow_zero(unused, n);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+void attention_forward(float* out, AttentionCache& c, const float* u, const AttentionParams& w,
+                       const AttentionConfig& cfg, int64_t B, int64_t n) {
+  check_config(cfg, n);
+  prepare(c, cfg, n);
+  const bool ls = cfg.kind == AttentionKind::LongShort;
+  const int H = cfg.heads, e = cfg.head_dim;
+  const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n;
+
+  // Q = DConv(u Wq) etc. [rows, H·e]
+  float* q = grow(c.q, rows * HE);
+  float* k = grow(c.k, rows * HE);
+  float* v = grow(c.v, rows * HE);
+  if (cfg.dconv) {
+    linear_forward(grow(c.q_lin, rows * HE), u, w.wq, nullptr, rows, cfg.d, HE, HE);
+    linear_forward(grow(c.k_lin, rows * HE), u, w.wk, nullptr, rows, cfg.d, HE, HE);
+    linear_forward(grow(c.v_lin, rows * HE), u, w.wv, nullptr, rows, cfg.d, HE, HE);
+    dconv_forward(q, c.q_lin.data(), w.dconv_q, B, n, static_cast<int>(HE));
+    dconv_forward(k, c.k_lin.data(), w.dconv_k, B, n, static_cast<int>(HE));
+    dconv_forward(v, c.v_lin.data(), w.dconv_v, B, n, static_cast<int>(HE));
+  } else {
+    linear_forward(q, u, w.wq, nullptr, rows, cfg.d, HE, HE);
+    linear_forward(k, u, w.wk, nullptr, rows, cfg.d, HE, HE);
+    linear_forward(v, u, w.wv, nullptr, rows, cfg.d, HE, HE);
+  }
+
+  if (cfg.rope) {
+    float* q_rot = grow(c.q_rot, rows * HE);
+    std::copy(q, q + rows * HE, q_rot);
+    rope_forward(q_rot, c.rope, B, n, H, e);
+  }
+  if (ls) {
+    // Window keys/values: one LNw instance normalises K and V rows separately; keys are
+    // rotated after the LayerNorm.
+    float* k_att = grow(c.k_att, rows * HE);
+    layernorm_forward(k_att, grow(c.win_mean_k, rows * H), grow(c.win_rstd_k, rows * H), k,
+                      w.norm_window_gain, w.norm_window_bias, rows, H, e);
+    layernorm_forward(grow(c.v_att, rows * HE), grow(c.win_mean_v, rows * H),
+                      grow(c.win_rstd_v, rows * H), v, w.norm_window_gain, w.norm_window_bias,
+                      rows, H, e);
+    if (cfg.rope) rope_forward(k_att, c.rope, B, n, H, e);
+
+    // Global keys/values: P = u Wp + bp, softmax within each chunk, weighted sums of the
+    // post-DConv pre-LN rows, then LNg.
+    const int l = cfg.chunk, r = cfg.rank, Hr = H * r;
+    const int64_t comp_rows = B * (n / l) * r;
+    float* chunk_probs = grow(c.chunk_probs, rows * Hr);
+    linear_forward(chunk_probs, u, w.proj_weight, w.proj_bias, rows, cfg.d, Hr, Hr);
+    chunk_softmax_forward(chunk_probs, chunk_probs, B, n, l, Hr);
+    chunk_compress_forward(grow(c.k_comp_raw, comp_rows * HE), k, chunk_probs, B, n, l, H, r, e);
+    chunk_compress_forward(grow(c.v_comp_raw, comp_rows * HE), v, chunk_probs, B, n, l, H, r, e);
+    layernorm_forward(grow(c.k_comp, comp_rows * HE), grow(c.comp_mean_k, comp_rows * H),
+                      grow(c.comp_rstd_k, comp_rows * H), c.k_comp_raw.data(),
+                      w.norm_global_gain, w.norm_global_bias, comp_rows, H, e);
+    layernorm_forward(grow(c.v_comp, comp_rows * HE), grow(c.comp_mean_v, comp_rows * H),
+                      grow(c.comp_rstd_v, comp_rows * H), c.v_comp_raw.data(),
+                      w.norm_global_gain, w.norm_global_bias, comp_rows, H, e);
+  } else if (cfg.rope) {
+    float* k_att = grow(c.k_att, rows * HE);
+    std::copy(k, k + rows * HE, k_att);
+    rope_forward(k_att, c.rope, B, n, H, e);
+  }
+
+  // Joint softmax attention, one task per (sequence, head, query block): no shared writes.
+  const AttentionPlan& plan = c.plan;
+  const Sources src = sources(c, cfg);
+  const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
+  float* probs = grow(c.probs, B * H * plan.probs_size);
+  float* heads_out = grow(c.heads_out, rows * HE);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(e));
+  parallel_for_dynamic(B * H * blocks, [&](int64_t i) {
+    const int64_t bh = i / blocks, blk = i % blocks;
+    const int64_t b = bh / H;
+    const int h = static_cast<int>(bh % H);
+    attention_core_forward_block(heads_out + b * n * HE + static_cast<int64_t>(h) * e, HE,
+                                 probs + bh * plan.probs_size, head_view(src, cfg, n, b, h), plan,
+                                 blk, scale, e);
+  });
+
+  // out [rows, d] = concat_h(O_h) Wo (a partial sum under tensor parallelism)
+  linear_forward(out, heads_out, w.wo, nullptr, rows, HE, cfg.d, cfg.d);
+}
+
+void attention_backward(float* du, const AttentionParams& g, const float* dout,
+                        const AttentionCache& c, const float* u, const AttentionParams& w,
+                        const AttentionConfig& cfg, int64_t B, int64_t n) {
+  check_config(cfg, n);
+  require(c.plan_n == n && same_plan(c.plan_cfg, cfg),
+          "attention_backward: the cache was filled by a forward with another configuration");
+  const bool ls = cfg.kind == AttentionKind::LongShort;
+  const int H = cfg.heads, e = cfg.head_dim;
+  const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n;
+  Workspace& ws = workspace();
+
+  // Wo: dheads [rows, H·e] = dout Woᵀ, dWo += concat_h(O_h)ᵀ dout
+  float* dheads = grow(ws.dheads, rows * HE);
+  gemm(false, true, rows, HE, cfg.d, 1.0f, dout, cfg.d, w.wo, cfg.d, 0.0f, dheads, HE);
+  if (g.wo != nullptr)
+    linear_backward(nullptr, g.wo, nullptr, dout, c.heads_out.data(), w.wo, rows, HE, cfg.d,
+                    cfg.d);
+
+  // Attention kernel. Gradients w.r.t. its operands:
+  //   dq: unrotated Q (global scores; full: the window queries when there is no RoPE)
+  //   dq_rot: the window queries when they are a separate tensor
+  //   dk/dv (full) or dk_att/dv_att (long_short): the window keys/values
+  float* dq = grow(ws.dq, rows * HE);
+  float* dk = grow(ws.dk, rows * HE);
+  float* dv = grow(ws.dv, rows * HE);
+  float* dq_window = (ls || cfg.rope) ? grow(ws.dq_rot, rows * HE) : dq;
+  float* dk_window = grow_zero(ls ? ws.dk_att : ws.dk, rows * HE);
+  float* dv_window = grow_zero(ls ? ws.dv_att : ws.dv, rows * HE);
+  const int l = cfg.chunk, r = cfg.rank, Hr = H * r;
+  const int64_t comp_rows = ls ? B * (n / l) * r : 0;
+  float* dk_comp = ls ? grow_zero(ws.dk_comp, comp_rows * HE) : nullptr;
+  float* dv_comp = ls ? grow_zero(ws.dv_comp, comp_rows * HE) : nullptr;
+
+  const AttentionPlan& plan = c.plan;
+  const Sources src = sources(c, cfg);
+  float* scratch = grow(ws.scratch, B * H * plan.max_block_size);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(e));
+  parallel_for(B * H, [&](int64_t bh) {
+    const int64_t b = bh / H;
+    const int h = static_cast<int>(bh % H);
+    const int64_t seq = b * n * HE + static_cast<int64_t>(h) * e;
+    AttentionHeadGrad grad;
+    grad.ldq = HE;
+    grad.dq_global = ls ? dq + seq : nullptr;
+    grad.dq_window = dq_window + seq;
+    grad.ldw = HE;
+    grad.dk_window = dk_window + seq;
+    grad.dv_window = dv_window + seq;
+    if (ls) {
+      const int64_t comp = b * (n / l) * r * HE + static_cast<int64_t>(h) * e;
+      grad.dk_global = dk_comp + comp;
+      grad.dv_global = dv_comp + comp;
+      grad.ldg = HE;
+    }
+    attention_core_backward(grad, dheads + seq, HE, c.probs.data() + bh * plan.probs_size,
+                            head_view(src, cfg, n, b, h), plan, scale, e,
+                            scratch + bh * plan.max_block_size);
+  });
+
+  // Undo the rotations (the gradient of a rotation is the inverse rotation), then the norms.
+  if (cfg.rope) {
+    rope_backward(dq_window, c.rope, B, n, H, e);
+    rope_backward(dk_window, c.rope, B, n, H, e);
+  }
+  if (ls) {
+    parallel_for(rows, [&](int64_t t) {
+      for (int64_t i = t * HE; i < (t + 1) * HE; ++i) dq[i] += dq_window[i];
+    });
+    float* dgain_w = or_unused(g.norm_window_gain, ws.unused[0], HE);
+    float* dbias_w = or_unused(g.norm_window_bias, ws.unused[1], HE);
+    layernorm_backward(dk, dgain_w, dbias_w, dk_window, c.k.data(), w.norm_window_gain,
+                       c.win_mean_k.data(), c.win_rstd_k.data(), rows, H, e);
+    layernorm_backward(dv, dgain_w, dbias_w, dv_window, c.v.data(), w.norm_window_gain,
+                       c.win_mean_v.data(), c.win_rstd_v.data(), rows, H, e);
+
+    // Global path: LNg, then the weighted sums (into dk, dv and the chunk probabilities),
+    // then the chunk softmax and the projection.
+    float* dgain_g = or_unused(g.norm_global_gain, ws.unused[2], HE);
+    float* dbias_g = or_unused(g.norm_global_bias, ws.unused[3], HE);
+    float* dk_comp_raw = grow(ws.dk_comp_raw, comp_rows * HE);
+    float* dv_comp_raw = grow(ws.dv_comp_raw, comp_rows * HE);
+    layernorm_backward(dk_comp_raw, dgain_g, dbias_g, dk_comp, c.k_comp_raw.data(),
+                       w.norm_global_gain, c.comp_mean_k.data(), c.comp_rstd_k.data(), comp_rows,
+                       H, e);
+    layernorm_backward(dv_comp_raw, dgain_g, dbias_g, dv_comp, c.v_comp_raw.data(),
+                       w.norm_global_gain, c.comp_mean_v.data(), c.comp_rstd_v.data(), comp_rows,
+                       H, e);
+    float* dlogits = grow_zero(ws.dlogits, rows * Hr);
+    chunk_compress_backward(dk, dlogits, dk_comp_raw, c.k.data(), c.chunk_probs.data(), B, n, l,
+                            H, r, e);
+    chunk_compress_backward(dv, dlogits, dv_comp_raw, c.v.data(), c.chunk_probs.data(), B, n, l,
+                            H, r, e);
+    chunk_softmax_backward(dlogits, dlogits, c.chunk_probs.data(), B, n, l, Hr);
+    if (g.proj_weight != nullptr || g.proj_bias != nullptr)
+      linear_backward(nullptr, or_unused(g.proj_weight, ws.unused[0], cfg.d * Hr), g.proj_bias,
+                      dlogits, u, w.proj_weight, rows, cfg.d, Hr, Hr);
+  } else if (cfg.rope) {
+    std::swap(dq, dq_window);  // full: the rotated queries are the only queries
+  }
+
+  // DConv, then the projections: du = dQ' Wqᵀ + dK' Wkᵀ + dV' Wvᵀ (+ dP Wpᵀ).
+  const float* dq_lin = dq;
+  const float* dk_lin = dk;
+  const float* dv_lin = dv;
+  if (cfg.dconv) {
+    const int C = static_cast<int>(HE);
+    dconv_backward(grow(ws.dq_lin, rows * HE), or_unused(g.dconv_q, ws.unused[1], 3 * HE), dq,
+                   c.q_lin.data(), w.dconv_q, B, n, C);
+    dconv_backward(grow(ws.dk_lin, rows * HE), or_unused(g.dconv_k, ws.unused[1], 3 * HE), dk,
+                   c.k_lin.data(), w.dconv_k, B, n, C);
+    dconv_backward(grow(ws.dv_lin, rows * HE), or_unused(g.dconv_v, ws.unused[1], 3 * HE), dv,
+                   c.v_lin.data(), w.dconv_v, B, n, C);
+    dq_lin = ws.dq_lin.data();
+    dk_lin = ws.dk_lin.data();
+    dv_lin = ws.dv_lin.data();
+  }
+  const float* dproj[3] = {dq_lin, dk_lin, dv_lin};
+  const float* weights[3] = {w.wq, w.wk, w.wv};
+  float* dweights[3] = {g.wq, g.wk, g.wv};
+  for (int i = 0; i < 3; ++i) {
+    if (dweights[i] != nullptr)
+      linear_backward(nullptr, dweights[i], nullptr, dproj[i], u, weights[i], rows, cfg.d, HE, HE);
+    if (du != nullptr)
+      gemm(false, true, rows, cfg.d, HE, 1.0f, dproj[i], HE, weights[i], HE, i == 0 ? 0.0f : 1.0f,
+           du, cfg.d);
+  }
+  if (ls && du != nullptr)
+    gemm(false, true, rows, cfg.d, Hr, 1.0f, ws.dlogits.data(), Hr, w.proj_weight, Hr, 1.0f, du,
+         cfg.d);
+}
+
+}  // namespace hg

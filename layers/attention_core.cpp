@@ -1,0 +1,261 @@
+// Blocked masked softmax attention for one (sequence, head); see attention_core.h.
+#include "layers/attention_core.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "core/gemm.h"
+
+namespace hg {
+
+// ---------------------------------------------------------------------------------------------
+// Plans: which keys every query sees.
+
+void finalize_attention_plan(AttentionPlan& plan, int64_t block_rows) {
+  const int64_t nq = plan.nq;
+  block_rows = std::max<int64_t>(1, block_rows);
+  plan.blocks.clear();
+  plan.probs_size = 0;
+  plan.max_block_size = 0;
+  for (int64_t t0 = 0; t0 < nq; t0 += block_rows) {
+    AttentionPlan::Block b;
+    b.t0 = t0;
+    b.rows = std::min(block_rows, nq - t0);
+    b.wlo = std::numeric_limits<int64_t>::max();
+    for (int64_t t = t0; t < t0 + b.rows; ++t) {
+      b.global = std::max(b.global, plan.global_len[t]);
+      b.wlo = std::min(b.wlo, plan.window_lo[t]);
+      b.whi = std::max(b.whi, plan.window_hi[t]);
+    }
+    if (b.whi <= b.wlo) b.wlo = b.whi = 0;
+    b.offset = plan.probs_size;
+    const int64_t size = b.rows * (b.global + b.whi - b.wlo);
+    plan.probs_size += size;
+    plan.max_block_size = std::max(plan.max_block_size, size);
+    plan.blocks.push_back(b);
+  }
+}
+
+namespace {
+AttentionPlan empty_plan(int64_t nq) {
+  AttentionPlan plan;
+  plan.nq = nq;
+  plan.global_len.assign(nq, 0);
+  plan.window_lo.assign(nq, 0);
+  plan.window_hi.assign(nq, 0);
+  return plan;
+}
+}  // namespace
+
+AttentionPlan plan_long_short(int64_t n, int64_t window, int64_t chunk, int64_t rank,
+                              int64_t block_rows) {
+  AttentionPlan plan = empty_plan(n);
+  for (int64_t t = 0; t < n; ++t) {
+    plan.global_len[t] = (t / chunk) * rank;  // chunks c < floor(t/l), r keys each
+    plan.window_lo[t] = std::max<int64_t>(0, t - window + 1);
+    plan.window_hi[t] = t + 1;
+  }
+  finalize_attention_plan(plan, block_rows);
+  return plan;
+}
+
+AttentionPlan plan_causal(int64_t n, int64_t block_rows) {
+  AttentionPlan plan = empty_plan(n);
+  for (int64_t t = 0; t < n; ++t) plan.window_hi[t] = t + 1;
+  finalize_attention_plan(plan, block_rows);
+  return plan;
+}
+
+AttentionPlan plan_funnel_down(int64_t nq, int64_t nk, int64_t k, int64_t block_rows) {
+  AttentionPlan plan = empty_plan(nq);
+  for (int64_t i = 0; i < nq; ++i) plan.window_hi[i] = std::min(nk, (i + 1) * k);
+  finalize_attention_plan(plan, block_rows);
+  return plan;
+}
+
+AttentionPlan plan_funnel_up(int64_t nq, int64_t nk, int64_t k, int64_t block_rows) {
+  AttentionPlan plan = empty_plan(nq);
+  for (int64_t t = 0; t < nq; ++t) plan.window_hi[t] = std::min(nk, t / k + 1);
+  finalize_attention_plan(plan, block_rows);
+  return plan;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row kernels.
+
+namespace {
+
+// Reductions use a fixed 16-lane split: the compiler vectorises them without -ffast-math and
+// the summation order is fixed by the code (bit-identical for any thread count or ISA width).
+constexpr int kLanes = 16;
+
+// exp(x) for x <= 0 (softmax arguments after subtracting the max), Cephes' expf: Cody-Waite
+// reduction and a degree-6 polynomial, within 2 ulp of the correctly rounded value. Written
+// with plain arithmetic and bit casts so that the loops calling it vectorise (libm's expf does
+// not without -ffast-math, and the softmax would then cost as much as the score gemms).
+inline float exp_nonpositive(float x) {
+  x = std::max(x, -87.0f);  // exp(-87) ~ 1.6e-38: still a normal float, 2^fx below is valid
+  const float fx = std::floor(x * 1.44269504088896341f + 0.5f);
+  x = x - fx * 0.693359375f;
+  x = x - fx * -2.12194440e-4f;
+  const float z = x * x;
+  float y = 1.9875691500e-4f;
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * z + x + 1.0f;
+  const int32_t pow2 = (static_cast<int32_t>(fx) + 127) << 23;
+  return y * std::bit_cast<float>(pow2);
+}
+
+inline float row_max(const float* x, int64_t n, float m) {
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+// x[i] = exp(x[i] - m); returns the sum (fixed lane order).
+inline void exp_shift_accumulate(float* x, int64_t n, float m, float* acc) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const float v = exp_nonpositive(x[i + l] - m);
+      x[i + l] = v;
+      acc[l] += v;
+    }
+  for (int l = 0; i < n; ++i, ++l) {
+    const float v = exp_nonpositive(x[i] - m);
+    x[i] = v;
+    acc[l] += v;
+  }
+}
+
+inline float lane_total(const float* acc) {
+  float s = 0.0f;
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  return s;
+}
+
+inline float lane_dot(const float* a, const float* b, int64_t n) {
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
+  for (int l = 0; i < n; ++i, ++l) acc[l] += a[i] * b[i];
+  return lane_total(acc);
+}
+
+inline void zero(float* x, int64_t n) { std::fill(x, x + n, 0.0f); }
+
+// Masked softmax of one row of a block, in place: [0, g_vis) of the G global columns and
+// [lo, hi) of the window columns are visible, everything else becomes exactly 0 (so products
+// with keys a row may not see add nothing, and causality holds bit for bit).
+void masked_softmax_row(float* row, int64_t G, int64_t g_vis, int64_t W, int64_t lo, int64_t hi) {
+  float* win = row + G;
+  float m = -std::numeric_limits<float>::infinity();
+  m = row_max(row, g_vis, m);
+  m = row_max(win + lo, hi - lo, m);
+  float acc[kLanes] = {};
+  exp_shift_accumulate(row, g_vis, m, acc);
+  exp_shift_accumulate(win + lo, hi - lo, m, acc);
+  const float inv = 1.0f / lane_total(acc);
+  for (int64_t i = 0; i < g_vis; ++i) row[i] *= inv;
+  for (int64_t i = lo; i < hi; ++i) win[i] *= inv;
+  zero(row + g_vis, G - g_vis);
+  zero(win, lo);
+  zero(win + hi, W - hi);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Forward: S = scale·[Q_g K_gᵀ | Q_w K_wᵀ] (block rows), P = masked softmax(S), O = P [V_g; V_w].
+
+void attention_core_forward_block(float* out, int64_t ldo, float* probs, const AttentionHead& x,
+                                  const AttentionPlan& plan, int64_t block, float scale, int e) {
+  const AttentionPlan::Block& b = plan.blocks[block];
+  const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
+  float* P = probs + b.offset;  // [rows, G + W]
+  if (G > 0)
+    gemm(false, true, b.rows, G, e, scale, x.q_global + b.t0 * x.ldq, x.ldq, x.k_global, x.ldg,
+         0.0f, P, ld);
+  if (W > 0)
+    gemm(false, true, b.rows, W, e, scale, x.q_window + b.t0 * x.ldq, x.ldq,
+         x.k_window + b.wlo * x.ldw, x.ldw, 0.0f, P + G, ld);
+  for (int64_t i = 0; i < b.rows; ++i) {
+    const int64_t t = b.t0 + i;
+    float* row = P + i * ld;
+    const int64_t lo = plan.window_lo[t] - b.wlo, hi = plan.window_hi[t] - b.wlo;
+    masked_softmax_row(row, G, plan.global_len[t], W, lo, hi);
+  }
+  // O [rows, e] = P_g V_g + P_w V_w
+  float* o = out + b.t0 * ldo;
+  if (G > 0) gemm(false, false, b.rows, e, G, 1.0f, P, ld, x.v_global, x.ldg, 0.0f, o, ldo);
+  if (W > 0)
+    gemm(false, false, b.rows, e, W, 1.0f, P + G, ld, x.v_window + b.wlo * x.ldw, x.ldw,
+         G > 0 ? 1.0f : 0.0f, o, ldo);
+  if (G == 0 && W == 0)
+    for (int64_t i = 0; i < b.rows; ++i) zero(o + i * ldo, e);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward, per block:
+//   dP = dO [V_g; V_w]ᵀ,  dS = P ∘ (dP − rowsum(P ∘ dP))
+//   dQ_g = scale·dS_g K_g (=),  dQ_w = scale·dS_w K_w (=)
+//   dK_g += scale·dS_gᵀ Q_g,  dV_g += P_gᵀ dO   (and the same for the window keys)
+
+void attention_core_backward(const AttentionHeadGrad& g, const float* dout, int64_t ldo,
+                             const float* probs, const AttentionHead& x, const AttentionPlan& plan,
+                             float scale, int e, float* scratch) {
+  for (const AttentionPlan::Block& b : plan.blocks) {
+    const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
+    const float* P = probs + b.offset;  // [rows, G + W]
+    float* dS = scratch;                // [rows, G + W]
+    const float* dO = dout + b.t0 * ldo;
+    if (G > 0)
+      gemm(false, true, b.rows, G, e, 1.0f, dO, ldo, x.v_global, x.ldg, 0.0f, dS, ld);
+    if (W > 0)
+      gemm(false, true, b.rows, W, e, 1.0f, dO, ldo, x.v_window + b.wlo * x.ldw, x.ldw, 0.0f,
+           dS + G, ld);
+    for (int64_t i = 0; i < b.rows; ++i) {
+      const float* p = P + i * ld;
+      float* ds = dS + i * ld;
+      // Masked entries have p = 0 and so get ds = 0 whatever dP holds there.
+      const float pd = lane_dot(p, ds, ld);
+      for (int64_t j = 0; j < ld; ++j) ds[j] = p[j] * (ds[j] - pd);
+    }
+    const float* qg = x.q_global + b.t0 * x.ldq;
+    const float* qw = x.q_window + b.t0 * x.ldq;
+    if (g.dq_global != nullptr) {
+      float* dq = g.dq_global + b.t0 * g.ldq;
+      if (G > 0)
+        gemm(false, false, b.rows, e, G, scale, dS, ld, x.k_global, x.ldg, 0.0f, dq, g.ldq);
+      else
+        for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
+    }
+    {
+      float* dq = g.dq_window + b.t0 * g.ldq;
+      if (W > 0)
+        gemm(false, false, b.rows, e, W, scale, dS + G, ld, x.k_window + b.wlo * x.ldw, x.ldw,
+             0.0f, dq, g.ldq);
+      else
+        for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
+    }
+    if (G > 0) {
+      gemm(true, false, G, e, b.rows, scale, dS, ld, qg, x.ldq, 1.0f, g.dk_global, g.ldg);
+      gemm(true, false, G, e, b.rows, 1.0f, P, ld, dO, ldo, 1.0f, g.dv_global, g.ldg);
+    }
+    if (W > 0) {
+      gemm(true, false, W, e, b.rows, scale, dS + G, ld, qw, x.ldq, 1.0f,
+           g.dk_window + b.wlo * g.ldw, g.ldw);
+      gemm(true, false, W, e, b.rows, 1.0f, P + G, ld, dO, ldo, 1.0f, g.dv_window + b.wlo * g.ldw,
+           g.ldw);
+    }
+  }
+}
+
+}  // namespace hg

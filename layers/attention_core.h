@@ -1,0 +1,86 @@
+// The softmax-attention kernel shared by block self-attention (full and long_short, §1.3) and
+// attention resampling (§1.4), for one (sequence, head) at a time.
+//
+// Every query row t sees keys from at most two segments, scored against possibly different
+// query tensors (long_short scores its compressed keys with unrotated Q, its window with
+// rotated Q):
+//   global segment: keys [0, global_len[t])              (a prefix; long_short's chunks)
+//   window segment: keys [window_lo[t], window_hi[t])    (a range; the causal / sliding window)
+// and ONE softmax runs over the union. Queries are processed in blocks of consecutive rows; a
+// block scores against the union of its rows' keys with two small gemms, the keys a row may not
+// see are masked to probability 0. Probabilities are stored per block, [rows, G + W] with G the
+// block's global keys and W its window range, so memory is O(nq·(keys seen per block)), never
+// nq·nk unless the mask is dense.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace hg {
+
+struct AttentionPlan {
+  struct Block {
+    int64_t t0 = 0, rows = 0;   // query rows [t0, t0 + rows)
+    int64_t global = 0;         // global keys [0, global) scored by this block
+    int64_t wlo = 0, whi = 0;   // window keys [wlo, whi) scored by this block
+    int64_t offset = 0;         // start of its probabilities, [rows, global + whi - wlo]
+  };
+  int64_t nq = 0;
+  std::vector<int64_t> global_len;            // [nq]
+  std::vector<int64_t> window_lo, window_hi;  // [nq]
+  std::vector<Block> blocks;
+  int64_t probs_size = 0;  // floats of probabilities per (sequence, head)
+  int64_t max_block_size = 0;  // largest rows · (global + window) of a block (backward scratch)
+};
+
+// Fills blocks / probs_size once global_len, window_lo and window_hi hold nq entries.
+void finalize_attention_plan(AttentionPlan& plan, int64_t block_rows);
+
+// long_short (§1.3): window [max(0, t-w+1), t], chunks c < floor(t/l) with r keys each.
+AttentionPlan plan_long_short(int64_t n, int64_t window, int64_t chunk, int64_t rank,
+                              int64_t block_rows);
+// Causal attention: window [0, t].
+AttentionPlan plan_causal(int64_t n, int64_t block_rows);
+// Funnel masks of attention resampling (§1.4), both prefixes of the keys:
+//   down (nq = nk/k): key j visible to query i iff floor(j/k) <= i, i.e. j < (i+1)·k
+//   up   (nq = nk·k): key j visible to query t iff j <= floor(t/k)
+AttentionPlan plan_funnel_down(int64_t nq, int64_t nk, int64_t k, int64_t block_rows);
+AttentionPlan plan_funnel_up(int64_t nq, int64_t nk, int64_t k, int64_t block_rows);
+
+// One (sequence, head): matrices are row-major with the given row strides (a head is a column
+// slice of a [rows, H·e] tensor). Unused segments may be null (a plan without global keys).
+struct AttentionHead {
+  const float* q_global = nullptr;  // [nq, e] queries that score the global keys
+  const float* q_window = nullptr;  // [nq, e] queries that score the window keys
+  int64_t ldq = 0;
+  const float* k_global = nullptr;  // [G, e]
+  const float* v_global = nullptr;
+  int64_t ldg = 0;
+  const float* k_window = nullptr;  // [nk, e]
+  const float* v_window = nullptr;
+  int64_t ldw = 0;
+};
+
+struct AttentionHeadGrad {
+  float* dq_global = nullptr;  // [nq, e] (=), may be null when the plan has no global keys
+  float* dq_window = nullptr;  // [nq, e] (=)
+  int64_t ldq = 0;
+  float* dk_global = nullptr;  // [G, e] (+=)
+  float* dv_global = nullptr;
+  int64_t ldg = 0;
+  float* dk_window = nullptr;  // [nk, e] (+=)
+  float* dv_window = nullptr;
+  int64_t ldw = 0;
+};
+
+// out [nq, e] (row stride ldo, =); probs [plan.probs_size] saved for the backward.
+// One block at a time so that callers can spread blocks over threads (no shared writes).
+void attention_core_forward_block(float* out, int64_t ldo, float* probs, const AttentionHead& x,
+                                  const AttentionPlan& plan, int64_t block, float scale, int e);
+// Whole (sequence, head), blocks in order: dK/dV accumulate over overlapping blocks, so one
+// thread owns the head and the result is independent of the thread count.
+// `scratch` holds at least plan.max_block_size floats.
+void attention_core_backward(const AttentionHeadGrad& g, const float* dout, int64_t ldo,
+                             const float* probs, const AttentionHead& x, const AttentionPlan& plan,
+                             float scale, int e, float* scratch);
+
+}  // namespace hg

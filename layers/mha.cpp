@@ -1,0 +1,157 @@
+// Attention-resampling MHA (§1.4), forward and backward side by side. The funnel masks are
+// prefixes of the keys, so the blocked kernel of attention_core does the work.
+#include "layers/mha.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+#include "core/gemm.h"
+#include "core/parallel_for.h"
+#include "layers/linear.h"
+
+namespace hg {
+
+namespace {
+
+constexpr int64_t kMhaBlockRows = 64;
+
+void check_sizes(int d, int heads, int head_dim, FunnelMask mask, int k, int64_t nq, int64_t nk) {
+  const std::string where = "attention resampling (d=" + std::to_string(d) + ", heads=" +
+                            std::to_string(heads) + ", e=" + std::to_string(head_dim) + ", k=" +
+                            std::to_string(k) + ", nq=" + std::to_string(nq) + ", nk=" +
+                            std::to_string(nk) + ")";
+  require(d > 0 && heads > 0 && head_dim > 0 && k > 0 && nq > 0 && nk > 0,
+          where + ": sizes must be positive");
+  if (mask == FunnelMask::Down)
+    require(nq * k == nk, where + ": the down mask needs nq = nk / k");
+  else
+    require(nq == nk * k, where + ": the up mask needs nq = nk * k");
+}
+
+float* grow(std::vector<float>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+  return v.data();
+}
+
+float* grow_zero(std::vector<float>& v, int64_t n) {
+  float* p = grow(v, n);
+  std::fill(p, p + n, 0.0f);
+  return p;
+}
+
+// Backward temporaries, per calling thread (see attention.cpp for why not in the cache).
+struct Workspace {
+  std::vector<float> dheads, dq, dk, dv, scratch;
+};
+
+Workspace& workspace() {
+  thread_local Workspace ws;
+  return ws;
+}
+
+AttentionHead head_view(const MhaCache& c, int heads, int e, int64_t nq, int64_t nk, int64_t b,
+                        int h) {
+  const int64_t HE = static_cast<int64_t>(heads) * e;
+  AttentionHead x;
+  x.q_window = c.q.data() + b * nq * HE + static_cast<int64_t>(h) * e;
+  x.ldq = HE;
+  x.k_window = c.k.data() + b * nk * HE + static_cast<int64_t>(h) * e;
+  x.v_window = c.v.data() + b * nk * HE + static_cast<int64_t>(h) * e;
+  x.ldw = HE;
+  return x;
+}
+
+}  // namespace
+
+void mha_forward(float* out, MhaCache& c, const float* q_in, const float* kv_in,
+                 const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask, int k,
+                 int64_t B, int64_t nq, int64_t nk) {
+  check_sizes(d, heads, head_dim, mask, k, nq, nk);
+  if (c.plan_nq != nq || c.plan_nk != nk || c.plan_k != k || c.plan_mask != mask) {
+    c.plan = mask == FunnelMask::Down ? plan_funnel_down(nq, nk, k, kMhaBlockRows)
+                                      : plan_funnel_up(nq, nk, k, kMhaBlockRows);
+    c.plan_nq = nq;
+    c.plan_nk = nk;
+    c.plan_k = k;
+    c.plan_mask = mask;
+  }
+  const int H = heads, e = head_dim;
+  const int64_t HE = static_cast<int64_t>(H) * e;
+
+  // Q [B·nq, H·e] = q_in Wq;  K, V [B·nk, H·e] = kv_in Wk, kv_in Wv
+  linear_forward(grow(c.q, B * nq * HE), q_in, w.wq, nullptr, B * nq, d, HE, HE);
+  linear_forward(grow(c.k, B * nk * HE), kv_in, w.wk, nullptr, B * nk, d, HE, HE);
+  linear_forward(grow(c.v, B * nk * HE), kv_in, w.wv, nullptr, B * nk, d, HE, HE);
+
+  const AttentionPlan& plan = c.plan;
+  const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
+  float* probs = grow(c.probs, B * H * plan.probs_size);
+  float* heads_out = grow(c.heads_out, B * nq * HE);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(e));
+  parallel_for_dynamic(B * H * blocks, [&](int64_t i) {
+    const int64_t bh = i / blocks, blk = i % blocks;
+    const int64_t b = bh / H;
+    const int h = static_cast<int>(bh % H);
+    attention_core_forward_block(heads_out + b * nq * HE + static_cast<int64_t>(h) * e, HE,
+                                 probs + bh * plan.probs_size, head_view(c, H, e, nq, nk, b, h),
+                                 plan, blk, scale, e);
+  });
+
+  // out [B·nq, d] = concat_h(O_h) Wo
+  linear_forward(out, heads_out, w.wo, nullptr, B * nq, HE, d, d);
+}
+
+void mha_backward(float* dq_in, float* dkv_in, const MhaParams& g, const float* dout,
+                  const MhaCache& c, const float* q_in, const float* kv_in, const MhaParams& w,
+                  int d, int heads, int head_dim, FunnelMask mask, int k, int64_t B, int64_t nq,
+                  int64_t nk) {
+  check_sizes(d, heads, head_dim, mask, k, nq, nk);
+  require(c.plan_nq == nq && c.plan_nk == nk && c.plan_k == k && c.plan_mask == mask,
+          "mha_backward: the cache was filled by a forward with other sizes or mask");
+  const int H = heads, e = head_dim;
+  const int64_t HE = static_cast<int64_t>(H) * e;
+  Workspace& ws = workspace();
+
+  // dheads [B·nq, H·e] = dout Woᵀ;  dWo += concat_h(O_h)ᵀ dout
+  float* dheads = grow(ws.dheads, B * nq * HE);
+  gemm(false, true, B * nq, HE, d, 1.0f, dout, d, w.wo, d, 0.0f, dheads, HE);
+  if (g.wo != nullptr)
+    linear_backward(nullptr, g.wo, nullptr, dout, c.heads_out.data(), w.wo, B * nq, HE, d, d);
+
+  float* dq = grow(ws.dq, B * nq * HE);
+  float* dk = grow_zero(ws.dk, B * nk * HE);
+  float* dv = grow_zero(ws.dv, B * nk * HE);
+  const AttentionPlan& plan = c.plan;
+  float* scratch = grow(ws.scratch, B * H * plan.max_block_size);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(e));
+  parallel_for(B * H, [&](int64_t bh) {
+    const int64_t b = bh / H;
+    const int h = static_cast<int>(bh % H);
+    AttentionHeadGrad grad;
+    grad.dq_window = dq + b * nq * HE + static_cast<int64_t>(h) * e;
+    grad.ldq = HE;
+    grad.dk_window = dk + b * nk * HE + static_cast<int64_t>(h) * e;
+    grad.dv_window = dv + b * nk * HE + static_cast<int64_t>(h) * e;
+    grad.ldw = HE;
+    attention_core_backward(grad, dheads + b * nq * HE + static_cast<int64_t>(h) * e, HE,
+                            c.probs.data() + bh * plan.probs_size, head_view(c, H, e, nq, nk, b, h),
+                            plan, scale, e, scratch + bh * plan.max_block_size);
+  });
+
+  // dq_in = dQ Wqᵀ;  dkv_in = dK Wkᵀ + dV Wvᵀ;  weight grads += inputᵀ · dprojection
+  if (g.wq != nullptr)
+    linear_backward(nullptr, g.wq, nullptr, dq, q_in, w.wq, B * nq, d, HE, HE);
+  if (g.wk != nullptr)
+    linear_backward(nullptr, g.wk, nullptr, dk, kv_in, w.wk, B * nk, d, HE, HE);
+  if (g.wv != nullptr)
+    linear_backward(nullptr, g.wv, nullptr, dv, kv_in, w.wv, B * nk, d, HE, HE);
+  if (dq_in != nullptr) gemm(false, true, B * nq, d, HE, 1.0f, dq, HE, w.wq, HE, 0.0f, dq_in, d);
+  if (dkv_in != nullptr) {
+    gemm(false, true, B * nk, d, HE, 1.0f, dk, HE, w.wk, HE, 0.0f, dkv_in, d);
+    gemm(false, true, B * nk, d, HE, 1.0f, dv, HE, w.wv, HE, 1.0f, dkv_in, d);
+  }
+}
+
+}  // namespace hg
