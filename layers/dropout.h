@@ -1,6 +1,8 @@
 // Inverted dropout (§1.6) with layout-independent masks: element `e` of global sample `g` at
 // dropout site `site` in step `step` is kept iff uniform(seed, Dropout, (step, g, site, e)) >= p,
 // and kept values are scaled by 1/(1-p). The mask is recomputed in backward, never stored.
+// The Philox counter is the 32-bit words {step, g, site, e} in that order; the uniform is
+// uniform_from_bits of the block's first word. Requires 0 <= p < 1.
 #pragma once
 #include <cstdint>
 #include <string_view>

@@ -22,5 +22,10 @@ void ffn_forward(float* out, FfnCache& cache, const float* inp, const float* w1,
 void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, const float* dout,
                   const FfnCache& cache, const float* inp, const float* w1, const float* w2,
                   int64_t rows, int d, int F, int width, Activation act);
+// The same with caller-provided scratch [rows, width] for the hidden gradient (the form above
+// allocates it on every call; the training loop should pass a reused workspace).
+void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, const float* dout,
+                  const FfnCache& cache, const float* inp, const float* w1, const float* w2,
+                  int64_t rows, int d, int F, int width, Activation act, float* scratch);
 
 }  // namespace hg
