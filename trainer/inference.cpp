@@ -1,0 +1,246 @@
+#include "trainer/inference.h"
+
+#include <boost/program_options.hpp>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/random.h"
+#include "data/dataset.h"
+#include "data/eval_windows.h"
+#include "data/info.h"
+#include "trainer/checkpoint.h"
+#include "trainer/checkpoint_io.h"
+#include "trainer/train_step.h"
+
+namespace po = boost::program_options;
+
+namespace hg {
+namespace {
+
+// Parses a subcommand's flags; UsageError naming the problem and the usage line.
+po::variables_map parse_flags(const std::vector<std::string>& args, const po::options_description& options,
+                              const std::string& usage) {
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(options).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::ostringstream help;
+    help << options;
+    throw UsageError(std::string(e.what()) + "\nusage: " + usage + "\n" + help.str());
+  }
+  return vm;
+}
+
+int stored_width(const ModelConfig& m, int block) {
+  return m.ffn_widths.empty() ? m.ffn : m.ffn_widths.at(block);
+}
+
+}  // namespace
+
+std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_len, Config& config) {
+  require(std::filesystem::exists(checkpoint),
+          "--checkpoint " + checkpoint + ": no such file. Give a step-*.h5 file written by "
+          "`hourglass train`.");
+  CheckpointData data = read_checkpoint(checkpoint, false);
+  config = config_from_ini(data.config);
+  if (seq_len > 0) config.train.seq_len = seq_len;
+  validate_model(config.model, config.train.seq_len);
+  auto model = std::make_unique<StageModel>(config.model, config.train.seq_len);
+  import_params(model->params(), data, false, false, checkpoint);
+  return model;
+}
+
+std::vector<int> parse_ffn_widths(const std::string& text, const ModelConfig& model) {
+  const int blocks = model.total_stack_blocks();
+  std::vector<int> values;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      size_t used = 0;
+      values.push_back(std::stoi(item, &used));
+      require(used == item.size(), "");
+    } catch (...) {
+      throw UsageError("--ffn-widths " + text + ": '" + item + "' is not an integer. Give one "
+                       "width (e.g. 512) or one per stack block, comma-separated.");
+    }
+  }
+  if (values.size() == 1) values.assign(blocks, values[0]);
+  require(static_cast<int>(values.size()) == blocks,
+          "--ffn-widths " + text + ": " + std::to_string(values.size()) + " widths for " +
+              std::to_string(blocks) + " stack blocks. Give one width or exactly one per block.");
+  for (int b = 0; b < blocks; ++b)
+    require(values[b] >= 1 && values[b] <= stored_width(model, b),
+            "--ffn-widths: block " + std::to_string(b) + " width " + std::to_string(values[b]) +
+                " is outside [1, " + std::to_string(stored_width(model, b)) + "].");
+  return values;
+}
+
+int eval_main(const std::vector<std::string>& args) {
+  po::options_description options("hourglass eval");
+  options.add_options()
+      ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
+      ("data", po::value<std::string>()->required(), "dataset directory (hourglass prep)")
+      ("split", po::value<std::string>()->default_value("valid"), "valid | test | train")
+      ("seq-len", po::value<int>()->default_value(0), "window length (0: the checkpoint's)")
+      ("max-windows", po::value<int64_t>()->default_value(0), "score at most N windows (0: all)")
+      ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer widths")
+      ("batch", po::value<int>()->default_value(8), "windows per forward")
+      ("json", "print one JSON object as the last line");
+  auto vm = parse_flags(args, options,
+                        "hourglass eval --checkpoint FILE --data DIR [--split valid|test] "
+                        "[--seq-len L] [--max-windows N] [--ffn-widths W|W0,W1,...] [--json]");
+  Config config;
+  auto model = load_model(vm["checkpoint"].as<std::string>(), vm["seq-len"].as<int>(), config);
+  std::vector<int> widths;
+  if (vm.count("ffn-widths")) widths = parse_ffn_widths(vm["ffn-widths"].as<std::string>(), config.model);
+  TokenDataset data(vm["data"].as<std::string>(), vm["split"].as<std::string>());
+  const int L = config.train.seq_len;
+  int64_t windows = eval_window_count(data.num_tokens(), L);
+  if (vm["max-windows"].as<int64_t>() > 0) windows = std::min(windows, vm["max-windows"].as<int64_t>());
+  require(windows > 0, "split " + data.split() + " of " + data.dir() + " holds " +
+                           std::to_string(data.num_tokens()) + " tokens: too few for one window of " +
+                           std::to_string(L + 1) + "; use a smaller --seq-len.");
+  const int batch = std::max(1, vm["batch"].as<int>());
+  double loss_sum = 0;
+  std::vector<int32_t> tokens;
+  for (int64_t w = 0; w < windows; w += batch) {
+    const int64_t count = std::min<int64_t>(batch, windows - w);
+    tokens.resize(count * (L + 1));
+    read_eval_windows(data, L, w, count, tokens.data());
+    TokenBatch tb{tokens.data(), count, w};
+    loss_sum += evaluate_loss(*model, tb, widths.empty() ? nullptr : &widths) * count;
+  }
+  const double loss = loss_sum / windows;
+  const int64_t scored = windows * L;
+  std::printf("split %s: %ld windows of %d tokens, loss %.6f nats, bpc %.6f\n",
+              data.split().c_str(), long(windows), L, loss, loss / std::log(2.0));
+  if (vm.count("json"))
+    std::printf("{\"loss\": %.9g, \"bpc\": %.9g, \"tokens\": %ld}\n", loss, loss / std::log(2.0),
+                long(scored));
+  return 0;
+}
+
+int sample_main(const std::vector<std::string>& args) {
+  po::options_description options("hourglass sample");
+  options.add_options()
+      ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
+      ("prompt", po::value<std::string>()->default_value(""), "text to continue")
+      ("length", po::value<int>()->default_value(200), "tokens to generate")
+      ("temperature", po::value<double>()->default_value(0.8), "softmax temperature (0: greedy)")
+      ("top-k", po::value<int>()->default_value(0), "sample among the k most likely (0: all)")
+      ("seed", po::value<uint64_t>()->default_value(1), "random seed")
+      ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer widths");
+  auto vm = parse_flags(args, options,
+                        "hourglass sample --checkpoint FILE --prompt TEXT [--length N] "
+                        "[--temperature T] [--top-k K] [--seed S]");
+  Config config;
+  auto model = load_model(vm["checkpoint"].as<std::string>(), 0, config);
+  std::vector<int> widths;
+  if (vm.count("ffn-widths")) widths = parse_ffn_widths(vm["ffn-widths"].as<std::string>(), config.model);
+  const int L = config.train.seq_len, V = config.model.vocab_size;
+  const double temperature = vm["temperature"].as<double>();
+  const int top_k = vm["top-k"].as<int>();
+  const uint64_t key = random_key(vm["seed"].as<uint64_t>(), RandomPurpose::Generate);
+  std::vector<int32_t> context;
+  for (unsigned char c : vm["prompt"].as<std::string>()) context.push_back(c % V);
+  if (context.empty()) context.push_back('\n' % V);
+  std::string generated;
+  // No cache yet: each token re-runs the model on the last L tokens, left-aligned in a window
+  // (causality makes the padding after the context irrelevant to the logits we read).
+  std::vector<int32_t> window(L + 1);
+  Tensor logits;
+  for (int i = 0; i < vm["length"].as<int>(); ++i) {
+    const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(context.size()) - L);
+    const int64_t used = static_cast<int64_t>(context.size()) - start;
+    std::fill(window.begin(), window.end(), 0);
+    std::copy(context.begin() + start, context.end(), window.begin());
+    TokenBatch tb{window.data(), 1, 0};
+    evaluate_loss(*model, tb, widths.empty() ? nullptr : &widths, &logits);
+    const float* row = logits.data() + (used - 1) * V;
+    std::vector<std::pair<float, int>> ranked(V);
+    for (int v = 0; v < V; ++v) ranked[v] = {row[v], v};
+    std::sort(ranked.begin(), ranked.end(), [](auto a, auto b) { return a.first > b.first; });
+    int next = ranked[0].second;
+    if (temperature > 0) {
+      const int k = top_k > 0 ? std::min(top_k, V) : V;
+      std::vector<double> p(k);
+      double total = 0;
+      for (int j = 0; j < k; ++j) total += p[j] = std::exp((ranked[j].first - ranked[0].first) / temperature);
+      double u = uniform_from_bits(philox4x32(key, counter_of(0, static_cast<uint64_t>(i)))[0]) * total;
+      for (int j = 0; j < k; ++j) {
+        next = ranked[j].second;
+        if ((u -= p[j]) <= 0) break;
+      }
+    }
+    context.push_back(next);
+    generated.push_back(static_cast<char>(next));
+  }
+  std::printf("%s%s\n", vm["prompt"].as<std::string>().c_str(), generated.c_str());
+  return 0;
+}
+
+int extract_main(const std::vector<std::string>& args) {
+  po::options_description options("hourglass extract");
+  options.add_options()
+      ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
+      ("ffn-widths", po::value<std::string>()->required(), "W or W0,W1,...")
+      ("output", po::value<std::string>()->required(), "output checkpoint file");
+  auto vm = parse_flags(args, options,
+                        "hourglass extract --checkpoint FILE --ffn-widths W|W0,W1,... --output FILE");
+  const std::string input = vm["checkpoint"].as<std::string>();
+  require(std::filesystem::exists(input), "--checkpoint " + input + ": no such file.");
+  CheckpointData data = read_checkpoint(input, true);
+  Config config = config_from_ini(data.config);
+  std::vector<int> widths = parse_ffn_widths(vm["ffn-widths"].as<std::string>(), config.model);
+  // Slice every stack block's FFN (and its moments) to the prefix of its width (§1.5).
+  auto plans = plan_units(config.model, config.train.seq_len);
+  for (const UnitPlan& p : plans) {
+    if (p.kind != UnitKind::Block) continue;
+    const int F = stored_width(config.model, p.global_block), w = widths[p.global_block];
+    const int d = config.model.d_model;
+    for (TensorMap* map : {&data.params, &data.exp_avg, &data.exp_avg_sq}) {
+      if (map->empty()) continue;
+      Tensor& w1 = map->at(p.name + "/ffn/w1");
+      Tensor& b1 = map->at(p.name + "/ffn/b1");
+      Tensor& w2 = map->at(p.name + "/ffn/w2");
+      Tensor w1s({d, w}), b1s({w}), w2s({w, d});
+      for (int r = 0; r < d; ++r)
+        for (int c = 0; c < w; ++c) w1s[r * w + c] = w1[r * F + c];
+      for (int c = 0; c < w; ++c) b1s[c] = b1[c];
+      for (int64_t i = 0; i < static_cast<int64_t>(w) * d; ++i) w2s[i] = w2[i];
+      w1 = std::move(w1s);
+      b1 = std::move(b1s);
+      w2 = std::move(w2s);
+    }
+  }
+  config.model.ffn_widths = widths;
+  data.config = config.to_ini();
+  write_checkpoint(vm["output"].as<std::string>(), data);
+  std::printf("wrote %s with FFN widths %s\n", vm["output"].as<std::string>().c_str(),
+              vm["ffn-widths"].as<std::string>().c_str());
+  return 0;
+}
+
+int info_main(const std::vector<std::string>& args) {
+  require(args.size() == 1, "usage: hourglass info DIR | CHECKPOINT");
+  const std::string& path = args[0];
+  require(std::filesystem::exists(path), "hourglass info " + path + ": no such file or directory.");
+  if (std::filesystem::is_directory(path)) return info_dataset_main(path);
+  CheckpointData data = read_checkpoint(path, false);
+  int64_t count = 0;
+  for (const auto& [name, t] : data.params) count += t.numel();
+  std::printf("checkpoint %s\nstep %ld\nparameters %ld in %zu tensors\n", path.c_str(),
+              long(data.step), long(count), data.params.size());
+  for (const auto& [name, t] : data.params)
+    std::printf("  %-48s %s\n", name.c_str(), shape_string(t.shape()).c_str());
+  std::printf("config:\n%s\n", data.config.c_str());
+  return 0;
+}
+
+}  // namespace hg

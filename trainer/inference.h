@@ -1,0 +1,25 @@
+// Subcommands that use a trained checkpoint on one process: eval, sample, extract, info.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "trainer/config.h"
+#include "trainer/model.h"
+
+namespace hg {
+
+// The whole model of a checkpoint, built from the configuration stored in it.
+// seq_len 0 = the checkpoint's train.seq_len.
+std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_len, Config& config);
+
+// "--ffn-widths W" or "W0,W1,...": one width for every stack block or one per block (forward
+// order). Each must be in [1, the block's stored width]. UsageError otherwise.
+std::vector<int> parse_ffn_widths(const std::string& text, const ModelConfig& model);
+
+int eval_main(const std::vector<std::string>& args);
+int sample_main(const std::vector<std::string>& args);
+int extract_main(const std::vector<std::string>& args);
+int info_main(const std::vector<std::string>& args);
+
+}  // namespace hg
