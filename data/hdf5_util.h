@@ -22,6 +22,12 @@ class Handle {
   Handle& operator=(Handle&& other) noexcept;
   ~Handle() { reset(); }
   void reset();
+  // Gives up ownership: the caller closes the id (and can check that close).
+  hid_t release() {
+    hid_t id = id_;
+    id_ = H5I_INVALID_HID;
+    return id;
+  }
   hid_t get() const { return id_; }
   bool valid() const { return id_ >= 0; }
 

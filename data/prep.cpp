@@ -206,8 +206,7 @@ class ShardWriter {
     for (const auto& path : paths_) {
       h5::Handle file = h5::file(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl_.get()), "reopen " + path.string()));
       h5::write_string_attribute(file.get(), "sha256", sha256);
-      h5::check(H5Fclose(file.get()), "close " + path.string());
-      file = h5::Handle();
+      h5::check(H5Fclose(file.release()), "close " + path.string());
     }
   }
 
@@ -216,11 +215,8 @@ class ShardWriter {
  private:
   void close_current() {
     dataset_.reset();
-    if (file_.valid()) {
-      hid_t id = file_.get();
-      file_ = h5::Handle();  // released before closing: a failed close must not be retried
-      h5::check(H5Fclose(id), "close " + current_path_.string());
-    }
+    // Closing flushes the shard: its failure (a full disk) must surface, so it is checked here.
+    if (file_.valid()) h5::check(H5Fclose(file_.release()), "close " + current_path_.string());
   }
 
   void open_next() {
