@@ -26,6 +26,7 @@
 #include "trainer/checkpoint_io.h"
 #include "trainer/checkpoint_store.h"
 #include "trainer/config.h"
+#include "trainer/distributed_step.h"
 #include "trainer/metrics_log.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
@@ -177,9 +178,7 @@ int train_main(const std::vector<std::string>& args) {
   trace.set_label("rank " + std::to_string(world_rank) + " (stage " + std::to_string(grid->stage()) + ")");
   PipelineRuntime runtime(*model, *grid, parse_schedule_kind(config.parallel.schedule), first,
                           config.log.trace.empty() ? nullptr : &trace);
-  const auto widths = granularity_widths(config.model);
-  const int per_replica = config.train.batch / config.parallel.dp;
-  const int micro_batches = per_replica / config.train.micro_batch;
+  const int micro_batches = config.train.batch / config.parallel.dp / config.train.micro_batch;
   const double tokens_per_step = static_cast<double>(config.train.batch) * config.train.seq_len;
   const double theory_bubble = theoretical_bubble(config.parallel.pp, micro_batches);
   std::unique_ptr<MetricsLog> metrics_log;
@@ -196,60 +195,27 @@ int train_main(const std::vector<std::string>& args) {
   double window_seconds = 0;
   int64_t window_steps = 0;
   for (; s < config.train.steps; ++s) {
-    const double t0 = MPI_Wtime();
     std::vector<MicroBatch> loaded;
-    if (loader) loaded = loader->load_step(s);
-    std::vector<TokenBatch> batches(micro_batches);
-    for (int j = 0; j < micro_batches; ++j) {
-      batches[j].sequences = config.train.micro_batch;
-      batches[j].first_sample = static_cast<int64_t>(grid->dp_rank()) * per_replica +
-                                static_cast<int64_t>(j) * config.train.micro_batch;
-      if (loader) batches[j].tokens = loaded[j].tokens.data();
+    std::vector<const int32_t*> tokens;
+    if (loader) {
+      loaded = loader->load_step(s);
+      for (const MicroBatch& mb : loaded) tokens.push_back(mb.tokens.data());
     }
-    StepContext ctx;
-    ctx.step = s;
-    ctx.seed = config.train.seed;
-    ctx.dropout = config.model.dropout;
-    ctx.loss_scale = static_cast<float>(1.0 / tokens_per_step);
-    const auto granularities = step_granularities(config, s);
-    std::vector<double> loss_sums = runtime.run(ctx, batches, granularities, widths);
-
-    // Data parallelism: the loss scale already divides by the global token count, so the global
-    // gradient is the sum of the replicas' gradients.
-    if (config.parallel.dp > 1)
-      for (auto& [name, p] : model->params().all())
-        comm::allreduce_sum(p.grad.data(), p.grad.numel(), grid->dp_comm());
-    // Loss sums live on the last stage of each replica; the grad norm is summed over the stages
-    // of one pipeline (each canonical parameter once).
-    std::vector<double> reduce(loss_sums);
-    if (!grid->last_stage() || grid->tp_rank() != 0) std::fill(reduce.begin(), reduce.end(), 0.0);
-    comm::allreduce_sum(reduce.data(), static_cast<int64_t>(reduce.size()), MPI_COMM_WORLD);
-    double norm_sq = grad_sum_squares(model->params());
-    comm::allreduce_sum(&norm_sq, 1, grid->pp_comm());
-    StepMetrics metrics;
-    fill_step_losses(metrics, reduce, granularities, config.model, tokens_per_step);
-    const double norm = std::sqrt(norm_sq);
-    if (!std::isfinite(metrics.loss) || !std::isfinite(norm)) {
+    DistributedStep step = distributed_step(*model, runtime, *grid, config, s,
+                                            replica_micro_batches(config, grid->dp_rank(), tokens));
+    const StepMetrics& metrics = step.metrics;
+    if (!step.finite) {
       if (rank0)
         std::fprintf(stderr,
                      "hourglass: non-finite %s at step %ld (loss %g, grad-norm %g); stopping "
                      "without saving. The last good checkpoint is in %s; lower train.lr or "
                      "raise train.warmup.\n",
                      std::isfinite(metrics.loss) ? "gradient" : "loss", long(s + 1), metrics.loss,
-                     norm, checkpoint_dir.c_str());
+                     metrics.grad_norm, checkpoint_dir.c_str());
       exit_code = kExitFailure;
       break;
     }
-    apply_update(model->params(), config.train, s, norm, metrics);
-    metrics.tokens = static_cast<int64_t>(tokens_per_step * (s + 1));
-    metrics.seconds = MPI_Wtime() - t0;
-
-    // Pipeline bubble as measured: 1 − Σ compute / (stages · slowest stage's step time).
-    double bubble_parts[2] = {runtime.stats().compute_seconds, runtime.stats().step_seconds};
-    comm::allreduce_sum(&bubble_parts[0], 1, grid->pp_comm());
-    double step_max = bubble_parts[1];
-    MPI_Allreduce(MPI_IN_PLACE, &step_max, 1, MPI_DOUBLE, MPI_MAX, grid->pp_comm());
-    const double bubble = 1.0 - bubble_parts[0] / (config.parallel.pp * step_max);
+    const double bubble = step.bubble;
 
     window_seconds += metrics.seconds;
     ++window_steps;

@@ -1,0 +1,70 @@
+#include "trainer/distributed_step.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "parallel/comm.h"
+#include "trainer/optimizer.h"
+
+namespace hg {
+
+std::vector<TokenBatch> replica_micro_batches(const Config& config, int dp_rank,
+                                              const std::vector<const int32_t*>& loaded) {
+  const int per_replica = config.train.batch / config.parallel.dp;
+  const int count = per_replica / config.train.micro_batch;
+  std::vector<TokenBatch> batches(count);
+  for (int j = 0; j < count; ++j) {
+    batches[j].sequences = config.train.micro_batch;
+    batches[j].first_sample = static_cast<int64_t>(dp_rank) * per_replica +
+                              static_cast<int64_t>(j) * config.train.micro_batch;
+    if (!loaded.empty()) batches[j].tokens = loaded.at(j);
+  }
+  return batches;
+}
+
+DistributedStep distributed_step(StageModel& model, PipelineRuntime& runtime,
+                                 const ProcessGrid& grid, const Config& config, int64_t s,
+                                 const std::vector<TokenBatch>& micro_batches) {
+  const double t0 = MPI_Wtime();
+  const double tokens_per_step = static_cast<double>(config.train.batch) * config.train.seq_len;
+  StepContext ctx;
+  ctx.step = s;
+  ctx.seed = config.train.seed;
+  ctx.dropout = config.model.dropout;
+  ctx.loss_scale = static_cast<float>(1.0 / tokens_per_step);
+  const auto granularities = step_granularities(config, s);
+  const auto widths = granularity_widths(config.model);
+  std::vector<double> loss_sums = runtime.run(ctx, micro_batches, granularities, widths);
+
+  // The loss scale divides by the global token count, so the global gradient is the sum of the
+  // replicas' gradients.
+  if (grid.dp() > 1)
+    for (auto& [name, p] : model.params().all())
+      comm::allreduce_sum(p.grad.data(), p.grad.numel(), grid.dp_comm());
+  // Loss sums live on each replica's last stage; the grad norm sums the stages of one pipeline
+  // (each canonical parameter counted once).
+  if (!grid.last_stage() || grid.tp_rank() != 0) std::fill(loss_sums.begin(), loss_sums.end(), 0.0);
+  comm::allreduce_sum(loss_sums.data(), static_cast<int64_t>(loss_sums.size()), grid.world());
+  double norm_sq = grad_sum_squares(model.params());
+  comm::allreduce_sum(&norm_sq, 1, grid.pp_comm());
+
+  DistributedStep out;
+  fill_step_losses(out.metrics, loss_sums, granularities, config.model, tokens_per_step);
+  const double norm = std::sqrt(norm_sq);
+  out.metrics.step = s + 1;
+  out.metrics.grad_norm = norm;
+  out.finite = std::isfinite(out.metrics.loss) && std::isfinite(norm);
+  if (out.finite) apply_update(model.params(), config.train, s, norm, out.metrics);
+  out.metrics.tokens = static_cast<int64_t>(tokens_per_step * (s + 1));
+  out.metrics.seconds = MPI_Wtime() - t0;
+
+  double compute = runtime.stats().compute_seconds, slowest = runtime.stats().step_seconds;
+  comm::allreduce_sum(&compute, 1, grid.pp_comm());
+  MPI_Allreduce(MPI_IN_PLACE, &slowest, 1, MPI_DOUBLE, MPI_MAX, grid.pp_comm());
+  out.bubble = slowest > 0 ? 1.0 - compute / (grid.pp() * slowest) : 0.0;
+  return out;
+}
+
+}  // namespace hg

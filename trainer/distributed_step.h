@@ -1,0 +1,30 @@
+// One training update on any layout: the pipeline schedule over this rank's stage, the
+// data-parallel gradient sum, the global grad-norm, the loss bookkeeping and AdamW. train_main
+// and the layout-equivalence tests both call this.
+#pragma once
+#include <vector>
+
+#include "parallel/grid.h"
+#include "trainer/config.h"
+#include "trainer/model.h"
+#include "trainer/pipeline_runtime.h"
+#include "trainer/train_step.h"
+
+namespace hg {
+
+// The micro-batches of this replica for one step: sizes and global sample indices always,
+// tokens only where `loaded` has them (first and last stage).
+std::vector<TokenBatch> replica_micro_batches(const Config& config, int dp_rank,
+                                              const std::vector<const int32_t*>& loaded);
+
+struct DistributedStep {
+  StepMetrics metrics;  // identical on every rank
+  bool finite = true;   // false: loss or gradient not finite, no update was applied
+  double bubble = 0;    // measured: 1 − Σ compute / (stages · slowest stage's step time)
+};
+
+DistributedStep distributed_step(StageModel& model, PipelineRuntime& runtime,
+                                 const ProcessGrid& grid, const Config& config, int64_t s,
+                                 const std::vector<TokenBatch>& micro_batches);
+
+}  // namespace hg
