@@ -20,8 +20,9 @@ struct UnitInfo {
   double activation_bytes = 0; // kept from forward to backward, per micro-batch
   int64_t params = 0;          // parameter count
   // The unit's stage when pp equals the number of stacks S (the model fills it): stage i holds
-  // stack i, and down/i on the rising side (i < m); up/(S-2-i) then stack i on the falling side
-  // (i > m); stage 0 also embed, stage S-1 also head. -1 if unknown.
+  // stack i, then down/i on the rising side (i < m); up/(S-1-i), then stack i on the falling
+  // side (i > m: up/j runs just before stack S-1-j, §1.1); stage 0 also embed, stage S-1 also
+  // head. -1 if unknown.
   int stage_hint = -1;
 };
 

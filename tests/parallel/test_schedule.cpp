@@ -1,0 +1,256 @@
+// Pipeline schedules as data: every schedule of both kinds, pp 1..8, m 1..32, with and without
+// hourglass skip edges, is executed by the simulator and must finish without deadlock, with every
+// message received exactly once, the activation counts each schedule promises and (uniform stages)
+// the closed-form bubble.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+
+#include "core/error.h"
+#include "parallel/partition.h"
+#include "parallel/schedule.h"
+#include "tests/parallel/hourglass_units.h"
+
+namespace hg {
+namespace {
+
+const ScheduleKind kKinds[] = {ScheduleKind::GPipe, ScheduleKind::OneFOneB};
+
+// Skip-edge sets worth proving for `pp` stages.
+std::vector<std::pair<std::string, std::vector<SkipEdge>>> skip_layouts(int pp) {
+  std::vector<std::pair<std::string, std::vector<SkipEdge>>> layouts;
+  layouts.push_back({"no skips", {}});
+  // One level: first stage -> last stage ("2@1 4@3 2@1" with pp = 3: stage 0 -> stage 2).
+  layouts.push_back({"one level, first -> last", {{0, 0, pp - 1}}});
+  // Two levels, nested (pp = 5: 0 -> 4 and 1 -> 3).
+  layouts.push_back({"two levels, nested", {{0, 0, pp - 1}, {1, std::min(1, pp - 1), std::max(pp - 2, std::min(1, pp - 1))}}});
+  // Producer == consumer: no traffic for that level.
+  layouts.push_back({"same-stage skips", {{0, 0, 0}, {1, pp - 1, pp - 1}}});
+  // The edges of real hourglasses, balanced by the cost model onto pp stages.
+  const std::vector<std::vector<std::pair<int, int>>> models = {
+      {{2, 1}, {4, 3}, {2, 1}}, {{1, 1}, {2, 2}, {4, 8}, {2, 2}, {1, 1}}, {{5, 1}, {24, 3}, {5, 1}}};
+  for (const auto& model : models) {
+    auto units = testing::hourglass_units(model);
+    if (pp > static_cast<int>(units.size())) continue;
+    auto first = partition_units(units, pp, static_cast<int>(model.size()), "");
+    layouts.push_back({"hourglass of " + std::to_string(model.size()) + " stacks",
+                       skip_edges(units, first)});
+  }
+  // Random edges, nested or not.
+  std::mt19937 random(pp);
+  for (int trial = 0; trial < 3; ++trial) {
+    std::vector<SkipEdge> edges;
+    for (int level = 0; level < 3; ++level) {
+      int a = std::uniform_int_distribution<int>(0, pp - 1)(random);
+      int b = std::uniform_int_distribution<int>(0, pp - 1)(random);
+      edges.push_back({level, std::min(a, b), std::max(a, b)});
+    }
+    layouts.push_back({"random edges " + std::to_string(trial), edges});
+  }
+  return layouts;
+}
+
+TEST(Schedule, EveryScheduleRunsWithoutDeadlockAndKeepsItsPromises) {
+  int cases = 0;
+  for (ScheduleKind kind : kKinds)
+    for (int pp = 1; pp <= 8; ++pp)
+      for (int m = 1; m <= 32; ++m)
+        for (const auto& [label, skips] : skip_layouts(pp)) {
+          const PipelineLayout layout{pp, m, skips};
+          const auto lists = make_schedule(kind, layout);
+          const SimulationResult result = simulate(lists);
+          const std::string where = std::string(schedule_name(kind)) + " pp=" +
+                                    std::to_string(pp) + " m=" + std::to_string(m) + " " + label;
+          ASSERT_TRUE(result.ok) << where << ": " << result.error;
+          ASSERT_FALSE(result.deadlock) << where;
+          ASSERT_EQ(static_cast<int>(lists.size()), pp) << where;
+          for (int s = 0; s < pp; ++s) {
+            int forwards = 0, backwards = 0;
+            for (const Instruction& in : lists[s]) {
+              forwards += in.op == Op::Forward;
+              backwards += in.op == Op::Backward;
+            }
+            EXPECT_EQ(forwards, m) << where << " stage " << s;
+            EXPECT_EQ(backwards, m) << where << " stage " << s;
+            // GPipe keeps every micro-batch alive; 1F1B at most pp - s (so <= pp) on stage s.
+            const int alive = kind == ScheduleKind::GPipe ? m : std::min(pp - s, m);
+            EXPECT_EQ(result.max_alive[s], alive) << where << " stage " << s;
+            EXPECT_LE(result.max_alive[s], kind == ScheduleKind::GPipe ? m : pp);
+          }
+          // Skip messages never lie on the critical path (the skip leaves its producer before the
+          // activation chain reaches the consumer, and its gradient likewise), so the closed form
+          // holds for every skip layout, not only for none.
+          EXPECT_NEAR(result.bubble, theoretical_bubble(pp, m), 1e-12) << where;
+          EXPECT_NEAR(result.makespan, 3.0 * (m + pp - 1), 1e-9) << where;
+          ++cases;
+        }
+  EXPECT_GT(cases, 2 * 8 * 32 * 7);
+}
+
+TEST(Schedule, BubbleWithoutSkipsIsTheClosedForm) {
+  for (ScheduleKind kind : kKinds)
+    for (int pp = 1; pp <= 8; ++pp)
+      for (int m = 1; m <= 32; ++m) {
+        const auto result = simulate(make_schedule(kind, {pp, m, {}}));
+        ASSERT_TRUE(result.ok) << result.error;
+        EXPECT_NEAR(result.bubble, double(pp - 1) / double(m + pp - 1), 1e-12)
+            << schedule_name(kind) << " pp=" << pp << " m=" << m;
+        for (int s = 0; s < pp; ++s) EXPECT_DOUBLE_EQ(result.busy[s], 3.0 * m);
+      }
+}
+
+TEST(Schedule, GPipeKeepsAllMicroBatchesOnStageZeroAndOneFOneBAtMostPp) {
+  const PipelineLayout layout{4, 16, {{0, 0, 3}, {1, 1, 2}}};
+  EXPECT_EQ(simulate(make_schedule(ScheduleKind::GPipe, layout)).max_alive[0], 16);
+  EXPECT_EQ(simulate(make_schedule(ScheduleKind::OneFOneB, layout)).max_alive[0], 4);
+}
+
+TEST(Schedule, OneFOneBWithSkipOnThreeStagesHasTheExpectedInstructions) {
+  // "2@1 4@3 2@1" on pp = 3: stack 0 + down/0 | stack 1 | up/0 + stack 2; skip 0 goes 0 -> 2.
+  const auto lists = make_schedule(ScheduleKind::OneFOneB, {3, 2, {{0, 0, 2}}});
+  auto text = [](const std::vector<Instruction>& list) {
+    std::vector<std::string> lines;
+    for (const auto& in : list) lines.push_back(to_string(in));
+    return lines;
+  };
+  EXPECT_EQ(text(lists[0]), (std::vector<std::string>{
+                                "Forward mb 0", "SendActivation mb 0 to stage 1",
+                                "SendSkip mb 0 level 0 to stage 2", "Forward mb 1",
+                                "SendActivation mb 1 to stage 1", "SendSkip mb 1 level 0 to stage 2",
+                                "RecvGradient mb 0 from stage 1",
+                                "RecvSkipGradient mb 0 level 0 from stage 2", "Backward mb 0",
+                                "RecvGradient mb 1 from stage 1",
+                                "RecvSkipGradient mb 1 level 0 from stage 2", "Backward mb 1"}));
+  EXPECT_EQ(text(lists[2]),
+            (std::vector<std::string>{
+                "RecvActivation mb 0 from stage 1", "RecvSkip mb 0 level 0 from stage 0",
+                "Forward mb 0", "Backward mb 0", "SendGradient mb 0 to stage 1",
+                "SendSkipGradient mb 0 level 0 to stage 0", "RecvActivation mb 1 from stage 1",
+                "RecvSkip mb 1 level 0 from stage 0", "Forward mb 1", "Backward mb 1",
+                "SendGradient mb 1 to stage 1", "SendSkipGradient mb 1 level 0 to stage 0"}));
+}
+
+TEST(Schedule, SameStageSkipNeedsNoMessages) {
+  const auto lists = make_schedule(ScheduleKind::OneFOneB, {2, 4, {{0, 1, 1}}});
+  for (const auto& list : lists)
+    for (const auto& in : list) EXPECT_EQ(in.skip_level, -1) << to_string(in);
+}
+
+TEST(Schedule, SimulatorFindsTheDeadlockOfASkipSentTooLate) {
+  // Move stage 0's skip sends behind its backwards: stage 2 then waits for the skip of mb 0
+  // while stage 0 waits for the gradient of mb 0, which needs stage 2's backward.
+  auto lists = make_schedule(ScheduleKind::OneFOneB, {3, 4, {{0, 0, 2}}});
+  std::vector<Instruction> kept, late;
+  for (const auto& in : lists[0]) (in.op == Op::SendSkip ? late : kept).push_back(in);
+  kept.insert(kept.end(), late.begin(), late.end());
+  lists[0] = kept;
+  const auto result = simulate(lists);
+  EXPECT_FALSE(result.ok);
+  EXPECT_TRUE(result.deadlock);
+  EXPECT_NE(result.error.find("stage 2 instruction 1 (RecvSkip mb 0 level 0 from stage 0) waits"),
+            std::string::npos)
+      << result.error;
+  EXPECT_NE(result.error.find("stage 0 instruction"), std::string::npos) << result.error;
+}
+
+TEST(Schedule, SimulatorFindsABlockingReceiveCycle) {
+  const std::vector<std::vector<Instruction>> lists = {
+      {{Op::RecvGradient, 0, 1, -1}, {Op::Forward, 0, -1, -1}, {Op::SendActivation, 0, 1, -1},
+       {Op::Backward, 0, -1, -1}},
+      {{Op::RecvActivation, 0, 0, -1}, {Op::Forward, 0, -1, -1}, {Op::Backward, 0, -1, -1},
+       {Op::SendGradient, 0, 0, -1}}};
+  const auto result = simulate(lists);
+  EXPECT_TRUE(result.deadlock);
+  EXPECT_NE(result.error.find("stage 0 instruction 0 (RecvGradient mb 0 from stage 1) waits for "
+                              "stage 1 instruction 3"),
+            std::string::npos)
+      << result.error;
+  EXPECT_NE(result.error.find("stage 1 instruction 0"), std::string::npos) << result.error;
+}
+
+TEST(Schedule, SimulatorRejectsUnmatchedDuplicatedAndMisaddressedMessages) {
+  using L = std::vector<std::vector<Instruction>>;
+  const Instruction F{Op::Forward, 0, -1, -1}, B{Op::Backward, 0, -1, -1};
+  // A send nobody receives.
+  auto r = simulate(L{{F, {Op::SendActivation, 0, 1, -1}, B}, {F, B}});
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("sent but never received"), std::string::npos) << r.error;
+  // A receive nobody sends.
+  r = simulate(L{{F, B}, {{Op::RecvActivation, 0, 0, -1}, F, B}});
+  EXPECT_FALSE(r.ok);
+  EXPECT_FALSE(r.deadlock);
+  EXPECT_NE(r.error.find("no stage ever sends"), std::string::npos) << r.error;
+  // A message received from the wrong stage or with the wrong skip level is unmatched.
+  r = simulate(L{{F, {Op::SendSkip, 0, 2, 0}, B}, {F, B}, {{Op::RecvSkip, 0, 1, 0}, F, B}});
+  EXPECT_FALSE(r.ok);
+  r = simulate(L{{F, {Op::SendSkip, 0, 1, 0}, B}, {{Op::RecvSkip, 0, 0, 1}, F, B}});
+  EXPECT_FALSE(r.ok);
+  // Sent twice.
+  r = simulate(L{{F, {Op::SendActivation, 0, 1, -1}, {Op::SendActivation, 0, 1, -1}, B},
+                 {{Op::RecvActivation, 0, 0, -1}, {Op::RecvActivation, 0, 0, -1}, F, B}});
+  EXPECT_NE(r.error.find("sent twice"), std::string::npos) << r.error;
+  // A peer that is not another stage.
+  r = simulate(L{{F, {Op::SendActivation, 0, 0, -1}, B}});
+  EXPECT_NE(r.error.find("peer is not another stage"), std::string::npos) << r.error;
+  // Backward before forward, forward without backward.
+  r = simulate(L{{B, F}});
+  EXPECT_NE(r.error.find("Backward before its Forward"), std::string::npos) << r.error;
+  r = simulate(L{{F}});
+  EXPECT_NE(r.error.find("never freed"), std::string::npos) << r.error;
+}
+
+TEST(Schedule, CostsChangeTheBubble) {
+  // A slow last stage (2x) makes the others idle: bubble above the uniform closed form.
+  const auto lists = make_schedule(ScheduleKind::OneFOneB, {2, 8, {}});
+  const auto uniform = simulate(lists);
+  const auto slow = simulate(lists, {{1, 2}, {2, 4}});
+  ASSERT_TRUE(slow.ok) << slow.error;
+  EXPECT_GT(slow.bubble, uniform.bubble);
+  EXPECT_DOUBLE_EQ(slow.busy[1], 8 * 6.0);
+  EXPECT_FALSE(simulate(lists, {{1}, {}}).ok);  // wrong number of stages
+}
+
+TEST(Schedule, MessageTagsAreSharedBySendAndReceiveAndDistinctOtherwise) {
+  const PipelineLayout layout{5, 32, {{0, 0, 4}, {1, 1, 3}}};
+  for (ScheduleKind kind : kKinds) {
+    const auto lists = make_schedule(kind, layout);
+    // (from, to, tag) -> the message it stands for: one message per key.
+    std::map<std::tuple<int, int, int>, std::string> sent, received;
+    for (int s = 0; s < 5; ++s)
+      for (const auto& in : lists[s]) {
+        const int tag = message_tag(in);
+        if (in.op == Op::Forward || in.op == Op::Backward) {
+          EXPECT_EQ(tag, -1);
+          continue;
+        }
+        EXPECT_GE(tag, 0);
+        EXPECT_LE(tag, 32767);
+        const bool send = std::string(op_name(in.op)).rfind("Send", 0) == 0;
+        auto key = send ? std::make_tuple(s, in.peer_stage, tag)
+                        : std::make_tuple(in.peer_stage, s, tag);
+        auto& table = send ? sent : received;
+        EXPECT_TRUE(table.emplace(key, to_string(in)).second) << "tag reused: " << to_string(in);
+      }
+    EXPECT_EQ(sent.size(), received.size());
+    for (const auto& [key, what] : sent) EXPECT_TRUE(received.count(key)) << what;
+  }
+}
+
+TEST(Schedule, ParsesScheduleNamesAndRejectsBadLayouts) {
+  EXPECT_EQ(parse_schedule_kind("gpipe"), ScheduleKind::GPipe);
+  EXPECT_EQ(parse_schedule_kind("1f1b"), ScheduleKind::OneFOneB);
+  EXPECT_THROW(parse_schedule_kind("interleaved"), UsageError);
+  EXPECT_THROW(make_schedule(ScheduleKind::GPipe, {0, 1, {}}), std::invalid_argument);
+  EXPECT_THROW(make_schedule(ScheduleKind::GPipe, {2, 0, {}}), std::invalid_argument);
+  EXPECT_THROW(make_schedule(ScheduleKind::GPipe, {2, 1, {{0, 1, 0}}}), std::invalid_argument);
+  EXPECT_THROW(make_schedule(ScheduleKind::GPipe, {2, 1, {{0, 0, 2}}}), std::invalid_argument);
+  EXPECT_THROW(make_schedule(ScheduleKind::GPipe, {2, 1, {{0, 0, 1}, {0, 0, 1}}}),
+               std::invalid_argument);
+  EXPECT_DOUBLE_EQ(theoretical_bubble(2, 8), 1.0 / 9.0);
+}
+
+}  // namespace
+}  // namespace hg
