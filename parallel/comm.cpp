@@ -69,9 +69,7 @@ void complete(Request& request) {
 
 void set_timeout(double seconds) { g_timeout.store(seconds); }
 double timeout() { return g_timeout.load(); }
-void set_abort_handler(AbortHandler handler) {
-  g_abort.store(handler ? handler : &default_abort);
-}
+void set_abort_handler(AbortHandler handler) { g_abort.store(handler ? handler : &default_abort); }
 
 Request isend(const float* data, int64_t count, int peer, int tag, MPI_Comm comm,
               const char* what) {
@@ -128,13 +126,14 @@ std::string timeout_message(const Request& request, double waited_seconds) {
   if (g_last.what) {
     message += "; last completed: " + std::string(g_last.what);
     if (g_last.peer >= 0)
-      message += " with peer " + std::to_string(g_last.peer) + " (tag " +
-                 std::to_string(g_last.tag) + ")";
+      message +=
+          " with peer " + std::to_string(g_last.peer) + " (tag " + std::to_string(g_last.tag) + ")";
   } else {
     message += "; no operation completed before it on this thread";
   }
-  message += ". A peer that is stuck, slower than parallel.timeout or dead causes this; "
-             "aborting the job.";
+  message +=
+      ". A peer that is stuck, slower than parallel.timeout or dead causes this; "
+      "aborting the job.";
   return message;
 }
 

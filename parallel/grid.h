@@ -16,7 +16,8 @@ class ProcessGrid {
   // Collective over `world`. Throws UsageError (on every rank alike) when dp·pp·tp differs from
   // the size of `world` or a factor is < 1. `world` is borrowed, not freed.
   ProcessGrid(int dp, int pp, int tp, MPI_Comm world = MPI_COMM_WORLD);
-  ~ProcessGrid();  // frees the three communicators (not collective in MPI, but call it on all ranks)
+  ~ProcessGrid();  // frees the three communicators (not collective in MPI, but call it on all
+                   // ranks)
   ProcessGrid(const ProcessGrid&) = delete;
   ProcessGrid& operator=(const ProcessGrid&) = delete;
 

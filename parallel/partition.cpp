@@ -15,10 +15,10 @@ namespace {
 
 std::vector<int> from_counts(const std::vector<UnitInfo>& units, int stages,
                              const std::string& text) {
-  const std::string fix = ": give " + std::to_string(stages) +
-                          " positive unit counts (one per pipeline stage) that sum to the model's " +
-                          std::to_string(units.size()) + " units, e.g. parallel.stages = " +
-                          "\"5,4,6\"";
+  const std::string fix =
+      ": give " + std::to_string(stages) +
+      " positive unit counts (one per pipeline stage) that sum to the model's " +
+      std::to_string(units.size()) + " units, e.g. parallel.stages = " + "\"5,4,6\"";
   std::vector<int> counts;
   std::stringstream in(text);
   std::string item;
@@ -134,8 +134,8 @@ std::vector<int> partition_units(const std::vector<UnitInfo>& units, int stages,
                                  const std::string& override_counts) {
   const int n = static_cast<int>(units.size());
   require(stages >= 1, "parallel.pp = " + std::to_string(stages) + " must be >= 1");
-  require(stages <= n, "parallel.pp = " + std::to_string(stages) +
-                           " is larger than the model's " + std::to_string(n) +
+  require(stages <= n, "parallel.pp = " + std::to_string(stages) + " is larger than the model's " +
+                           std::to_string(n) +
                            " units (embed, blocks, stack norms, down/up, head): every pipeline "
                            "stage needs at least one unit; use parallel.pp <= " +
                            std::to_string(n));
@@ -149,10 +149,12 @@ int stage_of_unit(const std::vector<int>& first, int unit) {
   return static_cast<int>(it - first.begin()) - 1;
 }
 
-std::vector<SkipEdge> skip_edges(const std::vector<UnitInfo>& units, const std::vector<int>& first) {
+std::vector<SkipEdge> skip_edges(const std::vector<UnitInfo>& units,
+                                 const std::vector<int>& first) {
   std::map<int, int> down, up;  // level -> stage
   for (int u = 0; u < static_cast<int>(units.size()); ++u) {
-    if (int level = level_of(units[u].name, "down/"); level >= 0) down[level] = stage_of_unit(first, u);
+    if (int level = level_of(units[u].name, "down/"); level >= 0)
+      down[level] = stage_of_unit(first, u);
     if (int level = level_of(units[u].name, "up/"); level >= 0) up[level] = stage_of_unit(first, u);
   }
   std::vector<SkipEdge> edges;
@@ -163,8 +165,7 @@ std::vector<SkipEdge> skip_edges(const std::vector<UnitInfo>& units, const std::
                              std::to_string(level));
     edges.push_back({level, producer, it->second});
   }
-  if (up.size() != down.size())
-    throw std::logic_error("partition: an up/<i> has no down/<i>");
+  if (up.size() != down.size()) throw std::logic_error("partition: an up/<i> has no down/<i>");
   return edges;
 }
 
@@ -196,8 +197,8 @@ std::string format_partition(const std::vector<UnitInfo>& units, const std::vect
                   human(static_cast<double>(params), "").c_str(), human(bytes, "B").c_str());
     out += line;
   }
-  std::snprintf(line, sizeof line, "%-5s %-46s %6zu %14s %12s %14s\n", "total", "",
-                units.size(), human(total_flops, "FLOP").c_str(),
+  std::snprintf(line, sizeof line, "%-5s %-46s %6zu %14s %12s %14s\n", "total", "", units.size(),
+                human(total_flops, "FLOP").c_str(),
                 human(static_cast<double>(total_params), "").c_str(),
                 human(total_bytes, "B").c_str());
   out += line;

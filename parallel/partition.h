@@ -17,8 +17,8 @@ struct UnitInfo {
   int stack = -1;    // stack index, or -1 for embed / head / down / up
   double flops = 0;  // cost of one micro-batch, forward + backward, at the unit's own resolution
                      // (only ratios matter: the balancing compares stages)
-  double activation_bytes = 0; // kept from forward to backward, per micro-batch
-  int64_t params = 0;          // parameter count
+  double activation_bytes = 0;  // kept from forward to backward, per micro-batch
+  int64_t params = 0;           // parameter count
   // The unit's stage when pp equals the number of stacks S (the model fills it): stage i holds
   // stack i, then down/i on the rising side (i < m); up/(S-1-i), then stack i on the falling
   // side (i > m: up/j runs just before stack S-1-j, §1.1); stage 0 also embed, stage S-1 also

@@ -144,16 +144,26 @@ int message_tag(const Instruction& instruction) {
 
 const char* op_name(Op op) {
   switch (op) {
-    case Op::RecvActivation: return "RecvActivation";
-    case Op::RecvSkip: return "RecvSkip";
-    case Op::Forward: return "Forward";
-    case Op::SendActivation: return "SendActivation";
-    case Op::SendSkip: return "SendSkip";
-    case Op::RecvGradient: return "RecvGradient";
-    case Op::RecvSkipGradient: return "RecvSkipGradient";
-    case Op::Backward: return "Backward";
-    case Op::SendGradient: return "SendGradient";
-    case Op::SendSkipGradient: return "SendSkipGradient";
+    case Op::RecvActivation:
+      return "RecvActivation";
+    case Op::RecvSkip:
+      return "RecvSkip";
+    case Op::Forward:
+      return "Forward";
+    case Op::SendActivation:
+      return "SendActivation";
+    case Op::SendSkip:
+      return "SendSkip";
+    case Op::RecvGradient:
+      return "RecvGradient";
+    case Op::RecvSkipGradient:
+      return "RecvSkipGradient";
+    case Op::Backward:
+      return "Backward";
+    case Op::SendGradient:
+      return "SendGradient";
+    case Op::SendSkipGradient:
+      return "SendSkipGradient";
   }
   return "?";
 }

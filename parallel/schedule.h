@@ -19,9 +19,11 @@
 //   [SendSkipGradient for every edge consumed at s, producer elsewhere]
 //
 // The runtime's contract: sends are non-blocking (isend, completed later; their buffers stay
-// alive until then); a receive must complete before the compute op that follows it. The
-// simulator proves the lists deadlock-free under exactly these semantics. A runtime may post a
-// receive earlier than listed (to overlap), as long as it waits for it no later than listed.
+// alive until then); a receive must complete before the compute op that follows it. simulate()
+// proves the lists deadlock-free under exactly these semantics. So do not wait for a send right
+// after issuing it (wait when its buffer is needed again, or at the end of the step): an awaited
+// send is a blocking send, which the proof does not cover. A runtime may post a receive earlier
+// than listed (to overlap), as long as it waits for it no later than listed.
 //
 // Memory: a micro-batch's activations on a stage live from its Forward to its Backward.
 // GPipe keeps all m alive on every stage; 1F1B keeps at most min(S - s, m) on stage s.
@@ -49,7 +51,7 @@ enum class Op {
 struct Instruction {
   Op op;
   int micro_batch;
-  int peer_stage;  // the other end of a send/receive (a rank of ProcessGrid::pp_comm()); -1 for compute
+  int peer_stage;  // other end of a send/receive = rank in ProcessGrid::pp_comm(); -1 compute
   int skip_level;  // hourglass level i of a skip or its gradient; -1 otherwise
 };
 
@@ -76,7 +78,8 @@ const char* schedule_name(ScheduleKind kind);  // "gpipe" | "1f1b"
 // (mb 0..m-1). 1F1B (PipeDream-flush, as Megatron-LM): stage s runs w = min(S-s-1, m) warm-up
 // forwards, then alternates one forward and one backward (mb order) until all m forwards are
 // done, then the remaining w backwards. Throws std::invalid_argument on an invalid layout.
-std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind, const PipelineLayout& layout);
+std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind,
+                                                    const PipelineLayout& layout);
 
 // The MPI tag of a message: the same for a send and its receive. Distinct for the four message
 // kinds, every skip level < 31 and micro-batch mod 256 (MPI orders messages of equal source, tag
@@ -84,11 +87,13 @@ std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind, const Pip
 // Fits the 32767 that MPI guarantees as MPI_TAG_UB. -1 for compute ops.
 int message_tag(const Instruction& instruction);
 
-const char* op_name(Op op);                            // "RecvActivation", ...
+const char* op_name(Op op);                             // "RecvActivation", ...
 std::string to_string(const Instruction& instruction);  // "RecvSkip mb 3 level 0 from stage 0"
 
-// The schedule's ideal bubble on S uniform stages with m micro-batches and no skip traffic:
-// (S-1)/(m+S-1), for GPipe and 1F1B alike.
+// The schedule's ideal bubble on S uniform stages with m micro-batches: (S-1)/(m+S-1), for GPipe
+// and 1F1B alike. Skip messages do not change it when they cost nothing (simulate() agrees): a
+// skip leaves its producer before the activation chain reaches its consumer, and its gradient
+// before the gradient chain does.
 double theoretical_bubble(int stages, int micro_batches);
 
 // Compute-op durations for simulate(): per stage (empty = 1 forward, 2 backward on every stage).
@@ -101,10 +106,10 @@ struct SimulationResult {
   bool ok = false;        // completed with every send matched by exactly one receive
   bool deadlock = false;  // no stage could progress while some had instructions left
   std::string error;      // "" when ok; else what is wrong, e.g. each blocked stage and its wait
-  std::vector<int> max_alive;   // per stage: max micro-batches forwarded but not yet backwarded
-  std::vector<double> busy;     // per stage: total compute time
-  std::vector<double> finish;   // per stage: time its last instruction completed
-  double makespan = 0;          // max over finish
+  std::vector<int> max_alive;  // per stage: max micro-batches forwarded but not yet backwarded
+  std::vector<double> busy;    // per stage: total compute time
+  std::vector<double> finish;  // per stage: time its last instruction completed
+  double makespan = 0;         // max over finish
   // Idle fraction of the whole pipeline: 1 − Σ_s busy_s / (S · makespan). Idle time counts from
   // t = 0 (a stage waiting for its first input is idle) to the makespan (a stage that finished
   // early is idle until the last one does). Sends and receives take no time; a receive completes

@@ -32,12 +32,18 @@ void append_json_string(std::string& out, const std::string& text) {
 
 const char* trace_category_name(TraceCategory category) {
   switch (category) {
-    case TraceCategory::Forward: return "forward";
-    case TraceCategory::Backward: return "backward";
-    case TraceCategory::Send: return "send";
-    case TraceCategory::Recv: return "recv";
-    case TraceCategory::Idle: return "idle";
-    case TraceCategory::Other: return "other";
+    case TraceCategory::Forward:
+      return "forward";
+    case TraceCategory::Backward:
+      return "backward";
+    case TraceCategory::Send:
+      return "send";
+    case TraceCategory::Recv:
+      return "recv";
+    case TraceCategory::Idle:
+      return "idle";
+    case TraceCategory::Other:
+      return "other";
   }
   return "other";
 }
@@ -76,7 +82,8 @@ void TraceRecorder::write(const std::string& path) const {
     text += ",\"cat\":\"";
     text += trace_category_name(e.category);
     text += "\",\"ph\":\"X\",\"pid\":" + std::to_string(rank_) + ",\"tid\":0" + times;
-    if (e.micro_batch >= 0) text += ",\"args\":{\"micro_batch\":" + std::to_string(e.micro_batch) + "}";
+    if (e.micro_batch >= 0)
+      text += ",\"args\":{\"micro_batch\":" + std::to_string(e.micro_batch) + "}";
     text += "}";
   }
 

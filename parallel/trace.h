@@ -1,5 +1,6 @@
 // A Chrome / Perfetto trace of every rank (log.trace): complete events ("ph":"X") with pid = rank,
-// tid 0, times in µs from a common t0. Open the file in https://ui.perfetto.dev or chrome://tracing.
+// tid 0, times in µs from a common t0. Open the file in https://ui.perfetto.dev or
+// chrome://tracing.
 //
 // t0 is each rank's clock read right after an MPI_Barrier, so ranks agree to within the barrier's
 // exit skew (a few µs on one node, more across nodes): good enough to see bubbles.
@@ -16,11 +17,11 @@ enum class TraceCategory { Forward, Backward, Send, Recv, Idle, Other };
 const char* trace_category_name(TraceCategory category);  // "forward", ..., "other"
 
 struct TraceEvent {
-  std::string name;          // e.g. "F3", "recv activation"
+  std::string name;  // e.g. "F3", "recv activation"
   TraceCategory category;
-  double start_us;           // since t0
+  double start_us;  // since t0
   double duration_us;
-  int micro_batch;           // -1 if none; shown in the event's args
+  int micro_batch;  // -1 if none; shown in the event's args
 };
 
 class TraceRecorder {
@@ -32,8 +33,8 @@ class TraceRecorder {
   bool enabled() const { return enabled_; }
   double now_us() const;  // µs since t0
   // Records one event; take `start_us` from now_us() before the work.
-  void record(const std::string& name, TraceCategory category, double start_us,
-              double duration_us, int micro_batch = -1);
+  void record(const std::string& name, TraceCategory category, double start_us, double duration_us,
+              int micro_batch = -1);
   // The same, ending now: record(name, category, start_us, now_us() - start_us, micro_batch).
   void record_since(const std::string& name, TraceCategory category, double start_us,
                     int micro_batch = -1);

@@ -15,7 +15,8 @@ inline std::vector<UnitInfo> hourglass_units(const std::vector<std::pair<int, in
   const int S = static_cast<int>(stacks.size()), m = S / 2;
   std::vector<UnitInfo> units;
   auto add = [&](std::string name, int stack, double flops, int hint) {
-    units.push_back({std::move(name), stack, flops, 4096.0 * flops, int64_t(1000 * flops) + 1, hint});
+    units.push_back(
+        {std::move(name), stack, flops, 4096.0 * flops, int64_t(1000 * flops) + 1, hint});
   };
   add("embed", -1, 0.1, 0);
   for (int i = 0; i < S; ++i) {

@@ -68,8 +68,8 @@ void check_layout(int dp, int pp, int tp) {
 
 TEST(Grid, LayoutsOnFourRanks) {
   if (world_size() != 4) GTEST_SKIP() << "needs 4 MPI ranks (mpirun -np 4), has " << world_size();
-  for (auto [dp, pp, tp] : {std::tuple{2, 1, 2}, {1, 2, 2}, {1, 4, 1}, {4, 1, 1}, {2, 2, 1},
-                            {1, 1, 4}})
+  for (auto [dp, pp, tp] :
+       {std::tuple{2, 1, 2}, {1, 2, 2}, {1, 4, 1}, {4, 1, 1}, {2, 2, 1}, {1, 1, 4}})
     check_layout(dp, pp, tp);
 }
 
@@ -228,7 +228,8 @@ TEST(Comm, TimeoutCallsTheAbortHandlerWithRankPeerAndTag) {
   comm::Request stuck = comm::irecv(&value, 1, 0, 77, MPI_COMM_SELF, "recv activation");
   const auto start = std::chrono::steady_clock::now();
   EXPECT_FALSE(comm::wait(stuck));
-  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   comm::set_abort_handler(nullptr);
   comm::set_timeout(saved);
 

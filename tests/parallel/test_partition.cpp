@@ -107,8 +107,7 @@ std::pair<double, double> brute_force(const std::vector<double>& flops, int stag
         sq += c * c;
         a = b;
       }
-      if (mx < best.first * (1 - 1e-12) ||
-          (mx <= best.first * (1 + 1e-12) && sq < best.second))
+      if (mx < best.first * (1 - 1e-12) || (mx <= best.first * (1 + 1e-12) && sq < best.second))
         best = {std::min(mx, best.first), sq};
       return;
     }
@@ -172,8 +171,8 @@ TEST(Partition, BalancedTwoStageHourglassSplitsTheMiddleStack) {
 }
 
 TEST(Partition, SkipEdgesNeedMatchingDownAndUp) {
-  std::vector<UnitInfo> units = {{"embed", -1, 1, 0, 0, 0}, {"down/0", -1, 1, 0, 0, 0},
-                                 {"head", -1, 1, 0, 0, 0}};
+  std::vector<UnitInfo> units = {
+      {"embed", -1, 1, 0, 0, 0}, {"down/0", -1, 1, 0, 0, 0}, {"head", -1, 1, 0, 0, 0}};
   EXPECT_THROW(skip_edges(units, {0, 3}), std::logic_error);
   units[1].name = "up/0";
   EXPECT_THROW(skip_edges(units, {0, 3}), std::logic_error);

@@ -26,18 +26,22 @@ std::vector<std::pair<std::string, std::vector<SkipEdge>>> skip_layouts(int pp) 
   // One level: first stage -> last stage ("2@1 4@3 2@1" with pp = 3: stage 0 -> stage 2).
   layouts.push_back({"one level, first -> last", {{0, 0, pp - 1}}});
   // Two levels, nested (pp = 5: 0 -> 4 and 1 -> 3).
-  layouts.push_back({"two levels, nested", {{0, 0, pp - 1}, {1, std::min(1, pp - 1), std::max(pp - 2, std::min(1, pp - 1))}}});
+  layouts.push_back(
+      {"two levels, nested",
+       {{0, 0, pp - 1}, {1, std::min(1, pp - 1), std::max(pp - 2, std::min(1, pp - 1))}}});
   // Producer == consumer: no traffic for that level.
   layouts.push_back({"same-stage skips", {{0, 0, 0}, {1, pp - 1, pp - 1}}});
   // The edges of real hourglasses, balanced by the cost model onto pp stages.
   const std::vector<std::vector<std::pair<int, int>>> models = {
-      {{2, 1}, {4, 3}, {2, 1}}, {{1, 1}, {2, 2}, {4, 8}, {2, 2}, {1, 1}}, {{5, 1}, {24, 3}, {5, 1}}};
+      {{2, 1}, {4, 3}, {2, 1}},
+      {{1, 1}, {2, 2}, {4, 8}, {2, 2}, {1, 1}},
+      {{5, 1}, {24, 3}, {5, 1}}};
   for (const auto& model : models) {
     auto units = testing::hourglass_units(model);
     if (pp > static_cast<int>(units.size())) continue;
     auto first = partition_units(units, pp, static_cast<int>(model.size()), "");
-    layouts.push_back({"hourglass of " + std::to_string(model.size()) + " stacks",
-                       skip_edges(units, first)});
+    layouts.push_back(
+        {"hourglass of " + std::to_string(model.size()) + " stacks", skip_edges(units, first)});
   }
   // Random edges, nested or not.
   std::mt19937 random(pp);
@@ -62,8 +66,8 @@ TEST(Schedule, EveryScheduleRunsWithoutDeadlockAndKeepsItsPromises) {
           const PipelineLayout layout{pp, m, skips};
           const auto lists = make_schedule(kind, layout);
           const SimulationResult result = simulate(lists);
-          const std::string where = std::string(schedule_name(kind)) + " pp=" +
-                                    std::to_string(pp) + " m=" + std::to_string(m) + " " + label;
+          const std::string where = std::string(schedule_name(kind)) + " pp=" + std::to_string(pp) +
+                                    " m=" + std::to_string(m) + " " + label;
           ASSERT_TRUE(result.ok) << where << ": " << result.error;
           ASSERT_FALSE(result.deadlock) << where;
           ASSERT_EQ(static_cast<int>(lists.size()), pp) << where;
@@ -116,14 +120,14 @@ TEST(Schedule, OneFOneBWithSkipOnThreeStagesHasTheExpectedInstructions) {
     for (const auto& in : list) lines.push_back(to_string(in));
     return lines;
   };
-  EXPECT_EQ(text(lists[0]), (std::vector<std::string>{
-                                "Forward mb 0", "SendActivation mb 0 to stage 1",
-                                "SendSkip mb 0 level 0 to stage 2", "Forward mb 1",
-                                "SendActivation mb 1 to stage 1", "SendSkip mb 1 level 0 to stage 2",
-                                "RecvGradient mb 0 from stage 1",
-                                "RecvSkipGradient mb 0 level 0 from stage 2", "Backward mb 0",
-                                "RecvGradient mb 1 from stage 1",
-                                "RecvSkipGradient mb 1 level 0 from stage 2", "Backward mb 1"}));
+  EXPECT_EQ(
+      text(lists[0]),
+      (std::vector<std::string>{
+          "Forward mb 0", "SendActivation mb 0 to stage 1", "SendSkip mb 0 level 0 to stage 2",
+          "Forward mb 1", "SendActivation mb 1 to stage 1", "SendSkip mb 1 level 0 to stage 2",
+          "RecvGradient mb 0 from stage 1", "RecvSkipGradient mb 0 level 0 from stage 2",
+          "Backward mb 0", "RecvGradient mb 1 from stage 1",
+          "RecvSkipGradient mb 1 level 0 from stage 2", "Backward mb 1"}));
   EXPECT_EQ(text(lists[2]),
             (std::vector<std::string>{
                 "RecvActivation mb 0 from stage 1", "RecvSkip mb 0 level 0 from stage 0",
@@ -157,11 +161,14 @@ TEST(Schedule, SimulatorFindsTheDeadlockOfASkipSentTooLate) {
 }
 
 TEST(Schedule, SimulatorFindsABlockingReceiveCycle) {
-  const std::vector<std::vector<Instruction>> lists = {
-      {{Op::RecvGradient, 0, 1, -1}, {Op::Forward, 0, -1, -1}, {Op::SendActivation, 0, 1, -1},
-       {Op::Backward, 0, -1, -1}},
-      {{Op::RecvActivation, 0, 0, -1}, {Op::Forward, 0, -1, -1}, {Op::Backward, 0, -1, -1},
-       {Op::SendGradient, 0, 0, -1}}};
+  const std::vector<std::vector<Instruction>> lists = {{{Op::RecvGradient, 0, 1, -1},
+                                                        {Op::Forward, 0, -1, -1},
+                                                        {Op::SendActivation, 0, 1, -1},
+                                                        {Op::Backward, 0, -1, -1}},
+                                                       {{Op::RecvActivation, 0, 0, -1},
+                                                        {Op::Forward, 0, -1, -1},
+                                                        {Op::Backward, 0, -1, -1},
+                                                        {Op::SendGradient, 0, 0, -1}}};
   const auto result = simulate(lists);
   EXPECT_TRUE(result.deadlock);
   EXPECT_NE(result.error.find("stage 0 instruction 0 (RecvGradient mb 0 from stage 1) waits for "
@@ -229,8 +236,8 @@ TEST(Schedule, MessageTagsAreSharedBySendAndReceiveAndDistinctOtherwise) {
         EXPECT_GE(tag, 0);
         EXPECT_LE(tag, 32767);
         const bool send = std::string(op_name(in.op)).rfind("Send", 0) == 0;
-        auto key = send ? std::make_tuple(s, in.peer_stage, tag)
-                        : std::make_tuple(in.peer_stage, s, tag);
+        auto key =
+            send ? std::make_tuple(s, in.peer_stage, tag) : std::make_tuple(in.peer_stage, s, tag);
         auto& table = send ? sent : received;
         EXPECT_TRUE(table.emplace(key, to_string(in)).second) << "tag reused: " << to_string(in);
       }

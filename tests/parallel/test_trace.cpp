@@ -59,8 +59,9 @@ TEST(Trace, GathersEveryRankIntoOneChromeTraceFile) {
     // A real JSON parser agrees, when the system Python is there.
     if (access("/usr/bin/python3", X_OK) == 0) {
       const std::string command =
-          std::string("/usr/bin/python3 -c \"import json,sys; d=json.load(open(sys.argv[1])); "
-                      "assert len(d['traceEvents']) == ") +
+          std::string(
+              "/usr/bin/python3 -c \"import json,sys; d=json.load(open(sys.argv[1])); "
+              "assert len(d['traceEvents']) == ") +
           std::to_string(4 * size) + "\" " + path;
       EXPECT_EQ(std::system(command.c_str()), 0) << command;
     }
