@@ -108,7 +108,10 @@ std::string format_value(T value) {
 }
 std::string format_value(const std::vector<int>& values) {
   std::string text;
-  for (size_t i = 0; i < values.size(); ++i) text += (i ? "," : "") + std::to_string(values[i]);
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) text += ',';
+    text += std::to_string(values[i]);
+  }
   return text;
 }
 
@@ -483,11 +486,13 @@ std::string Config::to_ini() const {
 }
 
 Config parse_config(const std::vector<std::string>& args) {
-  // "--key value" -> "--key=value", so that values such as -1 are not taken for options.
+  // "--key value" -> "--key=value", so that values such as -1 are not taken for options
+  // (boost refuses an empty value after '=', so "--key ''" stays two tokens).
   std::vector<std::string> tokens;
   for (size_t i = 0; i < args.size(); ++i) {
     const bool join = args[i].starts_with("--") && args[i].find('=') == std::string::npos &&
-                      i + 1 < args.size() && !args[i + 1].starts_with("--");
+                      i + 1 < args.size() && !args[i + 1].empty() &&
+                      !args[i + 1].starts_with("--");
     tokens.push_back(join ? args[i] + "=" + args[i + 1] : args[i]);
     i += join;
   }

@@ -78,9 +78,10 @@ bool all_zero(const TensorMap& tensors) {
 
 void expect_bit_identical(const TensorMap& a, const TensorMap& b) {
   ASSERT_EQ(shapes_of(a), shapes_of(b));
-  for (const auto& [name, t] : a)
-    if (!t.empty())
-      EXPECT_EQ(std::memcmp(t.data(), b.at(name).data(), sizeof(float) * t.numel()), 0) << name;
+  for (const auto& [name, t] : a) {
+    if (t.empty()) continue;
+    EXPECT_EQ(std::memcmp(t.data(), b.at(name).data(), sizeof(float) * t.numel()), 0) << name;
+  }
 }
 
 class CheckpointFiles : public ::testing::Test {

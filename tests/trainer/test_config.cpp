@@ -210,7 +210,7 @@ TEST(Config, HierarchyRules) {
 TEST(Config, SequenceLengthFitsTheHierarchyAndChunks) {
   // Default hierarchy 2@1 4@3 2@1, chunk 16.
   expect_rejected({"--train.seq_len", "100"}, {"train.seq_len", "100", "shortening 3"});
-  expect_rejected({"--train.seq_len", "72"}, {"train.seq_len", "model.chunk", "stack 1", "48"});
+  expect_rejected({"--train.seq_len", "72"}, {"train.seq_len", "72", "stack 0", "model.chunk = 16", "multiple of 16"});
   expect_accepted({"--train.seq_len", "72", "--model.attention", "full"});
   expect_accepted({"--train.seq_len", "96"});
   // Only stacks with blocks run long-short attention: L = 24, chunk 12, L/3 = 8.
@@ -331,7 +331,7 @@ TEST(Config, WorldSizeMustMatchTheLayout) {
 // A config with every section away from its defaults, including doubles that need digits.
 std::vector<std::string> unusual_args() {
   return {"--model.vocab_size", "300", "--model.d_model", "96", "--model.heads", "6",
-          "--model.ffn", "384", "--model.ffn_widths", "384,96,192,1", "--model.hierarchy",
+          "--model.ffn", "384", "--model.ffn_widths", "384,96,192,3", "--model.hierarchy",
           "1@1 2@4 1@1", "--model.attention", "full", "--model.window", "33", "--model.chunk",
           "8", "--model.rank", "3", "--model.positions", "none", "--model.downsample", "avg",
           "--model.upsample", "repeat", "--model.resampling", "attention", "--model.activation",
@@ -379,7 +379,7 @@ TEST(Config, ToIniListsEveryKeyInFixedOrderWithReadableNumbers) {
     EXPECT_NE(text.find(line), std::string::npos) << line;
   // An unset ffn_widths is absent (as in the reference fixtures); a set one is listed.
   EXPECT_EQ(text.find("ffn_widths"), std::string::npos);
-  EXPECT_NE(parse_config(unusual_args()).to_ini().find("\nffn_widths = 384,96,192,1\n"),
+  EXPECT_NE(parse_config(unusual_args()).to_ini().find("\nffn_widths = 384,96,192,3\n"),
             std::string::npos);
   EXPECT_NE(parse_config({"--train.eps", "0.1"}).to_ini().find("\neps = 0.1\n"),
             std::string::npos);
@@ -420,29 +420,15 @@ std::string ini_rejection(const std::string& text) {
 }
 
 TEST(Config, FromIniRejectsUnknownKeysAndInvalidModels) {
-  EXPECT_NE(ini_rejection("[model]
-width = 3
-").find("model.width"), std::string::npos);
-  EXPECT_NE(ini_rejection("[model]
-heads = 3
-").find("model.heads"), std::string::npos);
-  EXPECT_NE(ini_rejection("[model]
-attention = flash
-").find("model.attention"),
+  EXPECT_NE(ini_rejection("[model]\nwidth = 3\n").find("model.width"), std::string::npos);
+  EXPECT_NE(ini_rejection("[model]\nheads = 3\n").find("model.heads"), std::string::npos);
+  EXPECT_NE(ini_rejection("[model]\nattention = flash\n").find("model.attention"),
             std::string::npos);
-  EXPECT_NE(ini_rejection("[model]
-ffn_widths = 1,2
-").find("model.ffn_widths"),
+  EXPECT_NE(ini_rejection("[model]\nffn_widths = 1,2\n").find("model.ffn_widths"),
             std::string::npos);
   // Sequence-length rules apply only when the text gives train.seq_len.
-  EXPECT_EQ(ini_rejection("[model]
-hierarchy = 1@1 1@5 1@1
-"), "");
-  EXPECT_NE(ini_rejection("[model]
-hierarchy = 1@1 1@5 1@1
-[train]
-seq_len = 768
-")
+  EXPECT_EQ(ini_rejection("[model]\nhierarchy = 1@1 1@5 1@1\n"), "");
+  EXPECT_NE(ini_rejection("[model]\nhierarchy = 1@1 1@5 1@1\n[train]\nseq_len = 768\n")
                 .find("train.seq_len"),
             std::string::npos);
   EXPECT_EQ(ini_rejection(""), "");
