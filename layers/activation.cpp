@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/parallel_for.h"
+#include "layers/fast_exp.h"
 
 namespace hg {
 
@@ -32,6 +33,14 @@ void for_chunks(int64_t n, Body&& body) {
 constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/π)
 constexpr float kGeluA = 0.044715f;
 
+// The spec's ½(1 + tanh u), u = c(z + a z³), written as the identical σ(2u) = 1/(1 + e^(-2u)):
+// no cancellation anywhere, and with exp_approx the loops vectorise (scalar tanhf made gelu
+// ~40x slower than relu2).
+inline float gelu_sigmoid(float z) {
+  const float u = kGeluC * (z + kGeluA * z * z * z);
+  return 1.0f / (1.0f + exp_approx(-2.0f * u));
+}
+
 }  // namespace
 
 void activation_forward(float* out, const float* inp, int64_t n, Activation act) {
@@ -44,10 +53,7 @@ void activation_forward(float* out, const float* inp, int64_t n, Activation act)
     });
   } else {
     for_chunks(n, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        const float z = inp[i];
-        out[i] = 0.5f * z * (1.0f + std::tanh(kGeluC * (z + kGeluA * z * z * z)));
-      }
+      for (int64_t i = i0; i < i1; ++i) out[i] = inp[i] * gelu_sigmoid(inp[i]);
     });
   }
 }
@@ -62,13 +68,13 @@ void activation_backward(float* dinp, const float* dout, const float* inp, int64
       }
     });
   } else {
-    // d/dz ½z(1 + tanh u) = ½(1 + tanh u) + ½z(1 - tanh²u)·u',  u = c(z + a z³), u' = c(1 + 3a z²)
+    // d/dz z·σ(2u) = σ + z·2σ(1 - σ)·u',  u' = c(1 + 3a z²)
     for_chunks(n, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const float z = inp[i];
-        const float t = std::tanh(kGeluC * (z + kGeluA * z * z * z));
+        const float sg = gelu_sigmoid(z);
         const float du = kGeluC * (1.0f + 3.0f * kGeluA * z * z);
-        dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * z * (1.0f - t * t) * du);
+        dinp[i] = dout[i] * (sg + 2.0f * z * sg * (1.0f - sg) * du);
       }
     });
   }

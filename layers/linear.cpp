@@ -3,30 +3,9 @@
 
 #include "core/gemm.h"
 #include "core/parallel_for.h"
+#include "layers/row_reduce.h"
 
 namespace hg {
-
-namespace {
-
-// Column sums of a [rows, cols] matrix added into sums[cols]. One task per block of columns
-// sums its columns over the rows in row order, so the result is independent of the thread count.
-constexpr int64_t kColumnBlock = 64;
-
-void add_column_sums(float* sums, const float* m, int64_t rows, int64_t cols) {
-  const int64_t blocks = (cols + kColumnBlock - 1) / kColumnBlock;
-  parallel_for(blocks, [&](int64_t blk) {
-    const int64_t c0 = blk * kColumnBlock;
-    const int64_t nc = c0 + kColumnBlock < cols ? kColumnBlock : cols - c0;
-    float acc[kColumnBlock] = {};
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* row = m + r * cols + c0;
-      for (int64_t c = 0; c < nc; ++c) acc[c] += row[c];
-    }
-    for (int64_t c = 0; c < nc; ++c) sums[c0 + c] += acc[c];
-  });
-}
-
-}  // namespace
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
                     int64_t rows, int64_t in_dim, int64_t out_dim, int64_t ldw) {
@@ -47,7 +26,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
     gemm(false, true, rows, in_dim, out_dim, 1.0f, dout, out_dim, weight, ldw, 0.0f, dinp, in_dim);
   // dW[:, :out_dim] [in_dim, out_dim] += inpᵀ · dout; columns past out_dim are left untouched.
   gemm(true, false, in_dim, out_dim, rows, 1.0f, inp, in_dim, dout, out_dim, 1.0f, dweight, ldw);
-  if (dbias != nullptr) add_column_sums(dbias, dout, rows, out_dim);
+  if (dbias != nullptr) add_column_sums(dbias, dout, rows, out_dim, out_dim);
 }
 
 }  // namespace hg

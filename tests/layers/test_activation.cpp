@@ -41,6 +41,17 @@ TEST(Activation, GeluValuesAreTheTanhForm) {
   EXPECT_GT(std::fabs(y[1] - (-1.0 * 0.5 * (1 + std::erf(-1 / std::sqrt(2.0))))), 1e-5);
 }
 
+TEST(Activation, GeluMatchesTanhFormDenselyInDouble) {
+  std::vector<float> z;
+  for (float v = -12.0f; v <= 12.0f; v += 0.001f) z.push_back(v);
+  std::vector<float> y(z.size());
+  activation_forward(y.data(), z.data(), int64_t(z.size()), Activation::Gelu);
+  for (size_t i = 0; i < z.size(); ++i) {
+    const double want = gelu_reference(z[i]);
+    ASSERT_NEAR(y[i], want, 1e-6 * std::max(1.0, std::fabs(double(z[i])))) << z[i];
+  }
+}
+
 void check_activation_gradients(Activation act) {
   const int64_t n = 5000;  // spans two parallel chunks
   auto z = random_vector(n, 1, 3.0f);
