@@ -58,7 +58,8 @@ void activation_forward(float* out, const float* inp, int64_t n, Activation act)
   }
 }
 
-void activation_backward(float* dinp, const float* dout, const float* inp, int64_t n, Activation act) {
+void activation_backward(float* dinp, const float* dout, const float* inp, int64_t n,
+                         Activation act) {
   if (act == Activation::Relu2) {
     // d/dz relu(z)² = 2·relu(z)
     for_chunks(n, [&](int64_t i0, int64_t i1) {

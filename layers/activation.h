@@ -11,6 +11,7 @@ Activation parse_activation(const std::string& name);  // throws UsageError
 // Element-wise over n values.
 void activation_forward(float* out, const float* inp, int64_t n, Activation act);
 // dinp (=) from dout and the forward input; dinp may alias dout (element-wise).
-void activation_backward(float* dinp, const float* dout, const float* inp, int64_t n, Activation act);
+void activation_backward(float* dinp, const float* dout, const float* inp, int64_t n,
+                         Activation act);
 
 }  // namespace hg

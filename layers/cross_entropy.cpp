@@ -28,8 +28,8 @@ inline float row_max(const float* x, int V) {
 
 }  // namespace
 
-void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets,
-                           int64_t rows, int V) {
+void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int64_t rows,
+                           int V) {
   check_targets(targets, rows, V);
   parallel_for(rows, [&](int64_t r) {
     const float* x = logits + r * V;

@@ -11,9 +11,9 @@ namespace hg {
 
 struct DropoutSite {
   uint64_t seed = 0;
-  int64_t step = 0;            // updates done before this one
-  int64_t first_sample = 0;    // global sample index of the micro-batch's first sequence
-  uint32_t site = 0;           // dropout_site_id(canonical name of the site)
+  int64_t step = 0;          // updates done before this one
+  int64_t first_sample = 0;  // global sample index of the micro-batch's first sequence
+  uint32_t site = 0;         // dropout_site_id(canonical name of the site)
   float p = 0.0f;
 };
 uint32_t dropout_site_id(std::string_view canonical_site_name);

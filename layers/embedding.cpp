@@ -7,13 +7,15 @@
 
 namespace hg {
 
-void embedding_forward(float* out, const int32_t* tokens, const float* weight, int64_t rows, int d) {
+void embedding_forward(float* out, const int32_t* tokens, const float* weight, int64_t rows,
+                       int d) {
   parallel_for(rows, [&](int64_t r) {
     std::memcpy(out + r * d, weight + static_cast<int64_t>(tokens[r]) * d, sizeof(float) * d);
   });
 }
 
-void embedding_backward(float* dweight, const float* dout, const int32_t* tokens, int64_t rows, int d) {
+void embedding_backward(float* dweight, const float* dout, const int32_t* tokens, int64_t rows,
+                        int d) {
   // Repeated tokens hit the same row of dweight. Splitting the columns (not the rows) across
   // tasks means every element is updated by one task, in row order: no races and bit-identical
   // sums for any thread count.

@@ -13,8 +13,8 @@ namespace hg {
 namespace {
 
 void check_width(int F, int width) {
-  require(width >= 1 && width <= F, "FFN width " + std::to_string(width) +
-                                        " outside [1, F = " + std::to_string(F) + "]");
+  require(width >= 1 && width <= F,
+          "FFN width " + std::to_string(width) + " outside [1, F = " + std::to_string(F) + "]");
 }
 
 // Resets only on a shape change: the buffers are fully overwritten, so the zero-fill that

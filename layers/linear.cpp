@@ -18,9 +18,9 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
   });
 }
 
-void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                     const float* inp, const float* weight, int64_t rows, int64_t in_dim,
-                     int64_t out_dim, int64_t ldw) {
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t rows, int64_t in_dim, int64_t out_dim,
+                     int64_t ldw) {
   // dinp [rows, in_dim] = dout [rows, out_dim] · W[:, :out_dim]ᵀ
   if (dinp != nullptr)
     gemm(false, true, rows, in_dim, out_dim, 1.0f, dout, out_dim, weight, ldw, 0.0f, dinp, in_dim);

@@ -58,7 +58,8 @@ void pool_linear_forward(float* out, const float* inp, const float* weight, cons
 }
 
 void pool_linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                          const float* inp, const float* weight, int64_t B, int64_t n, int d, int k) {
+                          const float* inp, const float* weight, int64_t B, int64_t n, int d,
+                          int k) {
   check_factor(n, k, "pool_linear");
   const int64_t kd = static_cast<int64_t>(k) * d;
   linear_backward(dinp, dweight, dbias, dout, inp, weight, B * (n / k), kd, d, d);

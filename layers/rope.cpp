@@ -34,9 +34,9 @@ RopeTable make_rope_table(int64_t n, int e) {
 namespace {
 
 void check_table(const RopeTable& table, int64_t n, int e) {
-  require(table.e == e && table.n >= n,
-          "RoPE table built for n = " + std::to_string(table.n) + ", e = " + std::to_string(table.e) +
-              " used with n = " + std::to_string(n) + ", e = " + std::to_string(e));
+  require(table.e == e && table.n >= n, "RoPE table built for n = " + std::to_string(table.n) +
+                                            ", e = " + std::to_string(table.e) + " used with n = " +
+                                            std::to_string(n) + ", e = " + std::to_string(e));
 }
 
 // Rotates every pair of the row by +angle (sign = +1) or -angle (sign = -1).

@@ -72,8 +72,12 @@ void check_activation_gradients(Activation act) {
   EXPECT_EQ(inplace, g);
 }
 
-TEST(Activation, Relu2GradientsMatchFiniteDifferences) { check_activation_gradients(Activation::Relu2); }
-TEST(Activation, GeluGradientsMatchFiniteDifferences) { check_activation_gradients(Activation::Gelu); }
+TEST(Activation, Relu2GradientsMatchFiniteDifferences) {
+  check_activation_gradients(Activation::Relu2);
+}
+TEST(Activation, GeluGradientsMatchFiniteDifferences) {
+  check_activation_gradients(Activation::Gelu);
+}
 
 }  // namespace
 }  // namespace hg

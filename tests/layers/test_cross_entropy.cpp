@@ -38,7 +38,8 @@ TEST(CrossEntropy, StableForHugeLogits) {
 TEST(CrossEntropy, RejectsTargetsOutsideVocabulary) {
   std::vector<float> logits(4), losses(2);
   std::vector<int32_t> targets = {0, 2};
-  EXPECT_THROW(cross_entropy_forward(losses.data(), logits.data(), targets.data(), 2, 2), UsageError);
+  EXPECT_THROW(cross_entropy_forward(losses.data(), logits.data(), targets.data(), 2, 2),
+               UsageError);
 }
 
 TEST(CrossEntropy, GradientIsScaledSoftmaxMinusOneHot) {
@@ -55,7 +56,9 @@ TEST(CrossEntropy, GradientIsScaledSoftmaxMinusOneHot) {
     return scale * s;
   };
   cross_entropy_backward(g.data(), logits.data(), targets.data(), scale, rows, V);
-  EXPECT_EQ(expect_gradients_match("dlogits", loss, logits.data(), g.data(), rows * V, {.max_checks = 55}), 0);
+  EXPECT_EQ(expect_gradients_match("dlogits", loss, logits.data(), g.data(), rows * V,
+                                   {.max_checks = 55}),
+            0);
   for (int64_t r = 0; r < rows; ++r) {
     double s = 0;
     for (int i = 0; i < V; ++i) s += g[r * V + i];

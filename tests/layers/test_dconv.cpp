@@ -31,7 +31,8 @@ TEST(DConv, TapsAreCausalAndRestartAtEachSequence) {
 }
 
 void check_dconv_gradients(int64_t B, int64_t n, int C) {
-  auto z = random_vector(B * n * C, 1), taps = random_vector(3 * C, 2), R = random_vector(B * n * C, 3);
+  auto z = random_vector(B * n * C, 1), taps = random_vector(3 * C, 2),
+       R = random_vector(B * n * C, 3);
   std::vector<float> y(B * n * C);
   auto loss = [&] {
     dconv_forward(y.data(), z.data(), taps.data(), B, n, C);
@@ -40,7 +41,8 @@ void check_dconv_gradients(int64_t B, int64_t n, int C) {
   loss();
   std::vector<float> dz(B * n * C, 5.0f), dtaps(3 * C, 0.0f);
   dconv_backward(dz.data(), dtaps.data(), R.data(), z.data(), taps.data(), B, n, C);
-  EXPECT_EQ(expect_gradients_match("dz", loss, z.data(), dz.data(), B * n * C, {.max_checks = 200}), 0);
+  EXPECT_EQ(expect_gradients_match("dz", loss, z.data(), dz.data(), B * n * C, {.max_checks = 200}),
+            0);
   EXPECT_EQ(expect_gradients_match("dtaps", loss, taps.data(), dtaps.data(), 3 * C), 0);
   // Accumulation of the taps' gradient.
   auto once = dtaps;

@@ -100,7 +100,8 @@ TEST(Dropout, BackwardUsesTheForwardMask) {
   };
   std::vector<float> dx = R;
   dropout_backward(dx.data(), s, B, per);
-  EXPECT_EQ(expect_gradients_match("dx", loss, x.data(), dx.data(), B * per, {.max_checks = 300}), 0);
+  EXPECT_EQ(expect_gradients_match("dx", loss, x.data(), dx.data(), B * per, {.max_checks = 300}),
+            0);
   std::vector<float> ones_f(B * per, 1.0f), ones_b(B * per, 1.0f);
   dropout_forward(ones_f.data(), s, B, per);
   dropout_backward(ones_b.data(), s, B, per);

@@ -50,7 +50,8 @@ TEST(Ffn, ForwardMatchesEquationForEveryWidth) {
     for (int w : {1, 3, 8}) {
       FfnCache cache;
       std::vector<float> out(rows * d);
-      ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(), rows, d, F, w, act);
+      ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(), rows, d,
+                  F, w, act);
       auto want = ffn_reference(x, w1, b1, w2, b2, rows, d, F, w, act);
       for (int64_t i = 0; i < rows * d; ++i) EXPECT_NEAR(out[i], want[i], 1e-5) << w << " " << i;
       EXPECT_EQ(cache.pre.dim(1), w);
@@ -61,14 +62,16 @@ TEST(Ffn, HandCheckedRelu2) {
   // d = 1, F = 2: hidden = (2x - 1, -x), out = relu2(h0)·3 + relu2(h1)·5 + 0.5
   std::vector<float> x = {2, -1}, w1 = {2, -1}, b1 = {-1, 0}, w2 = {3, 5}, b2 = {0.5f}, out(2);
   FfnCache cache;
-  ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(), 2, 1, 2, 2, Activation::Relu2);
+  ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(), 2, 1, 2, 2,
+              Activation::Relu2);
   EXPECT_EQ(out[0], 9 * 3 + 0 + 0.5f);  // h = (3, -2)
   EXPECT_EQ(out[1], 0 + 1 * 5 + 0.5f);  // h = (-3, 1)
-  ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(), 2, 1, 2, 1, Activation::Relu2);
+  ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(), 2, 1, 2, 1,
+              Activation::Relu2);
   EXPECT_EQ(out[0], 27.5f);
   EXPECT_EQ(out[1], 0.5f);
-  EXPECT_THROW(ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(), 2, 1, 2, 3,
-                           Activation::Relu2),
+  EXPECT_THROW(ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(),
+                           2, 1, 2, 3, Activation::Relu2),
                UsageError);
 }
 
@@ -81,13 +84,15 @@ void check_ffn_gradients(Activation act, int width, bool with_b2) {
   std::vector<float> out(rows * d);
   const float* b2p = with_b2 ? b2.data() : nullptr;
   auto loss = [&] {
-    ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2p, rows, d, F, width, act);
+    ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2p, rows, d, F,
+                width, act);
     return dot(out.data(), R.data(), rows * d);
   };
   loss();
-  std::vector<float> dx(rows * d, 3.0f), dw1(d * F, 0.0f), db1(F, 0.0f), dw2(F * d, 0.0f), db2(d, 0.0f);
-  ffn_backward(dx.data(), dw1.data(), db1.data(), dw2.data(), with_b2 ? db2.data() : nullptr, R.data(), cache,
-               x.data(), w1.data(), w2.data(), rows, d, F, width, act);
+  std::vector<float> dx(rows * d, 3.0f), dw1(d * F, 0.0f), db1(F, 0.0f), dw2(F * d, 0.0f),
+      db2(d, 0.0f);
+  ffn_backward(dx.data(), dw1.data(), db1.data(), dw2.data(), with_b2 ? db2.data() : nullptr,
+               R.data(), cache, x.data(), w1.data(), w2.data(), rows, d, F, width, act);
   testing::GradCheckOptions o{.max_checks = 200};
   EXPECT_EQ(expect_gradients_match("dx", loss, x.data(), dx.data(), rows * d, o), 0);
   EXPECT_EQ(expect_gradients_match("dw1", loss, w1.data(), dw1.data(), d * F, o), 0);
@@ -111,8 +116,9 @@ void check_ffn_gradients(Activation act, int width, bool with_b2) {
   // The workspace overload gives the same numbers, and parameter gradients accumulate.
   std::vector<float> dx2(rows * d), scratch(rows * width, 99.0f);
   auto dw1_once = dw1;
-  ffn_backward(dx2.data(), dw1.data(), db1.data(), dw2.data(), with_b2 ? db2.data() : nullptr, R.data(), cache,
-               x.data(), w1.data(), w2.data(), rows, d, F, width, act, scratch.data());
+  ffn_backward(dx2.data(), dw1.data(), db1.data(), dw2.data(), with_b2 ? db2.data() : nullptr,
+               R.data(), cache, x.data(), w1.data(), w2.data(), rows, d, F, width, act,
+               scratch.data());
   EXPECT_EQ(dx2, dx);
   for (size_t i = 0; i < dw1.size(); ++i) EXPECT_FLOAT_EQ(dw1[i], 2 * dw1_once[i]);
 }

@@ -17,7 +17,8 @@ TEST(LayerNorm, ForwardOfOneTwoThreeMatchesTheEquation) {
   // mean 2, biased variance 2/3.
   std::vector<float> x = {1, 2, 3}, gain = {1, 2, 3}, bias = {0.5f, 0, -1};
   std::vector<float> out(3), mean(1), rstd(1);
-  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), gain.data(), bias.data(), 1, 1, 3);
+  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), gain.data(), bias.data(), 1, 1,
+                    3);
   const double s = 1.0 / std::sqrt(2.0 / 3.0 + 1e-5);
   EXPECT_FLOAT_EQ(mean[0], 2.0f);
   EXPECT_NEAR(rstd[0], s, 1e-6);
@@ -34,7 +35,8 @@ TEST(LayerNorm, ForwardMatchesDoubleReferenceWithLargeMean) {
   for (auto& v : x) v += 300.0f;
   auto gain = random_vector(C, 12), bias = random_vector(C, 13);
   std::vector<float> out(rows * C), mean(rows), rstd(rows);
-  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), gain.data(), bias.data(), rows, 1, C);
+  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), gain.data(), bias.data(), rows,
+                    1, C);
   for (int64_t r = 0; r < rows; ++r) {
     double m = 0, v = 0;
     for (int c = 0; c < C; ++c) m += x[r * C + c];
@@ -54,7 +56,8 @@ TEST(LayerNorm, GroupedEqualsIndependentLayerNormPerGroup) {
   const int64_t W = groups * C;
   auto x = random_vector(rows * W, 21), gain = random_vector(W, 22), bias = random_vector(W, 23);
   std::vector<float> out(rows * W), mean(rows * groups), rstd(rows * groups);
-  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), gain.data(), bias.data(), rows, groups, C);
+  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), gain.data(), bias.data(), rows,
+                    groups, C);
   for (int64_t r = 0; r < rows; ++r)
     for (int g = 0; g < groups; ++g) {
       std::vector<float> o(C), m(1), s(1);
@@ -62,23 +65,26 @@ TEST(LayerNorm, GroupedEqualsIndependentLayerNormPerGroup) {
                         bias.data() + g * C, 1, 1, C);
       EXPECT_EQ(m[0], mean[r * groups + g]);
       EXPECT_EQ(s[0], rstd[r * groups + g]);
-      for (int c = 0; c < C; ++c) EXPECT_EQ(o[c], out[r * W + g * C + c]) << r << "," << g << "," << c;
+      for (int c = 0; c < C; ++c)
+        EXPECT_EQ(o[c], out[r * W + g * C + c]) << r << "," << g << "," << c;
     }
 }
 
 void check_layernorm_gradients(int64_t rows, int groups, int C) {
   const int64_t W = int64_t(groups) * C;
-  auto x = random_vector(rows * W, 31, 2.0f), gain = random_vector(W, 32), bias = random_vector(W, 33);
+  auto x = random_vector(rows * W, 31, 2.0f), gain = random_vector(W, 32),
+       bias = random_vector(W, 33);
   auto R = random_vector(rows * W, 34);
   std::vector<float> out(rows * W), mean(rows * groups), rstd(rows * groups);
   auto loss = [&] {
-    layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), gain.data(), bias.data(), rows, groups, C);
+    layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), gain.data(), bias.data(),
+                      rows, groups, C);
     return dot(out.data(), R.data(), rows * W);
   };
   loss();
   std::vector<float> dx(rows * W, 7.0f), dgain(W, 0.0f), dbias(W, 0.0f);
-  layernorm_backward(dx.data(), dgain.data(), dbias.data(), R.data(), x.data(), gain.data(), mean.data(),
-                     rstd.data(), rows, groups, C);
+  layernorm_backward(dx.data(), dgain.data(), dbias.data(), R.data(), x.data(), gain.data(),
+                     mean.data(), rstd.data(), rows, groups, C);
   EXPECT_EQ(expect_gradients_match("dx", loss, x.data(), dx.data(), rows * W), 0);
   EXPECT_EQ(expect_gradients_match("dgain", loss, gain.data(), dgain.data(), W), 0);
   EXPECT_EQ(expect_gradients_match("dbias", loss, bias.data(), dbias.data(), W), 0);
@@ -95,13 +101,14 @@ TEST(LayerNorm, ParameterGradientsAccumulateActivationGradientsAssign) {
   auto x = random_vector(rows * W, 41), gain = random_vector(W, 42), bias = random_vector(W, 43);
   auto dy = random_vector(rows * W, 44);
   std::vector<float> out(rows * W), mean(rows * groups), rstd(rows * groups);
-  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), gain.data(), bias.data(), rows, groups, C);
+  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), gain.data(), bias.data(), rows,
+                    groups, C);
   std::vector<float> dx1(rows * W), dx2(rows * W, 123.0f), dgain(W, 0.0f), dbias(W, 0.0f);
-  layernorm_backward(dx1.data(), dgain.data(), dbias.data(), dy.data(), x.data(), gain.data(), mean.data(),
-                     rstd.data(), rows, groups, C);
+  layernorm_backward(dx1.data(), dgain.data(), dbias.data(), dy.data(), x.data(), gain.data(),
+                     mean.data(), rstd.data(), rows, groups, C);
   auto dgain1 = dgain, dbias1 = dbias;
-  layernorm_backward(dx2.data(), dgain.data(), dbias.data(), dy.data(), x.data(), gain.data(), mean.data(),
-                     rstd.data(), rows, groups, C);
+  layernorm_backward(dx2.data(), dgain.data(), dbias.data(), dy.data(), x.data(), gain.data(),
+                     mean.data(), rstd.data(), rows, groups, C);
   EXPECT_EQ(dx1, dx2);
   for (int64_t c = 0; c < W; ++c) {
     EXPECT_FLOAT_EQ(dgain[c], 2 * dgain1[c]);

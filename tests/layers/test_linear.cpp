@@ -25,7 +25,8 @@ TEST(Linear, ForwardIsRowVectorTimesInOutWeightPlusBias) {
   EXPECT_EQ(y2, (std::vector<float>{9.5f, 12.0f}));
 }
 
-void check_linear_gradients(int64_t rows, int64_t in, int64_t out_dim, int64_t ldw, bool with_bias) {
+void check_linear_gradients(int64_t rows, int64_t in, int64_t out_dim, int64_t ldw,
+                            bool with_bias) {
   auto x = random_vector(rows * in, 1), W = random_vector(in * ldw, 2), b = random_vector(ldw, 3);
   auto R = random_vector(rows * out_dim, 4);
   std::vector<float> y(rows * out_dim);
@@ -37,8 +38,8 @@ void check_linear_gradients(int64_t rows, int64_t in, int64_t out_dim, int64_t l
   loss();
   const float sentinel = 0.0f;  // untouched entries must stay exactly as they were
   std::vector<float> dx(rows * in, 9.0f), dW(in * ldw, sentinel), db(ldw, sentinel);
-  linear_backward(dx.data(), dW.data(), with_bias ? db.data() : nullptr, R.data(), x.data(), W.data(),
-                  rows, in, out_dim, ldw);
+  linear_backward(dx.data(), dW.data(), with_bias ? db.data() : nullptr, R.data(), x.data(),
+                  W.data(), rows, in, out_dim, ldw);
   EXPECT_EQ(expect_gradients_match("dx", loss, x.data(), dx.data(), rows * in), 0);
   EXPECT_EQ(expect_gradients_match("dW", loss, W.data(), dW.data(), in * ldw), 0);
   if (with_bias) {
@@ -56,11 +57,14 @@ TEST(Linear, BiasGradientAcrossColumnBlocks) { check_linear_gradients(3, 2, 70, 
 
 TEST(Linear, BackwardAccumulatesParametersAndSkipsNullInputGradient) {
   const int64_t rows = 3, in = 4, out_dim = 5;
-  auto x = random_vector(rows * in, 5), W = random_vector(in * out_dim, 6), dy = random_vector(rows * out_dim, 7);
+  auto x = random_vector(rows * in, 5), W = random_vector(in * out_dim, 6),
+       dy = random_vector(rows * out_dim, 7);
   std::vector<float> dW(in * out_dim, 0.0f), db(out_dim, 0.0f);
-  linear_backward(nullptr, dW.data(), db.data(), dy.data(), x.data(), W.data(), rows, in, out_dim, out_dim);
+  linear_backward(nullptr, dW.data(), db.data(), dy.data(), x.data(), W.data(), rows, in, out_dim,
+                  out_dim);
   auto dW1 = dW, db1 = db;
-  linear_backward(nullptr, dW.data(), db.data(), dy.data(), x.data(), W.data(), rows, in, out_dim, out_dim);
+  linear_backward(nullptr, dW.data(), db.data(), dy.data(), x.data(), W.data(), rows, in, out_dim,
+                  out_dim);
   for (size_t i = 0; i < dW.size(); ++i) EXPECT_FLOAT_EQ(dW[i], 2 * dW1[i]);
   for (size_t i = 0; i < db.size(); ++i) EXPECT_FLOAT_EQ(db[i], 2 * db1[i]);
   // dW = xᵀ dy.

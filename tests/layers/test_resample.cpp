@@ -15,7 +15,8 @@ using testing::random_vector;
 
 // out = f(inp); gradient of sum(out·R) w.r.t. inp from `backward`, checked by finite differences.
 template <class Forward, class Backward>
-void check_input_gradient(const char* what, int64_t in_size, int64_t out_size, Forward forward, Backward backward) {
+void check_input_gradient(const char* what, int64_t in_size, int64_t out_size, Forward forward,
+                          Backward backward) {
   auto x = random_vector(in_size, 1), R = random_vector(out_size, 2);
   std::vector<float> y(out_size), dx(in_size, 42.0f);
   auto loss = [&] {
@@ -23,7 +24,8 @@ void check_input_gradient(const char* what, int64_t in_size, int64_t out_size, F
     return dot(y.data(), R.data(), out_size);
   };
   backward(dx.data(), R.data());
-  EXPECT_EQ(expect_gradients_match(what, loss, x.data(), dx.data(), in_size, {.max_checks = 200}), 0);
+  EXPECT_EQ(expect_gradients_match(what, loss, x.data(), dx.data(), in_size, {.max_checks = 200}),
+            0);
 }
 
 TEST(ShiftRight, ForwardShiftsEachSequenceAndFillsZeros) {
@@ -46,7 +48,8 @@ TEST(ShiftRight, GradientsMatchFiniteDifferences) {
   for (int s : {0, 1, 2}) {
     SCOPED_TRACE(s);
     check_input_gradient(
-        "dx", B * n * d, B * n * d, [&](float* y, const float* x) { shift_right_forward(y, x, B, n, d, s); },
+        "dx", B * n * d, B * n * d,
+        [&](float* y, const float* x) { shift_right_forward(y, x, B, n, d, s); },
         [&](float* dx, const float* dy) { shift_right_backward(dx, dy, B, n, d, s); });
   }
 }
@@ -92,7 +95,8 @@ TEST(PoolAvg, GradientsMatchFiniteDifferences) {
   const int64_t B = 2, n = 6;
   const int d = 3, k = 2;
   check_input_gradient(
-      "dx", B * n * d, B * (n / k) * d, [&](float* y, const float* x) { pool_avg_forward(y, x, B, n, d, k); },
+      "dx", B * n * d, B * (n / k) * d,
+      [&](float* y, const float* x) { pool_avg_forward(y, x, B, n, d, k); },
       [&](float* dx, const float* dy) { pool_avg_backward(dx, dy, B, n, d, k); });
 }
 
@@ -110,7 +114,8 @@ TEST(UpsampleLinear, SplitsEachRowIntoKConsecutiveRows) {
 TEST(UpsampleLinear, GradientsMatchFiniteDifferences) {
   const int64_t B = 2, m = 3;
   const int d = 3, k = 2;
-  auto W = random_vector(d * k * d, 7), b = random_vector(k * d, 8), x = random_vector(B * m * d, 9);
+  auto W = random_vector(d * k * d, 7), b = random_vector(k * d, 8),
+       x = random_vector(B * m * d, 9);
   auto R = random_vector(B * m * k * d, 10);
   std::vector<float> y(B * m * k * d);
   auto loss = [&] {
@@ -118,7 +123,8 @@ TEST(UpsampleLinear, GradientsMatchFiniteDifferences) {
     return dot(y.data(), R.data(), int64_t(y.size()));
   };
   std::vector<float> dx(x.size(), 1.0f), dW(W.size(), 0.0f), db(b.size(), 0.0f);
-  upsample_linear_backward(dx.data(), dW.data(), db.data(), R.data(), x.data(), W.data(), B, m, d, k);
+  upsample_linear_backward(dx.data(), dW.data(), db.data(), R.data(), x.data(), W.data(), B, m, d,
+                           k);
   EXPECT_EQ(expect_gradients_match("dx", loss, x.data(), dx.data(), int64_t(x.size())), 0);
   EXPECT_EQ(expect_gradients_match("dW", loss, W.data(), dW.data(), int64_t(W.size())), 0);
   EXPECT_EQ(expect_gradients_match("db", loss, b.data(), db.data(), int64_t(b.size())), 0);

@@ -38,7 +38,10 @@ TEST(Rope, RotatesPairsByPositionTimesFrequency) {
   for (int64_t p = 0; p < n; ++p)
     for (int h = 0; h < heads; ++h) {
       float* z = x.data() + (p * heads + h) * e;
-      z[0] = 1; z[1] = 0; z[2] = 0; z[3] = float(h + 1);
+      z[0] = 1;
+      z[1] = 0;
+      z[2] = 0;
+      z[3] = float(h + 1);
     }
   rope_forward(x.data(), t, B, n, heads, e);
   for (int64_t p = 0; p < n; ++p)

@@ -39,10 +39,12 @@ TEST(RowReduce, ParameterGradientsDoNotDependOnThreadCount) {
     const int saved = num_threads();
     set_num_threads(threads);
     std::vector<float> out;
-    std::vector<float> dx(rows * d), dg(d, 0.0f), db(d, 0.0f), dt(3 * d, 0.0f), dW(d * d, 0.0f), dlb(d, 0.0f);
-    layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), gain.data(), bias.data(), rows, 2, d / 2);
-    layernorm_backward(dx.data(), dg.data(), db.data(), dy.data(), x.data(), gain.data(), mean.data(), rstd.data(),
-                       rows, 2, d / 2);
+    std::vector<float> dx(rows * d), dg(d, 0.0f), db(d, 0.0f), dt(3 * d, 0.0f), dW(d * d, 0.0f),
+        dlb(d, 0.0f);
+    layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), gain.data(), bias.data(), rows,
+                      2, d / 2);
+    layernorm_backward(dx.data(), dg.data(), db.data(), dy.data(), x.data(), gain.data(),
+                       mean.data(), rstd.data(), rows, 2, d / 2);
     out.insert(out.end(), dx.begin(), dx.end());
     dconv_backward(dx.data(), dt.data(), dy.data(), x.data(), taps.data(), 6, rows / 6, d);
     linear_backward(nullptr, dW.data(), dlb.data(), dy.data(), x.data(), W.data(), rows, d, d, d);
