@@ -37,15 +37,17 @@ static float* aligned_floats(int64_t n) {
 
 Tensor::Tensor(Shape shape) { reset(shape); }
 
-Tensor::Tensor(const Tensor& other) : Tensor(other.shape_) {
-  if (numel_) std::memcpy(data(), other.data(), sizeof(float) * numel_);
-}
+Tensor::Tensor(const Tensor& other) { *this = other; }
 
 Tensor& Tensor::operator=(const Tensor& other) {
-  if (this != &other) {
-    reset(other.shape_);
-    if (numel_) std::memcpy(data(), other.data(), sizeof(float) * numel_);
+  if (this == &other) return *this;
+  if (!other.data_) {  // a default-constructed (empty) tensor copies as one
+    shape_.clear();
+    numel_ = 0;
+    return *this;
   }
+  reset(other.shape_);
+  if (numel_) std::memcpy(data(), other.data(), sizeof(float) * numel_);
   return *this;
 }
 

@@ -23,13 +23,15 @@ struct Packed {
 
 Packed pack(const ParamStore& store) {
   Packed p;
+  std::ostringstream names;
   for (const auto& [name, param] : store.all()) {
-    p.names += name + " " + std::to_string(param.value.rank());
-    for (int64_t s : param.value.shape()) p.names += " " + std::to_string(s);
-    p.names += "\n";
+    names << name << ' ' << param.value.rank();
+    for (int64_t s : param.value.shape()) names << ' ' << s;
+    names << '\n';
     for (const Tensor* t : {&param.value, &param.exp_avg, &param.exp_avg_sq})
       p.data.insert(p.data.end(), t->data(), t->data() + t->numel());
   }
+  p.names = names.str();
   return p;
 }
 

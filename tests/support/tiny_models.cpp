@@ -1,0 +1,41 @@
+#include "tests/support/tiny_models.h"
+
+#include "core/random.h"
+
+namespace hg::testing {
+
+std::vector<TinyModel> tiny_models() {
+  // d 8, 2 heads (e 4), ffn 16, vocab 16, L 16, window 4, chunk 4, rank 2.
+  const std::string base =
+      "[model]\nvocab_size = 16\nd_model = 8\nheads = 2\nffn = 16\nwindow = 4\nchunk = 4\n"
+      "rank = 2\nffn_granularities = 1,2\n";
+  const std::string train = "[train]\nseq_len = 16\nbatch = 2\nmicro_batch = 2\n";
+  auto model = [&](const std::string& name, const std::string& extra) {
+    return TinyModel{name, base + extra + train};
+  };
+  return {
+      model("base", "hierarchy = 1@1 1@2 1@1\n"),
+      model("full_attention", "hierarchy = 1@1 1@2 1@1\nattention = full\n"),
+      model("no_positions", "hierarchy = 1@1 1@2 1@1\npositions = none\n"),
+      model("avg_repeat", "hierarchy = 1@1 1@2 1@1\ndownsample = avg\nupsample = repeat\n"),
+      model("attention_resampling", "hierarchy = 1@1 1@2 1@1\nresampling = attention\n"),
+      model("gelu_no_dconv", "hierarchy = 1@1 1@2 1@1\nactivation = gelu\ndconv = false\n"),
+      model("two_levels", "hierarchy = 1@1 1@2 1@4 1@2 1@1\n"),
+      model("two_levels_attention", "hierarchy = 1@1 0@2 1@4 1@2 0@1\nresampling = attention\n"
+                                    "downsample = avg\nupsample = repeat\nattention = full\n"),
+      model("plain_transformer", "hierarchy = 2@1\n"),
+      model("dropout", "hierarchy = 1@1 1@2 1@1\ndropout = 0.1\n"),
+  };
+}
+
+Config tiny_config(const std::string& ini) { return config_from_ini(ini); }
+
+std::vector<int32_t> random_tokens(int64_t sequences, int seq_len, int vocab, uint64_t seed) {
+  std::vector<int32_t> tokens(sequences * (seq_len + 1));
+  uint64_t key = random_key(seed, RandomPurpose::Sample);
+  for (size_t i = 0; i < tokens.size(); ++i)
+    tokens[i] = static_cast<int32_t>(philox4x32(key, counter_of(seed, i))[0] % vocab);
+  return tokens;
+}
+
+}  // namespace hg::testing

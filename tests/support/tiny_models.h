@@ -1,0 +1,27 @@
+// Tiny model configurations covering every option of ARCHITECTURE.md §1, for whole-model tests.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "trainer/config.h"
+
+namespace hg::testing {
+
+struct TinyModel {
+  std::string name;
+  std::string ini;  // [model] and [train] sections
+};
+
+// Every option at least once: attention long_short/full, positions rope/none, downsample
+// linear/avg, upsample linear/repeat, resampling plain/attention, activation relu2/gelu,
+// dconv on/off, one and two shortening levels, a plain transformer, MatFormer granularities.
+std::vector<TinyModel> tiny_models();
+
+// The configuration of `ini` (defaults elsewhere), validated.
+Config tiny_config(const std::string& ini);
+
+// Deterministic tokens [sequences, seq_len + 1] in [0, vocab).
+std::vector<int32_t> random_tokens(int64_t sequences, int seq_len, int vocab, uint64_t seed);
+
+}  // namespace hg::testing
