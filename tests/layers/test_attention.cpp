@@ -294,10 +294,11 @@ Mat reference_forward(const Layer& l) {
         }
       // Window keys and values of every row: LNw, then the keys rotated at their own index.
       std::vector<std::vector<double>> kw(n), vw(n);
-      for (int64_t j = 0; ls && j < n; ++j) {
+      // (full: the keys rotated, the values as they are).
+      for (int64_t j = 0; j < n; ++j) {
         const auto kj = head(K, b, j, h), vj = head(V, b, j, h);
-        kw[j] = rope_ref(layernorm_ref(kj.data(), nwg, nwb, e), j, c.rope);
-        vw[j] = layernorm_ref(vj.data(), nwg, nwb, e);
+        kw[j] = rope_ref(ls ? layernorm_ref(kj.data(), nwg, nwb, e) : kj, j, c.rope);
+        vw[j] = ls ? layernorm_ref(vj.data(), nwg, nwb, e) : vj;
       }
       for (int64_t t = 0; t < n; ++t) {
         const auto q = head(Q, b, t, h);
@@ -316,8 +317,8 @@ Mat reference_forward(const Layer& l) {
           }
         } else {
           for (int64_t j = 0; j <= t; ++j) {
-            scores.push_back(dot(q_rot, rope_ref(head(K, b, j, h), j, c.rope)) * scale);
-            values.push_back(head(V, b, j, h));
+            scores.push_back(dot(q_rot, kw[j]) * scale);
+            values.push_back(vw[j]);
           }
         }
         const double m = *std::max_element(scores.begin(), scores.end());
