@@ -95,12 +95,16 @@ constexpr int kLanes = 16;
 // exp(x) for x <= 0 (softmax arguments after subtracting the max), Cephes' expf: Cody-Waite
 // reduction and a degree-6 polynomial, within 2 ulp of the correctly rounded value. Written
 // with plain arithmetic and bit casts so that the loops calling it vectorise (libm's expf does
-// not without -ffast-math, and the softmax would then cost as much as the score gemms).
+// not without -ffast-math, and the softmax would then cost more than its score gemms).
 inline float exp_nonpositive(float x) {
-  x = std::max(x, -87.0f);  // exp(-87) ~ 1.6e-38: still a normal float, 2^fx below is valid
-  const float fx = std::floor(x * 1.44269504088896341f + 0.5f);
-  x = x - fx * 0.693359375f;
-  x = x - fx * -2.12194440e-4f;
+  x = x < -87.0f ? -87.0f : x;  // exp(-87) ~ 1.6e-38: still normal, 2^k below stays valid
+  // k = round(x·log2(e)) by the 1.5·2^23 trick: adding it leaves the rounded integer in the
+  // low mantissa bits (vectorises where floor/round calls may not).
+  constexpr float kRound = 12582912.0f;
+  const float shifted = x * 1.44269504088896341f + kRound;
+  const float k = shifted - kRound;
+  x = x - k * 0.693359375f;
+  x = x - k * -2.12194440e-4f;
   const float z = x * x;
   float y = 1.9875691500e-4f;
   y = y * x + 1.3981999507e-3f;
@@ -109,29 +113,33 @@ inline float exp_nonpositive(float x) {
   y = y * x + 1.6666665459e-1f;
   y = y * x + 5.0000001201e-1f;
   y = y * z + x + 1.0f;
-  const int32_t pow2 = (static_cast<int32_t>(fx) + 127) << 23;
+  const int32_t pow2 = (std::bit_cast<int32_t>(shifted) - std::bit_cast<int32_t>(kRound) + 127)
+                       << 23;
   return y * std::bit_cast<float>(pow2);
 }
 
 inline float row_max(const float* x, int64_t n, float m) {
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  float acc[kLanes];
+  for (int l = 0; l < kLanes; ++l) acc[l] = m;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] = acc[l] < x[i + l] ? x[i + l] : acc[l];
+  for (; i < n; ++i) m = m < x[i] ? x[i] : m;
+  for (int l = 0; l < kLanes; ++l) m = m < acc[l] ? acc[l] : m;
   return m;
 }
 
-// x[i] = exp(x[i] - m); returns the sum (fixed lane order).
-inline void exp_shift_accumulate(float* x, int64_t n, float m, float* acc) {
+// x[i] = exp(x[i] - m)
+inline void exp_shift(float* x, int64_t n, float m) {
+  for (int64_t i = 0; i < n; ++i) x[i] = exp_nonpositive(x[i] - m);
+}
+
+// acc[lane] += x[i] (fixed lane order).
+inline void lane_accumulate(const float* x, int64_t n, float* acc) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
-      const float v = exp_nonpositive(x[i + l] - m);
-      x[i + l] = v;
-      acc[l] += v;
-    }
-  for (int l = 0; i < n; ++i, ++l) {
-    const float v = exp_nonpositive(x[i] - m);
-    x[i] = v;
-    acc[l] += v;
-  }
+    for (int l = 0; l < kLanes; ++l) acc[l] += x[i + l];
+  for (int l = 0; i < n; ++i, ++l) acc[l] += x[i];
 }
 
 inline float lane_total(const float* acc) {
@@ -159,9 +167,11 @@ void masked_softmax_row(float* row, int64_t G, int64_t g_vis, int64_t W, int64_t
   float m = -std::numeric_limits<float>::infinity();
   m = row_max(row, g_vis, m);
   m = row_max(win + lo, hi - lo, m);
+  exp_shift(row, g_vis, m);
+  exp_shift(win + lo, hi - lo, m);
   float acc[kLanes] = {};
-  exp_shift_accumulate(row, g_vis, m, acc);
-  exp_shift_accumulate(win + lo, hi - lo, m, acc);
+  lane_accumulate(row, g_vis, acc);
+  lane_accumulate(win + lo, hi - lo, acc);
   const float inv = 1.0f / lane_total(acc);
   for (int64_t i = 0; i < g_vis; ++i) row[i] *= inv;
   for (int64_t i = lo; i < hi; ++i) win[i] *= inv;
