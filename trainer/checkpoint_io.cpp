@@ -83,8 +83,8 @@ Tensor read_dataset(hid_t group, const std::string& name, const std::string& whe
   Tensor tensor(Shape(dims.begin(), dims.end()));
   require(tensor.empty() || H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                                     tensor.data()) >= 0,
-          where + name + " cannot be read; the file is truncated or damaged (HDF5: " +
-              h5::last_error() + ")");
+          where + name +
+              " cannot be read; the file is truncated or damaged (HDF5: " + h5::last_error() + ")");
   return tensor;
 }
 
@@ -97,7 +97,8 @@ TensorMap read_group(hid_t file, const std::string& group, const std::string& de
           described + ": group '" + group + "' cannot be listed (HDF5: " + h5::last_error() + ")");
   TensorMap tensors;
   const std::string where = described + ": " + group + "/";
-  for (const std::string& name : names) tensors.emplace(name, read_dataset(handle.get(), name, where));
+  for (const std::string& name : names)
+    tensors.emplace(name, read_dataset(handle.get(), name, where));
   return tensors;
 }
 
@@ -109,23 +110,23 @@ void write_tensor(hid_t file, const std::string& path, const Tensor& tensor, hid
       dims.empty() ? H5Screate(H5S_SCALAR)
                    : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
       "dataspace of " + path));
-  h5::Handle dataset = h5::dataset(h5::check_id(
-      H5Dcreate2(file, path.c_str(), H5T_IEEE_F32LE, space.get(), link_create, H5P_DEFAULT,
-                 H5P_DEFAULT),
-      "create " + path));
+  h5::Handle dataset =
+      h5::dataset(h5::check_id(H5Dcreate2(file, path.c_str(), H5T_IEEE_F32LE, space.get(),
+                                          link_create, H5P_DEFAULT, H5P_DEFAULT),
+                               "create " + path));
   if (!tensor.empty())
-    h5::check(H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                       tensor.data()),
-              "write " + path);
+    h5::check(
+        H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, tensor.data()),
+        "write " + path);
 }
 
 // `tensors` empty = zeros of the parameters' shapes (moments before the first update).
 void write_group(hid_t file, const std::string& group, const TensorMap& tensors,
                  const TensorMap& params, hid_t link_create) {
-  h5::Handle handle(h5::check_id(H5Gcreate2(file, group.c_str(), link_create, H5P_DEFAULT,
-                                            H5P_DEFAULT),
-                                 "create " + group),
-                    H5Gclose);
+  h5::Handle handle(
+      h5::check_id(H5Gcreate2(file, group.c_str(), link_create, H5P_DEFAULT, H5P_DEFAULT),
+                   "create " + group),
+      H5Gclose);
   if (&tensors != &params && !tensors.empty()) {
     for (const auto& [name, param] : params) {
       auto moment = tensors.find(name);
@@ -164,8 +165,8 @@ void write_file(const std::string& path, const CheckpointData& data) {
   h5::Handle access = h5::file_access(false);
   // Strong close: H5Fclose fails instead of leaving the file open behind a forgotten handle.
   h5::check(H5Pset_fclose_degree(access.get(), H5F_CLOSE_STRONG), "close degree");
-  const hid_t file = h5::check_id(
-      H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()), "create file " + path);
+  const hid_t file = h5::check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()),
+                                  "create file " + path);
   try {
     write_contents(file, data);
   } catch (...) {

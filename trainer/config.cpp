@@ -31,7 +31,7 @@ bool parse_text(const std::string& text, bool& out) {
 
 // Integers and floating point: the whole text must be one number, no spaces, no "+", finite.
 template <class T>
-  requires std::is_arithmetic_v<T>
+requires std::is_arithmetic_v<T>
 bool parse_text(const std::string& text, T& out) {
   T value{};
   const char* end = text.data() + text.size();
@@ -101,8 +101,7 @@ std::string format_value(bool value) { return value ? "true" : "false"; }
 std::string format_value(const std::string& value) { return value; }
 std::string format_value(const char* value) { return value; }
 template <class T>
-  requires std::is_arithmetic_v<T>
-std::string format_value(T value) {
+requires std::is_arithmetic_v<T> std::string format_value(T value) {
   if constexpr (std::is_floating_point_v<T>) return shortest_text(value);
   return std::to_string(value);
 }
@@ -142,8 +141,9 @@ KeySpec bind_key(const char* section, const char* name, Part Config::*part, T Pa
 }
 
 // Key name = member name, so the macro cannot bind a key to the wrong member.
-#define HG_KEY(section, key, ...) \
-  bind_key(#section, #key, &Config::section, &decltype(Config::section)::key __VA_OPT__(, ) __VA_ARGS__)
+#define HG_KEY(section, key, ...)            \
+  bind_key(#section, #key, &Config::section, \
+           &decltype(Config::section)::key __VA_OPT__(, ) __VA_ARGS__)
 
 // Every key in to_ini() order: sections as in ARCHITECTURE.md §8, keys as in its table.
 const std::vector<KeySpec>& key_table() {
@@ -268,9 +268,10 @@ void check_choices(const Config& config, const std::string& section) {
     const std::string value = key.write(config);
     const std::string choices = std::string("|") + key.choices + "|";
     std::string listing;
-    for (const char* c = key.choices; *c; ++c) listing += *c == '|' ? std::string(", ") : std::string(1, *c);
-    check(choices.find("|" + value + "|") != std::string::npos, key.full_name(),
-          "'" + value + "'", "must be one of " + listing);
+    for (const char* c = key.choices; *c; ++c)
+      listing += *c == '|' ? std::string(", ") : std::string(1, *c);
+    check(choices.find("|" + value + "|") != std::string::npos, key.full_name(), "'" + value + "'",
+          "must be one of " + listing);
   }
 }
 
@@ -305,8 +306,9 @@ void validate_parallel(const Config& c) {
   check(parse_text(p.stages, stages), "parallel.stages", "'" + p.stages + "'",
         "expected unit counts per stage separated by commas without spaces, e.g. 5,4,6");
   check(stages.empty() || static_cast<int>(stages.size()) == p.pp, "parallel.stages",
-        "'" + p.stages + "'", "needs one unit count per pipeline stage (parallel.pp = " +
-                                  std::to_string(p.pp) + "), or empty for automatic placement");
+        "'" + p.stages + "'",
+        "needs one unit count per pipeline stage (parallel.pp = " + std::to_string(p.pp) +
+            "), or empty for automatic placement");
   for (int units : stages)
     check(units >= 1, "parallel.stages", "'" + p.stages + "'", "every stage needs at least 1 unit");
   check(p.timeout > 0, "parallel.timeout", p.timeout, "must be positive (seconds)");
@@ -321,7 +323,8 @@ void validate_train(const Config& c) {
   check(c.parallel.dp < 1 || t.batch % per_pass == 0, "train.batch", t.batch,
         "must be a multiple of parallel.dp x train.micro_batch = " + std::to_string(per_pass) +
             " (B = dp * micro_batch * micro_batches); change batch, micro_batch or dp");
-  check(t.steps >= 0, "train.steps", t.steps, "must be at least 0 (0 writes the initial checkpoint)");
+  check(t.steps >= 0, "train.steps", t.steps,
+        "must be at least 0 (0 writes the initial checkpoint)");
   check(t.lr > 0, "train.lr", t.lr, "must be positive");
   check(t.warmup >= 0, "train.warmup", t.warmup, "must be at least 0");
   check(t.min_lr_ratio >= 0 && t.min_lr_ratio <= 1, "train.min_lr_ratio", t.min_lr_ratio,
@@ -330,7 +333,8 @@ void validate_train(const Config& c) {
   check(t.beta1 >= 0 && t.beta1 < 1, "train.beta1", t.beta1, "must be in [0, 1)");
   check(t.beta2 >= 0 && t.beta2 < 1, "train.beta2", t.beta2, "must be in [0, 1)");
   check(t.eps > 0, "train.eps", t.eps, "must be positive");
-  check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, "must be at least 0 (0 disables clipping)");
+  check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip,
+        "must be at least 0 (0 disables clipping)");
   check(t.matformer == "off" || c.model.ffn_widths.empty(), "train.matformer", t.matformer,
         "must be off when model.ffn_widths is set (an extracted model has fixed FFN widths)");
 }
@@ -341,14 +345,15 @@ void validate_run(const Config& c) {
   check(ck.keep >= 0, "checkpoint.keep", ck.keep, "must be at least 0 (0 = keep every checkpoint)");
   const bool resume_file = ck.resume != "none" && ck.resume != "auto";
   check(!ck.resume.empty(), "checkpoint.resume", "''", "use none, auto or a checkpoint file");
-  check(!resume_file || std::filesystem::is_regular_file(ck.resume), "checkpoint.resume",
-        ck.resume, "no such file; use none, auto (latest in checkpoint.dir) or an existing file");
+  check(!resume_file || std::filesystem::is_regular_file(ck.resume), "checkpoint.resume", ck.resume,
+        "no such file; use none, auto (latest in checkpoint.dir) or an existing file");
   check(ck.init_from.empty() || std::filesystem::is_regular_file(ck.init_from),
         "checkpoint.init_from", ck.init_from, "no such file; give an existing checkpoint");
   check(!resume_file || ck.init_from.empty(), "checkpoint.init_from", ck.init_from,
         "cannot be combined with checkpoint.resume = " + ck.resume + "; set only one");
   check(c.log.every >= 1, "log.every", c.log.every, "must be at least 1");
-  check(c.run.threads >= 0, "run.threads", c.run.threads, "must be at least 0 (0 = OpenMP default)");
+  check(c.run.threads >= 0, "run.threads", c.run.threads,
+        "must be at least 0 (0 = OpenMP default)");
   check(c.run.time_limit >= 0, "run.time_limit", c.run.time_limit,
         "must be at least 0 (seconds, 0 = none)");
 }
@@ -434,13 +439,14 @@ void validate_model(const ModelConfig& m, int seq_len) {
         "model.ffn_granularities", m.ffn_granularities, "entries must be distinct");
   int blocks = 0;
   for (const StackSpec& stack : stacks) blocks += stack.blocks;
-  check(m.ffn_widths.empty() || static_cast<int>(m.ffn_widths.size()) == blocks,
-        "model.ffn_widths", m.ffn_widths,
+  check(m.ffn_widths.empty() || static_cast<int>(m.ffn_widths.size()) == blocks, "model.ffn_widths",
+        m.ffn_widths,
         "needs one width per stack block in forward order (" + std::to_string(blocks) +
             " blocks in model.hierarchy), or empty for model.ffn everywhere");
   for (int w : m.ffn_widths)
     check(w >= 1 && w <= m.ffn, "model.ffn_widths", m.ffn_widths,
-          "entry " + std::to_string(w) + " is outside [1, model.ffn = " + std::to_string(m.ffn) + "]");
+          "entry " + std::to_string(w) + " is outside [1, model.ffn = " + std::to_string(m.ffn) +
+              "]");
   check(m.dropout >= 0 && m.dropout < 1, "model.dropout", m.dropout, "must be in [0, 1)");
   check(m.window >= 1, "model.window", m.window, "must be at least 1");
   check(m.chunk >= 1, "model.chunk", m.chunk, "must be at least 1");
@@ -491,15 +497,14 @@ Config parse_config(const std::vector<std::string>& args) {
   std::vector<std::string> tokens;
   for (size_t i = 0; i < args.size(); ++i) {
     const bool join = args[i].starts_with("--") && args[i].find('=') == std::string::npos &&
-                      i + 1 < args.size() && !args[i + 1].empty() &&
-                      !args[i + 1].starts_with("--");
+                      i + 1 < args.size() && !args[i + 1].empty() && !args[i + 1].starts_with("--");
     tokens.push_back(join ? args[i] + "=" + args[i + 1] : args[i]);
     i += join;
   }
   po::variables_map values;
   try {
     const int style = po::command_line_style::default_style &
-                      ~po::command_line_style::allow_guessing;  // no abbreviated keys
+                      ~po::command_line_style::allow_guessing;        // no abbreviated keys
     const po::options_description description = describe_keys(true);  // `parsed` points to it
     po::parsed_options parsed =
         po::command_line_parser(tokens).options(description).style(style).run();

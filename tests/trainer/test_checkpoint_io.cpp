@@ -40,7 +40,8 @@ std::map<std::string, Shape> expected_shapes(const ModelConfig& m) {
       norm(block + "/norm2", d);
       for (const char* w : {"wq", "wk", "wv"}) shapes[block + "/attn/" + w] = {d, he};
       shapes[block + "/attn/wo"] = {he, d};
-      for (const char* c : {"dconv_q", "dconv_k", "dconv_v"}) shapes[block + "/attn/" + c] = {3, he};
+      for (const char* c : {"dconv_q", "dconv_k", "dconv_v"})
+        shapes[block + "/attn/" + c] = {3, he};
       shapes[block + "/attn/proj/weight"] = {d, hr};
       shapes[block + "/attn/proj/bias"] = {hr};
       norm(block + "/attn/norm_window", he);
@@ -324,7 +325,8 @@ TEST_F(CheckpointFiles, RejectsWrongFormatVersionOrLayout) {
             std::string::npos);
   EXPECT_NE(rejection("nostep.h5", [](hid_t f) { H5Adelete(f, "step"); }).find("step"),
             std::string::npos);
-  const std::string no_params = rejection("noparams.h5", [](hid_t f) { H5Ldelete(f, "params", H5P_DEFAULT); });
+  const std::string no_params =
+      rejection("noparams.h5", [](hid_t f) { H5Ldelete(f, "params", H5P_DEFAULT); });
   EXPECT_NE(no_params.find("'/params'"), std::string::npos) << no_params;
   EXPECT_NE(no_params.find("noparams.h5"), std::string::npos) << no_params;
   EXPECT_EQ(rejection("fine.h5", [](hid_t) {}), "");

@@ -1,4 +1,4 @@
-// Configuration (ARCHITECTURE.md §8): flags and INI files, validation messages, to_ini round trips.
+// Configuration (ARCHITECTURE.md §8): flags, INI files, validation messages, to_ini round trips.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -84,11 +84,11 @@ TEST(Config, DefaultsAreValidAndParsed) {
 }
 
 TEST(Config, FlagsSetEveryKind) {
-  const Config c = parse_config({"--model.d_model", "128", "--model.heads=8", "--model.dconv",
-                                 "false", "--model.ffn_granularities", "1,2,4", "--train.lr",
-                                 "1e-3", "--train.seed", "18446744073709551615", "--run.dir",
-                                 "runs/x", "--model.hierarchy", "1@1 2@2 4@8 2@2 1@1",
-                                 "--train.seq_len", "256", "--model.dropout", "0.1"});
+  const Config c =
+      parse_config({"--model.d_model", "128", "--model.heads=8", "--model.dconv", "false",
+                    "--model.ffn_granularities", "1,2,4", "--train.lr", "1e-3", "--train.seed",
+                    "18446744073709551615", "--run.dir", "runs/x", "--model.hierarchy",
+                    "1@1 2@2 4@8 2@2 1@1", "--train.seq_len", "256", "--model.dropout", "0.1"});
   EXPECT_EQ(c.model.d_model, 128);
   EXPECT_EQ(c.model.heads, 8);
   EXPECT_FALSE(c.model.dconv);
@@ -170,12 +170,17 @@ TEST(Config, ValuesMustBeSpelledExactly) {
 
 TEST(Config, EnumerationsAcceptOnlyTheirValues) {
   const std::vector<std::pair<std::string, std::string>> keys = {
-      {"model.attention", "long_short, full"}, {"model.positions", "rope, none"},
-      {"model.downsample", "linear, avg"},     {"model.upsample", "linear, repeat"},
-      {"model.resampling", "plain, attention"}, {"model.activation", "relu2, gelu"},
-      {"train.matformer", "off, joint, sample"}, {"parallel.schedule", "gpipe, 1f1b"},
+      {"model.attention", "long_short, full"},
+      {"model.positions", "rope, none"},
+      {"model.downsample", "linear, avg"},
+      {"model.upsample", "linear, repeat"},
+      {"model.resampling", "plain, attention"},
+      {"model.activation", "relu2, gelu"},
+      {"train.matformer", "off, joint, sample"},
+      {"parallel.schedule", "gpipe, 1f1b"},
       {"run.device", "cpu, cuda"}};
-  for (const auto& [key, choices] : keys) expect_rejected({"--" + key, "bogus"}, {key, "'bogus'", choices});
+  for (const auto& [key, choices] : keys)
+    expect_rejected({"--" + key, "bogus"}, {key, "'bogus'", choices});
   expect_accepted({"--model.attention", "full", "--model.positions", "none", "--model.downsample",
                    "avg", "--model.upsample", "repeat", "--model.resampling", "attention",
                    "--model.activation", "gelu", "--train.matformer", "joint",
@@ -184,8 +189,8 @@ TEST(Config, EnumerationsAcceptOnlyTheirValues) {
 }
 
 TEST(Config, HierarchyRules) {
-  for (const char* good : {"12@1", "2@1 8@3 2@1", "5@1 24@3 5@1", "1@1 2@2 4@8 2@2 1@1",
-                           "1@1 0@2 3@1", "0@1 0@2 0@1"})
+  for (const char* good :
+       {"12@1", "2@1 8@3 2@1", "5@1 24@3 5@1", "1@1 2@2 4@8 2@2 1@1", "1@1 0@2 3@1", "0@1 0@2 0@1"})
     EXPECT_NO_THROW(parse_hierarchy(good)) << good;
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"", "odd number"},
@@ -210,7 +215,8 @@ TEST(Config, HierarchyRules) {
 TEST(Config, SequenceLengthFitsTheHierarchyAndChunks) {
   // Default hierarchy 2@1 4@3 2@1, chunk 16.
   expect_rejected({"--train.seq_len", "100"}, {"train.seq_len", "100", "shortening 3"});
-  expect_rejected({"--train.seq_len", "72"}, {"train.seq_len", "72", "stack 0", "model.chunk = 16", "multiple of 16"});
+  expect_rejected({"--train.seq_len", "72"},
+                  {"train.seq_len", "72", "stack 0", "model.chunk = 16", "multiple of 16"});
   expect_accepted({"--train.seq_len", "72", "--model.attention", "full"});
   expect_accepted({"--train.seq_len", "96"});
   // Only stacks with blocks run long-short attention: L = 24, chunk 12, L/3 = 8.
@@ -228,7 +234,8 @@ TEST(Config, ModelShapeRules) {
       {{"--model.heads", "3"}, {"model.heads", "3", "model.d_model = 256"}},
       {{"--model.heads", "0"}, {"model.heads", "0"}},
       {{"--model.d_model", "12", "--model.heads", "4"}, {"model.heads", "even", "positions"}},
-      {{"--model.ffn_granularities", "1,3"}, {"model.ffn_granularities", "1,3", "model.ffn = 1024"}},
+      {{"--model.ffn_granularities", "1,3"},
+       {"model.ffn_granularities", "1,3", "model.ffn = 1024"}},
       {{"--model.ffn_granularities", "0"}, {"model.ffn_granularities", "entry 0"}},
       {{"--model.ffn_granularities", "1,2,2"}, {"model.ffn_granularities", "distinct"}},
       {{"--model.ffn_granularities", ""}, {"model.ffn_granularities", "at least one"}},
@@ -296,14 +303,14 @@ TEST(Config, TrainingAndRunRules) {
 
 TEST(Config, TensorParallelSplitsEveryMatformerBand) {
   // Widths 96 and 3 (granularities 1, 32): bands 93 and 3 do not split over tp = 2.
-  const std::vector<std::string> base = {"--model.ffn", "96", "--model.ffn_granularities", "1,32",
+  const std::vector<std::string> base = {"--model.ffn",   "96", "--model.ffn_granularities", "1,32",
                                          "--parallel.tp", "2"};
   std::vector<std::string> joint = base;
   joint.insert(joint.end(), {"--train.matformer", "joint"});
   expect_rejected(joint, {"parallel.tp", "band", "model.ffn_granularities"});
   expect_accepted(base);  // matformer off trains the full width only
-  expect_accepted({"--model.ffn_granularities", "1,2,4", "--parallel.tp", "4", "--train.matformer",
-                   "sample"});
+  expect_accepted(
+      {"--model.ffn_granularities", "1,2,4", "--parallel.tp", "4", "--train.matformer", "sample"});
 }
 
 TEST_F(ConfigFiles, ResumeAndInitFromNeedExistingFiles) {
@@ -330,23 +337,104 @@ TEST(Config, WorldSizeMustMatchTheLayout) {
 
 // A config with every section away from its defaults, including doubles that need digits.
 std::vector<std::string> unusual_args() {
-  return {"--model.vocab_size", "300", "--model.d_model", "96", "--model.heads", "6",
-          "--model.ffn", "384", "--model.ffn_widths", "384,96,192,3", "--model.hierarchy",
-          "1@1 2@4 1@1", "--model.attention", "full", "--model.window", "33", "--model.chunk",
-          "8", "--model.rank", "3", "--model.positions", "none", "--model.downsample", "avg",
-          "--model.upsample", "repeat", "--model.resampling", "attention", "--model.activation",
-          "gelu", "--model.dconv", "false", "--model.ffn_granularities", "1,2,4,8",
-          "--model.dropout", "0.3", "--train.seq_len", "64", "--train.batch", "12",
-          "--train.micro_batch", "3", "--train.steps", "123456789012", "--train.lr",
-          "0.3333333333333333", "--train.warmup", "7", "--train.min_lr_ratio", "0.05",
-          "--train.weight_decay", "0.01", "--train.beta1", "0.8", "--train.beta2", "0.999",
-          "--train.eps", "1e-12", "--train.grad_clip", "0.5", "--train.seed", "99",
-          "--data.dir", "/data/enwik8", "--parallel.dp", "2", "--parallel.pp", "3",
-          "--parallel.tp", "3", "--parallel.schedule", "gpipe", "--parallel.stages", "2,3,4",
-          "--parallel.timeout", "1.5", "--checkpoint.dir", "ck", "--checkpoint.every", "50",
-          "--checkpoint.keep", "0", "--checkpoint.resume", "auto", "--log.every", "5",
-          "--log.metrics", "m.jsonl", "--log.trace", "t.json", "--run.dir", "runs/y",
-          "--run.threads", "4", "--run.device", "cuda", "--run.time_limit", "3600.25"};
+  return {"--model.vocab_size",
+          "300",
+          "--model.d_model",
+          "96",
+          "--model.heads",
+          "6",
+          "--model.ffn",
+          "384",
+          "--model.ffn_widths",
+          "384,96,192,3",
+          "--model.hierarchy",
+          "1@1 2@4 1@1",
+          "--model.attention",
+          "full",
+          "--model.window",
+          "33",
+          "--model.chunk",
+          "8",
+          "--model.rank",
+          "3",
+          "--model.positions",
+          "none",
+          "--model.downsample",
+          "avg",
+          "--model.upsample",
+          "repeat",
+          "--model.resampling",
+          "attention",
+          "--model.activation",
+          "gelu",
+          "--model.dconv",
+          "false",
+          "--model.ffn_granularities",
+          "1,2,4,8",
+          "--model.dropout",
+          "0.3",
+          "--train.seq_len",
+          "64",
+          "--train.batch",
+          "12",
+          "--train.micro_batch",
+          "3",
+          "--train.steps",
+          "123456789012",
+          "--train.lr",
+          "0.3333333333333333",
+          "--train.warmup",
+          "7",
+          "--train.min_lr_ratio",
+          "0.05",
+          "--train.weight_decay",
+          "0.01",
+          "--train.beta1",
+          "0.8",
+          "--train.beta2",
+          "0.999",
+          "--train.eps",
+          "1e-12",
+          "--train.grad_clip",
+          "0.5",
+          "--train.seed",
+          "99",
+          "--data.dir",
+          "/data/enwik8",
+          "--parallel.dp",
+          "2",
+          "--parallel.pp",
+          "3",
+          "--parallel.tp",
+          "3",
+          "--parallel.schedule",
+          "gpipe",
+          "--parallel.stages",
+          "2,3,4",
+          "--parallel.timeout",
+          "1.5",
+          "--checkpoint.dir",
+          "ck",
+          "--checkpoint.every",
+          "50",
+          "--checkpoint.keep",
+          "0",
+          "--checkpoint.resume",
+          "auto",
+          "--log.every",
+          "5",
+          "--log.metrics",
+          "m.jsonl",
+          "--log.trace",
+          "t.json",
+          "--run.dir",
+          "runs/y",
+          "--run.threads",
+          "4",
+          "--run.device",
+          "cuda",
+          "--run.time_limit",
+          "3600.25"};
 }
 
 TEST(Config, ToIniRoundTripsExactly) {
@@ -372,17 +460,16 @@ TEST(Config, ToIniListsEveryKeyInFixedOrderWithReadableNumbers) {
     EXPECT_GE(at, last) << section;
     last = at;
   }
-  for (const char* line : {"\nlr = 0.0003\n", "\neps = 1e-08\n", "\ntimeout = 600\n",
-                           "\nbeta2 = 0.95\n", "\ndropout = 0\n", "\nseed = 1\n",
-                           "\nhierarchy = 2@1 4@3 2@1\n", "\ndconv = true\n", "\ndir =\n",
-                           "\nresume = none\n", "\nstages =\n", "\nffn_granularities = 1\n"})
+  for (const char* line :
+       {"\nlr = 0.0003\n", "\neps = 1e-08\n", "\ntimeout = 600\n", "\nbeta2 = 0.95\n",
+        "\ndropout = 0\n", "\nseed = 1\n", "\nhierarchy = 2@1 4@3 2@1\n", "\ndconv = true\n",
+        "\ndir =\n", "\nresume = none\n", "\nstages =\n", "\nffn_granularities = 1\n"})
     EXPECT_NE(text.find(line), std::string::npos) << line;
   // An unset ffn_widths is absent (as in the reference fixtures); a set one is listed.
   EXPECT_EQ(text.find("ffn_widths"), std::string::npos);
   EXPECT_NE(parse_config(unusual_args()).to_ini().find("\nffn_widths = 384,96,192,3\n"),
             std::string::npos);
-  EXPECT_NE(parse_config({"--train.eps", "0.1"}).to_ini().find("\neps = 0.1\n"),
-            std::string::npos);
+  EXPECT_NE(parse_config({"--train.eps", "0.1"}).to_ini().find("\neps = 0.1\n"), std::string::npos);
 }
 
 TEST_F(ConfigFiles, ResolvedIniReadsBackAsAConfigFile) {
