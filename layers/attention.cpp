@@ -85,6 +85,50 @@ float* grow_zero(std::vector<float>& v, int64_t n) {
   return p;
 }
 
+// Window operands and backward temporaries, per calling thread and shared by every attention
+// layer it runs. RoPE(Q), RoPE(LNw(K)) and LNw(V) are cheap elementwise functions of the cached
+// Q, K, V: the backward recomputes them (bit-identically) instead of keeping three more
+// [B, n, H·e] tensors per layer and micro-batch in flight; the gradient buffers live only
+// during one backward.
+struct Workspace {
+  std::vector<float> q_rot, k_att, v_att;  // [B, n, H·e] the window operands (see sources())
+  std::vector<float> win_mean_k, win_rstd_k, win_mean_v, win_rstd_v;  // [B·n·H] LNw statistics
+  std::vector<float> dheads, dq, dq_rot, dk, dv, dk_att, dv_att, dq_lin, dk_lin, dv_lin;
+  std::vector<float> dk_comp, dv_comp, dk_comp_raw, dv_comp_raw, dlogits, scratch;
+  std::vector<float> unused[4];  // gradients of parameters the caller did not ask for
+};
+
+Workspace& workspace() {
+  thread_local Workspace ws;
+  return ws;
+}
+
+// Fills the workspace's window operands from the cached post-DConv Q, K, V:
+//   long_short: q_rot = RoPE(Q), k_att = RoPE(LNw(K)), v_att = LNw(V) (one LN instance for K
+//               and V, statistics per row; keys rotated after the LayerNorm)
+//   full:       q_rot = RoPE(Q), k_att = RoPE(K)
+void window_operands(Workspace& ws, const AttentionCache& c, const AttentionParams& w,
+                     const AttentionConfig& cfg, int64_t B, int64_t n) {
+  const int H = cfg.heads, e = cfg.head_dim;
+  const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n;
+  if (cfg.rope) {
+    float* q_rot = grow(ws.q_rot, rows * HE);
+    std::copy(c.q.data(), c.q.data() + rows * HE, q_rot);
+    rope_forward(q_rot, c.rope, B, n, H, e);
+  }
+  if (cfg.kind == AttentionKind::LongShort) {
+    layernorm_forward(grow(ws.k_att, rows * HE), grow(ws.win_mean_k, rows * H),
+                      grow(ws.win_rstd_k, rows * H), c.k.data(), w.norm_window_gain,
+                      w.norm_window_bias, rows, H, e);
+    layernorm_forward(grow(ws.v_att, rows * HE), grow(ws.win_mean_v, rows * H),
+                      grow(ws.win_rstd_v, rows * H), c.v.data(), w.norm_window_gain,
+                      w.norm_window_bias, rows, H, e);
+  } else if (cfg.rope) {
+    std::copy(c.k.data(), c.k.data() + rows * HE, grow(ws.k_att, rows * HE));
+  }
+  if (cfg.rope) rope_forward(ws.k_att.data(), c.rope, B, n, H, e);
+}
+
 // Pointers the kernel reads, selected by the configuration (shared by forward and backward).
 struct Sources {
   const float* q_global;  // unrotated Q (long_short's compressed keys)
@@ -95,13 +139,13 @@ struct Sources {
   const float* v_global;
 };
 
-Sources sources(const AttentionCache& c, const AttentionConfig& cfg) {
+Sources sources(const AttentionCache& c, const Workspace& ws, const AttentionConfig& cfg) {
   const bool ls = cfg.kind == AttentionKind::LongShort;
   Sources s;
   s.q_global = c.q.data();
-  s.q_window = cfg.rope ? c.q_rot.data() : c.q.data();
-  s.k_window = (ls || cfg.rope) ? c.k_att.data() : c.k.data();
-  s.v_window = ls ? c.v_att.data() : c.v.data();
+  s.q_window = cfg.rope ? ws.q_rot.data() : c.q.data();
+  s.k_window = (ls || cfg.rope) ? ws.k_att.data() : c.k.data();
+  s.v_window = ls ? ws.v_att.data() : c.v.data();
   s.k_global = ls ? c.k_comp.data() : nullptr;
   s.v_global = ls ? c.v_comp.data() : nullptr;
   return s;
@@ -126,20 +170,6 @@ AttentionHead head_view(const Sources& s, const AttentionConfig& cfg, int64_t n,
     x.ldg = HE;
   }
   return x;
-}
-
-// Backward temporaries, per calling thread and shared by every attention layer it runs: they
-// live only during one backward, so keeping them in each layer's cache would multiply the
-// memory by the layers (and the micro-batches in flight) for nothing.
-struct Workspace {
-  std::vector<float> dheads, dq, dq_rot, dk, dv, dk_att, dv_att, dq_lin, dk_lin, dv_lin;
-  std::vector<float> dk_comp, dv_comp, dk_comp_raw, dv_comp_raw, dlogits, scratch;
-  std::vector<float> unused[4];  // gradients of parameters the caller did not ask for
-};
-
-Workspace& workspace() {
-  thread_local Workspace ws;
-  return ws;
 }
 
 float* or_unused(float* p, std::vector<float>& unused, int64_t n) {
@@ -175,22 +205,9 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
     linear_forward(v, u, w.wv, nullptr, rows, cfg.d, HE, HE);
   }
 
-  if (cfg.rope) {
-    float* q_rot = grow(c.q_rot, rows * HE);
-    std::copy(q, q + rows * HE, q_rot);
-    rope_forward(q_rot, c.rope, B, n, H, e);
-  }
+  Workspace& ws = workspace();
+  window_operands(ws, c, w, cfg, B, n);
   if (ls) {
-    // Window keys/values: one LNw instance normalises K and V rows separately; keys are
-    // rotated after the LayerNorm.
-    float* k_att = grow(c.k_att, rows * HE);
-    layernorm_forward(k_att, grow(c.win_mean_k, rows * H), grow(c.win_rstd_k, rows * H), k,
-                      w.norm_window_gain, w.norm_window_bias, rows, H, e);
-    layernorm_forward(grow(c.v_att, rows * HE), grow(c.win_mean_v, rows * H),
-                      grow(c.win_rstd_v, rows * H), v, w.norm_window_gain, w.norm_window_bias,
-                      rows, H, e);
-    if (cfg.rope) rope_forward(k_att, c.rope, B, n, H, e);
-
     // Global keys/values: P = u Wp + bp, softmax within each chunk, weighted sums of the
     // post-DConv pre-LN rows, then LNg.
     const int l = cfg.chunk, r = cfg.rank, Hr = H * r;
@@ -206,15 +223,11 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
     layernorm_forward(grow(c.v_comp, comp_rows * HE), grow(c.comp_mean_v, comp_rows * H),
                       grow(c.comp_rstd_v, comp_rows * H), c.v_comp_raw.data(),
                       w.norm_global_gain, w.norm_global_bias, comp_rows, H, e);
-  } else if (cfg.rope) {
-    float* k_att = grow(c.k_att, rows * HE);
-    std::copy(k, k + rows * HE, k_att);
-    rope_forward(k_att, c.rope, B, n, H, e);
   }
 
   // Joint softmax attention, one task per (sequence, head, query block): no shared writes.
   const AttentionPlan& plan = c.plan;
-  const Sources src = sources(c, cfg);
+  const Sources src = sources(c, ws, cfg);
   const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
   float* probs = grow(c.probs, B * H * plan.probs_size);
   float* heads_out = grow(c.heads_out, rows * HE);
@@ -242,6 +255,7 @@ void attention_backward(float* du, const AttentionParams& g, const float* dout,
   const int H = cfg.heads, e = cfg.head_dim;
   const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n;
   Workspace& ws = workspace();
+  window_operands(ws, c, w, cfg, B, n);
 
   // Wo: dheads [rows, H·e] = dout Woᵀ, dWo += concat_h(O_h)ᵀ dout
   float* dheads = grow(ws.dheads, rows * HE);
@@ -266,7 +280,7 @@ void attention_backward(float* du, const AttentionParams& g, const float* dout,
   float* dv_comp = ls ? grow_zero(ws.dv_comp, comp_rows * HE) : nullptr;
 
   const AttentionPlan& plan = c.plan;
-  const Sources src = sources(c, cfg);
+  const Sources src = sources(c, ws, cfg);
   float* scratch = grow(ws.scratch, B * H * plan.max_block_size);
   const float scale = 1.0f / std::sqrt(static_cast<float>(e));
   parallel_for(B * H, [&](int64_t bh) {
@@ -303,9 +317,9 @@ void attention_backward(float* du, const AttentionParams& g, const float* dout,
     float* dgain_w = or_unused(g.norm_window_gain, ws.unused[0], HE);
     float* dbias_w = or_unused(g.norm_window_bias, ws.unused[1], HE);
     layernorm_backward(dk, dgain_w, dbias_w, dk_window, c.k.data(), w.norm_window_gain,
-                       c.win_mean_k.data(), c.win_rstd_k.data(), rows, H, e);
+                       ws.win_mean_k.data(), ws.win_rstd_k.data(), rows, H, e);
     layernorm_backward(dv, dgain_w, dbias_w, dv_window, c.v.data(), w.norm_window_gain,
-                       c.win_mean_v.data(), c.win_rstd_v.data(), rows, H, e);
+                       ws.win_mean_v.data(), ws.win_rstd_v.data(), rows, H, e);
 
     // Global path: LNg, then the weighted sums (into dk, dv and the chunk probabilities),
     // then the chunk softmax and the projection.

@@ -55,10 +55,8 @@ struct AttentionParams {
 struct AttentionCache {
   std::vector<float> q_lin, k_lin, v_lin;  // [B, n, H·e] projections before DConv (dconv only)
   std::vector<float> q, k, v;              // [B, n, H·e] after DConv: pre-LN, unrotated
-  std::vector<float> q_rot;                // [B, n, H·e] RoPE(Q) (rope only)
-  std::vector<float> k_att, v_att;         // [B, n, H·e] keys/values the window scores:
-                                           //   long_short: RoPE(LNw(K)), LNw(V); full: RoPE(K)
-  std::vector<float> win_mean_k, win_rstd_k, win_mean_v, win_rstd_v;  // [B·n·H] LNw statistics
+                                           // (RoPE(Q), RoPE(LNw(K)), LNw(V) are recomputed by
+                                           // the backward, in a per-thread workspace)
   std::vector<float> chunk_probs;          // [B, n, H·r] softmax of the projection in each chunk
   std::vector<float> k_comp_raw, v_comp_raw;  // [B, n/l, r, H·e] compressed, before LNg
   std::vector<float> k_comp, v_comp;          // [B, n/l, r, H·e] after LNg
@@ -71,6 +69,10 @@ struct AttentionCache {
   int64_t plan_n = -1;
 };
 
+// Both calls use a workspace private to the calling thread and shared by all attention layers
+// it runs (transient buffers only; the cache holds everything that must survive between the
+// forward and the backward). The backward recomputes RoPE/LNw of the cached Q, K, V, so `w` must
+// be the parameters the forward used.
 // u [B, n, d] (the block's LN1 output) -> out [B, n, d] (=).
 void attention_forward(float* out, AttentionCache& cache, const float* u, const AttentionParams& w,
                        const AttentionConfig& cfg, int64_t B, int64_t n);

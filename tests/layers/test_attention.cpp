@@ -517,6 +517,29 @@ TEST(Attention, Deterministic) {
   EXPECT_EQ(ga.nw_gain, gb.nw_gain);
 }
 
+// Layers share a per-thread workspace: interleaving the forwards and backwards of two layers
+// (as a pipeline schedule does with micro-batches) gives the gradients of running them apart.
+TEST(Attention, InterleavedLayersMatchSeparateRuns) {
+  Layer a(long_short(16, 2, 8, 16, 8, 2, true, true), 2, 64, 91);
+  Layer b(full(16, 3, 4, true, false), 1, 40, 92);
+  const Grads ga = run_backward(a), gb = run_backward(b);
+  Layer a2 = a, b2 = b;
+  a2.cache = AttentionCache();
+  b2.cache = AttentionCache();
+  Grads ga2(a2), gb2(b2);
+  a2.forward();
+  b2.forward();
+  attention_backward(ga2.du.data(), ga2.params(), a2.R.data(), a2.cache, a2.u.data(),
+                     a2.params(), a2.cfg, a2.B, a2.n);
+  attention_backward(gb2.du.data(), gb2.params(), b2.R.data(), b2.cache, b2.u.data(),
+                     b2.params(), b2.cfg, b2.B, b2.n);
+  EXPECT_EQ(ga.du, ga2.du);
+  EXPECT_EQ(ga.wq, ga2.wq);
+  EXPECT_EQ(ga.nw_gain, ga2.nw_gain);
+  EXPECT_EQ(gb.du, gb2.du);
+  EXPECT_EQ(gb.wk, gb2.wk);
+}
+
 TEST(Attention, ParseKind) {
   EXPECT_EQ(parse_attention_kind("long_short"), AttentionKind::LongShort);
   EXPECT_EQ(parse_attention_kind("full"), AttentionKind::Full);
