@@ -77,14 +77,16 @@ struct Reference {
   TokenBatch batch() const { return {tokens.data(), config.train.batch, 0}; }
 };
 
-// max |a - b| relative to max |b| (the tensor's scale), 0 for an all-zero pair.
-double relative_max_error(const Tensor& a, const Tensor& b) {
-  double err = 0, scale = 0;
+// max |a - b| relative to max |b| (the tensor's scale). Tensors whose true value is zero (the
+// gradient of proj/bias: a chunk softmax does not see a bias shared by its rows) hold rounding
+// noise of ~1e-12 in both implementations: below `floor` the scale is the floor.
+double relative_max_error(const Tensor& a, const Tensor& b, double floor = 1e-6) {
+  double err = 0, scale = floor;
   for (int64_t i = 0; i < b.numel(); ++i) {
     err = std::max(err, std::fabs(double(a[i]) - b[i]));
     scale = std::max(scale, std::fabs(double(b[i])));
   }
-  return scale > 0 ? err / scale : err;
+  return err / scale;
 }
 
 TEST(Reference, ModelHasExactlyTheCanonicalParameterNamesAndShapes) {
@@ -130,9 +132,11 @@ TEST(Reference, FiveAdamWStepsMatchLossesNormsRatesAndFinalState) {
   CheckpointData after = read_checkpoint(kDir + "/after5.h5");
   EXPECT_EQ(after.step, 5);
   for (const auto& [name, p] : model->params().all()) {
-    EXPECT_LT(relative_max_error(p.value, after.params.at(name)), 1e-4) << name;
+    // proj/bias only ever moved by Adam-normalised rounding noise (~1e-7 a step): compared at
+    // 1e-6 absolute, like every parameter whose values stay below 1e-2.
+    EXPECT_LT(relative_max_error(p.value, after.params.at(name), 1e-2), 1e-4) << name;
     EXPECT_LT(relative_max_error(p.exp_avg, after.exp_avg.at(name)), 1e-3) << name;
-    EXPECT_LT(relative_max_error(p.exp_avg_sq, after.exp_avg_sq.at(name)), 1e-3) << name;
+    EXPECT_LT(relative_max_error(p.exp_avg_sq, after.exp_avg_sq.at(name), 1e-12), 1e-3) << name;
   }
 }
 
