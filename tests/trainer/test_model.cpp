@@ -72,9 +72,10 @@ TEST_P(TinyModelTest, LossGradientMatchesFiniteDifferences) {
       den += an * an + fd * fd;
       ++checked;
     }
-    // Entries outside the active FFN prefix get exactly zero gradient (and no FD signal).
-    if (den < 1e-14) continue;
-    EXPECT_LT(std::sqrt(num / den), 3e-2) << GetParam().name << ": " << name;
+    // Relative error, with an absolute floor for true zeros: entries outside the active FFN
+    // prefix, and proj/bias (a chunk softmax cannot see a bias shared by its rows), where the
+    // finite difference is float32 rounding noise (~1e-5).
+    EXPECT_LT(std::sqrt(num), 3e-2 * std::sqrt(den) + 2e-4) << GetParam().name << ": " << name;
   }
   EXPECT_GT(checked, 20);
 }
