@@ -94,7 +94,8 @@ struct Workspace {
   std::vector<float> q_rot, k_att, v_att;  // [B, n, H·e] the window operands (see sources())
   std::vector<float> win_mean_k, win_rstd_k, win_mean_v, win_rstd_v;  // [B·n·H] LNw statistics
   std::vector<float> dheads, dq, dq_rot, dk, dv, dk_att, dv_att, dq_lin, dk_lin, dv_lin;
-  std::vector<float> dk_comp, dv_comp, dk_comp_raw, dv_comp_raw, dlogits, scratch;
+  std::vector<float> dk_comp, dv_comp, dk_comp_raw, dv_comp_raw, dlogits;
+  std::vector<float> dscores;  // [B, H, plan.probs_size] gradients of the attention scores
   std::vector<float> unused[4];  // gradients of parameters the caller did not ask for
 };
 
@@ -225,21 +226,25 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
                       w.norm_global_gain, w.norm_global_bias, comp_rows, H, e);
   }
 
-  // Joint softmax attention, one task per (sequence, head, query block): no shared writes.
+  // Joint softmax attention over every (sequence, head).
   const AttentionPlan& plan = c.plan;
   const Sources src = sources(c, ws, cfg);
-  const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
   float* probs = grow(c.probs, B * H * plan.probs_size);
   float* heads_out = grow(c.heads_out, rows * HE);
   const float scale = 1.0f / std::sqrt(static_cast<float>(e));
-  parallel_for_dynamic(B * H * blocks, [&](int64_t i) {
-    const int64_t bh = i / blocks, blk = i % blocks;
-    const int64_t b = bh / H;
-    const int h = static_cast<int>(bh % H);
-    attention_core_forward_block(heads_out + b * n * HE + static_cast<int64_t>(h) * e, HE,
-                                 probs + bh * plan.probs_size, head_view(src, cfg, n, b, h), plan,
-                                 blk, scale, e);
-  });
+  attention_core_forward(
+      B * H,
+      [&](int64_t bh) {
+        const int64_t b = bh / H;
+        const int h = static_cast<int>(bh % H);
+        AttentionForwardSlice s;
+        s.x = head_view(src, cfg, n, b, h);
+        s.out = heads_out + b * n * HE + static_cast<int64_t>(h) * e;
+        s.ldo = HE;
+        s.probs = probs + bh * plan.probs_size;
+        return s;
+      },
+      plan, scale, e);
 
   // out [rows, d] = concat_h(O_h) Wo (a partial sum under tensor parallelism)
   linear_forward(out, heads_out, w.wo, nullptr, rows, HE, cfg.d, cfg.d);
@@ -281,29 +286,35 @@ void attention_backward(float* du, const AttentionParams& g, const float* dout,
 
   const AttentionPlan& plan = c.plan;
   const Sources src = sources(c, ws, cfg);
-  float* scratch = grow(ws.scratch, B * H * plan.max_block_size);
+  float* dscores = grow(ws.dscores, B * H * plan.probs_size);
   const float scale = 1.0f / std::sqrt(static_cast<float>(e));
-  parallel_for(B * H, [&](int64_t bh) {
-    const int64_t b = bh / H;
-    const int h = static_cast<int>(bh % H);
-    const int64_t seq = b * n * HE + static_cast<int64_t>(h) * e;
-    AttentionHeadGrad grad;
-    grad.ldq = HE;
-    grad.dq_global = ls ? dq + seq : nullptr;
-    grad.dq_window = dq_window + seq;
-    grad.ldw = HE;
-    grad.dk_window = dk_window + seq;
-    grad.dv_window = dv_window + seq;
-    if (ls) {
-      const int64_t comp = b * (n / l) * r * HE + static_cast<int64_t>(h) * e;
-      grad.dk_global = dk_comp + comp;
-      grad.dv_global = dv_comp + comp;
-      grad.ldg = HE;
-    }
-    attention_core_backward(grad, dheads + seq, HE, c.probs.data() + bh * plan.probs_size,
-                            head_view(src, cfg, n, b, h), plan, scale, e,
-                            scratch + bh * plan.max_block_size);
-  });
+  attention_core_backward(
+      B * H,
+      [&](int64_t bh) {
+        const int64_t b = bh / H;
+        const int h = static_cast<int>(bh % H);
+        const int64_t seq = b * n * HE + static_cast<int64_t>(h) * e;
+        AttentionBackwardSlice s;
+        s.x = head_view(src, cfg, n, b, h);
+        s.g.ldq = HE;
+        s.g.dq_global = ls ? dq + seq : nullptr;
+        s.g.dq_window = dq_window + seq;
+        s.g.ldw = HE;
+        s.g.dk_window = dk_window + seq;
+        s.g.dv_window = dv_window + seq;
+        if (ls) {
+          const int64_t comp = b * (n / l) * r * HE + static_cast<int64_t>(h) * e;
+          s.g.dk_global = dk_comp + comp;
+          s.g.dv_global = dv_comp + comp;
+          s.g.ldg = HE;
+        }
+        s.dout = dheads + seq;
+        s.ldo = HE;
+        s.probs = c.probs.data() + bh * plan.probs_size;
+        s.dscores = dscores + bh * plan.probs_size;
+        return s;
+      },
+      plan, scale, e);
 
   // Undo the rotations (the gradient of a rotation is the inverse rotation), then the norms.
   if (cfg.rope) {

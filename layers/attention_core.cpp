@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "core/gemm.h"
+#include "core/parallel_for.h"
 
 namespace hg {
 
@@ -19,7 +20,6 @@ void finalize_attention_plan(AttentionPlan& plan, int64_t block_rows) {
   block_rows = std::max<int64_t>(1, block_rows);
   plan.blocks.clear();
   plan.probs_size = 0;
-  plan.max_block_size = 0;
   for (int64_t t0 = 0; t0 < nq; t0 += block_rows) {
     AttentionPlan::Block b;
     b.t0 = t0;
@@ -34,7 +34,6 @@ void finalize_attention_plan(AttentionPlan& plan, int64_t block_rows) {
     b.offset = plan.probs_size;
     const int64_t size = b.rows * (b.global + b.whi - b.wlo);
     plan.probs_size += size;
-    plan.max_block_size = std::max(plan.max_block_size, size);
     plan.blocks.push_back(b);
   }
 }
@@ -185,11 +184,14 @@ void masked_softmax_row(float* row, int64_t G, int64_t g_vis, int64_t W, int64_t
 // ---------------------------------------------------------------------------------------------
 // Forward: S = scale·[Q_g K_gᵀ | Q_w K_wᵀ] (block rows), P = masked softmax(S), O = P [V_g; V_w].
 
-void attention_core_forward_block(float* out, int64_t ldo, float* probs, const AttentionHead& x,
-                                  const AttentionPlan& plan, int64_t block, float scale, int e) {
+namespace {
+
+void forward_block(const AttentionForwardSlice& s, const AttentionPlan& plan, int64_t block,
+                   float scale, int e) {
+  const AttentionHead& x = s.x;
   const AttentionPlan::Block& b = plan.blocks[block];
   const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
-  float* P = probs + b.offset;  // [rows, G + W]
+  float* P = s.probs + b.offset;  // [rows, G + W]
   if (G > 0)
     gemm(false, true, b.rows, G, e, scale, x.q_global + b.t0 * x.ldq, x.ldq, x.k_global, x.ldg,
          0.0f, P, ld);
@@ -198,74 +200,120 @@ void attention_core_forward_block(float* out, int64_t ldo, float* probs, const A
          x.k_window + b.wlo * x.ldw, x.ldw, 0.0f, P + G, ld);
   for (int64_t i = 0; i < b.rows; ++i) {
     const int64_t t = b.t0 + i;
-    float* row = P + i * ld;
     const int64_t lo = plan.window_lo[t] - b.wlo, hi = plan.window_hi[t] - b.wlo;
-    masked_softmax_row(row, G, plan.global_len[t], W, lo, hi);
+    masked_softmax_row(P + i * ld, G, plan.global_len[t], W, lo, hi);
   }
   // O [rows, e] = P_g V_g + P_w V_w
-  float* o = out + b.t0 * ldo;
-  if (G > 0) gemm(false, false, b.rows, e, G, 1.0f, P, ld, x.v_global, x.ldg, 0.0f, o, ldo);
+  float* o = s.out + b.t0 * s.ldo;
+  if (G > 0) gemm(false, false, b.rows, e, G, 1.0f, P, ld, x.v_global, x.ldg, 0.0f, o, s.ldo);
   if (W > 0)
     gemm(false, false, b.rows, e, W, 1.0f, P + G, ld, x.v_window + b.wlo * x.ldw, x.ldw,
-         G > 0 ? 1.0f : 0.0f, o, ldo);
+         G > 0 ? 1.0f : 0.0f, o, s.ldo);
   if (G == 0 && W == 0)
-    for (int64_t i = 0; i < b.rows; ++i) zero(o + i * ldo, e);
+    for (int64_t i = 0; i < b.rows; ++i) zero(o + i * s.ldo, e);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Backward, per block:
-//   dP = dO [V_g; V_w]ᵀ,  dS = P ∘ (dP − rowsum(P ∘ dP))
-//   dQ_g = scale·dS_g K_g (=),  dQ_w = scale·dS_w K_w (=)
-//   dK_g += scale·dS_gᵀ Q_g,  dV_g += P_gᵀ dO   (and the same for the window keys)
+// Backward, phase 1, per block: dP = dO [V_g; V_w]ᵀ, dS = P ∘ (dP − rowsum(P ∘ dP)),
+// dQ_g = scale·dS_g K_g (=), dQ_w = scale·dS_w K_w (=).
+void backward_block_scores(const AttentionBackwardSlice& s, const AttentionPlan& plan,
+                           int64_t block, float scale, int e) {
+  const AttentionHead& x = s.x;
+  const AttentionHeadGrad& g = s.g;
+  const AttentionPlan::Block& b = plan.blocks[block];
+  const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
+  const float* P = s.probs + b.offset;  // [rows, G + W]
+  float* dS = s.dscores + b.offset;     // [rows, G + W]
+  const float* dO = s.dout + b.t0 * s.ldo;
+  if (G > 0) gemm(false, true, b.rows, G, e, 1.0f, dO, s.ldo, x.v_global, x.ldg, 0.0f, dS, ld);
+  if (W > 0)
+    gemm(false, true, b.rows, W, e, 1.0f, dO, s.ldo, x.v_window + b.wlo * x.ldw, x.ldw, 0.0f,
+         dS + G, ld);
+  for (int64_t i = 0; i < b.rows; ++i) {
+    const float* p = P + i * ld;
+    float* ds = dS + i * ld;
+    // Masked entries have p = 0 and so get ds = 0 whatever dP holds there.
+    const float pd = lane_dot(p, ds, ld);
+    for (int64_t j = 0; j < ld; ++j) ds[j] = p[j] * (ds[j] - pd);
+  }
+  if (g.dq_global != nullptr) {
+    float* dq = g.dq_global + b.t0 * g.ldq;
+    if (G > 0)
+      gemm(false, false, b.rows, e, G, scale, dS, ld, x.k_global, x.ldg, 0.0f, dq, g.ldq);
+    else
+      for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
+  }
+  float* dq = g.dq_window + b.t0 * g.ldq;
+  if (W > 0)
+    gemm(false, false, b.rows, e, W, scale, dS + G, ld, x.k_window + b.wlo * x.ldw, x.ldw, 0.0f,
+         dq, g.ldq);
+  else
+    for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
+}
 
-void attention_core_backward(const AttentionHeadGrad& g, const float* dout, int64_t ldo,
-                             const float* probs, const AttentionHead& x, const AttentionPlan& plan,
-                             float scale, int e, float* scratch) {
+// Backward, phase 2: one key tensor of one slice, blocks in order (overlapping windows add
+// into the same key rows):
+//   dK_w += scale·dS_wᵀ Q_w,  dV_w += P_wᵀ dO,  dK_g += scale·dS_gᵀ Q_g,  dV_g += P_gᵀ dO
+enum class KeyGrad { WindowK, WindowV, GlobalK, GlobalV };
+
+void backward_keys(const AttentionBackwardSlice& s, const AttentionPlan& plan, KeyGrad which,
+                   float scale, int e) {
+  const AttentionHead& x = s.x;
+  const AttentionHeadGrad& g = s.g;
   for (const AttentionPlan::Block& b : plan.blocks) {
     const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
-    const float* P = probs + b.offset;  // [rows, G + W]
-    float* dS = scratch;                // [rows, G + W]
-    const float* dO = dout + b.t0 * ldo;
-    if (G > 0)
-      gemm(false, true, b.rows, G, e, 1.0f, dO, ldo, x.v_global, x.ldg, 0.0f, dS, ld);
-    if (W > 0)
-      gemm(false, true, b.rows, W, e, 1.0f, dO, ldo, x.v_window + b.wlo * x.ldw, x.ldw, 0.0f,
-           dS + G, ld);
-    for (int64_t i = 0; i < b.rows; ++i) {
-      const float* p = P + i * ld;
-      float* ds = dS + i * ld;
-      // Masked entries have p = 0 and so get ds = 0 whatever dP holds there.
-      const float pd = lane_dot(p, ds, ld);
-      for (int64_t j = 0; j < ld; ++j) ds[j] = p[j] * (ds[j] - pd);
-    }
-    const float* qg = x.q_global + b.t0 * x.ldq;
-    const float* qw = x.q_window + b.t0 * x.ldq;
-    if (g.dq_global != nullptr) {
-      float* dq = g.dq_global + b.t0 * g.ldq;
-      if (G > 0)
-        gemm(false, false, b.rows, e, G, scale, dS, ld, x.k_global, x.ldg, 0.0f, dq, g.ldq);
-      else
-        for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
-    }
-    {
-      float* dq = g.dq_window + b.t0 * g.ldq;
-      if (W > 0)
-        gemm(false, false, b.rows, e, W, scale, dS + G, ld, x.k_window + b.wlo * x.ldw, x.ldw,
-             0.0f, dq, g.ldq);
-      else
-        for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
-    }
-    if (G > 0) {
-      gemm(true, false, G, e, b.rows, scale, dS, ld, qg, x.ldq, 1.0f, g.dk_global, g.ldg);
-      gemm(true, false, G, e, b.rows, 1.0f, P, ld, dO, ldo, 1.0f, g.dv_global, g.ldg);
-    }
-    if (W > 0) {
-      gemm(true, false, W, e, b.rows, scale, dS + G, ld, qw, x.ldq, 1.0f,
-           g.dk_window + b.wlo * g.ldw, g.ldw);
-      gemm(true, false, W, e, b.rows, 1.0f, P + G, ld, dO, ldo, 1.0f, g.dv_window + b.wlo * g.ldw,
-           g.ldw);
+    const float* P = s.probs + b.offset;
+    const float* dS = s.dscores + b.offset;
+    const float* dO = s.dout + b.t0 * s.ldo;
+    switch (which) {
+      case KeyGrad::WindowK:
+        if (W > 0)
+          gemm(true, false, W, e, b.rows, scale, dS + G, ld, x.q_window + b.t0 * x.ldq, x.ldq,
+               1.0f, g.dk_window + b.wlo * g.ldw, g.ldw);
+        break;
+      case KeyGrad::WindowV:
+        if (W > 0)
+          gemm(true, false, W, e, b.rows, 1.0f, P + G, ld, dO, s.ldo, 1.0f,
+               g.dv_window + b.wlo * g.ldw, g.ldw);
+        break;
+      case KeyGrad::GlobalK:
+        if (G > 0)
+          gemm(true, false, G, e, b.rows, scale, dS, ld, x.q_global + b.t0 * x.ldq, x.ldq, 1.0f,
+               g.dk_global, g.ldg);
+        break;
+      case KeyGrad::GlobalV:
+        if (G > 0)
+          gemm(true, false, G, e, b.rows, 1.0f, P, ld, dO, s.ldo, 1.0f, g.dv_global, g.ldg);
+        break;
     }
   }
+}
+
+}  // namespace
+
+void attention_core_forward(int64_t slices,
+                            const std::function<AttentionForwardSlice(int64_t)>& slice,
+                            const AttentionPlan& plan, float scale, int e) {
+  const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
+  parallel_for_dynamic(slices * blocks, [&](int64_t i) {
+    forward_block(slice(i / blocks), plan, i % blocks, scale, e);
+  });
+}
+
+void attention_core_backward(int64_t slices,
+                             const std::function<AttentionBackwardSlice(int64_t)>& slice,
+                             const AttentionPlan& plan, float scale, int e) {
+  const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
+  parallel_for_dynamic(slices * blocks, [&](int64_t i) {
+    backward_block_scores(slice(i / blocks), plan, i % blocks, scale, e);
+  });
+  // The window tasks first: they carry most of the work (dynamic scheduling balances the rest).
+  const bool global = std::any_of(plan.blocks.begin(), plan.blocks.end(),
+                                  [](const AttentionPlan::Block& b) { return b.global > 0; });
+  const KeyGrad order[4] = {KeyGrad::WindowK, KeyGrad::WindowV, KeyGrad::GlobalK,
+                            KeyGrad::GlobalV};
+  parallel_for_dynamic(slices * (global ? 4 : 2), [&](int64_t i) {
+    backward_keys(slice(i % slices), plan, order[i / slices], scale, e);
+  });
 }
 
 }  // namespace hg

@@ -13,6 +13,7 @@
 // nq·nk unless the mask is dense.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace hg {
@@ -29,7 +30,6 @@ struct AttentionPlan {
   std::vector<int64_t> window_lo, window_hi;  // [nq]
   std::vector<Block> blocks;
   int64_t probs_size = 0;  // floats of probabilities per (sequence, head)
-  int64_t max_block_size = 0;  // largest rows · (global + window) of a block (backward scratch)
 };
 
 // Fills blocks / probs_size once global_len, window_lo and window_hi hold nq entries.
@@ -72,15 +72,34 @@ struct AttentionHeadGrad {
   int64_t ldw = 0;
 };
 
-// out [nq, e] (row stride ldo, =); probs [plan.probs_size] saved for the backward.
-// One block at a time so that callers can spread blocks over threads (no shared writes).
-void attention_core_forward_block(float* out, int64_t ldo, float* probs, const AttentionHead& x,
-                                  const AttentionPlan& plan, int64_t block, float scale, int e);
-// Whole (sequence, head), blocks in order: dK/dV accumulate over overlapping blocks, so one
-// thread owns the head and the result is independent of the thread count.
-// `scratch` holds at least plan.max_block_size floats.
-void attention_core_backward(const AttentionHeadGrad& g, const float* dout, int64_t ldo,
-                             const float* probs, const AttentionHead& x, const AttentionPlan& plan,
-                             float scale, int e, float* scratch);
+// What the forward needs for one (sequence, head).
+struct AttentionForwardSlice {
+  AttentionHead x;
+  float* out = nullptr;    // [nq, e] (row stride ldo, =)
+  int64_t ldo = 0;
+  float* probs = nullptr;  // [plan.probs_size] saved for the backward
+};
+
+// What the backward needs for one (sequence, head).
+struct AttentionBackwardSlice {
+  AttentionHead x;
+  AttentionHeadGrad g;
+  const float* dout = nullptr;   // [nq, e] (row stride ldo)
+  int64_t ldo = 0;
+  const float* probs = nullptr;  // [plan.probs_size] from the forward
+  float* dscores = nullptr;      // [plan.probs_size] workspace: gradients of the scores
+};
+
+// `slices` (sequences × heads of them) maps an index to its slice. The forward runs one task
+// per (slice, query block). The backward runs one task per (slice, query block) for dS and dQ,
+// then one per (slice, {window, global} × {K, V}) that sums the blocks' contributions to those
+// keys in block order: no shared writes, no atomics, and results independent of the thread
+// count.
+void attention_core_forward(int64_t slices,
+                            const std::function<AttentionForwardSlice(int64_t)>& slice,
+                            const AttentionPlan& plan, float scale, int e);
+void attention_core_backward(int64_t slices,
+                             const std::function<AttentionBackwardSlice(int64_t)>& slice,
+                             const AttentionPlan& plan, float scale, int e);
 
 }  // namespace hg

@@ -43,7 +43,8 @@ float* grow_zero(std::vector<float>& v, int64_t n) {
 
 // Backward temporaries, per calling thread (see attention.cpp for why not in the cache).
 struct Workspace {
-  std::vector<float> dheads, dq, dk, dv, scratch;
+  std::vector<float> dheads, dq, dk, dv;
+  std::vector<float> dscores;  // [B, H, plan.probs_size] gradients of the attention scores
 };
 
 Workspace& workspace() {
@@ -86,18 +87,22 @@ void mha_forward(float* out, MhaCache& c, const float* q_in, const float* kv_in,
   linear_forward(grow(c.v, B * nk * HE), kv_in, w.wv, nullptr, B * nk, d, HE, HE);
 
   const AttentionPlan& plan = c.plan;
-  const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
   float* probs = grow(c.probs, B * H * plan.probs_size);
   float* heads_out = grow(c.heads_out, B * nq * HE);
   const float scale = 1.0f / std::sqrt(static_cast<float>(e));
-  parallel_for_dynamic(B * H * blocks, [&](int64_t i) {
-    const int64_t bh = i / blocks, blk = i % blocks;
-    const int64_t b = bh / H;
-    const int h = static_cast<int>(bh % H);
-    attention_core_forward_block(heads_out + b * nq * HE + static_cast<int64_t>(h) * e, HE,
-                                 probs + bh * plan.probs_size, head_view(c, H, e, nq, nk, b, h),
-                                 plan, blk, scale, e);
-  });
+  attention_core_forward(
+      B * H,
+      [&](int64_t bh) {
+        const int64_t b = bh / H;
+        const int h = static_cast<int>(bh % H);
+        AttentionForwardSlice s;
+        s.x = head_view(c, H, e, nq, nk, b, h);
+        s.out = heads_out + b * nq * HE + static_cast<int64_t>(h) * e;
+        s.ldo = HE;
+        s.probs = probs + bh * plan.probs_size;
+        return s;
+      },
+      plan, scale, e);
 
   // out [B·nq, d] = concat_h(O_h) Wo
   linear_forward(out, heads_out, w.wo, nullptr, B * nq, HE, d, d);
@@ -124,21 +129,27 @@ void mha_backward(float* dq_in, float* dkv_in, const MhaParams& g, const float* 
   float* dk = grow_zero(ws.dk, B * nk * HE);
   float* dv = grow_zero(ws.dv, B * nk * HE);
   const AttentionPlan& plan = c.plan;
-  float* scratch = grow(ws.scratch, B * H * plan.max_block_size);
+  float* dscores = grow(ws.dscores, B * H * plan.probs_size);
   const float scale = 1.0f / std::sqrt(static_cast<float>(e));
-  parallel_for(B * H, [&](int64_t bh) {
-    const int64_t b = bh / H;
-    const int h = static_cast<int>(bh % H);
-    AttentionHeadGrad grad;
-    grad.dq_window = dq + b * nq * HE + static_cast<int64_t>(h) * e;
-    grad.ldq = HE;
-    grad.dk_window = dk + b * nk * HE + static_cast<int64_t>(h) * e;
-    grad.dv_window = dv + b * nk * HE + static_cast<int64_t>(h) * e;
-    grad.ldw = HE;
-    attention_core_backward(grad, dheads + b * nq * HE + static_cast<int64_t>(h) * e, HE,
-                            c.probs.data() + bh * plan.probs_size, head_view(c, H, e, nq, nk, b, h),
-                            plan, scale, e, scratch + bh * plan.max_block_size);
-  });
+  attention_core_backward(
+      B * H,
+      [&](int64_t bh) {
+        const int64_t b = bh / H;
+        const int h = static_cast<int>(bh % H);
+        AttentionBackwardSlice s;
+        s.x = head_view(c, H, e, nq, nk, b, h);
+        s.g.dq_window = dq + b * nq * HE + static_cast<int64_t>(h) * e;
+        s.g.ldq = HE;
+        s.g.dk_window = dk + b * nk * HE + static_cast<int64_t>(h) * e;
+        s.g.dv_window = dv + b * nk * HE + static_cast<int64_t>(h) * e;
+        s.g.ldw = HE;
+        s.dout = dheads + b * nq * HE + static_cast<int64_t>(h) * e;
+        s.ldo = HE;
+        s.probs = c.probs.data() + bh * plan.probs_size;
+        s.dscores = dscores + bh * plan.probs_size;
+        return s;
+      },
+      plan, scale, e);
 
   // dq_in = dQ Wqᵀ;  dkv_in = dK Wkᵀ + dV Wvᵀ;  weight grads += inputᵀ · dprojection
   if (g.wq != nullptr)

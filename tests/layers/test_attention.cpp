@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/parallel_for.h"
+#include "layers/attention_core.h"
 #include "layers/attention.h"
 #include "layers/dconv.h"
 #include "layers/layernorm.h"
@@ -538,6 +540,68 @@ TEST(Attention, InterleavedLayersMatchSeparateRuns) {
   EXPECT_EQ(ga.nw_gain, ga2.nw_gain);
   EXPECT_EQ(gb.du, gb2.du);
   EXPECT_EQ(gb.wk, gb2.wk);
+}
+
+// The kernel's tasks never share a write: its results do not depend on the thread count (the
+// projections' BLAS may, so this looks at the kernel alone).
+TEST(Attention, KernelIndependentOfThreadCount) {
+  const int64_t n = 96, e = 8, H = 2, HE = H * e, G = n / 8;
+  const AttentionPlan plan = plan_long_short(n, 24, 8, 1, 16);
+  const auto q = testing::random_vector(n * HE, 1), k = testing::random_vector(n * HE, 2),
+             v = testing::random_vector(n * HE, 3), kg = testing::random_vector(G * HE, 4),
+             vg = testing::random_vector(G * HE, 5), dout = testing::random_vector(n * HE, 6);
+  auto run = [&](int threads) {
+    const int saved = num_threads();
+    set_num_threads(threads);
+    std::vector<float> out(n * HE), probs(H * plan.probs_size), ds(H * plan.probs_size);
+    std::vector<float> grads(4 * n * HE + 2 * G * HE, 0.0f);
+    float* dq = grads.data();
+    float* dqr = dq + n * HE;
+    float* dk = dqr + n * HE;
+    float* dv = dk + n * HE;
+    float* dkg = dv + n * HE;
+    float* dvg = dkg + G * HE;
+    auto head = [&](int64_t h) {
+      AttentionHead x;
+      x.q_global = x.q_window = q.data() + h * e;
+      x.ldq = x.ldw = x.ldg = HE;
+      x.k_window = k.data() + h * e, x.v_window = v.data() + h * e;
+      x.k_global = kg.data() + h * e, x.v_global = vg.data() + h * e;
+      return x;
+    };
+    attention_core_forward(
+        H,
+        [&](int64_t h) {
+          AttentionForwardSlice s;
+          s.x = head(h), s.out = out.data() + h * e, s.ldo = HE;
+          s.probs = probs.data() + h * plan.probs_size;
+          return s;
+        },
+        plan, 0.3f, int(e));
+    attention_core_backward(
+        H,
+        [&](int64_t h) {
+          AttentionBackwardSlice s;
+          s.x = head(h);
+          s.g.dq_global = dq + h * e, s.g.dq_window = dqr + h * e, s.g.ldq = HE;
+          s.g.dk_window = dk + h * e, s.g.dv_window = dv + h * e, s.g.ldw = HE;
+          s.g.dk_global = dkg + h * e, s.g.dv_global = dvg + h * e, s.g.ldg = HE;
+          s.dout = dout.data() + h * e, s.ldo = HE;
+          s.probs = probs.data() + h * plan.probs_size;
+          s.dscores = ds.data() + h * plan.probs_size;
+          return s;
+        },
+        plan, 0.3f, int(e));
+    set_num_threads(saved);
+    out.insert(out.end(), grads.begin(), grads.end());
+    return out;
+  };
+  const std::vector<float> one = run(1);
+  double sum_abs = 0;
+  for (float x : one) sum_abs += std::fabs(x);
+  EXPECT_GT(sum_abs, 0.0);
+  EXPECT_EQ(one, run(3));
+  EXPECT_EQ(one, run(4));
 }
 
 TEST(Attention, ParseKind) {
