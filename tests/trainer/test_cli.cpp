@@ -1,0 +1,207 @@
+// The `hourglass` binary end to end: bad input exits 2 with one clear message before any compute;
+// training learns, is bit-identical run to run, and resumes exactly; eval/sample/extract/info.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <cstring>
+#include <sstream>
+
+#include "tests/support/run_command.h"
+#include "trainer/checkpoint_io.h"
+
+namespace hg {
+namespace {
+
+using testing::run_command;
+using testing::TempDir;
+
+const std::string kEnv =
+    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 ";
+
+// A tiny model that trains in seconds; `overrides` ("key value" pairs) replace its keys.
+std::string tiny_args(const std::map<std::string, std::string>& overrides = {}) {
+  std::map<std::string, std::string> keys = {
+      {"model.d_model", "32"},  {"model.heads", "2"},      {"model.ffn", "64"},
+      {"model.hierarchy", "'1@1 1@2 1@1'"}, {"model.window", "8"}, {"model.chunk", "4"},
+      {"train.seq_len", "32"},  {"train.batch", "4"},      {"train.micro_batch", "2"},
+      {"train.lr", "0.003"},    {"train.warmup", "10"},    {"log.every", "50"}};
+  for (const auto& [k, v] : overrides) keys[k] = v;
+  std::string args;
+  for (const auto& [k, v] : keys) args += " --" + k + " " + v;
+  return args;
+}
+const std::string kTiny = tiny_args();
+
+std::string train_command(const std::string& args) {
+  return kEnv + testing::hourglass_binary() + " train" + args;
+}
+
+// The bundled corpus, prepared once for every test of this file.
+const std::string& corpus_dir() {
+  static TempDir dir;
+  static std::string data = [] {
+    std::string out = dir / "data";
+    auto r = run_command(testing::hourglass_binary() + " prep --input " +
+                         testing::source_path("data/corpus/common-licenses.txt") +
+                         " --output " + out);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return out;
+  }();
+  return data;
+}
+
+std::vector<double> metric_values(const std::string& path, const std::string& key) {
+  std::vector<double> values;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t at = line.find("\"" + key + "\": ");
+    if (at != std::string::npos) values.push_back(std::stod(line.substr(at + key.size() + 4)));
+  }
+  return values;
+}
+
+struct BadInput {
+  std::map<std::string, std::string> overrides;
+  std::string expect;  // a substring the message must contain
+};
+
+TEST(Cli, BadConfigurationExitsTwoWithOneClearMessage) {
+  const std::string data = " --data.dir " + corpus_dir();
+  const std::vector<BadInput> cases = {
+      {{{"model.hierarchy", "'2@1 4@3'"}}, "hierarchy"},                   // even stack count
+      {{{"model.hierarchy", "'2@1 4@3 2@2'"}}, "palindrome"},              // not a palindrome
+      {{{"model.hierarchy", "'1@1 1@2 1@5 1@2 1@1'"}}, "integer"},         // 5/2
+      {{{"model.hierarchy", "'1@1 1@3 1@1'"}}, "seq_len"},                 // 32 % 3
+      {{{"train.seq_len", "24"}, {"model.chunk", "16"}, {"model.window", "16"}}, "chunk"},
+      {{{"model.window", "2"}}, "window"},                                 // w < l
+      {{{"model.heads", "3"}}, "heads"},
+      {{{"model.ffn_granularities", "1,3"}}, "ffn_granularities"},
+      {{{"model.no_such_key", "1"}}, "no_such_key"},
+      {{{"train.micro_batch", "3"}}, "micro_batch"},
+  };
+  for (const BadInput& c : cases) {
+    const std::string args = tiny_args(c.overrides);
+    auto r = run_command(train_command(args + data + " --train.steps 1 --run.dir /tmp/hg-never"));
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(c.expect), std::string::npos) << args << "\n" << r.output;
+    EXPECT_EQ(r.output.find("step "), std::string::npos) << "computed before failing: " << args;
+  }
+  auto missing = run_command(train_command(kTiny + " --data.dir /nonexistent/data --train.steps 1"));
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_NE(missing.output.find("/nonexistent/data"), std::string::npos) << missing.output;
+  EXPECT_FALSE(std::filesystem::exists("/tmp/hg-never/checkpoints"));
+}
+
+TEST(Cli, TrainingLowersTheLossOnTheBundledCorpus) {
+  TempDir run;
+  auto r = run_command(train_command(kTiny + " --data.dir " + corpus_dir() +
+                                     " --train.steps 200 --run.dir " + run.path()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto losses = metric_values(run / "metrics.jsonl", "loss");
+  ASSERT_EQ(losses.size(), 200u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 10; ++i) first += losses[i] / 10;
+  for (int i = 190; i < 200; ++i) last += losses[i] / 10;
+  // ln 256 = 5.55 nats at start; a working model is well under 3 nats after 200 steps.
+  EXPECT_GT(first, 5.0);
+  EXPECT_LT(last, 3.0) << "mean loss of the last 10 steps";
+  EXPECT_NE(r.output.find("tok/s"), std::string::npos);
+  EXPECT_NE(r.output.find("ETA"), std::string::npos);
+}
+
+Tensor param(const std::string& checkpoint, const std::string& name) {
+  return read_checkpoint(checkpoint).params.at(name);
+}
+
+void expect_same_checkpoints(const std::string& a, const std::string& b) {
+  CheckpointData x = read_checkpoint(a), y = read_checkpoint(b);
+  EXPECT_EQ(x.step, y.step);
+  ASSERT_EQ(x.params.size(), y.params.size());
+  for (const auto& [name, t] : x.params) {
+    const Tensor& u = y.params.at(name);
+    ASSERT_EQ(t.numel(), u.numel()) << name;
+    EXPECT_EQ(0, std::memcmp(t.data(), u.data(), sizeof(float) * t.numel())) << name;
+    const Tensor& m = x.exp_avg.at(name);
+    EXPECT_EQ(0, std::memcmp(m.data(), y.exp_avg.at(name).data(), sizeof(float) * m.numel())) << name;
+  }
+}
+
+TEST(Cli, SameRunTwiceAndAResumedRunAreBitIdentical) {
+  TempDir a, b, c;
+  const std::string common = kTiny + " --data.dir " + corpus_dir() +
+                             " --train.steps 12 --model.dropout 0.1 --checkpoint.every 6";
+  auto ra = run_command(train_command(common + " --run.dir " + a.path()));
+  auto rb = run_command(train_command(common + " --run.dir " + b.path()));
+  ASSERT_EQ(ra.exit_code, 0) << ra.output;
+  ASSERT_EQ(rb.exit_code, 0) << rb.output;
+  EXPECT_EQ(metric_values(a / "metrics.jsonl", "loss"), metric_values(b / "metrics.jsonl", "loss"));
+  expect_same_checkpoints(a / "checkpoints/step-00000012.h5", b / "checkpoints/step-00000012.h5");
+  // Resume from step 6 of run a in a fresh directory: the same 12-step result, bit for bit.
+  auto rc = run_command(train_command(common + " --run.dir " + c.path() + " --checkpoint.resume " +
+                                      (a / "checkpoints/step-00000006.h5")));
+  ASSERT_EQ(rc.exit_code, 0) << rc.output;
+  expect_same_checkpoints(a / "checkpoints/step-00000012.h5", c / "checkpoints/step-00000012.h5");
+  auto resumed = metric_values(c / "metrics.jsonl", "loss");
+  auto full = metric_values(a / "metrics.jsonl", "loss");
+  ASSERT_EQ(resumed.size(), 6u);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(resumed[i], full[6 + i]);
+}
+
+TEST(Cli, InitialCheckpointEvalSampleExtractInfo) {
+  TempDir run;
+  auto r = run_command(train_command(kTiny + " --model.ffn_granularities 1,2,4 --train.matformer joint"
+                                     " --data.dir " + corpus_dir() + " --train.steps 30 --run.dir " +
+                                     run.path()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string ckpt = run / "checkpoints/step-00000030.h5";
+  auto losses = metric_values(run / "metrics.jsonl", "loss");
+  ASSERT_EQ(losses.size(), 30u);
+  // joint: loss is the sum of the three widths' losses, and each is listed.
+  std::ifstream metrics(run / "metrics.jsonl");
+  std::string first_line;
+  std::getline(metrics, first_line);
+  EXPECT_NE(first_line.find("\"losses\": ["), std::string::npos) << first_line;
+
+  const std::string hg = testing::hourglass_binary();
+  auto eval = run_command(hg + " eval --checkpoint " + ckpt + " --data " + corpus_dir() +
+                          " --max-windows 20 --json");
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_NE(eval.output.rfind("{\"loss\": "), std::string::npos) << eval.output;
+  auto half = run_command(hg + " eval --checkpoint " + ckpt + " --data " + corpus_dir() +
+                          " --max-windows 20 --json --ffn-widths 32");
+  ASSERT_EQ(half.exit_code, 0) << half.output;
+  EXPECT_NE(half.output, eval.output);
+  // An extracted half-width model evaluates exactly like the full one at --ffn-widths 32.
+  auto extract = run_command(hg + " extract --checkpoint " + ckpt + " --ffn-widths 32 --output " +
+                             (run / "half.h5"));
+  ASSERT_EQ(extract.exit_code, 0) << extract.output;
+  EXPECT_EQ(param(run / "half.h5", "stacks/0/blocks/0/ffn/w1").shape(), (Shape{32, 32}));
+  auto extracted = run_command(hg + " eval --checkpoint " + (run / "half.h5") + " --data " +
+                               corpus_dir() + " --max-windows 20 --json");
+  ASSERT_EQ(extracted.exit_code, 0) << extracted.output;
+  EXPECT_EQ(extracted.output.substr(extracted.output.rfind('{')), half.output.substr(half.output.rfind('{')));
+
+  auto sample = run_command(hg + " sample --checkpoint " + ckpt + " --prompt 'The ' --length 20");
+  ASSERT_EQ(sample.exit_code, 0) << sample.output;
+  EXPECT_EQ(sample.output.rfind("The ", 0), 0u) << sample.output;
+  EXPECT_GE(sample.output.size(), 24u);
+
+  auto info = run_command(hg + " info " + ckpt);
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_NE(info.output.find("step 30"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("stacks/1/blocks/0/attn/proj/weight"), std::string::npos);
+
+  TempDir zero;
+  auto init = run_command(train_command(kTiny + " --train.steps 0 --run.dir " + zero.path()));
+  ASSERT_EQ(init.exit_code, 0) << init.output;
+  EXPECT_EQ(read_checkpoint(zero / "checkpoints/step-00000000.h5").step, 0);
+  auto bad = run_command(hg + " eval --checkpoint " + (zero / "missing.h5") + " --data " + corpus_dir());
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+}
+
+}  // namespace
+}  // namespace hg
