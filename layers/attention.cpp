@@ -39,9 +39,9 @@ int64_t long_short_block_rows(int64_t chunk) {
 }
 
 void check_config(const AttentionConfig& cfg, int64_t n) {
-  const std::string where = "attention (d=" + std::to_string(cfg.d) + ", heads=" +
-                            std::to_string(cfg.heads) + ", e=" + std::to_string(cfg.head_dim) +
-                            ", n=" + std::to_string(n) + ")";
+  const std::string where =
+      "attention (d=" + std::to_string(cfg.d) + ", heads=" + std::to_string(cfg.heads) +
+      ", e=" + std::to_string(cfg.head_dim) + ", n=" + std::to_string(n) + ")";
   require(cfg.d > 0 && cfg.heads > 0 && cfg.head_dim > 0 && n > 0,
           where + ": sizes must be positive");
   require(!cfg.rope || cfg.head_dim % 2 == 0, where + ": RoPE needs an even head width");
@@ -63,10 +63,9 @@ bool same_plan(const AttentionConfig& a, const AttentionConfig& b) {
 
 void prepare(AttentionCache& c, const AttentionConfig& cfg, int64_t n) {
   if (c.plan_n != n || !same_plan(c.plan_cfg, cfg)) {
-    c.plan = cfg.kind == AttentionKind::Full
-                 ? plan_causal(n, kFullBlockRows)
-                 : plan_long_short(n, cfg.window, cfg.chunk, cfg.rank,
-                                   long_short_block_rows(cfg.chunk));
+    c.plan = cfg.kind == AttentionKind::Full ? plan_causal(n, kFullBlockRows)
+                                             : plan_long_short(n, cfg.window, cfg.chunk, cfg.rank,
+                                                               long_short_block_rows(cfg.chunk));
     c.plan_cfg = cfg;
     c.plan_n = n;
   }
@@ -95,7 +94,7 @@ struct Workspace {
   std::vector<float> win_mean_k, win_rstd_k, win_mean_v, win_rstd_v;  // [B·n·H] LNw statistics
   std::vector<float> dheads, dq, dq_rot, dk, dv, dk_att, dv_att, dq_lin, dk_lin, dv_lin;
   std::vector<float> dk_comp, dv_comp, dk_comp_raw, dv_comp_raw, dlogits;
-  std::vector<float> dscores;  // [B, H, plan.probs_size] gradients of the attention scores
+  std::vector<float> dscores;    // [B, H, plan.probs_size] gradients of the attention scores
   std::vector<float> unused[4];  // gradients of parameters the caller did not ask for
 };
 
@@ -153,8 +152,7 @@ Sources sources(const AttentionCache& c, const Workspace& ws, const AttentionCon
 }
 
 // The (sequence b, head h) slice of the kernel's operands: heads are column slices, ld = H·e.
-AttentionHead head_view(const Sources& s, const AttentionConfig& cfg, int64_t n, int64_t b,
-                        int h) {
+AttentionHead head_view(const Sources& s, const AttentionConfig& cfg, int64_t n, int64_t b, int h) {
   const int64_t HE = static_cast<int64_t>(cfg.heads) * cfg.head_dim;
   const int64_t seq = b * n * HE + static_cast<int64_t>(h) * cfg.head_dim;
   AttentionHead x;
@@ -165,7 +163,8 @@ AttentionHead head_view(const Sources& s, const AttentionConfig& cfg, int64_t n,
   x.v_window = s.v_window + seq;
   x.ldw = HE;
   if (s.k_global != nullptr) {
-    const int64_t comp = b * (n / cfg.chunk) * cfg.rank * HE + static_cast<int64_t>(h) * cfg.head_dim;
+    const int64_t comp =
+        b * (n / cfg.chunk) * cfg.rank * HE + static_cast<int64_t>(h) * cfg.head_dim;
     x.k_global = s.k_global + comp;
     x.v_global = s.v_global + comp;
     x.ldg = HE;
@@ -219,11 +218,11 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
     chunk_compress_forward(grow(c.k_comp_raw, comp_rows * HE), k, chunk_probs, B, n, l, H, r, e);
     chunk_compress_forward(grow(c.v_comp_raw, comp_rows * HE), v, chunk_probs, B, n, l, H, r, e);
     layernorm_forward(grow(c.k_comp, comp_rows * HE), grow(c.comp_mean_k, comp_rows * H),
-                      grow(c.comp_rstd_k, comp_rows * H), c.k_comp_raw.data(),
-                      w.norm_global_gain, w.norm_global_bias, comp_rows, H, e);
+                      grow(c.comp_rstd_k, comp_rows * H), c.k_comp_raw.data(), w.norm_global_gain,
+                      w.norm_global_bias, comp_rows, H, e);
     layernorm_forward(grow(c.v_comp, comp_rows * HE), grow(c.comp_mean_v, comp_rows * H),
-                      grow(c.comp_rstd_v, comp_rows * H), c.v_comp_raw.data(),
-                      w.norm_global_gain, w.norm_global_bias, comp_rows, H, e);
+                      grow(c.comp_rstd_v, comp_rows * H), c.v_comp_raw.data(), w.norm_global_gain,
+                      w.norm_global_bias, comp_rows, H, e);
   }
 
   // Joint softmax attention over every (sequence, head).
@@ -266,8 +265,7 @@ void attention_backward(float* du, const AttentionParams& g, const float* dout,
   float* dheads = grow(ws.dheads, rows * HE);
   gemm(false, true, rows, HE, cfg.d, 1.0f, dout, cfg.d, w.wo, cfg.d, 0.0f, dheads, HE);
   if (g.wo != nullptr)
-    linear_backward(nullptr, g.wo, nullptr, dout, c.heads_out.data(), w.wo, rows, HE, cfg.d,
-                    cfg.d);
+    linear_backward(nullptr, g.wo, nullptr, dout, c.heads_out.data(), w.wo, rows, HE, cfg.d, cfg.d);
 
   // Attention kernel. Gradients w.r.t. its operands:
   //   dq: unrotated Q (global scores; full: the window queries when there is no RoPE)
@@ -339,16 +337,16 @@ void attention_backward(float* du, const AttentionParams& g, const float* dout,
     float* dk_comp_raw = grow(ws.dk_comp_raw, comp_rows * HE);
     float* dv_comp_raw = grow(ws.dv_comp_raw, comp_rows * HE);
     layernorm_backward(dk_comp_raw, dgain_g, dbias_g, dk_comp, c.k_comp_raw.data(),
-                       w.norm_global_gain, c.comp_mean_k.data(), c.comp_rstd_k.data(), comp_rows,
-                       H, e);
+                       w.norm_global_gain, c.comp_mean_k.data(), c.comp_rstd_k.data(), comp_rows, H,
+                       e);
     layernorm_backward(dv_comp_raw, dgain_g, dbias_g, dv_comp, c.v_comp_raw.data(),
-                       w.norm_global_gain, c.comp_mean_v.data(), c.comp_rstd_v.data(), comp_rows,
-                       H, e);
+                       w.norm_global_gain, c.comp_mean_v.data(), c.comp_rstd_v.data(), comp_rows, H,
+                       e);
     float* dlogits = grow_zero(ws.dlogits, rows * Hr);
-    chunk_compress_backward(dk, dlogits, dk_comp_raw, c.k.data(), c.chunk_probs.data(), B, n, l,
-                            H, r, e);
-    chunk_compress_backward(dv, dlogits, dv_comp_raw, c.v.data(), c.chunk_probs.data(), B, n, l,
-                            H, r, e);
+    chunk_compress_backward(dk, dlogits, dk_comp_raw, c.k.data(), c.chunk_probs.data(), B, n, l, H,
+                            r, e);
+    chunk_compress_backward(dv, dlogits, dv_comp_raw, c.v.data(), c.chunk_probs.data(), B, n, l, H,
+                            r, e);
     chunk_softmax_backward(dlogits, dlogits, c.chunk_probs.data(), B, n, l, Hr);
     if (g.proj_weight != nullptr || g.proj_bias != nullptr)
       linear_backward(nullptr, or_unused(g.proj_weight, ws.unused[0], cfg.d * Hr), g.proj_bias,

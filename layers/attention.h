@@ -23,14 +23,14 @@ AttentionKind parse_attention_kind(const std::string& name);  // throws UsageErr
 
 struct AttentionConfig {
   AttentionKind kind = AttentionKind::LongShort;
-  int d = 0;         // model width (rows of wq)
-  int heads = 0;     // heads held here
-  int head_dim = 0;  // e
-  int window = 0;    // w (long_short)
-  int chunk = 0;     // l (long_short)
-  int rank = 0;      // r (long_short)
-  bool rope = true;  // model.positions = rope
-  bool dconv = true; // model.dconv
+  int d = 0;          // model width (rows of wq)
+  int heads = 0;      // heads held here
+  int head_dim = 0;   // e
+  int window = 0;     // w (long_short)
+  int chunk = 0;      // l (long_short)
+  int rank = 0;       // r (long_short)
+  bool rope = true;   // model.positions = rope
+  bool dconv = true;  // model.dconv
 };
 
 // Parameter (or gradient) pointers; the ones a configuration does not use are null.
@@ -42,11 +42,11 @@ struct AttentionParams {
   float* dconv_q = nullptr;  // [3, H·e]
   float* dconv_k = nullptr;
   float* dconv_v = nullptr;
-  float* proj_weight = nullptr;         // [d, H·r]
-  float* proj_bias = nullptr;           // [H·r]
-  float* norm_window_gain = nullptr;    // [H·e]
+  float* proj_weight = nullptr;       // [d, H·r]
+  float* proj_bias = nullptr;         // [H·r]
+  float* norm_window_gain = nullptr;  // [H·e]
   float* norm_window_bias = nullptr;
-  float* norm_global_gain = nullptr;    // [H·e]
+  float* norm_global_gain = nullptr;  // [H·e]
   float* norm_global_bias = nullptr;
 };
 
@@ -65,7 +65,7 @@ struct AttentionCache {
   std::vector<float> heads_out;  // [B, n, H·e] concat_h(O_h), input of Wo
   AttentionPlan plan;            // which keys each query sees (rebuilt when n or cfg change)
   RopeTable rope;
-  AttentionConfig plan_cfg;      // configuration and n the plan was built for
+  AttentionConfig plan_cfg;  // configuration and n the plan was built for
   int64_t plan_n = -1;
 };
 

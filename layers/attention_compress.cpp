@@ -39,7 +39,8 @@ void chunk_softmax_backward(float* dlogits, const float* dprobs, const float* pr
     for (int col = 0; col < cols; ++col) {
       float pd = 0.0f;
       for (int i = 0; i < l; ++i) pd += p[i * cols + col] * dp[i * cols + col];
-      for (int i = 0; i < l; ++i) dz[i * cols + col] = p[i * cols + col] * (dp[i * cols + col] - pd);
+      for (int i = 0; i < l; ++i)
+        dz[i * cols + col] = p[i * cols + col] * (dp[i * cols + col] - pd);
     }
   });
 }
@@ -49,9 +50,9 @@ void chunk_compress_forward(float* comp, const float* x, const float* probs, int
   const int64_t width = static_cast<int64_t>(H) * e, pcols = static_cast<int64_t>(H) * r;
   const int64_t chunks = B * (n / l);
   parallel_for(chunks, [&](int64_t bc) {
-    const float* xc = x + bc * l * width;       // [l, H·e]
-    const float* pc = probs + bc * l * pcols;   // [l, H·r]
-    float* out = comp + bc * r * width;         // [r, H·e]
+    const float* xc = x + bc * l * width;      // [l, H·e]
+    const float* pc = probs + bc * l * pcols;  // [l, H·r]
+    float* out = comp + bc * r * width;        // [r, H·e]
     for (int rho = 0; rho < r; ++rho)
       for (int h = 0; h < H; ++h) {
         float* o = out + rho * width + h * e;

@@ -244,8 +244,8 @@ void backward_block_scores(const AttentionBackwardSlice& s, const AttentionPlan&
   }
   float* dq = g.dq_window + b.t0 * g.ldq;
   if (W > 0)
-    gemm(false, false, b.rows, e, W, scale, dS + G, ld, x.k_window + b.wlo * x.ldw, x.ldw, 0.0f,
-         dq, g.ldq);
+    gemm(false, false, b.rows, e, W, scale, dS + G, ld, x.k_window + b.wlo * x.ldw, x.ldw, 0.0f, dq,
+         g.ldq);
   else
     for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
 }
@@ -267,8 +267,8 @@ void backward_keys(const AttentionBackwardSlice& s, const AttentionPlan& plan, K
     switch (which) {
       case KeyGrad::WindowK:
         if (W > 0)
-          gemm(true, false, W, e, b.rows, scale, dS + G, ld, x.q_window + b.t0 * x.ldq, x.ldq,
-               1.0f, g.dk_window + b.wlo * g.ldw, g.ldw);
+          gemm(true, false, W, e, b.rows, scale, dS + G, ld, x.q_window + b.t0 * x.ldq, x.ldq, 1.0f,
+               g.dk_window + b.wlo * g.ldw, g.ldw);
         break;
       case KeyGrad::WindowV:
         if (W > 0)
@@ -309,8 +309,7 @@ void attention_core_backward(int64_t slices,
   // The window tasks first: they carry most of the work (dynamic scheduling balances the rest).
   const bool global = std::any_of(plan.blocks.begin(), plan.blocks.end(),
                                   [](const AttentionPlan::Block& b) { return b.global > 0; });
-  const KeyGrad order[4] = {KeyGrad::WindowK, KeyGrad::WindowV, KeyGrad::GlobalK,
-                            KeyGrad::GlobalV};
+  const KeyGrad order[4] = {KeyGrad::WindowK, KeyGrad::WindowV, KeyGrad::GlobalK, KeyGrad::GlobalV};
   parallel_for_dynamic(slices * (global ? 4 : 2), [&](int64_t i) {
     backward_keys(slice(i % slices), plan, order[i / slices], scale, e);
   });

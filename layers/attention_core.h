@@ -20,10 +20,10 @@ namespace hg {
 
 struct AttentionPlan {
   struct Block {
-    int64_t t0 = 0, rows = 0;   // query rows [t0, t0 + rows)
-    int64_t global = 0;         // global keys [0, global) scored by this block
-    int64_t wlo = 0, whi = 0;   // window keys [wlo, whi) scored by this block
-    int64_t offset = 0;         // start of its probabilities, [rows, global + whi - wlo]
+    int64_t t0 = 0, rows = 0;  // query rows [t0, t0 + rows)
+    int64_t global = 0;        // global keys [0, global) scored by this block
+    int64_t wlo = 0, whi = 0;  // window keys [wlo, whi) scored by this block
+    int64_t offset = 0;        // start of its probabilities, [rows, global + whi - wlo]
   };
   int64_t nq = 0;
   std::vector<int64_t> global_len;            // [nq]
@@ -75,7 +75,7 @@ struct AttentionHeadGrad {
 // What the forward needs for one (sequence, head).
 struct AttentionForwardSlice {
   AttentionHead x;
-  float* out = nullptr;    // [nq, e] (row stride ldo, =)
+  float* out = nullptr;  // [nq, e] (row stride ldo, =)
   int64_t ldo = 0;
   float* probs = nullptr;  // [plan.probs_size] saved for the backward
 };
@@ -84,7 +84,7 @@ struct AttentionForwardSlice {
 struct AttentionBackwardSlice {
   AttentionHead x;
   AttentionHeadGrad g;
-  const float* dout = nullptr;   // [nq, e] (row stride ldo)
+  const float* dout = nullptr;  // [nq, e] (row stride ldo)
   int64_t ldo = 0;
   const float* probs = nullptr;  // [plan.probs_size] from the forward
   float* dscores = nullptr;      // [plan.probs_size] workspace: gradients of the scores

@@ -18,10 +18,10 @@ namespace {
 constexpr int64_t kMhaBlockRows = 64;
 
 void check_sizes(int d, int heads, int head_dim, FunnelMask mask, int k, int64_t nq, int64_t nk) {
-  const std::string where = "attention resampling (d=" + std::to_string(d) + ", heads=" +
-                            std::to_string(heads) + ", e=" + std::to_string(head_dim) + ", k=" +
-                            std::to_string(k) + ", nq=" + std::to_string(nq) + ", nk=" +
-                            std::to_string(nk) + ")";
+  const std::string where = "attention resampling (d=" + std::to_string(d) +
+                            ", heads=" + std::to_string(heads) + ", e=" + std::to_string(head_dim) +
+                            ", k=" + std::to_string(k) + ", nq=" + std::to_string(nq) +
+                            ", nk=" + std::to_string(nk) + ")";
   require(d > 0 && heads > 0 && head_dim > 0 && k > 0 && nq > 0 && nk > 0,
           where + ": sizes must be positive");
   if (mask == FunnelMask::Down)
@@ -66,9 +66,9 @@ AttentionHead head_view(const MhaCache& c, int heads, int e, int64_t nq, int64_t
 
 }  // namespace
 
-void mha_forward(float* out, MhaCache& c, const float* q_in, const float* kv_in,
-                 const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask, int k,
-                 int64_t B, int64_t nq, int64_t nk) {
+void mha_forward(float* out, MhaCache& c, const float* q_in, const float* kv_in, const MhaParams& w,
+                 int d, int heads, int head_dim, FunnelMask mask, int k, int64_t B, int64_t nq,
+                 int64_t nk) {
   check_sizes(d, heads, head_dim, mask, k, nq, nk);
   if (c.plan_nq != nq || c.plan_nk != nk || c.plan_k != k || c.plan_mask != mask) {
     c.plan = mask == FunnelMask::Down ? plan_funnel_down(nq, nk, k, kMhaBlockRows)
@@ -152,12 +152,9 @@ void mha_backward(float* dq_in, float* dkv_in, const MhaParams& g, const float* 
       plan, scale, e);
 
   // dq_in = dQ Wqᵀ;  dkv_in = dK Wkᵀ + dV Wvᵀ;  weight grads += inputᵀ · dprojection
-  if (g.wq != nullptr)
-    linear_backward(nullptr, g.wq, nullptr, dq, q_in, w.wq, B * nq, d, HE, HE);
-  if (g.wk != nullptr)
-    linear_backward(nullptr, g.wk, nullptr, dk, kv_in, w.wk, B * nk, d, HE, HE);
-  if (g.wv != nullptr)
-    linear_backward(nullptr, g.wv, nullptr, dv, kv_in, w.wv, B * nk, d, HE, HE);
+  if (g.wq != nullptr) linear_backward(nullptr, g.wq, nullptr, dq, q_in, w.wq, B * nq, d, HE, HE);
+  if (g.wk != nullptr) linear_backward(nullptr, g.wk, nullptr, dk, kv_in, w.wk, B * nk, d, HE, HE);
+  if (g.wv != nullptr) linear_backward(nullptr, g.wv, nullptr, dv, kv_in, w.wv, B * nk, d, HE, HE);
   if (dq_in != nullptr) gemm(false, true, B * nq, d, HE, 1.0f, dq, HE, w.wq, HE, 0.0f, dq_in, d);
   if (dkv_in != nullptr) {
     gemm(false, true, B * nk, d, HE, 1.0f, dk, HE, w.wk, HE, 0.0f, dkv_in, d);

@@ -13,8 +13,8 @@
 
 #include "core/error.h"
 #include "core/parallel_for.h"
-#include "layers/attention_core.h"
 #include "layers/attention.h"
+#include "layers/attention_core.h"
 #include "layers/dconv.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
@@ -32,7 +32,8 @@ struct Layer {
   std::vector<float> nw_gain, nw_bias, ng_gain, ng_bias, R, out;
   AttentionCache cache;
 
-  Layer(const AttentionConfig& c, int64_t batch, int64_t len, uint64_t seed) : cfg(c), B(batch), n(len) {
+  Layer(const AttentionConfig& c, int64_t batch, int64_t len, uint64_t seed)
+      : cfg(c), B(batch), n(len) {
     const int64_t HE = int64_t(cfg.heads) * cfg.head_dim, Hr = int64_t(cfg.heads) * cfg.rank;
     u = testing::random_vector(B * n * cfg.d, seed + 1);
     wq = testing::random_vector(cfg.d * HE, seed + 2, 0.5f);
@@ -80,10 +81,19 @@ struct Grads {
   std::vector<float> du, wq, wk, wv, wo, dconv_q, dconv_k, dconv_v, proj_weight, proj_bias;
   std::vector<float> nw_gain, nw_bias, ng_gain, ng_bias;
   explicit Grads(const Layer& l)
-      : du(l.u.size()), wq(l.wq.size()), wk(l.wk.size()), wv(l.wv.size()), wo(l.wo.size()),
-        dconv_q(l.dconv_q.size()), dconv_k(l.dconv_k.size()), dconv_v(l.dconv_v.size()),
-        proj_weight(l.proj_weight.size()), proj_bias(l.proj_bias.size()),
-        nw_gain(l.nw_gain.size()), nw_bias(l.nw_bias.size()), ng_gain(l.ng_gain.size()),
+      : du(l.u.size()),
+        wq(l.wq.size()),
+        wk(l.wk.size()),
+        wv(l.wv.size()),
+        wo(l.wo.size()),
+        dconv_q(l.dconv_q.size()),
+        dconv_k(l.dconv_k.size()),
+        dconv_v(l.dconv_v.size()),
+        proj_weight(l.proj_weight.size()),
+        proj_bias(l.proj_bias.size()),
+        nw_gain(l.nw_gain.size()),
+        nw_bias(l.nw_bias.size()),
+        ng_gain(l.ng_gain.size()),
         ng_bias(l.ng_bias.size()) {}
   AttentionParams params() {
     AttentionParams p;
@@ -169,15 +179,16 @@ void check_finite_differences(const AttentionConfig& cfg, int64_t n, uint64_t se
     opt.max_checks = 48;
     opt.eps = 3e-3;  // LayerNorm over e = 4 channels is curved: 1e-2 steps leave its
                      // second-order terms above the tolerance
-    testing::expect_gradients_match(b.name, [&] { return l.loss(); }, b.x->data(),
-                                    b.grad->data(), int64_t(b.x->size()), opt);
+    testing::expect_gradients_match(
+        b.name, [&] { return l.loss(); }, b.x->data(), b.grad->data(), int64_t(b.x->size()), opt);
   }
 }
 
 TEST(Attention, LongShortFiniteDifferences) {
   for (int rope = 0; rope < 2; ++rope)
     for (int dconv = 0; dconv < 2; ++dconv)
-      check_finite_differences(long_short(8, 2, 4, 6, 4, 2, rope, dconv), 16, 10 + rope * 2 + dconv);
+      check_finite_differences(long_short(8, 2, 4, 6, 4, 2, rope, dconv), 16,
+                               10 + rope * 2 + dconv);
   // w not a multiple of l, and H·e != d (a tensor-parallel head slice).
   check_finite_differences(long_short(8, 3, 4, 5, 4, 1, true, true), 16, 20);
   check_finite_differences(long_short(8, 1, 6, 8, 4, 2, true, false), 16, 21);
@@ -202,7 +213,8 @@ Mat matmul(const std::vector<float>& a, int64_t rows, int64_t inner, const std::
   Mat out(rows * cols, 0.0);
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t k = 0; k < inner; ++k)
-      for (int64_t j = 0; j < cols; ++j) out[i * cols + j] += double(a[i * inner + k]) * b[k * cols + j];
+      for (int64_t j = 0; j < cols; ++j)
+        out[i * cols + j] += double(a[i * inner + k]) * b[k * cols + j];
   return out;
 }
 
@@ -285,7 +297,8 @@ Mat reference_forward(const Layer& l) {
           double m = -1e300, s = 0;
           for (int64_t i = 0; i < l_; ++i) m = std::max(m, P[(b * n + ch * l_ + i) * Hr + col]);
           std::vector<double> p(l_);
-          for (int64_t i = 0; i < l_; ++i) s += p[i] = std::exp(P[(b * n + ch * l_ + i) * Hr + col] - m);
+          for (int64_t i = 0; i < l_; ++i)
+            s += p[i] = std::exp(P[(b * n + ch * l_ + i) * Hr + col] - m);
           std::vector<double> ks(e, 0.0), vs(e, 0.0);
           for (int64_t i = 0; i < l_; ++i) {
             auto ki = head(K, b, ch * l_ + i, h), vi = head(V, b, ch * l_ + i, h);
@@ -531,10 +544,10 @@ TEST(Attention, InterleavedLayersMatchSeparateRuns) {
   Grads ga2(a2), gb2(b2);
   a2.forward();
   b2.forward();
-  attention_backward(ga2.du.data(), ga2.params(), a2.R.data(), a2.cache, a2.u.data(),
-                     a2.params(), a2.cfg, a2.B, a2.n);
-  attention_backward(gb2.du.data(), gb2.params(), b2.R.data(), b2.cache, b2.u.data(),
-                     b2.params(), b2.cfg, b2.B, b2.n);
+  attention_backward(ga2.du.data(), ga2.params(), a2.R.data(), a2.cache, a2.u.data(), a2.params(),
+                     a2.cfg, a2.B, a2.n);
+  attention_backward(gb2.du.data(), gb2.params(), b2.R.data(), b2.cache, b2.u.data(), b2.params(),
+                     b2.cfg, b2.B, b2.n);
   EXPECT_EQ(ga.du, ga2.du);
   EXPECT_EQ(ga.wq, ga2.wq);
   EXPECT_EQ(ga.nw_gain, ga2.nw_gain);

@@ -21,8 +21,14 @@ struct Mha {
   MhaCache cache;
 
   Mha(int d_, int H_, int e_, FunnelMask m, int k_, int64_t B_, int64_t nk_, uint64_t seed)
-      : d(d_), H(H_), e(e_), k(k_), mask(m), B(B_),
-        nq(m == FunnelMask::Down ? nk_ / k_ : nk_ * k_), nk(nk_) {
+      : d(d_),
+        H(H_),
+        e(e_),
+        k(k_),
+        mask(m),
+        B(B_),
+        nq(m == FunnelMask::Down ? nk_ / k_ : nk_ * k_),
+        nk(nk_) {
     const int64_t HE = int64_t(H) * e;
     q_in = testing::random_vector(B * nq * d, seed + 1);
     kv_in = testing::random_vector(B * nk * d, seed + 2);
@@ -35,7 +41,8 @@ struct Mha {
   }
   MhaParams params() { return {wq.data(), wk.data(), wv.data(), wo.data()}; }
   void forward() {
-    mha_forward(out.data(), cache, q_in.data(), kv_in.data(), params(), d, H, e, mask, k, B, nq, nk);
+    mha_forward(out.data(), cache, q_in.data(), kv_in.data(), params(), d, H, e, mask, k, B, nq,
+                nk);
   }
   double loss() {
     forward();
@@ -75,7 +82,8 @@ std::vector<double> reference(const Mha& m) {
         for (int64_t j = 0; j < m.nk; ++j) sum += s[j] = m.visible(i, j) ? std::exp(s[j] - mx) : 0;
         for (int64_t j = 0; j < m.nk; ++j)
           for (int x = 0; x < m.e; ++x)
-            O[(b * m.nq + i) * HE + h * m.e + x] += s[j] / sum * V[(b * m.nk + j) * HE + h * m.e + x];
+            O[(b * m.nq + i) * HE + h * m.e + x] +=
+                s[j] / sum * V[(b * m.nk + j) * HE + h * m.e + x];
       }
   for (int64_t i = 0; i < m.B * m.nq; ++i)
     for (int64_t c = 0; c < HE; ++c)
