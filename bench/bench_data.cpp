@@ -75,14 +75,19 @@ double loader_rate(const hg::TokenDataset& data, double seconds) {
 int main(int argc, char** argv) {
   int64_t megabytes = 96;
   double seconds = 2.0;
-  double training_rate = 20000.0;  // tokens/s at the reference configuration (an estimate: pass a measured one)
+  double training_rate =
+      20000.0;  // tokens/s at the reference configuration (an estimate: pass a measured one)
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
-    if (flag == "--mb") megabytes = std::stoll(argv[i + 1]);
-    else if (flag == "--seconds") seconds = std::stod(argv[i + 1]);
-    else if (flag == "--train-tokens-per-second") training_rate = std::stod(argv[i + 1]);
+    if (flag == "--mb")
+      megabytes = std::stoll(argv[i + 1]);
+    else if (flag == "--seconds")
+      seconds = std::stod(argv[i + 1]);
+    else if (flag == "--train-tokens-per-second")
+      training_rate = std::stod(argv[i + 1]);
     else {
-      std::fprintf(stderr, "usage: bench_data [--mb N] [--seconds S] [--train-tokens-per-second R]\n");
+      std::fprintf(stderr,
+                   "usage: bench_data [--mb N] [--seconds S] [--train-tokens-per-second R]\n");
       return 2;
     }
   }
@@ -102,25 +107,32 @@ int main(int argc, char** argv) {
       }
     }
     auto start = Clock::now();
-    hg::prep_main({"--input", (dir / "input.bin").string(), "--output", (dir / "ds").string(), "--quiet"});
+    hg::prep_main(
+        {"--input", (dir / "input.bin").string(), "--output", (dir / "ds").string(), "--quiet"});
     double prep_seconds = seconds_since(start);
     hg::TokenDataset data((dir / "ds").string(), "train");
 
-    std::printf("\ndata loader: %.1f M tokens of train in %d shards, random windows of seq_len + 1 = %d tokens, "
-                "batch %d\n", static_cast<double>(data.num_tokens()) / 1e6, data.num_shards(), kSeqLen + 1, kBatch);
-    std::printf("prep: %lld MB in %.2f s = %.0f MB/s\n", static_cast<long long>(megabytes), prep_seconds,
-                static_cast<double>(megabytes << 20) / 1e6 / prep_seconds);
-    std::printf("training consumes %.0f tokens/s at the reference configuration (target: loader >= 50x)\n",
-                training_rate);
+    std::printf(
+        "\ndata loader: %.1f M tokens of train in %d shards, random windows of seq_len + 1 = %d "
+        "tokens, "
+        "batch %d\n",
+        static_cast<double>(data.num_tokens()) / 1e6, data.num_shards(), kSeqLen + 1, kBatch);
+    std::printf("prep: %lld MB in %.2f s = %.0f MB/s\n", static_cast<long long>(megabytes),
+                prep_seconds, static_cast<double>(megabytes << 20) / 1e6 / prep_seconds);
+    std::printf(
+        "training consumes %.0f tokens/s at the reference configuration (target: loader >= 50x)\n",
+        training_rate);
     std::printf("%-30s %12s %12s\n", "reader", "tokens/s", "x training");
     random_window_rate(data, 1, 0.2);  // warm-up
     for (int threads : {1, 2}) {
       double rate = random_window_rate(data, threads, seconds);
-      std::string label = "random windows, " + std::to_string(threads) + (threads == 1 ? " thread" : " threads");
+      std::string label =
+          "random windows, " + std::to_string(threads) + (threads == 1 ? " thread" : " threads");
       std::printf("%-30s %12.3g %11.0fx\n", label.c_str(), rate, rate / training_rate);
     }
     double rate = loader_rate(data, seconds);
-    std::printf("%-30s %12.3g %11.0fx\n", "BatchLoader steps, 1 thread", rate, rate / training_rate);
+    std::printf("%-30s %12.3g %11.0fx\n", "BatchLoader steps, 1 thread", rate,
+                rate / training_rate);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_data: %s\n", e.what());
     code = 3;

@@ -87,7 +87,8 @@ std::vector<std::string> dataset_splits(const std::string& dir) {
   return splits;
 }
 
-TokenDataset::TokenDataset(const std::string& dir, const std::string& split) : dir_(dir), split_(split) {
+TokenDataset::TokenDataset(const std::string& dir, const std::string& split)
+    : dir_(dir), split_(split) {
   require_split_name(split);
   std::vector<std::string> present = dataset_splits(dir);
 
@@ -99,17 +100,20 @@ TokenDataset::TokenDataset(const std::string& dir, const std::string& split) : d
   if (files.empty()) {
     std::string found = present.empty() ? "no shards at all" : "shards of";
     for (const auto& s : present) found += " " + s;
-    throw UsageError("data directory '" + dir + "' has no shards of split '" + split + "' (expected " +
-                     (fs::path(dir) / shard_file_name(split, 0)).string() + "; found " + found + "): " +
-                     (present.empty() ? "create the dataset with `hourglass prep --output " + dir + "`"
-                                      : "prepare it with --valid-bytes / --test-bytes > 0, or pick another split"));
+    throw UsageError(
+        "data directory '" + dir + "' has no shards of split '" + split + "' (expected " +
+        (fs::path(dir) / shard_file_name(split, 0)).string() + "; found " + found + "): " +
+        (present.empty()
+             ? "create the dataset with `hourglass prep --output " + dir + "`"
+             : "prepare it with --valid-bytes / --test-bytes > 0, or pick another split"));
   }
   const int64_t count = static_cast<int64_t>(files.size());
   for (int64_t i = 0; i < count; ++i) {
     if (!files.count(i)) {
-      throw UsageError("shard " + (fs::path(dir) / shard_file_name(split, i)).string() + " is missing (" +
-                       std::to_string(count) + " shards of split '" + split + "' found, numbered up to " +
-                       std::to_string(files.rbegin()->first) + "): " + kRerun);
+      throw UsageError("shard " + (fs::path(dir) / shard_file_name(split, i)).string() +
+                       " is missing (" + std::to_string(count) + " shards of split '" + split +
+                       "' found, numbered up to " + std::to_string(files.rbegin()->first) +
+                       "): " + kRerun);
     }
   }
 
@@ -130,7 +134,8 @@ TokenDataset::TokenDataset(const std::string& dir, const std::string& split) : d
     htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
     if (is_hdf5 <= 0) {
       h5::last_error();
-      throw UsageError(path + " is not an HDF5 file (no HDF5 signature; empty, truncated at its start, " +
+      throw UsageError(path +
+                       " is not an HDF5 file (no HDF5 signature; empty, truncated at its start, " +
                        "or another kind of file named like a shard): " + kRerun);
     }
     shard->file = h5::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()));
@@ -141,7 +146,8 @@ TokenDataset::TokenDataset(const std::string& dir, const std::string& split) : d
       shard->file = h5::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
       if (!shard->file.valid()) {
         h5::last_error();
-        throw UsageError(path + " cannot be opened as HDF5 (" + why + "): if it is truncated or damaged, " +
+        throw UsageError(path + " cannot be opened as HDF5 (" + why +
+                         "): if it is truncated or damaged, " +
                          "e.g. a copy that did not finish, " + kRerun + " or copy it again");
       }
     }
@@ -149,12 +155,14 @@ TokenDataset::TokenDataset(const std::string& dir, const std::string& split) : d
     auto format = h5::read_string_attribute(root, "format");
     if (!format || *format != kTokenFormat) {
       throw UsageError(path + " is not an hourglass token shard (root attribute format is " +
-                       (format ? "'" + *format + "'" : std::string("missing")) + ", expected '" + kTokenFormat +
+                       (format ? "'" + *format + "'" : std::string("missing")) + ", expected '" +
+                       kTokenFormat +
                        "'): only files written by `hourglass prep` belong in a data directory");
     }
     auto version = h5::read_int64_attribute(root, "version");
     if (!version || *version != kTokenFormatVersion) {
-      throw UsageError(path + " has token-format version " + (version ? std::to_string(*version) : "(missing)") +
+      throw UsageError(path + " has token-format version " +
+                       (version ? std::to_string(*version) : "(missing)") +
                        ", but this hourglass reads version " + std::to_string(kTokenFormatVersion) +
                        (first_path.empty() ? "" : " (as " + first_path + " has)") + ": " + kRerun +
                        " from the original input with this build");
@@ -168,28 +176,33 @@ TokenDataset::TokenDataset(const std::string& dir, const std::string& split) : d
     auto shard_attr = h5::read_int64_attribute(root, "shard");
     auto num_shards = h5::read_int64_attribute(root, "num_shards");
     if (!split_attr || *split_attr != split || !shard_attr || *shard_attr != index) {
-      throw UsageError(path + " says it is shard " + (shard_attr ? std::to_string(*shard_attr) : "?") +
-                       " of split '" + (split_attr ? *split_attr : "?") + "', not shard " + std::to_string(index) +
+      throw UsageError(path + " says it is shard " +
+                       (shard_attr ? std::to_string(*shard_attr) : "?") + " of split '" +
+                       (split_attr ? *split_attr : "?") + "', not shard " + std::to_string(index) +
                        " of '" + split + "' as its name says: shard files were renamed; " + kRerun);
     }
     if (!num_shards || *num_shards != count) {
-      throw UsageError(path + " belongs to a set of " + (num_shards ? std::to_string(*num_shards) : "?") +
-                       " shards of split '" + split + "', but " + dir + " holds " + std::to_string(count) +
+      throw UsageError(path + " belongs to a set of " +
+                       (num_shards ? std::to_string(*num_shards) : "?") + " shards of split '" +
+                       split + "', but " + dir + " holds " + std::to_string(count) +
                        ": a shard is missing or left over from another run; " + kRerun);
     }
     auto sha = h5::read_string_attribute(root, "sha256");
     if (first_path.empty()) {
       vocab_size_ = static_cast<int>(*vocab);
       sha256_ = sha.value_or("");
-      sources_ = h5::read_string_list_attribute(root, "sources").value_or(std::vector<std::string>{});
-      source_bytes_ = h5::read_int64_list_attribute(root, "source_bytes").value_or(std::vector<int64_t>{});
+      sources_ =
+          h5::read_string_list_attribute(root, "sources").value_or(std::vector<std::string>{});
+      source_bytes_ =
+          h5::read_int64_list_attribute(root, "source_bytes").value_or(std::vector<int64_t>{});
     } else if (*vocab != vocab_size_) {
-      throw UsageError(path + " has vocab_size " + std::to_string(*vocab) + " but " + first_path + " has " +
-                       std::to_string(vocab_size_) + ": shards of different vocabularies cannot be mixed; " +
-                       kRerun);
+      throw UsageError(path + " has vocab_size " + std::to_string(*vocab) + " but " + first_path +
+                       " has " + std::to_string(vocab_size_) +
+                       ": shards of different vocabularies cannot be mixed; " + kRerun);
     } else if (sha.value_or("") != sha256_) {
       throw UsageError(path + " comes from a different prep run than " + first_path +
-                       " (their input sha256 attributes differ): shards of different datasets cannot be mixed; " +
+                       " (their input sha256 attributes differ): shards of different datasets "
+                       "cannot be mixed; " +
                        kRerun);
     }
     {
@@ -201,26 +214,30 @@ TokenDataset::TokenDataset(const std::string& dir, const std::string& split) : d
     }
     shard->dataset = h5::dataset(H5Dopen2(root, kTokenDataset, dapl.get()));
     if (!shard->dataset.valid()) {
-      throw UsageError(path + ": cannot open /" + kTokenDataset + " (" + h5::last_error() + "): " + kRerun);
+      throw UsageError(path + ": cannot open /" + kTokenDataset + " (" + h5::last_error() +
+                       "): " + kRerun);
     }
     h5::Handle space = h5::space(H5Dget_space(shard->dataset.get()));
     h5::Handle type = h5::type(H5Dget_type(shard->dataset.get()));
     hsize_t dims[1] = {0};
     if (H5Sget_simple_extent_ndims(space.get()) != 1 || H5Tget_class(type.get()) != H5T_INTEGER ||
-        H5Tget_sign(type.get()) != H5T_SGN_NONE || (H5Tget_size(type.get()) != 1 && H5Tget_size(type.get()) != 2)) {
-      throw UsageError(path + ": /" + kTokenDataset + " is not a 1-D uint8 or uint16 dataset: " + kRerun);
+        H5Tget_sign(type.get()) != H5T_SGN_NONE ||
+        (H5Tget_size(type.get()) != 1 && H5Tget_size(type.get()) != 2)) {
+      throw UsageError(path + ": /" + kTokenDataset +
+                       " is not a 1-D uint8 or uint16 dataset: " + kRerun);
     }
     H5Sget_simple_extent_dims(space.get(), dims, nullptr);
     int bytes = static_cast<int>(H5Tget_size(type.get()));
     if (first_path.empty()) {
       token_bytes_ = bytes;
     } else if (bytes != token_bytes_) {
-      throw UsageError(path + " stores " + std::to_string(8 * bytes) + "-bit tokens but " + first_path +
-                       " stores " + std::to_string(8 * token_bytes_) + "-bit ones: " + kRerun);
+      throw UsageError(path + " stores " + std::to_string(8 * bytes) + "-bit tokens but " +
+                       first_path + " stores " + std::to_string(8 * token_bytes_) +
+                       "-bit ones: " + kRerun);
     }
     if (bytes == 1 && vocab_size_ > 256) {
-      throw UsageError(path + " stores uint8 tokens but declares vocab_size " + std::to_string(vocab_size_) + ": " +
-                       kRerun);
+      throw UsageError(path + " stores uint8 tokens but declares vocab_size " +
+                       std::to_string(vocab_size_) + ": " + kRerun);
     }
     if (dims[0] == 0) throw UsageError(path + " holds no tokens: " + kRerun);
     shard->length = static_cast<int64_t>(dims[0]);
@@ -235,8 +252,8 @@ std::string TokenDataset::shard_path(int shard) const { return shards_.at(shard)
 
 TokenDataset::Location TokenDataset::locate(int64_t offset) const {
   if (offset < 0 || offset >= num_tokens_) {
-    throw std::out_of_range("token offset " + std::to_string(offset) + " outside split '" + split_ + "' of " +
-                            std::to_string(num_tokens_) + " tokens");
+    throw std::out_of_range("token offset " + std::to_string(offset) + " outside split '" + split_ +
+                            "' of " + std::to_string(num_tokens_) + " tokens");
   }
   auto next = std::upper_bound(shard_starts_.begin(), shard_starts_.end(), offset);
   int shard = static_cast<int>(next - shard_starts_.begin()) - 1;
@@ -246,9 +263,9 @@ TokenDataset::Location TokenDataset::locate(int64_t offset) const {
 void TokenDataset::read(int64_t offset, int64_t count, int32_t* out) const {
   if (count == 0) return;
   if (offset < 0 || count < 0 || offset > num_tokens_ - count) {
-    throw std::out_of_range("tokens [" + std::to_string(offset) + ", " + std::to_string(offset + count) +
-                            ") outside split '" + split_ + "' of " + dir_ + " (" + std::to_string(num_tokens_) +
-                            " tokens)");
+    throw std::out_of_range("tokens [" + std::to_string(offset) + ", " +
+                            std::to_string(offset + count) + ") outside split '" + split_ +
+                            "' of " + dir_ + " (" + std::to_string(num_tokens_) + " tokens)");
   }
   // Tokens land in their stored width first (no HDF5 type conversion on the read path), then
   // widen here, checking ids against the vocabulary on the way: cheap next to the read itself.
@@ -272,9 +289,11 @@ void TokenDataset::read(int64_t offset, int64_t count, int32_t* out) const {
     h5::Handle memory_space = h5::space(H5Screate_simple(1, block, nullptr));
     h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, block, nullptr),
               "select tokens in " + shard.path);
-    void* staged = token_bytes_ == 1 ? static_cast<void*>(reinterpret_cast<uint8_t*>(staging.data()) + done)
-                                     : static_cast<void*>(staging.data() + done);
-    if (H5Dread(shard.dataset.get(), memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT, staged) < 0) {
+    void* staged = token_bytes_ == 1
+                       ? static_cast<void*>(reinterpret_cast<uint8_t*>(staging.data()) + done)
+                       : static_cast<void*>(staging.data() + done);
+    if (H5Dread(shard.dataset.get(), memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT,
+                staged) < 0) {
       throw std::runtime_error("reading tokens [" + std::to_string(at.offset) + ", " +
                                std::to_string(at.offset + n) + ") of " + shard.path + " failed (" +
                                h5::last_error() + ")");
@@ -287,13 +306,15 @@ void TokenDataset::read(int64_t offset, int64_t count, int32_t* out) const {
   } else {
     for (int64_t i = 0; i < count; ++i) out[i] = staging[i];
   }
-  if (staging.capacity() > (size_t{1} << 24)) staging = {};  // a whole-split read keeps no 32 MB per thread
+  if (staging.capacity() > (size_t{1} << 24))
+    staging = {};  // a whole-split read keeps no 32 MB per thread
   if (check_ids) {
     for (int64_t i = 0; i < count; ++i) {
       if (out[i] >= vocab_size_) {
         Location at = locate(offset + i);
-        throw UsageError(shards_[at.shard]->path + " holds token id " + std::to_string(out[i]) + " at offset " +
-                         std::to_string(at.offset) + ", not below its vocab_size " + std::to_string(vocab_size_) +
+        throw UsageError(shards_[at.shard]->path + " holds token id " + std::to_string(out[i]) +
+                         " at offset " + std::to_string(at.offset) + ", not below its vocab_size " +
+                         std::to_string(vocab_size_) +
                          ": the shard is damaged or its attributes were edited; " + kRerun);
       }
     }

@@ -31,7 +31,7 @@ class TokenDataset {
   int token_bytes() const { return token_bytes_; }  // 1 (uint8 shards) or 2 (uint16)
   const std::string& dir() const { return dir_; }
   const std::string& split() const { return split_; }
-  const std::vector<std::string>& sources() const { return sources_; }     // input file names
+  const std::vector<std::string>& sources() const { return sources_; }  // input file names
   const std::vector<int64_t>& source_bytes() const { return source_bytes_; }
   const std::string& sha256() const { return sha256_; }  // of the whole prep input stream
   std::string shard_path(int shard) const;
@@ -54,7 +54,8 @@ class TokenDataset {
   std::string dir_;
   std::string split_;
   std::vector<std::unique_ptr<Shard>> shards_;
-  std::vector<int64_t> shard_starts_;  // [num_shards + 1]: global offset of each shard's first token
+  std::vector<int64_t>
+      shard_starts_;  // [num_shards + 1]: global offset of each shard's first token
   int64_t num_tokens_ = 0;
   int vocab_size_ = 0;
   int token_bytes_ = 1;

@@ -15,6 +15,7 @@ int64_t eval_window_count(int64_t num_tokens, int seq_len);
 void read_eval_window(const TokenDataset& data, int seq_len, int64_t window, int32_t* out);
 
 // Windows [first, first + count) into out [count, L + 1] with one read of count·L + 1 tokens.
-void read_eval_windows(const TokenDataset& data, int seq_len, int64_t first, int64_t count, int32_t* out);
+void read_eval_windows(const TokenDataset& data, int seq_len, int64_t first, int64_t count,
+                       int32_t* out);
 
 }  // namespace hg

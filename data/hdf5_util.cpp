@@ -30,7 +30,8 @@ namespace {
 
 herr_t keep_innermost(unsigned /*n*/, const H5E_error2_t* error, void* data) {
   // Walking downward, the last entry visited is where the failure was detected.
-  if (error->desc != nullptr && error->desc[0] != '\0') *static_cast<std::string*>(data) = error->desc;
+  if (error->desc != nullptr && error->desc[0] != '\0')
+    *static_cast<std::string*>(data) = error->desc;
   return 0;
 }
 
@@ -52,7 +53,8 @@ Handle open_attribute(hid_t object, const char* name) {
 }
 
 Handle create_attribute(hid_t object, const char* name, hid_t file_type, hid_t space_id) {
-  if (H5Aexists(object, name) > 0) check(H5Adelete(object, name), std::string("replace attribute ") + name);
+  if (H5Aexists(object, name) > 0)
+    check(H5Adelete(object, name), std::string("replace attribute ") + name);
   return attribute(check_id(H5Acreate2(object, name, file_type, space_id, H5P_DEFAULT, H5P_DEFAULT),
                             std::string("create attribute ") + name));
 }
@@ -126,7 +128,8 @@ void write_string_attribute(hid_t object, const char* name, const std::string& v
   check(H5Awrite(a.get(), t.get(), &p), std::string("write attribute ") + name);
 }
 
-void write_string_list_attribute(hid_t object, const char* name, const std::vector<std::string>& values) {
+void write_string_list_attribute(hid_t object, const char* name,
+                                 const std::vector<std::string>& values) {
   Handle t = string_type(H5T_CSET_UTF8);
   Handle sp = list_space(values.size());
   Handle a = create_attribute(object, name, t.get(), sp.get());
@@ -141,7 +144,8 @@ void write_int64_attribute(hid_t object, const char* name, int64_t value) {
   check(H5Awrite(a.get(), H5T_NATIVE_INT64, &value), std::string("write attribute ") + name);
 }
 
-void write_int64_list_attribute(hid_t object, const char* name, const std::vector<int64_t>& values) {
+void write_int64_list_attribute(hid_t object, const char* name,
+                                const std::vector<int64_t>& values) {
   Handle sp = list_space(values.size());
   Handle a = create_attribute(object, name, H5T_STD_I64LE, sp.get());
   check(H5Awrite(a.get(), H5T_NATIVE_INT64, values.data()), std::string("write attribute ") + name);

@@ -18,7 +18,9 @@ class Handle {
   Handle(hid_t id, Closer close) : id_(id), close_(close) {}
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
-  Handle(Handle&& other) noexcept : id_(other.id_), close_(other.close_) { other.id_ = H5I_INVALID_HID; }
+  Handle(Handle&& other) noexcept : id_(other.id_), close_(other.close_) {
+    other.id_ = H5I_INVALID_HID;
+  }
   Handle& operator=(Handle&& other) noexcept;
   ~Handle() { reset(); }
   void reset();
@@ -68,7 +70,8 @@ hid_t check_id(hid_t id, const std::string& what);
 // Attributes of the shard format. Writers use fixed little-endian types and variable-length UTF-8
 // strings (what h5py reads as str).
 void write_string_attribute(hid_t object, const char* name, const std::string& value);
-void write_string_list_attribute(hid_t object, const char* name, const std::vector<std::string>& values);
+void write_string_list_attribute(hid_t object, const char* name,
+                                 const std::vector<std::string>& values);
 void write_int64_attribute(hid_t object, const char* name, int64_t value);
 void write_int64_list_attribute(hid_t object, const char* name, const std::vector<int64_t>& values);
 

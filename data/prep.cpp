@@ -33,7 +33,8 @@ int64_t parse_count(const std::string& flag, const std::string& text, int64_t mi
   int64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || value < minimum) {
-    throw UsageError("prep: " + flag + " expects an integer >= " + std::to_string(minimum) + ", got '" + text + "'");
+    throw UsageError("prep: " + flag + " expects an integer >= " + std::to_string(minimum) +
+                     ", got '" + text + "'");
   }
   return value;
 }
@@ -44,8 +45,12 @@ std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
 class Progress {
  public:
   Progress(bool enabled, std::string label, int64_t total_bytes)
-      : enabled_(enabled), label_(std::move(label)), total_(std::max<int64_t>(total_bytes, 1)),
-        tty_(isatty(fileno(stderr)) != 0), start_(Clock::now()), last_(start_) {}
+      : enabled_(enabled),
+        label_(std::move(label)),
+        total_(std::max<int64_t>(total_bytes, 1)),
+        tty_(isatty(fileno(stderr)) != 0),
+        start_(Clock::now()),
+        last_(start_) {}
 
   void advance(int64_t bytes) {
     done_ += bytes;
@@ -72,8 +77,8 @@ class Progress {
     int filled = static_cast<int>(fraction * kWidth);
     std::string bar(static_cast<size_t>(filled), '#');
     bar.resize(kWidth, '.');
-    std::fprintf(stderr, "%s%s [%s] %3.0f%% %.1f/%.1f MB %.1f MB/s%s", tty_ ? "\r" : "", label_.c_str(),
-                 bar.c_str(), 100.0 * fraction, static_cast<double>(done_) / 1e6,
+    std::fprintf(stderr, "%s%s [%s] %3.0f%% %.1f/%.1f MB %.1f MB/s%s", tty_ ? "\r" : "",
+                 label_.c_str(), bar.c_str(), 100.0 * fraction, static_cast<double>(done_) / 1e6,
                  static_cast<double>(total_) / 1e6, rate, (final_line || !tty_) ? "\n" : "");
     std::fflush(stderr);
   }
@@ -108,16 +113,19 @@ class InputStream {
       if (file_ == nullptr) {
         file_ = std::fopen(input.path.c_str(), "rb");
         if (file_ == nullptr) {
-          throw UsageError("prep: cannot read input " + quoted(input.path) + ": " + std::strerror(errno));
+          throw UsageError("prep: cannot read input " + quoted(input.path) + ": " +
+                           std::strerror(errno));
         }
         offset_ = 0;
       }
-      size_t want = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(capacity), input.bytes - offset_));
+      size_t want = static_cast<size_t>(
+          std::min<int64_t>(static_cast<int64_t>(capacity), input.bytes - offset_));
       size_t got = want > 0 ? std::fread(buffer, 1, want, file_) : 0;
       if (got < want) {
         throw std::runtime_error("prep: input " + quoted(input.path) + " ended after " +
                                  std::to_string(offset_ + static_cast<int64_t>(got)) + " of " +
-                                 std::to_string(input.bytes) + " bytes: it changed while being read");
+                                 std::to_string(input.bytes) +
+                                 " bytes: it changed while being read");
       }
       block_offset_ = offset_;
       offset_ += static_cast<int64_t>(got);
@@ -162,8 +170,8 @@ class TempDirectory {
 fs::path make_temp_directory(const fs::path& parent, const std::string& stem) {
   std::string pattern = (parent / ("." + stem + "-XXXXXX")).string();
   if (mkdtemp(pattern.data()) == nullptr) {
-    throw UsageError("prep: cannot create a temporary directory in " + quoted(parent) + ": " + std::strerror(errno) +
-                     " (the output's parent directory must be writable)");
+    throw UsageError("prep: cannot create a temporary directory in " + quoted(parent) + ": " +
+                     std::strerror(errno) + " (the output's parent directory must be writable)");
   }
   return pattern;
 }
@@ -171,13 +179,21 @@ fs::path make_temp_directory(const fs::path& parent, const std::string& stem) {
 // Writes the shards of the three splits in stream order.
 class ShardWriter {
  public:
-  ShardWriter(fs::path dir, std::array<int64_t, 3> split_tokens, int64_t shard_tokens, int token_bytes,
-              int64_t vocab_size, std::vector<std::string> sources, std::vector<int64_t> source_bytes)
-      : dir_(std::move(dir)), split_tokens_(split_tokens), shard_tokens_(shard_tokens), token_bytes_(token_bytes),
-        vocab_size_(vocab_size), sources_(std::move(sources)), source_bytes_(std::move(source_bytes)),
+  ShardWriter(fs::path dir, std::array<int64_t, 3> split_tokens, int64_t shard_tokens,
+              int token_bytes, int64_t vocab_size, std::vector<std::string> sources,
+              std::vector<int64_t> source_bytes)
+      : dir_(std::move(dir)),
+        split_tokens_(split_tokens),
+        shard_tokens_(shard_tokens),
+        token_bytes_(token_bytes),
+        vocab_size_(vocab_size),
+        sources_(std::move(sources)),
+        source_bytes_(std::move(source_bytes)),
         fapl_(h5::file_access(/*locking=*/true)) {}
 
-  int64_t num_shards(int split) const { return (split_tokens_[split] + shard_tokens_ - 1) / shard_tokens_; }
+  int64_t num_shards(int split) const {
+    return (split_tokens_[split] + shard_tokens_ - 1) / shard_tokens_;
+  }
 
   // Appends n tokens in the stored width (uint8 or uint16).
   void append(const void* tokens, int64_t n) {
@@ -190,7 +206,9 @@ class ShardWriter {
       hsize_t block[1] = {static_cast<hsize_t>(take)};
       h5::Handle file_space = h5::space(H5Screate_simple(1, dims, nullptr));
       h5::Handle memory_space = h5::space(H5Screate_simple(1, block, nullptr));
-      h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, block, nullptr), "select");
+      h5::check(
+          H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, block, nullptr),
+          "select");
       h5::check(H5Dwrite(dataset_.get(), token_bytes_ == 1 ? H5T_NATIVE_UINT8 : H5T_NATIVE_UINT16,
                          memory_space.get(), file_space.get(), H5P_DEFAULT, bytes),
                 "write tokens to " + current_path_.string());
@@ -204,7 +222,8 @@ class ShardWriter {
   void finish(const std::string& sha256) {
     close_current();
     for (const auto& path : paths_) {
-      h5::Handle file = h5::file(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl_.get()), "reopen " + path.string()));
+      h5::Handle file = h5::file(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl_.get()),
+                                              "reopen " + path.string()));
       h5::write_string_attribute(file.get(), "sha256", sha256);
       h5::check(H5Fclose(file.release()), "close " + path.string());
     }
@@ -235,8 +254,9 @@ class ShardWriter {
     current_path_ = dir_ / shard_file_name(kSplits[split_], shard_);
     paths_.push_back(current_path_);
 
-    file_ = h5::file(h5::check_id(H5Fcreate(current_path_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl_.get()),
-                                  "create " + current_path_.string()));
+    file_ = h5::file(
+        h5::check_id(H5Fcreate(current_path_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl_.get()),
+                     "create " + current_path_.string()));
     hid_t root = file_.get();
     h5::write_string_attribute(root, "format", kTokenFormat);
     h5::write_int64_attribute(root, "version", kTokenFormatVersion);
@@ -252,10 +272,12 @@ class ShardWriter {
     h5::Handle space = h5::space(H5Screate_simple(1, dims, nullptr));
     h5::Handle dcpl = h5::plist(H5Pcreate(H5P_DATASET_CREATE));
     h5::check(H5Pset_chunk(dcpl.get(), 1, chunk), "set chunk");
-    h5::check(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), "set fill time");  // every token is written
-    dataset_ = h5::dataset(h5::check_id(H5Dcreate2(root, kTokenDataset, token_bytes_ == 1 ? H5T_STD_U8LE : H5T_STD_U16LE,
-                                                   space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
-                                        "create /tokens in " + current_path_.string()));
+    h5::check(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER),
+              "set fill time");  // every token is written
+    dataset_ = h5::dataset(h5::check_id(
+        H5Dcreate2(root, kTokenDataset, token_bytes_ == 1 ? H5T_STD_U8LE : H5T_STD_U16LE,
+                   space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+        "create /tokens in " + current_path_.string()));
   }
 
   fs::path dir_;
@@ -276,20 +298,22 @@ class ShardWriter {
   std::vector<fs::path> paths_;
 };
 
-[[noreturn]] void bad_token(const InputStream& stream, int64_t index_in_block, int token_bytes, int64_t id,
-                            int64_t vocab_size, bool vocab_given) {
+[[noreturn]] void bad_token(const InputStream& stream, int64_t index_in_block, int token_bytes,
+                            int64_t id, int64_t vocab_size, bool vocab_given) {
   int64_t byte_offset = stream.block_offset() + index_in_block * token_bytes;
-  throw UsageError("prep: input " + quoted(stream.block_path()) + " holds token id " + std::to_string(id) +
-                   " at byte offset " + std::to_string(byte_offset) + ", not below the vocabulary size " +
-                   std::to_string(vocab_size) +
-                   (vocab_given ? ": pass a larger --vocab-size (or omit it to use the largest id + 1)"
-                                : ": check --format"));
+  throw UsageError("prep: input " + quoted(stream.block_path()) + " holds token id " +
+                   std::to_string(id) + " at byte offset " + std::to_string(byte_offset) +
+                   ", not below the vocabulary size " + std::to_string(vocab_size) +
+                   (vocab_given
+                        ? ": pass a larger --vocab-size (or omit it to use the largest id + 1)"
+                        : ": check --format"));
 }
 
 // A directory that --force may replace: empty, or holding only shard files.
 void check_replaceable(const fs::path& output) {
   if (!fs::is_directory(output)) {
-    throw UsageError("prep: output " + quoted(output) + " exists and is not a directory: --force only replaces a " +
+    throw UsageError("prep: output " + quoted(output) +
+                     " exists and is not a directory: --force only replaces a " +
                      "dataset directory; remove it yourself or choose another --output");
   }
   for (const auto& entry : fs::directory_iterator(output)) {
@@ -298,7 +322,8 @@ void check_replaceable(const fs::path& output) {
     for (const char* split : kSplits) shard = shard || parse_shard_file_name(name, split) >= 0;
     if (!shard || !entry.is_regular_file()) {
       throw UsageError("prep: refusing to replace " + quoted(output) + " with --force: it holds " +
-                       quoted(entry.path()) + ", which hourglass prep did not write; remove it yourself or " +
+                       quoted(entry.path()) +
+                       ", which hourglass prep did not write; remove it yourself or " +
                        "choose another --output");
     }
   }
@@ -307,11 +332,14 @@ void check_replaceable(const fs::path& output) {
 }  // namespace
 
 std::string prep_usage() {
-  return "usage: hourglass prep --input FILE... --output DIR [--format bytes|u16] [--vocab-size V]\n"
-         "                      [--valid-bytes N] [--test-bytes N] [--shard-bytes N] [--force] [--quiet]\n"
+  return "usage: hourglass prep --input FILE... --output DIR [--format bytes|u16] [--vocab-size "
+         "V]\n"
+         "                      [--valid-bytes N] [--test-bytes N] [--shard-bytes N] [--force] "
+         "[--quiet]\n"
          "  --input FILE...    raw files read in order as one stream\n"
          "  --output DIR       dataset directory to create (shards <split>-NNNNN.h5)\n"
-         "  --format F         bytes (one token per byte, vocabulary 256) or u16 (little-endian uint16 ids)\n"
+         "  --format F         bytes (one token per byte, vocabulary 256) or u16 (little-endian "
+         "uint16 ids)\n"
          "  --vocab-size V     vocabulary size; default 256 for bytes, the largest id + 1 for u16\n"
          "  --valid-bytes N    input bytes for the validation split (default 5% of the input)\n"
          "  --test-bytes N     input bytes for the test split (default 5% of the input)\n"
@@ -323,7 +351,8 @@ std::string prep_usage() {
 PrepOptions parse_prep_args(const std::vector<std::string>& args) {
   PrepOptions options;
   size_t i = (!args.empty() && args[0] == "prep") ? 1 : 0;
-  auto value_of = [&](const std::string& flag, std::string& inline_value, bool has_inline) -> std::string {
+  auto value_of = [&](const std::string& flag, std::string& inline_value,
+                      bool has_inline) -> std::string {
     if (has_inline) return inline_value;
     if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) {
       throw UsageError("prep: " + flag + " needs a value\n" + prep_usage());
@@ -343,7 +372,8 @@ PrepOptions parse_prep_args(const std::vector<std::string>& args) {
     if (flag == "--input") {
       saw_input = true;
       if (has_inline) options.inputs.push_back(inline_value);
-      while (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) options.inputs.push_back(args[++i]);
+      while (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0)
+        options.inputs.push_back(args[++i]);
     } else if (flag == "--output") {
       options.output = value_of(flag, inline_value, has_inline);
     } else if (flag == "--format") {
@@ -370,7 +400,8 @@ PrepOptions parse_prep_args(const std::vector<std::string>& args) {
     }
   }
   if (options.help) return options;
-  if (!saw_input || options.inputs.empty()) throw UsageError("prep: no --input FILE given\n" + prep_usage());
+  if (!saw_input || options.inputs.empty())
+    throw UsageError("prep: no --input FILE given\n" + prep_usage());
   if (options.output.empty()) throw UsageError("prep: no --output DIR given\n" + prep_usage());
   return options;
 }
@@ -397,10 +428,12 @@ void prep_dataset(const PrepOptions& options) {
     }
     int64_t bytes = static_cast<int64_t>(fs::file_size(path, ec));
     if (ec) throw UsageError("prep: cannot read input " + quoted(path) + ": " + ec.message());
-    if (bytes == 0) throw UsageError("prep: input " + quoted(path) + " is empty: there is nothing to tokenize");
+    if (bytes == 0)
+      throw UsageError("prep: input " + quoted(path) + " is empty: there is nothing to tokenize");
     if (u16 && bytes % 2 != 0) {
-      throw UsageError("prep: input " + quoted(path) + " has an odd number of bytes (" + std::to_string(bytes) +
-                       "), so it is not a file of little-endian uint16 token ids: use --format bytes for text");
+      throw UsageError(
+          "prep: input " + quoted(path) + " has an odd number of bytes (" + std::to_string(bytes) +
+          "), so it is not a file of little-endian uint16 token ids: use --format bytes for text");
     }
     if (std::FILE* probe = std::fopen(path.c_str(), "rb")) {
       std::fclose(probe);
@@ -417,7 +450,8 @@ void prep_dataset(const PrepOptions& options) {
   if (!output.has_filename()) output = output.parent_path();
   for (const auto& input : inputs) {
     fs::path absolute = fs::absolute(input.path).lexically_normal();
-    auto [end, unused] = std::mismatch(output.begin(), output.end(), absolute.begin(), absolute.end());
+    auto [end, unused] =
+        std::mismatch(output.begin(), output.end(), absolute.begin(), absolute.end());
     (void)unused;
     if (end == output.end()) {
       throw UsageError("prep: output " + quoted(output) + " would contain or replace the input " +
@@ -427,7 +461,8 @@ void prep_dataset(const PrepOptions& options) {
   const bool replace = fs::exists(fs::symlink_status(output));
   if (replace) {
     if (!options.force) {
-      throw UsageError("prep: output " + quoted(output) + " already exists: pass --force to replace it, or " +
+      throw UsageError("prep: output " + quoted(output) +
+                       " already exists: pass --force to replace it, or " +
                        "choose another --output");
     }
     check_replaceable(output);
@@ -436,12 +471,12 @@ void prep_dataset(const PrepOptions& options) {
   // Vocabulary and the stored token width.
   int64_t vocab_size = options.vocab_size;
   if (!u16 && vocab_size > 256) {
-    throw UsageError("prep: --vocab-size " + std::to_string(vocab_size) + " is too large for --format bytes " +
-                     "(at most 256)");
+    throw UsageError("prep: --vocab-size " + std::to_string(vocab_size) +
+                     " is too large for --format bytes " + "(at most 256)");
   }
   if (u16 && vocab_size > 65536) {
-    throw UsageError("prep: --vocab-size " + std::to_string(vocab_size) + " is too large for --format u16 " +
-                     "(ids are uint16, so at most 65536)");
+    throw UsageError("prep: --vocab-size " + std::to_string(vocab_size) +
+                     " is too large for --format u16 " + "(ids are uint16, so at most 65536)");
   }
   std::vector<uint8_t> block(kReadBlockBytes);
   if (vocab_size == 0 && !u16) vocab_size = 256;
@@ -451,7 +486,8 @@ void prep_dataset(const PrepOptions& options) {
     InputStream stream(inputs);
     int64_t largest = 0;
     while (size_t got = stream.read(block.data(), block.size())) {
-      for (size_t i = 0; i + 1 < got; i += 2) largest = std::max<int64_t>(largest, block[i] | (block[i + 1] << 8));
+      for (size_t i = 0; i + 1 < got; i += 2)
+        largest = std::max<int64_t>(largest, block[i] | (block[i + 1] << 8));
       progress.advance(static_cast<int64_t>(got));
     }
     progress.finish();
@@ -472,22 +508,27 @@ void prep_dataset(const PrepOptions& options) {
   const int64_t test_tokens = split_size(options.test_bytes, "--test-bytes");
   if (valid_tokens > total_tokens || test_tokens > total_tokens - valid_tokens ||
       valid_tokens + test_tokens >= total_tokens) {
-    throw UsageError("prep: --valid-bytes and --test-bytes (" + std::to_string(valid_tokens * input_token_bytes) +
-                     " + " + std::to_string(test_tokens * input_token_bytes) + ") leave no training data out of " +
-                     std::to_string(total_bytes) + " input bytes: make them smaller");
+    throw UsageError("prep: --valid-bytes and --test-bytes (" +
+                     std::to_string(valid_tokens * input_token_bytes) + " + " +
+                     std::to_string(test_tokens * input_token_bytes) +
+                     ") leave no training data out of " + std::to_string(total_bytes) +
+                     " input bytes: make them smaller");
   }
-  const std::array<int64_t, 3> split_tokens = {total_tokens - valid_tokens - test_tokens, valid_tokens, test_tokens};
+  const std::array<int64_t, 3> split_tokens = {total_tokens - valid_tokens - test_tokens,
+                                               valid_tokens, test_tokens};
   const int64_t shard_tokens = options.shard_bytes / stored_bytes;
   if (shard_tokens < 1) {
-    throw UsageError("prep: --shard-bytes " + std::to_string(options.shard_bytes) + " is smaller than one " +
-                     std::to_string(stored_bytes) + "-byte token");
+    throw UsageError("prep: --shard-bytes " + std::to_string(options.shard_bytes) +
+                     " is smaller than one " + std::to_string(stored_bytes) + "-byte token");
   }
 
   // Write into a hidden directory next to the output; rename it into place when complete.
   const fs::path parent = output.parent_path();
   std::error_code ec;
   fs::create_directories(parent, ec);
-  if (ec) throw UsageError("prep: cannot create the output's parent directory " + quoted(parent) + ": " + ec.message());
+  if (ec)
+    throw UsageError("prep: cannot create the output's parent directory " + quoted(parent) + ": " +
+                     ec.message());
   const std::string stem = output.filename().string();
   TempDirectory temp(make_temp_directory(parent, stem + ".prep"));
 
@@ -501,7 +542,8 @@ void prep_dataset(const PrepOptions& options) {
   std::string digest;
   {
     h5::QuietErrors quiet;
-    ShardWriter writer(temp.path(), split_tokens, shard_tokens, stored_bytes, vocab_size, source_names, source_bytes);
+    ShardWriter writer(temp.path(), split_tokens, shard_tokens, stored_bytes, vocab_size,
+                       source_names, source_bytes);
     Progress progress(options.progress, "prep: writing shards", total_bytes);
     InputStream stream(inputs);
     std::vector<uint8_t> narrow;
@@ -554,11 +596,13 @@ void prep_dataset(const PrepOptions& options) {
   temp.release();
 
   std::printf("prep: wrote %s: vocabulary %lld (%s tokens), sha256 %s\n", output.c_str(),
-              static_cast<long long>(vocab_size), stored_bytes == 1 ? "uint8" : "uint16", digest.c_str());
+              static_cast<long long>(vocab_size), stored_bytes == 1 ? "uint8" : "uint16",
+              digest.c_str());
   for (int s = 0; s < 3; ++s) {
     int64_t shards = (split_tokens[s] + shard_tokens - 1) / shard_tokens;
-    std::printf("prep:   %-5s %12lld tokens in %lld shard%s\n", kSplits[s], static_cast<long long>(split_tokens[s]),
-                static_cast<long long>(shards), shards == 1 ? "" : "s");
+    std::printf("prep:   %-5s %12lld tokens in %lld shard%s\n", kSplits[s],
+                static_cast<long long>(split_tokens[s]), static_cast<long long>(shards),
+                shards == 1 ? "" : "s");
   }
   std::fflush(stdout);
 }

@@ -17,13 +17,14 @@ namespace hg {
 struct PrepOptions {
   std::vector<std::string> inputs;
   std::string output;
-  std::string format = "bytes";        // bytes: one token per byte; u16: little-endian uint16 ids
-  int64_t vocab_size = 0;              // 0: 256 for bytes, largest id + 1 for u16
-  int64_t valid_bytes = -1;            // input bytes for validation; -1: 5% of the tokens
-  int64_t test_bytes = -1;             // input bytes for test; -1: 5% of the tokens
-  int64_t shard_bytes = int64_t{64} << 20;  // stored bytes per shard (the last shard of a split is shorter)
-  bool force = false;                  // replace an existing dataset directory
-  bool progress = true;                // progress line on stderr (--quiet turns it off)
+  std::string format = "bytes";  // bytes: one token per byte; u16: little-endian uint16 ids
+  int64_t vocab_size = 0;        // 0: 256 for bytes, largest id + 1 for u16
+  int64_t valid_bytes = -1;      // input bytes for validation; -1: 5% of the tokens
+  int64_t test_bytes = -1;       // input bytes for test; -1: 5% of the tokens
+  int64_t shard_bytes = int64_t{64}
+                        << 20;  // stored bytes per shard (the last shard of a split is shorter)
+  bool force = false;           // replace an existing dataset directory
+  bool progress = true;         // progress line on stderr (--quiet turns it off)
   bool help = false;
 };
 

@@ -11,14 +11,16 @@
 
 namespace hg {
 
-int64_t sample_offset(uint64_t seed, int64_t step, int64_t global_sample, int64_t num_tokens, int64_t window) {
+int64_t sample_offset(uint64_t seed, int64_t step, int64_t global_sample, int64_t num_tokens,
+                      int64_t window) {
   if (window < 1 || window > num_tokens) {
-    throw std::invalid_argument("sample_offset: window " + std::to_string(window) + " does not fit in " +
-                                std::to_string(num_tokens) + " tokens");
+    throw std::invalid_argument("sample_offset: window " + std::to_string(window) +
+                                " does not fit in " + std::to_string(num_tokens) + " tokens");
   }
   const uint64_t range = static_cast<uint64_t>(num_tokens - window) + 1;  // number of valid starts
   const uint64_t key = random_key(seed, RandomPurpose::Sample);
-  const PhiloxBlock counter = counter_of(static_cast<uint64_t>(step), static_cast<uint64_t>(global_sample));
+  const PhiloxBlock counter =
+      counter_of(static_cast<uint64_t>(step), static_cast<uint64_t>(global_sample));
   // Lemire (2019): the high word of bits·range is uniform once products whose low word falls in
   // the first (2^64 mod range) values are rejected.
   const uint64_t threshold = (0 - range) % range;
@@ -29,26 +31,37 @@ int64_t sample_offset(uint64_t seed, int64_t step, int64_t global_sample, int64_
   }
 }
 
-BatchLoader::BatchLoader(const TokenDataset& data, uint64_t seed, int seq_len, int global_batch, int dp,
-                         int dp_rank, int micro_batch, bool prefetch)
-    : data_(data), seed_(seed), seq_len_(seq_len), global_batch_(global_batch), dp_(dp), dp_rank_(dp_rank),
-      micro_batch_(micro_batch), prefetch_(prefetch) {
+BatchLoader::BatchLoader(const TokenDataset& data, uint64_t seed, int seq_len, int global_batch,
+                         int dp, int dp_rank, int micro_batch, bool prefetch)
+    : data_(data),
+      seed_(seed),
+      seq_len_(seq_len),
+      global_batch_(global_batch),
+      dp_(dp),
+      dp_rank_(dp_rank),
+      micro_batch_(micro_batch),
+      prefetch_(prefetch) {
   require(seq_len >= 1, "train.seq_len must be at least 1, got " + std::to_string(seq_len));
   require(global_batch >= 1, "train.batch must be at least 1, got " + std::to_string(global_batch));
   require(dp >= 1 && dp_rank >= 0 && dp_rank < dp,
-          "data-parallel rank " + std::to_string(dp_rank) + " outside parallel.dp = " + std::to_string(dp));
-  require(micro_batch >= 1, "train.micro_batch must be at least 1, got " + std::to_string(micro_batch));
-  require(global_batch % dp == 0, "train.batch = " + std::to_string(global_batch) +
-                                      " sequences cannot be shared by parallel.dp = " + std::to_string(dp) +
-                                      " replicas: make train.batch a multiple of parallel.dp");
+          "data-parallel rank " + std::to_string(dp_rank) +
+              " outside parallel.dp = " + std::to_string(dp));
+  require(micro_batch >= 1,
+          "train.micro_batch must be at least 1, got " + std::to_string(micro_batch));
+  require(global_batch % dp == 0,
+          "train.batch = " + std::to_string(global_batch) +
+              " sequences cannot be shared by parallel.dp = " + std::to_string(dp) +
+              " replicas: make train.batch a multiple of parallel.dp");
   require((global_batch / dp) % micro_batch == 0,
-          "each of the parallel.dp = " + std::to_string(dp) + " replicas gets " + std::to_string(global_batch / dp) +
+          "each of the parallel.dp = " + std::to_string(dp) + " replicas gets " +
+              std::to_string(global_batch / dp) +
               " sequences (train.batch / parallel.dp), not a multiple of train.micro_batch = " +
               std::to_string(micro_batch) + ": choose a micro_batch that divides it");
   require(data.num_tokens() >= static_cast<int64_t>(seq_len) + 1,
-          "split '" + data.split() + "' of " + data.dir() + " holds " + std::to_string(data.num_tokens()) +
-              " tokens, fewer than one window of train.seq_len + 1 = " + std::to_string(seq_len + 1) +
-              ": use a larger dataset or a smaller train.seq_len");
+          "split '" + data.split() + "' of " + data.dir() + " holds " +
+              std::to_string(data.num_tokens()) +
+              " tokens, fewer than one window of train.seq_len + 1 = " +
+              std::to_string(seq_len + 1) + ": use a larger dataset or a smaller train.seq_len");
   if (prefetch_) {
     hbool_t threadsafe = false;
     H5is_library_threadsafe(&threadsafe);

@@ -15,12 +15,14 @@ class TokenDataset;
 // Reduction: Lemire's multiply-shift with rejection (exactly uniform); a rejected draw (probability
 // below range / 2^64) redraws under the key + attempt · 0x9E3779B97F4A7C15 at the same counter.
 // Requires 1 <= window <= num_tokens (std::invalid_argument otherwise).
-int64_t sample_offset(uint64_t seed, int64_t step, int64_t global_sample, int64_t num_tokens, int64_t window);
+int64_t sample_offset(uint64_t seed, int64_t step, int64_t global_sample, int64_t num_tokens,
+                      int64_t window);
 
 struct MicroBatch {
-  std::vector<int32_t> tokens;  // [sequences, seq_len + 1], row-major: inputs [.., :L], targets [.., 1:]
-  int64_t first_sample = 0;     // global index (within the step) of its first sequence
-  int64_t sequences = 0;        // = micro_batch
+  std::vector<int32_t>
+      tokens;  // [sequences, seq_len + 1], row-major: inputs [.., :L], targets [.., 1:]
+  int64_t first_sample = 0;  // global index (within the step) of its first sequence
+  int64_t sequences = 0;     // = micro_batch
 };
 
 // One data-parallel replica's share of each step: replica r takes the contiguous slice
@@ -32,8 +34,8 @@ class BatchLoader {
  public:
   // Throws UsageError when dp does not divide global_batch, micro_batch does not divide
   // global_batch / dp, or the split holds fewer than seq_len + 1 tokens.
-  BatchLoader(const TokenDataset& data, uint64_t seed, int seq_len, int global_batch, int dp, int dp_rank,
-              int micro_batch, bool prefetch = true);
+  BatchLoader(const TokenDataset& data, uint64_t seed, int seq_len, int global_batch, int dp,
+              int dp_rank, int micro_batch, bool prefetch = true);
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -41,7 +43,9 @@ class BatchLoader {
   // This replica's micro-batches of `step`, in order.
   std::vector<MicroBatch> load_step(int64_t step);
 
-  int micro_batches() const { return (global_batch_ / dp_) / micro_batch_; }  // per replica and step
+  int micro_batches() const {
+    return (global_batch_ / dp_) / micro_batch_;
+  }  // per replica and step
   int64_t first_sample() const { return static_cast<int64_t>(dp_rank_) * (global_batch_ / dp_); }
 
  private:

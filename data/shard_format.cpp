@@ -16,7 +16,8 @@ int64_t parse_shard_file_name(const std::string& file_name, const std::string& s
   if (file_name.size() < prefix.size() + 5 + suffix.size()) return -1;
   if (file_name.compare(0, prefix.size(), prefix) != 0) return -1;
   if (file_name.compare(file_name.size() - suffix.size(), suffix.size(), suffix) != 0) return -1;
-  std::string digits = file_name.substr(prefix.size(), file_name.size() - prefix.size() - suffix.size());
+  std::string digits =
+      file_name.substr(prefix.size(), file_name.size() - prefix.size() - suffix.size());
   if (digits.size() > 15) return -1;
   int64_t shard = 0;
   for (char c : digits) {

@@ -7,8 +7,8 @@
 namespace hg {
 
 inline constexpr const char* kTokenFormat = "hourglass-tokens";  // root attribute `format`
-inline constexpr int64_t kTokenFormatVersion = 1;                 // root attribute `version`
-inline constexpr const char* kTokenDataset = "tokens";            // the 1-D dataset /tokens
+inline constexpr int64_t kTokenFormatVersion = 1;                // root attribute `version`
+inline constexpr const char* kTokenDataset = "tokens";           // the 1-D dataset /tokens
 inline constexpr std::array<const char*, 3> kSplits = {"train", "valid", "test"};
 
 // "<split>-<NNNNN>.h5", the shard number zero-padded to at least five digits.

@@ -40,7 +40,8 @@ class TempDir {
 
 inline void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 inline std::vector<uint8_t> read_file(const std::string& path) {
@@ -100,7 +101,8 @@ inline std::string prep_error(const std::vector<std::string>& args) {
 inline void expect_no_output(const fs::path& parent, const std::string& name) {
   EXPECT_FALSE(fs::exists(parent / name)) << (parent / name);
   for (const auto& entry : fs::directory_iterator(parent)) {
-    EXPECT_NE(entry.path().filename().string().rfind("." + name, 0), 0u) << "left behind: " << entry.path();
+    EXPECT_NE(entry.path().filename().string().rfind("." + name, 0), 0u)
+        << "left behind: " << entry.path();
   }
 }
 

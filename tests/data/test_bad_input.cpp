@@ -26,8 +26,9 @@ std::string usage_error(F&& f) {
   return "";
 }
 
-#define EXPECT_CONTAINS(text, part) \
-  EXPECT_NE(std::string(text).find(part), std::string::npos) << "\"" << (text) << "\" lacks \"" << (part) << "\""
+#define EXPECT_CONTAINS(text, part)                          \
+  EXPECT_NE(std::string(text).find(part), std::string::npos) \
+      << "\"" << (text) << "\" lacks \"" << (part) << "\""
 
 void set_int_attribute(const std::string& path, const char* name, int64_t value) {
   hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
@@ -43,7 +44,8 @@ class PrepRejects : public testing::Test {
 };
 
 TEST_F(PrepRejects, AMissingInput) {
-  std::string message = prep_error({"--input", tmp_ / "good", tmp_ / "nope.txt", "--output", tmp_ / "ds"});
+  std::string message =
+      prep_error({"--input", tmp_ / "good", tmp_ / "nope.txt", "--output", tmp_ / "ds"});
   EXPECT_CONTAINS(message, tmp_ / "nope.txt");
   EXPECT_CONTAINS(message, "does not exist");
   expect_no_output(tmp_.path(), "ds");
@@ -51,7 +53,8 @@ TEST_F(PrepRejects, AMissingInput) {
 
 TEST_F(PrepRejects, AnEmptyInput) {
   write_file(tmp_ / "empty", {});
-  std::string message = prep_error({"--input", tmp_ / "good", tmp_ / "empty", "--output", tmp_ / "ds"});
+  std::string message =
+      prep_error({"--input", tmp_ / "good", tmp_ / "empty", "--output", tmp_ / "ds"});
   EXPECT_CONTAINS(message, tmp_ / "empty");
   EXPECT_CONTAINS(message, "is empty");
   expect_no_output(tmp_.path(), "ds");
@@ -80,14 +83,16 @@ TEST_F(PrepRejects, AnExistingOutputWithoutForce) {
 TEST_F(PrepRejects, ForceOnADirectoryThatIsNotADataset) {
   fs::create_directory(tmp_ / "home");
   write_file(tmp_ / "home/thesis.tex", random_bytes(10, 43));
-  std::string message = prep_error({"--input", tmp_ / "good", "--output", tmp_ / "home", "--force"});
+  std::string message =
+      prep_error({"--input", tmp_ / "good", "--output", tmp_ / "home", "--force"});
   EXPECT_CONTAINS(message, tmp_ / "home/thesis.tex");
   EXPECT_CONTAINS(message, "refusing");
   EXPECT_TRUE(fs::exists(tmp_ / "home/thesis.tex"));
 }
 
 TEST_F(PrepRejects, AnOutputThatWouldSwallowTheInput) {
-  std::string message = prep_error({"--input", tmp_ / "good", "--output", tmp_ / "good", "--force"});
+  std::string message =
+      prep_error({"--input", tmp_ / "good", "--output", tmp_ / "good", "--force"});
   EXPECT_CONTAINS(message, tmp_ / "good");
   EXPECT_EQ(read_file(tmp_ / "good").size(), 1000u);
 }
@@ -96,8 +101,9 @@ TEST_F(PrepRejects, ATokenIdNotBelowTheVocabulary) {
   std::vector<int32_t> ids = random_ids(500, 300, 44);
   ids[321] = 300;
   write_file(tmp_ / "ids.bin", u16_bytes(ids));
-  std::string message = prep_error({"--input", tmp_ / "ids.bin", "--output", tmp_ / "ds", "--format", "u16",
-                                    "--vocab-size", "300", "--shard-bytes", "100"});
+  std::string message =
+      prep_error({"--input", tmp_ / "ids.bin", "--output", tmp_ / "ds", "--format", "u16",
+                  "--vocab-size", "300", "--shard-bytes", "100"});
   EXPECT_CONTAINS(message, tmp_ / "ids.bin");
   EXPECT_CONTAINS(message, "token id 300 at byte offset 642");
   EXPECT_CONTAINS(message, "--vocab-size");
@@ -110,7 +116,8 @@ TEST_F(PrepRejects, ATokenIdNotBelowTheVocabulary) {
 }
 
 TEST_F(PrepRejects, AnOddSizedU16Input) {
-  std::string message = prep_error({"--input", tmp_ / "good", tmp_ / "good", "--output", tmp_ / "ds", "--format", "u16"});
+  std::string message = prep_error(
+      {"--input", tmp_ / "good", tmp_ / "good", "--output", tmp_ / "ds", "--format", "u16"});
   EXPECT_TRUE(message.empty()) << message;  // 1000 bytes is fine
   fs::remove_all(tmp_ / "ds");
   write_file(tmp_ / "odd", random_bytes(1001, 45));
@@ -121,8 +128,8 @@ TEST_F(PrepRejects, AnOddSizedU16Input) {
 }
 
 TEST_F(PrepRejects, SplitsThatLeaveNoTrainingData) {
-  std::string message =
-      prep_error({"--input", tmp_ / "good", "--output", tmp_ / "ds", "--valid-bytes", "600", "--test-bytes", "400"});
+  std::string message = prep_error({"--input", tmp_ / "good", "--output", tmp_ / "ds",
+                                    "--valid-bytes", "600", "--test-bytes", "400"});
   EXPECT_CONTAINS(message, "no training data");
   expect_no_output(tmp_.path(), "ds");
 }
@@ -130,14 +137,18 @@ TEST_F(PrepRejects, SplitsThatLeaveNoTrainingData) {
 TEST_F(PrepRejects, MalformedCommandLines) {
   EXPECT_CONTAINS(prep_error({"--input", tmp_ / "good"}), "no --output");
   EXPECT_CONTAINS(prep_error({"--output", tmp_ / "ds"}), "no --input");
-  EXPECT_CONTAINS(prep_error({"--input", tmp_ / "good", "--output", tmp_ / "ds", "--shard-bytes", "64M"}),
-                  "--shard-bytes expects an integer");
-  EXPECT_CONTAINS(prep_error({"--input", tmp_ / "good", "--output", tmp_ / "ds", "--format", "utf8"}),
-                  "--format must be bytes or u16");
-  EXPECT_CONTAINS(prep_error({"--input", tmp_ / "good", "--output", tmp_ / "ds", "--shuffle"}), "'--shuffle'");
+  EXPECT_CONTAINS(
+      prep_error({"--input", tmp_ / "good", "--output", tmp_ / "ds", "--shard-bytes", "64M"}),
+      "--shard-bytes expects an integer");
+  EXPECT_CONTAINS(
+      prep_error({"--input", tmp_ / "good", "--output", tmp_ / "ds", "--format", "utf8"}),
+      "--format must be bytes or u16");
+  EXPECT_CONTAINS(prep_error({"--input", tmp_ / "good", "--output", tmp_ / "ds", "--shuffle"}),
+                  "'--shuffle'");
   EXPECT_CONTAINS(prep_error({"--input", tmp_ / "good", "--output"}), "--output needs a value");
-  EXPECT_CONTAINS(prep_error({"--input", tmp_ / "good", "--output", tmp_ / "ds", "--vocab-size", "300"}),
-                  "at most 256");
+  EXPECT_CONTAINS(
+      prep_error({"--input", tmp_ / "good", "--output", tmp_ / "ds", "--vocab-size", "300"}),
+      "at most 256");
   expect_no_output(tmp_.path(), "ds");
 }
 
@@ -150,10 +161,12 @@ class ReaderRejects : public testing::Test {
   }
   // A u16 dataset of the same ids with 3 train shards (900 tokens, 300 per shard).
   void prep(const std::string& name, int vocab) {
-    run_prep({"--input", tmp_ / "ids.bin", "--output", tmp_ / name, "--format", "u16", "--vocab-size",
-              std::to_string(vocab), "--shard-bytes", "600"});
+    run_prep({"--input", tmp_ / "ids.bin", "--output", tmp_ / name, "--format", "u16",
+              "--vocab-size", std::to_string(vocab), "--shard-bytes", "600"});
   }
-  std::string shard(const std::string& name, int i) { return tmp_ / (name + "/train-0000" + std::to_string(i) + ".h5"); }
+  std::string shard(const std::string& name, int i) {
+    return tmp_ / (name + "/train-0000" + std::to_string(i) + ".h5");
+  }
   std::string open_error() {
     return usage_error([&] { TokenDataset(tmp_ / "a", "train"); });
   }
@@ -184,7 +197,8 @@ TEST_F(ReaderRejects, ASplitThatWasNotPrepared) {
   std::string message = usage_error([&] { TokenDataset(tmp_ / "b", "test"); });
   EXPECT_CONTAINS(message, "no shards of split 'test'");
   EXPECT_CONTAINS(message, "--test-bytes");
-  EXPECT_CONTAINS(usage_error([&] { TokenDataset(tmp_ / "b", "dev"); }), "unknown data split 'dev'");
+  EXPECT_CONTAINS(usage_error([&] { TokenDataset(tmp_ / "b", "dev"); }),
+                  "unknown data split 'dev'");
 }
 
 TEST_F(ReaderRejects, AMissingShard) {
@@ -266,7 +280,8 @@ TEST_F(ReaderRejects, ARenamedShard) {
 }
 
 TEST_F(ReaderRejects, ATokenIdNotBelowTheVocabularyAtReadTime) {
-  // Shards whose vocab_size was edited below the ids they hold: the reader catches it on the tokens it reads.
+  // Shards whose vocab_size was edited below the ids they hold: the reader catches it on the tokens
+  // it reads.
   for (int i = 0; i < 3; ++i) set_int_attribute(shard("a", i), "vocab_size", 290);
   TokenDataset data(tmp_ / "a", "train");
   std::vector<int32_t> tokens(static_cast<size_t>(data.num_tokens()));

@@ -63,10 +63,11 @@ TEST(DataMpi, ReplicasOfEveryRankReadTheGlobalBatchWhileAWriterHoldsAShard) {
   }
   for (int64_t step = 0; step < 3; ++step) {
     std::vector<int32_t> mine;
-    for (const auto& mb : loader->load_step(step)) mine.insert(mine.end(), mb.tokens.begin(), mb.tokens.end());
+    for (const auto& mb : loader->load_step(step))
+      mine.insert(mine.end(), mb.tokens.begin(), mb.tokens.end());
     std::vector<int32_t> gathered(mine.size() * static_cast<size_t>(world));
-    MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_INT, gathered.data(), static_cast<int>(mine.size()),
-                  MPI_INT, MPI_COMM_WORLD);
+    MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_INT, gathered.data(),
+                  static_cast<int>(mine.size()), MPI_INT, MPI_COMM_WORLD);
     BatchLoader whole(*data, 11, seq_len, batch, 1, 0, batch, /*prefetch=*/false);
     EXPECT_EQ(gathered, whole.load_step(step)[0].tokens) << "step " << step << " rank " << rank;
   }

@@ -26,8 +26,8 @@ TEST(EvalWindows, WindowsAreTheSplitStreamAcrossShards) {
   TempDir tmp;
   auto bytes = random_bytes(2000, 31);
   write_file(tmp / "in", bytes);
-  run_prep({"--input", tmp / "in", "--output", tmp / "ds", "--valid-bytes", "1000", "--test-bytes", "0",
-            "--shard-bytes", "70"});
+  run_prep({"--input", tmp / "in", "--output", tmp / "ds", "--valid-bytes", "1000", "--test-bytes",
+            "0", "--shard-bytes", "70"});
   TokenDataset valid(tmp / "ds", "valid");
   const int L = 16;
   const int64_t windows = eval_window_count(valid.num_tokens(), L);
@@ -37,9 +37,11 @@ TEST(EvalWindows, WindowsAreTheSplitStreamAcrossShards) {
   for (int64_t i = 0; i < windows; ++i) {
     std::vector<int32_t> one(L + 1);
     read_eval_window(valid, L, i, one.data());
-    std::vector<int32_t> expected(bytes.begin() + 1000 + i * L, bytes.begin() + 1000 + i * L + L + 1);
+    std::vector<int32_t> expected(bytes.begin() + 1000 + i * L,
+                                  bytes.begin() + 1000 + i * L + L + 1);
     EXPECT_EQ(one, expected) << "window " << i;
-    EXPECT_EQ(std::vector<int32_t>(all.begin() + i * (L + 1), all.begin() + (i + 1) * (L + 1)), expected);
+    EXPECT_EQ(std::vector<int32_t>(all.begin() + i * (L + 1), all.begin() + (i + 1) * (L + 1)),
+              expected);
   }
   std::vector<int32_t> out(L + 1);
   EXPECT_THROW(read_eval_window(valid, L, windows, out.data()), std::out_of_range);

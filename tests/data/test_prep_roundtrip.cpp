@@ -1,9 +1,9 @@
 // prep -> TokenDataset round trips (bytes and u16, across shard boundaries, several inputs),
 // split boundaries, the shard attributes of ARCHITECTURE.md §4, info, --force, file locking.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <hdf5.h>
 #include <sys/file.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,12 +30,13 @@ std::vector<int32_t> read_all(const TokenDataset& data) {
 }
 
 // Every split read whole, and windows of every length around every shard boundary.
-void expect_split(const std::string& dir, const std::string& split, const std::vector<int32_t>& expected,
-                  int64_t shard_tokens) {
+void expect_split(const std::string& dir, const std::string& split,
+                  const std::vector<int32_t>& expected, int64_t shard_tokens) {
   SCOPED_TRACE(split);
   TokenDataset data(dir, split);
   ASSERT_EQ(data.num_tokens(), static_cast<int64_t>(expected.size()));
-  EXPECT_EQ(data.num_shards(), (static_cast<int64_t>(expected.size()) + shard_tokens - 1) / shard_tokens);
+  EXPECT_EQ(data.num_shards(),
+            (static_cast<int64_t>(expected.size()) + shard_tokens - 1) / shard_tokens);
   EXPECT_EQ(read_all(data), expected);
   for (int s = 1; s < data.num_shards(); ++s) {
     int64_t boundary = s * shard_tokens;
@@ -43,7 +44,8 @@ void expect_split(const std::string& dir, const std::string& split, const std::v
     EXPECT_EQ(data.locate(boundary).offset, 0);
     EXPECT_EQ(data.locate(boundary - 1).shard, s - 1);
     for (int64_t begin = std::max<int64_t>(0, boundary - 3); begin <= boundary; ++begin) {
-      for (int64_t end = boundary; end <= std::min<int64_t>(data.num_tokens(), boundary + 3); ++end) {
+      for (int64_t end = boundary; end <= std::min<int64_t>(data.num_tokens(), boundary + 3);
+           ++end) {
         std::vector<int32_t> got(static_cast<size_t>(end - begin));
         data.read(begin, end - begin, got.data());
         ASSERT_EQ(got, slice(expected, begin, end)) << "[" << begin << ", " << end << ")";
@@ -54,21 +56,24 @@ void expect_split(const std::string& dir, const std::string& split, const std::v
   if (data.num_tokens() >= 3 * shard_tokens + 2) {
     std::vector<int32_t> got(static_cast<size_t>(2 * shard_tokens + 5));
     data.read(shard_tokens - 3, static_cast<int64_t>(got.size()), got.data());
-    EXPECT_EQ(got, slice(expected, shard_tokens - 3, shard_tokens - 3 + static_cast<int64_t>(got.size())));
+    EXPECT_EQ(got, slice(expected, shard_tokens - 3,
+                         shard_tokens - 3 + static_cast<int64_t>(got.size())));
   }
 }
 
 TEST(Prep, BytesRoundTripAcrossShardsAndFiles) {
   TempDir tmp;
-  std::vector<std::vector<uint8_t>> parts = {random_bytes(1000, 1), random_bytes(1, 2), random_bytes(2345, 3)};
+  std::vector<std::vector<uint8_t>> parts = {random_bytes(1000, 1), random_bytes(1, 2),
+                                             random_bytes(2345, 3)};
   std::vector<int32_t> all;
   for (size_t i = 0; i < parts.size(); ++i) {
     write_file(tmp / ("part" + std::to_string(i)), parts[i]);
     all.insert(all.end(), parts[i].begin(), parts[i].end());
   }
-  ASSERT_EQ(run_prep({"--input", tmp / "part0", tmp / "part1", tmp / "part2", "--output", tmp / "ds",
-                      "--valid-bytes", "300", "--test-bytes", "211", "--shard-bytes", "97"}),
-            0);
+  ASSERT_EQ(
+      run_prep({"--input", tmp / "part0", tmp / "part1", tmp / "part2", "--output", tmp / "ds",
+                "--valid-bytes", "300", "--test-bytes", "211", "--shard-bytes", "97"}),
+      0);
   const int64_t n = static_cast<int64_t>(all.size());
   expect_split(tmp / "ds", "train", slice(all, 0, n - 511), 97);
   expect_split(tmp / "ds", "valid", slice(all, n - 511, n - 211), 97);
@@ -92,13 +97,15 @@ TEST(Prep, U16RoundTripWideTokens) {
   std::vector<int32_t> a = random_ids(777, 1000, 4), b = random_ids(500, 1000, 5);
   write_file(tmp / "a.bin", u16_bytes(a));
   write_file(tmp / "b.bin", u16_bytes(b));
-  ASSERT_EQ(run_prep({"--input", tmp / "a.bin", tmp / "b.bin", "--output", tmp / "ds", "--format", "u16",
-                      "--vocab-size", "1000", "--shard-bytes", "200", "--valid-bytes", "100", "--test-bytes", "0"}),
+  ASSERT_EQ(run_prep({"--input", tmp / "a.bin", tmp / "b.bin", "--output", tmp / "ds", "--format",
+                      "u16", "--vocab-size", "1000", "--shard-bytes", "200", "--valid-bytes", "100",
+                      "--test-bytes", "0"}),
             0);
   std::vector<int32_t> all = a;
   all.insert(all.end(), b.begin(), b.end());
   const int64_t n = static_cast<int64_t>(all.size());
-  expect_split(tmp / "ds", "train", slice(all, 0, n - 50), 100);  // 200 bytes of uint16 = 100 tokens
+  expect_split(tmp / "ds", "train", slice(all, 0, n - 50),
+               100);  // 200 bytes of uint16 = 100 tokens
   expect_split(tmp / "ds", "valid", slice(all, n - 50, n), 100);
   TokenDataset train(tmp / "ds", "train");
   EXPECT_EQ(train.vocab_size(), 1000);
@@ -111,7 +118,9 @@ TEST(Prep, U16SmallVocabularyIsStoredAsUint8AndDefaultsToLargestIdPlusOne) {
   std::vector<int32_t> ids = random_ids(3000, 200, 6);
   ids[1234] = 211;  // the largest id
   write_file(tmp / "ids.bin", u16_bytes(ids));
-  ASSERT_EQ(run_prep({"--input", tmp / "ids.bin", "--output", tmp / "ds", "--format", "u16", "--shard-bytes", "1000"}), 0);
+  ASSERT_EQ(run_prep({"--input", tmp / "ids.bin", "--output", tmp / "ds", "--format", "u16",
+                      "--shard-bytes", "1000"}),
+            0);
   expect_split(tmp / "ds", "train", slice(ids, 0, 2700), 1000);
   expect_split(tmp / "ds", "valid", slice(ids, 2700, 2850), 1000);
   expect_split(tmp / "ds", "test", slice(ids, 2850, 3000), 1000);
@@ -209,8 +218,8 @@ TEST(Prep, ShardAttributesFollowTheSpec) {
 TEST(Prep, FlagsWithEqualsSignsAndLeadingSubcommandWord) {
   TempDir tmp;
   write_file(tmp / "in", random_bytes(100, 11));
-  ASSERT_EQ(run_prep({"prep", "--input=" + (tmp / "in"), "--output=" + (tmp / "ds"), "--valid-bytes=10",
-                      "--test-bytes=0", "--format=bytes"}),
+  ASSERT_EQ(run_prep({"prep", "--input=" + (tmp / "in"), "--output=" + (tmp / "ds"),
+                      "--valid-bytes=10", "--test-bytes=0", "--format=bytes"}),
             0);
   EXPECT_EQ(TokenDataset(tmp / "ds", "valid").num_tokens(), 10);
   EXPECT_EQ(TokenDataset(tmp / "ds", "train").num_tokens(), 90);
@@ -250,7 +259,8 @@ TEST(Info, PrintsSplitsShardsTokensVocabularyAndSources) {
   TempDir tmp;
   write_file(tmp / "alpha.txt", random_bytes(1500, 15));
   write_file(tmp / "beta.txt", random_bytes(500, 16));
-  run_prep({"--input", tmp / "alpha.txt", tmp / "beta.txt", "--output", tmp / "ds", "--shard-bytes", "1000"});
+  run_prep({"--input", tmp / "alpha.txt", tmp / "beta.txt", "--output", tmp / "ds", "--shard-bytes",
+            "1000"});
   testing::internal::CaptureStdout();
   EXPECT_EQ(info_dataset_main(tmp / "ds"), 0);
   std::string out = testing::internal::GetCapturedStdout();

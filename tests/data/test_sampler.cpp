@@ -25,7 +25,8 @@ TEST(Sampler, OffsetIsAPureFunctionOfSeedStepAndSample) {
   std::set<int64_t> seen;
   for (uint64_t seed : {1ull, 2ull}) {
     for (int64_t step = 0; step < 10; ++step) {
-      for (int64_t g = 0; g < 10; ++g) seen.insert(sample_offset(seed, step, g, int64_t{1} << 40, 769));
+      for (int64_t g = 0; g < 10; ++g)
+        seen.insert(sample_offset(seed, step, g, int64_t{1} << 40, 769));
     }
   }
   EXPECT_EQ(seen.size(), 200u);  // seeds, steps and samples all change the draw
@@ -43,7 +44,7 @@ TEST(Sampler, OffsetsCoverTheWholeRangeUniformly) {
   }
   double chi2 = 0;
   for (int64_t h : hits) chi2 += (h - 1000.0) * (h - 1000.0) / 1000.0;
-  EXPECT_LT(chi2, 350.0);  // 231 degrees of freedom: p < 1e-6 above ~350
+  EXPECT_LT(chi2, 350.0);                          // 231 degrees of freedom: p < 1e-6 above ~350
   EXPECT_EQ(sample_offset(7, 3, 4, 769, 769), 0);  // exactly one window fits
 }
 
@@ -66,14 +67,15 @@ class BatchLoaderTest : public testing::Test {
   void SetUp() override {
     bytes_ = random_bytes(5000, 21);
     write_file(tmp_ / "in", bytes_);
-    run_prep({"--input", tmp_ / "in", "--output", tmp_ / "ds", "--shard-bytes", "300", "--valid-bytes", "0",
-              "--test-bytes", "0"});
+    run_prep({"--input", tmp_ / "in", "--output", tmp_ / "ds", "--shard-bytes", "300",
+              "--valid-bytes", "0", "--test-bytes", "0"});
     data_ = std::make_unique<TokenDataset>(tmp_ / "ds", "train");
   }
 
   // The global batch read by `dp` replicas with micro-batches of `micro_batch`, concatenated in
   // replica order, checking each micro-batch's bookkeeping on the way.
-  std::vector<int32_t> global_batch(int64_t step, int batch, int dp, int micro_batch, bool prefetch = true) {
+  std::vector<int32_t> global_batch(int64_t step, int batch, int dp, int micro_batch,
+                                    bool prefetch = true) {
     std::vector<int32_t> tokens;
     int64_t expected_first = 0;
     for (int r = 0; r < dp; ++r) {
@@ -105,7 +107,8 @@ TEST_F(BatchLoaderTest, SequenceIsTheWindowAtTheSampledOffset) {
     for (int g = 0; g < batch; ++g) {
       int64_t offset = sample_offset(99, step, g, data_->num_tokens(), kSeqLen + 1);
       std::vector<int32_t> expected(bytes_.begin() + offset, bytes_.begin() + offset + kSeqLen + 1);
-      std::vector<int32_t> got(tokens.begin() + g * (kSeqLen + 1), tokens.begin() + (g + 1) * (kSeqLen + 1));
+      std::vector<int32_t> got(tokens.begin() + g * (kSeqLen + 1),
+                               tokens.begin() + (g + 1) * (kSeqLen + 1));
       EXPECT_EQ(got, expected) << "step " << step << " sample " << g;
     }
   }
@@ -118,8 +121,8 @@ TEST_F(BatchLoaderTest, GlobalBatchIsTheSameForEveryLayout) {
       for (int dp : {1, 2, 4}) {
         for (int mb = 1; mb <= batch / dp; ++mb) {
           if ((batch / dp) % mb != 0) continue;
-          SCOPED_TRACE("batch " + std::to_string(batch) + " dp " + std::to_string(dp) + " micro_batch " +
-                       std::to_string(mb));
+          SCOPED_TRACE("batch " + std::to_string(batch) + " dp " + std::to_string(dp) +
+                       " micro_batch " + std::to_string(mb));
           EXPECT_EQ(global_batch(step, batch, dp, mb, /*prefetch=*/true), reference);
           EXPECT_EQ(global_batch(step, batch, dp, mb, /*prefetch=*/false), reference);
         }
@@ -169,7 +172,8 @@ TEST_F(BatchLoaderTest, RejectsASplitShorterThanOneWindow) {
     EXPECT_NE(message.find(tmp_ / "ds"), std::string::npos) << message;
     EXPECT_NE(message.find("seq_len + 1 = 5001"), std::string::npos) << message;
   }
-  EXPECT_NO_THROW(BatchLoader(*data_, 1, 4999, 8, 1, 0, 8).load_step(0));  // exactly one window fits
+  EXPECT_NO_THROW(
+      BatchLoader(*data_, 1, 4999, 8, 1, 0, 8).load_step(0));  // exactly one window fits
 }
 
 }  // namespace
