@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Configures and builds hourglass. BUILD_TYPE=Release|Debug|Asan, BUILD_DIR=build by default.
+# Configures and builds hourglass. BUILD_TYPE=Release|Debug|Asan, BUILD_DIR=build by default;
+# arguments name targets (default: everything), e.g. `scripts/build.sh hourglass`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_TYPE=${BUILD_TYPE:-Release}
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" > "$BUILD_DIR.configure.log" 2>&1 \
   || { cat "$BUILD_DIR.configure.log"; exit 1; }
-cmake --build "$BUILD_DIR" -j "$(nproc)"
+targets=()
+for t in "$@"; do targets+=(--target "$t"); done
+cmake --build "$BUILD_DIR" -j "$(nproc)" "${targets[@]}"

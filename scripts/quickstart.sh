@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh
+bash scripts/build.sh hourglass
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 HG=build/hourglass
 RUN=runs/quickstart
@@ -19,6 +19,6 @@ mpirun -np 3 --bind-to none $HG train --config configs/quickstart.ini --data.dir
 CKPT=$(ls "$RUN"/checkpoints/step-*.h5 | tail -n 1)
 $HG eval --checkpoint "$CKPT" --data "$RUN/data" --split valid
 $HG eval --checkpoint "$CKPT" --data "$RUN/data" --split valid --ffn-widths 256
-$HG sample --checkpoint "$CKPT" --prompt "This License " --length 240 --temperature 0.7 --seed 3
+$HG sample --checkpoint "$CKPT" --prompt "This License " --length 240 --temperature 0.6 --seed 3
 /usr/bin/python3 scripts/plot_metrics.py "$RUN/metrics.jsonl" "$RUN/loss.png" || true
 echo "quickstart: metrics $RUN/metrics.jsonl, loss curve $RUN/loss.png, pipeline trace $RUN/trace.json (open in ui.perfetto.dev)"
