@@ -33,8 +33,8 @@ int64_t parse_count(const std::string& flag, const std::string& text, int64_t mi
   int64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || value < minimum) {
-    throw UsageError("prep: " + flag + " expects an integer >= " + std::to_string(minimum) +
-                     ", got '" + text + "'");
+    throw UsageError("" + flag + " expects an integer >= " + std::to_string(minimum) + ", got '" +
+                     text + "'");
   }
   return value;
 }
@@ -113,8 +113,7 @@ class InputStream {
       if (file_ == nullptr) {
         file_ = std::fopen(input.path.c_str(), "rb");
         if (file_ == nullptr) {
-          throw UsageError("prep: cannot read input " + quoted(input.path) + ": " +
-                           std::strerror(errno));
+          throw UsageError("cannot read input " + quoted(input.path) + ": " + std::strerror(errno));
         }
         offset_ = 0;
       }
@@ -122,7 +121,7 @@ class InputStream {
           std::min<int64_t>(static_cast<int64_t>(capacity), input.bytes - offset_));
       size_t got = want > 0 ? std::fread(buffer, 1, want, file_) : 0;
       if (got < want) {
-        throw std::runtime_error("prep: input " + quoted(input.path) + " ended after " +
+        throw std::runtime_error("input " + quoted(input.path) + " ended after " +
                                  std::to_string(offset_ + static_cast<int64_t>(got)) + " of " +
                                  std::to_string(input.bytes) +
                                  " bytes: it changed while being read");
@@ -170,7 +169,7 @@ class TempDirectory {
 fs::path make_temp_directory(const fs::path& parent, const std::string& stem) {
   std::string pattern = (parent / ("." + stem + "-XXXXXX")).string();
   if (mkdtemp(pattern.data()) == nullptr) {
-    throw UsageError("prep: cannot create a temporary directory in " + quoted(parent) + ": " +
+    throw UsageError("cannot create a temporary directory in " + quoted(parent) + ": " +
                      std::strerror(errno) + " (the output's parent directory must be writable)");
   }
   return pattern;
@@ -246,7 +245,7 @@ class ShardWriter {
       do {
         ++split_;
       } while (split_ < 3 && split_tokens_[split_] == 0);
-      if (split_ >= 3) throw std::logic_error("prep: more tokens than the splits hold");
+      if (split_ >= 3) throw std::logic_error("more tokens than the splits hold");
       shard_ = 0;
     }
     shard_length_ = std::min(shard_tokens_, split_tokens_[split_] - shard_ * shard_tokens_);
@@ -301,7 +300,7 @@ class ShardWriter {
 [[noreturn]] void bad_token(const InputStream& stream, int64_t index_in_block, int token_bytes,
                             int64_t id, int64_t vocab_size, bool vocab_given) {
   int64_t byte_offset = stream.block_offset() + index_in_block * token_bytes;
-  throw UsageError("prep: input " + quoted(stream.block_path()) + " holds token id " +
+  throw UsageError("input " + quoted(stream.block_path()) + " holds token id " +
                    std::to_string(id) + " at byte offset " + std::to_string(byte_offset) +
                    ", not below the vocabulary size " + std::to_string(vocab_size) +
                    (vocab_given
@@ -312,7 +311,7 @@ class ShardWriter {
 // A directory that --force may replace: empty, or holding only shard files.
 void check_replaceable(const fs::path& output) {
   if (!fs::is_directory(output)) {
-    throw UsageError("prep: output " + quoted(output) +
+    throw UsageError("output " + quoted(output) +
                      " exists and is not a directory: --force only replaces a " +
                      "dataset directory; remove it yourself or choose another --output");
   }
@@ -321,7 +320,7 @@ void check_replaceable(const fs::path& output) {
     bool shard = false;
     for (const char* split : kSplits) shard = shard || parse_shard_file_name(name, split) >= 0;
     if (!shard || !entry.is_regular_file()) {
-      throw UsageError("prep: refusing to replace " + quoted(output) + " with --force: it holds " +
+      throw UsageError("refusing to replace " + quoted(output) + " with --force: it holds " +
                        quoted(entry.path()) +
                        ", which hourglass prep did not write; remove it yourself or " +
                        "choose another --output");
@@ -355,7 +354,7 @@ PrepOptions parse_prep_args(const std::vector<std::string>& args) {
                       bool has_inline) -> std::string {
     if (has_inline) return inline_value;
     if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) {
-      throw UsageError("prep: " + flag + " needs a value\n" + prep_usage());
+      throw UsageError("" + flag + " needs a value\n" + prep_usage());
     }
     return args[++i];
   };
@@ -379,7 +378,7 @@ PrepOptions parse_prep_args(const std::vector<std::string>& args) {
     } else if (flag == "--format") {
       options.format = value_of(flag, inline_value, has_inline);
       if (options.format != "bytes" && options.format != "u16") {
-        throw UsageError("prep: --format must be bytes or u16, got '" + options.format + "'");
+        throw UsageError("--format must be bytes or u16, got '" + options.format + "'");
       }
     } else if (flag == "--vocab-size") {
       options.vocab_size = parse_count(flag, value_of(flag, inline_value, has_inline), 1);
@@ -396,21 +395,21 @@ PrepOptions parse_prep_args(const std::vector<std::string>& args) {
     } else if ((flag == "--help" || flag == "-h") && !has_inline) {
       options.help = true;
     } else {
-      throw UsageError("prep: unknown argument '" + args[i] + "'\n" + prep_usage());
+      throw UsageError("unknown argument '" + args[i] + "'\n" + prep_usage());
     }
   }
   if (options.help) return options;
   if (!saw_input || options.inputs.empty())
-    throw UsageError("prep: no --input FILE given\n" + prep_usage());
-  if (options.output.empty()) throw UsageError("prep: no --output DIR given\n" + prep_usage());
+    throw UsageError("no --input FILE given\n" + prep_usage());
+  if (options.output.empty()) throw UsageError("no --output DIR given\n" + prep_usage());
   return options;
 }
 
 void prep_dataset(const PrepOptions& options) {
-  if (options.inputs.empty()) throw UsageError("prep: no --input FILE given");
-  if (options.output.empty()) throw UsageError("prep: no --output DIR given");
+  if (options.inputs.empty()) throw UsageError("no --input FILE given");
+  if (options.output.empty()) throw UsageError("no --output DIR given");
   if (options.format != "bytes" && options.format != "u16") {
-    throw UsageError("prep: --format must be bytes or u16, got '" + options.format + "'");
+    throw UsageError("--format must be bytes or u16, got '" + options.format + "'");
   }
   const bool u16 = options.format == "u16";
   const int input_token_bytes = u16 ? 2 : 1;
@@ -422,23 +421,23 @@ void prep_dataset(const PrepOptions& options) {
     std::error_code ec;
     fs::path path(name);
     auto status = fs::status(path, ec);
-    if (!fs::exists(status)) throw UsageError("prep: input " + quoted(path) + " does not exist");
+    if (!fs::exists(status)) throw UsageError("input " + quoted(path) + " does not exist");
     if (fs::is_directory(status)) {
-      throw UsageError("prep: input " + quoted(path) + " is a directory: give the files inside it");
+      throw UsageError("input " + quoted(path) + " is a directory: give the files inside it");
     }
     int64_t bytes = static_cast<int64_t>(fs::file_size(path, ec));
-    if (ec) throw UsageError("prep: cannot read input " + quoted(path) + ": " + ec.message());
+    if (ec) throw UsageError("cannot read input " + quoted(path) + ": " + ec.message());
     if (bytes == 0)
-      throw UsageError("prep: input " + quoted(path) + " is empty: there is nothing to tokenize");
+      throw UsageError("input " + quoted(path) + " is empty: there is nothing to tokenize");
     if (u16 && bytes % 2 != 0) {
       throw UsageError(
-          "prep: input " + quoted(path) + " has an odd number of bytes (" + std::to_string(bytes) +
+          "input " + quoted(path) + " has an odd number of bytes (" + std::to_string(bytes) +
           "), so it is not a file of little-endian uint16 token ids: use --format bytes for text");
     }
     if (std::FILE* probe = std::fopen(path.c_str(), "rb")) {
       std::fclose(probe);
     } else {
-      throw UsageError("prep: cannot read input " + quoted(path) + ": " + std::strerror(errno));
+      throw UsageError("cannot read input " + quoted(path) + ": " + std::strerror(errno));
     }
     inputs.push_back({path, bytes});
     total_bytes += bytes;
@@ -454,14 +453,14 @@ void prep_dataset(const PrepOptions& options) {
         std::mismatch(output.begin(), output.end(), absolute.begin(), absolute.end());
     (void)unused;
     if (end == output.end()) {
-      throw UsageError("prep: output " + quoted(output) + " would contain or replace the input " +
+      throw UsageError("output " + quoted(output) + " would contain or replace the input " +
                        quoted(input.path) + ": choose another --output");
     }
   }
   const bool replace = fs::exists(fs::symlink_status(output));
   if (replace) {
     if (!options.force) {
-      throw UsageError("prep: output " + quoted(output) +
+      throw UsageError("output " + quoted(output) +
                        " already exists: pass --force to replace it, or " +
                        "choose another --output");
     }
@@ -471,11 +470,11 @@ void prep_dataset(const PrepOptions& options) {
   // Vocabulary and the stored token width.
   int64_t vocab_size = options.vocab_size;
   if (!u16 && vocab_size > 256) {
-    throw UsageError("prep: --vocab-size " + std::to_string(vocab_size) +
+    throw UsageError("--vocab-size " + std::to_string(vocab_size) +
                      " is too large for --format bytes " + "(at most 256)");
   }
   if (u16 && vocab_size > 65536) {
-    throw UsageError("prep: --vocab-size " + std::to_string(vocab_size) +
+    throw UsageError("--vocab-size " + std::to_string(vocab_size) +
                      " is too large for --format u16 " + "(ids are uint16, so at most 65536)");
   }
   std::vector<uint8_t> block(kReadBlockBytes);
@@ -499,7 +498,7 @@ void prep_dataset(const PrepOptions& options) {
   auto split_size = [&](int64_t bytes, const char* flag) -> int64_t {
     if (bytes < 0) return total_tokens / 20;
     if (bytes % input_token_bytes != 0) {
-      throw UsageError(std::string("prep: ") + flag + " " + std::to_string(bytes) +
+      throw UsageError(std::string(flag) + " " + std::to_string(bytes) +
                        " is not a whole number of uint16 tokens: give an even number of bytes");
     }
     return bytes / input_token_bytes;
@@ -508,7 +507,7 @@ void prep_dataset(const PrepOptions& options) {
   const int64_t test_tokens = split_size(options.test_bytes, "--test-bytes");
   if (valid_tokens > total_tokens || test_tokens > total_tokens - valid_tokens ||
       valid_tokens + test_tokens >= total_tokens) {
-    throw UsageError("prep: --valid-bytes and --test-bytes (" +
+    throw UsageError("--valid-bytes and --test-bytes (" +
                      std::to_string(valid_tokens * input_token_bytes) + " + " +
                      std::to_string(test_tokens * input_token_bytes) +
                      ") leave no training data out of " + std::to_string(total_bytes) +
@@ -518,7 +517,7 @@ void prep_dataset(const PrepOptions& options) {
                                                valid_tokens, test_tokens};
   const int64_t shard_tokens = options.shard_bytes / stored_bytes;
   if (shard_tokens < 1) {
-    throw UsageError("prep: --shard-bytes " + std::to_string(options.shard_bytes) +
+    throw UsageError("--shard-bytes " + std::to_string(options.shard_bytes) +
                      " is smaller than one " + std::to_string(stored_bytes) + "-byte token");
   }
 
@@ -527,7 +526,7 @@ void prep_dataset(const PrepOptions& options) {
   std::error_code ec;
   fs::create_directories(parent, ec);
   if (ec)
-    throw UsageError("prep: cannot create the output's parent directory " + quoted(parent) + ": " +
+    throw UsageError("cannot create the output's parent directory " + quoted(parent) + ": " +
                      ec.message());
   const std::string stem = output.filename().string();
   TempDirectory temp(make_temp_directory(parent, stem + ".prep"));
