@@ -2,3 +2,4 @@
 hg_mpi_test(parallel 4 "Grid*:Comm*:Trace*:PipelineMpi*")
 hg_mpi_test(parallel 2 "Comm*:Trace*:PipelineMpi*")
 hg_mpi_test(parallel 3 "PipelineMpi*")
+hg_mpi_test(data 3 "DataMpi*")
