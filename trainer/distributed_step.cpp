@@ -29,11 +29,7 @@ DistributedStep distributed_step(StageModel& model, PipelineRuntime& runtime,
                                  const std::vector<TokenBatch>& micro_batches) {
   const double t0 = MPI_Wtime();
   const double tokens_per_step = static_cast<double>(config.train.batch) * config.train.seq_len;
-  StepContext ctx;
-  ctx.step = s;
-  ctx.seed = config.train.seed;
-  ctx.dropout = config.model.dropout;
-  ctx.loss_scale = static_cast<float>(1.0 / tokens_per_step);
+  const StepContext ctx = make_step_context(config, s);
   const auto granularities = step_granularities(config, s);
   const auto widths = granularity_widths(config.model);
   std::vector<double> loss_sums = runtime.run(ctx, micro_batches, granularities, widths);

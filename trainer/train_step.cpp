@@ -19,6 +19,16 @@ std::vector<std::vector<int>> granularity_widths(const ModelConfig& model) {
   return widths;
 }
 
+StepContext make_step_context(const Config& config, int64_t s) {
+  StepContext ctx;
+  ctx.step = s;
+  ctx.seed = config.train.seed;
+  ctx.dropout = config.model.dropout;
+  ctx.loss_scale =
+      static_cast<float>(1.0 / (static_cast<double>(config.train.batch) * config.train.seq_len));
+  return ctx;
+}
+
 std::vector<int> step_granularities(const Config& config, int64_t s) {
   const int G = static_cast<int>(config.model.ffn_granularities.size());
   if (config.train.matformer == "joint") {
@@ -91,11 +101,7 @@ void apply_update(ParamStore& store, const TrainConfig& train, int64_t s, double
 StepMetrics train_step(StageModel& model, const Config& config, int64_t s,
                        const std::vector<TokenBatch>& micro_batches) {
   const double tokens = static_cast<double>(config.train.batch) * config.train.seq_len;
-  StepContext ctx;
-  ctx.step = s;
-  ctx.seed = config.train.seed;
-  ctx.dropout = config.model.dropout;
-  ctx.loss_scale = static_cast<float>(1.0 / tokens);
+  const StepContext ctx = make_step_context(config, s);
   auto granularities = step_granularities(config, s);
   auto widths = granularity_widths(config.model);
   auto loss_sums = accumulate_gradients(model, ctx, micro_batches, granularities, widths);

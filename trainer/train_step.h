@@ -20,6 +20,9 @@ struct TokenBatch {
 // MatFormer widths (§1.5): per granularity g, the active width of every stack block (F_b / g).
 std::vector<std::vector<int>> granularity_widths(const ModelConfig& model);
 
+// The step context of update s+1: its dropout masks and the 1/(B·L) loss scale.
+StepContext make_step_context(const Config& config, int64_t s);
+
 // Which granularities (indices into model.ffn_granularities) step s trains:
 // off -> {-1} (full width), joint -> all, sample -> one drawn from (seed, s).
 std::vector<int> step_granularities(const Config& config, int64_t s);
