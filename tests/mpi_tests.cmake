@@ -3,3 +3,7 @@ hg_mpi_test(parallel 4 "Grid*:Comm*:Trace*:PipelineMpi*")
 hg_mpi_test(parallel 2 "Comm*:Trace*:PipelineMpi*")
 hg_mpi_test(parallel 3 "PipelineMpi*")
 hg_mpi_test(data 3 "DataMpi*")
+# Pipeline and data-parallel layouts against the single-process reference (each case on a
+# sub-communicator of world ranks [0, dp·pp); 6 ranks cover every layout, oversubscribed).
+hg_mpi_test(trainer 6 "*PipelineMpi*")
+hg_mpi_test(trainer 2 "*PipelineMpi*")

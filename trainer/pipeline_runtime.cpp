@@ -2,8 +2,10 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
+#include <utility>
 
 #include "parallel/comm.h"
 
@@ -46,10 +48,14 @@ struct PendingRecv {
 
 const char* recv_what(Op op) {
   switch (op) {
-    case Op::RecvActivation: return "recv activation";
-    case Op::RecvSkip: return "recv skip";
-    case Op::RecvGradient: return "recv gradient";
-    default: return "recv skip gradient";
+    case Op::RecvActivation:
+      return "recv activation";
+    case Op::RecvSkip:
+      return "recv skip";
+    case Op::RecvGradient:
+      return "recv gradient";
+    default:
+      return "recv skip gradient";
   }
 }
 
@@ -62,6 +68,7 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
   const int G = static_cast<int>(granularities.size());
   const int m = static_cast<int>(micro_batches.size()) * G;
   const int stage = grid_.stage();
+  const bool first_stage = stage == 0, last_stage = stage == grid_.pp() - 1;
   const MPI_Comm comm = grid_.pp_comm();
   PipelineLayout layout{grid_.pp(), m, skips_};
   auto lists = make_schedule(kind_, layout);
@@ -72,31 +79,59 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
   const double t_start = MPI_Wtime();
   std::vector<double> loss_sums(G, 0.0);
 
-  // Every receive of the step is posted now, keyed by its position in the list.
+  // Receives are posted a window ahead, keyed by their position in the list: before compute op k
+  // runs, every receive listed before compute op k + kLookahead is posted. A message that arrives
+  // earlier waits in MPI's unexpected queue (its first bytes; a large one's body is read by this
+  // rank when the receive matches), so posting further ahead gains nothing, and a bounded window
+  // keeps the receive buffers to a few micro-batches, as 1F1B's activation bound intends.
+  constexpr int kLookahead = 2;
+  std::vector<size_t> compute_at;  // positions of the compute ops in `list`
+  for (size_t i = 0; i < list.size(); ++i)
+    if (list[i].op == Op::Forward || list[i].op == Op::Backward) compute_at.push_back(i);
   std::map<size_t, PendingRecv> recvs;
-  for (size_t i = 0; i < list.size(); ++i) {
-    const Instruction& ins = list[i];
-    if (ins.op != Op::RecvActivation && ins.op != Op::RecvSkip && ins.op != Op::RecvGradient &&
-        ins.op != Op::RecvSkipGradient)
-      continue;
-    const int64_t batch = micro_batches.at(ins.micro_batch / G).sequences;
-    Shape shape;
-    if (ins.op == Op::RecvActivation) shape = activation_shape(first_[stage], batch);
-    else if (ins.op == Op::RecvGradient) shape = activation_shape(first_[stage + 1], batch);
-    else shape = {batch, skip_rows_.at(ins.skip_level), model_.config().d_model};
-    PendingRecv& r = recvs[i];
-    r.buffer.reset(shape);
-    r.request = comm::irecv(r.buffer.data(), r.buffer.numel(), ins.peer_stage, message_tag(ins),
-                            comm, recv_what(ins.op));
-  }
-
-  std::map<int, Slot> slots;                // micro-batch -> its slot, Forward to Backward
-  std::map<int, Tensor> outputs, input_grads;  // kept until their sends complete
-  std::vector<std::unique_ptr<Tensor>> sending;  // skips / skip gradients in flight
-  std::vector<comm::Request> sends;
-  auto send = [&](const Tensor& t, const Instruction& ins, const char* what) {
-    sends.push_back(comm::isend(t.data(), t.numel(), ins.peer_stage, message_tag(ins), comm, what));
+  size_t posted = 0;  // every receive in list[0, posted) is posted
+  auto post_recvs_before = [&](size_t end) {
+    for (; posted < end; ++posted) {
+      const Instruction& ins = list[posted];
+      if (ins.op != Op::RecvActivation && ins.op != Op::RecvSkip && ins.op != Op::RecvGradient &&
+          ins.op != Op::RecvSkipGradient)
+        continue;
+      const int64_t batch = micro_batches.at(ins.micro_batch / G).sequences;
+      Shape shape;
+      if (ins.op == Op::RecvActivation)
+        shape = activation_shape(first_[stage], batch);
+      else if (ins.op == Op::RecvGradient)
+        shape = activation_shape(first_[stage + 1], batch);
+      else
+        shape = {batch, skip_rows_.at(ins.skip_level), model_.config().d_model};
+      PendingRecv& r = recvs[posted];
+      r.buffer.reset(shape);
+      r.request = comm::irecv(r.buffer.data(), r.buffer.numel(), ins.peer_stage, message_tag(ins),
+                              comm, recv_what(ins.op));
+    }
   };
+
+  // Sends own their buffers (the activation, the input gradient, a skip or its gradient moved
+  // out of the compute's result) until MPI reports them complete: tested after every compute op,
+  // all waited at the end of the step (schedule.h: waiting right after a send would be a
+  // blocking send, which the deadlock proof does not cover).
+  struct PendingSend {
+    std::unique_ptr<Tensor> buffer;
+    comm::Request request;
+  };
+  std::vector<PendingSend> sends;
+  auto send = [&](Tensor&& t, const Instruction& ins, const char* what) {
+    auto buffer = std::make_unique<Tensor>(std::move(t));
+    comm::Request request =
+        comm::isend(buffer->data(), buffer->numel(), ins.peer_stage, message_tag(ins), comm, what);
+    sends.push_back({std::move(buffer), request});
+  };
+  auto progress_sends = [&] {
+    std::erase_if(sends, [](PendingSend& s) { return comm::test(s.request); });
+  };
+
+  std::map<int, Slot> slots;                   // micro-batch -> its slot
+  std::map<int, Tensor> outputs, input_grads;  // computed, not yet handed to a send
   // Waits for the posted receives of micro-batch `mb` listed before the compute op at `end`.
   auto take_recvs = [&](size_t end, int mb, Slot& slot, Tensor& activation) {
     for (auto it = recvs.begin(); it != recvs.end() && it->first < end;) {
@@ -113,20 +148,29 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
       Tensor& buf = it->second.buffer;
       switch (ins.op) {
         case Op::RecvActivation:
-        case Op::RecvGradient: activation = std::move(buf); break;
-        case Op::RecvSkip: slot.skips[ins.skip_level] = std::move(buf); break;
-        default: slot.skip_grads[ins.skip_level] = std::move(buf); break;
+        case Op::RecvGradient:
+          activation = std::move(buf);
+          break;
+        case Op::RecvSkip:
+          slot.skips[ins.skip_level] = std::move(buf);
+          break;
+        default:
+          slot.skip_grads[ins.skip_level] = std::move(buf);
+          break;
       }
       it = recvs.erase(it);
     }
   };
-  auto progress_sends = [&] {
-    for (auto& r : sends) comm::test(r);
-  };
 
+  size_t computes_done = 0;
   for (size_t i = 0; i < list.size(); ++i) {
     const Instruction& ins = list[i];
     const int mb = ins.micro_batch;
+    if (ins.op == Op::Forward || ins.op == Op::Backward) {
+      const size_t ahead = computes_done + kLookahead;
+      post_recvs_before(ahead < compute_at.size() ? compute_at[ahead] : list.size());
+      ++computes_done;
+    }
     switch (ins.op) {
       case Op::Forward: {
         const TokenBatch& tb = micro_batches.at(mb / G);
@@ -138,54 +182,64 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
         slot.first_sample = tb.first_sample;
         const int g = granularities[mb % G];
         slot.ffn_widths = g < 0 ? nullptr : &widths[g];
-        Tensor in;
+        Tensor in, out;
         take_recvs(i, mb, slot, in);
         const double t0 = trace_ ? trace_->now_us() : 0;
         const double c0 = MPI_Wtime();
-        model_.forward(slot, in, outputs[mb]);
+        model_.forward(slot, in, out);
         stats_.compute_seconds += MPI_Wtime() - c0;
         if (trace_) trace_->record_since("F" + std::to_string(mb), TraceCategory::Forward, t0, mb);
         stats_.max_live = std::max(stats_.max_live, model_.live_slots());
         loss_sums[mb % G] += slot.loss_sum;
+        if (!last_stage) outputs[mb] = std::move(out);
         progress_sends();
         break;
       }
-      case Op::SendActivation: send(outputs.at(mb), ins, "send activation"); break;
+      case Op::SendActivation:
+        send(std::move(outputs.at(mb)), ins, "send activation");
+        outputs.erase(mb);
+        break;
       case Op::SendSkip: {
         Slot& slot = slots.at(mb);
-        sending.push_back(std::make_unique<Tensor>(std::move(slot.skips.at(ins.skip_level))));
+        send(std::move(slot.skips.at(ins.skip_level)), ins, "send skip");
         slot.skips.erase(ins.skip_level);
-        send(*sending.back(), ins, "send skip");
         break;
       }
       case Op::Backward: {
         Slot& slot = slots.at(mb);
-        Tensor dout;
+        Tensor dout, din;
         take_recvs(i, mb, slot, dout);
-        outputs.erase(mb);  // a completed send's buffer, or the last stage's empty output
         const double t0 = trace_ ? trace_->now_us() : 0;
         const double c0 = MPI_Wtime();
-        model_.backward(slot, dout, input_grads[mb]);
+        model_.backward(slot, dout, din);
         stats_.compute_seconds += MPI_Wtime() - c0;
         if (trace_) trace_->record_since("B" + std::to_string(mb), TraceCategory::Backward, t0, mb);
+        if (!first_stage) input_grads[mb] = std::move(din);
         progress_sends();
         break;
       }
-      case Op::SendGradient: send(input_grads.at(mb), ins, "send gradient"); break;
+      case Op::SendGradient:
+        send(std::move(input_grads.at(mb)), ins, "send gradient");
+        input_grads.erase(mb);
+        break;
       case Op::SendSkipGradient: {
         Slot& slot = slots.at(mb);
-        sending.push_back(std::make_unique<Tensor>(std::move(slot.skip_grads.at(ins.skip_level))));
+        send(std::move(slot.skip_grads.at(ins.skip_level)), ins, "send skip gradient");
         slot.skip_grads.erase(ins.skip_level);
-        send(*sending.back(), ins, "send skip gradient");
         break;
       }
-      default: break;  // receives were posted up front and are taken by the compute ops
+      default:
+        break;  // receives are posted ahead and taken by the compute ops
     }
   }
+  const double t0 = trace_ ? trace_->now_us() : 0;
   const double w0 = MPI_Wtime();
-  for (auto& r : sends) comm::wait(r);
+  for (PendingSend& s : sends) comm::wait(s.request);
+  sends.clear();
   stats_.wait_seconds += MPI_Wtime() - w0;
-  if (!recvs.empty()) throw std::logic_error("pipeline runtime: receives left unconsumed");
+  if (trace_) trace_->record_since("send completion", TraceCategory::Send, t0);
+  if (!recvs.empty() || posted < list.size() || !outputs.empty() || !input_grads.empty())
+    throw std::logic_error("pipeline runtime: the schedule left receives or results unconsumed");
   stats_.step_seconds = MPI_Wtime() - t_start;
   return loss_sums;
 }

@@ -1,7 +1,9 @@
 // Executes a pipeline schedule (parallel/schedule.h) for one training step on this rank's stage:
-// receives are posted up front (so messages land while the rank computes), each compute op waits
-// for exactly the receives its micro-batch needs, sends are non-blocking and completed at the end
-// of the step. The same runtime runs pp = 1 (a list with no communication).
+// receives are posted a bounded window ahead (two compute ops), each compute op waits for exactly
+// the receives its micro-batch needs, sends are non-blocking, own their buffers until MPI reports
+// them complete (tested after every compute op) and are all completed at the end of the step.
+// Results are moved, never copied, into the sends. The same runtime runs pp = 1 (a list with no
+// communication).
 #pragma once
 #include <map>
 #include <vector>
