@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -15,12 +17,18 @@
 
 #include "core/error.h"
 #include "data/hdf5_util.h"
+#include "data/sha256.h"
 
 namespace hg {
 namespace {
 
 constexpr const char* kFormat = "hourglass-checkpoint";
 constexpr int64_t kVersion = 1;
+const char* const kGroups[3] = {"/params", "/optim/exp_avg", "/optim/exp_avg_sq"};
+
+// A chunk holds at most this many bytes: a whole small tensor, else rows of a large one. Each
+// chunk carries its own Fletcher32 checksum, so a reader of a slice verifies what it reads.
+constexpr int64_t kChunkBytes = int64_t{4} << 20;
 
 // ---- Reading ----
 
@@ -31,8 +39,9 @@ h5::Handle open_for_reading(const std::string& path, const std::string& describe
   // No file locks: a reader must not fail (or block a writer) on file systems without flock.
   h5::Handle access = h5::file_access(false);
   const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
-  require(is_hdf5 >= 0, described + " cannot be read (" + h5::last_error() + ")");
-  require(is_hdf5 > 0, described + " is not an HDF5 file");
+  require(is_hdf5 >= 0, described + " cannot be read; it is truncated or damaged (HDF5: " +
+                            h5::last_error() + ")");
+  require(is_hdf5 > 0, described + " is not an HDF5 file (or its first block is damaged)");
   h5::Handle file = h5::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, access.get()));
   require(file.valid(), described + " is truncated or damaged (HDF5: " + h5::last_error() + ")");
   return file;
@@ -50,6 +59,9 @@ CheckpointData read_attributes(hid_t file, const std::string& described) {
                                     "; this build reads version " + std::to_string(kVersion));
   const auto config = h5::read_string_attribute(file, "config");
   require(config.has_value(), described + " has no 'config' attribute (the model's INI text)");
+  const auto config_sha = h5::read_string_attribute(file, "config_sha256");
+  require(!config_sha || *config_sha == sha256_hex(config->data(), config->size()),
+          described + " is damaged: its 'config' attribute does not match its checksum");
   const auto step = h5::read_int64_attribute(file, "step");
   require(step.has_value() && *step >= 0, described + " has no valid 'step' attribute");
   CheckpointData data;
@@ -69,111 +81,152 @@ herr_t collect_dataset(hid_t group, const char* name, const H5L_info_t* link, vo
   return 0;
 }
 
-Tensor read_dataset(hid_t group, const std::string& name, const std::string& where) {
-  h5::Handle dataset = h5::dataset(H5Dopen2(group, name.c_str(), H5P_DEFAULT));
-  h5::Handle type = h5::type(dataset.valid() ? H5Dget_type(dataset.get()) : H5I_INVALID_HID);
-  h5::Handle space = h5::space(dataset.valid() ? H5Dget_space(dataset.get()) : H5I_INVALID_HID);
-  require(type.valid() && space.valid(),
-          where + name + " cannot be opened (HDF5: " + h5::last_error() + ")");
+std::vector<std::string> dataset_names(hid_t group, const std::string& where) {
+  std::vector<std::string> names;
+  require(H5Lvisit(group, H5_INDEX_NAME, H5_ITER_INC, collect_dataset, &names) >= 0,
+          where + " cannot be listed; the file is damaged (HDF5: " + h5::last_error() + ")");
+  return names;
+}
+
+h5::Handle open_group(hid_t file, const std::string& group, const std::string& described) {
+  h5::Handle handle(H5Gopen2(file, group.c_str(), H5P_DEFAULT), H5Gclose);
+  require(handle.valid(), described + " has no group '" + group + "'");
+  return handle;
+}
+
+struct OpenDataset {
+  h5::Handle dataset, space;
+  Shape shape;
+  bool checksummed = false;
+};
+
+OpenDataset open_dataset(hid_t group, const std::string& name, const std::string& where) {
+  OpenDataset d;
+  d.dataset = h5::dataset(H5Dopen2(group, name.c_str(), H5P_DEFAULT));
+  h5::Handle type = h5::type(d.dataset.valid() ? H5Dget_type(d.dataset.get()) : H5I_INVALID_HID);
+  d.space = h5::space(d.dataset.valid() ? H5Dget_space(d.dataset.get()) : H5I_INVALID_HID);
+  require(type.valid() && d.space.valid(),
+          where + name + " cannot be opened; the file is damaged (HDF5: " + h5::last_error() + ")");
   require(H5Tget_class(type.get()) == H5T_FLOAT, where + name + " is not a floating-point dataset");
-  const int rank = H5Sget_simple_extent_ndims(space.get());
+  const int rank = H5Sget_simple_extent_ndims(d.space.get());
   require(rank >= 0, where + name + " has an unreadable shape");
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
-  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
-  Tensor tensor(Shape(dims.begin(), dims.end()));
-  require(tensor.empty() || H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                    tensor.data()) >= 0,
-          where + name +
-              " cannot be read; the file is truncated or damaged (HDF5: " + h5::last_error() + ")");
+  H5Sget_simple_extent_dims(d.space.get(), dims.data(), nullptr);
+  d.shape.assign(dims.begin(), dims.end());
+  h5::Handle create = h5::plist(H5Dget_create_plist(d.dataset.get()));
+  unsigned flags = 0, config = 0;
+  size_t values = 0;
+  d.checksummed = create.valid() &&
+                  H5Pget_filter_by_id2(create.get(), H5Z_FILTER_FLETCHER32, &flags, &values,
+                                       nullptr, 0, nullptr, &config) >= 0;
+  H5Eclear2(H5E_DEFAULT);
+  return d;
+}
+
+void read_into(const OpenDataset& d, const std::string& what, float* out) {
+  if (shape_numel(d.shape) == 0) return;
+  if (H5Dread(d.dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0) return;
+  const std::string hdf5 = h5::last_error();
+  throw UsageError(what + (d.checksummed ? " fails its checksum or cannot be read" : " cannot be read") +
+                   ": the file is truncated or damaged (HDF5: " + hdf5 + ")");
+}
+
+Tensor read_dataset(hid_t group, const std::string& name, const std::string& where) {
+  OpenDataset d = open_dataset(group, name, where);
+  Tensor tensor(d.shape);
+  read_into(d, where + name, tensor.data());
   return tensor;
 }
 
 // Every dataset below `group`, keyed by its path relative to the group.
 TensorMap read_group(hid_t file, const std::string& group, const std::string& described) {
-  h5::Handle handle(H5Gopen2(file, group.c_str(), H5P_DEFAULT), H5Gclose);
-  require(handle.valid(), described + " has no group '" + group + "'");
-  std::vector<std::string> names;
-  require(H5Lvisit(handle.get(), H5_INDEX_NAME, H5_ITER_INC, collect_dataset, &names) >= 0,
-          described + ": group '" + group + "' cannot be listed (HDF5: " + h5::last_error() + ")");
-  TensorMap tensors;
+  h5::Handle handle = open_group(file, group, described);
   const std::string where = described + ": " + group + "/";
-  for (const std::string& name : names)
+  TensorMap tensors;
+  for (const std::string& name : dataset_names(handle.get(), described + ": group '" + group + "'"))
     tensors.emplace(name, read_dataset(handle.get(), name, where));
   return tensors;
 }
 
+bool has_optimizer(hid_t file) { return H5Lexists(file, "optim", H5P_DEFAULT) > 0; }
+
 // ---- Writing ----
 
-void write_tensor(hid_t file, const std::string& path, const Tensor& tensor, hid_t link_create) {
-  const std::vector<hsize_t> dims(tensor.shape().begin(), tensor.shape().end());
+// Chunk shape: the whole tensor when it fits kChunkBytes, else as many leading rows (then
+// elements of the next dimension) as fit.
+std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims) {
+  std::vector<hsize_t> chunk = dims;
+  for (size_t axis = 0; axis < chunk.size(); ++axis) {
+    hsize_t inner = sizeof(float);
+    for (size_t j = axis + 1; j < chunk.size(); ++j) inner *= chunk[j];
+    if (inner * chunk[axis] <= static_cast<hsize_t>(kChunkBytes)) break;
+    chunk[axis] = std::max<hsize_t>(1, kChunkBytes / inner);
+    if (chunk[axis] > 1 || inner <= static_cast<hsize_t>(kChunkBytes)) break;
+  }
+  return chunk;
+}
+
+void create_dataset(hid_t file, const std::string& path, const Shape& shape, hid_t link_create) {
+  const std::vector<hsize_t> dims(shape.begin(), shape.end());
   h5::Handle space = h5::space(h5::check_id(
       dims.empty() ? H5Screate(H5S_SCALAR)
                    : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
       "dataspace of " + path));
-  h5::Handle dataset =
-      h5::dataset(h5::check_id(H5Dcreate2(file, path.c_str(), H5T_IEEE_F32LE, space.get(),
-                                          link_create, H5P_DEFAULT, H5P_DEFAULT),
-                               "create " + path));
-  if (!tensor.empty())
-    h5::check(
-        H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, tensor.data()),
-        "write " + path);
+  h5::Handle create = h5::plist(h5::check_id(H5Pcreate(H5P_DATASET_CREATE), "dataset plist"));
+  // Scalars and empty tensors cannot be chunked; they hold no data to protect.
+  if (!dims.empty() && shape_numel(shape) > 0) {
+    const std::vector<hsize_t> chunk = chunk_dims(dims);
+    h5::check(H5Pset_chunk(create.get(), static_cast<int>(chunk.size()), chunk.data()), "chunk " + path);
+    h5::check(H5Pset_fletcher32(create.get()), "checksum filter of " + path);
+    // Every chunk is written before the file is renamed: no fill pass over fresh chunks.
+    h5::check(H5Pset_fill_time(create.get(), H5D_FILL_TIME_NEVER), "fill time of " + path);
+  }
+  h5::dataset(h5::check_id(H5Dcreate2(file, path.c_str(), H5T_IEEE_F32LE, space.get(), link_create,
+                                      create.get(), H5P_DEFAULT),
+                           "create " + path));
 }
 
-// `tensors` empty = zeros of the parameters' shapes (moments before the first update).
-void write_group(hid_t file, const std::string& group, const TensorMap& tensors,
-                 const TensorMap& params, hid_t link_create) {
-  h5::Handle handle(
-      h5::check_id(H5Gcreate2(file, group.c_str(), link_create, H5P_DEFAULT, H5P_DEFAULT),
-                   "create " + group),
-      H5Gclose);
-  if (&tensors != &params && !tensors.empty()) {
-    for (const auto& [name, param] : params) {
-      auto moment = tensors.find(name);
-      if (moment == tensors.end() || moment->second.shape() != param.shape())
-        throw std::runtime_error(group + "/" + name + " is missing or its shape differs from " +
-                                 shape_string(param.shape()));
-    }
-    if (tensors.size() != params.size())
-      throw std::runtime_error(group + " holds tensors that are not parameters");
+void write_block(hid_t file, const std::string& path, const Hyperslab& block, const float* values) {
+  h5::Handle dataset = h5::dataset(h5::check_id(H5Dopen2(file, path.c_str(), H5P_DEFAULT), "open " + path));
+  h5::Handle file_space = h5::space(h5::check_id(H5Dget_space(dataset.get()), "dataspace of " + path));
+  const int rank = H5Sget_simple_extent_ndims(file_space.get());
+  if (rank != static_cast<int>(block.start.size()) || rank != static_cast<int>(block.count.size()))
+    throw std::runtime_error("write " + path + ": block of rank " + std::to_string(block.start.size()) +
+                             " into a dataset of rank " + std::to_string(rank));
+  int64_t n = 1;
+  for (int64_t c : block.count) n *= c;
+  if (n == 0) return;
+  if (rank == 0) {
+    h5::check(H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values),
+              "write " + path);
+    return;
   }
-  for (const auto& [name, param] : params) {
-    const std::string path = group + "/" + name;
-    if (tensors.empty()) {
-      write_tensor(file, path, Tensor(param.shape()), link_create);
-    } else {
-      write_tensor(file, path, tensors.at(name), link_create);
-    }
-  }
+  const std::vector<hsize_t> start(block.start.begin(), block.start.end());
+  const std::vector<hsize_t> count(block.count.begin(), block.count.end());
+  h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr,
+                                count.data(), nullptr),
+            "select block of " + path);
+  h5::Handle memory = h5::space(h5::check_id(H5Screate_simple(rank, count.data(), nullptr), "memory space"));
+  h5::check(H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, memory.get(), file_space.get(), H5P_DEFAULT,
+                     values),
+            "write " + path);
 }
 
-void write_contents(hid_t file, const CheckpointData& data) {
+// File access for writers: no file locks (see open_for_reading), the HDF5 1.10 format (metadata
+// with checksums), and a strong close that fails instead of leaving the file open behind a
+// forgotten handle.
+h5::Handle writer_access() {
+  h5::Handle access = h5::file_access(false);
+  h5::check(H5Pset_libver_bounds(access.get(), H5F_LIBVER_V110, H5F_LIBVER_V110), "format version");
+  h5::check(H5Pset_fclose_degree(access.get(), H5F_CLOSE_STRONG), "close degree");
+  return access;
+}
+
+h5::Handle intermediate_groups() {
   h5::Handle link_create = h5::plist(h5::check_id(H5Pcreate(H5P_LINK_CREATE), "link plist"));
   // Names contain '/': their groups are created on the way.
   h5::check(H5Pset_create_intermediate_group(link_create.get(), 1), "intermediate groups");
-  write_group(file, "/params", data.params, data.params, link_create.get());
-  write_group(file, "/optim/exp_avg", data.exp_avg, data.params, link_create.get());
-  write_group(file, "/optim/exp_avg_sq", data.exp_avg_sq, data.params, link_create.get());
-  h5::write_string_attribute(file, "format", kFormat);
-  h5::write_int64_attribute(file, "version", kVersion);
-  h5::write_string_attribute(file, "config", data.config);
-  h5::write_int64_attribute(file, "step", data.step);
-  h5::check(H5Fflush(file, H5F_SCOPE_GLOBAL), "flush");
-}
-
-void write_file(const std::string& path, const CheckpointData& data) {
-  h5::Handle access = h5::file_access(false);
-  // Strong close: H5Fclose fails instead of leaving the file open behind a forgotten handle.
-  h5::check(H5Pset_fclose_degree(access.get(), H5F_CLOSE_STRONG), "close degree");
-  const hid_t file = h5::check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()),
-                                  "create file " + path);
-  try {
-    write_contents(file, data);
-  } catch (...) {
-    H5Fclose(file);
-    throw;
-  }
-  h5::check(H5Fclose(file), "close " + path);
+  return link_create;
 }
 
 void sync_to_disk(const std::string& path, bool directory) {
@@ -185,24 +238,129 @@ void sync_to_disk(const std::string& path, bool directory) {
   if (!synced && !directory) throw std::runtime_error("fsync " + path + ": " + reason);
 }
 
+// Checks the moments against the parameters (write_checkpoint's input).
+void check_moments(const char* group, const TensorMap& moments, const TensorMap& params) {
+  if (moments.empty()) return;
+  for (const auto& [name, param] : params) {
+    auto moment = moments.find(name);
+    if (moment == moments.end() || moment->second.shape() != param.shape())
+      throw std::runtime_error(std::string(group) + "/" + name +
+                               " is missing or its shape differs from " + shape_string(param.shape()));
+  }
+  if (moments.size() != params.size())
+    throw std::runtime_error(std::string(group) + " holds tensors that are not parameters");
+}
+
 }  // namespace
 
-void write_checkpoint(const std::string& path, const CheckpointData& data) {
+// ---- Writing ----
+
+Hyperslab whole(const Shape& shape) {
+  Hyperslab block;
+  block.start.assign(shape.size(), 0);
+  block.count.assign(shape.begin(), shape.end());
+  return block;
+}
+
+std::string temporary_checkpoint_name(const std::string& path) {
+  return path + ".tmp-" + std::to_string(::getpid());
+}
+
+void create_checkpoint_file(const std::string& path, const std::string& config, int64_t step) {
   h5::QuietErrors quiet;
-  const std::string temporary = path + ".tmp-" + std::to_string(::getpid());
+  h5::Handle access = writer_access();
+  const hid_t file = h5::check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()),
+                                  "create file " + path);
   try {
-    write_file(temporary, data);
-    sync_to_disk(temporary, false);
-    if (std::rename(temporary.c_str(), path.c_str()) != 0)
-      throw std::runtime_error("rename " + temporary + ": " + std::strerror(errno));
+    h5::Handle link_create = intermediate_groups();
+    for (const char* group : kGroups)
+      h5::Handle(h5::check_id(H5Gcreate2(file, group, link_create.get(), H5P_DEFAULT, H5P_DEFAULT),
+                              std::string("create ") + group),
+                 H5Gclose);
+    h5::write_string_attribute(file, "format", kFormat);
+    h5::write_int64_attribute(file, "version", kVersion);
+    h5::write_string_attribute(file, "config", config);
+    h5::write_string_attribute(file, "config_sha256", sha256_hex(config.data(), config.size()));
+    h5::write_int64_attribute(file, "step", step);
+  } catch (...) {
+    H5Fclose(file);
+    throw;
+  }
+  h5::check(H5Fclose(file), "close " + path);
+}
+
+CheckpointAppender::CheckpointAppender(const std::string& path) : path_(path) {
+  h5::QuietErrors quiet;
+  h5::Handle access = writer_access();
+  file_ = h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDWR, access.get()), "open " + path);
+  link_create_ = intermediate_groups().release();
+}
+
+CheckpointAppender::~CheckpointAppender() {
+  if (link_create_ >= 0) H5Pclose(link_create_);
+  if (file_ >= 0) {
+    h5::QuietErrors quiet;
+    H5Fclose(file_);
+  }
+}
+
+void CheckpointAppender::create(const std::string& name, const Shape& shape) {
+  h5::QuietErrors quiet;
+  for (const char* group : kGroups)
+    create_dataset(file_, std::string(group) + "/" + name, shape, link_create_);
+}
+
+void CheckpointAppender::write(const std::string& path, const Hyperslab& block, const float* values) {
+  h5::QuietErrors quiet;
+  write_block(file_, path, block, values);
+}
+
+void CheckpointAppender::close() {
+  h5::QuietErrors quiet;
+  H5Pclose(link_create_);
+  link_create_ = H5I_INVALID_HID;
+  const hid_t file = file_;
+  file_ = H5I_INVALID_HID;
+  h5::check(H5Fflush(file, H5F_SCOPE_GLOBAL), "flush " + path_);
+  h5::check(H5Fclose(file), "close " + path_);
+}
+
+void commit_checkpoint_file(const std::string& temporary, const std::string& path) {
+  sync_to_disk(temporary, false);
+  if (std::rename(temporary.c_str(), path.c_str()) != 0)
+    throw std::runtime_error("rename " + temporary + ": " + std::strerror(errno));
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  sync_to_disk(parent.empty() ? "." : parent.string(), true);
+}
+
+void write_checkpoint(const std::string& path, const CheckpointData& data) {
+  const std::string temporary = temporary_checkpoint_name(path);
+  try {
+    check_moments("/optim/exp_avg", data.exp_avg, data.params);
+    check_moments("/optim/exp_avg_sq", data.exp_avg_sq, data.params);
+    create_checkpoint_file(temporary, data.config, data.step);
+    CheckpointAppender file(temporary);
+    for (const auto& [name, param] : data.params) {
+      file.create(name, param.shape());
+      const Hyperslab block = whole(param.shape());
+      file.write("/params/" + name, block, param.data());
+      // Moments not stored: zeros of the parameters' shapes (§5, before the first update).
+      const Tensor zeros = data.exp_avg.empty() || data.exp_avg_sq.empty() ? Tensor(param.shape()) : Tensor();
+      file.write("/optim/exp_avg/" + name, block,
+                 data.exp_avg.empty() ? zeros.data() : data.exp_avg.at(name).data());
+      file.write("/optim/exp_avg_sq/" + name, block,
+                 data.exp_avg_sq.empty() ? zeros.data() : data.exp_avg_sq.at(name).data());
+    }
+    file.close();
+    commit_checkpoint_file(temporary, path);
   } catch (const std::exception& e) {
     std::error_code ignored;
     std::filesystem::remove(temporary, ignored);
     throw std::runtime_error("cannot write checkpoint '" + path + "': " + e.what());
   }
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  sync_to_disk(parent.empty() ? "." : parent.string(), true);
 }
+
+// ---- Reading ----
 
 CheckpointData read_checkpoint(const std::string& path, bool with_optimizer) {
   h5::QuietErrors quiet;
@@ -210,7 +368,7 @@ CheckpointData read_checkpoint(const std::string& path, bool with_optimizer) {
   h5::Handle file = open_for_reading(path, described);
   CheckpointData data = read_attributes(file.get(), described);
   data.params = read_group(file.get(), "/params", described);
-  if (with_optimizer && H5Lexists(file.get(), "optim", H5P_DEFAULT) > 0) {
+  if (with_optimizer && has_optimizer(file.get())) {
     data.exp_avg = read_group(file.get(), "/optim/exp_avg", described);
     data.exp_avg_sq = read_group(file.get(), "/optim/exp_avg_sq", described);
   }
@@ -222,6 +380,79 @@ CheckpointData read_checkpoint_header(const std::string& path) {
   const std::string described = "checkpoint '" + path + "'";
   h5::Handle file = open_for_reading(path, described);
   return read_attributes(file.get(), described);
+}
+
+ShapeMap read_checkpoint_shapes(const std::string& path) {
+  h5::QuietErrors quiet;
+  const std::string described = "checkpoint '" + path + "'";
+  h5::Handle file = open_for_reading(path, described);
+  h5::Handle params = open_group(file.get(), "/params", described);
+  ShapeMap shapes;
+  for (const std::string& name : dataset_names(params.get(), described + ": group '/params'"))
+    shapes[name] = open_dataset(params.get(), name, described + ": /params/").shape;
+  return shapes;
+}
+
+CheckpointData read_checkpoint_tensors(const std::string& path, const std::vector<std::string>& names,
+                                       bool with_optimizer) {
+  h5::QuietErrors quiet;
+  const std::string described = "checkpoint '" + path + "'";
+  h5::Handle file = open_for_reading(path, described);
+  CheckpointData data = read_attributes(file.get(), described);
+  with_optimizer = with_optimizer && has_optimizer(file.get());
+  TensorMap* maps[3] = {&data.params, &data.exp_avg, &data.exp_avg_sq};
+  for (int g = 0; g < (with_optimizer ? 3 : 1); ++g) {
+    h5::Handle group = open_group(file.get(), kGroups[g], described);
+    const std::string where = described + ": " + kGroups[g] + "/";
+    for (const std::string& name : names)
+      if (H5Lexists(group.get(), name.c_str(), H5P_DEFAULT) > 0)
+        maps[g]->emplace(name, read_dataset(group.get(), name, where));
+    H5Eclear2(H5E_DEFAULT);
+  }
+  return data;
+}
+
+CheckpointCheck verify_checkpoint(const std::string& path) {
+  h5::QuietErrors quiet;
+  CheckpointCheck check;
+  const std::string described = "checkpoint '" + path + "'";
+  try {
+    h5::Handle file = open_for_reading(path, described);
+    CheckpointData header = read_attributes(file.get(), described);
+    check.step = header.step;
+    check.config = header.config;
+    check.config_checksum = h5::read_string_attribute(file.get(), "config_sha256").has_value();
+    ShapeMap shapes[3];
+    std::vector<float> buffer;
+    for (int g = 0; g < 3; ++g) {
+      if (g > 0 && !has_optimizer(file.get())) break;
+      h5::Handle group = open_group(file.get(), kGroups[g], described);
+      const std::string where = described + ": " + kGroups[g] + "/";
+      for (const std::string& name : dataset_names(group.get(), where)) {
+        OpenDataset d = open_dataset(group.get(), name, where);
+        buffer.resize(static_cast<size_t>(shape_numel(d.shape)));
+        read_into(d, where + name, buffer.data());
+        // The trainer never saves non-finite values: such a file is not a resumable checkpoint.
+        for (size_t i = 0; i < buffer.size(); ++i)
+          require(std::isfinite(buffer[i]), where + name + " holds a non-finite value (" +
+                                                std::to_string(buffer[i]) + ") at element " +
+                                                std::to_string(i));
+        shapes[g][name] = d.shape;
+        if (g == 0) check.params[name] = d.shape;
+        ++check.tensors;
+        check.checksummed += d.checksummed ? 1 : 0;
+        check.bytes += static_cast<int64_t>(buffer.size() * sizeof(float));
+      }
+    }
+    for (int g = 1; g < 3; ++g)
+      require(shapes[g].empty() || shapes[g] == shapes[0],
+              described + ": " + kGroups[g] + " does not hold one tensor of the same shape per parameter");
+    require(!shapes[0].empty(), described + " holds no parameters");
+    check.valid = true;
+  } catch (const UsageError& e) {
+    check.problem = e.what();
+  }
+  return check;
 }
 
 std::string checkpoint_file_name(int64_t step) {

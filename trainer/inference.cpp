@@ -232,14 +232,39 @@ int info_main(const std::vector<std::string>& args) {
   const std::string& path = args[0];
   require(std::filesystem::exists(path), "hourglass info " + path + ": no such file or directory.");
   if (std::filesystem::is_directory(path)) return info_dataset_main(path);
-  CheckpointData data = read_checkpoint(path, false);
+  // Reads every tensor once: the listing comes from what could be read, validity from the
+  // checksums, the moments' agreement with the parameters and finiteness (checkpoint_io.h).
+  const CheckpointData header = read_checkpoint_header(path);
+  const CheckpointCheck check = verify_checkpoint(path);
+  ShapeMap shapes = check.params;
+  if (!check.valid) {
+    try {
+      shapes = read_checkpoint_shapes(path);
+    } catch (const UsageError&) {
+      // The listing itself is damaged: print what verification could list.
+    }
+  }
   int64_t count = 0;
-  for (const auto& [name, t] : data.params) count += t.numel();
+  for (const auto& [name, shape] : shapes) count += shape_numel(shape);
   std::printf("checkpoint %s\nstep %ld\nparameters %ld in %zu tensors\n", path.c_str(),
-              long(data.step), long(count), data.params.size());
-  for (const auto& [name, t] : data.params)
-    std::printf("  %-48s %s\n", name.c_str(), shape_string(t.shape()).c_str());
-  std::printf("config:\n%s\n", data.config.c_str());
+              long(header.step), long(count), shapes.size());
+  for (const auto& [name, shape] : shapes)
+    std::printf("  %-48s %s\n", name.c_str(), shape_string(shape).c_str());
+  std::printf("config:\n%s\n", header.config.c_str());
+  if (!check.valid) {
+    std::printf("validity: DAMAGED: %s\n", check.problem.c_str());
+    std::fflush(stdout);
+    std::fprintf(stderr, "hourglass info: error: %s\n", check.problem.c_str());
+    return 2;
+  }
+  if (check.checksummed == check.tensors && check.config_checksum)
+    std::printf("validity: valid: %ld tensors (%.1f MB) read, every checksum matches\n",
+                long(check.tensors), check.bytes / 1e6);
+  else
+    std::printf("validity: valid: %ld tensors (%.1f MB) read; %ld of them carry checksums%s, so "
+                "damage elsewhere would go unnoticed\n",
+                long(check.tensors), check.bytes / 1e6, long(check.checksummed),
+                check.config_checksum ? "" : " and the config has none");
   return 0;
 }
 

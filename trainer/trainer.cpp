@@ -65,6 +65,82 @@ void collective_setup(MPI_Comm world, Setup&& setup) {
   throw CollectiveUsageError(message);
 }
 
+// A string from world rank 0 to every rank.
+std::string broadcast_from_rank0(std::string text) {
+  int64_t length = static_cast<int64_t>(text.size());
+  MPI_Bcast(&length, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+  text.resize(static_cast<size_t>(length));
+  MPI_Bcast(text.data(), static_cast<int>(length), MPI_CHAR, 0, MPI_COMM_WORLD);
+  return text;
+}
+
+// checkpoint.resume: "none" -> "", "auto" -> the newest valid checkpoint of `dir` (damaged ones
+// skipped with a warning; "" with a notice when there is none), else the named file, which must
+// exist and read completely with its checksums. Collective; rank 0 reads the candidates fully,
+// one tensor at a time, and every rank gets its choice. Throws UsageError on every rank.
+std::string choose_resume_file(const std::string& resume, const std::string& dir) {
+  if (resume == "none") return "";
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  std::string chosen, problem;
+  if (rank == 0) {
+    if (resume == "auto") {
+      chosen = newest_valid_checkpoint(dir);
+      if (chosen.empty())
+        std::printf("resume auto: no complete checkpoint in %s, starting fresh\n", dir.c_str());
+    } else if (!std::filesystem::exists(resume)) {
+      problem = "checkpoint.resume = " + resume +
+                ": no such file. Give an existing checkpoint, `auto`, or `none`.";
+    } else {
+      const CheckpointCheck check = verify_checkpoint(resume);
+      if (check.valid) chosen = resume;
+      else problem = "checkpoint.resume = " + resume + ": " + check.problem +
+                     ". Resume from an older checkpoint, or use `auto` to pick the newest valid one.";
+    }
+    std::fflush(stdout);
+  }
+  problem = broadcast_from_rank0(problem);
+  require(problem.empty(), problem);
+  return broadcast_from_rank0(chosen);
+}
+
+// The first parameter, in name order, whose gradient (else value) is not finite: "name gradient"
+// or "name value"; "" when all are finite.
+std::string first_non_finite(const ParamStore& store) {
+  for (const char* what : {"gradient", "value"})
+    for (const auto& [name, p] : store.all()) {
+      const Tensor& t = what[0] == 'g' ? p.grad : p.value;
+      for (int64_t i = 0; i < t.numel(); ++i)
+        if (!std::isfinite(t.data()[i]))
+          return name + " " + what + " (element " + std::to_string(i) + " is " +
+                 std::to_string(t.data()[i]) + ")";
+    }
+  return "";
+}
+
+// Collective: "stage S (rank R): name gradient (...)" for the lowest stage holding a non-finite
+// gradient or value, on rank 0 ("" elsewhere, or when none is found).
+std::string locate_non_finite(const ParamStore& store, const ProcessGrid& grid) {
+  const std::string mine = first_non_finite(store);
+  constexpr int kLength = 512;
+  char line[kLength] = {};
+  if (!mine.empty())
+    std::snprintf(line, kLength, "stage %d (rank %d): %s", grid.stage(), grid.rank(), mine.c_str());
+  std::vector<char> all(grid.rank() == 0 ? static_cast<size_t>(kLength) * grid.size() : 0);
+  MPI_Gather(line, kLength, MPI_CHAR, all.data(), kLength, MPI_CHAR, 0, grid.world());
+  std::string found;
+  int found_stage = grid.pp();
+  for (int r = 0; r < static_cast<int>(all.size()) / kLength; ++r) {
+    const std::string text(all.data() + r * kLength);
+    const int stage = (r / grid.tp()) % grid.pp();
+    if (!text.empty() && stage < found_stage) {
+      found = text;
+      found_stage = stage;
+    }
+  }
+  return found;
+}
+
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   int64_t s = static_cast<int64_t>(seconds + 0.5);
@@ -115,28 +191,16 @@ int train_main(const std::vector<std::string>& args) {
     checkpoint_dir = config.checkpoint.dir.empty()
                          ? (std::filesystem::path(config.run.dir) / "checkpoints").string()
                          : config.checkpoint.dir;
-    std::string resume_file;
-    if (config.checkpoint.resume == "auto") {
-      auto files = list_checkpoints(checkpoint_dir);
-      if (!files.empty()) resume_file = files.front();
-      else if (world_rank == 0)
-        std::printf("resume auto: no checkpoint in %s, starting fresh\n", checkpoint_dir.c_str());
-    } else if (config.checkpoint.resume != "none") {
-      resume_file = config.checkpoint.resume;
-      require(std::filesystem::exists(resume_file),
-              "checkpoint.resume = " + resume_file +
-                  ": no such file. Give an existing checkpoint, `auto`, or `none`.");
-    }
+    const std::string resume_file = choose_resume_file(config.checkpoint.resume, checkpoint_dir);
     if (!resume_file.empty()) {
-      CheckpointData ckpt = read_checkpoint(resume_file, true);
-      import_params(model->params(), ckpt, true, true, resume_file);
-      start_step = ckpt.step;
-      if (world_rank == 0) std::printf("resumed from %s at step %ld\n", resume_file.c_str(), long(start_step));
+      start_step = load_checkpoint(resume_file, model->params(), true, *grid, resume_file);
+      if (world_rank == 0)
+        std::printf("resumed from %s at step %ld\n", resume_file.c_str(), long(start_step));
     } else if (!config.checkpoint.init_from.empty()) {
       require(std::filesystem::exists(config.checkpoint.init_from),
               "checkpoint.init_from = " + config.checkpoint.init_from + ": no such file.");
-      CheckpointData ckpt = read_checkpoint(config.checkpoint.init_from, false);
-      import_params(model->params(), ckpt, false, true, config.checkpoint.init_from);
+      load_checkpoint(config.checkpoint.init_from, model->params(), false, *grid,
+                      config.checkpoint.init_from);
     }
     if (config.train.steps > 0 && (grid->first_stage() || grid->last_stage())) {
       require(!config.data.dir.empty(),
@@ -205,13 +269,20 @@ int train_main(const std::vector<std::string>& args) {
                                             replica_micro_batches(config, grid->dp_rank(), tokens));
     const StepMetrics& metrics = step.metrics;
     if (!step.finite) {
-      if (rank0)
+      // No update was applied: the gradients that caused it are still in the stores.
+      const std::string where = locate_non_finite(model->params(), *grid);
+      if (rank0) {
+        const auto saved = list_checkpoints(checkpoint_dir);
         std::fprintf(stderr,
-                     "hourglass: non-finite %s at step %ld (loss %g, grad-norm %g); stopping "
-                     "without saving. The last good checkpoint is in %s; lower train.lr or "
-                     "raise train.warmup.\n",
+                     "hourglass train: failure: non-finite %s at step %ld (loss %g, grad-norm %g); "
+                     "first non-finite parameter: %s. Stopping without saving; the last good "
+                     "checkpoint is %s. Lower train.lr or raise train.warmup, and resume "
+                     "from it.\n",
                      std::isfinite(metrics.loss) ? "gradient" : "loss", long(s + 1), metrics.loss,
-                     metrics.grad_norm, checkpoint_dir.c_str());
+                     metrics.grad_norm,
+                     where.empty() ? "none found (only the loss is non-finite)" : where.c_str(),
+                     saved.empty() ? "none (no checkpoint was saved)" : saved.front().c_str());
+      }
       exit_code = kExitFailure;
       break;
     }
