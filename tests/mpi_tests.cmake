@@ -7,3 +7,6 @@ hg_mpi_test(data 3 "DataMpi*")
 # sub-communicator of world ranks [0, dp·pp); 6 ranks cover every layout, oversubscribed).
 hg_mpi_test(trainer 6 "*PipelineMpi*")
 hg_mpi_test(trainer 2 "*PipelineMpi*")
+# Tensor-parallel layouts (dp, pp, tp) up to (2, 2, 2) against the single-process reference, each
+# on a sub-communicator of world ranks [0, dp·pp·tp).
+hg_mpi_test(trainer 8 "*TensorParallelMpi*")

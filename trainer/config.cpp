@@ -275,11 +275,12 @@ void check_choices(const Config& config, const std::string& section) {
   }
 }
 
-// The FFN widths training touches, widest first: `ffn`, plus every nested width under MatFormer.
-std::vector<int> trained_widths(const Config& config) {
-  std::set<int> widths = {config.model.ffn};
+// The FFN widths training touches for a stored width F, widest first: F, plus every nested
+// width F/g under MatFormer (the band boundaries of trainer/tensor_parallel.h).
+std::vector<int> trained_widths(const Config& config, int F) {
+  std::set<int> widths = {F};
   if (config.train.matformer != "off")
-    for (int g : config.model.ffn_granularities) widths.insert(config.model.ffn / g);
+    for (int g : config.model.ffn_granularities) widths.insert(F / g);
   return {widths.rbegin(), widths.rend()};
 }
 
@@ -291,17 +292,25 @@ void validate_parallel(const Config& c) {
   check(c.model.heads % p.tp == 0, "parallel.tp", p.tp,
         "must divide model.heads = " + std::to_string(c.model.heads) +
             " (heads are split across tensor-parallel ranks)");
-  // Each band between consecutive nested widths is split evenly across tp (§6).
-  std::vector<int> widths = trained_widths(c);
-  for (size_t i = 0; i < widths.size(); ++i) {
-    int band = widths[i] - (i + 1 < widths.size() ? widths[i + 1] : 0);
-    check(band % p.tp == 0, "parallel.tp", p.tp,
-          "must divide every FFN width band (width " + std::to_string(widths[i]) + " leaves " +
-              std::to_string(band) + " units); change model.ffn, model.ffn_granularities or tp");
+  // Each band between consecutive nested widths is split evenly across tp (§6), in every stack
+  // FFN (stored width model.ffn, or each entry of model.ffn_widths); the resampling FFNs run at
+  // model.ffn only.
+  check(c.model.ffn % p.tp == 0, "parallel.tp", p.tp,
+        "must divide model.ffn = " + std::to_string(c.model.ffn) +
+            " (FFN hidden units are split across tensor-parallel ranks)");
+  std::set<int> stored(c.model.ffn_widths.begin(), c.model.ffn_widths.end());
+  if (stored.empty()) stored.insert(c.model.ffn);
+  for (int F : stored) {
+    std::vector<int> widths = trained_widths(c, F);
+    for (size_t i = 0; i < widths.size(); ++i) {
+      int band = widths[i] - (i + 1 < widths.size() ? widths[i + 1] : 0);
+      check(band % p.tp == 0, "parallel.tp", p.tp,
+            "must divide every MatFormer FFN width band (width " + std::to_string(widths[i]) +
+                " leaves " + std::to_string(band) +
+                " units above the next nested width); change model.ffn, "
+                "model.ffn_granularities or tp");
+    }
   }
-  for (int w : c.model.ffn_widths)
-    check(w % p.tp == 0, "parallel.tp", p.tp,
-          "must divide every entry of model.ffn_widths (" + std::to_string(w) + ")");
   std::vector<int> stages;
   check(parse_text(p.stages, stages), "parallel.stages", "'" + p.stages + "'",
         "expected unit counts per stage separated by commas without spaces, e.g. 5,4,6");

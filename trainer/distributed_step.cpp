@@ -39,11 +39,13 @@ DistributedStep distributed_step(StageModel& model, PipelineRuntime& runtime,
   if (grid.dp() > 1)
     for (auto& [name, p] : model.params().all())
       comm::allreduce_sum(p.grad.data(), p.grad.numel(), grid.dp_comm());
-  // Loss sums live on each replica's last stage; the grad norm sums the stages of one pipeline
-  // (each canonical parameter counted once).
+  // Loss sums live on each replica's last stage; the grad norm sums the tensor-parallel slices
+  // and the stages of one pipeline (each canonical parameter counted once: grad_sum_squares
+  // counts replicated tensors on tensor-parallel rank 0 only).
   if (!grid.last_stage() || grid.tp_rank() != 0) std::fill(loss_sums.begin(), loss_sums.end(), 0.0);
   comm::allreduce_sum(loss_sums.data(), static_cast<int64_t>(loss_sums.size()), grid.world());
   double norm_sq = grad_sum_squares(model.params());
+  if (grid.tp() > 1) comm::allreduce_sum(&norm_sq, 1, grid.tp_comm());
   comm::allreduce_sum(&norm_sq, 1, grid.pp_comm());
 
   DistributedStep out;

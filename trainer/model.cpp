@@ -5,9 +5,11 @@
 
 namespace hg {
 
-StageModel::StageModel(const ModelConfig& model, int seq_len, int first_unit, int last_unit)
+StageModel::StageModel(const ModelConfig& model, int seq_len, int first_unit, int last_unit,
+                       const TensorParallel& tp)
     : model_(model), seq_len_(seq_len), plans_(plan_units(model, seq_len)), first_(first_unit),
       last_(last_unit < 0 ? static_cast<int>(plans_.size()) : last_unit) {
+  params_.set_tensor_parallel(tp);
   units_ = build_units(model_, seq_len_, plans_, first_, last_, params_);
 }
 

@@ -13,8 +13,11 @@ namespace hg {
 
 class StageModel {
  public:
-  // Units [first_unit, last_unit) of plan_units(model, seq_len); -1 = through the last.
-  StageModel(const ModelConfig& model, int seq_len, int first_unit = 0, int last_unit = -1);
+  // Units [first_unit, last_unit) of plan_units(model, seq_len); -1 = through the last. Under
+  // tensor parallelism (tp.size > 1) the units hold this rank's slices and all-reduce over tp.comm:
+  // every rank of the group must run the same forward/backward calls in the same order.
+  StageModel(const ModelConfig& model, int seq_len, int first_unit = 0, int last_unit = -1,
+             const TensorParallel& tp = {});
 
   // Runs the held units in order. For the first stage `in` is ignored (tokens come from the
   // slot); for the last stage `out` is left empty and slot.loss_sum is filled.

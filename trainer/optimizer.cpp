@@ -16,8 +16,10 @@ double learning_rate(const TrainConfig& train, int64_t s) {
 }
 
 double grad_sum_squares(const ParamStore& store) {
+  const bool count_replicated = store.tensor_parallel().rank == 0;
   double s = 0;
-  for (const auto& [name, p] : store.all()) s += sum_squares(p.grad.data(), p.grad.numel());
+  for (const auto& [name, p] : store.all())
+    if (p.slice.sharded() || count_replicated) s += sum_squares(p.grad.data(), p.grad.numel());
   return s;
 }
 

@@ -10,7 +10,9 @@ namespace hg {
 // lr_s for update s+1 (s updates done before it).
 double learning_rate(const TrainConfig& train, int64_t s);
 
-// Σ g² over the store's gradients, in double, in the store's (sorted-name) order.
+// Σ g² over the store's gradients, in double, in the store's (sorted-name) order. Under tensor
+// parallelism each canonical element must count once over the group: sharded tensors always
+// count, replicated ones only on tensor-parallel rank 0; the caller sums the result over the group.
 double grad_sum_squares(const ParamStore& store);
 
 // Multiplies every gradient by grad_clip / (norm + 1e-6) when that is < 1 (grad_clip 0: never).

@@ -14,13 +14,17 @@ bool is_matrix_name(const std::string& name) {
   return false;
 }
 
-Param& ParamStore::add(const std::string& name, const Shape& shape, ParamInit init, float init_std) {
+Param& ParamStore::add(const std::string& name, const Shape& shape, ParamInit init, float init_std,
+                       ParamSlice slice) {
   if (params_.count(name)) throw std::logic_error("parameter registered twice: " + name);
   Param& p = params_[name];
-  p.value.reset(shape);
-  p.grad.reset(shape);
-  p.exp_avg.reset(shape);
-  p.exp_avg_sq.reset(shape);
+  const Shape local = local_shape(shape, slice);
+  p.value.reset(local);
+  p.grad.reset(local);
+  p.exp_avg.reset(local);
+  p.exp_avg_sq.reset(local);
+  p.canonical_shape = shape;
+  p.slice = std::move(slice);
   p.init = init;
   p.init_std = init_std;
   p.decay = is_matrix_name(name);
@@ -49,7 +53,10 @@ void ParamStore::init_all(uint64_t seed) {
       case ParamInit::One: p.value.fill(1.0f); break;
       case ParamInit::Normal: {
         uint64_t id = hash_name(name);
-        for (int64_t i = 0; i < n; ++i) v[i] = p.init_std * normal_at(key, counter_of(id, i));
+        for (int64_t i = 0; i < n; ++i)
+          v[i] = p.init_std *
+                 normal_at(key, counter_of(id, static_cast<uint64_t>(
+                                                   canonical_offset(p.canonical_shape, p.slice, i))));
         break;
       }
       case ParamInit::DConvTaps: {

@@ -26,33 +26,61 @@ void norm_backward(float* dx, const float* dout, const NormCache& cache, const f
                      cache.mean.data(), cache.rstd.data(), rows, 1, d);
 }
 
-FfnParams add_ffn(ParamStore& store, const std::string& prefix, int d, int F, float w2_std) {
+FfnParams add_ffn(ParamStore& store, const std::string& prefix, int d, int F, float w2_std,
+                  const std::vector<int>& granularities) {
+  const TensorParallel& tp = store.tensor_parallel();
   FfnParams p;
-  p.w1 = &store.add(prefix + "/w1", {d, F}, ParamInit::Normal, 0.02f);
-  p.b1 = &store.add(prefix + "/b1", {F}, ParamInit::Zero);
-  p.w2 = &store.add(prefix + "/w2", {F, d}, ParamInit::Normal, w2_std);
+  ParamSlice columns, rows;
+  if (tp.active()) {
+    columns = {1, ffn_units(tp, F, granularities)};
+    rows = {0, columns.index};
+  }
+  p.w1 = &store.add(prefix + "/w1", {d, F}, ParamInit::Normal, 0.02f, columns);
+  p.b1 = &store.add(prefix + "/b1", {F}, ParamInit::Zero, 0.0f, rows);
+  p.w2 = &store.add(prefix + "/w2", {F, d}, ParamInit::Normal, w2_std, rows);
   p.b2 = &store.add(prefix + "/b2", {d}, ParamInit::Zero);
-  p.F = F;
+  p.F = static_cast<int>(p.w1->value.dim(1));
+  p.canonical_F = F;
+  p.granularities = granularities;
   return p;
 }
 
+int local_width(const FfnParams& ffn, const TensorParallel& tp, int width) {
+  return local_ffn_width(tp, ffn.canonical_F, ffn.granularities, width);
+}
+
+namespace {
+
+// out[r, :] += bias for every row.
+void add_row_bias(float* out, const float* bias, int64_t rows, int d) {
+  for (int64_t r = 0; r < rows; ++r) add_into(out + r * d, bias, d);
+}
+
+}  // namespace
+
 void ffn_sublayer_forward(float* out, FfnSublayerCache& c, const float* x, const NormParams& norm,
                           const FfnParams& p, int64_t B, int64_t n, int d, int width,
-                          Activation act, const DropoutSite& drop) {
+                          Activation act, const DropoutSite& drop, const TensorParallel& tp) {
   const int64_t rows = B * n;
   c.x.reset({rows, d});
   copy(c.x.data(), x, rows * d);
   c.width = width;
   norm_forward(c.norm, c.x.data(), norm, rows, d);
+  // Under tensor parallelism b2 is added once, after the partial outputs are summed.
   ffn_forward(out, c.ffn, c.norm.out.data(), p.w1->value.data(), p.b1->value.data(),
-              p.w2->value.data(), p.b2->value.data(), rows, d, p.F, width, act);
+              p.w2->value.data(), tp.active() ? nullptr : p.b2->value.data(), rows, d, p.F, width,
+              act);
+  if (tp.active()) {
+    tp_allreduce(tp, out, rows * d);
+    add_row_bias(out, p.b2->value.data(), rows, d);
+  }
   dropout_forward(out, drop, B, n * d);
   add_into(out, c.x.data(), rows * d);
 }
 
 void ffn_sublayer_backward(float* dx, const float* dout, FfnSublayerCache& c,
                            const NormParams& norm, const FfnParams& p, int64_t B, int64_t n, int d,
-                           Activation act, const DropoutSite& drop) {
+                           Activation act, const DropoutSite& drop, const TensorParallel& tp) {
   const int64_t rows = B * n;
   // The branch gradient goes through dropout's mask; dx holds it until the residual is added.
   std::vector<float> dbranch(dout, dout + rows * d);
@@ -61,6 +89,7 @@ void ffn_sublayer_backward(float* dx, const float* dout, FfnSublayerCache& c,
   ffn_backward(dln.data(), p.w1->grad.data(), p.b1->grad.data(), p.w2->grad.data(),
                p.b2->grad.data(), dbranch.data(), c.ffn, c.norm.out.data(), p.w1->value.data(),
                p.w2->value.data(), rows, d, p.F, c.width, act);
+  tp_allreduce(tp, dln.data(), rows * d);  // this rank's hidden units' share of dLN
   norm_backward(dx, dln.data(), c.norm, c.x.data(), norm, rows, d);
   add_into(dx, dout, rows * d);
 }
@@ -68,13 +97,14 @@ void ffn_sublayer_backward(float* dx, const float* dout, FfnSublayerCache& c,
 void attention_sublayer_forward(float* out, AttentionSublayerCache& c, const float* x,
                                 const NormParams& norm, const AttentionParams& w,
                                 const AttentionConfig& cfg, int64_t B, int64_t n,
-                                const DropoutSite& drop) {
+                                const DropoutSite& drop, const TensorParallel& tp) {
   const int64_t rows = B * n;
   const int d = cfg.d;
   c.x.reset({rows, d});
   copy(c.x.data(), x, rows * d);
   norm_forward(c.norm, c.x.data(), norm, rows, d);
   attention_forward(out, c.attn, c.norm.out.data(), w, cfg, B, n);
+  tp_allreduce(tp, out, rows * d);  // this rank's heads' partial sum
   dropout_forward(out, drop, B, n * d);
   add_into(out, c.x.data(), rows * d);
 }
@@ -82,7 +112,7 @@ void attention_sublayer_forward(float* out, AttentionSublayerCache& c, const flo
 void attention_sublayer_backward(float* dx, const float* dout, AttentionSublayerCache& c,
                                  const NormParams& norm, const AttentionParams& w,
                                  const AttentionParams& g, const AttentionConfig& cfg, int64_t B,
-                                 int64_t n, const DropoutSite& drop) {
+                                 int64_t n, const DropoutSite& drop, const TensorParallel& tp) {
   const int64_t rows = B * n;
   const int d = cfg.d;
   c.branch.reset({rows, d});
@@ -90,6 +120,7 @@ void attention_sublayer_backward(float* dx, const float* dout, AttentionSublayer
   dropout_backward(c.branch.data(), drop, B, n * d);
   Tensor dln({rows, d});
   attention_backward(dln.data(), g, c.branch.data(), c.attn, c.norm.out.data(), w, cfg, B, n);
+  tp_allreduce(tp, dln.data(), rows * d);
   norm_backward(dx, dln.data(), c.norm, c.x.data(), norm, rows, d);
   add_into(dx, dout, rows * d);
 }

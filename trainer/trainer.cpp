@@ -31,6 +31,7 @@
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/pipeline_runtime.h"
+#include "trainer/tensor_parallel.h"
 #include "trainer/train_step.h"
 
 namespace hg {
@@ -169,10 +170,7 @@ int train_main(const std::vector<std::string>& args) {
 
   // ---- setup: every check that can fail on bad input, before any compute ----
   collective_setup(MPI_COMM_WORLD, [&] {
-    config = parse_config(args);
-    require(config.parallel.tp == 1,
-            "parallel.tp = " + std::to_string(config.parallel.tp) +
-                ": tensor parallelism is not implemented yet; use --parallel.tp 1");
+    config = parse_config(args);  // checks heads, every MatFormer band and ffn against parallel.tp
     require(config.run.device == "cpu",
             "run.device = " + config.run.device +
                 ": this build trains on the CPU only (the CUDA backend has no trainer yet); use "
@@ -186,7 +184,7 @@ int train_main(const std::vector<std::string>& args) {
                             config.parallel.stages);
     const int stage = grid->stage();
     model = std::make_unique<StageModel>(config.model, config.train.seq_len, first[stage],
-                                         first[stage + 1]);
+                                         first[stage + 1], make_tensor_parallel(*grid, config));
     model->params().init_all(config.train.seed);
     checkpoint_dir = config.checkpoint.dir.empty()
                          ? (std::filesystem::path(config.run.dir) / "checkpoints").string()

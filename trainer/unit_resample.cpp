@@ -14,17 +14,27 @@ int level_factor(const ModelConfig& m, int level) {
 
 namespace {
 
-MhaParams add_mha(ParamStore& store, const std::string& prefix, int d, int he, MhaParams& grads) {
+// Canonical shapes; the store keeps this rank's heads (split like block attention, §6).
+MhaParams add_mha(ParamStore& store, const std::string& prefix, int d, int heads, int e,
+                  MhaParams& grads) {
+  const TensorParallel& tp = store.tensor_parallel();
+  const int he = heads * e;
+  ParamSlice columns, rows;
+  if (tp.active()) {
+    columns = {1, head_columns(tp, heads, e)};
+    rows = {0, columns.index};
+  }
   MhaParams w;
-  auto bind = [&](const char* name, const Shape& shape, float*& value, float*& grad) {
-    Param& p = store.add(prefix + "/" + name, shape, ParamInit::Normal, 0.02f);
+  auto bind = [&](const char* name, const Shape& shape, const ParamSlice& slice, float*& value,
+                  float*& grad) {
+    Param& p = store.add(prefix + "/" + name, shape, ParamInit::Normal, 0.02f, slice);
     value = p.value.data();
     grad = p.grad.data();
   };
-  bind("wq", {d, he}, w.wq, grads.wq);
-  bind("wk", {d, he}, w.wk, grads.wk);
-  bind("wv", {d, he}, w.wv, grads.wv);
-  bind("wo", {he, d}, w.wo, grads.wo);
+  bind("wq", {d, he}, columns, w.wq, grads.wq);
+  bind("wk", {d, he}, columns, w.wk, grads.wk);
+  bind("wv", {d, he}, columns, w.wv, grads.wv);
+  bind("wo", {he, d}, rows, w.wo, grads.wo);
   return w;
 }
 
@@ -33,13 +43,14 @@ class ResampleUnit : public Unit {
  protected:
   ResampleUnit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store, FunnelMask mask)
       : Unit(plan.name), level_(plan.stack), k_(level_factor(m, plan.stack)), d_(m.d_model),
-        heads_(m.heads), e_(m.head_dim()), mask_(mask), act_(parse_activation(m.activation)),
-        attention_(m.resampling == "attention") {
+        heads_(m.heads / store.tensor_parallel().size), e_(m.head_dim()), mask_(mask),
+        act_(parse_activation(m.activation)), attention_(m.resampling == "attention"),
+        tp_(store.tensor_parallel()) {
     if (attention_) {
       norm_a_ = add_norm(store, plan.name + "/norma", d_);
       norm_b_ = add_norm(store, plan.name + "/normb", d_);
       norm_c_ = add_norm(store, plan.name + "/normc", d_);
-      mha_w_ = add_mha(store, plan.name + "/attn", d_, heads_ * e_, mha_g_);
+      mha_w_ = add_mha(store, plan.name + "/attn", d_, m.heads, e_, mha_g_);
       ffn_ = add_ffn(store, plan.name + "/ffn", d_, m.ffn, 0.02f);
     }
   }
@@ -60,11 +71,12 @@ class ResampleUnit : public Unit {
     const int64_t B = slot.batch;
     c.a.reset({B, nq, d_});
     mha_forward(c.a.data(), c.mha, c.q.data(), kv, mha_w_, d_, heads_, e_, mask_, k_, B, nq, nk);
+    tp_allreduce(tp_, c.a.data(), B * nq * d_);  // this rank's heads' partial sum
     dropout_forward(c.a.data(), site(slot, "attn"), B, nq * d_);
     add_into(c.a.data(), c.q.data(), B * nq * d_);
     out.reset({B, nq, d_});
     ffn_sublayer_forward(out.data(), c.ffn, c.a.data(), norm_c_, ffn_, B, nq, d_, ffn_.F, act_,
-                         site(slot, "ffn"));
+                         site(slot, "ffn"), tp_);
   }
 
   // From dy: dq (=) and dkv (=, MHA's part only).
@@ -72,13 +84,17 @@ class ResampleUnit : public Unit {
                                int64_t nq, int64_t nk, Tensor& dq, Tensor& dkv) {
     const int64_t B = slot.batch;
     Tensor da({B, nq, d_});
-    ffn_sublayer_backward(da.data(), dy, c.ffn, norm_c_, ffn_, B, nq, d_, act_, site(slot, "ffn"));
+    ffn_sublayer_backward(da.data(), dy, c.ffn, norm_c_, ffn_, B, nq, d_, act_, site(slot, "ffn"),
+                          tp_);
     Tensor dmha = da;
     dropout_backward(dmha.data(), site(slot, "attn"), B, nq * d_);
     dq.reset({B, nq, d_});
     dkv.reset({B, nk, d_});
     mha_backward(dq.data(), dkv.data(), mha_g_, dmha.data(), c.mha, c.q.data(), kv, mha_w_, d_,
                  heads_, e_, mask_, k_, B, nq, nk);
+    // Partial input gradients of this rank's heads, summed before they join replicated paths.
+    tp_allreduce(tp_, dq.data(), B * nq * d_);
+    tp_allreduce(tp_, dkv.data(), B * nk * d_);
     add_into(dq.data(), da.data(), B * nq * d_);
   }
 
@@ -87,10 +103,11 @@ class ResampleUnit : public Unit {
                              name() + "/" + what);
   }
 
-  int level_, k_, d_, heads_, e_;
+  int level_, k_, d_, heads_, e_;  // heads_: held by this rank
   FunnelMask mask_;
   Activation act_;
   bool attention_;
+  TensorParallel tp_;
   NormParams norm_a_, norm_b_, norm_c_;
   MhaParams mha_w_, mha_g_;
   FfnParams ffn_;

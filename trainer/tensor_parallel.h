@@ -1,0 +1,78 @@
+// Tensor parallelism inside a pipeline stage (ARCHITECTURE.md §6, Megatron style): which part of
+// each canonical tensor (§2) this rank holds, and the all-reduce that joins the partial outputs.
+//
+// Split by head (heads t·H/tp … (t+1)·H/tp − 1 on tensor-parallel rank t, contiguous):
+//   attn/{wq,wk,wv} and dconv_* by output column, attn/wo by input row, attn/norm_window and
+//   attn/norm_global by channel, attn/proj/weight and proj/bias by column h·r … h·r+r−1.
+// Split by FFN hidden unit: ffn/w1 by column, ffn/b1 by element, ffn/w2 by row. For MatFormer
+// every band [W_(j−1), W_j) between consecutive nested widths is split evenly: rank t holds
+// W_(j−1) + t·b_j/tp … W_(j−1) + (t+1)·b_j/tp − 1 (b_j = W_j − W_(j−1)) of every band, stored
+// band after band, so width W_j is the first Σ_(i≤j) b_i/tp local units on every rank (each rank
+// does the same share of every width) and the canonical layout stays a plain prefix.
+// Everything else is replicated.
+//
+// A local tensor is its canonical tensor with one axis restricted to an index list (ParamSlice);
+// init (Philox counter = canonical element index), checkpoints (canonical ↔ local) and the grad
+// norm (sharded tensors summed over the group, replicated ones counted once) use that mapping.
+#pragma once
+#include <mpi.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace hg {
+
+class ProcessGrid;
+struct Config;
+
+// This rank's place in its stage's tensor-parallel group.
+struct TensorParallel {
+  int rank = 0;
+  int size = 1;
+  MPI_Comm comm = MPI_COMM_NULL;  // the grid's tp_comm(); unused when size = 1
+  // MatFormer granularities whose widths F/g are band boundaries of the stack FFNs: the trained
+  // ones (model.ffn_granularities under train.matformer joint/sample), {1} otherwise.
+  std::vector<int> nested_granularities = {1};
+  bool active() const { return size > 1; }
+};
+
+// The group of `grid`'s tp_comm() for `config`.
+TensorParallel make_tensor_parallel(const ProcessGrid& grid, const Config& config);
+
+// data (=) Σ over the group of data, in place; no-op when size = 1. Time spent is added to
+// tp_allreduce_seconds().
+void tp_allreduce(const TensorParallel& tp, float* data, int64_t count);
+double tp_allreduce_seconds();  // process-wide total (benchmarks)
+
+// Which canonical indices along `axis` a local tensor holds (axis −1: replicated, the whole
+// tensor).
+struct ParamSlice {
+  int axis = -1;
+  std::vector<int64_t> index;  // canonical index of each local position along `axis`
+  bool sharded() const { return axis >= 0; }
+};
+
+// Canonical columns of this rank's heads, `width` columns per head (e for channels, r for proj).
+std::vector<int64_t> head_columns(const TensorParallel& tp, int heads, int width);
+// Band boundaries of an FFN of stored width F: the distinct widths F/g, ascending (last = F).
+std::vector<int> ffn_band_boundaries(int F, const std::vector<int>& granularities);
+// Canonical hidden units of this rank, band after band (granularities {1}: one contiguous block).
+std::vector<int64_t> ffn_units(const TensorParallel& tp, int F,
+                               const std::vector<int>& granularities);
+// Local active prefix for canonical width `width` (a band boundary when size > 1; any width when
+// 1).
+int local_ffn_width(const TensorParallel& tp, int F, const std::vector<int>& granularities,
+                    int width);
+
+// The local shape of `canonical` under `slice`.
+Shape local_shape(const Shape& canonical, const ParamSlice& slice);
+// Canonical flat offset of local flat element `i`.
+int64_t canonical_offset(const Shape& canonical, const ParamSlice& slice, int64_t i);
+// local (=) the slice of `canonical` (local sized by local_shape).
+void take_slice(float* local, const Tensor& canonical, const ParamSlice& slice);
+// canonical's slice (=) local.
+void put_slice(Tensor& canonical, const float* local, const ParamSlice& slice);
+
+}  // namespace hg
