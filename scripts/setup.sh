@@ -4,7 +4,8 @@
 set -euo pipefail
 packages=(cmake g++ make pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
           libboost-program-options-dev libopenblas-dev libdnnl-dev libgtest-dev libgmock-dev
-          libbenchmark-dev python3-numpy python3-matplotlib python3-h5py)
+          libbenchmark-dev python3-numpy python3-matplotlib python3-h5py
+          munge slurmctld slurmd slurm-client libpmix-dev)  # the last five: tests/slurm
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
