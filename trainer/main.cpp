@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "data/prep.h"
 #include "trainer/inference.h"
+#include "trainer/plan.h"
 #include "trainer/trainer.h"
 
 namespace {
@@ -24,7 +25,9 @@ const char* kUsage =
     "  eval     --checkpoint FILE --data DIR [--split valid|test] [--seq-len L]\n"
     "           [--max-windows N] [--ffn-widths W|W0,W1,...] [--json]\n"
     "  sample   --checkpoint FILE --prompt TEXT [--length N] [--temperature T] [--top-k K] [--seed S]\n"
-    "  extract  --checkpoint FILE --ffn-widths W|W0,W1,... --output FILE\n";
+    "  extract  --checkpoint FILE --ffn-widths W|W0,W1,... --output FILE\n"
+    "  plan     [--config FILE.ini] [--section.key value ...] [--cluster FILE.ini]\n"
+    "           [--cluster.key value ...] [--plan.key value ...] [--calibrate]   (docs/scaling.md)\n";
 
 int run_train(int argc, char** argv, const std::vector<std::string>& args) {
   int provided = 0;
@@ -64,6 +67,7 @@ int main(int argc, char** argv) {
     if (command == "eval") return hg::eval_main(args);
     if (command == "sample") return hg::sample_main(args);
     if (command == "extract") return hg::extract_main(args);
+    if (command == "plan") return hg::plan_main(args);
     std::fprintf(stderr, "hourglass: unknown command '%s'\n%s", command.c_str(), kUsage);
     return hg::kExitUsage;
   } catch (const hg::UsageError& e) {

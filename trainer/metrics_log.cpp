@@ -1,9 +1,31 @@
 #include "trainer/metrics_log.h"
 
+#include <sys/resource.h>
+
 #include <filesystem>
 #include <stdexcept>
 
 namespace hg {
+
+RankStats gather_rank_stats(const PipelineStats& stats, MPI_Comm comm) {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double mine[4] = {stats.step_seconds, stats.compute_seconds, stats.wait_seconds,
+                          usage.ru_maxrss / 1024.0};  // Linux reports KiB
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  std::vector<double> all(rank == 0 ? 4 * size : 0);
+  MPI_Gather(mine, 4, MPI_DOUBLE, all.data(), 4, MPI_DOUBLE, 0, comm);
+  RankStats out;
+  for (int r = 0; rank == 0 && r < size; ++r) {
+    out.pipeline_seconds.push_back(all[4 * r]);
+    out.compute_seconds.push_back(all[4 * r + 1]);
+    out.wait_seconds.push_back(all[4 * r + 2]);
+    out.peak_rss_mb.push_back(all[4 * r + 3]);
+  }
+  return out;
+}
 
 MetricsLog::MetricsLog(const std::string& path, bool append) {
   auto parent = std::filesystem::path(path).parent_path();
@@ -16,7 +38,8 @@ MetricsLog::~MetricsLog() {
   if (file_) std::fclose(file_);
 }
 
-void MetricsLog::write(const StepMetrics& m, double bubble, int64_t live_micro_batches) {
+void MetricsLog::write(const StepMetrics& m, double bubble, int64_t live_micro_batches,
+                       const RankStats* ranks) {
   std::fprintf(file_,
                "{\"step\": %ld, \"loss\": %.9g, \"bpc\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
                "\"tokens\": %ld, \"seconds\": %.6f, \"bubble\": %.4f, \"live_micro_batches\": %ld",
@@ -29,6 +52,20 @@ void MetricsLog::write(const StepMetrics& m, double bubble, int64_t live_micro_b
     std::fprintf(file_, "]");
   }
   if (m.granularity > 0) std::fprintf(file_, ", \"granularity\": %d", m.granularity);
+  auto array = [&](const char* key, const std::vector<double>& values, const char* format) {
+    std::fprintf(file_, ", \"%s\": [", key);
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (i) std::fprintf(file_, ", ");
+      std::fprintf(file_, format, values[i]);
+    }
+    std::fprintf(file_, "]");
+  };
+  if (ranks) {
+    array("rank_pipeline_seconds", ranks->pipeline_seconds, "%.6f");
+    array("rank_compute_seconds", ranks->compute_seconds, "%.6f");
+    array("rank_wait_seconds", ranks->wait_seconds, "%.6f");
+    array("rank_peak_rss_mb", ranks->peak_rss_mb, "%.1f");
+  }
   std::fprintf(file_, "}\n");
   std::fflush(file_);
 }

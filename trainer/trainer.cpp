@@ -288,8 +288,9 @@ int train_main(const std::vector<std::string>& args) {
 
     window_seconds += metrics.seconds;
     ++window_steps;
+    const RankStats rank_stats = gather_rank_stats(runtime.stats(), MPI_COMM_WORLD);
     if (rank0) {
-      metrics_log->write(metrics, bubble, runtime.stats().max_live);
+      metrics_log->write(metrics, bubble, runtime.stats().max_live, &rank_stats);
       const bool last = s + 1 == config.train.steps;
       if ((config.log.every > 0 && (s + 1) % config.log.every == 0) || last || s == start_step) {
         const double per_step = window_seconds / window_steps;

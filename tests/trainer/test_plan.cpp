@@ -1,0 +1,287 @@
+// The planner (trainer/plan.h): its event simulation against closed forms, the cost pieces, the
+// layout search and the calibration file.
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "tests/support/run_command.h"
+#include "trainer/plan.h"
+#include "trainer/units.h"
+
+namespace hg {
+namespace {
+
+SimulationCosts uniform(int stages, double forward, double backward) {
+  return {std::vector<double>(stages, forward), std::vector<double>(stages, backward)};
+}
+
+// The closed form: on S uniform stages with m micro-batches and free messages both schedules
+// take (m + S − 1)(f + b) and idle (S − 1)/(m + S − 1) of the time. Integer-valued costs keep
+// every sum exact, so the makespan must match to the last bit.
+TEST(Plan, EventSimulationReproducesTheClosedFormBubble) {
+  const std::pair<double, double> costs[] = {{1, 2}, {3, 5}, {2, 2}, {0.5, 1.25}};
+  for (ScheduleKind kind : {ScheduleKind::GPipe, ScheduleKind::OneFOneB})
+    for (int S = 1; S <= 8; ++S)
+      for (int m = 1; m <= 16; ++m)
+        for (auto [f, b] : costs) {
+          SCOPED_TRACE(std::string(schedule_name(kind)) + " S " + std::to_string(S) + " m " +
+                       std::to_string(m) + " f " + std::to_string(f) + " b " + std::to_string(b));
+          const auto lists = make_schedule(kind, PipelineLayout{S, m, {}});
+          const TimedSimulation sim = simulate_timed(lists, uniform(S, f, b), MessageCosts{});
+          ASSERT_TRUE(sim.ok) << sim.error;
+          EXPECT_EQ(sim.makespan, (m + S - 1) * (f + b));
+          EXPECT_NEAR(sim.bubble, theoretical_bubble(S, m), 1e-12);
+          // The same as the schedule's own simulator.
+          const SimulationResult ref = simulate(lists, uniform(S, f, b));
+          ASSERT_TRUE(ref.ok) << ref.error;
+          EXPECT_EQ(sim.makespan, ref.makespan);
+          EXPECT_EQ(sim.max_alive, ref.max_alive);
+          // 1F1B keeps min(S − s, m) micro-batches alive on stage s, GPipe all m.
+          for (int s = 0; s < S; ++s)
+            EXPECT_EQ(sim.max_alive[s],
+                      kind == ScheduleKind::GPipe ? m : std::min(S - s, m));
+        }
+}
+
+// Hourglass skips that cost nothing do not change the bubble (schedule.h's claim).
+TEST(Plan, FreeSkipMessagesLeaveTheBubbleAlone) {
+  for (ScheduleKind kind : {ScheduleKind::GPipe, ScheduleKind::OneFOneB})
+    for (int S = 2; S <= 6; ++S)
+      for (int m = 1; m <= 8; ++m) {
+        PipelineLayout layout{S, m, {{0, 0, S - 1}}};
+        if (S >= 4) layout.skips.push_back({1, 1, S - 2});
+        const TimedSimulation sim =
+            simulate_timed(make_schedule(kind, layout), uniform(S, 1, 2), MessageCosts{});
+        ASSERT_TRUE(sim.ok) << sim.error;
+        EXPECT_EQ(sim.makespan, 3.0 * (m + S - 1));
+        EXPECT_NEAR(sim.bubble, theoretical_bubble(S, m), 1e-12);
+      }
+}
+
+// GPipe with a message cost c on every link: the fill and the drain each cross S − 1 links.
+TEST(Plan, GPipeMessageCostAddsTwoCrossingsPerLink) {
+  for (int S = 2; S <= 6; ++S)
+    for (int m = 1; m <= 8; ++m) {
+      const double f = 2, b = 4, c = 0.5;  // c < f: links never queue
+      MessageCosts messages;
+      messages.activation.assign(S - 1, c);
+      const TimedSimulation sim = simulate_timed(
+          make_schedule(ScheduleKind::GPipe, PipelineLayout{S, m, {}}), uniform(S, f, b), messages);
+      ASSERT_TRUE(sim.ok) << sim.error;
+      EXPECT_DOUBLE_EQ(sim.makespan, (m + S - 1) * (f + b) + 2 * (S - 1) * c);
+    }
+}
+
+// A link carries one message at a time: a slow link queues the second micro-batch.
+TEST(Plan, MessagesQueueOnTheirLink) {
+  MessageCosts messages;
+  messages.activation = {3};
+  const TimedSimulation sim = simulate_timed(
+      make_schedule(ScheduleKind::GPipe, PipelineLayout{2, 2, {}}), uniform(2, 1, 1), messages);
+  ASSERT_TRUE(sim.ok) << sim.error;
+  // Stage 0: F0 0-1, F1 1-2 (sends arrive at 4 and 7). Stage 1: F0 4-5, F1 7-8, B0 8-9,
+  // B1 9-10 (gradients arrive at 12 and 15). Stage 0: B0 12-13, B1 15-16.
+  EXPECT_EQ(sim.makespan, 16);
+  EXPECT_EQ(sim.finish[1], 10);
+}
+
+TEST(Plan, RingAllReduce) {
+  EXPECT_EQ(ring_allreduce_seconds(1e9, 1, 1e9, 1e-3), 0);
+  EXPECT_DOUBLE_EQ(ring_allreduce_seconds(1e9, 2, 1e9, 0), 1.0);
+  EXPECT_DOUBLE_EQ(ring_allreduce_seconds(1e9, 4, 1e9, 1e-3), 1.5 + 6e-3);
+  // The planner's: the ring's bandwidth, a tree's latency per call, or a measured one.
+  EXPECT_EQ(allreduce_seconds(1e9, 1, 1e9, 1e-3, 10), 0);
+  EXPECT_DOUBLE_EQ(allreduce_seconds(1e9, 2, 1e9, 1e-3, 3), 1.0 + 3 * 2e-3);
+  EXPECT_DOUBLE_EQ(allreduce_seconds(1e9, 512, 1e9, 1e-3, 2), 2.0 * 511 / 512 + 2 * 18e-3);
+  EXPECT_DOUBLE_EQ(allreduce_seconds(0, 512, 1e9, 1e-3, 4, 0.5), 2.0);
+}
+
+Config small_config(int batch = 8) {
+  return parse_config({"--model.d_model", "64", "--model.heads", "4", "--model.ffn", "256",
+                       "--model.hierarchy", "1@1 2@2 1@1", "--model.window", "16",
+                       "--model.chunk", "8", "--train.seq_len", "64", "--train.batch",
+                       std::to_string(batch), "--train.micro_batch", "1"});
+}
+
+ClusterSpec two_nodes_of_two() {
+  ClusterSpec c;
+  c.nodes = 2;
+  c.devices_per_node = 2;
+  c.device_flops = 1e12;
+  c.device_memory = 1e9;
+  c.intra_bandwidth = 1e10;
+  c.inter_bandwidth = 1e9;
+  c.latency = 1e-5;
+  return c;
+}
+
+TEST(Plan, EveryLayoutOfTheWorldIsRankedByStepTime) {
+  const Config config = small_config();
+  const PlanResult r = plan_layouts(config, two_nodes_of_two(), PlanOptions{});
+  EXPECT_EQ(r.world, 4);
+  ASSERT_FALSE(r.layouts.empty());
+  bool seen_tp = false, seen_pp = false, seen_dp = false;
+  for (size_t i = 0; i < r.layouts.size(); ++i) {
+    const LayoutPlan& l = r.layouts[i];
+    EXPECT_EQ(l.dp * l.pp * l.tp, 4);
+    EXPECT_EQ(l.micro_batches * l.micro_batch * l.dp, 8);
+    EXPECT_TRUE(l.fits) << l.note;
+    EXPECT_GT(l.step_seconds, 0);
+    EXPECT_GE(l.step_seconds, l.pipeline_seconds);
+    EXPECT_GT(l.mfu, 0);
+    EXPECT_LE(l.mfu, 1);
+    EXPECT_NEAR(l.theory_bubble, theoretical_bubble(l.pp, l.micro_batches), 1e-12);
+    if (i) {
+      EXPECT_LE(r.layouts[i - 1].step_seconds, l.step_seconds);
+    }
+    seen_tp |= l.tp > 1;
+    seen_pp |= l.pp > 1;
+    seen_dp |= l.dp > 1;
+    if (l.pp == 1) {
+      EXPECT_EQ(l.bubble, 0);
+    }
+  }
+  EXPECT_TRUE(seen_tp && seen_pp && seen_dp);
+  // tp 4 spans two nodes of two devices: not evaluated, and said so.
+  bool said = false;
+  for (const std::string& s : r.skipped) said |= s.find("tp 4") != std::string::npos;
+  EXPECT_TRUE(said);
+}
+
+TEST(Plan, LayoutsThatDoNotFitAreRejectedAndListedLast) {
+  const Config config = small_config();
+  ClusterSpec cluster = two_nodes_of_two();
+  PlanOptions options;
+  options.ranks = 1;
+  // One rank holds every parameter (16 bytes each in fp32) plus activations.
+  const PlanResult roomy = plan_layouts(config, cluster, options);
+  ASSERT_FALSE(roomy.layouts.empty());
+  const double params_bytes = roomy.layouts.front().param_bytes;
+  EXPECT_NEAR(params_bytes, 16.0 * roomy.params, 1.0);
+  // The smallest micro-batch needs the least activation memory; room for it alone.
+  double least = 1e300;
+  for (const LayoutPlan& l : roomy.layouts) least = std::min(least, l.memory_bytes);
+  cluster.device_memory = least * 1.0001;
+  const PlanResult tight = plan_layouts(config, cluster, options);
+  int fitting = 0;
+  for (size_t i = 0; i < tight.layouts.size(); ++i) {
+    const LayoutPlan& l = tight.layouts[i];
+    fitting += l.fits;
+    if (!l.fits) {
+      EXPECT_NE(l.note.find("needs"), std::string::npos);
+      if (i + 1 < tight.layouts.size()) {
+        EXPECT_FALSE(tight.layouts[i + 1].fits);
+      }
+    }
+  }
+  EXPECT_EQ(fitting, 1);
+  EXPECT_EQ(tight.layouts.front().micro_batch, 1);
+}
+
+TEST(Plan, OneFOneBNeedsLessActivationMemoryThanGPipe) {
+  const Config config = small_config(16);
+  PlanOptions options;
+  options.ranks = 4;
+  options.pp = 4;
+  options.micro_batches = {1};
+  const PlanResult r = plan_layouts(config, two_nodes_of_two(), options);
+  ASSERT_EQ(r.layouts.size(), 2u);
+  const LayoutPlan& a = r.layouts[0];
+  const LayoutPlan& b = r.layouts[1];
+  const LayoutPlan& gpipe = a.schedule == ScheduleKind::GPipe ? a : b;
+  const LayoutPlan& one = a.schedule == ScheduleKind::GPipe ? b : a;
+  EXPECT_LT(one.memory_bytes, gpipe.memory_bytes);
+}
+
+TEST(Plan, SlowNetworksFavourFewerMessages) {
+  const Config config = small_config();
+  ClusterSpec cluster = two_nodes_of_two();
+  cluster.inter_bandwidth = 1e5;  // everything that leaves a node is very slow
+  PlanOptions options;
+  const PlanResult r = plan_layouts(config, cluster, options);
+  ASSERT_FALSE(r.layouts.empty());
+  // Replicas sit on different nodes, so any dp > 1 all-reduces the gradients over the slow
+  // link; a pipeline across the nodes only sends activations.
+  const LayoutPlan& best = r.layouts.front();
+  EXPECT_EQ(best.dp, 1);
+  for (const LayoutPlan& l : r.layouts)
+    if (l.dp == 4) {
+      EXPECT_GT(l.step_seconds, 2 * best.step_seconds);
+    }
+}
+
+TEST(Plan, CalibrationRoundTripsAndDrivesThePrediction) {
+  testing::TempDir dir;
+  Config config = small_config();
+  config.run.threads = 1;
+  const Calibration c = calibrate(config, {1, 2}, 1);
+  const std::vector<UnitPlan> plans = plan_units(config.model, config.train.seq_len);
+  ASSERT_EQ(c.units.size(), 2 * plans.size());
+  for (const UnitTiming& t : c.units) {
+    EXPECT_GT(t.forward, 0) << t.name;
+    EXPECT_GT(t.backward, 0) << t.name;
+    EXPECT_GE(t.update, 0) << t.name;
+  }
+  const std::string path = dir / "calibration.txt";
+  write_calibration(path, c);
+  const Calibration back = read_calibration(path);
+  EXPECT_EQ(back.model_key, c.model_key);
+  ASSERT_EQ(back.units.size(), c.units.size());
+  for (size_t i = 0; i < c.units.size(); ++i) {
+    EXPECT_EQ(back.units[i].name, c.units[i].name);
+    EXPECT_EQ(back.units[i].micro_batch, c.units[i].micro_batch);
+    EXPECT_NEAR(back.units[i].forward, c.units[i].forward, 1e-8 * c.units[i].forward);
+  }
+
+  PlanOptions options;
+  options.ranks = 1;
+  options.calibration = path;
+  options.micro_batches = {1};
+  const PlanResult r = plan_layouts(config, two_nodes_of_two(), options);
+  ASSERT_EQ(r.layouts.size(), 1u);
+  double expected = 0;
+  for (const UnitTiming& t : c.units)
+    if (t.micro_batch == 1) expected += 8 * (t.forward + t.backward) + t.update;
+  EXPECT_NEAR(r.layouts[0].step_seconds, expected, 1e-9 * expected);
+
+  Config other = config;
+  other.model.ffn = 128;
+  EXPECT_THROW(plan_layouts(other, two_nodes_of_two(), options), UsageError);
+}
+
+TEST(Plan, CommandLineRejectsUnknownKeys) {
+  EXPECT_THROW(plan_main({"--cluster.nodez", "2"}), UsageError);
+  EXPECT_THROW(plan_main({"--plan.precision", "fp8"}), UsageError);
+  EXPECT_THROW(plan_main({"--cluster.device_flops", "fast"}), UsageError);
+  EXPECT_THROW(plan_main({"--cluster", "/nonexistent/cluster.ini"}), UsageError);
+}
+
+TEST(Plan, ClusterFileAndBinary) {
+  testing::TempDir dir;
+  {
+    std::ofstream out(dir / "c.ini");
+    out << "# two nodes\n[cluster]\nnodes = 2\ndevices_per_node = 2\ndevice_flops = 1T\n"
+           "device_memory = 1G\n[plan]\ntop = 3\n";
+  }
+  const auto r = testing::run_command(
+      testing::hourglass_binary() + " plan --model.d_model 64 --model.heads 4 --model.ffn 256 " +
+      "--train.seq_len 96 --model.window 32 --cluster " + (dir / "c.ini"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("4 ranks planned"), std::string::npos) << r.output;
+  int rows = 0;  // table rows start with their rank, right-aligned in 4 characters
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);)
+    rows += line.size() > 5 && line.compare(0, 3, "   ") == 0 && std::isdigit(line[3]) &&
+            line[4] == ' ';
+  EXPECT_EQ(rows, 3) << r.output;  // [plan] top = 3
+  const auto bad = testing::run_command(testing::hourglass_binary() + " plan --cluster.nodes 0");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("cluster.nodes"), std::string::npos) << bad.output;
+}
+
+}  // namespace
+}  // namespace hg

@@ -1,0 +1,882 @@
+#include "trainer/plan.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <sstream>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/parallel_for.h"
+#include "parallel/partition.h"
+#include "trainer/model.h"
+#include "trainer/optimizer.h"
+#include "trainer/pipeline_runtime.h"
+#include "trainer/units.h"
+
+namespace hg {
+namespace {
+
+// ---- option text ----
+
+// "80e9", "80G", "450G", "5e-6": a finite number with an optional SI suffix (k, M, G, T).
+double parse_number(const std::string& key, const std::string& text) {
+  double scale = 1;
+  std::string digits = text;
+  if (!digits.empty()) {
+    switch (digits.back()) {
+      case 'k': scale = 1e3; break;
+      case 'M': scale = 1e6; break;
+      case 'G': scale = 1e9; break;
+      case 'T': scale = 1e12; break;
+      default: break;
+    }
+    if (scale != 1) digits.pop_back();
+  }
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(digits, &used);
+  } catch (const std::exception&) {
+    used = std::string::npos;
+  }
+  require(used == digits.size() && !digits.empty() && std::isfinite(value),
+          key + " = '" + text + "': expected a number (e.g. 80e9 or 80G)");
+  return value * scale;
+}
+
+int parse_int(const std::string& key, const std::string& text) {
+  const double value = parse_number(key, text);
+  require(value == std::floor(value) && std::abs(value) < 1e9,
+          key + " = '" + text + "': expected an integer");
+  return static_cast<int>(value);
+}
+
+std::vector<int> parse_int_list(const std::string& key, const std::string& text) {
+  std::vector<int> values;
+  std::istringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) values.push_back(parse_int(key, item));
+  return values;
+}
+
+std::vector<std::string> parse_word_list(const std::string& text) {
+  std::vector<std::string> words;
+  std::istringstream in(text);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) words.push_back(item);
+  return words;
+}
+
+struct OptionSetter {
+  const char* key;
+  std::function<void(const std::string& key, const std::string& value)> set;
+};
+
+std::vector<OptionSetter> cluster_keys(ClusterSpec& c) {
+  auto number = [](double& field) {
+    return [&field](const std::string& k, const std::string& v) { field = parse_number(k, v); };
+  };
+  auto integer = [](int& field) {
+    return [&field](const std::string& k, const std::string& v) { field = parse_int(k, v); };
+  };
+  return {{"nodes", integer(c.nodes)},
+          {"devices_per_node", integer(c.devices_per_node)},
+          {"device_flops", number(c.device_flops)},
+          {"device_memory", number(c.device_memory)},
+          {"intra_bandwidth", number(c.intra_bandwidth)},
+          {"inter_bandwidth", number(c.inter_bandwidth)},
+          {"latency", number(c.latency)},
+          {"intra_latency", number(c.intra_latency)},
+          {"allreduce_latency", number(c.allreduce_latency)},
+          {"efficiency", number(c.efficiency)},
+          {"unit_overhead", number(c.unit_overhead)},
+          {"memory_reserve", number(c.memory_reserve)},
+          {"memory_bandwidth", number(c.memory_bandwidth)}};
+}
+
+std::vector<OptionSetter> plan_keys(PlanOptions& o) {
+  auto integer = [](int& field) {
+    return [&field](const std::string& k, const std::string& v) { field = parse_int(k, v); };
+  };
+  auto word = [](std::string& field) {
+    return [&field](const std::string&, const std::string& v) { field = v; };
+  };
+  return {{"ranks", integer(o.ranks)},
+          {"dp", integer(o.dp)},
+          {"pp", integer(o.pp)},
+          {"tp", integer(o.tp)},
+          {"micro_batches",
+           [&o](const std::string& k, const std::string& v) { o.micro_batches = parse_int_list(k, v); }},
+          {"max_micro_batch", integer(o.max_micro_batch)},
+          {"schedules",
+           [&o](const std::string&, const std::string& v) { o.schedules = parse_word_list(v); }},
+          {"precision", word(o.precision)},
+          {"bucket_mb",
+           [&o](const std::string& k, const std::string& v) { o.bucket_mb = parse_number(k, v); }},
+          {"calibration", word(o.calibration)},
+          {"top", integer(o.top)},
+          {"format", word(o.format)},
+          {"repeats", integer(o.repeats)}};
+}
+
+void apply_option(std::vector<OptionSetter> keys, const std::string& section,
+                  const std::string& key, const std::string& value, const std::string& where) {
+  for (const OptionSetter& k : keys)
+    if (key == k.key) return k.set(section + "." + key, value);
+  std::string known;
+  for (const OptionSetter& k : keys) known += std::string(known.empty() ? "" : ", ") + k.key;
+  throw UsageError("unknown key " + section + "." + key + where + "; the keys of [" + section +
+                   "] are " + known);
+}
+
+std::string trim(const std::string& text) {
+  const size_t a = text.find_first_not_of(" \t\r");
+  if (a == std::string::npos) return "";
+  const size_t b = text.find_last_not_of(" \t\r");
+  return text.substr(a, b - a + 1);
+}
+
+// A cluster file: [cluster] and [plan] sections of key = value lines; '#' starts a comment.
+void read_cluster_file(const std::string& path, ClusterSpec& cluster, PlanOptions& options) {
+  std::ifstream in(path);
+  require(in.good(), "cannot read cluster file '" + path + "' (--cluster)");
+  std::string section, line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    line = trim(line.substr(0, line.find('#')));
+    if (line.empty()) continue;
+    const std::string where = " in " + path + " line " + std::to_string(number);
+    if (line.front() == '[') {
+      section = trim(line.substr(1, line.find(']') - 1));
+      require(section == "cluster" || section == "plan",
+              "section [" + section + "]" + where + ": a cluster file has [cluster] and [plan]");
+      continue;
+    }
+    const size_t eq = line.find('=');
+    require(eq != std::string::npos && !section.empty(),
+            "'" + line + "'" + where + ": expected key = value under [cluster] or [plan]");
+    const std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
+    if (section == "cluster") apply_option(cluster_keys(cluster), "cluster", key, value, where);
+    else apply_option(plan_keys(options), "plan", key, value, where);
+  }
+}
+
+void validate(const ClusterSpec& c, const PlanOptions& o) {
+  require(c.nodes >= 1, "cluster.nodes must be at least 1");
+  require(c.devices_per_node >= 1, "cluster.devices_per_node must be at least 1");
+  require(c.device_flops > 0, "cluster.device_flops must be positive (FLOP/s)");
+  require(c.device_memory > 0, "cluster.device_memory must be positive (bytes)");
+  require(c.intra_bandwidth > 0 && c.inter_bandwidth > 0,
+          "cluster.intra_bandwidth and cluster.inter_bandwidth must be positive (bytes/s)");
+  require(c.latency >= 0, "cluster.latency must be at least 0 (seconds)");
+  require(c.efficiency > 0 && c.efficiency <= 1, "cluster.efficiency must be in (0, 1]");
+  require(c.unit_overhead >= 0 && c.memory_reserve >= 0 && c.memory_bandwidth >= 0,
+          "cluster.unit_overhead, memory_reserve and memory_bandwidth must be at least 0");
+  require(o.ranks >= 0 && o.dp >= 0 && o.pp >= 0 && o.tp >= 0,
+          "plan.ranks, plan.dp, plan.pp and plan.tp must be at least 0 (0 = any)");
+  require(o.precision == "fp32" || o.precision == "bf16",
+          "plan.precision = '" + o.precision + "': use fp32 or bf16");
+  require(o.format == "table" || o.format == "csv",
+          "plan.format = '" + o.format + "': use table or csv");
+  require(!o.schedules.empty(), "plan.schedules is empty: use gpipe,1f1b");
+  for (const std::string& s : o.schedules) parse_schedule_kind(s);
+  for (int mb : o.micro_batches) require(mb >= 1, "plan.micro_batches entries must be >= 1");
+  require(o.repeats >= 1, "plan.repeats must be at least 1");
+  require(o.bucket_mb >= 0, "plan.bucket_mb must be at least 0");
+}
+
+std::vector<int> divisors(int n) {
+  std::vector<int> out;
+  for (int d = 1; d <= n; ++d)
+    if (n % d == 0) out.push_back(d);
+  return out;
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+std::string si(double value, const char* unit) {
+  const char* prefixes[] = {"", "k", "M", "G", "T", "P", "E"};
+  int p = 0;
+  while (std::abs(value) >= 1000 && p < 6) {
+    value /= 1000;
+    ++p;
+  }
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.3g %s%s", value, prefixes[p], unit);
+  return buf;
+}
+
+std::string seconds_text(double s) {
+  char buf[32];
+  if (s >= 1) std::snprintf(buf, sizeof buf, "%.3f s", s);
+  else if (s >= 1e-3) std::snprintf(buf, sizeof buf, "%.2f ms", s * 1e3);
+  else std::snprintf(buf, sizeof buf, "%.1f us", s * 1e6);
+  return buf;
+}
+
+// The tensor-parallel rules of validate_parallel (trainer/config.cpp): "" when tp is allowed.
+std::string tp_problem(const Config& c, int tp) {
+  if (c.model.heads % tp != 0)
+    return "tp " + std::to_string(tp) + " does not divide heads " + std::to_string(c.model.heads);
+  std::vector<int> widths = {c.model.ffn};
+  if (c.train.matformer != "off")
+    for (int g : c.model.ffn_granularities) widths.push_back(c.model.ffn / g);
+  std::sort(widths.rbegin(), widths.rend());
+  widths.erase(std::unique(widths.begin(), widths.end()), widths.end());
+  for (size_t i = 0; i < widths.size(); ++i) {
+    const int band = widths[i] - (i + 1 < widths.size() ? widths[i + 1] : 0);
+    if (band % tp != 0)
+      return "tp " + std::to_string(tp) + " does not divide the FFN width band " +
+             std::to_string(band);
+  }
+  for (int w : c.model.ffn_widths)
+    if (w % tp != 0) return "tp " + std::to_string(tp) + " does not divide ffn width " + std::to_string(w);
+  return "";
+}
+
+// Parameter tensors per unit: what the trainer all-reduces one call each. The count depends on
+// the model's structure only, so it is taken from a copy shrunk to tiny widths.
+std::vector<int> tensors_per_unit(const ModelConfig& model, int seq_len) {
+  ModelConfig tiny = model;
+  tiny.d_model = 2 * model.heads;
+  int ffn = 1;
+  for (int g : model.ffn_granularities) ffn = std::lcm(ffn, g);
+  tiny.ffn = ffn;
+  for (int& w : tiny.ffn_widths) w = ffn;
+  tiny.vocab_size = std::min(model.vocab_size, 16);
+  const std::vector<UnitPlan> plans = plan_units(tiny, seq_len);
+  std::vector<int> counts;
+  for (int u = 0; u < static_cast<int>(plans.size()); ++u) {
+    ParamStore store;
+    build_units(tiny, seq_len, plans, u, u + 1, store);
+    counts.push_back(static_cast<int>(store.all().size()));
+  }
+  return counts;
+}
+
+// A micro-batch's forward / backward time of one unit from a calibration: the entry measured at
+// this micro-batch size, else the nearest size scaled linearly.
+struct CalibrationIndex {
+  std::map<std::string, std::vector<UnitTiming>> by_unit;
+
+  const UnitTiming& nearest(const std::string& unit, int micro_batch) const {
+    auto it = by_unit.find(unit);
+    require(it != by_unit.end(), "the calibration has no timing for unit " + unit +
+                                     "; rerun hourglass plan --calibrate with this model");
+    const UnitTiming* best = &it->second.front();
+    for (const UnitTiming& t : it->second)
+      if (std::abs(std::log(double(t.micro_batch) / micro_batch)) <
+          std::abs(std::log(double(best->micro_batch) / micro_batch)))
+        best = &t;
+    return *best;
+  }
+};
+
+}  // namespace
+
+// ---- calibration ----
+
+std::string calibration_model_key(const Config& config) {
+  const std::string ini = config.to_ini();
+  const size_t begin = ini.find("[model]");
+  const size_t end = ini.find("\n[", begin + 1);
+  std::string key;
+  std::istringstream in(ini.substr(begin, end - begin));
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty() && line.front() != '[') key += (key.empty() ? "" : "; ") + line;
+  return key + "; seq_len = " + std::to_string(config.train.seq_len);
+}
+
+Calibration calibrate(const Config& config, const std::vector<int>& micro_batches, int repeats) {
+  set_num_threads(config.run.threads);
+  const int L = config.train.seq_len;
+  const std::vector<UnitPlan> plans = plan_units(config.model, L);
+  const int U = static_cast<int>(plans.size());
+  std::vector<std::unique_ptr<StageModel>> units;
+  for (int u = 0; u < U; ++u) {
+    units.push_back(std::make_unique<StageModel>(config.model, L, u, u + 1));
+    units.back()->params().init_all(config.train.seed);
+  }
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  };
+
+  Calibration out;
+  out.model_key = calibration_model_key(config);
+  out.threads = num_threads();
+  // Update: zeroing, the norm and AdamW, as a step does them per rank.
+  std::vector<std::vector<double>> update(U);
+  for (int r = 0; r <= repeats; ++r)
+    for (int u = 0; u < U; ++u) {
+      ParamStore& store = units[u]->params();
+      const auto t0 = Clock::now();
+      store.zero_grads();
+      const double norm = std::sqrt(grad_sum_squares(store));
+      clip_gradients(store, norm, config.train.grad_clip);
+      adamw_update(store, config.train, 1, config.train.lr);
+      if (r > 0) update[u].push_back(since(t0));
+    }
+
+  for (int mb : micro_batches) {
+    std::vector<int32_t> tokens(static_cast<size_t>(mb) * (L + 1));
+    for (size_t i = 0; i < tokens.size(); ++i)
+      tokens[i] = static_cast<int32_t>((i * 2654435761u + 12345u) % config.model.vocab_size);
+    StepContext ctx;
+    ctx.seed = config.train.seed;
+    ctx.dropout = config.model.dropout;
+    ctx.loss_scale = static_cast<float>(1.0 / (double(mb) * L));
+    std::vector<std::vector<double>> fwd(U), bwd(U);
+    for (int r = 0; r <= repeats; ++r) {  // r = 0 warms up (allocations, caches)
+      Slot slot;
+      slot.ctx = &ctx;
+      slot.tokens = tokens.data();
+      slot.batch = mb;
+      Tensor a, b;
+      for (int u = 0; u < U; ++u) {
+        const auto t0 = Clock::now();
+        units[u]->forward(slot, a, b);
+        if (r > 0) fwd[u].push_back(since(t0));
+        std::swap(a, b);
+      }
+      Tensor g, h;
+      for (int u = U - 1; u >= 0; --u) {
+        const auto t0 = Clock::now();
+        units[u]->backward(slot, g, h);
+        if (r > 0) bwd[u].push_back(since(t0));
+        std::swap(g, h);
+      }
+    }
+    for (int u = 0; u < U; ++u)
+      out.units.push_back({plans[u].name, mb, median(fwd[u]), median(bwd[u]), median(update[u])});
+  }
+  return out;
+}
+
+void write_calibration(const std::string& path, const Calibration& c) {
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  std::ofstream out(path);
+  require(out.good(), "cannot write calibration file '" + path + "'");
+  out << "# hourglass plan calibration: seconds per micro-batch (median), from "
+         "`hourglass plan --calibrate`\n";
+  out << "model " << c.model_key << "\n";
+  out << "threads " << c.threads << "\n";
+  out << "# unit name, micro_batch, forward, backward, update (zero + norm + AdamW)\n";
+  char buf[64];
+  for (const UnitTiming& t : c.units) {
+    out << "unit " << t.name << " " << t.micro_batch;
+    for (double v : {t.forward, t.backward, t.update}) {
+      std::snprintf(buf, sizeof buf, " %.9g", v);
+      out << buf;
+    }
+    out << "\n";
+  }
+}
+
+Calibration read_calibration(const std::string& path) {
+  std::ifstream in(path);
+  require(in.good(), "cannot read calibration file '" + path +
+                         "' (plan.calibration); make one with hourglass plan --calibrate");
+  Calibration c;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (line.empty() || line.front() == '#') continue;
+    std::istringstream words(line);
+    std::string kind;
+    words >> kind;
+    if (kind == "model") {
+      c.model_key = trim(line.substr(5));
+    } else if (kind == "threads") {
+      words >> c.threads;
+    } else if (kind == "unit") {
+      UnitTiming t;
+      words >> t.name >> t.micro_batch >> t.forward >> t.backward >> t.update;
+      require(!words.fail() && t.micro_batch >= 1,
+              "calibration file " + path + " line " + std::to_string(number) +
+                  ": expected `unit NAME MICRO_BATCH FORWARD BACKWARD UPDATE`");
+      c.units.push_back(t);
+    } else {
+      throw UsageError("calibration file " + path + " line " + std::to_string(number) +
+                       ": unknown line '" + line + "'");
+    }
+  }
+  require(!c.units.empty(), "calibration file " + path + " has no unit timings");
+  return c;
+}
+
+// ---- the event simulation ----
+
+double ring_allreduce_seconds(double bytes, int n, double bandwidth, double latency) {
+  if (n <= 1) return 0;
+  return 2.0 * (n - 1) / n * bytes / bandwidth + 2.0 * (n - 1) * latency;
+}
+
+double allreduce_seconds(double bytes, int n, double bandwidth, double latency, double calls,
+                         double call_latency) {
+  if (n <= 1) return 0;
+  const double per_call =
+      call_latency >= 0 ? call_latency : 2.0 * std::ceil(std::log2(double(n))) * latency;
+  return ring_allreduce_seconds(bytes, n, bandwidth, 0) + calls * per_call;
+}
+
+TimedSimulation simulate_timed(const std::vector<std::vector<Instruction>>& lists,
+                               const SimulationCosts& costs, const MessageCosts& messages) {
+  const int S = static_cast<int>(lists.size());
+  TimedSimulation result;
+  result.busy.assign(S, 0.0);
+  result.finish.assign(S, 0.0);
+  result.max_alive.assign(S, 0);
+  auto fail = [&](const std::string& error) {
+    result.ok = false;
+    result.error = error;
+    return result;
+  };
+  if ((!costs.forward.empty() && static_cast<int>(costs.forward.size()) != S) ||
+      (!costs.backward.empty() && static_cast<int>(costs.backward.size()) != S))
+    return fail("SimulationCosts needs one forward and one backward cost per stage");
+
+  auto is_send = [](Op op) {
+    return op == Op::SendActivation || op == Op::SendSkip || op == Op::SendGradient ||
+           op == Op::SendSkipGradient;
+  };
+  auto message_cost = [&](const Instruction& in, int from) {
+    const bool skip = in.op == Op::SendSkip || in.op == Op::SendSkipGradient;
+    if (skip)
+      return in.skip_level < static_cast<int>(messages.skip.size()) ? messages.skip[in.skip_level]
+                                                                     : 0.0;
+    const int link = in.op == Op::SendActivation ? from : in.peer_stage;  // the lower stage
+    return link < static_cast<int>(messages.activation.size()) ? messages.activation[link] : 0.0;
+  };
+  // (kind, level, from, to, micro-batch) in one key; a receive names the same as its send.
+  auto key = [S](const Instruction& in, int self) {
+    int kind = 0;
+    switch (in.op) {
+      case Op::SendActivation: case Op::RecvActivation: kind = 0; break;
+      case Op::SendSkip: case Op::RecvSkip: kind = 1; break;
+      case Op::SendGradient: case Op::RecvGradient: kind = 2; break;
+      default: kind = 3; break;
+    }
+    const bool send = in.op == Op::SendActivation || in.op == Op::SendSkip ||
+                      in.op == Op::SendGradient || in.op == Op::SendSkipGradient;
+    const int from = send ? self : in.peer_stage, to = send ? in.peer_stage : self;
+    return ((((uint64_t(kind) * 64 + uint64_t(in.skip_level + 1)) * S + uint64_t(from)) * S +
+             uint64_t(to))
+            << 32) |
+           uint32_t(in.micro_batch);
+  };
+
+  std::unordered_map<uint64_t, double> arrival;         // message -> time receivable
+  std::unordered_map<uint64_t, double> link_free;       // from * S + to -> last arrival on it
+  std::vector<size_t> pc(S, 0);
+  std::vector<double> clock(S, 0.0);
+  std::vector<int> alive(S, 0);
+  bool progress = true;
+  while (progress) {
+    progress = false;
+    for (int s = 0; s < S; ++s) {
+      const auto& list = lists[s];
+      while (pc[s] < list.size()) {
+        const Instruction& in = list[pc[s]];
+        if (in.op == Op::Forward || in.op == Op::Backward) {
+          const bool fwd = in.op == Op::Forward;
+          const double cost = fwd ? (costs.forward.empty() ? 1.0 : costs.forward[s])
+                                  : (costs.backward.empty() ? 2.0 : costs.backward[s]);
+          clock[s] += cost;
+          result.busy[s] += cost;
+          if (fwd) result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
+          else --alive[s];
+        } else if (is_send(in.op)) {
+          double& free = link_free[uint64_t(s) * S + uint64_t(in.peer_stage)];
+          const double start = std::max(clock[s], free);
+          free = start + message_cost(in, s);
+          arrival[key(in, s)] = free;
+        } else {
+          auto it = arrival.find(key(in, s));
+          if (it == arrival.end()) break;  // its sender has not got there yet
+          clock[s] = std::max(clock[s], it->second);
+          arrival.erase(it);
+        }
+        ++pc[s];
+        progress = true;
+      }
+    }
+  }
+  for (int s = 0; s < S; ++s)
+    if (pc[s] < lists[s].size())
+      return fail("deadlock: stage " + std::to_string(s) + " waits at " +
+                  to_string(lists[s][pc[s]]));
+  if (!arrival.empty()) return fail(std::to_string(arrival.size()) + " messages never received");
+  result.ok = true;
+  result.finish = clock;
+  result.makespan = S ? *std::max_element(clock.begin(), clock.end()) : 0.0;
+  double busy = 0;
+  for (double b : result.busy) busy += b;
+  result.bubble = result.makespan > 0 ? 1.0 - busy / (S * result.makespan) : 0.0;
+  return result;
+}
+
+// ---- layouts ----
+
+PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
+                        const PlanOptions& options) {
+  const ModelConfig& model = config.model;
+  const int L = config.train.seq_len, B = config.train.batch;
+  const int S_stacks = static_cast<int>(model.stacks.size());
+  const std::vector<UnitPlan> plans = plan_units(model, L);
+  const std::vector<UnitInfo> infos = unit_infos(plans);
+  const int U = static_cast<int>(plans.size());
+  const std::vector<int> tensors = tensors_per_unit(model, L);
+  const bool bf16 = options.precision == "bf16";
+  const double value_bytes = bf16 ? 2 : 4;                 // activations and messages
+  const double state_bytes = bf16 ? 18 : 16;               // per parameter
+  const double grad_bytes = bf16 ? 2 : 4;                  // all-reduced per parameter
+  const double optimizer_bytes = bf16 ? 40 : 36;           // memory traffic per parameter update
+  // Megatron-LM's count for a transformer block: of its 34·s·b·h activation bytes, 10 stay
+  // replicated under tensor parallelism (the LayerNorm inputs, residuals, dropout masks).
+  const double replicated_activations = 10.0 / 34.0;
+  const double intra_latency = cluster.intra_latency < 0 ? cluster.latency : cluster.intra_latency;
+  const int G = cluster.devices_per_node;
+  const int granularity_runs =
+      config.train.matformer == "joint" ? static_cast<int>(model.ffn_granularities.size()) : 1;
+
+  std::unique_ptr<CalibrationIndex> calibration;
+  if (!options.calibration.empty()) {
+    const Calibration c = read_calibration(options.calibration);
+    require(c.model_key == calibration_model_key(config),
+            "calibration file " + options.calibration +
+                " was measured for another model or seq_len:\n  file:   " + c.model_key +
+                "\n  config: " + calibration_model_key(config) +
+                "\nRerun hourglass plan --calibrate with this configuration.");
+    calibration = std::make_unique<CalibrationIndex>();
+    for (const UnitTiming& t : c.units) calibration->by_unit[t.name].push_back(t);
+  }
+
+  PlanResult result;
+  result.world = options.ranks > 0 ? options.ranks : cluster.devices();
+  for (const UnitPlan& p : plans) {
+    result.model_flops_per_step += p.flops * B;
+    result.params += p.params;
+  }
+  const int W = result.world;
+  std::map<int, std::vector<int>> partitions;  // pp -> first
+
+  for (int tp : divisors(W)) {
+    if (options.tp && tp != options.tp) continue;
+    const std::string bad_tp = tp_problem(config, tp);
+    if (!bad_tp.empty()) {
+      result.skipped.push_back("tp " + std::to_string(tp) + ": " + bad_tp);
+      continue;
+    }
+    if (tp > G) {
+      result.skipped.push_back("tp " + std::to_string(tp) + ": larger than a node (" +
+                               std::to_string(G) + " devices)");
+      continue;
+    }
+    for (int pp : divisors(W / tp)) {
+      if (options.pp && pp != options.pp) continue;
+      const int dp = W / tp / pp;
+      if (options.dp && dp != options.dp) continue;
+      const std::string layout = "dp " + std::to_string(dp) + " pp " + std::to_string(pp) +
+                                 " tp " + std::to_string(tp);
+      if (pp > U) {
+        result.skipped.push_back(layout + ": more stages than the model's " + std::to_string(U) +
+                                 " units");
+        continue;
+      }
+      if (B % dp != 0) {
+        result.skipped.push_back(layout + ": train.batch " + std::to_string(B) +
+                                 " is not a multiple of dp");
+        continue;
+      }
+      if (!partitions.count(pp))
+        partitions[pp] = partition_units(infos, pp, S_stacks,
+                                         pp == config.parallel.pp ? config.parallel.stages : "");
+      const std::vector<int>& first = partitions[pp];
+      const std::vector<SkipEdge> skips = skip_edges(infos, first);
+
+      // Placement: rank (d·pp + s)·tp + t on node rank / G; a link is intra-node only if it is
+      // for every replica d.
+      auto node = [&](int d, int s) { return ((d * pp + s) * tp) / G; };
+      auto same_node = [&](int s1, int s2) {
+        for (int d = 0; d < dp; ++d)
+          if (node(d, s1) != node(d, s2)) return false;
+        return true;
+      };
+      auto link_seconds = [&](double bytes, bool intra) {
+        return intra ? intra_latency + bytes / cluster.intra_bandwidth
+                     : cluster.latency + bytes / cluster.inter_bandwidth;
+      };
+      const bool tp_intra = G % tp == 0;
+      auto allreduce = [&](double bytes, int n, bool intra, double calls) {
+        return allreduce_seconds(bytes, n, intra ? cluster.intra_bandwidth : cluster.inter_bandwidth,
+                                 intra ? intra_latency : cluster.latency, calls,
+                                 cluster.allreduce_latency);
+      };
+
+      std::vector<int> candidates;
+      for (int mb : divisors(B / dp)) {
+        if (!options.micro_batches.empty() &&
+            std::find(options.micro_batches.begin(), options.micro_batches.end(), mb) ==
+                options.micro_batches.end())
+          continue;
+        if (options.max_micro_batch && mb > options.max_micro_batch) continue;
+        candidates.push_back(mb);
+      }
+      for (int mb : candidates) {
+        // Per stage: compute per micro-batch, tp all-reduces, parameters, activations.
+        std::vector<double> fwd(pp, 0), bwd(pp, 0), tp_time(pp, 0), update(pp, 0);
+        std::vector<double> params(pp, 0), act(pp, 0), calls(pp, 0);
+        for (int s = 0; s < pp; ++s)
+          for (int u = first[s]; u < first[s + 1]; ++u) {
+            const UnitPlan& p = plans[u];
+            const bool sharded = p.kind == UnitKind::Block;
+            const double split = sharded ? tp : 1;
+            double f = 0, b = 0, upd = 0;
+            if (calibration) {
+              const UnitTiming& t = calibration->nearest(p.name, mb);
+              const double scale = double(mb) / t.micro_batch;
+              f = t.forward * scale;
+              b = t.backward * scale;
+              upd = t.update;
+            } else {
+              const double seconds =
+                  p.flops * mb / (cluster.device_flops * cluster.efficiency);
+              f = seconds / 3;
+              b = seconds * 2 / 3;
+              if (cluster.memory_bandwidth > 0)
+                upd = p.params * optimizer_bytes / cluster.memory_bandwidth;
+            }
+            f = f / split + cluster.unit_overhead;
+            b = b / split + cluster.unit_overhead;
+            if (sharded && tp > 1) {
+              const double bytes = double(mb) * p.rows * model.d_model * value_bytes;
+              const double ar = allreduce(bytes, tp, tp_intra, 1);
+              f += 2 * ar;  // after the attention output and the FFN output
+              b += 2 * ar;  // their input gradients
+              tp_time[s] += 4 * ar;
+            }
+            fwd[s] += f;
+            bwd[s] += b;
+            update[s] += upd / split;
+            params[s] += p.params / split;
+            act[s] += p.activation_bytes * value_bytes / 4 * mb *
+                      (sharded ? replicated_activations + (1 - replicated_activations) / tp : 1);
+            calls[s] += tensors[u];
+          }
+        MessageCosts messages;
+        for (int s = 0; s + 1 < pp; ++s) {
+          const double bytes = double(mb) * plans[first[s + 1]].rows * model.d_model * value_bytes;
+          messages.activation.push_back(link_seconds(bytes, same_node(s, s + 1)));
+        }
+        for (const SkipEdge& e : skips) {
+          if (e.producer_stage == e.consumer_stage) continue;
+          int64_t rows = 0;
+          for (const UnitPlan& p : plans)
+            if (p.kind == UnitKind::Down && p.stack == e.level) rows = p.rows;
+          if (static_cast<int>(messages.skip.size()) <= e.level) messages.skip.resize(e.level + 1);
+          messages.skip[e.level] = link_seconds(double(mb) * rows * model.d_model * value_bytes,
+                                                same_node(e.producer_stage, e.consumer_stage));
+        }
+
+        const int m = B / dp / mb * granularity_runs;
+        for (const std::string& schedule_text : options.schedules) {
+          const ScheduleKind kind = parse_schedule_kind(schedule_text);
+          LayoutPlan lp;
+          lp.dp = dp;
+          lp.pp = pp;
+          lp.tp = tp;
+          lp.micro_batch = mb;
+          lp.micro_batches = m;
+          lp.schedule = pp == 1 ? ScheduleKind::OneFOneB : kind;
+          const auto lists = make_schedule(lp.schedule, PipelineLayout{pp, m, skips});
+          const TimedSimulation sim = simulate_timed(lists, SimulationCosts{fwd, bwd}, messages);
+          if (!sim.ok) throw std::logic_error("plan: simulation failed: " + sim.error);
+          lp.pipeline_seconds = sim.makespan;
+          lp.bubble = sim.bubble;
+          lp.theory_bubble = theoretical_bubble(pp, m);
+          double end = 0;
+          for (int s = 0; s < pp; ++s) {
+            const bool intra = node(0, s) == node(dp - 1, s);
+            const double bytes = params[s] * grad_bytes;
+            const double n_calls = options.bucket_mb > 0
+                                       ? std::ceil(bytes / (options.bucket_mb * 1e6))
+                                       : calls[s];
+            const double dp_time = allreduce(bytes, dp, intra, n_calls);
+            lp.dp_seconds = std::max(lp.dp_seconds, dp_time);
+            lp.optimizer_seconds = std::max(lp.optimizer_seconds, update[s]);
+            end = std::max(end, sim.finish[s] + dp_time);
+            lp.tp_seconds = std::max(lp.tp_seconds, tp_time[s] * m);
+            const double memory = params[s] * state_bytes + act[s] * sim.max_alive[s] +
+                                  cluster.memory_reserve;
+            if (memory > lp.memory_bytes) {
+              lp.memory_bytes = memory;
+              lp.param_bytes = params[s] * state_bytes;
+              lp.activation_bytes = act[s] * sim.max_alive[s];
+            }
+          }
+          // The loss and grad-norm all-reduces: two latency-bound calls over the world.
+          const double collectives =
+              allreduce_seconds(0, W, 1, std::max(cluster.latency, intra_latency), 2,
+                                cluster.allreduce_latency);
+          lp.step_seconds = end + lp.optimizer_seconds + collectives;
+          lp.tokens_per_second = double(B) * L / lp.step_seconds;
+          lp.mfu = result.model_flops_per_step / (lp.step_seconds * W * cluster.device_flops);
+          if (lp.memory_bytes > cluster.device_memory) {
+            lp.fits = false;
+            lp.note = "needs " + si(lp.memory_bytes, "B") + " > " + si(cluster.device_memory, "B");
+          }
+          result.layouts.push_back(lp);
+          if (pp == 1) break;  // one schedule: with one stage they are the same list
+        }
+      }
+    }
+  }
+  std::stable_sort(result.layouts.begin(), result.layouts.end(),
+                   [](const LayoutPlan& a, const LayoutPlan& b) {
+                     if (a.fits != b.fits) return a.fits;
+                     return a.step_seconds < b.step_seconds;
+                   });
+  return result;
+}
+
+namespace {
+
+void print_csv(const PlanResult& r) {
+  std::printf(
+      "dp,pp,tp,micro_batch,micro_batches,schedule,step_seconds,pipeline_seconds,dp_seconds,"
+      "optimizer_seconds,tp_seconds,bubble,theory_bubble,memory_bytes,param_bytes,"
+      "activation_bytes,tokens_per_second,mfu,fits\n");
+  for (const LayoutPlan& l : r.layouts)
+    std::printf("%d,%d,%d,%d,%d,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%.4f,%.6g,%.6g,%.6g,%.6g,%.4f,%d\n",
+                l.dp, l.pp, l.tp, l.micro_batch, l.micro_batches, schedule_name(l.schedule),
+                l.step_seconds, l.pipeline_seconds, l.dp_seconds, l.optimizer_seconds,
+                l.tp_seconds, l.bubble, l.theory_bubble, l.memory_bytes, l.param_bytes,
+                l.activation_bytes, l.tokens_per_second, l.mfu, l.fits ? 1 : 0);
+}
+
+void print_table(const PlanResult& r, const Config& config, const ClusterSpec& cluster,
+                 const PlanOptions& options) {
+  std::printf("model: %s parameters, %s per step (cost model, forward + backward), "
+              "batch %d x seq_len %d = %d tokens per step\n",
+              si(double(r.params), "").c_str(), si(r.model_flops_per_step, "FLOP").c_str(),
+              config.train.batch, config.train.seq_len, config.train.batch * config.train.seq_len);
+  std::printf("cluster: %d node(s) x %d devices = %d ranks planned; %s peak per device (the MFU "
+              "denominator), %s memory; links %s/s intra, %s/s inter, latency %s\n",
+              cluster.nodes, cluster.devices_per_node, r.world,
+              si(cluster.device_flops, "FLOP/s").c_str(), si(cluster.device_memory, "B").c_str(),
+              si(cluster.intra_bandwidth, "B").c_str(), si(cluster.inter_bandwidth, "B").c_str(),
+              seconds_text(cluster.latency).c_str());
+  if (options.calibration.empty())
+    std::printf("compute: cost model at %.0f%% of peak, %s per unit pass; precision %s\n",
+                100 * cluster.efficiency, seconds_text(cluster.unit_overhead).c_str(),
+                options.precision.c_str());
+  else
+    std::printf("compute: measured unit times from %s; precision %s\n",
+                options.calibration.c_str(), options.precision.c_str());
+  if (config.train.matformer == "joint")
+    std::printf("note: matformer joint runs every micro-batch once per width; compute is "
+                "counted at full width (an over-estimate)\n");
+  int feasible = 0;
+  for (const LayoutPlan& l : r.layouts) feasible += l.fits;
+  std::printf("%zu layouts evaluated, %d fit in memory\n\n", r.layouts.size(), feasible);
+  std::printf("%4s %5s %4s %4s %5s %5s %-6s %11s %11s %9s %9s %9s %7s %7s %10s %6s\n", "rank",
+              "dp", "pp", "tp", "mb", "m", "sched", "step", "tokens/s", "pipeline", "dp-ar",
+              "optim", "bubble", "theory", "mem/rank", "MFU");
+  const int rows = options.top > 0 ? std::min<int>(options.top, static_cast<int>(r.layouts.size()))
+                                   : static_cast<int>(r.layouts.size());
+  for (int i = 0; i < rows; ++i) {
+    const LayoutPlan& l = r.layouts[i];
+    std::printf("%4d %5d %4d %4d %5d %5d %-6s %11s %11.4g %9s %9s %9s %7.3f %7.3f %10s %5.1f%%%s\n",
+                i + 1, l.dp, l.pp, l.tp, l.micro_batch, l.micro_batches,
+                l.pp == 1 ? "-" : schedule_name(l.schedule), seconds_text(l.step_seconds).c_str(),
+                l.tokens_per_second, seconds_text(l.pipeline_seconds).c_str(),
+                seconds_text(l.dp_seconds).c_str(), seconds_text(l.optimizer_seconds).c_str(),
+                l.bubble, l.theory_bubble, si(l.memory_bytes, "B").c_str(), 100 * l.mfu,
+                l.fits ? "" : ("  (does not fit: " + l.note + ")").c_str());
+  }
+  if (feasible == 0) std::printf("\nno layout fits in %s per device\n", si(cluster.device_memory, "B").c_str());
+  for (const std::string& s : r.skipped) std::printf("not evaluated: %s\n", s.c_str());
+}
+
+}  // namespace
+
+int plan_main(const std::vector<std::string>& args) {
+  ClusterSpec cluster;
+  PlanOptions options;
+  bool calibrate_mode = false;
+  std::vector<std::string> config_args;
+  std::vector<std::pair<std::string, std::string>> flags;  // (--cluster.x | --plan.x, value)
+  std::string cluster_file;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--calibrate") {
+      calibrate_mode = true;
+      continue;
+    }
+    if (!a.starts_with("--cluster") && !a.starts_with("--plan.")) {
+      config_args.push_back(a);
+      continue;
+    }
+    std::string key = a, value;
+    if (const size_t eq = a.find('='); eq != std::string::npos) {
+      key = a.substr(0, eq);
+      value = a.substr(eq + 1);
+    } else {
+      require(i + 1 < args.size(), a + " needs a value");
+      value = args[++i];
+    }
+    if (key == "--cluster") cluster_file = value;
+    else flags.emplace_back(key, value);
+  }
+  if (!cluster_file.empty()) read_cluster_file(cluster_file, cluster, options);
+  for (const auto& [key, value] : flags) {
+    if (key.starts_with("--cluster."))
+      apply_option(cluster_keys(cluster), "cluster", key.substr(10), value, " on the command line");
+    else if (key.starts_with("--plan."))
+      apply_option(plan_keys(options), "plan", key.substr(7), value, " on the command line");
+    else
+      throw UsageError("unknown option " + key + ": use --cluster FILE, --cluster.key value or "
+                       "--plan.key value");
+  }
+  validate(cluster, options);
+  const Config config = parse_config(config_args);
+
+  if (calibrate_mode) {
+    const std::string path =
+        options.calibration.empty()
+            ? (std::filesystem::path(config.run.dir) / "calibration.txt").string()
+            : options.calibration;
+    const std::vector<int> sizes =
+        options.micro_batches.empty() ? std::vector<int>{config.train.micro_batch}
+                                      : options.micro_batches;
+    const Calibration c = calibrate(config, sizes, options.repeats);
+    write_calibration(path, c);
+    std::printf("calibration: %zu unit timings (%d thread(s), median of %d) -> %s\n",
+                c.units.size(), c.threads, options.repeats, path.c_str());
+    std::printf("%-24s %5s %12s %12s %12s\n", "unit", "mb", "forward", "backward", "update");
+    for (const UnitTiming& t : c.units)
+      std::printf("%-24s %5d %12s %12s %12s\n", t.name.c_str(), t.micro_batch,
+                  seconds_text(t.forward).c_str(), seconds_text(t.backward).c_str(),
+                  seconds_text(t.update).c_str());
+    return 0;
+  }
+
+  const PlanResult result = plan_layouts(config, cluster, options);
+  if (options.format == "csv") print_csv(result);
+  else print_table(result, config, cluster, options);
+  return 0;
+}
+
+}  // namespace hg

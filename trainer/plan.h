@@ -1,0 +1,153 @@
+// `hourglass plan`: ranks parallel layouts (dp, pp, tp, micro-batch, schedule) of one model on
+// one cluster by predicted step time, without running them (docs/scaling.md).
+//
+// A layout's step is predicted the way the trainer runs it (trainer/distributed_step.cpp):
+//   1. the pipeline: the schedule's instruction lists (parallel/schedule.h) executed by an event
+//      simulation in which compute ops take the stage's forward / backward time and every
+//      message takes latency + bytes / bandwidth on its link (one message at a time per link);
+//   2. then, per rank, the data-parallel gradient all-reduce (allreduce_seconds: the ring's
+//      2(n-1)/n · bytes / bandwidth + a latency per call; the trainer makes one call per
+//      parameter tensor, a GPU trainer one per bucket);
+//   3. then the optimizer on the rank's parameters.
+// The step is the slowest rank's 1 + 2 + 3. Compute per unit comes either from a calibration
+// file (`hourglass plan --calibrate` times every unit's forward and backward on this machine) or
+// from the cost model of trainer/units.h (FLOPs / (device FLOP/s · efficiency)). Tensor
+// parallelism divides a block's compute by tp and adds four all-reduces of its activation per
+// block (two in the forward, two in the backward), on the node's links.
+//
+// Memory per rank: parameter state (values, gradients, two AdamW moments: 16 bytes per
+// parameter in fp32, 18 in bf16 mixed precision) + the activations a micro-batch keeps from
+// forward to backward × the most micro-batches the schedule keeps alive on that stage.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "parallel/schedule.h"
+#include "trainer/config.h"
+
+namespace hg {
+
+// One cluster. Bandwidths are per device and direction: what one rank can send while every
+// other rank sends too (e.g. NVLink per GPU within a node, the NIC's share between nodes).
+struct ClusterSpec {
+  int nodes = 1;
+  int devices_per_node = 1;      // ranks per node (GPUs, or CPU processes)
+  double device_flops = 1e11;    // peak FLOP/s of one device: the MFU denominator
+  double device_memory = 16e9;   // bytes per device
+  double intra_bandwidth = 5e9;  // bytes/s, between ranks of one node
+  double inter_bandwidth = 5e9;  // bytes/s, between nodes
+  double latency = 5e-6;         // seconds per message between nodes
+  double intra_latency = -1;     // seconds per message within a node; < 0 = `latency`
+  double allreduce_latency = -1;  // seconds per all-reduce call; < 0 = 2⌈log2 n⌉ · latency
+  double efficiency = 0.5;       // achieved fraction of device_flops (cost-model compute only)
+  double unit_overhead = 0;      // seconds per unit per forward or backward (kernel launches)
+  double memory_reserve = 0;     // bytes per device not available to the model (runtime, buffers)
+  double memory_bandwidth = 0;   // bytes/s for the optimizer (cost-model mode); 0 = not modelled
+
+  int devices() const { return nodes * devices_per_node; }
+};
+
+struct PlanOptions {
+  int ranks = 0;                   // world size to plan for; 0 = every device of the cluster
+  int dp = 0, pp = 0, tp = 0;      // fix one of them; 0 = any
+  std::vector<int> micro_batches;  // candidate micro-batch sizes; empty = every divisor
+  int max_micro_batch = 0;         // 0 = no limit
+  std::vector<std::string> schedules = {"gpipe", "1f1b"};
+  std::string precision = "fp32";  // fp32 | bf16 (mixed: bf16 values and activations)
+  double bucket_mb = 0;            // dp all-reduce bucket size; 0 = one call per parameter tensor
+  std::string calibration;         // file written by --calibrate; "" = cost model
+  int top = 10;                    // rows printed; 0 = every layout
+  std::string format = "table";    // table | csv (every layout, feasible or not)
+  // --calibrate
+  int repeats = 5;
+};
+
+// One unit's measured time per micro-batch of `micro_batch` sequences (seconds).
+struct UnitTiming {
+  std::string name;
+  int micro_batch = 1;
+  double forward = 0, backward = 0;
+  double update = 0;  // zeroing, norm and AdamW of the unit's parameters
+};
+
+struct Calibration {
+  std::string model_key;  // the [model] section and seq_len it was measured for, on one line
+  int threads = 1;
+  std::vector<UnitTiming> units;
+};
+
+// Times every unit alone (one StageModel per unit, chained through one Slot), `repeats` times
+// after a warm-up, at each micro-batch size; keeps the median of each.
+Calibration calibrate(const Config& config, const std::vector<int>& micro_batches, int repeats);
+void write_calibration(const std::string& path, const Calibration& calibration);
+Calibration read_calibration(const std::string& path);  // UsageError if missing or malformed
+std::string calibration_model_key(const Config& config);
+
+// ---- the event simulation ----
+
+// Seconds a message takes from being sent to being receivable (its link's latency + transfer).
+struct MessageCosts {
+  std::vector<double> activation;  // [stage s]: s -> s+1, and its gradient s+1 -> s
+  std::vector<double> skip;        // [level]: producer -> consumer, and its gradient back
+};
+
+struct TimedSimulation {
+  bool ok = false;
+  std::string error;
+  double makespan = 0;
+  double bubble = 0;  // 1 − Σ_s busy_s / (S · makespan): idle and waiting, as the trainer measures
+  std::vector<double> busy, finish;
+  std::vector<int> max_alive;
+};
+
+// Runs the lists like hg::simulate (same semantics: non-blocking sends, receives block until
+// their send was issued) but a receive completes only when the message has arrived: issue time
+// + its cost, after the previous message on the same directed link (s -> t) has arrived.
+// With zero message costs it equals hg::simulate.
+TimedSimulation simulate_timed(const std::vector<std::vector<Instruction>>& lists,
+                               const SimulationCosts& costs, const MessageCosts& messages);
+
+// Ring all-reduce of `bytes` over `n` ranks: 2(n-1)/n · bytes / bandwidth + 2(n-1) · latency.
+double ring_allreduce_seconds(double bytes, int n, double bandwidth, double latency);
+
+// What the planner charges for `calls` all-reduces moving `bytes` in total over `n` ranks: the
+// ring's bandwidth term 2(n-1)/n · bytes / bandwidth, plus per call 2⌈log2 n⌉ · latency (a tree
+// or recursive doubling, as libraries choose for many ranks; the ring's 2(n-1) · latency at
+// n = 2), or `call_latency` per call when that is >= 0 (measured: cluster.allreduce_latency).
+double allreduce_seconds(double bytes, int n, double bandwidth, double latency, double calls,
+                         double call_latency = -1);
+
+// ---- layouts ----
+
+struct LayoutPlan {
+  int dp = 1, pp = 1, tp = 1, micro_batch = 1, micro_batches = 1;
+  ScheduleKind schedule = ScheduleKind::OneFOneB;
+  double step_seconds = 0;
+  double pipeline_seconds = 0;   // the simulated schedule (compute, tp all-reduces, messages)
+  double dp_seconds = 0;         // gradient all-reduce (slowest rank)
+  double optimizer_seconds = 0;  // slowest rank
+  double tp_seconds = 0;         // tp all-reduces inside the busiest stage's compute, per step
+  double bubble = 0, theory_bubble = 0;
+  double memory_bytes = 0;       // largest rank
+  double param_bytes = 0, activation_bytes = 0;  // of that rank
+  double tokens_per_second = 0, mfu = 0;
+  bool fits = true;
+  std::string note;  // why it does not fit, or another remark
+};
+
+struct PlanResult {
+  std::vector<LayoutPlan> layouts;  // sorted: fitting first, by step time
+  double model_flops_per_step = 0;  // cost model, forward + backward
+  int64_t params = 0;
+  int world = 0;
+  std::vector<std::string> skipped;  // (dp, pp, tp) combinations not evaluated, and why
+};
+
+PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
+                        const PlanOptions& options);
+
+// `hourglass plan [--config FILE] [--section.key value ...] [--cluster FILE.ini]
+// [--cluster.key value ...] [--plan.key value ...] [--calibrate]`. Returns an exit code.
+int plan_main(const std::vector<std::string>& args);
+
+}  // namespace hg
