@@ -533,6 +533,12 @@ TEST(PipelineCli, MicroBatchNotDividingReplicaBatchExits2) {
                      "train.batch = 6: must be a multiple of parallel.dp x train.micro_batch = 4");
 }
 
+TEST(PipelineCli, DpNotDividingBatchExits2) {
+  expect_usage_error(2,
+                     "--model.hierarchy 2@1 --parallel.dp 2 --train.batch 5 --train.micro_batch 1",
+                     "train.batch = 5: must be a multiple of parallel.dp x train.micro_batch = 2");
+}
+
 TEST(PipelineCli, StagesNotCoveringTheModelExits2) {
   expect_usage_error(2, "--model.hierarchy 2@1 --parallel.pp 2 --parallel.stages 2,2",
                      "parallel.stages = \"2,2\" covers 4 units but the model has 5");
