@@ -16,8 +16,10 @@ StageModel::StageModel(const ModelConfig& model, int seq_len, int first_unit, in
 void StageModel::forward(Slot& slot, const Tensor& in, Tensor& out) {
   // Two buffers alternate as unit input and output; each unit copies what it keeps.
   Tensor a = in, b;
-  for (auto& unit : units_) {
-    unit->forward(slot, a, b);
+  for (size_t u = 0; u < units_.size(); ++u) {
+    if (observer_) observer_(first_ + static_cast<int>(u), false, false);
+    units_[u]->forward(slot, a, b);
+    if (observer_) observer_(first_ + static_cast<int>(u), false, true);
     std::swap(a, b);
   }
   out = std::move(a);
@@ -25,8 +27,10 @@ void StageModel::forward(Slot& slot, const Tensor& in, Tensor& out) {
 
 void StageModel::backward(Slot& slot, const Tensor& dout, Tensor& din) {
   Tensor a = dout, b;
-  for (auto it = units_.rbegin(); it != units_.rend(); ++it) {
-    (*it)->backward(slot, a, b);
+  for (size_t u = units_.size(); u-- > 0;) {
+    if (observer_) observer_(first_ + static_cast<int>(u), true, false);
+    units_[u]->backward(slot, a, b);
+    if (observer_) observer_(first_ + static_cast<int>(u), true, true);
     std::swap(a, b);
   }
   din = std::move(a);

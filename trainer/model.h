@@ -1,6 +1,7 @@
 // The units a rank holds (all of them on one process; a contiguous range under a pipeline),
 // their parameters, and the forward/backward over that range.
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -25,6 +26,12 @@ class StageModel {
   void backward(Slot& slot, const Tensor& dout, Tensor& din);
   void release(int64_t slot_id);  // evaluation: drop caches without backward
 
+  // Optional hook for per-unit timing (benchmarks): when set, called just before
+  // (finished = false) and just after (true) every unit's forward or backward, with the unit's
+  // index into plans().
+  using UnitObserver = std::function<void(int unit, bool backward, bool finished)>;
+  void set_unit_observer(UnitObserver observer) { observer_ = std::move(observer); }
+
   ParamStore& params() { return params_; }
   const ParamStore& params() const { return params_; }
   const std::vector<UnitPlan>& plans() const { return plans_; }
@@ -41,6 +48,7 @@ class StageModel {
   int first_, last_;
   ParamStore params_;
   std::vector<std::unique_ptr<Unit>> units_;
+  UnitObserver observer_;
 };
 
 }  // namespace hg

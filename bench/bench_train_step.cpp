@@ -1,0 +1,288 @@
+// Training-step throughput and MFU (issue 2, "Performance") at the reference configuration:
+// hierarchy "2@1 4@3 2@1", d_model 256, 4 heads, ffn 1024, seq_len 768, window 128, chunk 16,
+// rank 1, batch 8, vocab 256, random tokens, single process (train_step, no MPI).
+//
+//   OMP_NUM_THREADS=1 bench_train_step [--steps N] [--warmup N] [--micro-batches 8,2]
+//
+// Prints, per micro-batch size: tokens/s, model FLOPs per step (analytic, and the cost model's
+// plan_units estimate), model FLOP/s, the machine's own sgemm FLOP/s measured in this run on the
+// same threads (the peak), their ratio (MFU on this CPU), and the time per unit kind, forward and
+// backward. Timings are the best step of N (other processes share the cores).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <map>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/gemm.h"
+#include "core/parallel_for.h"
+#include "core/random.h"
+#include "core/tensor.h"
+#include "trainer/config.h"
+#include "trainer/model.h"
+#include "trainer/train_step.h"
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+const char* kReferenceIni = R"(
+[model]
+vocab_size = 256
+d_model = 256
+heads = 4
+ffn = 1024
+hierarchy = 2@1 4@3 2@1
+attention = long_short
+window = 128
+chunk = 16
+rank = 1
+positions = rope
+downsample = linear
+upsample = linear
+resampling = plain
+activation = relu2
+dconv = true
+dropout = 0
+[train]
+seq_len = 768
+batch = 8
+steps = 1000
+lr = 3e-4
+warmup = 0
+)";  // [train] comes last: micro_batch is appended per run
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// CPU seconds of this process (all threads). At one thread, wall time minus the time other
+// processes held the core: a throughput figure that survives a busy machine.
+double process_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Random tokens [sequences, seq_len + 1] from Philox (the tests' random_tokens, restated here:
+// benchmarks do not link the test support library).
+std::vector<int32_t> random_tokens(int64_t sequences, int seq_len, int vocab, uint64_t seed) {
+  std::vector<int32_t> tokens(sequences * (seq_len + 1));
+  const uint64_t key = hg::random_key(seed, hg::RandomPurpose::Sample);
+  for (size_t i = 0; i < tokens.size(); ++i)
+    tokens[i] = static_cast<int32_t>(hg::philox4x32(key, hg::counter_of(seed, i))[0] % vocab);
+  return tokens;
+}
+
+// FLOP/s: per wall second, and per CPU second of the process.
+struct Rate {
+  double wall = 0, cpu = 0;
+};
+
+// Best sgemm rate of C[M,N] = A[M,K] B[K,N] over `reps` calls, through hg::gemm.
+Rate sgemm_rate(int64_t M, int64_t N, int64_t K, int reps) {
+  hg::Tensor a({M, K}), b({K, N}), c({M, N});
+  a.fill(0.5f);
+  b.fill(0.25f);
+  double best = 1e30, best_cpu = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    const auto start = Clock::now();
+    const double cpu_start = process_cpu_seconds();
+    hg::gemm(false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f, c.data(), N);
+    best = std::min(best, seconds_since(start));
+    best_cpu = std::min(best_cpu, process_cpu_seconds() - cpu_start);
+  }
+  return {2.0 * M * N * K / best, 2.0 * M * N * K / best_cpu};
+}
+
+// Model FLOPs of one sequence, forward + backward. Every matrix product of the forward is counted
+// as 2·m·n·k, and the backward as twice the forward (dX and dW for every linear; dP, dS·K, dSᵀ·Q,
+// Pᵀ·dO for every score/value product), so
+//   flops = 3 · Σ_forward products 2·m·n·k
+// with, per block on r rows (d model width, HE = heads·e, F ffn width):
+//   Q, K, V, O projections   4 · 2·r·d·HE
+//   dynamic projection       2·r·d·(H·rank)          (long_short)
+//   chunk compression (K, V) 2 · 2·r·HE·rank         (each row weighs into its chunk's r keys)
+//   FFN                      2 · 2·r·d·F
+//   scores + values          2 · 2·e·H · Σ_t keys(t), keys(t) = min(t+1, w) + floor(t/l)·rank
+//                            (only keys a query sees: masked work inside blocks is not counted)
+// plus linear pooling 2·(r/k)·(k·d)·d, linear upsampling 2·(r/k)·d·(k·d), head 2·L·d·V.
+// Element-wise work (LayerNorm, softmax, DConv, RoPE, activations, the loss) is not counted.
+double model_flops_per_sequence(const hg::Config& config) {
+  const hg::ModelConfig& m = config.model;
+  const double d = m.d_model, H = m.heads, e = m.head_dim(), HE = H * e, L = config.train.seq_len;
+  double fwd = 0;
+  for (size_t i = 0; i < m.stacks.size(); ++i) {
+    const int64_t r = static_cast<int64_t>(L) / m.stacks[i].shortening;
+    double keys = 0;
+    for (int64_t t = 0; t < r; ++t)
+      keys += std::min<int64_t>(t + 1, m.window) + (t / m.chunk) * m.rank;
+    const double block = 4 * 2 * r * d * HE + 2 * r * d * H * m.rank + 2 * 2 * r * HE * m.rank +
+                         2 * 2 * r * d * m.ffn + 2 * 2 * e * H * keys;
+    fwd += m.stacks[i].blocks * block;
+    if (static_cast<int>(i) < m.middle()) fwd += 2 * 2.0 * r * d * d;  // down/i + up/i (linear)
+  }
+  fwd += 2 * L * d * m.vocab_size;
+  return 3 * fwd;
+}
+
+const char* kind_name(hg::UnitKind kind) {
+  switch (kind) {
+    case hg::UnitKind::Embed:
+      return "embed";
+    case hg::UnitKind::Block:
+      return "blocks";
+    case hg::UnitKind::StackNorm:
+      return "norm";
+    case hg::UnitKind::Down:
+      return "down";
+    case hg::UnitKind::Up:
+      return "up";
+    case hg::UnitKind::Head:
+      return "head";
+  }
+  return "?";
+}
+
+std::vector<int> parse_list(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(std::stoi(item));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int steps = 3, warmup = 1;
+  std::vector<int> micro_batches = {8, 2};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i], value = argv[i + 1];
+    if (key == "--steps") {
+      steps = std::stoi(value);
+    } else if (key == "--warmup") {
+      warmup = std::stoi(value);
+    } else if (key == "--micro-batches") {
+      micro_batches = parse_list(value);
+    } else {
+      std::fprintf(stderr, "usage: %s [--steps N] [--warmup N] [--micro-batches 8,2]\n", argv[0]);
+      return 2;
+    }
+  }
+  const int threads = hg::num_threads();
+  std::printf("bench_train_step: %d thread(s), gemm library %s\n", threads, hg::gemm_library());
+
+  // The peak: best sgemm rate over a square product and the model's own large shapes
+  // (B·L = 6144 rows at micro-batch 8), on the threads the model uses.
+  struct Shape {
+    int64_t M, N, K;
+  };
+  const Shape shapes[] = {
+      {1024, 1024, 1024}, {6144, 256, 256}, {6144, 1024, 256}, {6144, 256, 1024}};
+  Rate peak;
+  for (const Shape& s : shapes) {
+    const Rate rate = sgemm_rate(s.M, s.N, s.K, 10);
+    std::printf("  sgemm %5lldx%4lldx%4lld: %6.1f GFLOP/s, %6.1f GFLOP per CPU s\n",
+                static_cast<long long>(s.M), static_cast<long long>(s.N),
+                static_cast<long long>(s.K), rate.wall / 1e9, rate.cpu / 1e9);
+    peak.wall = std::max(peak.wall, rate.wall);
+    peak.cpu = std::max(peak.cpu, rate.cpu);
+  }
+  std::printf("  peak used for MFU (best of the above): %.1f GFLOP/s, %.1f GFLOP per CPU s\n",
+              peak.wall / 1e9, peak.cpu / 1e9);
+
+  for (int micro_batch : micro_batches) {
+    std::string ini = kReferenceIni;
+    ini += "micro_batch = " + std::to_string(micro_batch) + "\n";
+    const hg::Config config = hg::config_from_ini(ini);
+    const int L = config.train.seq_len, batch = config.train.batch;
+
+    hg::StageModel model(config.model, L);
+    model.params().init_all(config.train.seed);
+    const std::vector<int32_t> tokens =
+        random_tokens(batch, L, config.model.vocab_size, config.train.seed);
+    std::vector<hg::TokenBatch> mbs;
+    for (int s = 0; s < batch; s += micro_batch)
+      mbs.push_back({tokens.data() + static_cast<int64_t>(s) * (L + 1), micro_batch, s});
+
+    // Unit times of the timed steps, by kind and direction: wall and CPU seconds.
+    std::map<std::string, double> unit_wall[2], unit_cpu[2];
+    bool timing = false;
+    Clock::time_point unit_start;
+    double unit_cpu_start = 0;
+    model.set_unit_observer([&](int unit, bool backward, bool finished) {
+      if (!finished) {
+        unit_start = Clock::now();
+        unit_cpu_start = process_cpu_seconds();
+      } else if (timing) {
+        const char* kind = kind_name(model.plans()[unit].kind);
+        unit_wall[backward][kind] += seconds_since(unit_start);
+        unit_cpu[backward][kind] += process_cpu_seconds() - unit_cpu_start;
+      }
+    });
+
+    double plan_flops = 0;
+    for (const hg::UnitPlan& p : model.plans()) plan_flops += p.flops;
+    plan_flops *= batch;
+    const double flops = model_flops_per_sequence(config) * batch;
+
+    double best = 1e30, total = 0, best_cpu = 1e30, loss = 0;
+    for (int s = 0; s < warmup + steps; ++s) {
+      timing = s >= warmup;
+      const auto start = Clock::now();
+      const double cpu_start = process_cpu_seconds();
+      const hg::StepMetrics metrics = hg::train_step(model, config, s, mbs);
+      const double seconds = seconds_since(start);
+      loss = metrics.loss;
+      if (timing) {
+        best = std::min(best, seconds);
+        best_cpu = std::min(best_cpu, process_cpu_seconds() - cpu_start);
+        total += seconds;
+      }
+    }
+    // A fingerprint of the trained parameters: bit-identical runs (any thread count, any
+    // change that claims to keep the numerics) print the same value.
+    uint64_t fingerprint = 0;
+    for (const auto& [name, p] : model.params().all())
+      fingerprint = fingerprint * 31 +
+                    hg::hash_name(std::string_view(reinterpret_cast<const char*>(p.value.data()),
+                                                   sizeof(float) * p.value.numel()));
+    const double tokens_per_step = static_cast<double>(batch) * L;
+    std::printf("\nmicro_batch %d (batch %d x seq_len %d, %d steps after %d warm-up)\n",
+                micro_batch, batch, L, steps, warmup);
+    std::printf("  last loss %.9g, parameter fingerprint %016llx\n", loss,
+                static_cast<unsigned long long>(fingerprint));
+    std::printf(
+        "  step time        best %.3f s, mean %.3f s (wall); best %.3f CPU s (%.2f cores busy)\n",
+        best, total / steps, best_cpu, best_cpu / best);
+    std::printf("  tokens/s         %.0f (best step), %.0f (mean); %.0f tokens per CPU s\n",
+                tokens_per_step / best, tokens_per_step * steps / total,
+                tokens_per_step / best_cpu);
+    std::printf("  model FLOPs/step %.1f GFLOP analytic, %.1f GFLOP cost model (plan_units)\n",
+                flops / 1e9, plan_flops / 1e9);
+    std::printf("  model FLOP/s     %.1f GFLOP/s (best step), %.1f GFLOP per CPU s\n",
+                flops / best / 1e9, flops / best_cpu / 1e9);
+    std::printf("  MFU              %.1f%% of the measured sgemm peak %.1f GFLOP/s (wall)\n",
+                100.0 * flops / best / peak.wall, peak.wall / 1e9);
+    std::printf("  MFU per CPU s    %.1f%% (model FLOP per CPU s / sgemm FLOP per CPU s)\n",
+                100.0 * (flops / best_cpu) / peak.cpu);
+    std::printf("  time per step by unit kind (mean over timed steps, ms; wall | CPU):\n");
+    std::printf("    %-8s %19s %19s\n", "kind", "forward", "backward");
+    double unit_total = 0;
+    for (const char* kind : {"embed", "blocks", "norm", "down", "up", "head"}) {
+      const double f = unit_wall[0][kind] / steps, b = unit_wall[1][kind] / steps;
+      unit_total += f + b;
+      std::printf("    %-8s %9.1f|%9.1f %9.1f|%9.1f\n", kind, 1e3 * f,
+                  1e3 * unit_cpu[0][kind] / steps, 1e3 * b, 1e3 * unit_cpu[1][kind] / steps);
+    }
+    std::printf("    units total %.1f ms wall, rest of the step (optimizer, grad norm) %.1f ms\n",
+                1e3 * unit_total, 1e3 * (total / steps - unit_total));
+  }
+  return 0;
+}
