@@ -98,16 +98,17 @@ hg::Config make_config(const Options& o, int dp, int tp) {
 }
 
 struct Result {
-  double step = 0;     // mean s/step (slowest rank)
-  double best = 0;     // fastest timed step
-  double compute = 0;  // mean forward+backward s/step (rank 0; includes the tp all-reduces)
-  double comm = 0;     // mean communication s/step (rank 0), see the header
-  double cpu = 0;      // mean process CPU s/step (max over ranks)
+  double step = 0;      // mean s/step (slowest rank)
+  double best = 0;      // fastest timed step
+  double compute = 0;   // mean forward+backward s/step (rank 0; includes the tp all-reduces)
+  double comm = 0;      // mean communication s/step (rank 0), see the header
+  double cpu = 0;       // mean process CPU s/step (max over ranks)
+  double comm_cpu = 0;  // mean CPU s/step inside the communication (rank 0)
 };
 
-double cpu_seconds() {
+double cpu_seconds(clockid_t clock = CLOCK_PROCESS_CPUTIME_ID) {
   timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  clock_gettime(clock, &t);
   return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
@@ -130,18 +131,20 @@ Result run(const hg::Config& config, MPI_Comm comm, const Options& o) {
     std::vector<hg::TokenBatch> micro = hg::replica_micro_batches(config, grid.dp_rank(), {});
     for (hg::TokenBatch& mb : micro) mb.tokens = tokens.data() + mb.first_sample * row;
     hg::comm::barrier(comm);
-    const double tp0 = hg::tp_allreduce_seconds();
+    const double tp0 = hg::tp_allreduce_seconds(), tpc0 = hg::tp_allreduce_cpu_seconds();
     const double t0 = MPI_Wtime(), c0 = cpu_seconds();
     hg::distributed_step(model, runtime, grid, config, s, micro);
     double elapsed = MPI_Wtime() - t0, cpu = cpu_seconds() - c0;
     double comm_seconds = hg::tp_allreduce_seconds() - tp0;
+    double comm_cpu = hg::tp_allreduce_cpu_seconds() - tpc0;
     if (grid.dp() > 1) {
       // The same all-reduces the step ran (the gradients are zeroed by the next step).
       hg::comm::barrier(comm);
-      const double d0 = MPI_Wtime();
+      const double d0 = MPI_Wtime(), dc0 = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
       for (auto& [name, p] : model.params().all())
         hg::comm::allreduce_sum(p.grad.data(), p.grad.numel(), grid.dp_comm());
       comm_seconds += MPI_Wtime() - d0;
+      comm_cpu += cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - dc0;
     }
     MPI_Allreduce(MPI_IN_PLACE, &elapsed, 1, MPI_DOUBLE, MPI_MAX, comm);
     MPI_Allreduce(MPI_IN_PLACE, &cpu, 1, MPI_DOUBLE, MPI_MAX, comm);
@@ -151,19 +154,22 @@ Result run(const hg::Config& config, MPI_Comm comm, const Options& o) {
     r.compute += runtime.stats().compute_seconds / o.steps;
     r.comm += comm_seconds / o.steps;
     r.cpu += cpu / o.steps;
+    r.comm_cpu += comm_cpu / o.steps;
   }
   return r;
 }
 
 void print(const char* label, const Result& r, double tokens, const Result* base) {
-  std::printf(
-      "%-16s %.3f s/step %6.0f tokens/s  best %.3f s  cpu %.3f s  compute %.3f s  "
-      "comm %.4f s (%.1f%% of the step)",
-      label, r.step, tokens / r.step, r.best, r.cpu, r.compute, r.comm, 100.0 * r.comm / r.step);
+  std::printf("%-15s wall %.3f s/step (%.0f tokens/s, best %.3f s)", label, r.step, tokens / r.step,
+              r.best);
   if (base)
-    std::printf("  speed-up %.2fx (best steps %.2fx, cpu %.2fx)", base->step / r.step,
-                base->best / r.best, base->cpu / r.cpu);
-  std::printf("\n");
+    std::printf("  speed-up %.2fx (best steps %.2fx)", base->step / r.step, base->best / r.best);
+  std::printf("\n%-15s cpu  %.3f s/step", "", r.cpu);
+  if (base) std::printf("  speed-up %.2fx", base->cpu / r.cpu);
+  std::printf(
+      "\n%-15s comm %.4f s/step wall = %.1f%% of the step, %.4f s/step cpu = %.1f%% of "
+      "the cpu step; forward+backward %.3f s wall\n",
+      "", r.comm, 100.0 * r.comm / r.step, r.comm_cpu, 100.0 * r.comm_cpu / r.cpu, r.compute);
   std::fflush(stdout);
 }
 
@@ -203,13 +209,7 @@ int main(int argc, char** argv) {
     const Result tp = run(make_config(o, 1, 2), MPI_COMM_WORLD, o);
     if (rank == 0) print("tp 2 (2 ranks):", tp, tokens, &one);
     const Result dp = run(make_config(o, 2, 1), MPI_COMM_WORLD, o);
-    if (rank == 0) {
-      print("dp 2 (2 ranks):", dp, tokens, &one);
-      std::printf(
-          "tp 2: compute per rank %.3f s vs %.3f s on 1 rank (%.2fx less), of which "
-          "all-reduce wait/transfer %.3f s\n",
-          tp.compute, one.compute, one.compute / tp.compute, tp.comm);
-    }
+    if (rank == 0) print("dp 2 (2 ranks):", dp, tokens, &one);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_parallel_layouts: rank %d: %s\n", rank, e.what());
     code = 2;

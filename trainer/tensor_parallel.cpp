@@ -1,5 +1,7 @@
 #include "trainer/tensor_parallel.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -16,6 +18,19 @@ namespace hg {
 namespace {
 
 std::atomic<double> g_allreduce_seconds{0.0};
+std::atomic<double> g_allreduce_cpu_seconds{0.0};
+
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+void accumulate(std::atomic<double>& total, double seconds) {
+  double now = total.load();
+  while (!total.compare_exchange_weak(now, now + seconds)) {
+  }
+}
 
 // The canonical tensor as [outer, along, inner] around `axis`.
 struct Split3 {
@@ -47,15 +62,14 @@ TensorParallel make_tensor_parallel(const ProcessGrid& grid, const Config& confi
 
 void tp_allreduce(const TensorParallel& tp, float* data, int64_t count) {
   if (!tp.active()) return;
-  const double t0 = MPI_Wtime();
+  const double t0 = MPI_Wtime(), c0 = thread_cpu_seconds();
   comm::allreduce_sum(data, count, tp.comm);
-  const double spent = MPI_Wtime() - t0;
-  double now = g_allreduce_seconds.load();
-  while (!g_allreduce_seconds.compare_exchange_weak(now, now + spent)) {
-  }
+  accumulate(g_allreduce_seconds, MPI_Wtime() - t0);
+  accumulate(g_allreduce_cpu_seconds, thread_cpu_seconds() - c0);
 }
 
 double tp_allreduce_seconds() { return g_allreduce_seconds.load(); }
+double tp_allreduce_cpu_seconds() { return g_allreduce_cpu_seconds.load(); }
 
 std::vector<int64_t> head_columns(const TensorParallel& tp, int heads, int width) {
   if (heads % tp.size != 0)

@@ -41,10 +41,13 @@ struct TensorParallel {
 // The group of `grid`'s tp_comm() for `config`.
 TensorParallel make_tensor_parallel(const ProcessGrid& grid, const Config& config);
 
-// data (=) Σ over the group of data, in place; no-op when size = 1. Time spent is added to
-// tp_allreduce_seconds().
+// data (=) Σ over the group of data, in place; no-op when size = 1. Time spent is added to the
+// process-wide totals below (benchmarks): wall time, which includes waiting for the other ranks,
+// and the calling thread's CPU time, which is the transfer and reduction work (plus the comm
+// layer's short spin before it sleeps).
 void tp_allreduce(const TensorParallel& tp, float* data, int64_t count);
-double tp_allreduce_seconds();  // process-wide total (benchmarks)
+double tp_allreduce_seconds();
+double tp_allreduce_cpu_seconds();
 
 // Which canonical indices along `axis` a local tensor holds (axis −1: replicated, the whole
 // tensor).
