@@ -7,17 +7,52 @@
 
 namespace hg {
 
+namespace {
+
+// Reshapes only on a shape change: every caller overwrites the whole buffer, so the zero-fill
+// that Tensor::reset does would be wasted work in the steady state.
+void ensure_shape(Tensor& t, const Shape& shape) {
+  if (t.shape() != shape) t.reset(shape);
+}
+
+// Backward temporaries, per calling thread and shared by every sublayer it runs. They live only
+// during one backward call, so here (not in the per-slot caches) they cost no memory per
+// micro-batch in flight, and no allocation or zero-fill per call.
+struct Workspace {
+  Tensor dbranch;              // [rows, d] the branch gradient through dropout's mask
+  Tensor dln;                  // [rows, d] gradient w.r.t. the LayerNorm output
+  std::vector<float> dhidden;  // [rows, width] the FFN's hidden gradient
+};
+
+Workspace& workspace() {
+  thread_local Workspace ws;
+  return ws;
+}
+
+// dout through the branch's dropout mask: dout itself when dropout is off (the mask is then
+// the identity).
+const float* branch_gradient(const float* dout, const DropoutSite& drop, int64_t B,
+                             int64_t per_sample, Tensor& buffer) {
+  if (drop.p == 0.0f) return dout;
+  ensure_shape(buffer, {B, per_sample});
+  copy(buffer.data(), dout, B * per_sample);
+  dropout_backward(buffer.data(), drop, B, per_sample);
+  return buffer.data();
+}
+
+}  // namespace
+
 NormParams add_norm(ParamStore& store, const std::string& prefix, int width) {
   return {&store.add(prefix + "/gain", {width}, ParamInit::One),
           &store.add(prefix + "/bias", {width}, ParamInit::Zero)};
 }
 
 void norm_forward(NormCache& cache, const float* x, const NormParams& p, int64_t rows, int d) {
-  cache.out.reset({rows, d});
-  cache.mean.reset({rows});
-  cache.rstd.reset({rows});
-  layernorm_forward(cache.out.data(), cache.mean.data(), cache.rstd.data(), x,
-                    p.gain->value.data(), p.bias->value.data(), rows, 1, d);
+  ensure_shape(cache.out, {rows, d});
+  ensure_shape(cache.mean, {rows});
+  ensure_shape(cache.rstd, {rows});
+  layernorm_forward(cache.out.data(), cache.mean.data(), cache.rstd.data(), x, p.gain->value.data(),
+                    p.bias->value.data(), rows, 1, d);
 }
 
 void norm_backward(float* dx, const float* dout, const NormCache& cache, const float* x,
@@ -62,7 +97,7 @@ void ffn_sublayer_forward(float* out, FfnSublayerCache& c, const float* x, const
                           const FfnParams& p, int64_t B, int64_t n, int d, int width,
                           Activation act, const DropoutSite& drop, const TensorParallel& tp) {
   const int64_t rows = B * n;
-  c.x.reset({rows, d});
+  ensure_shape(c.x, {rows, d});
   copy(c.x.data(), x, rows * d);
   c.width = width;
   norm_forward(c.norm, c.x.data(), norm, rows, d);
@@ -82,15 +117,16 @@ void ffn_sublayer_backward(float* dx, const float* dout, FfnSublayerCache& c,
                            const NormParams& norm, const FfnParams& p, int64_t B, int64_t n, int d,
                            Activation act, const DropoutSite& drop, const TensorParallel& tp) {
   const int64_t rows = B * n;
-  // The branch gradient goes through dropout's mask; dx holds it until the residual is added.
-  std::vector<float> dbranch(dout, dout + rows * d);
-  dropout_backward(dbranch.data(), drop, B, n * d);
-  Tensor dln({rows, d});
-  ffn_backward(dln.data(), p.w1->grad.data(), p.b1->grad.data(), p.w2->grad.data(),
-               p.b2->grad.data(), dbranch.data(), c.ffn, c.norm.out.data(), p.w1->value.data(),
-               p.w2->value.data(), rows, d, p.F, c.width, act);
-  tp_allreduce(tp, dln.data(), rows * d);  // this rank's hidden units' share of dLN
-  norm_backward(dx, dln.data(), c.norm, c.x.data(), norm, rows, d);
+  Workspace& ws = workspace();
+  const float* dbranch = branch_gradient(dout, drop, B, n * d, ws.dbranch);
+  ensure_shape(ws.dln, {rows, d});
+  if (static_cast<int64_t>(ws.dhidden.size()) < rows * c.width) ws.dhidden.resize(rows * c.width);
+  float* dln = ws.dln.data();
+  ffn_backward(dln, p.w1->grad.data(), p.b1->grad.data(), p.w2->grad.data(), p.b2->grad.data(),
+               dbranch, c.ffn, c.norm.out.data(), p.w1->value.data(), p.w2->value.data(), rows, d,
+               p.F, c.width, act, ws.dhidden.data());
+  tp_allreduce(tp, dln, rows * d);  // this rank's hidden units' share of dLN
+  norm_backward(dx, dln, c.norm, c.x.data(), norm, rows, d);
   add_into(dx, dout, rows * d);
 }
 
@@ -100,7 +136,7 @@ void attention_sublayer_forward(float* out, AttentionSublayerCache& c, const flo
                                 const DropoutSite& drop, const TensorParallel& tp) {
   const int64_t rows = B * n;
   const int d = cfg.d;
-  c.x.reset({rows, d});
+  ensure_shape(c.x, {rows, d});
   copy(c.x.data(), x, rows * d);
   norm_forward(c.norm, c.x.data(), norm, rows, d);
   attention_forward(out, c.attn, c.norm.out.data(), w, cfg, B, n);
@@ -115,13 +151,13 @@ void attention_sublayer_backward(float* dx, const float* dout, AttentionSublayer
                                  int64_t n, const DropoutSite& drop, const TensorParallel& tp) {
   const int64_t rows = B * n;
   const int d = cfg.d;
-  c.branch.reset({rows, d});
-  copy(c.branch.data(), dout, rows * d);
-  dropout_backward(c.branch.data(), drop, B, n * d);
-  Tensor dln({rows, d});
-  attention_backward(dln.data(), g, c.branch.data(), c.attn, c.norm.out.data(), w, cfg, B, n);
-  tp_allreduce(tp, dln.data(), rows * d);
-  norm_backward(dx, dln.data(), c.norm, c.x.data(), norm, rows, d);
+  Workspace& ws = workspace();
+  const float* dbranch = branch_gradient(dout, drop, B, n * d, ws.dbranch);
+  ensure_shape(ws.dln, {rows, d});
+  float* dln = ws.dln.data();
+  attention_backward(dln, g, dbranch, c.attn, c.norm.out.data(), w, cfg, B, n);
+  tp_allreduce(tp, dln, rows * d);
+  norm_backward(dx, dln, c.norm, c.x.data(), norm, rows, d);
   add_into(dx, dout, rows * d);
 }
 

@@ -80,7 +80,6 @@ struct AttentionSublayerCache {
   Tensor x;  // [rows, d]
   NormCache norm;
   AttentionCache attn;
-  Tensor branch;  // [rows, d] scratch
 };
 void attention_sublayer_forward(float* out, AttentionSublayerCache& cache, const float* x,
                                 const NormParams& norm, const AttentionParams& w,

@@ -67,11 +67,28 @@ void add_attention_params(ParamStore& store, const std::string& prefix, const Mo
   }
 }
 
+// Reshapes only on a shape change: the callers below overwrite every element (activations
+// and their gradients are assigned, never accumulated), so Tensor::reset's zero-fill would be
+// wasted work in the steady state.
+void ensure_shape(Tensor& t, const Shape& shape) {
+  if (t.shape() != shape) t.reset(shape);
+}
+
+// dh between the two sublayers' backwards: per thread and shared by every block it runs.
+Tensor& gradient_scratch() {
+  thread_local Tensor dh;
+  return dh;
+}
+
 class BlockUnit : public Unit {
  public:
   BlockUnit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store)
-      : Unit(plan.name), d_(m.d_model), n_(plan.rows), global_block_(plan.global_block),
-        act_(parse_activation(m.activation)), tp_(store.tensor_parallel()),
+      : Unit(plan.name),
+        d_(m.d_model),
+        n_(plan.rows),
+        global_block_(plan.global_block),
+        act_(parse_activation(m.activation)),
+        tp_(store.tensor_parallel()),
         cfg_(block_attention_config(m, tp_)) {
     // §1.6: output projections of stack blocks start smaller, by the total stack depth.
     const float out_std = 0.02f / std::sqrt(2.0f * static_cast<float>(m.total_stack_blocks()));
@@ -85,10 +102,10 @@ class BlockUnit : public Unit {
   void forward(Slot& slot, const Tensor& in, Tensor& out) override {
     auto& c = caches_.acquire(slot.id);
     const int64_t B = slot.batch;
-    c.h.reset({B, n_, d_});
+    ensure_shape(c.h, {B, n_, d_});
     attention_sublayer_forward(c.h.data(), c.attn, in.data(), norm1_, attn_w_, cfg_, B, n_,
                                site(slot, "attn"), tp_);
-    out.reset({B, n_, d_});
+    ensure_shape(out, {B, n_, d_});
     ffn_sublayer_forward(out.data(), c.ffn, c.h.data(), norm2_, ffn_, B, n_, d_, width(slot), act_,
                          site(slot, "ffn"), tp_);
   }
@@ -96,10 +113,11 @@ class BlockUnit : public Unit {
   void backward(Slot& slot, const Tensor& dout, Tensor& din) override {
     auto& c = caches_.at(slot.id);
     const int64_t B = slot.batch;
-    Tensor dh({B, n_, d_});
+    Tensor& dh = gradient_scratch();
+    ensure_shape(dh, {B, n_, d_});
     ffn_sublayer_backward(dh.data(), dout.data(), c.ffn, norm2_, ffn_, B, n_, d_, act_,
                           site(slot, "ffn"), tp_);
-    din.reset({B, n_, d_});
+    ensure_shape(din, {B, n_, d_});
     attention_sublayer_backward(din.data(), dh.data(), c.attn, norm1_, attn_w_, attn_g_, cfg_, B,
                                 n_, site(slot, "attn"), tp_);
     caches_.release(slot.id);
@@ -148,7 +166,7 @@ class StackNormUnit : public Unit {
 
   void backward(Slot& slot, const Tensor& dout, Tensor& din) override {
     auto& c = caches_.at(slot.id);
-    din.reset({slot.batch, n_, d_});
+    ensure_shape(din, {slot.batch, n_, d_});
     norm_backward(din.data(), dout.data(), c.norm, c.x.data(), norm_, slot.batch * n_, d_);
     caches_.release(slot.id);
   }
@@ -169,7 +187,8 @@ class StackNormUnit : public Unit {
 
 }  // namespace
 
-std::unique_ptr<Unit> make_block_unit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store) {
+std::unique_ptr<Unit> make_block_unit(const ModelConfig& m, const UnitPlan& plan,
+                                      ParamStore& store) {
   return std::make_unique<BlockUnit>(m, plan, store);
 }
 std::unique_ptr<Unit> make_stack_norm_unit(const ModelConfig& m, const UnitPlan& plan,
