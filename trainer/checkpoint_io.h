@@ -2,12 +2,13 @@
 // /optim/exp_avg_sq/<name> as full float32 tensors; root attributes format = "hourglass-checkpoint"
 // and config (variable-length UTF-8 strings), version = 1 and step (int64).
 //
-// Integrity (docs/checkpoints.md): every tensor dataset is chunked with HDF5's Fletcher32 filter,
-// so reading a damaged chunk fails; the file uses the HDF5 1.10 format, whose metadata (superblock,
-// object headers, chunk indexes) carries checksums; the config text, kept in the one structure
-// without a checksum (the global heap), is covered by a `config_sha256` root attribute. Files
-// without these (the reference fixtures, older writers) read as before: checksums are verified
-// when present.
+// Integrity (docs/checkpoints.md): every tensor dataset carries a `checksum` attribute (a sum of
+// per-element hashes that hyperslab writers can each contribute to), verified whenever the whole
+// dataset is read; the file uses the HDF5 1.10 format, whose metadata (superblock, object
+// headers, attributes) carries checksums; the config text, kept in the one structure without a
+// checksum (the global heap), is covered by a `config_sha256` root attribute. Files without
+// these (the reference fixtures, other writers) read as before: checksums are verified when
+// present (HDF5's own Fletcher32 filter too).
 //
 // A file is written under "<path>.tmp-<pid>" and renamed when complete, so a reader never sees a
 // partial file. One process may write it in one call (write_checkpoint), or several processes may
@@ -64,7 +65,7 @@ struct CheckpointCheck {
   std::string config;
   ShapeMap params;                // what /params holds (as far as it could be listed)
   int64_t tensors = 0;            // datasets read (params and moments)
-  int64_t checksummed = 0;        // of which carry a Fletcher32 checksum
+  int64_t checksummed = 0;        // of which carry a checksum
   bool config_checksum = false;   // config_sha256 present (and matched, when valid)
   int64_t bytes = 0;              // tensor bytes read
 };
@@ -105,10 +106,16 @@ class CheckpointAppender {
   CheckpointAppender(const CheckpointAppender&) = delete;
   CheckpointAppender& operator=(const CheckpointAppender&) = delete;
 
-  // Creates /params/<name> and both moments with `shape`: float32, chunked, Fletcher32.
+  // Creates /params/<name>, /optim/exp_avg/<name> and /optim/exp_avg_sq/<name> with `shape` and
+  // writes the whole of each from values[0], values[1], values[2], with its checksum. The fast
+  // path: one pass over each tensor, one attribute write.
+  void write_whole(const std::string& name, const Shape& shape, const float* const values[3]);
+
+  // Slices from several writers: create the three datasets once (any writer) ...
   void create(const std::string& name, const Shape& shape);
-  // Writes `values` (the block's elements, row-major) into `block` of dataset `path`
-  // (e.g. "/params/embed/weight", "/optim/exp_avg/embed/weight"), created before by any writer.
+  // ... then each writer writes its blocks: `values` (the block's elements, row-major) into
+  // `block` of dataset `path` (e.g. "/params/embed/weight", "/optim/exp_avg/embed/weight"). The
+  // blocks' checksum terms are added to the datasets' checksums by close().
   void write(const std::string& path, const Hyperslab& block, const float* values);
   // Flushes and closes; throws if HDF5 cannot.
   void close();
@@ -117,6 +124,9 @@ class CheckpointAppender {
   hid_t file_ = H5I_INVALID_HID;
   hid_t link_create_ = H5I_INVALID_HID;
   std::string path_;
+  // Checksum terms (sum, elements) of what this writer wrote, per dataset; added to the
+  // datasets' checksum attributes by close().
+  std::map<std::string, std::pair<uint64_t, int64_t>> checksums_;
 };
 
 // fsync of the complete temporary file, rename to `path`, fsync of the directory.

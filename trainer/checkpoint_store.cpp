@@ -1,8 +1,13 @@
 #include "trainer/checkpoint_store.h"
 
+#include <hdf5.h>
+
 #include <algorithm>
+#include <array>
+#include <map>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -25,28 +30,28 @@ struct Token {
   std::string text;
 };
 
-void send_token(const Token& token, int to, MPI_Comm world) {
+void send_token(const Token& token, int to, MPI_Comm comm) {
   std::string message(1, token.ok ? '1' : '0');
   message += token.text;
-  MPI_Send(message.data(), static_cast<int>(message.size()), MPI_CHAR, to, kTagToken, world);
+  MPI_Send(message.data(), static_cast<int>(message.size()), MPI_CHAR, to, kTagToken, comm);
 }
 
-Token receive_token(int from, MPI_Comm world) {
+Token receive_token(int from, MPI_Comm comm) {
   MPI_Status status;
-  MPI_Probe(from, kTagToken, world, &status);
+  MPI_Probe(from, kTagToken, comm, &status);
   int length = 0;
   MPI_Get_count(&status, MPI_CHAR, &length);
   std::string message(static_cast<size_t>(length), '\0');
-  MPI_Recv(message.data(), length, MPI_CHAR, from, kTagToken, world, MPI_STATUS_IGNORE);
+  MPI_Recv(message.data(), length, MPI_CHAR, from, kTagToken, comm, MPI_STATUS_IGNORE);
   return {!message.empty() && message[0] == '1', message.substr(std::min<size_t>(1, message.size()))};
 }
 
 // A string from `root` to every rank of `comm`.
 void broadcast_string(std::string& text, int root, MPI_Comm comm) {
   int64_t length = static_cast<int64_t>(text.size());
-  comm::broadcast(&length, sizeof length, root, comm);
+  MPI_Bcast(&length, 1, MPI_INT64_T, root, comm);
   text.resize(static_cast<size_t>(length));
-  if (length > 0) comm::broadcast(text.data(), length, root, comm);
+  if (length > 0) MPI_Bcast(text.data(), static_cast<int>(length), MPI_CHAR, root, comm);
 }
 
 // Every rank's string, on `root` (in rank order; empty elsewhere).
@@ -73,7 +78,10 @@ std::vector<std::string> gather_strings(const std::string& mine, int root, MPI_C
   return out;
 }
 
-// The writers in turn: replica 0's ranks, stage by stage, tensor-parallel rank by rank.
+// The writers in turn: replica 0's ranks, stage by stage, tensor-parallel rank by rank (with
+// tp > 1 the stage's tensors are assembled on tensor-parallel rank 0, so the others write
+// nothing yet; CheckpointAppender::create/write take hyperslabs for ranks that write their
+// own slices).
 std::vector<int> writer_order(const ProcessGrid& grid) {
   std::vector<int> order;
   for (int p = 0; p < grid.pp(); ++p)
@@ -81,77 +89,75 @@ std::vector<int> writer_order(const ProcessGrid& grid) {
   return order;
 }
 
-// This rank's part of the file. With tp = 1 the store holds full canonical tensors, written
-// straight from it (no copy). With tp > 1, export_params assembles the stage's full tensors on
-// tensor-parallel rank 0 (trainer/checkpoint.cpp), which writes them; CheckpointAppender::write
-// takes hyperslab blocks, so slices can be written by their own ranks instead.
-struct WriterPart {
-  struct Tensor3 {
-    const Tensor* value;
-    const Tensor* exp_avg;
-    const Tensor* exp_avg_sq;
-  };
-  std::map<std::string, Tensor3> tensors;
-  CheckpointData assembled;  // owns the tensors when tp > 1
-};
-
-// The trainer never saves non-finite weights or moments (§8 exit 3 comes first); this is the
-// last line of defence, and costs one pass over memory next to the write.
+// The trainer never saves non-finite weights or moments (it stops with exit 3 first); this is
+// the last line of defence: one branch-free pass that vectorises (exponent bits all ones = inf
+// or NaN), then a search for the culprit only when there is one.
 void require_finite(const std::string& name, const Tensor& t) {
+  uint32_t bad = 0;
+  const float* v = t.data();
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, v + i, sizeof bits);
+    bad |= (bits & 0x7f800000u) == 0x7f800000u;
+  }
+  if (!bad) return;
   for (int64_t i = 0; i < t.numel(); ++i)
-    if (!std::isfinite(t.data()[i]))
+    if (!std::isfinite(v[i]))
       throw std::runtime_error("refusing to save " + name + ": element " + std::to_string(i) +
-                               " is " + std::to_string(t.data()[i]));
-}
-
-void write_part(const std::string& temporary, const WriterPart& part) {
-  for (const auto& [name, t] : part.tensors) {
-    require_finite("/params/" + name, *t.value);
-    require_finite("/optim/exp_avg/" + name, *t.exp_avg);
-    require_finite("/optim/exp_avg_sq/" + name, *t.exp_avg_sq);
-  }
-  CheckpointAppender file(temporary);
-  for (const auto& [name, t] : part.tensors) {
-    file.create(name, t.value->shape());
-    const Hyperslab block = whole(t.value->shape());
-    file.write("/params/" + name, block, t.value->data());
-    file.write("/optim/exp_avg/" + name, block, t.exp_avg->data());
-    file.write("/optim/exp_avg_sq/" + name, block, t.exp_avg_sq->data());
-  }
-  file.close();
+                               " is " + std::to_string(v[i]));
 }
 
 }  // namespace
 
-std::string save_checkpoint(const std::string& dir, int64_t step, const std::string& config_ini,
-                            const ParamStore& store, const ProcessGrid& grid) {
-  const std::string path = (std::filesystem::path(dir) / checkpoint_file_name(step)).string();
+// ---- one save, on any communicator spanning the grid's ranks in world order ----
+
+// What one writer writes: value, exp_avg, exp_avg_sq of each of its tensors (full canonical
+// tensors), either views of the store (synchronous save, tp = 1) or of a snapshot.
+struct CheckpointSaver::Part {
+  std::map<std::string, std::array<const Tensor*, 3>> tensors;
+};
+
+struct CheckpointSaver::Snapshot {
+  std::map<std::string, std::array<Tensor, 3>> tensors;  // reused from save to save
+};
+
+namespace {
+
+void write_part(const std::string& temporary, const CheckpointSaver::Part& part) {
+  for (const auto& [name, t] : part.tensors) {
+    require_finite("/params/" + name, *t[0]);
+    require_finite("/optim/exp_avg/" + name, *t[1]);
+    require_finite("/optim/exp_avg_sq/" + name, *t[2]);
+  }
+  CheckpointAppender file(temporary);
+  for (const auto& [name, t] : part.tensors) {
+    const float* values[3] = {t[0]->data(), t[1]->data(), t[2]->data()};
+    file.write_whole(name, t[0]->shape(), values);
+  }
+  file.close();
+}
+
+// Token passing, commit by rank 0 (then pruning to `keep`), and the result on every rank: ""
+// or the error. Collective over `comm` (ranks numbered as in the grid's world).
+std::string write_and_commit(const ProcessGrid& grid, MPI_Comm comm, const std::string& dir,
+                             const std::string& path, int64_t step, const std::string& config_ini,
+                             const CheckpointSaver::Part& part, int keep) {
   const std::vector<int> order = writer_order(grid);
   const auto me = std::find(order.begin(), order.end(), grid.rank());
-  const bool writer = me != order.end();
-
-  WriterPart part;
-  if (writer && grid.tp() == 1) {
-    for (const auto& [name, p] : store.all()) part.tensors[name] = {&p.value, &p.exp_avg, &p.exp_avg_sq};
-  } else if (grid.dp_rank() == 0 && grid.tp() > 1) {
-    export_params(store, part.assembled, true);  // collective over the stage's tensor-parallel group
-    if (grid.tp_rank() == 0)
-      for (const auto& [name, t] : part.assembled.params)
-        part.tensors[name] = {&t, &part.assembled.exp_avg.at(name), &part.assembled.exp_avg_sq.at(name)};
-  }
-
+  const std::string temporary = temporary_checkpoint_name(path);  // rank 0's name
   Token token;
   if (grid.rank() == 0) {
-    token.text = temporary_checkpoint_name(path);
+    token.text = temporary;
     try {
       std::filesystem::create_directories(dir);
-      create_checkpoint_file(token.text, config_ini, step);
+      create_checkpoint_file(temporary, config_ini, step);
     } catch (const std::exception& e) {
-      token = {false, "rank 0 cannot create " + token.text + ": " + e.what()};
+      token = {false, "rank 0 cannot create " + temporary + ": " + e.what()};
     }
   }
-  if (writer) {
-    if (me != order.begin()) token = receive_token(*(me - 1), grid.world());
+  if (me != order.end()) {
+    if (me != order.begin()) token = receive_token(*(me - 1), comm);
     if (token.ok) {
       try {
         write_part(token.text, part);
@@ -161,15 +167,15 @@ std::string save_checkpoint(const std::string& dir, int64_t step, const std::str
                             token.text + ")"};
       }
     }
-    if (me + 1 != order.end()) send_token(token, *(me + 1), grid.world());
-    else if (grid.rank() != 0) send_token(token, 0, grid.world());
+    if (me + 1 != order.end()) send_token(token, *(me + 1), comm);
+    else if (grid.rank() != 0) send_token(token, 0, comm);
   }
   if (grid.rank() == 0) {
-    if (order.size() > 1) token = receive_token(order.back(), grid.world());
-    const std::string temporary = temporary_checkpoint_name(path);
+    if (order.size() > 1) token = receive_token(order.back(), comm);
     if (token.ok) {
       try {
         commit_checkpoint_file(temporary, path);
+        prune_checkpoints(dir, keep);
       } catch (const std::exception& e) {
         token = {false, e.what()};
       }
@@ -180,12 +186,110 @@ std::string save_checkpoint(const std::string& dir, int64_t step, const std::str
     }
   }
   // The save is complete for everyone only when rank 0 has renamed the file.
-  int ok = token.ok ? 1 : 0;
-  comm::broadcast(&ok, sizeof ok, 0, grid.world());
-  std::string message = ok ? "" : token.text;
-  broadcast_string(message, 0, grid.world());
-  if (!ok) throw std::runtime_error("cannot write checkpoint '" + path + "': " + message);
-  return path;
+  std::string error = token.ok ? "" : token.text;
+  if (grid.rank() == 0 && error.empty() && !token.ok) error = "failed";
+  broadcast_string(error, 0, comm);
+  return error;
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& dir, int64_t step, const std::string& config_ini,
+                            const ParamStore& store, const ProcessGrid& grid) {
+  CheckpointSaver saver(grid, false);
+  saver.start(dir, step, config_ini, store, 0);
+  return saver.wait()->path;
+}
+
+// ---- CheckpointSaver ----
+
+CheckpointSaver::CheckpointSaver(const ProcessGrid& grid, bool background)
+    : grid_(grid), snapshot_(std::make_unique<Snapshot>()) {
+  // Its own communicator: the background save's messages and broadcast never meet the
+  // training's collectives (MPI orders collectives per communicator, not per thread).
+  MPI_Comm_dup(grid.world(), &comm_);
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&provided);
+  hbool_t threadsafe = 0;
+  H5is_library_threadsafe(&threadsafe);
+  background_ = background && provided == MPI_THREAD_MULTIPLE && threadsafe;
+}
+
+CheckpointSaver::~CheckpointSaver() {
+  if (thread_.joinable()) thread_.join();
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Comm_free(&comm_);
+}
+
+void CheckpointSaver::start(const std::string& dir, int64_t step, const std::string& config_ini,
+                            const ParamStore& store, int keep) {
+  wait();  // one save at a time; its snapshot is reused
+  const double t0 = MPI_Wtime();
+  const std::string path = (std::filesystem::path(dir) / checkpoint_file_name(step)).string();
+  const std::vector<int> order = writer_order(grid_);
+  const bool writer = std::find(order.begin(), order.end(), grid_.rank()) != order.end();
+  // This rank's part: a copy (a background save must not see the next steps' updates), or with
+  // tp > 1 the stage's full tensors assembled by export_params on tensor-parallel rank 0.
+  auto part = std::make_shared<Part>();
+  if (grid_.tp() == 1 && writer) {
+    for (const auto& [name, p] : store.all()) {
+      auto& copy = snapshot_->tensors[name];
+      const Tensor* sources[3] = {&p.value, &p.exp_avg, &p.exp_avg_sq};
+      for (int g = 0; g < 3; ++g) {
+        if (background_) {
+          if (copy[g].shape() != sources[g]->shape()) copy[g].reset(sources[g]->shape());
+          std::memcpy(copy[g].data(), sources[g]->data(), sizeof(float) * sources[g]->numel());
+          part->tensors[name][g] = &copy[g];
+        } else {
+          part->tensors[name][g] = sources[g];  // synchronous: the store does not change meanwhile
+        }
+      }
+    }
+  } else if (grid_.tp() > 1 && grid_.dp_rank() == 0) {
+    CheckpointData assembled;
+    export_params(store, assembled, true);  // collective over the stage's tensor-parallel group
+    snapshot_->tensors.clear();
+    for (auto& [name, t] : assembled.params) {
+      auto& copy = snapshot_->tensors[name];
+      copy[0] = std::move(t);
+      copy[1] = std::move(assembled.exp_avg.at(name));
+      copy[2] = std::move(assembled.exp_avg_sq.at(name));
+      part->tensors[name] = {&copy[0], &copy[1], &copy[2]};
+    }
+  }
+  result_ = Result{path, step, 0.0, MPI_Wtime() - t0};
+  error_.clear();
+  done_ = false;
+  in_flight_ = true;
+  auto job = [this, dir, path, step, config_ini, part, keep, t0] {
+    error_ = write_and_commit(grid_, comm_, dir, path, step, config_ini, *part, keep);
+    result_.seconds = MPI_Wtime() - t0;
+    done_ = true;
+  };
+  if (background_) {
+    thread_ = std::thread(job);
+  } else {
+    job();
+  }
+}
+
+std::optional<CheckpointSaver::Result> CheckpointSaver::finish() {
+  if (thread_.joinable()) thread_.join();
+  in_flight_ = false;
+  if (!error_.empty())
+    throw std::runtime_error("cannot write checkpoint '" + result_.path + "': " + error_);
+  return result_;
+}
+
+std::optional<CheckpointSaver::Result> CheckpointSaver::wait() {
+  if (!in_flight_) return std::nullopt;
+  return finish();
+}
+
+std::optional<CheckpointSaver::Result> CheckpointSaver::poll() {
+  if (!in_flight_ || !done_) return std::nullopt;
+  return finish();
 }
 
 int64_t load_checkpoint(const std::string& path, ParamStore& store, bool with_optimizer,

@@ -9,8 +9,18 @@
 // than 0 hold the same values and write nothing.
 // Load: every rank reads only its own tensors from the file (read-only, no HDF5 locking), so any
 // layout resumes any checkpoint.
+//
+// Background saves (CheckpointSaver): at the step boundary each writer copies its tensors (a
+// memcpy: training pauses only for that), then a thread writes the file while training goes on,
+// on a communicator of its own. The next save, a stop, or the end of the run waits for it.
 #pragma once
+#include <mpi.h>
+
+#include <atomic>
+#include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "parallel/grid.h"
@@ -18,10 +28,55 @@
 
 namespace hg {
 
-// Collective over the grid. Returns the file written (on every rank). Throws std::runtime_error
-// on every rank when any writer failed (the temporary file is removed, no checkpoint appears).
+// Collective over the grid; writes before returning. Returns the file written (on every rank).
+// Throws std::runtime_error on every rank when any writer failed (the temporary file is removed,
+// no checkpoint appears).
 std::string save_checkpoint(const std::string& dir, int64_t step, const std::string& config_ini,
                             const ParamStore& store, const ProcessGrid& grid);
+
+// Saves that overlap training. One save at a time; every rank calls start() at the same steps.
+class CheckpointSaver {
+ public:
+  // Collective (duplicates the grid's world communicator). `background` false, or an MPI without
+  // MPI_THREAD_MULTIPLE, or an HDF5 that is not thread-safe: start() writes before returning.
+  CheckpointSaver(const ProcessGrid& grid, bool background = true);
+  ~CheckpointSaver();  // waits for a save in flight (call wait() first to see its errors)
+  CheckpointSaver(const CheckpointSaver&) = delete;
+  CheckpointSaver& operator=(const CheckpointSaver&) = delete;
+
+  struct Result {
+    std::string path;
+    int64_t step = 0;
+    double seconds = 0;           // from start() to the renamed file
+    double pause_seconds = 0;     // what start() took: the time training stood still
+  };
+
+  // Collective. Waits for the save in flight, copies this rank's part, and writes
+  // `dir`/step-<step>.h5 in the background; rank 0 then prunes `dir` to `keep` checkpoints.
+  void start(const std::string& dir, int64_t step, const std::string& config_ini,
+             const ParamStore& store, int keep);
+  // Blocks until the save in flight is complete: its result, or nullopt when none was in flight.
+  // Throws std::runtime_error if it failed (on every rank: the failure is broadcast).
+  std::optional<Result> wait();
+  // The result of a save that completed since the last wait/poll, without blocking.
+  std::optional<Result> poll();
+
+  struct Part;
+  struct Snapshot;
+
+ private:
+  std::optional<Result> finish();
+
+  const ProcessGrid& grid_;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  bool background_ = false;
+  std::unique_ptr<Snapshot> snapshot_;
+  std::thread thread_;
+  std::atomic<bool> done_{false};
+  bool in_flight_ = false;
+  std::string error_;  // written by the save's thread before done_
+  Result result_;
+};
 
 // Collective over the grid: fills every rank's store (values, and moments when with_optimizer)
 // from `path`, each rank reading only its own tensors. When the checkpoint does not hold exactly

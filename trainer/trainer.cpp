@@ -252,6 +252,16 @@ int train_main(const std::vector<std::string>& args) {
 
   const auto run_start = std::chrono::steady_clock::now();
   double measured_save_seconds = 0;
+  CheckpointSaver saver(*grid);
+  auto report_save = [&](const std::optional<CheckpointSaver::Result>& saved) {
+    if (!saved) return;
+    measured_save_seconds = saved->seconds;  // the time-limit margin counts the whole save
+    if (rank0) {
+      std::printf("checkpoint %s (%.2f s; training paused %.3f s)\n", saved->path.c_str(),
+                  saved->seconds, saved->pause_seconds);
+      std::fflush(stdout);
+    }
+  };
   int64_t s = start_step;
   int exit_code = kExitOk;
   double window_seconds = 0;
@@ -266,7 +276,9 @@ int train_main(const std::vector<std::string>& args) {
     DistributedStep step = distributed_step(*model, runtime, *grid, config, s,
                                             replica_micro_batches(config, grid->dp_rank(), tokens));
     const StepMetrics& metrics = step.metrics;
+    report_save(saver.poll());
     if (!step.finite) {
+      report_save(saver.wait());  // a save of the last good weights may still be in flight
       // No update was applied: the gradients that caused it are still in the stores.
       const std::string where = locate_non_finite(model->params(), *grid);
       if (rank0) {
@@ -315,14 +327,10 @@ int train_main(const std::vector<std::string>& args) {
     MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     const bool periodic = config.checkpoint.every > 0 && (s + 1) % config.checkpoint.every == 0;
     if (periodic || stop || s + 1 == config.train.steps) {
-      const double c0 = MPI_Wtime();
-      std::string path = save_checkpoint(checkpoint_dir, s + 1, config_ini, model->params(), *grid);
-      measured_save_seconds = MPI_Wtime() - c0;
-      if (rank0) {
-        prune_checkpoints(checkpoint_dir, config.checkpoint.keep);
-        std::printf("checkpoint %s (%.2f s)\n", path.c_str(), measured_save_seconds);
-        std::fflush(stdout);
-      }
+      // In the background: training stands still only while the tensors are copied. A stop or
+      // the last step waits for the file (exit 75 promises a complete checkpoint).
+      saver.start(checkpoint_dir, s + 1, config_ini, model->params(), config.checkpoint.keep);
+      if (stop || s + 1 == config.train.steps) report_save(saver.wait());
     }
     if (stop && s + 1 < config.train.steps) {
       if (rank0) std::printf("stopped at step %ld (signal or time limit); exit %d to requeue\n",
@@ -332,6 +340,7 @@ int train_main(const std::vector<std::string>& args) {
       break;
     }
   }
+  report_save(saver.wait());
   if (!config.log.trace.empty()) {
     trace.write(config.log.trace);
     if (rank0) std::printf("trace %s\n", config.log.trace.c_str());

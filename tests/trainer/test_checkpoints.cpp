@@ -50,29 +50,25 @@ CheckpointData small_checkpoint() {
   return data;
 }
 
-bool has_fletcher32(const std::string& file, const std::string& dataset) {
+// The (sum, elements) checksum attribute of a dataset, empty when absent.
+std::vector<int64_t> checksum_attribute(const std::string& file, const std::string& dataset) {
   h5::QuietErrors quiet;
   h5::Handle f = h5::file(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   h5::Handle d = h5::dataset(H5Dopen2(f.get(), dataset.c_str(), H5P_DEFAULT));
-  h5::Handle create = h5::plist(H5Dget_create_plist(d.get()));
-  unsigned flags = 0, config = 0;
-  size_t n = 0;
-  return H5Pget_filter_by_id2(create.get(), H5Z_FILTER_FLETCHER32, &flags, &n, nullptr, 0, nullptr,
-                              &config) >= 0;
+  return h5::read_int64_list_attribute(d.get(), "checksum").value_or(std::vector<int64_t>{});
 }
 
-// Flips one bit in the middle of the stored bytes of `dataset`'s first chunk.
+// Flips one bit in the middle of the stored bytes of `dataset` (contiguous).
 void flip_data_byte(const std::string& file, const std::string& dataset) {
-  haddr_t address = 0;
+  haddr_t address = HADDR_UNDEF;
   hsize_t size = 0;
   {
     h5::QuietErrors quiet;
     h5::Handle f = h5::file(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
     h5::Handle d = h5::dataset(H5Dopen2(f.get(), dataset.c_str(), H5P_DEFAULT));
-    hsize_t offset[8] = {};
-    unsigned mask = 0;
-    h5::Handle space = h5::space(H5Dget_space(d.get()));
-    ASSERT_GE(H5Dget_chunk_info(d.get(), space.get(), 0, offset, &mask, &address, &size), 0) << dataset;
+    address = H5Dget_offset(d.get());
+    size = H5Dget_storage_size(d.get());
+    ASSERT_NE(address, HADDR_UNDEF) << dataset;
   }
   std::fstream io(file, std::ios::in | std::ios::out | std::ios::binary);
   io.seekg(static_cast<std::streamoff>(address + size / 2));
@@ -83,10 +79,13 @@ void flip_data_byte(const std::string& file, const std::string& dataset) {
   io.write(&byte, 1);
 }
 
-TEST_F(CheckpointFormat, EveryTensorIsChunkedWithAChecksumAndVerifies) {
+TEST_F(CheckpointFormat, EveryTensorCarriesAChecksumAndVerifies) {
   write_checkpoint(path("a.h5"), small_checkpoint());
-  for (const char* d : {"/params/a/w", "/params/b", "/optim/exp_avg/a/w", "/optim/exp_avg_sq/b"})
-    EXPECT_TRUE(has_fletcher32(path("a.h5"), d)) << d;
+  for (const char* d : {"/params/a/w", "/params/b", "/optim/exp_avg/a/w", "/optim/exp_avg_sq/b"}) {
+    const std::vector<int64_t> sum = checksum_attribute(path("a.h5"), d);
+    ASSERT_EQ(sum.size(), 2u) << d;
+    EXPECT_EQ(sum[1], std::string(d).find("a/w") != std::string::npos ? 12 : 5) << d;
+  }
   const CheckpointCheck check = verify_checkpoint(path("a.h5"));
   EXPECT_TRUE(check.valid) << check.problem;
   EXPECT_EQ(check.tensors, 6);
@@ -158,12 +157,34 @@ TEST_F(CheckpointFormat, HyperslabsFromWritersInTurnAssembleOneTensor) {
       writer.write(group, block, half.data());
     writer.close();
   }
-  const CheckpointData back = read_checkpoint(file);
+  const CheckpointData back = read_checkpoint(file);  // verifies the summed checksum
   EXPECT_EQ(back.step, 3);
+  // The slices' checksum terms add up to what one writer of the whole tensor stores.
+  CheckpointData whole_data;
+  whole_data.params["w"] = full;
+  whole_data.exp_avg["w"] = full;
+  whole_data.exp_avg_sq["w"] = full;
+  write_checkpoint(path("whole.h5"), whole_data);
+  EXPECT_EQ(checksum_attribute(file, "/params/w"), checksum_attribute(path("whole.h5"), "/params/w"));
   ASSERT_EQ(back.params.at("w").shape(), full.shape());
   EXPECT_EQ(0, std::memcmp(back.params.at("w").data(), full.data(), sizeof(float) * full.numel()));
   EXPECT_EQ(0, std::memcmp(back.exp_avg_sq.at("w").data(), full.data(), sizeof(float) * full.numel()));
   EXPECT_TRUE(verify_checkpoint(file).valid);
+}
+
+TEST_F(CheckpointFormat, ATensorWithAMissingSliceIsIncomplete) {
+  const std::string file = path("partial.h5");
+  create_checkpoint_file(file, "[model]\n", 3);
+  CheckpointAppender writer(file);
+  writer.create("w", Shape{2, 4});
+  const float half[4] = {1, 2, 3, 4};
+  for (const char* group : {"/params/w", "/optim/exp_avg/w", "/optim/exp_avg_sq/w"})
+    writer.write(group, Hyperslab{{0, 0}, {2, 2}}, half);  // the columns 2..3 never come
+  writer.close();
+  const CheckpointCheck check = verify_checkpoint(file);
+  EXPECT_FALSE(check.valid);
+  EXPECT_NE(check.problem.find("/params/w is incomplete: 4 of its 8 elements"), std::string::npos)
+      << check.problem;
 }
 
 TEST_F(CheckpointFormat, ResumeAutoPicksTheNewestValidCheckpoint) {
