@@ -5,15 +5,21 @@
 //   OMP_NUM_THREADS=1 mpirun -np 2 --bind-to core bench_pipeline [options]
 //     --hierarchy "2@1 4@3 2@1"  --d-model 256  --heads 4  --ffn 1024  --seq-len 768
 //     --window 128  --chunk 16  --micro-batches 8  --micro-batch 1  --schedule 1f1b|gpipe
-//     --stages A,B (parallel.stages; default: the cost model's balance)  --steps 4  --warmup 1
-//     --trace FILE (Chrome trace of the last pp = 2 step)  --skip-baseline
+//     --stages A,B (parallel.stages; default: the cost model's balance)  --steps 5  --warmup 1
+//     --trace FILE (Chrome trace of the last pp = 2 step)
 //
-// Under -np 2 the baseline runs first on rank 0 alone while rank 1 sleeps in a barrier (the
-// comm layer's waits back off to sleeps, so rank 0 has its core to itself), then both ranks run
-// pp = 2. Under -np 1 only the baseline runs. Prints tokens/s of both, the speed-up, the measured
-// bubble next to the schedule's (p−1)/(m+p−1), each stage's compute and communication-wait time
-// per step, and the ideal speed-up p·m/(m+p−1).
+// The two layouts run in alternating rounds (one pp = 1 step on rank 0 while rank 1 sleeps in a
+// barrier, then one pp = 2 step on both), so a machine shared with other work disturbs both alike;
+// the speed-up is the median of the per-round ratios. Under -np 1 only pp = 1 runs.
+//
+// Printed: tokens/s of both (median and best step), the speed-up, the measured bubble next to the
+// schedule's (p−1)/(m+p−1), each stage's compute / communication-wait / other time per step, and
+// an uncontended estimate: the schedule simulated (parallel/schedule.h) with each stage's measured
+// CPU time per forward and backward, plus the CPU time outside the schedule (grad-norm, AdamW).
+// With one thread per rank, CPU time is what an idle core would have taken, so the estimate is
+// what this machine gives when nothing else runs on it.
 #include <mpi.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -45,9 +51,8 @@ struct Options {
   int micro_batches = 8, micro_batch = 1;
   std::string schedule = "1f1b";
   std::string stages;
-  int steps = 4, warmup = 1;
+  int steps = 5, warmup = 1;
   std::string trace;
-  bool skip_baseline = false;
 };
 
 Options parse(int argc, char** argv) {
@@ -58,50 +63,50 @@ Options parse(int argc, char** argv) {
       if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
       return argv[++i];
     };
+    auto number = [&] { return std::stoi(value()); };
     if (a == "--hierarchy")
       o.hierarchy = value();
     else if (a == "--d-model")
-      o.d_model = std::stoi(value());
+      o.d_model = number();
     else if (a == "--heads")
-      o.heads = std::stoi(value());
+      o.heads = number();
     else if (a == "--ffn")
-      o.ffn = std::stoi(value());
+      o.ffn = number();
     else if (a == "--seq-len")
-      o.seq_len = std::stoi(value());
+      o.seq_len = number();
     else if (a == "--window")
-      o.window = std::stoi(value());
+      o.window = number();
     else if (a == "--chunk")
-      o.chunk = std::stoi(value());
+      o.chunk = number();
     else if (a == "--micro-batches")
-      o.micro_batches = std::stoi(value());
+      o.micro_batches = number();
     else if (a == "--micro-batch")
-      o.micro_batch = std::stoi(value());
+      o.micro_batch = number();
     else if (a == "--schedule")
       o.schedule = value();
     else if (a == "--stages")
       o.stages = value();
     else if (a == "--steps")
-      o.steps = std::stoi(value());
+      o.steps = number();
     else if (a == "--warmup")
-      o.warmup = std::stoi(value());
+      o.warmup = number();
     else if (a == "--trace")
       o.trace = value();
-    else if (a == "--skip-baseline")
-      o.skip_baseline = true;
     else
       throw std::invalid_argument("unknown option " + a);
   }
+  if (o.steps < 1 || o.warmup < 0) throw std::invalid_argument("--steps >= 1, --warmup >= 0");
   return o;
 }
 
 hg::Config make_config(const Options& o, int pp) {
-  std::string ini = "[model]\nvocab_size = 256\nd_model = " + std::to_string(o.d_model) +
-                    "\nheads = " + std::to_string(o.heads) + "\nffn = " + std::to_string(o.ffn) +
-                    "\nwindow = " + std::to_string(o.window) +
-                    "\nchunk = " + std::to_string(o.chunk) + "\nhierarchy = " + o.hierarchy +
-                    "\n[train]\nseq_len = " + std::to_string(o.seq_len) +
-                    "\nbatch = " + std::to_string(o.micro_batches * o.micro_batch) +
-                    "\nmicro_batch = " + std::to_string(o.micro_batch) + "\n";
+  const std::string ini =
+      "[model]\nvocab_size = 256\nd_model = " + std::to_string(o.d_model) +
+      "\nheads = " + std::to_string(o.heads) + "\nffn = " + std::to_string(o.ffn) +
+      "\nwindow = " + std::to_string(o.window) + "\nchunk = " + std::to_string(o.chunk) +
+      "\nhierarchy = " + o.hierarchy + "\n[train]\nseq_len = " + std::to_string(o.seq_len) +
+      "\nbatch = " + std::to_string(o.micro_batches * o.micro_batch) +
+      "\nmicro_batch = " + std::to_string(o.micro_batch) + "\n";
   hg::Config config = hg::config_from_ini(ini);
   config.parallel.pp = pp;
   config.parallel.schedule = o.schedule;
@@ -109,82 +114,125 @@ hg::Config make_config(const Options& o, int pp) {
   return config;
 }
 
-struct Result {
-  double seconds_per_step = 0;              // mean over the timed steps (slowest rank)
-  double best_step = 0;                     // fastest timed step: least disturbed by others
-  double bubble = 0;                        // mean measured bubble
-  std::vector<double> compute, wait, step;  // per stage, seconds per step
+double process_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// One layout on `comm`: its grid, this rank's stage and the runtime.
+struct Layout {
+  hg::Config config;
+  MPI_Comm comm = MPI_COMM_NULL;
+  std::vector<int> first;
+  std::unique_ptr<hg::ProcessGrid> grid;
+  std::unique_ptr<hg::StageModel> model;
+  std::unique_ptr<hg::TraceRecorder> trace;
+  std::unique_ptr<hg::PipelineRuntime> runtime;
+  std::vector<int32_t> tokens;  // [batch, seq_len + 1], random: throughput does not depend on it
 };
 
-// Runs warmup + steps updates of `config` on `comm` (every rank of it); rank 0 of `comm` gets the
-// result. Random tokens: the throughput does not depend on them.
-Result run(const hg::Config& config, MPI_Comm comm, const Options& o, bool trace_last) {
-  hg::ProcessGrid grid(1, config.parallel.pp, 1, comm);
+// Collective over `comm`.
+std::unique_ptr<Layout> make_layout(const hg::Config& config, MPI_Comm comm, bool trace) {
+  auto l = std::make_unique<Layout>();
+  l->config = config;
+  l->comm = comm;
+  l->grid = std::make_unique<hg::ProcessGrid>(1, config.parallel.pp, 1, comm);
   const auto infos = hg::unit_infos(hg::plan_units(config.model, config.train.seq_len));
-  const auto first =
+  l->first =
       hg::partition_units(infos, config.parallel.pp, static_cast<int>(config.model.stacks.size()),
                           config.parallel.stages);
-  if (grid.rank() == 0 && config.parallel.pp > 1)
-    std::printf("%s\n", hg::format_partition(infos, first).c_str());
-  hg::StageModel model(config.model, config.train.seq_len, first[grid.stage()],
-                       first[grid.stage() + 1]);
-  model.params().init_all(config.train.seed);
-  hg::TraceRecorder trace(comm, trace_last && !o.trace.empty());
-  trace.set_label("rank " + std::to_string(grid.rank()) + " (stage " +
-                  std::to_string(grid.stage()) + ")");
-  hg::PipelineRuntime runtime(model, grid, hg::parse_schedule_kind(config.parallel.schedule), first,
-                              trace.enabled() ? &trace : nullptr);
-  const int64_t row = config.train.seq_len + 1;
-  std::vector<int32_t> tokens(config.train.batch * row);
+  if (l->grid->rank() == 0 && config.parallel.pp > 1)
+    std::printf("%s\n", hg::format_partition(infos, l->first).c_str());
+  const int stage = l->grid->stage();
+  l->model = std::make_unique<hg::StageModel>(config.model, config.train.seq_len, l->first[stage],
+                                              l->first[stage + 1]);
+  l->model->params().init_all(config.train.seed);
+  l->trace = std::make_unique<hg::TraceRecorder>(comm, trace);
+  l->trace->set_label("rank " + std::to_string(l->grid->rank()) + " (stage " +
+                      std::to_string(stage) + ")");
+  l->runtime = std::make_unique<hg::PipelineRuntime>(
+      *l->model, *l->grid, hg::parse_schedule_kind(config.parallel.schedule), l->first,
+      trace ? l->trace.get() : nullptr);
+  l->tokens.resize(static_cast<size_t>(config.train.batch) * (config.train.seq_len + 1));
   const uint64_t key = hg::random_key(7, hg::RandomPurpose::Sample);
-  for (size_t i = 0; i < tokens.size(); ++i)
-    tokens[i] = static_cast<int32_t>(hg::philox4x32(key, hg::counter_of(0, i))[0] % 256);
+  for (size_t i = 0; i < l->tokens.size(); ++i)
+    l->tokens[i] = static_cast<int32_t>(hg::philox4x32(key, hg::counter_of(0, i))[0] % 256);
+  return l;
+}
 
-  Result r;
-  const int pp = grid.pp();
-  std::vector<double> compute(pp), wait(pp), step(pp);
-  double seconds = 0, bubble = 0;
-  for (int s = 0; s < o.warmup + o.steps; ++s) {
-    std::vector<hg::TokenBatch> micro = hg::replica_micro_batches(config, 0, {});
-    for (hg::TokenBatch& mb : micro) mb.tokens = tokens.data() + mb.first_sample * row;
-    if (s == o.warmup + o.steps - 1) trace.clear();
-    hg::comm::barrier(comm);
-    const double t0 = MPI_Wtime();
-    const hg::DistributedStep out = hg::distributed_step(model, runtime, grid, config, s, micro);
-    double elapsed = MPI_Wtime() - t0;
-    MPI_Allreduce(MPI_IN_PLACE, &elapsed, 1, MPI_DOUBLE, MPI_MAX, comm);
-    if (s < o.warmup) continue;
-    seconds += elapsed;
-    r.best_step = s == o.warmup ? elapsed : std::min(r.best_step, elapsed);
-    bubble += out.bubble;
-    const hg::PipelineStats& st = runtime.stats();
-    std::vector<double> mine(3 * pp, 0.0);
-    mine[grid.stage()] = st.compute_seconds;
-    mine[pp + grid.stage()] = st.wait_seconds;
-    mine[2 * pp + grid.stage()] = st.step_seconds;
-    hg::comm::allreduce_sum(mine.data(), static_cast<int64_t>(mine.size()), comm);
-    for (int p = 0; p < pp; ++p) {
-      compute[p] += mine[p];
-      wait[p] += mine[pp + p];
-      step[p] += mine[2 * pp + p];
-    }
-  }
-  if (trace.enabled()) trace.write(o.trace);
-  r.seconds_per_step = seconds / o.steps;
-  r.bubble = bubble / o.steps;
-  for (int p = 0; p < pp; ++p) {
-    r.compute.push_back(compute[p] / o.steps);
-    r.wait.push_back(wait[p] / o.steps);
-    r.step.push_back(step[p] / o.steps);
-  }
+// One step's figures; per-stage vectors are filled on every rank of the layout.
+struct Sample {
+  double wall = 0;    // slowest rank, whole update
+  double bubble = 0;  // distributed_step's measured bubble
+  std::vector<double> step, compute, wait, forward_cpu, backward_cpu, cpu;  // [stage]
+};
+
+Sample run_step(Layout& l, int64_t s) {
+  const int pp = l.grid->pp(), stage = l.grid->stage();
+  const int64_t row = l.config.train.seq_len + 1;
+  std::vector<hg::TokenBatch> micro = hg::replica_micro_batches(l.config, 0, {});
+  for (hg::TokenBatch& mb : micro) mb.tokens = l.tokens.data() + mb.first_sample * row;
+  l.trace->clear();
+  hg::comm::barrier(l.comm);
+  const double t0 = MPI_Wtime(), cpu0 = process_cpu_seconds();
+  const hg::DistributedStep out =
+      hg::distributed_step(*l.model, *l.runtime, *l.grid, l.config, s, micro);
+  Sample r;
+  const double cpu = process_cpu_seconds() - cpu0;
+  r.wall = MPI_Wtime() - t0;
+  MPI_Allreduce(MPI_IN_PLACE, &r.wall, 1, MPI_DOUBLE, MPI_MAX, l.comm);
+  r.bubble = out.bubble;
+  const hg::PipelineStats& st = l.runtime->stats();
+  const double mine[6] = {st.step_seconds,        st.compute_seconds,      st.wait_seconds,
+                          st.forward_cpu_seconds, st.backward_cpu_seconds, cpu};
+  std::vector<double> all(6 * pp, 0.0);
+  for (int k = 0; k < 6; ++k) all[k * pp + stage] = mine[k];
+  hg::comm::allreduce_sum(all.data(), static_cast<int64_t>(all.size()), l.comm);
+  std::vector<double>* fields[6] = {&r.step,        &r.compute,      &r.wait,
+                                    &r.forward_cpu, &r.backward_cpu, &r.cpu};
+  for (int k = 0; k < 6; ++k) fields[k]->assign(all.begin() + k * pp, all.begin() + (k + 1) * pp);
   return r;
 }
 
-void print_stages(const char* label, const Result& r) {
-  for (size_t p = 0; p < r.compute.size(); ++p)
-    std::printf(
-        "  %s stage %zu: schedule %.3f s/step = compute %.3f + comm wait %.4f + other %.4f\n",
-        label, p, r.step[p], r.compute[p], r.wait[p], r.step[p] - r.compute[p] - r.wait[p]);
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Mean over samples of field `f` of stage `p`.
+template <class F>
+double mean_of(const std::vector<Sample>& samples, F f) {
+  double sum = 0;
+  for (const Sample& s : samples) sum += f(s);
+  return sum / static_cast<double>(samples.size());
+}
+
+struct Estimate {
+  double seconds = 0;  // uncontended step time
+  double bubble = 0;   // of the simulated schedule
+};
+
+// The schedule simulated with the measured per-op CPU times, plus the slowest stage's CPU time
+// outside forward/backward (grad-norm, optimizer, runtime bookkeeping).
+Estimate uncontended(const Layout& l, const std::vector<Sample>& samples) {
+  const int pp = l.grid->pp(), m = l.config.train.batch / l.config.train.micro_batch;
+  hg::SimulationCosts costs;
+  double outside = 0;
+  for (int p = 0; p < pp; ++p) {
+    const double f = mean_of(samples, [&](const Sample& s) { return s.forward_cpu[p]; });
+    const double b = mean_of(samples, [&](const Sample& s) { return s.backward_cpu[p]; });
+    const double cpu = mean_of(samples, [&](const Sample& s) { return s.cpu[p]; });
+    costs.forward.push_back(f / m);
+    costs.backward.push_back(b / m);
+    outside = std::max(outside, cpu - f - b);
+  }
+  const hg::PipelineLayout layout{pp, m, l.runtime->skips()};
+  const hg::SimulationResult sim = hg::simulate(
+      hg::make_schedule(hg::parse_schedule_kind(l.config.parallel.schedule), layout), costs);
+  if (!sim.ok) throw std::logic_error("schedule simulation failed: " + sim.error);
+  return {sim.makespan + outside, sim.bubble};
 }
 
 }  // namespace
@@ -198,61 +246,100 @@ int main(int argc, char** argv) {
   int code = 0;
   try {
     const Options o = parse(argc, argv);
-    hg::set_num_threads(1);
     if (size > 2) throw std::invalid_argument("run with mpirun -np 1 or -np 2");
-    const hg::Config base = make_config(o, 1);
-    const double tokens = static_cast<double>(base.train.batch) * base.train.seq_len;
+    hg::set_num_threads(1);
+    const int m = o.micro_batches, p = 2;
+    const hg::Config one_config = make_config(o, 1);
+    const double tokens = static_cast<double>(one_config.train.batch) * one_config.train.seq_len;
     if (rank == 0)
       std::printf(
           "bench_pipeline: hierarchy \"%s\", d %d, heads %d, ffn %d, L %d, window %d, "
           "chunk %d; %d micro-batches of %d (%.0f tokens/step), %s, 1 thread per rank, "
-          "matrix products by %s; %d timed steps after %d warm-up\n",
-          o.hierarchy.c_str(), o.d_model, o.heads, o.ffn, o.seq_len, o.window, o.chunk,
-          o.micro_batches, o.micro_batch, tokens, o.schedule.c_str(), hg::gemm_library(), o.steps,
-          o.warmup);
-    Result one;
-    if (!o.skip_baseline) {
-      MPI_Comm solo = MPI_COMM_NULL;
-      MPI_Comm_split(MPI_COMM_WORLD, rank == 0 ? 0 : MPI_UNDEFINED, rank, &solo);
-      if (solo != MPI_COMM_NULL) {
-        one = run(base, solo, o, false);
-        MPI_Comm_free(&solo);
-        std::printf(
-            "pp 1 (1 rank):  %.3f s/step  %8.0f tokens/s  (best step %.3f s, %.0f tokens/s)\n",
-            one.seconds_per_step, tokens / one.seconds_per_step, one.best_step,
-            tokens / one.best_step);
-        print_stages("pp 1", one);
-        std::fflush(stdout);
+          "matrix products by %s; %d rounds after %d warm-up; load average %s",
+          o.hierarchy.c_str(), o.d_model, o.heads, o.ffn, o.seq_len, o.window, o.chunk, m,
+          o.micro_batch, tokens, o.schedule.c_str(), hg::gemm_library(), o.steps, o.warmup, [] {
+            static char buf[64] = "?\n";
+            if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+              if (!std::fgets(buf, sizeof buf, f)) buf[0] = '\0';
+              std::fclose(f);
+            }
+            return buf;
+          }());
+    MPI_Comm solo = MPI_COMM_NULL;
+    MPI_Comm_split(MPI_COMM_WORLD, rank == 0 ? 0 : MPI_UNDEFINED, rank, &solo);
+    std::unique_ptr<Layout> one, two;
+    if (solo != MPI_COMM_NULL) one = make_layout(one_config, solo, false);
+    if (size == 2) two = make_layout(make_config(o, p), MPI_COMM_WORLD, !o.trace.empty());
+
+    std::vector<Sample> ones, twos;
+    for (int s = 0; s < o.warmup + o.steps; ++s) {
+      if (one) {
+        Sample r = run_step(*one, s);
+        if (s >= o.warmup) ones.push_back(r);
       }
       hg::comm::barrier(MPI_COMM_WORLD);  // rank 1 sleeps here meanwhile
-    }
-    if (size == 2) {
-      const hg::Config config = make_config(o, 2);
-      const Result two = run(config, MPI_COMM_WORLD, o, true);
-      if (rank == 0) {
-        const int m = o.micro_batches, p = 2;
-        std::printf(
-            "pp 2 (2 ranks): %.3f s/step  %8.0f tokens/s  (best step %.3f s, %.0f tokens/s)\n",
-            two.seconds_per_step, tokens / two.seconds_per_step, two.best_step,
-            tokens / two.best_step);
-        print_stages("pp 2", two);
-        const double imbalance = *std::max_element(two.compute.begin(), two.compute.end()) /
-                                 (0.5 * (two.compute[0] + two.compute[1]));
-        std::printf(
-            "bubble: measured %.3f, theory (p-1)/(m+p-1) = %.3f; stage imbalance "
-            "(max/mean compute) %.3f\n",
-            two.bubble, hg::theoretical_bubble(p, m), imbalance);
-        std::printf("comm wait per step: stage 0 %.4f s, stage 1 %.4f s\n", two.wait[0],
-                    two.wait[1]);
-        if (!o.skip_baseline)
-          std::printf(
-              "speed-up pp 2 / pp 1: %.3fx mean, %.3fx best step (ideal p*m/(m+p-1) = %.3fx); "
-              "compute on 2 stages / compute on 1: %.3f\n",
-              one.seconds_per_step / two.seconds_per_step, one.best_step / two.best_step,
-              double(p) * m / (m + p - 1), (two.compute[0] + two.compute[1]) / one.compute[0]);
-        if (!o.trace.empty()) std::printf("trace of the last step: %s\n", o.trace.c_str());
+      if (two) {
+        Sample r = run_step(*two, s);
+        if (s >= o.warmup) twos.push_back(r);
       }
     }
+    if (two && !o.trace.empty()) two->trace->write(o.trace);
+
+    if (rank == 0) {
+      auto walls = [](const std::vector<Sample>& v) {
+        std::vector<double> w;
+        for (const Sample& s : v) w.push_back(s.wall);
+        return w;
+      };
+      const std::vector<double> w1 = walls(ones);
+      const double med1 = median(w1), best1 = *std::min_element(w1.begin(), w1.end());
+      const double cpu1 = mean_of(ones, [](const Sample& s) { return s.cpu[0]; });
+      std::printf(
+          "pp 1 (1 rank):  median %.3f s/step = %6.0f tokens/s; best %.3f s = %6.0f "
+          "tokens/s; CPU %.3f s/step\n",
+          med1, tokens / med1, best1, tokens / best1, cpu1);
+      if (two) {
+        const std::vector<double> w2 = walls(twos);
+        const double med2 = median(w2), best2 = *std::min_element(w2.begin(), w2.end());
+        std::printf(
+            "pp 2 (2 ranks): median %.3f s/step = %6.0f tokens/s; best %.3f s = %6.0f "
+            "tokens/s\n",
+            med2, tokens / med2, best2, tokens / best2);
+        for (int st = 0; st < p; ++st) {
+          auto avg = [&](auto f) { return mean_of(twos, f); };
+          const double step = avg([&](const Sample& s) { return s.step[st]; });
+          const double compute = avg([&](const Sample& s) { return s.compute[st]; });
+          const double wait = avg([&](const Sample& s) { return s.wait[st]; });
+          const double cpu =
+              avg([&](const Sample& s) { return s.forward_cpu[st] + s.backward_cpu[st]; });
+          std::printf(
+              "  stage %d: schedule %.3f s/step = compute %.3f (CPU %.3f) + comm wait "
+              "%.4f + other %.4f\n",
+              st, step, compute, cpu, wait, step - compute - wait);
+        }
+        std::vector<double> ratios;
+        for (size_t r = 0; r < ones.size(); ++r) ratios.push_back(ones[r].wall / twos[r].wall);
+        const double bubble = mean_of(twos, [](const Sample& s) { return s.bubble; });
+        std::printf("bubble: measured %.3f, theory (p-1)/(m+p-1) = %.3f\n", bubble,
+                    hg::theoretical_bubble(p, m));
+        std::printf("comm wait per step: stage 0 %.4f s, stage 1 %.4f s\n",
+                    mean_of(twos, [](const Sample& s) { return s.wait[0]; }),
+                    mean_of(twos, [](const Sample& s) { return s.wait[1]; }));
+        std::printf(
+            "speed-up pp 2 / pp 1: %.3fx (median of per-round ratios; best steps %.3fx); "
+            "ideal p*m/(m+p-1) = %.3fx\n",
+            median(ratios), best1 / best2, double(p) * m / (m + p - 1));
+        const Estimate est = uncontended(*two, twos);
+        std::printf(
+            "uncontended estimate (measured CPU time per op, schedule simulated): pp 1 "
+            "%.3f s/step, pp 2 %.3f s/step, speed-up %.3fx, bubble %.3f\n",
+            cpu1, est.seconds, cpu1 / est.seconds, est.bubble);
+        if (!o.trace.empty()) std::printf("trace of the last pp 2 step: %s\n", o.trace.c_str());
+      }
+    }
+    two.reset();
+    one.reset();
+    if (solo != MPI_COMM_NULL) MPI_Comm_free(&solo);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_pipeline: rank %d: %s\n", rank, e.what());
     code = 2;

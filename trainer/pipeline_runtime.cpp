@@ -1,6 +1,7 @@
 #include "trainer/pipeline_runtime.h"
 
 #include <mpi.h>
+#include <time.h>
 
 #include <algorithm>
 #include <memory>
@@ -39,6 +40,12 @@ Shape PipelineRuntime::activation_shape(int unit, int64_t batch) const {
 }
 
 namespace {
+
+double process_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
 
 // A posted receive and the tensor it fills.
 struct PendingRecv {
@@ -185,9 +192,10 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
         Tensor in, out;
         take_recvs(i, mb, slot, in);
         const double t0 = trace_ ? trace_->now_us() : 0;
-        const double c0 = MPI_Wtime();
+        const double c0 = MPI_Wtime(), cpu0 = process_cpu_seconds();
         model_.forward(slot, in, out);
         stats_.compute_seconds += MPI_Wtime() - c0;
+        stats_.forward_cpu_seconds += process_cpu_seconds() - cpu0;
         if (trace_) trace_->record_since("F" + std::to_string(mb), TraceCategory::Forward, t0, mb);
         stats_.max_live = std::max(stats_.max_live, model_.live_slots());
         loss_sums[mb % G] += slot.loss_sum;
@@ -210,9 +218,10 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
         Tensor dout, din;
         take_recvs(i, mb, slot, dout);
         const double t0 = trace_ ? trace_->now_us() : 0;
-        const double c0 = MPI_Wtime();
+        const double c0 = MPI_Wtime(), cpu0 = process_cpu_seconds();
         model_.backward(slot, dout, din);
         stats_.compute_seconds += MPI_Wtime() - c0;
+        stats_.backward_cpu_seconds += process_cpu_seconds() - cpu0;
         if (trace_) trace_->record_since("B" + std::to_string(mb), TraceCategory::Backward, t0, mb);
         if (!first_stage) input_grads[mb] = std::move(din);
         progress_sends();

@@ -25,6 +25,10 @@ struct PipelineStats {
   double compute_seconds = 0;  // forward + backward
   double wait_seconds = 0;     // blocked in receives and final send completion
   int64_t max_live = 0;        // max micro-batches with activations alive on this stage
+  // Process CPU time inside forward / backward: with one thread per rank, the time an idle core
+  // would have taken, so a benchmark on a shared machine can simulate the uncontended schedule.
+  double forward_cpu_seconds = 0;
+  double backward_cpu_seconds = 0;
 };
 
 class PipelineRuntime {
