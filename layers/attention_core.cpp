@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include "core/gemm.h"
 #include "core/parallel_for.h"
@@ -158,6 +160,54 @@ inline float lane_dot(const float* a, const float* b, int64_t n) {
 
 inline void zero(float* x, int64_t n) { std::fill(x, x + n, 0.0f); }
 
+// xt[c, j] = x[j, c] for j < rows, c < e (row strides ldx and ldt).
+void transpose(float* xt, int64_t ldt, const float* x, int64_t ldx, int64_t rows, int e) {
+  constexpr int64_t kTile = 16;  // rows of x per pass: one cache line of each xt row
+  for (int64_t j0 = 0; j0 < rows; j0 += kTile) {
+    const int64_t j1 = std::min(rows, j0 + kTile);
+    for (int c = 0; c < e; ++c)
+      for (int64_t j = j0; j < j1; ++j) xt[c * ldt + j] = x[j * ldx + c];
+  }
+}
+
+// The keys (or the values) of every slice, transposed: [slices, e, nk + ng], the window keys in
+// columns [0, nk), the global keys in [nk, nk + ng). Score products with them then run as plain
+// (NN) gemms, which the BLAS does ~1.6x faster on these small blocks than the transposed (NT)
+// form on strided key rows.
+struct TransposedKeys {
+  const float* data = nullptr;
+  int64_t nk = 0, ng = 0, ld = 0;  // ld = nk + ng
+  int e = 0;
+  const float* window(int64_t slice) const { return data + slice * e * ld; }
+  const float* global(int64_t slice) const { return window(slice) + nk; }
+};
+
+// `pick` maps a slice's AttentionHead to its {window, global} key (or value) pointers. The
+// buffer belongs to the calling thread and lives until its next call.
+template <class Slice, class Pick>
+TransposedKeys transpose_keys(int64_t slices, const Slice& slice, Pick pick,
+                              const AttentionPlan& plan, int e) {
+  TransposedKeys t;
+  for (const AttentionPlan::Block& b : plan.blocks) {
+    t.nk = std::max(t.nk, b.whi);
+    t.ng = std::max(t.ng, b.global);
+  }
+  t.ld = t.nk + t.ng;
+  t.e = e;
+  thread_local std::vector<float> buffer;
+  if (static_cast<int64_t>(buffer.size()) < slices * e * t.ld) buffer.resize(slices * e * t.ld);
+  float* const data = buffer.data();  // (the workers' own thread_local buffers are not this one)
+  t.data = data;
+  parallel_for(slices, [&](int64_t s) {
+    const AttentionHead x = slice(s).x;
+    const auto [window, global] = pick(x);
+    float* xt = data + s * e * t.ld;
+    transpose(xt, t.ld, window, x.ldw, t.nk, e);
+    if (t.ng > 0) transpose(xt + t.nk, t.ld, global, x.ldg, t.ng, e);
+  });
+  return t;
+}
+
 // Masked softmax of one row of a block, in place: [0, g_vis) of the G global columns and
 // [lo, hi) of the window columns are visible, everything else becomes exactly 0 (so products
 // with keys a row may not see add nothing, and causality holds bit for bit).
@@ -186,18 +236,19 @@ void masked_softmax_row(float* row, int64_t G, int64_t g_vis, int64_t W, int64_t
 
 namespace {
 
-void forward_block(const AttentionForwardSlice& s, const AttentionPlan& plan, int64_t block,
-                   float scale, int e) {
+// keys: the slice's keys transposed (transpose_keys).
+void forward_block(const AttentionForwardSlice& s, const float* k_window_t, const float* k_global_t,
+                   int64_t ldk, const AttentionPlan& plan, int64_t block, float scale, int e) {
   const AttentionHead& x = s.x;
   const AttentionPlan::Block& b = plan.blocks[block];
   const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
   float* P = s.probs + b.offset;  // [rows, G + W]
   if (G > 0)
-    gemm(false, true, b.rows, G, e, scale, x.q_global + b.t0 * x.ldq, x.ldq, x.k_global, x.ldg,
-         0.0f, P, ld);
+    gemm(false, false, b.rows, G, e, scale, x.q_global + b.t0 * x.ldq, x.ldq, k_global_t, ldk, 0.0f,
+         P, ld);
   if (W > 0)
-    gemm(false, true, b.rows, W, e, scale, x.q_window + b.t0 * x.ldq, x.ldq,
-         x.k_window + b.wlo * x.ldw, x.ldw, 0.0f, P + G, ld);
+    gemm(false, false, b.rows, W, e, scale, x.q_window + b.t0 * x.ldq, x.ldq, k_window_t + b.wlo,
+         ldk, 0.0f, P + G, ld);
   for (int64_t i = 0; i < b.rows; ++i) {
     const int64_t t = b.t0 + i;
     const int64_t lo = plan.window_lo[t] - b.wlo, hi = plan.window_hi[t] - b.wlo;
@@ -215,7 +266,9 @@ void forward_block(const AttentionForwardSlice& s, const AttentionPlan& plan, in
 
 // Backward, phase 1, per block: dP = dO [V_g; V_w]ᵀ, dS = P ∘ (dP − rowsum(P ∘ dP)),
 // dQ_g = scale·dS_g K_g (=), dQ_w = scale·dS_w K_w (=).
-void backward_block_scores(const AttentionBackwardSlice& s, const AttentionPlan& plan,
+// values: the slice's values transposed (transpose_keys).
+void backward_block_scores(const AttentionBackwardSlice& s, const float* v_window_t,
+                           const float* v_global_t, int64_t ldv, const AttentionPlan& plan,
                            int64_t block, float scale, int e) {
   const AttentionHead& x = s.x;
   const AttentionHeadGrad& g = s.g;
@@ -224,10 +277,9 @@ void backward_block_scores(const AttentionBackwardSlice& s, const AttentionPlan&
   const float* P = s.probs + b.offset;  // [rows, G + W]
   float* dS = s.dscores + b.offset;     // [rows, G + W]
   const float* dO = s.dout + b.t0 * s.ldo;
-  if (G > 0) gemm(false, true, b.rows, G, e, 1.0f, dO, s.ldo, x.v_global, x.ldg, 0.0f, dS, ld);
+  if (G > 0) gemm(false, false, b.rows, G, e, 1.0f, dO, s.ldo, v_global_t, ldv, 0.0f, dS, ld);
   if (W > 0)
-    gemm(false, true, b.rows, W, e, 1.0f, dO, s.ldo, x.v_window + b.wlo * x.ldw, x.ldw, 0.0f,
-         dS + G, ld);
+    gemm(false, false, b.rows, W, e, 1.0f, dO, s.ldo, v_window_t + b.wlo, ldv, 0.0f, dS + G, ld);
   for (int64_t i = 0; i < b.rows; ++i) {
     const float* p = P + i * ld;
     float* ds = dS + i * ld;
@@ -294,8 +346,12 @@ void attention_core_forward(int64_t slices,
                             const std::function<AttentionForwardSlice(int64_t)>& slice,
                             const AttentionPlan& plan, float scale, int e) {
   const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
+  const TransposedKeys keys = transpose_keys(
+      slices, slice, [](const AttentionHead& x) { return std::pair(x.k_window, x.k_global); }, plan,
+      e);
   parallel_for_dynamic(slices * blocks, [&](int64_t i) {
-    forward_block(slice(i / blocks), plan, i % blocks, scale, e);
+    const int64_t s = i / blocks;
+    forward_block(slice(s), keys.window(s), keys.global(s), keys.ld, plan, i % blocks, scale, e);
   });
 }
 
@@ -303,8 +359,13 @@ void attention_core_backward(int64_t slices,
                              const std::function<AttentionBackwardSlice(int64_t)>& slice,
                              const AttentionPlan& plan, float scale, int e) {
   const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
+  const TransposedKeys values = transpose_keys(
+      slices, slice, [](const AttentionHead& x) { return std::pair(x.v_window, x.v_global); }, plan,
+      e);
   parallel_for_dynamic(slices * blocks, [&](int64_t i) {
-    backward_block_scores(slice(i / blocks), plan, i % blocks, scale, e);
+    const int64_t s = i / blocks;
+    backward_block_scores(slice(s), values.window(s), values.global(s), values.ld, plan, i % blocks,
+                          scale, e);
   });
   // The window tasks first: they carry most of the work (dynamic scheduling balances the rest).
   const bool global = std::any_of(plan.blocks.begin(), plan.blocks.end(),
