@@ -304,10 +304,10 @@ int64_t load_checkpoint(const std::string& path, ParamStore& store, bool with_op
       mine << name << '\n';
       auto it = stored.find(name);
       if (it == stored.end())
-        mine << "!missing " << name << " " << shape_string(p.value.shape()) << '\n';
-      else if (grid.tp() == 1 && it->second != p.value.shape())  // tp > 1: import_params compares
+        mine << "!missing " << name << " " << shape_string(p.canonical_shape) << '\n';
+      else if (it->second != p.canonical_shape)
         mine << "!" << name << ": checkpoint " << shape_string(it->second) << ", model "
-             << shape_string(p.value.shape()) << '\n';
+             << shape_string(p.canonical_shape) << '\n';
     }
   const std::vector<std::string> parts = gather_strings(mine.str(), 0, grid.world());
   std::string problems;

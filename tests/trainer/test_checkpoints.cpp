@@ -520,6 +520,13 @@ TEST(CheckpointBadInput, AnotherModelsCheckpointIsRejectedWithTheMismatchList) {
   EXPECT_NE(r.output.find("missing stacks/1/blocks/1/attn/wq [48, 48]"), std::string::npos)
       << r.output;
   EXPECT_EQ(r.output.find("step "), std::string::npos) << "trained before failing";
+  // Under tensor parallelism the list names the canonical shapes, not the slices.
+  const auto tp = train({1, 1, 2}, model_args(4, {{"model.d_model", "48"}}) +
+                                       " --checkpoint.resume " + ckpt + " --run.dir " + other.path());
+  EXPECT_EQ(tp.exit_code, 2) << tp.output;
+  EXPECT_NE(tp.output.find("stacks/0/blocks/0/attn/wq: checkpoint [32, 32], model [48, 48]"),
+            std::string::npos)
+      << tp.output;
   // Fewer blocks than the checkpoint: its extra tensors are listed as unexpected.
   const auto fewer = train({1, 1, 1}, model_args(4, {{"model.hierarchy", "'1@1 0@2 1@1'"}}) +
                                           " --checkpoint.init_from " + ckpt + " --run.dir " +
