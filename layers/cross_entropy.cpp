@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/parallel_for.h"
+#include "layers/fast_exp.h"
 
 namespace hg {
 
@@ -26,6 +27,32 @@ inline float row_max(const float* x, int V) {
   return m;
 }
 
+// Σ exp(x[i] - m) over a row, and the terms themselves into `terms` when it is not null. Each
+// exp is a float exp_approx (within 2 ulp: the loop vectorises, libm's double exp did not);
+// the sum is kept in double, in a fixed lane order, so V in the tens of thousands loses nothing
+// to rounding and the result does not depend on the ISA.
+constexpr int kLanes = 16;
+
+inline double exp_sum(const float* x, int V, float m, float* terms) {
+  double acc[kLanes] = {};
+  float ex[kLanes];
+  int i = 0;
+  for (; i + kLanes <= V; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) ex[l] = exp_approx(x[i + l] - m);
+    for (int l = 0; l < kLanes; ++l) acc[l] += ex[l];
+    if (terms != nullptr)
+      for (int l = 0; l < kLanes; ++l) terms[i + l] = ex[l];
+  }
+  for (int l = 0; i < V; ++i, ++l) {
+    const float e = exp_approx(x[i] - m);
+    acc[l] += e;
+    if (terms != nullptr) terms[i] = e;
+  }
+  double sum = 0.0;
+  for (int l = 0; l < kLanes; ++l) sum += acc[l];
+  return sum;
+}
+
 }  // namespace
 
 void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int64_t rows,
@@ -34,8 +61,7 @@ void cross_entropy_forward(float* losses, const float* logits, const int32_t* ta
   parallel_for(rows, [&](int64_t r) {
     const float* x = logits + r * V;
     const float m = row_max(x, V);
-    double sum = 0.0;
-    for (int i = 0; i < V; ++i) sum += std::exp(static_cast<double>(x[i]) - m);
+    const double sum = exp_sum(x, V, m, nullptr);
     // loss = log Σ exp(x) - x[target] = m + log Σ exp(x - m) - x[target]
     losses[r] = static_cast<float>(std::log(sum) + (static_cast<double>(m) - x[targets[r]]));
   });
@@ -46,15 +72,9 @@ void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* 
   check_targets(targets, rows, V);
   parallel_for(rows, [&](int64_t r) {
     const float* x = logits + r * V;
-    float* g = dlogits + r * V;
+    float* g = dlogits + r * V;  // may alias x: each x[i] is read before g[i] is written
     const float m = row_max(x, V);
-    double sum = 0.0;
-    for (int i = 0; i < V; ++i) {
-      const double ex = std::exp(static_cast<double>(x[i]) - m);
-      g[i] = static_cast<float>(ex);  // ≤ 1: exp(x - m) in float cannot overflow
-      sum += ex;
-    }
-    const float k = static_cast<float>(scale / sum);
+    const float k = static_cast<float>(scale / exp_sum(x, V, m, g));  // g = exp(x - m) <= 1
     for (int i = 0; i < V; ++i) g[i] *= k;
     g[targets[r]] -= scale;
   });
