@@ -110,7 +110,8 @@ TEST_F(CheckpointFormat, AFlippedDataByteFailsItsChecksum) {
   flip_data_byte(path("a.h5"), "/params/a/w");
   const CheckpointCheck check = verify_checkpoint(path("a.h5"));
   EXPECT_FALSE(check.valid);
-  EXPECT_NE(check.problem.find("/params/a/w fails its checksum"), std::string::npos) << check.problem;
+  EXPECT_NE(check.problem.find("/params/a/w fails its checksum"), std::string::npos)
+      << check.problem;
   EXPECT_NE(check.problem.find(path("a.h5")), std::string::npos) << check.problem;
   EXPECT_THROW(read_checkpoint(path("a.h5")), UsageError);
   // Only the damaged tensor is unreadable: a reader of other tensors is not affected.
@@ -165,10 +166,12 @@ TEST_F(CheckpointFormat, HyperslabsFromWritersInTurnAssembleOneTensor) {
   whole_data.exp_avg["w"] = full;
   whole_data.exp_avg_sq["w"] = full;
   write_checkpoint(path("whole.h5"), whole_data);
-  EXPECT_EQ(checksum_attribute(file, "/params/w"), checksum_attribute(path("whole.h5"), "/params/w"));
+  EXPECT_EQ(checksum_attribute(file, "/params/w"),
+            checksum_attribute(path("whole.h5"), "/params/w"));
   ASSERT_EQ(back.params.at("w").shape(), full.shape());
   EXPECT_EQ(0, std::memcmp(back.params.at("w").data(), full.data(), sizeof(float) * full.numel()));
-  EXPECT_EQ(0, std::memcmp(back.exp_avg_sq.at("w").data(), full.data(), sizeof(float) * full.numel()));
+  EXPECT_EQ(0,
+            std::memcmp(back.exp_avg_sq.at("w").data(), full.data(), sizeof(float) * full.numel()));
   EXPECT_TRUE(verify_checkpoint(file).valid);
 }
 
@@ -211,8 +214,9 @@ const std::string& corpus_dir() {
   static TempDir dir;
   static std::string data = [] {
     std::string out = dir / "data";
-    auto r = run_command(testing::hourglass_binary() + " prep --input " +
-                         testing::source_path("data/corpus/common-licenses.txt") + " --output " + out);
+    auto r =
+        run_command(testing::hourglass_binary() + " prep --input " +
+                    testing::source_path("data/corpus/common-licenses.txt") + " --output " + out);
     EXPECT_EQ(r.exit_code, 0) << r.output;
     return out;
   }();
@@ -222,13 +226,21 @@ const std::string& corpus_dir() {
 // A tiny three-stack model ("1@1 1@2 1@1": pp 3 puts one stack on each stage) with dropout, so
 // an exact resume needs the counter-based masks; `overrides` replace keys.
 std::string model_args(int steps, const std::map<std::string, std::string>& overrides = {}) {
-  std::map<std::string, std::string> keys = {
-      {"model.d_model", "32"},   {"model.heads", "2"},       {"model.ffn", "64"},
-      {"model.hierarchy", "'1@1 1@2 1@1'"},                  {"model.window", "8"},
-      {"model.chunk", "4"},      {"model.dropout", "0.1"},   {"train.seq_len", "32"},
-      {"train.batch", "4"},      {"train.micro_batch", "2"}, {"train.lr", "0.003"},
-      {"train.warmup", "3"},     {"log.every", "1000"},      {"data.dir", corpus_dir()},
-      {"train.steps", std::to_string(steps)}};
+  std::map<std::string, std::string> keys = {{"model.d_model", "32"},
+                                             {"model.heads", "2"},
+                                             {"model.ffn", "64"},
+                                             {"model.hierarchy", "'1@1 1@2 1@1'"},
+                                             {"model.window", "8"},
+                                             {"model.chunk", "4"},
+                                             {"model.dropout", "0.1"},
+                                             {"train.seq_len", "32"},
+                                             {"train.batch", "4"},
+                                             {"train.micro_batch", "2"},
+                                             {"train.lr", "0.003"},
+                                             {"train.warmup", "3"},
+                                             {"log.every", "1000"},
+                                             {"data.dir", corpus_dir()},
+                                             {"train.steps", std::to_string(steps)}};
   for (const auto& [k, v] : overrides) keys[k] = v;
   std::string args;
   for (const auto& [k, v] : keys) args += " --" + k + " " + v;
@@ -250,7 +262,8 @@ struct Layout {
 // This process may be an MPI singleton whose OMPI_*, PMIX_* ... variables would make a child
 // mpirun think it is itself a launched rank: they are dropped from the child's environment.
 std::string mpirun_prefix(int ranks) {
-  return "for v in $(env | sed -n 's/^\\(\\(OMPI\\|PMIX\\|ORTE\\|OPAL\\)[A-Za-z0-9_]*\\)=.*/\\1/p');"
+  return "for v in $(env | sed -n "
+         "'s/^\\(\\(OMPI\\|PMIX\\|ORTE\\|OPAL\\)[A-Za-z0-9_]*\\)=.*/\\1/p');"
          " do unset $v; done; OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
          "OMP_NUM_THREADS=1 exec mpirun --oversubscribe --bind-to none -np " +
          std::to_string(ranks) + " " + testing::hourglass_binary() + " train";
@@ -299,8 +312,8 @@ void expect_resumes_on_layouts(const Layout& saved, const std::vector<Layout>& o
   const std::string step6 = base / "checkpoints/step-00000006.h5";
   for (const Layout& layout : others) {
     TempDir run;
-    const auto r = train(layout, args + " --checkpoint.resume " + step6 + " --run.dir " +
-                                     run.path());
+    const auto r =
+        train(layout, args + " --checkpoint.resume " + step6 + " --run.dir " + run.path());
     ASSERT_EQ(r.exit_code, 0) << layout.name() << "\n" << r.output;
     EXPECT_NE(r.output.find("resumed from " + step6 + " at step 6"), std::string::npos) << r.output;
     const auto resumed = losses(run / "metrics.jsonl");
@@ -310,12 +323,12 @@ void expect_resumes_on_layouts(const Layout& saved, const std::vector<Layout>& o
           << "step " << step << " resumed on " << layout.name() << " from " << saved.name();
   }
   TempDir same;
-  const auto r = train(saved, args + " --checkpoint.resume " + step6 + " --run.dir " +
-                                  same.path());
+  const auto r = train(saved, args + " --checkpoint.resume " + step6 + " --run.dir " + same.path());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const auto& [step, loss] : losses(same / "metrics.jsonl"))
     EXPECT_EQ(loss, expected.at(step)) << "step " << step << " resumed on the same layout";
-  expect_same_checkpoints(base / "checkpoints/step-00000010.h5", same / "checkpoints/step-00000010.h5");
+  expect_same_checkpoints(base / "checkpoints/step-00000010.h5",
+                          same / "checkpoints/step-00000010.h5");
 }
 
 TEST(CheckpointLayouts, SavedOnDp2Pp2ResumesOnOtherLayouts) {
@@ -325,7 +338,8 @@ TEST(CheckpointLayouts, SavedOnDp2Pp2ResumesOnOtherLayouts) {
 TEST(CheckpointLayouts, SavedOnDp2Pp2Tp2ResumesOnOtherLayouts) {
   TempDir probe;
   const auto r = train({1, 1, 2}, model_args(0) + " --run.dir " + probe.path());
-  if (r.exit_code == 2 && r.output.find("tensor parallelism is not implemented") != std::string::npos)
+  if (r.exit_code == 2 &&
+      r.output.find("tensor parallelism is not implemented") != std::string::npos)
     GTEST_SKIP() << "this build has no tensor parallelism yet (parallel.tp must be 1)";
   ASSERT_EQ(r.exit_code, 0) << r.output;
   expect_resumes_on_layouts({2, 2, 2}, {{1, 1, 1}, {1, 3, 1}, {2, 1, 2}}, model_args(10));
@@ -357,7 +371,8 @@ std::vector<pid_t> children_named(pid_t parent, const std::string& name) {
     char state = 0;
     pid_t ppid = 0;
     rest >> state >> ppid;
-    if (ppid == parent && text.substr(open + 1, close - open - 1) == name) found.push_back(std::stoi(pid));
+    if (ppid == parent && text.substr(open + 1, close - open - 1) == name)
+      found.push_back(std::stoi(pid));
   }
   return found;
 }
@@ -382,8 +397,13 @@ TEST(CheckpointFailures, AKilledRankEndsTheJobAndTheRunResumesToTheSameLosses) {
   auto seconds = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
-  // After the metrics of step 12, the checkpoint of step 10 is complete.
-  while (line_count(run / "metrics.jsonl") < 12 && seconds() < 120)
+  // Kill once the checkpoint of step 10 is complete (renamed into place: saves run in the
+  // background, so on a loaded machine it can land a few steps after step 10's metrics).
+  auto newest_saved_step = [&] {
+    const auto files = list_checkpoints(run / "checkpoints");
+    return files.empty() ? -1L : std::stol(files.front().substr(files.front().rfind("step-") + 5));
+  };
+  while ((line_count(run / "metrics.jsonl") < 12 || newest_saved_step() < 10) && seconds() < 120)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   std::vector<pid_t> ranks = children_named(mpirun, "hourglass");
   ASSERT_EQ(ranks.size(), 2u) << "ranks of mpirun " << mpirun << " not found";
@@ -396,7 +416,8 @@ TEST(CheckpointFailures, AKilledRankEndsTheJobAndTheRunResumesToTheSameLosses) {
   while ((done = waitpid(mpirun, &status, WNOHANG)) == 0 &&
          std::chrono::steady_clock::now() - killed < std::chrono::seconds(60))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  const double to_exit = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  const double to_exit =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
   if (done == 0) {  // hung: clean up what this test started, then fail
     for (pid_t rank : children_named(mpirun, "hourglass")) kill(rank, SIGKILL);
     kill(mpirun, SIGKILL);
@@ -419,7 +440,8 @@ TEST(CheckpointFailures, AKilledRankEndsTheJobAndTheRunResumesToTheSameLosses) {
   // Resuming in the same directory reaches the uninterrupted run's losses, bit for bit.
   const auto resumed = train(layout, args + " --checkpoint.resume auto --run.dir " + run.path());
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_NE(resumed.output.find("resumed from " + files.front()), std::string::npos) << resumed.output;
+  EXPECT_NE(resumed.output.find("resumed from " + files.front()), std::string::npos)
+      << resumed.output;
   const auto full = train(layout, args + " --run.dir " + reference.path());
   ASSERT_EQ(full.exit_code, 0) << full.output;
   EXPECT_EQ(losses(run / "metrics.jsonl"), losses(reference / "metrics.jsonl"));
@@ -443,7 +465,8 @@ TEST(CheckpointFailures, NonFiniteTrainingExitsThreeNamingTheParameterWithoutSav
   const int64_t failed_step = metrics.rbegin()->first + 1;  // its metrics line is never written
   const auto files = list_checkpoints(run / "checkpoints");
   ASSERT_FALSE(files.empty()) << "the steps before the failure were finite and saved";
-  EXPECT_NE(message.find("the last good checkpoint is " + files.front()), std::string::npos) << message;
+  EXPECT_NE(message.find("the last good checkpoint is " + files.front()), std::string::npos)
+      << message;
   for (const std::string& file : files) {
     const CheckpointCheck check = verify_checkpoint(file);
     EXPECT_TRUE(check.valid) << file << ": " << check.problem;  // every value finite
@@ -507,9 +530,9 @@ TEST(CheckpointBadInput, AnotherModelsCheckpointIsRejectedWithTheMismatchList) {
   const std::string ckpt = run / "checkpoints/step-00000000.h5";
   // Wider model, one block more in the middle stack; on two stages, so both stages' tensors
   // must appear in the one list.
-  const auto r = train({1, 2, 1}, model_args(4, {{"model.d_model", "48"},
-                                                  {"model.hierarchy", "'1@1 2@2 1@1'"}}) +
-                                      " --checkpoint.resume " + ckpt + " --run.dir " + other.path());
+  const auto r = train(
+      {1, 2, 1}, model_args(4, {{"model.d_model", "48"}, {"model.hierarchy", "'1@1 2@2 1@1'"}}) +
+                     " --checkpoint.resume " + ckpt + " --run.dir " + other.path());
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find(ckpt + " does not match the model configuration"), std::string::npos)
       << r.output;
@@ -521,16 +544,17 @@ TEST(CheckpointBadInput, AnotherModelsCheckpointIsRejectedWithTheMismatchList) {
       << r.output;
   EXPECT_EQ(r.output.find("step "), std::string::npos) << "trained before failing";
   // Under tensor parallelism the list names the canonical shapes, not the slices.
-  const auto tp = train({1, 1, 2}, model_args(4, {{"model.d_model", "48"}}) +
-                                       " --checkpoint.resume " + ckpt + " --run.dir " + other.path());
+  const auto tp =
+      train({1, 1, 2}, model_args(4, {{"model.d_model", "48"}}) + " --checkpoint.resume " + ckpt +
+                           " --run.dir " + other.path());
   EXPECT_EQ(tp.exit_code, 2) << tp.output;
   EXPECT_NE(tp.output.find("stacks/0/blocks/0/attn/wq: checkpoint [32, 32], model [48, 48]"),
             std::string::npos)
       << tp.output;
   // Fewer blocks than the checkpoint: its extra tensors are listed as unexpected.
-  const auto fewer = train({1, 1, 1}, model_args(4, {{"model.hierarchy", "'1@1 0@2 1@1'"}}) +
-                                          " --checkpoint.init_from " + ckpt + " --run.dir " +
-                                          other.path());
+  const auto fewer =
+      train({1, 1, 1}, model_args(4, {{"model.hierarchy", "'1@1 0@2 1@1'"}}) +
+                           " --checkpoint.init_from " + ckpt + " --run.dir " + other.path());
   EXPECT_EQ(fewer.exit_code, 2) << fewer.output;
   EXPECT_NE(fewer.output.find("unexpected stacks/1/blocks/0/ffn/w1 [32, 64]"), std::string::npos)
       << fewer.output;
@@ -538,7 +562,8 @@ TEST(CheckpointBadInput, AnotherModelsCheckpointIsRejectedWithTheMismatchList) {
 
 TEST(CheckpointBadInput, ResumeAutoWithoutCheckpointsStartsFreshAndAMissingFileExitsTwo) {
   TempDir run;
-  const auto fresh = train({1, 1, 1}, model_args(2) + " --checkpoint.resume auto --run.dir " + run.path());
+  const auto fresh =
+      train({1, 1, 1}, model_args(2) + " --checkpoint.resume auto --run.dir " + run.path());
   ASSERT_EQ(fresh.exit_code, 0) << fresh.output;
   EXPECT_NE(fresh.output.find("resume auto: no complete checkpoint in " + (run / "checkpoints") +
                               ", starting fresh"),
