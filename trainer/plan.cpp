@@ -1,5 +1,11 @@
 #include "trainer/plan.h"
 
+#include <mpi.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -7,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -19,6 +26,7 @@
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/pipeline_runtime.h"
+#include "trainer/tensor_parallel.h"
 #include "trainer/units.h"
 
 namespace hg {
@@ -32,11 +40,20 @@ double parse_number(const std::string& key, const std::string& text) {
   std::string digits = text;
   if (!digits.empty()) {
     switch (digits.back()) {
-      case 'k': scale = 1e3; break;
-      case 'M': scale = 1e6; break;
-      case 'G': scale = 1e9; break;
-      case 'T': scale = 1e12; break;
-      default: break;
+      case 'k':
+        scale = 1e3;
+        break;
+      case 'M':
+        scale = 1e6;
+        break;
+      case 'G':
+        scale = 1e9;
+        break;
+      case 'T':
+        scale = 1e12;
+        break;
+      default:
+        break;
     }
     if (scale != 1) digits.pop_back();
   }
@@ -95,6 +112,7 @@ std::vector<OptionSetter> cluster_keys(ClusterSpec& c) {
           {"latency", number(c.latency)},
           {"intra_latency", number(c.intra_latency)},
           {"allreduce_latency", number(c.allreduce_latency)},
+          {"allreduce_bandwidth", number(c.allreduce_bandwidth)},
           {"efficiency", number(c.efficiency)},
           {"unit_overhead", number(c.unit_overhead)},
           {"memory_reserve", number(c.memory_reserve)},
@@ -112,8 +130,8 @@ std::vector<OptionSetter> plan_keys(PlanOptions& o) {
           {"dp", integer(o.dp)},
           {"pp", integer(o.pp)},
           {"tp", integer(o.tp)},
-          {"micro_batches",
-           [&o](const std::string& k, const std::string& v) { o.micro_batches = parse_int_list(k, v); }},
+          {"micro_batches", [&o](const std::string& k,
+                                 const std::string& v) { o.micro_batches = parse_int_list(k, v); }},
           {"max_micro_batch", integer(o.max_micro_batch)},
           {"schedules",
            [&o](const std::string&, const std::string& v) { o.schedules = parse_word_list(v); }},
@@ -123,7 +141,13 @@ std::vector<OptionSetter> plan_keys(PlanOptions& o) {
           {"calibration", word(o.calibration)},
           {"top", integer(o.top)},
           {"format", word(o.format)},
-          {"repeats", integer(o.repeats)}};
+          {"repeats", integer(o.repeats)},
+          {"statistic", word(o.statistic)},
+          {"concurrency", [&o](const std::string& k,
+                               const std::string& v) { o.concurrency = parse_int_list(k, v); }},
+          {"tp_sizes", [&o](const std::string& k, const std::string& v) {
+             o.tp_sizes = parse_int_list(k, v);
+           }}};
 }
 
 void apply_option(std::vector<OptionSetter> keys, const std::string& section,
@@ -162,8 +186,10 @@ void read_cluster_file(const std::string& path, ClusterSpec& cluster, PlanOption
     require(eq != std::string::npos && !section.empty(),
             "'" + line + "'" + where + ": expected key = value under [cluster] or [plan]");
     const std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
-    if (section == "cluster") apply_option(cluster_keys(cluster), "cluster", key, value, where);
-    else apply_option(plan_keys(options), "plan", key, value, where);
+    if (section == "cluster")
+      apply_option(cluster_keys(cluster), "cluster", key, value, where);
+    else
+      apply_option(plan_keys(options), "plan", key, value, where);
   }
 }
 
@@ -188,6 +214,8 @@ void validate(const ClusterSpec& c, const PlanOptions& o) {
   for (const std::string& s : o.schedules) parse_schedule_kind(s);
   for (int mb : o.micro_batches) require(mb >= 1, "plan.micro_batches entries must be >= 1");
   require(o.repeats >= 1, "plan.repeats must be at least 1");
+  require(o.statistic == "median" || o.statistic == "min",
+          "plan.statistic = '" + o.statistic + "': use median or min");
   require(o.bucket_mb >= 0, "plan.bucket_mb must be at least 0");
 }
 
@@ -219,9 +247,12 @@ std::string si(double value, const char* unit) {
 
 std::string seconds_text(double s) {
   char buf[32];
-  if (s >= 1) std::snprintf(buf, sizeof buf, "%.3f s", s);
-  else if (s >= 1e-3) std::snprintf(buf, sizeof buf, "%.2f ms", s * 1e3);
-  else std::snprintf(buf, sizeof buf, "%.1f us", s * 1e6);
+  if (s >= 1)
+    std::snprintf(buf, sizeof buf, "%.3f s", s);
+  else if (s >= 1e-3)
+    std::snprintf(buf, sizeof buf, "%.2f ms", s * 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f us", s * 1e6);
   return buf;
 }
 
@@ -241,12 +272,13 @@ std::string tp_problem(const Config& c, int tp) {
              std::to_string(band);
   }
   for (int w : c.model.ffn_widths)
-    if (w % tp != 0) return "tp " + std::to_string(tp) + " does not divide ffn width " + std::to_string(w);
+    if (w % tp != 0)
+      return "tp " + std::to_string(tp) + " does not divide ffn width " + std::to_string(w);
   return "";
 }
 
-// Parameter tensors per unit: what the trainer all-reduces one call each. The count depends on
-// the model's structure only, so it is taken from a copy shrunk to tiny widths.
+}  // namespace
+
 std::vector<int> tensors_per_unit(const ModelConfig& model, int seq_len) {
   ModelConfig tiny = model;
   tiny.d_model = 2 * model.heads;
@@ -265,27 +297,91 @@ std::vector<int> tensors_per_unit(const ModelConfig& model, int seq_len) {
   return counts;
 }
 
-// A micro-batch's forward / backward time of one unit from a calibration: the entry measured at
-// this micro-batch size, else the nearest size scaled linearly.
+namespace {
+
+// A micro-batch's forward / backward time of one unit from a calibration: built for this tp
+// if measured (else tp 1, and the caller divides), with the most copies at once not above
+// `concurrency` (else the fewest), at this micro-batch size, else the nearest size scaled
+// linearly.
 struct CalibrationIndex {
   std::map<std::string, std::vector<UnitTiming>> by_unit;
 
-  const UnitTiming& nearest(const std::string& unit, int micro_batch) const {
+  // second: whether the timing is of this tp's shard.
+  std::pair<const UnitTiming*, bool> nearest(const std::string& unit, int micro_batch,
+                                             int concurrency, int tp) const {
     auto it = by_unit.find(unit);
     require(it != by_unit.end(), "the calibration has no timing for unit " + unit +
                                      "; rerun hourglass plan --calibrate with this model");
-    const UnitTiming* best = &it->second.front();
+    bool has_tp = false;
+    for (const UnitTiming& t : it->second) has_tp |= t.tp == tp;
+    const int want_tp = has_tp ? tp : 1;
+    int level = 0, fewest = std::numeric_limits<int>::max();
+    for (const UnitTiming& t : it->second) {
+      if (t.tp != want_tp) continue;
+      if (t.concurrency <= concurrency) level = std::max(level, t.concurrency);
+      fewest = std::min(fewest, t.concurrency);
+    }
+    if (level == 0) level = fewest;
+    const UnitTiming* best = nullptr;
     for (const UnitTiming& t : it->second)
-      if (std::abs(std::log(double(t.micro_batch) / micro_batch)) <
-          std::abs(std::log(double(best->micro_batch) / micro_batch)))
+      if (t.tp == want_tp && t.concurrency == level &&
+          (!best || std::abs(std::log(double(t.micro_batch) / micro_batch)) <
+                        std::abs(std::log(double(best->micro_batch) / micro_batch))))
         best = &t;
-    return *best;
+    require(best != nullptr, "the calibration has no tp 1 timing for unit " + unit);
+    return {best, has_tp};
   }
 };
 
 }  // namespace
 
 // ---- calibration ----
+
+namespace {
+
+StepContext calibration_context(const Config& config) {
+  StepContext ctx;
+  ctx.seed = config.train.seed;
+  ctx.dropout = config.model.dropout;
+  // The step's scale, 1 / (global batch · L), as in training: smaller gradients can run into
+  // subnormal floats, whose arithmetic is much slower on x86 unless flushed to zero.
+  ctx.loss_scale = static_cast<float>(1.0 / (double(config.train.batch) * config.train.seq_len));
+  return ctx;
+}
+
+std::vector<int32_t> calibration_tokens(const Config& config, int micro_batch) {
+  std::vector<int32_t> tokens(static_cast<size_t>(micro_batch) * (config.train.seq_len + 1));
+  for (size_t i = 0; i < tokens.size(); ++i)
+    tokens[i] = static_cast<int32_t>((i * 2654435761u + 12345u) % config.model.vocab_size);
+  return tokens;
+}
+
+// A forked copy's work while the parent measures: the same passes, forever. Writes one byte to
+// `ready` after the first pass.
+[[noreturn]] void calibration_load(const Config& config, const std::vector<int>& micro_batches,
+                                   int ready) {
+  set_num_threads(1);
+  StageModel model(config.model, config.train.seq_len);
+  model.params().init_all(config.train.seed);
+  const StepContext ctx = calibration_context(config);
+  for (bool first = true;; first = false) {
+    for (int mb : micro_batches) {
+      const std::vector<int32_t> tokens = calibration_tokens(config, mb);
+      Slot slot;
+      slot.ctx = &ctx;
+      slot.tokens = tokens.data();
+      slot.batch = mb;
+      Tensor none, out, din;
+      model.forward(slot, none, out);
+      model.backward(slot, none, din);
+      model.params().zero_grads();
+      adamw_update(model.params(), config.train, 1, config.train.lr);
+    }
+    if (first && write(ready, "r", 1) != 1) _exit(1);
+  }
+}
+
+}  // namespace
 
 std::string calibration_model_key(const Config& config) {
   const std::string ini = config.to_ini();
@@ -298,14 +394,69 @@ std::string calibration_model_key(const Config& config) {
   return key + "; seq_len = " + std::to_string(config.train.seq_len);
 }
 
-Calibration calibrate(const Config& config, const std::vector<int>& micro_batches, int repeats) {
+CalibrationCopies::CalibrationCopies(const Config& config, const std::vector<int>& micro_batches,
+                                     int count) {
+  if (count <= 0) return;
+  require(config.run.threads == 1,
+          "plan.concurrency > 1 runs single-threaded copies side by side, as single-threaded "
+          "ranks do: set --run.threads 1");
+  int ready[2] = {-1, -1};
+  if (pipe(ready) != 0) throw std::runtime_error("calibration copies: pipe failed");
+  for (int c = 0; c < count; ++c) {
+    const pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("calibration copies: fork failed");
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      close(ready[0]);
+      calibration_load(config, micro_batches, ready[1]);  // until killed
+    }
+    pids_.push_back(pid);
+  }
+  close(ready[1]);
+  char byte = 0;
+  for (int c = 0; c < count; ++c)
+    if (read(ready[0], &byte, 1) != 1) break;  // each copy has built its model and done a pass
+  close(ready[0]);
+  run(0);
+}
+
+CalibrationCopies::~CalibrationCopies() {
+  for (int pid : pids_) kill(pid, SIGKILL);
+  for (int pid : pids_) waitpid(pid, nullptr, 0);
+}
+
+void CalibrationCopies::run(int count) {
+  require(count <= static_cast<int>(pids_.size()), "calibration: " + std::to_string(count) +
+                                                       " copies asked, " +
+                                                       std::to_string(pids_.size()) + " started");
+  for (size_t c = 0; c < pids_.size(); ++c)
+    kill(pids_[c], static_cast<int>(c) < count ? SIGCONT : SIGSTOP);
+  if (count > 0) usleep(20000);  // let them get back into their loop
+}
+
+Calibration calibrate(const Config& config, const std::vector<int>& micro_batches, int repeats,
+                      bool fastest, int concurrency, int tp) {
+  require(concurrency >= 1, "plan.concurrency entries must be at least 1");
+  const std::string bad_tp = tp >= 1 ? tp_problem(config, tp) : "tp < 1";
+  require(bad_tp.empty(), "plan.tp_sizes: " + bad_tp);
+  TensorParallel shard;  // rank 0 of a group of `tp`, whose all-reduces sum over itself only
+  if (tp > 1) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    require(initialized, "calibrating tensor-parallel shards needs MPI initialised");
+    shard.size = tp;
+    shard.comm = MPI_COMM_SELF;
+    if (config.train.matformer != "off")
+      shard.nested_granularities = config.model.ffn_granularities;
+  }
+
   set_num_threads(config.run.threads);
   const int L = config.train.seq_len;
   const std::vector<UnitPlan> plans = plan_units(config.model, L);
   const int U = static_cast<int>(plans.size());
   std::vector<std::unique_ptr<StageModel>> units;
   for (int u = 0; u < U; ++u) {
-    units.push_back(std::make_unique<StageModel>(config.model, L, u, u + 1));
+    units.push_back(std::make_unique<StageModel>(config.model, L, u, u + 1, shard));
     units.back()->params().init_all(config.train.seed);
   }
   using Clock = std::chrono::steady_clock;
@@ -316,9 +467,15 @@ Calibration calibrate(const Config& config, const std::vector<int>& micro_batche
   Calibration out;
   out.model_key = calibration_model_key(config);
   out.threads = num_threads();
-  // Update: zeroing, the norm and AdamW, as a step does them per rank.
+  out.statistic = fastest ? "min" : "median";
+  auto pick = [fastest](const std::vector<double>& v) {
+    return fastest ? *std::min_element(v.begin(), v.end()) : median(v);
+  };
+  // Update: zeroing, the norm and AdamW, as a step does them per rank. Run after every repeat
+  // of the forward and backward, as in training: it also evicts the caches the next repeat
+  // would otherwise find warm.
   std::vector<std::vector<double>> update(U);
-  for (int r = 0; r <= repeats; ++r)
+  auto update_all = [&](bool keep) {
     for (int u = 0; u < U; ++u) {
       ParamStore& store = units[u]->params();
       const auto t0 = Clock::now();
@@ -326,17 +483,13 @@ Calibration calibrate(const Config& config, const std::vector<int>& micro_batche
       const double norm = std::sqrt(grad_sum_squares(store));
       clip_gradients(store, norm, config.train.grad_clip);
       adamw_update(store, config.train, 1, config.train.lr);
-      if (r > 0) update[u].push_back(since(t0));
+      if (keep) update[u].push_back(since(t0));
     }
+  };
 
   for (int mb : micro_batches) {
-    std::vector<int32_t> tokens(static_cast<size_t>(mb) * (L + 1));
-    for (size_t i = 0; i < tokens.size(); ++i)
-      tokens[i] = static_cast<int32_t>((i * 2654435761u + 12345u) % config.model.vocab_size);
-    StepContext ctx;
-    ctx.seed = config.train.seed;
-    ctx.dropout = config.model.dropout;
-    ctx.loss_scale = static_cast<float>(1.0 / (double(mb) * L));
+    const std::vector<int32_t> tokens = calibration_tokens(config, mb);
+    const StepContext ctx = calibration_context(config);
     std::vector<std::vector<double>> fwd(U), bwd(U);
     for (int r = 0; r <= repeats; ++r) {  // r = 0 warms up (allocations, caches)
       Slot slot;
@@ -357,9 +510,11 @@ Calibration calibrate(const Config& config, const std::vector<int>& micro_batche
         if (r > 0) bwd[u].push_back(since(t0));
         std::swap(g, h);
       }
+      update_all(r > 0);
     }
     for (int u = 0; u < U; ++u)
-      out.units.push_back({plans[u].name, mb, median(fwd[u]), median(bwd[u]), median(update[u])});
+      out.units.push_back(
+          {plans[u].name, mb, concurrency, tp, pick(fwd[u]), pick(bwd[u]), pick(update[u])});
   }
   return out;
 }
@@ -369,14 +524,16 @@ void write_calibration(const std::string& path, const Calibration& c) {
   if (!parent.empty()) std::filesystem::create_directories(parent);
   std::ofstream out(path);
   require(out.good(), "cannot write calibration file '" + path + "'");
-  out << "# hourglass plan calibration: seconds per micro-batch (median), from "
+  out << "# hourglass plan calibration: seconds per micro-batch, from "
          "`hourglass plan --calibrate`\n";
   out << "model " << c.model_key << "\n";
   out << "threads " << c.threads << "\n";
-  out << "# unit name, micro_batch, forward, backward, update (zero + norm + AdamW)\n";
+  out << "statistic " << c.statistic << "\n";
+  out << "# unit name, micro_batch, copies running at once, tp, forward, backward, update (zero "
+         "+ norm + AdamW)\n";
   char buf[64];
   for (const UnitTiming& t : c.units) {
-    out << "unit " << t.name << " " << t.micro_batch;
+    out << "unit " << t.name << " " << t.micro_batch << " " << t.concurrency << " " << t.tp;
     for (double v : {t.forward, t.backward, t.update}) {
       std::snprintf(buf, sizeof buf, " %.9g", v);
       out << buf;
@@ -400,12 +557,15 @@ Calibration read_calibration(const std::string& path) {
       c.model_key = trim(line.substr(5));
     } else if (kind == "threads") {
       words >> c.threads;
+    } else if (kind == "statistic") {
+      words >> c.statistic;
     } else if (kind == "unit") {
       UnitTiming t;
-      words >> t.name >> t.micro_batch >> t.forward >> t.backward >> t.update;
-      require(!words.fail() && t.micro_batch >= 1,
+      words >> t.name >> t.micro_batch >> t.concurrency >> t.tp >> t.forward >> t.backward >>
+          t.update;
+      require(!words.fail() && t.micro_batch >= 1 && t.concurrency >= 1 && t.tp >= 1,
               "calibration file " + path + " line " + std::to_string(number) +
-                  ": expected `unit NAME MICRO_BATCH FORWARD BACKWARD UPDATE`");
+                  ": expected `unit NAME MICRO_BATCH CONCURRENCY TP FORWARD BACKWARD UPDATE`");
       c.units.push_back(t);
     } else {
       throw UsageError("calibration file " + path + " line " + std::to_string(number) +
@@ -455,7 +615,7 @@ TimedSimulation simulate_timed(const std::vector<std::vector<Instruction>>& list
     const bool skip = in.op == Op::SendSkip || in.op == Op::SendSkipGradient;
     if (skip)
       return in.skip_level < static_cast<int>(messages.skip.size()) ? messages.skip[in.skip_level]
-                                                                     : 0.0;
+                                                                    : 0.0;
     const int link = in.op == Op::SendActivation ? from : in.peer_stage;  // the lower stage
     return link < static_cast<int>(messages.activation.size()) ? messages.activation[link] : 0.0;
   };
@@ -463,10 +623,21 @@ TimedSimulation simulate_timed(const std::vector<std::vector<Instruction>>& list
   auto key = [S](const Instruction& in, int self) {
     int kind = 0;
     switch (in.op) {
-      case Op::SendActivation: case Op::RecvActivation: kind = 0; break;
-      case Op::SendSkip: case Op::RecvSkip: kind = 1; break;
-      case Op::SendGradient: case Op::RecvGradient: kind = 2; break;
-      default: kind = 3; break;
+      case Op::SendActivation:
+      case Op::RecvActivation:
+        kind = 0;
+        break;
+      case Op::SendSkip:
+      case Op::RecvSkip:
+        kind = 1;
+        break;
+      case Op::SendGradient:
+      case Op::RecvGradient:
+        kind = 2;
+        break;
+      default:
+        kind = 3;
+        break;
     }
     const bool send = in.op == Op::SendActivation || in.op == Op::SendSkip ||
                       in.op == Op::SendGradient || in.op == Op::SendSkipGradient;
@@ -477,8 +648,8 @@ TimedSimulation simulate_timed(const std::vector<std::vector<Instruction>>& list
            uint32_t(in.micro_batch);
   };
 
-  std::unordered_map<uint64_t, double> arrival;         // message -> time receivable
-  std::unordered_map<uint64_t, double> link_free;       // from * S + to -> last arrival on it
+  std::unordered_map<uint64_t, double> arrival;    // message -> time receivable
+  std::unordered_map<uint64_t, double> link_free;  // from * S + to -> last arrival on it
   std::vector<size_t> pc(S, 0);
   std::vector<double> clock(S, 0.0);
   std::vector<int> alive(S, 0);
@@ -495,8 +666,10 @@ TimedSimulation simulate_timed(const std::vector<std::vector<Instruction>>& list
                                   : (costs.backward.empty() ? 2.0 : costs.backward[s]);
           clock[s] += cost;
           result.busy[s] += cost;
-          if (fwd) result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
-          else --alive[s];
+          if (fwd)
+            result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
+          else
+            --alive[s];
         } else if (is_send(in.op)) {
           double& free = link_free[uint64_t(s) * S + uint64_t(in.peer_stage)];
           const double start = std::max(clock[s], free);
@@ -539,10 +712,10 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
   const int U = static_cast<int>(plans.size());
   const std::vector<int> tensors = tensors_per_unit(model, L);
   const bool bf16 = options.precision == "bf16";
-  const double value_bytes = bf16 ? 2 : 4;                 // activations and messages
-  const double state_bytes = bf16 ? 18 : 16;               // per parameter
-  const double grad_bytes = bf16 ? 2 : 4;                  // all-reduced per parameter
-  const double optimizer_bytes = bf16 ? 40 : 36;           // memory traffic per parameter update
+  const double value_bytes = bf16 ? 2 : 4;        // activations and messages
+  const double state_bytes = bf16 ? 18 : 16;      // per parameter
+  const double grad_bytes = bf16 ? 2 : 4;         // all-reduced per parameter
+  const double optimizer_bytes = bf16 ? 40 : 36;  // memory traffic per parameter update
   // Megatron-LM's count for a transformer block: of its 34·s·b·h activation bytes, 10 stay
   // replicated under tensor parallelism (the LayerNorm inputs, residuals, dropout masks).
   const double replicated_activations = 10.0 / 34.0;
@@ -570,6 +743,7 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
     result.params += p.params;
   }
   const int W = result.world;
+  const int busy_per_node = std::min(W, G);    // ranks sharing a node's memory system
   std::map<int, std::vector<int>> partitions;  // pp -> first
 
   for (int tp : divisors(W)) {
@@ -588,8 +762,8 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
       if (options.pp && pp != options.pp) continue;
       const int dp = W / tp / pp;
       if (options.dp && dp != options.dp) continue;
-      const std::string layout = "dp " + std::to_string(dp) + " pp " + std::to_string(pp) +
-                                 " tp " + std::to_string(tp);
+      const std::string layout =
+          "dp " + std::to_string(dp) + " pp " + std::to_string(pp) + " tp " + std::to_string(tp);
       if (pp > U) {
         result.skipped.push_back(layout + ": more stages than the model's " + std::to_string(U) +
                                  " units");
@@ -619,10 +793,15 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
                      : cluster.latency + bytes / cluster.inter_bandwidth;
       };
       const bool tp_intra = G % tp == 0;
-      auto allreduce = [&](double bytes, int n, bool intra, double calls) {
-        return allreduce_seconds(bytes, n, intra ? cluster.intra_bandwidth : cluster.inter_bandwidth,
-                                 intra ? intra_latency : cluster.latency, calls,
-                                 cluster.allreduce_latency);
+      // `back_to_back`: the gradient all-reduce's calls follow each other, so after the first
+      // the ranks arrive together (cluster.allreduce_latency when measured); a tp all-reduce
+      // follows compute, which never ends at once on every rank, so it pays the link latency.
+      auto allreduce = [&](double bytes, int n, bool intra, double calls, bool back_to_back) {
+        const double link = intra ? cluster.intra_bandwidth : cluster.inter_bandwidth;
+        return allreduce_seconds(
+            bytes, n, cluster.allreduce_bandwidth > 0 ? cluster.allreduce_bandwidth : link,
+            intra ? intra_latency : cluster.latency, calls,
+            back_to_back ? cluster.allreduce_latency : -1);
       };
 
       std::vector<int> candidates;
@@ -643,33 +822,34 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
             const UnitPlan& p = plans[u];
             const bool sharded = p.kind == UnitKind::Block;
             const double split = sharded ? tp : 1;
+            double compute_split = split;  // 1 when the calibration timed this tp's shard
             double f = 0, b = 0, upd = 0;
             if (calibration) {
-              const UnitTiming& t = calibration->nearest(p.name, mb);
-              const double scale = double(mb) / t.micro_batch;
-              f = t.forward * scale;
-              b = t.backward * scale;
-              upd = t.update;
+              const auto [t, shard_timed] = calibration->nearest(p.name, mb, busy_per_node, tp);
+              const double scale = double(mb) / t->micro_batch;
+              f = t->forward * scale;
+              b = t->backward * scale;
+              upd = t->update;
+              if (shard_timed) compute_split = 1;
             } else {
-              const double seconds =
-                  p.flops * mb / (cluster.device_flops * cluster.efficiency);
+              const double seconds = p.flops * mb / (cluster.device_flops * cluster.efficiency);
               f = seconds / 3;
               b = seconds * 2 / 3;
               if (cluster.memory_bandwidth > 0)
                 upd = p.params * optimizer_bytes / cluster.memory_bandwidth;
             }
-            f = f / split + cluster.unit_overhead;
-            b = b / split + cluster.unit_overhead;
+            f = f / compute_split + cluster.unit_overhead;
+            b = b / compute_split + cluster.unit_overhead;
             if (sharded && tp > 1) {
               const double bytes = double(mb) * p.rows * model.d_model * value_bytes;
-              const double ar = allreduce(bytes, tp, tp_intra, 1);
+              const double ar = allreduce(bytes, tp, tp_intra, 1, false);
               f += 2 * ar;  // after the attention output and the FFN output
               b += 2 * ar;  // their input gradients
               tp_time[s] += 4 * ar;
             }
             fwd[s] += f;
             bwd[s] += b;
-            update[s] += upd / split;
+            update[s] += upd / compute_split;
             params[s] += p.params / split;
             act[s] += p.activation_bytes * value_bytes / 4 * mb *
                       (sharded ? replicated_activations + (1 - replicated_activations) / tp : 1);
@@ -710,16 +890,15 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
           for (int s = 0; s < pp; ++s) {
             const bool intra = node(0, s) == node(dp - 1, s);
             const double bytes = params[s] * grad_bytes;
-            const double n_calls = options.bucket_mb > 0
-                                       ? std::ceil(bytes / (options.bucket_mb * 1e6))
-                                       : calls[s];
-            const double dp_time = allreduce(bytes, dp, intra, n_calls);
+            const double n_calls =
+                options.bucket_mb > 0 ? std::ceil(bytes / (options.bucket_mb * 1e6)) : calls[s];
+            const double dp_time = allreduce(bytes, dp, intra, n_calls, true);
             lp.dp_seconds = std::max(lp.dp_seconds, dp_time);
             lp.optimizer_seconds = std::max(lp.optimizer_seconds, update[s]);
             end = std::max(end, sim.finish[s] + dp_time);
             lp.tp_seconds = std::max(lp.tp_seconds, tp_time[s] * m);
-            const double memory = params[s] * state_bytes + act[s] * sim.max_alive[s] +
-                                  cluster.memory_reserve;
+            const double memory =
+                params[s] * state_bytes + act[s] * sim.max_alive[s] + cluster.memory_reserve;
             if (memory > lp.memory_bytes) {
               lp.memory_bytes = memory;
               lp.param_bytes = params[s] * state_bytes;
@@ -727,9 +906,8 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
             }
           }
           // The loss and grad-norm all-reduces: two latency-bound calls over the world.
-          const double collectives =
-              allreduce_seconds(0, W, 1, std::max(cluster.latency, intra_latency), 2,
-                                cluster.allreduce_latency);
+          const double collectives = allreduce_seconds(
+              0, W, 1, std::max(cluster.latency, intra_latency), 2, cluster.allreduce_latency);
           lp.step_seconds = end + lp.optimizer_seconds + collectives;
           lp.tokens_per_second = double(B) * L / lp.step_seconds;
           lp.mfu = result.model_flops_per_step / (lp.step_seconds * W * cluster.device_flops);
@@ -759,54 +937,63 @@ void print_csv(const PlanResult& r) {
       "optimizer_seconds,tp_seconds,bubble,theory_bubble,memory_bytes,param_bytes,"
       "activation_bytes,tokens_per_second,mfu,fits\n");
   for (const LayoutPlan& l : r.layouts)
-    std::printf("%d,%d,%d,%d,%d,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%.4f,%.6g,%.6g,%.6g,%.6g,%.4f,%d\n",
-                l.dp, l.pp, l.tp, l.micro_batch, l.micro_batches, schedule_name(l.schedule),
-                l.step_seconds, l.pipeline_seconds, l.dp_seconds, l.optimizer_seconds,
-                l.tp_seconds, l.bubble, l.theory_bubble, l.memory_bytes, l.param_bytes,
-                l.activation_bytes, l.tokens_per_second, l.mfu, l.fits ? 1 : 0);
+    std::printf(
+        "%d,%d,%d,%d,%d,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%.4f,%.6g,%.6g,%.6g,%.6g,%.4f,%d\n", l.dp,
+        l.pp, l.tp, l.micro_batch, l.micro_batches, schedule_name(l.schedule), l.step_seconds,
+        l.pipeline_seconds, l.dp_seconds, l.optimizer_seconds, l.tp_seconds, l.bubble,
+        l.theory_bubble, l.memory_bytes, l.param_bytes, l.activation_bytes, l.tokens_per_second,
+        l.mfu, l.fits ? 1 : 0);
 }
 
 void print_table(const PlanResult& r, const Config& config, const ClusterSpec& cluster,
                  const PlanOptions& options) {
-  std::printf("model: %s parameters, %s per step (cost model, forward + backward), "
-              "batch %d x seq_len %d = %d tokens per step\n",
-              si(double(r.params), "").c_str(), si(r.model_flops_per_step, "FLOP").c_str(),
-              config.train.batch, config.train.seq_len, config.train.batch * config.train.seq_len);
-  std::printf("cluster: %d node(s) x %d devices = %d ranks planned; %s peak per device (the MFU "
-              "denominator), %s memory; links %s/s intra, %s/s inter, latency %s\n",
-              cluster.nodes, cluster.devices_per_node, r.world,
-              si(cluster.device_flops, "FLOP/s").c_str(), si(cluster.device_memory, "B").c_str(),
-              si(cluster.intra_bandwidth, "B").c_str(), si(cluster.inter_bandwidth, "B").c_str(),
-              seconds_text(cluster.latency).c_str());
+  std::printf(
+      "model: %s parameters, %s per step (cost model, forward + backward), "
+      "batch %d x seq_len %d = %d tokens per step\n",
+      si(double(r.params), "").c_str(), si(r.model_flops_per_step, "FLOP").c_str(),
+      config.train.batch, config.train.seq_len, config.train.batch * config.train.seq_len);
+  std::printf(
+      "cluster: %d node(s) x %d devices = %d ranks planned; %s peak per device (the MFU "
+      "denominator), %s memory; links %s/s intra, %s/s inter, latency %s\n",
+      cluster.nodes, cluster.devices_per_node, r.world, si(cluster.device_flops, "FLOP/s").c_str(),
+      si(cluster.device_memory, "B").c_str(), si(cluster.intra_bandwidth, "B").c_str(),
+      si(cluster.inter_bandwidth, "B").c_str(), seconds_text(cluster.latency).c_str());
   if (options.calibration.empty())
     std::printf("compute: cost model at %.0f%% of peak, %s per unit pass; precision %s\n",
                 100 * cluster.efficiency, seconds_text(cluster.unit_overhead).c_str(),
                 options.precision.c_str());
   else
-    std::printf("compute: measured unit times from %s; precision %s\n",
-                options.calibration.c_str(), options.precision.c_str());
+    std::printf("compute: measured unit times from %s; precision %s\n", options.calibration.c_str(),
+                options.precision.c_str());
   if (config.train.matformer == "joint")
-    std::printf("note: matformer joint runs every micro-batch once per width; compute is "
-                "counted at full width (an over-estimate)\n");
+    std::printf(
+        "note: matformer joint runs every micro-batch once per width; compute is "
+        "counted at full width (an over-estimate)\n");
   int feasible = 0;
   for (const LayoutPlan& l : r.layouts) feasible += l.fits;
   std::printf("%zu layouts evaluated, %d fit in memory\n\n", r.layouts.size(), feasible);
-  std::printf("%4s %5s %4s %4s %5s %5s %-6s %11s %11s %9s %9s %9s %7s %7s %10s %6s\n", "rank",
-              "dp", "pp", "tp", "mb", "m", "sched", "step", "tokens/s", "pipeline", "dp-ar",
-              "optim", "bubble", "theory", "mem/rank", "MFU");
+  std::printf("%4s %5s %4s %4s %5s %5s %-6s %11s %11s %9s %9s %9s %9s %7s %7s %10s %6s\n", "rank",
+              "dp", "pp", "tp", "mb", "m", "sched", "step", "tokens/s", "pipeline", "(tp-ar)",
+              "dp-ar", "optim", "bubble", "theory", "mem/rank", "MFU");
   const int rows = options.top > 0 ? std::min<int>(options.top, static_cast<int>(r.layouts.size()))
                                    : static_cast<int>(r.layouts.size());
   for (int i = 0; i < rows; ++i) {
     const LayoutPlan& l = r.layouts[i];
-    std::printf("%4d %5d %4d %4d %5d %5d %-6s %11s %11.4g %9s %9s %9s %7.3f %7.3f %10s %5.1f%%%s\n",
-                i + 1, l.dp, l.pp, l.tp, l.micro_batch, l.micro_batches,
-                l.pp == 1 ? "-" : schedule_name(l.schedule), seconds_text(l.step_seconds).c_str(),
-                l.tokens_per_second, seconds_text(l.pipeline_seconds).c_str(),
-                seconds_text(l.dp_seconds).c_str(), seconds_text(l.optimizer_seconds).c_str(),
-                l.bubble, l.theory_bubble, si(l.memory_bytes, "B").c_str(), 100 * l.mfu,
-                l.fits ? "" : ("  (does not fit: " + l.note + ")").c_str());
+    std::printf(
+        "%4d %5d %4d %4d %5d %5d %-6s %11s %11.4g %9s %9s %9s %9s %7.3f %7.3f %10s %5.1f%%%s\n",
+        i + 1, l.dp, l.pp, l.tp, l.micro_batch, l.micro_batches,
+        l.pp == 1 ? "-" : schedule_name(l.schedule), seconds_text(l.step_seconds).c_str(),
+        l.tokens_per_second, seconds_text(l.pipeline_seconds).c_str(),
+        seconds_text(l.tp_seconds).c_str(), seconds_text(l.dp_seconds).c_str(),
+        seconds_text(l.optimizer_seconds).c_str(), l.bubble, l.theory_bubble,
+        si(l.memory_bytes, "B").c_str(), 100 * l.mfu,
+        l.fits ? "" : ("  (does not fit: " + l.note + ")").c_str());
   }
-  if (feasible == 0) std::printf("\nno layout fits in %s per device\n", si(cluster.device_memory, "B").c_str());
+  if (feasible == 0)
+    std::printf("\nno layout fits in %s per device\n", si(cluster.device_memory, "B").c_str());
+  std::printf(
+      "\nstep = the slowest rank's pipeline (compute, the tp all-reduces inside it shown "
+      "in brackets, messages) + dp gradient all-reduce + optimizer\n");
   for (const std::string& s : r.skipped) std::printf("not evaluated: %s\n", s.c_str());
 }
 
@@ -837,8 +1024,10 @@ int plan_main(const std::vector<std::string>& args) {
       require(i + 1 < args.size(), a + " needs a value");
       value = args[++i];
     }
-    if (key == "--cluster") cluster_file = value;
-    else flags.emplace_back(key, value);
+    if (key == "--cluster")
+      cluster_file = value;
+    else
+      flags.emplace_back(key, value);
   }
   if (!cluster_file.empty()) read_cluster_file(cluster_file, cluster, options);
   for (const auto& [key, value] : flags) {
@@ -847,7 +1036,8 @@ int plan_main(const std::vector<std::string>& args) {
     else if (key.starts_with("--plan."))
       apply_option(plan_keys(options), "plan", key.substr(7), value, " on the command line");
     else
-      throw UsageError("unknown option " + key + ": use --cluster FILE, --cluster.key value or "
+      throw UsageError("unknown option " + key +
+                       ": use --cluster FILE, --cluster.key value or "
                        "--plan.key value");
   }
   validate(cluster, options);
@@ -858,24 +1048,57 @@ int plan_main(const std::vector<std::string>& args) {
         options.calibration.empty()
             ? (std::filesystem::path(config.run.dir) / "calibration.txt").string()
             : options.calibration;
-    const std::vector<int> sizes =
-        options.micro_batches.empty() ? std::vector<int>{config.train.micro_batch}
-                                      : options.micro_batches;
-    const Calibration c = calibrate(config, sizes, options.repeats);
+    const std::vector<int> sizes = options.micro_batches.empty()
+                                       ? std::vector<int>{config.train.micro_batch}
+                                       : options.micro_batches;
+    for (int t : options.tp_sizes) {
+      const std::string bad = t >= 1 ? tp_problem(config, t) : "tp < 1";
+      require(bad.empty(), "plan.tp_sizes: " + bad);
+    }
+    for (int copies : options.concurrency)
+      require(copies >= 1, "plan.concurrency entries must be at least 1");
+    const int most = *std::max_element(options.concurrency.begin(), options.concurrency.end());
+    // The copies are forked before MPI starts (a forked MPI process is undefined behaviour).
+    CalibrationCopies copies(config, sizes, most - 1);
+    int mpi_started = 0;
+    MPI_Initialized(&mpi_started);
+    const bool start_mpi =
+        !mpi_started && *std::max_element(options.tp_sizes.begin(), options.tp_sizes.end()) > 1;
+    if (start_mpi) {
+      int provided = 0;
+      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+    }
+    Calibration c;
+    for (int level : options.concurrency) {
+      copies.run(level - 1);
+      for (int t : options.tp_sizes) {
+        const Calibration part =
+            calibrate(config, sizes, options.repeats, options.statistic == "min", level, t);
+        c.model_key = part.model_key;
+        c.threads = part.threads;
+        c.statistic = part.statistic;
+        c.units.insert(c.units.end(), part.units.begin(), part.units.end());
+      }
+    }
+    copies.run(0);
+    if (start_mpi) MPI_Finalize();
     write_calibration(path, c);
-    std::printf("calibration: %zu unit timings (%d thread(s), median of %d) -> %s\n",
-                c.units.size(), c.threads, options.repeats, path.c_str());
-    std::printf("%-24s %5s %12s %12s %12s\n", "unit", "mb", "forward", "backward", "update");
+    std::printf("calibration: %zu unit timings (%d thread(s), %s of %d) -> %s\n", c.units.size(),
+                c.threads, c.statistic.c_str(), options.repeats, path.c_str());
+    std::printf("%-24s %5s %7s %4s %12s %12s %12s\n", "unit", "mb", "copies", "tp", "forward",
+                "backward", "update");
     for (const UnitTiming& t : c.units)
-      std::printf("%-24s %5d %12s %12s %12s\n", t.name.c_str(), t.micro_batch,
-                  seconds_text(t.forward).c_str(), seconds_text(t.backward).c_str(),
-                  seconds_text(t.update).c_str());
+      std::printf("%-24s %5d %7d %4d %12s %12s %12s\n", t.name.c_str(), t.micro_batch,
+                  t.concurrency, t.tp, seconds_text(t.forward).c_str(),
+                  seconds_text(t.backward).c_str(), seconds_text(t.update).c_str());
     return 0;
   }
 
   const PlanResult result = plan_layouts(config, cluster, options);
-  if (options.format == "csv") print_csv(result);
-  else print_table(result, config, cluster, options);
+  if (options.format == "csv")
+    print_csv(result);
+  else
+    print_table(result, config, cluster, options);
   return 0;
 }
 

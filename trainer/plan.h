@@ -31,18 +31,21 @@ namespace hg {
 // other rank sends too (e.g. NVLink per GPU within a node, the NIC's share between nodes).
 struct ClusterSpec {
   int nodes = 1;
-  int devices_per_node = 1;      // ranks per node (GPUs, or CPU processes)
-  double device_flops = 1e11;    // peak FLOP/s of one device: the MFU denominator
-  double device_memory = 16e9;   // bytes per device
-  double intra_bandwidth = 5e9;  // bytes/s, between ranks of one node
-  double inter_bandwidth = 5e9;  // bytes/s, between nodes
-  double latency = 5e-6;         // seconds per message between nodes
-  double intra_latency = -1;     // seconds per message within a node; < 0 = `latency`
-  double allreduce_latency = -1;  // seconds per all-reduce call; < 0 = 2⌈log2 n⌉ · latency
-  double efficiency = 0.5;       // achieved fraction of device_flops (cost-model compute only)
-  double unit_overhead = 0;      // seconds per unit per forward or backward (kernel launches)
-  double memory_reserve = 0;     // bytes per device not available to the model (runtime, buffers)
-  double memory_bandwidth = 0;   // bytes/s for the optimizer (cost-model mode); 0 = not modelled
+  int devices_per_node = 1;       // ranks per node (GPUs, or CPU processes)
+  double device_flops = 1e11;     // peak FLOP/s of one device: the MFU denominator
+  double device_memory = 16e9;    // bytes per device
+  double intra_bandwidth = 5e9;   // bytes/s, between ranks of one node
+  double inter_bandwidth = 5e9;   // bytes/s, between nodes
+  double latency = 5e-6;          // seconds per message between nodes
+  double intra_latency = -1;      // seconds per message within a node; < 0 = `latency`
+  double allreduce_latency = -1;  // seconds per call of the gradient all-reduce, whose calls run
+                                  // back to back; < 0 = 2⌈log2 n⌉ · latency, as other all-reduces
+  double allreduce_bandwidth = -1;  // bytes/s of an all-reduce's ring term ("bus bandwidth");
+                                    // < 0 = the link's
+  double efficiency = 0.5;          // achieved fraction of device_flops (cost-model compute only)
+  double unit_overhead = 0;         // seconds per unit per forward or backward (kernel launches)
+  double memory_reserve = 0;    // bytes per device not available to the model (runtime, buffers)
+  double memory_bandwidth = 0;  // bytes/s for the optimizer (cost-model mode); 0 = not modelled
 
   int devices() const { return nodes * devices_per_node; }
 };
@@ -60,12 +63,17 @@ struct PlanOptions {
   std::string format = "table";    // table | csv (every layout, feasible or not)
   // --calibrate
   int repeats = 5;
+  std::string statistic = "median";    // median | min of the repeats (min: a shared machine)
+  std::vector<int> concurrency = {1};  // copies run at once (ranks sharing a node's memory system)
+  std::vector<int> tp_sizes = {1};     // also time each unit's tensor-parallel shard for these
 };
 
 // One unit's measured time per micro-batch of `micro_batch` sequences (seconds).
 struct UnitTiming {
   std::string name;
   int micro_batch = 1;
+  int concurrency = 1;  // copies of the calibration running at once on the machine
+  int tp = 1;           // the unit as built for this tensor-parallel size (rank 0's shard)
   double forward = 0, backward = 0;
   double update = 0;  // zeroing, norm and AdamW of the unit's parameters
 };
@@ -73,15 +81,42 @@ struct UnitTiming {
 struct Calibration {
   std::string model_key;  // the [model] section and seq_len it was measured for, on one line
   int threads = 1;
+  std::string statistic = "median";  // of the repeats: median | min
   std::vector<UnitTiming> units;
 };
 
-// Times every unit alone (one StageModel per unit, chained through one Slot), `repeats` times
-// after a warm-up, at each micro-batch size; keeps the median of each.
-Calibration calibrate(const Config& config, const std::vector<int>& micro_batches, int repeats);
+// Times every unit alone (one StageModel per unit, chained through one Slot, the update of
+// every unit after each backward as in a step), `repeats` times after a warm-up, at each
+// micro-batch size; keeps the median of each, or the minimum when `fastest` (other processes
+// only ever add time: the fastest repeat is the least disturbed). `concurrency` labels the
+// timings with how many copies ran at once (CalibrationCopies starts the others). With tp > 1
+// the units are rank 0's shards, their all-reduces over MPI_COMM_SELF (MPI must be initialised):
+// the compute of a shard, which for small matrices is more than 1/tp of the whole.
+Calibration calibrate(const Config& config, const std::vector<int>& micro_batches, int repeats,
+                      bool fastest = false, int concurrency = 1, int tp = 1);
+
+// Copies of the calibration's work in forked processes (fork before MPI is initialised), to
+// time units while other ranks of the node compute, as they share its caches and memory
+// bandwidth (on this machine two ranks compute 10-40% slower each than one alone).
+class CalibrationCopies {
+ public:
+  CalibrationCopies(const Config& config, const std::vector<int>& micro_batches, int count);
+  ~CalibrationCopies();  // kills them
+  CalibrationCopies(const CalibrationCopies&) = delete;
+  CalibrationCopies& operator=(const CalibrationCopies&) = delete;
+  void run(int count);  // the first `count` copies run, the others are stopped
+
+ private:
+  std::vector<int> pids_;
+};
 void write_calibration(const std::string& path, const Calibration& calibration);
 Calibration read_calibration(const std::string& path);  // UsageError if missing or malformed
 std::string calibration_model_key(const Config& config);
+
+// Parameter tensors per unit of plan_units(model, seq_len): the trainer all-reduces each with
+// one call. The count depends on the model's structure only, so it is taken from a copy of the
+// model shrunk to tiny widths (no large allocation for a large model).
+std::vector<int> tensors_per_unit(const ModelConfig& model, int seq_len);
 
 // ---- the event simulation ----
 
@@ -128,7 +163,7 @@ struct LayoutPlan {
   double optimizer_seconds = 0;  // slowest rank
   double tp_seconds = 0;         // tp all-reduces inside the busiest stage's compute, per step
   double bubble = 0, theory_bubble = 0;
-  double memory_bytes = 0;       // largest rank
+  double memory_bytes = 0;                       // largest rank
   double param_bytes = 0, activation_bytes = 0;  // of that rank
   double tokens_per_second = 0, mfu = 0;
   bool fits = true;

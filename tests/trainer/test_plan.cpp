@@ -5,10 +5,12 @@
 #include <cctype>
 #include <cmath>
 #include <fstream>
+#include <numeric>
 #include <sstream>
 
 #include "core/error.h"
 #include "tests/support/run_command.h"
+#include "trainer/model.h"
 #include "trainer/plan.h"
 #include "trainer/units.h"
 
@@ -42,8 +44,7 @@ TEST(Plan, EventSimulationReproducesTheClosedFormBubble) {
           EXPECT_EQ(sim.max_alive, ref.max_alive);
           // 1F1B keeps min(S − s, m) micro-batches alive on stage s, GPipe all m.
           for (int s = 0; s < S; ++s)
-            EXPECT_EQ(sim.max_alive[s],
-                      kind == ScheduleKind::GPipe ? m : std::min(S - s, m));
+            EXPECT_EQ(sim.max_alive[s], kind == ScheduleKind::GPipe ? m : std::min(S - s, m));
         }
 }
 
@@ -102,9 +103,9 @@ TEST(Plan, RingAllReduce) {
 
 Config small_config(int batch = 8) {
   return parse_config({"--model.d_model", "64", "--model.heads", "4", "--model.ffn", "256",
-                       "--model.hierarchy", "1@1 2@2 1@1", "--model.window", "16",
-                       "--model.chunk", "8", "--train.seq_len", "64", "--train.batch",
-                       std::to_string(batch), "--train.micro_batch", "1"});
+                       "--model.hierarchy", "1@1 2@2 1@1", "--model.window", "16", "--model.chunk",
+                       "8", "--train.seq_len", "64", "--train.batch", std::to_string(batch),
+                       "--train.micro_batch", "1"});
 }
 
 ClusterSpec two_nodes_of_two() {
@@ -117,6 +118,24 @@ ClusterSpec two_nodes_of_two() {
   c.inter_bandwidth = 1e9;
   c.latency = 1e-5;
   return c;
+}
+
+TEST(Plan, CountsTheParameterTensorsTheTrainerAllReduces) {
+  for (const std::string hierarchy : {"1@1 2@2 1@1", "2@1 1@2 3@4 1@2 2@1"}) {
+    Config config = small_config();
+    config.model.hierarchy = hierarchy;
+    config.model.stacks = parse_hierarchy(hierarchy);
+    config.train.seq_len = 128;
+    const std::vector<int> counts = tensors_per_unit(config.model, config.train.seq_len);
+    const StageModel whole(config.model, config.train.seq_len);
+    EXPECT_EQ(std::accumulate(counts.begin(), counts.end(), 0u), whole.params().all().size())
+        << hierarchy;
+    for (size_t u = 0; u < counts.size(); ++u) {
+      const StageModel one(config.model, config.train.seq_len, static_cast<int>(u),
+                           static_cast<int>(u) + 1);
+      EXPECT_EQ(size_t(counts[u]), one.params().all().size()) << hierarchy << " unit " << u;
+    }
+  }
 }
 
 TEST(Plan, EveryLayoutOfTheWorldIsRankedByStepTime) {
@@ -251,6 +270,41 @@ TEST(Plan, CalibrationRoundTripsAndDrivesThePrediction) {
   Config other = config;
   other.model.ffn = 128;
   EXPECT_THROW(plan_layouts(other, two_nodes_of_two(), options), UsageError);
+}
+
+// A tp shard is timed as built (its all-reduces over MPI_COMM_SELF), and a tp layout then uses
+// the shard's time instead of 1/tp of the whole unit's.
+TEST(Plan, CalibratedTensorParallelShards) {
+  testing::TempDir dir;
+  Config config = small_config();
+  config.run.threads = 1;
+  Calibration c = calibrate(config, {1}, 1, false, 1, 1);
+  const Calibration shards = calibrate(config, {1}, 1, false, 1, 2);
+  for (const UnitTiming& t : shards.units) {
+    EXPECT_EQ(t.tp, 2);
+    EXPECT_GT(t.forward, 0) << t.name;
+  }
+  c.units.insert(c.units.end(), shards.units.begin(), shards.units.end());
+  const std::string path = dir / "calibration.txt";
+  write_calibration(path, c);
+  ASSERT_EQ(read_calibration(path).units.size(), c.units.size());
+
+  ClusterSpec free_links = two_nodes_of_two();
+  free_links.latency = 0;
+  free_links.intra_bandwidth = free_links.inter_bandwidth = 1e30;
+  PlanOptions options;
+  options.ranks = 2;
+  options.tp = 2;
+  options.micro_batches = {1};
+  options.calibration = path;
+  const PlanResult r = plan_layouts(config, free_links, options);
+  ASSERT_EQ(r.layouts.size(), 1u);
+  double expected = 0, update = 0;
+  for (const UnitTiming& t : shards.units) {
+    expected += 8 * (t.forward + t.backward);
+    update += t.update;
+  }
+  EXPECT_NEAR(r.layouts[0].step_seconds, expected + update, 1e-6 * expected);
 }
 
 TEST(Plan, CommandLineRejectsUnknownKeys) {
