@@ -307,38 +307,38 @@ void backward_block_scores(const AttentionBackwardSlice& s, const float* v_windo
 //   dK_w += scale·dS_wᵀ Q_w,  dV_w += P_wᵀ dO,  dK_g += scale·dS_gᵀ Q_g,  dV_g += P_gᵀ dO
 enum class KeyGrad { WindowK, WindowV, GlobalK, GlobalV };
 
-void backward_keys(const AttentionBackwardSlice& s, const AttentionPlan& plan, KeyGrad which,
-                   float scale, int e) {
+void backward_block_keys(const AttentionBackwardSlice& s, const AttentionPlan::Block& b,
+                         KeyGrad which, float scale, int e) {
   const AttentionHead& x = s.x;
   const AttentionHeadGrad& g = s.g;
-  for (const AttentionPlan::Block& b : plan.blocks) {
-    const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
-    const float* P = s.probs + b.offset;
-    const float* dS = s.dscores + b.offset;
-    const float* dO = s.dout + b.t0 * s.ldo;
-    switch (which) {
-      case KeyGrad::WindowK:
-        if (W > 0)
-          gemm(true, false, W, e, b.rows, scale, dS + G, ld, x.q_window + b.t0 * x.ldq, x.ldq, 1.0f,
-               g.dk_window + b.wlo * g.ldw, g.ldw);
-        break;
-      case KeyGrad::WindowV:
-        if (W > 0)
-          gemm(true, false, W, e, b.rows, 1.0f, P + G, ld, dO, s.ldo, 1.0f,
-               g.dv_window + b.wlo * g.ldw, g.ldw);
-        break;
-      case KeyGrad::GlobalK:
-        if (G > 0)
-          gemm(true, false, G, e, b.rows, scale, dS, ld, x.q_global + b.t0 * x.ldq, x.ldq, 1.0f,
-               g.dk_global, g.ldg);
-        break;
-      case KeyGrad::GlobalV:
-        if (G > 0)
-          gemm(true, false, G, e, b.rows, 1.0f, P, ld, dO, s.ldo, 1.0f, g.dv_global, g.ldg);
-        break;
-    }
+  const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
+  const float* P = s.probs + b.offset;
+  const float* dS = s.dscores + b.offset;
+  const float* dO = s.dout + b.t0 * s.ldo;
+  switch (which) {
+    case KeyGrad::WindowK:
+      if (W > 0)
+        gemm(true, false, W, e, b.rows, scale, dS + G, ld, x.q_window + b.t0 * x.ldq, x.ldq, 1.0f,
+             g.dk_window + b.wlo * g.ldw, g.ldw);
+      break;
+    case KeyGrad::WindowV:
+      if (W > 0)
+        gemm(true, false, W, e, b.rows, 1.0f, P + G, ld, dO, s.ldo, 1.0f,
+             g.dv_window + b.wlo * g.ldw, g.ldw);
+      break;
+    case KeyGrad::GlobalK:
+      if (G > 0)
+        gemm(true, false, G, e, b.rows, scale, dS, ld, x.q_global + b.t0 * x.ldq, x.ldq, 1.0f,
+             g.dk_global, g.ldg);
+      break;
+    case KeyGrad::GlobalV:
+      if (G > 0) gemm(true, false, G, e, b.rows, 1.0f, P, ld, dO, s.ldo, 1.0f, g.dv_global, g.ldg);
+      break;
   }
 }
+
+constexpr KeyGrad kKeyGrads[4] = {KeyGrad::WindowK, KeyGrad::WindowV, KeyGrad::GlobalK,
+                                  KeyGrad::GlobalV};
 
 }  // namespace
 
@@ -362,6 +362,20 @@ void attention_core_backward(int64_t slices,
   const TransposedKeys values = transpose_keys(
       slices, slice, [](const AttentionHead& x) { return std::pair(x.v_window, x.v_global); }, plan,
       e);
+  if (slices >= 2 * num_threads()) {
+    // Enough slices to keep every thread busy: one task per slice, its blocks in order, each
+    // block's key gradients right after its scores, while dS and P are still in cache. The
+    // key gradients add the blocks in the same order as below: the same result bit for bit.
+    parallel_for_dynamic(slices, [&](int64_t s) {
+      const AttentionBackwardSlice x = slice(s);
+      for (int64_t block = 0; block < blocks; ++block) {
+        backward_block_scores(x, values.window(s), values.global(s), values.ld, plan, block, scale,
+                              e);
+        for (KeyGrad which : kKeyGrads) backward_block_keys(x, plan.blocks[block], which, scale, e);
+      }
+    });
+    return;
+  }
   parallel_for_dynamic(slices * blocks, [&](int64_t i) {
     const int64_t s = i / blocks;
     backward_block_scores(slice(s), values.window(s), values.global(s), values.ld, plan, i % blocks,
@@ -370,9 +384,10 @@ void attention_core_backward(int64_t slices,
   // The window tasks first: they carry most of the work (dynamic scheduling balances the rest).
   const bool global = std::any_of(plan.blocks.begin(), plan.blocks.end(),
                                   [](const AttentionPlan::Block& b) { return b.global > 0; });
-  const KeyGrad order[4] = {KeyGrad::WindowK, KeyGrad::WindowV, KeyGrad::GlobalK, KeyGrad::GlobalV};
   parallel_for_dynamic(slices * (global ? 4 : 2), [&](int64_t i) {
-    backward_keys(slice(i % slices), plan, order[i / slices], scale, e);
+    const AttentionBackwardSlice x = slice(i % slices);
+    for (const AttentionPlan::Block& b : plan.blocks)
+      backward_block_keys(x, b, kKeyGrads[i / slices], scale, e);
   });
 }
 

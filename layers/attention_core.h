@@ -94,7 +94,9 @@ struct AttentionBackwardSlice {
 // per (slice, query block). The backward runs one task per (slice, query block) for dS and dQ,
 // then one per (slice, {window, global} × {K, V}) that sums the blocks' contributions to those
 // keys in block order: no shared writes, no atomics, and results independent of the thread
-// count.
+// count. With at least two slices per thread it runs one task per slice instead, each block's
+// key gradients right after its dS (still in cache), summed in the same block order: the same
+// results bit for bit.
 void attention_core_forward(int64_t slices,
                             const std::function<AttentionForwardSlice(int64_t)>& slice,
                             const AttentionPlan& plan, float scale, int e);
