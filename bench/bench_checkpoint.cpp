@@ -54,7 +54,8 @@ double raw_write(const std::string& path, int64_t bytes, bool atomic) {
     const double r0 = MPI_Wtime();
     const std::string final_path = path + ".final";
     std::filesystem::rename(path, final_path);
-    const int dir_fd = ::open(std::filesystem::path(path).parent_path().c_str(), O_RDONLY | O_DIRECTORY);
+    const int dir_fd =
+        ::open(std::filesystem::path(path).parent_path().c_str(), O_RDONLY | O_DIRECTORY);
     ::fsync(dir_fd);
     ::close(dir_fd);
     seconds += MPI_Wtime() - r0;
@@ -81,14 +82,14 @@ int main(int argc, char** argv) {
   }
   dir += "-" + std::to_string(size);
 
-  const hg::Config config = hg::parse_config(
-      {"--model.d_model", "256", "--model.hierarchy", "2@1 4@3 2@1", "--model.ffn", "1024",
-       "--train.seq_len", "768", "--parallel.pp", std::to_string(size)});
+  const hg::Config config =
+      hg::parse_config({"--model.d_model", "256", "--model.hierarchy", "2@1 4@3 2@1", "--model.ffn",
+                        "1024", "--train.seq_len", "768", "--parallel.pp", std::to_string(size)});
   hg::ProcessGrid grid(1, size, 1);
   const auto plans = hg::plan_units(config.model, config.train.seq_len);
-  const auto first = hg::partition_units(hg::unit_infos(plans), size,
-                                         static_cast<int>(config.model.stacks.size()),
-                                         config.parallel.stages);
+  const auto first =
+      hg::partition_units(hg::unit_infos(plans), size, static_cast<int>(config.model.stacks.size()),
+                          config.parallel.stages);
   hg::StageModel model(config.model, config.train.seq_len, first[grid.stage()],
                        first[grid.stage() + 1]);
   model.params().init_all(config.train.seed);
@@ -142,15 +143,20 @@ int main(int argc, char** argv) {
     const double save = best(save_s), raw = best(raw_s), atomic = best(atomic_s),
                  verify = best(verify_s), load = best(load_s), pause = best(pause_s),
                  background = best(background_s);
-    std::printf("ranks %d (pp %d): %.2f M parameters (largest stage %.2f M), file %.1f MB, best of %d\n",
-                size, size, total / 1e6, largest / 1e6, mb, repeats);
+    std::printf(
+        "ranks %d (pp %d): %.2f M parameters (largest stage %.2f M), file %.1f MB, best of %d\n",
+        size, size, total / 1e6, largest / 1e6, mb, repeats);
     std::printf("  save, waiting for the file    %6.3f s %6.0f MB/s\n", save, mb / save);
-    std::printf("  background save: pause        %6.3f s            (training stands still)\n", pause);
-    std::printf("  background save: file ready   %6.3f s %6.0f MB/s\n", background, mb / background);
-      std::printf("  plain write + fsync           %6.3f s %6.0f MB/s  (save / this = %.2f, pause / this = %.2f)\n",
-                raw, mb / raw, save / raw, pause / raw);
-    std::printf("  + rename + fsync of the dir   %6.3f s %6.0f MB/s  (save / this = %.2f)\n", atomic,
-                mb / atomic, save / atomic);
+    std::printf("  background save: pause        %6.3f s            (training stands still)\n",
+                pause);
+    std::printf("  background save: file ready   %6.3f s %6.0f MB/s\n", background,
+                mb / background);
+    std::printf(
+        "  plain write + fsync           %6.3f s %6.0f MB/s  (save / this = %.2f, pause / this = "
+        "%.2f)\n",
+        raw, mb / raw, save / raw, pause / raw);
+    std::printf("  + rename + fsync of the dir   %6.3f s %6.0f MB/s  (save / this = %.2f)\n",
+                atomic, mb / atomic, save / atomic);
     std::printf("  verify (rank 0 reads all)     %6.3f s %6.0f MB/s\n", verify, mb / verify);
     std::printf("  load (each rank its stage)    %6.3f s %6.0f MB/s\n", load, mb / load);
     std::filesystem::remove_all(dir);

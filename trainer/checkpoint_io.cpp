@@ -59,7 +59,8 @@ uint64_t checksum_run(const float* values, int64_t n, uint64_t first) {
 
 // Checksum terms of `block` of a tensor of dimensions `dims` (values row-major within the block):
 // one run per row of the block's last dimension.
-uint64_t checksum_block(const std::vector<hsize_t>& dims, const Hyperslab& block, const float* values) {
+uint64_t checksum_block(const std::vector<hsize_t>& dims, const Hyperslab& block,
+                        const float* values) {
   const size_t rank = dims.size();
   if (rank == 0) return checksum_run(values, 1, 0);
   const int64_t row = block.count.back();
@@ -150,8 +151,8 @@ h5::Handle open_group(hid_t file, const std::string& group, const std::string& d
 struct OpenDataset {
   h5::Handle dataset, space;
   Shape shape;
-  bool checksummed = false;            // by our attribute or by HDF5's Fletcher32 filter
-  std::vector<int64_t> checksum;       // the attribute (sum, elements) when present
+  bool checksummed = false;       // by our attribute or by HDF5's Fletcher32 filter
+  std::vector<int64_t> checksum;  // the attribute (sum, elements) when present
 };
 
 OpenDataset open_dataset(hid_t group, const std::string& name, const std::string& where) {
@@ -170,9 +171,9 @@ OpenDataset open_dataset(hid_t group, const std::string& name, const std::string
   h5::Handle create = h5::plist(H5Dget_create_plist(d.dataset.get()));
   unsigned flags = 0, config = 0;
   size_t values = 0;
-  d.checksummed = create.valid() &&
-                  H5Pget_filter_by_id2(create.get(), H5Z_FILTER_FLETCHER32, &flags, &values,
-                                       nullptr, 0, nullptr, &config) >= 0;
+  d.checksummed =
+      create.valid() && H5Pget_filter_by_id2(create.get(), H5Z_FILTER_FLETCHER32, &flags, &values,
+                                             nullptr, 0, nullptr, &config) >= 0;
   H5Eclear2(H5E_DEFAULT);
   if (auto sum = h5::read_int64_list_attribute(d.dataset.get(), kChecksum)) {
     require(sum->size() == 2, where + name + " has a malformed checksum attribute");
@@ -187,13 +188,15 @@ void read_into(const OpenDataset& d, const std::string& what, float* out) {
   const int64_t n = shape_numel(d.shape);
   if (n > 0 && H5Dread(d.dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
     const std::string hdf5 = h5::last_error();
-    throw UsageError(what + (d.checksummed ? " fails its checksum or cannot be read" : " cannot be read") +
+    throw UsageError(what +
+                     (d.checksummed ? " fails its checksum or cannot be read" : " cannot be read") +
                      ": the file is truncated or damaged (HDF5: " + hdf5 + ")");
   }
   if (d.checksum.empty()) return;
-  require(d.checksum[1] == n, what + " is incomplete: " + std::to_string(d.checksum[1]) + " of its " +
-                                  std::to_string(n) + " elements were written");
-  const uint64_t sum = n > 0 ? checksum_block({static_cast<hsize_t>(n)}, Hyperslab{{0}, {n}}, out) : 0;
+  require(d.checksum[1] == n, what + " is incomplete: " + std::to_string(d.checksum[1]) +
+                                  " of its " + std::to_string(n) + " elements were written");
+  const uint64_t sum =
+      n > 0 ? checksum_block({static_cast<hsize_t>(n)}, Hyperslab{{0}, {n}}, out) : 0;
   require(sum == static_cast<uint64_t>(d.checksum[0]),
           what + " fails its checksum: the file is damaged (its bytes changed after the save)");
 }
@@ -219,7 +222,8 @@ bool has_optimizer(hid_t file) { return H5Lexists(file, "optim", H5P_DEFAULT) > 
 
 // ---- Writing ----
 
-h5::Handle create_dataset(hid_t file, const std::string& path, const Shape& shape, hid_t link_create) {
+h5::Handle create_dataset(hid_t file, const std::string& path, const Shape& shape,
+                          hid_t link_create) {
   const std::vector<hsize_t> dims(shape.begin(), shape.end());
   h5::Handle space = h5::space(h5::check_id(
       dims.empty() ? H5Screate(H5S_SCALAR)
@@ -235,13 +239,17 @@ h5::Handle create_dataset(hid_t file, const std::string& path, const Shape& shap
 }
 
 // Writes the block; returns its checksum terms.
-uint64_t write_block(hid_t file, const std::string& path, const Hyperslab& block, const float* values) {
-  h5::Handle dataset = h5::dataset(h5::check_id(H5Dopen2(file, path.c_str(), H5P_DEFAULT), "open " + path));
-  h5::Handle file_space = h5::space(h5::check_id(H5Dget_space(dataset.get()), "dataspace of " + path));
+uint64_t write_block(hid_t file, const std::string& path, const Hyperslab& block,
+                     const float* values) {
+  h5::Handle dataset =
+      h5::dataset(h5::check_id(H5Dopen2(file, path.c_str(), H5P_DEFAULT), "open " + path));
+  h5::Handle file_space =
+      h5::space(h5::check_id(H5Dget_space(dataset.get()), "dataspace of " + path));
   const int rank = H5Sget_simple_extent_ndims(file_space.get());
   if (rank != static_cast<int>(block.start.size()) || rank != static_cast<int>(block.count.size()))
-    throw std::runtime_error("write " + path + ": block of rank " + std::to_string(block.start.size()) +
-                             " into a dataset of rank " + std::to_string(rank));
+    throw std::runtime_error("write " + path + ": block of rank " +
+                             std::to_string(block.start.size()) + " into a dataset of rank " +
+                             std::to_string(rank));
   int64_t n = 1;
   for (int64_t c : block.count) n *= c;
   if (n == 0) return 0;
@@ -258,8 +266,8 @@ uint64_t write_block(hid_t file, const std::string& path, const Hyperslab& block
               "select block of " + path);
     h5::Handle memory =
         h5::space(h5::check_id(H5Screate_simple(rank, count.data(), nullptr), "memory space"));
-    h5::check(H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, memory.get(), file_space.get(),
-                       H5P_DEFAULT, values),
+    h5::check(H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, memory.get(), file_space.get(), H5P_DEFAULT,
+                       values),
               "write " + path);
   }
   return checksum_block(dims, block, values);
@@ -268,10 +276,12 @@ uint64_t write_block(hid_t file, const std::string& path, const Hyperslab& block
 // Adds (sum, elements) to the checksum attribute of dataset `path` (created when absent). The
 // writers of one file take turns, so there is no race.
 void add_to_checksum(hid_t file, const std::string& path, uint64_t sum, int64_t elements) {
-  h5::Handle dataset = h5::dataset(h5::check_id(H5Dopen2(file, path.c_str(), H5P_DEFAULT), "open " + path));
+  h5::Handle dataset =
+      h5::dataset(h5::check_id(H5Dopen2(file, path.c_str(), H5P_DEFAULT), "open " + path));
   std::vector<int64_t> stored = {0, 0};
   if (H5Aexists(dataset.get(), kChecksum) > 0) {
-    stored = h5::read_int64_list_attribute(dataset.get(), kChecksum).value_or(std::vector<int64_t>{});
+    stored =
+        h5::read_int64_list_attribute(dataset.get(), kChecksum).value_or(std::vector<int64_t>{});
     if (stored.size() != 2) throw std::runtime_error(path + ": malformed checksum attribute");
   }
   stored[0] = static_cast<int64_t>(static_cast<uint64_t>(stored[0]) + sum);
@@ -312,7 +322,8 @@ void check_moments(const char* group, const TensorMap& moments, const TensorMap&
     auto moment = moments.find(name);
     if (moment == moments.end() || moment->second.shape() != param.shape())
       throw std::runtime_error(std::string(group) + "/" + name +
-                               " is missing or its shape differs from " + shape_string(param.shape()));
+                               " is missing or its shape differs from " +
+                               shape_string(param.shape()));
   }
   if (moments.size() != params.size())
     throw std::runtime_error(std::string(group) + " holds tensors that are not parameters");
@@ -393,7 +404,8 @@ void CheckpointAppender::write_whole(const std::string& name, const Shape& shape
   }
 }
 
-void CheckpointAppender::write(const std::string& path, const Hyperslab& block, const float* values) {
+void CheckpointAppender::write(const std::string& path, const Hyperslab& block,
+                               const float* values) {
   h5::QuietErrors quiet;
   const uint64_t sum = write_block(file_, path, block, values);
   int64_t elements = 1;
@@ -407,7 +419,8 @@ void CheckpointAppender::close() {
   h5::QuietErrors quiet;
   // One attribute write per dataset, after its data: HDF5 rewrites an attribute by deleting and
   // recreating it, which costs more than the checksum itself when done per block.
-  for (const auto& [path, total] : checksums_) add_to_checksum(file_, path, total.first, total.second);
+  for (const auto& [path, total] : checksums_)
+    add_to_checksum(file_, path, total.first, total.second);
   checksums_.clear();
   H5Pclose(link_create_);
   link_create_ = H5I_INVALID_HID;
@@ -434,7 +447,8 @@ void write_checkpoint(const std::string& path, const CheckpointData& data) {
     CheckpointAppender file(temporary);
     for (const auto& [name, param] : data.params) {
       // Moments not stored: zeros of the parameters' shapes (§5, before the first update).
-      const Tensor zeros = data.exp_avg.empty() || data.exp_avg_sq.empty() ? Tensor(param.shape()) : Tensor();
+      const Tensor zeros =
+          data.exp_avg.empty() || data.exp_avg_sq.empty() ? Tensor(param.shape()) : Tensor();
       const float* values[3] = {
           param.data(), data.exp_avg.empty() ? zeros.data() : data.exp_avg.at(name).data(),
           data.exp_avg_sq.empty() ? zeros.data() : data.exp_avg_sq.at(name).data()};
@@ -482,8 +496,8 @@ ShapeMap read_checkpoint_shapes(const std::string& path) {
   return shapes;
 }
 
-CheckpointData read_checkpoint_tensors(const std::string& path, const std::vector<std::string>& names,
-                                       bool with_optimizer) {
+CheckpointData read_checkpoint_tensors(const std::string& path,
+                                       const std::vector<std::string>& names, bool with_optimizer) {
   h5::QuietErrors quiet;
   const std::string described = "checkpoint '" + path + "'";
   h5::Handle file = open_for_reading(path, described);
@@ -535,7 +549,8 @@ CheckpointCheck verify_checkpoint(const std::string& path) {
     }
     for (int g = 1; g < 3; ++g)
       require(shapes[g].empty() || shapes[g] == shapes[0],
-              described + ": " + kGroups[g] + " does not hold one tensor of the same shape per parameter");
+              described + ": " + kGroups[g] +
+                  " does not hold one tensor of the same shape per parameter");
     require(!shapes[0].empty(), described + " holds no parameters");
     check.valid = true;
   } catch (const UsageError& e) {

@@ -33,7 +33,7 @@ struct CheckpointData {
   std::string config;  // resolved INI text
   int64_t step = 0;
   TensorMap params;
-  TensorMap exp_avg;     // empty map = not stored (written as zeros of the params' shapes)
+  TensorMap exp_avg;  // empty map = not stored (written as zeros of the params' shapes)
   TensorMap exp_avg_sq;
 };
 
@@ -54,8 +54,8 @@ ShapeMap read_checkpoint_shapes(const std::string& path);
 // Reads the root attributes and only the tensors named in `names` (those the file has; shapes
 // as stored), with their moments when `with_optimizer` and the file has them. One rank of a
 // pipeline reads its own stage's tensors this way.
-CheckpointData read_checkpoint_tensors(const std::string& path, const std::vector<std::string>& names,
-                                       bool with_optimizer);
+CheckpointData read_checkpoint_tensors(const std::string& path,
+                                       const std::vector<std::string>& names, bool with_optimizer);
 
 // The result of reading a checkpoint completely (resume auto, `hourglass info`).
 struct CheckpointCheck {
@@ -63,11 +63,11 @@ struct CheckpointCheck {
   std::string problem;  // why not valid: the first problem found
   int64_t step = -1;
   std::string config;
-  ShapeMap params;                // what /params holds (as far as it could be listed)
-  int64_t tensors = 0;            // datasets read (params and moments)
-  int64_t checksummed = 0;        // of which carry a checksum
-  bool config_checksum = false;   // config_sha256 present (and matched, when valid)
-  int64_t bytes = 0;              // tensor bytes read
+  ShapeMap params;               // what /params holds (as far as it could be listed)
+  int64_t tensors = 0;           // datasets read (params and moments)
+  int64_t checksummed = 0;       // of which carry a checksum
+  bool config_checksum = false;  // config_sha256 present (and matched, when valid)
+  int64_t bytes = 0;             // tensor bytes read
 };
 
 // Reads every tensor once (one at a time: memory is one tensor), verifying every checksum the

@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <array>
-#include <map>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -43,7 +43,8 @@ Token receive_token(int from, MPI_Comm comm) {
   MPI_Get_count(&status, MPI_CHAR, &length);
   std::string message(static_cast<size_t>(length), '\0');
   MPI_Recv(message.data(), length, MPI_CHAR, from, kTagToken, comm, MPI_STATUS_IGNORE);
-  return {!message.empty() && message[0] == '1', message.substr(std::min<size_t>(1, message.size()))};
+  return {!message.empty() && message[0] == '1',
+          message.substr(std::min<size_t>(1, message.size()))};
 }
 
 // A string from `root` to every rank of `comm`.
@@ -167,8 +168,10 @@ std::string write_and_commit(const ProcessGrid& grid, MPI_Comm comm, const std::
                             token.text + ")"};
       }
     }
-    if (me + 1 != order.end()) send_token(token, *(me + 1), comm);
-    else if (grid.rank() != 0) send_token(token, 0, comm);
+    if (me + 1 != order.end())
+      send_token(token, *(me + 1), comm);
+    else if (grid.rank() != 0)
+      send_token(token, 0, comm);
   }
   if (grid.rank() == 0) {
     if (order.size() > 1) token = receive_token(order.back(), comm);
@@ -336,12 +339,12 @@ int64_t load_checkpoint(const std::string& path, ParamStore& store, bool with_op
   broadcast_string(problems, 0, grid.world());
   if (!problems.empty())
     throw UsageError(source + " does not match the model configuration" +
-                     (grid.rank() == 0 ? " (" + std::to_string(count) + " mismatched tensors):" +
-                                             problems +
-                                             "\nUse a checkpoint of this configuration, or build "
-                                             "the configuration stored in the checkpoint "
-                                             "(`hourglass info` prints it)."
-                                       : std::string(" (see rank 0's message)")));
+                     (grid.rank() == 0
+                          ? " (" + std::to_string(count) + " mismatched tensors):" + problems +
+                                "\nUse a checkpoint of this configuration, or build "
+                                "the configuration stored in the checkpoint "
+                                "(`hourglass info` prints it)."
+                          : std::string(" (see rank 0's message)")));
   std::vector<std::string> names;
   for (const auto& [name, p] : store.all()) names.push_back(name);
   CheckpointData data = read_checkpoint_tensors(path, names, with_optimizer);

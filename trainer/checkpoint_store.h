@@ -47,8 +47,8 @@ class CheckpointSaver {
   struct Result {
     std::string path;
     int64_t step = 0;
-    double seconds = 0;           // from start() to the renamed file
-    double pause_seconds = 0;     // what start() took: the time training stood still
+    double seconds = 0;        // from start() to the renamed file
+    double pause_seconds = 0;  // what start() took: the time training stood still
   };
 
   // Collective. Waits for the save in flight, copies this rank's part, and writes
