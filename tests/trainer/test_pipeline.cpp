@@ -29,6 +29,7 @@
 #include "parallel/comm.h"
 #include "parallel/grid.h"
 #include "parallel/partition.h"
+#include "tests/support/reference_run.h"
 #include "tests/support/tiny_models.h"
 #include "trainer/distributed_step.h"
 #include "trainer/model.h"
@@ -99,8 +100,7 @@ Config layout_config(const Layout& layout) {
 
 // The global batch of step s: [batch, seq_len + 1], the same on every rank.
 std::vector<int32_t> step_tokens(const Config& config, int64_t s) {
-  return testing::random_tokens(config.train.batch, config.train.seq_len, config.model.vocab_size,
-                                1000 + static_cast<uint64_t>(s));
+  return testing::step_tokens(config, s, 1000);
 }
 
 // ---- the single-process reference ----
@@ -133,17 +133,10 @@ uint64_t parameter_hash(const ParamStore& store) {
 }
 
 RunResult run_reference(const Config& config) {
+  testing::ReferenceRun reference = testing::single_process_run(config, kSteps, 1000);
   RunResult r;
-  r.model = std::make_unique<StageModel>(config.model, config.train.seq_len);
-  r.model->params().init_all(config.train.seed);
-  const int64_t row = config.train.seq_len + 1;
-  for (int64_t s = 0; s < kSteps; ++s) {
-    const std::vector<int32_t> tokens = step_tokens(config, s);
-    std::vector<TokenBatch> micro;
-    for (int first = 0; first < config.train.batch; first += config.train.micro_batch)
-      micro.push_back({tokens.data() + first * row, config.train.micro_batch, first});
-    r.metrics.push_back(train_step(*r.model, config, s, micro));
-  }
+  r.metrics = std::move(reference.metrics);
+  r.model = std::move(reference.model);
   return r;
 }
 

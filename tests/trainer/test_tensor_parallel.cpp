@@ -34,6 +34,7 @@
 #include "parallel/grid.h"
 #include "parallel/partition.h"
 #include "tests/support/run_command.h"
+#include "tests/support/reference_run.h"
 #include "tests/support/tiny_models.h"
 #include "trainer/checkpoint.h"
 #include "trainer/checkpoint_io.h"
@@ -195,8 +196,7 @@ TEST(TensorParallelLayout, InitAndImportAreLayoutIndependent) {
 // ---- MPI: layouts against the reference ----
 
 std::vector<int32_t> step_tokens(const Config& config, int64_t s) {
-  return testing::random_tokens(config.train.batch, config.train.seq_len, config.model.vocab_size,
-                                2000 + static_cast<uint64_t>(s));
+  return testing::step_tokens(config, s, 2000);
 }
 
 struct RunResult {
@@ -206,17 +206,10 @@ struct RunResult {
 };
 
 RunResult run_reference(const Config& config) {
+  testing::ReferenceRun reference = testing::single_process_run(config, kSteps, 2000);
   RunResult r;
-  r.model = std::make_unique<StageModel>(config.model, config.train.seq_len);
-  r.model->params().init_all(config.train.seed);
-  const int64_t row = config.train.seq_len + 1;
-  for (int64_t s = 0; s < kSteps; ++s) {
-    const std::vector<int32_t> tokens = step_tokens(config, s);
-    std::vector<TokenBatch> micro;
-    for (int first = 0; first < config.train.batch; first += config.train.micro_batch)
-      micro.push_back({tokens.data() + first * row, config.train.micro_batch, first});
-    r.metrics.push_back(train_step(*r.model, config, s, micro));
-  }
+  r.metrics = std::move(reference.metrics);
+  r.model = std::move(reference.model);
   return r;
 }
 
