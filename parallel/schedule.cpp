@@ -224,7 +224,21 @@ SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
         return fail(where(s, pc, in) + ": the same message is sent twice");
     }
 
-  std::map<Message, double> issued;  // send -> time it was issued
+  // Seconds a message takes on its link: activations and their gradients by the link's lower
+  // stage, skips and their gradients by level.
+  auto message_cost = [&](int s, const Instruction& in) {
+    const MessageKind kind = message_kind(in.op);
+    if (kind == kSkip || kind == kSkipGradient)
+      return in.skip_level < static_cast<int>(costs.skip_message.size())
+                 ? costs.skip_message[in.skip_level]
+                 : 0.0;
+    const int link = std::min(s, in.peer_stage);
+    return link < static_cast<int>(costs.activation_message.size()) ? costs.activation_message[link]
+                                                                    : 0.0;
+  };
+
+  std::map<Message, double> arrival;           // issued send -> time it is receivable
+  std::map<std::pair<int, int>, double> link;  // (from, to) -> last arrival on it
   std::set<Message> received;
   std::vector<size_t> pc(S, 0);
   std::vector<double> clock(S, 0.0);
@@ -240,7 +254,9 @@ SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
         if (in.op == Op::Forward) {
           if (!forwarded[s].insert(in.micro_batch).second)
             return fail(where(s, pc[s], in) + ": second Forward of this micro-batch");
-          const double cost = costs.forward.empty() ? 1.0 : costs.forward[s];
+          const double cost = costs.compute           ? costs.compute(s, in)
+                              : costs.forward.empty() ? 1.0
+                                                      : costs.forward[s];
           clock[s] += cost;
           result.busy[s] += cost;
           result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
@@ -249,18 +265,22 @@ SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
             return fail(where(s, pc[s], in) + ": Backward before its Forward");
           if (!backwarded[s].insert(in.micro_batch).second)
             return fail(where(s, pc[s], in) + ": second Backward of this micro-batch");
-          const double cost = costs.backward.empty() ? 2.0 : costs.backward[s];
+          const double cost = costs.compute            ? costs.compute(s, in)
+                              : costs.backward.empty() ? 2.0
+                                                       : costs.backward[s];
           clock[s] += cost;
           result.busy[s] += cost;
           --alive[s];
         } else if (is_send(in.op)) {
-          issued[message_of(s, in)] = clock[s];
+          double& free = link[{s, in.peer_stage}];
+          free = std::max(clock[s], free) + message_cost(s, in);
+          arrival[message_of(s, in)] = free;
         } else {
           const Message message = message_of(s, in);
           if (!sends.count(message))
             return fail(where(s, pc[s], in) + ": no stage ever sends this message");
-          auto it = issued.find(message);
-          if (it == issued.end()) break;  // blocked until the sender gets there
+          auto it = arrival.find(message);
+          if (it == arrival.end()) break;  // blocked until the sender gets there
           if (!received.insert(message).second)
             return fail(where(s, pc[s], in) + ": this message is received twice");
           clock[s] = std::max(clock[s], it->second);

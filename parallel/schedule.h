@@ -28,6 +28,7 @@
 // Memory: a micro-batch's activations on a stage live from its Forward to its Backward.
 // GPipe keeps all m alive on every stage; 1F1B keeps at most min(S - s, m) on stage s.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -96,10 +97,20 @@ std::string to_string(const Instruction& instruction);  // "RecvSkip mb 3 level 
 // before the gradient chain does.
 double theoretical_bubble(int stages, int micro_batches);
 
-// Compute-op durations for simulate(): per stage (empty = 1 forward, 2 backward on every stage).
+// Durations for simulate(). Compute: per stage (empty = 1 forward, 2 backward on every stage),
+// or per op through `compute`. Messages: seconds from a send being issued to its message being
+// receivable (latency + transfer) per link; empty or missing entries = free. A directed link
+// (from stage, to stage) carries one message at a time: a message starts when it is issued and
+// the previous message on that link has arrived.
 struct SimulationCosts {
-  std::vector<double> forward;   // [stages]
-  std::vector<double> backward;  // [stages]
+  std::vector<double> forward;                  // [stages]
+  std::vector<double> backward;                 // [stages]
+  std::vector<double> activation_message = {};  // [s]: s -> s+1 activations, s+1 -> s gradients
+  std::vector<double> skip_message = {};        // [level]: the skip and its gradient
+  // When set, the duration of one Forward or Backward of `stage`, instead of forward[stage] or
+  // backward[stage]: for ops whose cost depends on the micro-batch (e.g. the last backward,
+  // which also drives the data-parallel gradient all-reduce).
+  std::function<double(int stage, const Instruction& op)> compute = nullptr;
 };
 
 struct SimulationResult {
@@ -120,9 +131,11 @@ struct SimulationResult {
 
 // Executes every stage's list in one process: sends are non-blocking and buffered; a receive
 // blocks until the matching send (same kind, micro-batch and skip level, from the stage it names,
-// addressed to this stage) has been issued; Forward and Backward take their cost. Also checks that
-// each stage runs Forward and Backward exactly once per micro-batch it touches, Backward after
-// Forward, that every peer is a valid other stage and that no send is duplicated or unreceived.
+// addressed to this stage) has been issued, and then until its message has arrived (its link's
+// cost, after the messages before it on the link); Forward and Backward take their cost. Also
+// checks that each stage runs Forward and Backward exactly once per micro-batch it touches,
+// Backward after Forward, that every peer is a valid other stage and that no send is duplicated or
+// unreceived.
 SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
                           const SimulationCosts& costs = {});
 

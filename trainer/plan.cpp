@@ -18,7 +18,6 @@
 #include <memory>
 #include <numeric>
 #include <sstream>
-#include <unordered_map>
 
 #include "core/error.h"
 #include "core/parallel_for.h"
@@ -576,7 +575,7 @@ Calibration read_calibration(const std::string& path) {
   return c;
 }
 
-// ---- the event simulation ----
+// ---- communication costs ----
 
 double ring_allreduce_seconds(double bytes, int n, double bandwidth, double latency) {
   if (n <= 1) return 0;
@@ -589,115 +588,6 @@ double allreduce_seconds(double bytes, int n, double bandwidth, double latency, 
   const double per_call =
       call_latency >= 0 ? call_latency : 2.0 * std::ceil(std::log2(double(n))) * latency;
   return ring_allreduce_seconds(bytes, n, bandwidth, 0) + calls * per_call;
-}
-
-TimedSimulation simulate_timed(const std::vector<std::vector<Instruction>>& lists,
-                               const SimulationCosts& costs, const MessageCosts& messages) {
-  const int S = static_cast<int>(lists.size());
-  TimedSimulation result;
-  result.busy.assign(S, 0.0);
-  result.finish.assign(S, 0.0);
-  result.max_alive.assign(S, 0);
-  auto fail = [&](const std::string& error) {
-    result.ok = false;
-    result.error = error;
-    return result;
-  };
-  if ((!costs.forward.empty() && static_cast<int>(costs.forward.size()) != S) ||
-      (!costs.backward.empty() && static_cast<int>(costs.backward.size()) != S))
-    return fail("SimulationCosts needs one forward and one backward cost per stage");
-
-  auto is_send = [](Op op) {
-    return op == Op::SendActivation || op == Op::SendSkip || op == Op::SendGradient ||
-           op == Op::SendSkipGradient;
-  };
-  auto message_cost = [&](const Instruction& in, int from) {
-    const bool skip = in.op == Op::SendSkip || in.op == Op::SendSkipGradient;
-    if (skip)
-      return in.skip_level < static_cast<int>(messages.skip.size()) ? messages.skip[in.skip_level]
-                                                                    : 0.0;
-    const int link = in.op == Op::SendActivation ? from : in.peer_stage;  // the lower stage
-    return link < static_cast<int>(messages.activation.size()) ? messages.activation[link] : 0.0;
-  };
-  // (kind, level, from, to, micro-batch) in one key; a receive names the same as its send.
-  auto key = [S](const Instruction& in, int self) {
-    int kind = 0;
-    switch (in.op) {
-      case Op::SendActivation:
-      case Op::RecvActivation:
-        kind = 0;
-        break;
-      case Op::SendSkip:
-      case Op::RecvSkip:
-        kind = 1;
-        break;
-      case Op::SendGradient:
-      case Op::RecvGradient:
-        kind = 2;
-        break;
-      default:
-        kind = 3;
-        break;
-    }
-    const bool send = in.op == Op::SendActivation || in.op == Op::SendSkip ||
-                      in.op == Op::SendGradient || in.op == Op::SendSkipGradient;
-    const int from = send ? self : in.peer_stage, to = send ? in.peer_stage : self;
-    return ((((uint64_t(kind) * 64 + uint64_t(in.skip_level + 1)) * S + uint64_t(from)) * S +
-             uint64_t(to))
-            << 32) |
-           uint32_t(in.micro_batch);
-  };
-
-  std::unordered_map<uint64_t, double> arrival;    // message -> time receivable
-  std::unordered_map<uint64_t, double> link_free;  // from * S + to -> last arrival on it
-  std::vector<size_t> pc(S, 0);
-  std::vector<double> clock(S, 0.0);
-  std::vector<int> alive(S, 0);
-  bool progress = true;
-  while (progress) {
-    progress = false;
-    for (int s = 0; s < S; ++s) {
-      const auto& list = lists[s];
-      while (pc[s] < list.size()) {
-        const Instruction& in = list[pc[s]];
-        if (in.op == Op::Forward || in.op == Op::Backward) {
-          const bool fwd = in.op == Op::Forward;
-          const double cost = fwd ? (costs.forward.empty() ? 1.0 : costs.forward[s])
-                                  : (costs.backward.empty() ? 2.0 : costs.backward[s]);
-          clock[s] += cost;
-          result.busy[s] += cost;
-          if (fwd)
-            result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
-          else
-            --alive[s];
-        } else if (is_send(in.op)) {
-          double& free = link_free[uint64_t(s) * S + uint64_t(in.peer_stage)];
-          const double start = std::max(clock[s], free);
-          free = start + message_cost(in, s);
-          arrival[key(in, s)] = free;
-        } else {
-          auto it = arrival.find(key(in, s));
-          if (it == arrival.end()) break;  // its sender has not got there yet
-          clock[s] = std::max(clock[s], it->second);
-          arrival.erase(it);
-        }
-        ++pc[s];
-        progress = true;
-      }
-    }
-  }
-  for (int s = 0; s < S; ++s)
-    if (pc[s] < lists[s].size())
-      return fail("deadlock: stage " + std::to_string(s) + " waits at " +
-                  to_string(lists[s][pc[s]]));
-  if (!arrival.empty()) return fail(std::to_string(arrival.size()) + " messages never received");
-  result.ok = true;
-  result.finish = clock;
-  result.makespan = S ? *std::max_element(clock.begin(), clock.end()) : 0.0;
-  double busy = 0;
-  for (double b : result.busy) busy += b;
-  result.bubble = result.makespan > 0 ? 1.0 - busy / (S * result.makespan) : 0.0;
-  return result;
 }
 
 // ---- layouts ----
@@ -855,19 +745,21 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
                       (sharded ? replicated_activations + (1 - replicated_activations) / tp : 1);
             calls[s] += tensors[u];
           }
-        MessageCosts messages;
+        SimulationCosts costs{fwd, bwd};
         for (int s = 0; s + 1 < pp; ++s) {
           const double bytes = double(mb) * plans[first[s + 1]].rows * model.d_model * value_bytes;
-          messages.activation.push_back(link_seconds(bytes, same_node(s, s + 1)));
+          costs.activation_message.push_back(link_seconds(bytes, same_node(s, s + 1)));
         }
         for (const SkipEdge& e : skips) {
           if (e.producer_stage == e.consumer_stage) continue;
           int64_t rows = 0;
           for (const UnitPlan& p : plans)
             if (p.kind == UnitKind::Down && p.stack == e.level) rows = p.rows;
-          if (static_cast<int>(messages.skip.size()) <= e.level) messages.skip.resize(e.level + 1);
-          messages.skip[e.level] = link_seconds(double(mb) * rows * model.d_model * value_bytes,
-                                                same_node(e.producer_stage, e.consumer_stage));
+          if (static_cast<int>(costs.skip_message.size()) <= e.level)
+            costs.skip_message.resize(e.level + 1);
+          costs.skip_message[e.level] =
+              link_seconds(double(mb) * rows * model.d_model * value_bytes,
+                           same_node(e.producer_stage, e.consumer_stage));
         }
 
         const int m = B / dp / mb * granularity_runs;
@@ -881,7 +773,7 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
           lp.micro_batches = m;
           lp.schedule = pp == 1 ? ScheduleKind::OneFOneB : kind;
           const auto lists = make_schedule(lp.schedule, PipelineLayout{pp, m, skips});
-          const TimedSimulation sim = simulate_timed(lists, SimulationCosts{fwd, bwd}, messages);
+          const SimulationResult sim = simulate(lists, costs);
           if (!sim.ok) throw std::logic_error("plan: simulation failed: " + sim.error);
           lp.pipeline_seconds = sim.makespan;
           lp.bubble = sim.bubble;

@@ -2,9 +2,10 @@
 // one cluster by predicted step time, without running them (docs/scaling.md).
 //
 // A layout's step is predicted the way the trainer runs it (trainer/distributed_step.cpp):
-//   1. the pipeline: the schedule's instruction lists (parallel/schedule.h) executed by an event
-//      simulation in which compute ops take the stage's forward / backward time and every
-//      message takes latency + bytes / bandwidth on its link (one message at a time per link);
+//   1. the pipeline: the schedule's instruction lists executed by the schedule's own event
+//      simulation (hg::simulate, parallel/schedule.h) in which compute ops take the stage's
+//      forward / backward time and every message takes latency + bytes / bandwidth on its link
+//      (one message at a time per link);
 //   2. then, per rank, the data-parallel gradient all-reduce (allreduce_seconds: the ring's
 //      2(n-1)/n · bytes / bandwidth + a latency per call; the trainer makes one call per
 //      parameter tensor, a GPU trainer one per bucket);
@@ -118,29 +119,7 @@ std::string calibration_model_key(const Config& config);
 // model shrunk to tiny widths (no large allocation for a large model).
 std::vector<int> tensors_per_unit(const ModelConfig& model, int seq_len);
 
-// ---- the event simulation ----
-
-// Seconds a message takes from being sent to being receivable (its link's latency + transfer).
-struct MessageCosts {
-  std::vector<double> activation;  // [stage s]: s -> s+1, and its gradient s+1 -> s
-  std::vector<double> skip;        // [level]: producer -> consumer, and its gradient back
-};
-
-struct TimedSimulation {
-  bool ok = false;
-  std::string error;
-  double makespan = 0;
-  double bubble = 0;  // 1 − Σ_s busy_s / (S · makespan): idle and waiting, as the trainer measures
-  std::vector<double> busy, finish;
-  std::vector<int> max_alive;
-};
-
-// Runs the lists like hg::simulate (same semantics: non-blocking sends, receives block until
-// their send was issued) but a receive completes only when the message has arrived: issue time
-// + its cost, after the previous message on the same directed link (s -> t) has arrived.
-// With zero message costs it equals hg::simulate.
-TimedSimulation simulate_timed(const std::vector<std::vector<Instruction>>& lists,
-                               const SimulationCosts& costs, const MessageCosts& messages);
+// ---- communication costs ----
 
 // Ring all-reduce of `bytes` over `n` ranks: 2(n-1)/n · bytes / bandwidth + 2(n-1) · latency.
 double ring_allreduce_seconds(double bytes, int n, double bandwidth, double latency);

@@ -106,6 +106,98 @@ TEST(Schedule, BubbleWithoutSkipsIsTheClosedForm) {
       }
 }
 
+SimulationCosts uniform(int stages, double forward, double backward) {
+  return {std::vector<double>(stages, forward), std::vector<double>(stages, backward)};
+}
+
+// The planner's event simulation (trainer/plan.cpp runs simulate() with costs). The closed form:
+// on S uniform stages with m micro-batches and free messages both schedules take
+// (m + S − 1)(f + b) and idle (S − 1)/(m + S − 1) of the time. Integer-valued costs keep every sum
+// exact, so the makespan must match to the last bit; per-op costs through `compute` that equal
+// the per-stage ones change nothing.
+TEST(Schedule, EventSimulationReproducesTheClosedFormBubble) {
+  const std::pair<double, double> costs[] = {{1, 2}, {3, 5}, {2, 2}, {0.5, 1.25}};
+  for (ScheduleKind kind : kKinds)
+    for (int S = 1; S <= 8; ++S)
+      for (int m = 1; m <= 16; ++m)
+        for (auto [f, b] : costs) {
+          SCOPED_TRACE(std::string(schedule_name(kind)) + " S " + std::to_string(S) + " m " +
+                       std::to_string(m) + " f " + std::to_string(f) + " b " + std::to_string(b));
+          const auto lists = make_schedule(kind, PipelineLayout{S, m, {}});
+          SimulationCosts free_messages = uniform(S, f, b);
+          free_messages.activation_message.assign(S, 0.0);
+          const SimulationResult sim = simulate(lists, free_messages);
+          ASSERT_TRUE(sim.ok) << sim.error;
+          EXPECT_EQ(sim.makespan, (m + S - 1) * (f + b));
+          EXPECT_NEAR(sim.bubble, theoretical_bubble(S, m), 1e-12);
+          // 1F1B keeps min(S − s, m) micro-batches alive on stage s, GPipe all m.
+          for (int s = 0; s < S; ++s)
+            EXPECT_EQ(sim.max_alive[s], kind == ScheduleKind::GPipe ? m : std::min(S - s, m));
+          SimulationCosts per_op;
+          per_op.compute = [f, b](int, const Instruction& in) {
+            return in.op == Op::Forward ? f : b;
+          };
+          const SimulationResult hooked = simulate(lists, per_op);
+          ASSERT_TRUE(hooked.ok) << hooked.error;
+          EXPECT_EQ(hooked.makespan, sim.makespan);
+          EXPECT_EQ(hooked.finish, sim.finish);
+        }
+}
+
+// GPipe with a message cost c on every link: the fill and the drain each cross S − 1 links.
+TEST(Schedule, GPipeMessageCostAddsTwoCrossingsPerLink) {
+  for (int S = 2; S <= 6; ++S)
+    for (int m = 1; m <= 8; ++m) {
+      const double f = 2, b = 4, c = 0.5;  // c < f: links never queue
+      SimulationCosts costs = uniform(S, f, b);
+      costs.activation_message.assign(S - 1, c);
+      const SimulationResult sim =
+          simulate(make_schedule(ScheduleKind::GPipe, PipelineLayout{S, m, {}}), costs);
+      ASSERT_TRUE(sim.ok) << sim.error;
+      EXPECT_DOUBLE_EQ(sim.makespan, (m + S - 1) * (f + b) + 2 * (S - 1) * c);
+    }
+}
+
+// A link carries one message at a time: a slow link queues the second micro-batch.
+TEST(Schedule, MessagesQueueOnTheirLink) {
+  SimulationCosts costs = uniform(2, 1, 1);
+  costs.activation_message = {3};
+  const SimulationResult sim =
+      simulate(make_schedule(ScheduleKind::GPipe, PipelineLayout{2, 2, {}}), costs);
+  ASSERT_TRUE(sim.ok) << sim.error;
+  // Stage 0: F0 0-1, F1 1-2 (sends arrive at 4 and 7). Stage 1: F0 4-5, F1 7-8, B0 8-9,
+  // B1 9-10 (gradients arrive at 12 and 15). Stage 0: B0 12-13, B1 15-16.
+  EXPECT_EQ(sim.makespan, 16);
+  EXPECT_EQ(sim.finish[1], 10);
+}
+
+// A skip's message cost delays its consumer when the skip arrives after the activation chain.
+TEST(Schedule, SlowSkipMessagesDelayTheirConsumer) {
+  SimulationCosts costs = uniform(3, 1, 1);
+  costs.skip_message = {10};
+  const SimulationResult sim =
+      simulate(make_schedule(ScheduleKind::GPipe, PipelineLayout{3, 1, {{0, 0, 2}}}), costs);
+  ASSERT_TRUE(sim.ok) << sim.error;
+  // Stage 2 waits for the skip (sent at 1, arrives at 11): F 11-12, B 12-13; its skip gradient
+  // reaches stage 0 at 23, after stage 1's gradient (14): B 23-24.
+  EXPECT_EQ(sim.finish[2], 13);
+  EXPECT_EQ(sim.makespan, 24);
+}
+
+// The per-op hook: a slower last backward on stage 1 delays stage 0 by the difference.
+TEST(Schedule, PerOpComputeCosts) {
+  const auto lists = make_schedule(ScheduleKind::OneFOneB, PipelineLayout{2, 4, {}});
+  SimulationCosts costs;
+  costs.compute = [](int stage, const Instruction& in) {
+    if (in.op == Op::Forward) return 1.0;
+    return stage == 1 && in.micro_batch == 3 ? 7.0 : 2.0;
+  };
+  const SimulationResult sim = simulate(lists, costs);
+  ASSERT_TRUE(sim.ok) << sim.error;
+  EXPECT_EQ(sim.makespan, 3.0 * (4 + 1) + 5);
+  EXPECT_EQ(sim.busy[1], 4 * 3.0 + 5);
+}
+
 TEST(Schedule, GPipeKeepsAllMicroBatchesOnStageZeroAndOneFOneBAtMostPp) {
   const PipelineLayout layout{4, 16, {{0, 0, 3}, {1, 1, 2}}};
   EXPECT_EQ(simulate(make_schedule(ScheduleKind::GPipe, layout)).max_alive[0], 16);

@@ -1,5 +1,6 @@
-// The planner (trainer/plan.h): its event simulation against closed forms, the cost pieces, the
-// layout search and the calibration file.
+// The planner (trainer/plan.h): the cost pieces, the layout search and the calibration file. Its
+// event simulation is the schedule's (hg::simulate), tested with costs in
+// tests/parallel/test_schedule.cpp.
 #include <gtest/gtest.h>
 
 #include <cctype>
@@ -16,79 +17,6 @@
 
 namespace hg {
 namespace {
-
-SimulationCosts uniform(int stages, double forward, double backward) {
-  return {std::vector<double>(stages, forward), std::vector<double>(stages, backward)};
-}
-
-// The closed form: on S uniform stages with m micro-batches and free messages both schedules
-// take (m + S − 1)(f + b) and idle (S − 1)/(m + S − 1) of the time. Integer-valued costs keep
-// every sum exact, so the makespan must match to the last bit.
-TEST(Plan, EventSimulationReproducesTheClosedFormBubble) {
-  const std::pair<double, double> costs[] = {{1, 2}, {3, 5}, {2, 2}, {0.5, 1.25}};
-  for (ScheduleKind kind : {ScheduleKind::GPipe, ScheduleKind::OneFOneB})
-    for (int S = 1; S <= 8; ++S)
-      for (int m = 1; m <= 16; ++m)
-        for (auto [f, b] : costs) {
-          SCOPED_TRACE(std::string(schedule_name(kind)) + " S " + std::to_string(S) + " m " +
-                       std::to_string(m) + " f " + std::to_string(f) + " b " + std::to_string(b));
-          const auto lists = make_schedule(kind, PipelineLayout{S, m, {}});
-          const TimedSimulation sim = simulate_timed(lists, uniform(S, f, b), MessageCosts{});
-          ASSERT_TRUE(sim.ok) << sim.error;
-          EXPECT_EQ(sim.makespan, (m + S - 1) * (f + b));
-          EXPECT_NEAR(sim.bubble, theoretical_bubble(S, m), 1e-12);
-          // The same as the schedule's own simulator.
-          const SimulationResult ref = simulate(lists, uniform(S, f, b));
-          ASSERT_TRUE(ref.ok) << ref.error;
-          EXPECT_EQ(sim.makespan, ref.makespan);
-          EXPECT_EQ(sim.max_alive, ref.max_alive);
-          // 1F1B keeps min(S − s, m) micro-batches alive on stage s, GPipe all m.
-          for (int s = 0; s < S; ++s)
-            EXPECT_EQ(sim.max_alive[s], kind == ScheduleKind::GPipe ? m : std::min(S - s, m));
-        }
-}
-
-// Hourglass skips that cost nothing do not change the bubble (schedule.h's claim).
-TEST(Plan, FreeSkipMessagesLeaveTheBubbleAlone) {
-  for (ScheduleKind kind : {ScheduleKind::GPipe, ScheduleKind::OneFOneB})
-    for (int S = 2; S <= 6; ++S)
-      for (int m = 1; m <= 8; ++m) {
-        PipelineLayout layout{S, m, {{0, 0, S - 1}}};
-        if (S >= 4) layout.skips.push_back({1, 1, S - 2});
-        const TimedSimulation sim =
-            simulate_timed(make_schedule(kind, layout), uniform(S, 1, 2), MessageCosts{});
-        ASSERT_TRUE(sim.ok) << sim.error;
-        EXPECT_EQ(sim.makespan, 3.0 * (m + S - 1));
-        EXPECT_NEAR(sim.bubble, theoretical_bubble(S, m), 1e-12);
-      }
-}
-
-// GPipe with a message cost c on every link: the fill and the drain each cross S − 1 links.
-TEST(Plan, GPipeMessageCostAddsTwoCrossingsPerLink) {
-  for (int S = 2; S <= 6; ++S)
-    for (int m = 1; m <= 8; ++m) {
-      const double f = 2, b = 4, c = 0.5;  // c < f: links never queue
-      MessageCosts messages;
-      messages.activation.assign(S - 1, c);
-      const TimedSimulation sim = simulate_timed(
-          make_schedule(ScheduleKind::GPipe, PipelineLayout{S, m, {}}), uniform(S, f, b), messages);
-      ASSERT_TRUE(sim.ok) << sim.error;
-      EXPECT_DOUBLE_EQ(sim.makespan, (m + S - 1) * (f + b) + 2 * (S - 1) * c);
-    }
-}
-
-// A link carries one message at a time: a slow link queues the second micro-batch.
-TEST(Plan, MessagesQueueOnTheirLink) {
-  MessageCosts messages;
-  messages.activation = {3};
-  const TimedSimulation sim = simulate_timed(
-      make_schedule(ScheduleKind::GPipe, PipelineLayout{2, 2, {}}), uniform(2, 1, 1), messages);
-  ASSERT_TRUE(sim.ok) << sim.error;
-  // Stage 0: F0 0-1, F1 1-2 (sends arrive at 4 and 7). Stage 1: F0 4-5, F1 7-8, B0 8-9,
-  // B1 9-10 (gradients arrive at 12 and 15). Stage 0: B0 12-13, B1 15-16.
-  EXPECT_EQ(sim.makespan, 16);
-  EXPECT_EQ(sim.finish[1], 10);
-}
 
 TEST(Plan, RingAllReduce) {
   EXPECT_EQ(ring_allreduce_seconds(1e9, 1, 1e9, 1e-3), 0);
