@@ -14,6 +14,7 @@
 #include "core/parallel_for.h"
 #include "layers/attention_compress.h"
 #include "layers/dconv.h"
+#include "layers/grow_buffer.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
 
@@ -71,17 +72,6 @@ void prepare(AttentionCache& c, const AttentionConfig& cfg, int64_t n) {
   }
   if (cfg.rope && (c.rope.n < n || c.rope.e != cfg.head_dim))
     c.rope = make_rope_table(n, cfg.head_dim);
-}
-
-float* grow(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
-  return v.data();
-}
-
-float* grow_zero(std::vector<float>& v, int64_t n) {
-  float* p = grow(v, n);
-  std::fill(p, p + n, 0.0f);
-  return p;
 }
 
 // Window operands and backward temporaries, per calling thread and shared by every attention

@@ -2,13 +2,13 @@
 // prefixes of the keys, so the blocked kernel of attention_core does the work.
 #include "layers/mha.h"
 
-#include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
+#include "layers/grow_buffer.h"
 #include "layers/linear.h"
 
 namespace hg {
@@ -28,17 +28,6 @@ void check_sizes(int d, int heads, int head_dim, FunnelMask mask, int k, int64_t
     require(nq * k == nk, where + ": the down mask needs nq = nk / k");
   else
     require(nq == nk * k, where + ": the up mask needs nq = nk * k");
-}
-
-float* grow(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
-  return v.data();
-}
-
-float* grow_zero(std::vector<float>& v, int64_t n) {
-  float* p = grow(v, n);
-  std::fill(p, p + n, 0.0f);
-  return p;
 }
 
 // Backward temporaries, per calling thread (see attention.cpp for why not in the cache).
