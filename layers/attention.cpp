@@ -17,6 +17,7 @@
 #include "layers/grow_buffer.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
+#include "layers/qkv_projection.h"
 
 namespace hg {
 
@@ -178,21 +179,18 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
   const int H = cfg.heads, e = cfg.head_dim;
   const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n;
 
-  // Q = DConv(u Wq) etc. [rows, H·e]
+  // Q = DConv(u Wq) etc. [rows, H·e]; without DConv the projections are Q, K, V themselves.
   float* q = grow(c.q, rows * HE);
   float* k = grow(c.k, rows * HE);
   float* v = grow(c.v, rows * HE);
+  float* q_lin = cfg.dconv ? grow(c.q_lin, rows * HE) : q;
+  float* k_lin = cfg.dconv ? grow(c.k_lin, rows * HE) : k;
+  float* v_lin = cfg.dconv ? grow(c.v_lin, rows * HE) : v;
+  qkv_projection_forward(q_lin, k_lin, v_lin, u, u, {w.wq, w.wk, w.wv}, cfg.d, HE, rows, rows);
   if (cfg.dconv) {
-    linear_forward(grow(c.q_lin, rows * HE), u, w.wq, nullptr, rows, cfg.d, HE, HE);
-    linear_forward(grow(c.k_lin, rows * HE), u, w.wk, nullptr, rows, cfg.d, HE, HE);
-    linear_forward(grow(c.v_lin, rows * HE), u, w.wv, nullptr, rows, cfg.d, HE, HE);
-    dconv_forward(q, c.q_lin.data(), w.dconv_q, B, n, static_cast<int>(HE));
-    dconv_forward(k, c.k_lin.data(), w.dconv_k, B, n, static_cast<int>(HE));
-    dconv_forward(v, c.v_lin.data(), w.dconv_v, B, n, static_cast<int>(HE));
-  } else {
-    linear_forward(q, u, w.wq, nullptr, rows, cfg.d, HE, HE);
-    linear_forward(k, u, w.wk, nullptr, rows, cfg.d, HE, HE);
-    linear_forward(v, u, w.wv, nullptr, rows, cfg.d, HE, HE);
+    dconv_forward(q, q_lin, w.dconv_q, B, n, static_cast<int>(HE));
+    dconv_forward(k, k_lin, w.dconv_k, B, n, static_cast<int>(HE));
+    dconv_forward(v, v_lin, w.dconv_v, B, n, static_cast<int>(HE));
   }
 
   Workspace& ws = workspace();
@@ -361,16 +359,8 @@ void attention_backward(float* du, const AttentionParams& g, const float* dout,
     dk_lin = ws.dk_lin.data();
     dv_lin = ws.dv_lin.data();
   }
-  const float* dproj[3] = {dq_lin, dk_lin, dv_lin};
-  const float* weights[3] = {w.wq, w.wk, w.wv};
-  float* dweights[3] = {g.wq, g.wk, g.wv};
-  for (int i = 0; i < 3; ++i) {
-    if (dweights[i] != nullptr)
-      linear_backward(nullptr, dweights[i], nullptr, dproj[i], u, weights[i], rows, cfg.d, HE, HE);
-    if (du != nullptr)
-      gemm(false, true, rows, cfg.d, HE, 1.0f, dproj[i], HE, weights[i], HE, i == 0 ? 0.0f : 1.0f,
-           du, cfg.d);
-  }
+  qkv_projection_backward(du, du, {g.wq, g.wk, g.wv}, dq_lin, dk_lin, dv_lin, u, u,
+                          {w.wq, w.wk, w.wv}, cfg.d, HE, rows, rows);
   if (ls && du != nullptr)
     gemm(false, true, rows, cfg.d, Hr, 1.0f, ws.dlogits.data(), Hr, w.proj_weight, Hr, 1.0f, du,
          cfg.d);

@@ -10,6 +10,7 @@
 #include "core/parallel_for.h"
 #include "layers/grow_buffer.h"
 #include "layers/linear.h"
+#include "layers/qkv_projection.h"
 
 namespace hg {
 
@@ -71,9 +72,8 @@ void mha_forward(float* out, MhaCache& c, const float* q_in, const float* kv_in,
   const int64_t HE = static_cast<int64_t>(H) * e;
 
   // Q [B·nq, H·e] = q_in Wq;  K, V [B·nk, H·e] = kv_in Wk, kv_in Wv
-  linear_forward(grow(c.q, B * nq * HE), q_in, w.wq, nullptr, B * nq, d, HE, HE);
-  linear_forward(grow(c.k, B * nk * HE), kv_in, w.wk, nullptr, B * nk, d, HE, HE);
-  linear_forward(grow(c.v, B * nk * HE), kv_in, w.wv, nullptr, B * nk, d, HE, HE);
+  qkv_projection_forward(grow(c.q, B * nq * HE), grow(c.k, B * nk * HE), grow(c.v, B * nk * HE),
+                         q_in, kv_in, {w.wq, w.wk, w.wv}, d, HE, B * nq, B * nk);
 
   const AttentionPlan& plan = c.plan;
   float* probs = grow(c.probs, B * H * plan.probs_size);
@@ -141,14 +141,8 @@ void mha_backward(float* dq_in, float* dkv_in, const MhaParams& g, const float* 
       plan, scale, e);
 
   // dq_in = dQ Wqᵀ;  dkv_in = dK Wkᵀ + dV Wvᵀ;  weight grads += inputᵀ · dprojection
-  if (g.wq != nullptr) linear_backward(nullptr, g.wq, nullptr, dq, q_in, w.wq, B * nq, d, HE, HE);
-  if (g.wk != nullptr) linear_backward(nullptr, g.wk, nullptr, dk, kv_in, w.wk, B * nk, d, HE, HE);
-  if (g.wv != nullptr) linear_backward(nullptr, g.wv, nullptr, dv, kv_in, w.wv, B * nk, d, HE, HE);
-  if (dq_in != nullptr) gemm(false, true, B * nq, d, HE, 1.0f, dq, HE, w.wq, HE, 0.0f, dq_in, d);
-  if (dkv_in != nullptr) {
-    gemm(false, true, B * nk, d, HE, 1.0f, dk, HE, w.wk, HE, 0.0f, dkv_in, d);
-    gemm(false, true, B * nk, d, HE, 1.0f, dv, HE, w.wv, HE, 1.0f, dkv_in, d);
-  }
+  qkv_projection_backward(dq_in, dkv_in, {g.wq, g.wk, g.wv}, dq, dk, dv, q_in, kv_in,
+                          {w.wq, w.wk, w.wv}, d, HE, B * nq, B * nk);
 }
 
 }  // namespace hg
