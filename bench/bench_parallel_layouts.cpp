@@ -10,8 +10,9 @@
 // off to sleeps). Communication per step:
 //   tp = 2: time inside the attention/FFN all-reduces (tp_allreduce_seconds(), measured in the
 //           step: transfer plus waiting for the partner rank);
-//   dp = 2: the gradient all-reduce over dp_comm, timed again on its own after each step (the
-//           step runs it blocking after the backward, with the same message sizes).
+//   dp = 2: the bucketed gradient all-reduce over dp_comm (trainer/grad_buckets.h): copying into
+//           buckets, starting and testing them during the final backward, and waiting for what
+//           is left after it (the "exposed" part, printed on its own).
 // Besides wall time, each step's process CPU time (max over the ranks) is printed: on a machine
 // shared with other work, a rank descheduled mid-step stretches every rank's wall time (tensor
 // parallelism synchronises four times per block), while CPU time only counts work done, so the
@@ -104,6 +105,8 @@ struct Result {
   double comm = 0;      // mean communication s/step (rank 0), see the header
   double cpu = 0;       // mean process CPU s/step (max over ranks)
   double comm_cpu = 0;  // mean CPU s/step inside the communication (rank 0)
+  double exposed = 0;   // dp: mean s/step of the gradient all-reduce the backward did not hide
+  int buckets = 0, started_early = 0;  // dp: gradient buckets, of which started in the backward
 };
 
 double cpu_seconds(clockid_t clock = CLOCK_PROCESS_CPUTIME_ID) {
@@ -137,15 +140,10 @@ Result run(const hg::Config& config, MPI_Comm comm, const Options& o) {
     double elapsed = MPI_Wtime() - t0, cpu = cpu_seconds() - c0;
     double comm_seconds = hg::tp_allreduce_seconds() - tp0;
     double comm_cpu = hg::tp_allreduce_cpu_seconds() - tpc0;
-    if (grid.dp() > 1) {
-      // The same all-reduces the step ran (the gradients are zeroed by the next step).
-      hg::comm::barrier(comm);
-      const double d0 = MPI_Wtime(), dc0 = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
-      for (auto& [name, p] : model.params().all())
-        hg::comm::allreduce_sum(p.grad.data(), p.grad.numel(), grid.dp_comm());
-      comm_seconds += MPI_Wtime() - d0;
-      comm_cpu += cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - dc0;
-    }
+    const hg::GradientSyncStats& sync = runtime.stats().grad_sync;
+    comm_seconds += sync.seconds();
+    r.buckets = sync.buckets;
+    r.started_early = sync.started_during_backward;
     MPI_Allreduce(MPI_IN_PLACE, &elapsed, 1, MPI_DOUBLE, MPI_MAX, comm);
     MPI_Allreduce(MPI_IN_PLACE, &cpu, 1, MPI_DOUBLE, MPI_MAX, comm);
     if (s < o.warmup) continue;
@@ -155,6 +153,7 @@ Result run(const hg::Config& config, MPI_Comm comm, const Options& o) {
     r.comm += comm_seconds / o.steps;
     r.cpu += cpu / o.steps;
     r.comm_cpu += comm_cpu / o.steps;
+    r.exposed += sync.exposed_seconds / o.steps;
   }
   return r;
 }
@@ -170,6 +169,11 @@ void print(const char* label, const Result& r, double tokens, const Result* base
       "\n%-15s comm %.4f s/step wall = %.1f%% of the step, %.4f s/step cpu = %.1f%% of "
       "the cpu step; forward+backward %.3f s wall\n",
       "", r.comm, 100.0 * r.comm / r.step, r.comm_cpu, 100.0 * r.comm_cpu / r.cpu, r.compute);
+  if (r.buckets > 0)
+    std::printf(
+        "%-15s gradient all-reduce: %d buckets, %d started during the backward; exposed after "
+        "it %.4f s/step = %.1f%% of the step\n",
+        "", r.buckets, r.started_early, r.exposed, 100.0 * r.exposed / r.step);
   std::fflush(stdout);
 }
 

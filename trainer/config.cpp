@@ -187,6 +187,7 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(parallel, schedule, "gpipe|1f1b"),
       HG_KEY(parallel, stages),
       HG_KEY(parallel, timeout),
+      HG_KEY(parallel, grad_bucket_mb),
       HG_KEY(checkpoint, dir),
       HG_KEY(checkpoint, every),
       HG_KEY(checkpoint, keep),
@@ -321,6 +322,8 @@ void validate_parallel(const Config& c) {
   for (int units : stages)
     check(units >= 1, "parallel.stages", "'" + p.stages + "'", "every stage needs at least 1 unit");
   check(p.timeout > 0, "parallel.timeout", p.timeout, "must be positive (seconds)");
+  check(p.grad_bucket_mb > 0, "parallel.grad_bucket_mb", p.grad_bucket_mb,
+        "must be positive (MiB per data-parallel all-reduce bucket)");
 }
 
 void validate_train(const Config& c) {

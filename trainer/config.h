@@ -73,7 +73,12 @@ struct ParallelConfig {
   std::string schedule = "1f1b";  // gpipe | 1f1b
   std::string stages;             // "" = automatic; else unit counts per stage, e.g. "5,4,6"
   double timeout = 600;           // seconds any blocking wait may take before the job aborts
+  double grad_bucket_mb = 4;      // data-parallel gradient all-reduce bucket (MiB), grad_buckets.h
 };
+
+inline int64_t grad_bucket_bytes(const ParallelConfig& p) {
+  return static_cast<int64_t>(p.grad_bucket_mb * 1024 * 1024);
+}
 
 struct CheckpointConfig {
   std::string dir;        // "" = <run.dir>/checkpoints

@@ -35,10 +35,7 @@ DistributedStep distributed_step(StageModel& model, PipelineRuntime& runtime,
   std::vector<double> loss_sums = runtime.run(ctx, micro_batches, granularities, widths);
 
   // The loss scale divides by the global token count, so the global gradient is the sum of the
-  // replicas' gradients.
-  if (grid.dp() > 1)
-    for (auto& [name, p] : model.params().all())
-      comm::allreduce_sum(p.grad.data(), p.grad.numel(), grid.dp_comm());
+  // replicas' gradients: the runtime has summed them (grad_buckets.h) during the backward.
   // Loss sums live on each replica's last stage; the grad norm sums the tensor-parallel slices
   // and the stages of one pipeline (each canonical parameter counted once: grad_sum_squares
   // counts replicated tensors on tensor-parallel rank 0 only).

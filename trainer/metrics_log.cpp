@@ -10,19 +10,27 @@ namespace hg {
 RankStats gather_rank_stats(const PipelineStats& stats, MPI_Comm comm) {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  const double mine[4] = {stats.step_seconds, stats.compute_seconds, stats.wait_seconds,
-                          usage.ru_maxrss / 1024.0};  // Linux reports KiB
+  constexpr int kFields = 6;
+  const double mine[kFields] = {stats.step_seconds,
+                                stats.compute_seconds,
+                                stats.wait_seconds,
+                                stats.grad_sync.seconds(),
+                                stats.grad_sync.exposed_seconds,
+                                usage.ru_maxrss / 1024.0};  // Linux reports KiB
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
-  std::vector<double> all(rank == 0 ? 4 * size : 0);
-  MPI_Gather(mine, 4, MPI_DOUBLE, all.data(), 4, MPI_DOUBLE, 0, comm);
+  std::vector<double> all(rank == 0 ? kFields * size : 0);
+  MPI_Gather(mine, kFields, MPI_DOUBLE, all.data(), kFields, MPI_DOUBLE, 0, comm);
   RankStats out;
   for (int r = 0; rank == 0 && r < size; ++r) {
-    out.pipeline_seconds.push_back(all[4 * r]);
-    out.compute_seconds.push_back(all[4 * r + 1]);
-    out.wait_seconds.push_back(all[4 * r + 2]);
-    out.peak_rss_mb.push_back(all[4 * r + 3]);
+    const double* theirs = &all[kFields * r];
+    out.pipeline_seconds.push_back(theirs[0]);
+    out.compute_seconds.push_back(theirs[1]);
+    out.wait_seconds.push_back(theirs[2]);
+    out.grad_sync_seconds.push_back(theirs[3]);
+    out.grad_sync_exposed_seconds.push_back(theirs[4]);
+    out.peak_rss_mb.push_back(theirs[5]);
   }
   return out;
 }
@@ -64,6 +72,8 @@ void MetricsLog::write(const StepMetrics& m, double bubble, int64_t live_micro_b
     array("rank_pipeline_seconds", ranks->pipeline_seconds, "%.6f");
     array("rank_compute_seconds", ranks->compute_seconds, "%.6f");
     array("rank_wait_seconds", ranks->wait_seconds, "%.6f");
+    array("rank_grad_sync_seconds", ranks->grad_sync_seconds, "%.6f");
+    array("rank_grad_sync_exposed_seconds", ranks->grad_sync_exposed_seconds, "%.6f");
     array("rank_peak_rss_mb", ranks->peak_rss_mb, "%.1f");
   }
   std::fprintf(file_, "}\n");

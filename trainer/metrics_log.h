@@ -17,6 +17,8 @@ struct RankStats {
   std::vector<double> pipeline_seconds;  // the schedule's wall time on each rank
   std::vector<double> compute_seconds;   // forward + backward
   std::vector<double> wait_seconds;      // blocked in pipeline receives / send completion
+  std::vector<double> grad_sync_seconds;  // data-parallel gradient all-reduce: all of its time
+  std::vector<double> grad_sync_exposed_seconds;  // ... of which the backward did not hide
   std::vector<double> peak_rss_mb;       // the process's peak resident memory so far (ru_maxrss)
 };
 
@@ -32,7 +34,8 @@ class MetricsLog {
   MetricsLog& operator=(const MetricsLog&) = delete;
 
   // `ranks` (optional) adds the arrays "rank_pipeline_seconds", "rank_compute_seconds",
-  // "rank_wait_seconds" and "rank_peak_rss_mb".
+  // "rank_wait_seconds", "rank_grad_sync_seconds", "rank_grad_sync_exposed_seconds" and
+  // "rank_peak_rss_mb".
   void write(const StepMetrics& m, double bubble, int64_t live_micro_batches,
              const RankStats* ranks = nullptr);
 

@@ -10,7 +10,14 @@ StageModel::StageModel(const ModelConfig& model, int seq_len, int first_unit, in
     : model_(model), seq_len_(seq_len), plans_(plan_units(model, seq_len)), first_(first_unit),
       last_(last_unit < 0 ? static_cast<int>(plans_.size()) : last_unit) {
   params_.set_tensor_parallel(tp);
-  units_ = build_units(model_, seq_len_, plans_, first_, last_, params_);
+  // One unit at a time, to record which parameters each registers.
+  for (int u = first_; u < last_; ++u) {
+    const size_t before = params_.registration_order().size();
+    auto built = build_units(model_, seq_len_, plans_, u, u + 1, params_);
+    units_.push_back(std::move(built.at(0)));
+    const auto& order = params_.registration_order();
+    unit_params_.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(before), order.end());
+  }
 }
 
 void StageModel::forward(Slot& slot, const Tensor& in, Tensor& out) {
@@ -25,12 +32,13 @@ void StageModel::forward(Slot& slot, const Tensor& in, Tensor& out) {
   out = std::move(a);
 }
 
-void StageModel::backward(Slot& slot, const Tensor& dout, Tensor& din) {
+void StageModel::backward(Slot& slot, const Tensor& dout, Tensor& din, const UnitDone& after_unit) {
   Tensor a = dout, b;
   for (size_t u = units_.size(); u-- > 0;) {
     if (observer_) observer_(first_ + static_cast<int>(u), true, false);
     units_[u]->backward(slot, a, b);
     if (observer_) observer_(first_ + static_cast<int>(u), true, true);
+    if (after_unit) after_unit(static_cast<int>(u));
     std::swap(a, b);
   }
   din = std::move(a);

@@ -3,6 +3,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "trainer/config.h"
@@ -23,7 +24,10 @@ class StageModel {
   // Runs the held units in order. For the first stage `in` is ignored (tokens come from the
   // slot); for the last stage `out` is left empty and slot.loss_sum is filled.
   void forward(Slot& slot, const Tensor& in, Tensor& out);
-  void backward(Slot& slot, const Tensor& dout, Tensor& din);
+  // `after_unit` (optional) is called with the stage-local index of each unit whose backward
+  // has finished, in descending order: the data-parallel gradient buckets start from it.
+  using UnitDone = std::function<void(int local_unit)>;
+  void backward(Slot& slot, const Tensor& dout, Tensor& din, const UnitDone& after_unit = {});
   void release(int64_t slot_id);  // evaluation: drop caches without backward
 
   // Optional hook for per-unit timing (benchmarks): when set, called just before
@@ -35,6 +39,8 @@ class StageModel {
   ParamStore& params() { return params_; }
   const ParamStore& params() const { return params_; }
   const std::vector<UnitPlan>& plans() const { return plans_; }
+  // unit_params()[u]: the parameters stage-local unit u registered (u = 0 is first_unit()).
+  const std::vector<std::vector<std::string>>& unit_params() const { return unit_params_; }
   int first_unit() const { return first_; }
   int last_unit() const { return last_; }
   int64_t live_slots() const;  // micro-batches whose activations are alive (max over units)
@@ -48,6 +54,7 @@ class StageModel {
   int first_, last_;
   ParamStore params_;
   std::vector<std::unique_ptr<Unit>> units_;
+  std::vector<std::vector<std::string>> unit_params_;
   UnitObserver observer_;
 };
 

@@ -18,6 +18,7 @@ Param& ParamStore::add(const std::string& name, const Shape& shape, ParamInit in
                        ParamSlice slice) {
   if (params_.count(name)) throw std::logic_error("parameter registered twice: " + name);
   Param& p = params_[name];
+  order_.push_back(name);
   const Shape local = local_shape(shape, slice);
   p.value.reset(local);
   p.grad.reset(local);

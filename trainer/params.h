@@ -46,6 +46,8 @@ class ParamStore {
   std::map<std::string, Param>& all() { return params_; }
   const std::map<std::string, Param>& all() const { return params_; }
   int64_t count_elements() const;  // held here (local slices)
+  // Names in the order they were registered (units register in forward order).
+  const std::vector<std::string>& registration_order() const { return order_; }
 
   // The tensor-parallel group the sharded parameters are split over (set before units register).
   void set_tensor_parallel(TensorParallel tp) { tp_ = std::move(tp); }
@@ -53,6 +55,7 @@ class ParamStore {
 
  private:
   std::map<std::string, Param> params_;
+  std::vector<std::string> order_;
   TensorParallel tp_;
 };
 

@@ -28,11 +28,15 @@ std::vector<UnitInfo> unit_infos(const std::vector<UnitPlan>& plans) {
 }
 
 PipelineRuntime::PipelineRuntime(StageModel& model, const ProcessGrid& grid, ScheduleKind kind,
-                                 std::vector<int> stage_first, TraceRecorder* trace)
+                                 std::vector<int> stage_first, TraceRecorder* trace,
+                                 int64_t grad_bucket_bytes)
     : model_(model), grid_(grid), kind_(kind), first_(std::move(stage_first)), trace_(trace) {
   skips_ = skip_edges(unit_infos(model.plans()), first_);
   for (const UnitPlan& p : model.plans())
     if (p.kind == UnitKind::Down) skip_rows_[p.stack] = static_cast<int>(p.rows);
+  if (grid.dp() > 1)
+    grad_buckets_ = std::make_unique<GradientBuckets>(model.params(), model.unit_params(),
+                                                      grid.dp_comm(), grad_bucket_bytes);
 }
 
 Shape PipelineRuntime::activation_shape(int unit, int64_t batch) const {
@@ -93,8 +97,13 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
   // keeps the receive buffers to a few micro-batches, as 1F1B's activation bound intends.
   constexpr int kLookahead = 2;
   std::vector<size_t> compute_at;  // positions of the compute ops in `list`
-  for (size_t i = 0; i < list.size(); ++i)
+  size_t final_backward = list.size();  // the op after which this stage's gradients are complete
+  for (size_t i = 0; i < list.size(); ++i) {
     if (list[i].op == Op::Forward || list[i].op == Op::Backward) compute_at.push_back(i);
+    if (list[i].op == Op::Backward) final_backward = i;
+  }
+  if (grad_buckets_) grad_buckets_->begin_step();
+  const StageModel::UnitDone start_buckets = [&](int unit) { grad_buckets_->unit_done(unit); };
   std::map<size_t, PendingRecv> recvs;
   size_t posted = 0;  // every receive in list[0, posted) is posted
   auto post_recvs_before = [&](size_t end) {
@@ -135,6 +144,7 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
   };
   auto progress_sends = [&] {
     std::erase_if(sends, [](PendingSend& s) { return comm::test(s.request); });
+    if (grad_buckets_) grad_buckets_->progress();
   };
 
   std::map<int, Slot> slots;                   // micro-batch -> its slot
@@ -219,7 +229,9 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
         take_recvs(i, mb, slot, dout);
         const double t0 = trace_ ? trace_->now_us() : 0;
         const double c0 = MPI_Wtime(), cpu0 = process_cpu_seconds();
-        model_.backward(slot, dout, din);
+        model_.backward(slot, dout, din,
+                        grad_buckets_ && i == final_backward ? start_buckets
+                                                             : StageModel::UnitDone{});
         stats_.compute_seconds += MPI_Wtime() - c0;
         stats_.backward_cpu_seconds += process_cpu_seconds() - cpu0;
         if (trace_) trace_->record_since("B" + std::to_string(mb), TraceCategory::Backward, t0, mb);
@@ -250,6 +262,13 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
   if (!recvs.empty() || posted < list.size() || !outputs.empty() || !input_grads.empty())
     throw std::logic_error("pipeline runtime: the schedule left receives or results unconsumed");
   stats_.step_seconds = MPI_Wtime() - t_start;
+  // After the schedule's time (the bubble is the schedule's): the rest of the replicas' sum.
+  if (grad_buckets_) {
+    const double g0 = trace_ ? trace_->now_us() : 0;
+    grad_buckets_->finish();
+    stats_.grad_sync = grad_buckets_->stats();
+    if (trace_) trace_->record_since("gradient all-reduce", TraceCategory::Send, g0);
+  }
   return loss_sums;
 }
 

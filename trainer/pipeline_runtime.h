@@ -6,12 +6,14 @@
 // communication).
 #pragma once
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "parallel/grid.h"
 #include "parallel/partition.h"
 #include "parallel/schedule.h"
 #include "parallel/trace.h"
+#include "trainer/grad_buckets.h"
 #include "trainer/model.h"
 #include "trainer/train_step.h"
 
@@ -21,7 +23,8 @@ namespace hg {
 std::vector<UnitInfo> unit_infos(const std::vector<UnitPlan>& plans);
 
 struct PipelineStats {
-  double step_seconds = 0;     // wall time of the schedule on this rank
+  double step_seconds = 0;     // wall time of the schedule on this rank (without grad_sync's
+                               // exposed part, which follows it)
   double compute_seconds = 0;  // forward + backward
   double wait_seconds = 0;     // blocked in receives and final send completion
   int64_t max_live = 0;        // max micro-batches with activations alive on this stage
@@ -29,16 +32,21 @@ struct PipelineStats {
   // would have taken, so a benchmark on a shared machine can simulate the uncontended schedule.
   double forward_cpu_seconds = 0;
   double backward_cpu_seconds = 0;
+  GradientSyncStats grad_sync;  // data-parallel gradient all-reduce (dp > 1), grad_buckets.h
 };
 
 class PipelineRuntime {
  public:
+  // With dp > 1 the gradients are summed over the replicas during the step's final backward, in
+  // buckets of grad_bucket_bytes (parallel.grad_bucket_mb), and hold the sums when run returns.
   PipelineRuntime(StageModel& model, const ProcessGrid& grid, ScheduleKind kind,
-                  std::vector<int> stage_first, TraceRecorder* trace);
+                  std::vector<int> stage_first, TraceRecorder* trace,
+                  int64_t grad_bucket_bytes = int64_t{4} << 20);
 
   // Runs the step: micro_batches describe every micro-batch of this replica (tokens may be null
   // on stages that do not read data); each is run once per entry of `granularities`. Gradients
-  // accumulate into the model's store (zeroed first). Returns the loss sums per granularity
+  // accumulate into the model's store (zeroed first), summed over the data-parallel replicas.
+  // Returns the loss sums per granularity
   // entry (non-zero on the last stage only).
   std::vector<double> run(const StepContext& ctx, const std::vector<TokenBatch>& micro_batches,
                           const std::vector<int>& granularities,
@@ -46,6 +54,7 @@ class PipelineRuntime {
 
   const PipelineStats& stats() const { return stats_; }
   const std::vector<SkipEdge>& skips() const { return skips_; }
+  const GradientBuckets* grad_buckets() const { return grad_buckets_.get(); }  // null if dp = 1
 
  private:
   Shape activation_shape(int unit, int64_t batch) const;  // input of `unit`
@@ -56,6 +65,7 @@ class PipelineRuntime {
   std::vector<SkipEdge> skips_;
   std::map<int, int> skip_rows_;  // level -> rows of the skip
   TraceRecorder* trace_;
+  std::unique_ptr<GradientBuckets> grad_buckets_;  // dp > 1 only
   PipelineStats stats_;
 };
 

@@ -239,7 +239,8 @@ int train_main(const std::vector<std::string>& args) {
   TraceRecorder trace(MPI_COMM_WORLD, !config.log.trace.empty());
   trace.set_label("rank " + std::to_string(world_rank) + " (stage " + std::to_string(grid->stage()) + ")");
   PipelineRuntime runtime(*model, *grid, parse_schedule_kind(config.parallel.schedule), first,
-                          config.log.trace.empty() ? nullptr : &trace);
+                          config.log.trace.empty() ? nullptr : &trace,
+                          grad_bucket_bytes(config.parallel));
   const int micro_batches = config.train.batch / config.parallel.dp / config.train.micro_batch;
   const double tokens_per_step = static_cast<double>(config.train.batch) * config.train.seq_len;
   const double theory_bubble = theoretical_bubble(config.parallel.pp, micro_batches);

@@ -95,6 +95,8 @@ Config layout_config(const Layout& layout) {
   config.parallel.pp = layout.pp;
   config.parallel.schedule = layout.schedule;
   config.parallel.stages = layout.stages;
+  // Tiny buckets (~1,000 gradients): several per stage, so the overlapped all-reduce is exercised.
+  config.parallel.grad_bucket_mb = 0.004;
   return config;
 }
 
@@ -114,7 +116,23 @@ struct RunResult {
   int micro_batches = 0;  // schedule entries per replica and step (micro-batches × widths)
   bool replicas_identical = true;  // dp > 1: this stage's parameters and moments have the same
                                    // bits on every replica
+  std::string bucket_report;       // dp > 1: what check_buckets found wrong
 };
+
+// dp > 1: every gradient bucket's all-reduce started during the final backward, as soon as its
+// last unit finished (not later, not at the end of the step), and the stage has several.
+std::string check_buckets(const GradientBuckets& buckets, int64_t s) {
+  std::ostringstream out;
+  if (buckets.buckets().size() < 2)
+    out << "step " << s + 1 << ": " << buckets.buckets().size() << " gradient bucket(s), expected several\n";
+  for (size_t b = 0; b < buckets.buckets().size(); ++b) {
+    const GradientBucket& bucket = buckets.buckets()[b];
+    if (bucket.started_at_unit != bucket.ready_unit)
+      out << "step " << s + 1 << ": gradient bucket " << b << " (ready after unit "
+          << bucket.ready_unit << ") started at " << bucket.started_at_unit << "\n";
+  }
+  return out.str();
+}
 
 // FNV-1a over the bits of every parameter value and AdamW moment of `store`.
 uint64_t parameter_hash(const ParamStore& store) {
@@ -166,7 +184,7 @@ RunResult run_distributed(const Config& config, MPI_Comm comm) {
                                          first[r.stage + 1]);
   r.model->params().init_all(config.train.seed);
   PipelineRuntime runtime(*r.model, grid, parse_schedule_kind(config.parallel.schedule), first,
-                          nullptr);
+                          nullptr, grad_bucket_bytes(config.parallel));
   const int64_t row = config.train.seq_len + 1;
   for (int64_t s = 0; s < kSteps; ++s) {
     // As train_main: tokens only where a stage reads them (embed on the first, targets on the
@@ -179,6 +197,8 @@ RunResult run_distributed(const Config& config, MPI_Comm comm) {
     r.metrics.push_back(step.metrics);
     r.max_live.push_back(runtime.stats().max_live);
     r.micro_batches = static_cast<int>(micro.size() * step_granularities(config, s).size());
+    if (const GradientBuckets* buckets = runtime.grad_buckets())
+      r.bucket_report += check_buckets(*buckets, s);
   }
   // Replicas must not drift apart: the same gradient sum, norm and update on each, to the bit.
   const unsigned long long mine = parameter_hash(r.model->params());
@@ -350,6 +370,7 @@ TEST_P(PipelineMpi, MatchesSingleProcess) {
       const RunResult& ref = reference_for(config);
       report += compare(got, ref, where_of(layout));
       report += check_live(got, layout.schedule, where_of(layout));
+      if (!got.bucket_report.empty()) report += where_of(layout) + ": " + got.bucket_report;
       if (!got.replicas_identical)
         report += where_of(layout) + ": data-parallel replicas' parameters differ in bits\n";
       // Together the stages of one pipeline hold every parameter exactly once.

@@ -78,6 +78,7 @@ Config make_config(const std::string& model_extra, const std::string& train_extr
   config.parallel.dp = dp;
   config.parallel.pp = pp;
   config.parallel.tp = tp;
+  config.parallel.grad_bucket_mb = 0.004;  // several data-parallel buckets per stage
   return config;
 }
 
@@ -237,7 +238,7 @@ RunResult run_distributed(const Config& config, MPI_Comm comm) {
                                    first[grid.stage() + 1], make_tensor_parallel(grid, config));
   r.model->params().init_all(config.train.seed);
   PipelineRuntime runtime(*r.model, grid, parse_schedule_kind(config.parallel.schedule), first,
-                          nullptr);
+                          nullptr, grad_bucket_bytes(config.parallel));
   const int64_t row = config.train.seq_len + 1;
   for (int64_t s = 0; s < kSteps; ++s) {
     const std::vector<int32_t> tokens = step_tokens(config, s);
