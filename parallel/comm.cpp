@@ -137,6 +137,12 @@ std::string timeout_message(const Request& request, double waited_seconds) {
   return message;
 }
 
+// How long a wait polls (yielding the core between tests) before it starts to sleep. A partner
+// that is about to arrive (a collective right after compute, a pipeline message in steady state)
+// arrives within it, and the wait returns within microseconds instead of a sleep's ~100-300 us;
+// a rank idling longer (a pipeline bubble) sleeps and leaves its core to others.
+constexpr double kYieldSeconds = 1e-3;
+
 bool wait(Request& request) {
   using Clock = std::chrono::steady_clock;
   if (test(request)) return true;
@@ -155,9 +161,11 @@ bool wait(Request& request) {
       }
       return false;
     }
-    if (waited > 100e-6) {
+    if (waited > kYieldSeconds) {
       nap = std::min(std::chrono::microseconds(200), nap + std::chrono::microseconds(10));
       std::this_thread::sleep_for(nap);
+    } else {
+      std::this_thread::yield();  // the core goes to whoever else is runnable, if anyone is
     }
   }
 }

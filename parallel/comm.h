@@ -6,9 +6,11 @@
 // (P and R are ranks of MPI_COMM_WORLD) to stderr and calls MPI_Abort(MPI_COMM_WORLD, 3). The
 // blocking collectives below are non-blocking MPI calls plus such a wait, so they time out too.
 //
-// Waits back off: after ~100 µs of spinning they sleep in growing steps up to 200 µs, so a rank
-// idling in a pipeline bubble leaves its core to compute threads (2 cores shared by 2 ranks).
-// A wait therefore may return up to ~200 µs after the message arrived.
+// Waits back off: for the first 1 ms they poll, yielding the core between tests (sched_yield:
+// another runnable thread gets it, else the poll goes on), so a partner arriving soon is seen
+// within microseconds; then they sleep in growing steps up to 200 µs, so a rank idling in a
+// pipeline bubble leaves its core to compute threads (2 cores shared by 2 ranks). A wait longer
+// than 1 ms therefore may return up to ~200 µs after the message arrived.
 //
 // Progress: Open MPI moves large messages (rendezvous protocol) only inside MPI calls. A runtime
 // that overlaps sends with compute should call comm::test() on its pending requests between
