@@ -19,21 +19,20 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common.h"
 #include "data/dataset.h"
 #include "data/prep.h"
 #include "data/sampler.h"
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
+using hg::bench::Clock;
+using hg::bench::seconds_since;
+
 constexpr int kSeqLen = 768;
 constexpr int kBatch = 8;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 // Random windows on `threads` threads sharing one dataset; returns tokens per second.
 double random_window_rate(const hg::TokenDataset& data, int threads, double seconds) {
@@ -70,28 +69,9 @@ double loader_rate(const hg::TokenDataset& data, double seconds) {
   return static_cast<double>(steps * kBatch * (kSeqLen + 1)) / seconds_since(start);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  int64_t megabytes = 96;
-  double seconds = 2.0;
-  double training_rate =
-      20000.0;  // tokens/s at the reference configuration (an estimate: pass a measured one)
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string flag = argv[i];
-    if (flag == "--mb")
-      megabytes = std::stoll(argv[i + 1]);
-    else if (flag == "--seconds")
-      seconds = std::stod(argv[i + 1]);
-    else if (flag == "--train-tokens-per-second")
-      training_rate = std::stod(argv[i + 1]);
-    else {
-      std::fprintf(stderr,
-                   "usage: bench_data [--mb N] [--seconds S] [--train-tokens-per-second R]\n");
-      return 2;
-    }
-  }
-
+// Prepares the shards in a temporary directory, measures, removes the directory; exit code 3
+// when something fails on the way.
+int run(int64_t megabytes, double seconds, double training_rate) {
   std::string pattern = (fs::temp_directory_path() / "hg-bench-data-XXXXXX").string();
   if (mkdtemp(pattern.data()) == nullptr) return 3;
   const fs::path dir = pattern;
@@ -140,4 +120,19 @@ int main(int argc, char** argv) {
   std::error_code ec;
   fs::remove_all(dir, ec);
   return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return hg::bench::run_main("bench_data", [&] {
+    hg::bench::Flags flags(argc, argv,
+                           "bench_data [--mb N] [--seconds S] [--train-tokens-per-second R]");
+    const int64_t megabytes = flags.integer64("--mb", 96);
+    const double seconds = flags.number("--seconds", 2.0);
+    // Tokens/s at the reference configuration (an estimate: pass a measured one).
+    const double training_rate = flags.number("--train-tokens-per-second", 20000.0);
+    flags.done();
+    return run(megabytes, seconds, training_rate);
+  });
 }

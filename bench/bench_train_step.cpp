@@ -9,27 +9,26 @@
 // same threads (the peak), their ratio (MFU on this CPU), and the time per unit kind, forward and
 // backward. Timings are the best step of N (other processes share the cores).
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <ctime>
 #include <map>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "bench/common.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
-#include "core/random.h"
 #include "core/tensor.h"
 #include "trainer/config.h"
 #include "trainer/model.h"
 #include "trainer/train_step.h"
 
-using Clock = std::chrono::steady_clock;
-
 namespace {
+
+using hg::bench::Clock;
+using hg::bench::cpu_seconds;
+using hg::bench::seconds_since;
 
 const char* kReferenceIni = R"(
 [model]
@@ -57,28 +56,6 @@ lr = 3e-4
 warmup = 0
 )";  // [train] comes last: micro_batch is appended per run
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// CPU seconds of this process (all threads). At one thread, wall time minus the time other
-// processes held the core: a throughput figure that survives a busy machine.
-double process_cpu_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-// Random tokens [sequences, seq_len + 1] from Philox (the tests' random_tokens, restated here:
-// benchmarks do not link the test support library).
-std::vector<int32_t> random_tokens(int64_t sequences, int seq_len, int vocab, uint64_t seed) {
-  std::vector<int32_t> tokens(sequences * (seq_len + 1));
-  const uint64_t key = hg::random_key(seed, hg::RandomPurpose::Sample);
-  for (size_t i = 0; i < tokens.size(); ++i)
-    tokens[i] = static_cast<int32_t>(hg::philox4x32(key, hg::counter_of(seed, i))[0] % vocab);
-  return tokens;
-}
-
 // FLOP/s: per wall second, and per CPU second of the process.
 struct Rate {
   double wall = 0, cpu = 0;
@@ -92,10 +69,10 @@ Rate sgemm_rate(int64_t M, int64_t N, int64_t K, int reps) {
   double best = 1e30, best_cpu = 1e30;
   for (int r = 0; r < reps; ++r) {
     const auto start = Clock::now();
-    const double cpu_start = process_cpu_seconds();
+    const double cpu_start = cpu_seconds();
     hg::gemm(false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f, c.data(), N);
     best = std::min(best, seconds_since(start));
-    best_cpu = std::min(best_cpu, process_cpu_seconds() - cpu_start);
+    best_cpu = std::min(best_cpu, cpu_seconds() - cpu_start);
   }
   return {2.0 * M * N * K / best, 2.0 * M * N * K / best_cpu};
 }
@@ -157,24 +134,8 @@ std::vector<int> parse_list(const std::string& text) {
   return out;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  int steps = 3, warmup = 1;
-  std::vector<int> micro_batches = {8, 2};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i], value = argv[i + 1];
-    if (key == "--steps") {
-      steps = std::stoi(value);
-    } else if (key == "--warmup") {
-      warmup = std::stoi(value);
-    } else if (key == "--micro-batches") {
-      micro_batches = parse_list(value);
-    } else {
-      std::fprintf(stderr, "usage: %s [--steps N] [--warmup N] [--micro-batches 8,2]\n", argv[0]);
-      return 2;
-    }
-  }
+// The sgemm peak, then for each micro-batch size the timed steps and their figures.
+void run(int steps, int warmup, const std::vector<int>& micro_batches) {
   const int threads = hg::num_threads();
   std::printf("bench_train_step: %d thread(s), gemm library %s\n", threads, hg::gemm_library());
 
@@ -206,7 +167,8 @@ int main(int argc, char** argv) {
     hg::StageModel model(config.model, L);
     model.params().init_all(config.train.seed);
     const std::vector<int32_t> tokens =
-        random_tokens(batch, L, config.model.vocab_size, config.train.seed);
+        hg::bench::random_tokens(static_cast<int64_t>(batch) * (L + 1), config.model.vocab_size,
+                                 config.train.seed, config.train.seed);
     std::vector<hg::TokenBatch> mbs;
     for (int s = 0; s < batch; s += micro_batch)
       mbs.push_back({tokens.data() + static_cast<int64_t>(s) * (L + 1), micro_batch, s});
@@ -219,11 +181,11 @@ int main(int argc, char** argv) {
     model.set_unit_observer([&](int unit, bool backward, bool finished) {
       if (!finished) {
         unit_start = Clock::now();
-        unit_cpu_start = process_cpu_seconds();
+        unit_cpu_start = cpu_seconds();
       } else if (timing) {
         const char* kind = kind_name(model.plans()[unit].kind);
         unit_wall[backward][kind] += seconds_since(unit_start);
-        unit_cpu[backward][kind] += process_cpu_seconds() - unit_cpu_start;
+        unit_cpu[backward][kind] += cpu_seconds() - unit_cpu_start;
       }
     });
 
@@ -236,13 +198,13 @@ int main(int argc, char** argv) {
     for (int s = 0; s < warmup + steps; ++s) {
       timing = s >= warmup;
       const auto start = Clock::now();
-      const double cpu_start = process_cpu_seconds();
+      const double cpu_start = cpu_seconds();
       const hg::StepMetrics metrics = hg::train_step(model, config, s, mbs);
       const double seconds = seconds_since(start);
       loss = metrics.loss;
       if (timing) {
         best = std::min(best, seconds);
-        best_cpu = std::min(best_cpu, process_cpu_seconds() - cpu_start);
+        best_cpu = std::min(best_cpu, cpu_seconds() - cpu_start);
         total += seconds;
       }
     }
@@ -284,5 +246,18 @@ int main(int argc, char** argv) {
     std::printf("    units total %.1f ms wall, rest of the step (optimizer, grad norm) %.1f ms\n",
                 1e3 * unit_total, 1e3 * (total / steps - unit_total));
   }
-  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return hg::bench::run_main("bench_train_step", [&] {
+    hg::bench::Flags flags(argc, argv,
+                           "bench_train_step [--steps N] [--warmup N] [--micro-batches 8,2]");
+    const int steps = flags.integer("--steps", 3), warmup = flags.integer("--warmup", 1);
+    const std::vector<int> micro_batches = parse_list(flags.text("--micro-batches", "8,2"));
+    flags.done();
+    run(steps, warmup, micro_batches);
+    return 0;
+  });
 }
