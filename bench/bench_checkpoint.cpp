@@ -15,12 +15,12 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "bench/common.h"
 #include "parallel/grid.h"
 #include "parallel/partition.h"
 #include "trainer/checkpoint_io.h"
@@ -66,22 +66,8 @@ double raw_write(const std::string& path, int64_t bytes, bool atomic) {
   return seconds;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
-  int rank = 0, size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  std::string dir = "/tmp/hg-bench-checkpoint";
-  int repeats = 7;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::strcmp(argv[i], "--dir") == 0) dir = argv[i + 1];
-    if (std::strcmp(argv[i], "--repeats") == 0) repeats = std::max(1, std::atoi(argv[i + 1]));
-  }
-  dir += "-" + std::to_string(size);
-
+// Saves, loads and plain writes of one pp = size model in `dir`; rank 0 prints the best times.
+void run(int rank, int size, const std::string& dir, int repeats) {
   const hg::Config config =
       hg::parse_config({"--model.d_model", "256", "--model.hierarchy", "2@1 4@3 2@1", "--model.ffn",
                         "1024", "--train.seq_len", "768", "--parallel.pp", std::to_string(size)});
@@ -163,6 +149,16 @@ int main(int argc, char** argv) {
     std::filesystem::remove_all(dir + "-background");
   }
   saver_owner.reset();
-  MPI_Finalize();
-  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return hg::bench::run_mpi_main(argc, argv, "bench_checkpoint", [&](int rank, int size) {
+    hg::bench::Flags flags(argc, argv, "bench_checkpoint [--dir DIR] [--repeats N]");
+    const std::string dir = flags.text("--dir", "/tmp/hg-bench-checkpoint");
+    const int repeats = std::max(1, flags.integer("--repeats", 7));
+    flags.done();
+    run(rank, size, dir + "-" + std::to_string(size), repeats);
+  });
 }

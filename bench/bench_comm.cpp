@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/common.h"
 #include "core/error.h"
 #include "parallel/comm.h"
 #include "trainer/config.h"
@@ -25,10 +26,7 @@
 
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using hg::bench::median;
 
 // Median over `repeats` of (calls of `body` back to back after a barrier) / calls.
 template <class Body>
@@ -43,28 +41,8 @@ double per_call(int repeats, int calls, Body&& body) {
   return median(runs);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
-  int rank = 0, size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  hg::Config config;
-  try {
-    config = hg::parse_config(std::vector<std::string>(argv + 1, argv + argc));
-  } catch (const hg::UsageError& e) {
-    if (rank == 0) std::fprintf(stderr, "bench_comm: %s\n", e.what());
-    MPI_Finalize();
-    return 2;
-  }
-  if (size < 2) {
-    if (rank == 0) std::fprintf(stderr, "bench_comm: run under mpirun -np 2 (or more)\n");
-    MPI_Finalize();
-    return 2;
-  }
-
+// The measurements on MPI_COMM_WORLD; rank 0 prints them.
+void run(int rank, int size, const hg::Config& config) {
   // One-way messages (half a ping-pong) and all-reduces after a barrier, per size.
   std::vector<int64_t> counts;
   for (int64_t n = 1; n <= (int64_t{1} << 22); n *= 8) counts.push_back(n);
@@ -157,6 +135,15 @@ int main(int argc, char** argv) {
         big_bytes / std::max(big_p2p - small_p2p, 1e-9), small_p2p, allreduce_bandwidth,
         allreduce_latency);
   }
-  MPI_Finalize();
-  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return hg::bench::run_mpi_main(argc, argv, "bench_comm", [&](int rank, int size) {
+    // The trainer's options: the model whose gradient all-reduce is measured.
+    const hg::Config config = hg::parse_config(std::vector<std::string>(argv + 1, argv + argc));
+    hg::require(size >= 2, "run under mpirun -np 2 (or more)");
+    run(rank, size, config);
+  });
 }

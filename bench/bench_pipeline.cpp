@@ -19,19 +19,18 @@
 // With one thread per rank, CPU time is what an idle core would have taken, so the estimate is
 // what this machine gives when nothing else runs on it.
 #include <mpi.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "bench/common.h"
+#include "core/error.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
-#include "core/random.h"
 #include "parallel/comm.h"
 #include "parallel/grid.h"
 #include "parallel/partition.h"
@@ -45,9 +44,10 @@
 
 namespace {
 
-struct Options {
-  std::string hierarchy = "2@1 4@3 2@1";
-  int d_model = 256, heads = 4, ffn = 1024, seq_len = 768, window = 128, chunk = 16;
+using hg::bench::cpu_seconds;
+using hg::bench::median;
+
+struct Options : hg::bench::ModelFlags {
   int micro_batches = 8, micro_batch = 1;
   std::string schedule = "1f1b";
   std::string stages;
@@ -57,67 +57,30 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&] { return std::stoi(value()); };
-    if (a == "--hierarchy")
-      o.hierarchy = value();
-    else if (a == "--d-model")
-      o.d_model = number();
-    else if (a == "--heads")
-      o.heads = number();
-    else if (a == "--ffn")
-      o.ffn = number();
-    else if (a == "--seq-len")
-      o.seq_len = number();
-    else if (a == "--window")
-      o.window = number();
-    else if (a == "--chunk")
-      o.chunk = number();
-    else if (a == "--micro-batches")
-      o.micro_batches = number();
-    else if (a == "--micro-batch")
-      o.micro_batch = number();
-    else if (a == "--schedule")
-      o.schedule = value();
-    else if (a == "--stages")
-      o.stages = value();
-    else if (a == "--steps")
-      o.steps = number();
-    else if (a == "--warmup")
-      o.warmup = number();
-    else if (a == "--trace")
-      o.trace = value();
-    else
-      throw std::invalid_argument("unknown option " + a);
-  }
-  if (o.steps < 1 || o.warmup < 0) throw std::invalid_argument("--steps >= 1, --warmup >= 0");
+  hg::bench::Flags flags(argc, argv,
+                         "bench_pipeline [--hierarchy H] [--d-model N] [--heads N] [--ffn N] "
+                         "[--seq-len N] [--window N] [--chunk N] [--micro-batches N] "
+                         "[--micro-batch N] [--schedule 1f1b|gpipe] [--stages A,B] [--steps N] "
+                         "[--warmup N] [--trace FILE]");
+  o.read(flags);
+  o.micro_batches = flags.integer("--micro-batches", o.micro_batches);
+  o.micro_batch = flags.integer("--micro-batch", o.micro_batch);
+  o.schedule = flags.text("--schedule", o.schedule);
+  o.stages = flags.text("--stages", o.stages);
+  o.steps = flags.integer("--steps", o.steps);
+  o.warmup = flags.integer("--warmup", o.warmup);
+  o.trace = flags.text("--trace", o.trace);
+  flags.done();
+  hg::require(o.steps >= 1 && o.warmup >= 0, "--steps >= 1, --warmup >= 0");
   return o;
 }
 
 hg::Config make_config(const Options& o, int pp) {
-  const std::string ini =
-      "[model]\nvocab_size = 256\nd_model = " + std::to_string(o.d_model) +
-      "\nheads = " + std::to_string(o.heads) + "\nffn = " + std::to_string(o.ffn) +
-      "\nwindow = " + std::to_string(o.window) + "\nchunk = " + std::to_string(o.chunk) +
-      "\nhierarchy = " + o.hierarchy + "\n[train]\nseq_len = " + std::to_string(o.seq_len) +
-      "\nbatch = " + std::to_string(o.micro_batches * o.micro_batch) +
-      "\nmicro_batch = " + std::to_string(o.micro_batch) + "\n";
-  hg::Config config = hg::config_from_ini(ini);
+  hg::Config config = hg::config_from_ini(o.ini(o.micro_batches * o.micro_batch, o.micro_batch));
   config.parallel.pp = pp;
   config.parallel.schedule = o.schedule;
   config.parallel.stages = pp > 1 ? o.stages : "";
   return config;
-}
-
-double process_cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
 // One layout on `comm`: its grid, this rank's stage and the runtime.
@@ -154,10 +117,8 @@ std::unique_ptr<Layout> make_layout(const hg::Config& config, MPI_Comm comm, boo
   l->runtime = std::make_unique<hg::PipelineRuntime>(
       *l->model, *l->grid, hg::parse_schedule_kind(config.parallel.schedule), l->first,
       trace ? l->trace.get() : nullptr);
-  l->tokens.resize(static_cast<size_t>(config.train.batch) * (config.train.seq_len + 1));
-  const uint64_t key = hg::random_key(7, hg::RandomPurpose::Sample);
-  for (size_t i = 0; i < l->tokens.size(); ++i)
-    l->tokens[i] = static_cast<int32_t>(hg::philox4x32(key, hg::counter_of(0, i))[0] % 256);
+  l->tokens = hg::bench::random_tokens(
+      static_cast<int64_t>(config.train.batch) * (config.train.seq_len + 1), 256, 7, 0);
   return l;
 }
 
@@ -175,11 +136,11 @@ Sample run_step(Layout& l, int64_t s) {
   for (hg::TokenBatch& mb : micro) mb.tokens = l.tokens.data() + mb.first_sample * row;
   l.trace->clear();
   hg::comm::barrier(l.comm);
-  const double t0 = MPI_Wtime(), cpu0 = process_cpu_seconds();
+  const double t0 = MPI_Wtime(), cpu0 = cpu_seconds();
   const hg::DistributedStep out =
       hg::distributed_step(*l.model, *l.runtime, *l.grid, l.config, s, micro);
   Sample r;
-  const double cpu = process_cpu_seconds() - cpu0;
+  const double cpu = cpu_seconds() - cpu0;
   r.wall = MPI_Wtime() - t0;
   MPI_Allreduce(MPI_IN_PLACE, &r.wall, 1, MPI_DOUBLE, MPI_MAX, l.comm);
   r.bubble = out.bubble;
@@ -193,12 +154,6 @@ Sample run_step(Layout& l, int64_t s) {
                                     &r.forward_cpu, &r.backward_cpu, &r.cpu};
   for (int k = 0; k < 6; ++k) fields[k]->assign(all.begin() + k * pp, all.begin() + (k + 1) * pp);
   return r;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 // Mean over samples of field `f` of stage `p`.
@@ -238,26 +193,19 @@ Estimate uncontended(const Layout& l, const std::vector<Sample>& samples) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
-  int rank = 0, size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  int code = 0;
-  try {
+  return hg::bench::run_mpi_main(argc, argv, "bench_pipeline", [&](int rank, int size) {
     const Options o = parse(argc, argv);
-    if (size > 2) throw std::invalid_argument("run with mpirun -np 1 or -np 2");
+    hg::require(size <= 2, "run with mpirun -np 1 or -np 2");
     hg::set_num_threads(1);
     const int m = o.micro_batches, p = 2;
     const hg::Config one_config = make_config(o, 1);
     const double tokens = static_cast<double>(one_config.train.batch) * one_config.train.seq_len;
     if (rank == 0)
       std::printf(
-          "bench_pipeline: hierarchy \"%s\", d %d, heads %d, ffn %d, L %d, window %d, "
-          "chunk %d; %d micro-batches of %d (%.0f tokens/step), %s, 1 thread per rank, "
+          "bench_pipeline: %s; %d micro-batches of %d (%.0f tokens/step), %s, 1 thread per rank, "
           "matrix products by %s; %d rounds after %d warm-up; load average %s",
-          o.hierarchy.c_str(), o.d_model, o.heads, o.ffn, o.seq_len, o.window, o.chunk, m,
-          o.micro_batch, tokens, o.schedule.c_str(), hg::gemm_library(), o.steps, o.warmup, [] {
+          o.describe().c_str(), m, o.micro_batch, tokens, o.schedule.c_str(), hg::gemm_library(),
+          o.steps, o.warmup, [] {
             static char buf[64] = "?\n";
             if (FILE* f = std::fopen("/proc/loadavg", "r")) {
               if (!std::fgets(buf, sizeof buf, f)) buf[0] = '\0';
@@ -340,11 +288,5 @@ int main(int argc, char** argv) {
     two.reset();
     one.reset();
     if (solo != MPI_COMM_NULL) MPI_Comm_free(&solo);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_pipeline: rank %d: %s\n", rank, e.what());
-    code = 2;
-    MPI_Abort(MPI_COMM_WORLD, code);
-  }
-  MPI_Finalize();
-  return code;
+  });
 }
