@@ -215,7 +215,7 @@ void validate(const ClusterSpec& c, const PlanOptions& o) {
   require(o.repeats >= 1, "plan.repeats must be at least 1");
   require(o.statistic == "median" || o.statistic == "min",
           "plan.statistic = '" + o.statistic + "': use median or min");
-  require(o.bucket_mb >= 0, "plan.bucket_mb must be at least 0");
+  require(o.bucket_mb >= 0, "plan.bucket_mb must be at least 0 (0 = parallel.grad_bucket_mb)");
 }
 
 std::vector<int> divisors(int n) {
@@ -277,24 +277,6 @@ std::string tp_problem(const Config& c, int tp) {
 }
 
 }  // namespace
-
-std::vector<int> tensors_per_unit(const ModelConfig& model, int seq_len) {
-  ModelConfig tiny = model;
-  tiny.d_model = 2 * model.heads;
-  int ffn = 1;
-  for (int g : model.ffn_granularities) ffn = std::lcm(ffn, g);
-  tiny.ffn = ffn;
-  for (int& w : tiny.ffn_widths) w = ffn;
-  tiny.vocab_size = std::min(model.vocab_size, 16);
-  const std::vector<UnitPlan> plans = plan_units(tiny, seq_len);
-  std::vector<int> counts;
-  for (int u = 0; u < static_cast<int>(plans.size()); ++u) {
-    ParamStore store;
-    build_units(tiny, seq_len, plans, u, u + 1, store);
-    counts.push_back(static_cast<int>(store.all().size()));
-  }
-  return counts;
-}
 
 namespace {
 
@@ -590,6 +572,33 @@ double allreduce_seconds(double bytes, int n, double bandwidth, double latency, 
   return ring_allreduce_seconds(bytes, n, bandwidth, 0) + calls * per_call;
 }
 
+GradientSync overlapped_gradient_sync(const std::vector<double>& backward,
+                                      const std::vector<double>& bytes, double bucket_bytes,
+                                      const std::function<double(double bytes)>& call_seconds) {
+  require(backward.size() == bytes.size() && bucket_bytes > 0,
+          "overlapped_gradient_sync: one backward time and byte count per unit, bucket > 0");
+  GradientSync out;
+  double now = 0;      // since the final backward began
+  double channel = 0;  // when the previous bucket's all-reduce ends
+  double open = 0;     // bytes in the bucket being filled
+  auto launch = [&](double size) {
+    const double start = std::max(now, channel);
+    const double call = call_seconds(size);
+    channel = start + call;
+    out.seconds += call;
+    ++out.calls;
+  };
+  for (size_t i = 0; i < backward.size(); ++i) {
+    now += backward[i];
+    // A unit larger than a bucket fills several, all ready when it is done (the trainer never
+    // splits a tensor, so its buckets may be larger by a tensor: at most one call fewer).
+    for (open += bytes[i]; open >= bucket_bytes; open -= bucket_bytes) launch(bucket_bytes);
+  }
+  if (open > 1e-9 * bucket_bytes) launch(open);  // not a rounding remainder
+  out.exposed = std::max(0.0, channel - now);
+  return out;
+}
+
 // ---- layouts ----
 
 PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
@@ -600,7 +609,6 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
   const std::vector<UnitPlan> plans = plan_units(model, L);
   const std::vector<UnitInfo> infos = unit_infos(plans);
   const int U = static_cast<int>(plans.size());
-  const std::vector<int> tensors = tensors_per_unit(model, L);
   const bool bf16 = options.precision == "bf16";
   const double value_bytes = bf16 ? 2 : 4;        // activations and messages
   const double state_bytes = bf16 ? 18 : 16;      // per parameter
@@ -611,6 +619,9 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
   const double replicated_activations = 10.0 / 34.0;
   const double intra_latency = cluster.intra_latency < 0 ? cluster.latency : cluster.intra_latency;
   const int G = cluster.devices_per_node;
+  // The trainer's bucket (parallel.grad_bucket_mb, MiB), unless plan.bucket_mb (MiB) overrides it.
+  const double bucket_bytes = options.bucket_mb > 0 ? options.bucket_mb * 1024 * 1024
+                                                    : double(grad_bucket_bytes(config.parallel));
   const int granularity_runs =
       config.train.matformer == "joint" ? static_cast<int>(model.ffn_granularities.size()) : 1;
 
@@ -706,7 +717,9 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
       for (int mb : candidates) {
         // Per stage: compute per micro-batch, tp all-reduces, parameters, activations.
         std::vector<double> fwd(pp, 0), bwd(pp, 0), tp_time(pp, 0), update(pp, 0);
-        std::vector<double> params(pp, 0), act(pp, 0), calls(pp, 0);
+        std::vector<double> params(pp, 0), act(pp, 0);
+        // The final backward unit by unit, last unit first, and each unit's gradient bytes.
+        std::vector<std::vector<double>> unit_bwd(pp), unit_grad_bytes(pp);
         for (int s = 0; s < pp; ++s)
           for (int u = first[s]; u < first[s + 1]; ++u) {
             const UnitPlan& p = plans[u];
@@ -743,8 +756,18 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
             params[s] += p.params / split;
             act[s] += p.activation_bytes * value_bytes / 4 * mb *
                       (sharded ? replicated_activations + (1 - replicated_activations) / tp : 1);
-            calls[s] += tensors[u];
+            unit_bwd[s].insert(unit_bwd[s].begin(), b);
+            unit_grad_bytes[s].insert(unit_grad_bytes[s].begin(), p.params / split * grad_bytes);
           }
+        // Per stage: the replicas' gradient sum, overlapped with the final backward (it does not
+        // depend on the schedule: the final backward is the same op under both).
+        std::vector<GradientSync> sync(pp);
+        for (int s = 0; s < pp && dp > 1; ++s) {
+          const bool intra = node(0, s) == node(dp - 1, s);
+          sync[s] = overlapped_gradient_sync(
+              unit_bwd[s], unit_grad_bytes[s], bucket_bytes,
+              [&](double bytes) { return allreduce(bytes, dp, intra, 1, true); });
+        }
         SimulationCosts costs{fwd, bwd};
         for (int s = 0; s + 1 < pp; ++s) {
           const double bytes = double(mb) * plans[first[s + 1]].rows * model.d_model * value_bytes;
@@ -780,14 +803,10 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
           lp.theory_bubble = theoretical_bubble(pp, m);
           double end = 0;
           for (int s = 0; s < pp; ++s) {
-            const bool intra = node(0, s) == node(dp - 1, s);
-            const double bytes = params[s] * grad_bytes;
-            const double n_calls =
-                options.bucket_mb > 0 ? std::ceil(bytes / (options.bucket_mb * 1e6)) : calls[s];
-            const double dp_time = allreduce(bytes, dp, intra, n_calls, true);
-            lp.dp_seconds = std::max(lp.dp_seconds, dp_time);
+            lp.dp_seconds = std::max(lp.dp_seconds, sync[s].exposed);
+            lp.dp_total_seconds = std::max(lp.dp_total_seconds, sync[s].seconds);
             lp.optimizer_seconds = std::max(lp.optimizer_seconds, update[s]);
-            end = std::max(end, sim.finish[s] + dp_time);
+            end = std::max(end, sim.finish[s] + sync[s].exposed);
             lp.tp_seconds = std::max(lp.tp_seconds, tp_time[s] * m);
             const double memory =
                 params[s] * state_bytes + act[s] * sim.max_alive[s] + cluster.memory_reserve;
@@ -826,15 +845,15 @@ namespace {
 void print_csv(const PlanResult& r) {
   std::printf(
       "dp,pp,tp,micro_batch,micro_batches,schedule,step_seconds,pipeline_seconds,dp_seconds,"
-      "optimizer_seconds,tp_seconds,bubble,theory_bubble,memory_bytes,param_bytes,"
-      "activation_bytes,tokens_per_second,mfu,fits\n");
+      "dp_total_seconds,optimizer_seconds,tp_seconds,bubble,theory_bubble,memory_bytes,"
+      "param_bytes,activation_bytes,tokens_per_second,mfu,fits\n");
   for (const LayoutPlan& l : r.layouts)
     std::printf(
-        "%d,%d,%d,%d,%d,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%.4f,%.6g,%.6g,%.6g,%.6g,%.4f,%d\n", l.dp,
-        l.pp, l.tp, l.micro_batch, l.micro_batches, schedule_name(l.schedule), l.step_seconds,
-        l.pipeline_seconds, l.dp_seconds, l.optimizer_seconds, l.tp_seconds, l.bubble,
-        l.theory_bubble, l.memory_bytes, l.param_bytes, l.activation_bytes, l.tokens_per_second,
-        l.mfu, l.fits ? 1 : 0);
+        "%d,%d,%d,%d,%d,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%.4f,%.6g,%.6g,%.6g,%.6g,%.4f,%d\n",
+        l.dp, l.pp, l.tp, l.micro_batch, l.micro_batches, schedule_name(l.schedule), l.step_seconds,
+        l.pipeline_seconds, l.dp_seconds, l.dp_total_seconds, l.optimizer_seconds, l.tp_seconds,
+        l.bubble, l.theory_bubble, l.memory_bytes, l.param_bytes, l.activation_bytes,
+        l.tokens_per_second, l.mfu, l.fits ? 1 : 0);
 }
 
 void print_table(const PlanResult& r, const Config& config, const ClusterSpec& cluster,
@@ -885,7 +904,12 @@ void print_table(const PlanResult& r, const Config& config, const ClusterSpec& c
     std::printf("\nno layout fits in %s per device\n", si(cluster.device_memory, "B").c_str());
   std::printf(
       "\nstep = the slowest rank's pipeline (compute, the tp all-reduces inside it shown "
-      "in brackets, messages) + dp gradient all-reduce + optimizer\n");
+      "in brackets, messages) + what the dp gradient all-reduce adds after the final backward "
+      "(in %s buckets, started during it) + optimizer\n",
+      si(options.bucket_mb > 0 ? options.bucket_mb * 1024 * 1024
+                               : double(grad_bucket_bytes(config.parallel)),
+         "B")
+          .c_str());
   for (const std::string& s : r.skipped) std::printf("not evaluated: %s\n", s.c_str());
 }
 

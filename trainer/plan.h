@@ -6,9 +6,10 @@
 //      simulation (hg::simulate, parallel/schedule.h) in which compute ops take the stage's
 //      forward / backward time and every message takes latency + bytes / bandwidth on its link
 //      (one message at a time per link);
-//   2. then, per rank, the data-parallel gradient all-reduce (allreduce_seconds: the ring's
-//      2(n-1)/n · bytes / bandwidth + a latency per call; the trainer makes one call per
-//      parameter tensor, a GPU trainer one per bucket);
+//   2. the data-parallel gradient all-reduce, in buckets of parallel.grad_bucket_mb filled in
+//      backward order, each started when the stage's final backward has passed its units
+//      (trainer/grad_buckets.h): it overlaps that backward, and only what is left after it
+//      (gradient_sync) adds to the step;
 //   3. then the optimizer on the rank's parameters.
 // The step is the slowest rank's 1 + 2 + 3. Compute per unit comes either from a calibration
 // file (`hourglass plan --calibrate` times every unit's forward and backward on this machine) or
@@ -20,6 +21,7 @@
 // parameter in fp32, 18 in bf16 mixed precision) + the activations a micro-batch keeps from
 // forward to backward × the most micro-batches the schedule keeps alive on that stage.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -58,7 +60,7 @@ struct PlanOptions {
   int max_micro_batch = 0;         // 0 = no limit
   std::vector<std::string> schedules = {"gpipe", "1f1b"};
   std::string precision = "fp32";  // fp32 | bf16 (mixed: bf16 values and activations)
-  double bucket_mb = 0;            // dp all-reduce bucket size; 0 = one call per parameter tensor
+  double bucket_mb = 0;            // dp all-reduce bucket (MiB); 0 = parallel.grad_bucket_mb
   std::string calibration;         // file written by --calibrate; "" = cost model
   int top = 10;                    // rows printed; 0 = every layout
   std::string format = "table";    // table | csv (every layout, feasible or not)
@@ -114,11 +116,6 @@ void write_calibration(const std::string& path, const Calibration& calibration);
 Calibration read_calibration(const std::string& path);  // UsageError if missing or malformed
 std::string calibration_model_key(const Config& config);
 
-// Parameter tensors per unit of plan_units(model, seq_len): the trainer all-reduces each with
-// one call. The count depends on the model's structure only, so it is taken from a copy of the
-// model shrunk to tiny widths (no large allocation for a large model).
-std::vector<int> tensors_per_unit(const ModelConfig& model, int seq_len);
-
 // ---- communication costs ----
 
 // Ring all-reduce of `bytes` over `n` ranks: 2(n-1)/n · bytes / bandwidth + 2(n-1) · latency.
@@ -131,6 +128,21 @@ double ring_allreduce_seconds(double bytes, int n, double bandwidth, double late
 double allreduce_seconds(double bytes, int n, double bandwidth, double latency, double calls,
                          double call_latency = -1);
 
+// The data-parallel gradient all-reduce of one stage as the trainer runs it (grad_buckets.h):
+// the stage's gradient bytes, in backward order (last unit first), are cut into buckets of
+// `bucket_bytes` (the last one smaller); a bucket's all-reduce can start once the final
+// backward has finished the unit holding its last byte, and the buckets' all-reduces run one
+// after the other. `backward[i]` and `bytes[i]` are the i-th unit in backward order: its
+// final-backward seconds and its gradient bytes; `call_seconds(bytes)` one all-reduce call.
+struct GradientSync {
+  int calls = 0;       // buckets = ceil(Σ bytes / bucket_bytes)
+  double seconds = 0;  // Σ of the calls
+  double exposed = 0;  // after the final backward ends: what the step waits for
+};
+GradientSync overlapped_gradient_sync(const std::vector<double>& backward,
+                                      const std::vector<double>& bytes, double bucket_bytes,
+                                      const std::function<double(double bytes)>& call_seconds);
+
 // ---- layouts ----
 
 struct LayoutPlan {
@@ -138,7 +150,8 @@ struct LayoutPlan {
   ScheduleKind schedule = ScheduleKind::OneFOneB;
   double step_seconds = 0;
   double pipeline_seconds = 0;   // the simulated schedule (compute, tp all-reduces, messages)
-  double dp_seconds = 0;         // gradient all-reduce (slowest rank)
+  double dp_seconds = 0;         // gradient all-reduce after the final backward (slowest rank)
+  double dp_total_seconds = 0;   // all of it, including what the final backward hides
   double optimizer_seconds = 0;  // slowest rank
   double tp_seconds = 0;         // tp all-reduces inside the busiest stage's compute, per step
   double bubble = 0, theory_bubble = 0;

@@ -48,22 +48,53 @@ ClusterSpec two_nodes_of_two() {
   return c;
 }
 
-TEST(Plan, CountsTheParameterTensorsTheTrainerAllReduces) {
-  for (const std::string hierarchy : {"1@1 2@2 1@1", "2@1 1@2 3@4 1@2 2@1"}) {
-    Config config = small_config();
-    config.model.hierarchy = hierarchy;
-    config.model.stacks = parse_hierarchy(hierarchy);
-    config.train.seq_len = 128;
-    const std::vector<int> counts = tensors_per_unit(config.model, config.train.seq_len);
-    const StageModel whole(config.model, config.train.seq_len);
-    EXPECT_EQ(std::accumulate(counts.begin(), counts.end(), 0u), whole.params().all().size())
-        << hierarchy;
-    for (size_t u = 0; u < counts.size(); ++u) {
-      const StageModel one(config.model, config.train.seq_len, static_cast<int>(u),
-                           static_cast<int>(u) + 1);
-      EXPECT_EQ(size_t(counts[u]), one.params().all().size()) << hierarchy << " unit " << u;
-    }
-  }
+// The trainer's buckets (grad_buckets.h): filled last unit first, each all-reduced once the
+// final backward has passed its units, one after the other; only what is left after the backward
+// adds to the step.
+TEST(Plan, GradientSyncOverlapsTheFinalBackward) {
+  const auto call = [](double bytes) { return 1.0 + bytes / 100.0; };  // 1 s + 100 B/s
+  // Everything in one bucket: it starts when the backward ends, all of it is exposed.
+  GradientSync one = overlapped_gradient_sync({2, 2, 2}, {100, 100, 100}, 1000, call);
+  EXPECT_EQ(one.calls, 1);
+  EXPECT_DOUBLE_EQ(one.seconds, 4);
+  EXPECT_DOUBLE_EQ(one.exposed, 4);
+  // A bucket per unit: the first two (ready at 2 and 4, taking 2 s each) end by 6, the backward's
+  // end; the last one starts then.
+  GradientSync per_unit = overlapped_gradient_sync({2, 2, 2}, {100, 100, 100}, 100, call);
+  EXPECT_EQ(per_unit.calls, 3);
+  EXPECT_DOUBLE_EQ(per_unit.seconds, 6);
+  EXPECT_DOUBLE_EQ(per_unit.exposed, 2);
+  // Calls longer than the units queue: ready at 1, 2, 3; run 1-4, 4-7, 7-10; exposed 7.
+  GradientSync queued = overlapped_gradient_sync({1, 1, 1}, {200, 200, 200}, 200, call);
+  EXPECT_DOUBLE_EQ(queued.exposed, 7);
+  // ceil(bytes / bucket) calls; a unit bigger than a bucket fills several at once.
+  GradientSync split = overlapped_gradient_sync({1, 5}, {250, 100}, 100, call);
+  EXPECT_EQ(split.calls, 4);  // 100, 100 at t = 1; 100 (50 + 50), 50 at t = 6
+  EXPECT_DOUBLE_EQ(split.seconds, 4 + 3.5);
+  EXPECT_DOUBLE_EQ(split.exposed, 3.5);  // 6-8 and 8-9.5: ends 3.5 after the backward
+}
+
+// dp > 1 on one node: the planner charges the bucketed all-reduce, and a smaller bucket hides
+// more of it behind the final backward.
+TEST(Plan, GradientBucketsComeFromTheConfig) {
+  Config config = small_config();
+  ClusterSpec cluster = two_nodes_of_two();
+  cluster.nodes = 1;
+  cluster.device_flops = 1e8;     // a backward long enough to hide buckets behind
+  cluster.intra_bandwidth = 1e6;  // and an all-reduce slow enough to matter
+  PlanOptions options;
+  options.dp = 2;
+  options.micro_batches = {1};
+  config.parallel.grad_bucket_mb = 1000;
+  const LayoutPlan big = plan_layouts(config, cluster, options).layouts.at(0);
+  EXPECT_GT(big.dp_seconds, 0);
+  EXPECT_DOUBLE_EQ(big.dp_seconds, big.dp_total_seconds);  // one bucket, after the backward
+  config.parallel.grad_bucket_mb = 0.01;
+  const LayoutPlan small = plan_layouts(config, cluster, options).layouts.at(0);
+  EXPECT_LT(small.dp_seconds, small.dp_total_seconds);
+  EXPECT_LT(small.dp_seconds, big.dp_seconds);
+  options.bucket_mb = 1000;  // plan.bucket_mb overrides the config's
+  EXPECT_DOUBLE_EQ(plan_layouts(config, cluster, options).layouts.at(0).dp_seconds, big.dp_seconds);
 }
 
 TEST(Plan, EveryLayoutOfTheWorldIsRankedByStepTime) {
