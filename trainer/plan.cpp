@@ -115,7 +115,8 @@ std::vector<OptionSetter> cluster_keys(ClusterSpec& c) {
           {"efficiency", number(c.efficiency)},
           {"unit_overhead", number(c.unit_overhead)},
           {"memory_reserve", number(c.memory_reserve)},
-          {"memory_bandwidth", number(c.memory_bandwidth)}};
+          {"memory_bandwidth", number(c.memory_bandwidth)},
+          {"host_collectives", integer(c.host_collectives)}};
 }
 
 std::vector<OptionSetter> plan_keys(PlanOptions& o) {
@@ -203,6 +204,8 @@ void validate(const ClusterSpec& c, const PlanOptions& o) {
   require(c.efficiency > 0 && c.efficiency <= 1, "cluster.efficiency must be in (0, 1]");
   require(c.unit_overhead >= 0 && c.memory_reserve >= 0 && c.memory_bandwidth >= 0,
           "cluster.unit_overhead, memory_reserve and memory_bandwidth must be at least 0");
+  require(c.host_collectives == 0 || c.host_collectives == 1,
+          "cluster.host_collectives must be 0 (devices) or 1 (CPU ranks)");
   require(o.ranks >= 0 && o.dp >= 0 && o.pp >= 0 && o.tp >= 0,
           "plan.ranks, plan.dp, plan.pp and plan.tp must be at least 0 (0 = any)");
   require(o.precision == "fp32" || o.precision == "bf16",
@@ -574,27 +577,36 @@ double allreduce_seconds(double bytes, int n, double bandwidth, double latency, 
 
 GradientSync overlapped_gradient_sync(const std::vector<double>& backward,
                                       const std::vector<double>& bytes, double bucket_bytes,
-                                      const std::function<double(double bytes)>& call_seconds) {
+                                      const AllReduceCost& cost) {
   require(backward.size() == bytes.size() && bucket_bytes > 0,
           "overlapped_gradient_sync: one backward time and byte count per unit, bucket > 0");
   GradientSync out;
-  double now = 0;      // since the final backward began
+  double now = 0;      // since the final backward began, including what the buckets add to it
   double channel = 0;  // when the previous bucket's all-reduce ends
   double open = 0;     // bytes in the bucket being filled
-  auto launch = [&](double size) {
-    const double start = std::max(now, channel);
-    const double call = call_seconds(size);
-    channel = start + call;
-    out.seconds += call;
+  auto launch = [&](double size, bool in_backward) {
+    const double copies = 2 * cost.copy_seconds_per_byte * size;  // into the bucket and back
+    const double work = cost.seconds_per_byte * size;
+    out.seconds += cost.latency + work + copies;
     ++out.calls;
+    if (in_backward) {
+      const double on_rank = copies + (cost.on_host ? work : 0);
+      now += on_rank;
+      out.during_backward += on_rank;
+      channel = std::max(now, channel) + cost.latency + (cost.on_host ? 0 : work);
+    } else {
+      channel = std::max(now, channel) + cost.latency + work + copies;
+    }
   };
-  for (size_t i = 0; i < backward.size(); ++i) {
+  const size_t n = backward.size();
+  for (size_t i = 0; i < n; ++i) {
     now += backward[i];
     // A unit larger than a bucket fills several, all ready when it is done (the trainer never
     // splits a tensor, so its buckets may be larger by a tensor: at most one call fewer).
-    for (open += bytes[i]; open >= bucket_bytes; open -= bucket_bytes) launch(bucket_bytes);
+    for (open += bytes[i]; open >= bucket_bytes; open -= bucket_bytes)
+      launch(bucket_bytes, i + 1 < n);
   }
-  if (open > 1e-9 * bucket_bytes) launch(open);  // not a rounding remainder
+  if (open > 1e-9 * bucket_bytes) launch(open, false);  // not a rounding remainder
   out.exposed = std::max(0.0, channel - now);
   return out;
 }
@@ -764,11 +776,22 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
         std::vector<GradientSync> sync(pp);
         for (int s = 0; s < pp && dp > 1; ++s) {
           const bool intra = node(0, s) == node(dp - 1, s);
-          sync[s] = overlapped_gradient_sync(
-              unit_bwd[s], unit_grad_bytes[s], bucket_bytes,
-              [&](double bytes) { return allreduce(bytes, dp, intra, 1, true); });
+          AllReduceCost cost;
+          cost.latency = allreduce(0, dp, intra, 1, true);
+          cost.seconds_per_byte = allreduce(1, dp, intra, 0, true);
+          if (cluster.memory_bandwidth > 0)
+            cost.copy_seconds_per_byte = 2 / cluster.memory_bandwidth;
+          cost.on_host = cluster.host_collectives != 0;
+          sync[s] = overlapped_gradient_sync(unit_bwd[s], unit_grad_bytes[s], bucket_bytes, cost);
         }
-        SimulationCosts costs{fwd, bwd};
+        SimulationCosts costs;
+        // The final backward (micro-batch m - 1 under both schedules) also carries what the
+        // gradient buckets add to it.
+        const int m = B / dp / mb * granularity_runs;
+        costs.compute = [&](int s, const Instruction& in) {
+          if (in.op == Op::Forward) return fwd[s];
+          return bwd[s] + (in.micro_batch == m - 1 ? sync[s].during_backward : 0.0);
+        };
         for (int s = 0; s + 1 < pp; ++s) {
           const double bytes = double(mb) * plans[first[s + 1]].rows * model.d_model * value_bytes;
           costs.activation_message.push_back(link_seconds(bytes, same_node(s, s + 1)));
@@ -785,7 +808,6 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
                            same_node(e.producer_stage, e.consumer_stage));
         }
 
-        const int m = B / dp / mb * granularity_runs;
         for (const std::string& schedule_text : options.schedules) {
           const ScheduleKind kind = parse_schedule_kind(schedule_text);
           LayoutPlan lp;

@@ -48,7 +48,13 @@ struct ClusterSpec {
   double efficiency = 0.5;          // achieved fraction of device_flops (cost-model compute only)
   double unit_overhead = 0;         // seconds per unit per forward or backward (kernel launches)
   double memory_reserve = 0;    // bytes per device not available to the model (runtime, buffers)
-  double memory_bandwidth = 0;  // bytes/s for the optimizer (cost-model mode); 0 = not modelled
+  double memory_bandwidth = 0;  // bytes/s for the optimizer (cost-model mode) and the copies into
+                                // and out of gradient buckets; 0 = not modelled
+  // 1: collectives progress on the ranks' own cores (CPU ranks, MPI without a progress thread):
+  // a gradient bucket's reduction and copies run inside the tests between units, so its bytes
+  // term adds to the final backward and only its latency is hidden. 0: a device's copy engines
+  // and NICs do it beside the compute (GPUs, NCCL).
+  int host_collectives = 0;
 
   int devices() const { return nodes * devices_per_node; }
 };
@@ -130,18 +136,28 @@ double allreduce_seconds(double bytes, int n, double bandwidth, double latency, 
 
 // The data-parallel gradient all-reduce of one stage as the trainer runs it (grad_buckets.h):
 // the stage's gradient bytes, in backward order (last unit first), are cut into buckets of
-// `bucket_bytes` (the last one smaller); a bucket's all-reduce can start once the final
-// backward has finished the unit holding its last byte, and the buckets' all-reduces run one
-// after the other. `backward[i]` and `bytes[i]` are the i-th unit in backward order: its
-// final-backward seconds and its gradient bytes; `call_seconds(bytes)` one all-reduce call.
+// `bucket_bytes` (the last one smaller); a bucket's all-reduce starts once the final backward has
+// finished the unit holding its last byte, after the previous bucket's. `backward[i]` and
+// `bytes[i]` are the i-th unit in backward order: its final-backward seconds and gradient bytes.
+// A call costs `latency` + `seconds_per_byte` · bytes, and copying a bucket's gradients in and
+// out `copy_seconds_per_byte` · bytes each, on the rank. Buckets started during the backward
+// lengthen it by their copies and, when `on_host` (CPU ranks), by their bytes term too; buckets
+// ready only at its end (the last one) run after it, one after the other.
+struct AllReduceCost {
+  double latency = 0;           // seconds per call
+  double seconds_per_byte = 0;  // the ring's 2(n-1)/n / bandwidth
+  double copy_seconds_per_byte = 0;
+  bool on_host = false;
+};
 struct GradientSync {
-  int calls = 0;       // buckets = ceil(Σ bytes / bucket_bytes)
-  double seconds = 0;  // Σ of the calls
-  double exposed = 0;  // after the final backward ends: what the step waits for
+  int calls = 0;               // buckets = ceil(Σ bytes / bucket_bytes)
+  double seconds = 0;          // Σ of the calls and copies
+  double during_backward = 0;  // added to the final backward (copies; on a host, the reduction)
+  double exposed = 0;          // after the final backward ends: what the step waits for
 };
 GradientSync overlapped_gradient_sync(const std::vector<double>& backward,
                                       const std::vector<double>& bytes, double bucket_bytes,
-                                      const std::function<double(double bytes)>& call_seconds);
+                                      const AllReduceCost& cost);
 
 // ---- layouts ----
 

@@ -52,26 +52,41 @@ ClusterSpec two_nodes_of_two() {
 // final backward has passed its units, one after the other; only what is left after the backward
 // adds to the step.
 TEST(Plan, GradientSyncOverlapsTheFinalBackward) {
-  const auto call = [](double bytes) { return 1.0 + bytes / 100.0; };  // 1 s + 100 B/s
+  AllReduceCost cost;  // 1 s + 100 B/s per call
+  cost.latency = 1;
+  cost.seconds_per_byte = 0.01;
   // Everything in one bucket: it starts when the backward ends, all of it is exposed.
-  GradientSync one = overlapped_gradient_sync({2, 2, 2}, {100, 100, 100}, 1000, call);
+  GradientSync one = overlapped_gradient_sync({2, 2, 2}, {100, 100, 100}, 1000, cost);
   EXPECT_EQ(one.calls, 1);
   EXPECT_DOUBLE_EQ(one.seconds, 4);
   EXPECT_DOUBLE_EQ(one.exposed, 4);
+  EXPECT_EQ(one.during_backward, 0);
   // A bucket per unit: the first two (ready at 2 and 4, taking 2 s each) end by 6, the backward's
   // end; the last one starts then.
-  GradientSync per_unit = overlapped_gradient_sync({2, 2, 2}, {100, 100, 100}, 100, call);
+  GradientSync per_unit = overlapped_gradient_sync({2, 2, 2}, {100, 100, 100}, 100, cost);
   EXPECT_EQ(per_unit.calls, 3);
   EXPECT_DOUBLE_EQ(per_unit.seconds, 6);
   EXPECT_DOUBLE_EQ(per_unit.exposed, 2);
   // Calls longer than the units queue: ready at 1, 2, 3; run 1-4, 4-7, 7-10; exposed 7.
-  GradientSync queued = overlapped_gradient_sync({1, 1, 1}, {200, 200, 200}, 200, call);
+  GradientSync queued = overlapped_gradient_sync({1, 1, 1}, {200, 200, 200}, 200, cost);
   EXPECT_DOUBLE_EQ(queued.exposed, 7);
   // ceil(bytes / bucket) calls; a unit bigger than a bucket fills several at once.
-  GradientSync split = overlapped_gradient_sync({1, 5}, {250, 100}, 100, call);
+  GradientSync split = overlapped_gradient_sync({1, 5}, {250, 100}, 100, cost);
   EXPECT_EQ(split.calls, 4);  // 100, 100 at t = 1; 100 (50 + 50), 50 at t = 6
   EXPECT_DOUBLE_EQ(split.seconds, 4 + 3.5);
   EXPECT_DOUBLE_EQ(split.exposed, 3.5);  // 6-8 and 8-9.5: ends 3.5 after the backward
+  // On a host the bytes term of the buckets started during the backward lengthens it (1 s each
+  // for the first two), only their latency overlaps; copies (0.5 s per 100 B each way) are on
+  // the rank either way.
+  cost.on_host = true;
+  GradientSync host = overlapped_gradient_sync({2, 2, 2}, {100, 100, 100}, 100, cost);
+  EXPECT_DOUBLE_EQ(host.during_backward, 2);
+  EXPECT_DOUBLE_EQ(host.exposed, 2);  // the last bucket, after a backward now 8 s long
+  cost.copy_seconds_per_byte = 0.005;
+  host = overlapped_gradient_sync({2, 2, 2}, {100, 100, 100}, 100, cost);
+  EXPECT_DOUBLE_EQ(host.during_backward, 2 * (1 + 1));
+  EXPECT_DOUBLE_EQ(host.exposed, 1 + 1 + 1);
+  EXPECT_DOUBLE_EQ(host.seconds, 3 * 3);
 }
 
 // dp > 1 on one node: the planner charges the bucketed all-reduce, and a smaller bucket hides
