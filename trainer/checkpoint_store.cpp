@@ -79,10 +79,8 @@ std::vector<std::string> gather_strings(const std::string& mine, int root, MPI_C
   return out;
 }
 
-// The writers in turn: replica 0's ranks, stage by stage, tensor-parallel rank by rank (with
-// tp > 1 the stage's tensors are assembled on tensor-parallel rank 0, so the others write
-// nothing yet; CheckpointAppender::create/write take hyperslabs for ranks that write their
-// own slices).
+// The writers in turn: replica 0's ranks, stage by stage, tensor-parallel rank by rank (each
+// writes its own slices as hyperslabs; rank 0 of the group also the replicated tensors).
 std::vector<int> writer_order(const ProcessGrid& grid) {
   std::vector<int> order;
   for (int p = 0; p < grid.pp(); ++p)
@@ -113,10 +111,19 @@ void require_finite(const std::string& name, const Tensor& t) {
 
 // ---- one save, on any communicator spanning the grid's ranks in world order ----
 
-// What one writer writes: value, exp_avg, exp_avg_sq of each of its tensors (full canonical
-// tensors), either views of the store (synchronous save, tp = 1) or of a snapshot.
+// What one writer writes: value, exp_avg, exp_avg_sq of each of its tensors as this rank holds
+// them (a tensor-parallel slice or the whole canonical tensor), either views of the store
+// (synchronous save) or of a snapshot.
 struct CheckpointSaver::Part {
-  std::map<std::string, std::array<const Tensor*, 3>> tensors;
+  struct Entry {
+    std::array<const Tensor*, 3> local;  // value, exp_avg, exp_avg_sq
+    Shape canonical_shape;
+    ParamSlice slice;
+  };
+  std::map<std::string, Entry> tensors;
+  // Tensor-parallel rank 0 writes the replicated tensors and creates the sharded datasets, which
+  // every rank of the group (itself first) then fills with its own blocks.
+  bool first_of_group = true;
 };
 
 struct CheckpointSaver::Snapshot {
@@ -125,16 +132,66 @@ struct CheckpointSaver::Snapshot {
 
 namespace {
 
-void write_part(const std::string& temporary, const CheckpointSaver::Part& part) {
-  for (const auto& [name, t] : part.tensors) {
-    require_finite("/params/" + name, *t[0]);
-    require_finite("/optim/exp_avg/" + name, *t[1]);
-    require_finite("/optim/exp_avg_sq/" + name, *t[2]);
+// The hyperslabs of a sharded tensor this rank holds: one per run of consecutive canonical
+// indices along the slice's axis (one for a head split, one per MatFormer band for an FFN), with
+// the run's local start.
+struct SliceRun {
+  int64_t local_start = 0;
+  Hyperslab block;
+};
+std::vector<SliceRun> slice_runs(const Shape& canonical, const ParamSlice& slice) {
+  std::vector<SliceRun> runs;
+  const auto& index = slice.index;
+  for (size_t i = 0; i < index.size();) {
+    size_t j = i + 1;
+    while (j < index.size() && index[j] == index[j - 1] + 1) ++j;
+    SliceRun run{static_cast<int64_t>(i), whole(canonical)};
+    run.block.start[slice.axis] = index[i];
+    run.block.count[slice.axis] = static_cast<int64_t>(j - i);
+    runs.push_back(std::move(run));
+    i = j;
   }
+  return runs;
+}
+
+// block (=) the run's elements of `local` in row-major order: [outer, run, inner] out of
+// [outer, local extent, inner].
+void gather_run(const Tensor& local, const ParamSlice& slice, const SliceRun& run,
+                std::vector<float>& block) {
+  const Shape& shape = local.shape();
+  int64_t outer = 1, inner = 1;
+  for (int a = 0; a < slice.axis; ++a) outer *= shape[a];
+  for (int a = slice.axis + 1; a < static_cast<int>(shape.size()); ++a) inner *= shape[a];
+  const int64_t extent = shape[slice.axis], length = run.block.count[slice.axis];
+  block.resize(static_cast<size_t>(outer * length * inner));
+  for (int64_t o = 0; o < outer; ++o)
+    std::memcpy(block.data() + o * length * inner,
+                local.data() + (o * extent + run.local_start) * inner,
+                sizeof(float) * length * inner);
+}
+
+void write_part(const std::string& temporary, const CheckpointSaver::Part& part) {
+  for (const auto& [name, e] : part.tensors) {
+    require_finite("/params/" + name, *e.local[0]);
+    require_finite("/optim/exp_avg/" + name, *e.local[1]);
+    require_finite("/optim/exp_avg_sq/" + name, *e.local[2]);
+  }
+  static const char* const kGroups[3] = {"/params/", "/optim/exp_avg/", "/optim/exp_avg_sq/"};
   CheckpointAppender file(temporary);
-  for (const auto& [name, t] : part.tensors) {
-    const float* values[3] = {t[0]->data(), t[1]->data(), t[2]->data()};
-    file.write_whole(name, t[0]->shape(), values);
+  std::vector<float> block;
+  for (const auto& [name, e] : part.tensors) {
+    if (!e.slice.sharded()) {
+      if (!part.first_of_group) continue;  // replicated: tensor-parallel rank 0 writes it
+      const float* values[3] = {e.local[0]->data(), e.local[1]->data(), e.local[2]->data()};
+      file.write_whole(name, e.canonical_shape, values);
+      continue;
+    }
+    if (part.first_of_group) file.create(name, e.canonical_shape);
+    for (const SliceRun& run : slice_runs(e.canonical_shape, e.slice))
+      for (int g = 0; g < 3; ++g) {
+        gather_run(*e.local[g], e.slice, run, block);
+        file.write(kGroups[g] + name, run.block, block.data());
+      }
   }
   file.close();
 }
@@ -232,33 +289,26 @@ void CheckpointSaver::start(const std::string& dir, int64_t step, const std::str
   const std::string path = (std::filesystem::path(dir) / checkpoint_file_name(step)).string();
   const std::vector<int> order = writer_order(grid_);
   const bool writer = std::find(order.begin(), order.end(), grid_.rank()) != order.end();
-  // This rank's part: a copy (a background save must not see the next steps' updates), or with
-  // tp > 1 the stage's full tensors assembled by export_params on tensor-parallel rank 0.
+  // This rank's part: a copy (a background save must not see the next steps' updates) or, when
+  // the save is synchronous, the store itself. No rank assembles more than it holds.
   auto part = std::make_shared<Part>();
-  if (grid_.tp() == 1 && writer) {
+  part->first_of_group = grid_.tp_rank() == 0;
+  if (writer) {
     for (const auto& [name, p] : store.all()) {
+      Part::Entry& entry = part->tensors[name];
+      entry.canonical_shape = p.canonical_shape;
+      entry.slice = p.slice;
       auto& copy = snapshot_->tensors[name];
       const Tensor* sources[3] = {&p.value, &p.exp_avg, &p.exp_avg_sq};
       for (int g = 0; g < 3; ++g) {
         if (background_) {
           if (copy[g].shape() != sources[g]->shape()) copy[g].reset(sources[g]->shape());
           std::memcpy(copy[g].data(), sources[g]->data(), sizeof(float) * sources[g]->numel());
-          part->tensors[name][g] = &copy[g];
+          entry.local[g] = &copy[g];
         } else {
-          part->tensors[name][g] = sources[g];  // synchronous: the store does not change meanwhile
+          entry.local[g] = sources[g];  // synchronous: the store does not change meanwhile
         }
       }
-    }
-  } else if (grid_.tp() > 1 && grid_.dp_rank() == 0) {
-    CheckpointData assembled;
-    export_params(store, assembled, true);  // collective over the stage's tensor-parallel group
-    snapshot_->tensors.clear();
-    for (auto& [name, t] : assembled.params) {
-      auto& copy = snapshot_->tensors[name];
-      copy[0] = std::move(t);
-      copy[1] = std::move(assembled.exp_avg.at(name));
-      copy[2] = std::move(assembled.exp_avg_sq.at(name));
-      part->tensors[name] = {&copy[0], &copy[1], &copy[2]};
     }
   }
   result_ = Result{path, step, 0.0, MPI_Wtime() - t0};
