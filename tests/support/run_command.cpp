@@ -22,6 +22,26 @@ CommandResult run_command(const std::string& command) {
   return result;
 }
 
+std::string mpirun_prefix(int ranks) {
+  return "for v in $(env | sed -n "
+         "'s/^\\(\\(OMPI\\|PMIX\\|ORTE\\|OPAL\\)[A-Za-z0-9_]*\\)=.*/\\1/p');"
+         " do unset $v; done; OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+         "OMP_NUM_THREADS=1 mpirun --oversubscribe --bind-to none -np " +
+         std::to_string(ranks) + " ";
+}
+
+std::string tiny_model_flags(const std::map<std::string, std::string>& overrides) {
+  std::map<std::string, std::string> keys = {
+      {"model.d_model", "32"}, {"model.heads", "2"},   {"model.ffn", "64"},
+      {"model.window", "8"},   {"model.chunk", "4"},   {"model.hierarchy", "'1@1 1@2 1@1'"},
+      {"train.seq_len", "32"}, {"train.batch", "4"},   {"train.micro_batch", "2"},
+      {"train.lr", "0.003"},   {"train.warmup", "10"}, {"log.every", "50"}};
+  for (const auto& [k, v] : overrides) keys[k] = v;
+  std::string flags;
+  for (const auto& [k, v] : keys) flags += " --" + k + " " + v;
+  return flags;
+}
+
 std::string hourglass_binary() { return std::string(HG_BINARY_DIR) + "/hourglass"; }
 std::string source_path(const std::string& relative) {
   return std::string(HG_SOURCE_DIR) + "/" + relative;

@@ -1,5 +1,6 @@
 // Running the real `hourglass` binary from tests (end-to-end CLI checks).
 #pragma once
+#include <map>
 #include <string>
 
 namespace hg::testing {
@@ -11,6 +12,14 @@ struct CommandResult {
 
 // Runs `command` through /bin/sh with stderr merged into stdout.
 CommandResult run_command(const std::string& command);
+
+// The start of a shell command that runs the rest under `mpirun -np ranks` (oversubscribed,
+// unbound, one OpenMP thread). This process's OMPI_*, PMIX_* ... variables are dropped first: an
+// MPI singleton's would make the child mpirun think it is itself a launched rank.
+std::string mpirun_prefix(int ranks);
+
+// ` --key value` flags of a tiny model that trains in seconds; `overrides` replace or add keys.
+std::string tiny_model_flags(const std::map<std::string, std::string>& overrides = {});
 
 // Path of the built binary and of the source tree's files.
 std::string hourglass_binary();

@@ -21,19 +21,7 @@ using testing::TempDir;
 const std::string kEnv =
     "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 ";
 
-// A tiny model that trains in seconds; `overrides` ("key value" pairs) replace its keys.
-std::string tiny_args(const std::map<std::string, std::string>& overrides = {}) {
-  std::map<std::string, std::string> keys = {
-      {"model.d_model", "32"},  {"model.heads", "2"},      {"model.ffn", "64"},
-      {"model.hierarchy", "'1@1 1@2 1@1'"}, {"model.window", "8"}, {"model.chunk", "4"},
-      {"train.seq_len", "32"},  {"train.batch", "4"},      {"train.micro_batch", "2"},
-      {"train.lr", "0.003"},    {"train.warmup", "10"},    {"log.every", "50"}};
-  for (const auto& [k, v] : overrides) keys[k] = v;
-  std::string args;
-  for (const auto& [k, v] : keys) args += " --" + k + " " + v;
-  return args;
-}
-const std::string kTiny = tiny_args();
+const std::string kTiny = testing::tiny_model_flags();
 
 std::string train_command(const std::string& args) {
   return kEnv + testing::hourglass_binary() + " train" + args;
@@ -84,7 +72,7 @@ TEST(Cli, BadConfigurationExitsTwoWithOneClearMessage) {
       {{{"train.micro_batch", "3"}}, "micro_batch"},
   };
   for (const BadInput& c : cases) {
-    const std::string args = tiny_args(c.overrides);
+    const std::string args = testing::tiny_model_flags(c.overrides);
     auto r = run_command(train_command(args + data + " --train.steps 1 --run.dir /tmp/hg-never"));
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
     EXPECT_NE(r.output.find(c.expect), std::string::npos) << args << "\n" << r.output;

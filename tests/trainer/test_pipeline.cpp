@@ -30,6 +30,7 @@
 #include "parallel/grid.h"
 #include "parallel/partition.h"
 #include "tests/support/reference_run.h"
+#include "tests/support/run_command.h"
 #include "tests/support/tiny_models.h"
 #include "trainer/distributed_step.h"
 #include "trainer/model.h"
@@ -493,17 +494,12 @@ std::string slurp(const std::string& path) {
   return s.str();
 }
 
-// `mpirun -np ranks hourglass train args`. This process may be an MPI singleton whose OMPI_*,
-// PMIX_* ... variables would make the child mpirun think it is itself a launched rank: they are
-// dropped from the child's environment.
+// `mpirun -np ranks hourglass train args`, its stdout and stderr kept apart.
 Launch launch_train(int ranks, const std::string& args) {
   const std::string base = ::testing::TempDir() + "hg_pipeline_cli_" + std::to_string(::getpid());
-  const std::string command =
-      "for v in $(env | sed -n 's/^\\(\\(OMPI\\|PMIX\\|ORTE\\|OPAL\\)[A-Za-z0-9_]*\\)=.*/\\1/p');"
-      " do unset $v; done; OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-      "OMP_NUM_THREADS=1 mpirun --oversubscribe --bind-to none -np " +
-      std::to_string(ranks) + " " + std::string(HG_BINARY_DIR) + "/hourglass train " + args +
-      " --run.dir " + base + "_run >" + base + ".out 2>" + base + ".err";
+  const std::string command = testing::mpirun_prefix(ranks) + testing::hourglass_binary() +
+                              " train " + args + " --run.dir " + base + "_run >" + base +
+                              ".out 2>" + base + ".err";
   Launch l;
   const int raw = std::system(command.c_str());
   if (raw != -1 && WIFEXITED(raw)) l.status = WEXITSTATUS(raw);

@@ -501,27 +501,16 @@ INSTANTIATE_TEST_SUITE_P(Layouts, TensorParallelMpi, ::testing::ValuesIn(layouts
 
 // ---- the real binary (serial tests that start mpirun) ----
 
-// `mpirun -np ranks <command>`, without this process's OMPI_*/PMIX_* variables (an MPI singleton
-// would otherwise make the child mpirun think it is a launched rank).
+// `mpirun -np ranks <command>`, stdout and stderr together.
 testing::CommandResult mpirun(int ranks, const std::string& command) {
-  return testing::run_command(
-      "for v in $(env | sed -n 's/^\\(\\(OMPI\\|PMIX\\|ORTE\\|OPAL\\)[A-Za-z0-9_]*\\)=.*/\\1/p');"
-      " do unset $v; done; OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-      "OMP_NUM_THREADS=1 mpirun --oversubscribe --bind-to none -np " +
-      std::to_string(ranks) + " " + command);
+  return testing::run_command(testing::mpirun_prefix(ranks) + command);
 }
 
-// A tiny model's flags; `overrides` ("key", "value") replace or add keys.
-std::string cli_args(const std::map<std::string, std::string>& overrides) {
-  std::map<std::string, std::string> keys = {
-      {"model.d_model", "32"}, {"model.heads", "4"},  {"model.ffn", "64"},
-      {"model.window", "8"},   {"model.chunk", "4"},  {"model.hierarchy", "'1@1 1@2 1@1'"},
-      {"train.seq_len", "32"}, {"train.batch", "4"},  {"train.micro_batch", "2"},
-      {"train.lr", "0.003"},   {"train.warmup", "5"}, {"log.every", "100"}};
-  for (const auto& [k, v] : overrides) keys[k] = v;
-  std::string args;
-  for (const auto& [k, v] : keys) args += " --" + k + " " + v;
-  return args;
+// The tiny model of tests/support/run_command.h with 4 heads (tp 2 and 4 divide them);
+// `overrides` replace or add keys.
+std::string cli_args(std::map<std::string, std::string> overrides) {
+  overrides.insert({{"model.heads", "4"}, {"train.warmup", "5"}, {"log.every", "100"}});
+  return testing::tiny_model_flags(overrides);
 }
 
 TEST(TensorParallelCli, BadTensorParallelConfigurationsExitTwo) {
