@@ -1,5 +1,8 @@
 #include "tests/support/reference_run.h"
 
+#include <map>
+#include <string>
+
 #include "tests/support/tiny_models.h"
 
 namespace hg::testing {
@@ -22,6 +25,19 @@ ReferenceRun single_process_run(const Config& config, int steps, uint64_t token_
     r.metrics.push_back(train_step(*r.model, config, s, micro));
   }
   return r;
+}
+
+const ReferenceRun& cached_single_process_run(const Config& config, int steps,
+                                              uint64_t token_seed) {
+  static std::map<std::string, ReferenceRun> cache;
+  Config serial = config;
+  serial.parallel = ParallelConfig{};
+  const std::string key = serial.to_ini() + "\n" + std::to_string(steps) + " steps, tokens " +
+                          std::to_string(token_seed);
+  auto it = cache.find(key);
+  if (it == cache.end())
+    it = cache.emplace(key, single_process_run(serial, steps, token_seed)).first;
+  return it->second;
 }
 
 }  // namespace hg::testing

@@ -21,4 +21,8 @@ std::vector<int32_t> step_tokens(const Config& config, int64_t s, uint64_t token
 
 ReferenceRun single_process_run(const Config& config, int steps, uint64_t token_seed);
 
+// single_process_run() computed once per process for every layout of one model, batch, step count
+// and token seed (config.parallel does not take part).
+const ReferenceRun& cached_single_process_run(const Config& config, int steps, uint64_t token_seed);
+
 }  // namespace hg::testing

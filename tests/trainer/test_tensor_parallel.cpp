@@ -5,13 +5,14 @@
 // bad tensor-parallel configurations exit 2, and a run at tp = 2 gives the checkpoint and the
 // `eval --ffn-widths` bpc of the same run at tp = 1.
 //
-// MPI tests (TensorParallelMpi*, `mpirun -np 8`): each (dp, pp, tp) layout runs on a
-// sub-communicator of world ranks [0, dp·pp·tp) (the others skip it and sleep in a barrier):
-// 5 distributed_step()s must give the losses, grad norms, last gradients and final parameters of
-// train_step() on one full StageModel computed on the same rank, within 1e-5 relative (each rank
-// compares its slices with the same slices of the reference); replicated tensors must be
-// bit-identical over the tensor-parallel group; the checkpoint assembled from the slices equals
-// the reference's tensors and loads back into the slices bit for bit.
+// MPI tests (TensorParallelMpi*, `mpirun -np 8`): each (dp, pp, tp) layout runs on world
+// ranks [0, dp·pp·tp) while the others wait (tests/support/mpi_groups.h): 5 distributed_step()s
+// must give the losses, grad norms, last gradients and final parameters of train_step() on one full
+// StageModel computed on the same rank, within 1e-5 relative (each rank compares its slices with
+// the same slices of the reference; tests/support/distributed_run.h), with the live micro-batches
+// of the schedule and, at dp > 1, bit-identical replicas and timely gradient buckets; replicated
+// tensors must be bit-identical over the tensor-parallel group; the checkpoint assembled from the
+// slices equals the reference's tensors and loads back into the slices bit for bit.
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <sys/wait.h>
@@ -32,36 +33,21 @@
 
 #include "parallel/comm.h"
 #include "parallel/grid.h"
-#include "parallel/partition.h"
-#include "tests/support/run_command.h"
+#include "tests/support/distributed_run.h"
+#include "tests/support/mpi_groups.h"
 #include "tests/support/reference_run.h"
+#include "tests/support/run_command.h"
 #include "tests/support/tiny_models.h"
 #include "trainer/checkpoint.h"
 #include "trainer/checkpoint_io.h"
 #include "trainer/checkpoint_store.h"
-#include "trainer/distributed_step.h"
 #include "trainer/model.h"
-#include "trainer/pipeline_runtime.h"
 #include "trainer/tensor_parallel.h"
-#include "trainer/train_step.h"
-#include "trainer/units.h"
 
 namespace hg {
 namespace {
 
-constexpr int kSteps = 5;
-constexpr double kTolerance = 1e-5;
-
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
+constexpr uint64_t kTokenSeed = 2000;  // step s trains on random_tokens(.., kTokenSeed + s)
 
 // d 16, 4 heads of 4, ffn 32, rank 2 (proj columns h·r, h·r+1), three stacks of 24 and 8 rows.
 const std::string kModel =
@@ -196,148 +182,9 @@ TEST(TensorParallelLayout, InitAndImportAreLayoutIndependent) {
 
 // ---- MPI: layouts against the reference ----
 
-std::vector<int32_t> step_tokens(const Config& config, int64_t s) {
-  return testing::step_tokens(config, s, 2000);
-}
-
-struct RunResult {
-  std::vector<StepMetrics> metrics;
-  std::unique_ptr<ProcessGrid> grid;  // outlives the model (its store uses tp_comm)
-  std::unique_ptr<StageModel> model;
-};
-
-RunResult run_reference(const Config& config) {
-  testing::ReferenceRun reference = testing::single_process_run(config, kSteps, 2000);
-  RunResult r;
-  r.metrics = std::move(reference.metrics);
-  r.model = std::move(reference.model);
-  return r;
-}
-
-const RunResult& reference_for(const Config& config) {
-  static std::map<std::string, RunResult> cache;
-  Config key_config = config;
-  key_config.parallel = ParallelConfig{};
-  const std::string key = key_config.to_ini();
-  auto it = cache.find(key);
-  if (it == cache.end()) it = cache.emplace(key, run_reference(key_config)).first;
-  return it->second;
-}
-
-RunResult run_distributed(const Config& config, MPI_Comm comm) {
-  RunResult r;
-  r.grid = std::make_unique<ProcessGrid>(config.parallel.dp, config.parallel.pp, config.parallel.tp,
-                                         comm);
-  const ProcessGrid& grid = *r.grid;
-  const auto plans = plan_units(config.model, config.train.seq_len);
-  const auto first =
-      partition_units(unit_infos(plans), config.parallel.pp,
-                      static_cast<int>(config.model.stacks.size()), config.parallel.stages);
-  r.model =
-      std::make_unique<StageModel>(config.model, config.train.seq_len, first[grid.stage()],
-                                   first[grid.stage() + 1], make_tensor_parallel(grid, config));
-  r.model->params().init_all(config.train.seed);
-  PipelineRuntime runtime(*r.model, grid, parse_schedule_kind(config.parallel.schedule), first,
-                          nullptr, grad_bucket_bytes(config.parallel));
-  const int64_t row = config.train.seq_len + 1;
-  for (int64_t s = 0; s < kSteps; ++s) {
-    const std::vector<int32_t> tokens = step_tokens(config, s);
-    std::vector<TokenBatch> micro = replica_micro_batches(config, grid.dp_rank(), {});
-    if (grid.first_stage() || grid.last_stage())
-      for (TokenBatch& mb : micro) mb.tokens = tokens.data() + mb.first_sample * row;
-    r.metrics.push_back(distributed_step(*r.model, runtime, grid, config, s, micro).metrics);
-  }
-  return r;
-}
-
-std::string gather_reports(const std::string& report) {
-  const int n = world_size();
-  int length = static_cast<int>(report.size());
-  std::vector<int> lengths(n), offsets(n);
-  MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
-  int total = 0;
-  for (int i = 0; i < n; ++i) offsets[i] = total, total += lengths[i];
-  std::string all(world_rank() == 0 ? total : 0, '\0');
-  MPI_Gatherv(report.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR,
-              0, MPI_COMM_WORLD);
-  return all;
-}
-
-bool close(double a, double b) { return std::fabs(a - b) <= kTolerance * std::fabs(b); }
-
-// max |a − b| and max |b| over the elements.
-std::pair<double, double> max_diff(const float* a, const float* b, int64_t n) {
-  double err = 0, scale = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    err = std::max(err, static_cast<double>(std::fabs(a[i] - b[i])));
-    scale = std::max(scale, static_cast<double>(std::fabs(b[i])));
-  }
-  return {err, scale};
-}
-
-// Losses and grad norms per step (1e-5 relative); every local tensor's last gradient and final
-// value against the same slice of the reference's canonical tensor, within `tensor_tolerance` of
-// the tensor's scale (as tests/trainer/test_pipeline.cpp).
-std::string compare(const RunResult& got, const RunResult& ref, double tensor_tolerance,
-                    const std::string& where) {
-  std::ostringstream out;
-  for (int s = 0; s < kSteps; ++s) {
-    const StepMetrics& a = got.metrics[s];
-    const StepMetrics& b = ref.metrics[s];
-    if (!close(a.loss, b.loss))
-      out << where << ": step " << s + 1 << " loss " << a.loss << " vs reference " << b.loss
-          << "\n";
-    if (!close(a.grad_norm, b.grad_norm))
-      out << where << ": step " << s + 1 << " grad-norm " << a.grad_norm << " vs reference "
-          << b.grad_norm << "\n";
-    if (a.losses.size() != b.losses.size())
-      out << where << ": step " << s + 1 << " " << a.losses.size() << " width losses vs "
-          << b.losses.size() << "\n";
-    for (size_t w = 0; w < std::min(a.losses.size(), b.losses.size()); ++w)
-      if (!close(a.losses[w], b.losses[w]))
-        out << where << ": step " << s + 1 << " width " << w << " loss " << a.losses[w] << " vs "
-            << b.losses[w] << "\n";
-  }
-  double lr_steps = 0;
-  for (const StepMetrics& m : got.metrics) lr_steps += m.lr;
-  const double norm = ref.metrics.back().grad_norm;
-  int checked = 0;
-  for (const auto& [name, p] : got.model->params().all()) {
-    if (!ref.model->params().contains(name)) {
-      out << where << ": " << name << " is not in the reference\n";
-      continue;
-    }
-    const Param& q = ref.model->params().at(name);
-    if (p.canonical_shape != q.value.shape()) {
-      out << where << ": " << name << " canonical shape " << shape_string(p.canonical_shape)
-          << " vs " << shape_string(q.value.shape()) << "\n";
-      continue;
-    }
-    Tensor value(p.value.shape()), grad(p.value.shape());
-    take_slice(value.data(), q.value, p.slice);
-    take_slice(grad.data(), q.grad, p.slice);
-    const auto [grad_err, grad_scale] = max_diff(p.grad.data(), grad.data(), grad.numel());
-    if (!(grad_err <= tensor_tolerance * std::max(grad_scale, 1e-4 * norm)))
-      out << where << ": " << name << " step " << kSteps << " gradient: max |diff| " << grad_err
-          << " > " << tensor_tolerance << " x scale " << grad_scale << "\n";
-    auto [err, scale] = max_diff(p.value.data(), value.data(), value.numel());
-    scale = std::max(scale, 1e-2);
-    // A gradient that is zero in exact arithmetic (attn/proj/bias) is rounding noise that AdamW
-    // normalises into steps of up to lr: held to 1% of the distance it could have moved.
-    const bool noise_gradient = grad_scale < 1e-8 * norm;
-    const double allowed = noise_gradient ? 1e-2 * lr_steps : tensor_tolerance * scale;
-    if (!(err <= allowed))
-      out << where << ": " << name << " after " << kSteps << " steps: max |diff| " << err << " > "
-          << allowed << (noise_gradient ? " (noise gradient)" : "") << "\n";
-    ++checked;
-  }
-  if (checked == 0) out << where << ": no parameters on this rank\n";
-  return out.str();
-}
-
 // Replicated tensors (values and last gradients) are the same bits on every tensor-parallel rank;
 // the group holds each sharded element once.
-std::string check_group(const RunResult& got, const std::string& where) {
+std::string check_group(const testing::DistributedRun& got, const std::string& where) {
   std::ostringstream out;
   const ProcessGrid& grid = *got.grid;
   int sharded = 0;
@@ -366,8 +213,8 @@ std::string check_group(const RunResult& got, const std::string& where) {
 // Saves through save_checkpoint (slices assembled into canonical tensors), compares the file
 // with the reference's tensors on rank 0 of the group, and loads it into fresh slices on every
 // rank: the same bits as the trained ones.
-std::string check_checkpoint(const RunResult& got, const RunResult& ref, const Config& config,
-                             MPI_Comm comm, const std::string& where) {
+std::string check_checkpoint(const testing::DistributedRun& got, const testing::ReferenceRun& ref,
+                             const Config& config, MPI_Comm comm, const std::string& where) {
   std::ostringstream out;
   const ProcessGrid& grid = *got.grid;
   char dir[256] = {};
@@ -375,8 +222,9 @@ std::string check_checkpoint(const RunResult& got, const RunResult& ref, const C
     std::snprintf(dir, sizeof dir, "%s/hg-tp-ckpt-%d",
                   std::filesystem::temp_directory_path().c_str(), static_cast<int>(::getpid()));
   MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, comm);
-  const std::string path = save_checkpoint(dir, kSteps, config.to_ini(), got.model->params(), grid);
-  const std::string file = std::string(dir) + "/" + checkpoint_file_name(kSteps);
+  const std::string path =
+      save_checkpoint(dir, testing::kLayoutSteps, config.to_ini(), got.model->params(), grid);
+  const std::string file = std::string(dir) + "/" + checkpoint_file_name(testing::kLayoutSteps);
   CheckpointData data = read_checkpoint(file, true);
   if (grid.rank() == 0) {
     if (data.params.size() != ref.model->params().all().size())
@@ -388,9 +236,9 @@ std::string check_checkpoint(const RunResult& got, const RunResult& ref, const C
         out << where << ": checkpoint tensor " << name << " missing or misshapen\n";
         continue;
       }
-      auto [err, scale] = max_diff(it->second.data(), q.value.data(), q.value.numel());
+      auto [err, scale] = testing::max_abs_diff(it->second.data(), q.value.data(), q.value.numel());
       const bool noise = name.find("proj/bias") != std::string::npos;
-      if (!(err <= (noise ? 1e-4 : kTolerance * std::max(scale, 1e-2))))
+      if (!(err <= (noise ? 1e-4 : testing::kLayoutTolerance * std::max(scale, 1e-2))))
         out << where << ": checkpoint " << name << " max |diff| " << err << " (scale " << scale
             << ")\n";
     }
@@ -411,26 +259,6 @@ std::string check_checkpoint(const RunResult& got, const RunResult& ref, const C
   return out.str();
 }
 
-// World ranks [0, n) in a communicator; the destructor waits (sleeping) for every world rank.
-class SubWorld {
- public:
-  explicit SubWorld(int n) {
-    const int r = world_rank();
-    MPI_Comm_split(MPI_COMM_WORLD, r < n ? 0 : MPI_UNDEFINED, r, &comm_);
-  }
-  ~SubWorld() {
-    if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
-    comm::barrier(MPI_COMM_WORLD);
-  }
-  SubWorld(const SubWorld&) = delete;
-  SubWorld& operator=(const SubWorld&) = delete;
-  bool member() const { return comm_ != MPI_COMM_NULL; }
-  MPI_Comm comm() const { return comm_; }
-
- private:
-  MPI_Comm comm_ = MPI_COMM_NULL;
-};
-
 struct Layout {
   std::string name;
   int dp, pp, tp;
@@ -441,44 +269,32 @@ struct Layout {
   // micro_batch 2 instead of 1 (the same arithmetic in another order), moves stacks/1/blocks/1/
   // attn/wv by 1.5e-5 and stacks/1/blocks/0/attn/wo (seed 7) by 1.3e-5 of their scale after 5
   // steps; the dropout layout is held to twice that.
-  double tensor_tolerance = kTolerance;
+  double tensor_tolerance = testing::kLayoutTolerance;
   int ranks() const { return dp * pp * tp; }
 };
 
 void PrintTo(const Layout& layout, std::ostream* os) { *os << layout.name; }
 
-class TensorParallelMpi : public ::testing::TestWithParam<Layout> {
- protected:
-  void SetUp() override {
-    saved_timeout_ = comm::timeout();
-    comm::set_timeout(120);
-  }
-  void TearDown() override { comm::set_timeout(saved_timeout_); }
-
- private:
-  double saved_timeout_ = 600;
-};
+class TensorParallelMpi : public testing::LayoutMpiTest<Layout> {};
 
 TEST_P(TensorParallelMpi, MatchesSingleProcess) {
   const Layout& layout = GetParam();
-  if (world_size() < layout.ranks())
-    GTEST_SKIP() << layout.name << " needs " << layout.ranks() << " MPI ranks, has "
-                 << world_size();
   const Config config =
       make_config(layout.model_extra, layout.train_extra, layout.dp, layout.pp, layout.tp);
-  std::string report;
-  {
-    SubWorld group(layout.ranks());
-    if (group.member()) {
-      const std::string where = layout.name + " (rank " + std::to_string(world_rank()) + ")";
-      const RunResult got = run_distributed(config, group.comm());
-      const RunResult& ref = reference_for(config);
-      report += compare(got, ref, layout.tensor_tolerance, where);
-      report += check_group(got, where);
-      if (layout.checkpoint) report += check_checkpoint(got, ref, config, group.comm(), where);
-    }
-  }
-  EXPECT_EQ(gather_reports(report), "");
+  const std::string where = testing::on_this_rank(layout.name);
+  const auto check = [&](MPI_Comm comm) {
+    const testing::DistributedRun got =
+        testing::run_distributed(config, comm, testing::kLayoutSteps, kTokenSeed);
+    const testing::ReferenceRun& ref =
+        testing::cached_single_process_run(config, testing::kLayoutSteps, kTokenSeed);
+    std::string report = testing::compare_with_reference(got, ref, layout.tensor_tolerance, where);
+    report += testing::check_live(got, config.parallel.schedule, where);
+    report += testing::check_data_parallel(got, where);
+    report += check_group(got, where);
+    if (layout.checkpoint) report += check_checkpoint(got, ref, config, comm, where);
+    return report;
+  };
+  EXPECT_EQ(testing::reports_of_first_ranks(layout.ranks(), check), "");
 }
 
 std::vector<Layout> layouts() {
@@ -574,7 +390,7 @@ TEST(TensorParallelCli, CheckpointAndEvalMatchSingleProcess) {
     ASSERT_TRUE(y.params.count(name)) << name;
     const Tensor& u = y.params.at(name);
     ASSERT_EQ(t.shape(), u.shape()) << name;
-    auto [err, scale] = max_diff(u.data(), t.data(), t.numel());
+    auto [err, scale] = testing::max_abs_diff(u.data(), t.data(), t.numel());
     // 20 AdamW steps amplify float32 rounding a little; proj/bias moves on noise gradients.
     const bool noise = name.find("proj/bias") != std::string::npos;
     EXPECT_LE(err, noise ? 1e-3 : 1e-4 * std::max(scale, 1e-2)) << name;
