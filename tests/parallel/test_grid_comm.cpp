@@ -12,20 +12,13 @@
 #include "core/error.h"
 #include "parallel/comm.h"
 #include "parallel/grid.h"
+#include "tests/support/mpi_groups.h"
 
 namespace hg {
 namespace {
 
-int world_size() {
-  int size = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  return size;
-}
-int world_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
+using testing::world_rank;
+using testing::world_size;
 
 // World ranks of every member of `comm`, in the order of their rank in `comm`.
 std::vector<int> members(MPI_Comm comm) {
