@@ -64,7 +64,8 @@ def sweep(opts):
 
 def compare(opts):
     subprocess.run([sys.executable, os.path.join(SCRIPTS, "compare"), "--grid", "tiny", "--out",
-                    opts.out, "--hourglass", opts.hourglass, "--repeats", "2"], check=True)
+                    opts.out, "--hourglass", opts.hourglass, "--repeats", "2", "--rounds", "2"],
+                   check=True)
     results = list(csv.DictReader(open(os.path.join(opts.out, "sweep", "results.csv"))))
     rows = list(csv.DictReader(open(os.path.join(opts.out, "compare.csv"))))
     check(len(rows) == len(results) and rows, f"{len(rows)} predictions for {len(results)} points")
