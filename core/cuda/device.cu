@@ -31,4 +31,15 @@ void copy_to_host(float* dst, const float* src, int64_t n) {
   check(cudaMemcpy(dst, src, sizeof(float) * n, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
 }
 
+int32_t* device_alloc_int32(int64_t n) {
+  void* p = nullptr;
+  check(cudaMalloc(&p, sizeof(int32_t) * n), "cudaMalloc (int32)");
+  return static_cast<int32_t*>(p);
+}
+void device_free(int32_t* p) { cudaFree(p); }
+void copy_to_device(int32_t* dst, const int32_t* src, int64_t n) {
+  check(cudaMemcpy(dst, src, sizeof(int32_t) * n, cudaMemcpyHostToDevice),
+        "cudaMemcpy H2D (int32)");
+}
+
 }  // namespace hg::cuda

@@ -15,10 +15,14 @@ int device_count(std::string* reason = nullptr);
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
-// Host <-> device copies for tests and the trainer's staging.
+// Host <-> device copies for tests and the trainer's staging (they synchronise: cudaMemcpy).
 float* device_alloc(int64_t n);
 void device_free(float* p);
 void copy_to_device(float* dst, const float* src, int64_t n);
 void copy_to_host(float* dst, const float* src, int64_t n);
+// Token ids (embedding, cross-entropy targets) live on the device as int32, as on the host.
+int32_t* device_alloc_int32(int64_t n);
+void device_free(int32_t* p);
+void copy_to_device(int32_t* dst, const int32_t* src, int64_t n);
 
 }  // namespace hg::cuda

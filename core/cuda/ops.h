@@ -1,0 +1,67 @@
+// The CUDA backend's layer ops: each a forward/backward pair with the same contract as the CPU
+// layer named beside it (same shapes, same saved values, activation gradients assigned (=),
+// parameter gradients accumulated (+=)). Every pointer is device memory; float32 throughout.
+//
+// COMPILED, NOT RUN: no machine of this project has a GPU. tests/cuda/test_cuda_ops.cpp compares
+// each op with its CPU layer and reports itself skipped here; nothing below has executed.
+//
+// Every op is asynchronous on the default stream (no host synchronisation) except
+// cross_entropy_loss_sum, whose contract returns a host value. A trainer path will add a stream
+// argument (docs/cuda.md).
+#pragma once
+#include <cstdint>
+
+namespace hg::cuda {
+
+// layers/layernorm.h. inp, out [rows, groups·C]; gain, bias [groups·C]; mean, rstd [rows·groups]
+// saved for backward. eps = 1e-5 (hg::kLayerNormEps), biased variance.
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gain,
+                       const float* bias, int64_t rows, int groups, int C);
+// dinp [rows, groups·C] (=); dgain, dbias [groups·C] (+=).
+void layernorm_backward(float* dinp, float* dgain, float* dbias, const float* dout,
+                        const float* inp, const float* gain, const float* mean, const float* rstd,
+                        int64_t rows, int groups, int C);
+
+// layers/activation.h: relu2 = relu(z)², gelu = tanh form. Element-wise over n values; dinp (=)
+// may alias dout.
+enum class Activation { Relu2, Gelu };  // hg::Activation, same order
+void activation_forward(float* out, const float* inp, int64_t n, Activation act);
+void activation_backward(float* dinp, const float* dout, const float* inp, int64_t n,
+                         Activation act);
+
+// layers/cross_entropy.h. logits [rows, V], targets [rows] -> losses [rows] (=), in nats.
+// The CPU layer throws on a target outside [0, V); here that would need a host synchronisation,
+// so such a row gets a NaN loss (and NaN dlogits) instead: the caller validates targets on the
+// host, where the data loader produces them.
+void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int64_t rows,
+                           int V);
+// Σ losses[0 .. rows-1] in double, in a fixed order. SYNCHRONISES: the result is a host value
+// (the metrics line needs it).
+double cross_entropy_loss_sum(const float* losses, int64_t rows);
+// dlogits [rows, V] (=) = scale · (softmax(logits) - onehot(target)); may alias logits.
+void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
+                            float scale, int64_t rows, int V);
+
+// layers/embedding.h. tokens [rows] -> out [rows, d] (=); tokens must lie in [0, V).
+void embedding_forward(float* out, const int32_t* tokens, const float* weight, int64_t rows, int d);
+// dweight [V, d] (+=), deterministic and bit-identical to the CPU layer (embedding.cu says how).
+void embedding_backward(float* dweight, const float* dout, const int32_t* tokens, int64_t rows,
+                        int d);
+
+// layers/dconv.h: out[t, c] = taps[0,c]·Z[t,c] + taps[1,c]·Z[t-1,c] + taps[2,c]·Z[t-2,c] within
+// each sequence, Z[<0] = 0. inp, out [B, n, C]; taps [3, C].
+void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, int64_t n, int C);
+// dinp [B, n, C] (=); dtaps [3, C] (+=).
+void dconv_backward(float* dinp, float* dtaps, const float* dout, const float* inp,
+                    const float* taps, int64_t B, int64_t n, int C);
+
+// trainer/optimizer.cpp's adamw_update for one tensor of n values: update number t (1-based)
+// with learning rate lr; `decay` says whether weight decay applies (matrices only, §3). The
+// scalars are derived on the host exactly as the CPU optimizer derives them.
+struct AdamWHyper {
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;  // TrainConfig's defaults
+};
+void adamw_step(float* value, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
+                const AdamWHyper& hyper, bool decay, int64_t t, double lr);
+
+}  // namespace hg::cuda
