@@ -3,11 +3,14 @@
 // rank 1, batch 8, vocab 256, random tokens, single process (train_step, no MPI).
 //
 //   OMP_NUM_THREADS=1 bench_train_step [--steps N] [--warmup N] [--micro-batches 8,2]
+//                                      [--recompute none|blocks]   (train.recompute)
 //
 // Prints, per micro-batch size: tokens/s, model FLOPs per step (analytic, and the cost model's
 // plan_units estimate), model FLOP/s, the machine's own sgemm FLOP/s measured in this run on the
 // same threads (the peak), their ratio (MFU on this CPU), and the time per unit kind, forward and
 // backward. Timings are the best step of N (other processes share the cores).
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -135,7 +138,7 @@ std::vector<int> parse_list(const std::string& text) {
 }
 
 // The sgemm peak, then for each micro-batch size the timed steps and their figures.
-void run(int steps, int warmup, const std::vector<int>& micro_batches) {
+void run(int steps, int warmup, const std::vector<int>& micro_batches, bool recompute) {
   const int threads = hg::num_threads();
   std::printf("bench_train_step: %d thread(s), gemm library %s\n", threads, hg::gemm_library());
 
@@ -164,7 +167,7 @@ void run(int steps, int warmup, const std::vector<int>& micro_batches) {
     const hg::Config config = hg::config_from_ini(ini);
     const int L = config.train.seq_len, batch = config.train.batch;
 
-    hg::StageModel model(config.model, L);
+    hg::StageModel model(config.model, L, 0, -1, hg::TensorParallel{}, recompute);
     model.params().init_all(config.train.seed);
     const std::vector<int32_t> tokens =
         hg::bench::random_tokens(static_cast<int64_t>(batch) * (L + 1), config.model.vocab_size,
@@ -245,6 +248,11 @@ void run(int steps, int warmup, const std::vector<int>& micro_batches) {
     }
     std::printf("    units total %.1f ms wall, rest of the step (optimizer, grad norm) %.1f ms\n",
                 1e3 * unit_total, 1e3 * (total / steps - unit_total));
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    std::printf("  peak RSS so far  %.0f MB (the process's high-water mark: run one micro-batch size "
+                "per process to compare)\n",
+                usage.ru_maxrss / 1024.0);
   }
 }
 
@@ -252,12 +260,15 @@ void run(int steps, int warmup, const std::vector<int>& micro_batches) {
 
 int main(int argc, char** argv) {
   return hg::bench::run_main("bench_train_step", [&] {
-    hg::bench::Flags flags(argc, argv,
-                           "bench_train_step [--steps N] [--warmup N] [--micro-batches 8,2]");
+    hg::bench::Flags flags(
+        argc, argv,
+        "bench_train_step [--steps N] [--warmup N] [--micro-batches 8,2] [--recompute none|blocks]");
     const int steps = flags.integer("--steps", 3), warmup = flags.integer("--warmup", 1);
     const std::vector<int> micro_batches = parse_list(flags.text("--micro-batches", "8,2"));
+    const std::string recompute = flags.text("--recompute", "none");
+    hg::require(recompute == "none" || recompute == "blocks", "--recompute is none or blocks");
     flags.done();
-    run(steps, warmup, micro_batches);
+    run(steps, warmup, micro_batches, recompute == "blocks");
     return 0;
   });
 }

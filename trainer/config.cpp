@@ -180,6 +180,7 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(train, grad_clip),
       HG_KEY(train, seed),
       HG_KEY(train, matformer, "off|joint|sample"),
+      HG_KEY(train, recompute, "none|blocks"),
       HG_KEY(data, dir),
       HG_KEY(parallel, dp),
       HG_KEY(parallel, pp),

@@ -60,6 +60,7 @@ struct TrainConfig {
   double grad_clip = 1.0;
   uint64_t seed = 1;
   std::string matformer = "off";  // off | joint | sample
+  std::string recompute = "none";  // none | blocks: activation recomputation (unit_recompute.h)
 };
 
 struct DataConfig {
@@ -75,6 +76,8 @@ struct ParallelConfig {
   double timeout = 600;           // seconds any blocking wait may take before the job aborts
   double grad_bucket_mb = 4;      // data-parallel gradient all-reduce bucket (MiB), grad_buckets.h
 };
+
+inline bool recompute_blocks(const TrainConfig& t) { return t.recompute == "blocks"; }
 
 inline int64_t grad_bucket_bytes(const ParallelConfig& p) {
   return static_cast<int64_t>(p.grad_bucket_mb * 1024 * 1024);

@@ -3,17 +3,27 @@
 #include <algorithm>
 #include <utility>
 
+#include "trainer/unit_recompute.h"
+
 namespace hg {
 
 StageModel::StageModel(const ModelConfig& model, int seq_len, int first_unit, int last_unit,
-                       const TensorParallel& tp)
+                       const TensorParallel& tp, bool recompute_blocks)
     : model_(model), seq_len_(seq_len), plans_(plan_units(model, seq_len)), first_(first_unit),
       last_(last_unit < 0 ? static_cast<int>(plans_.size()) : last_unit) {
   params_.set_tensor_parallel(tp);
   // One unit at a time, to record which parameters each registers.
+  Unit* first_block = nullptr;  // recompute: the blocks share its pool of released caches
   for (int u = first_; u < last_; ++u) {
     const size_t before = params_.registration_order().size();
     auto built = build_units(model_, seq_len_, plans_, u, u + 1, params_);
+    if (recompute_blocks && plans_[u].kind == UnitKind::Block) {
+      if (first_block)
+        built.at(0)->share_released_caches_with(*first_block);
+      else
+        first_block = built.at(0).get();
+      built.at(0) = std::make_unique<RecomputeUnit>(std::move(built.at(0)));
+    }
     units_.push_back(std::move(built.at(0)));
     const auto& order = params_.registration_order();
     unit_params_.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(before), order.end());

@@ -18,8 +18,10 @@ class StageModel {
   // Units [first_unit, last_unit) of plan_units(model, seq_len); -1 = through the last. Under
   // tensor parallelism (tp.size > 1) the units hold this rank's slices and all-reduce over tp.comm:
   // every rank of the group must run the same forward/backward calls in the same order.
+  // recompute_blocks: the stack blocks keep only their inputs between forward and backward and
+  // recompute the rest (train.recompute = blocks; unit_recompute.h).
   StageModel(const ModelConfig& model, int seq_len, int first_unit = 0, int last_unit = -1,
-             const TensorParallel& tp = {});
+             const TensorParallel& tp = {}, bool recompute_blocks = false);
 
   // Runs the held units in order. For the first stage `in` is ignored (tokens come from the
   // slot); for the last stage `out` is left empty and slot.loss_sum is filled.

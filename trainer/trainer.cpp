@@ -184,7 +184,8 @@ int train_main(const std::vector<std::string>& args) {
                             config.parallel.stages);
     const int stage = grid->stage();
     model = std::make_unique<StageModel>(config.model, config.train.seq_len, first[stage],
-                                         first[stage + 1], make_tensor_parallel(*grid, config));
+                                         first[stage + 1], make_tensor_parallel(*grid, config),
+                                         recompute_blocks(config.train));
     model->params().init_all(config.train.seed);
     checkpoint_dir = config.checkpoint.dir.empty()
                          ? (std::filesystem::path(config.run.dir) / "checkpoints").string()

@@ -50,6 +50,10 @@ class Unit {
   virtual void release(int64_t slot_id) = 0;
   // Slots whose cache is alive (the pipeline's activation count is asserted from this).
   virtual int64_t live_slots() const = 0;
+  // Makes this unit take its caches from, and release them to, the same pool of released caches
+  // as `other` (activation recomputation: the recomputed blocks of a stage hold one cache among
+  // them, not one each). false when `other` is not of the same kind, or the unit has no cache.
+  virtual bool share_released_caches_with(Unit& /*other*/) { return false; }
 
  private:
   std::string name_;
@@ -63,11 +67,11 @@ class SlotCaches {
   Cache& acquire(int64_t id) {
     auto& slot = live_[id];
     if (!slot) {
-      if (free_.empty()) {
+      if (free_->empty()) {
         slot = std::make_unique<Cache>();
       } else {
-        slot = std::move(free_.back());
-        free_.pop_back();
+        slot = std::move(free_->back());
+        free_->pop_back();
       }
     }
     return *slot;
@@ -76,14 +80,17 @@ class SlotCaches {
   void release(int64_t id) {
     auto it = live_.find(id);
     if (it == live_.end()) return;
-    free_.push_back(std::move(it->second));
+    free_->push_back(std::move(it->second));
     live_.erase(it);
   }
   int64_t live() const { return static_cast<int64_t>(live_.size()); }
+  // From now on, released caches go to (and acquire takes from) `other`'s pool.
+  void share_released_with(SlotCaches& other) { free_ = other.free_; }
 
  private:
   std::map<int64_t, std::unique_ptr<Cache>> live_;
-  std::vector<std::unique_ptr<Cache>> free_;
+  using Pool = std::vector<std::unique_ptr<Cache>>;
+  std::shared_ptr<Pool> free_ = std::make_shared<Pool>();  // released caches, kept for reuse
 };
 
 }  // namespace hg

@@ -125,6 +125,12 @@ class BlockUnit : public Unit {
 
   void release(int64_t id) override { caches_.release(id); }
   int64_t live_slots() const override { return caches_.live(); }
+  bool share_released_caches_with(Unit& other) override {
+    auto* block = dynamic_cast<BlockUnit*>(&other);
+    if (!block) return false;
+    caches_.share_released_with(block->caches_);
+    return true;
+  }
 
  private:
   struct Cache {

@@ -61,7 +61,8 @@ DistributedRun run_distributed(const Config& config, MPI_Comm comm, int steps,
                       static_cast<int>(config.model.stacks.size()), config.parallel.stages);
   r.model =
       std::make_unique<StageModel>(config.model, config.train.seq_len, first[grid.stage()],
-                                   first[grid.stage() + 1], make_tensor_parallel(grid, config));
+                                   first[grid.stage() + 1], make_tensor_parallel(grid, config),
+                                   recompute_blocks(config.train));
   r.model->params().init_all(config.train.seed);
   PipelineRuntime runtime(*r.model, grid, parse_schedule_kind(config.parallel.schedule), first,
                           nullptr, grad_bucket_bytes(config.parallel));

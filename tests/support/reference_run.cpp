@@ -14,7 +14,8 @@ std::vector<int32_t> step_tokens(const Config& config, int64_t s, uint64_t token
 
 ReferenceRun single_process_run(const Config& config, int steps, uint64_t token_seed) {
   ReferenceRun r;
-  r.model = std::make_unique<StageModel>(config.model, config.train.seq_len);
+  r.model = std::make_unique<StageModel>(config.model, config.train.seq_len, 0, -1,
+                                         TensorParallel{}, recompute_blocks(config.train));
   r.model->params().init_all(config.train.seed);
   const int64_t row = config.train.seq_len + 1;
   for (int64_t s = 0; s < steps; ++s) {

@@ -302,8 +302,9 @@ std::vector<Layout> layouts() {
   return {
       {"tp2_long_short", 1, 1, 2, "", "", true},
       {"tp4_full_matformer", 1, 1, 4, "attention = full\n" + joint, matformer},
-      {"dp2_tp2_resampling_dropout", 2, 1, 2, "resampling = attention\ndropout = 0.1\n", "", false,
-       3e-5},
+      // Also recomputes the blocks' activations (the recomputed forward repeats the all-reduces).
+      {"dp2_tp2_resampling_dropout_recompute", 2, 1, 2, "resampling = attention\ndropout = 0.1\n",
+       "recompute = blocks\n", false, 3e-5},
       {"pp3_tp2_matformer", 1, 3, 2, joint, matformer, true},
       {"dp2_pp2_tp2_full_resampling_matformer", 2, 2, 2,
        "attention = full\nresampling = attention\n" + joint, matformer},
