@@ -1,6 +1,7 @@
 // Device query, allocation and host <-> device copies (core/cuda/device.h).
 #include <cuda_runtime.h>
 
+#include <stdexcept>
 #include <string>
 
 #include "core/cuda/check.h"
@@ -16,6 +17,13 @@ int device_count(std::string* reason) {
     return 0;
   }
   return n;
+}
+
+void select_device(int local_rank) {
+  std::string reason;
+  const int n = device_count(&reason);
+  if (n == 0) throw std::runtime_error("select_device: no CUDA device (" + reason + ")");
+  check(cudaSetDevice(local_rank % n), "cudaSetDevice");
 }
 
 float* device_alloc(int64_t n) {

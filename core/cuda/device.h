@@ -10,6 +10,9 @@ namespace hg::cuda {
 // or no device exists. `reason` receives the CUDA error string in that case.
 int device_count(std::string* reason = nullptr);
 
+// Makes device local_rank % device_count() current for this host thread (one device per rank).
+void select_device(int local_rank);
+
 // Row-major C = alpha·op(A)·op(B) + beta·C on device pointers, through cuBLAS (same contract as
 // hg::gemm in core/gemm.h).
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,

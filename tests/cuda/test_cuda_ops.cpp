@@ -8,6 +8,7 @@
 // or contract a·b + c into an FMA differently, results differ by a few ulp of the terms, and each
 // tolerance below is ten or more times that estimate.
 #include <gtest/gtest.h>
+#include <mpi.h>
 
 #include <cmath>
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "core/cuda/device.h"
+#include "core/cuda/nccl_comm.h"
 #include "core/cuda/ops.h"
 #include "core/gemm.h"
 #include "layers/activation.h"
@@ -345,6 +347,44 @@ TEST(CudaAdamW, MatchesCpuOptimizerOverThreeSteps) {
     expect_close(name + " exp_avg_sq", device[name].exp_avg_sq->to_host(), host(p.exp_avg_sq), 1e-7,
                  1e-5);
   }
+}
+
+// Runs here, without a GPU: libnccl.so.2 loads (dlopen) and draws an id, which is all a rank
+// needs before it broadcasts the id over MPI.
+TEST(CudaNccl, LoadsAndDrawsUniqueId) {
+  EXPECT_GE(cuda::nccl_version(), 20000);  // 2.x codes are major·10000 + minor·100 + patch
+  const cuda::NcclId id = cuda::nccl_unique_id();
+  bool any_set = false;
+  for (char b : id.bytes) any_set = any_set || b != 0;
+  EXPECT_TRUE(any_set);
+}
+
+// The all-reduce over every rank of the world (tests/cuda/CMakeLists.txt runs it under mpirun -np
+// 2), one device per rank, id broadcast over MPI as the trainer will. Rank r contributes
+// (r+1)·x with small integers x, so the sum ranks(ranks+1)/2 · x is exact in float32 whatever
+// NCCL's reduction order: compared exactly.
+TEST(CudaNcclMpi, AllReduceSumsOverRanks) {
+  SKIP_WITHOUT_DEVICE();
+  int ranks = 1, rank = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (cuda::device_count() < ranks)
+    GTEST_SKIP() << ranks << " ranks need as many devices; " << cuda::device_count() << " found";
+  cuda::select_device(rank);
+  cuda::NcclId id{};
+  if (rank == 0) id = cuda::nccl_unique_id();
+  MPI_Bcast(id.bytes, sizeof id.bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
+  cuda::NcclComm* comm = cuda::nccl_init(id, ranks, rank);
+  const int64_t n = 1000;
+  std::vector<float> mine(n), want(n);
+  for (int64_t i = 0; i < n; ++i) {
+    mine[i] = static_cast<float>((i % 7) * (rank + 1));
+    want[i] = static_cast<float>((i % 7) * ranks * (ranks + 1) / 2);
+  }
+  DeviceFloats buf(mine);
+  cuda::nccl_all_reduce_sum(comm, buf.get(), n);
+  expect_close("all-reduced", buf.to_host(), want, 0.0, 0.0);  // to_host waits for the stream
+  cuda::nccl_finalize(comm);
 }
 
 }  // namespace
