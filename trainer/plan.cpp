@@ -632,6 +632,7 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
   const double intra_latency = cluster.intra_latency < 0 ? cluster.latency : cluster.intra_latency;
   const int G = cluster.devices_per_node;
   // The trainer's bucket (parallel.grad_bucket_mb, MiB), unless plan.bucket_mb (MiB) overrides it.
+  const bool recompute = recompute_blocks(config.train);
   const double bucket_bytes = options.bucket_mb > 0 ? options.bucket_mb * 1024 * 1024
                                                     : double(grad_bucket_bytes(config.parallel));
   const int granularity_runs =
@@ -730,6 +731,9 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
         // Per stage: compute per micro-batch, tp all-reduces, parameters, activations.
         std::vector<double> fwd(pp, 0), bwd(pp, 0), tp_time(pp, 0), update(pp, 0);
         std::vector<double> params(pp, 0), act(pp, 0);
+        // train.recompute = blocks: a block keeps its input per micro-batch in flight, and one
+        // block's whole activations exist at a time (the stage's blocks share one cache).
+        std::vector<double> transient(pp, 0);
         // The final backward unit by unit, last unit first, and each unit's gradient bytes.
         std::vector<std::vector<double>> unit_bwd(pp), unit_grad_bytes(pp);
         for (int s = 0; s < pp; ++s)
@@ -755,19 +759,32 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
             }
             f = f / compute_split + cluster.unit_overhead;
             b = b / compute_split + cluster.unit_overhead;
+            double ar = 0;  // one tp all-reduce of this unit's activations
             if (sharded && tp > 1) {
               const double bytes = double(mb) * p.rows * model.d_model * value_bytes;
-              const double ar = allreduce(bytes, tp, tp_intra, 1, false);
+              ar = allreduce(bytes, tp, tp_intra, 1, false);
               f += 2 * ar;  // after the attention output and the FFN output
               b += 2 * ar;  // their input gradients
               tp_time[s] += 4 * ar;
+            }
+            const double unit_act =
+                p.activation_bytes * value_bytes / 4 * mb *
+                (sharded ? replicated_activations + (1 - replicated_activations) / tp : 1);
+            const bool recomputed = recompute && p.kind == UnitKind::Block;
+            if (recomputed) {
+              b += f;  // the forward again, all-reduces included
+              tp_time[s] += 2 * ar;
             }
             fwd[s] += f;
             bwd[s] += b;
             update[s] += upd / compute_split;
             params[s] += p.params / split;
-            act[s] += p.activation_bytes * value_bytes / 4 * mb *
-                      (sharded ? replicated_activations + (1 - replicated_activations) / tp : 1);
+            if (recomputed) {
+              act[s] += double(mb) * p.rows * model.d_model * value_bytes;
+              transient[s] = std::max(transient[s], unit_act);
+            } else {
+              act[s] += unit_act;
+            }
             unit_bwd[s].insert(unit_bwd[s].begin(), b);
             unit_grad_bytes[s].insert(unit_grad_bytes[s].begin(), p.params / split * grad_bytes);
           }
@@ -830,12 +847,12 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
             lp.optimizer_seconds = std::max(lp.optimizer_seconds, update[s]);
             end = std::max(end, sim.finish[s] + sync[s].exposed);
             lp.tp_seconds = std::max(lp.tp_seconds, tp_time[s] * m);
-            const double memory =
-                params[s] * state_bytes + act[s] * sim.max_alive[s] + cluster.memory_reserve;
+            const double memory = params[s] * state_bytes + act[s] * sim.max_alive[s] +
+                                  transient[s] + cluster.memory_reserve;
             if (memory > lp.memory_bytes) {
               lp.memory_bytes = memory;
               lp.param_bytes = params[s] * state_bytes;
-              lp.activation_bytes = act[s] * sim.max_alive[s];
+              lp.activation_bytes = act[s] * sim.max_alive[s] + transient[s];
             }
           }
           // The loss and grad-norm all-reduces: two latency-bound calls over the world.
@@ -898,6 +915,10 @@ void print_table(const PlanResult& r, const Config& config, const ClusterSpec& c
   else
     std::printf("compute: measured unit times from %s; precision %s\n", options.calibration.c_str(),
                 options.precision.c_str());
+  if (recompute_blocks(config.train))
+    std::printf(
+        "recompute: blocks (each block's forward runs again in its backward; per micro-batch in "
+        "flight a block keeps only its input)\n");
   if (config.train.matformer == "joint")
     std::printf(
         "note: matformer joint runs every micro-batch once per width; compute is "

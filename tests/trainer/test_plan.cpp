@@ -190,6 +190,27 @@ TEST(Plan, OneFOneBNeedsLessActivationMemoryThanGPipe) {
   EXPECT_LT(one.memory_bytes, gpipe.memory_bytes);
 }
 
+// train.recompute = blocks: less activation memory, and every block's forward once more in the
+// backward (so the step is longer by about the blocks' forward time).
+TEST(Plan, RecomputeTradesActivationMemoryForAForward) {
+  Config keep = small_config(16), recompute = keep;
+  recompute.train.recompute = "blocks";
+  PlanOptions options;
+  options.ranks = 4;
+  options.pp = 4;
+  options.micro_batches = {1};
+  options.schedules = {"gpipe"};
+  ClusterSpec slow = two_nodes_of_two();
+  slow.device_flops = 1e9;  // compute-bound, so the extra forward shows in the step
+  const PlanResult a = plan_layouts(keep, slow, options);
+  const PlanResult b = plan_layouts(recompute, slow, options);
+  ASSERT_EQ(a.layouts.size(), 1u);
+  ASSERT_EQ(b.layouts.size(), 1u);
+  EXPECT_LT(b.layouts[0].activation_bytes, 0.5 * a.layouts[0].activation_bytes);
+  EXPECT_GT(b.layouts[0].step_seconds, 1.15 * a.layouts[0].step_seconds);
+  EXPECT_LT(b.layouts[0].step_seconds, 1.5 * a.layouts[0].step_seconds);
+}
+
 TEST(Plan, SlowNetworksFavourFewerMessages) {
   const Config config = small_config();
   ClusterSpec cluster = two_nodes_of_two();
