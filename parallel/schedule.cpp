@@ -11,13 +11,27 @@
 namespace hg {
 namespace {
 
-void validate(const PipelineLayout& layout) {
+void validate(ScheduleKind kind, const PipelineLayout& layout) {
   auto fail = [](const std::string& what) {
     throw std::invalid_argument("PipelineLayout: " + what);
   };
   if (layout.stages < 1) fail("stages = " + std::to_string(layout.stages) + " < 1");
   if (layout.micro_batches < 1)
     fail("micro_batches = " + std::to_string(layout.micro_batches) + " < 1");
+  const int v = layout.virtual_stages;
+  if (v < 1 || v > kMaxVirtualStages)
+    fail("virtual_stages = " + std::to_string(v) + " outside [1, " +
+         std::to_string(kMaxVirtualStages) + "]");
+  if (kind != ScheduleKind::Interleaved && v != 1)
+    fail("virtual_stages = " + std::to_string(v) + " needs the interleaved schedule");
+  if (kind == ScheduleKind::Interleaved) {
+    if (v > 1 && layout.stages < 2)
+      fail("virtual_stages = " + std::to_string(v) + " needs at least 2 stages");
+    if (layout.micro_batches % layout.stages != 0)
+      fail("interleaved: micro_batches = " + std::to_string(layout.micro_batches) +
+           " is not a multiple of stages = " + std::to_string(layout.stages));
+  }
+  const int virtual_count = layout.stages * v;
   std::set<int> levels;
   for (const SkipEdge& e : layout.skips) {
     const std::string edge = "skip level " + std::to_string(e.level) + " (stage " +
@@ -25,9 +39,10 @@ void validate(const PipelineLayout& layout) {
                              std::to_string(e.consumer_stage) + ")";
     if (e.level < 0 || e.level > 30) fail(edge + ": level outside [0, 30]");
     if (!levels.insert(e.level).second) fail(edge + ": level appears twice");
-    if (e.producer_stage < 0 || e.consumer_stage >= layout.stages ||
+    if (e.producer_stage < 0 || e.consumer_stage >= virtual_count ||
         e.producer_stage > e.consumer_stage)
-      fail(edge + ": needs 0 <= producer <= consumer < stages = " + std::to_string(layout.stages));
+      fail(edge + ": needs 0 <= producer <= consumer < stages x virtual_stages = " +
+           std::to_string(virtual_count));
   }
 }
 
@@ -37,32 +52,48 @@ std::vector<SkipEdge> by_level(std::vector<SkipEdge> skips) {
   return skips;
 }
 
-void append_forward(std::vector<Instruction>& list, int s, int mb, const PipelineLayout& layout,
+// The ops of virtual stage k (rank k mod S, chunk k / S; k = rank when v = 1). A message to
+// virtual stage j goes to rank j mod S; an edge within one rank needs none.
+struct Virtual {
+  int S;
+  int rank(int k) const { return k % S; }
+  int chunk(int k) const { return k / S; }
+};
+
+void append_forward(std::vector<Instruction>& list, int k, int mb, const PipelineLayout& layout,
                     const std::vector<SkipEdge>& skips) {
-  const int last = layout.stages - 1;
-  if (s > 0) list.push_back({Op::RecvActivation, mb, s - 1, -1});
+  const Virtual at{layout.stages};
+  const int last = layout.stages * layout.virtual_stages - 1, c = at.chunk(k);
+  auto message = [&](Op op, int peer, int level) {
+    list.push_back({op, mb, at.rank(peer), level, c, at.chunk(peer)});
+  };
+  if (k > 0) message(Op::RecvActivation, k - 1, -1);
   for (const SkipEdge& e : skips)
-    if (e.consumer_stage == s && e.producer_stage != s)
-      list.push_back({Op::RecvSkip, mb, e.producer_stage, e.level});
-  list.push_back({Op::Forward, mb, -1, -1});
-  if (s < last) list.push_back({Op::SendActivation, mb, s + 1, -1});
+    if (e.consumer_stage == k && at.rank(e.producer_stage) != at.rank(k))
+      message(Op::RecvSkip, e.producer_stage, e.level);
+  list.push_back({Op::Forward, mb, -1, -1, c, 0});
+  if (k < last) message(Op::SendActivation, k + 1, -1);
   for (const SkipEdge& e : skips)
-    if (e.producer_stage == s && e.consumer_stage != s)
-      list.push_back({Op::SendSkip, mb, e.consumer_stage, e.level});
+    if (e.producer_stage == k && at.rank(e.consumer_stage) != at.rank(k))
+      message(Op::SendSkip, e.consumer_stage, e.level);
 }
 
-void append_backward(std::vector<Instruction>& list, int s, int mb, const PipelineLayout& layout,
+void append_backward(std::vector<Instruction>& list, int k, int mb, const PipelineLayout& layout,
                      const std::vector<SkipEdge>& skips) {
-  const int last = layout.stages - 1;
-  if (s < last) list.push_back({Op::RecvGradient, mb, s + 1, -1});
+  const Virtual at{layout.stages};
+  const int last = layout.stages * layout.virtual_stages - 1, c = at.chunk(k);
+  auto message = [&](Op op, int peer, int level) {
+    list.push_back({op, mb, at.rank(peer), level, c, at.chunk(peer)});
+  };
+  if (k < last) message(Op::RecvGradient, k + 1, -1);
   for (const SkipEdge& e : skips)
-    if (e.producer_stage == s && e.consumer_stage != s)
-      list.push_back({Op::RecvSkipGradient, mb, e.consumer_stage, e.level});
-  list.push_back({Op::Backward, mb, -1, -1});
-  if (s > 0) list.push_back({Op::SendGradient, mb, s - 1, -1});
+    if (e.producer_stage == k && at.rank(e.consumer_stage) != at.rank(k))
+      message(Op::RecvSkipGradient, e.consumer_stage, e.level);
+  list.push_back({Op::Backward, mb, -1, -1, c, 0});
+  if (k > 0) message(Op::SendGradient, k - 1, -1);
   for (const SkipEdge& e : skips)
-    if (e.consumer_stage == s && e.producer_stage != s)
-      list.push_back({Op::SendSkipGradient, mb, e.producer_stage, e.level});
+    if (e.consumer_stage == k && at.rank(e.producer_stage) != at.rank(k))
+      message(Op::SendSkipGradient, e.producer_stage, e.level);
 }
 
 // Message kinds: a send and its receive share one.
@@ -103,21 +134,54 @@ bool is_recv(Op op) {
 ScheduleKind parse_schedule_kind(const std::string& name) {
   if (name == "gpipe") return ScheduleKind::GPipe;
   if (name == "1f1b") return ScheduleKind::OneFOneB;
-  throw UsageError("parallel.schedule = '" + name + "' is not a schedule: use gpipe or 1f1b");
+  if (name == "interleaved") return ScheduleKind::Interleaved;
+  throw UsageError("parallel.schedule = '" + name +
+                   "' is not a schedule: use gpipe, 1f1b or interleaved");
 }
 
 const char* schedule_name(ScheduleKind kind) {
-  return kind == ScheduleKind::GPipe ? "gpipe" : "1f1b";
+  switch (kind) {
+    case ScheduleKind::GPipe:
+      return "gpipe";
+    case ScheduleKind::OneFOneB:
+      return "1f1b";
+    case ScheduleKind::Interleaved:
+      return "interleaved";
+  }
+  return "?";
 }
 
 std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind,
                                                     const PipelineLayout& layout) {
-  validate(layout);
+  validate(kind, layout);
   const int S = layout.stages, m = layout.micro_batches;
   const std::vector<SkipEdge> skips = by_level(layout.skips);
   std::vector<std::vector<Instruction>> lists(S);
   for (int s = 0; s < S; ++s) {
     auto& list = lists[s];
+    if (kind == ScheduleKind::Interleaved) {
+      // Megatron-LM's order (schedules.py, forward_backward_pipelining_with_interleaving): groups
+      // of S micro-batches walk up the chunks in the forward and down them in the backward; the
+      // warm-up fills the S − r − 1 ranks below twice (their forward and the returning gradient)
+      // plus the v − 1 further chunks of the first group.
+      const int v = layout.virtual_stages, total = m * v;
+      auto micro_batch = [&](int j) { return (j / (S * v)) * S + j % S; };
+      auto forward_chunk = [&](int j) { return (j / S) % v; };
+      auto forward = [&](int j) {
+        append_forward(list, forward_chunk(j) * S + s, micro_batch(j), layout, skips);
+      };
+      auto backward = [&](int j) {
+        append_backward(list, (v - 1 - forward_chunk(j)) * S + s, micro_batch(j), layout, skips);
+      };
+      const int warmup = std::min(2 * (S - s - 1) + (v - 1) * S, total);
+      for (int j = 0; j < warmup; ++j) forward(j);
+      for (int j = 0; j + warmup < total; ++j) {
+        forward(j + warmup);
+        backward(j);
+      }
+      for (int j = total - warmup; j < total; ++j) backward(j);
+      continue;
+    }
     if (kind == ScheduleKind::GPipe) {
       for (int mb = 0; mb < m; ++mb) append_forward(list, s, mb, layout, skips);
       for (int mb = 0; mb < m; ++mb) append_backward(list, s, mb, layout, skips);
@@ -139,7 +203,9 @@ std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind,
 int message_tag(const Instruction& instruction) {
   const int kind = message_kind(instruction.op);
   if (kind == kNone) return -1;
-  return ((instruction.micro_batch % 256) * 4 + kind) * 32 + (instruction.skip_level + 1);
+  const int sender_chunk = is_send(instruction.op) ? instruction.chunk : instruction.peer_chunk;
+  return (((instruction.micro_batch % 32) * 4 + kind) * kMaxVirtualStages + sender_chunk) * 32 +
+         (instruction.skip_level + 1);
 }
 
 const char* op_name(Op op) {
@@ -170,14 +236,17 @@ const char* op_name(Op op) {
 
 std::string to_string(const Instruction& in) {
   std::string text = std::string(op_name(in.op)) + " mb " + std::to_string(in.micro_batch);
+  if (in.chunk > 0) text += " chunk " + std::to_string(in.chunk);
   if (in.skip_level >= 0) text += " level " + std::to_string(in.skip_level);
-  if (is_send(in.op)) text += " to stage " + std::to_string(in.peer_stage);
-  if (is_recv(in.op)) text += " from stage " + std::to_string(in.peer_stage);
+  const std::string peer_chunk =
+      in.peer_chunk > 0 ? " chunk " + std::to_string(in.peer_chunk) : std::string();
+  if (is_send(in.op)) text += " to stage " + std::to_string(in.peer_stage) + peer_chunk;
+  if (is_recv(in.op)) text += " from stage " + std::to_string(in.peer_stage) + peer_chunk;
   return text;
 }
 
-double theoretical_bubble(int stages, int micro_batches) {
-  return double(stages - 1) / double(micro_batches + stages - 1);
+double theoretical_bubble(int stages, int micro_batches, int virtual_stages) {
+  return double(stages - 1) / double(virtual_stages * micro_batches + stages - 1);
 }
 
 SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
@@ -199,16 +268,19 @@ SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
     return fail("SimulationCosts.backward has " + std::to_string(costs.backward.size()) +
                 " entries for " + std::to_string(S) + " stages");
 
-  // A message is (kind, micro-batch, skip level, from stage, to stage).
-  using Message = std::tuple<int, int, int, int, int>;
+  // A message is (kind, micro-batch, skip level, from stage, from chunk, to stage, to chunk).
+  using Message = std::tuple<int, int, int, int, int, int, int>;
   auto where = [](int s, size_t pc, const Instruction& in) {
     return "stage " + std::to_string(s) + " instruction " + std::to_string(pc) + " (" +
            to_string(in) + ")";
   };
   auto message_of = [](int s, const Instruction& in) {
     const int kind = message_kind(in.op);
-    return is_send(in.op) ? Message{kind, in.micro_batch, in.skip_level, s, in.peer_stage}
-                          : Message{kind, in.micro_batch, in.skip_level, in.peer_stage, s};
+    return is_send(in.op)
+               ? Message{kind,     in.micro_batch, in.skip_level, s,
+                         in.chunk, in.peer_stage,  in.peer_chunk}
+               : Message{kind, in.micro_batch, in.skip_level, in.peer_stage, in.peer_chunk,
+                         s,    in.chunk};
   };
 
   // Every send in any list, up front: a receive without one is unmatched, not a deadlock.
@@ -243,7 +315,7 @@ SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
   std::vector<size_t> pc(S, 0);
   std::vector<double> clock(S, 0.0);
   std::vector<int> alive(S, 0);
-  std::vector<std::set<int>> forwarded(S), backwarded(S);
+  std::vector<std::set<std::pair<int, int>>> forwarded(S), backwarded(S);  // (mb, chunk)
   bool progress = true;
   while (progress) {
     progress = false;
@@ -252,7 +324,7 @@ SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
       while (pc[s] < list.size()) {
         const Instruction& in = list[pc[s]];
         if (in.op == Op::Forward) {
-          if (!forwarded[s].insert(in.micro_batch).second)
+          if (!forwarded[s].insert({in.micro_batch, in.chunk}).second)
             return fail(where(s, pc[s], in) + ": second Forward of this micro-batch");
           const double cost = costs.compute           ? costs.compute(s, in)
                               : costs.forward.empty() ? 1.0
@@ -261,9 +333,9 @@ SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
           result.busy[s] += cost;
           result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
         } else if (in.op == Op::Backward) {
-          if (!forwarded[s].count(in.micro_batch))
+          if (!forwarded[s].count({in.micro_batch, in.chunk}))
             return fail(where(s, pc[s], in) + ": Backward before its Forward");
-          if (!backwarded[s].insert(in.micro_batch).second)
+          if (!backwarded[s].insert({in.micro_batch, in.chunk}).second)
             return fail(where(s, pc[s], in) + ": second Backward of this micro-batch");
           const double cost = costs.compute            ? costs.compute(s, in)
                               : costs.backward.empty() ? 2.0

@@ -27,6 +27,15 @@
 //
 // Memory: a micro-batch's activations on a stage live from its Forward to its Backward.
 // GPipe keeps all m alive on every stage; 1F1B keeps at most min(S - s, m) on stage s.
+//
+// Interleaved 1F1B (Megatron-LM's virtual pipeline stages, Narayanan et al. 2021): the model is
+// cut into V = S·v virtual stages; virtual stage k runs on rank k mod S as that rank's chunk k / S.
+// A rank's list then mixes its chunks: every instruction names its `chunk`, every message the
+// chunk at the other end (`peer_chunk`), and the lists above are built per virtual stage, with
+// "stage s ± 1" read as "virtual stage k ± 1" (rank (k ± 1) mod S). A skip whose producer and
+// consumer virtual stages sit on the same rank needs no message (the rank's micro-batch carries
+// it from one chunk to the other), exactly as a same-stage skip. The ideal bubble drops from
+// (S−1)/(m+S−1) to (S−1)/(v·m+S−1) for the price of v times the point-to-point messages.
 #pragma once
 #include <functional>
 #include <string>
@@ -34,7 +43,7 @@
 
 namespace hg {
 
-enum class ScheduleKind { GPipe, OneFOneB };
+enum class ScheduleKind { GPipe, OneFOneB, Interleaved };
 
 enum class Op {
   RecvActivation,
@@ -52,13 +61,16 @@ enum class Op {
 struct Instruction {
   Op op;
   int micro_batch;
-  int peer_stage;  // other end of a send/receive = rank in ProcessGrid::pp_comm(); -1 compute
-  int skip_level;  // hourglass level i of a skip or its gradient; -1 otherwise
+  int peer_stage;      // other end of a send/receive = rank in ProcessGrid::pp_comm(); -1 compute
+  int skip_level;      // hourglass level i of a skip or its gradient; -1 otherwise
+  int chunk = 0;       // this rank's chunk (virtual stage chunk·S + rank) the op belongs to
+  int peer_chunk = 0;  // the chunk at the other end of a send/receive; 0 for compute ops
 };
 
 // The hourglass residual of level i: produced by the stage holding down/i (which has the skip,
 // the output of stack i, as its input), consumed by the stage holding up/i. An edge whose
 // producer equals its consumer needs no communication: the skip stays in that stage's memory.
+// Under interleaving the stages here are virtual stages (0 .. stages·virtual_stages − 1).
 struct SkipEdge {
   int level;
   int producer_stage;
@@ -66,36 +78,48 @@ struct SkipEdge {
 };
 
 struct PipelineLayout {
-  int stages = 1;
+  int stages = 1;  // pipeline ranks S
   int micro_batches = 1;
   std::vector<SkipEdge> skips;  // at most one per level; any order
+  int virtual_stages = 1;       // chunks per rank v; > 1 only for Interleaved
 };
 
-// "gpipe" | "1f1b" (parallel.schedule); UsageError otherwise.
+// "gpipe" | "1f1b" | "interleaved" (parallel.schedule); UsageError otherwise.
 ScheduleKind parse_schedule_kind(const std::string& name);
-const char* schedule_name(ScheduleKind kind);  // "gpipe" | "1f1b"
+const char* schedule_name(ScheduleKind kind);  // "gpipe" | "1f1b" | "interleaved"
+
+// At most this many chunks per rank: message_tag() has room for 8.
+constexpr int kMaxVirtualStages = 8;
 
 // One instruction list per stage. GPipe: every forward (mb 0..m-1), then every backward
 // (mb 0..m-1). 1F1B (PipeDream-flush, as Megatron-LM): stage s runs w = min(S-s-1, m) warm-up
 // forwards, then alternates one forward and one backward (mb order) until all m forwards are
-// done, then the remaining w backwards. Throws std::invalid_argument on an invalid layout.
+// done, then the remaining w backwards. Interleaved (Megatron-LM's interleaved 1F1B): with
+// S·v virtual stages and m a multiple of S, rank r's j-th forward is micro-batch
+// (j / (S·v))·S + j mod S of chunk (j / S) mod v (groups of S micro-batches per chunk), its j-th
+// backward the same micro-batch of chunk v − 1 − (j / S) mod v; it runs
+// w = min(2(S−r−1) + (v−1)·S, m·v) warm-up forwards, then alternates forward and backward, then
+// the remaining w backwards. Throws std::invalid_argument on an invalid layout (interleaved: S ≥ 2
+// when v > 1, m a multiple of S, v ≤ kMaxVirtualStages; other kinds: v = 1).
 std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind,
                                                     const PipelineLayout& layout);
 
 // The MPI tag of a message: the same for a send and its receive. Distinct for the four message
-// kinds, every skip level < 31 and micro-batch mod 256 (MPI orders messages of equal source, tag
-// and communicator, and both ends handle one kind in micro-batch order, so the wrap is safe).
-// Fits the 32767 that MPI guarantees as MPI_TAG_UB. -1 for compute ops.
+// kinds, every skip level < 31, the sender's chunk (< 8) and micro-batch mod 32 (MPI orders
+// messages of equal source, tag and communicator, and both ends handle one kind of one chunk in
+// micro-batch order, so the wrap is safe). Fits the 32767 that MPI guarantees as MPI_TAG_UB. -1
+// for compute ops.
 int message_tag(const Instruction& instruction);
 
 const char* op_name(Op op);                             // "RecvActivation", ...
 std::string to_string(const Instruction& instruction);  // "RecvSkip mb 3 level 0 from stage 0"
 
 // The schedule's ideal bubble on S uniform stages with m micro-batches: (S-1)/(m+S-1), for GPipe
-// and 1F1B alike. Skip messages do not change it when they cost nothing (simulate() agrees): a
+// and 1F1B alike; interleaved over v uniform chunks per rank: (S-1)/(v·m+S-1), i.e. (S-1)/(v·m)
+// of the ideal step. Skip messages do not change it when they cost nothing (simulate() agrees): a
 // skip leaves its producer before the activation chain reaches its consumer, and its gradient
 // before the gradient chain does.
-double theoretical_bubble(int stages, int micro_batches);
+double theoretical_bubble(int stages, int micro_batches, int virtual_stages = 1);
 
 // Durations for simulate(). Compute: per stage (empty = 1 forward, 2 backward on every stage),
 // or per op through `compute`. Messages: seconds from a send being issued to its message being
@@ -117,7 +141,8 @@ struct SimulationResult {
   bool ok = false;        // completed with every send matched by exactly one receive
   bool deadlock = false;  // no stage could progress while some had instructions left
   std::string error;      // "" when ok; else what is wrong, e.g. each blocked stage and its wait
-  std::vector<int> max_alive;  // per stage: max micro-batches forwarded but not yet backwarded
+  // per stage: max (micro-batch, chunk) pairs forwarded but not yet backwarded
+  std::vector<int> max_alive;
   std::vector<double> busy;    // per stage: total compute time
   std::vector<double> finish;  // per stage: time its last instruction completed
   double makespan = 0;         // max over finish
@@ -130,12 +155,12 @@ struct SimulationResult {
 };
 
 // Executes every stage's list in one process: sends are non-blocking and buffered; a receive
-// blocks until the matching send (same kind, micro-batch and skip level, from the stage it names,
-// addressed to this stage) has been issued, and then until its message has arrived (its link's
-// cost, after the messages before it on the link); Forward and Backward take their cost. Also
-// checks that each stage runs Forward and Backward exactly once per micro-batch it touches,
-// Backward after Forward, that every peer is a valid other stage and that no send is duplicated or
-// unreceived.
+// blocks until the matching send (same kind, micro-batch, skip level and chunks, from the stage it
+// names, addressed to this stage) has been issued, and then until its message has arrived (its
+// link's cost, after the messages before it on the link); Forward and Backward take their cost.
+// Also checks that each stage runs Forward and Backward exactly once per (micro-batch, chunk) it
+// touches, Backward after Forward, that every peer is a valid other stage and that no send is
+// duplicated or unreceived.
 SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
                           const SimulationCosts& costs = {});
 

@@ -106,6 +106,94 @@ TEST(Schedule, BubbleWithoutSkipsIsTheClosedForm) {
       }
 }
 
+// Interleaved 1F1B (virtual pipeline stages): pp <= 8 ranks, v <= 4 chunks each, m every multiple
+// of pp up to 32, the skip layouts above on the pp·v virtual stages (one and two levels, same-rank
+// producers and consumers, real hourglasses cut into pp·v pieces, random edges). Every list must
+// run without deadlock, run each (micro-batch, chunk) of the rank once each way, keep the
+// activations Megatron's warm-up implies and, on uniform chunks with free messages, idle exactly
+// (pp − 1)/(v·m + pp − 1) of the time, i.e. (pp − 1)/(v·m) of the ideal step.
+TEST(Schedule, InterleavedRunsWithoutDeadlockAndKeepsItsPromises) {
+  int cases = 0;
+  for (int pp = 2; pp <= 8; ++pp)
+    for (int v = 1; v <= 4; ++v)
+      for (int m = pp; m <= 32; m += pp)
+        for (const auto& [label, skips] : skip_layouts(pp * v)) {
+          const PipelineLayout layout{pp, m, skips, v};
+          const auto lists = make_schedule(ScheduleKind::Interleaved, layout);
+          const SimulationResult result = simulate(lists);
+          const std::string where = "interleaved pp=" + std::to_string(pp) +
+                                    " v=" + std::to_string(v) + " m=" + std::to_string(m) + " " +
+                                    label;
+          ASSERT_TRUE(result.ok) << where << ": " << result.error;
+          ASSERT_EQ(static_cast<int>(lists.size()), pp) << where;
+          for (int s = 0; s < pp; ++s) {
+            std::map<int, int> forwards, backwards;  // chunk -> count
+            for (const Instruction& in : lists[s]) {
+              if (in.op == Op::Forward) ++forwards[in.chunk];
+              if (in.op == Op::Backward) ++backwards[in.chunk];
+            }
+            ASSERT_EQ(static_cast<int>(forwards.size()), v) << where << " stage " << s;
+            for (int c = 0; c < v; ++c) {
+              EXPECT_EQ(forwards[c], m) << where << " stage " << s << " chunk " << c;
+              EXPECT_EQ(backwards[c], m) << where << " stage " << s << " chunk " << c;
+            }
+            // Warm-up forwards plus the one of the first steady pair, at most all m·v.
+            const int alive = std::min(2 * (pp - s - 1) + (v - 1) * pp + 1, m * v);
+            EXPECT_EQ(result.max_alive[s], alive) << where << " stage " << s;
+          }
+          EXPECT_NEAR(result.bubble, theoretical_bubble(pp, m, v), 1e-12) << where;
+          EXPECT_NEAR(result.makespan, 3.0 * (v * m + pp - 1), 1e-9) << where;
+          ++cases;
+        }
+  EXPECT_GT(cases, 7 * 4 * 4 * 7);
+}
+
+// v = 2 halves the bubble of 1F1B at the same m (to first order in pp / m): pp = 4, m = 8.
+TEST(Schedule, InterleavingShrinksTheBubble) {
+  const SimulationResult one = simulate(make_schedule(ScheduleKind::OneFOneB, {4, 8, {}}));
+  const SimulationResult two = simulate(make_schedule(ScheduleKind::Interleaved, {4, 8, {}, 2}));
+  ASSERT_TRUE(one.ok && two.ok) << one.error << two.error;
+  EXPECT_DOUBLE_EQ(one.bubble, 3.0 / 11.0);
+  EXPECT_DOUBLE_EQ(two.bubble, 3.0 / 19.0);
+}
+
+// A skip between two chunks of one rank is not a message; one between ranks is, in both
+// directions, tagged with the sender's chunk. pp = 2, v = 2: virtual stages 0, 1, 2, 3 on ranks
+// 0, 1, 0, 1; level 0 from virtual 0 to 2 (rank 0 both), level 1 from 1 to 2 (rank 1 -> 0).
+TEST(Schedule, InterleavedSkipsBetweenChunks) {
+  const auto lists = make_schedule(ScheduleKind::Interleaved, {2, 2, {{0, 0, 2}, {1, 1, 2}}, 2});
+  int skips = 0, skip_grads = 0;
+  for (int s = 0; s < 2; ++s)
+    for (const Instruction& in : lists[s]) {
+      EXPECT_NE(in.skip_level, 0) << "stage " << s << ": " << to_string(in);
+      if (in.op == Op::SendSkip) {
+        ++skips;
+        EXPECT_EQ(s, 1);
+        EXPECT_EQ(in.chunk, 0);
+        EXPECT_EQ(in.peer_chunk, 1);
+      }
+      if (in.op == Op::SendSkipGradient) {
+        ++skip_grads;
+        EXPECT_EQ(s, 0);
+        EXPECT_EQ(in.chunk, 1);
+        EXPECT_EQ(in.peer_chunk, 0);
+      }
+    }
+  EXPECT_EQ(skips, 2);
+  EXPECT_EQ(skip_grads, 2);
+  EXPECT_TRUE(simulate(lists).ok);
+}
+
+TEST(Schedule, InterleavedRejectsBadLayouts) {
+  EXPECT_THROW(make_schedule(ScheduleKind::Interleaved, {2, 3, {}, 2}), std::invalid_argument);
+  EXPECT_THROW(make_schedule(ScheduleKind::Interleaved, {1, 4, {}, 2}), std::invalid_argument);
+  EXPECT_THROW(make_schedule(ScheduleKind::Interleaved, {2, 4, {}, 9}), std::invalid_argument);
+  EXPECT_THROW(make_schedule(ScheduleKind::OneFOneB, {2, 4, {}, 2}), std::invalid_argument);
+  EXPECT_THROW(make_schedule(ScheduleKind::Interleaved, {2, 4, {{0, 0, 4}}, 2}),
+               std::invalid_argument);
+  EXPECT_NO_THROW(make_schedule(ScheduleKind::Interleaved, {2, 4, {{0, 0, 3}}, 2}));
+}
+
 SimulationCosts uniform(int stages, double forward, double backward) {
   return {std::vector<double>(stages, forward), std::vector<double>(stages, backward)};
 }
@@ -141,6 +229,23 @@ TEST(Schedule, EventSimulationReproducesTheClosedFormBubble) {
           ASSERT_TRUE(hooked.ok) << hooked.error;
           EXPECT_EQ(hooked.makespan, sim.makespan);
           EXPECT_EQ(hooked.finish, sim.finish);
+        }
+  // Interleaved, every chunk costing f and b: (v·m + S − 1)(f + b), bubble (S − 1)/(v·m + S − 1).
+  for (int S = 2; S <= 8; ++S)
+    for (int v = 1; v <= 4; ++v)
+      for (int m = S; m <= 16; m += S)
+        for (auto [f, b] : costs) {
+          SCOPED_TRACE("interleaved S " + std::to_string(S) + " v " + std::to_string(v) + " m " +
+                       std::to_string(m) + " f " + std::to_string(f) + " b " + std::to_string(b));
+          SimulationCosts per_op;
+          per_op.compute = [f, b](int, const Instruction& in) {
+            return in.op == Op::Forward ? f : b;
+          };
+          const SimulationResult sim = simulate(
+              make_schedule(ScheduleKind::Interleaved, PipelineLayout{S, m, {}, v}), per_op);
+          ASSERT_TRUE(sim.ok) << sim.error;
+          EXPECT_EQ(sim.makespan, (v * m + S - 1) * (f + b));
+          EXPECT_NEAR(sim.bubble, theoretical_bubble(S, m, v), 1e-12);
         }
 }
 
@@ -313,8 +418,13 @@ TEST(Schedule, CostsChangeTheBubble) {
 }
 
 TEST(Schedule, MessageTagsAreSharedBySendAndReceiveAndDistinctOtherwise) {
-  const PipelineLayout layout{5, 32, {{0, 0, 4}, {1, 1, 3}}};
-  for (ScheduleKind kind : kKinds) {
+  // Interleaved: 4 chunks of 5 ranks, skips from virtual 0 to 19 and 6 to 13 (ranks 0 -> 4, 1 ->
+  // 3).
+  const std::pair<ScheduleKind, PipelineLayout> cases[] = {
+      {ScheduleKind::GPipe, {5, 32, {{0, 0, 4}, {1, 1, 3}}}},
+      {ScheduleKind::OneFOneB, {5, 32, {{0, 0, 4}, {1, 1, 3}}}},
+      {ScheduleKind::Interleaved, {5, 30, {{0, 0, 19}, {1, 6, 13}}, 4}}};
+  for (const auto& [kind, layout] : cases) {
     const auto lists = make_schedule(kind, layout);
     // (from, to, tag) -> the message it stands for: one message per key.
     std::map<std::tuple<int, int, int>, std::string> sent, received;
@@ -341,7 +451,8 @@ TEST(Schedule, MessageTagsAreSharedBySendAndReceiveAndDistinctOtherwise) {
 TEST(Schedule, ParsesScheduleNamesAndRejectsBadLayouts) {
   EXPECT_EQ(parse_schedule_kind("gpipe"), ScheduleKind::GPipe);
   EXPECT_EQ(parse_schedule_kind("1f1b"), ScheduleKind::OneFOneB);
-  EXPECT_THROW(parse_schedule_kind("interleaved"), UsageError);
+  EXPECT_EQ(parse_schedule_kind("interleaved"), ScheduleKind::Interleaved);
+  EXPECT_THROW(parse_schedule_kind("zigzag"), UsageError);
   EXPECT_THROW(make_schedule(ScheduleKind::GPipe, {0, 1, {}}), std::invalid_argument);
   EXPECT_THROW(make_schedule(ScheduleKind::GPipe, {2, 0, {}}), std::invalid_argument);
   EXPECT_THROW(make_schedule(ScheduleKind::GPipe, {2, 1, {{0, 1, 0}}}), std::invalid_argument);
@@ -349,6 +460,7 @@ TEST(Schedule, ParsesScheduleNamesAndRejectsBadLayouts) {
   EXPECT_THROW(make_schedule(ScheduleKind::GPipe, {2, 1, {{0, 0, 1}, {0, 0, 1}}}),
                std::invalid_argument);
   EXPECT_DOUBLE_EQ(theoretical_bubble(2, 8), 1.0 / 9.0);
+  EXPECT_DOUBLE_EQ(theoretical_bubble(2, 8, 2), 1.0 / 17.0);
 }
 
 }  // namespace
