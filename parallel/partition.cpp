@@ -144,6 +144,17 @@ std::vector<int> partition_units(const std::vector<UnitInfo>& units, int stages,
   return balanced(units, stages);
 }
 
+std::vector<std::pair<int, int>> rank_chunks(const std::vector<int>& first, int ranks, int rank) {
+  const int virtual_count = static_cast<int>(first.size()) - 1;
+  if (ranks < 1 || rank < 0 || rank >= ranks || virtual_count < ranks || virtual_count % ranks)
+    throw std::logic_error("rank_chunks: " + std::to_string(virtual_count) +
+                           " virtual stages, rank " + std::to_string(rank) + " of " +
+                           std::to_string(ranks));
+  std::vector<std::pair<int, int>> chunks;
+  for (int k = rank; k < virtual_count; k += ranks) chunks.push_back({first[k], first[k + 1]});
+  return chunks;
+}
+
 int stage_of_unit(const std::vector<int>& first, int unit) {
   auto it = std::upper_bound(first.begin(), first.end(), unit);
   return static_cast<int>(it - first.begin()) - 1;

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "parallel/schedule.h"
@@ -36,6 +37,11 @@ struct UnitInfo {
 // UsageError if stages < 1 or stages > units.size().
 std::vector<int> partition_units(const std::vector<UnitInfo>& units, int stages, int num_stacks,
                                  const std::string& override_counts);
+
+// Interleaved pipeline: `first` partitions the units into ranks·v virtual stages; rank r holds
+// virtual stages r, r + ranks, r + 2·ranks, ... as its chunks 0, 1, ...: their unit ranges
+// [first[k], first[k + 1]). One range when first has ranks + 1 entries.
+std::vector<std::pair<int, int>> rank_chunks(const std::vector<int>& first, int ranks, int rank);
 
 // Stage of unit `unit` under `first`.
 int stage_of_unit(const std::vector<int>& first, int unit);

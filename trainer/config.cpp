@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "parallel/schedule.h"
 
 namespace hg {
 namespace {
@@ -185,7 +186,8 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(parallel, dp),
       HG_KEY(parallel, pp),
       HG_KEY(parallel, tp),
-      HG_KEY(parallel, schedule, "gpipe|1f1b"),
+      HG_KEY(parallel, schedule, "gpipe|1f1b|interleaved"),
+      HG_KEY(parallel, virtual_stages),
       HG_KEY(parallel, stages),
       HG_KEY(parallel, timeout),
       HG_KEY(parallel, grad_bucket_mb),
@@ -313,13 +315,31 @@ void validate_parallel(const Config& c) {
                 "model.ffn_granularities or tp");
     }
   }
+  check(p.virtual_stages >= 1 && p.virtual_stages <= kMaxVirtualStages, "parallel.virtual_stages",
+        p.virtual_stages, "must be in [1, " + std::to_string(kMaxVirtualStages) + "]");
+  check(p.virtual_stages == 1 || p.schedule == "interleaved", "parallel.virtual_stages",
+        p.virtual_stages,
+        "needs parallel.schedule = interleaved (it is " + p.schedule +
+            "); set the schedule or virtual_stages = 1");
+  check(p.virtual_stages == 1 || p.pp >= 2, "parallel.virtual_stages", p.virtual_stages,
+        "needs parallel.pp >= 2 (the chunks of a virtual pipeline live on different ranks)");
+  if (p.schedule == "interleaved" && p.dp >= 1 && c.train.micro_batch >= 1) {
+    // Megatron-LM's interleaved order walks the chunks in groups of pp micro-batches.
+    const int64_t micro_batches = c.train.batch / (int64_t{p.dp} * c.train.micro_batch);
+    check(micro_batches % p.pp == 0, "train.batch", c.train.batch,
+          "gives " + std::to_string(micro_batches) +
+              " micro-batches per replica (batch / (dp x micro_batch)); the interleaved schedule "
+              "needs a multiple of parallel.pp = " +
+              std::to_string(p.pp) + ": change batch, micro_batch or pp");
+  }
+  const int virtual_count = p.pp * p.virtual_stages;
   std::vector<int> stages;
   check(parse_text(p.stages, stages), "parallel.stages", "'" + p.stages + "'",
         "expected unit counts per stage separated by commas without spaces, e.g. 5,4,6");
-  check(stages.empty() || static_cast<int>(stages.size()) == p.pp, "parallel.stages",
+  check(stages.empty() || static_cast<int>(stages.size()) == virtual_count, "parallel.stages",
         "'" + p.stages + "'",
-        "needs one unit count per pipeline stage (parallel.pp = " + std::to_string(p.pp) +
-            "), or empty for automatic placement");
+        "needs one unit count per pipeline stage (parallel.pp x parallel.virtual_stages = " +
+            std::to_string(virtual_count) + "), or empty for automatic placement");
   for (int units : stages)
     check(units >= 1, "parallel.stages", "'" + p.stages + "'", "every stage needs at least 1 unit");
   check(p.timeout > 0, "parallel.timeout", p.timeout, "must be positive (seconds)");

@@ -71,8 +71,9 @@ struct ParallelConfig {
   int dp = 1;
   int pp = 1;
   int tp = 1;
-  std::string schedule = "1f1b";  // gpipe | 1f1b
-  std::string stages;             // "" = automatic; else unit counts per stage, e.g. "5,4,6"
+  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved
+  int virtual_stages = 1;  // interleaved: chunks per rank v (the model is cut into pp·v pieces)
+  std::string stages;      // "" = automatic; else unit counts per (virtual) stage, e.g. "5,4,6"
   double timeout = 600;           // seconds any blocking wait may take before the job aborts
   double grad_bucket_mb = 4;      // data-parallel gradient all-reduce bucket (MiB), grad_buckets.h
 };

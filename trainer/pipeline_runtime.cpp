@@ -31,6 +31,13 @@ PipelineRuntime::PipelineRuntime(StageModel& model, const ProcessGrid& grid, Sch
                                  std::vector<int> stage_first, TraceRecorder* trace,
                                  int64_t grad_bucket_bytes)
     : model_(model), grid_(grid), kind_(kind), first_(std::move(stage_first)), trace_(trace) {
+  const int virtual_count = static_cast<int>(first_.size()) - 1;
+  if (virtual_count < 1 || virtual_count % grid.pp() != 0 ||
+      model.chunks() != virtual_count / grid.pp())
+    throw std::logic_error("pipeline runtime: " + std::to_string(virtual_count) +
+                           " virtual stages for pp " + std::to_string(grid.pp()) +
+                           " ranks holding " + std::to_string(model.chunks()) + " chunks each");
+  virtual_stages_ = virtual_count / grid.pp();
   skips_ = skip_edges(unit_infos(model.plans()), first_);
   for (const UnitPlan& p : model.plans())
     if (p.kind == UnitKind::Down) skip_rows_[p.stack] = static_cast<int>(p.rows);
@@ -78,10 +85,11 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
                                          const std::vector<std::vector<int>>& widths) {
   const int G = static_cast<int>(granularities.size());
   const int m = static_cast<int>(micro_batches.size()) * G;
-  const int stage = grid_.stage();
-  const bool first_stage = stage == 0, last_stage = stage == grid_.pp() - 1;
+  const int stage = grid_.stage(), pp = grid_.pp();
+  const int last_virtual = pp * virtual_stages_ - 1;
+  auto virtual_stage = [&](const Instruction& ins) { return ins.chunk * pp + stage; };
   const MPI_Comm comm = grid_.pp_comm();
-  PipelineLayout layout{grid_.pp(), m, skips_};
+  PipelineLayout layout{pp, m, skips_, virtual_stages_};
   auto lists = make_schedule(kind_, layout);
   const auto& list = lists.at(stage);
 
@@ -97,11 +105,18 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
   // keeps the receive buffers to a few micro-batches, as 1F1B's activation bound intends.
   constexpr int kLookahead = 2;
   std::vector<size_t> compute_at;  // positions of the compute ops in `list`
-  size_t final_backward = list.size();  // the op after which this stage's gradients are complete
+  // Per chunk, the op after which the gradients of the chunk's units are complete.
+  std::vector<size_t> final_backward(virtual_stages_, list.size());
   for (size_t i = 0; i < list.size(); ++i) {
     if (list[i].op == Op::Forward || list[i].op == Op::Backward) compute_at.push_back(i);
-    if (list[i].op == Op::Backward) final_backward = i;
+    if (list[i].op == Op::Backward) final_backward.at(list[i].chunk) = i;
   }
+  // The buckets expect the units done in descending stage-local order over the whole step, so
+  // the last chunk's final backward must come first (true of every schedule here).
+  for (int c = 0; c + 1 < virtual_stages_; ++c)
+    if (final_backward[c] < final_backward[c + 1])
+      throw std::logic_error("pipeline runtime: chunk " + std::to_string(c) +
+                             "'s final backward precedes chunk " + std::to_string(c + 1) + "'s");
   if (grad_buckets_) grad_buckets_->begin_step();
   const StageModel::UnitDone start_buckets = [&](int unit) { grad_buckets_->unit_done(unit); };
   std::map<size_t, PendingRecv> recvs;
@@ -115,9 +130,9 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
       const int64_t batch = micro_batches.at(ins.micro_batch / G).sequences;
       Shape shape;
       if (ins.op == Op::RecvActivation)
-        shape = activation_shape(first_[stage], batch);
+        shape = activation_shape(first_[virtual_stage(ins)], batch);
       else if (ins.op == Op::RecvGradient)
-        shape = activation_shape(first_[stage + 1], batch);
+        shape = activation_shape(first_[virtual_stage(ins) + 1], batch);
       else
         shape = {batch, skip_rows_.at(ins.skip_level), model_.config().d_model};
       PendingRecv& r = recvs[posted];
@@ -147,13 +162,17 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
     if (grad_buckets_) grad_buckets_->progress();
   };
 
-  std::map<int, Slot> slots;                   // micro-batch -> its slot
-  std::map<int, Tensor> outputs, input_grads;  // computed, not yet handed to a send
-  // Waits for the posted receives of micro-batch `mb` listed before the compute op at `end`.
-  auto take_recvs = [&](size_t end, int mb, Slot& slot, Tensor& activation) {
+  // micro-batch -> its slot: shared by the rank's chunks, so a skip between two chunks of this
+  // rank stays in it (schedule.h)
+  std::map<int, Slot> slots;
+  // (micro-batch, chunk) -> computed, not yet handed to a send
+  std::map<std::pair<int, int>, Tensor> outputs, input_grads;
+  // Waits for the posted receives of micro-batch `mb`, chunk `chunk` listed before the compute
+  // op at `end`.
+  auto take_recvs = [&](size_t end, int mb, int chunk, Slot& slot, Tensor& activation) {
     for (auto it = recvs.begin(); it != recvs.end() && it->first < end;) {
       const Instruction& ins = list[it->first];
-      if (ins.micro_batch != mb) {
+      if (ins.micro_batch != mb || ins.chunk != chunk) {
         ++it;
         continue;
       }
@@ -182,7 +201,10 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
   size_t computes_done = 0;
   for (size_t i = 0; i < list.size(); ++i) {
     const Instruction& ins = list[i];
-    const int mb = ins.micro_batch;
+    const int mb = ins.micro_batch, chunk = ins.chunk;
+    const int k = virtual_stage(ins);
+    const std::string label =
+        std::to_string(mb) + (virtual_stages_ > 1 ? "." + std::to_string(chunk) : "");
     if (ins.op == Op::Forward || ins.op == Op::Backward) {
       const size_t ahead = computes_done + kLookahead;
       post_recvs_before(ahead < compute_at.size() ? compute_at[ahead] : list.size());
@@ -200,22 +222,24 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
         const int g = granularities[mb % G];
         slot.ffn_widths = g < 0 ? nullptr : &widths[g];
         Tensor in, out;
-        take_recvs(i, mb, slot, in);
+        take_recvs(i, mb, chunk, slot, in);
         const double t0 = trace_ ? trace_->now_us() : 0;
         const double c0 = MPI_Wtime(), cpu0 = process_cpu_seconds();
-        model_.forward(slot, in, out);
+        model_.forward(slot, in, out, chunk);
         stats_.compute_seconds += MPI_Wtime() - c0;
         stats_.forward_cpu_seconds += process_cpu_seconds() - cpu0;
-        if (trace_) trace_->record_since("F" + std::to_string(mb), TraceCategory::Forward, t0, mb);
+        if (trace_) trace_->record_since("F" + label, TraceCategory::Forward, t0, mb);
         stats_.max_live = std::max(stats_.max_live, model_.live_slots());
-        loss_sums[mb % G] += slot.loss_sum;
-        if (!last_stage) outputs[mb] = std::move(out);
+        if (k == last_virtual)
+          loss_sums[mb % G] += slot.loss_sum;
+        else
+          outputs[{mb, chunk}] = std::move(out);
         progress_sends();
         break;
       }
       case Op::SendActivation:
-        send(std::move(outputs.at(mb)), ins, "send activation");
-        outputs.erase(mb);
+        send(std::move(outputs.at({mb, chunk})), ins, "send activation");
+        outputs.erase({mb, chunk});
         break;
       case Op::SendSkip: {
         Slot& slot = slots.at(mb);
@@ -226,22 +250,23 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
       case Op::Backward: {
         Slot& slot = slots.at(mb);
         Tensor dout, din;
-        take_recvs(i, mb, slot, dout);
+        take_recvs(i, mb, chunk, slot, dout);
         const double t0 = trace_ ? trace_->now_us() : 0;
         const double c0 = MPI_Wtime(), cpu0 = process_cpu_seconds();
         model_.backward(slot, dout, din,
-                        grad_buckets_ && i == final_backward ? start_buckets
-                                                             : StageModel::UnitDone{});
+                        grad_buckets_ && i == final_backward[chunk] ? start_buckets
+                                                                    : StageModel::UnitDone{},
+                        chunk);
         stats_.compute_seconds += MPI_Wtime() - c0;
         stats_.backward_cpu_seconds += process_cpu_seconds() - cpu0;
-        if (trace_) trace_->record_since("B" + std::to_string(mb), TraceCategory::Backward, t0, mb);
-        if (!first_stage) input_grads[mb] = std::move(din);
+        if (trace_) trace_->record_since("B" + label, TraceCategory::Backward, t0, mb);
+        if (k > 0) input_grads[{mb, chunk}] = std::move(din);
         progress_sends();
         break;
       }
       case Op::SendGradient:
-        send(std::move(input_grads.at(mb)), ins, "send gradient");
-        input_grads.erase(mb);
+        send(std::move(input_grads.at({mb, chunk})), ins, "send gradient");
+        input_grads.erase({mb, chunk});
         break;
       case Op::SendSkipGradient: {
         Slot& slot = slots.at(mb);

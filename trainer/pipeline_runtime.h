@@ -27,7 +27,7 @@ struct PipelineStats {
                                // exposed part, which follows it)
   double compute_seconds = 0;  // forward + backward
   double wait_seconds = 0;     // blocked in receives and final send completion
-  int64_t max_live = 0;        // max micro-batches with activations alive on this stage
+  int64_t max_live = 0;  // max (micro-batch, chunk) pairs with activations alive on this stage
   // Process CPU time inside forward / backward: with one thread per rank, the time an idle core
   // would have taken, so a benchmark on a shared machine can simulate the uncontended schedule.
   double forward_cpu_seconds = 0;
@@ -37,8 +37,11 @@ struct PipelineStats {
 
 class PipelineRuntime {
  public:
+  // stage_first: the partition into pp·v (virtual) stages, v = model.chunks() (1 unless the
+  // schedule is interleaved; chunk c of this rank is virtual stage c·pp + stage).
   // With dp > 1 the gradients are summed over the replicas during the step's final backward, in
-  // buckets of grad_bucket_bytes (parallel.grad_bucket_mb), and hold the sums when run returns.
+  // buckets of grad_bucket_bytes (parallel.grad_bucket_mb), and hold the sums when run returns:
+  // under interleaving each chunk's buckets start during that chunk's final backward.
   PipelineRuntime(StageModel& model, const ProcessGrid& grid, ScheduleKind kind,
                   std::vector<int> stage_first, TraceRecorder* trace,
                   int64_t grad_bucket_bytes = int64_t{4} << 20);
@@ -61,8 +64,9 @@ class PipelineRuntime {
   StageModel& model_;
   const ProcessGrid& grid_;
   ScheduleKind kind_;
-  std::vector<int> first_;
-  std::vector<SkipEdge> skips_;
+  std::vector<int> first_;  // [pp·v + 1] virtual stage boundaries
+  int virtual_stages_ = 1;
+  std::vector<SkipEdge> skips_;  // between virtual stages
   std::map<int, int> skip_rows_;  // level -> rows of the skip
   TraceRecorder* trace_;
   std::unique_ptr<GradientBuckets> grad_buckets_;  // dp > 1 only

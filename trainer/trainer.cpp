@@ -180,12 +180,12 @@ int train_main(const std::vector<std::string>& args) {
     set_num_threads(config.run.threads);
     auto plans = plan_units(config.model, config.train.seq_len);
     infos = unit_infos(plans);
-    first = partition_units(infos, config.parallel.pp, static_cast<int>(config.model.stacks.size()),
-                            config.parallel.stages);
-    const int stage = grid->stage();
-    model = std::make_unique<StageModel>(config.model, config.train.seq_len, first[stage],
-                                         first[stage + 1], make_tensor_parallel(*grid, config),
-                                         recompute_blocks(config.train));
+    // Interleaved: pp·v virtual stages, this rank's chunks every pp-th of them.
+    first = partition_units(infos, config.parallel.pp * config.parallel.virtual_stages,
+                            static_cast<int>(config.model.stacks.size()), config.parallel.stages);
+    model = std::make_unique<StageModel>(
+        config.model, config.train.seq_len, rank_chunks(first, config.parallel.pp, grid->stage()),
+        make_tensor_parallel(*grid, config), recompute_blocks(config.train));
     model->params().init_all(config.train.seed);
     checkpoint_dir = config.checkpoint.dir.empty()
                          ? (std::filesystem::path(config.run.dir) / "checkpoints").string()
@@ -218,10 +218,16 @@ int train_main(const std::vector<std::string>& args) {
   const bool rank0 = world_rank == 0;
   if (rank0) {
     std::printf("# hourglass train: resolved configuration\n%s\n", config.to_ini().c_str());
-    std::printf("layout: dp %d x pp %d x tp %d = %d ranks, schedule %s, %d threads per rank, "
+    std::printf("layout: dp %d x pp %d x tp %d = %d ranks, schedule %s%s, %d threads per rank, "
                 "matrix products by %s\n",
                 config.parallel.dp, config.parallel.pp, config.parallel.tp, world_size,
-                config.parallel.schedule.c_str(), num_threads(), gemm_library());
+                config.parallel.schedule.c_str(),
+                config.parallel.virtual_stages > 1
+                    ? (" (" + std::to_string(config.parallel.virtual_stages) +
+                       " virtual stages per rank: stage k below runs on rank k mod pp)")
+                          .c_str()
+                    : "",
+                num_threads(), gemm_library());
     std::printf("%s\n", format_partition(infos, first).c_str());
     std::fflush(stdout);
   }
@@ -244,7 +250,8 @@ int train_main(const std::vector<std::string>& args) {
                           grad_bucket_bytes(config.parallel));
   const int micro_batches = config.train.batch / config.parallel.dp / config.train.micro_batch;
   const double tokens_per_step = static_cast<double>(config.train.batch) * config.train.seq_len;
-  const double theory_bubble = theoretical_bubble(config.parallel.pp, micro_batches);
+  const double theory_bubble =
+      theoretical_bubble(config.parallel.pp, micro_batches, config.parallel.virtual_stages);
   std::unique_ptr<MetricsLog> metrics_log;
   if (rank0)
     metrics_log = std::make_unique<MetricsLog>(

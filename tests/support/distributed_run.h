@@ -49,7 +49,8 @@ std::string compare_with_reference(const DistributedRun& got, const ReferenceRun
                                    double tensor_tolerance, const std::string& where);
 
 // The live micro-batch count of every step: 1F1B holds min(pp − stage, m) on stage `stage`, GPipe
-// all m (schedule.h).
+// all m, interleaved min(2(pp − stage − 1) + (v − 1)·pp + 1, m·v) (micro-batch, chunk) pairs
+// (schedule.h).
 std::string check_live(const DistributedRun& got, const std::string& schedule,
                        const std::string& where);
 

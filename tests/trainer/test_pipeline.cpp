@@ -55,19 +55,21 @@ std::string train_section(int seq_len, int batch, int micro_batch, const std::st
 
 struct Layout {
   Layout(std::string name_, std::string ini_, int dp_, int pp_, std::string schedule_,
-         std::string stages_ = "")
+         std::string stages_ = "", int virtual_stages_ = 1)
       : name(std::move(name_)),
         ini(std::move(ini_)),
         dp(dp_),
         pp(pp_),
         schedule(std::move(schedule_)),
-        stages(std::move(stages_)) {}
+        stages(std::move(stages_)),
+        virtual_stages(virtual_stages_) {}
   std::string name;
   std::string ini;  // [model] and [train]
   int dp = 1;
   int pp = 1;
-  std::string schedule;  // gpipe | 1f1b
+  std::string schedule;  // gpipe | 1f1b | interleaved
   std::string stages;    // parallel.stages override; "" = automatic
+  int virtual_stages = 1;
   int ranks() const { return dp * pp; }
 };
 
@@ -79,6 +81,7 @@ Config layout_config(const Layout& layout) {
   config.parallel.pp = layout.pp;
   config.parallel.schedule = layout.schedule;
   config.parallel.stages = layout.stages;
+  config.parallel.virtual_stages = layout.virtual_stages;
   // Tiny buckets (~1,000 gradients): several per stage, so the overlapped all-reduce is exercised.
   config.parallel.grad_bucket_mb = 0.004;
   return config;
@@ -143,6 +146,17 @@ std::vector<Layout> layouts() {
       {"dp4_pp1", three + train_section(24, 8, 2), 4, 1, "gpipe"},
       {"dp3_pp2_gpipe", three + train_section(24, 12, 2), 3, 2, "gpipe"},
       {"dp2_pp3_1f1b_dropout", three + dropout + train_section(24, 8, 1), 2, 3, "1f1b"},
+      // Interleaved 1F1B: pp·v virtual stages, rank r holding r, r + pp, ... (15 units of the
+      // three stacks in 4 or 6 pieces, the skip between chunks of different ranks or of one;
+      // the two-level model's 13 units in 6 pieces, two skips).
+      {"pp2_interleaved_v2_m4", three + train_section(24, 8, 2), 1, 2, "interleaved", "", 2},
+      {"pp2_interleaved_v3_m4_stages", three + train_section(24, 8, 2), 1, 2, "interleaved",
+       "2,3,2,2,3,3", 3},
+      {"pp3_interleaved_v2_m6", three + train_section(24, 12, 2), 1, 3, "interleaved", "", 2},
+      {"pp3_interleaved_v2_two_levels_m6", two + train_section(32, 6, 1), 1, 3, "interleaved", "",
+       2},
+      {"dp2_pp2_interleaved_v2_m4", three + dropout + train_section(24, 8, 1), 2, 2,
+       "interleaved", "", 2},
   };
 }
 
