@@ -4,8 +4,10 @@
 //
 //   OMP_NUM_THREADS=1 mpirun -np 2 --bind-to core bench_pipeline [options]
 //     --hierarchy "2@1 4@3 2@1"  --d-model 256  --heads 4  --ffn 1024  --seq-len 768
-//     --window 128  --chunk 16  --micro-batches 8  --micro-batch 1  --schedule 1f1b|gpipe
-//     --stages A,B (parallel.stages; default: the cost model's balance)  --steps 5  --warmup 1
+//     --window 128  --chunk 16  --micro-batches 8  --micro-batch 1
+//     --schedule 1f1b|gpipe|interleaved  --virtual-stages V (interleaved: chunks per rank)
+//     --stages A,B (parallel.stages, per virtual stage; default: the cost model's balance)
+//     --steps 5  --warmup 1
 //     --trace FILE (Chrome trace of the last pp = 2 step)
 //
 // The two layouts run in alternating rounds (one pp = 1 step on rank 0 while rank 1 sleeps in a
@@ -13,7 +15,7 @@
 // the speed-up is the median of the per-round ratios. Under -np 1 only pp = 1 runs.
 //
 // Printed: tokens/s of both (median and best step), the speed-up, the measured bubble next to the
-// schedule's (p−1)/(m+p−1), each stage's compute / communication-wait / other time per step, and
+// schedule's (p−1)/(v·m+p−1), each stage's compute / communication-wait / other time per step, and
 // an uncontended estimate: the schedule simulated (parallel/schedule.h) with each stage's measured
 // CPU time per forward and backward, plus the CPU time outside the schedule (grad-norm, AdamW).
 // With one thread per rank, CPU time is what an idle core would have taken, so the estimate is
@@ -50,6 +52,7 @@ using hg::bench::median;
 struct Options : hg::bench::ModelFlags {
   int micro_batches = 8, micro_batch = 1;
   std::string schedule = "1f1b";
+  int virtual_stages = 1;
   std::string stages;
   int steps = 5, warmup = 1;
   std::string trace;
@@ -57,28 +60,36 @@ struct Options : hg::bench::ModelFlags {
 
 Options parse(int argc, char** argv) {
   Options o;
-  hg::bench::Flags flags(argc, argv,
-                         "bench_pipeline [--hierarchy H] [--d-model N] [--heads N] [--ffn N] "
-                         "[--seq-len N] [--window N] [--chunk N] [--micro-batches N] "
-                         "[--micro-batch N] [--schedule 1f1b|gpipe] [--stages A,B] [--steps N] "
-                         "[--warmup N] [--trace FILE]");
+  hg::bench::Flags flags(
+      argc, argv,
+      "bench_pipeline [--hierarchy H] [--d-model N] [--heads N] [--ffn N] "
+      "[--seq-len N] [--window N] [--chunk N] [--micro-batches N] "
+      "[--micro-batch N] [--schedule 1f1b|gpipe|interleaved] [--virtual-stages V] "
+      "[--stages A,B] [--steps N] "
+      "[--warmup N] [--trace FILE]");
   o.read(flags);
   o.micro_batches = flags.integer("--micro-batches", o.micro_batches);
   o.micro_batch = flags.integer("--micro-batch", o.micro_batch);
   o.schedule = flags.text("--schedule", o.schedule);
+  o.virtual_stages = flags.integer("--virtual-stages", o.virtual_stages);
   o.stages = flags.text("--stages", o.stages);
   o.steps = flags.integer("--steps", o.steps);
   o.warmup = flags.integer("--warmup", o.warmup);
   o.trace = flags.text("--trace", o.trace);
   flags.done();
   hg::require(o.steps >= 1 && o.warmup >= 0, "--steps >= 1, --warmup >= 0");
+  hg::require(o.virtual_stages == 1 || o.schedule == "interleaved",
+              "--virtual-stages > 1 needs --schedule interleaved");
+  hg::require(o.schedule != "interleaved" || o.micro_batches % 2 == 0,
+              "--schedule interleaved needs --micro-batches a multiple of pp = 2");
   return o;
 }
 
 hg::Config make_config(const Options& o, int pp) {
   hg::Config config = hg::config_from_ini(o.ini(o.micro_batches * o.micro_batch, o.micro_batch));
   config.parallel.pp = pp;
-  config.parallel.schedule = o.schedule;
+  config.parallel.schedule = pp > 1 ? o.schedule : "1f1b";
+  config.parallel.virtual_stages = pp > 1 ? o.virtual_stages : 1;
   config.parallel.stages = pp > 1 ? o.stages : "";
   return config;
 }
@@ -87,7 +98,8 @@ hg::Config make_config(const Options& o, int pp) {
 struct Layout {
   hg::Config config;
   MPI_Comm comm = MPI_COMM_NULL;
-  std::vector<int> first;
+  std::vector<int> first;           // [pp·v + 1] virtual stage boundaries
+  std::vector<double> chunk_share;  // per virtual stage k: its share of rank k mod pp's flops
   std::unique_ptr<hg::ProcessGrid> grid;
   std::unique_ptr<hg::StageModel> model;
   std::unique_ptr<hg::TraceRecorder> trace;
@@ -102,14 +114,20 @@ std::unique_ptr<Layout> make_layout(const hg::Config& config, MPI_Comm comm, boo
   l->comm = comm;
   l->grid = std::make_unique<hg::ProcessGrid>(1, config.parallel.pp, 1, comm);
   const auto infos = hg::unit_infos(hg::plan_units(config.model, config.train.seq_len));
-  l->first =
-      hg::partition_units(infos, config.parallel.pp, static_cast<int>(config.model.stacks.size()),
-                          config.parallel.stages);
-  if (l->grid->rank() == 0 && config.parallel.pp > 1)
+  const int pp = config.parallel.pp, v = config.parallel.virtual_stages;
+  l->first = hg::partition_units(infos, pp * v, static_cast<int>(config.model.stacks.size()),
+                                 config.parallel.stages);
+  if (l->grid->rank() == 0 && pp > 1)
     std::printf("%s\n", hg::format_partition(infos, l->first).c_str());
   const int stage = l->grid->stage();
-  l->model = std::make_unique<hg::StageModel>(config.model, config.train.seq_len, l->first[stage],
-                                              l->first[stage + 1]);
+  l->model = std::make_unique<hg::StageModel>(config.model, config.train.seq_len,
+                                              hg::rank_chunks(l->first, pp, stage));
+  // The simulation splits a rank's measured time per micro-batch over its chunks by this share.
+  std::vector<double> flops(pp * v, 0.0), rank_flops(pp, 0.0);
+  for (int k = 0; k < pp * v; ++k)
+    for (int u = l->first[k]; u < l->first[k + 1]; ++u) flops[k] += infos[u].flops;
+  for (int k = 0; k < pp * v; ++k) rank_flops[k % pp] += flops[k];
+  for (int k = 0; k < pp * v; ++k) l->chunk_share.push_back(flops[k] / rank_flops[k % pp]);
   l->model->params().init_all(config.train.seed);
   l->trace = std::make_unique<hg::TraceRecorder>(comm, trace);
   l->trace->set_label("rank " + std::to_string(l->grid->rank()) + " (stage " +
@@ -173,6 +191,7 @@ struct Estimate {
 // outside forward/backward (grad-norm, optimizer, runtime bookkeeping).
 Estimate uncontended(const Layout& l, const std::vector<Sample>& samples) {
   const int pp = l.grid->pp(), m = l.config.train.batch / l.config.train.micro_batch;
+  const int v = l.config.parallel.virtual_stages;
   hg::SimulationCosts costs;
   double outside = 0;
   for (int p = 0; p < pp; ++p) {
@@ -183,7 +202,11 @@ Estimate uncontended(const Layout& l, const std::vector<Sample>& samples) {
     costs.backward.push_back(b / m);
     outside = std::max(outside, cpu - f - b);
   }
-  const hg::PipelineLayout layout{pp, m, l.runtime->skips()};
+  costs.compute = [&](int stage, const hg::Instruction& in) {
+    const double share = l.chunk_share[in.chunk * pp + stage];
+    return share * (in.op == hg::Op::Forward ? costs.forward[stage] : costs.backward[stage]);
+  };
+  const hg::PipelineLayout layout{pp, m, l.runtime->skips(), v};
   const hg::SimulationResult sim = hg::simulate(
       hg::make_schedule(hg::parse_schedule_kind(l.config.parallel.schedule), layout), costs);
   if (!sim.ok) throw std::logic_error("schedule simulation failed: " + sim.error);
@@ -268,8 +291,8 @@ int main(int argc, char** argv) {
         std::vector<double> ratios;
         for (size_t r = 0; r < ones.size(); ++r) ratios.push_back(ones[r].wall / twos[r].wall);
         const double bubble = mean_of(twos, [](const Sample& s) { return s.bubble; });
-        std::printf("bubble: measured %.3f, theory (p-1)/(m+p-1) = %.3f\n", bubble,
-                    hg::theoretical_bubble(p, m));
+        std::printf("bubble: measured %.3f, theory (p-1)/(v*m+p-1) = %.3f (v = %d)\n", bubble,
+                    hg::theoretical_bubble(p, m, o.virtual_stages), o.virtual_stages);
         std::printf("comm wait per step: stage 0 %.4f s, stage 1 %.4f s\n",
                     mean_of(twos, [](const Sample& s) { return s.wait[0]; }),
                     mean_of(twos, [](const Sample& s) { return s.wait[1]; }));

@@ -338,8 +338,12 @@ void validate_parallel(const Config& c) {
         "expected unit counts per stage separated by commas without spaces, e.g. 5,4,6");
   check(stages.empty() || static_cast<int>(stages.size()) == virtual_count, "parallel.stages",
         "'" + p.stages + "'",
-        "needs one unit count per pipeline stage (parallel.pp x parallel.virtual_stages = " +
-            std::to_string(virtual_count) + "), or empty for automatic placement");
+        "needs one unit count per pipeline stage (parallel.pp = " + std::to_string(p.pp) +
+            (p.virtual_stages > 1
+                 ? " x parallel.virtual_stages = " + std::to_string(p.virtual_stages) + ": " +
+                       std::to_string(virtual_count) + " virtual stages"
+                 : std::string()) +
+            "), or empty for automatic placement");
   for (int units : stages)
     check(units >= 1, "parallel.stages", "'" + p.stages + "'", "every stage needs at least 1 unit");
   check(p.timeout > 0, "parallel.timeout", p.timeout, "must be positive (seconds)");

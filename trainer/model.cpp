@@ -9,7 +9,8 @@ namespace hg {
 
 namespace {
 
-std::vector<std::pair<int, int>> one_chunk(const std::vector<UnitPlan>& plans, int first, int last) {
+std::vector<std::pair<int, int>> one_chunk(const std::vector<UnitPlan>& plans, int first,
+                                           int last) {
   return {{first, last < 0 ? static_cast<int>(plans.size()) : last}};
 }
 
@@ -23,8 +24,12 @@ StageModel::StageModel(const ModelConfig& model, int seq_len, int first_unit, in
 StageModel::StageModel(const ModelConfig& model, int seq_len,
                        const std::vector<std::pair<int, int>>& chunks, const TensorParallel& tp,
                        bool recompute_blocks)
-    : model_(model), seq_len_(seq_len), plans_(plan_units(model, seq_len)),
-      first_(chunks.at(0).first), last_(chunks.back().second), chunks_(chunks) {
+    : model_(model),
+      seq_len_(seq_len),
+      plans_(plan_units(model, seq_len)),
+      first_(chunks.at(0).first),
+      last_(chunks.back().second),
+      chunks_(chunks) {
   params_.set_tensor_parallel(tp);
   // One unit at a time, to record which parameters each registers.
   Unit* first_block = nullptr;  // recompute: the blocks share its pool of released caches

@@ -26,9 +26,8 @@ class StageModel {
              const TensorParallel& tp = {}, bool recompute_blocks = false);
   // Interleaved pipeline: chunk c holds units [chunks[c].first, chunks[c].second), ranges in
   // increasing unit order. Stage-local unit indices run through the chunks in order.
-  StageModel(const ModelConfig& model, int seq_len,
-             const std::vector<std::pair<int, int>>& chunks, const TensorParallel& tp = {},
-             bool recompute_blocks = false);
+  StageModel(const ModelConfig& model, int seq_len, const std::vector<std::pair<int, int>>& chunks,
+             const TensorParallel& tp = {}, bool recompute_blocks = false);
 
   // Runs the held units of `chunk` in order. For the first unit (embed) `in` is ignored (tokens
   // come from the slot); after the last (head) `out` is left empty and slot.loss_sum is filled.

@@ -253,10 +253,10 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
         take_recvs(i, mb, chunk, slot, dout);
         const double t0 = trace_ ? trace_->now_us() : 0;
         const double c0 = MPI_Wtime(), cpu0 = process_cpu_seconds();
-        model_.backward(slot, dout, din,
-                        grad_buckets_ && i == final_backward[chunk] ? start_buckets
-                                                                    : StageModel::UnitDone{},
-                        chunk);
+        model_.backward(
+            slot, dout, din,
+            grad_buckets_ && i == final_backward[chunk] ? start_buckets : StageModel::UnitDone{},
+            chunk);
         stats_.compute_seconds += MPI_Wtime() - c0;
         stats_.backward_cpu_seconds += process_cpu_seconds() - cpu0;
         if (trace_) trace_->record_since("B" + label, TraceCategory::Backward, t0, mb);

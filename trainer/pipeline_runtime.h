@@ -66,7 +66,7 @@ class PipelineRuntime {
   ScheduleKind kind_;
   std::vector<int> first_;  // [pp·v + 1] virtual stage boundaries
   int virtual_stages_ = 1;
-  std::vector<SkipEdge> skips_;  // between virtual stages
+  std::vector<SkipEdge> skips_;   // between virtual stages
   std::map<int, int> skip_rows_;  // level -> rows of the skip
   TraceRecorder* trace_;
   std::unique_ptr<GradientBuckets> grad_buckets_;  // dp > 1 only

@@ -213,7 +213,11 @@ void validate(const ClusterSpec& c, const PlanOptions& o) {
   require(o.format == "table" || o.format == "csv",
           "plan.format = '" + o.format + "': use table or csv");
   require(!o.schedules.empty(), "plan.schedules is empty: use gpipe,1f1b");
-  for (const std::string& s : o.schedules) parse_schedule_kind(s);
+  for (const std::string& s : o.schedules)
+    require(parse_schedule_kind(s) != ScheduleKind::Interleaved,
+            "plan.schedules = interleaved: the planner does not model virtual pipeline stages yet "
+            "(it would need the per-chunk partition and its skip edges); use gpipe,1f1b and "
+            "compare an interleaved layout with `hourglass train` or bench_pipeline");
   for (int mb : o.micro_batches) require(mb >= 1, "plan.micro_batches entries must be >= 1");
   require(o.repeats >= 1, "plan.repeats must be at least 1");
   require(o.statistic == "median" || o.statistic == "min",
@@ -689,8 +693,11 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
         continue;
       }
       if (!partitions.count(pp))
-        partitions[pp] = partition_units(infos, pp, S_stacks,
-                                         pp == config.parallel.pp ? config.parallel.stages : "");
+        // parallel.stages counts per virtual stage under interleaving: not a pp-stage split.
+        partitions[pp] = partition_units(
+            infos, pp, S_stacks,
+            pp == config.parallel.pp && config.parallel.virtual_stages == 1 ? config.parallel.stages
+                                                                            : "");
       const std::vector<int>& first = partitions[pp];
       const std::vector<SkipEdge> skips = skip_edges(infos, first);
 

@@ -2,7 +2,8 @@
 // layer (non-blocking sends, waited at the end of the step; receives waited where listed) and
 // messages large enough for Open MPI's rendezvous protocol. Each "stage" adds numbers, so the
 // values that arrive prove every message reached the right instruction; finishing proves no
-// deadlock. pp = the world size (serially: one stage).
+// deadlock. pp = the world size (serially: one stage). Interleaved: the toy runs over the pp·v
+// virtual stages, each rank's buffers kept per (micro-batch, chunk).
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -18,44 +19,51 @@ namespace {
 
 constexpr int kElements = 1 << 16;  // 256 KB per message: beyond every eager limit
 
-// Serial reference of the toy model. Forward: f(s) = f(s-1) + 1 + Σ skips consumed at s (skip =
-// the producer's f), f(-1) = mb. Backward: g(s) = g(s+1) + 1 + Σ skip gradients of edges produced
-// at s (= the consumer's g), g(S) = 1000·mb. Same-stage edges carry nothing.
+// Serial reference of the toy model over the V = S·v (virtual) stages. Forward: f(k) = f(k-1) + 1
+// + Σ skips consumed at k (skip = the producer's f), f(-1) = mb. Backward: g(k) = g(k+1) + 1 + Σ
+// skip gradients of edges produced at k (= the consumer's g), g(V) = 1000·mb. Edges within one
+// rank carry nothing.
 struct Reference {
   std::vector<double> f, g;
 };
+bool crosses_ranks(const SkipEdge& e, int S) {
+  return e.producer_stage % S != e.consumer_stage % S;
+}
 Reference reference(const PipelineLayout& layout, int mb) {
-  const int S = layout.stages;
-  Reference r{std::vector<double>(S), std::vector<double>(S)};
-  for (int s = 0; s < S; ++s) {
-    r.f[s] = (s ? r.f[s - 1] : mb) + 1;
+  const int S = layout.stages, V = S * layout.virtual_stages;
+  Reference r{std::vector<double>(V), std::vector<double>(V)};
+  for (int k = 0; k < V; ++k) {
+    r.f[k] = (k ? r.f[k - 1] : mb) + 1;
     for (const SkipEdge& e : layout.skips)
-      if (e.consumer_stage == s && e.producer_stage != s) r.f[s] += r.f[e.producer_stage];
+      if (e.consumer_stage == k && crosses_ranks(e, S)) r.f[k] += r.f[e.producer_stage];
   }
-  for (int s = S - 1; s >= 0; --s) {
-    r.g[s] = (s < S - 1 ? r.g[s + 1] : 1000.0 * mb) + 1;
+  for (int k = V - 1; k >= 0; --k) {
+    r.g[k] = (k < V - 1 ? r.g[k + 1] : 1000.0 * mb) + 1;
     for (const SkipEdge& e : layout.skips)
-      if (e.producer_stage == s && e.consumer_stage != s) r.g[s] += r.g[e.consumer_stage];
+      if (e.producer_stage == k && crosses_ranks(e, S)) r.g[k] += r.g[e.consumer_stage];
   }
   return r;
 }
 
 void run_toy_pipeline(const ProcessGrid& grid, ScheduleKind kind, const PipelineLayout& layout) {
-  const int s = grid.stage(), m = layout.micro_batches;
+  const int s = grid.stage(), S = layout.stages, v = layout.virtual_stages;
+  const int n = layout.micro_batches * v, last = S * v - 1;
   const auto list = make_schedule(kind, layout)[s];
   using Buffer = std::vector<float>;
-  // Per micro-batch buffers; skips by level. Values are small integers: exact in float.
-  std::vector<Buffer> act_in(m, Buffer(kElements)), act_out(m, Buffer(kElements));
-  std::vector<Buffer> grad_in(m, Buffer(kElements)), grad_out(m, Buffer(kElements));
+  // Buffers per (micro-batch, chunk) = index mb·v + chunk; skips by level. Values are small
+  // integers: exact in float.
+  std::vector<Buffer> act_in(n, Buffer(kElements)), act_out(n, Buffer(kElements));
+  std::vector<Buffer> grad_in(n, Buffer(kElements)), grad_out(n, Buffer(kElements));
   std::map<int, std::vector<Buffer>> skip_in, skip_grad_in;
   for (const SkipEdge& e : layout.skips) {
-    skip_in[e.level].assign(m, Buffer(kElements));
-    skip_grad_in[e.level].assign(m, Buffer(kElements));
+    skip_in[e.level].assign(n, Buffer(kElements));
+    skip_grad_in[e.level].assign(n, Buffer(kElements));
   }
   std::vector<comm::Request> sends;
   auto wait_recv = [](comm::Request r) { ASSERT_TRUE(comm::wait(r)); };
   for (const Instruction& in : list) {
-    const int mb = in.micro_batch, tag = message_tag(in), peer = in.peer_stage;
+    const int mb = in.micro_batch * v + in.chunk, tag = message_tag(in), peer = in.peer_stage;
+    const int k = in.chunk * S + s;  // virtual stage
     MPI_Comm pp = grid.pp_comm();
     switch (in.op) {
       case Op::RecvActivation:
@@ -74,18 +82,18 @@ void run_toy_pipeline(const ProcessGrid& grid, ScheduleKind kind, const Pipeline
         break;
       case Op::Forward:
         for (int i = 0; i < kElements; ++i) {
-          float v = (s ? act_in[mb][i] : float(mb)) + 1;
+          float x = (k ? act_in[mb][i] : float(in.micro_batch)) + 1;
           for (const SkipEdge& e : layout.skips)
-            if (e.consumer_stage == s && e.producer_stage != s) v += skip_in[e.level][mb][i];
-          act_out[mb][i] = v;
+            if (e.consumer_stage == k && crosses_ranks(e, S)) x += skip_in[e.level][mb][i];
+          act_out[mb][i] = x;
         }
         break;
       case Op::Backward:
         for (int i = 0; i < kElements; ++i) {
-          float v = (s < layout.stages - 1 ? grad_in[mb][i] : 1000.0f * mb) + 1;
+          float x = (k < last ? grad_in[mb][i] : 1000.0f * in.micro_batch) + 1;
           for (const SkipEdge& e : layout.skips)
-            if (e.producer_stage == s && e.consumer_stage != s) v += skip_grad_in[e.level][mb][i];
-          grad_out[mb][i] = v;
+            if (e.producer_stage == k && crosses_ranks(e, S)) x += skip_grad_in[e.level][mb][i];
+          grad_out[mb][i] = x;
         }
         break;
       case Op::SendActivation:
@@ -100,13 +108,15 @@ void run_toy_pipeline(const ProcessGrid& grid, ScheduleKind kind, const Pipeline
     for (auto& r : sends) comm::test(r);  // progress for rendezvous sends
   }
   ASSERT_TRUE(comm::wait_all(sends.data(), static_cast<int>(sends.size())));
-  for (int mb = 0; mb < m; ++mb) {
-    const Reference r = reference(layout, mb);
-    ASSERT_EQ(act_out[mb][0], r.f[s]) << "stage " << s << " mb " << mb;
-    ASSERT_EQ(act_out[mb][kElements - 1], r.f[s]);
-    ASSERT_EQ(grad_out[mb][0], r.g[s]) << "stage " << s << " mb " << mb;
-    ASSERT_EQ(grad_out[mb][kElements - 1], r.g[s]);
-  }
+  for (int mb = 0; mb < layout.micro_batches; ++mb)
+    for (int c = 0; c < v; ++c) {
+      const Reference r = reference(layout, mb);
+      const int k = c * S + s, at = mb * v + c;
+      ASSERT_EQ(act_out[at][0], r.f[k]) << "stage " << s << " mb " << mb << " chunk " << c;
+      ASSERT_EQ(act_out[at][kElements - 1], r.f[k]);
+      ASSERT_EQ(grad_out[at][0], r.g[k]) << "stage " << s << " mb " << mb << " chunk " << c;
+      ASSERT_EQ(grad_out[at][kElements - 1], r.g[k]);
+    }
 }
 
 TEST(PipelineMpi, SchedulesRunOverMpiWithSkips) {
@@ -128,6 +138,24 @@ TEST(PipelineMpi, SchedulesRunOverMpiWithSkips) {
         run_toy_pipeline(grid, kind, {S, m, skips});
         comm::barrier(MPI_COMM_WORLD);
       }
+  // Interleaved over S·v virtual stages: skips within a rank (0 -> S) and across ranks.
+  if (S < 2) return;
+  for (int v : {1, 2, 3})
+    for (int m : {S, 2 * S, 3 * S}) {
+      const int V = S * v;
+      const std::vector<std::vector<SkipEdge>> virtual_layouts = {
+          {}, {{0, 0, V - 1}}, {{0, 0, V - 1}, {1, 1, V - 2}}, {{0, 0, S}, {1, 1, V - 1}}};
+      for (const auto& skips : virtual_layouts) {
+        bool valid = true;  // too few virtual stages for some edges
+        for (const SkipEdge& e : skips)
+          valid = valid && e.producer_stage <= e.consumer_stage && e.consumer_stage < V;
+        if (!valid) continue;
+        SCOPED_TRACE("interleaved v=" + std::to_string(v) + " m=" + std::to_string(m) +
+                     " skips=" + std::to_string(skips.size()));
+        run_toy_pipeline(grid, ScheduleKind::Interleaved, {S, m, skips, v});
+        comm::barrier(MPI_COMM_WORLD);
+      }
+    }
 }
 
 TEST(PipelineMpi, TwoPipelinesSideBySide) {
@@ -137,6 +165,7 @@ TEST(PipelineMpi, TwoPipelinesSideBySide) {
   ProcessGrid grid(2, 2, 1);  // replicas {0,1} and {2,3}, same tags on both: no crosstalk
   for (ScheduleKind kind : {ScheduleKind::GPipe, ScheduleKind::OneFOneB})
     run_toy_pipeline(grid, kind, {2, 4, {{0, 0, 1}}});
+  run_toy_pipeline(grid, ScheduleKind::Interleaved, {2, 4, {{0, 0, 3}, {1, 1, 2}}, 2});
 }
 
 }  // namespace

@@ -56,10 +56,9 @@ DistributedRun run_distributed(const Config& config, MPI_Comm comm, int steps,
                                          comm);
   const ProcessGrid& grid = *r.grid;
   const auto plans = plan_units(config.model, config.train.seq_len);
-  const auto first = partition_units(unit_infos(plans),
-                                     config.parallel.pp * config.parallel.virtual_stages,
-                                     static_cast<int>(config.model.stacks.size()),
-                                     config.parallel.stages);
+  const auto first =
+      partition_units(unit_infos(plans), config.parallel.pp * config.parallel.virtual_stages,
+                      static_cast<int>(config.model.stacks.size()), config.parallel.stages);
   r.model = std::make_unique<StageModel>(
       config.model, config.train.seq_len, rank_chunks(first, config.parallel.pp, grid.stage()),
       make_tensor_parallel(grid, config), recompute_blocks(config.train));
@@ -173,11 +172,10 @@ std::string check_live(const DistributedRun& got, const std::string& schedule,
   const int m = got.micro_batches;
   const int pp = got.grid->pp(), stage = got.grid->stage(), v = got.model->chunks();
   // Interleaved: Megatron's warm-up forwards plus one, (micro-batch, chunk) pairs (schedule.h).
-  const int64_t expected = schedule == "gpipe"         ? m
-                           : schedule == "interleaved" ? std::min(2 * (pp - stage - 1) +
-                                                                      (v - 1) * pp + 1,
-                                                                  m * v)
-                                                       : std::min(pp - stage, m);
+  const int64_t expected = schedule == "gpipe" ? m
+                           : schedule == "interleaved"
+                               ? std::min(2 * (pp - stage - 1) + (v - 1) * pp + 1, m * v)
+                               : std::min(pp - stage, m);
   std::ostringstream out;
   for (size_t s = 0; s < got.max_live.size(); ++s)
     if (got.max_live[s] != expected)

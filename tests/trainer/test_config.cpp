@@ -287,6 +287,19 @@ TEST(Config, TrainingAndRunRules) {
       {{"--parallel.pp", "2", "--parallel.stages", "3"}, {"parallel.stages", "parallel.pp = 2"}},
       {{"--parallel.pp", "2", "--parallel.stages", "3,0"}, {"parallel.stages", "at least 1"}},
       {{"--parallel.pp", "2", "--parallel.stages", "3;4"}, {"parallel.stages", "commas"}},
+      {{"--parallel.pp", "2", "--parallel.schedule", "interleaved", "--parallel.virtual_stages",
+        "2", "--parallel.stages", "3,4"},
+       {"parallel.stages", "parallel.virtual_stages = 2: 4 virtual stages"}},
+      {{"--parallel.pp", "2", "--parallel.virtual_stages", "2"},
+       {"parallel.virtual_stages", "parallel.schedule = interleaved"}},
+      {{"--parallel.schedule", "interleaved", "--parallel.virtual_stages", "2"},
+       {"parallel.virtual_stages", "parallel.pp >= 2"}},
+      {{"--parallel.pp", "2", "--parallel.schedule", "interleaved", "--parallel.virtual_stages",
+        "9"},
+       {"parallel.virtual_stages", "[1, 8]"}},
+      {{"--parallel.pp", "3", "--parallel.schedule", "interleaved", "--parallel.virtual_stages",
+        "2", "--train.batch", "8", "--train.micro_batch", "2"},
+       {"train.batch", "4 micro-batches per replica", "multiple of parallel.pp = 3"}},
       {{"--checkpoint.every", "-1"}, {"checkpoint.every"}},
       {{"--checkpoint.keep", "-1"}, {"checkpoint.keep"}},
       {{"--checkpoint.resume", "no-such.h5"}, {"checkpoint.resume", "no-such.h5", "auto"}},
@@ -298,6 +311,9 @@ TEST(Config, TrainingAndRunRules) {
   });
   expect_accepted({"--parallel.dp", "2", "--train.batch", "8", "--train.micro_batch", "4"});
   expect_accepted({"--parallel.tp", "2", "--parallel.pp", "3", "--parallel.stages", "3,4,5"});
+  expect_accepted({"--parallel.pp", "2", "--parallel.schedule", "interleaved",
+                   "--parallel.virtual_stages", "2", "--parallel.stages", "3,4,4,4",
+                   "--train.batch", "8", "--train.micro_batch", "2"});
   expect_accepted({"--train.steps", "0", "--checkpoint.resume", "auto", "--train.warmup", "10"});
 }
 

@@ -155,8 +155,8 @@ std::vector<Layout> layouts() {
       {"pp3_interleaved_v2_m6", three + train_section(24, 12, 2), 1, 3, "interleaved", "", 2},
       {"pp3_interleaved_v2_two_levels_m6", two + train_section(32, 6, 1), 1, 3, "interleaved", "",
        2},
-      {"dp2_pp2_interleaved_v2_m4", three + dropout + train_section(24, 8, 1), 2, 2,
-       "interleaved", "", 2},
+      {"dp2_pp2_interleaved_v2_m4", three + dropout + train_section(24, 8, 1), 2, 2, "interleaved",
+       "", 2},
   };
 }
 
@@ -290,6 +290,13 @@ TEST(PipelineCli, DpNotDividingBatchExits2) {
 TEST(PipelineCli, StagesNotCoveringTheModelExits2) {
   expect_usage_error(2, "--model.hierarchy 2@1 --parallel.pp 2 --parallel.stages 2,2",
                      "parallel.stages = \"2,2\" covers 4 units but the model has 5");
+}
+
+TEST(PipelineCli, InterleavedWithMicroBatchesNotAMultipleOfPpExits2) {
+  expect_usage_error(2,
+                     "--model.hierarchy 2@1 --parallel.pp 2 --parallel.schedule interleaved "
+                     "--parallel.virtual_stages 2 --train.batch 3 --train.micro_batch 1",
+                     "the interleaved schedule needs a multiple of parallel.pp = 2");
 }
 
 TEST(PipelineCli, LayoutNotMatchingWorldExits2) {
