@@ -298,8 +298,9 @@ int main(int argc, char** argv) {
                     mean_of(twos, [](const Sample& s) { return s.wait[1]; }));
         std::printf(
             "speed-up pp 2 / pp 1: %.3fx (median of per-round ratios; best steps %.3fx); "
-            "ideal p*m/(m+p-1) = %.3fx\n",
-            median(ratios), best1 / best2, double(p) * m / (m + p - 1));
+            "ideal p*v*m/(v*m+p-1) = %.3fx\n",
+            median(ratios), best1 / best2,
+            double(p) * o.virtual_stages * m / (o.virtual_stages * m + p - 1));
         const Estimate est = uncontended(*two, twos);
         std::printf(
             "uncontended estimate (measured CPU time per op, schedule simulated): pp 1 "
