@@ -193,5 +193,17 @@ TEST(Partition, FormatsATableWithOneRowPerStage) {
   EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 1 + 3 + 1 + 1) << table;
 }
 
+// Interleaving: rank r holds virtual stages r, r + pp, ... as its chunks, in that order.
+TEST(Partition, RankChunksTakeEveryPpthVirtualStage) {
+  const std::vector<int> first = {0, 2, 5, 9, 12, 15, 17};  // 6 virtual stages
+  using Ranges = std::vector<std::pair<int, int>>;
+  EXPECT_EQ(rank_chunks(first, 2, 0), (Ranges{{0, 2}, {5, 9}, {12, 15}}));
+  EXPECT_EQ(rank_chunks(first, 2, 1), (Ranges{{2, 5}, {9, 12}, {15, 17}}));
+  EXPECT_EQ(rank_chunks(first, 3, 2), (Ranges{{5, 9}, {15, 17}}));
+  EXPECT_EQ(rank_chunks(first, 6, 4), (Ranges{{12, 15}}));
+  EXPECT_THROW(rank_chunks(first, 4, 0), std::logic_error);  // 6 is not a multiple of 4
+  EXPECT_THROW(rank_chunks(first, 2, 2), std::logic_error);
+}
+
 }  // namespace
 }  // namespace hg
