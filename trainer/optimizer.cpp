@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/adamw_scalars.h"
 #include "core/elementwise.h"
 #include "core/parallel_for.h"
 
@@ -33,19 +34,16 @@ double clip_gradients(ParamStore& store, double norm, double grad_clip) {
 }
 
 void adamw_update(ParamStore& store, const TrainConfig& train, int64_t t, double lr) {
-  const float b1 = static_cast<float>(train.beta1), b2 = static_cast<float>(train.beta2);
-  const double bias1 = 1.0 - std::pow(train.beta1, static_cast<double>(t));
-  const double bias2 = 1.0 - std::pow(train.beta2, static_cast<double>(t));
-  // PyTorch: θ -= (lr / bias1) · m / (sqrt(v) / sqrt(bias2) + eps)
-  const float step_size = static_cast<float>(lr / bias1);
-  const float sqrt_bias2 = static_cast<float>(std::sqrt(bias2));
-  const float eps = static_cast<float>(train.eps);
+  const AdamWScalars k =
+      adamw_scalars(train.beta1, train.beta2, train.eps, train.weight_decay, t, lr);
+  const float b1 = k.beta1, b2 = k.beta2, step_size = k.step_size, sqrt_bias2 = k.sqrt_bias2,
+              eps = k.eps;
   for (auto& [name, p] : store.all()) {
     float* theta = p.value.data();
     const float* g = p.grad.data();
     float* m = p.exp_avg.data();
     float* v = p.exp_avg_sq.data();
-    const float decay = p.decay ? static_cast<float>(1.0 - lr * train.weight_decay) : 1.0f;
+    const float decay = p.decay ? k.decay_factor : 1.0f;
     parallel_for(p.value.numel(), [&](int64_t i) {
       theta[i] *= decay;
       m[i] += (1.0f - b1) * (g[i] - m[i]);  // torch's lerp_

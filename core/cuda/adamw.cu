@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "core/adamw_scalars.h"
 #include "core/cuda/check.h"
 #include "core/cuda/ops.h"
 
@@ -36,16 +37,11 @@ __global__ void adamw_kernel(float* theta, const float* g, float* m, float* v, i
 void adamw_step(float* value, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
                 const AdamWHyper& hyper, bool decay, int64_t t, double lr) {
   if (n == 0) return;
-  // The scalars as trainer/optimizer.cpp derives them: bias corrections in double from the
-  // 1-based update number, then rounded to float once. Keep the two in step.
-  const float b1 = static_cast<float>(hyper.beta1), b2 = static_cast<float>(hyper.beta2);
-  const double bias1 = 1.0 - std::pow(hyper.beta1, static_cast<double>(t));
-  const double bias2 = 1.0 - std::pow(hyper.beta2, static_cast<double>(t));
-  // PyTorch: θ -= (lr / bias1) · m / (sqrt(v) / sqrt(bias2) + eps)
-  const float step_size = static_cast<float>(lr / bias1);
-  const float sqrt_bias2 = static_cast<float>(std::sqrt(bias2));
-  const float eps = static_cast<float>(hyper.eps);
-  const float decay_factor = decay ? static_cast<float>(1.0 - lr * hyper.weight_decay) : 1.0f;
+  // The scalars exactly as the CPU optimizer derives them (core/adamw_scalars.h).
+  const AdamWScalars k =
+      adamw_scalars(hyper.beta1, hyper.beta2, hyper.eps, hyper.weight_decay, t, lr);
+  const float b1 = k.beta1, b2 = k.beta2, step_size = k.step_size, sqrt_bias2 = k.sqrt_bias2,
+              eps = k.eps, decay_factor = decay ? k.decay_factor : 1.0f;
   adamw_kernel<<<grid_for(n), kThreads>>>(value, grad, exp_avg, exp_avg_sq, n, b1, b2, step_size,
                                           sqrt_bias2, eps, decay_factor);
   check_launch("adamw_kernel");
