@@ -181,6 +181,12 @@ int train_main(const std::vector<std::string>& args) {
     auto plans = plan_units(config.model, config.train.seq_len);
     infos = unit_infos(plans);
     // Interleaved: pp·v virtual stages, this rank's chunks every pp-th of them.
+    const int virtual_stages = config.parallel.pp * config.parallel.virtual_stages;
+    require(config.parallel.virtual_stages == 1 || virtual_stages <= static_cast<int>(infos.size()),
+            "parallel.pp x parallel.virtual_stages = " + std::to_string(virtual_stages) +
+                " virtual stages, but the model has only " + std::to_string(infos.size()) +
+                " units (embed, blocks, stack norms, down/up, head) and each virtual stage needs "
+                "one; use fewer virtual stages");
     first = partition_units(infos, config.parallel.pp * config.parallel.virtual_stages,
                             static_cast<int>(config.model.stacks.size()), config.parallel.stages);
     model = std::make_unique<StageModel>(
