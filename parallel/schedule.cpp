@@ -296,15 +296,16 @@ SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
         return fail(where(s, pc, in) + ": the same message is sent twice");
     }
 
-  // Seconds a message takes on its link: activations and their gradients by the link's lower
-  // stage, skips and their gradients by level.
+  // Seconds a message takes on its link: activations and their gradients by the lower virtual
+  // stage of the boundary they cross (chunk · S + stage; the stage itself without interleaving),
+  // skips and their gradients by level.
   auto message_cost = [&](int s, const Instruction& in) {
     const MessageKind kind = message_kind(in.op);
     if (kind == kSkip || kind == kSkipGradient)
       return in.skip_level < static_cast<int>(costs.skip_message.size())
                  ? costs.skip_message[in.skip_level]
                  : 0.0;
-    const int link = std::min(s, in.peer_stage);
+    const int link = std::min(in.chunk * S + s, in.peer_chunk * S + in.peer_stage);
     return link < static_cast<int>(costs.activation_message.size()) ? costs.activation_message[link]
                                                                     : 0.0;
   };

@@ -127,10 +127,13 @@ double theoretical_bubble(int stages, int micro_batches, int virtual_stages = 1)
 // (from stage, to stage) carries one message at a time: a message starts when it is issued and
 // the previous message on that link has arrived.
 struct SimulationCosts {
-  std::vector<double> forward;                  // [stages]
-  std::vector<double> backward;                 // [stages]
-  std::vector<double> activation_message = {};  // [s]: s -> s+1 activations, s+1 -> s gradients
-  std::vector<double> skip_message = {};        // [level]: the skip and its gradient
+  std::vector<double> forward;   // [stages]
+  std::vector<double> backward;  // [stages]
+  // [k]: virtual stage k -> k+1 activations, k+1 -> k gradients (k = chunk · S + stage; the
+  // stage itself without interleaving). Under interleaving [S-1] is the boundary from rank S-1's
+  // chunk 0 to rank 0's chunk 1, not a link of its own: the link's queue is per rank pair.
+  std::vector<double> activation_message = {};
+  std::vector<double> skip_message = {};  // [level]: the skip and its gradient
   // When set, the duration of one Forward or Backward of `stage`, instead of forward[stage] or
   // backward[stage]: for ops whose cost depends on the micro-batch (e.g. the last backward,
   // which also drives the data-parallel gradient all-reduce).

@@ -157,6 +157,21 @@ TEST(Schedule, InterleavingShrinksTheBubble) {
   EXPECT_DOUBLE_EQ(two.bubble, 3.0 / 19.0);
 }
 
+// Under interleaving activation_message is indexed by virtual-stage boundary: pp = 2, v = 2 has
+// boundaries 0 (rank 0 -> 1), 1 (rank 1's chunk 0 -> rank 0's chunk 1) and 2 (rank 0 -> 1). A
+// cost on boundary 1 alone must delay the step (by rank pair it would be link 0's, and free).
+TEST(Schedule, InterleavedMessagesCostByVirtualBoundary) {
+  const auto lists = make_schedule(ScheduleKind::Interleaved, {2, 2, {}, 2});
+  const SimulationResult free = simulate(lists);
+  SimulationCosts costs;
+  costs.activation_message = {0, 10, 0};
+  const SimulationResult slow = simulate(lists, costs);
+  ASSERT_TRUE(free.ok && slow.ok) << free.error << slow.error;
+  EXPECT_GE(slow.makespan, free.makespan + 10);
+  costs.activation_message = {0, 0, 0, 10};  // no boundary 3 with 4 virtual stages
+  EXPECT_DOUBLE_EQ(simulate(lists, costs).makespan, free.makespan);
+}
+
 // A skip between two chunks of one rank is not a message; one between ranks is, in both
 // directions, tagged with the sender's chunk. pp = 2, v = 2: virtual stages 0, 1, 2, 3 on ranks
 // 0, 1, 0, 1; level 0 from virtual 0 to 2 (rank 0 both), level 1 from 1 to 2 (rank 1 -> 0).
