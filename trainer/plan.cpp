@@ -617,6 +617,24 @@ GradientSync overlapped_gradient_sync(const std::vector<double>& backward,
 
 // ---- layouts ----
 
+namespace {
+
+// One stage's (or virtual stage's) costs at one micro-batch size and tp (plan_layouts).
+struct StageCosts {
+  double forward = 0, backward = 0;  // seconds per micro-batch, tp all-reduces included
+  double tp_time = 0;                // seconds of tp all-reduces per micro-batch
+  double update = 0;                 // the optimizer on its parameters
+  double params = 0;                 // parameters held (blocks / tp)
+  double activations = 0;            // bytes kept per micro-batch in flight
+  // train.recompute = blocks: a block keeps its input per micro-batch in flight, and one block's
+  // whole activations exist at a time (the stage's blocks share one cache).
+  double transient = 0;
+  // The final backward unit by unit, last unit first, and each unit's gradient bytes.
+  std::vector<double> unit_backward, unit_grad_bytes;
+};
+
+}  // namespace
+
 PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
                         const PlanOptions& options) {
   const ModelConfig& model = config.model;
@@ -725,6 +743,64 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
             back_to_back ? cluster.allreduce_latency : -1);
       };
 
+      // Units [u0, u1) as one stage (or virtual stage) at micro-batch size mb: compute per
+      // micro-batch, tp all-reduces, parameters, activations.
+      auto range_costs = [&](int u0, int u1, int mb) {
+        StageCosts c;
+        for (int u = u0; u < u1; ++u) {
+          const UnitPlan& p = plans[u];
+          const bool sharded = p.kind == UnitKind::Block;
+          const double split = sharded ? tp : 1;
+          double compute_split = split;  // 1 when the calibration timed this tp's shard
+          double f = 0, b = 0, upd = 0;
+          if (calibration) {
+            const auto [t, shard_timed] = calibration->nearest(p.name, mb, busy_per_node, tp);
+            const double scale = double(mb) / t->micro_batch;
+            f = t->forward * scale;
+            b = t->backward * scale;
+            upd = t->update;
+            if (shard_timed) compute_split = 1;
+          } else {
+            const double seconds = p.flops * mb / (cluster.device_flops * cluster.efficiency);
+            f = seconds / 3;
+            b = seconds * 2 / 3;
+            if (cluster.memory_bandwidth > 0)
+              upd = p.params * optimizer_bytes / cluster.memory_bandwidth;
+          }
+          f = f / compute_split + cluster.unit_overhead;
+          b = b / compute_split + cluster.unit_overhead;
+          double ar = 0;  // one tp all-reduce of this unit's activations
+          if (sharded && tp > 1) {
+            const double bytes = double(mb) * p.rows * model.d_model * value_bytes;
+            ar = allreduce(bytes, tp, tp_intra, 1, false);
+            f += 2 * ar;  // after the attention output and the FFN output
+            b += 2 * ar;  // their input gradients
+            c.tp_time += 4 * ar;
+          }
+          const double unit_act =
+              p.activation_bytes * value_bytes / 4 * mb *
+              (sharded ? replicated_activations + (1 - replicated_activations) / tp : 1);
+          const bool recomputed = recompute && p.kind == UnitKind::Block;
+          if (recomputed) {
+            b += f;  // the forward again, all-reduces included
+            c.tp_time += 2 * ar;
+          }
+          c.forward += f;
+          c.backward += b;
+          c.update += upd / compute_split;
+          c.params += p.params / split;
+          if (recomputed) {
+            c.activations += double(mb) * p.rows * model.d_model * value_bytes;
+            c.transient = std::max(c.transient, unit_act);
+          } else {
+            c.activations += unit_act;
+          }
+          c.unit_backward.insert(c.unit_backward.begin(), b);
+          c.unit_grad_bytes.insert(c.unit_grad_bytes.begin(), p.params / split * grad_bytes);
+        }
+        return c;
+      };
+
       std::vector<int> candidates;
       for (int mb : divisors(B / dp)) {
         if (!options.micro_batches.empty() &&
@@ -735,66 +811,22 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
         candidates.push_back(mb);
       }
       for (int mb : candidates) {
-        // Per stage: compute per micro-batch, tp all-reduces, parameters, activations.
+        std::vector<StageCosts> stage(pp);
+        for (int s = 0; s < pp; ++s) stage[s] = range_costs(first[s], first[s + 1], mb);
         std::vector<double> fwd(pp, 0), bwd(pp, 0), tp_time(pp, 0), update(pp, 0);
-        std::vector<double> params(pp, 0), act(pp, 0);
-        // train.recompute = blocks: a block keeps its input per micro-batch in flight, and one
-        // block's whole activations exist at a time (the stage's blocks share one cache).
-        std::vector<double> transient(pp, 0);
-        // The final backward unit by unit, last unit first, and each unit's gradient bytes.
+        std::vector<double> params(pp, 0), act(pp, 0), transient(pp, 0);
         std::vector<std::vector<double>> unit_bwd(pp), unit_grad_bytes(pp);
-        for (int s = 0; s < pp; ++s)
-          for (int u = first[s]; u < first[s + 1]; ++u) {
-            const UnitPlan& p = plans[u];
-            const bool sharded = p.kind == UnitKind::Block;
-            const double split = sharded ? tp : 1;
-            double compute_split = split;  // 1 when the calibration timed this tp's shard
-            double f = 0, b = 0, upd = 0;
-            if (calibration) {
-              const auto [t, shard_timed] = calibration->nearest(p.name, mb, busy_per_node, tp);
-              const double scale = double(mb) / t->micro_batch;
-              f = t->forward * scale;
-              b = t->backward * scale;
-              upd = t->update;
-              if (shard_timed) compute_split = 1;
-            } else {
-              const double seconds = p.flops * mb / (cluster.device_flops * cluster.efficiency);
-              f = seconds / 3;
-              b = seconds * 2 / 3;
-              if (cluster.memory_bandwidth > 0)
-                upd = p.params * optimizer_bytes / cluster.memory_bandwidth;
-            }
-            f = f / compute_split + cluster.unit_overhead;
-            b = b / compute_split + cluster.unit_overhead;
-            double ar = 0;  // one tp all-reduce of this unit's activations
-            if (sharded && tp > 1) {
-              const double bytes = double(mb) * p.rows * model.d_model * value_bytes;
-              ar = allreduce(bytes, tp, tp_intra, 1, false);
-              f += 2 * ar;  // after the attention output and the FFN output
-              b += 2 * ar;  // their input gradients
-              tp_time[s] += 4 * ar;
-            }
-            const double unit_act =
-                p.activation_bytes * value_bytes / 4 * mb *
-                (sharded ? replicated_activations + (1 - replicated_activations) / tp : 1);
-            const bool recomputed = recompute && p.kind == UnitKind::Block;
-            if (recomputed) {
-              b += f;  // the forward again, all-reduces included
-              tp_time[s] += 2 * ar;
-            }
-            fwd[s] += f;
-            bwd[s] += b;
-            update[s] += upd / compute_split;
-            params[s] += p.params / split;
-            if (recomputed) {
-              act[s] += double(mb) * p.rows * model.d_model * value_bytes;
-              transient[s] = std::max(transient[s], unit_act);
-            } else {
-              act[s] += unit_act;
-            }
-            unit_bwd[s].insert(unit_bwd[s].begin(), b);
-            unit_grad_bytes[s].insert(unit_grad_bytes[s].begin(), p.params / split * grad_bytes);
-          }
+        for (int s = 0; s < pp; ++s) {
+          fwd[s] = stage[s].forward;
+          bwd[s] = stage[s].backward;
+          tp_time[s] = stage[s].tp_time;
+          update[s] = stage[s].update;
+          params[s] = stage[s].params;
+          act[s] = stage[s].activations;
+          transient[s] = stage[s].transient;
+          unit_bwd[s] = stage[s].unit_backward;
+          unit_grad_bytes[s] = stage[s].unit_grad_bytes;
+        }
         // Per stage: the replicas' gradient sum, overlapped with the final backward (it does not
         // depend on the schedule: the final backward is the same op under both).
         std::vector<GradientSync> sync(pp);
