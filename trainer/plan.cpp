@@ -126,28 +126,30 @@ std::vector<OptionSetter> plan_keys(PlanOptions& o) {
   auto word = [](std::string& field) {
     return [&field](const std::string&, const std::string& v) { field = v; };
   };
-  return {{"ranks", integer(o.ranks)},
-          {"dp", integer(o.dp)},
-          {"pp", integer(o.pp)},
-          {"tp", integer(o.tp)},
-          {"micro_batches", [&o](const std::string& k,
-                                 const std::string& v) { o.micro_batches = parse_int_list(k, v); }},
-          {"max_micro_batch", integer(o.max_micro_batch)},
-          {"schedules",
-           [&o](const std::string&, const std::string& v) { o.schedules = parse_word_list(v); }},
-          {"precision", word(o.precision)},
-          {"bucket_mb",
-           [&o](const std::string& k, const std::string& v) { o.bucket_mb = parse_number(k, v); }},
-          {"calibration", word(o.calibration)},
-          {"top", integer(o.top)},
-          {"format", word(o.format)},
-          {"repeats", integer(o.repeats)},
-          {"statistic", word(o.statistic)},
-          {"concurrency", [&o](const std::string& k,
-                               const std::string& v) { o.concurrency = parse_int_list(k, v); }},
-          {"tp_sizes", [&o](const std::string& k, const std::string& v) {
-             o.tp_sizes = parse_int_list(k, v);
-           }}};
+  return {
+      {"ranks", integer(o.ranks)},
+      {"dp", integer(o.dp)},
+      {"pp", integer(o.pp)},
+      {"tp", integer(o.tp)},
+      {"micro_batches", [&o](const std::string& k,
+                             const std::string& v) { o.micro_batches = parse_int_list(k, v); }},
+      {"max_micro_batch", integer(o.max_micro_batch)},
+      {"schedules",
+       [&o](const std::string&, const std::string& v) { o.schedules = parse_word_list(v); }},
+      {"virtual_stages", [&o](const std::string& k,
+                              const std::string& v) { o.virtual_stages = parse_int_list(k, v); }},
+      {"precision", word(o.precision)},
+      {"bucket_mb",
+       [&o](const std::string& k, const std::string& v) { o.bucket_mb = parse_number(k, v); }},
+      {"calibration", word(o.calibration)},
+      {"top", integer(o.top)},
+      {"format", word(o.format)},
+      {"repeats", integer(o.repeats)},
+      {"statistic", word(o.statistic)},
+      {"concurrency",
+       [&o](const std::string& k, const std::string& v) { o.concurrency = parse_int_list(k, v); }},
+      {"tp_sizes",
+       [&o](const std::string& k, const std::string& v) { o.tp_sizes = parse_int_list(k, v); }}};
 }
 
 void apply_option(std::vector<OptionSetter> keys, const std::string& section,
@@ -213,11 +215,11 @@ void validate(const ClusterSpec& c, const PlanOptions& o) {
   require(o.format == "table" || o.format == "csv",
           "plan.format = '" + o.format + "': use table or csv");
   require(!o.schedules.empty(), "plan.schedules is empty: use gpipe,1f1b");
-  for (const std::string& s : o.schedules)
-    require(parse_schedule_kind(s) != ScheduleKind::Interleaved,
-            "plan.schedules = interleaved: the planner does not model virtual pipeline stages yet "
-            "(it would need the per-chunk partition and its skip edges); use gpipe,1f1b and "
-            "compare an interleaved layout with `hourglass train` or bench_pipeline");
+  for (const std::string& s : o.schedules) parse_schedule_kind(s);  // UsageError if unknown
+  for (int v : o.virtual_stages)
+    require(v >= 2 && v <= kMaxVirtualStages,
+            "plan.virtual_stages = " + std::to_string(v) + ": chunks per rank must be in [2, " +
+                std::to_string(kMaxVirtualStages) + "] (1 is 1f1b)");
   for (int mb : o.micro_batches) require(mb >= 1, "plan.micro_batches entries must be >= 1");
   require(o.repeats >= 1, "plan.repeats must be at least 1");
   require(o.statistic == "median" || o.statistic == "min",
@@ -679,8 +681,14 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
     result.params += p.params;
   }
   const int W = result.world;
-  const int busy_per_node = std::min(W, G);    // ranks sharing a node's memory system
-  std::map<int, std::vector<int>> partitions;  // pp -> first
+  const int busy_per_node = std::min(W, G);  // ranks sharing a node's memory system
+  std::map<std::pair<int, int>, std::vector<int>> partitions;  // (pp, v) -> first
+  // Chunks per rank to try for interleaved: plan.virtual_stages, else parallel.virtual_stages
+  // when the config interleaves, else 2.
+  const std::vector<int> virtual_counts =
+      !options.virtual_stages.empty()
+          ? options.virtual_stages
+          : std::vector<int>{std::max(2, config.parallel.virtual_stages)};
 
   for (int tp : divisors(W)) {
     if (options.tp && tp != options.tp) continue;
@@ -710,14 +718,18 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
                                  " is not a multiple of dp");
         continue;
       }
-      if (!partitions.count(pp))
-        // parallel.stages counts per virtual stage under interleaving: not a pp-stage split.
-        partitions[pp] = partition_units(
-            infos, pp, S_stacks,
-            pp == config.parallel.pp && config.parallel.virtual_stages == 1 ? config.parallel.stages
-                                                                            : "");
-      const std::vector<int>& first = partitions[pp];
-      const std::vector<SkipEdge> skips = skip_edges(infos, first);
+      // pp · v (virtual) stages: parallel.stages applies to the config's own pp and
+      // virtual_stages only (it counts units per virtual stage).
+      auto partition = [&](int v) -> const std::vector<int>& {
+        auto [it, added] = partitions.try_emplace({pp, v});
+        if (added)
+          it->second =
+              partition_units(infos, pp * v, S_stacks,
+                              pp == config.parallel.pp && v == config.parallel.virtual_stages
+                                  ? config.parallel.stages
+                                  : "");
+        return it->second;
+      };
 
       // Placement: rank (d·pp + s)·tp + t on node rank / G; a link is intra-node only if it is
       // for every replica d.
@@ -801,6 +813,117 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
         return c;
       };
 
+      // One layout: the schedule `kind` with v chunks per rank (1 unless interleaved) on pp · v
+      // virtual stages; rank s holds virtual stages c·pp + s as its chunks c (rank_chunks).
+      auto evaluate = [&](ScheduleKind kind, int v, int mb, int m) {
+        const int V = pp * v;
+        const std::vector<int>& first = partition(v);
+        const std::vector<SkipEdge> skips = skip_edges(infos, first);
+        std::vector<StageCosts> stage(V);
+        for (int k = 0; k < V; ++k) stage[k] = range_costs(first[k], first[k + 1], mb);
+        // Per rank: the replicas' gradient sum, overlapped with the final backward (it does not
+        // depend on the schedule: the final backward is the same op under all of them, micro-batch
+        // m - 1 of chunk 0). Interleaved, each chunk's final backward starts the buckets of its
+        // units, chunk v - 1 first (pipeline_runtime.cpp); conservatively, the buckets of chunks
+        // v - 1 .. 1 are taken as ready only when chunk 0's final backward begins (they are ready
+        // earlier, between other ops), so only chunk 0's backward hides the all-reduce.
+        std::vector<GradientSync> sync(pp);
+        for (int s = 0; s < pp && dp > 1; ++s) {
+          const bool intra = node(0, s) == node(dp - 1, s);
+          AllReduceCost cost;
+          cost.latency = allreduce(0, dp, intra, 1, true);
+          cost.seconds_per_byte = allreduce(1, dp, intra, 0, true);
+          if (cluster.memory_bandwidth > 0)
+            cost.copy_seconds_per_byte = 2 / cluster.memory_bandwidth;
+          cost.on_host = cluster.host_collectives != 0;
+          std::vector<double> backward, bytes;  // the rank's units, backward order
+          for (int c = v - 1; c >= 0; --c) {
+            const StageCosts& chunk = stage[c * pp + s];
+            for (size_t i = 0; i < chunk.unit_backward.size(); ++i) {
+              backward.push_back(c == 0 ? chunk.unit_backward[i] : 0.0);
+              bytes.push_back(chunk.unit_grad_bytes[i]);
+            }
+          }
+          sync[s] = overlapped_gradient_sync(backward, bytes, bucket_bytes, cost);
+        }
+        SimulationCosts costs;
+        // The final backward also carries what the gradient buckets add to it.
+        costs.compute = [&](int s, const Instruction& in) {
+          const StageCosts& c = stage[in.chunk * pp + s];
+          if (in.op == Op::Forward) return c.forward;
+          return c.backward +
+                 (in.chunk == 0 && in.micro_batch == m - 1 ? sync[s].during_backward : 0.0);
+        };
+        // Virtual stage k runs on rank k mod pp: boundary k is a message between those ranks.
+        for (int k = 0; k + 1 < V; ++k) {
+          const double bytes = double(mb) * plans[first[k + 1]].rows * model.d_model * value_bytes;
+          costs.activation_message.push_back(link_seconds(bytes, same_node(k % pp, (k + 1) % pp)));
+        }
+        for (const SkipEdge& e : skips) {
+          if (e.producer_stage % pp == e.consumer_stage % pp) continue;  // one rank: no message
+          int64_t rows = 0;
+          for (const UnitPlan& p : plans)
+            if (p.kind == UnitKind::Down && p.stack == e.level) rows = p.rows;
+          if (static_cast<int>(costs.skip_message.size()) <= e.level)
+            costs.skip_message.resize(e.level + 1);
+          costs.skip_message[e.level] =
+              link_seconds(double(mb) * rows * model.d_model * value_bytes,
+                           same_node(e.producer_stage % pp, e.consumer_stage % pp));
+        }
+
+        LayoutPlan lp;
+        lp.dp = dp;
+        lp.pp = pp;
+        lp.tp = tp;
+        lp.micro_batch = mb;
+        lp.micro_batches = m;
+        lp.schedule = kind;
+        lp.virtual_stages = v;
+        const auto lists = make_schedule(kind, PipelineLayout{pp, m, skips, v});
+        const SimulationResult sim = simulate(lists, costs);
+        if (!sim.ok) throw std::logic_error("plan: simulation failed: " + sim.error);
+        lp.pipeline_seconds = sim.makespan;
+        lp.bubble = sim.bubble;
+        lp.theory_bubble = theoretical_bubble(pp, m, v);
+        double end = 0;
+        for (int s = 0; s < pp; ++s) {
+          // The rank's chunks. sim.max_alive counts (micro-batch, chunk) pairs, whichever chunk:
+          // each is charged the largest chunk's activations (exact when v = 1).
+          double params = 0, act = 0, transient = 0, update = 0, tp_time = 0;
+          for (int c = 0; c < v; ++c) {
+            const StageCosts& chunk = stage[c * pp + s];
+            params += chunk.params;
+            act = std::max(act, chunk.activations);
+            transient = std::max(transient, chunk.transient);
+            update += chunk.update;
+            tp_time += chunk.tp_time;
+          }
+          lp.dp_seconds = std::max(lp.dp_seconds, sync[s].exposed);
+          lp.dp_total_seconds = std::max(lp.dp_total_seconds, sync[s].seconds);
+          lp.optimizer_seconds = std::max(lp.optimizer_seconds, update);
+          end = std::max(end, sim.finish[s] + sync[s].exposed);
+          lp.tp_seconds = std::max(lp.tp_seconds, tp_time * m);
+          const double memory =
+              params * state_bytes + act * sim.max_alive[s] + transient + cluster.memory_reserve;
+          if (memory > lp.memory_bytes) {
+            lp.memory_bytes = memory;
+            lp.param_bytes = params * state_bytes;
+            lp.activation_bytes = act * sim.max_alive[s] + transient;
+          }
+        }
+        // The loss and grad-norm all-reduces: two latency-bound calls over the world.
+        const double collectives = allreduce_seconds(
+            0, W, 1, std::max(cluster.latency, intra_latency), 2, cluster.allreduce_latency);
+        lp.step_seconds = end + lp.optimizer_seconds + collectives;
+        lp.tokens_per_second = double(B) * L / lp.step_seconds;
+        lp.mfu = result.model_flops_per_step / (lp.step_seconds * W * cluster.device_flops);
+        if (lp.memory_bytes > cluster.device_memory) {
+          lp.fits = false;
+          lp.note = "needs " + si(lp.memory_bytes, "B") + " > " + si(cluster.device_memory, "B");
+        }
+        return lp;
+      };
+
       std::vector<int> candidates;
       for (int mb : divisors(B / dp)) {
         if (!options.micro_batches.empty() &&
@@ -811,100 +934,31 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
         candidates.push_back(mb);
       }
       for (int mb : candidates) {
-        std::vector<StageCosts> stage(pp);
-        for (int s = 0; s < pp; ++s) stage[s] = range_costs(first[s], first[s + 1], mb);
-        std::vector<double> fwd(pp, 0), bwd(pp, 0), tp_time(pp, 0), update(pp, 0);
-        std::vector<double> params(pp, 0), act(pp, 0), transient(pp, 0);
-        std::vector<std::vector<double>> unit_bwd(pp), unit_grad_bytes(pp);
-        for (int s = 0; s < pp; ++s) {
-          fwd[s] = stage[s].forward;
-          bwd[s] = stage[s].backward;
-          tp_time[s] = stage[s].tp_time;
-          update[s] = stage[s].update;
-          params[s] = stage[s].params;
-          act[s] = stage[s].activations;
-          transient[s] = stage[s].transient;
-          unit_bwd[s] = stage[s].unit_backward;
-          unit_grad_bytes[s] = stage[s].unit_grad_bytes;
-        }
-        // Per stage: the replicas' gradient sum, overlapped with the final backward (it does not
-        // depend on the schedule: the final backward is the same op under both).
-        std::vector<GradientSync> sync(pp);
-        for (int s = 0; s < pp && dp > 1; ++s) {
-          const bool intra = node(0, s) == node(dp - 1, s);
-          AllReduceCost cost;
-          cost.latency = allreduce(0, dp, intra, 1, true);
-          cost.seconds_per_byte = allreduce(1, dp, intra, 0, true);
-          if (cluster.memory_bandwidth > 0)
-            cost.copy_seconds_per_byte = 2 / cluster.memory_bandwidth;
-          cost.on_host = cluster.host_collectives != 0;
-          sync[s] = overlapped_gradient_sync(unit_bwd[s], unit_grad_bytes[s], bucket_bytes, cost);
-        }
-        SimulationCosts costs;
-        // The final backward (micro-batch m - 1 under both schedules) also carries what the
-        // gradient buckets add to it.
         const int m = B / dp / mb * granularity_runs;
-        costs.compute = [&](int s, const Instruction& in) {
-          if (in.op == Op::Forward) return fwd[s];
-          return bwd[s] + (in.micro_batch == m - 1 ? sync[s].during_backward : 0.0);
-        };
-        for (int s = 0; s + 1 < pp; ++s) {
-          const double bytes = double(mb) * plans[first[s + 1]].rows * model.d_model * value_bytes;
-          costs.activation_message.push_back(link_seconds(bytes, same_node(s, s + 1)));
-        }
-        for (const SkipEdge& e : skips) {
-          if (e.producer_stage == e.consumer_stage) continue;
-          int64_t rows = 0;
-          for (const UnitPlan& p : plans)
-            if (p.kind == UnitKind::Down && p.stack == e.level) rows = p.rows;
-          if (static_cast<int>(costs.skip_message.size()) <= e.level)
-            costs.skip_message.resize(e.level + 1);
-          costs.skip_message[e.level] =
-              link_seconds(double(mb) * rows * model.d_model * value_bytes,
-                           same_node(e.producer_stage, e.consumer_stage));
-        }
-
         for (const std::string& schedule_text : options.schedules) {
-          const ScheduleKind kind = parse_schedule_kind(schedule_text);
-          LayoutPlan lp;
-          lp.dp = dp;
-          lp.pp = pp;
-          lp.tp = tp;
-          lp.micro_batch = mb;
-          lp.micro_batches = m;
-          lp.schedule = pp == 1 ? ScheduleKind::OneFOneB : kind;
-          const auto lists = make_schedule(lp.schedule, PipelineLayout{pp, m, skips});
-          const SimulationResult sim = simulate(lists, costs);
-          if (!sim.ok) throw std::logic_error("plan: simulation failed: " + sim.error);
-          lp.pipeline_seconds = sim.makespan;
-          lp.bubble = sim.bubble;
-          lp.theory_bubble = theoretical_bubble(pp, m);
-          double end = 0;
-          for (int s = 0; s < pp; ++s) {
-            lp.dp_seconds = std::max(lp.dp_seconds, sync[s].exposed);
-            lp.dp_total_seconds = std::max(lp.dp_total_seconds, sync[s].seconds);
-            lp.optimizer_seconds = std::max(lp.optimizer_seconds, update[s]);
-            end = std::max(end, sim.finish[s] + sync[s].exposed);
-            lp.tp_seconds = std::max(lp.tp_seconds, tp_time[s] * m);
-            const double memory = params[s] * state_bytes + act[s] * sim.max_alive[s] +
-                                  transient[s] + cluster.memory_reserve;
-            if (memory > lp.memory_bytes) {
-              lp.memory_bytes = memory;
-              lp.param_bytes = params[s] * state_bytes;
-              lp.activation_bytes = act[s] * sim.max_alive[s] + transient[s];
+          const ScheduleKind kind =
+              pp == 1 ? ScheduleKind::OneFOneB : parse_schedule_kind(schedule_text);
+          const std::vector<int> chunk_counts =
+              kind == ScheduleKind::Interleaved ? virtual_counts : std::vector<int>{1};
+          for (int v : chunk_counts) {
+            if (kind == ScheduleKind::Interleaved) {
+              const std::string what = layout + " interleaved x" + std::to_string(v);
+              std::string why;
+              if (pp * v > U)
+                why = what + ": pp x virtual stages = " + std::to_string(pp * v) +
+                      " virtual stages, more than the model's " + std::to_string(U) + " units";
+              else if (m % pp != 0)
+                why = what + " micro_batch " + std::to_string(mb) + ": m = " + std::to_string(m) +
+                      " micro-batches per step, not a multiple of pp";
+              if (!why.empty()) {
+                if (std::find(result.skipped.begin(), result.skipped.end(), why) ==
+                    result.skipped.end())
+                  result.skipped.push_back(why);
+                continue;
+              }
             }
+            result.layouts.push_back(evaluate(kind, v, mb, m));
           }
-          // The loss and grad-norm all-reduces: two latency-bound calls over the world.
-          const double collectives = allreduce_seconds(
-              0, W, 1, std::max(cluster.latency, intra_latency), 2, cluster.allreduce_latency);
-          lp.step_seconds = end + lp.optimizer_seconds + collectives;
-          lp.tokens_per_second = double(B) * L / lp.step_seconds;
-          lp.mfu = result.model_flops_per_step / (lp.step_seconds * W * cluster.device_flops);
-          if (lp.memory_bytes > cluster.device_memory) {
-            lp.fits = false;
-            lp.note = "needs " + si(lp.memory_bytes, "B") + " > " + si(cluster.device_memory, "B");
-          }
-          result.layouts.push_back(lp);
           if (pp == 1) break;  // one schedule: with one stage they are the same list
         }
       }
@@ -920,18 +974,32 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
 
 namespace {
 
+// The table's schedule column, 6 characters wide: "-" for one stage, "int×v" for interleaved.
+std::string schedule_label(const LayoutPlan& l) {
+  if (l.pp == 1) return "-     ";
+  if (l.schedule == ScheduleKind::Interleaved) {
+    const std::string label = "int×" + std::to_string(l.virtual_stages);  // × is 2 bytes, 1 column
+    return label + std::string(7 - label.size(), ' ');
+  }
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%-6s", schedule_name(l.schedule));
+  return buf;
+}
+
 void print_csv(const PlanResult& r) {
   std::printf(
-      "dp,pp,tp,micro_batch,micro_batches,schedule,step_seconds,pipeline_seconds,dp_seconds,"
+      "dp,pp,tp,micro_batch,micro_batches,schedule,virtual_stages,step_seconds,pipeline_seconds,dp_"
+      "seconds,"
       "dp_total_seconds,optimizer_seconds,tp_seconds,bubble,theory_bubble,memory_bytes,"
       "param_bytes,activation_bytes,tokens_per_second,mfu,fits\n");
   for (const LayoutPlan& l : r.layouts)
     std::printf(
-        "%d,%d,%d,%d,%d,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%.4f,%.6g,%.6g,%.6g,%.6g,%.4f,%d\n",
-        l.dp, l.pp, l.tp, l.micro_batch, l.micro_batches, schedule_name(l.schedule), l.step_seconds,
-        l.pipeline_seconds, l.dp_seconds, l.dp_total_seconds, l.optimizer_seconds, l.tp_seconds,
-        l.bubble, l.theory_bubble, l.memory_bytes, l.param_bytes, l.activation_bytes,
-        l.tokens_per_second, l.mfu, l.fits ? 1 : 0);
+        "%d,%d,%d,%d,%d,%s,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%.4f,%.6g,%.6g,%.6g,%.6g,%.4f,%"
+        "d\n",
+        l.dp, l.pp, l.tp, l.micro_batch, l.micro_batches, schedule_name(l.schedule),
+        l.virtual_stages, l.step_seconds, l.pipeline_seconds, l.dp_seconds, l.dp_total_seconds,
+        l.optimizer_seconds, l.tp_seconds, l.bubble, l.theory_bubble, l.memory_bytes, l.param_bytes,
+        l.activation_bytes, l.tokens_per_second, l.mfu, l.fits ? 1 : 0);
 }
 
 void print_table(const PlanResult& r, const Config& config, const ClusterSpec& cluster,
@@ -973,13 +1041,12 @@ void print_table(const PlanResult& r, const Config& config, const ClusterSpec& c
   for (int i = 0; i < rows; ++i) {
     const LayoutPlan& l = r.layouts[i];
     std::printf(
-        "%4d %5d %4d %4d %5d %5d %-6s %11s %11.4g %9s %9s %9s %9s %7.3f %7.3f %10s %5.1f%%%s\n",
-        i + 1, l.dp, l.pp, l.tp, l.micro_batch, l.micro_batches,
-        l.pp == 1 ? "-" : schedule_name(l.schedule), seconds_text(l.step_seconds).c_str(),
-        l.tokens_per_second, seconds_text(l.pipeline_seconds).c_str(),
-        seconds_text(l.tp_seconds).c_str(), seconds_text(l.dp_seconds).c_str(),
-        seconds_text(l.optimizer_seconds).c_str(), l.bubble, l.theory_bubble,
-        si(l.memory_bytes, "B").c_str(), 100 * l.mfu,
+        "%4d %5d %4d %4d %5d %5d %s %11s %11.4g %9s %9s %9s %9s %7.3f %7.3f %10s %5.1f%%%s\n",
+        i + 1, l.dp, l.pp, l.tp, l.micro_batch, l.micro_batches, schedule_label(l).c_str(),
+        seconds_text(l.step_seconds).c_str(), l.tokens_per_second,
+        seconds_text(l.pipeline_seconds).c_str(), seconds_text(l.tp_seconds).c_str(),
+        seconds_text(l.dp_seconds).c_str(), seconds_text(l.optimizer_seconds).c_str(), l.bubble,
+        l.theory_bubble, si(l.memory_bytes, "B").c_str(), 100 * l.mfu,
         l.fits ? "" : ("  (does not fit: " + l.note + ")").c_str());
   }
   if (feasible == 0)

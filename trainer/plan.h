@@ -20,6 +20,11 @@
 // Memory per rank: parameter state (values, gradients, two AdamW moments: 16 bytes per
 // parameter in fp32, 18 in bf16 mixed precision) + the activations a micro-batch keeps from
 // forward to backward × the most micro-batches the schedule keeps alive on that stage.
+//
+// Interleaved 1F1B (plan.schedules = interleaved, plan.virtual_stages = v): the units are
+// partitioned into pp · v virtual stages, virtual stage k on rank k mod pp as its chunk k / pp,
+// each costed as a stage; a rank's memory charges its largest chunk's activations per alive
+// (micro-batch, chunk) pair, and its gradient buckets count as ready at chunk 0's final backward.
 #pragma once
 #include <functional>
 #include <string>
@@ -64,7 +69,10 @@ struct PlanOptions {
   int dp = 0, pp = 0, tp = 0;      // fix one of them; 0 = any
   std::vector<int> micro_batches;  // candidate micro-batch sizes; empty = every divisor
   int max_micro_batch = 0;         // 0 = no limit
-  std::vector<std::string> schedules = {"gpipe", "1f1b"};
+  std::vector<std::string> schedules = {"gpipe", "1f1b"};  // and/or "interleaved"
+  // Chunks per rank v to try for interleaved (each in [2, kMaxVirtualStages]); empty =
+  // parallel.virtual_stages if the config interleaves, else 2.
+  std::vector<int> virtual_stages;
   std::string precision = "fp32";  // fp32 | bf16 (mixed: bf16 values and activations)
   double bucket_mb = 0;            // dp all-reduce bucket (MiB); 0 = parallel.grad_bucket_mb
   std::string calibration;         // file written by --calibrate; "" = cost model
@@ -164,6 +172,7 @@ GradientSync overlapped_gradient_sync(const std::vector<double>& backward,
 struct LayoutPlan {
   int dp = 1, pp = 1, tp = 1, micro_batch = 1, micro_batches = 1;
   ScheduleKind schedule = ScheduleKind::OneFOneB;
+  int virtual_stages = 1;  // chunks per rank: > 1 only for Interleaved
   double step_seconds = 0;
   double pipeline_seconds = 0;   // the simulated schedule (compute, tp all-reduces, messages)
   double dp_seconds = 0;         // gradient all-reduce after the final backward (slowest rank)

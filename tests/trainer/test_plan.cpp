@@ -10,8 +10,10 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "parallel/partition.h"
 #include "tests/support/run_command.h"
 #include "trainer/model.h"
+#include "trainer/pipeline_runtime.h"
 #include "trainer/plan.h"
 #include "trainer/units.h"
 
@@ -190,6 +192,88 @@ TEST(Plan, OneFOneBNeedsLessActivationMemoryThanGPipe) {
   EXPECT_LT(one.memory_bytes, gpipe.memory_bytes);
 }
 
+// Interleaved 1F1B (plan.schedules = interleaved): pp · v virtual stages, virtual stage k on rank
+// k mod pp. On a model of many similar blocks with free links, v = 2 predicts a smaller bubble
+// than 1F1B at the same (pp, m), and exactly the bubble of the schedule's own simulation of the
+// virtual stages' cost-model compute.
+TEST(Plan, InterleavedShrinksThePredictedBubble) {
+  Config config = small_config(16);
+  config.model = parse_config({"--model.d_model", "64", "--model.heads", "4", "--model.ffn", "256",
+                               "--model.hierarchy", "4@1 8@2 4@1", "--model.window", "16",
+                               "--model.chunk", "8"})
+                     .model;
+  ClusterSpec cluster = two_nodes_of_two();
+  cluster.latency = 0;  // messages free: the bubble is the schedule's and the partition's
+  cluster.intra_bandwidth = cluster.inter_bandwidth = 1e30;
+  PlanOptions options;
+  options.dp = 1;
+  options.schedules = {"1f1b", "interleaved"};
+  options.virtual_stages = {2};
+  const PlanResult r = plan_layouts(config, cluster, options);
+  const std::vector<UnitPlan> plans = plan_units(config.model, config.train.seq_len);
+  const std::vector<UnitInfo> infos = unit_infos(plans);
+  int compared = 0;
+  for (const LayoutPlan& l : r.layouts) {
+    if (l.schedule != ScheduleKind::Interleaved) continue;
+    EXPECT_EQ(l.virtual_stages, 2);
+    EXPECT_EQ(l.micro_batches % l.pp, 0);
+    EXPECT_NEAR(l.theory_bubble, theoretical_bubble(l.pp, l.micro_batches, 2), 1e-12);
+    for (const LayoutPlan& one : r.layouts)
+      if (one.schedule == ScheduleKind::OneFOneB && one.pp == l.pp && one.tp == l.tp &&
+          one.micro_batch == l.micro_batch) {
+        EXPECT_LT(l.bubble, one.bubble) << "pp " << l.pp << " m " << l.micro_batches;
+        ++compared;
+      }
+    if (l.tp != 1) continue;
+    // The simulator on the same virtual stages: cost-model compute, a third of it forward.
+    const int V = l.pp * 2;
+    const std::vector<int> first =
+        partition_units(infos, V, static_cast<int>(config.model.stacks.size()), "");
+    std::vector<double> seconds(V, 0);
+    for (int k = 0; k < V; ++k)
+      for (int u = first[k]; u < first[k + 1]; ++u)
+        seconds[k] += plans[u].flops * l.micro_batch / (cluster.device_flops * cluster.efficiency);
+    SimulationCosts costs;
+    costs.compute = [&](int s, const Instruction& in) {
+      const double t = seconds[in.chunk * l.pp + s];
+      return in.op == Op::Forward ? t / 3 : t * 2 / 3;
+    };
+    const SimulationResult sim =
+        simulate(make_schedule(ScheduleKind::Interleaved,
+                               {l.pp, l.micro_batches, skip_edges(infos, first), 2}),
+                 costs);
+    ASSERT_TRUE(sim.ok) << sim.error;
+    EXPECT_NEAR(l.bubble, sim.bubble, 1e-9) << "pp " << l.pp << " m " << l.micro_batches;
+    EXPECT_NEAR(l.pipeline_seconds, sim.makespan, 1e-9 * sim.makespan);
+  }
+  EXPECT_GE(compared, 2);  // pp 2 (tp 2) and pp 4, each at several micro-batch sizes
+}
+
+// A layout interleaving cannot run is listed as not evaluated: more virtual stages than units
+// (11 here: pp 4 x 3 = 12), or m not a multiple of pp (micro-batch 4: m = 2 on pp 4).
+TEST(Plan, InterleavedSkipsLayoutsItCannotRun) {
+  const Config config = small_config(8);
+  PlanOptions options;
+  options.pp = 4;
+  options.schedules = {"interleaved"};
+  options.virtual_stages = {2, 3};
+  const PlanResult r = plan_layouts(config, two_nodes_of_two(), options);
+  ASSERT_EQ(static_cast<int>(plan_units(config.model, config.train.seq_len).size()), 11);
+  bool two = false;
+  for (const LayoutPlan& l : r.layouts) {
+    EXPECT_EQ(l.virtual_stages, 2);
+    EXPECT_EQ(l.micro_batches % 4, 0);
+    two |= l.micro_batches == 8;
+  }
+  EXPECT_TRUE(two);
+  bool too_many = false, not_multiple = false;
+  for (const std::string& s : r.skipped) {
+    too_many |= s.find("interleaved x3: pp x virtual stages = 12") != std::string::npos;
+    not_multiple |= s.find("micro_batch 4: m = 2") != std::string::npos;
+  }
+  EXPECT_TRUE(too_many && not_multiple);
+}
+
 // train.recompute = blocks: less activation memory, and every block's forward once more in the
 // backward (so the step is longer by about the blocks' forward time).
 TEST(Plan, RecomputeTradesActivationMemoryForAForward) {
@@ -330,6 +414,30 @@ TEST(Plan, ClusterFileAndBinary) {
   const auto bad = testing::run_command(testing::hourglass_binary() + " plan --cluster.nodes 0");
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
   EXPECT_NE(bad.output.find("cluster.nodes"), std::string::npos) << bad.output;
+}
+
+// plan.schedules = interleaved with plan.virtual_stages through the binary: an "int×2" row and the
+// v in the CSV; chunk counts outside [2, 8] and unknown schedules exit 2 naming the key.
+TEST(Plan, InterleavedThroughTheBinary) {
+  const std::string plan = testing::hourglass_binary() +
+                           " plan --model.d_model 64 --model.heads 4 --model.ffn 256 "
+                           "--train.seq_len 96 --model.window 32 --cluster.nodes 2 "
+                           "--cluster.devices_per_node 2 --plan.pp 2 --plan.schedules "
+                           "1f1b,interleaved ";
+  const auto table = testing::run_command(plan + "--plan.virtual_stages 2 --plan.top 0");
+  ASSERT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_NE(table.output.find(" int×2 "), std::string::npos) << table.output;
+  const auto csv = testing::run_command(plan + "--plan.virtual_stages 2 --plan.format csv");
+  ASSERT_EQ(csv.exit_code, 0) << csv.output;
+  EXPECT_NE(csv.output.find(",interleaved,2,"), std::string::npos) << csv.output;
+  EXPECT_NE(csv.output.find(",1f1b,1,"), std::string::npos) << csv.output;
+  for (const char* bad : {"--plan.virtual_stages 9", "--plan.virtual_stages 1"}) {
+    const auto r = testing::run_command(plan + bad);
+    EXPECT_EQ(r.exit_code, 2) << bad << r.output;
+    EXPECT_NE(r.output.find("plan.virtual_stages"), std::string::npos) << r.output;
+  }
+  const auto unknown = testing::run_command(plan + "--plan.schedules zigzag");
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.output;
 }
 
 }  // namespace
