@@ -948,8 +948,9 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
                 why = what + ": pp x virtual stages = " + std::to_string(pp * v) +
                       " virtual stages, more than the model's " + std::to_string(U) + " units";
               else if (m % pp != 0)
-                why = what + " micro_batch " + std::to_string(mb) + ": m = " + std::to_string(m) +
-                      " micro-batches per step, not a multiple of pp";
+                why = what + " micro_batch " + std::to_string(mb) + ": " + std::to_string(m) +
+                      (m == 1 ? " micro-batch" : " micro-batches") +
+                      " per step, not a multiple of pp = " + std::to_string(pp);
               if (!why.empty()) {
                 if (std::find(result.skipped.begin(), result.skipped.end(), why) ==
                     result.skipped.end())

@@ -269,7 +269,8 @@ TEST(Plan, InterleavedSkipsLayoutsItCannotRun) {
   bool too_many = false, not_multiple = false;
   for (const std::string& s : r.skipped) {
     too_many |= s.find("interleaved x3: pp x virtual stages = 12") != std::string::npos;
-    not_multiple |= s.find("micro_batch 4: m = 2") != std::string::npos;
+    not_multiple |= s.find("micro_batch 4: 2 micro-batches per step, not a multiple of pp = 4") !=
+                    std::string::npos;
   }
   EXPECT_TRUE(too_many && not_multiple);
 }
