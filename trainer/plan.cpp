@@ -424,48 +424,79 @@ void CalibrationCopies::run(int count) {
   if (count > 0) usleep(20000);  // let them get back into their loop
 }
 
-Calibration calibrate(const Config& config, const std::vector<int>& micro_batches, int repeats,
-                      bool fastest, int concurrency, int tp) {
-  require(concurrency >= 1, "plan.concurrency entries must be at least 1");
-  const std::string bad_tp = tp >= 1 ? tp_problem(config, tp) : "tp < 1";
-  require(bad_tp.empty(), "plan.tp_sizes: " + bad_tp);
-  TensorParallel shard;  // rank 0 of a group of `tp`, whose all-reduces sum over itself only
-  if (tp > 1) {
-    int initialized = 0;
-    MPI_Initialized(&initialized);
-    require(initialized, "calibrating tensor-parallel shards needs MPI initialised");
-    shard.size = tp;
-    shard.comm = MPI_COMM_SELF;
-    if (config.train.matformer != "off")
-      shard.nested_granularities = config.model.ffn_granularities;
+Calibration calibrate(const Config& config, const std::vector<int>& micro_batches,
+                      const PlanOptions& options, CalibrationCopies* copies) {
+  require(options.repeats >= 1, "plan.repeats must be at least 1");
+  for (int level : options.concurrency) {
+    require(level >= 1, "plan.concurrency entries must be at least 1");
+    require(level == 1 || copies != nullptr,
+            "calibration: concurrency " + std::to_string(level) + " needs copies started");
   }
-
   set_num_threads(config.run.threads);
   const int L = config.train.seq_len;
   const std::vector<UnitPlan> plans = plan_units(config.model, L);
   const int U = static_cast<int>(plans.size());
-  std::vector<std::unique_ptr<StageModel>> units;
-  for (int u = 0; u < U; ++u) {
-    units.push_back(std::make_unique<StageModel>(config.model, L, u, u + 1, shard));
-    units.back()->params().init_all(config.train.seed);
+
+  // One chain of single-unit models per tp size: rank 0 of a group of `tp`, whose all-reduces
+  // sum over itself only.
+  std::vector<std::vector<std::unique_ptr<StageModel>>> chains;
+  for (int tp : options.tp_sizes) {
+    const std::string bad_tp = tp >= 1 ? tp_problem(config, tp) : "tp < 1";
+    require(bad_tp.empty(), "plan.tp_sizes: " + bad_tp);
+    TensorParallel shard;
+    if (tp > 1) {
+      int initialized = 0;
+      MPI_Initialized(&initialized);
+      require(initialized, "calibrating tensor-parallel shards needs MPI initialised");
+      shard.size = tp;
+      shard.comm = MPI_COMM_SELF;
+      if (config.train.matformer != "off")
+        shard.nested_granularities = config.model.ffn_granularities;
+    }
+    chains.emplace_back();
+    for (int u = 0; u < U; ++u) {
+      chains.back().push_back(std::make_unique<StageModel>(config.model, L, u, u + 1, shard));
+      chains.back().back()->params().init_all(config.train.seed);
+    }
   }
   using Clock = std::chrono::steady_clock;
   auto since = [](Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
   };
 
-  Calibration out;
-  out.model_key = calibration_model_key(config);
-  out.threads = num_threads();
-  out.statistic = fastest ? "min" : "median";
-  auto pick = [fastest](const std::vector<double>& v) {
-    return fastest ? *std::min_element(v.begin(), v.end()) : median(v);
+  // Samples per setting (concurrency level × tp × micro-batch) and unit.
+  struct Samples {
+    std::vector<std::vector<double>> forward, backward, update;  // [unit][repeat]
   };
-  // Update: zeroing, the norm and AdamW, as a step does them per rank. Run after every repeat
-  // of the forward and backward, as in training: it also evicts the caches the next repeat
-  // would otherwise find warm.
-  std::vector<std::vector<double>> update(U);
-  auto update_all = [&](bool keep) {
+  const size_t T = options.tp_sizes.size(), M = micro_batches.size();
+  std::vector<Samples> samples(options.concurrency.size() * T * M);
+  for (Samples& s : samples) s.forward = s.backward = s.update = std::vector<std::vector<double>>(U);
+  const StepContext ctx = calibration_context(config);
+  std::vector<std::vector<int32_t>> tokens;
+  for (int mb : micro_batches) tokens.push_back(calibration_tokens(config, mb));
+
+  // One forward of every unit, the backward in reverse, then the update (zeroing, the norm and
+  // AdamW, as a step does them per rank: it also evicts the caches the next pass would
+  // otherwise find warm).
+  auto pass = [&](std::vector<std::unique_ptr<StageModel>>& units, size_t m, Samples* keep) {
+    Slot slot;
+    slot.ctx = &ctx;
+    slot.tokens = tokens[m].data();
+    slot.batch = micro_batches[m];
+    Tensor a, b;
+    for (int u = 0; u < U; ++u) {
+      const auto t0 = Clock::now();
+      units[u]->forward(slot, a, b);
+      if (keep) keep->forward[u].push_back(since(t0));
+      std::swap(a, b);
+    }
+    Tensor g, h;
+    for (int u = U - 1; u >= 0; --u) {
+      const auto t0 = Clock::now();
+      units[u]->backward(slot, g, h);
+      if (keep) keep->backward[u].push_back(since(t0));
+      std::swap(g, h);
+    }
     for (int u = 0; u < U; ++u) {
       ParamStore& store = units[u]->params();
       const auto t0 = Clock::now();
@@ -473,39 +504,35 @@ Calibration calibrate(const Config& config, const std::vector<int>& micro_batche
       const double norm = std::sqrt(grad_sum_squares(store));
       clip_gradients(store, norm, config.train.grad_clip);
       adamw_update(store, config.train, 1, config.train.lr);
-      if (keep) update[u].push_back(since(t0));
+      if (keep) keep->update[u].push_back(since(t0));
     }
   };
-
-  for (int mb : micro_batches) {
-    const std::vector<int32_t> tokens = calibration_tokens(config, mb);
-    const StepContext ctx = calibration_context(config);
-    std::vector<std::vector<double>> fwd(U), bwd(U);
-    for (int r = 0; r <= repeats; ++r) {  // r = 0 warms up (allocations, caches)
-      Slot slot;
-      slot.ctx = &ctx;
-      slot.tokens = tokens.data();
-      slot.batch = mb;
-      Tensor a, b;
-      for (int u = 0; u < U; ++u) {
-        const auto t0 = Clock::now();
-        units[u]->forward(slot, a, b);
-        if (r > 0) fwd[u].push_back(since(t0));
-        std::swap(a, b);
-      }
-      Tensor g, h;
-      for (int u = U - 1; u >= 0; --u) {
-        const auto t0 = Clock::now();
-        units[u]->backward(slot, g, h);
-        if (r > 0) bwd[u].push_back(since(t0));
-        std::swap(g, h);
-      }
-      update_all(r > 0);
+  for (int r = 0; r <= options.repeats; ++r) {  // r = 0 warms up (allocations, caches)
+    for (size_t c = 0; c < options.concurrency.size(); ++c) {
+      if (copies) copies->run(options.concurrency[c] - 1);
+      for (size_t t = 0; t < T; ++t)
+        for (size_t m = 0; m < M; ++m)
+          pass(chains[t], m, r > 0 ? &samples[(c * T + t) * M + m] : nullptr);
     }
-    for (int u = 0; u < U; ++u)
-      out.units.push_back(
-          {plans[u].name, mb, concurrency, tp, pick(fwd[u]), pick(bwd[u]), pick(update[u])});
   }
+  if (copies) copies->run(0);
+
+  Calibration out;
+  out.model_key = calibration_model_key(config);
+  out.threads = num_threads();
+  out.statistic = options.statistic;
+  auto pick = [&options](const std::vector<double>& v) {
+    return options.statistic == "min" ? *std::min_element(v.begin(), v.end()) : median(v);
+  };
+  for (size_t c = 0; c < options.concurrency.size(); ++c)
+    for (size_t t = 0; t < T; ++t)
+      for (size_t m = 0; m < M; ++m) {
+        const Samples& s = samples[(c * T + t) * M + m];
+        for (int u = 0; u < U; ++u)
+          out.units.push_back({plans[u].name, micro_batches[m], options.concurrency[c],
+                               options.tp_sizes[t], pick(s.forward[u]), pick(s.backward[u]),
+                               pick(s.update[u])});
+      }
   return out;
 }
 
@@ -1134,19 +1161,7 @@ int plan_main(const std::vector<std::string>& args) {
       int provided = 0;
       MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
     }
-    Calibration c;
-    for (int level : options.concurrency) {
-      copies.run(level - 1);
-      for (int t : options.tp_sizes) {
-        const Calibration part =
-            calibrate(config, sizes, options.repeats, options.statistic == "min", level, t);
-        c.model_key = part.model_key;
-        c.threads = part.threads;
-        c.statistic = part.statistic;
-        c.units.insert(c.units.end(), part.units.begin(), part.units.end());
-      }
-    }
-    copies.run(0);
+    const Calibration c = calibrate(config, sizes, options, &copies);
     if (start_mpi) MPI_Finalize();
     write_calibration(path, c);
     std::printf("calibration: %zu unit timings (%d thread(s), %s of %d) -> %s\n", c.units.size(),

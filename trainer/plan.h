@@ -103,14 +103,19 @@ struct Calibration {
 };
 
 // Times every unit alone (one StageModel per unit, chained through one Slot, the update of
-// every unit after each backward as in a step), `repeats` times after a warm-up, at each
-// micro-batch size; keeps the median of each, or the minimum when `fastest` (other processes
-// only ever add time: the fastest repeat is the least disturbed). `concurrency` labels the
-// timings with how many copies ran at once (CalibrationCopies starts the others). With tp > 1
-// the units are rank 0's shards, their all-reduces over MPI_COMM_SELF (MPI must be initialised):
-// the compute of a shard, which for small matrices is more than 1/tp of the whole.
-Calibration calibrate(const Config& config, const std::vector<int>& micro_batches, int repeats,
-                      bool fastest = false, int concurrency = 1, int tp = 1);
+// every unit after each backward as in a step) at every micro-batch size of `micro_batches`,
+// with `options.concurrency` copies running at once (each level needs that many - 1 started in
+// `copies`) and as the rank-0 shard of each of `options.tp_sizes`; keeps the median of
+// `options.repeats` passes, or the minimum when `options.statistic` is "min" (other processes
+// only ever add time: the fastest repeat is the least disturbed). The settings are interleaved:
+// each repeat is one pass over every (concurrency, tp, micro-batch), so that a machine whose
+// speed drifts over seconds (neighbours on shared cores) biases every setting alike instead of
+// whichever block of repeats it happened to hit. With tp > 1 the units are rank 0's shards, their
+// all-reduces over MPI_COMM_SELF (MPI must be initialised): the compute of a shard, which for
+// small matrices is more than 1/tp of the whole.
+class CalibrationCopies;
+Calibration calibrate(const Config& config, const std::vector<int>& micro_batches,
+                      const PlanOptions& options, CalibrationCopies* copies = nullptr);
 
 // Copies of the calibration's work in forked processes (fork before MPI is initialised), to
 // time units while other ranks of the node compute, as they share its caches and memory

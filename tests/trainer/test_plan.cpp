@@ -317,7 +317,9 @@ TEST(Plan, CalibrationRoundTripsAndDrivesThePrediction) {
   testing::TempDir dir;
   Config config = small_config();
   config.run.threads = 1;
-  const Calibration c = calibrate(config, {1, 2}, 1);
+  PlanOptions once;
+  once.repeats = 1;
+  const Calibration c = calibrate(config, {1, 2}, once);
   const std::vector<UnitPlan> plans = plan_units(config.model, config.train.seq_len);
   ASSERT_EQ(c.units.size(), 2 * plans.size());
   for (const UnitTiming& t : c.units) {
@@ -358,13 +360,16 @@ TEST(Plan, CalibratedTensorParallelShards) {
   testing::TempDir dir;
   Config config = small_config();
   config.run.threads = 1;
-  Calibration c = calibrate(config, {1}, 1, false, 1, 1);
-  const Calibration shards = calibrate(config, {1}, 1, false, 1, 2);
-  for (const UnitTiming& t : shards.units) {
-    EXPECT_EQ(t.tp, 2);
-    EXPECT_GT(t.forward, 0) << t.name;
+  PlanOptions both;  // tp 1 and tp 2 in one calibration, interleaved
+  both.repeats = 1;
+  both.tp_sizes = {1, 2};
+  const Calibration c = calibrate(config, {1}, both);
+  const size_t U = plan_units(config.model, config.train.seq_len).size();
+  ASSERT_EQ(c.units.size(), 2 * U);
+  for (size_t i = 0; i < c.units.size(); ++i) {
+    EXPECT_EQ(c.units[i].tp, i < U ? 1 : 2);
+    EXPECT_GT(c.units[i].forward, 0) << c.units[i].name;
   }
-  c.units.insert(c.units.end(), shards.units.begin(), shards.units.end());
   const std::string path = dir / "calibration.txt";
   write_calibration(path, c);
   ASSERT_EQ(read_calibration(path).units.size(), c.units.size());
@@ -380,7 +385,8 @@ TEST(Plan, CalibratedTensorParallelShards) {
   const PlanResult r = plan_layouts(config, free_links, options);
   ASSERT_EQ(r.layouts.size(), 1u);
   double expected = 0, update = 0;
-  for (const UnitTiming& t : shards.units) {
+  for (const UnitTiming& t : c.units) {
+    if (t.tp != 2) continue;
     expected += 8 * (t.forward + t.backward);
     update += t.update;
   }
