@@ -26,6 +26,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/pipeline_runtime.h"
 #include "trainer/tensor_parallel.h"
+#include "trainer/unit_factories.h"
 #include "trainer/units.h"
 
 namespace hg {
@@ -262,6 +263,31 @@ std::string seconds_text(double s) {
   else
     std::snprintf(buf, sizeof buf, "%.1f us", s * 1e6);
   return buf;
+}
+
+// Units whose parameters and compute tensor parallelism splits: blocks, and with attention
+// resampling the down/up units too (their attention heads and FFN: trainer/unit_resample.cpp).
+bool tp_sharded(const ModelConfig& m, const UnitPlan& p) {
+  return p.kind == UnitKind::Block ||
+         (m.resampling == "attention" && (p.kind == UnitKind::Down || p.kind == UnitKind::Up));
+}
+
+// Rows per sample of a sharded unit's tp all-reduces: `output` rows twice in the forward (after
+// the attention and the FFN outputs) and twice in the backward (their input gradients); a
+// resampling unit's attention also all-reduces its keys/values' gradient, of `input` rows (the
+// other resolution's), in the backward.
+struct TpAllReduceRows {
+  int64_t output = 0, input = 0;
+};
+TpAllReduceRows tp_allreduce_rows(const ModelConfig& m, const UnitPlan& p) {
+  switch (p.kind) {
+    case UnitKind::Down:  // queries are the pooled rows, keys/values the level's full rows
+      return {p.rows / level_factor(m, p.stack), p.rows};
+    case UnitKind::Up:  // queries are the upsampled rows, keys/values the shortened stack's
+      return {p.rows * level_factor(m, p.stack), p.rows};
+    default:
+      return {p.rows, 0};
+  }
 }
 
 // The tensor-parallel rules of validate_parallel (trainer/config.cpp): "" when tp is allowed.
@@ -788,7 +814,7 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
         StageCosts c;
         for (int u = u0; u < u1; ++u) {
           const UnitPlan& p = plans[u];
-          const bool sharded = p.kind == UnitKind::Block;
+          const bool sharded = tp_sharded(model, p);
           const double split = sharded ? tp : 1;
           double compute_split = split;  // 1 when the calibration timed this tp's shard
           double f = 0, b = 0, upd = 0;
@@ -808,13 +834,18 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
           }
           f = f / compute_split + cluster.unit_overhead;
           b = b / compute_split + cluster.unit_overhead;
-          double ar = 0;  // one tp all-reduce of this unit's activations
+          double ar_forward = 0;  // the unit's tp all-reduces in its forward
           if (sharded && tp > 1) {
-            const double bytes = double(mb) * p.rows * model.d_model * value_bytes;
-            ar = allreduce(bytes, tp, tp_intra, 1, false);
-            f += 2 * ar;  // after the attention output and the FFN output
-            b += 2 * ar;  // their input gradients
-            c.tp_time += 4 * ar;
+            const TpAllReduceRows rows = tp_allreduce_rows(model, p);
+            auto cost = [&](int64_t r) {
+              return allreduce(double(mb) * r * model.d_model * value_bytes, tp, tp_intra, 1,
+                               false);
+            };
+            ar_forward = 2 * cost(rows.output);  // after the attention output and the FFN output
+            const double ar_backward = 2 * cost(rows.output) + (rows.input ? cost(rows.input) : 0);
+            f += ar_forward;
+            b += ar_backward;
+            c.tp_time += ar_forward + ar_backward;
           }
           const double unit_act =
               p.activation_bytes * value_bytes / 4 * mb *
@@ -822,7 +853,7 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
           const bool recomputed = recompute && p.kind == UnitKind::Block;
           if (recomputed) {
             b += f;  // the forward again, all-reduces included
-            c.tp_time += 2 * ar;
+            c.tp_time += ar_forward;
           }
           c.forward += f;
           c.backward += b;

@@ -393,6 +393,32 @@ TEST(Plan, CalibratedTensorParallelShards) {
   EXPECT_NEAR(r.layouts[0].step_seconds, expected + update, 1e-6 * expected);
 }
 
+// Tensor parallelism all-reduces B·rows·d values twice per sharded unit in the forward and twice
+// in the backward; with attention resampling the down/up units are sharded too, with queries of
+// the other resolution and one more backward all-reduce for their keys/values.
+TEST(Plan, TensorParallelAllReducesIncludeAttentionResampling) {
+  Config plain = small_config(), resampling = plain;  // hierarchy 1@1 2@2 1@1, L 64, d 64
+  resampling.model.resampling = "attention";
+  ClusterSpec cluster = two_nodes_of_two();
+  cluster.latency = 0;  // all-reduce of B bytes on 2 ranks = B / bandwidth
+  cluster.intra_bandwidth = 1e9;
+  PlanOptions options;
+  options.ranks = 2;
+  options.tp = 2;
+  options.micro_batches = {1};
+  const PlanResult a = plan_layouts(plain, cluster, options);
+  const PlanResult b = plan_layouts(resampling, cluster, options);
+  ASSERT_EQ(a.layouts.size(), 1u);
+  ASSERT_EQ(b.layouts.size(), 1u);
+  // Rows per sample: blocks 64 + 32 + 32 + 64, each 4 all-reduces; down/0 queries 32 (x4) and
+  // keys/values 64 (x1); up/0 queries 64 (x4) and keys/values 32 (x1).
+  const double blocks = 4.0 * (64 + 32 + 32 + 64);
+  const double resample = 4.0 * 32 + 64 + 4.0 * 64 + 32;
+  const double per_row = 8 /* micro-batches */ * 64 /* d */ * 4 /* bytes */ / 1e9;
+  EXPECT_NEAR(a.layouts[0].tp_seconds, blocks * per_row, 1e-12);
+  EXPECT_NEAR(b.layouts[0].tp_seconds, (blocks + resample) * per_row, 1e-12);
+}
+
 TEST(Plan, CommandLineRejectsUnknownKeys) {
   EXPECT_THROW(plan_main({"--cluster.nodez", "2"}), UsageError);
   EXPECT_THROW(plan_main({"--plan.precision", "fp8"}), UsageError);
