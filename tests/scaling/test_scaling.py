@@ -72,6 +72,11 @@ def compare(opts):
     for r in rows:
         check(float(r["predicted_ms"]) > 0, f"{r['id']}: a positive prediction")
     check(os.path.exists(os.path.join(opts.out, "compare.md")), "compare.md written")
+    # Calibrated before the runs and after each of the 2 rounds, and the mean of the three.
+    for name in sorted({(r["model"], r["seq_len"]) for r in rows}):
+        path = os.path.join(opts.out, f"calibration-{name[0]}-L{name[1]}.txt")
+        for part in ["", ".0", ".1", ".2"]:
+            check(os.path.exists(path + part), f"{path + part} written")
 
 
 def main():
