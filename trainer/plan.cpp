@@ -533,12 +533,20 @@ Calibration calibrate(const Config& config, const std::vector<int>& micro_batche
       if (keep) keep->update[u].push_back(since(t0));
     }
   };
+  const auto start = Clock::now();
+  double reported = 0;
   for (int r = 0; r <= options.repeats; ++r) {  // r = 0 warms up (allocations, caches)
     for (size_t c = 0; c < options.concurrency.size(); ++c) {
       if (copies) copies->run(options.concurrency[c] - 1);
       for (size_t t = 0; t < T; ++t)
         for (size_t m = 0; m < M; ++m)
           pass(chains[t], m, r > 0 ? &samples[(c * T + t) * M + m] : nullptr);
+    }
+    const double elapsed = since(start);
+    if (elapsed - reported >= 5 && r < options.repeats) {  // progress on stderr: stdout is the table
+      reported = elapsed;
+      std::fprintf(stderr, "calibration: repeat %d of %d, %.0f s, ETA %.0f s\n", r,
+                   options.repeats, elapsed, elapsed / (r + 1) * (options.repeats - r));
     }
   }
   if (copies) copies->run(0);
