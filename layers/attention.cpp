@@ -6,7 +6,6 @@
 #include "layers/attention.h"
 
 #include <algorithm>
-#include <cmath>
 #include <string>
 
 #include "core/error.h"
@@ -214,24 +213,10 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
   }
 
   // Joint softmax attention over every (sequence, head).
-  const AttentionPlan& plan = c.plan;
   const Sources src = sources(c, ws, cfg);
-  float* probs = grow(c.probs, B * H * plan.probs_size);
   float* heads_out = grow(c.heads_out, rows * HE);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(e));
-  attention_core_forward(
-      B * H,
-      [&](int64_t bh) {
-        const int64_t b = bh / H;
-        const int h = static_cast<int>(bh % H);
-        AttentionForwardSlice s;
-        s.x = head_view(src, cfg, n, b, h);
-        s.out = heads_out + b * n * HE + static_cast<int64_t>(h) * e;
-        s.ldo = HE;
-        s.probs = probs + bh * plan.probs_size;
-        return s;
-      },
-      plan, scale, e);
+  multihead_attention_forward(heads_out, grow(c.probs, B * H * c.plan.probs_size), B, H, e, c.plan,
+                              [&](int64_t b, int h) { return head_view(src, cfg, n, b, h); });
 
   // out [rows, d] = concat_h(O_h) Wo (a partial sum under tensor parallelism)
   linear_forward(out, heads_out, w.wo, nullptr, rows, HE, cfg.d, cfg.d);
@@ -270,37 +255,27 @@ void attention_backward(float* du, const AttentionParams& g, const float* dout,
   float* dk_comp = ls ? grow_zero(ws.dk_comp, comp_rows * HE) : nullptr;
   float* dv_comp = ls ? grow_zero(ws.dv_comp, comp_rows * HE) : nullptr;
 
-  const AttentionPlan& plan = c.plan;
   const Sources src = sources(c, ws, cfg);
-  float* dscores = grow(ws.dscores, B * H * plan.probs_size);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(e));
-  attention_core_backward(
-      B * H,
-      [&](int64_t bh) {
-        const int64_t b = bh / H;
-        const int h = static_cast<int>(bh % H);
+  multihead_attention_backward(
+      dheads, c.probs.data(), grow(ws.dscores, B * H * c.plan.probs_size), B, H, e, c.plan,
+      [&](int64_t b, int h) { return head_view(src, cfg, n, b, h); },
+      [&](int64_t b, int h) {
         const int64_t seq = b * n * HE + static_cast<int64_t>(h) * e;
-        AttentionBackwardSlice s;
-        s.x = head_view(src, cfg, n, b, h);
-        s.g.ldq = HE;
-        s.g.dq_global = ls ? dq + seq : nullptr;
-        s.g.dq_window = dq_window + seq;
-        s.g.ldw = HE;
-        s.g.dk_window = dk_window + seq;
-        s.g.dv_window = dv_window + seq;
+        AttentionHeadGrad g;
+        g.ldq = HE;
+        g.dq_global = ls ? dq + seq : nullptr;
+        g.dq_window = dq_window + seq;
+        g.ldw = HE;
+        g.dk_window = dk_window + seq;
+        g.dv_window = dv_window + seq;
         if (ls) {
           const int64_t comp = b * (n / l) * r * HE + static_cast<int64_t>(h) * e;
-          s.g.dk_global = dk_comp + comp;
-          s.g.dv_global = dv_comp + comp;
-          s.g.ldg = HE;
+          g.dk_global = dk_comp + comp;
+          g.dv_global = dv_comp + comp;
+          g.ldg = HE;
         }
-        s.dout = dheads + seq;
-        s.ldo = HE;
-        s.probs = c.probs.data() + bh * plan.probs_size;
-        s.dscores = dscores + bh * plan.probs_size;
-        return s;
-      },
-      plan, scale, e);
+        return g;
+      });
 
   // Undo the rotations (the gradient of a rotation is the inverse rotation), then the norms.
   if (cfg.rope) {

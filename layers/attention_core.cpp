@@ -391,4 +391,45 @@ void attention_core_backward(int64_t slices,
   });
 }
 
+void multihead_attention_forward(float* heads_out, float* probs, int64_t B, int H, int e,
+                                 const AttentionPlan& plan,
+                                 const std::function<AttentionHead(int64_t b, int h)>& head) {
+  const int64_t HE = static_cast<int64_t>(H) * e;
+  attention_core_forward(
+      B * H,
+      [&](int64_t bh) {
+        const int64_t b = bh / H;
+        const int h = static_cast<int>(bh % H);
+        AttentionForwardSlice s;
+        s.x = head(b, h);
+        s.out = heads_out + b * plan.nq * HE + static_cast<int64_t>(h) * e;
+        s.ldo = HE;
+        s.probs = probs + bh * plan.probs_size;
+        return s;
+      },
+      plan, 1.0f / std::sqrt(static_cast<float>(e)), e);
+}
+
+void multihead_attention_backward(const float* dheads, const float* probs, float* dscores,
+                                  int64_t B, int H, int e, const AttentionPlan& plan,
+                                  const std::function<AttentionHead(int64_t b, int h)>& head,
+                                  const std::function<AttentionHeadGrad(int64_t b, int h)>& grads) {
+  const int64_t HE = static_cast<int64_t>(H) * e;
+  attention_core_backward(
+      B * H,
+      [&](int64_t bh) {
+        const int64_t b = bh / H;
+        const int h = static_cast<int>(bh % H);
+        AttentionBackwardSlice s;
+        s.x = head(b, h);
+        s.g = grads(b, h);
+        s.dout = dheads + b * plan.nq * HE + static_cast<int64_t>(h) * e;
+        s.ldo = HE;
+        s.probs = probs + bh * plan.probs_size;
+        s.dscores = dscores + bh * plan.probs_size;
+        return s;
+      },
+      plan, 1.0f / std::sqrt(static_cast<float>(e)), e);
+}
+
 }  // namespace hg

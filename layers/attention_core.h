@@ -104,4 +104,18 @@ void attention_core_backward(int64_t slices,
                              const std::function<AttentionBackwardSlice(int64_t)>& slice,
                              const AttentionPlan& plan, float scale, int e);
 
+// The B × H (sequence, head) slices of multi-head attention whose query-side tensors (the heads'
+// output and its gradient) are the head columns of row-major [B, plan.nq, H·e] buffers, as the
+// Q/K/V projections lay them out, at scale 1/sqrt(e): slice b·H + h writes its output to
+// heads_out + (b·nq)·H·e + h·e and keeps its probabilities at probs + (b·H + h)·probs_size
+// ([B·H, probs_size]). `head(b, h)` gives its inputs; the backward's `grads(b, h)` its Q/K/V
+// gradient pointers and strides; dscores is the backward's workspace, like probs.
+void multihead_attention_forward(float* heads_out, float* probs, int64_t B, int H, int e,
+                                 const AttentionPlan& plan,
+                                 const std::function<AttentionHead(int64_t b, int h)>& head);
+void multihead_attention_backward(const float* dheads, const float* probs, float* dscores,
+                                  int64_t B, int H, int e, const AttentionPlan& plan,
+                                  const std::function<AttentionHead(int64_t b, int h)>& head,
+                                  const std::function<AttentionHeadGrad(int64_t b, int h)>& grads);
+
 }  // namespace hg

@@ -2,7 +2,6 @@
 // prefixes of the keys, so the blocked kernel of attention_core does the work.
 #include "layers/mha.h"
 
-#include <cmath>
 #include <string>
 
 #include "core/error.h"
@@ -75,23 +74,9 @@ void mha_forward(float* out, MhaCache& c, const float* q_in, const float* kv_in,
   qkv_projection_forward(grow(c.q, B * nq * HE), grow(c.k, B * nk * HE), grow(c.v, B * nk * HE),
                          q_in, kv_in, {w.wq, w.wk, w.wv}, d, HE, B * nq, B * nk);
 
-  const AttentionPlan& plan = c.plan;
-  float* probs = grow(c.probs, B * H * plan.probs_size);
   float* heads_out = grow(c.heads_out, B * nq * HE);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(e));
-  attention_core_forward(
-      B * H,
-      [&](int64_t bh) {
-        const int64_t b = bh / H;
-        const int h = static_cast<int>(bh % H);
-        AttentionForwardSlice s;
-        s.x = head_view(c, H, e, nq, nk, b, h);
-        s.out = heads_out + b * nq * HE + static_cast<int64_t>(h) * e;
-        s.ldo = HE;
-        s.probs = probs + bh * plan.probs_size;
-        return s;
-      },
-      plan, scale, e);
+  multihead_attention_forward(heads_out, grow(c.probs, B * H * c.plan.probs_size), B, H, e, c.plan,
+                              [&](int64_t b, int h) { return head_view(c, H, e, nq, nk, b, h); });
 
   // out [B·nq, d] = concat_h(O_h) Wo
   linear_forward(out, heads_out, w.wo, nullptr, B * nq, HE, d, d);
@@ -117,28 +102,18 @@ void mha_backward(float* dq_in, float* dkv_in, const MhaParams& g, const float* 
   float* dq = grow(ws.dq, B * nq * HE);
   float* dk = grow_zero(ws.dk, B * nk * HE);
   float* dv = grow_zero(ws.dv, B * nk * HE);
-  const AttentionPlan& plan = c.plan;
-  float* dscores = grow(ws.dscores, B * H * plan.probs_size);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(e));
-  attention_core_backward(
-      B * H,
-      [&](int64_t bh) {
-        const int64_t b = bh / H;
-        const int h = static_cast<int>(bh % H);
-        AttentionBackwardSlice s;
-        s.x = head_view(c, H, e, nq, nk, b, h);
-        s.g.dq_window = dq + b * nq * HE + static_cast<int64_t>(h) * e;
-        s.g.ldq = HE;
-        s.g.dk_window = dk + b * nk * HE + static_cast<int64_t>(h) * e;
-        s.g.dv_window = dv + b * nk * HE + static_cast<int64_t>(h) * e;
-        s.g.ldw = HE;
-        s.dout = dheads + b * nq * HE + static_cast<int64_t>(h) * e;
-        s.ldo = HE;
-        s.probs = c.probs.data() + bh * plan.probs_size;
-        s.dscores = dscores + bh * plan.probs_size;
-        return s;
-      },
-      plan, scale, e);
+  multihead_attention_backward(
+      dheads, c.probs.data(), grow(ws.dscores, B * H * c.plan.probs_size), B, H, e, c.plan,
+      [&](int64_t b, int h) { return head_view(c, H, e, nq, nk, b, h); },
+      [&](int64_t b, int h) {
+        AttentionHeadGrad g;
+        g.dq_window = dq + b * nq * HE + static_cast<int64_t>(h) * e;
+        g.ldq = HE;
+        g.dk_window = dk + b * nk * HE + static_cast<int64_t>(h) * e;
+        g.dv_window = dv + b * nk * HE + static_cast<int64_t>(h) * e;
+        g.ldw = HE;
+        return g;
+      });
 
   // dq_in = dQ Wqᵀ;  dkv_in = dK Wkᵀ + dV Wvᵀ;  weight grads += inputᵀ · dprojection
   qkv_projection_backward(dq_in, dkv_in, {g.wq, g.wk, g.wv}, dq, dk, dv, q_in, kv_in,
