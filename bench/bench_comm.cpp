@@ -4,6 +4,8 @@
 // prints one-way message time and all-reduce time per size, then [cluster] lines:
 //   intra_bandwidth, intra_latency   one-way messages (the largest size; the smallest size),
 //   allreduce_bandwidth              1 MB all-reduces back to back,
+//   message_overhead                 a pipeline activation's delivery (receiver waiting, sender
+//                                    computing) beyond intra_latency + bytes / intra_bandwidth,
 //   allreduce_latency                the trainer's gradient all-reduce: one call per parameter
 //                                    tensor of the configured model (the defaults without flags),
 //                                    back to back, the last rank 1 ms late (as after a backward);
@@ -14,6 +16,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -120,7 +123,50 @@ void run(int rank, int size, const hg::Config& config) {
   const double allreduce_latency =
       std::max(0.0, (gradients - ring * elements * 4 / allreduce_bandwidth) / tensors);
 
+  // A pipeline message as the trainer sends one: the receiver has been waiting in hg::comm::wait
+  // (0.2 or 2 ms: it polls, then naps), the sender computes on after its isend. Its cost from the
+  // isend to the receive's completion, on the node's common clock (CLOCK_MONOTONIC), against
+  // what latency + bytes / bandwidth of the ping-pong above predicts: the difference is the
+  // planner's cluster.message_overhead.
+  const int64_t message = int64_t{config.train.micro_batch} * config.train.seq_len *
+                          config.model.d_model;  // one activation, floats
+  const double link_bandwidth = big_bytes / std::max(big_p2p - small_p2p, 1e-9);
+  const double modelled = small_p2p + message * 4 / link_bandwidth;
+  std::vector<float> activation(message, 1.0f);
+  auto now = [] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+  auto spin = [&](double seconds) {
+    for (const double until = now() + seconds; now() < until;) {
+    }
+  };
+  double delivered = 0;
+  const int deliveries = 40;
+  for (int r = 0; r < deliveries; ++r) {
+    hg::comm::barrier(MPI_COMM_WORLD);
+    double sent = 0, received = 0;
+    if (rank == 0) {
+      spin(r % 2 ? 2e-3 : 2e-4);  // the receiver waits this long
+      sent = now();
+      auto s = hg::comm::isend(activation.data(), message, 1, 9, MPI_COMM_WORLD);
+      spin(2e-3);  // computing the next micro-batch
+      hg::comm::wait(s);
+    } else if (rank == 1) {
+      auto q = hg::comm::irecv(activation.data(), message, 0, 9, MPI_COMM_WORLD);
+      hg::comm::wait(q);
+      received = now();
+    }
+    MPI_Bcast(&sent, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    MPI_Bcast(&received, 1, MPI_DOUBLE, 1, MPI_COMM_WORLD);
+    delivered += (received - sent) / deliveries;
+  }
+
   if (rank == 0) {
+    std::printf(
+        "\npipeline message of %.1f KB (receiver waiting, sender computing): %.1f us from isend to "
+        "delivery, %.1f us modelled by latency + bytes / bandwidth\n",
+        message * 4 / 1e3, delivered * 1e6, modelled * 1e6);
     std::printf("\nall-reduce back to back: 4 bytes %.1f us per call, 1 MB %.1f us per call\n",
                 tiny_calls * 1e6, mega_calls * 1e6);
     std::printf(
@@ -131,9 +177,9 @@ void run(int rank, int size, const hg::Config& config) {
     std::printf("\n# for the planner (%d ranks on this node):\n[cluster]\n", size);
     std::printf(
         "intra_bandwidth = %.3g\nintra_latency = %.3g\nallreduce_bandwidth = %.3g\n"
-        "allreduce_latency = %.3g\n",
-        big_bytes / std::max(big_p2p - small_p2p, 1e-9), small_p2p, allreduce_bandwidth,
-        allreduce_latency);
+        "allreduce_latency = %.3g\nmessage_overhead = %.3g\n",
+        link_bandwidth, small_p2p, allreduce_bandwidth, allreduce_latency,
+        std::max(0.0, delivered - modelled));
   }
 }
 

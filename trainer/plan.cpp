@@ -113,6 +113,7 @@ std::vector<OptionSetter> cluster_keys(ClusterSpec& c) {
           {"intra_latency", number(c.intra_latency)},
           {"allreduce_latency", number(c.allreduce_latency)},
           {"allreduce_bandwidth", number(c.allreduce_bandwidth)},
+          {"message_overhead", number(c.message_overhead)},
           {"efficiency", number(c.efficiency)},
           {"unit_overhead", number(c.unit_overhead)},
           {"memory_reserve", number(c.memory_reserve)},
@@ -204,6 +205,7 @@ void validate(const ClusterSpec& c, const PlanOptions& o) {
   require(c.intra_bandwidth > 0 && c.inter_bandwidth > 0,
           "cluster.intra_bandwidth and cluster.inter_bandwidth must be positive (bytes/s)");
   require(c.latency >= 0, "cluster.latency must be at least 0 (seconds)");
+  require(c.message_overhead >= 0, "cluster.message_overhead must be at least 0 (seconds)");
   require(c.efficiency > 0 && c.efficiency <= 1, "cluster.efficiency must be in (0, 1]");
   require(c.unit_overhead >= 0 && c.memory_reserve >= 0 && c.memory_bandwidth >= 0,
           "cluster.unit_overhead, memory_reserve and memory_bandwidth must be at least 0");
@@ -800,9 +802,10 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
           if (node(d, s1) != node(d, s2)) return false;
         return true;
       };
-      auto link_seconds = [&](double bytes, bool intra) {
-        return intra ? intra_latency + bytes / cluster.intra_bandwidth
-                     : cluster.latency + bytes / cluster.inter_bandwidth;
+      auto link_seconds = [&](double bytes, bool intra) {  // one pipeline message
+        return cluster.message_overhead +
+               (intra ? intra_latency + bytes / cluster.intra_bandwidth
+                      : cluster.latency + bytes / cluster.inter_bandwidth);
       };
       const bool tp_intra = G % tp == 0;
       // `back_to_back`: the gradient all-reduce's calls follow each other, so after the first

@@ -50,6 +50,9 @@ struct ClusterSpec {
                                   // back to back; < 0 = 2⌈log2 n⌉ · latency, as other all-reduces
   double allreduce_bandwidth = -1;  // bytes/s of an all-reduce's ring term ("bus bandwidth");
                                     // < 0 = the link's
+  double message_overhead = 0;  // seconds a pipeline message costs beyond latency + bytes /
+                                // bandwidth: delivery to a receiver that has been waiting while
+                                // its sender computes on (bench_comm measures it)
   double efficiency = 0.5;          // achieved fraction of device_flops (cost-model compute only)
   double unit_overhead = 0;         // seconds per unit per forward or backward (kernel launches)
   double memory_reserve = 0;    // bytes per device not available to the model (runtime, buffers)

@@ -419,6 +419,38 @@ TEST(Plan, TensorParallelAllReducesIncludeAttentionResampling) {
   EXPECT_NEAR(b.layouts[0].tp_seconds, (blocks + resample) * per_row, 1e-12);
 }
 
+// cluster.message_overhead is paid by every pipeline message, and by nothing else: one
+// micro-batch through two GPipe stages crosses the boundary forward and backward in sequence
+// (with the level-0 skip beside the activation, queued on the same link), so the step grows by
+// 2 to 4 overheads; a layout without a pipeline does not change.
+TEST(Plan, MessageOverheadIsPaidByPipelineMessagesOnly) {
+  Config config = small_config(1);
+  ClusterSpec plain = two_nodes_of_two(), slow = plain;
+  slow.message_overhead = 1e-3;
+  PlanOptions options;
+  options.ranks = 2;
+  options.micro_batches = {1};
+  options.schedules = {"gpipe"};
+  const PlanResult a = plan_layouts(config, plain, options);
+  const PlanResult b = plan_layouts(config, slow, options);
+  ASSERT_EQ(a.layouts.size(), b.layouts.size());
+  int pipelines = 0;
+  for (const LayoutPlan& x : a.layouts)
+    for (const LayoutPlan& y : b.layouts) {
+      if (x.dp != y.dp || x.pp != y.pp || x.tp != y.tp) continue;
+      const double grew = y.step_seconds - x.step_seconds;
+      if (x.pp == 1) {
+        EXPECT_DOUBLE_EQ(grew, 0) << "dp " << x.dp << " tp " << x.tp;
+      } else {
+        ++pipelines;
+        EXPECT_GE(grew, 2e-3 - 1e-12);
+        EXPECT_LE(grew, 4e-3 + 1e-12);
+      }
+    }
+  EXPECT_EQ(pipelines, 1);
+  EXPECT_THROW(plan_main({"--cluster.message_overhead", "-1"}), UsageError);
+}
+
 TEST(Plan, CommandLineRejectsUnknownKeys) {
   EXPECT_THROW(plan_main({"--cluster.nodez", "2"}), UsageError);
   EXPECT_THROW(plan_main({"--plan.precision", "fp8"}), UsageError);
