@@ -14,7 +14,7 @@ struct CommandResult {
 CommandResult run_command(const std::string& command);
 
 // The start of a shell command that runs the rest under `mpirun -np ranks` (oversubscribed,
-// unbound, one OpenMP thread). This process's OMPI_*, PMIX_* ... variables are dropped first: an
+// unbound, one OpenMP thread; the shell execs mpirun, so a spawned shell's pid is mpirun's). This process's OMPI_*, PMIX_* ... variables are dropped first: an
 // MPI singleton's would make the child mpirun think it is itself a launched rank.
 std::string mpirun_prefix(int ranks);
 

@@ -22,14 +22,23 @@
 #include "core/error.h"
 #include "data/hdf5_util.h"
 #include "tests/support/run_command.h"
+#include "tests/support/training_runs.h"
 #include "trainer/checkpoint_io.h"
 #include "trainer/checkpoint_store.h"
 
 namespace hg {
 namespace {
 
+using testing::children_named;
+using testing::expect_same_checkpoints;
+using testing::Layout;
+using testing::line_count;
+using testing::losses;
+using testing::model_args;
 using testing::run_command;
+using testing::spawn_shell;
 using testing::TempDir;
+using testing::train;
 
 // ---- the file format, in-process ----
 
@@ -209,97 +218,6 @@ TEST_F(CheckpointFormat, ResumeAutoPicksTheNewestValidCheckpoint) {
 
 // ---- the real binary ----
 
-// The bundled corpus, prepared once for every test of this file.
-const std::string& corpus_dir() {
-  static TempDir dir;
-  static std::string data = [] {
-    std::string out = dir / "data";
-    auto r =
-        run_command(testing::hourglass_binary() + " prep --input " +
-                    testing::source_path("data/corpus/common-licenses.txt") + " --output " + out);
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    return out;
-  }();
-  return data;
-}
-
-// A tiny three-stack model ("1@1 1@2 1@1": pp 3 puts one stack on each stage) with dropout, so
-// an exact resume needs the counter-based masks; `overrides` replace keys.
-std::string model_args(int steps, const std::map<std::string, std::string>& overrides = {}) {
-  std::map<std::string, std::string> keys = {{"model.d_model", "32"},
-                                             {"model.heads", "2"},
-                                             {"model.ffn", "64"},
-                                             {"model.hierarchy", "'1@1 1@2 1@1'"},
-                                             {"model.window", "8"},
-                                             {"model.chunk", "4"},
-                                             {"model.dropout", "0.1"},
-                                             {"train.seq_len", "32"},
-                                             {"train.batch", "4"},
-                                             {"train.micro_batch", "2"},
-                                             {"train.lr", "0.003"},
-                                             {"train.warmup", "3"},
-                                             {"log.every", "1000"},
-                                             {"data.dir", corpus_dir()},
-                                             {"train.steps", std::to_string(steps)}};
-  for (const auto& [k, v] : overrides) keys[k] = v;
-  std::string args;
-  for (const auto& [k, v] : keys) args += " --" + k + " " + v;
-  return args;
-}
-
-struct Layout {
-  int dp, pp, tp;
-  int ranks() const { return dp * pp * tp; }
-  std::string args() const {
-    return " --parallel.dp " + std::to_string(dp) + " --parallel.pp " + std::to_string(pp) +
-           " --parallel.tp " + std::to_string(tp);
-  }
-  std::string name() const {
-    return "(" + std::to_string(dp) + "," + std::to_string(pp) + "," + std::to_string(tp) + ")";
-  }
-};
-
-// This process may be an MPI singleton whose OMPI_*, PMIX_* ... variables would make a child
-// mpirun think it is itself a launched rank: they are dropped from the child's environment.
-std::string mpirun_prefix(int ranks) {
-  return "for v in $(env | sed -n "
-         "'s/^\\(\\(OMPI\\|PMIX\\|ORTE\\|OPAL\\)[A-Za-z0-9_]*\\)=.*/\\1/p');"
-         " do unset $v; done; OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-         "OMP_NUM_THREADS=1 exec mpirun --oversubscribe --bind-to none -np " +
-         std::to_string(ranks) + " " + testing::hourglass_binary() + " train";
-}
-
-testing::CommandResult train(const Layout& layout, const std::string& args) {
-  return run_command(mpirun_prefix(layout.ranks()) + layout.args() + args);
-}
-
-// Loss of each step in a metrics file (the last line of a step wins: a resumed run appends the
-// steps after its checkpoint again).
-std::map<int64_t, double> losses(const std::string& metrics) {
-  std::map<int64_t, double> by_step;
-  std::ifstream in(metrics);
-  std::string line;
-  while (std::getline(in, line)) {
-    const size_t s = line.find("\"step\": "), l = line.find("\"loss\": ");
-    if (s == std::string::npos || l == std::string::npos) continue;
-    by_step[std::stoll(line.substr(s + 8))] = std::stod(line.substr(l + 8));
-  }
-  return by_step;
-}
-
-void expect_same_checkpoints(const std::string& a, const std::string& b) {
-  const CheckpointData x = read_checkpoint(a), y = read_checkpoint(b);
-  EXPECT_EQ(x.step, y.step);
-  ASSERT_EQ(x.params.size(), y.params.size());
-  for (const TensorMap CheckpointData::*group :
-       {&CheckpointData::params, &CheckpointData::exp_avg, &CheckpointData::exp_avg_sq})
-    for (const auto& [name, t] : x.*group) {
-      const Tensor& u = (y.*group).at(name);
-      ASSERT_EQ(t.shape(), u.shape()) << name;
-      EXPECT_EQ(0, std::memcmp(t.data(), u.data(), sizeof(float) * t.numel())) << name;
-    }
-}
-
 // Saves at step 6 of 10 on `saved`, resumes on each of `others`: steps 7..10 within 1e-5
 // relative of the uninterrupted run; on `saved` itself bit-identical, final checkpoint included.
 void expect_resumes_on_layouts(const Layout& saved, const std::vector<Layout>& others,
@@ -347,51 +265,13 @@ TEST(CheckpointLayouts, SavedOnDp2Pp2Tp2ResumesOnOtherLayouts) {
 
 // ---- failures ----
 
-pid_t spawn_shell(const std::string& command) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  return pid;
-}
-
-// Pids of the processes whose parent is `parent` and whose command name is `name`.
-std::vector<pid_t> children_named(pid_t parent, const std::string& name) {
-  std::vector<pid_t> found;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const std::string pid = entry.path().filename().string();
-    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(entry.path() / "stat");
-    std::string text;
-    std::getline(stat, text);
-    const size_t open = text.find('('), close = text.rfind(')');
-    if (open == std::string::npos || close == std::string::npos) continue;
-    std::istringstream rest(text.substr(close + 2));
-    char state = 0;
-    pid_t ppid = 0;
-    rest >> state >> ppid;
-    if (ppid == parent && text.substr(open + 1, close - open - 1) == name)
-      found.push_back(std::stoi(pid));
-  }
-  return found;
-}
-
-size_t line_count(const std::string& path) {
-  std::ifstream in(path);
-  size_t n = 0;
-  std::string line;
-  while (std::getline(in, line)) ++n;
-  return n;
-}
-
 TEST(CheckpointFailures, AKilledRankEndsTheJobAndTheRunResumesToTheSameLosses) {
   const Layout layout{1, 2, 1};
   const int steps = 200;
   TempDir run, reference;
   const std::string args = model_args(steps) + " --checkpoint.every 5 --checkpoint.keep 2";
-  const pid_t mpirun = spawn_shell(mpirun_prefix(layout.ranks()) + layout.args() + args +
-                                   " --run.dir " + run.path() + " > " + (run / "log") + " 2>&1");
+  const pid_t mpirun = spawn_shell(testing::train_command(layout, args) + " --run.dir " +
+                                   run.path() + " > " + (run / "log") + " 2>&1");
   ASSERT_GT(mpirun, 0);
   const auto start = std::chrono::steady_clock::now();
   auto seconds = [&] {
