@@ -12,6 +12,7 @@
 #include "data/prep.h"
 #include "trainer/inference.h"
 #include "trainer/plan.h"
+#include "trainer/stop_signals.h"
 #include "trainer/trainer.h"
 
 namespace {
@@ -60,7 +61,11 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
-  if (command == "train") return run_train(argc, argv, args);
+  if (command == "train") {
+    // Before MPI_Init and the first OpenMP region: every thread they create inherits the mask.
+    hg::start_stop_signal_watcher();
+    return run_train(argc, argv, args);
+  }
   try {
     if (command == "prep") return hg::prep_main(args);
     if (command == "info") return hg::info_main(args);

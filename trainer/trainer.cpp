@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -31,14 +30,12 @@
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/pipeline_runtime.h"
+#include "trainer/stop_signals.h"
 #include "trainer/tensor_parallel.h"
 #include "trainer/train_step.h"
 
 namespace hg {
 namespace {
-
-volatile std::sig_atomic_t g_stop_signal = 0;
-void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 // Runs `setup` on every rank; if any rank throws UsageError, every rank throws (as
 // CollectiveUsageError) the lowest failing rank's message, so rank 0 can print it and every rank exits 2 before any compute.
@@ -140,6 +137,13 @@ std::string locate_non_finite(const ParamStore& store, const ProcessGrid& grid) 
     }
   }
   return found;
+}
+
+// Collective: whether any rank asks to stop (its own `stop`, or a stop signal it received).
+bool stop_requested_anywhere(bool stop = false) {
+  int32_t any = stop || stop_signal() != 0 ? 1 : 0;
+  comm::allreduce_max(&any, 1, MPI_COMM_WORLD);
+  return any != 0;
 }
 
 std::string format_duration(double seconds) {
@@ -245,9 +249,15 @@ int train_main(const std::vector<std::string>& args) {
     return kExitOk;
   }
 
-  std::signal(SIGTERM, on_stop_signal);
-  std::signal(SIGUSR1, on_stop_signal);
-  std::signal(SIGINT, on_stop_signal);
+  // A stop signal that came during setup (the watcher records it from the first line of main):
+  // nothing was computed, so there is nothing new to save; the newest checkpoint, if any, is
+  // the one this run started from.
+  if (stop_requested_anywhere()) {
+    if (rank0)
+      std::printf("stopped by a signal during setup, before step %ld: nothing new to save; "
+                  "exit %d to requeue\n", long(start_step + 1), kExitStopped);
+    return kExitStopped;
+  }
 
   TraceRecorder trace(MPI_COMM_WORLD, !config.log.trace.empty());
   trace.set_label("rank " + std::to_string(world_rank) + " (stage " + std::to_string(grid->stage()) + ")");
@@ -333,13 +343,11 @@ int train_main(const std::vector<std::string>& args) {
     }
 
     // Stop requests: a signal on any rank, or the time limit minus the measured save time.
-    int stop = g_stop_signal != 0 ? 1 : 0;
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
-    if (config.run.time_limit > 0 &&
-        elapsed + 2.0 * (metrics.seconds + measured_save_seconds) + 5.0 > config.run.time_limit)
-      stop = 1;
-    MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    const bool stop = stop_requested_anywhere(
+        config.run.time_limit > 0 &&
+        elapsed + 2.0 * (metrics.seconds + measured_save_seconds) + 5.0 > config.run.time_limit);
     const bool periodic = config.checkpoint.every > 0 && (s + 1) % config.checkpoint.every == 0;
     if (periodic || stop || s + 1 == config.train.steps) {
       // In the background: training stands still only while the tensors are copied. A stop or
