@@ -321,4 +321,13 @@ void TokenDataset::read(int64_t offset, int64_t count, int32_t* out) const {
   }
 }
 
+void require_vocabulary_fits(const TokenDataset& data, const std::string& data_name,
+                             int model_vocab, const std::string& model_name,
+                             const std::string& fix) {
+  require(data.vocab_size() <= model_vocab,
+          data_name + " has vocabulary " + std::to_string(data.vocab_size()) + " but " +
+              model_name + " is " + std::to_string(model_vocab) + ": token ids from " +
+              std::to_string(model_vocab) + " up have no embedding row; " + fix);
+}
+
 }  // namespace hg

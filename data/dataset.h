@@ -64,6 +64,14 @@ class TokenDataset {
   std::string sha256_;
 };
 
+// UsageError unless a model that embeds token ids 0 .. model_vocab - 1 covers every id `data` may
+// hold (its vocab_size()): a larger id would read past the embedding table. The message names
+// `data_name` (e.g. "--data DIR"), both vocabularies, `model_name` (e.g. "model.vocab_size of
+// checkpoint 'X'") and `fix`.
+void require_vocabulary_fits(const TokenDataset& data, const std::string& data_name,
+                             int model_vocab, const std::string& model_name,
+                             const std::string& fix);
+
 // The splits (in train, valid, test order) that have at least one shard file in `dir`;
 // throws UsageError when `dir` is not a directory.
 std::vector<std::string> dataset_splits(const std::string& dir);

@@ -1,11 +1,14 @@
 #include "trainer/inference.h"
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "core/random.h"
@@ -40,6 +43,96 @@ int stored_width(const ModelConfig& m, int block) {
   return m.ffn_widths.empty() ? m.ffn : m.ffn_widths.at(block);
 }
 
+// The value of flag --`name`, which must be at least `minimum`; `allowed` says in words what the
+// flag takes. Called before the checkpoint is read, so a bad flag costs nothing.
+template <typename T>
+T flag_at_least(const po::variables_map& vm, const std::string& name, T minimum,
+                const std::string& allowed) {
+  const T value = vm[name].as<T>();
+  if (!(value >= minimum)) {  // written so that a NaN --temperature is refused too
+    std::ostringstream text;
+    text << "--" << name << " " << value << " is out of range: give " << allowed << ".";
+    throw UsageError(text.str());
+  }
+  return value;
+}
+
+// Whether `a` and `b` name one file: the same inode when both exist (hard links, symbolic links,
+// "./x" against "x"), else the same normalised absolute path.
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code error_a, error_b;
+  if (std::filesystem::exists(a, error_a) && std::filesystem::exists(b, error_b))
+    return std::filesystem::equivalent(a, b, error_a);
+  const auto path_a = std::filesystem::weakly_canonical(a, error_a);
+  const auto path_b = std::filesystem::weakly_canonical(b, error_b);
+  return !error_a && !error_b && path_a == path_b;
+}
+
+// The canonical name and shape of every parameter in `store`.
+ShapeMap param_shapes(const ParamStore& store) {
+  ShapeMap shapes;
+  for (const auto& [name, p] : store.all()) shapes[name] = p.canonical_shape;
+  return shapes;
+}
+
+// UsageError unless `data` holds exactly the tensors of `expected` (what the checkpoint's own
+// configuration builds), each in its shape; the moments too when they were read. A checkpoint
+// that disagrees with the configuration stored in it is incomplete or damaged, so the message
+// names the tensors and says that, rather than "use another configuration" (import_params).
+void require_stored_tensors(const std::string& checkpoint, const ShapeMap& expected,
+                            const CheckpointData& data) {
+  const std::pair<std::string, const TensorMap*> groups[3] = {
+      {"/params/", &data.params},
+      {"/optim/exp_avg/", &data.exp_avg},
+      {"/optim/exp_avg_sq/", &data.exp_avg_sq}};
+  std::vector<std::string> problems;
+  for (const auto& [group, stored] : groups) {
+    if (stored != &data.params && stored->empty()) continue;  // moments not read or not stored
+    for (const auto& [name, shape] : expected) {
+      auto it = stored->find(name);
+      const std::string path = group + name;
+      if (it == stored->end())
+        problems.push_back("has no tensor " + path + " (shape " + shape_string(shape) + ")");
+      else if (it->second.shape() != shape)
+        problems.push_back("holds " + path + " of shape " + shape_string(it->second.shape()) +
+                           " where its configuration needs " + shape_string(shape));
+    }
+    for (const auto& [name, tensor] : *stored)
+      if (!expected.count(name))
+        problems.push_back("holds " + group + name + " " + shape_string(tensor.shape()) +
+                           ", which its configuration does not have");
+  }
+  if (problems.empty()) return;
+  const size_t shown = std::min<size_t>(problems.size(), 5);
+  std::string text = "checkpoint '" + checkpoint + "' " + problems[0];
+  for (size_t i = 1; i < shown; ++i) text += "; " + problems[i];
+  if (shown < problems.size()) text += "; ... (" + std::to_string(problems.size()) + " in all)";
+  throw UsageError(text + ". The file is incomplete or damaged (its tensors do not match the " +
+                   "configuration stored in it): use another checkpoint of the run; `hourglass " +
+                   "info " + checkpoint + "` lists what it holds.");
+}
+
+// The prompt's bytes as token ids. A byte outside the vocabulary has no embedding row: refused,
+// naming it, rather than silently wrapped into another token.
+std::vector<int32_t> prompt_tokens(const std::string& prompt, int vocab,
+                                   const std::string& checkpoint) {
+  std::vector<int32_t> tokens;
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    const int byte = static_cast<unsigned char>(prompt[i]);
+    require(byte < vocab,
+            "--prompt byte " + std::to_string(byte) + " at offset " + std::to_string(i) +
+                " is outside the vocabulary of checkpoint '" + checkpoint + "' (model.vocab_size " +
+                std::to_string(vocab) + ": token ids 0.." + std::to_string(vocab - 1) +
+                "). Give a prompt whose bytes are all below " + std::to_string(vocab) +
+                " (UTF-8 characters beyond ASCII are bytes >= 128), or a checkpoint with a "
+                "larger vocabulary.");
+    tokens.push_back(byte);
+  }
+  // An empty prompt starts from a newline (wrapped into vocabularies of 10 or fewer ids).
+  if (tokens.empty()) tokens.push_back('\n' % vocab);
+  return tokens;
+}
+
 }  // namespace
 
 std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_len, Config& config) {
@@ -51,6 +144,7 @@ std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_le
   if (seq_len > 0) config.train.seq_len = seq_len;
   validate_model(config.model, config.train.seq_len);
   auto model = std::make_unique<StageModel>(config.model, config.train.seq_len);
+  require_stored_tensors(checkpoint, param_shapes(model->params()), data);
   import_params(model->params(), data, false, false, checkpoint);
   return model;
 }
@@ -90,23 +184,32 @@ int eval_main(const std::vector<std::string>& args) {
       ("seq-len", po::value<int>()->default_value(0), "window length (0: the checkpoint's)")
       ("max-windows", po::value<int64_t>()->default_value(0), "score at most N windows (0: all)")
       ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer widths")
-      ("batch", po::value<int>()->default_value(8), "windows per forward")
+      ("batch", po::value<int>()->default_value(8), "windows per forward (at least 1)")
       ("json", "print one JSON object as the last line");
   auto vm = parse_flags(args, options,
                         "hourglass eval --checkpoint FILE --data DIR [--split valid|test] "
                         "[--seq-len L] [--max-windows N] [--ffn-widths W|W0,W1,...] [--json]");
+  const int seq_len = flag_at_least(
+      vm, "seq-len", 0, "a window length >= 1, or 0 for the checkpoint's train.seq_len");
+  const int64_t max_windows = flag_at_least<int64_t>(
+      vm, "max-windows", 0, "N >= 1 to score at most N windows, or 0 to score them all");
+  const int batch = flag_at_least(vm, "batch", 1, "the number of windows per forward, at least 1");
+  const std::string checkpoint = vm["checkpoint"].as<std::string>();
   Config config;
-  auto model = load_model(vm["checkpoint"].as<std::string>(), vm["seq-len"].as<int>(), config);
+  auto model = load_model(checkpoint, seq_len, config);
   std::vector<int> widths;
   if (vm.count("ffn-widths")) widths = parse_ffn_widths(vm["ffn-widths"].as<std::string>(), config.model);
   TokenDataset data(vm["data"].as<std::string>(), vm["split"].as<std::string>());
+  require_vocabulary_fits(data, "--data " + data.dir(), config.model.vocab_size,
+                          "model.vocab_size of checkpoint '" + checkpoint + "'",
+                          "evaluate it on data of a vocabulary it covers (`hourglass info DIR` "
+                          "prints a dataset's), or use a checkpoint trained on this data.");
   const int L = config.train.seq_len;
   int64_t windows = eval_window_count(data.num_tokens(), L);
-  if (vm["max-windows"].as<int64_t>() > 0) windows = std::min(windows, vm["max-windows"].as<int64_t>());
+  if (max_windows > 0) windows = std::min(windows, max_windows);
   require(windows > 0, "split " + data.split() + " of " + data.dir() + " holds " +
                            std::to_string(data.num_tokens()) + " tokens: too few for one window of " +
                            std::to_string(L + 1) + "; use a smaller --seq-len.");
-  const int batch = std::max(1, vm["batch"].as<int>());
   double loss_sum = 0;
   std::vector<int32_t> tokens;
   for (int64_t w = 0; w < windows; w += batch) {
@@ -131,31 +234,34 @@ int sample_main(const std::vector<std::string>& args) {
   options.add_options()
       ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
       ("prompt", po::value<std::string>()->default_value(""), "text to continue")
-      ("length", po::value<int>()->default_value(200), "tokens to generate")
-      ("temperature", po::value<double>()->default_value(0.8), "softmax temperature (0: greedy)")
+      ("length", po::value<int>()->default_value(200), "tokens to generate (at least 1)")
+      ("temperature", po::value<double>()->default_value(0.8, "0.8"),
+       "softmax temperature (0: greedy)")
       ("top-k", po::value<int>()->default_value(0), "sample among the k most likely (0: all)")
       ("seed", po::value<uint64_t>()->default_value(1), "random seed")
       ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer widths");
   auto vm = parse_flags(args, options,
                         "hourglass sample --checkpoint FILE --prompt TEXT [--length N] "
                         "[--temperature T] [--top-k K] [--seed S]");
+  const int length = flag_at_least(vm, "length", 1, "the number of tokens to generate, at least 1");
+  const double temperature = flag_at_least(
+      vm, "temperature", 0.0, "T > 0 to sample, or 0 for greedy decoding (the most likely token)");
+  const int top_k = flag_at_least(
+      vm, "top-k", 0, "k >= 1 to sample among the k most likely tokens, or 0 to sample among all");
+  const std::string checkpoint = vm["checkpoint"].as<std::string>();
   Config config;
-  auto model = load_model(vm["checkpoint"].as<std::string>(), 0, config);
+  auto model = load_model(checkpoint, 0, config);
   std::vector<int> widths;
   if (vm.count("ffn-widths")) widths = parse_ffn_widths(vm["ffn-widths"].as<std::string>(), config.model);
   const int L = config.train.seq_len, V = config.model.vocab_size;
-  const double temperature = vm["temperature"].as<double>();
-  const int top_k = vm["top-k"].as<int>();
   const uint64_t key = random_key(vm["seed"].as<uint64_t>(), RandomPurpose::Generate);
-  std::vector<int32_t> context;
-  for (unsigned char c : vm["prompt"].as<std::string>()) context.push_back(c % V);
-  if (context.empty()) context.push_back('\n' % V);
+  std::vector<int32_t> context = prompt_tokens(vm["prompt"].as<std::string>(), V, checkpoint);
   std::string generated;
   // No cache yet: each token re-runs the model on the last L tokens, left-aligned in a window
   // (causality makes the padding after the context irrelevant to the logits we read).
   std::vector<int32_t> window(L + 1);
   Tensor logits;
-  for (int i = 0; i < vm["length"].as<int>(); ++i) {
+  for (int i = 0; i < length; ++i) {
     const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(context.size()) - L);
     const int64_t used = static_cast<int64_t>(context.size()) - start;
     std::fill(window.begin(), window.end(), 0);
@@ -194,10 +300,23 @@ int extract_main(const std::vector<std::string>& args) {
   auto vm = parse_flags(args, options,
                         "hourglass extract --checkpoint FILE --ffn-widths W|W0,W1,... --output FILE");
   const std::string input = vm["checkpoint"].as<std::string>();
+  const std::string output = vm["output"].as<std::string>();
   require(std::filesystem::exists(input), "--checkpoint " + input + ": no such file.");
-  CheckpointData data = read_checkpoint(input, true);
-  Config config = config_from_ini(data.config);
+  require(!same_file(input, output),
+          "--output " + output + " is the same file as --checkpoint " + input +
+              ": extract would replace the checkpoint it reads. Give another --output path.");
+  const std::filesystem::path output_dir = std::filesystem::path(output).parent_path();
+  require(output_dir.empty() || std::filesystem::is_directory(output_dir),
+          "--output " + output + ": directory " + output_dir.string() +
+              " does not exist. Create it first or give a path in an existing directory.");
+  Config config = config_from_ini(read_checkpoint_header(input).config);
   std::vector<int> widths = parse_ffn_widths(vm["ffn-widths"].as<std::string>(), config.model);
+  validate_model(config.model, config.train.seq_len);
+  // The expected tensors come from a model built (and freed) before the checkpoint is read, so
+  // the model's memory and the checkpoint's are never held together.
+  const ShapeMap expected = param_shapes(StageModel(config.model, config.train.seq_len).params());
+  CheckpointData data = read_checkpoint(input, true);
+  require_stored_tensors(input, expected, data);
   // Slice every stack block's FFN (and its moments) to the prefix of its width (§1.5).
   auto plans = plan_units(config.model, config.train.seq_len);
   for (const UnitPlan& p : plans) {
@@ -221,8 +340,8 @@ int extract_main(const std::vector<std::string>& args) {
   }
   config.model.ffn_widths = widths;
   data.config = config.to_ini();
-  write_checkpoint(vm["output"].as<std::string>(), data);
-  std::printf("wrote %s with FFN widths %s\n", vm["output"].as<std::string>().c_str(),
+  write_checkpoint(output, data);
+  std::printf("wrote %s with FFN widths %s\n", output.c_str(),
               vm["ffn-widths"].as<std::string>().c_str());
   return 0;
 }

@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <cstring>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "tests/support/run_command.h"
 #include "trainer/checkpoint_io.h"
@@ -189,6 +191,118 @@ TEST(Cli, InitialCheckpointEvalSampleExtractInfo) {
   EXPECT_EQ(read_checkpoint(zero / "checkpoints/step-00000000.h5").step, 0);
   auto bad = run_command(hg + " eval --checkpoint " + (zero / "missing.h5") + " --data " + corpus_dir());
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
+}
+
+// Untrained (step 0) checkpoints of the tiny model, written once for every test of this file:
+// the byte vocabulary (256) and a vocabulary of 100 ids, smaller than the bundled corpus's.
+struct InitialCheckpoints {
+  std::string bytes, vocab100;
+};
+
+const InitialCheckpoints& initial_checkpoints() {
+  static TempDir dir;
+  static InitialCheckpoints made = [] {
+    InitialCheckpoints c;
+    for (auto [vocab, path] : {std::pair{"256", &c.bytes}, std::pair{"100", &c.vocab100}}) {
+      const std::string run = dir / (std::string("vocab") + vocab);
+      auto r = run_command(train_command(testing::tiny_model_flags({{"model.vocab_size", vocab}}) +
+                                         " --train.steps 0 --run.dir " + run));
+      EXPECT_EQ(r.exit_code, 0) << r.output;
+      *path = run + "/checkpoints/step-00000000.h5";
+    }
+    return c;
+  }();
+  return made;
+}
+
+// Runs `args` (a subcommand and its flags) and expects exit code 2 and `expect` in the message.
+void expect_refused(const std::string& args, const std::string& expect) {
+  auto r = run_command(testing::hourglass_binary() + " " + args);
+  EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+  EXPECT_NE(r.output.find(expect), std::string::npos) << args << "\n" << r.output;
+}
+
+TEST(Cli, EvalAndSampleRefuseTokensOutsideTheCheckpointsVocabulary) {
+  const std::string small = initial_checkpoints().vocab100;
+  // The corpus is byte-level (256 ids); the model embeds 100: ids 100..255 have no row.
+  expect_refused("eval --checkpoint " + small + " --data " + corpus_dir() + " --max-windows 2",
+                 "has vocabulary 256 but model.vocab_size of checkpoint '" + small + "' is 100");
+  // 'a' (97) fits; the first byte of UTF-8 'é' (0xc3 0xa9), at offset 1, does not, nor does 'h'.
+  expect_refused("sample --checkpoint " + small + " --prompt 'a\xc3\xa9' --length 2",
+                 "--prompt byte 195 at offset 1 is outside the vocabulary of checkpoint");
+  expect_refused("sample --checkpoint " + small + " --prompt 'ah' --length 2",
+                 "byte 104 at offset 1");
+  auto fits = run_command(testing::hourglass_binary() + " sample --checkpoint " + small +
+                          " --prompt 'ab' --length 2");
+  EXPECT_EQ(fits.exit_code, 0) << fits.output;
+}
+
+TEST(Cli, EvalAndSampleRefuseOutOfRangeFlags) {
+  const std::string ckpt = initial_checkpoints().bytes;
+  const std::string eval = "eval --checkpoint " + ckpt + " --data " + corpus_dir();
+  const std::string sample = "sample --checkpoint " + ckpt + " --prompt 'The '";
+  expect_refused(eval + " --seq-len -32", "--seq-len -32 is out of range: give a window length");
+  expect_refused(eval + " --max-windows -1", "--max-windows -1 is out of range");
+  expect_refused(eval + " --batch 0", "--batch 0 is out of range");
+  expect_refused(sample + " --length 0", "--length 0 is out of range");
+  expect_refused(sample + " --length -5", "--length -5 is out of range");
+  expect_refused(sample + " --length 2 --top-k -1", "--top-k -1 is out of range");
+  expect_refused(sample + " --length 2 --temperature -0.5", "--temperature -0.5 is out of range");
+  expect_refused(sample + " --length 2 --temperature nan", "--temperature nan is out of range");
+  // The documented zeros keep their meaning: the checkpoint's seq_len, greedy, every token.
+  const std::string hg = testing::hourglass_binary() + " ";
+  auto zeros = run_command(hg + eval + " --seq-len 0 --max-windows 1");
+  EXPECT_EQ(zeros.exit_code, 0) << zeros.output;
+  auto greedy = run_command(hg + sample + " --length 2 --temperature 0 --top-k 0");
+  EXPECT_EQ(greedy.exit_code, 0) << greedy.output;
+}
+
+TEST(Cli, ExtractRefusesToReplaceTheCheckpointItReads) {
+  TempDir dir;
+  const std::string ckpt = dir / "model.h5";
+  std::filesystem::copy_file(initial_checkpoints().bytes, ckpt);
+  const auto before = std::filesystem::last_write_time(ckpt);
+  std::filesystem::create_symlink(ckpt, dir / "link.h5");
+  for (const std::string& output : {ckpt, dir / "./model.h5", dir / "link.h5"})
+    expect_refused("extract --checkpoint " + ckpt + " --ffn-widths 32 --output " + output,
+                   "is the same file as --checkpoint " + ckpt);
+  expect_refused(
+      "extract --checkpoint " + ckpt + " --ffn-widths 32 --output " + (dir / "no/such/dir/half.h5"),
+      "directory " + (dir / "no/such/dir") + " does not exist");
+  EXPECT_EQ(std::filesystem::last_write_time(ckpt), before);
+  EXPECT_EQ(param(ckpt, "stacks/0/blocks/0/ffn/w1").shape(), (Shape{32, 64}));
+}
+
+// Deletes the datasets at `paths` from the checkpoint file `file` (HDF5 unlinks them).
+void delete_datasets(const std::string& file, const std::vector<std::string>& paths) {
+  const hid_t handle = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(handle, 0) << file;
+  for (const std::string& path : paths)
+    EXPECT_GE(H5Ldelete(handle, path.c_str(), H5P_DEFAULT), 0) << path;
+  EXPECT_GE(H5Fclose(handle), 0);
+}
+
+TEST(Cli, EvalSampleExtractNameATensorTheCheckpointLacks) {
+  TempDir dir;
+  const std::string tensor = "stacks/0/blocks/0/attn/wq";
+  const std::string expect = "has no tensor /params/" + tensor + " (shape [32, 32])";
+  // Only the parameter gone (its moments stay), and the parameter with its moments gone.
+  const std::string params_only = dir / "params-only.h5", all_three = dir / "all-three.h5";
+  std::filesystem::copy_file(initial_checkpoints().bytes, params_only);
+  std::filesystem::copy_file(initial_checkpoints().bytes, all_three);
+  delete_datasets(params_only, {"/params/" + tensor});
+  delete_datasets(all_three,
+                  {"/params/" + tensor, "/optim/exp_avg/" + tensor, "/optim/exp_avg_sq/" + tensor});
+  for (const std::string& ckpt : {params_only, all_three}) {
+    expect_refused("eval --checkpoint " + ckpt + " --data " + corpus_dir() + " --max-windows 1",
+                   "checkpoint '" + ckpt + "' " + expect);
+    expect_refused("sample --checkpoint " + ckpt + " --length 1",
+                   "checkpoint '" + ckpt + "' " + expect);
+    expect_refused(
+        "extract --checkpoint " + ckpt + " --ffn-widths 32 --output " + (dir / "half.h5"),
+        "checkpoint '" + ckpt + "' " + expect);
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "half.h5"));
 }
 
 }  // namespace
