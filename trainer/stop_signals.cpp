@@ -44,6 +44,7 @@ void start_stop_signal_watcher() {
   for (int sig : {SIGUSR1, SIGTERM, SIGINT}) sigaction(sig, &action, nullptr);
   // Detached: it lives as long as the process and holds nothing to clean up.
   std::thread([set] {
+    pthread_setname_np(pthread_self(), kStopWatcherThreadName);
     for (;;) {
       int sig = 0;
       if (sigwait(&set, &sig) == 0) record(sig);
@@ -52,13 +53,5 @@ void start_stop_signal_watcher() {
 }
 
 int stop_signal() { return g_stop_signal.load(std::memory_order_relaxed); }
-
-bool stop_signals_blocked_here() {
-  sigset_t current;
-  pthread_sigmask(SIG_BLOCK, nullptr, &current);
-  for (int sig : {SIGUSR1, SIGTERM, SIGINT})
-    if (sigismember(&current, sig) != 1) return false;
-  return true;
-}
 
 }  // namespace hg

@@ -24,7 +24,8 @@ void start_stop_signal_watcher();
 // a run that is already stopping finishes its checkpoint.
 int stop_signal();
 
-// Whether the calling thread blocks all three stop signals (what tests and asserts check).
-bool stop_signals_blocked_here();
+// The watcher's thread name (/proc/PID/task/TID/comm). While it waits in sigwait the kernel
+// shows the three signals as unblocked in that thread only.
+inline constexpr const char* kStopWatcherThreadName = "hg-stop-watcher";
 
 }  // namespace hg

@@ -27,8 +27,8 @@ int expect_gradients_match(const std::string& what, const std::function<double()
     if (std::fabs(fd - an) > tol) {
       ++mismatches;
       if (mismatches <= 5)
-        ADD_FAILURE() << what << "[" << i << "]: finite difference " << fd << " vs analytic "
-                      << an << " (tolerance " << tol << ")";
+        ADD_FAILURE() << what << "[" << i << "]: finite difference " << fd << " vs analytic " << an
+                      << " (tolerance " << tol << ")";
     }
   }
   return mismatches;

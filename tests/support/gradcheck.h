@@ -13,10 +13,10 @@
 namespace hg::testing {
 
 struct GradCheckOptions {
-  double eps = 1e-2;        // float32 forward: a large step keeps rounding noise below the signal
-  double rtol = 2e-2;       // relative tolerance on max(|fd|, |analytic|)
-  double atol = 2e-4;       // absolute floor for tiny gradients
-  int max_checks = 64;      // indices checked (spread over the buffer, always including 0 and n-1)
+  double eps = 1e-2;    // float32 forward: a large step keeps rounding noise below the signal
+  double rtol = 2e-2;   // relative tolerance on max(|fd|, |analytic|)
+  double atol = 2e-4;   // absolute floor for tiny gradients
+  int max_checks = 64;  // indices checked (spread over the buffer, always including 0 and n-1)
 };
 
 // Returns the number of mismatching indices (and records GoogleTest failures naming them).

@@ -1,5 +1,6 @@
 // The single-process reference that layout-equivalence tests compare against: `steps` updates of
-// train_step() on the whole model, on the deterministic tokens of random_tokens(.., token_seed + s).
+// train_step() on the whole model, on the deterministic tokens of random_tokens(.., token_seed +
+// s).
 #pragma once
 #include <cstdint>
 #include <memory>

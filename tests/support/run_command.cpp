@@ -22,10 +22,15 @@ CommandResult run_command(const std::string& command) {
   return result;
 }
 
-std::string mpirun_prefix(int ranks) {
+std::string without_mpi_environment() {
   return "for v in $(env | sed -n "
          "'s/^\\(\\(OMPI\\|PMIX\\|ORTE\\|OPAL\\)[A-Za-z0-9_]*\\)=.*/\\1/p');"
-         " do unset $v; done; OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+         " do unset $v; done; ";
+}
+
+std::string mpirun_prefix(int ranks) {
+  return without_mpi_environment() +
+         "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
          "OMP_NUM_THREADS=1 exec mpirun --oversubscribe --bind-to none -np " +
          std::to_string(ranks) + " ";
 }

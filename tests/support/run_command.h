@@ -14,9 +14,13 @@ struct CommandResult {
 CommandResult run_command(const std::string& command);
 
 // The start of a shell command that runs the rest under `mpirun -np ranks` (oversubscribed,
-// unbound, one OpenMP thread; the shell execs mpirun, so a spawned shell's pid is mpirun's). This process's OMPI_*, PMIX_* ... variables are dropped first: an
-// MPI singleton's would make the child mpirun think it is itself a launched rank.
+// unbound, one OpenMP thread; the shell execs mpirun, so a spawned shell's pid is mpirun's). This
+// process's OMPI_*, PMIX_* ... variables are dropped first: an MPI singleton's would make the child
+// mpirun think it is itself a launched rank.
 std::string mpirun_prefix(int ranks);
+// The start of a shell command that drops those variables (e.g. before a single-process run
+// that must be an MPI singleton of its own).
+std::string without_mpi_environment();
 
 // ` --key value` flags of a tiny model that trains in seconds; `overrides` replace or add keys.
 std::string tiny_model_flags(const std::map<std::string, std::string>& overrides = {});

@@ -21,8 +21,9 @@ std::vector<TinyModel> tiny_models() {
       model("attention_resampling", "hierarchy = 1@1 1@2 1@1\nresampling = attention\n"),
       model("gelu_no_dconv", "hierarchy = 1@1 1@2 1@1\nactivation = gelu\ndconv = false\n"),
       model("two_levels", "hierarchy = 1@1 1@2 1@4 1@2 1@1\n"),
-      model("two_levels_attention", "hierarchy = 1@1 0@2 1@4 1@2 0@1\nresampling = attention\n"
-                                    "downsample = avg\nupsample = repeat\nattention = full\n"),
+      model("two_levels_attention",
+            "hierarchy = 1@1 0@2 1@4 1@2 0@1\nresampling = attention\n"
+            "downsample = avg\nupsample = repeat\nattention = full\n"),
       model("plain_transformer", "hierarchy = 2@1\n"),
       model("dropout", "hierarchy = 1@1 1@2 1@1\ndropout = 0.1\n"),
   };

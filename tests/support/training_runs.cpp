@@ -42,7 +42,8 @@ std::string model_args(int steps, const std::map<std::string, std::string>& over
                                              {"train.steps", std::to_string(steps)}};
   for (const auto& [k, v] : overrides) keys[k] = v;
   std::string args;
-  for (const auto& [k, v] : keys) args += " --" + k + " " + v;
+  for (const auto& [k, v] : keys)
+    if (!v.empty()) args += " --" + k + " " + v;
   return args;
 }
 
@@ -100,17 +101,20 @@ size_t line_count(const std::string& path) {
   return n;
 }
 
-std::map<int64_t, double> losses(const std::string& metrics) {
+std::map<int64_t, double> metric(const std::string& metrics, const std::string& field) {
+  const std::string key = "\"" + field + "\": ";
   std::map<int64_t, double> by_step;
   std::ifstream in(metrics);
   std::string line;
   while (std::getline(in, line)) {
-    const size_t s = line.find("\"step\": "), l = line.find("\"loss\": ");
-    if (s == std::string::npos || l == std::string::npos) continue;
-    by_step[std::stoll(line.substr(s + 8))] = std::stod(line.substr(l + 8));
+    const size_t s = line.find("\"step\": "), v = line.find(key);
+    if (s == std::string::npos || v == std::string::npos) continue;
+    by_step[std::stoll(line.substr(s + 8))] = std::stod(line.substr(v + key.size()));
   }
   return by_step;
 }
+
+std::map<int64_t, double> losses(const std::string& metrics) { return metric(metrics, "loss"); }
 
 void expect_same_checkpoints(const std::string& a, const std::string& b) {
   const CheckpointData x = read_checkpoint(a), y = read_checkpoint(b);

@@ -17,7 +17,8 @@ namespace hg::testing {
 const std::string& corpus_dir();
 
 // A tiny three-stack model ("1@1 1@2 1@1": pp 3 puts one stack on each stage) with dropout, so
-// an exact resume needs the counter-based masks, on the bundled corpus; `overrides` replace keys.
+// an exact resume needs the counter-based masks, on the bundled corpus; `overrides` replace keys
+// (an empty value drops the key).
 std::string model_args(int steps, const std::map<std::string, std::string>& overrides = {});
 
 struct Layout {
@@ -41,6 +42,8 @@ size_t line_count(const std::string& path);
 // Loss of each step in a metrics file (the last line of a step wins: a resumed run appends the
 // steps after its checkpoint again).
 std::map<int64_t, double> losses(const std::string& metrics);
+// Any numeric field of each step's metrics line ("loss", "grad_norm", ...), as for losses().
+std::map<int64_t, double> metric(const std::string& metrics, const std::string& field);
 // Bitwise: the same step, tensors, values and both AdamW moments.
 void expect_same_checkpoints(const std::string& a, const std::string& b);
 
