@@ -235,7 +235,7 @@ std::string write_and_commit(const ProcessGrid& grid, MPI_Comm comm, const std::
     if (token.ok) {
       try {
         commit_checkpoint_file(temporary, path);
-        prune_checkpoints(dir, keep);
+        prune_checkpoints(dir, keep, path);
       } catch (const std::exception& e) {
         token = {false, e.what()};
       }
@@ -426,7 +426,7 @@ std::string newest_valid_checkpoint(const std::string& dir) {
   return "";
 }
 
-void prune_checkpoints(const std::string& dir, int keep) {
+void prune_checkpoints(const std::string& dir, int keep, const std::string& just_written) {
   std::error_code ignored;
   if (std::filesystem::is_directory(dir, ignored))
     for (const auto& entry : std::filesystem::directory_iterator(dir, ignored)) {
@@ -435,8 +435,12 @@ void prune_checkpoints(const std::string& dir, int keep) {
         std::filesystem::remove(entry.path(), ignored);
     }
   if (keep <= 0) return;
-  auto files = list_checkpoints(dir);
-  for (size_t i = keep; i < files.size(); ++i) std::filesystem::remove(files[i]);
+  // By step, but never the file just written: even if a later step's file sat in the directory
+  // (the trainer refuses such a directory in setup), the newest save of this run stays.
+  std::vector<std::string> files = list_checkpoints(dir);
+  std::erase(files, just_written);
+  if (!just_written.empty()) --keep;
+  for (size_t i = std::max(keep, 0); i < files.size(); ++i) std::filesystem::remove(files[i]);
 }
 
 }  // namespace hg

@@ -94,7 +94,8 @@ std::vector<std::string> list_checkpoints(const std::string& dir);
 std::string newest_valid_checkpoint(const std::string& dir);
 
 // Deletes all but the newest `keep` checkpoints of `dir` (keep <= 0: none deleted), and the
-// temporary files of saves that never completed (a job killed while saving).
-void prune_checkpoints(const std::string& dir, int keep);
+// temporary files of saves that never completed (a job killed while saving). `just_written`
+// (a path as list_checkpoints() spells it), when given, is one of those kept whatever its step.
+void prune_checkpoints(const std::string& dir, int keep, const std::string& just_written = "");
 
 }  // namespace hg

@@ -4,9 +4,11 @@
 #include "trainer/config.h"
 
 #include <boost/program_options.hpp>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -559,7 +561,11 @@ Config parse_config(const std::vector<std::string>& args) {
   if (values.count("config")) {
     const std::string file = values["config"].as<std::string>();
     std::ifstream in(file);
-    require(in.good(), "cannot read configuration file '" + file + "' (--config)");
+    // An ifstream opens a directory without complaint and then reads nothing: refuse it here.
+    require(!std::filesystem::is_directory(file),
+            "--config " + file + " is a directory; give an INI file (e.g. configs/quickstart.ini)");
+    require(in.good(), "--config " + file + ": cannot read it (" + std::strerror(errno) +
+                "); give a readable INI file");
     store_ini(in, "in " + file, values);
   }
   Config config = config_from_values(values);

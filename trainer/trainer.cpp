@@ -31,6 +31,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/pipeline_runtime.h"
 #include "trainer/stop_signals.h"
+#include "trainer/run_outputs.h"
 #include "trainer/tensor_parallel.h"
 #include "trainer/train_step.h"
 
@@ -38,7 +39,8 @@ namespace hg {
 namespace {
 
 // Runs `setup` on every rank; if any rank throws UsageError, every rank throws (as
-// CollectiveUsageError) the lowest failing rank's message, so rank 0 can print it and every rank exits 2 before any compute.
+// CollectiveUsageError) the lowest failing rank's message, so rank 0 can print it and every rank
+// exits 2 before any compute.
 template <class Setup>
 void collective_setup(MPI_Comm world, Setup&& setup) {
   std::string message;
@@ -73,6 +75,22 @@ std::string broadcast_from_rank0(std::string text) {
 }
 
 // checkpoint.resume: "none" -> "", "auto" -> the newest valid checkpoint of `dir` (damaged ones
+// Runs `check` on world rank 0 only (it reads or writes files that rank 0 owns); a UsageError
+// there is thrown on every rank, so that all of them leave setup together.
+template <class Check>
+void checked_on_rank0(Check&& check) {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  std::string problem;
+  if (rank == 0) try {
+      check();
+    } catch (const UsageError& e) {
+      problem = e.what();
+    }
+  problem = broadcast_from_rank0(problem);
+  require(problem.empty(), problem);
+}
+
 // skipped with a warning; "" with a notice when there is none), else the named file, which must
 // exist and read completely with its checksums. Collective; rank 0 reads the candidates fully,
 // one tensor at a time, and every rank gets its choice. Throws UsageError on every rank.
@@ -91,9 +109,11 @@ std::string choose_resume_file(const std::string& resume, const std::string& dir
                 ": no such file. Give an existing checkpoint, `auto`, or `none`.";
     } else {
       const CheckpointCheck check = verify_checkpoint(resume);
-      if (check.valid) chosen = resume;
-      else problem = "checkpoint.resume = " + resume + ": " + check.problem +
-                     ". Resume from an older checkpoint, or use `auto` to pick the newest valid one.";
+      if (check.valid)
+        chosen = resume;
+      else
+        problem = "checkpoint.resume = " + resume + ": " + check.problem +
+                  ". Resume from an older checkpoint, or use `auto` to pick the newest valid one.";
     }
     std::fflush(stdout);
   }
@@ -150,9 +170,12 @@ std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   int64_t s = static_cast<int64_t>(seconds + 0.5);
   char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", long(s / 3600), long(s / 60 % 60));
-  else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", long(s / 60), long(s % 60));
-  else std::snprintf(buf, sizeof buf, "%lds", long(s));
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", long(s / 3600), long(s / 60 % 60));
+  else if (s >= 60)
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", long(s / 60), long(s % 60));
+  else
+    std::snprintf(buf, sizeof buf, "%lds", long(s));
   return buf;
 }
 
@@ -167,7 +190,7 @@ int train_main(const std::vector<std::string>& args) {
   std::unique_ptr<TokenDataset> data;
   std::unique_ptr<BatchLoader> loader;
   int64_t start_step = 0;
-  std::string checkpoint_dir;
+  std::string checkpoint_dir, resume_file;
   int world_rank = 0, world_size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
@@ -179,10 +202,22 @@ int train_main(const std::vector<std::string>& args) {
             "run.device = " + config.run.device +
                 ": this build trains on the CPU only (the CUDA backend has no trainer yet); use "
                 "--run.device cpu");
-    grid = std::make_unique<ProcessGrid>(config.parallel.dp, config.parallel.pp, config.parallel.tp);
+    grid =
+        std::make_unique<ProcessGrid>(config.parallel.dp, config.parallel.pp, config.parallel.tp);
     comm::set_timeout(config.parallel.timeout);
     set_num_threads(config.run.threads);
     auto plans = plan_units(config.model, config.train.seq_len);
+    // Where the run writes, and whose checkpoints its directory holds: before any allocation.
+    checkpoint_dir = config.checkpoint.dir.empty()
+                         ? (std::filesystem::path(config.run.dir) / "checkpoints").string()
+                         : config.checkpoint.dir;
+    checked_on_rank0([&] { check_output_paths(config, checkpoint_dir); });
+    resume_file = choose_resume_file(config.checkpoint.resume, checkpoint_dir);
+    checked_on_rank0([&] {
+      const int64_t resume_step =
+          resume_file.empty() ? 0 : read_checkpoint_header(resume_file).step;
+      check_checkpoint_dir_owner(config, checkpoint_dir, resume_file, resume_step);
+    });
     infos = unit_infos(plans);
     // Interleaved: pp·v virtual stages, this rank's chunks every pp-th of them.
     const int virtual_stages = config.parallel.pp * config.parallel.virtual_stages;
@@ -197,10 +232,6 @@ int train_main(const std::vector<std::string>& args) {
         config.model, config.train.seq_len, rank_chunks(first, config.parallel.pp, grid->stage()),
         make_tensor_parallel(*grid, config), recompute_blocks(config.train));
     model->params().init_all(config.train.seed);
-    checkpoint_dir = config.checkpoint.dir.empty()
-                         ? (std::filesystem::path(config.run.dir) / "checkpoints").string()
-                         : config.checkpoint.dir;
-    const std::string resume_file = choose_resume_file(config.checkpoint.resume, checkpoint_dir);
     if (!resume_file.empty()) {
       start_step = load_checkpoint(resume_file, model->params(), true, *grid, resume_file);
       if (world_rank == 0)
@@ -216,9 +247,10 @@ int train_main(const std::vector<std::string>& args) {
               "data.dir is not set: give --data.dir DIR (a directory made by `hourglass prep`).");
       data = std::make_unique<TokenDataset>(config.data.dir, "train");
       require(data->vocab_size() <= config.model.vocab_size,
-              "data.dir " + config.data.dir + " has vocabulary " + std::to_string(data->vocab_size()) +
-                  " but model.vocab_size is " + std::to_string(config.model.vocab_size) +
-                  "; set --model.vocab_size " + std::to_string(data->vocab_size()));
+              "data.dir " + config.data.dir + " has vocabulary " +
+                  std::to_string(data->vocab_size()) + " but model.vocab_size is " +
+                  std::to_string(config.model.vocab_size) + "; set --model.vocab_size " +
+                  std::to_string(data->vocab_size()));
       loader = std::make_unique<BatchLoader>(*data, config.train.seed, config.train.seq_len,
                                              config.train.batch, config.parallel.dp,
                                              grid->dp_rank(), config.train.micro_batch);
@@ -228,23 +260,25 @@ int train_main(const std::vector<std::string>& args) {
   const bool rank0 = world_rank == 0;
   if (rank0) {
     std::printf("# hourglass train: resolved configuration\n%s\n", config.to_ini().c_str());
-    std::printf("layout: dp %d x pp %d x tp %d = %d ranks, schedule %s%s, %d threads per rank, "
-                "matrix products by %s\n",
-                config.parallel.dp, config.parallel.pp, config.parallel.tp, world_size,
-                config.parallel.schedule.c_str(),
-                config.parallel.virtual_stages > 1
-                    ? (" (" + std::to_string(config.parallel.virtual_stages) +
-                       " virtual stages per rank: stage k below runs on rank k mod pp)")
-                          .c_str()
-                    : "",
-                num_threads(), gemm_library());
+    std::printf(
+        "layout: dp %d x pp %d x tp %d = %d ranks, schedule %s%s, %d threads per rank, "
+        "matrix products by %s\n",
+        config.parallel.dp, config.parallel.pp, config.parallel.tp, world_size,
+        config.parallel.schedule.c_str(),
+        config.parallel.virtual_stages > 1
+            ? (" (" + std::to_string(config.parallel.virtual_stages) +
+               " virtual stages per rank: stage k below runs on rank k mod pp)")
+                  .c_str()
+            : "",
+        num_threads(), gemm_library());
     std::printf("%s\n", format_partition(infos, first).c_str());
     std::fflush(stdout);
   }
 
   const std::string config_ini = config.to_ini();
   if (config.train.steps == 0 || start_step >= config.train.steps) {
-    std::string path = save_checkpoint(checkpoint_dir, start_step, config_ini, model->params(), *grid);
+    std::string path =
+        save_checkpoint(checkpoint_dir, start_step, config_ini, model->params(), *grid);
     if (rank0) std::printf("checkpoint %s (step %ld)\n", path.c_str(), long(start_step));
     return kExitOk;
   }
@@ -254,13 +288,16 @@ int train_main(const std::vector<std::string>& args) {
   // the one this run started from.
   if (stop_requested_anywhere()) {
     if (rank0)
-      std::printf("stopped by a signal during setup, before step %ld: nothing new to save; "
-                  "exit %d to requeue\n", long(start_step + 1), kExitStopped);
+      std::printf(
+          "stopped by a signal during setup, before step %ld: nothing new to save; "
+          "exit %d to requeue\n",
+          long(start_step + 1), kExitStopped);
     return kExitStopped;
   }
 
   TraceRecorder trace(MPI_COMM_WORLD, !config.log.trace.empty());
-  trace.set_label("rank " + std::to_string(world_rank) + " (stage " + std::to_string(grid->stage()) + ")");
+  trace.set_label("rank " + std::to_string(world_rank) + " (stage " +
+                  std::to_string(grid->stage()) + ")");
   PipelineRuntime runtime(*model, *grid, parse_schedule_kind(config.parallel.schedule), first,
                           config.log.trace.empty() ? nullptr : &trace,
                           grad_bucket_bytes(config.parallel));
@@ -271,8 +308,9 @@ int train_main(const std::vector<std::string>& args) {
   std::unique_ptr<MetricsLog> metrics_log;
   if (rank0)
     metrics_log = std::make_unique<MetricsLog>(
-        config.log.metrics.empty() ? (std::filesystem::path(config.run.dir) / "metrics.jsonl").string()
-                                   : config.log.metrics,
+        config.log.metrics.empty()
+            ? (std::filesystem::path(config.run.dir) / "metrics.jsonl").string()
+            : config.log.metrics,
         start_step > 0);
 
   const auto run_start = std::chrono::steady_clock::now();
@@ -331,11 +369,12 @@ int train_main(const std::vector<std::string>& args) {
       const bool last = s + 1 == config.train.steps;
       if ((config.log.every > 0 && (s + 1) % config.log.every == 0) || last || s == start_step) {
         const double per_step = window_seconds / window_steps;
-        std::printf("step %5ld/%ld | loss %.4f | bpc %.4f | lr %.2e | grad-norm %.3f | %.0f tok/s"
-                    " | bubble %.2f (theory %.2f) | ETA %s\n",
-                    long(s + 1), long(config.train.steps), metrics.loss, metrics.bpc, metrics.lr,
-                    metrics.grad_norm, tokens_per_step / per_step, bubble, theory_bubble,
-                    format_duration(per_step * (config.train.steps - s - 1)).c_str());
+        std::printf(
+            "step %5ld/%ld | loss %.4f | bpc %.4f | lr %.2e | grad-norm %.3f | %.0f tok/s"
+            " | bubble %.2f (theory %.2f) | ETA %s\n",
+            long(s + 1), long(config.train.steps), metrics.loss, metrics.bpc, metrics.lr,
+            metrics.grad_norm, tokens_per_step / per_step, bubble, theory_bubble,
+            format_duration(per_step * (config.train.steps - s - 1)).c_str());
         std::fflush(stdout);
         window_seconds = 0;
         window_steps = 0;
@@ -356,8 +395,9 @@ int train_main(const std::vector<std::string>& args) {
       if (stop || s + 1 == config.train.steps) report_save(saver.wait());
     }
     if (stop && s + 1 < config.train.steps) {
-      if (rank0) std::printf("stopped at step %ld (signal or time limit); exit %d to requeue\n",
-                             long(s + 1), kExitStopped);
+      if (rank0)
+        std::printf("stopped at step %ld (signal or time limit); exit %d to requeue\n", long(s + 1),
+                    kExitStopped);
       exit_code = kExitStopped;
       ++s;
       break;
