@@ -205,6 +205,7 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(run, threads),
       HG_KEY(run, device, "cpu|cuda"),
       HG_KEY(run, time_limit),
+      HG_KEY(run, memory_limit_gb),
   };
   return table;
 }

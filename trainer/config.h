@@ -103,6 +103,9 @@ struct RunConfig {
   int threads = 0;  // 0 = OpenMP's default
   std::string device = "cpu";  // cpu | cuda
   double time_limit = 0;       // seconds; 0 = none
+  // GiB per node that `train` may fill (trainer/memory_estimate.h): 0 = detect (the smaller of
+  // MemTotal and the cgroup limit), > 0 = this many, < 0 = no check.
+  double memory_limit_gb = 0;
 };
 
 struct Config {

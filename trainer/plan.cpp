@@ -22,6 +22,7 @@
 #include "core/error.h"
 #include "core/parallel_for.h"
 #include "parallel/partition.h"
+#include "trainer/memory_estimate.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/pipeline_runtime.h"
@@ -265,13 +266,6 @@ std::string seconds_text(double s) {
   else
     std::snprintf(buf, sizeof buf, "%.1f us", s * 1e6);
   return buf;
-}
-
-// Units whose parameters and compute tensor parallelism splits: blocks, and with attention
-// resampling the down/up units too (their attention heads and FFN: trainer/unit_resample.cpp).
-bool tp_sharded(const ModelConfig& m, const UnitPlan& p) {
-  return p.kind == UnitKind::Block ||
-         (m.resampling == "attention" && (p.kind == UnitKind::Down || p.kind == UnitKind::Up));
 }
 
 // Rows per sample of a sharded unit's tp all-reduces: `output` rows twice in the forward (after
@@ -689,11 +683,7 @@ struct StageCosts {
   double forward = 0, backward = 0;  // seconds per micro-batch, tp all-reduces included
   double tp_time = 0;                // seconds of tp all-reduces per micro-batch
   double update = 0;                 // the optimizer on its parameters
-  double params = 0;                 // parameters held (blocks / tp)
-  double activations = 0;            // bytes kept per micro-batch in flight
-  // train.recompute = blocks: a block keeps its input per micro-batch in flight, and one block's
-  // whole activations exist at a time (the stage's blocks share one cache).
-  double transient = 0;
+  ChunkMemory memory;                // parameters held, activations (trainer/memory_estimate.h)
   // The final backward unit by unit, last unit first, and each unit's gradient bytes.
   std::vector<double> unit_backward, unit_grad_bytes;
 };
@@ -713,9 +703,6 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
   const double state_bytes = bf16 ? 18 : 16;      // per parameter
   const double grad_bytes = bf16 ? 2 : 4;         // all-reduced per parameter
   const double optimizer_bytes = bf16 ? 40 : 36;  // memory traffic per parameter update
-  // Megatron-LM's count for a transformer block: of its 34·s·b·h activation bytes, 10 stay
-  // replicated under tensor parallelism (the LayerNorm inputs, residuals, dropout masks).
-  const double replicated_activations = 10.0 / 34.0;
   const double intra_latency = cluster.intra_latency < 0 ? cluster.latency : cluster.intra_latency;
   const int G = cluster.devices_per_node;
   // The trainer's bucket (parallel.grad_bucket_mb, MiB), unless plan.bucket_mb (MiB) overrides it.
@@ -858,9 +845,6 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
             b += ar_backward;
             c.tp_time += ar_forward + ar_backward;
           }
-          const double unit_act =
-              p.activation_bytes * value_bytes / 4 * mb *
-              (sharded ? replicated_activations + (1 - replicated_activations) / tp : 1);
           const bool recomputed = recompute && p.kind == UnitKind::Block;
           if (recomputed) {
             b += f;  // the forward again, all-reduces included
@@ -869,13 +853,7 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
           c.forward += f;
           c.backward += b;
           c.update += upd / compute_split;
-          c.params += p.params / split;
-          if (recomputed) {
-            c.activations += double(mb) * p.rows * model.d_model * value_bytes;
-            c.transient = std::max(c.transient, unit_act);
-          } else {
-            c.activations += unit_act;
-          }
+          add_unit_memory(c.memory, model, p, mb, tp, recompute, value_bytes);
           c.unit_backward.insert(c.unit_backward.begin(), b);
           c.unit_grad_bytes.insert(c.unit_grad_bytes.begin(), p.params / split * grad_bytes);
         }
@@ -956,14 +934,12 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
         lp.theory_bubble = theoretical_bubble(pp, m, v);
         double end = 0;
         for (int s = 0; s < pp; ++s) {
-          // The rank's chunks. sim.max_alive counts (micro-batch, chunk) pairs, whichever chunk:
-          // each is charged the largest chunk's activations (exact when v = 1).
-          double params = 0, act = 0, transient = 0, update = 0, tp_time = 0;
+          // The rank's chunks; sim.max_alive counts its (micro-batch, chunk) pairs.
+          double update = 0, tp_time = 0;
+          std::vector<ChunkMemory> chunks;
           for (int c = 0; c < v; ++c) {
             const StageCosts& chunk = stage[c * pp + s];
-            params += chunk.params;
-            act = std::max(act, chunk.activations);
-            transient = std::max(transient, chunk.transient);
+            chunks.push_back(chunk.memory);
             update += chunk.update;
             tp_time += chunk.tp_time;
           }
@@ -972,12 +948,12 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
           lp.optimizer_seconds = std::max(lp.optimizer_seconds, update);
           end = std::max(end, sim.finish[s] + sync[s].exposed);
           lp.tp_seconds = std::max(lp.tp_seconds, tp_time * m);
-          const double memory =
-              params * state_bytes + act * sim.max_alive[s] + transient + cluster.memory_reserve;
+          const RankMemory held = rank_memory(chunks, sim.max_alive[s], state_bytes);
+          const double memory = held.total() + cluster.memory_reserve;
           if (memory > lp.memory_bytes) {
             lp.memory_bytes = memory;
-            lp.param_bytes = params * state_bytes;
-            lp.activation_bytes = act * sim.max_alive[s] + transient;
+            lp.param_bytes = held.param_bytes;
+            lp.activation_bytes = held.activations();
           }
         }
         // The loss and grad-norm all-reduces: two latency-bound calls over the world.

@@ -19,7 +19,8 @@
 //
 // Memory per rank: parameter state (values, gradients, two AdamW moments: 16 bytes per
 // parameter in fp32, 18 in bf16 mixed precision) + the activations a micro-batch keeps from
-// forward to backward × the most micro-batches the schedule keeps alive on that stage.
+// forward to backward × the most micro-batches the schedule keeps alive on that stage
+// (trainer/memory_estimate.h: the same functions give `hourglass train`'s memory check).
 //
 // Interleaved 1F1B (plan.schedules = interleaved, plan.virtual_stages = v): the units are
 // partitioned into pp · v virtual stages, virtual stage k on rank k mod pp as its chunk k / pp,

@@ -26,6 +26,7 @@
 #include "trainer/checkpoint_store.h"
 #include "trainer/config.h"
 #include "trainer/distributed_step.h"
+#include "trainer/memory_estimate.h"
 #include "trainer/metrics_log.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
@@ -228,6 +229,9 @@ int train_main(const std::vector<std::string>& args) {
                 "one; use fewer virtual stages");
     first = partition_units(infos, config.parallel.pp * config.parallel.virtual_stages,
                             static_cast<int>(config.model.stacks.size()), config.parallel.stages);
+    // Before any parameter or activation exists: a layout too large for the node is refused here
+    // (exit 2) instead of dying of std::bad_alloc mid-run.
+    check_node_memory(config, plans, first, grid->stage(), MPI_COMM_WORLD);
     model = std::make_unique<StageModel>(
         config.model, config.train.seq_len, rank_chunks(first, config.parallel.pp, grid->stage()),
         make_tensor_parallel(*grid, config), recompute_blocks(config.train));
