@@ -561,10 +561,10 @@ Config parse_config(const std::vector<std::string>& args) {
   }
   if (values.count("config")) {
     const std::string file = values["config"].as<std::string>();
-    std::ifstream in(file);
     // An ifstream opens a directory without complaint and then reads nothing: refuse it here.
     require(!std::filesystem::is_directory(file),
             "--config " + file + " is a directory; give an INI file (e.g. configs/quickstart.ini)");
+    std::ifstream in(file);
     require(in.good(), "--config " + file + ": cannot read it (" + std::strerror(errno) +
                 "); give a readable INI file");
     store_ini(in, "in " + file, values);

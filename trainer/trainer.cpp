@@ -31,8 +31,8 @@
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/pipeline_runtime.h"
-#include "trainer/stop_signals.h"
 #include "trainer/run_outputs.h"
+#include "trainer/stop_signals.h"
 #include "trainer/tensor_parallel.h"
 #include "trainer/train_step.h"
 
@@ -75,7 +75,6 @@ std::string broadcast_from_rank0(std::string text) {
   return text;
 }
 
-// checkpoint.resume: "none" -> "", "auto" -> the newest valid checkpoint of `dir` (damaged ones
 // Runs `check` on world rank 0 only (it reads or writes files that rank 0 owns); a UsageError
 // there is thrown on every rank, so that all of them leave setup together.
 template <class Check>
@@ -92,6 +91,7 @@ void checked_on_rank0(Check&& check) {
   require(problem.empty(), problem);
 }
 
+// checkpoint.resume: "none" -> "", "auto" -> the newest valid checkpoint of `dir` (damaged ones
 // skipped with a warning; "" with a notice when there is none), else the named file, which must
 // exist and read completely with its checksums. Collective; rank 0 reads the candidates fully,
 // one tensor at a time, and every rank gets its choice. Throws UsageError on every rank.
@@ -207,7 +207,6 @@ int train_main(const std::vector<std::string>& args) {
         std::make_unique<ProcessGrid>(config.parallel.dp, config.parallel.pp, config.parallel.tp);
     comm::set_timeout(config.parallel.timeout);
     set_num_threads(config.run.threads);
-    auto plans = plan_units(config.model, config.train.seq_len);
     // Where the run writes, and whose checkpoints its directory holds: before any allocation.
     checkpoint_dir = config.checkpoint.dir.empty()
                          ? (std::filesystem::path(config.run.dir) / "checkpoints").string()
@@ -219,6 +218,7 @@ int train_main(const std::vector<std::string>& args) {
           resume_file.empty() ? 0 : read_checkpoint_header(resume_file).step;
       check_checkpoint_dir_owner(config, checkpoint_dir, resume_file, resume_step);
     });
+    auto plans = plan_units(config.model, config.train.seq_len);
     infos = unit_infos(plans);
     // Interleaved: pp·v virtual stages, this rank's chunks every pp-th of them.
     const int virtual_stages = config.parallel.pp * config.parallel.virtual_stages;
@@ -250,11 +250,9 @@ int train_main(const std::vector<std::string>& args) {
       require(!config.data.dir.empty(),
               "data.dir is not set: give --data.dir DIR (a directory made by `hourglass prep`).");
       data = std::make_unique<TokenDataset>(config.data.dir, "train");
-      require(data->vocab_size() <= config.model.vocab_size,
-              "data.dir " + config.data.dir + " has vocabulary " +
-                  std::to_string(data->vocab_size()) + " but model.vocab_size is " +
-                  std::to_string(config.model.vocab_size) + "; set --model.vocab_size " +
-                  std::to_string(data->vocab_size()));
+      require_vocabulary_fits(*data, "data.dir " + config.data.dir, config.model.vocab_size,
+                              "model.vocab_size",
+                              "set --model.vocab_size " + std::to_string(data->vocab_size()));
       loader = std::make_unique<BatchLoader>(*data, config.train.seed, config.train.seq_len,
                                              config.train.batch, config.parallel.dp,
                                              grid->dp_rank(), config.train.micro_batch);
