@@ -204,6 +204,15 @@ void allreduce_max(int32_t* data, int64_t count, MPI_Comm comm) {
   wait(r);
 }
 
+void allreduce_max(double* data, int64_t count, MPI_Comm comm) {
+  Request r = iallreduce(data, count, MPI_DOUBLE, MPI_MAX, comm, "all-reduce max (double)");
+  wait(r);
+}
+void allreduce_min(int32_t* data, int64_t count, MPI_Comm comm) {
+  Request r = iallreduce(data, count, MPI_INT32_T, MPI_MIN, comm, "all-reduce min (int32)");
+  wait(r);
+}
+
 void barrier(MPI_Comm comm) {
   Request r = make(comm, "barrier", -1, -1, false);
   MPI_Ibarrier(comm, &r.request);
@@ -214,6 +223,94 @@ void broadcast(void* data, int64_t bytes, int root, MPI_Comm comm) {
   Request r = make(comm, "broadcast", -1, -1, false);
   MPI_Ibcast(data, checked_count(bytes), MPI_BYTE, root, comm, &r.request);
   wait(r);
+}
+
+void gather(const void* mine, int64_t bytes, void* all, int root, MPI_Comm comm, const char* what) {
+  Request r = make(comm, what, -1, -1, false);
+  const int n = checked_count(bytes);
+  MPI_Igather(mine, n, MPI_BYTE, all, n, MPI_BYTE, root, comm, &r.request);
+  wait(r);
+}
+
+void allgather(const void* mine, int64_t bytes, void* all, MPI_Comm comm, const char* what) {
+  Request r = make(comm, what, -1, -1, false);
+  const int n = checked_count(bytes);
+  MPI_Iallgather(mine, n, MPI_BYTE, all, n, MPI_BYTE, comm, &r.request);
+  wait(r);
+}
+
+std::vector<std::string> gather_strings(const std::string& mine, int root, MPI_Comm comm,
+                                        const char* what) {
+  int size = 0, rank = 0;
+  MPI_Comm_size(comm, &size);
+  MPI_Comm_rank(comm, &rank);
+  const int length = checked_count(static_cast<int64_t>(mine.size()));
+  std::vector<int> lengths(rank == root ? size : 0), offsets(lengths.size());
+  gather(&length, sizeof length, lengths.data(), root, comm, what);
+  std::string all;
+  int64_t total = 0;
+  for (size_t r = 0; r < lengths.size(); ++r) {
+    offsets[r] = checked_count(total);
+    total += lengths[r];
+  }
+  all.resize(static_cast<size_t>(total));
+  Request r = make(comm, what, -1, -1, false);
+  MPI_Igatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR,
+               root, comm, &r.request);
+  wait(r);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < lengths.size(); ++i) out.push_back(all.substr(offsets[i], lengths[i]));
+  return out;
+}
+
+void broadcast_string(std::string& text, int root, MPI_Comm comm, const char* what) {
+  int64_t length = static_cast<int64_t>(text.size());
+  Request r = make(comm, what, -1, -1, false);
+  MPI_Ibcast(&length, 1, MPI_INT64_T, root, comm, &r.request);
+  wait(r);
+  text.resize(static_cast<size_t>(length));
+  if (length == 0) return;
+  r = make(comm, what, -1, -1, false);
+  MPI_Ibcast(text.data(), checked_count(length), MPI_CHAR, root, comm, &r.request);
+  wait(r);
+}
+
+void send_string(const std::string& text, int peer, int tag, MPI_Comm comm, const char* what) {
+  const int64_t length = static_cast<int64_t>(text.size());
+  Request r[2] = {make(comm, what, peer, tag, false), make(comm, what, peer, tag, false)};
+  MPI_Isend(&length, 1, MPI_INT64_T, peer, tag, comm, &r[0].request);
+  MPI_Isend(text.data(), checked_count(length), MPI_CHAR, peer, tag, comm, &r[1].request);
+  wait_all(r, 2);
+}
+
+std::string recv_string(int peer, int tag, MPI_Comm comm, const char* what) {
+  int64_t length = 0;
+  Request r = make(comm, what, peer, tag, true);
+  MPI_Irecv(&length, 1, MPI_INT64_T, peer, tag, comm, &r.request);
+  wait(r);
+  std::string text(static_cast<size_t>(length), '\0');
+  r = make(comm, what, peer, tag, true);
+  MPI_Irecv(text.data(), checked_count(length), MPI_CHAR, peer, tag, comm, &r.request);
+  wait(r);
+  return text;
+}
+
+MPI_Comm duplicate(MPI_Comm comm, const char* what) {
+  MPI_Comm copy = MPI_COMM_NULL;
+  Request r = make(comm, what, -1, -1, false);
+  MPI_Comm_idup(comm, &copy, &r.request);
+  wait(r);
+  return copy;
+}
+
+MPI_Comm split(MPI_Comm comm, int color, int key, const char* what) {
+  // Every rank is here within the timeout, or the barrier names who is not.
+  Request r = make(comm, what, -1, -1, false);
+  MPI_Ibarrier(comm, &r.request);
+  wait(r);
+  MPI_Comm part = MPI_COMM_NULL;
+  MPI_Comm_split(comm, color, key, &part);
+  return part;
 }
 
 }  // namespace hg::comm

@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace hg::comm {
 
@@ -72,6 +73,30 @@ Request iallreduce_sum(float* data, int64_t count, MPI_Comm comm);
 Request iallreduce_sum(double* data, int64_t count, MPI_Comm comm);
 void barrier(MPI_Comm comm);
 void broadcast(void* data, int64_t bytes, int root, MPI_Comm comm);  // from `root` to all
+
+void allreduce_max(double* data, int64_t count, MPI_Comm comm);
+void allreduce_min(int32_t* data, int64_t count, MPI_Comm comm);  // e.g. "lowest failing rank"
+
+// ---- blocking helpers for setup, checkpoints and reports (each with the timeout; `what` names
+// the operation in the timeout message and must be a string literal) ----
+// Byte blocks: `mine` from every rank into `all` on `root` (rank order; `all` is used on root
+// only and holds size·bytes), or on every rank (allgather).
+void gather(const void* mine, int64_t bytes, void* all, int root, MPI_Comm comm,
+            const char* what = "gather");
+void allgather(const void* mine, int64_t bytes, void* all, MPI_Comm comm,
+               const char* what = "all-gather");
+// Strings of any length: every rank's on `root` (rank order; empty elsewhere); `root`'s to all.
+std::vector<std::string> gather_strings(const std::string& mine, int root, MPI_Comm comm,
+                                        const char* what = "gather strings");
+void broadcast_string(std::string& text, int root, MPI_Comm comm,
+                      const char* what = "broadcast string");
+// A string to one peer, and from one (its length first, then its bytes, both under `tag`).
+void send_string(const std::string& text, int peer, int tag, MPI_Comm comm, const char* what);
+std::string recv_string(int peer, int tag, MPI_Comm comm, const char* what);
+// Communicators: MPI_Comm_idup waited with the timeout; a split after a barrier with the
+// timeout (MPI has no non-blocking split: a rank missing from the barrier is reported there).
+MPI_Comm duplicate(MPI_Comm comm, const char* what = "duplicate communicator");
+MPI_Comm split(MPI_Comm comm, int color, int key, const char* what = "split communicator");
 
 // Formats the timeout message for `request` (what the abort handler receives). Exposed for tests.
 std::string timeout_message(const Request& request, double waited_seconds);

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "parallel/comm.h"
 
 namespace hg {
 
@@ -24,9 +25,9 @@ ProcessGrid::ProcessGrid(int dp, int pp, int tp, MPI_Comm world)
   p_ = (rank_ / tp) % pp;
   d_ = rank_ / (tp * pp);
   // Fixed order on every rank: tp, pp, dp. The key orders each group by its varying coordinate.
-  MPI_Comm_split(world, d_ * pp + p_, t_, &tp_comm_);
-  MPI_Comm_split(world, d_ * tp + t_, p_, &pp_comm_);
-  MPI_Comm_split(world, p_ * tp + t_, d_, &dp_comm_);
+  tp_comm_ = comm::split(world, d_ * pp + p_, t_, "split tensor-parallel groups");
+  pp_comm_ = comm::split(world, d_ * tp + t_, p_, "split pipeline groups");
+  dp_comm_ = comm::split(world, p_ * tp + t_, d_, "split data-parallel groups");
 }
 
 ProcessGrid::~ProcessGrid() {

@@ -7,6 +7,7 @@
 
 #include "core/elementwise.h"
 #include "core/error.h"
+#include "parallel/comm.h"
 
 namespace hg {
 
@@ -37,10 +38,10 @@ void export_tensor_parallel(const ParamStore& store, CheckpointData& data, bool 
     copy(mine.data() + 2 * n, p.exp_avg_sq.data(), n);
     std::vector<float> all(root ? 3 * n * tp.size : 0);
     std::vector<int64_t> indices(root ? along * tp.size : 0);
-    MPI_Gather(mine.data(), static_cast<int>(3 * n), MPI_FLOAT, all.data(), static_cast<int>(3 * n),
-               MPI_FLOAT, 0, tp.comm);
-    MPI_Gather(p.slice.index.data(), static_cast<int>(along), MPI_INT64_T, indices.data(),
-               static_cast<int>(along), MPI_INT64_T, 0, tp.comm);
+    comm::gather(mine.data(), sizeof(float) * 3 * n, all.data(), 0, tp.comm,
+                 "gather tensor-parallel slices");
+    comm::gather(p.slice.index.data(), sizeof(int64_t) * along, indices.data(), 0, tp.comm,
+                 "gather tensor-parallel slice indices");
     if (!root) continue;
     Tensor value(p.canonical_shape), m(p.canonical_shape), v(p.canonical_shape);
     for (int r = 0; r < tp.size; ++r) {
@@ -97,8 +98,8 @@ void import_params(ParamStore& store, const CheckpointData& data, bool with_opti
         ++count;
       }
   if (count)
-    throw UsageError(source + " does not match the model configuration (" +
-                     std::to_string(count) + " mismatched tensors):" + problems.str() +
+    throw UsageError(source + " does not match the model configuration (" + std::to_string(count) +
+                     " mismatched tensors):" + problems.str() +
                      "\nUse a checkpoint of this configuration, or build the configuration "
                      "stored in the checkpoint (`hourglass info` prints it).");
   for (auto& [name, p] : store.all()) {

@@ -31,52 +31,14 @@ struct Token {
 };
 
 void send_token(const Token& token, int to, MPI_Comm comm) {
-  std::string message(1, token.ok ? '1' : '0');
-  message += token.text;
-  MPI_Send(message.data(), static_cast<int>(message.size()), MPI_CHAR, to, kTagToken, comm);
+  comm::send_string(std::string(1, token.ok ? '1' : '0') + token.text, to, kTagToken, comm,
+                    "send checkpoint token");
 }
 
 Token receive_token(int from, MPI_Comm comm) {
-  MPI_Status status;
-  MPI_Probe(from, kTagToken, comm, &status);
-  int length = 0;
-  MPI_Get_count(&status, MPI_CHAR, &length);
-  std::string message(static_cast<size_t>(length), '\0');
-  MPI_Recv(message.data(), length, MPI_CHAR, from, kTagToken, comm, MPI_STATUS_IGNORE);
+  const std::string message = comm::recv_string(from, kTagToken, comm, "recv checkpoint token");
   return {!message.empty() && message[0] == '1',
           message.substr(std::min<size_t>(1, message.size()))};
-}
-
-// A string from `root` to every rank of `comm`.
-void broadcast_string(std::string& text, int root, MPI_Comm comm) {
-  int64_t length = static_cast<int64_t>(text.size());
-  MPI_Bcast(&length, 1, MPI_INT64_T, root, comm);
-  text.resize(static_cast<size_t>(length));
-  if (length > 0) MPI_Bcast(text.data(), static_cast<int>(length), MPI_CHAR, root, comm);
-}
-
-// Every rank's string, on `root` (in rank order; empty elsewhere).
-std::vector<std::string> gather_strings(const std::string& mine, int root, MPI_Comm comm) {
-  int size = 0, rank = 0;
-  MPI_Comm_size(comm, &size);
-  MPI_Comm_rank(comm, &rank);
-  int length = static_cast<int>(mine.size());
-  std::vector<int> lengths(rank == root ? size : 0), offsets(lengths.size());
-  MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, root, comm);
-  std::string all;
-  if (rank == root) {
-    int total = 0;
-    for (int r = 0; r < size; ++r) {
-      offsets[r] = total;
-      total += lengths[r];
-    }
-    all.resize(static_cast<size_t>(total));
-  }
-  MPI_Gatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR,
-              root, comm);
-  std::vector<std::string> out;
-  for (size_t r = 0; r < lengths.size(); ++r) out.push_back(all.substr(offsets[r], lengths[r]));
-  return out;
 }
 
 // The writers in turn: replica 0's ranks, stage by stage, tensor-parallel rank by rank (each
@@ -248,7 +210,7 @@ std::string write_and_commit(const ProcessGrid& grid, MPI_Comm comm, const std::
   // The save is complete for everyone only when rank 0 has renamed the file.
   std::string error = token.ok ? "" : token.text;
   if (grid.rank() == 0 && error.empty() && !token.ok) error = "failed";
-  broadcast_string(error, 0, comm);
+  comm::broadcast_string(error, 0, comm, "broadcast checkpoint commit");
   return error;
 }
 
@@ -267,7 +229,7 @@ CheckpointSaver::CheckpointSaver(const ProcessGrid& grid, bool background)
     : grid_(grid), snapshot_(std::make_unique<Snapshot>()) {
   // Its own communicator: the background save's messages and broadcast never meet the
   // training's collectives (MPI orders collectives per communicator, not per thread).
-  MPI_Comm_dup(grid.world(), &comm_);
+  comm_ = comm::duplicate(grid.world(), "duplicate the checkpoint communicator");
   int provided = MPI_THREAD_SINGLE;
   MPI_Query_thread(&provided);
   hbool_t threadsafe = 0;
@@ -362,7 +324,8 @@ int64_t load_checkpoint(const std::string& path, ParamStore& store, bool with_op
         mine << "!" << name << ": checkpoint " << shape_string(it->second) << ", model "
              << shape_string(p.canonical_shape) << '\n';
     }
-  const std::vector<std::string> parts = gather_strings(mine.str(), 0, grid.world());
+  const std::vector<std::string> parts =
+      comm::gather_strings(mine.str(), 0, grid.world(), "gather checkpoint tensor lists");
   std::string problems;
   int count = 0;
   if (grid.rank() == 0) {
@@ -386,7 +349,7 @@ int64_t load_checkpoint(const std::string& path, ParamStore& store, bool with_op
         ++count;
       }
   }
-  broadcast_string(problems, 0, grid.world());
+  comm::broadcast_string(problems, 0, grid.world(), "broadcast checkpoint mismatches");
   if (!problems.empty())
     throw UsageError(source + " does not match the model configuration" +
                      (grid.rank() == 0

@@ -57,7 +57,7 @@ DistributedStep distributed_step(StageModel& model, PipelineRuntime& runtime,
 
   double compute = runtime.stats().compute_seconds, slowest = runtime.stats().step_seconds;
   comm::allreduce_sum(&compute, 1, grid.pp_comm());
-  MPI_Allreduce(MPI_IN_PLACE, &slowest, 1, MPI_DOUBLE, MPI_MAX, grid.pp_comm());
+  comm::allreduce_max(&slowest, 1, grid.pp_comm());
   out.bubble = slowest > 0 ? 1.0 - compute / (grid.pp() * slowest) : 0.0;
   return out;
 }

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "parallel/comm.h"
 #include "parallel/partition.h"
 #include "trainer/pipeline_runtime.h"
 
@@ -210,11 +211,12 @@ void check_node_memory(const Config& config, const std::vector<UnitPlan>& plans,
   constexpr int kFields = sizeof(RankRow) / sizeof(double);
   static_assert(sizeof(RankRow) == kFields * sizeof(double), "RankRow is sent as doubles");
   MPI_Comm node;
+  comm::barrier(world);  // MPI has no non-blocking split: a missing rank is named here instead
   MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node);
   int node_size = 1;
   MPI_Comm_size(node, &node_size);
   std::vector<RankRow> rows(node_size);
-  MPI_Allgather(&row, kFields, MPI_DOUBLE, rows.data(), kFields, MPI_DOUBLE, node);
+  comm::allgather(&row, sizeof row, rows.data(), node, "all-gather node memory estimates");
   MPI_Comm_free(&node);
 
   NodeMemory limit;

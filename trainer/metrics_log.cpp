@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "parallel/comm.h"
+
 namespace hg {
 
 RankStats gather_rank_stats(const PipelineStats& stats, MPI_Comm comm) {
@@ -21,7 +23,7 @@ RankStats gather_rank_stats(const PipelineStats& stats, MPI_Comm comm) {
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   std::vector<double> all(rank == 0 ? kFields * size : 0);
-  MPI_Gather(mine, kFields, MPI_DOUBLE, all.data(), kFields, MPI_DOUBLE, 0, comm);
+  comm::gather(mine, sizeof mine, all.data(), 0, comm, "gather rank statistics");
   RankStats out;
   for (int r = 0; rank == 0 && r < size; ++r) {
     const double* theirs = &all[kFields * r];

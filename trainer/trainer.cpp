@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -52,26 +53,17 @@ void collective_setup(MPI_Comm world, Setup&& setup) {
   }
   int rank = 0;
   MPI_Comm_rank(world, &rank);
-  struct {
-    int failed;
-    int rank;
-  } mine{message.empty() ? 0 : 1, rank}, worst{};
-  MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MAXLOC, world);
-  if (!worst.failed) return;
-  // MAXLOC picks the lowest rank among equal maxima.
-  int length = static_cast<int>(message.size());
-  MPI_Bcast(&length, 1, MPI_INT, worst.rank, world);
-  message.resize(length);
-  MPI_Bcast(message.data(), length, MPI_CHAR, worst.rank, world);
+  // The lowest failing rank speaks for all.
+  int32_t speaker = message.empty() ? INT32_MAX : rank;
+  comm::allreduce_min(&speaker, 1, world);
+  if (speaker == INT32_MAX) return;
+  comm::broadcast_string(message, speaker, world, "broadcast the setup error");
   throw CollectiveUsageError(message);
 }
 
 // A string from world rank 0 to every rank.
 std::string broadcast_from_rank0(std::string text) {
-  int64_t length = static_cast<int64_t>(text.size());
-  MPI_Bcast(&length, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
-  text.resize(static_cast<size_t>(length));
-  MPI_Bcast(text.data(), static_cast<int>(length), MPI_CHAR, 0, MPI_COMM_WORLD);
+  comm::broadcast_string(text, 0, MPI_COMM_WORLD, "broadcast from rank 0 in setup");
   return text;
 }
 
@@ -146,7 +138,7 @@ std::string locate_non_finite(const ParamStore& store, const ProcessGrid& grid) 
   if (!mine.empty())
     std::snprintf(line, kLength, "stage %d (rank %d): %s", grid.stage(), grid.rank(), mine.c_str());
   std::vector<char> all(grid.rank() == 0 ? static_cast<size_t>(kLength) * grid.size() : 0);
-  MPI_Gather(line, kLength, MPI_CHAR, all.data(), kLength, MPI_CHAR, 0, grid.world());
+  comm::gather(line, kLength, all.data(), 0, grid.world(), "gather non-finite reports");
   std::string found;
   int found_stage = grid.pp();
   for (int r = 0; r < static_cast<int>(all.size()) / kLength; ++r) {

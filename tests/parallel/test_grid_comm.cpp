@@ -124,6 +124,55 @@ TEST(Comm, RingSendReceive) {
   EXPECT_EQ(iin, (std::vector<int32_t>{prev, prev * prev}));
 }
 
+// The blocking helpers that setup, checkpoints and reports use (each waits with the timeout):
+// strings of different lengths per rank, byte gathers, communicator copies and splits.
+TEST(Comm, StringsGathersAndCommunicators) {
+  const int n = world_size(), r = world_rank();
+  const std::string mine(static_cast<size_t>(r * 3), static_cast<char>('a' + r));
+  const std::vector<std::string> all = comm::gather_strings(mine, 0, MPI_COMM_WORLD);
+  ASSERT_EQ(all.size(), r == 0 ? static_cast<size_t>(n) : 0u);
+  for (int i = 0; i < static_cast<int>(all.size()); ++i)
+    EXPECT_EQ(all[i], std::string(static_cast<size_t>(i * 3), static_cast<char>('a' + i)));
+  std::string text = r == n - 1 ? "from the last rank" : "";
+  comm::broadcast_string(text, n - 1, MPI_COMM_WORLD);
+  EXPECT_EQ(text, "from the last rank");
+  const double value = 0.5 + r;
+  std::vector<double> gathered(r == 0 ? n : 0), every(n);
+  comm::gather(&value, sizeof value, gathered.data(), 0, MPI_COMM_WORLD);
+  comm::allgather(&value, sizeof value, every.data(), MPI_COMM_WORLD);
+  for (int i = 0; i < n; ++i) {
+    if (r == 0) {
+      EXPECT_EQ(gathered[i], 0.5 + i);
+    }
+    EXPECT_EQ(every[i], 0.5 + i);
+  }
+  double largest = value;
+  int32_t smallest = r;
+  comm::allreduce_max(&largest, 1, MPI_COMM_WORLD);
+  comm::allreduce_min(&smallest, 1, MPI_COMM_WORLD);
+  EXPECT_EQ(largest, n - 0.5);
+  EXPECT_EQ(smallest, 0);
+  MPI_Comm copy = comm::duplicate(MPI_COMM_WORLD);
+  MPI_Comm halves = comm::split(copy, r % 2, r);
+  int half_size = 0;
+  MPI_Comm_size(halves, &half_size);
+  EXPECT_EQ(half_size, r % 2 == 0 ? (n + 1) / 2 : n / 2);
+  if (n >= 2) {  // a ring of strings over the copy
+    const int next = (r + 1) % n, prev = (r + n - 1) % n;
+    std::string received;
+    if (r % 2 == 0) {
+      comm::send_string("token " + std::to_string(r), next, 9, copy, "send token");
+      received = comm::recv_string(prev, 9, copy, "recv token");
+    } else {
+      received = comm::recv_string(prev, 9, copy, "recv token");
+      comm::send_string("token " + std::to_string(r), next, 9, copy, "send token");
+    }
+    EXPECT_EQ(received, "token " + std::to_string(prev));
+  }
+  MPI_Comm_free(&halves);
+  MPI_Comm_free(&copy);
+}
+
 TEST(Comm, LateSenderWithinTheTimeoutIsFine) {
   const int n = world_size(), r = world_rank();
   if (n < 2) GTEST_SKIP() << "needs >= 2 MPI ranks, has " << n;
