@@ -21,14 +21,14 @@
 #include <vector>
 
 #include "bench/common.h"
+#include "checkpoint/checkpoint_io.h"
+#include "checkpoint/checkpoint_store.h"
+#include "model/stage_model.h"
+#include "model/units.h"
 #include "parallel/grid.h"
 #include "parallel/partition.h"
-#include "trainer/checkpoint_io.h"
-#include "trainer/checkpoint_store.h"
 #include "trainer/config.h"
-#include "trainer/model.h"
 #include "trainer/pipeline_runtime.h"
-#include "trainer/units.h"
 
 namespace {
 

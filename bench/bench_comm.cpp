@@ -23,9 +23,9 @@
 
 #include "bench/common.h"
 #include "core/error.h"
+#include "model/stage_model.h"
 #include "parallel/comm.h"
 #include "trainer/config.h"
-#include "trainer/model.h"
 
 namespace {
 

@@ -11,7 +11,7 @@
 // off to sleeps). Communication per step:
 //   tp = 2: time inside the attention/FFN all-reduces (tp_allreduce_seconds(), measured in the
 //           step: transfer plus waiting for the partner rank);
-//   dp = 2: the bucketed gradient all-reduce over dp_comm (trainer/grad_buckets.h): copying into
+//   dp = 2: the bucketed gradient all-reduce over dp_comm (parallel/grad_buckets.h): copying into
 //           buckets, starting and testing them during the final backward, and waiting for what
 //           is left after it (the "exposed" part, printed on its own). Exposed time includes
 //           waiting for the slower replica: the difference of the two ranks' schedule times
@@ -31,14 +31,14 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
+#include "model/stage_model.h"
+#include "model/tensor_parallel.h"
+#include "model/units.h"
 #include "parallel/comm.h"
 #include "parallel/grid.h"
 #include "trainer/config.h"
 #include "trainer/distributed_step.h"
-#include "trainer/model.h"
 #include "trainer/pipeline_runtime.h"
-#include "trainer/tensor_parallel.h"
-#include "trainer/units.h"
 
 namespace {
 

@@ -33,6 +33,8 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
+#include "model/stage_model.h"
+#include "model/units.h"
 #include "parallel/comm.h"
 #include "parallel/grid.h"
 #include "parallel/partition.h"
@@ -40,9 +42,7 @@
 #include "parallel/trace.h"
 #include "trainer/config.h"
 #include "trainer/distributed_step.h"
-#include "trainer/model.h"
 #include "trainer/pipeline_runtime.h"
-#include "trainer/units.h"
 
 namespace {
 

@@ -23,8 +23,8 @@
 #include "core/gemm.h"
 #include "core/parallel_for.h"
 #include "core/tensor.h"
+#include "model/stage_model.h"
 #include "trainer/config.h"
-#include "trainer/model.h"
 #include "trainer/train_step.h"
 
 namespace {

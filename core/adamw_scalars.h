@@ -1,5 +1,5 @@
 // The per-update scalars of AdamW with PyTorch's semantics, shared by the CPU optimizer
-// (trainer/optimizer.cpp) and the CUDA kernel (core/cuda/adamw.cu), so the two round the same
+// (trainer/optimizer.cpp) and the CUDA kernel (layers/cuda/adamw.cu), so the two round the same
 // numbers the same way: bias corrections in double from the 1-based update number t, each scalar
 // rounded to float once. Per element, with decay_factor for matrices and 1 otherwise:
 //   θ *= decay_factor;  m += (1 − β1)(g − m)  (torch's lerp_);  v = β2 v + (1 − β2) g²;

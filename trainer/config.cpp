@@ -283,7 +283,7 @@ void check_choices(const Config& config, const std::string& section) {
 }
 
 // The FFN widths training touches for a stored width F, widest first: F, plus every nested
-// width F/g under MatFormer (the band boundaries of trainer/tensor_parallel.h).
+// width F/g under MatFormer (the band boundaries of model/tensor_parallel.h).
 std::vector<int> trained_widths(const Config& config, int F) {
   std::set<int> widths = {F};
   if (config.train.matformer != "off")

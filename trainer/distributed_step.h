@@ -4,9 +4,9 @@
 #pragma once
 #include <vector>
 
+#include "model/stage_model.h"
 #include "parallel/grid.h"
 #include "trainer/config.h"
-#include "trainer/model.h"
 #include "trainer/pipeline_runtime.h"
 #include "trainer/train_step.h"
 

@@ -10,13 +10,13 @@
 #include <utility>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/checkpoint_io.h"
 #include "core/error.h"
 #include "core/random.h"
 #include "data/dataset.h"
 #include "data/eval_windows.h"
 #include "data/info.h"
-#include "trainer/checkpoint.h"
-#include "trainer/checkpoint_io.h"
 #include "trainer/train_step.h"
 
 namespace po = boost::program_options;

@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "model/stage_model.h"
 #include "trainer/config.h"
-#include "trainer/model.h"
 
 namespace hg {
 

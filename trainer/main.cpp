@@ -10,8 +10,8 @@
 
 #include "core/error.h"
 #include "data/prep.h"
+#include "plan/plan.h"
 #include "trainer/inference.h"
-#include "trainer/plan.h"
 #include "trainer/stop_signals.h"
 #include "trainer/trainer.h"
 

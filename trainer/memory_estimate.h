@@ -18,14 +18,14 @@
 #include <string>
 #include <vector>
 
+#include "model/units.h"
 #include "parallel/schedule.h"
 #include "trainer/config.h"
-#include "trainer/units.h"
 
 namespace hg {
 
 // Units whose parameters and compute tensor parallelism splits: blocks, and with attention
-// resampling the down/up units too (their attention heads and FFN: trainer/unit_resample.cpp).
+// resampling the down/up units too (their attention heads and FFN: model/unit_resample.cpp).
 bool tp_sharded(const ModelConfig& model, const UnitPlan& unit);
 
 // One stage (or virtual stage, an interleaved rank's chunk) of units.

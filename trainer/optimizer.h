@@ -2,8 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "model/params.h"
 #include "trainer/config.h"
-#include "trainer/params.h"
 
 namespace hg {
 

@@ -9,12 +9,12 @@
 #include <memory>
 #include <vector>
 
+#include "model/stage_model.h"
+#include "parallel/grad_buckets.h"
 #include "parallel/grid.h"
 #include "parallel/partition.h"
 #include "parallel/schedule.h"
 #include "parallel/trace.h"
-#include "trainer/grad_buckets.h"
-#include "trainer/model.h"
 #include "trainer/train_step.h"
 
 namespace hg {

@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <sstream>
 
+#include "checkpoint/checkpoint_io.h"
+#include "checkpoint/checkpoint_store.h"
 #include "core/error.h"
-#include "trainer/checkpoint_io.h"
-#include "trainer/checkpoint_store.h"
 
 namespace hg {
 namespace {

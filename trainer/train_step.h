@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "model/stage_model.h"
 #include "trainer/config.h"
-#include "trainer/model.h"
 
 namespace hg {
 

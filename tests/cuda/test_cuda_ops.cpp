@@ -18,18 +18,18 @@
 #include <vector>
 
 #include "core/cuda/device.h"
-#include "core/cuda/nccl_comm.h"
-#include "core/cuda/ops.h"
 #include "core/gemm.h"
 #include "layers/activation.h"
 #include "layers/cross_entropy.h"
+#include "layers/cuda/ops.h"
 #include "layers/dconv.h"
 #include "layers/embedding.h"
 #include "layers/layernorm.h"
+#include "model/params.h"
+#include "parallel/nccl_comm.h"
 #include "tests/support/gradcheck.h"
 #include "trainer/config.h"
 #include "trainer/optimizer.h"
-#include "trainer/params.h"
 
 namespace hg {
 namespace {

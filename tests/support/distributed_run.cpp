@@ -4,11 +4,11 @@
 #include <cmath>
 #include <sstream>
 
+#include "model/tensor_parallel.h"
+#include "model/units.h"
 #include "parallel/partition.h"
 #include "trainer/distributed_step.h"
 #include "trainer/pipeline_runtime.h"
-#include "trainer/tensor_parallel.h"
-#include "trainer/units.h"
 
 namespace hg::testing {
 namespace {

@@ -11,10 +11,10 @@
 #include <utility>
 #include <vector>
 
+#include "model/stage_model.h"
 #include "parallel/grid.h"
 #include "tests/support/reference_run.h"
 #include "trainer/config.h"
-#include "trainer/model.h"
 #include "trainer/train_step.h"
 
 namespace hg::testing {

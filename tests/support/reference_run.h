@@ -6,8 +6,8 @@
 #include <memory>
 #include <vector>
 
+#include "model/stage_model.h"
 #include "trainer/config.h"
-#include "trainer/model.h"
 #include "trainer/train_step.h"
 
 namespace hg::testing {

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "trainer/checkpoint_io.h"
+#include "checkpoint/checkpoint_io.h"
 
 namespace hg::testing {
 

@@ -10,9 +10,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "checkpoint/checkpoint_io.h"
 #include "core/error.h"
 #include "data/hdf5_util.h"
-#include "trainer/checkpoint_io.h"
 #include "trainer/config.h"
 
 namespace hg {

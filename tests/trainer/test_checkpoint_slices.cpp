@@ -9,15 +9,15 @@
 #include <cstring>
 #include <string>
 
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/checkpoint_io.h"
+#include "checkpoint/checkpoint_store.h"
+#include "model/stage_model.h"
+#include "model/tensor_parallel.h"
 #include "parallel/comm.h"
 #include "parallel/grid.h"
 #include "tests/support/run_command.h"
 #include "tests/support/tiny_models.h"
-#include "trainer/checkpoint.h"
-#include "trainer/checkpoint_io.h"
-#include "trainer/checkpoint_store.h"
-#include "trainer/model.h"
-#include "trainer/tensor_parallel.h"
 
 namespace hg {
 namespace {

@@ -19,12 +19,12 @@
 #include <sstream>
 #include <thread>
 
+#include "checkpoint/checkpoint_io.h"
+#include "checkpoint/checkpoint_store.h"
 #include "core/error.h"
 #include "data/hdf5_util.h"
 #include "tests/support/run_command.h"
 #include "tests/support/training_runs.h"
-#include "trainer/checkpoint_io.h"
-#include "trainer/checkpoint_store.h"
 
 namespace hg {
 namespace {

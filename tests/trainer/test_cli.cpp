@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "checkpoint/checkpoint_io.h"
 #include "tests/support/run_command.h"
-#include "trainer/checkpoint_io.h"
 
 namespace hg {
 namespace {

@@ -1,4 +1,4 @@
-// The data-parallel gradient buckets (trainer/grad_buckets.h) on one process: how parameters are
+// The data-parallel gradient buckets (parallel/grad_buckets.h) on one process: how parameters are
 // packed and when each bucket becomes ready. The sums over replicas are tested by the
 // data-parallel layouts in test_pipeline.cpp and test_tensor_parallel.cpp (under mpirun).
 #include <gtest/gtest.h>
@@ -7,9 +7,9 @@
 #include <map>
 #include <string>
 
+#include "model/stage_model.h"
+#include "parallel/grad_buckets.h"
 #include "tests/support/tiny_models.h"
-#include "trainer/grad_buckets.h"
-#include "trainer/model.h"
 
 namespace hg {
 namespace {

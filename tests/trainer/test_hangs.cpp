@@ -12,8 +12,8 @@
 #include <fstream>
 #include <thread>
 
+#include "checkpoint/checkpoint_store.h"
 #include "tests/support/training_runs.h"
-#include "trainer/checkpoint_store.h"
 
 namespace hg {
 namespace {

@@ -13,11 +13,11 @@
 #include <vector>
 
 #include "core/error.h"
+#include "model/stage_model.h"
 #include "parallel/partition.h"
 #include "tests/support/training_runs.h"
 #include "trainer/config.h"
 #include "trainer/memory_estimate.h"
-#include "trainer/model.h"
 #include "trainer/pipeline_runtime.h"
 
 namespace hg {
@@ -58,7 +58,7 @@ Estimates estimate_every_stage(const Config& config) {
   return e;
 }
 
-// Hand-counted, per unit (fp32; activations per sample from the cost model of trainer/units.cpp):
+// Hand-counted, per unit (fp32; activations per sample from the cost model of model/units.cpp):
 //   embed      params 256·32 = 8192                     activations 4·L·d = 4·32·32 = 4096
 //   block      params 4d + 4d·he + 2dF + F + d + 9he (dconv) + d·heads·rank + heads·rank + 4he
 //              = 128 + 4096 + 4096 + 64 + 32 + 288 + 64 + 2 + 128 = 8898

@@ -5,9 +5,9 @@
 #include <cmath>
 
 #include "core/random.h"
+#include "model/stage_model.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tiny_models.h"
-#include "trainer/model.h"
 #include "trainer/train_step.h"
 
 namespace hg {

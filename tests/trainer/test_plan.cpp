@@ -1,4 +1,4 @@
-// The planner (trainer/plan.h): the cost pieces, the layout search and the calibration file. Its
+// The planner (plan/plan.h): the cost pieces, the layout search and the calibration file. Its
 // event simulation is the schedule's (hg::simulate), tested with costs in
 // tests/parallel/test_schedule.cpp.
 #include <gtest/gtest.h>
@@ -10,12 +10,12 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "model/stage_model.h"
+#include "model/units.h"
 #include "parallel/partition.h"
+#include "plan/plan.h"
 #include "tests/support/run_command.h"
-#include "trainer/model.h"
 #include "trainer/pipeline_runtime.h"
-#include "trainer/plan.h"
-#include "trainer/units.h"
 
 namespace hg {
 namespace {

@@ -1,4 +1,4 @@
-// Activation recomputation (train.recompute = blocks, trainer/unit_recompute.h): training is
+// Activation recomputation (train.recompute = blocks, model/unit_recompute.h): training is
 // bit-identical to keeping the activations, and a recomputed unit keeps nothing but its input
 // between forward and backward. (Under tensor and data parallelism: the
 // dp2_tp2_resampling_dropout_recompute layout of test_tensor_parallel.cpp.)
@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "model/unit_recompute.h"
 #include "tests/support/reference_run.h"
 #include "tests/support/tiny_models.h"
-#include "trainer/unit_recompute.h"
 
 namespace hg {
 namespace {

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "trainer/checkpoint.h"
+#include "checkpoint/checkpoint.h"
+#include "model/stage_model.h"
 #include "trainer/config.h"
-#include "trainer/model.h"
 #include "trainer/train_step.h"
 
 namespace hg {

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <map>
 
+#include "checkpoint/checkpoint_io.h"
+#include "checkpoint/checkpoint_store.h"
 #include "tests/support/training_runs.h"
-#include "trainer/checkpoint_io.h"
-#include "trainer/checkpoint_store.h"
 
 namespace hg {
 namespace {

@@ -22,9 +22,9 @@
 #include <random>
 #include <thread>
 
+#include "checkpoint/checkpoint_io.h"
+#include "checkpoint/checkpoint_store.h"
 #include "tests/support/training_runs.h"
-#include "trainer/checkpoint_io.h"
-#include "trainer/checkpoint_store.h"
 #include "trainer/stop_signals.h"
 
 namespace hg {

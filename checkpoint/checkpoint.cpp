@@ -1,0 +1,118 @@
+#include "checkpoint/checkpoint.h"
+
+#include <mpi.h>
+
+#include <sstream>
+#include <vector>
+
+#include "core/elementwise.h"
+#include "core/error.h"
+#include "parallel/comm.h"
+
+namespace hg {
+
+namespace {
+
+// Tensor-parallel export: every rank of the group walks the same (sorted) names; each sharded
+// tensor's slices (value and both moments) and slice indices are gathered on rank 0 and put in
+// place. Replicated tensors are taken from rank 0's copy.
+void export_tensor_parallel(const ParamStore& store, CheckpointData& data, bool with_optimizer) {
+  const TensorParallel& tp = store.tensor_parallel();
+  const bool root = tp.rank == 0;
+  for (const auto& [name, p] : store.all()) {
+    if (!p.slice.sharded()) {
+      if (!root) continue;
+      data.params[name] = p.value;
+      if (with_optimizer) {
+        data.exp_avg[name] = p.exp_avg;
+        data.exp_avg_sq[name] = p.exp_avg_sq;
+      }
+      continue;
+    }
+    // Every rank's slice has the same size (heads and bands split evenly).
+    const int64_t n = p.value.numel();
+    const int64_t along = static_cast<int64_t>(p.slice.index.size());
+    std::vector<float> mine(3 * n);
+    copy(mine.data(), p.value.data(), n);
+    copy(mine.data() + n, p.exp_avg.data(), n);
+    copy(mine.data() + 2 * n, p.exp_avg_sq.data(), n);
+    std::vector<float> all(root ? 3 * n * tp.size : 0);
+    std::vector<int64_t> indices(root ? along * tp.size : 0);
+    comm::gather(mine.data(), sizeof(float) * 3 * n, all.data(), 0, tp.comm,
+                 "gather tensor-parallel slices");
+    comm::gather(p.slice.index.data(), sizeof(int64_t) * along, indices.data(), 0, tp.comm,
+                 "gather tensor-parallel slice indices");
+    if (!root) continue;
+    Tensor value(p.canonical_shape), m(p.canonical_shape), v(p.canonical_shape);
+    for (int r = 0; r < tp.size; ++r) {
+      ParamSlice slice{p.slice.axis, std::vector<int64_t>(indices.begin() + r * along,
+                                                          indices.begin() + (r + 1) * along)};
+      const float* part = all.data() + 3 * n * r;
+      put_slice(value, part, slice);
+      put_slice(m, part + n, slice);
+      put_slice(v, part + 2 * n, slice);
+    }
+    data.params[name] = std::move(value);
+    if (with_optimizer) {
+      data.exp_avg[name] = std::move(m);
+      data.exp_avg_sq[name] = std::move(v);
+    }
+  }
+}
+
+}  // namespace
+
+void export_params(const ParamStore& store, CheckpointData& data, bool with_optimizer) {
+  if (store.tensor_parallel().active()) {
+    export_tensor_parallel(store, data, with_optimizer);
+    return;
+  }
+  for (const auto& [name, p] : store.all()) {
+    data.params[name] = p.value;
+    if (with_optimizer) {
+      data.exp_avg[name] = p.exp_avg;
+      data.exp_avg_sq[name] = p.exp_avg_sq;
+    }
+  }
+}
+
+void import_params(ParamStore& store, const CheckpointData& data, bool with_optimizer,
+                   bool allow_extra, const std::string& source) {
+  std::ostringstream problems;
+  int count = 0;
+  for (const auto& [name, p] : store.all()) {
+    auto it = data.params.find(name);
+    if (it == data.params.end()) {
+      problems << "\n  missing " << name << " " << shape_string(p.canonical_shape);
+      ++count;
+    } else if (it->second.shape() != p.canonical_shape) {
+      problems << "\n  " << name << ": checkpoint " << shape_string(it->second.shape())
+               << ", model " << shape_string(p.canonical_shape);
+      ++count;
+    }
+  }
+  if (!allow_extra)
+    for (const auto& [name, t] : data.params)
+      if (!store.contains(name)) {
+        problems << "\n  unexpected " << name << " " << shape_string(t.shape());
+        ++count;
+      }
+  if (count)
+    throw UsageError(source + " does not match the model configuration (" + std::to_string(count) +
+                     " mismatched tensors):" + problems.str() +
+                     "\nUse a checkpoint of this configuration, or build the configuration "
+                     "stored in the checkpoint (`hourglass info` prints it).");
+  for (auto& [name, p] : store.all()) {
+    take_slice(p.value.data(), data.params.at(name), p.slice);
+    auto m = data.exp_avg.find(name), v = data.exp_avg_sq.find(name);
+    if (with_optimizer && m != data.exp_avg.end() && v != data.exp_avg_sq.end()) {
+      take_slice(p.exp_avg.data(), m->second, p.slice);
+      take_slice(p.exp_avg_sq.data(), v->second, p.slice);
+    } else {
+      p.exp_avg.zero();
+      p.exp_avg_sq.zero();
+    }
+  }
+}
+
+}  // namespace hg

@@ -1,0 +1,50 @@
+// AdamW step on the device, PyTorch semantics, exactly as trainer/optimizer.cpp's adamw_update
+// computes it for one tensor. Compiled, not run (no GPU on this project's machines).
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "core/adamw_scalars.h"
+#include "core/cuda/check.h"
+#include "layers/cuda/ops.h"
+
+namespace hg::cuda {
+
+namespace {
+
+// One thread per element (grid-stride, coalesced): four streams in, three out, no reuse; the
+// step is memory-bound. The statements are the CPU loop's, in its order: decoupled decay first,
+// then torch's lerp_ form of the first moment (m += (1-β1)(g - m), not β1·m + (1-β1)·g: the two
+// round differently), then the second moment, then the update with sqrt(v)/sqrt(bias2) + eps.
+// sqrtf and '/' are IEEE-rounded under nvcc's defaults (-prec-sqrt, -prec-div), as on the CPU.
+__global__ void adamw_kernel(float* theta, const float* g, float* m, float* v, int64_t n, float b1,
+                             float b2, float step_size, float sqrt_bias2, float eps, float decay) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float th = theta[i] * decay;
+    const float gi = g[i];
+    const float mi = m[i] + (1.0f - b1) * (gi - m[i]);
+    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    th -= step_size * mi / (sqrtf(vi) / sqrt_bias2 + eps);
+    theta[i] = th;
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
+}  // namespace
+
+void adamw_step(float* value, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
+                const AdamWHyper& hyper, bool decay, int64_t t, double lr) {
+  if (n == 0) return;
+  // The scalars exactly as the CPU optimizer derives them (core/adamw_scalars.h).
+  const AdamWScalars k =
+      adamw_scalars(hyper.beta1, hyper.beta2, hyper.eps, hyper.weight_decay, t, lr);
+  const float b1 = k.beta1, b2 = k.beta2, step_size = k.step_size, sqrt_bias2 = k.sqrt_bias2,
+              eps = k.eps, decay_factor = decay ? k.decay_factor : 1.0f;
+  adamw_kernel<<<grid_for(n), kThreads>>>(value, grad, exp_avg, exp_avg_sq, n, b1, b2, step_size,
+                                          sqrt_bias2, eps, decay_factor);
+  check_launch("adamw_kernel");
+}
+
+}  // namespace hg::cuda

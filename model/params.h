@@ -1,0 +1,65 @@
+// The parameters a rank holds, by canonical name (ARCHITECTURE.md §2), with their gradients and
+// AdamW moments. Units register their tensors here when they are built; a pipeline stage builds
+// only its own units, so its store holds only its own parameters.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/tensor_parallel.h"
+
+namespace hg {
+
+enum class ParamInit { Normal, Zero, One, DConvTaps };
+
+struct Param {
+  Tensor value;       // this rank's part: the canonical tensor, or its tensor-parallel slice
+  Tensor grad;        // accumulated over the micro-batches of a step
+  Tensor exp_avg;     // AdamW first moment
+  Tensor exp_avg_sq;  // AdamW second moment
+  ParamInit init = ParamInit::Zero;
+  float init_std = 0.0f;
+  bool decay = false;  // weight decay applies (matrices only, §3)
+  Shape canonical_shape;  // the full tensor's shape (§2); = value.shape() unless sharded
+  ParamSlice slice;       // which part of the canonical tensor `value` holds (tensor_parallel.h)
+};
+
+class ParamStore {
+ public:
+  // Registers `name`, canonical shape `shape`, of which this rank holds `slice` (default: all
+  // of it); value zero until init_all or a checkpoint fills it. Returns it. Pointers into the
+  // Tensors stay valid: Params never move (std::map nodes).
+  Param& add(const std::string& name, const Shape& shape, ParamInit init, float init_std = 0.0f,
+             ParamSlice slice = {});
+  Param& at(const std::string& name);
+  const Param& at(const std::string& name) const;
+  bool contains(const std::string& name) const { return params_.count(name) != 0; }
+
+  // §1.6: a parameter's init is keyed by (seed, Init, hash(name), canonical element index), so
+  // any layout, any subset of parameters and any tensor-parallel slice gets the same values.
+  void init_all(uint64_t seed);
+  void zero_grads();
+
+  std::map<std::string, Param>& all() { return params_; }
+  const std::map<std::string, Param>& all() const { return params_; }
+  int64_t count_elements() const;  // held here (local slices)
+  // Names in the order they were registered (units register in forward order).
+  const std::vector<std::string>& registration_order() const { return order_; }
+
+  // The tensor-parallel group the sharded parameters are split over (set before units register).
+  void set_tensor_parallel(TensorParallel tp) { tp_ = std::move(tp); }
+  const TensorParallel& tensor_parallel() const { return tp_; }
+
+ private:
+  std::map<std::string, Param> params_;
+  std::vector<std::string> order_;
+  TensorParallel tp_;
+};
+
+// Names that get weight decay and normal init: the matrices (§3).
+bool is_matrix_name(const std::string& name);
+
+}  // namespace hg

@@ -1,0 +1,164 @@
+#include "model/tensor_parallel.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <set>
+#include <stdexcept>
+#include <string>
+
+#include "parallel/comm.h"
+#include "parallel/grid.h"
+#include "trainer/config.h"
+
+namespace hg {
+
+namespace {
+
+std::atomic<double> g_allreduce_seconds{0.0};
+std::atomic<double> g_allreduce_cpu_seconds{0.0};
+
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+void accumulate(std::atomic<double>& total, double seconds) {
+  double now = total.load();
+  while (!total.compare_exchange_weak(now, now + seconds)) {
+  }
+}
+
+// The canonical tensor as [outer, along, inner] around `axis`.
+struct Split3 {
+  int64_t outer = 1, along = 1, inner = 1;
+};
+Split3 split_at(const Shape& shape, int axis) {
+  Split3 s;
+  for (int a = 0; a < static_cast<int>(shape.size()); ++a) {
+    if (a < axis)
+      s.outer *= shape[a];
+    else if (a == axis)
+      s.along = shape[a];
+    else
+      s.inner *= shape[a];
+  }
+  return s;
+}
+
+}  // namespace
+
+TensorParallel make_tensor_parallel(const ProcessGrid& grid, const Config& config) {
+  TensorParallel tp;
+  tp.rank = grid.tp_rank();
+  tp.size = grid.tp();
+  tp.comm = grid.tp_comm();
+  if (config.train.matformer != "off") tp.nested_granularities = config.model.ffn_granularities;
+  return tp;
+}
+
+void tp_allreduce(const TensorParallel& tp, float* data, int64_t count) {
+  if (!tp.active()) return;
+  const double t0 = MPI_Wtime(), c0 = thread_cpu_seconds();
+  comm::allreduce_sum(data, count, tp.comm);
+  accumulate(g_allreduce_seconds, MPI_Wtime() - t0);
+  accumulate(g_allreduce_cpu_seconds, thread_cpu_seconds() - c0);
+}
+
+double tp_allreduce_seconds() { return g_allreduce_seconds.load(); }
+double tp_allreduce_cpu_seconds() { return g_allreduce_cpu_seconds.load(); }
+
+std::vector<int64_t> head_columns(const TensorParallel& tp, int heads, int width) {
+  if (heads % tp.size != 0)
+    throw std::logic_error(std::to_string(heads) + " heads do not split over " +
+                           std::to_string(tp.size) + " tensor-parallel ranks");
+  const int64_t per_rank = static_cast<int64_t>(heads / tp.size) * width;
+  std::vector<int64_t> cols(per_rank);
+  for (int64_t c = 0; c < per_rank; ++c) cols[c] = tp.rank * per_rank + c;
+  return cols;
+}
+
+std::vector<int> ffn_band_boundaries(int F, const std::vector<int>& granularities) {
+  std::set<int> widths = {F};
+  for (int g : granularities) widths.insert(F / g);
+  widths.erase(0);
+  return {widths.begin(), widths.end()};
+}
+
+std::vector<int64_t> ffn_units(const TensorParallel& tp, int F,
+                               const std::vector<int>& granularities) {
+  std::vector<int64_t> units;
+  int lo = 0;
+  for (int hi : ffn_band_boundaries(F, granularities)) {
+    const int band = hi - lo;
+    if (band % tp.size != 0)
+      throw std::logic_error("FFN band [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                             ") does not split over " + std::to_string(tp.size) + " ranks");
+    const int share = band / tp.size;
+    for (int u = 0; u < share; ++u) units.push_back(lo + tp.rank * share + u);
+    lo = hi;
+  }
+  return units;
+}
+
+int local_ffn_width(const TensorParallel& tp, int F, const std::vector<int>& granularities,
+                    int width) {
+  if (!tp.active()) return width;
+  int lo = 0, local = 0;
+  for (int hi : ffn_band_boundaries(F, granularities)) {
+    if (hi > width) break;
+    local += (hi - lo) / tp.size;
+    lo = hi;
+  }
+  if (lo != width)
+    throw std::logic_error(
+        "FFN width " + std::to_string(width) +
+        " is not a band boundary of the tensor-parallel layout (F = " + std::to_string(F) + ")");
+  return local;
+}
+
+Shape local_shape(const Shape& canonical, const ParamSlice& slice) {
+  Shape local = canonical;
+  if (slice.sharded()) local.at(slice.axis) = static_cast<int64_t>(slice.index.size());
+  return local;
+}
+
+int64_t canonical_offset(const Shape& canonical, const ParamSlice& slice, int64_t i) {
+  if (!slice.sharded()) return i;
+  const Split3 c = split_at(canonical, slice.axis);
+  const int64_t along_local = static_cast<int64_t>(slice.index.size());
+  const int64_t in = i % c.inner, a = (i / c.inner) % along_local, o = i / (c.inner * along_local);
+  return (o * c.along + slice.index[a]) * c.inner + in;
+}
+
+void take_slice(float* local, const Tensor& canonical, const ParamSlice& slice) {
+  if (!slice.sharded()) {
+    std::memcpy(local, canonical.data(), sizeof(float) * canonical.numel());
+    return;
+  }
+  const Split3 c = split_at(canonical.shape(), slice.axis);
+  const int64_t n = static_cast<int64_t>(slice.index.size());
+  for (int64_t o = 0; o < c.outer; ++o)
+    for (int64_t a = 0; a < n; ++a)
+      std::memcpy(local + (o * n + a) * c.inner,
+                  canonical.data() + (o * c.along + slice.index[a]) * c.inner,
+                  sizeof(float) * c.inner);
+}
+
+void put_slice(Tensor& canonical, const float* local, const ParamSlice& slice) {
+  if (!slice.sharded()) {
+    std::memcpy(canonical.data(), local, sizeof(float) * canonical.numel());
+    return;
+  }
+  const Split3 c = split_at(canonical.shape(), slice.axis);
+  const int64_t n = static_cast<int64_t>(slice.index.size());
+  for (int64_t o = 0; o < c.outer; ++o)
+    for (int64_t a = 0; a < n; ++a)
+      std::memcpy(canonical.data() + (o * c.along + slice.index[a]) * c.inner,
+                  local + (o * n + a) * c.inner, sizeof(float) * c.inner);
+}
+
+}  // namespace hg

@@ -1,0 +1,37 @@
+// The model's units (§6 forward order) and the plan that lists them for a configuration.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/params.h"
+#include "model/unit.h"
+#include "trainer/config.h"
+
+namespace hg {
+
+enum class UnitKind { Embed, Block, StackNorm, Down, Up, Head };
+
+// One unit of the forward order, described without building it (pipeline partitioning,
+// cost model, parameter listing).
+struct UnitPlan {
+  UnitKind kind;
+  std::string name;     // canonical prefix: "embed", "stacks/1/blocks/0", "stacks/1/norm", "down/0", ...
+  int stack = -1;       // stack index (Block, StackNorm), level (Down, Up), -1 otherwise
+  int block = -1;       // block index within its stack (Block)
+  int global_block = -1;  // stack-block index in forward order (Block): ffn_widths index
+  int64_t rows = 0;     // sequence rows per sample at the unit's input
+  int natural_stage = 0;  // the stage holding it when pp = number of stacks (§6)
+  double flops = 0;       // forward+backward FLOPs per sample (cost model)
+  double activation_bytes = 0;  // bytes cached per sample between forward and backward
+  int64_t params = 0;
+};
+
+std::vector<UnitPlan> plan_units(const ModelConfig& model, int seq_len);
+
+// Builds the units of plans [first, last) and registers their parameters in `store`.
+std::vector<std::unique_ptr<Unit>> build_units(const ModelConfig& model, int seq_len,
+                                               const std::vector<UnitPlan>& plans, int first,
+                                               int last, ParamStore& store);
+
+}  // namespace hg

@@ -1,0 +1,82 @@
+// Data-parallel gradient averaging that overlaps the backward pass (ARCHITECTURE.md §6; the
+// reducer of PyTorch DDP and the gradient buffer of Megatron-LM, over MPI on the host).
+//
+// The stage's parameters are packed, in backward order (last unit first), into buckets of about
+// `bucket_bytes`. A parameter's gradient is complete once the step's *final* backward op on this
+// stage has passed its unit: earlier micro-batches only add to it. So during that final backward,
+// as each unit finishes, every bucket whose units are all done is copied into its flat buffer and
+// its non-blocking all-reduce (sum over the dp communicator) starts, while the backward of the
+// units below it goes on. Between units the in-flight all-reduces are tested, which is what moves
+// them forward (Open MPI progresses non-blocking collectives only inside MPI calls). finish()
+// starts whatever is left, waits, and copies the sums back into the gradients.
+//
+// Why copies instead of gradients living in the bucket buffers: a Tensor owns its memory
+// (core/tensor.h), and the copies cost two passes over the stage's gradients per step (27.5 MB
+// each for the reference model: a few ms, under 0.5% of its ~1.1 s data-parallel step; they are
+// counted in GradientSyncStats::launch_seconds and the exposed part).
+//
+// Every replica of a stage (same pipeline stage, same tensor-parallel rank) builds the same
+// buckets from the same units, so the all-reduces are started in the same order everywhere, as
+// MPI requires of collectives on one communicator. The sums are the same numbers the one-tensor-
+// at-a-time all-reduce gave: with 2 replicas bit for bit; with more, up to the reduction order MPI
+// picks for the message size.
+#pragma once
+#include <mpi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/params.h"
+#include "parallel/comm.h"
+
+namespace hg {
+
+struct GradientBucket {
+  std::vector<Param*> params;  // backward order
+  std::vector<std::string> names;
+  int ready_unit = 0;  // complete once the final backward has finished this unit (a stage-local
+                       // unit index: the smallest among its parameters' units)
+  Tensor flat;         // [Σ numel] the gradients, copied when the bucket starts
+  comm::Request request;
+  bool started = false;
+  int started_at_unit = -1;  // the unit whose unit_done started it; -1: started by finish()
+  bool copied_back = false;
+};
+
+struct GradientSyncStats {
+  int buckets = 0;
+  int64_t bytes = 0;
+  int started_during_backward = 0;  // buckets whose all-reduce began before finish()
+  double launch_seconds = 0;        // copying into buckets and starting their all-reduces
+  double progress_seconds = 0;      // testing in-flight all-reduces between units
+  double exposed_seconds = 0;       // finish(): what the backward did not hide (wait + copy back)
+  double seconds() const { return launch_seconds + progress_seconds + exposed_seconds; }
+};
+
+class GradientBuckets {
+ public:
+  // unit_params[u]: the names of the parameters stage-local unit u registered (its gradients are
+  // written by u's backward only). bucket_bytes > 0.
+  GradientBuckets(ParamStore& store, const std::vector<std::vector<std::string>>& unit_params,
+                  MPI_Comm dp_comm, int64_t bucket_bytes);
+
+  void begin_step();           // every bucket not started; stats zeroed
+  void unit_done(int unit);    // the final backward finished stage-local `unit`
+  void progress();             // tests the in-flight all-reduces; copies finished ones back
+  void finish();               // starts the rest, waits for all, gradients hold the sums
+
+  const std::vector<GradientBucket>& buckets() const { return buckets_; }
+  const GradientSyncStats& stats() const { return stats_; }
+
+ private:
+  void start(GradientBucket& bucket);
+  void copy_back(GradientBucket& bucket);
+  std::vector<GradientBucket> buckets_;  // in start order
+  size_t next_ = 0;                      // buckets_[0, next_) are started
+  MPI_Comm comm_;
+  GradientSyncStats stats_;
+};
+
+}  // namespace hg
