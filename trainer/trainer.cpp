@@ -172,111 +172,207 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-}  // namespace
-
-int train_main(const std::vector<std::string>& args) {
+// Everything setup makes for this rank; then training only reads and updates it.
+struct TrainingRun {
   Config config;
   std::unique_ptr<ProcessGrid> grid;
   std::vector<UnitInfo> infos;
-  std::vector<int> first;
+  std::vector<int> first;  // first unit of each (virtual) stage
   std::unique_ptr<StageModel> model;
   std::unique_ptr<TokenDataset> data;
-  std::unique_ptr<BatchLoader> loader;
+  std::unique_ptr<BatchLoader> loader;  // first and last stages only
   int64_t start_step = 0;
   std::string checkpoint_dir, resume_file;
-  int world_rank = 0, world_size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+};
 
-  // ---- setup: every check that can fail on bad input, before any compute ----
+// Setup, part 1: where the run writes, and whose checkpoints its directory holds (before any
+// allocation); the checkpoint to resume, if any.
+void check_run_directories(TrainingRun& run) {
+  const Config& config = run.config;
+  run.checkpoint_dir = config.checkpoint.dir.empty()
+                           ? (std::filesystem::path(config.run.dir) / "checkpoints").string()
+                           : config.checkpoint.dir;
+  checked_on_rank0([&] { check_output_paths(config, run.checkpoint_dir); });
+  run.resume_file = choose_resume_file(config.checkpoint.resume, run.checkpoint_dir);
+  checked_on_rank0([&] {
+    const int64_t resume_step =
+        run.resume_file.empty() ? 0 : read_checkpoint_header(run.resume_file).step;
+    check_checkpoint_dir_owner(config, run.checkpoint_dir, run.resume_file, resume_step);
+  });
+}
+
+// Setup, part 2: the partition into (virtual) stages, the memory check, this rank's stage model
+// with its initial (or resumed, or init_from) weights.
+void build_stage(TrainingRun& run) {
+  const Config& config = run.config;
+  const ProcessGrid& grid = *run.grid;
+  auto plans = plan_units(config.model, config.train.seq_len);
+  run.infos = unit_infos(plans);
+  // Interleaved: pp·v virtual stages, this rank's chunks every pp-th of them.
+  const int virtual_stages = config.parallel.pp * config.parallel.virtual_stages;
+  require(
+      config.parallel.virtual_stages == 1 || virtual_stages <= static_cast<int>(run.infos.size()),
+      "parallel.pp x parallel.virtual_stages = " + std::to_string(virtual_stages) +
+          " virtual stages, but the model has only " + std::to_string(run.infos.size()) +
+          " units (embed, blocks, stack norms, down/up, head) and each virtual stage needs "
+          "one; use fewer virtual stages");
+  run.first = partition_units(run.infos, virtual_stages,
+                              static_cast<int>(config.model.stacks.size()), config.parallel.stages);
+  // Before any parameter or activation exists: a layout too large for the node is refused here
+  // (exit 2) instead of dying of std::bad_alloc mid-run.
+  check_node_memory(config, plans, run.first, grid.stage(), MPI_COMM_WORLD);
+  run.model = std::make_unique<StageModel>(
+      config.model, config.train.seq_len, rank_chunks(run.first, config.parallel.pp, grid.stage()),
+      make_tensor_parallel(grid, config), recompute_blocks(config.train));
+  run.model->params().init_all(config.train.seed);
+  if (!run.resume_file.empty()) {
+    run.start_step =
+        load_checkpoint(run.resume_file, run.model->params(), true, grid, run.resume_file);
+    if (grid.rank() == 0)
+      std::printf("resumed from %s at step %ld\n", run.resume_file.c_str(), long(run.start_step));
+  } else if (!config.checkpoint.init_from.empty()) {
+    require(std::filesystem::exists(config.checkpoint.init_from),
+            "checkpoint.init_from = " + config.checkpoint.init_from + ": no such file.");
+    load_checkpoint(config.checkpoint.init_from, run.model->params(), false, grid,
+                    config.checkpoint.init_from);
+  }
+}
+
+// Setup, part 3: the training data, on the stages that read tokens (embedding and head).
+void open_data(TrainingRun& run) {
+  const Config& config = run.config;
+  if (config.train.steps == 0 || !(run.grid->first_stage() || run.grid->last_stage())) return;
+  require(!config.data.dir.empty(),
+          "data.dir is not set: give --data.dir DIR (a directory made by `hourglass prep`).");
+  run.data = std::make_unique<TokenDataset>(config.data.dir, "train");
+  require_vocabulary_fits(*run.data, "data.dir " + config.data.dir, config.model.vocab_size,
+                          "model.vocab_size",
+                          "set --model.vocab_size " + std::to_string(run.data->vocab_size()));
+  run.loader = std::make_unique<BatchLoader>(*run.data, config.train.seed, config.train.seq_len,
+                                             config.train.batch, config.parallel.dp,
+                                             run.grid->dp_rank(), config.train.micro_batch);
+}
+
+// Every check that can fail on bad input, before any compute; collective.
+void set_up(TrainingRun& run, const std::vector<std::string>& args) {
   collective_setup(MPI_COMM_WORLD, [&] {
+    Config& config = run.config;
     config = parse_config(args);  // checks heads, every MatFormer band and ffn against parallel.tp
     require(config.run.device == "cpu",
             "run.device = " + config.run.device +
                 ": this build trains on the CPU only (the CUDA backend has no trainer yet); use "
                 "--run.device cpu");
-    grid =
+    run.grid =
         std::make_unique<ProcessGrid>(config.parallel.dp, config.parallel.pp, config.parallel.tp);
     comm::set_timeout(config.parallel.timeout);
     set_num_threads(config.run.threads);
-    // Where the run writes, and whose checkpoints its directory holds: before any allocation.
-    checkpoint_dir = config.checkpoint.dir.empty()
-                         ? (std::filesystem::path(config.run.dir) / "checkpoints").string()
-                         : config.checkpoint.dir;
-    checked_on_rank0([&] { check_output_paths(config, checkpoint_dir); });
-    resume_file = choose_resume_file(config.checkpoint.resume, checkpoint_dir);
-    checked_on_rank0([&] {
-      const int64_t resume_step =
-          resume_file.empty() ? 0 : read_checkpoint_header(resume_file).step;
-      check_checkpoint_dir_owner(config, checkpoint_dir, resume_file, resume_step);
-    });
-    auto plans = plan_units(config.model, config.train.seq_len);
-    infos = unit_infos(plans);
-    // Interleaved: pp·v virtual stages, this rank's chunks every pp-th of them.
-    const int virtual_stages = config.parallel.pp * config.parallel.virtual_stages;
-    require(config.parallel.virtual_stages == 1 || virtual_stages <= static_cast<int>(infos.size()),
-            "parallel.pp x parallel.virtual_stages = " + std::to_string(virtual_stages) +
-                " virtual stages, but the model has only " + std::to_string(infos.size()) +
-                " units (embed, blocks, stack norms, down/up, head) and each virtual stage needs "
-                "one; use fewer virtual stages");
-    first = partition_units(infos, config.parallel.pp * config.parallel.virtual_stages,
-                            static_cast<int>(config.model.stacks.size()), config.parallel.stages);
-    // Before any parameter or activation exists: a layout too large for the node is refused here
-    // (exit 2) instead of dying of std::bad_alloc mid-run.
-    check_node_memory(config, plans, first, grid->stage(), MPI_COMM_WORLD);
-    model = std::make_unique<StageModel>(
-        config.model, config.train.seq_len, rank_chunks(first, config.parallel.pp, grid->stage()),
-        make_tensor_parallel(*grid, config), recompute_blocks(config.train));
-    model->params().init_all(config.train.seed);
-    if (!resume_file.empty()) {
-      start_step = load_checkpoint(resume_file, model->params(), true, *grid, resume_file);
-      if (world_rank == 0)
-        std::printf("resumed from %s at step %ld\n", resume_file.c_str(), long(start_step));
-    } else if (!config.checkpoint.init_from.empty()) {
-      require(std::filesystem::exists(config.checkpoint.init_from),
-              "checkpoint.init_from = " + config.checkpoint.init_from + ": no such file.");
-      load_checkpoint(config.checkpoint.init_from, model->params(), false, *grid,
-                      config.checkpoint.init_from);
-    }
-    if (config.train.steps > 0 && (grid->first_stage() || grid->last_stage())) {
-      require(!config.data.dir.empty(),
-              "data.dir is not set: give --data.dir DIR (a directory made by `hourglass prep`).");
-      data = std::make_unique<TokenDataset>(config.data.dir, "train");
-      require_vocabulary_fits(*data, "data.dir " + config.data.dir, config.model.vocab_size,
-                              "model.vocab_size",
-                              "set --model.vocab_size " + std::to_string(data->vocab_size()));
-      loader = std::make_unique<BatchLoader>(*data, config.train.seed, config.train.seq_len,
-                                             config.train.batch, config.parallel.dp,
-                                             grid->dp_rank(), config.train.micro_batch);
-    }
+    check_run_directories(run);
+    build_stage(run);
+    open_data(run);
   });
+}
 
-  const bool rank0 = world_rank == 0;
-  if (rank0) {
-    std::printf("# hourglass train: resolved configuration\n%s\n", config.to_ini().c_str());
-    std::printf(
-        "layout: dp %d x pp %d x tp %d = %d ranks, schedule %s%s, %d threads per rank, "
-        "matrix products by %s\n",
-        config.parallel.dp, config.parallel.pp, config.parallel.tp, world_size,
-        config.parallel.schedule.c_str(),
-        config.parallel.virtual_stages > 1
-            ? (" (" + std::to_string(config.parallel.virtual_stages) +
-               " virtual stages per rank: stage k below runs on rank k mod pp)")
-                  .c_str()
-            : "",
-        num_threads(), gemm_library());
-    std::printf("%s\n", format_partition(infos, first).c_str());
-    std::fflush(stdout);
+// Rank 0: the resolved configuration, the layout and the partition.
+void print_layout(const TrainingRun& run) {
+  const Config& config = run.config;
+  std::printf("# hourglass train: resolved configuration\n%s\n", config.to_ini().c_str());
+  std::printf(
+      "layout: dp %d x pp %d x tp %d = %d ranks, schedule %s%s, %d threads per rank, "
+      "matrix products by %s\n",
+      config.parallel.dp, config.parallel.pp, config.parallel.tp, run.grid->size(),
+      config.parallel.schedule.c_str(),
+      config.parallel.virtual_stages > 1
+          ? (" (" + std::to_string(config.parallel.virtual_stages) +
+             " virtual stages per rank: stage k below runs on rank k mod pp)")
+                .c_str()
+          : "",
+      num_threads(), gemm_library());
+  std::printf("%s\n", format_partition(run.infos, run.first).c_str());
+  std::fflush(stdout);
+}
+
+// Collective: after a non-finite step (no update applied, the culprit gradients still in the
+// stores), rank 0 names the first non-finite parameter and the last good checkpoint.
+void report_non_finite(const TrainingRun& run, const StepMetrics& metrics) {
+  const std::string where = locate_non_finite(run.model->params(), *run.grid);
+  if (run.grid->rank() != 0) return;
+  const auto saved = list_checkpoints(run.checkpoint_dir);
+  std::fprintf(stderr,
+               "hourglass train: failure: non-finite %s at step %ld (loss %g, grad-norm %g); "
+               "first non-finite parameter: %s. Stopping without saving; the last good "
+               "checkpoint is %s. Lower train.lr or raise train.warmup, and resume "
+               "from it.\n",
+               std::isfinite(metrics.loss) ? "gradient" : "loss", long(metrics.step), metrics.loss,
+               metrics.grad_norm,
+               where.empty() ? "none found (only the loss is non-finite)" : where.c_str(),
+               saved.empty() ? "none (no checkpoint was saved)" : saved.front().c_str());
+}
+
+// Rank 0's progress: every step into the metrics file, every log.every steps (and the first and
+// last) a console line with the speed and the ETA over the steps since the previous line.
+class ProgressReport {
+ public:
+  explicit ProgressReport(const TrainingRun& run) : run_(run) {
+    const Config& c = run.config;
+    tokens_per_step_ = static_cast<double>(c.train.batch) * c.train.seq_len;
+    theory_bubble_ =
+        theoretical_bubble(c.parallel.pp, c.train.batch / c.parallel.dp / c.train.micro_batch,
+                           c.parallel.virtual_stages);
+    if (run.grid->rank() == 0)
+      log_ = std::make_unique<MetricsLog>(
+          c.log.metrics.empty() ? (std::filesystem::path(c.run.dir) / "metrics.jsonl").string()
+                                : c.log.metrics,
+          run.start_step > 0);
   }
+
+  // Collective (gathers every rank's statistics).
+  void step(const DistributedStep& step, const PipelineStats& stats) {
+    const StepMetrics& m = step.metrics;
+    window_seconds_ += m.seconds;
+    ++window_steps_;
+    const RankStats rank_stats = gather_rank_stats(stats, MPI_COMM_WORLD);
+    if (!log_) return;
+    log_->write(m, step.bubble, stats.max_live, &rank_stats);
+    const Config& c = run_.config;
+    const bool last = m.step == c.train.steps, first = m.step == run_.start_step + 1;
+    if (!(c.log.every > 0 && m.step % c.log.every == 0) && !last && !first) return;
+    const double per_step = window_seconds_ / window_steps_;
+    std::printf(
+        "step %5ld/%ld | loss %.4f | bpc %.4f | lr %.2e | grad-norm %.3f | %.0f tok/s"
+        " | bubble %.2f (theory %.2f) | ETA %s\n",
+        long(m.step), long(c.train.steps), m.loss, m.bpc, m.lr, m.grad_norm,
+        tokens_per_step_ / per_step, step.bubble, theory_bubble_,
+        format_duration(per_step * (c.train.steps - m.step)).c_str());
+    std::fflush(stdout);
+    window_seconds_ = 0;
+    window_steps_ = 0;
+  }
+
+ private:
+  const TrainingRun& run_;
+  std::unique_ptr<MetricsLog> log_;
+  double tokens_per_step_ = 0, theory_bubble_ = 0;
+  double window_seconds_ = 0;
+  int64_t window_steps_ = 0;
+};
+
+}  // namespace
+
+int train_main(const std::vector<std::string>& args) {
+  TrainingRun run;
+  set_up(run, args);
+  const Config& config = run.config;
+  const ProcessGrid& grid = *run.grid;
+  const bool rank0 = grid.rank() == 0;
+  if (rank0) print_layout(run);
 
   const std::string config_ini = config.to_ini();
-  if (config.train.steps == 0 || start_step >= config.train.steps) {
+  if (config.train.steps == 0 || run.start_step >= config.train.steps) {
     std::string path =
-        save_checkpoint(checkpoint_dir, start_step, config_ini, model->params(), *grid);
-    if (rank0) std::printf("checkpoint %s (step %ld)\n", path.c_str(), long(start_step));
+        save_checkpoint(run.checkpoint_dir, run.start_step, config_ini, run.model->params(), grid);
+    if (rank0) std::printf("checkpoint %s (step %ld)\n", path.c_str(), long(run.start_step));
     return kExitOk;
   }
-
   // A stop signal that came during setup (the watcher records it from the first line of main):
   // nothing was computed, so there is nothing new to save; the newest checkpoint, if any, is
   // the one this run started from.
@@ -285,31 +381,20 @@ int train_main(const std::vector<std::string>& args) {
       std::printf(
           "stopped by a signal during setup, before step %ld: nothing new to save; "
           "exit %d to requeue\n",
-          long(start_step + 1), kExitStopped);
+          long(run.start_step + 1), kExitStopped);
     return kExitStopped;
   }
 
   TraceRecorder trace(MPI_COMM_WORLD, !config.log.trace.empty());
-  trace.set_label("rank " + std::to_string(world_rank) + " (stage " +
-                  std::to_string(grid->stage()) + ")");
-  PipelineRuntime runtime(*model, *grid, parse_schedule_kind(config.parallel.schedule), first,
-                          config.log.trace.empty() ? nullptr : &trace,
+  trace.set_label("rank " + std::to_string(grid.rank()) + " (stage " +
+                  std::to_string(grid.stage()) + ")");
+  PipelineRuntime runtime(*run.model, grid, parse_schedule_kind(config.parallel.schedule),
+                          run.first, config.log.trace.empty() ? nullptr : &trace,
                           grad_bucket_bytes(config.parallel));
-  const int micro_batches = config.train.batch / config.parallel.dp / config.train.micro_batch;
-  const double tokens_per_step = static_cast<double>(config.train.batch) * config.train.seq_len;
-  const double theory_bubble =
-      theoretical_bubble(config.parallel.pp, micro_batches, config.parallel.virtual_stages);
-  std::unique_ptr<MetricsLog> metrics_log;
-  if (rank0)
-    metrics_log = std::make_unique<MetricsLog>(
-        config.log.metrics.empty()
-            ? (std::filesystem::path(config.run.dir) / "metrics.jsonl").string()
-            : config.log.metrics,
-        start_step > 0);
-
+  ProgressReport progress(run);
   const auto run_start = std::chrono::steady_clock::now();
   double measured_save_seconds = 0;
-  CheckpointSaver saver(*grid);
+  CheckpointSaver saver(grid);
   auto report_save = [&](const std::optional<CheckpointSaver::Result>& saved) {
     if (!saved) return;
     measured_save_seconds = saved->seconds;  // the time-limit margin counts the whole save
@@ -319,81 +404,48 @@ int train_main(const std::vector<std::string>& args) {
       std::fflush(stdout);
     }
   };
-  int64_t s = start_step;
   int exit_code = kExitOk;
-  double window_seconds = 0;
-  int64_t window_steps = 0;
-  for (; s < config.train.steps; ++s) {
+  for (int64_t s = run.start_step; s < config.train.steps; ++s) {
+    // Load, step, report.
     std::vector<MicroBatch> loaded;
     std::vector<const int32_t*> tokens;
-    if (loader) {
-      loaded = loader->load_step(s);
+    if (run.loader) {
+      loaded = run.loader->load_step(s);
       for (const MicroBatch& mb : loaded) tokens.push_back(mb.tokens.data());
     }
-    DistributedStep step = distributed_step(*model, runtime, *grid, config, s,
-                                            replica_micro_batches(config, grid->dp_rank(), tokens));
-    const StepMetrics& metrics = step.metrics;
+    const DistributedStep step =
+        distributed_step(*run.model, runtime, grid, config, s,
+                         replica_micro_batches(config, grid.dp_rank(), tokens));
     report_save(saver.poll());
     if (!step.finite) {
       report_save(saver.wait());  // a save of the last good weights may still be in flight
-      // No update was applied: the gradients that caused it are still in the stores.
-      const std::string where = locate_non_finite(model->params(), *grid);
-      if (rank0) {
-        const auto saved = list_checkpoints(checkpoint_dir);
-        std::fprintf(stderr,
-                     "hourglass train: failure: non-finite %s at step %ld (loss %g, grad-norm %g); "
-                     "first non-finite parameter: %s. Stopping without saving; the last good "
-                     "checkpoint is %s. Lower train.lr or raise train.warmup, and resume "
-                     "from it.\n",
-                     std::isfinite(metrics.loss) ? "gradient" : "loss", long(s + 1), metrics.loss,
-                     metrics.grad_norm,
-                     where.empty() ? "none found (only the loss is non-finite)" : where.c_str(),
-                     saved.empty() ? "none (no checkpoint was saved)" : saved.front().c_str());
-      }
+      report_non_finite(run, step.metrics);
       exit_code = kExitFailure;
       break;
     }
-    const double bubble = step.bubble;
+    progress.step(step, runtime.stats());
 
-    window_seconds += metrics.seconds;
-    ++window_steps;
-    const RankStats rank_stats = gather_rank_stats(runtime.stats(), MPI_COMM_WORLD);
-    if (rank0) {
-      metrics_log->write(metrics, bubble, runtime.stats().max_live, &rank_stats);
-      const bool last = s + 1 == config.train.steps;
-      if ((config.log.every > 0 && (s + 1) % config.log.every == 0) || last || s == start_step) {
-        const double per_step = window_seconds / window_steps;
-        std::printf(
-            "step %5ld/%ld | loss %.4f | bpc %.4f | lr %.2e | grad-norm %.3f | %.0f tok/s"
-            " | bubble %.2f (theory %.2f) | ETA %s\n",
-            long(s + 1), long(config.train.steps), metrics.loss, metrics.bpc, metrics.lr,
-            metrics.grad_norm, tokens_per_step / per_step, bubble, theory_bubble,
-            format_duration(per_step * (config.train.steps - s - 1)).c_str());
-        std::fflush(stdout);
-        window_seconds = 0;
-        window_steps = 0;
-      }
-    }
-
-    // Stop requests: a signal on any rank, or the time limit minus the measured save time.
+    // Maybe save, maybe stop: a signal on any rank, or the time limit minus the measured save.
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
     const bool stop = stop_requested_anywhere(
         config.run.time_limit > 0 &&
-        elapsed + 2.0 * (metrics.seconds + measured_save_seconds) + 5.0 > config.run.time_limit);
+        elapsed + 2.0 * (step.metrics.seconds + measured_save_seconds) + 5.0 >
+            config.run.time_limit);
+    const bool last = s + 1 == config.train.steps;
     const bool periodic = config.checkpoint.every > 0 && (s + 1) % config.checkpoint.every == 0;
-    if (periodic || stop || s + 1 == config.train.steps) {
+    if (periodic || stop || last) {
       // In the background: training stands still only while the tensors are copied. A stop or
       // the last step waits for the file (exit 75 promises a complete checkpoint).
-      saver.start(checkpoint_dir, s + 1, config_ini, model->params(), config.checkpoint.keep);
-      if (stop || s + 1 == config.train.steps) report_save(saver.wait());
+      saver.start(run.checkpoint_dir, s + 1, config_ini, run.model->params(),
+                  config.checkpoint.keep);
+      if (stop || last) report_save(saver.wait());
     }
-    if (stop && s + 1 < config.train.steps) {
+    if (stop && !last) {
       if (rank0)
         std::printf("stopped at step %ld (signal or time limit); exit %d to requeue\n", long(s + 1),
                     kExitStopped);
       exit_code = kExitStopped;
-      ++s;
       break;
     }
   }
