@@ -328,6 +328,237 @@ void check_replaceable(const fs::path& output) {
   }
 }
 
+// prep_dataset's phases. Each decides one thing and checks the options that bear on it, in the
+// order a user meets them: the order of the checks is part of the contract (the first problem is
+// the one reported), and nothing is written to disk until every check has passed.
+
+// The inputs as given: present, readable files with whole tokens, in order.
+std::vector<Input> check_inputs(const std::vector<std::string>& names, bool u16) {
+  std::vector<Input> inputs;
+  for (const auto& name : names) {
+    std::error_code ec;
+    fs::path path(name);
+    auto status = fs::status(path, ec);
+    if (!fs::exists(status)) throw UsageError("input " + quoted(path) + " does not exist");
+    if (fs::is_directory(status)) {
+      throw UsageError("input " + quoted(path) + " is a directory: give the files inside it");
+    }
+    int64_t bytes = static_cast<int64_t>(fs::file_size(path, ec));
+    if (ec) throw UsageError("cannot read input " + quoted(path) + ": " + ec.message());
+    if (bytes == 0)
+      throw UsageError("input " + quoted(path) + " is empty: there is nothing to tokenize");
+    if (u16 && bytes % 2 != 0) {
+      throw UsageError(
+          "input " + quoted(path) + " has an odd number of bytes (" + std::to_string(bytes) +
+          "), so it is not a file of little-endian uint16 token ids: use --format bytes for text");
+    }
+    // Opened once here so that an unreadable input fails before any output exists.
+    if (std::FILE* probe = std::fopen(path.c_str(), "rb")) {
+      std::fclose(probe);
+    } else {
+      throw UsageError("cannot read input " + quoted(path) + ": " + std::strerror(errno));
+    }
+    inputs.push_back({path, bytes});
+  }
+  return inputs;
+}
+
+struct OutputTarget {
+  fs::path path;  // absolute and normalised, without a trailing separator
+  bool replace;   // it exists and --force allows replacing it
+};
+
+// The output: absent, or a dataset directory that --force may replace; never one of the inputs
+// or a directory above one (replacing it would delete the input being read).
+OutputTarget check_output(const std::string& name, const std::vector<Input>& inputs, bool force) {
+  fs::path output = fs::absolute(fs::path(name)).lexically_normal();
+  if (!output.has_filename()) output = output.parent_path();
+  for (const auto& input : inputs) {
+    fs::path absolute = fs::absolute(input.path).lexically_normal();
+    auto [end, unused] =
+        std::mismatch(output.begin(), output.end(), absolute.begin(), absolute.end());
+    (void)unused;
+    if (end == output.end()) {
+      throw UsageError("output " + quoted(output) + " would contain or replace the input " +
+                       quoted(input.path) + ": choose another --output");
+    }
+  }
+  const bool replace = fs::exists(fs::symlink_status(output));
+  if (replace) {
+    if (!force) {
+      throw UsageError("output " + quoted(output) +
+                       " already exists: pass --force to replace it, or " +
+                       "choose another --output");
+    }
+    check_replaceable(output);
+  }
+  return {output, replace};
+}
+
+// The vocabulary size: --vocab-size, 256 for bytes, or for u16 without it the largest id + 1,
+// found by a first pass over the inputs (the stored token width depends on it, and the shards'
+// sizes on the width, so it must be known before the first shard is created).
+int64_t choose_vocab_size(const PrepOptions& options, bool u16, const std::vector<Input>& inputs,
+                          int64_t total_bytes) {
+  int64_t vocab_size = options.vocab_size;
+  if (!u16 && vocab_size > 256) {
+    throw UsageError("--vocab-size " + std::to_string(vocab_size) +
+                     " is too large for --format bytes " + "(at most 256)");
+  }
+  if (u16 && vocab_size > 65536) {
+    throw UsageError("--vocab-size " + std::to_string(vocab_size) +
+                     " is too large for --format u16 " + "(ids are uint16, so at most 65536)");
+  }
+  if (vocab_size == 0 && !u16) vocab_size = 256;
+  if (vocab_size != 0) return vocab_size;
+  std::vector<uint8_t> block(kReadBlockBytes);
+  Progress progress(options.progress, "prep: scanning ids", total_bytes);
+  InputStream stream(inputs);
+  int64_t largest = 0;
+  while (size_t got = stream.read(block.data(), block.size())) {
+    for (size_t i = 0; i + 1 < got; i += 2)
+      largest = std::max<int64_t>(largest, block[i] | (block[i + 1] << 8));
+    progress.advance(static_cast<int64_t>(got));
+  }
+  progress.finish();
+  return largest + 1;
+}
+
+// How the token stream is cut: tokens per split (train, valid, test) and per shard.
+struct ShardLayout {
+  std::array<int64_t, 3> split_tokens;
+  int64_t shard_tokens;
+};
+
+// Validation and test are contiguous ranges at the end of the stream (5% each by default), so no
+// training window can overlap them; the split flags count input bytes, hence whole u16 tokens.
+ShardLayout plan_layout(const PrepOptions& options, int input_token_bytes, int64_t total_bytes,
+                        int stored_bytes) {
+  const int64_t total_tokens = total_bytes / input_token_bytes;
+  auto split_size = [&](int64_t bytes, const char* flag) -> int64_t {
+    if (bytes < 0) return total_tokens / 20;
+    if (bytes % input_token_bytes != 0) {
+      throw UsageError(std::string(flag) + " " + std::to_string(bytes) +
+                       " is not a whole number of uint16 tokens: give an even number of bytes");
+    }
+    return bytes / input_token_bytes;
+  };
+  const int64_t valid_tokens = split_size(options.valid_bytes, "--valid-bytes");
+  const int64_t test_tokens = split_size(options.test_bytes, "--test-bytes");
+  if (valid_tokens > total_tokens || test_tokens > total_tokens - valid_tokens ||
+      valid_tokens + test_tokens >= total_tokens) {
+    throw UsageError("--valid-bytes and --test-bytes (" +
+                     std::to_string(valid_tokens * input_token_bytes) + " + " +
+                     std::to_string(test_tokens * input_token_bytes) +
+                     ") leave no training data out of " + std::to_string(total_bytes) +
+                     " input bytes: make them smaller");
+  }
+  const int64_t shard_tokens = options.shard_bytes / stored_bytes;
+  if (shard_tokens < 1) {
+    throw UsageError("--shard-bytes " + std::to_string(options.shard_bytes) +
+                     " is smaller than one " + std::to_string(stored_bytes) + "-byte token");
+  }
+  return {{total_tokens - valid_tokens - test_tokens, valid_tokens, test_tokens}, shard_tokens};
+}
+
+// One block of u16 input: checks every id against the vocabulary and appends the ids in the
+// stored width (uint8 when the vocabulary fits in a byte).
+void append_u16_block(ShardWriter& writer, const InputStream& stream, const uint8_t* block,
+                      int64_t n, int64_t vocab_size, bool vocab_given, int stored_bytes,
+                      std::vector<uint16_t>& wide, std::vector<uint8_t>& narrow) {
+  wide.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t id = block[2 * i] | (block[2 * i + 1] << 8);
+    if (id >= vocab_size) bad_token(stream, i, 2, id, vocab_size, vocab_given);
+    wide[i] = static_cast<uint16_t>(id);
+  }
+  if (stored_bytes == 2) {
+    writer.append(wide.data(), n);
+  } else {
+    narrow.assign(wide.begin(), wide.end());
+    writer.append(narrow.data(), n);
+  }
+}
+
+// Writes every shard into `dir` in one pass over the inputs and returns the SHA-256 of the input
+// stream, which every shard is stamped with at the end (it is known only after the last byte).
+std::string write_shards(const fs::path& dir, const PrepOptions& options,
+                         const std::vector<Input>& inputs, int64_t total_bytes,
+                         const ShardLayout& layout, int64_t vocab_size, int stored_bytes) {
+  const bool u16 = options.format == "u16";
+  const int input_token_bytes = u16 ? 2 : 1;
+  std::vector<std::string> source_names;
+  std::vector<int64_t> source_bytes;
+  for (const auto& input : inputs) {
+    source_names.push_back(input.path.filename().string());
+    source_bytes.push_back(input.bytes);
+  }
+  h5::QuietErrors quiet;
+  ShardWriter writer(dir, layout.split_tokens, layout.shard_tokens, stored_bytes, vocab_size,
+                     source_names, source_bytes);
+  Progress progress(options.progress, "prep: writing shards", total_bytes);
+  InputStream stream(inputs);
+  Sha256 sha;
+  std::vector<uint8_t> block(kReadBlockBytes);
+  std::vector<uint8_t> narrow;
+  std::vector<uint16_t> wide;
+  while (size_t got = stream.read(block.data(), block.size())) {
+    sha.update(block.data(), got);
+    const int64_t n = static_cast<int64_t>(got) / input_token_bytes;
+    if (u16) {
+      append_u16_block(writer, stream, block.data(), n, vocab_size, options.vocab_size > 0,
+                       stored_bytes, wide, narrow);
+    } else {
+      if (vocab_size < 256) {
+        for (int64_t i = 0; i < n; ++i) {
+          if (block[i] >= vocab_size) bad_token(stream, i, 1, block[i], vocab_size, true);
+        }
+      }
+      writer.append(block.data(), n);
+    }
+    progress.advance(static_cast<int64_t>(got));
+  }
+  std::string digest = sha.finish_hex();
+  writer.finish(digest);
+  progress.finish();
+  return digest;
+}
+
+// Renames the finished dataset from `temp` to `output`. When replacing, the old dataset moves
+// aside first, so that `output` names a whole dataset at every moment but between two renames;
+// it is put back if the second rename fails.
+void move_into_place(TempDirectory& temp, const OutputTarget& output, const fs::path& parent,
+                     const std::string& stem) {
+  if (output.replace) {
+    TempDirectory old(make_temp_directory(parent, stem + ".old"));
+    fs::rename(output.path, old.path());
+    try {
+      fs::rename(temp.path(), output.path);
+    } catch (...) {
+      fs::rename(old.path(), output.path);
+      old.release();
+      throw;
+    }
+  } else {
+    fs::rename(temp.path(), output.path);
+  }
+  temp.release();
+}
+
+void print_summary(const fs::path& output, int64_t vocab_size, int stored_bytes,
+                   const std::string& digest, const ShardLayout& layout) {
+  std::printf("prep: wrote %s: vocabulary %lld (%s tokens), sha256 %s\n", output.c_str(),
+              static_cast<long long>(vocab_size), stored_bytes == 1 ? "uint8" : "uint16",
+              digest.c_str());
+  for (int s = 0; s < 3; ++s) {
+    int64_t shards = (layout.split_tokens[s] + layout.shard_tokens - 1) / layout.shard_tokens;
+    std::printf("prep:   %-5s %12lld tokens in %lld shard%s\n", kSplits[s],
+                static_cast<long long>(layout.split_tokens[s]), static_cast<long long>(shards),
+                shards == 1 ? "" : "s");
+  }
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 std::string prep_usage() {
@@ -414,196 +645,27 @@ void prep_dataset(const PrepOptions& options) {
   const bool u16 = options.format == "u16";
   const int input_token_bytes = u16 ? 2 : 1;
 
-  // Inputs: present, readable files with whole tokens.
-  std::vector<Input> inputs;
+  const std::vector<Input> inputs = check_inputs(options.inputs, u16);
   int64_t total_bytes = 0;
-  for (const auto& name : options.inputs) {
-    std::error_code ec;
-    fs::path path(name);
-    auto status = fs::status(path, ec);
-    if (!fs::exists(status)) throw UsageError("input " + quoted(path) + " does not exist");
-    if (fs::is_directory(status)) {
-      throw UsageError("input " + quoted(path) + " is a directory: give the files inside it");
-    }
-    int64_t bytes = static_cast<int64_t>(fs::file_size(path, ec));
-    if (ec) throw UsageError("cannot read input " + quoted(path) + ": " + ec.message());
-    if (bytes == 0)
-      throw UsageError("input " + quoted(path) + " is empty: there is nothing to tokenize");
-    if (u16 && bytes % 2 != 0) {
-      throw UsageError(
-          "input " + quoted(path) + " has an odd number of bytes (" + std::to_string(bytes) +
-          "), so it is not a file of little-endian uint16 token ids: use --format bytes for text");
-    }
-    if (std::FILE* probe = std::fopen(path.c_str(), "rb")) {
-      std::fclose(probe);
-    } else {
-      throw UsageError("cannot read input " + quoted(path) + ": " + std::strerror(errno));
-    }
-    inputs.push_back({path, bytes});
-    total_bytes += bytes;
-  }
-  const int64_t total_tokens = total_bytes / input_token_bytes;
-
-  // Output: absent, or a dataset directory that --force may replace; never one of the inputs.
-  fs::path output = fs::absolute(fs::path(options.output)).lexically_normal();
-  if (!output.has_filename()) output = output.parent_path();
-  for (const auto& input : inputs) {
-    fs::path absolute = fs::absolute(input.path).lexically_normal();
-    auto [end, unused] =
-        std::mismatch(output.begin(), output.end(), absolute.begin(), absolute.end());
-    (void)unused;
-    if (end == output.end()) {
-      throw UsageError("output " + quoted(output) + " would contain or replace the input " +
-                       quoted(input.path) + ": choose another --output");
-    }
-  }
-  const bool replace = fs::exists(fs::symlink_status(output));
-  if (replace) {
-    if (!options.force) {
-      throw UsageError("output " + quoted(output) +
-                       " already exists: pass --force to replace it, or " +
-                       "choose another --output");
-    }
-    check_replaceable(output);
-  }
-
-  // Vocabulary and the stored token width.
-  int64_t vocab_size = options.vocab_size;
-  if (!u16 && vocab_size > 256) {
-    throw UsageError("--vocab-size " + std::to_string(vocab_size) +
-                     " is too large for --format bytes " + "(at most 256)");
-  }
-  if (u16 && vocab_size > 65536) {
-    throw UsageError("--vocab-size " + std::to_string(vocab_size) +
-                     " is too large for --format u16 " + "(ids are uint16, so at most 65536)");
-  }
-  std::vector<uint8_t> block(kReadBlockBytes);
-  if (vocab_size == 0 && !u16) vocab_size = 256;
-  if (vocab_size == 0) {
-    // u16 without --vocab-size: one pass to find the largest id, which fixes the stored width.
-    Progress progress(options.progress, "prep: scanning ids", total_bytes);
-    InputStream stream(inputs);
-    int64_t largest = 0;
-    while (size_t got = stream.read(block.data(), block.size())) {
-      for (size_t i = 0; i + 1 < got; i += 2)
-        largest = std::max<int64_t>(largest, block[i] | (block[i + 1] << 8));
-      progress.advance(static_cast<int64_t>(got));
-    }
-    progress.finish();
-    vocab_size = largest + 1;
-  }
+  for (const auto& input : inputs) total_bytes += input.bytes;
+  const OutputTarget output = check_output(options.output, inputs, options.force);
+  const int64_t vocab_size = choose_vocab_size(options, u16, inputs, total_bytes);
   const int stored_bytes = vocab_size <= 256 ? 1 : 2;
-
-  // Split sizes in tokens: validation and test are the contiguous ranges at the end.
-  auto split_size = [&](int64_t bytes, const char* flag) -> int64_t {
-    if (bytes < 0) return total_tokens / 20;
-    if (bytes % input_token_bytes != 0) {
-      throw UsageError(std::string(flag) + " " + std::to_string(bytes) +
-                       " is not a whole number of uint16 tokens: give an even number of bytes");
-    }
-    return bytes / input_token_bytes;
-  };
-  const int64_t valid_tokens = split_size(options.valid_bytes, "--valid-bytes");
-  const int64_t test_tokens = split_size(options.test_bytes, "--test-bytes");
-  if (valid_tokens > total_tokens || test_tokens > total_tokens - valid_tokens ||
-      valid_tokens + test_tokens >= total_tokens) {
-    throw UsageError("--valid-bytes and --test-bytes (" +
-                     std::to_string(valid_tokens * input_token_bytes) + " + " +
-                     std::to_string(test_tokens * input_token_bytes) +
-                     ") leave no training data out of " + std::to_string(total_bytes) +
-                     " input bytes: make them smaller");
-  }
-  const std::array<int64_t, 3> split_tokens = {total_tokens - valid_tokens - test_tokens,
-                                               valid_tokens, test_tokens};
-  const int64_t shard_tokens = options.shard_bytes / stored_bytes;
-  if (shard_tokens < 1) {
-    throw UsageError("--shard-bytes " + std::to_string(options.shard_bytes) +
-                     " is smaller than one " + std::to_string(stored_bytes) + "-byte token");
-  }
+  const ShardLayout layout = plan_layout(options, input_token_bytes, total_bytes, stored_bytes);
 
   // Write into a hidden directory next to the output; rename it into place when complete.
-  const fs::path parent = output.parent_path();
+  const fs::path parent = output.path.parent_path();
   std::error_code ec;
   fs::create_directories(parent, ec);
   if (ec)
     throw UsageError("cannot create the output's parent directory " + quoted(parent) + ": " +
                      ec.message());
-  const std::string stem = output.filename().string();
+  const std::string stem = output.path.filename().string();
   TempDirectory temp(make_temp_directory(parent, stem + ".prep"));
-
-  std::vector<std::string> source_names;
-  std::vector<int64_t> source_bytes;
-  for (const auto& input : inputs) {
-    source_names.push_back(input.path.filename().string());
-    source_bytes.push_back(input.bytes);
-  }
-  Sha256 sha;
-  std::string digest;
-  {
-    h5::QuietErrors quiet;
-    ShardWriter writer(temp.path(), split_tokens, shard_tokens, stored_bytes, vocab_size,
-                       source_names, source_bytes);
-    Progress progress(options.progress, "prep: writing shards", total_bytes);
-    InputStream stream(inputs);
-    std::vector<uint8_t> narrow;
-    std::vector<uint16_t> wide;
-    while (size_t got = stream.read(block.data(), block.size())) {
-      sha.update(block.data(), got);
-      const int64_t n = static_cast<int64_t>(got) / input_token_bytes;
-      if (!u16) {
-        if (vocab_size < 256) {
-          for (int64_t i = 0; i < n; ++i) {
-            if (block[i] >= vocab_size) bad_token(stream, i, 1, block[i], vocab_size, true);
-          }
-        }
-        writer.append(block.data(), n);
-      } else {
-        wide.resize(static_cast<size_t>(n));
-        for (int64_t i = 0; i < n; ++i) {
-          int64_t id = block[2 * i] | (block[2 * i + 1] << 8);
-          if (id >= vocab_size) bad_token(stream, i, 2, id, vocab_size, options.vocab_size > 0);
-          wide[i] = static_cast<uint16_t>(id);
-        }
-        if (stored_bytes == 2) {
-          writer.append(wide.data(), n);
-        } else {
-          narrow.assign(wide.begin(), wide.end());
-          writer.append(narrow.data(), n);
-        }
-      }
-      progress.advance(static_cast<int64_t>(got));
-    }
-    digest = sha.finish_hex();
-    writer.finish(digest);
-    progress.finish();
-  }
-  if (replace) {
-    // Move the old dataset aside first, so that `output` names a whole dataset at every moment
-    // but between two renames; put it back if the second rename fails.
-    TempDirectory old(make_temp_directory(parent, stem + ".old"));
-    fs::rename(output, old.path());
-    try {
-      fs::rename(temp.path(), output);
-    } catch (...) {
-      fs::rename(old.path(), output);
-      old.release();
-      throw;
-    }
-  } else {
-    fs::rename(temp.path(), output);
-  }
-  temp.release();
-
-  std::printf("prep: wrote %s: vocabulary %lld (%s tokens), sha256 %s\n", output.c_str(),
-              static_cast<long long>(vocab_size), stored_bytes == 1 ? "uint8" : "uint16",
-              digest.c_str());
-  for (int s = 0; s < 3; ++s) {
-    int64_t shards = (split_tokens[s] + shard_tokens - 1) / shard_tokens;
-    std::printf("prep:   %-5s %12lld tokens in %lld shard%s\n", kSplits[s],
-                static_cast<long long>(split_tokens[s]), static_cast<long long>(shards),
-                shards == 1 ? "" : "s");
-  }
-  std::fflush(stdout);
+  const std::string digest =
+      write_shards(temp.path(), options, inputs, total_bytes, layout, vocab_size, stored_bytes);
+  move_into_place(temp, output, parent, stem);
+  print_summary(output.path, vocab_size, stored_bytes, digest, layout);
 }
 
 int prep_main(const std::vector<std::string>& args) {
