@@ -1,16 +1,27 @@
-// SHA-256 (FIPS 180-4), small and dependency-free: `hourglass prep` stores the digest of its input
-// stream in every shard so that a dataset can be traced back to the exact bytes it came from.
+// SHA-256 by OpenSSL's libcrypto (EVP): `hourglass prep` stores the digest of its input stream in
+// every shard so that a dataset can be traced back to the exact bytes it came from. A thin wrapper,
+// so that the rest of hourglass neither includes OpenSSL headers nor handles its contexts.
 #pragma once
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
+
+struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX
 
 namespace hg {
 
+// Incremental digest, for a stream that arrives in blocks (prep reads its inputs 4 MB at a time).
 class Sha256 {
  public:
   Sha256();
+  ~Sha256();
+  Sha256(Sha256&&) noexcept;
+  Sha256& operator=(Sha256&&) noexcept;
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+
   void update(const void* data, size_t size);
   // The digest of everything passed to update(); the object must not be updated afterwards.
   std::array<uint8_t, 32> finish();
@@ -18,15 +29,13 @@ class Sha256 {
   std::string finish_hex();
 
  private:
-  void compress(const uint8_t* block);  // one 64-byte block into state_
-
-  std::array<uint32_t, 8> state_;
-  std::array<uint8_t, 64> buffer_;  // a partial block
-  size_t buffered_ = 0;
-  uint64_t total_bytes_ = 0;
+  struct FreeContext {
+    void operator()(evp_md_ctx_st* context) const;
+  };
+  std::unique_ptr<evp_md_ctx_st, FreeContext> context_;
 };
 
-// Digest of one buffer as hex.
+// Digest of one buffer as hex (EVP_Digest in one call).
 std::string sha256_hex(const void* data, size_t size);
 
 }  // namespace hg

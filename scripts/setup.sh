@@ -2,7 +2,7 @@
 # Installs every system package hourglass needs (Debian 12), skipping what is already present.
 # Needs root for apt-get (as on CI); prints what it installs.
 set -euo pipefail
-packages=(cmake g++ make pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
+packages=(cmake g++ make pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libssl-dev
           libboost-program-options-dev libopenblas-dev libdnnl-dev libgtest-dev libgmock-dev
           libbenchmark-dev python3-numpy python3-matplotlib python3-h5py
           munge slurmctld slurmd slurm-client libpmix-dev)  # the last five: tests/slurm

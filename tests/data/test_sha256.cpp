@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 
 #include "data/sha256.h"
 
@@ -26,6 +27,20 @@ TEST(Sha256, MillionAInPiecesOfEverySize) {
     done += take;
   }
   EXPECT_EQ(sha.finish_hex(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  EXPECT_EQ(sha256_hex(a.data(), a.size()),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+// prep stamps shards with the incremental digest and tests recompute it with the one-shot one:
+// the two paths must agree, including on an empty update and on a moved-from digest's target.
+TEST(Sha256, IncrementalMatchesOneShotAfterMove) {
+  const std::string text = "hourglass prep stamps every shard with this digest";
+  Sha256 first;
+  first.update(text.data(), 10);
+  first.update(text.data(), 0);
+  Sha256 moved = std::move(first);
+  moved.update(text.data() + 10, text.size() - 10);
+  EXPECT_EQ(moved.finish_hex(), sha256_hex(text.data(), text.size()));
 }
 
 }  // namespace
