@@ -77,224 +77,288 @@ const char* recv_what(Op op) {
   }
 }
 
+// Sends own their buffers (the activation, the input gradient, a skip or its gradient moved out
+// of the compute's result) until MPI reports them complete: tested after every compute op, all
+// waited at the end of the step (schedule.h: waiting right after a send would be a blocking send,
+// which the deadlock proof does not cover).
+struct PendingSend {
+  std::unique_ptr<Tensor> buffer;
+  comm::Request request;
+};
+
+// Moves a computed result out of its map, for a send.
+template <class Key>
+Tensor take_result(std::map<Key, Tensor>& results, const Key& key) {
+  Tensor t = std::move(results.at(key));
+  results.erase(key);
+  return t;
+}
+
+// "3" for micro-batch 3, "3.1" for its chunk 1 under interleaving.
+std::string trace_label(int mb, int chunk, int chunks) {
+  return std::to_string(mb) + (chunks > 1 ? "." + std::to_string(chunk) : "");
+}
+
 }  // namespace
 
-std::vector<double> PipelineRuntime::run(const StepContext& ctx,
-                                         const std::vector<TokenBatch>& micro_batches,
-                                         const std::vector<int>& granularities,
-                                         const std::vector<std::vector<int>>& widths) {
-  const int G = static_cast<int>(granularities.size());
-  const int m = static_cast<int>(micro_batches.size()) * G;
-  const int stage = grid_.stage(), pp = grid_.pp();
-  const int last_virtual = pp * virtual_stages_ - 1;
-  auto virtual_stage = [&](const Instruction& ins) { return ins.chunk * pp + stage; };
-  const MPI_Comm comm = grid_.pp_comm();
-  PipelineLayout layout{pp, m, skips_, virtual_stages_};
-  auto lists = make_schedule(kind_, layout);
-  const auto& list = lists.at(stage);
-
-  model_.params().zero_grads();
-  stats_ = PipelineStats{};
-  const double t_start = MPI_Wtime();
-  std::vector<double> loss_sums(G, 0.0);
-
-  // Receives are posted a window ahead, keyed by their position in the list: before compute op k
-  // runs, every receive listed before compute op k + kLookahead is posted. A message that arrives
-  // earlier waits in MPI's unexpected queue (its first bytes; a large one's body is read by this
-  // rank when the receive matches), so posting further ahead gains nothing, and a bounded window
-  // keeps the receive buffers to a few micro-batches, as 1F1B's activation bound intends.
-  constexpr int kLookahead = 2;
+struct PipelineRuntime::Step {
+  Step(const StepContext& ctx, const std::vector<TokenBatch>& micro_batches,
+       const std::vector<int>& granularities, const std::vector<std::vector<int>>& widths)
+      : ctx(ctx),
+        micro_batches(micro_batches),
+        granularities(granularities),
+        widths(widths),
+        G(static_cast<int>(granularities.size())) {}
+  const StepContext& ctx;
+  const std::vector<TokenBatch>& micro_batches;
+  const std::vector<int>& granularities;
+  const std::vector<std::vector<int>>& widths;
+  const int G;                     // granularity entries: each micro-batch runs once per entry
+  std::vector<Instruction> list;   // this rank's schedule
+  std::vector<double> loss_sums;   // per granularity entry
   std::vector<size_t> compute_at;  // positions of the compute ops in `list`
   // Per chunk, the op after which the gradients of the chunk's units are complete.
-  std::vector<size_t> final_backward(virtual_stages_, list.size());
-  for (size_t i = 0; i < list.size(); ++i) {
-    if (list[i].op == Op::Forward || list[i].op == Op::Backward) compute_at.push_back(i);
-    if (list[i].op == Op::Backward) final_backward.at(list[i].chunk) = i;
-  }
-  // The buckets expect the units done in descending stage-local order over the whole step, so
-  // the last chunk's final backward must come first (true of every schedule here).
-  for (int c = 0; c + 1 < virtual_stages_; ++c)
-    if (final_backward[c] < final_backward[c + 1])
-      throw std::logic_error("pipeline runtime: chunk " + std::to_string(c) +
-                             "'s final backward precedes chunk " + std::to_string(c + 1) + "'s");
-  if (grad_buckets_) grad_buckets_->begin_step();
-  const StageModel::UnitDone start_buckets = [&](int unit) { grad_buckets_->unit_done(unit); };
-  std::map<size_t, PendingRecv> recvs;
-  size_t posted = 0;  // every receive in list[0, posted) is posted
-  auto post_recvs_before = [&](size_t end) {
-    for (; posted < end; ++posted) {
-      const Instruction& ins = list[posted];
-      if (ins.op != Op::RecvActivation && ins.op != Op::RecvSkip && ins.op != Op::RecvGradient &&
-          ins.op != Op::RecvSkipGradient)
-        continue;
-      const int64_t batch = micro_batches.at(ins.micro_batch / G).sequences;
-      Shape shape;
-      if (ins.op == Op::RecvActivation)
-        shape = activation_shape(first_[virtual_stage(ins)], batch);
-      else if (ins.op == Op::RecvGradient)
-        shape = activation_shape(first_[virtual_stage(ins) + 1], batch);
-      else
-        shape = {batch, skip_rows_.at(ins.skip_level), model_.config().d_model};
-      PendingRecv& r = recvs[posted];
-      r.buffer.reset(shape);
-      r.request = comm::irecv(r.buffer.data(), r.buffer.numel(), ins.peer_stage, message_tag(ins),
-                              comm, recv_what(ins.op));
-    }
-  };
-
-  // Sends own their buffers (the activation, the input gradient, a skip or its gradient moved
-  // out of the compute's result) until MPI reports them complete: tested after every compute op,
-  // all waited at the end of the step (schedule.h: waiting right after a send would be a
-  // blocking send, which the deadlock proof does not cover).
-  struct PendingSend {
-    std::unique_ptr<Tensor> buffer;
-    comm::Request request;
-  };
+  std::vector<size_t> final_backward;
+  size_t computes_done = 0;
+  std::map<size_t, PendingRecv> recvs;  // posted, keyed by their position in `list`
+  size_t posted = 0;                    // every receive in list[0, posted) is posted
   std::vector<PendingSend> sends;
-  auto send = [&](Tensor&& t, const Instruction& ins, const char* what) {
-    auto buffer = std::make_unique<Tensor>(std::move(t));
-    comm::Request request =
-        comm::isend(buffer->data(), buffer->numel(), ins.peer_stage, message_tag(ins), comm, what);
-    sends.push_back({std::move(buffer), request});
-  };
-  auto progress_sends = [&] {
-    std::erase_if(sends, [](PendingSend& s) { return comm::test(s.request); });
-    if (grad_buckets_) grad_buckets_->progress();
-  };
-
   // micro-batch -> its slot: shared by the rank's chunks, so a skip between two chunks of this
   // rank stays in it (schedule.h)
   std::map<int, Slot> slots;
   // (micro-batch, chunk) -> computed, not yet handed to a send
   std::map<std::pair<int, int>, Tensor> outputs, input_grads;
-  // Waits for the posted receives of micro-batch `mb`, chunk `chunk` listed before the compute
-  // op at `end`.
-  auto take_recvs = [&](size_t end, int mb, int chunk, Slot& slot, Tensor& activation) {
-    for (auto it = recvs.begin(); it != recvs.end() && it->first < end;) {
-      const Instruction& ins = list[it->first];
-      if (ins.micro_batch != mb || ins.chunk != chunk) {
-        ++it;
-        continue;
-      }
-      const double t0 = trace_ ? trace_->now_us() : 0;
-      const double w0 = MPI_Wtime();
-      comm::wait(it->second.request);
-      stats_.wait_seconds += MPI_Wtime() - w0;
-      if (trace_) trace_->record_since(recv_what(ins.op), TraceCategory::Recv, t0, mb);
-      Tensor& buf = it->second.buffer;
-      switch (ins.op) {
-        case Op::RecvActivation:
-        case Op::RecvGradient:
-          activation = std::move(buf);
-          break;
-        case Op::RecvSkip:
-          slot.skips[ins.skip_level] = std::move(buf);
-          break;
-        default:
-          slot.skip_grads[ins.skip_level] = std::move(buf);
-          break;
-      }
-      it = recvs.erase(it);
-    }
-  };
+};
 
-  size_t computes_done = 0;
-  for (size_t i = 0; i < list.size(); ++i) {
-    const Instruction& ins = list[i];
-    const int mb = ins.micro_batch, chunk = ins.chunk;
-    const int k = virtual_stage(ins);
-    const std::string label =
-        std::to_string(mb) + (virtual_stages_ > 1 ? "." + std::to_string(chunk) : "");
-    if (ins.op == Op::Forward || ins.op == Op::Backward) {
-      const size_t ahead = computes_done + kLookahead;
-      post_recvs_before(ahead < compute_at.size() ? compute_at[ahead] : list.size());
-      ++computes_done;
-    }
-    switch (ins.op) {
-      case Op::Forward: {
-        const TokenBatch& tb = micro_batches.at(mb / G);
-        Slot& slot = slots[mb];
-        slot.id = mb;
-        slot.ctx = &ctx;
-        slot.tokens = tb.tokens;
-        slot.batch = tb.sequences;
-        slot.first_sample = tb.first_sample;
-        const int g = granularities[mb % G];
-        slot.ffn_widths = g < 0 ? nullptr : &widths[g];
-        Tensor in, out;
-        take_recvs(i, mb, chunk, slot, in);
-        const double t0 = trace_ ? trace_->now_us() : 0;
-        const double c0 = MPI_Wtime(), cpu0 = process_cpu_seconds();
-        model_.forward(slot, in, out, chunk);
-        stats_.compute_seconds += MPI_Wtime() - c0;
-        stats_.forward_cpu_seconds += process_cpu_seconds() - cpu0;
-        if (trace_) trace_->record_since("F" + label, TraceCategory::Forward, t0, mb);
-        stats_.max_live = std::max(stats_.max_live, model_.live_slots());
-        if (k == last_virtual)
-          loss_sums[mb % G] += slot.loss_sum;
-        else
-          outputs[{mb, chunk}] = std::move(out);
-        progress_sends();
-        break;
-      }
-      case Op::SendActivation:
-        send(std::move(outputs.at({mb, chunk})), ins, "send activation");
-        outputs.erase({mb, chunk});
-        break;
-      case Op::SendSkip: {
-        Slot& slot = slots.at(mb);
-        send(std::move(slot.skips.at(ins.skip_level)), ins, "send skip");
-        slot.skips.erase(ins.skip_level);
-        break;
-      }
-      case Op::Backward: {
-        Slot& slot = slots.at(mb);
-        Tensor dout, din;
-        take_recvs(i, mb, chunk, slot, dout);
-        const double t0 = trace_ ? trace_->now_us() : 0;
-        const double c0 = MPI_Wtime(), cpu0 = process_cpu_seconds();
-        model_.backward(
-            slot, dout, din,
-            grad_buckets_ && i == final_backward[chunk] ? start_buckets : StageModel::UnitDone{},
-            chunk);
-        stats_.compute_seconds += MPI_Wtime() - c0;
-        stats_.backward_cpu_seconds += process_cpu_seconds() - cpu0;
-        if (trace_) trace_->record_since("B" + label, TraceCategory::Backward, t0, mb);
-        if (k > 0) input_grads[{mb, chunk}] = std::move(din);
-        progress_sends();
-        break;
-      }
-      case Op::SendGradient:
-        send(std::move(input_grads.at({mb, chunk})), ins, "send gradient");
-        input_grads.erase({mb, chunk});
-        break;
-      case Op::SendSkipGradient: {
-        Slot& slot = slots.at(mb);
-        send(std::move(slot.skip_grads.at(ins.skip_level)), ins, "send skip gradient");
-        slot.skip_grads.erase(ins.skip_level);
-        break;
-      }
-      default:
-        break;  // receives are posted ahead and taken by the compute ops
-    }
-  }
+template <class Compute>
+void PipelineRuntime::timed_compute(const std::string& name, TraceCategory category, int mb,
+                                    double& cpu_seconds, Compute&& compute) {
+  const double t0 = trace_ ? trace_->now_us() : 0;
+  const double c0 = MPI_Wtime(), cpu0 = process_cpu_seconds();
+  compute();
+  stats_.compute_seconds += MPI_Wtime() - c0;
+  cpu_seconds += process_cpu_seconds() - cpu0;
+  if (trace_) trace_->record_since(name, category, t0, mb);
+}
+
+template <class Wait>
+void PipelineRuntime::timed_wait(const char* name, TraceCategory category, int mb, Wait&& wait) {
   const double t0 = trace_ ? trace_->now_us() : 0;
   const double w0 = MPI_Wtime();
-  for (PendingSend& s : sends) comm::wait(s.request);
-  sends.clear();
+  wait();
   stats_.wait_seconds += MPI_Wtime() - w0;
-  if (trace_) trace_->record_since("send completion", TraceCategory::Send, t0);
-  if (!recvs.empty() || posted < list.size() || !outputs.empty() || !input_grads.empty())
+  if (trace_) trace_->record_since(name, category, t0, mb);
+}
+
+std::vector<double> PipelineRuntime::run(const StepContext& ctx,
+                                         const std::vector<TokenBatch>& micro_batches,
+                                         const std::vector<int>& granularities,
+                                         const std::vector<std::vector<int>>& widths) {
+  Step step(ctx, micro_batches, granularities, widths);
+  const int m = static_cast<int>(micro_batches.size()) * step.G;
+  PipelineLayout layout{grid_.pp(), m, skips_, virtual_stages_};
+  step.list = std::move(make_schedule(kind_, layout).at(grid_.stage()));
+
+  model_.params().zero_grads();
+  stats_ = PipelineStats{};
+  const double t_start = MPI_Wtime();
+  step.loss_sums.assign(step.G, 0.0);
+  index_compute_ops(step);
+  if (grad_buckets_) grad_buckets_->begin_step();
+
+  for (size_t i = 0; i < step.list.size(); ++i) execute(step, i);
+
+  complete_sends(step);
+  if (!step.recvs.empty() || step.posted < step.list.size() || !step.outputs.empty() ||
+      !step.input_grads.empty())
     throw std::logic_error("pipeline runtime: the schedule left receives or results unconsumed");
   stats_.step_seconds = MPI_Wtime() - t_start;
-  // After the schedule's time (the bubble is the schedule's): the rest of the replicas' sum.
-  if (grad_buckets_) {
-    const double g0 = trace_ ? trace_->now_us() : 0;
-    grad_buckets_->finish();
-    stats_.grad_sync = grad_buckets_->stats();
-    if (trace_) trace_->record_since("gradient all-reduce", TraceCategory::Send, g0);
+  finish_gradient_sync();
+  return std::move(step.loss_sums);
+}
+
+// Where the compute ops sit (the receive window counts them) and each chunk's final backward
+// (where its gradient buckets start).
+void PipelineRuntime::index_compute_ops(Step& step) const {
+  const std::vector<Instruction>& list = step.list;
+  step.final_backward.assign(virtual_stages_, list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (list[i].op == Op::Forward || list[i].op == Op::Backward) step.compute_at.push_back(i);
+    if (list[i].op == Op::Backward) step.final_backward.at(list[i].chunk) = i;
   }
-  return loss_sums;
+  // The buckets expect the units done in descending stage-local order over the whole step, so
+  // the last chunk's final backward must come first (true of every schedule here).
+  for (int c = 0; c + 1 < virtual_stages_; ++c)
+    if (step.final_backward[c] < step.final_backward[c + 1])
+      throw std::logic_error("pipeline runtime: chunk " + std::to_string(c) +
+                             "'s final backward precedes chunk " + std::to_string(c + 1) + "'s");
+}
+
+// One instruction of the schedule. Receives are not executed where they are listed: they are
+// posted ahead by the compute ops and taken by the compute op of their micro-batch.
+void PipelineRuntime::execute(Step& step, size_t i) {
+  const Instruction& ins = step.list[i];
+  const std::pair<int, int> result{ins.micro_batch, ins.chunk};
+  switch (ins.op) {
+    case Op::Forward:
+      post_recvs_ahead(step);
+      run_forward(step, i);
+      break;
+    case Op::Backward:
+      post_recvs_ahead(step);
+      run_backward(step, i);
+      break;
+    case Op::SendActivation:
+      send(step, take_result(step.outputs, result), ins, "send activation");
+      break;
+    case Op::SendGradient:
+      send(step, take_result(step.input_grads, result), ins, "send gradient");
+      break;
+    case Op::SendSkip:
+      send(step, take_result(step.slots.at(ins.micro_batch).skips, ins.skip_level), ins,
+           "send skip");
+      break;
+    case Op::SendSkipGradient:
+      send(step, take_result(step.slots.at(ins.micro_batch).skip_grads, ins.skip_level), ins,
+           "send skip gradient");
+      break;
+    default:
+      break;  // receives are posted ahead and taken by the compute ops
+  }
+}
+
+// Receives are posted a window ahead, keyed by their position in the list: before compute op k
+// runs, every receive listed before compute op k + kLookahead is posted. A message that arrives
+// earlier waits in MPI's unexpected queue (its first bytes; a large one's body is read by this
+// rank when the receive matches), so posting further ahead gains nothing, and a bounded window
+// keeps the receive buffers to a few micro-batches, as 1F1B's activation bound intends.
+void PipelineRuntime::post_recvs_ahead(Step& step) {
+  constexpr size_t kLookahead = 2;
+  const size_t ahead = step.computes_done + kLookahead;
+  post_recvs_before(step,
+                    ahead < step.compute_at.size() ? step.compute_at[ahead] : step.list.size());
+  ++step.computes_done;
+}
+
+void PipelineRuntime::post_recvs_before(Step& step, size_t end) {
+  for (; step.posted < end; ++step.posted) {
+    const Instruction& ins = step.list[step.posted];
+    if (ins.op != Op::RecvActivation && ins.op != Op::RecvSkip && ins.op != Op::RecvGradient &&
+        ins.op != Op::RecvSkipGradient)
+      continue;
+    const int64_t batch = step.micro_batches.at(ins.micro_batch / step.G).sequences;
+    Shape shape;
+    if (ins.op == Op::RecvActivation)
+      shape = activation_shape(first_[virtual_stage(ins)], batch);
+    else if (ins.op == Op::RecvGradient)
+      shape = activation_shape(first_[virtual_stage(ins) + 1], batch);
+    else
+      shape = {batch, skip_rows_.at(ins.skip_level), model_.config().d_model};
+    PendingRecv& r = step.recvs[step.posted];
+    r.buffer.reset(shape);
+    r.request = comm::irecv(r.buffer.data(), r.buffer.numel(), ins.peer_stage, message_tag(ins),
+                            grid_.pp_comm(), recv_what(ins.op));
+  }
+}
+
+// Waits for the posted receives of micro-batch `mb`, chunk `chunk` listed before the compute op
+// at `end`: the activation (or its gradient) into `activation`, skips into the slot.
+void PipelineRuntime::take_recvs(Step& step, size_t end, int mb, int chunk, Slot& slot,
+                                 Tensor& activation) {
+  for (auto it = step.recvs.begin(); it != step.recvs.end() && it->first < end;) {
+    const Instruction& ins = step.list[it->first];
+    if (ins.micro_batch != mb || ins.chunk != chunk) {
+      ++it;
+      continue;
+    }
+    timed_wait(recv_what(ins.op), TraceCategory::Recv, mb, [&] { comm::wait(it->second.request); });
+    Tensor& buf = it->second.buffer;
+    switch (ins.op) {
+      case Op::RecvActivation:
+      case Op::RecvGradient:
+        activation = std::move(buf);
+        break;
+      case Op::RecvSkip:
+        slot.skips[ins.skip_level] = std::move(buf);
+        break;
+      default:
+        slot.skip_grads[ins.skip_level] = std::move(buf);
+        break;
+    }
+    it = step.recvs.erase(it);
+  }
+}
+
+void PipelineRuntime::run_forward(Step& step, size_t i) {
+  const Instruction& ins = step.list[i];
+  const int mb = ins.micro_batch, chunk = ins.chunk;
+  const TokenBatch& tb = step.micro_batches.at(mb / step.G);
+  Slot& slot = step.slots[mb];
+  slot.id = mb;
+  slot.ctx = &step.ctx;
+  slot.tokens = tb.tokens;
+  slot.batch = tb.sequences;
+  slot.first_sample = tb.first_sample;
+  const int g = step.granularities[mb % step.G];
+  slot.ffn_widths = g < 0 ? nullptr : &step.widths[g];
+  Tensor in, out;
+  take_recvs(step, i, mb, chunk, slot, in);
+  timed_compute("F" + trace_label(mb, chunk, virtual_stages_), TraceCategory::Forward, mb,
+                stats_.forward_cpu_seconds, [&] { model_.forward(slot, in, out, chunk); });
+  stats_.max_live = std::max(stats_.max_live, model_.live_slots());
+  // The last virtual stage's forward ends in the head: a loss, no output to send.
+  if (virtual_stage(ins) == grid_.pp() * virtual_stages_ - 1)
+    step.loss_sums[mb % step.G] += slot.loss_sum;
+  else
+    step.outputs[{mb, chunk}] = std::move(out);
+  progress_sends(step);
+}
+
+void PipelineRuntime::run_backward(Step& step, size_t i) {
+  const Instruction& ins = step.list[i];
+  const int mb = ins.micro_batch, chunk = ins.chunk;
+  Slot& slot = step.slots.at(mb);
+  Tensor dout, din;
+  take_recvs(step, i, mb, chunk, slot, dout);
+  // During the chunk's final backward each unit's gradients are complete as soon as its backward
+  // returns: their data-parallel sum starts then, overlapping the remaining units.
+  StageModel::UnitDone start_buckets;
+  if (grad_buckets_ && i == step.final_backward[chunk])
+    start_buckets = [this](int unit) { grad_buckets_->unit_done(unit); };
+  timed_compute("B" + trace_label(mb, chunk, virtual_stages_), TraceCategory::Backward, mb,
+                stats_.backward_cpu_seconds,
+                [&] { model_.backward(slot, dout, din, start_buckets, chunk); });
+  // Virtual stage 0 starts at the embedding: no input gradient to send.
+  if (virtual_stage(ins) > 0) step.input_grads[{mb, chunk}] = std::move(din);
+  progress_sends(step);
+}
+
+void PipelineRuntime::send(Step& step, Tensor&& t, const Instruction& ins, const char* what) {
+  auto buffer = std::make_unique<Tensor>(std::move(t));
+  comm::Request request = comm::isend(buffer->data(), buffer->numel(), ins.peer_stage,
+                                      message_tag(ins), grid_.pp_comm(), what);
+  step.sends.push_back({std::move(buffer), request});
+}
+
+void PipelineRuntime::progress_sends(Step& step) {
+  std::erase_if(step.sends, [](PendingSend& s) { return comm::test(s.request); });
+  if (grad_buckets_) grad_buckets_->progress();
+}
+
+void PipelineRuntime::complete_sends(Step& step) {
+  timed_wait("send completion", TraceCategory::Send, -1, [&] {
+    for (PendingSend& s : step.sends) comm::wait(s.request);
+    step.sends.clear();
+  });
+}
+
+// After the schedule's time (the bubble is the schedule's): the rest of the replicas' sum.
+void PipelineRuntime::finish_gradient_sync() {
+  if (!grad_buckets_) return;
+  const double g0 = trace_ ? trace_->now_us() : 0;
+  grad_buckets_->finish();
+  stats_.grad_sync = grad_buckets_->stats();
+  if (trace_) trace_->record_since("gradient all-reduce", TraceCategory::Send, g0);
 }
 
 }  // namespace hg

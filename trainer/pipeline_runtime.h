@@ -60,7 +60,33 @@ class PipelineRuntime {
   const GradientBuckets* grad_buckets() const { return grad_buckets_.get(); }  // null if dp = 1
 
  private:
+  // What one step holds between its instructions: the schedule, the posted receives, the sends in
+  // flight, the slots and the results not yet sent (defined in the .cpp).
+  struct Step;
+
   Shape activation_shape(int unit, int64_t batch) const;  // input of `unit`
+  // Chunk c of this rank is virtual stage c·pp + stage.
+  int virtual_stage(const Instruction& ins) const { return ins.chunk * grid_.pp() + grid_.stage(); }
+  // The phases of run(), in the order it calls them.
+  void index_compute_ops(Step& step) const;
+  void execute(Step& step, size_t i);
+  void post_recvs_ahead(Step& step);
+  void post_recvs_before(Step& step, size_t end);
+  void take_recvs(Step& step, size_t end, int mb, int chunk, Slot& slot, Tensor& activation);
+  void run_forward(Step& step, size_t i);
+  void run_backward(Step& step, size_t i);
+  void send(Step& step, Tensor&& t, const Instruction& ins, const char* what);
+  void progress_sends(Step& step);
+  void complete_sends(Step& step);
+  void finish_gradient_sync();
+  // Wall and CPU time of one compute op into stats_, and its trace event.
+  template <class Compute>
+  void timed_compute(const std::string& name, TraceCategory category, int mb, double& cpu_seconds,
+                     Compute&& compute);
+  // Time blocked in `wait` into stats_.wait_seconds, and its trace event.
+  template <class Wait>
+  void timed_wait(const char* name, TraceCategory category, int mb, Wait&& wait);
+
   StageModel& model_;
   const ProcessGrid& grid_;
   ScheduleKind kind_;
