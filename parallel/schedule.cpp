@@ -249,6 +249,158 @@ double theoretical_bubble(int stages, int micro_batches, int virtual_stages) {
   return double(stages - 1) / double(virtual_stages * micro_batches + stages - 1);
 }
 
+namespace {
+
+// A message is (kind, micro-batch, skip level, from stage, from chunk, to stage, to chunk): a send
+// and the receive that matches it give the same one.
+using Message = std::tuple<int, int, int, int, int, int, int>;
+using SendSites = std::map<Message, std::pair<int, size_t>>;  // message -> (stage, pc) sending it
+
+std::string where(int s, size_t pc, const Instruction& in) {
+  return "stage " + std::to_string(s) + " instruction " + std::to_string(pc) + " (" +
+         to_string(in) + ")";
+}
+
+Message message_of(int s, const Instruction& in) {
+  const int kind = message_kind(in.op);
+  return is_send(in.op) ? Message{kind,     in.micro_batch, in.skip_level, s,
+                                  in.chunk, in.peer_stage,  in.peer_chunk}
+                        : Message{kind, in.micro_batch, in.skip_level, in.peer_stage, in.peer_chunk,
+                                  s,    in.chunk};
+}
+
+// Every send in any list, up front, so that a receive without one reads as unmatched rather than
+// as a deadlock. Returns what is wrong with the lists' peers or sends, or "".
+std::string find_sends(const std::vector<std::vector<Instruction>>& lists, SendSites& sends) {
+  const int S = static_cast<int>(lists.size());
+  for (int s = 0; s < S; ++s)
+    for (size_t pc = 0; pc < lists[s].size(); ++pc) {
+      const Instruction& in = lists[s][pc];
+      if (is_send(in.op) || is_recv(in.op)) {
+        if (in.peer_stage < 0 || in.peer_stage >= S || in.peer_stage == s)
+          return where(s, pc, in) + ": peer is not another stage of " + std::to_string(S);
+      }
+      if (is_send(in.op) && !sends.emplace(message_of(s, in), std::make_pair(s, pc)).second)
+        return where(s, pc, in) + ": the same message is sent twice";
+    }
+  return "";
+}
+
+// Seconds a message takes on its link: activations and their gradients by the lower virtual stage
+// of the boundary they cross (chunk · S + stage; the stage itself without interleaving), skips and
+// their gradients by level.
+double message_seconds(const SimulationCosts& costs, int S, int s, const Instruction& in) {
+  const MessageKind kind = message_kind(in.op);
+  if (kind == kSkip || kind == kSkipGradient)
+    return in.skip_level < static_cast<int>(costs.skip_message.size())
+               ? costs.skip_message[in.skip_level]
+               : 0.0;
+  const int link = std::min(in.chunk * S + s, in.peer_chunk * S + in.peer_stage);
+  return link < static_cast<int>(costs.activation_message.size()) ? costs.activation_message[link]
+                                                                  : 0.0;
+}
+
+// The pipeline while it runs: each stage's clock and next instruction, the messages in flight,
+// the (micro-batch, chunk) pairs each stage holds activations for. Compute time and the peak of
+// held pairs go straight into `result`, so that a failed run still reports how far it got.
+struct SimulatedPipeline {
+  const std::vector<std::vector<Instruction>>& lists;
+  const SimulationCosts& costs;
+  const SendSites& sends;
+  SimulationResult& result;
+  int S = static_cast<int>(lists.size());
+  std::map<Message, double> arrival = {};           // issued send -> time it is receivable
+  std::map<std::pair<int, int>, double> link = {};  // (from, to) -> last arrival on it
+  std::set<Message> received = {};
+  std::vector<size_t> pc = std::vector<size_t>(S, 0);
+  std::vector<double> clock = std::vector<double>(S, 0.0);
+  std::vector<int> alive = std::vector<int>(S, 0);
+  using Held = std::vector<std::set<std::pair<int, int>>>;  // per stage: (mb, chunk) pairs
+  Held forwarded = Held(S), backwarded = Held(S);
+
+  // A Forward or Backward of stage s: each (micro-batch, chunk) once, a Backward after its Forward;
+  // the stage's clock advances by its cost, and a Forward holds its activations until the Backward.
+  std::string compute(int s, const Instruction& in) {
+    const bool forward = in.op == Op::Forward;
+    if (!forward && !forwarded[s].count({in.micro_batch, in.chunk}))
+      return where(s, pc[s], in) + ": Backward before its Forward";
+    if (!(forward ? forwarded : backwarded)[s].insert({in.micro_batch, in.chunk}).second)
+      return where(s, pc[s], in) + (forward ? ": second Forward" : ": second Backward") +
+             " of this micro-batch";
+    // Without per-op costs: the stage's own, else the classic forward 1, backward 2.
+    const std::vector<double>& per_stage = forward ? costs.forward : costs.backward;
+    const double cost = costs.compute       ? costs.compute(s, in)
+                        : per_stage.empty() ? (forward ? 1.0 : 2.0)
+                                            : per_stage[s];
+    clock[s] += cost;
+    result.busy[s] += cost;
+    if (forward)
+      result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
+    else
+      --alive[s];
+    return "";
+  }
+
+  // Stage s runs on until it must wait for a message that is not sent yet, or its list ends.
+  // Returns what is wrong with the list, or "".
+  std::string advance(int s, bool& progress) {
+    const auto& list = lists[s];
+    while (pc[s] < list.size()) {
+      const Instruction& in = list[pc[s]];
+      if (in.op == Op::Forward || in.op == Op::Backward) {
+        if (const std::string error = compute(s, in); !error.empty()) return error;
+      } else if (is_send(in.op)) {
+        // A link carries one message at a time: this one leaves when the last has arrived.
+        double& free = link[{s, in.peer_stage}];
+        free = std::max(clock[s], free) + message_seconds(costs, S, s, in);
+        arrival[message_of(s, in)] = free;
+      } else {
+        const Message message = message_of(s, in);
+        if (!sends.count(message))
+          return where(s, pc[s], in) + ": no stage ever sends this message";
+        auto it = arrival.find(message);
+        if (it == arrival.end()) break;  // blocked until the sender gets there
+        if (!received.insert(message).second)
+          return where(s, pc[s], in) + ": this message is received twice";
+        clock[s] = std::max(clock[s], it->second);
+      }
+      ++pc[s];
+      progress = true;
+    }
+    return "";
+  }
+
+  // After no stage can move: each stage still waiting, and the send it waits for; "" if none.
+  std::string blocked() const {
+    std::string text;
+    for (int s = 0; s < S; ++s)
+      if (pc[s] < lists[s].size()) {
+        const Instruction& in = lists[s][pc[s]];
+        const auto [sender, sender_pc] = sends.at(message_of(s, in));
+        text += (text.empty() ? "" : "; ") + where(s, pc[s], in) + " waits for stage " +
+                std::to_string(sender) + " instruction " + std::to_string(sender_pc) +
+                ", which stage " + std::to_string(sender) + " has not reached";
+      }
+    return text;
+  }
+
+  // After every list ran to its end: a send nobody received, or activations never freed; "".
+  std::string unmatched() const {
+    for (const auto& [message, origin] : sends)
+      if (!received.count(message))
+        return where(origin.first, origin.second, lists[origin.first][origin.second]) +
+               ": sent but never received";
+    for (int s = 0; s < S; ++s)
+      if (forwarded[s].size() != backwarded[s].size())
+        return "stage " + std::to_string(s) + ": " + std::to_string(forwarded[s].size()) +
+               " micro-batches forwarded but " + std::to_string(backwarded[s].size()) +
+               " backwarded (activations never freed)";
+    return "";
+  }
+};
+
+}  // namespace
+
 SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
                           const SimulationCosts& costs) {
   const int S = static_cast<int>(lists.size());
@@ -267,129 +419,28 @@ SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
   if (!costs.backward.empty() && static_cast<int>(costs.backward.size()) != S)
     return fail("SimulationCosts.backward has " + std::to_string(costs.backward.size()) +
                 " entries for " + std::to_string(S) + " stages");
+  SendSites sends;
+  if (const std::string error = find_sends(lists, sends); !error.empty()) return fail(error);
 
-  // A message is (kind, micro-batch, skip level, from stage, from chunk, to stage, to chunk).
-  using Message = std::tuple<int, int, int, int, int, int, int>;
-  auto where = [](int s, size_t pc, const Instruction& in) {
-    return "stage " + std::to_string(s) + " instruction " + std::to_string(pc) + " (" +
-           to_string(in) + ")";
-  };
-  auto message_of = [](int s, const Instruction& in) {
-    const int kind = message_kind(in.op);
-    return is_send(in.op)
-               ? Message{kind,     in.micro_batch, in.skip_level, s,
-                         in.chunk, in.peer_stage,  in.peer_chunk}
-               : Message{kind, in.micro_batch, in.skip_level, in.peer_stage, in.peer_chunk,
-                         s,    in.chunk};
-  };
-
-  // Every send in any list, up front: a receive without one is unmatched, not a deadlock.
-  std::map<Message, std::pair<int, size_t>> sends;  // -> (stage, pc)
-  for (int s = 0; s < S; ++s)
-    for (size_t pc = 0; pc < lists[s].size(); ++pc) {
-      const Instruction& in = lists[s][pc];
-      if (is_send(in.op) || is_recv(in.op)) {
-        if (in.peer_stage < 0 || in.peer_stage >= S || in.peer_stage == s)
-          return fail(where(s, pc, in) + ": peer is not another stage of " + std::to_string(S));
-      }
-      if (is_send(in.op) && !sends.emplace(message_of(s, in), std::make_pair(s, pc)).second)
-        return fail(where(s, pc, in) + ": the same message is sent twice");
-    }
-
-  // Seconds a message takes on its link: activations and their gradients by the lower virtual
-  // stage of the boundary they cross (chunk · S + stage; the stage itself without interleaving),
-  // skips and their gradients by level.
-  auto message_cost = [&](int s, const Instruction& in) {
-    const MessageKind kind = message_kind(in.op);
-    if (kind == kSkip || kind == kSkipGradient)
-      return in.skip_level < static_cast<int>(costs.skip_message.size())
-                 ? costs.skip_message[in.skip_level]
-                 : 0.0;
-    const int link = std::min(in.chunk * S + s, in.peer_chunk * S + in.peer_stage);
-    return link < static_cast<int>(costs.activation_message.size()) ? costs.activation_message[link]
-                                                                    : 0.0;
-  };
-
-  std::map<Message, double> arrival;           // issued send -> time it is receivable
-  std::map<std::pair<int, int>, double> link;  // (from, to) -> last arrival on it
-  std::set<Message> received;
-  std::vector<size_t> pc(S, 0);
-  std::vector<double> clock(S, 0.0);
-  std::vector<int> alive(S, 0);
-  std::vector<std::set<std::pair<int, int>>> forwarded(S), backwarded(S);  // (mb, chunk)
+  // Round-robin over the stages until none can move: the order in which stages run does not
+  // change the times, since each waits only for what it receives.
+  SimulatedPipeline pipeline{lists, costs, sends, result};
   bool progress = true;
   while (progress) {
     progress = false;
-    for (int s = 0; s < S; ++s) {
-      const auto& list = lists[s];
-      while (pc[s] < list.size()) {
-        const Instruction& in = list[pc[s]];
-        if (in.op == Op::Forward) {
-          if (!forwarded[s].insert({in.micro_batch, in.chunk}).second)
-            return fail(where(s, pc[s], in) + ": second Forward of this micro-batch");
-          const double cost = costs.compute           ? costs.compute(s, in)
-                              : costs.forward.empty() ? 1.0
-                                                      : costs.forward[s];
-          clock[s] += cost;
-          result.busy[s] += cost;
-          result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
-        } else if (in.op == Op::Backward) {
-          if (!forwarded[s].count({in.micro_batch, in.chunk}))
-            return fail(where(s, pc[s], in) + ": Backward before its Forward");
-          if (!backwarded[s].insert({in.micro_batch, in.chunk}).second)
-            return fail(where(s, pc[s], in) + ": second Backward of this micro-batch");
-          const double cost = costs.compute            ? costs.compute(s, in)
-                              : costs.backward.empty() ? 2.0
-                                                       : costs.backward[s];
-          clock[s] += cost;
-          result.busy[s] += cost;
-          --alive[s];
-        } else if (is_send(in.op)) {
-          double& free = link[{s, in.peer_stage}];
-          free = std::max(clock[s], free) + message_cost(s, in);
-          arrival[message_of(s, in)] = free;
-        } else {
-          const Message message = message_of(s, in);
-          if (!sends.count(message))
-            return fail(where(s, pc[s], in) + ": no stage ever sends this message");
-          auto it = arrival.find(message);
-          if (it == arrival.end()) break;  // blocked until the sender gets there
-          if (!received.insert(message).second)
-            return fail(where(s, pc[s], in) + ": this message is received twice");
-          clock[s] = std::max(clock[s], it->second);
-        }
-        ++pc[s];
-        progress = true;
-      }
-    }
+    for (int s = 0; s < S; ++s)
+      if (const std::string error = pipeline.advance(s, progress); !error.empty())
+        return fail(error);
   }
-
-  std::string blocked;
-  for (int s = 0; s < S; ++s)
-    if (pc[s] < lists[s].size()) {
-      const Instruction& in = lists[s][pc[s]];
-      const auto [sender, sender_pc] = sends.at(message_of(s, in));
-      blocked += (blocked.empty() ? "" : "; ") + where(s, pc[s], in) + " waits for stage " +
-                 std::to_string(sender) + " instruction " + std::to_string(sender_pc) +
-                 ", which stage " + std::to_string(sender) + " has not reached";
-    }
-  if (!blocked.empty()) {
+  if (const std::string blocked = pipeline.blocked(); !blocked.empty()) {
     result.deadlock = true;
     return fail("deadlock: " + blocked);
   }
-  for (const auto& [message, origin] : sends)
-    if (!received.count(message))
-      return fail(where(origin.first, origin.second, lists[origin.first][origin.second]) +
-                  ": sent but never received");
-  for (int s = 0; s < S; ++s)
-    if (forwarded[s].size() != backwarded[s].size())
-      return fail("stage " + std::to_string(s) + ": " + std::to_string(forwarded[s].size()) +
-                  " micro-batches forwarded but " + std::to_string(backwarded[s].size()) +
-                  " backwarded (activations never freed)");
+  if (const std::string error = pipeline.unmatched(); !error.empty()) return fail(error);
 
   result.ok = true;
-  result.finish = clock;
-  result.makespan = S ? *std::max_element(clock.begin(), clock.end()) : 0.0;
+  result.finish = pipeline.clock;
+  result.makespan = S ? *std::max_element(result.finish.begin(), result.finish.end()) : 0.0;
   double busy = 0;
   for (double b : result.busy) busy += b;
   result.bubble = result.makespan > 0 ? 1.0 - busy / (S * result.makespan) : 0.0;

@@ -688,32 +688,61 @@ struct StageCosts {
   std::vector<double> unit_backward, unit_grad_bytes;
 };
 
-}  // namespace
+// What every layout is costed from, the same for all of them: the model's units, the bytes the
+// precision gives each kind of number, the cluster, the gradient bucket, the calibration if any.
+struct PlanInputs {
+  const Config& config;
+  const ClusterSpec& cluster;
+  const PlanOptions& options;
+  std::vector<UnitPlan> plans;
+  std::vector<UnitInfo> infos;  // of plans, for partitioning and skip edges
+  int units = 0;                // U
+  int seq_len = 0, batch = 0;   // L, B
+  double value_bytes = 0;       // activations and messages
+  double state_bytes = 0;       // per parameter
+  double grad_bytes = 0;        // all-reduced per parameter
+  double optimizer_bytes = 0;   // memory traffic per parameter update
+  double intra_latency = 0;     // cluster.intra_latency, else cluster.latency
+  bool recompute = false;       // blocks recompute their forward in the backward
+  double bucket_bytes = 0;      // the dp all-reduce bucket
+  int granularity_runs = 1;     // runs of each micro-batch: one per FFN width when joint
+  std::unique_ptr<CalibrationIndex> calibration;  // null: the cost model
+  int world = 0;                                  // W
+  int busy_per_node = 0;  // ranks sharing a node's memory system (calibration concurrency)
+  double model_flops_per_step = 0;
+  int64_t params = 0;
 
-PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
-                        const PlanOptions& options) {
-  const ModelConfig& model = config.model;
-  const int L = config.train.seq_len, B = config.train.batch;
-  const int S_stacks = static_cast<int>(model.stacks.size());
-  const std::vector<UnitPlan> plans = plan_units(model, L);
-  const std::vector<UnitInfo> infos = unit_infos(plans);
-  const int U = static_cast<int>(plans.size());
-  const bool bf16 = options.precision == "bf16";
-  const double value_bytes = bf16 ? 2 : 4;        // activations and messages
-  const double state_bytes = bf16 ? 18 : 16;      // per parameter
-  const double grad_bytes = bf16 ? 2 : 4;         // all-reduced per parameter
-  const double optimizer_bytes = bf16 ? 40 : 36;  // memory traffic per parameter update
-  const double intra_latency = cluster.intra_latency < 0 ? cluster.latency : cluster.intra_latency;
-  const int G = cluster.devices_per_node;
-  // The trainer's bucket (parallel.grad_bucket_mb, MiB), unless plan.bucket_mb (MiB) overrides it.
-  const bool recompute = recompute_blocks(config.train);
-  const double bucket_bytes = options.bucket_mb > 0 ? options.bucket_mb * 1024 * 1024
-                                                    : double(grad_bucket_bytes(config.parallel));
-  const int granularity_runs =
-      config.train.matformer == "joint" ? static_cast<int>(model.ffn_granularities.size()) : 1;
+  PlanInputs(const Config& c, const ClusterSpec& cl, const PlanOptions& o)
+      : config(c), cluster(cl), options(o) {
+    seq_len = config.train.seq_len;
+    batch = config.train.batch;
+    plans = plan_units(config.model, seq_len);
+    infos = unit_infos(plans);
+    units = static_cast<int>(plans.size());
+    const bool bf16 = options.precision == "bf16";
+    value_bytes = bf16 ? 2 : 4;
+    state_bytes = bf16 ? 18 : 16;
+    grad_bytes = bf16 ? 2 : 4;
+    optimizer_bytes = bf16 ? 40 : 36;
+    intra_latency = cluster.intra_latency < 0 ? cluster.latency : cluster.intra_latency;
+    recompute = recompute_blocks(config.train);
+    // The trainer's bucket (parallel.grad_bucket_mb, MiB), unless plan.bucket_mb (MiB) overrides.
+    bucket_bytes = options.bucket_mb > 0 ? options.bucket_mb * 1024 * 1024
+                                         : double(grad_bucket_bytes(config.parallel));
+    granularity_runs = config.train.matformer == "joint"
+                           ? static_cast<int>(config.model.ffn_granularities.size())
+                           : 1;
+    if (!options.calibration.empty()) read_calibration_index();
+    world = options.ranks > 0 ? options.ranks : cluster.devices();
+    for (const UnitPlan& p : plans) {
+      model_flops_per_step += p.flops * batch;
+      params += p.params;
+    }
+    busy_per_node = std::min(world, cluster.devices_per_node);
+  }
 
-  std::unique_ptr<CalibrationIndex> calibration;
-  if (!options.calibration.empty()) {
+  // A calibration measured for another model or seq_len would price the wrong units: refuse it.
+  void read_calibration_index() {
     const Calibration c = read_calibration(options.calibration);
     require(c.model_key == calibration_model_key(config),
             "calibration file " + options.calibration +
@@ -723,33 +752,370 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
     calibration = std::make_unique<CalibrationIndex>();
     for (const UnitTiming& t : c.units) calibration->by_unit[t.name].push_back(t);
   }
+};
 
-  PlanResult result;
-  result.world = options.ranks > 0 ? options.ranks : cluster.devices();
-  for (const UnitPlan& p : plans) {
-    result.model_flops_per_step += p.flops * B;
-    result.params += p.params;
+// (pp, v) -> first unit of each of the pp · v virtual stages: the same for every tp and dp, so
+// each is partitioned once.
+using Partitions = std::map<std::pair<int, int>, std::vector<int>>;
+
+// One grid of dp × pp × tp ranks on the cluster, rank (d·pp + s)·tp + t on node rank / G: what its
+// links, all-reduces and stages cost, and so the step of each schedule it can run.
+class GridCosts {
+ public:
+  GridCosts(const PlanInputs& in, Partitions& partitions, int dp, int pp, int tp)
+      : in_(in), cluster_(in.cluster), partitions_(partitions), dp_(dp), pp_(pp), tp_(tp) {}
+
+  LayoutPlan evaluate(ScheduleKind kind, int v, int mb, int m);
+
+ private:
+  int node(int d, int s) const { return ((d * pp_ + s) * tp_) / cluster_.devices_per_node; }
+  // A link is intra-node only if it is for every replica d.
+  bool same_node(int s1, int s2) const {
+    for (int d = 0; d < dp_; ++d)
+      if (node(d, s1) != node(d, s2)) return false;
+    return true;
   }
-  const int W = result.world;
-  const int busy_per_node = std::min(W, G);  // ranks sharing a node's memory system
-  std::map<std::pair<int, int>, std::vector<int>> partitions;  // (pp, v) -> first
+  double link_seconds(double bytes, bool intra) const;
+  double allreduce(double bytes, int n, bool intra, double calls, bool back_to_back) const;
+  const std::vector<int>& partition(int v);
+  void add_unit(StageCosts& c, const UnitPlan& p, int mb) const;
+  StageCosts range_costs(int u0, int u1, int mb) const;
+  std::vector<GradientSync> gradient_syncs(const std::vector<StageCosts>& stage, int v) const;
+  SimulationCosts simulation_costs(const std::vector<StageCosts>& stage,
+                                   const std::vector<GradientSync>& sync,
+                                   const std::vector<int>& first,
+                                   const std::vector<SkipEdge>& skips, int mb, int m) const;
+  double add_rank_totals(LayoutPlan& lp, const std::vector<StageCosts>& stage,
+                         const std::vector<GradientSync>& sync, const SimulationResult& sim, int v,
+                         int m) const;
+
+  const PlanInputs& in_;
+  const ClusterSpec& cluster_;
+  Partitions& partitions_;
+  const int dp_, pp_, tp_;
+};
+
+double GridCosts::link_seconds(double bytes, bool intra) const {  // one pipeline message
+  return cluster_.message_overhead + (intra ? in_.intra_latency + bytes / cluster_.intra_bandwidth
+                                            : cluster_.latency + bytes / cluster_.inter_bandwidth);
+}
+
+// `back_to_back`: the gradient all-reduce's calls follow each other, so after the first the ranks
+// arrive together (cluster.allreduce_latency when measured); a tp all-reduce follows compute, which
+// never ends at once on every rank, so it pays the link latency.
+double GridCosts::allreduce(double bytes, int n, bool intra, double calls,
+                            bool back_to_back) const {
+  const double link = intra ? cluster_.intra_bandwidth : cluster_.inter_bandwidth;
+  return allreduce_seconds(bytes, n,
+                           cluster_.allreduce_bandwidth > 0 ? cluster_.allreduce_bandwidth : link,
+                           intra ? in_.intra_latency : cluster_.latency, calls,
+                           back_to_back ? cluster_.allreduce_latency : -1);
+}
+
+// pp · v (virtual) stages: parallel.stages applies to the config's own pp and virtual_stages only
+// (it counts units per virtual stage).
+const std::vector<int>& GridCosts::partition(int v) {
+  const ParallelConfig& parallel = in_.config.parallel;
+  auto [it, added] = partitions_.try_emplace({pp_, v});
+  if (added)
+    it->second =
+        partition_units(in_.infos, pp_ * v, static_cast<int>(in_.config.model.stacks.size()),
+                        pp_ == parallel.pp && v == parallel.virtual_stages ? parallel.stages : "");
+  return it->second;
+}
+
+// One unit's share of a stage at micro-batch size mb: its compute (calibrated or from FLOPs), its
+// tp all-reduces, its parameters and activations.
+void GridCosts::add_unit(StageCosts& c, const UnitPlan& p, int mb) const {
+  const ModelConfig& model = in_.config.model;
+  const bool sharded = tp_sharded(model, p);
+  const double split = sharded ? tp_ : 1;
+  double compute_split = split;  // 1 when the calibration timed this tp's shard
+  double f = 0, b = 0, upd = 0;
+  if (in_.calibration) {
+    const auto [t, shard_timed] = in_.calibration->nearest(p.name, mb, in_.busy_per_node, tp_);
+    const double scale = double(mb) / t->micro_batch;
+    f = t->forward * scale;
+    b = t->backward * scale;
+    upd = t->update;
+    if (shard_timed) compute_split = 1;
+  } else {
+    const double seconds = p.flops * mb / (cluster_.device_flops * cluster_.efficiency);
+    f = seconds / 3;
+    b = seconds * 2 / 3;
+    if (cluster_.memory_bandwidth > 0)
+      upd = p.params * in_.optimizer_bytes / cluster_.memory_bandwidth;
+  }
+  f = f / compute_split + cluster_.unit_overhead;
+  b = b / compute_split + cluster_.unit_overhead;
+  double ar_forward = 0;  // the unit's tp all-reduces in its forward
+  if (sharded && tp_ > 1) {
+    const TpAllReduceRows rows = tp_allreduce_rows(model, p);
+    const bool tp_intra = cluster_.devices_per_node % tp_ == 0;
+    auto cost = [&](int64_t r) {
+      return allreduce(double(mb) * r * model.d_model * in_.value_bytes, tp_, tp_intra, 1, false);
+    };
+    ar_forward = 2 * cost(rows.output);  // after the attention output and the FFN output
+    const double ar_backward = 2 * cost(rows.output) + (rows.input ? cost(rows.input) : 0);
+    f += ar_forward;
+    b += ar_backward;
+    c.tp_time += ar_forward + ar_backward;
+  }
+  const bool recomputed = in_.recompute && p.kind == UnitKind::Block;
+  if (recomputed) {
+    b += f;  // the forward again, all-reduces included
+    c.tp_time += ar_forward;
+  }
+  c.forward += f;
+  c.backward += b;
+  c.update += upd / compute_split;
+  add_unit_memory(c.memory, model, p, mb, tp_, in_.recompute, in_.value_bytes);
+  c.unit_backward.insert(c.unit_backward.begin(), b);
+  c.unit_grad_bytes.insert(c.unit_grad_bytes.begin(), p.params / split * in_.grad_bytes);
+}
+
+// Units [u0, u1) as one stage (or virtual stage) at micro-batch size mb.
+StageCosts GridCosts::range_costs(int u0, int u1, int mb) const {
+  StageCosts c;
+  for (int u = u0; u < u1; ++u) add_unit(c, in_.plans[u], mb);
+  return c;
+}
+
+// Per rank: the replicas' gradient sum, overlapped with the final backward (it does not depend on
+// the schedule: the final backward is the same op under all of them, micro-batch m - 1 of chunk 0).
+// Interleaved, each chunk's final backward starts the buckets of its units, chunk v - 1 first
+// (pipeline_runtime.cpp); conservatively, the buckets of chunks v - 1 .. 1 are taken as ready only
+// when chunk 0's final backward begins (they are ready earlier, between other ops), so only chunk
+// 0's backward hides the all-reduce.
+std::vector<GradientSync> GridCosts::gradient_syncs(const std::vector<StageCosts>& stage,
+                                                    int v) const {
+  std::vector<GradientSync> sync(pp_);
+  for (int s = 0; s < pp_ && dp_ > 1; ++s) {
+    const bool intra = node(0, s) == node(dp_ - 1, s);
+    AllReduceCost cost;
+    cost.latency = allreduce(0, dp_, intra, 1, true);
+    cost.seconds_per_byte = allreduce(1, dp_, intra, 0, true);
+    if (cluster_.memory_bandwidth > 0) cost.copy_seconds_per_byte = 2 / cluster_.memory_bandwidth;
+    cost.on_host = cluster_.host_collectives != 0;
+    std::vector<double> backward, bytes;  // the rank's units, backward order
+    for (int c = v - 1; c >= 0; --c) {
+      const StageCosts& chunk = stage[c * pp_ + s];
+      for (size_t i = 0; i < chunk.unit_backward.size(); ++i) {
+        backward.push_back(c == 0 ? chunk.unit_backward[i] : 0.0);
+        bytes.push_back(chunk.unit_grad_bytes[i]);
+      }
+    }
+    sync[s] = overlapped_gradient_sync(backward, bytes, in_.bucket_bytes, cost);
+  }
+  return sync;
+}
+
+// What the simulator charges: each op's compute and each message's link. The returned costs read
+// `stage` and `sync`, which must outlive them.
+SimulationCosts GridCosts::simulation_costs(const std::vector<StageCosts>& stage,
+                                            const std::vector<GradientSync>& sync,
+                                            const std::vector<int>& first,
+                                            const std::vector<SkipEdge>& skips, int mb,
+                                            int m) const {
+  const ModelConfig& model = in_.config.model;
+  const int V = static_cast<int>(stage.size());
+  SimulationCosts costs;
+  // The final backward also carries what the gradient buckets add to it.
+  costs.compute = [&stage, &sync, pp = pp_, m](int s, const Instruction& in) {
+    const StageCosts& c = stage[in.chunk * pp + s];
+    if (in.op == Op::Forward) return c.forward;
+    return c.backward + (in.chunk == 0 && in.micro_batch == m - 1 ? sync[s].during_backward : 0.0);
+  };
+  // Virtual stage k runs on rank k mod pp: boundary k is a message between those ranks.
+  for (int k = 0; k + 1 < V; ++k) {
+    const double bytes =
+        double(mb) * in_.plans[first[k + 1]].rows * model.d_model * in_.value_bytes;
+    costs.activation_message.push_back(link_seconds(bytes, same_node(k % pp_, (k + 1) % pp_)));
+  }
+  for (const SkipEdge& e : skips) {
+    if (e.producer_stage % pp_ == e.consumer_stage % pp_) continue;  // one rank: no message
+    int64_t rows = 0;
+    for (const UnitPlan& p : in_.plans)
+      if (p.kind == UnitKind::Down && p.stack == e.level) rows = p.rows;
+    if (static_cast<int>(costs.skip_message.size()) <= e.level)
+      costs.skip_message.resize(e.level + 1);
+    costs.skip_message[e.level] =
+        link_seconds(double(mb) * rows * model.d_model * in_.value_bytes,
+                     same_node(e.producer_stage % pp_, e.consumer_stage % pp_));
+  }
+  return costs;
+}
+
+// The slowest rank's gradient sync, optimizer, tp time and memory into lp; returns when the last
+// rank's pipeline and exposed gradient sync end.
+double GridCosts::add_rank_totals(LayoutPlan& lp, const std::vector<StageCosts>& stage,
+                                  const std::vector<GradientSync>& sync,
+                                  const SimulationResult& sim, int v, int m) const {
+  double end = 0;
+  for (int s = 0; s < pp_; ++s) {
+    // The rank's chunks; sim.max_alive counts its (micro-batch, chunk) pairs.
+    double update = 0, tp_time = 0;
+    std::vector<ChunkMemory> chunks;
+    for (int c = 0; c < v; ++c) {
+      const StageCosts& chunk = stage[c * pp_ + s];
+      chunks.push_back(chunk.memory);
+      update += chunk.update;
+      tp_time += chunk.tp_time;
+    }
+    lp.dp_seconds = std::max(lp.dp_seconds, sync[s].exposed);
+    lp.dp_total_seconds = std::max(lp.dp_total_seconds, sync[s].seconds);
+    lp.optimizer_seconds = std::max(lp.optimizer_seconds, update);
+    end = std::max(end, sim.finish[s] + sync[s].exposed);
+    lp.tp_seconds = std::max(lp.tp_seconds, tp_time * m);
+    const RankMemory held = rank_memory(chunks, sim.max_alive[s], in_.state_bytes);
+    const double memory = held.total() + cluster_.memory_reserve;
+    if (memory > lp.memory_bytes) {
+      lp.memory_bytes = memory;
+      lp.param_bytes = held.param_bytes;
+      lp.activation_bytes = held.activations();
+    }
+  }
+  return end;
+}
+
+// One layout: the schedule `kind` with v chunks per rank (1 unless interleaved) on pp · v virtual
+// stages; rank s holds virtual stages c·pp + s as its chunks c (rank_chunks).
+LayoutPlan GridCosts::evaluate(ScheduleKind kind, int v, int mb, int m) {
+  const int V = pp_ * v;
+  const std::vector<int>& first = partition(v);
+  const std::vector<SkipEdge> skips = skip_edges(in_.infos, first);
+  std::vector<StageCosts> stage(V);
+  for (int k = 0; k < V; ++k) stage[k] = range_costs(first[k], first[k + 1], mb);
+  const std::vector<GradientSync> sync = gradient_syncs(stage, v);
+  const SimulationCosts costs = simulation_costs(stage, sync, first, skips, mb, m);
+
+  LayoutPlan lp;
+  lp.dp = dp_;
+  lp.pp = pp_;
+  lp.tp = tp_;
+  lp.micro_batch = mb;
+  lp.micro_batches = m;
+  lp.schedule = kind;
+  lp.virtual_stages = v;
+  const auto lists = make_schedule(kind, PipelineLayout{pp_, m, skips, v});
+  const SimulationResult sim = simulate(lists, costs);
+  if (!sim.ok) throw std::logic_error("plan: simulation failed: " + sim.error);
+  lp.pipeline_seconds = sim.makespan;
+  lp.bubble = sim.bubble;
+  lp.theory_bubble = theoretical_bubble(pp_, m, v);
+  const double end = add_rank_totals(lp, stage, sync, sim, v, m);
+  // The loss and grad-norm all-reduces: two latency-bound calls over the world.
+  const int W = in_.world;
+  const double collectives = allreduce_seconds(
+      0, W, 1, std::max(cluster_.latency, in_.intra_latency), 2, cluster_.allreduce_latency);
+  lp.step_seconds = end + lp.optimizer_seconds + collectives;
+  lp.tokens_per_second = double(in_.batch) * in_.seq_len / lp.step_seconds;
+  lp.mfu = in_.model_flops_per_step / (lp.step_seconds * W * cluster_.device_flops);
+  if (lp.memory_bytes > cluster_.device_memory) {
+    lp.fits = false;
+    lp.note = "needs " + si(lp.memory_bytes, "B") + " > " + si(cluster_.device_memory, "B");
+  }
+  return lp;
+}
+
+// Why tp cannot run this model on this cluster, or "".
+std::string tp_skip_reason(const Config& config, int tp, int devices_per_node) {
+  const std::string bad_tp = tp_problem(config, tp);
+  if (!bad_tp.empty()) return "tp " + std::to_string(tp) + ": " + bad_tp;
+  if (tp > devices_per_node)
+    return "tp " + std::to_string(tp) + ": larger than a node (" +
+           std::to_string(devices_per_node) + " devices)";
+  return "";
+}
+
+// Why the grid `layout` ("dp .. pp .. tp ..") cannot split this model and batch, or "".
+std::string grid_skip_reason(const std::string& layout, const PlanInputs& in, int dp, int pp) {
+  if (pp > in.units)
+    return layout + ": more stages than the model's " + std::to_string(in.units) + " units";
+  if (in.batch % dp != 0)
+    return layout + ": train.batch " + std::to_string(in.batch) + " is not a multiple of dp";
+  return "";
+}
+
+// Why interleaving with v chunks per rank cannot run m micro-batches on this grid, or "".
+std::string interleave_skip_reason(const std::string& layout, const PlanInputs& in, int pp, int v,
+                                   int mb, int m) {
+  const std::string what = layout + " interleaved x" + std::to_string(v);
+  if (pp * v > in.units)
+    return what + ": pp x virtual stages = " + std::to_string(pp * v) +
+           " virtual stages, more than the model's " + std::to_string(in.units) + " units";
+  if (m % pp != 0)
+    return what + " micro_batch " + std::to_string(mb) + ": " + std::to_string(m) +
+           (m == 1 ? " micro-batch" : " micro-batches") +
+           " per step, not a multiple of pp = " + std::to_string(pp);
+  return "";
+}
+
+// Micro-batch sizes to try for a replica's `per_replica` sequences: the divisors that
+// plan.micro_batches and plan.max_micro_batch allow.
+std::vector<int> micro_batch_candidates(const PlanOptions& options, int per_replica) {
+  std::vector<int> candidates;
+  for (int mb : divisors(per_replica)) {
+    if (!options.micro_batches.empty() &&
+        std::find(options.micro_batches.begin(), options.micro_batches.end(), mb) ==
+            options.micro_batches.end())
+      continue;
+    if (options.max_micro_batch && mb > options.max_micro_batch) continue;
+    candidates.push_back(mb);
+  }
+  return candidates;
+}
+
+// Every (micro-batch, schedule, chunks) the grid can run, costed into result.layouts; those that
+// cannot interleave into result.skipped, each reason once.
+void add_grid_layouts(GridCosts& grid, const PlanInputs& in, const std::string& layout, int dp,
+                      int pp, PlanResult& result) {
   // Chunks per rank to try for interleaved: plan.virtual_stages, else parallel.virtual_stages
   // when the config interleaves, else 2.
   const std::vector<int> virtual_counts =
-      !options.virtual_stages.empty()
-          ? options.virtual_stages
-          : std::vector<int>{std::max(2, config.parallel.virtual_stages)};
+      !in.options.virtual_stages.empty()
+          ? in.options.virtual_stages
+          : std::vector<int>{std::max(2, in.config.parallel.virtual_stages)};
+  for (int mb : micro_batch_candidates(in.options, in.batch / dp)) {
+    const int m = in.batch / dp / mb * in.granularity_runs;
+    for (const std::string& schedule_text : in.options.schedules) {
+      const ScheduleKind kind =
+          pp == 1 ? ScheduleKind::OneFOneB : parse_schedule_kind(schedule_text);
+      const std::vector<int> chunk_counts =
+          kind == ScheduleKind::Interleaved ? virtual_counts : std::vector<int>{1};
+      for (int v : chunk_counts) {
+        if (kind == ScheduleKind::Interleaved) {
+          const std::string why = interleave_skip_reason(layout, in, pp, v, mb, m);
+          if (!why.empty()) {
+            if (std::find(result.skipped.begin(), result.skipped.end(), why) ==
+                result.skipped.end())
+              result.skipped.push_back(why);
+            continue;
+          }
+        }
+        result.layouts.push_back(grid.evaluate(kind, v, mb, m));
+      }
+      if (pp == 1) break;  // one schedule: with one stage they are the same list
+    }
+  }
+}
 
+}  // namespace
+
+PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
+                        const PlanOptions& options) {
+  const PlanInputs in(config, cluster, options);
+  PlanResult result;
+  result.world = in.world;
+  result.model_flops_per_step = in.model_flops_per_step;
+  result.params = in.params;
+  const int W = in.world;
+  Partitions partitions;
   for (int tp : divisors(W)) {
     if (options.tp && tp != options.tp) continue;
-    const std::string bad_tp = tp_problem(config, tp);
+    const std::string bad_tp = tp_skip_reason(config, tp, cluster.devices_per_node);
     if (!bad_tp.empty()) {
-      result.skipped.push_back("tp " + std::to_string(tp) + ": " + bad_tp);
-      continue;
-    }
-    if (tp > G) {
-      result.skipped.push_back("tp " + std::to_string(tp) + ": larger than a node (" +
-                               std::to_string(G) + " devices)");
+      result.skipped.push_back(bad_tp);
       continue;
     }
     for (int pp : divisors(W / tp)) {
@@ -758,258 +1124,16 @@ PlanResult plan_layouts(const Config& config, const ClusterSpec& cluster,
       if (options.dp && dp != options.dp) continue;
       const std::string layout =
           "dp " + std::to_string(dp) + " pp " + std::to_string(pp) + " tp " + std::to_string(tp);
-      if (pp > U) {
-        result.skipped.push_back(layout + ": more stages than the model's " + std::to_string(U) +
-                                 " units");
+      const std::string bad_grid = grid_skip_reason(layout, in, dp, pp);
+      if (!bad_grid.empty()) {
+        result.skipped.push_back(bad_grid);
         continue;
       }
-      if (B % dp != 0) {
-        result.skipped.push_back(layout + ": train.batch " + std::to_string(B) +
-                                 " is not a multiple of dp");
-        continue;
-      }
-      // pp · v (virtual) stages: parallel.stages applies to the config's own pp and
-      // virtual_stages only (it counts units per virtual stage).
-      auto partition = [&](int v) -> const std::vector<int>& {
-        auto [it, added] = partitions.try_emplace({pp, v});
-        if (added)
-          it->second =
-              partition_units(infos, pp * v, S_stacks,
-                              pp == config.parallel.pp && v == config.parallel.virtual_stages
-                                  ? config.parallel.stages
-                                  : "");
-        return it->second;
-      };
-
-      // Placement: rank (d·pp + s)·tp + t on node rank / G; a link is intra-node only if it is
-      // for every replica d.
-      auto node = [&](int d, int s) { return ((d * pp + s) * tp) / G; };
-      auto same_node = [&](int s1, int s2) {
-        for (int d = 0; d < dp; ++d)
-          if (node(d, s1) != node(d, s2)) return false;
-        return true;
-      };
-      auto link_seconds = [&](double bytes, bool intra) {  // one pipeline message
-        return cluster.message_overhead +
-               (intra ? intra_latency + bytes / cluster.intra_bandwidth
-                      : cluster.latency + bytes / cluster.inter_bandwidth);
-      };
-      const bool tp_intra = G % tp == 0;
-      // `back_to_back`: the gradient all-reduce's calls follow each other, so after the first
-      // the ranks arrive together (cluster.allreduce_latency when measured); a tp all-reduce
-      // follows compute, which never ends at once on every rank, so it pays the link latency.
-      auto allreduce = [&](double bytes, int n, bool intra, double calls, bool back_to_back) {
-        const double link = intra ? cluster.intra_bandwidth : cluster.inter_bandwidth;
-        return allreduce_seconds(
-            bytes, n, cluster.allreduce_bandwidth > 0 ? cluster.allreduce_bandwidth : link,
-            intra ? intra_latency : cluster.latency, calls,
-            back_to_back ? cluster.allreduce_latency : -1);
-      };
-
-      // Units [u0, u1) as one stage (or virtual stage) at micro-batch size mb: compute per
-      // micro-batch, tp all-reduces, parameters, activations.
-      auto range_costs = [&](int u0, int u1, int mb) {
-        StageCosts c;
-        for (int u = u0; u < u1; ++u) {
-          const UnitPlan& p = plans[u];
-          const bool sharded = tp_sharded(model, p);
-          const double split = sharded ? tp : 1;
-          double compute_split = split;  // 1 when the calibration timed this tp's shard
-          double f = 0, b = 0, upd = 0;
-          if (calibration) {
-            const auto [t, shard_timed] = calibration->nearest(p.name, mb, busy_per_node, tp);
-            const double scale = double(mb) / t->micro_batch;
-            f = t->forward * scale;
-            b = t->backward * scale;
-            upd = t->update;
-            if (shard_timed) compute_split = 1;
-          } else {
-            const double seconds = p.flops * mb / (cluster.device_flops * cluster.efficiency);
-            f = seconds / 3;
-            b = seconds * 2 / 3;
-            if (cluster.memory_bandwidth > 0)
-              upd = p.params * optimizer_bytes / cluster.memory_bandwidth;
-          }
-          f = f / compute_split + cluster.unit_overhead;
-          b = b / compute_split + cluster.unit_overhead;
-          double ar_forward = 0;  // the unit's tp all-reduces in its forward
-          if (sharded && tp > 1) {
-            const TpAllReduceRows rows = tp_allreduce_rows(model, p);
-            auto cost = [&](int64_t r) {
-              return allreduce(double(mb) * r * model.d_model * value_bytes, tp, tp_intra, 1,
-                               false);
-            };
-            ar_forward = 2 * cost(rows.output);  // after the attention output and the FFN output
-            const double ar_backward = 2 * cost(rows.output) + (rows.input ? cost(rows.input) : 0);
-            f += ar_forward;
-            b += ar_backward;
-            c.tp_time += ar_forward + ar_backward;
-          }
-          const bool recomputed = recompute && p.kind == UnitKind::Block;
-          if (recomputed) {
-            b += f;  // the forward again, all-reduces included
-            c.tp_time += ar_forward;
-          }
-          c.forward += f;
-          c.backward += b;
-          c.update += upd / compute_split;
-          add_unit_memory(c.memory, model, p, mb, tp, recompute, value_bytes);
-          c.unit_backward.insert(c.unit_backward.begin(), b);
-          c.unit_grad_bytes.insert(c.unit_grad_bytes.begin(), p.params / split * grad_bytes);
-        }
-        return c;
-      };
-
-      // One layout: the schedule `kind` with v chunks per rank (1 unless interleaved) on pp · v
-      // virtual stages; rank s holds virtual stages c·pp + s as its chunks c (rank_chunks).
-      auto evaluate = [&](ScheduleKind kind, int v, int mb, int m) {
-        const int V = pp * v;
-        const std::vector<int>& first = partition(v);
-        const std::vector<SkipEdge> skips = skip_edges(infos, first);
-        std::vector<StageCosts> stage(V);
-        for (int k = 0; k < V; ++k) stage[k] = range_costs(first[k], first[k + 1], mb);
-        // Per rank: the replicas' gradient sum, overlapped with the final backward (it does not
-        // depend on the schedule: the final backward is the same op under all of them, micro-batch
-        // m - 1 of chunk 0). Interleaved, each chunk's final backward starts the buckets of its
-        // units, chunk v - 1 first (pipeline_runtime.cpp); conservatively, the buckets of chunks
-        // v - 1 .. 1 are taken as ready only when chunk 0's final backward begins (they are ready
-        // earlier, between other ops), so only chunk 0's backward hides the all-reduce.
-        std::vector<GradientSync> sync(pp);
-        for (int s = 0; s < pp && dp > 1; ++s) {
-          const bool intra = node(0, s) == node(dp - 1, s);
-          AllReduceCost cost;
-          cost.latency = allreduce(0, dp, intra, 1, true);
-          cost.seconds_per_byte = allreduce(1, dp, intra, 0, true);
-          if (cluster.memory_bandwidth > 0)
-            cost.copy_seconds_per_byte = 2 / cluster.memory_bandwidth;
-          cost.on_host = cluster.host_collectives != 0;
-          std::vector<double> backward, bytes;  // the rank's units, backward order
-          for (int c = v - 1; c >= 0; --c) {
-            const StageCosts& chunk = stage[c * pp + s];
-            for (size_t i = 0; i < chunk.unit_backward.size(); ++i) {
-              backward.push_back(c == 0 ? chunk.unit_backward[i] : 0.0);
-              bytes.push_back(chunk.unit_grad_bytes[i]);
-            }
-          }
-          sync[s] = overlapped_gradient_sync(backward, bytes, bucket_bytes, cost);
-        }
-        SimulationCosts costs;
-        // The final backward also carries what the gradient buckets add to it.
-        costs.compute = [&](int s, const Instruction& in) {
-          const StageCosts& c = stage[in.chunk * pp + s];
-          if (in.op == Op::Forward) return c.forward;
-          return c.backward +
-                 (in.chunk == 0 && in.micro_batch == m - 1 ? sync[s].during_backward : 0.0);
-        };
-        // Virtual stage k runs on rank k mod pp: boundary k is a message between those ranks.
-        for (int k = 0; k + 1 < V; ++k) {
-          const double bytes = double(mb) * plans[first[k + 1]].rows * model.d_model * value_bytes;
-          costs.activation_message.push_back(link_seconds(bytes, same_node(k % pp, (k + 1) % pp)));
-        }
-        for (const SkipEdge& e : skips) {
-          if (e.producer_stage % pp == e.consumer_stage % pp) continue;  // one rank: no message
-          int64_t rows = 0;
-          for (const UnitPlan& p : plans)
-            if (p.kind == UnitKind::Down && p.stack == e.level) rows = p.rows;
-          if (static_cast<int>(costs.skip_message.size()) <= e.level)
-            costs.skip_message.resize(e.level + 1);
-          costs.skip_message[e.level] =
-              link_seconds(double(mb) * rows * model.d_model * value_bytes,
-                           same_node(e.producer_stage % pp, e.consumer_stage % pp));
-        }
-
-        LayoutPlan lp;
-        lp.dp = dp;
-        lp.pp = pp;
-        lp.tp = tp;
-        lp.micro_batch = mb;
-        lp.micro_batches = m;
-        lp.schedule = kind;
-        lp.virtual_stages = v;
-        const auto lists = make_schedule(kind, PipelineLayout{pp, m, skips, v});
-        const SimulationResult sim = simulate(lists, costs);
-        if (!sim.ok) throw std::logic_error("plan: simulation failed: " + sim.error);
-        lp.pipeline_seconds = sim.makespan;
-        lp.bubble = sim.bubble;
-        lp.theory_bubble = theoretical_bubble(pp, m, v);
-        double end = 0;
-        for (int s = 0; s < pp; ++s) {
-          // The rank's chunks; sim.max_alive counts its (micro-batch, chunk) pairs.
-          double update = 0, tp_time = 0;
-          std::vector<ChunkMemory> chunks;
-          for (int c = 0; c < v; ++c) {
-            const StageCosts& chunk = stage[c * pp + s];
-            chunks.push_back(chunk.memory);
-            update += chunk.update;
-            tp_time += chunk.tp_time;
-          }
-          lp.dp_seconds = std::max(lp.dp_seconds, sync[s].exposed);
-          lp.dp_total_seconds = std::max(lp.dp_total_seconds, sync[s].seconds);
-          lp.optimizer_seconds = std::max(lp.optimizer_seconds, update);
-          end = std::max(end, sim.finish[s] + sync[s].exposed);
-          lp.tp_seconds = std::max(lp.tp_seconds, tp_time * m);
-          const RankMemory held = rank_memory(chunks, sim.max_alive[s], state_bytes);
-          const double memory = held.total() + cluster.memory_reserve;
-          if (memory > lp.memory_bytes) {
-            lp.memory_bytes = memory;
-            lp.param_bytes = held.param_bytes;
-            lp.activation_bytes = held.activations();
-          }
-        }
-        // The loss and grad-norm all-reduces: two latency-bound calls over the world.
-        const double collectives = allreduce_seconds(
-            0, W, 1, std::max(cluster.latency, intra_latency), 2, cluster.allreduce_latency);
-        lp.step_seconds = end + lp.optimizer_seconds + collectives;
-        lp.tokens_per_second = double(B) * L / lp.step_seconds;
-        lp.mfu = result.model_flops_per_step / (lp.step_seconds * W * cluster.device_flops);
-        if (lp.memory_bytes > cluster.device_memory) {
-          lp.fits = false;
-          lp.note = "needs " + si(lp.memory_bytes, "B") + " > " + si(cluster.device_memory, "B");
-        }
-        return lp;
-      };
-
-      std::vector<int> candidates;
-      for (int mb : divisors(B / dp)) {
-        if (!options.micro_batches.empty() &&
-            std::find(options.micro_batches.begin(), options.micro_batches.end(), mb) ==
-                options.micro_batches.end())
-          continue;
-        if (options.max_micro_batch && mb > options.max_micro_batch) continue;
-        candidates.push_back(mb);
-      }
-      for (int mb : candidates) {
-        const int m = B / dp / mb * granularity_runs;
-        for (const std::string& schedule_text : options.schedules) {
-          const ScheduleKind kind =
-              pp == 1 ? ScheduleKind::OneFOneB : parse_schedule_kind(schedule_text);
-          const std::vector<int> chunk_counts =
-              kind == ScheduleKind::Interleaved ? virtual_counts : std::vector<int>{1};
-          for (int v : chunk_counts) {
-            if (kind == ScheduleKind::Interleaved) {
-              const std::string what = layout + " interleaved x" + std::to_string(v);
-              std::string why;
-              if (pp * v > U)
-                why = what + ": pp x virtual stages = " + std::to_string(pp * v) +
-                      " virtual stages, more than the model's " + std::to_string(U) + " units";
-              else if (m % pp != 0)
-                why = what + " micro_batch " + std::to_string(mb) + ": " + std::to_string(m) +
-                      (m == 1 ? " micro-batch" : " micro-batches") +
-                      " per step, not a multiple of pp = " + std::to_string(pp);
-              if (!why.empty()) {
-                if (std::find(result.skipped.begin(), result.skipped.end(), why) ==
-                    result.skipped.end())
-                  result.skipped.push_back(why);
-                continue;
-              }
-            }
-            result.layouts.push_back(evaluate(kind, v, mb, m));
-          }
-          if (pp == 1) break;  // one schedule: with one stage they are the same list
-        }
-      }
+      GridCosts grid(in, partitions, dp, pp, tp);
+      add_grid_layouts(grid, in, layout, dp, pp, result);
     }
   }
+  // Layouts that fit first, fastest first; ties keep the order they were tried in.
   std::stable_sort(result.layouts.begin(), result.layouts.end(),
                    [](const LayoutPlan& a, const LayoutPlan& b) {
                      if (a.fits != b.fits) return a.fits;
