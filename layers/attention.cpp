@@ -222,38 +222,43 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
   linear_forward(out, heads_out, w.wo, nullptr, rows, HE, cfg.d, cfg.d);
 }
 
-void attention_backward(float* du, const AttentionParams& g, const float* dout,
-                        const AttentionCache& c, const float* u, const AttentionParams& w,
-                        const AttentionConfig& cfg, int64_t B, int64_t n) {
-  check_config(cfg, n);
-  require(c.plan_n == n && same_plan(c.plan_cfg, cfg),
-          "attention_backward: the cache was filled by a forward with another configuration");
+namespace {
+
+// Gradients w.r.t. the attention kernel's operands, [rows, H·e] unless said:
+//   dq: unrotated Q (global scores; full: the window queries when there is no RoPE)
+//   dq_window: the window queries when they are a separate tensor
+//   dk/dv (full) or dk_window/dv_window (long_short): the window keys/values
+//   dk_comp/dv_comp [comp_rows, H·e]: long_short's compressed keys/values (null for full)
+// They live in the workspace: pointers into it, valid until the next backward on this thread.
+struct OperandGrads {
+  float* dq;
+  float* dk;
+  float* dv;
+  float* dq_window;
+  float* dk_window;
+  float* dv_window;
+  float* dk_comp;
+  float* dv_comp;
+  int64_t comp_rows;  // B·(n/l)·r (long_short), 0 (full)
+};
+
+// The blocked joint-softmax kernel's backward from dheads [rows, H·e]. The window and global
+// key/value gradients are zeroed first: the kernel accumulates them over the query blocks.
+OperandGrads kernel_backward(Workspace& ws, const float* dheads, const AttentionCache& c,
+                             const AttentionConfig& cfg, int64_t B, int64_t n) {
   const bool ls = cfg.kind == AttentionKind::LongShort;
-  const int H = cfg.heads, e = cfg.head_dim;
+  const int H = cfg.heads, e = cfg.head_dim, l = cfg.chunk, r = cfg.rank;
   const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n;
-  Workspace& ws = workspace();
-  window_operands(ws, c, w, cfg, B, n);
-
-  // Wo: dheads [rows, H·e] = dout Woᵀ, dWo += concat_h(O_h)ᵀ dout
-  float* dheads = grow(ws.dheads, rows * HE);
-  gemm(false, true, rows, HE, cfg.d, 1.0f, dout, cfg.d, w.wo, cfg.d, 0.0f, dheads, HE);
-  if (g.wo != nullptr)
-    linear_backward(nullptr, g.wo, nullptr, dout, c.heads_out.data(), w.wo, rows, HE, cfg.d, cfg.d);
-
-  // Attention kernel. Gradients w.r.t. its operands:
-  //   dq: unrotated Q (global scores; full: the window queries when there is no RoPE)
-  //   dq_rot: the window queries when they are a separate tensor
-  //   dk/dv (full) or dk_att/dv_att (long_short): the window keys/values
-  float* dq = grow(ws.dq, rows * HE);
-  float* dk = grow(ws.dk, rows * HE);
-  float* dv = grow(ws.dv, rows * HE);
-  float* dq_window = (ls || cfg.rope) ? grow(ws.dq_rot, rows * HE) : dq;
-  float* dk_window = grow_zero(ls ? ws.dk_att : ws.dk, rows * HE);
-  float* dv_window = grow_zero(ls ? ws.dv_att : ws.dv, rows * HE);
-  const int l = cfg.chunk, r = cfg.rank, Hr = H * r;
-  const int64_t comp_rows = ls ? B * (n / l) * r : 0;
-  float* dk_comp = ls ? grow_zero(ws.dk_comp, comp_rows * HE) : nullptr;
-  float* dv_comp = ls ? grow_zero(ws.dv_comp, comp_rows * HE) : nullptr;
+  OperandGrads d;
+  d.dq = grow(ws.dq, rows * HE);
+  d.dk = grow(ws.dk, rows * HE);
+  d.dv = grow(ws.dv, rows * HE);
+  d.dq_window = (ls || cfg.rope) ? grow(ws.dq_rot, rows * HE) : d.dq;
+  d.dk_window = grow_zero(ls ? ws.dk_att : ws.dk, rows * HE);
+  d.dv_window = grow_zero(ls ? ws.dv_att : ws.dv, rows * HE);
+  d.comp_rows = ls ? B * (n / l) * r : 0;
+  d.dk_comp = ls ? grow_zero(ws.dk_comp, d.comp_rows * HE) : nullptr;
+  d.dv_comp = ls ? grow_zero(ws.dv_comp, d.comp_rows * HE) : nullptr;
 
   const Sources src = sources(c, ws, cfg);
   multihead_attention_backward(
@@ -263,62 +268,75 @@ void attention_backward(float* du, const AttentionParams& g, const float* dout,
         const int64_t seq = b * n * HE + static_cast<int64_t>(h) * e;
         AttentionHeadGrad g;
         g.ldq = HE;
-        g.dq_global = ls ? dq + seq : nullptr;
-        g.dq_window = dq_window + seq;
+        g.dq_global = ls ? d.dq + seq : nullptr;
+        g.dq_window = d.dq_window + seq;
         g.ldw = HE;
-        g.dk_window = dk_window + seq;
-        g.dv_window = dv_window + seq;
+        g.dk_window = d.dk_window + seq;
+        g.dv_window = d.dv_window + seq;
         if (ls) {
           const int64_t comp = b * (n / l) * r * HE + static_cast<int64_t>(h) * e;
-          g.dk_global = dk_comp + comp;
-          g.dv_global = dv_comp + comp;
+          g.dk_global = d.dk_comp + comp;
+          g.dv_global = d.dv_comp + comp;
           g.ldg = HE;
         }
         return g;
       });
+  return d;
+}
 
-  // Undo the rotations (the gradient of a rotation is the inverse rotation), then the norms.
-  if (cfg.rope) {
-    rope_backward(dq_window, c.rope, B, n, H, e);
-    rope_backward(dk_window, c.rope, B, n, H, e);
-  }
-  if (ls) {
-    parallel_for(rows, [&](int64_t t) {
-      for (int64_t i = t * HE; i < (t + 1) * HE; ++i) dq[i] += dq_window[i];
-    });
-    float* dgain_w = or_unused(g.norm_window_gain, ws.unused[0], HE);
-    float* dbias_w = or_unused(g.norm_window_bias, ws.unused[1], HE);
-    layernorm_backward(dk, dgain_w, dbias_w, dk_window, c.k.data(), w.norm_window_gain,
-                       ws.win_mean_k.data(), ws.win_rstd_k.data(), rows, H, e);
-    layernorm_backward(dv, dgain_w, dbias_w, dv_window, c.v.data(), w.norm_window_gain,
-                       ws.win_mean_v.data(), ws.win_rstd_v.data(), rows, H, e);
+// long_short's window path: the (unrotated) window queries are Q itself, so their gradient adds
+// to dq; LNw's backward turns the window key/value gradients into dK, dV (assigned).
+void window_norms_backward(Workspace& ws, const OperandGrads& d, const AttentionParams& g,
+                           const AttentionCache& c, const AttentionParams& w,
+                           const AttentionConfig& cfg, int64_t rows) {
+  const int H = cfg.heads, e = cfg.head_dim;
+  const int64_t HE = static_cast<int64_t>(H) * e;
+  parallel_for(rows, [&](int64_t t) {
+    for (int64_t i = t * HE; i < (t + 1) * HE; ++i) d.dq[i] += d.dq_window[i];
+  });
+  float* dgain_w = or_unused(g.norm_window_gain, ws.unused[0], HE);
+  float* dbias_w = or_unused(g.norm_window_bias, ws.unused[1], HE);
+  layernorm_backward(d.dk, dgain_w, dbias_w, d.dk_window, c.k.data(), w.norm_window_gain,
+                     ws.win_mean_k.data(), ws.win_rstd_k.data(), rows, H, e);
+  layernorm_backward(d.dv, dgain_w, dbias_w, d.dv_window, c.v.data(), w.norm_window_gain,
+                     ws.win_mean_v.data(), ws.win_rstd_v.data(), rows, H, e);
+}
 
-    // Global path: LNg, then the weighted sums (into dk, dv and the chunk probabilities),
-    // then the chunk softmax and the projection.
-    float* dgain_g = or_unused(g.norm_global_gain, ws.unused[2], HE);
-    float* dbias_g = or_unused(g.norm_global_bias, ws.unused[3], HE);
-    float* dk_comp_raw = grow(ws.dk_comp_raw, comp_rows * HE);
-    float* dv_comp_raw = grow(ws.dv_comp_raw, comp_rows * HE);
-    layernorm_backward(dk_comp_raw, dgain_g, dbias_g, dk_comp, c.k_comp_raw.data(),
-                       w.norm_global_gain, c.comp_mean_k.data(), c.comp_rstd_k.data(), comp_rows, H,
-                       e);
-    layernorm_backward(dv_comp_raw, dgain_g, dbias_g, dv_comp, c.v_comp_raw.data(),
-                       w.norm_global_gain, c.comp_mean_v.data(), c.comp_rstd_v.data(), comp_rows, H,
-                       e);
-    float* dlogits = grow_zero(ws.dlogits, rows * Hr);
-    chunk_compress_backward(dk, dlogits, dk_comp_raw, c.k.data(), c.chunk_probs.data(), B, n, l, H,
-                            r, e);
-    chunk_compress_backward(dv, dlogits, dv_comp_raw, c.v.data(), c.chunk_probs.data(), B, n, l, H,
-                            r, e);
-    chunk_softmax_backward(dlogits, dlogits, c.chunk_probs.data(), B, n, l, Hr);
-    if (g.proj_weight != nullptr || g.proj_bias != nullptr)
-      linear_backward(nullptr, or_unused(g.proj_weight, ws.unused[0], cfg.d * Hr), g.proj_bias,
-                      dlogits, u, w.proj_weight, rows, cfg.d, Hr, Hr);
-  } else if (cfg.rope) {
-    std::swap(dq, dq_window);  // full: the rotated queries are the only queries
-  }
+// long_short's global path: LNg, then the weighted sums (into dK, dV, which hold the window
+// path's gradients already, and the chunk probabilities), then the chunk softmax and the
+// projection. Leaves the projection's input gradient dP in ws.dlogits [rows, H·r] for du.
+void global_keys_backward(Workspace& ws, const OperandGrads& d, const AttentionParams& g,
+                          const AttentionCache& c, const float* u, const AttentionParams& w,
+                          const AttentionConfig& cfg, int64_t B, int64_t n) {
+  const int H = cfg.heads, e = cfg.head_dim, l = cfg.chunk, r = cfg.rank, Hr = H * r;
+  const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n, comp_rows = d.comp_rows;
+  float* dgain_g = or_unused(g.norm_global_gain, ws.unused[2], HE);
+  float* dbias_g = or_unused(g.norm_global_bias, ws.unused[3], HE);
+  float* dk_comp_raw = grow(ws.dk_comp_raw, comp_rows * HE);
+  float* dv_comp_raw = grow(ws.dv_comp_raw, comp_rows * HE);
+  layernorm_backward(dk_comp_raw, dgain_g, dbias_g, d.dk_comp, c.k_comp_raw.data(),
+                     w.norm_global_gain, c.comp_mean_k.data(), c.comp_rstd_k.data(), comp_rows, H,
+                     e);
+  layernorm_backward(dv_comp_raw, dgain_g, dbias_g, d.dv_comp, c.v_comp_raw.data(),
+                     w.norm_global_gain, c.comp_mean_v.data(), c.comp_rstd_v.data(), comp_rows, H,
+                     e);
+  float* dlogits = grow_zero(ws.dlogits, rows * Hr);
+  chunk_compress_backward(d.dk, dlogits, dk_comp_raw, c.k.data(), c.chunk_probs.data(), B, n, l, H,
+                          r, e);
+  chunk_compress_backward(d.dv, dlogits, dv_comp_raw, c.v.data(), c.chunk_probs.data(), B, n, l, H,
+                          r, e);
+  chunk_softmax_backward(dlogits, dlogits, c.chunk_probs.data(), B, n, l, Hr);
+  if (g.proj_weight != nullptr || g.proj_bias != nullptr)
+    linear_backward(nullptr, or_unused(g.proj_weight, ws.unused[0], cfg.d * Hr), g.proj_bias,
+                    dlogits, u, w.proj_weight, rows, cfg.d, Hr, Hr);
+}
 
-  // DConv, then the projections: du = dQ' Wqᵀ + dK' Wkᵀ + dV' Wvᵀ (+ dP Wpᵀ).
+// DConv, then the projections: du = dQ' Wqᵀ + dK' Wkᵀ + dV' Wvᵀ (+ dP Wpᵀ, long_short).
+void projections_backward(float* du, Workspace& ws, const float* dq, const float* dk,
+                          const float* dv, const AttentionParams& g, const AttentionCache& c,
+                          const float* u, const AttentionParams& w, const AttentionConfig& cfg,
+                          int64_t B, int64_t n) {
+  const int64_t HE = static_cast<int64_t>(cfg.heads) * cfg.head_dim, rows = B * n;
   const float* dq_lin = dq;
   const float* dk_lin = dk;
   const float* dv_lin = dv;
@@ -336,9 +354,48 @@ void attention_backward(float* du, const AttentionParams& g, const float* dout,
   }
   qkv_projection_backward(du, du, {g.wq, g.wk, g.wv}, dq_lin, dk_lin, dv_lin, u, u,
                           {w.wq, w.wk, w.wv}, cfg.d, HE, rows, rows);
-  if (ls && du != nullptr)
+  if (cfg.kind == AttentionKind::LongShort && du != nullptr) {
+    const int Hr = cfg.heads * cfg.rank;
     gemm(false, true, rows, cfg.d, Hr, 1.0f, ws.dlogits.data(), Hr, w.proj_weight, Hr, 1.0f, du,
          cfg.d);
+  }
+}
+
+}  // namespace
+
+void attention_backward(float* du, const AttentionParams& g, const float* dout,
+                        const AttentionCache& c, const float* u, const AttentionParams& w,
+                        const AttentionConfig& cfg, int64_t B, int64_t n) {
+  check_config(cfg, n);
+  require(c.plan_n == n && same_plan(c.plan_cfg, cfg),
+          "attention_backward: the cache was filled by a forward with another configuration");
+  const int H = cfg.heads, e = cfg.head_dim;
+  const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n;
+  // The forward's window operands are recomputed here, bit-identically (see Workspace).
+  Workspace& ws = workspace();
+  window_operands(ws, c, w, cfg, B, n);
+
+  // Wo: dheads [rows, H·e] = dout Woᵀ, dWo += concat_h(O_h)ᵀ dout
+  float* dheads = grow(ws.dheads, rows * HE);
+  gemm(false, true, rows, HE, cfg.d, 1.0f, dout, cfg.d, w.wo, cfg.d, 0.0f, dheads, HE);
+  if (g.wo != nullptr)
+    linear_backward(nullptr, g.wo, nullptr, dout, c.heads_out.data(), w.wo, rows, HE, cfg.d, cfg.d);
+
+  OperandGrads d = kernel_backward(ws, dheads, c, cfg, B, n);
+
+  // Undo the rotations (the gradient of a rotation is the inverse rotation), then the norms.
+  if (cfg.rope) {
+    rope_backward(d.dq_window, c.rope, B, n, H, e);
+    rope_backward(d.dk_window, c.rope, B, n, H, e);
+  }
+  if (cfg.kind == AttentionKind::LongShort) {
+    window_norms_backward(ws, d, g, c, w, cfg, rows);
+    global_keys_backward(ws, d, g, c, u, w, cfg, B, n);
+  } else if (cfg.rope) {
+    std::swap(d.dq, d.dq_window);  // full: the rotated queries are the only queries
+  }
+
+  projections_backward(du, ws, d.dq, d.dk, d.dv, g, c, u, w, cfg, B, n);
 }
 
 }  // namespace hg
