@@ -1,12 +1,16 @@
 #include "tests/support/training_runs.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "checkpoint/checkpoint_io.h"
 
@@ -91,6 +95,27 @@ std::vector<pid_t> children_named(pid_t parent, const std::string& name) {
       found.push_back(std::stoi(pid));
   }
   return found;
+}
+
+int wait_for_exit(pid_t pid, double limit_seconds) {
+  const auto start = std::chrono::steady_clock::now();
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >
+        limit_seconds) {
+      for (pid_t child : children_named(pid, "hourglass")) kill(child, SIGKILL);
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1000;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 size_t line_count(const std::string& path) {

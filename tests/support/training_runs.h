@@ -38,6 +38,11 @@ pid_t spawn_shell(const std::string& command);
 // Pids of the processes whose parent is `parent` and whose command name is `name`.
 std::vector<pid_t> children_named(pid_t parent, const std::string& name);
 
+// Waits for a spawned process: its exit code, -signal when a signal killed it, or -1000 when it
+// was still running after `limit_seconds` (it and its `hourglass` children are then killed).
+int wait_for_exit(pid_t pid, double limit_seconds);
+
+std::string read_file(const std::string& path);
 size_t line_count(const std::string& path);
 // Loss of each step in a metrics file (the last line of a step wins: a resumed run appends the
 // steps after its checkpoint again).

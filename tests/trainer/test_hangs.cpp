@@ -18,6 +18,7 @@
 namespace hg {
 namespace {
 
+using testing::read_file;
 using testing::TempDir;
 using Clock = std::chrono::steady_clock;
 
@@ -40,28 +41,6 @@ pid_t rank_pid(pid_t mpirun, int rank) {
   for (pid_t pid : testing::children_named(mpirun, "hourglass"))
     if (mpi_rank_of(pid) == rank) return pid;
   return -1;
-}
-
-// Waits for the job to end: its exit status (-1000 when it was still running after `limit`
-// seconds; everything it started is then killed) and how long it took after `since`.
-int wait_for_job(pid_t mpirun, Clock::time_point since, double limit, double* took) {
-  int status = 0;
-  while (waitpid(mpirun, &status, WNOHANG) == 0) {
-    if (seconds_since(since) > limit) {
-      for (pid_t rank : testing::children_named(mpirun, "hourglass")) kill(rank, SIGKILL);
-      kill(mpirun, SIGKILL);
-      waitpid(mpirun, &status, 0);
-      return -1000;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  *took = seconds_since(since);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // The job ended within the timeout plus teardown, not with success, and a rank's message says
@@ -102,8 +81,8 @@ TEST(Hangs, ARankStoppedMidSaveEndsTheJobWithinTheTimeout) {
   ASSERT_GT(rank1, 0);
   ASSERT_EQ(kill(rank1, SIGSTOP), 0);
   const auto stopped = Clock::now();
-  double took = 0;
-  const int code = wait_for_job(mpirun, stopped, kTimeout + 30, &took);
+  const int code = testing::wait_for_exit(mpirun, kTimeout + 30);
+  const double took = seconds_since(stopped);
   expect_timed_out(code, took, read_file(run / "log"), "recv checkpoint token with peer 1");
   EXPECT_TRUE(list_checkpoints(dir).empty()) << "a save that never completed was committed";
 }
@@ -122,8 +101,8 @@ TEST(Hangs, ARankStoppedMidStepEndsTheJobWithinTheTimeout) {
   ASSERT_GT(rank1, 0) << read_file(run / "log");
   ASSERT_EQ(kill(rank1, SIGSTOP), 0);
   const auto stopped = Clock::now();
-  double took = 0;
-  const int code = wait_for_job(mpirun, stopped, kTimeout + 30, &took);
+  const int code = testing::wait_for_exit(mpirun, kTimeout + 30);
+  const double took = seconds_since(stopped);
   // Rank 0 waits in a pipeline message to or from stage 1, or in a collective of both ranks.
   const std::string log = read_file(run / "log");
   expect_timed_out(code, took, log, "");

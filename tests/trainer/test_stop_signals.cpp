@@ -31,7 +31,9 @@ namespace hg {
 namespace {
 
 using testing::Layout;
+using testing::read_file;
 using testing::TempDir;
+using testing::wait_for_exit;
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) {
@@ -53,22 +55,6 @@ double uniform(double lo, double hi) {
   return std::uniform_real_distribution<double>(lo, hi)(random_source());
 }
 
-// How a background process ended: its exit code, or -signal when a signal killed it, or -1000
-// when it did not end within the limit (it is then killed).
-int wait_for_exit(pid_t pid, double limit_seconds) {
-  const auto start = Clock::now();
-  int status = 0;
-  while (waitpid(pid, &status, WNOHANG) == 0) {
-    if (seconds_since(start) > limit_seconds) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1000;
-    }
-    sleep_seconds(0.01);
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-}
-
 // Waits until `metrics` holds `steps` lines (the run is training), the process ended, or 120 s.
 void wait_for_steps(pid_t pid, const std::string& metrics, size_t steps) {
   const auto start = Clock::now();
@@ -83,11 +69,6 @@ bool save_in_flight(const std::string& dir) {
   for (const auto& entry : std::filesystem::directory_iterator(dir, ignored))
     if (entry.path().filename().string().find(".h5.tmp-") != std::string::npos) return true;
   return false;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // What a stopped run must leave: exit 75; either a stop during setup with nothing saved, or
