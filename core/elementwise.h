@@ -9,6 +9,5 @@ void add(float* out, const float* a, const float* b, int64_t n);        // out =
 void copy(float* out, const float* x, int64_t n);                       // out = x
 void scale_inplace(float* y, float s, int64_t n);                       // y *= s
 double sum_squares(const float* x, int64_t n);                          // Σ x² in double
-bool all_finite(const float* x, int64_t n);
 
 }  // namespace hg

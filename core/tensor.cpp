@@ -1,8 +1,5 @@
 #include "core/tensor.h"
 
-#include <cstdlib>
-#include <cstring>
-#include <new>
 #include <sstream>
 #include <stdexcept>
 
@@ -25,20 +22,19 @@ std::string shape_string(const Shape& shape) {
   return out.str();
 }
 
-void Tensor::AlignedFree::operator()(float* p) const { std::free(p); }
+void TensorRelease::operator()(float* p) const { device_memory(device).release(p); }
 
-static float* aligned_floats(int64_t n) {
-  if (n == 0) return nullptr;
-  size_t bytes = ((static_cast<size_t>(n) * sizeof(float) + 63) / 64) * 64;
-  void* p = std::aligned_alloc(64, bytes);
-  if (!p) throw std::bad_alloc();
-  return static_cast<float*>(p);
+Tensor::Tensor(Shape shape, Device device)
+    : device_(device), data_(nullptr, TensorRelease{device}) {
+  reset(shape);
 }
 
-Tensor::Tensor(Shape shape) { reset(shape); }
+Tensor::Tensor(const Tensor& other)
+    : device_(other.device_), data_(nullptr, TensorRelease{other.device_}) {
+  *this = other;
+}
 
-Tensor::Tensor(const Tensor& other) { *this = other; }
-
+// Takes `other`'s device: a copy lives where its source lives.
 Tensor& Tensor::operator=(const Tensor& other) {
   if (this == &other) return *this;
   if (!other.data_) {  // a default-constructed (empty) tensor copies as one
@@ -46,15 +42,20 @@ Tensor& Tensor::operator=(const Tensor& other) {
     numel_ = 0;
     return *this;
   }
+  if (device_ != other.device_) {
+    data_ = std::unique_ptr<float[], TensorRelease>(nullptr, TensorRelease{other.device_});
+    device_ = other.device_;
+    capacity_ = 0;
+  }
   reset(other.shape_);
-  if (numel_) std::memcpy(data(), other.data(), sizeof(float) * numel_);
+  if (numel_) device_memory(device_).copy(data(), other.data(), sizeof(float) * numel_);
   return *this;
 }
 
 void Tensor::reset(const Shape& shape) {
   int64_t n = shape_numel(shape);
   if (n > capacity_) {
-    data_.reset(aligned_floats(n));
+    data_.reset(static_cast<float*>(device_memory(device_).allocate(sizeof(float) * n)));
     capacity_ = n;
   }
   shape_ = shape;
@@ -63,11 +64,24 @@ void Tensor::reset(const Shape& shape) {
 }
 
 void Tensor::zero() {
-  if (numel_) std::memset(data(), 0, sizeof(float) * numel_);
+  if (numel_) device_memory(device_).zero(data(), sizeof(float) * numel_);
 }
 
 void Tensor::fill(float value) {
-  for (int64_t i = 0; i < numel_; ++i) data_[i] = value;
+  if (device_ == Device::Cpu) {
+    for (int64_t i = 0; i < numel_; ++i) data_[i] = value;
+    return;
+  }
+  std::vector<float> host(numel_, value);
+  copy_from_host(host.data());
+}
+
+void Tensor::copy_to_host(float* host) const {
+  if (numel_) device_memory(device_).to_host(host, data(), sizeof(float) * numel_);
+}
+
+void Tensor::copy_from_host(const float* host) {
+  if (numel_) device_memory(device_).from_host(data(), host, sizeof(float) * numel_);
 }
 
 }  // namespace hg

@@ -20,10 +20,11 @@ Param& ParamStore::add(const std::string& name, const Shape& shape, ParamInit in
   Param& p = params_[name];
   order_.push_back(name);
   const Shape local = local_shape(shape, slice);
-  p.value.reset(local);
-  p.grad.reset(local);
-  p.exp_avg.reset(local);
-  p.exp_avg_sq.reset(local);
+  const Device device = backend_->device();
+  p.value = Tensor(local, device);
+  p.grad = Tensor(local, device);
+  p.exp_avg = Tensor(local, device);
+  p.exp_avg_sq = Tensor(local, device);
   p.canonical_shape = shape;
   p.slice = std::move(slice);
   p.init = init;
@@ -44,14 +45,16 @@ const Param& ParamStore::at(const std::string& name) const {
   return it->second;
 }
 
+// Values are drawn on the host and copied to the store's device.
 void ParamStore::init_all(uint64_t seed) {
   uint64_t key = random_key(seed, RandomPurpose::Init);
   for (auto& [name, p] : params_) {
-    float* v = p.value.data();
-    int64_t n = p.value.numel();
+    Tensor host(p.value.shape());
+    float* v = host.data();
+    int64_t n = host.numel();
     switch (p.init) {
-      case ParamInit::Zero: p.value.zero(); break;
-      case ParamInit::One: p.value.fill(1.0f); break;
+      case ParamInit::Zero: break;
+      case ParamInit::One: host.fill(1.0f); break;
       case ParamInit::Normal: {
         uint64_t id = hash_name(name);
         for (int64_t i = 0; i < n; ++i)
@@ -62,13 +65,14 @@ void ParamStore::init_all(uint64_t seed) {
       }
       case ParamInit::DConvTaps: {
         // [3, C]: tap 0 multiplies Z[t] (§1.6: [0.5, 1/6, 1/6]).
-        int64_t C = p.value.dim(1);
+        int64_t C = host.dim(1);
         const float taps[3] = {0.5f, 1.0f / 6.0f, 1.0f / 6.0f};
         for (int a = 0; a < 3; ++a)
           for (int64_t c = 0; c < C; ++c) v[a * C + c] = taps[a];
         break;
       }
     }
+    p.value.copy_from_host(host.data());
     p.exp_avg.zero();
     p.exp_avg_sq.zero();
   }

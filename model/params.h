@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "layers/backend.h"
 #include "model/tensor_parallel.h"
 
 namespace hg {
@@ -27,8 +28,12 @@ struct Param {
   ParamSlice slice;       // which part of the canonical tensor `value` holds (tensor_parallel.h)
 };
 
+// Values, gradients and moments live in the memory of the backend the store is made with.
 class ParamStore {
  public:
+  explicit ParamStore(Backend& backend = cpu_backend()) : backend_(&backend) {}
+  Backend& backend() const { return *backend_; }
+
   // Registers `name`, canonical shape `shape`, of which this rank holds `slice` (default: all
   // of it); value zero until init_all or a checkpoint fills it. Returns it. Pointers into the
   // Tensors stay valid: Params never move (std::map nodes).
@@ -57,6 +62,7 @@ class ParamStore {
   std::map<std::string, Param> params_;
   std::vector<std::string> order_;
   TensorParallel tp_;
+  Backend* backend_;
 };
 
 // Names that get weight decay and normal init: the matrices (§3).

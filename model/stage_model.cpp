@@ -17,19 +17,20 @@ std::vector<std::pair<int, int>> one_chunk(const std::vector<UnitPlan>& plans, i
 }  // namespace
 
 StageModel::StageModel(const ModelConfig& model, int seq_len, int first_unit, int last_unit,
-                       const TensorParallel& tp, bool recompute_blocks)
+                       const TensorParallel& tp, bool recompute_blocks, Backend& backend)
     : StageModel(model, seq_len, one_chunk(plan_units(model, seq_len), first_unit, last_unit), tp,
-                 recompute_blocks) {}
+                 recompute_blocks, backend) {}
 
 StageModel::StageModel(const ModelConfig& model, int seq_len,
                        const std::vector<std::pair<int, int>>& chunks, const TensorParallel& tp,
-                       bool recompute_blocks)
+                       bool recompute_blocks, Backend& backend)
     : model_(model),
       seq_len_(seq_len),
       plans_(plan_units(model, seq_len)),
       first_(chunks.at(0).first),
       last_(chunks.back().second),
-      chunks_(chunks) {
+      chunks_(chunks),
+      params_(backend) {
   params_.set_tensor_parallel(tp);
   // One unit at a time, to record which parameters each registers.
   Unit* first_block = nullptr;  // recompute: the blocks share its pool of released caches

@@ -21,13 +21,16 @@ class StageModel {
   // tensor parallelism (tp.size > 1) the units hold this rank's slices and all-reduce over tp.comm:
   // every rank of the group must run the same forward/backward calls in the same order.
   // recompute_blocks: the stack blocks keep only their inputs between forward and backward and
-  // recompute the rest (train.recompute = blocks; unit_recompute.h).
+  // recompute the rest (train.recompute = blocks; unit_recompute.h). Parameters, caches and
+  // arithmetic are `backend`'s (layers/backend.h).
   StageModel(const ModelConfig& model, int seq_len, int first_unit = 0, int last_unit = -1,
-             const TensorParallel& tp = {}, bool recompute_blocks = false);
+             const TensorParallel& tp = {}, bool recompute_blocks = false,
+             Backend& backend = cpu_backend());
   // Interleaved pipeline: chunk c holds units [chunks[c].first, chunks[c].second), ranges in
   // increasing unit order. Stage-local unit indices run through the chunks in order.
   StageModel(const ModelConfig& model, int seq_len, const std::vector<std::pair<int, int>>& chunks,
-             const TensorParallel& tp = {}, bool recompute_blocks = false);
+             const TensorParallel& tp = {}, bool recompute_blocks = false,
+             Backend& backend = cpu_backend());
 
   // Runs the held units of `chunk` in order. For the first unit (embed) `in` is ignored (tokens
   // come from the slot); after the last (head) `out` is left empty and slot.loss_sum is filled.

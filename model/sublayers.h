@@ -7,6 +7,9 @@
 // slices, the branch output is all-reduced over the group before dropout (so dropout, the residual
 // and everything after see the full d-vector, identical on every rank), and in the backward the
 // gradient of the LN output is all-reduced before the LN backward (Megatron's f and g operators).
+//
+// Every function computes through the Backend it is given (the store's, layers/backend.h); the
+// caches' Tensors are allocated on that backend's device.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -15,6 +18,7 @@
 #include "core/tensor.h"
 #include "layers/activation.h"
 #include "layers/attention.h"
+#include "layers/backend.h"
 #include "layers/dropout.h"
 #include "layers/ffn.h"
 #include "model/params.h"
@@ -38,10 +42,11 @@ struct NormCache {
   Tensor rstd;  // [rows]
 };
 // out = LN(x) into cache.out; x must stay alive (and unchanged) until norm_backward.
-void norm_forward(NormCache& cache, const float* x, const NormParams& p, int64_t rows, int d);
+void norm_forward(Backend& be, NormCache& cache, const float* x, const NormParams& p, int64_t rows,
+                  int d);
 // dx (=) from dout; accumulates the gain/bias gradients.
-void norm_backward(float* dx, const float* dout, const NormCache& cache, const float* x,
-                   const NormParams& p, int64_t rows, int d);
+void norm_backward(Backend& be, float* dx, const float* dout, const NormCache& cache,
+                   const float* x, const NormParams& p, int64_t rows, int d);
 
 struct FfnParams {
   Param* w1 = nullptr;  // [d, F] (this rank's [d, F/tp] under tensor parallelism)
@@ -66,12 +71,12 @@ struct FfnSublayerCache {
   int width = 0;
 };
 // out = x + Dropout(FFN_width(LN(x))). out may not alias x. `width` is local (local_width).
-void ffn_sublayer_forward(float* out, FfnSublayerCache& cache, const float* x,
-                          const NormParams& norm, const FfnParams& ffn, int64_t B, int64_t n,
-                          int d, int width, Activation act, const DropoutSite& drop,
+void ffn_sublayer_forward(Backend& be, float* out, FfnSublayerCache& cache, const float* x,
+                          const NormParams& norm, const FfnParams& ffn, int64_t B, int64_t n, int d,
+                          int width, Activation act, const DropoutSite& drop,
                           const TensorParallel& tp = {});
 // dx (=) = dout + the branch's gradient.
-void ffn_sublayer_backward(float* dx, const float* dout, FfnSublayerCache& cache,
+void ffn_sublayer_backward(Backend& be, float* dx, const float* dout, FfnSublayerCache& cache,
                            const NormParams& norm, const FfnParams& ffn, int64_t B, int64_t n,
                            int d, Activation act, const DropoutSite& drop,
                            const TensorParallel& tp = {});
@@ -81,14 +86,29 @@ struct AttentionSublayerCache {
   NormCache norm;
   AttentionCache attn;
 };
-void attention_sublayer_forward(float* out, AttentionSublayerCache& cache, const float* x,
-                                const NormParams& norm, const AttentionParams& w,
+void attention_sublayer_forward(Backend& be, float* out, AttentionSublayerCache& cache,
+                                const float* x, const NormParams& norm, const AttentionParams& w,
                                 const AttentionConfig& cfg, int64_t B, int64_t n,
                                 const DropoutSite& drop, const TensorParallel& tp = {});
-void attention_sublayer_backward(float* dx, const float* dout, AttentionSublayerCache& cache,
-                                 const NormParams& norm, const AttentionParams& w,
-                                 const AttentionParams& g, const AttentionConfig& cfg, int64_t B,
-                                 int64_t n, const DropoutSite& drop, const TensorParallel& tp = {});
+void attention_sublayer_backward(Backend& be, float* dx, const float* dout,
+                                 AttentionSublayerCache& cache, const NormParams& norm,
+                                 const AttentionParams& w, const AttentionParams& g,
+                                 const AttentionConfig& cfg, int64_t B, int64_t n,
+                                 const DropoutSite& drop, const TensorParallel& tp = {});
+
+// The backend's scratch slots (Backend::scratch) that model/ uses, one purpose each.
+constexpr int kBranchGradientSlot = 0;  // [rows, d] a branch gradient through dropout's mask
+constexpr int kNormGradientSlot = 1;    // [rows, d] gradient w.r.t. a sublayer's LN output
+constexpr int kBlockGradientSlot = 2;   // [rows, d] a block's dh between its two sublayers
+constexpr int kTokenLossSlot = 3;       // [rows] the head's per-token losses
+
+// Reshapes `t` (on be's device) only on a shape change: callers overwrite every element
+// (activations and their gradients are assigned), so Tensor::reset's zero-fill would be wasted
+// work in the steady state.
+void ensure_shape(Backend& be, Tensor& t, const Shape& shape);
+
+// t (=) a zero-filled tensor of `shape` on be's device (Tensor::reset there).
+void reset_on(Backend& be, Tensor& t, const Shape& shape);
 
 // The dropout site of `canonical_site` for a slot's micro-batch.
 DropoutSite make_dropout_site(uint64_t seed, int64_t step, int64_t first_sample, float p,

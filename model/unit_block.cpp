@@ -1,7 +1,6 @@
 // Stack blocks (pre-LN: h += Attn(LN1(h)); h += FFN(LN2(h))) and each stack's final LayerNorm.
 #include <cmath>
 
-#include "core/elementwise.h"
 #include "model/sublayers.h"
 #include "model/unit_factories.h"
 
@@ -67,19 +66,6 @@ void add_attention_params(ParamStore& store, const std::string& prefix, const Mo
   }
 }
 
-// Reshapes only on a shape change: the callers below overwrite every element (activations
-// and their gradients are assigned, never accumulated), so Tensor::reset's zero-fill would be
-// wasted work in the steady state.
-void ensure_shape(Tensor& t, const Shape& shape) {
-  if (t.shape() != shape) t.reset(shape);
-}
-
-// dh between the two sublayers' backwards: per thread and shared by every block it runs.
-Tensor& gradient_scratch() {
-  thread_local Tensor dh;
-  return dh;
-}
-
 class BlockUnit : public Unit {
  public:
   BlockUnit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store)
@@ -88,6 +74,7 @@ class BlockUnit : public Unit {
         n_(plan.rows),
         global_block_(plan.global_block),
         act_(parse_activation(m.activation)),
+        be_(store.backend()),
         tp_(store.tensor_parallel()),
         cfg_(block_attention_config(m, tp_)) {
     // §1.6: output projections of stack blocks start smaller, by the total stack depth.
@@ -102,24 +89,24 @@ class BlockUnit : public Unit {
   void forward(Slot& slot, const Tensor& in, Tensor& out) override {
     auto& c = caches_.acquire(slot.id);
     const int64_t B = slot.batch;
-    ensure_shape(c.h, {B, n_, d_});
-    attention_sublayer_forward(c.h.data(), c.attn, in.data(), norm1_, attn_w_, cfg_, B, n_,
+    ensure_shape(be_, c.h, {B, n_, d_});
+    attention_sublayer_forward(be_, c.h.data(), c.attn, in.data(), norm1_, attn_w_, cfg_, B, n_,
                                site(slot, "attn"), tp_);
-    ensure_shape(out, {B, n_, d_});
-    ffn_sublayer_forward(out.data(), c.ffn, c.h.data(), norm2_, ffn_, B, n_, d_, width(slot), act_,
-                         site(slot, "ffn"), tp_);
+    ensure_shape(be_, out, {B, n_, d_});
+    ffn_sublayer_forward(be_, out.data(), c.ffn, c.h.data(), norm2_, ffn_, B, n_, d_, width(slot),
+                         act_, site(slot, "ffn"), tp_);
   }
 
   void backward(Slot& slot, const Tensor& dout, Tensor& din) override {
     auto& c = caches_.at(slot.id);
     const int64_t B = slot.batch;
-    Tensor& dh = gradient_scratch();
-    ensure_shape(dh, {B, n_, d_});
-    ffn_sublayer_backward(dh.data(), dout.data(), c.ffn, norm2_, ffn_, B, n_, d_, act_,
+    // dh between the two sublayers: per thread, shared by every block it runs.
+    float* dh = be_.scratch(kBlockGradientSlot, B * n_ * d_);
+    ffn_sublayer_backward(be_, dh, dout.data(), c.ffn, norm2_, ffn_, B, n_, d_, act_,
                           site(slot, "ffn"), tp_);
-    ensure_shape(din, {B, n_, d_});
-    attention_sublayer_backward(din.data(), dh.data(), c.attn, norm1_, attn_w_, attn_g_, cfg_, B,
-                                n_, site(slot, "attn"), tp_);
+    ensure_shape(be_, din, {B, n_, d_});
+    attention_sublayer_backward(be_, din.data(), dh, c.attn, norm1_, attn_w_, attn_g_, cfg_, B, n_,
+                                site(slot, "attn"), tp_);
     caches_.release(slot.id);
   }
 
@@ -150,6 +137,7 @@ class BlockUnit : public Unit {
   int64_t n_;
   int global_block_;
   Activation act_;
+  Backend& be_;
   TensorParallel tp_;
   AttentionConfig cfg_;
   NormParams norm1_, norm2_;
@@ -161,19 +149,23 @@ class BlockUnit : public Unit {
 class StackNormUnit : public Unit {
  public:
   StackNormUnit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store)
-      : Unit(plan.name), d_(m.d_model), n_(plan.rows), norm_(add_norm(store, plan.name, d_)) {}
+      : Unit(plan.name),
+        d_(m.d_model),
+        n_(plan.rows),
+        be_(store.backend()),
+        norm_(add_norm(store, plan.name, d_)) {}
 
   void forward(Slot& slot, const Tensor& in, Tensor& out) override {
     auto& c = caches_.acquire(slot.id);
     c.x = in;
-    norm_forward(c.norm, c.x.data(), norm_, slot.batch * n_, d_);
+    norm_forward(be_, c.norm, c.x.data(), norm_, slot.batch * n_, d_);
     out = c.norm.out;
   }
 
   void backward(Slot& slot, const Tensor& dout, Tensor& din) override {
     auto& c = caches_.at(slot.id);
-    ensure_shape(din, {slot.batch, n_, d_});
-    norm_backward(din.data(), dout.data(), c.norm, c.x.data(), norm_, slot.batch * n_, d_);
+    ensure_shape(be_, din, {slot.batch, n_, d_});
+    norm_backward(be_, din.data(), dout.data(), c.norm, c.x.data(), norm_, slot.batch * n_, d_);
     caches_.release(slot.id);
   }
 
@@ -187,6 +179,7 @@ class StackNormUnit : public Unit {
   };
   int d_;
   int64_t n_;
+  Backend& be_;
   NormParams norm_;
   SlotCaches<Cache> caches_;
 };

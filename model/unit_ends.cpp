@@ -1,10 +1,7 @@
 // The two ends of the model: token embedding (+ dropout) and the untied head + cross-entropy.
+// Token ids stay host int32 (the data loader's); a device backend stages them with the op.
 #include <vector>
 
-#include "core/elementwise.h"
-#include "layers/cross_entropy.h"
-#include "layers/embedding.h"
-#include "layers/linear.h"
 #include "model/sublayers.h"
 #include "model/unit_factories.h"
 
@@ -26,23 +23,26 @@ void split_window(const int32_t* tokens, int64_t B, int64_t L, std::vector<int32
 class EmbedUnit : public Unit {
  public:
   EmbedUnit(const ModelConfig& m, int seq_len, ParamStore& store)
-      : Unit("embed"), d_(m.d_model), L_(seq_len),
+      : Unit("embed"),
+        d_(m.d_model),
+        L_(seq_len),
+        be_(store.backend()),
         weight_(&store.add("embed/weight", {m.vocab_size, m.d_model}, ParamInit::Normal, 0.02f)) {}
 
   void forward(Slot& slot, const Tensor&, Tensor& out) override {
     auto& c = caches_.acquire(slot.id);
     std::vector<int32_t> targets;
     split_window(slot.tokens, slot.batch, L_, c.inputs, targets);
-    out.reset({slot.batch, L_, d_});
-    embedding_forward(out.data(), c.inputs.data(), weight_->value.data(), slot.batch * L_, d_);
-    dropout_forward(out.data(), site(slot), slot.batch, L_ * d_);
+    ensure_shape(be_, out, {slot.batch, L_, d_});
+    be_.embedding_forward(out.data(), c.inputs.data(), weight_->value.data(), slot.batch * L_, d_);
+    be_.dropout_forward(out.data(), site(slot), slot.batch, L_ * d_);
   }
 
   void backward(Slot& slot, const Tensor& dout, Tensor& din) override {
     auto& c = caches_.at(slot.id);
     Tensor d = dout;
-    dropout_backward(d.data(), site(slot), slot.batch, L_ * d_);
-    embedding_backward(weight_->grad.data(), d.data(), c.inputs.data(), slot.batch * L_, d_);
+    be_.dropout_backward(d.data(), site(slot), slot.batch, L_ * d_);
+    be_.embedding_backward(weight_->grad.data(), d.data(), c.inputs.data(), slot.batch * L_, d_);
     din = Tensor();
     caches_.release(slot.id);
   }
@@ -59,6 +59,7 @@ class EmbedUnit : public Unit {
   }
   int d_;
   int64_t L_;
+  Backend& be_;
   Param* weight_;
   SlotCaches<Cache> caches_;
 };
@@ -66,7 +67,11 @@ class EmbedUnit : public Unit {
 class HeadUnit : public Unit {
  public:
   HeadUnit(const ModelConfig& m, int seq_len, ParamStore& store)
-      : Unit("head"), d_(m.d_model), V_(m.vocab_size), L_(seq_len),
+      : Unit("head"),
+        d_(m.d_model),
+        V_(m.vocab_size),
+        L_(seq_len),
+        be_(store.backend()),
         weight_(&store.add("head/weight", {m.d_model, m.vocab_size}, ParamInit::Normal, 0.02f)),
         bias_(&store.add("head/bias", {m.vocab_size}, ParamInit::Zero)) {}
 
@@ -76,14 +81,12 @@ class HeadUnit : public Unit {
     std::vector<int32_t> inputs;
     split_window(slot.tokens, slot.batch, L_, inputs, c.targets);
     c.h = in;
-    c.logits.reset({rows, V_});
-    linear_forward(c.logits.data(), c.h.data(), weight_->value.data(), bias_->value.data(), rows,
-                   d_, V_, V_);
-    std::vector<float> losses(rows);
-    cross_entropy_forward(losses.data(), c.logits.data(), c.targets.data(), rows, V_);
-    double sum = 0;
-    for (float l : losses) sum += l;
-    slot.loss_sum += sum;
+    ensure_shape(be_, c.logits, {rows, V_});
+    be_.linear_forward(c.logits.data(), c.h.data(), weight_->value.data(), bias_->value.data(),
+                       rows, d_, V_, V_);
+    float* losses = be_.scratch(kTokenLossSlot, rows);
+    be_.cross_entropy_forward(losses, c.logits.data(), c.targets.data(), rows, V_);
+    slot.loss_sum += be_.sum(losses, rows);
     if (slot.logits) *slot.logits = c.logits;
     out = Tensor();
   }
@@ -92,11 +95,11 @@ class HeadUnit : public Unit {
     auto& c = caches_.at(slot.id);
     const int64_t rows = slot.batch * L_;
     // The logits buffer becomes its own gradient: it is not needed after this.
-    cross_entropy_backward(c.logits.data(), c.logits.data(), c.targets.data(),
-                           slot.ctx->loss_scale, rows, V_);
-    din.reset({slot.batch, L_, d_});
-    linear_backward(din.data(), weight_->grad.data(), bias_->grad.data(), c.logits.data(),
-                    c.h.data(), weight_->value.data(), rows, d_, V_, V_);
+    be_.cross_entropy_backward(c.logits.data(), c.logits.data(), c.targets.data(),
+                               slot.ctx->loss_scale, rows, V_);
+    ensure_shape(be_, din, {slot.batch, L_, d_});
+    be_.linear_backward(din.data(), weight_->grad.data(), bias_->grad.data(), c.logits.data(),
+                        c.h.data(), weight_->value.data(), rows, d_, V_, V_);
     caches_.release(slot.id);
   }
 
@@ -111,6 +114,7 @@ class HeadUnit : public Unit {
   };
   int d_, V_;
   int64_t L_;
+  Backend& be_;
   Param* weight_;
   Param* bias_;
   SlotCaches<Cache> caches_;

@@ -1,6 +1,5 @@
 #include "model/unit_recompute.h"
 
-#include <cstring>
 #include <utility>
 
 namespace hg {
@@ -12,8 +11,9 @@ void RecomputeUnit::forward(Slot& slot, const Tensor& in, Tensor& out) {
   inner_->forward(slot, in, out);
   // The input buffer belongs to the caller (StageModel alternates two): keep a copy.
   Tensor& kept = inputs_.acquire(slot.id).input;
-  if (kept.shape() != in.shape()) kept.reset(in.shape());
-  std::memcpy(kept.data(), in.data(), sizeof(float) * in.numel());
+  if (kept.shape() != in.shape() || kept.device() != in.device())
+    kept = Tensor(in.shape(), in.device());
+  device_memory(in.device()).copy(kept.data(), in.data(), sizeof(float) * in.numel());
   inner_->release(slot.id);
 }
 

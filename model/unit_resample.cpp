@@ -1,8 +1,5 @@
 // down/i and up/i (§1.1, §1.4): shortening with the k-1 shift, pooling, upsampling, the hourglass
 // residual `skip`, and the optional attention resampling blocks.
-#include "core/elementwise.h"
-#include "layers/mha.h"
-#include "layers/resample.h"
 #include "model/sublayers.h"
 #include "model/unit_factories.h"
 
@@ -42,9 +39,16 @@ MhaParams add_mha(ParamStore& store, const std::string& prefix, int d, int heads
 class ResampleUnit : public Unit {
  protected:
   ResampleUnit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store, FunnelMask mask)
-      : Unit(plan.name), level_(plan.stack), k_(level_factor(m, plan.stack)), d_(m.d_model),
-        heads_(m.heads / store.tensor_parallel().size), e_(m.head_dim()), mask_(mask),
-        act_(parse_activation(m.activation)), attention_(m.resampling == "attention"),
+      : Unit(plan.name),
+        level_(plan.stack),
+        k_(level_factor(m, plan.stack)),
+        d_(m.d_model),
+        heads_(m.heads / store.tensor_parallel().size),
+        e_(m.head_dim()),
+        mask_(mask),
+        act_(parse_activation(m.activation)),
+        attention_(m.resampling == "attention"),
+        be_(store.backend()),
         tp_(store.tensor_parallel()) {
     if (attention_) {
       norm_a_ = add_norm(store, plan.name + "/norma", d_);
@@ -61,7 +65,7 @@ class ResampleUnit : public Unit {
     Tensor pre_b;      // [B, nq, d] LNb's input
     Tensor q;          // [B, nq, d] queries (Up: includes the skip)
     MhaCache mha;
-    Tensor a;          // [B, nq, d] q + MHA
+    Tensor a;  // [B, nq, d] q + MHA
     FfnSublayerCache ffn;
   };
 
@@ -69,33 +73,34 @@ class ResampleUnit : public Unit {
   void attention_tail_forward(AttentionCache& c, const Slot& slot, const float* kv, int64_t nq,
                               int64_t nk, Tensor& out) {
     const int64_t B = slot.batch;
-    c.a.reset({B, nq, d_});
-    mha_forward(c.a.data(), c.mha, c.q.data(), kv, mha_w_, d_, heads_, e_, mask_, k_, B, nq, nk);
+    reset_on(be_, c.a, {B, nq, d_});
+    be_.mha_forward(c.a.data(), c.mha, c.q.data(), kv, mha_w_, d_, heads_, e_, mask_, k_, B, nq,
+                    nk);
     tp_allreduce(tp_, c.a.data(), B * nq * d_);  // this rank's heads' partial sum
-    dropout_forward(c.a.data(), site(slot, "attn"), B, nq * d_);
-    add_into(c.a.data(), c.q.data(), B * nq * d_);
-    out.reset({B, nq, d_});
-    ffn_sublayer_forward(out.data(), c.ffn, c.a.data(), norm_c_, ffn_, B, nq, d_, ffn_.F, act_,
+    be_.dropout_forward(c.a.data(), site(slot, "attn"), B, nq * d_);
+    be_.add_into(c.a.data(), c.q.data(), B * nq * d_);
+    reset_on(be_, out, {B, nq, d_});
+    ffn_sublayer_forward(be_, out.data(), c.ffn, c.a.data(), norm_c_, ffn_, B, nq, d_, ffn_.F, act_,
                          site(slot, "ffn"), tp_);
   }
 
   // From dy: dq (=) and dkv (=, MHA's part only).
-  void attention_tail_backward(AttentionCache& c, const Slot& slot, const float* dy, const float* kv,
-                               int64_t nq, int64_t nk, Tensor& dq, Tensor& dkv) {
+  void attention_tail_backward(AttentionCache& c, const Slot& slot, const float* dy,
+                               const float* kv, int64_t nq, int64_t nk, Tensor& dq, Tensor& dkv) {
     const int64_t B = slot.batch;
-    Tensor da({B, nq, d_});
-    ffn_sublayer_backward(da.data(), dy, c.ffn, norm_c_, ffn_, B, nq, d_, act_, site(slot, "ffn"),
-                          tp_);
+    Tensor da({B, nq, d_}, be_.device());
+    ffn_sublayer_backward(be_, da.data(), dy, c.ffn, norm_c_, ffn_, B, nq, d_, act_,
+                          site(slot, "ffn"), tp_);
     Tensor dmha = da;
-    dropout_backward(dmha.data(), site(slot, "attn"), B, nq * d_);
-    dq.reset({B, nq, d_});
-    dkv.reset({B, nk, d_});
-    mha_backward(dq.data(), dkv.data(), mha_g_, dmha.data(), c.mha, c.q.data(), kv, mha_w_, d_,
-                 heads_, e_, mask_, k_, B, nq, nk);
+    be_.dropout_backward(dmha.data(), site(slot, "attn"), B, nq * d_);
+    reset_on(be_, dq, {B, nq, d_});
+    reset_on(be_, dkv, {B, nk, d_});
+    be_.mha_backward(dq.data(), dkv.data(), mha_g_, dmha.data(), c.mha, c.q.data(), kv, mha_w_, d_,
+                     heads_, e_, mask_, k_, B, nq, nk);
     // Partial input gradients of this rank's heads, summed before they join replicated paths.
     tp_allreduce(tp_, dq.data(), B * nq * d_);
     tp_allreduce(tp_, dkv.data(), B * nk * d_);
-    add_into(dq.data(), da.data(), B * nq * d_);
+    be_.add_into(dq.data(), da.data(), B * nq * d_);
   }
 
   DropoutSite site(const Slot& s, const char* what) const {
@@ -107,6 +112,7 @@ class ResampleUnit : public Unit {
   FunnelMask mask_;
   Activation act_;
   bool attention_;
+  Backend& be_;
   TensorParallel tp_;
   NormParams norm_a_, norm_b_, norm_c_;
   MhaParams mha_w_, mha_g_;
@@ -116,7 +122,8 @@ class ResampleUnit : public Unit {
 class DownUnit : public ResampleUnit {
  public:
   DownUnit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store)
-      : ResampleUnit(m, plan, store, FunnelMask::Down), n_(plan.rows),
+      : ResampleUnit(m, plan, store, FunnelMask::Down),
+        n_(plan.rows),
         linear_(m.downsample == "linear") {
     if (linear_) {
       pool_w_ = &store.add(plan.name + "/pool/weight", {k_ * d_, d_}, ParamInit::Normal, 0.02f);
@@ -128,17 +135,17 @@ class DownUnit : public ResampleUnit {
     auto& c = caches_.acquire(slot.id);
     const int64_t B = slot.batch, m = n_ / k_;
     slot.skips[level_] = in;
-    c.z.reset({B, n_, d_});
-    shift_right_forward(c.z.data(), in.data(), B, n_, d_, k_ - 1);
+    reset_on(be_, c.z, {B, n_, d_});
+    be_.shift_right_forward(c.z.data(), in.data(), B, n_, d_, k_ - 1);
     const float* pool_in = c.z.data();
     if (attention_) {
-      norm_forward(c.attn.norm_a, c.z.data(), norm_a_, B * n_, d_);
+      norm_forward(be_, c.attn.norm_a, c.z.data(), norm_a_, B * n_, d_);
       pool_in = c.attn.norm_a.out.data();
     }
     Tensor& pooled = attention_ ? c.attn.pre_b : out;
     pool(pooled, pool_in, B);
     if (!attention_) return;
-    norm_forward(c.attn.norm_b, c.attn.pre_b.data(), norm_b_, B * m, d_);
+    norm_forward(be_, c.attn.norm_b, c.attn.pre_b.data(), norm_b_, B * m, d_);
     c.attn.q = c.attn.norm_b.out;
     attention_tail_forward(c.attn, slot, c.attn.norm_a.out.data(), m, n_, out);
   }
@@ -146,24 +153,25 @@ class DownUnit : public ResampleUnit {
   void backward(Slot& slot, const Tensor& dout, Tensor& din) override {
     auto& c = caches_.at(slot.id);
     const int64_t B = slot.batch, m = n_ / k_;
-    Tensor dz({B, n_, d_});
+    Tensor dz({B, n_, d_}, be_.device());
     if (!attention_) {
       pool_backward(dz.data(), dout.data(), c.z.data(), B);
     } else {
       Tensor dq, dzn;
       attention_tail_backward(c.attn, slot, dout.data(), c.attn.norm_a.out.data(), m, n_, dq, dzn);
-      Tensor dpooled({B, m, d_});
-      norm_backward(dpooled.data(), dq.data(), c.attn.norm_b, c.attn.pre_b.data(), norm_b_, B * m, d_);
-      Tensor dzn_pool({B, n_, d_});
+      Tensor dpooled({B, m, d_}, be_.device());
+      norm_backward(be_, dpooled.data(), dq.data(), c.attn.norm_b, c.attn.pre_b.data(), norm_b_,
+                    B * m, d_);
+      Tensor dzn_pool({B, n_, d_}, be_.device());
       pool_backward(dzn_pool.data(), dpooled.data(), c.attn.norm_a.out.data(), B);
-      add_into(dzn.data(), dzn_pool.data(), B * n_ * d_);
-      norm_backward(dz.data(), dzn.data(), c.attn.norm_a, c.z.data(), norm_a_, B * n_, d_);
+      be_.add_into(dzn.data(), dzn_pool.data(), B * n_ * d_);
+      norm_backward(be_, dz.data(), dzn.data(), c.attn.norm_a, c.z.data(), norm_a_, B * n_, d_);
     }
-    din.reset({B, n_, d_});
-    shift_right_backward(din.data(), dz.data(), B, n_, d_, k_ - 1);
+    reset_on(be_, din, {B, n_, d_});
+    be_.shift_right_backward(din.data(), dz.data(), B, n_, d_, k_ - 1);
     // The skip's gradient arrives from up/level, whose backward ran before this one.
     auto skip_grad = slot.skip_grads.find(level_);
-    add_into(din.data(), skip_grad->second.data(), B * n_ * d_);
+    be_.add_into(din.data(), skip_grad->second.data(), B * n_ * d_);
     slot.skip_grads.erase(skip_grad);
     caches_.release(slot.id);
   }
@@ -177,18 +185,19 @@ class DownUnit : public ResampleUnit {
     AttentionCache attn;
   };
   void pool(Tensor& out, const float* z, int64_t B) {
-    out.reset({B, n_ / k_, d_});
+    reset_on(be_, out, {B, n_ / k_, d_});
     if (linear_)
-      pool_linear_forward(out.data(), z, pool_w_->value.data(), pool_b_->value.data(), B, n_, d_, k_);
+      be_.pool_linear_forward(out.data(), z, pool_w_->value.data(), pool_b_->value.data(), B, n_,
+                              d_, k_);
     else
-      pool_avg_forward(out.data(), z, B, n_, d_, k_);
+      be_.pool_avg_forward(out.data(), z, B, n_, d_, k_);
   }
   void pool_backward(float* dz, const float* dout, const float* z, int64_t B) {
     if (linear_)
-      pool_linear_backward(dz, pool_w_->grad.data(), pool_b_->grad.data(), dout, z,
-                           pool_w_->value.data(), B, n_, d_, k_);
+      be_.pool_linear_backward(dz, pool_w_->grad.data(), pool_b_->grad.data(), dout, z,
+                               pool_w_->value.data(), B, n_, d_, k_);
     else
-      pool_avg_backward(dz, dout, B, n_, d_, k_);
+      be_.pool_avg_backward(dz, dout, B, n_, d_, k_);
   }
   int64_t n_;  // input rows per sample
   bool linear_;
@@ -200,7 +209,8 @@ class DownUnit : public ResampleUnit {
 class UpUnit : public ResampleUnit {
  public:
   UpUnit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store)
-      : ResampleUnit(m, plan, store, FunnelMask::Up), m_(plan.rows),
+      : ResampleUnit(m, plan, store, FunnelMask::Up),
+        m_(plan.rows),
         linear_(m.upsample == "linear") {
     if (linear_) {
       up_w_ = &store.add(plan.name + "/linear/weight", {d_, k_ * d_}, ParamInit::Normal, 0.02f);
@@ -215,28 +225,28 @@ class UpUnit : public ResampleUnit {
     auto skip = slot.skips.find(level_);
     const float* up_in = in.data();
     if (attention_) {
-      norm_forward(c.attn.norm_a, in.data(), norm_a_, B * m_, d_);
+      norm_forward(be_, c.attn.norm_a, in.data(), norm_a_, B * m_, d_);
       up_in = c.attn.norm_a.out.data();
       c.s = c.attn.norm_a.out;  // upsampling's input (needed by the linear weight's gradient)
     } else {
       c.s = in;
     }
     c.x = in;
-    c.up.reset({B, n, d_});
+    reset_on(be_, c.up, {B, n, d_});
     upsample(c.up.data(), up_in, B);
     const float* y = c.up.data();
     if (attention_) {
-      norm_forward(c.attn.norm_b, c.up.data(), norm_b_, B * n, d_);
-      c.attn.q.reset({B, n, d_});
-      add(c.attn.q.data(), c.attn.norm_b.out.data(), skip->second.data(), B * n * d_);
+      norm_forward(be_, c.attn.norm_b, c.up.data(), norm_b_, B * n, d_);
+      reset_on(be_, c.attn.q, {B, n, d_});
+      be_.add(c.attn.q.data(), c.attn.norm_b.out.data(), skip->second.data(), B * n * d_);
       attention_tail_forward(c.attn, slot, up_in, n, m_, c.y);
       y = c.y.data();
     }
-    c.y_in = Tensor({B, n, d_});
-    copy(c.y_in.data(), y, B * n * d_);
-    norm_forward(c.norm_out, c.y_in.data(), norm_out_, B * n, d_);
-    out.reset({B, n, d_});
-    add(out.data(), c.norm_out.out.data(), skip->second.data(), B * n * d_);
+    c.y_in = Tensor({B, n, d_}, be_.device());
+    be_.copy(c.y_in.data(), y, B * n * d_);
+    norm_forward(be_, c.norm_out, c.y_in.data(), norm_out_, B * n, d_);
+    reset_on(be_, out, {B, n, d_});
+    be_.add(out.data(), c.norm_out.out.data(), skip->second.data(), B * n * d_);
     slot.skips.erase(skip);  // consumed: up/level is the skip's only reader
   }
 
@@ -244,22 +254,23 @@ class UpUnit : public ResampleUnit {
     auto& c = caches_.at(slot.id);
     const int64_t B = slot.batch, n = m_ * k_;
     Tensor dskip = dout;  // `+ skip` at the end
-    Tensor dy({B, n, d_});
-    norm_backward(dy.data(), dout.data(), c.norm_out, c.y_in.data(), norm_out_, B * n, d_);
-    Tensor dup_in({B, m_, d_});  // gradient w.r.t. the upsampling's input
+    Tensor dy({B, n, d_}, be_.device());
+    norm_backward(be_, dy.data(), dout.data(), c.norm_out, c.y_in.data(), norm_out_, B * n, d_);
+    Tensor dup_in({B, m_, d_}, be_.device());  // gradient w.r.t. the upsampling's input
     if (!attention_) {
       upsample_backward(dup_in.data(), dy.data(), c.s.data(), B);
       din = std::move(dup_in);
     } else {
       Tensor dq, dz;
       attention_tail_backward(c.attn, slot, dy.data(), c.s.data(), n, m_, dq, dz);
-      add_into(dskip.data(), dq.data(), B * n * d_);  // q = LNb(...) + skip: the second skip add
-      Tensor dup({B, n, d_});
-      norm_backward(dup.data(), dq.data(), c.attn.norm_b, c.up.data(), norm_b_, B * n, d_);
+      be_.add_into(dskip.data(), dq.data(),
+                   B * n * d_);  // q = LNb(...) + skip: the second skip add
+      Tensor dup({B, n, d_}, be_.device());
+      norm_backward(be_, dup.data(), dq.data(), c.attn.norm_b, c.up.data(), norm_b_, B * n, d_);
       upsample_backward(dup_in.data(), dup.data(), c.s.data(), B);
-      add_into(dz.data(), dup_in.data(), B * m_ * d_);
-      din.reset({B, m_, d_});
-      norm_backward(din.data(), dz.data(), c.attn.norm_a, c.x.data(), norm_a_, B * m_, d_);
+      be_.add_into(dz.data(), dup_in.data(), B * m_ * d_);
+      reset_on(be_, din, {B, m_, d_});
+      norm_backward(be_, din.data(), dz.data(), c.attn.norm_a, c.x.data(), norm_a_, B * m_, d_);
     }
     slot.skip_grads[level_] = std::move(dskip);
     caches_.release(slot.id);
@@ -280,16 +291,16 @@ class UpUnit : public ResampleUnit {
   };
   void upsample(float* out, const float* s, int64_t B) {
     if (linear_)
-      upsample_linear_forward(out, s, up_w_->value.data(), up_b_->value.data(), B, m_, d_, k_);
+      be_.upsample_linear_forward(out, s, up_w_->value.data(), up_b_->value.data(), B, m_, d_, k_);
     else
-      upsample_repeat_forward(out, s, B, m_, d_, k_);
+      be_.upsample_repeat_forward(out, s, B, m_, d_, k_);
   }
   void upsample_backward(float* ds, const float* dout, const float* s, int64_t B) {
     if (linear_)
-      upsample_linear_backward(ds, up_w_->grad.data(), up_b_->grad.data(), dout, s,
-                               up_w_->value.data(), B, m_, d_, k_);
+      be_.upsample_linear_backward(ds, up_w_->grad.data(), up_b_->grad.data(), dout, s,
+                                   up_w_->value.data(), B, m_, d_, k_);
     else
-      upsample_repeat_backward(ds, dout, B, m_, d_, k_);
+      be_.upsample_repeat_backward(ds, dout, B, m_, d_, k_);
   }
   int64_t m_;  // input rows per sample (shortened)
   bool linear_;
@@ -301,7 +312,8 @@ class UpUnit : public ResampleUnit {
 
 }  // namespace
 
-std::unique_ptr<Unit> make_down_unit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store) {
+std::unique_ptr<Unit> make_down_unit(const ModelConfig& m, const UnitPlan& plan,
+                                     ParamStore& store) {
   return std::make_unique<DownUnit>(m, plan, store);
 }
 std::unique_ptr<Unit> make_up_unit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store) {

@@ -3,8 +3,6 @@
 #include <cmath>
 
 #include "core/adamw_scalars.h"
-#include "core/elementwise.h"
-#include "core/parallel_for.h"
 
 namespace hg {
 
@@ -20,7 +18,8 @@ double grad_sum_squares(const ParamStore& store) {
   const bool count_replicated = store.tensor_parallel().rank == 0;
   double s = 0;
   for (const auto& [name, p] : store.all())
-    if (p.slice.sharded() || count_replicated) s += sum_squares(p.grad.data(), p.grad.numel());
+    if (p.slice.sharded() || count_replicated)
+      s += store.backend().sum_squares(p.grad.data(), p.grad.numel());
   return s;
 }
 
@@ -29,28 +28,16 @@ double clip_gradients(ParamStore& store, double norm, double grad_clip) {
   double factor = grad_clip / (norm + 1e-6);
   if (factor >= 1.0) return 1.0;
   for (auto& [name, p] : store.all())
-    scale_inplace(p.grad.data(), static_cast<float>(factor), p.grad.numel());
+    store.backend().scale(p.grad.data(), static_cast<float>(factor), p.grad.numel());
   return factor;
 }
 
 void adamw_update(ParamStore& store, const TrainConfig& train, int64_t t, double lr) {
   const AdamWScalars k =
       adamw_scalars(train.beta1, train.beta2, train.eps, train.weight_decay, t, lr);
-  const float b1 = k.beta1, b2 = k.beta2, step_size = k.step_size, sqrt_bias2 = k.sqrt_bias2,
-              eps = k.eps;
-  for (auto& [name, p] : store.all()) {
-    float* theta = p.value.data();
-    const float* g = p.grad.data();
-    float* m = p.exp_avg.data();
-    float* v = p.exp_avg_sq.data();
-    const float decay = p.decay ? k.decay_factor : 1.0f;
-    parallel_for(p.value.numel(), [&](int64_t i) {
-      theta[i] *= decay;
-      m[i] += (1.0f - b1) * (g[i] - m[i]);  // torch's lerp_
-      v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
-      theta[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_bias2 + eps);
-    });
-  }
+  for (auto& [name, p] : store.all())
+    store.backend().adamw_step(p.value.data(), p.grad.data(), p.exp_avg.data(),
+                               p.exp_avg_sq.data(), p.value.numel(), k, p.decay);
 }
 
 }  // namespace hg

@@ -1,6 +1,5 @@
 #include "core/elementwise.h"
 
-#include <cmath>
 #include <cstring>
 
 namespace hg {
@@ -32,12 +31,6 @@ double sum_squares(const float* x, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
   return s;
-}
-
-bool all_finite(const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(x[i])) return false;
-  return true;
 }
 
 }  // namespace hg

@@ -1,0 +1,55 @@
+#include "core/device.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+#include "core/error.h"
+
+namespace hg {
+
+const char* device_name(Device device) { return device == Device::Cuda ? "cuda" : "cpu"; }
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::Cpu;
+  if (name == "cuda") return Device::Cuda;
+  throw UsageError("unknown device '" + name + "'; choose cpu or cuda");
+}
+
+namespace {
+
+void* host_allocate(int64_t bytes) {
+  if (bytes == 0) return nullptr;
+  const size_t rounded = ((static_cast<size_t>(bytes) + 63) / 64) * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, rounded);
+  return p;
+}
+void host_release(void* p) { std::free(p); }
+void host_zero(void* p, int64_t bytes) {
+  if (bytes) std::memset(p, 0, bytes);
+}
+void host_copy(void* dst, const void* src, int64_t bytes) {
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+
+DeviceMemory g_memory[2] = {
+    {host_allocate, host_release, host_zero, host_copy, host_copy, host_copy}, {}};
+
+}  // namespace
+
+void register_device_memory(Device device, const DeviceMemory& memory) {
+  g_memory[static_cast<int>(device)] = memory;
+}
+
+const DeviceMemory& device_memory(Device device) {
+  const DeviceMemory& m = g_memory[static_cast<int>(device)];
+  if (!m.allocate)
+    throw std::runtime_error(std::string("no memory registered for device ") + device_name(device) +
+                             " (its backend was never created)");
+  return m;
+}
+
+}  // namespace hg

@@ -1,0 +1,28 @@
+// Where a buffer lives (ARCHITECTURE.md §7). Host memory is always there; device memory comes from
+// the allocator a device library registers (the CUDA backend registers Device::Cuda when it is
+// created), so core/ never depends on a device library.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace hg {
+
+enum class Device { Cpu, Cuda };
+const char* device_name(Device device);        // "cpu", "cuda"
+Device parse_device(const std::string& name);  // throws UsageError naming the choices
+
+// One device's memory, as plain functions. Sizes are bytes; `allocate` returns zero-filled,
+// 64-byte aligned memory (nullptr for 0 bytes).
+struct DeviceMemory {
+  void* (*allocate)(int64_t bytes) = nullptr;
+  void (*release)(void* p) = nullptr;
+  void (*zero)(void* p, int64_t bytes) = nullptr;
+  void (*copy)(void* dst, const void* src, int64_t bytes) = nullptr;        // device -> device
+  void (*to_host)(void* host, const void* src, int64_t bytes) = nullptr;    // device -> host
+  void (*from_host)(void* dst, const void* host, int64_t bytes) = nullptr;  // host -> device
+};
+void register_device_memory(Device device, const DeviceMemory& memory);
+// Throws std::runtime_error when `device` has no registered memory (its backend was never made).
+const DeviceMemory& device_memory(Device device);
+
+}  // namespace hg
