@@ -10,7 +10,7 @@
 #include "layers/backend.h"
 #include "layers/cross_entropy.h"
 #include "layers/embedding.h"
-#include "layers/grow_buffer.h"
+#include "layers/cpu/grow_buffer.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
 #include "layers/resample.h"

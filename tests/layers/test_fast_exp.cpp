@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "layers/fast_exp.h"
+#include "layers/cpu/fast_exp.h"
 
 namespace hg {
 namespace {

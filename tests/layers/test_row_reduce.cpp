@@ -6,7 +6,7 @@
 #include "layers/dconv.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
-#include "layers/row_reduce.h"
+#include "layers/cpu/row_reduce.h"
 #include "tests/support/gradcheck.h"
 
 namespace hg {

@@ -1,5 +1,5 @@
 // Q/K/V projections, forward and backward side by side (see qkv_projection.h).
-#include "layers/qkv_projection.h"
+#include "layers/cpu/qkv_projection.h"
 
 #include "core/gemm.h"
 #include "layers/linear.h"

@@ -7,9 +7,9 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
-#include "layers/grow_buffer.h"
+#include "layers/cpu/grow_buffer.h"
 #include "layers/linear.h"
-#include "layers/qkv_projection.h"
+#include "layers/cpu/qkv_projection.h"
 
 namespace hg {
 

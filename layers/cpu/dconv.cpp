@@ -2,7 +2,7 @@
 #include "layers/dconv.h"
 
 #include "core/parallel_for.h"
-#include "layers/row_reduce.h"
+#include "layers/cpu/row_reduce.h"
 
 namespace hg {
 

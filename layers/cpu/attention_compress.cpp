@@ -1,5 +1,5 @@
 // Chunk softmax and chunk compression of long-short attention; see attention_compress.h.
-#include "layers/attention_compress.h"
+#include "layers/cpu/attention_compress.h"
 
 #include <algorithm>
 #include <cmath>

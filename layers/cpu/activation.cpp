@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 #include "core/parallel_for.h"
-#include "layers/fast_exp.h"
+#include "layers/cpu/fast_exp.h"
 
 namespace hg {
 

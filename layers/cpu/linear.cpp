@@ -3,7 +3,7 @@
 
 #include "core/gemm.h"
 #include "core/parallel_for.h"
-#include "layers/row_reduce.h"
+#include "layers/cpu/row_reduce.h"
 
 namespace hg {
 

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "core/parallel_for.h"
-#include "layers/row_reduce.h"
+#include "layers/cpu/row_reduce.h"
 
 namespace hg {
 
