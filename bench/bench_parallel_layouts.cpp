@@ -91,7 +91,7 @@ Result run(const hg::Config& config, MPI_Comm comm, const Options& o) {
   const auto infos = hg::unit_infos(hg::plan_units(config.model, config.train.seq_len));
   const std::vector<int> first = {0, static_cast<int>(infos.size())};
   hg::StageModel model(config.model, config.train.seq_len, 0, -1,
-                       hg::make_tensor_parallel(grid, config));
+                       hg::make_tensor_parallel(grid, trained_granularities(config)));
   model.params().init_all(config.train.seed);
   hg::PipelineRuntime runtime(model, grid, hg::ScheduleKind::OneFOneB, first, nullptr,
                               hg::grad_bucket_bytes(config.parallel));

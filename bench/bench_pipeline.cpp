@@ -38,6 +38,7 @@
 #include "parallel/comm.h"
 #include "parallel/grid.h"
 #include "parallel/partition.h"
+#include "core/enum_names.h"
 #include "parallel/schedule.h"
 #include "parallel/trace.h"
 #include "trainer/config.h"
@@ -51,7 +52,7 @@ using hg::bench::median;
 
 struct Options : hg::bench::ModelFlags {
   int micro_batches = 8, micro_batch = 1;
-  std::string schedule = "1f1b";
+  hg::ScheduleKind schedule = hg::ScheduleKind::OneFOneB;
   int virtual_stages = 1;
   std::string stages;
   int steps = 5, warmup = 1;
@@ -70,7 +71,9 @@ Options parse(int argc, char** argv) {
   o.read(flags);
   o.micro_batches = flags.integer("--micro-batches", o.micro_batches);
   o.micro_batch = flags.integer("--micro-batch", o.micro_batch);
-  o.schedule = flags.text("--schedule", o.schedule);
+  const std::string schedule = flags.text("--schedule", "1f1b");
+  hg::require(hg::parse_enum(schedule, o.schedule),
+              "--schedule " + schedule + ": use " + hg::enum_choices<hg::ScheduleKind>());
   o.virtual_stages = flags.integer("--virtual-stages", o.virtual_stages);
   o.stages = flags.text("--stages", o.stages);
   o.steps = flags.integer("--steps", o.steps);
@@ -78,9 +81,9 @@ Options parse(int argc, char** argv) {
   o.trace = flags.text("--trace", o.trace);
   flags.done();
   hg::require(o.steps >= 1 && o.warmup >= 0, "--steps >= 1, --warmup >= 0");
-  hg::require(o.virtual_stages == 1 || o.schedule == "interleaved",
+  hg::require(o.virtual_stages == 1 || o.schedule == hg::ScheduleKind::Interleaved,
               "--virtual-stages > 1 needs --schedule interleaved");
-  hg::require(o.schedule != "interleaved" || o.micro_batches % 2 == 0,
+  hg::require(o.schedule != hg::ScheduleKind::Interleaved || o.micro_batches % 2 == 0,
               "--schedule interleaved needs --micro-batches a multiple of pp = 2");
   return o;
 }
@@ -88,7 +91,7 @@ Options parse(int argc, char** argv) {
 hg::Config make_config(const Options& o, int pp) {
   hg::Config config = hg::config_from_ini(o.ini(o.micro_batches * o.micro_batch, o.micro_batch));
   config.parallel.pp = pp;
-  config.parallel.schedule = pp > 1 ? o.schedule : "1f1b";
+  config.parallel.schedule = pp > 1 ? o.schedule : hg::ScheduleKind::OneFOneB;
   config.parallel.virtual_stages = pp > 1 ? o.virtual_stages : 1;
   config.parallel.stages = pp > 1 ? o.stages : "";
   return config;
@@ -133,7 +136,7 @@ std::unique_ptr<Layout> make_layout(const hg::Config& config, MPI_Comm comm, boo
   l->trace->set_label("rank " + std::to_string(l->grid->rank()) + " (stage " +
                       std::to_string(stage) + ")");
   l->runtime = std::make_unique<hg::PipelineRuntime>(
-      *l->model, *l->grid, hg::parse_schedule_kind(config.parallel.schedule), l->first,
+      *l->model, *l->grid, config.parallel.schedule, l->first,
       trace ? l->trace.get() : nullptr);
   l->tokens = hg::bench::random_tokens(
       static_cast<int64_t>(config.train.batch) * (config.train.seq_len + 1), 256, 7, 0);
@@ -208,7 +211,7 @@ Estimate uncontended(const Layout& l, const std::vector<Sample>& samples) {
   };
   const hg::PipelineLayout layout{pp, m, l.runtime->skips(), v};
   const hg::SimulationResult sim = hg::simulate(
-      hg::make_schedule(hg::parse_schedule_kind(l.config.parallel.schedule), layout), costs);
+      hg::make_schedule(l.config.parallel.schedule, layout), costs);
   if (!sim.ok) throw std::logic_error("schedule simulation failed: " + sim.error);
   return {sim.makespan + outside, sim.bubble};
 }
@@ -227,7 +230,7 @@ int main(int argc, char** argv) {
       std::printf(
           "bench_pipeline: %s; %d micro-batches of %d (%.0f tokens/step), %s, 1 thread per rank, "
           "matrix products by %s; %d rounds after %d warm-up; load average %s",
-          o.describe().c_str(), m, o.micro_batch, tokens, o.schedule.c_str(), hg::gemm_library(),
+          o.describe().c_str(), m, o.micro_batch, tokens, hg::schedule_name(o.schedule), hg::gemm_library(),
           o.steps, o.warmup, [] {
             static char buf[64] = "?\n";
             if (FILE* f = std::fopen("/proc/loadavg", "r")) {

@@ -5,17 +5,11 @@
 #include <new>
 #include <stdexcept>
 
-#include "core/error.h"
+#include "core/enum_names.h"
 
 namespace hg {
 
-const char* device_name(Device device) { return device == Device::Cuda ? "cuda" : "cpu"; }
-
-Device parse_device(const std::string& name) {
-  if (name == "cpu") return Device::Cpu;
-  if (name == "cuda") return Device::Cuda;
-  throw UsageError("unknown device '" + name + "'; choose cpu or cuda");
-}
+const char* device_name(Device device) { return enum_name(device); }
 
 namespace {
 

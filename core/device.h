@@ -3,13 +3,16 @@
 // created), so core/ never depends on a device library.
 #pragma once
 #include <cstdint>
-#include <string>
+#include <span>
 
 namespace hg {
 
 enum class Device { Cpu, Cuda };
-const char* device_name(Device device);        // "cpu", "cuda"
-Device parse_device(const std::string& name);  // throws UsageError naming the choices
+inline std::span<const char* const> enum_names(Device) {  // core/enum_names.h
+  static constexpr const char* names[] = {"cpu", "cuda"};
+  return names;
+}
+const char* device_name(Device device);  // "cpu", "cuda"
 
 // One device's memory, as plain functions. Sizes are bytes; `allocate` returns zero-filled,
 // 64-byte aligned memory (nullptr for 0 bytes).

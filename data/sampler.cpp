@@ -71,18 +71,27 @@ BatchLoader::BatchLoader(const TokenDataset& data, uint64_t seed, int seq_len, i
   }
 }
 
+std::vector<MicroBatch> replica_micro_batches(int global_batch, int dp, int dp_rank,
+                                              int micro_batch) {
+  const int per_replica = global_batch / dp;
+  std::vector<MicroBatch> batches(static_cast<size_t>(per_replica / micro_batch));
+  for (size_t j = 0; j < batches.size(); ++j) {
+    batches[j].first_sample = int64_t{dp_rank} * per_replica + int64_t(j) * micro_batch;
+    batches[j].sequences = micro_batch;
+  }
+  return batches;
+}
+
 BatchLoader::~BatchLoader() {
   if (next_.valid()) next_.wait();
 }
 
 std::vector<MicroBatch> BatchLoader::read_step(int64_t step) const {
   const int64_t window = static_cast<int64_t>(seq_len_) + 1;
-  std::vector<MicroBatch> batches(static_cast<size_t>(micro_batches()));
-  int64_t sample = first_sample();
+  std::vector<MicroBatch> batches = replica_micro_batches(global_batch_, dp_, dp_rank_, micro_batch_);
   for (auto& batch : batches) {
-    batch.first_sample = sample;
-    batch.sequences = micro_batch_;
     batch.tokens.resize(static_cast<size_t>(micro_batch_ * window));
+    int64_t sample = batch.first_sample;
     for (int i = 0; i < micro_batch_; ++i, ++sample) {
       int64_t offset = sample_offset(seed_, step, sample, data_.num_tokens(), window);
       data_.read(offset, window, batch.tokens.data() + i * window);

@@ -25,6 +25,11 @@ struct MicroBatch {
   int64_t sequences = 0;     // = micro_batch
 };
 
+// Replica `dp_rank`'s micro-batches of a step of `global_batch` sequences: sizes and global sample
+// indices, tokens empty (the one rule for both the loader and the stages that load nothing).
+std::vector<MicroBatch> replica_micro_batches(int global_batch, int dp, int dp_rank,
+                                              int micro_batch);
+
 // One data-parallel replica's share of each step: replica r takes the contiguous slice
 // [r·B/dp, (r+1)·B/dp) of the global batch and cuts it, in order, into micro-batches of
 // `micro_batch` sequences. Only ranks that need tokens (first and last pipeline stage) build one.
@@ -42,11 +47,6 @@ class BatchLoader {
 
   // This replica's micro-batches of `step`, in order.
   std::vector<MicroBatch> load_step(int64_t step);
-
-  int micro_batches() const {
-    return (global_batch_ / dp_) / micro_batch_;
-  }  // per replica and step
-  int64_t first_sample() const { return static_cast<int64_t>(dp_rank_) * (global_batch_ / dp_); }
 
  private:
   std::vector<MicroBatch> read_step(int64_t step) const;

@@ -1,12 +1,15 @@
 // FFN activations (§1.2): relu2 (Primer's squared ReLU, default) and gelu (tanh form, baseline).
 #pragma once
 #include <cstdint>
-#include <string>
+#include <span>
 
 namespace hg {
 
 enum class Activation { Relu2, Gelu };
-Activation parse_activation(const std::string& name);  // throws UsageError
+inline std::span<const char* const> enum_names(Activation) {  // core/enum_names.h
+  static constexpr const char* names[] = {"relu2", "gelu"};
+  return names;
+}
 
 // Element-wise over n values.
 void activation_forward(float* out, const float* inp, int64_t n, Activation act);

@@ -9,6 +9,7 @@
 // caller). With tp = 1 they are the canonical tensors.
 #pragma once
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -19,7 +20,10 @@
 namespace hg {
 
 enum class AttentionKind { LongShort, Full };
-AttentionKind parse_attention_kind(const std::string& name);  // throws UsageError
+inline std::span<const char* const> enum_names(AttentionKind) {  // core/enum_names.h
+  static constexpr const char* names[] = {"long_short", "full"};
+  return names;
+}
 
 struct AttentionConfig {
   AttentionKind kind = AttentionKind::LongShort;

@@ -11,7 +11,6 @@
 
 #include "parallel/comm.h"
 #include "parallel/grid.h"
-#include "trainer/config.h"
 
 namespace hg {
 
@@ -51,12 +50,13 @@ Split3 split_at(const Shape& shape, int axis) {
 
 }  // namespace
 
-TensorParallel make_tensor_parallel(const ProcessGrid& grid, const Config& config) {
+TensorParallel make_tensor_parallel(const ProcessGrid& grid,
+                                    const std::vector<int>& nested_granularities) {
   TensorParallel tp;
   tp.rank = grid.tp_rank();
   tp.size = grid.tp();
   tp.comm = grid.tp_comm();
-  if (config.train.matformer != "off") tp.nested_granularities = config.model.ffn_granularities;
+  tp.nested_granularities = nested_granularities;
   return tp;
 }
 

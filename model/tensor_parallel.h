@@ -25,7 +25,6 @@
 namespace hg {
 
 class ProcessGrid;
-struct Config;
 
 // This rank's place in its stage's tensor-parallel group.
 struct TensorParallel {
@@ -38,8 +37,10 @@ struct TensorParallel {
   bool active() const { return size > 1; }
 };
 
-// The group of `grid`'s tp_comm() for `config`.
-TensorParallel make_tensor_parallel(const ProcessGrid& grid, const Config& config);
+// The group of `grid`'s tp_comm(), with the FFNs' band boundaries at `nested_granularities`
+// (trainer/config.h's trained_granularities).
+TensorParallel make_tensor_parallel(const ProcessGrid& grid,
+                                    const std::vector<int>& nested_granularities);
 
 // data (=) Σ over the group of data, in place; no-op when size = 1. Time spent is added to the
 // process-wide totals below (benchmarks): wall time, which includes waiting for the other ranks,

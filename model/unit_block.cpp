@@ -10,14 +10,14 @@ namespace {
 // cfg.heads = the heads this rank holds (tensor parallelism splits them evenly).
 AttentionConfig block_attention_config(const ModelConfig& m, const TensorParallel& tp) {
   AttentionConfig cfg;
-  cfg.kind = parse_attention_kind(m.attention);
+  cfg.kind = m.attention;
   cfg.d = m.d_model;
   cfg.heads = m.heads / tp.size;
   cfg.head_dim = m.head_dim();
   cfg.window = m.window;
   cfg.chunk = m.chunk;
   cfg.rank = m.rank;
-  cfg.rope = m.positions == "rope";
+  cfg.rope = m.positions == Positions::Rope;
   cfg.dconv = m.dconv;
   return cfg;
 }
@@ -50,7 +50,7 @@ void add_attention_params(ParamStore& store, const std::string& prefix, const Mo
     bind("dconv_k", {3, he}, ParamInit::DConvTaps, 0, by_channel, w.dconv_k, g.dconv_k);
     bind("dconv_v", {3, he}, ParamInit::DConvTaps, 0, by_channel, w.dconv_v, g.dconv_v);
   }
-  if (parse_attention_kind(m.attention) == AttentionKind::LongShort) {
+  if (m.attention == AttentionKind::LongShort) {
     const int hr = H * m.rank;
     bind("proj/weight", {d, hr}, ParamInit::Normal, 0.02f, by_rank_column, w.proj_weight,
          g.proj_weight);
@@ -73,7 +73,7 @@ class BlockUnit : public Unit {
         d_(m.d_model),
         n_(plan.rows),
         global_block_(plan.global_block),
-        act_(parse_activation(m.activation)),
+        act_(m.activation),
         be_(store.backend()),
         tp_(store.tensor_parallel()),
         cfg_(block_attention_config(m, tp_)) {

@@ -46,8 +46,8 @@ class ResampleUnit : public Unit {
         heads_(m.heads / store.tensor_parallel().size),
         e_(m.head_dim()),
         mask_(mask),
-        act_(parse_activation(m.activation)),
-        attention_(m.resampling == "attention"),
+        act_(m.activation),
+        attention_(m.resampling == Resampling::Attention),
         be_(store.backend()),
         tp_(store.tensor_parallel()) {
     if (attention_) {
@@ -124,7 +124,7 @@ class DownUnit : public ResampleUnit {
   DownUnit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store)
       : ResampleUnit(m, plan, store, FunnelMask::Down),
         n_(plan.rows),
-        linear_(m.downsample == "linear") {
+        linear_(m.downsample == Downsample::Linear) {
     if (linear_) {
       pool_w_ = &store.add(plan.name + "/pool/weight", {k_ * d_, d_}, ParamInit::Normal, 0.02f);
       pool_b_ = &store.add(plan.name + "/pool/bias", {d_}, ParamInit::Zero);
@@ -211,7 +211,7 @@ class UpUnit : public ResampleUnit {
   UpUnit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store)
       : ResampleUnit(m, plan, store, FunnelMask::Up),
         m_(plan.rows),
-        linear_(m.upsample == "linear") {
+        linear_(m.upsample == Upsample::Linear) {
     if (linear_) {
       up_w_ = &store.add(plan.name + "/linear/weight", {d_, k_ * d_}, ParamInit::Normal, 0.02f);
       up_b_ = &store.add(plan.name + "/linear/bias", {k_ * d_}, ParamInit::Zero);

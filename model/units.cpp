@@ -15,14 +15,14 @@ struct Costs {
 
 Costs block_costs(const ModelConfig& m, int64_t rows, int F) {
   const double d = m.d_model, he = m.heads * m.head_dim(), r = rows;
-  double attn_keys = m.attention == "full" ? r / 2.0
+  double attn_keys = m.attention == AttentionKind::Full ? r / 2.0
                                            : m.window + (r / m.chunk) * m.rank / 2.0;
   Costs c;
   c.flops = 3.0 * r * (2.0 * 4.0 * d * he + 2.0 * 2.0 * d * F + 2.0 * 2.0 * he * attn_keys);
   c.bytes = 4.0 * r * (12.0 * d + 2.0 * F + m.heads * attn_keys);
   c.params = static_cast<int64_t>(4 * d + 4 * d * he + d * F * 2 + F + d);
   if (m.dconv) c.params += static_cast<int64_t>(9 * he);
-  if (m.attention == "long_short")
+  if (m.attention == AttentionKind::LongShort)
     c.params += static_cast<int64_t>(d * m.heads * m.rank + m.heads * m.rank + 4 * he);
   return c;
 }
@@ -30,14 +30,14 @@ Costs block_costs(const ModelConfig& m, int64_t rows, int F) {
 Costs resample_costs(const ModelConfig& m, int64_t rows_full, int k, bool down) {
   const double d = m.d_model, r = rows_full;
   Costs c;
-  bool linear = down ? m.downsample == "linear" : m.upsample == "linear";
+  bool linear = down ? m.downsample == Downsample::Linear : m.upsample == Upsample::Linear;
   if (linear) {
     c.flops = 3.0 * 2.0 * r * d * d;  // k·d -> d per shortened row, i.e. d·d per full row
     c.params = static_cast<int64_t>(k * d * d + (down ? d : k * d));
   }
   if (!down) c.params += static_cast<int64_t>(2 * d);
   c.bytes = 4.0 * r * d * 3;
-  if (m.resampling == "attention") {
+  if (m.resampling == Resampling::Attention) {
     const double he = m.heads * m.head_dim(), q = down ? r / k : r;
     c.flops += 3.0 * (2.0 * 4.0 * q * d * he + 2.0 * 2.0 * q * d * m.ffn + 2.0 * q * he * r / k);
     c.bytes += 4.0 * q * (10.0 * d + 2.0 * m.ffn);

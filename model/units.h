@@ -6,7 +6,7 @@
 
 #include "model/params.h"
 #include "model/unit.h"
-#include "trainer/config.h"
+#include "model/model_config.h"
 
 namespace hg {
 

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "core/enum_names.h"
 #include "core/error.h"
 
 namespace hg {
@@ -131,25 +132,7 @@ bool is_recv(Op op) {
 
 }  // namespace
 
-ScheduleKind parse_schedule_kind(const std::string& name) {
-  if (name == "gpipe") return ScheduleKind::GPipe;
-  if (name == "1f1b") return ScheduleKind::OneFOneB;
-  if (name == "interleaved") return ScheduleKind::Interleaved;
-  throw UsageError("parallel.schedule = '" + name +
-                   "' is not a schedule: use gpipe, 1f1b or interleaved");
-}
-
-const char* schedule_name(ScheduleKind kind) {
-  switch (kind) {
-    case ScheduleKind::GPipe:
-      return "gpipe";
-    case ScheduleKind::OneFOneB:
-      return "1f1b";
-    case ScheduleKind::Interleaved:
-      return "interleaved";
-  }
-  return "?";
-}
+const char* schedule_name(ScheduleKind kind) { return enum_name(kind); }
 
 std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind,
                                                     const PipelineLayout& layout) {

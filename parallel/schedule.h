@@ -38,12 +38,17 @@
 // (S−1)/(m+S−1) to (S−1)/(v·m+S−1) for the price of v times the point-to-point messages.
 #pragma once
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
 namespace hg {
 
 enum class ScheduleKind { GPipe, OneFOneB, Interleaved };
+inline std::span<const char* const> enum_names(ScheduleKind) {  // core/enum_names.h
+  static constexpr const char* names[] = {"gpipe", "1f1b", "interleaved"};
+  return names;
+}
 
 enum class Op {
   RecvActivation,
@@ -84,8 +89,6 @@ struct PipelineLayout {
   int virtual_stages = 1;       // chunks per rank v; > 1 only for Interleaved
 };
 
-// "gpipe" | "1f1b" | "interleaved" (parallel.schedule); UsageError otherwise.
-ScheduleKind parse_schedule_kind(const std::string& name);
 const char* schedule_name(ScheduleKind kind);  // "gpipe" | "1f1b" | "interleaved"
 
 // At most this many chunks per rank: message_tag() has room for 8.

@@ -19,6 +19,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "core/enum_names.h"
 #include "core/error.h"
 #include "core/parallel_for.h"
 #include "model/stage_model.h"
@@ -32,6 +33,14 @@
 
 namespace hg {
 namespace {
+
+// A plan.schedules entry as its ScheduleKind; UsageError naming the choices otherwise.
+ScheduleKind schedule_kind(const std::string& name) {
+  ScheduleKind kind{};
+  require(parse_enum(name, kind), "plan.schedules: '" + name + "' is not a schedule: use " +
+                                      enum_choices<ScheduleKind>());
+  return kind;
+}
 
 // ---- option text ----
 
@@ -219,7 +228,7 @@ void validate(const ClusterSpec& c, const PlanOptions& o) {
   require(o.format == "table" || o.format == "csv",
           "plan.format = '" + o.format + "': use table or csv");
   require(!o.schedules.empty(), "plan.schedules is empty: use gpipe,1f1b");
-  for (const std::string& s : o.schedules) parse_schedule_kind(s);  // UsageError if unknown
+  for (const std::string& s : o.schedules) schedule_kind(s);  // UsageError if unknown
   for (int v : o.virtual_stages)
     require(v >= 2 && v <= kMaxVirtualStages,
             "plan.virtual_stages = " + std::to_string(v) + ": chunks per rank must be in [2, " +
@@ -291,7 +300,7 @@ std::string tp_problem(const Config& c, int tp) {
   if (c.model.heads % tp != 0)
     return "tp " + std::to_string(tp) + " does not divide heads " + std::to_string(c.model.heads);
   std::vector<int> widths = {c.model.ffn};
-  if (c.train.matformer != "off")
+  if (c.train.matformer != Matformer::Off)
     for (int g : c.model.ffn_granularities) widths.push_back(c.model.ffn / g);
   std::sort(widths.rbegin(), widths.rend());
   widths.erase(std::unique(widths.begin(), widths.end()), widths.end());
@@ -472,7 +481,7 @@ Calibration calibrate(const Config& config, const std::vector<int>& micro_batche
       require(initialized, "calibrating tensor-parallel shards needs MPI initialised");
       shard.size = tp;
       shard.comm = MPI_COMM_SELF;
-      if (config.train.matformer != "off")
+      if (config.train.matformer != Matformer::Off)
         shard.nested_granularities = config.model.ffn_granularities;
     }
     chains.emplace_back();
@@ -729,7 +738,7 @@ struct PlanInputs {
     // The trainer's bucket (parallel.grad_bucket_mb, MiB), unless plan.bucket_mb (MiB) overrides.
     bucket_bytes = options.bucket_mb > 0 ? options.bucket_mb * 1024 * 1024
                                          : double(grad_bucket_bytes(config.parallel));
-    granularity_runs = config.train.matformer == "joint"
+    granularity_runs = config.train.matformer == Matformer::Joint
                            ? static_cast<int>(config.model.ffn_granularities.size())
                            : 1;
     if (!options.calibration.empty()) read_calibration_index();
@@ -1080,7 +1089,7 @@ void add_grid_layouts(GridCosts& grid, const PlanInputs& in, const std::string& 
     const int m = in.batch / dp / mb * in.granularity_runs;
     for (const std::string& schedule_text : in.options.schedules) {
       const ScheduleKind kind =
-          pp == 1 ? ScheduleKind::OneFOneB : parse_schedule_kind(schedule_text);
+          pp == 1 ? ScheduleKind::OneFOneB : schedule_kind(schedule_text);
       const std::vector<int> chunk_counts =
           kind == ScheduleKind::Interleaved ? virtual_counts : std::vector<int>{1};
       for (int v : chunk_counts) {
@@ -1196,7 +1205,7 @@ void print_table(const PlanResult& r, const Config& config, const ClusterSpec& c
     std::printf(
         "recompute: blocks (each block's forward runs again in its backward; per micro-batch in "
         "flight a block keeps only its input)\n");
-  if (config.train.matformer == "joint")
+  if (config.train.matformer == Matformer::Joint)
     std::printf(
         "note: matformer joint runs every micro-batch once per width; compute is "
         "counted at full width (an over-estimate)\n");

@@ -16,8 +16,8 @@
 #include <sstream>
 #include <type_traits>
 
+#include "core/enum_names.h"
 #include "core/error.h"
-#include "parallel/schedule.h"
 
 namespace hg {
 namespace {
@@ -67,9 +67,15 @@ bool parse_text(const std::string& text, std::vector<int>& out) {
   return true;
 }
 
+// Choice keys: one of the enum's spellings (core/enum_names.h).
+template <class E>
+requires std::is_enum_v<E>
+bool parse_text(const std::string& text, E& out) { return parse_enum(text, out); }
+
 template <class T>
-const char* expected_spelling() {
-  if constexpr (std::is_same_v<T, bool>)
+std::string expected_spelling() {
+  if constexpr (std::is_enum_v<T>) return "one of " + enum_choices<T>();
+  else if constexpr (std::is_same_v<T, bool>)
     return "true or false";
   else if constexpr (std::is_integral_v<T> && std::is_unsigned_v<T>)
     return "a non-negative integer";
@@ -103,6 +109,8 @@ std::string shortest_text(T value) {
 std::string format_value(bool value) { return value ? "true" : "false"; }
 std::string format_value(const std::string& value) { return value; }
 std::string format_value(const char* value) { return value; }
+template <class E>
+requires std::is_enum_v<E> std::string format_value(E value) { return enum_name(value); }
 template <class T>
 requires std::is_arithmetic_v<T> std::string format_value(T value) {
   if constexpr (std::is_floating_point_v<T>) return shortest_text(value);
@@ -122,9 +130,9 @@ std::string format_value(const std::vector<int>& values) {
 struct KeySpec {
   std::string section;
   std::string name;
-  const char* choices;   // "a|b" for enumerations, nullptr otherwise
+  std::string choices;   // "a|b" for enumerations, empty otherwise
   bool omit_when_empty;  // optional lists: absent from to_ini() when unset (as in the fixtures)
-  const char* expected;  // what a valid spelling looks like
+  std::string expected;  // what a valid spelling looks like
   std::function<bool(Config&, const std::string&)> read;
   std::function<std::string(const Config&)> write;
 
@@ -132,8 +140,9 @@ struct KeySpec {
 };
 
 template <class Part, class T>
-KeySpec bind_key(const char* section, const char* name, Part Config::*part, T Part::*member,
-                 const char* choices = nullptr) {
+KeySpec bind_key(const char* section, const char* name, Part Config::*part, T Part::*member) {
+  std::string choices;
+  if constexpr (std::is_enum_v<T>) choices = enum_choices<T>("|");
   return {section,
           name,
           choices,
@@ -144,9 +153,8 @@ KeySpec bind_key(const char* section, const char* name, Part Config::*part, T Pa
 }
 
 // Key name = member name, so the macro cannot bind a key to the wrong member.
-#define HG_KEY(section, key, ...)            \
-  bind_key(#section, #key, &Config::section, \
-           &decltype(Config::section)::key __VA_OPT__(, ) __VA_ARGS__)
+#define HG_KEY(section, key) \
+  bind_key(#section, #key, &Config::section, &decltype(Config::section)::key)
 
 // Every key in to_ini() order: sections as in ARCHITECTURE.md §8, keys as in its table.
 const std::vector<KeySpec>& key_table() {
@@ -157,15 +165,15 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(model, ffn),
       HG_KEY(model, ffn_widths),
       HG_KEY(model, hierarchy),
-      HG_KEY(model, attention, "long_short|full"),
+      HG_KEY(model, attention),
       HG_KEY(model, window),
       HG_KEY(model, chunk),
       HG_KEY(model, rank),
-      HG_KEY(model, positions, "rope|none"),
-      HG_KEY(model, downsample, "linear|avg"),
-      HG_KEY(model, upsample, "linear|repeat"),
-      HG_KEY(model, resampling, "plain|attention"),
-      HG_KEY(model, activation, "relu2|gelu"),
+      HG_KEY(model, positions),
+      HG_KEY(model, downsample),
+      HG_KEY(model, upsample),
+      HG_KEY(model, resampling),
+      HG_KEY(model, activation),
       HG_KEY(model, dconv),
       HG_KEY(model, ffn_granularities),
       HG_KEY(model, dropout),
@@ -182,13 +190,13 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(train, eps),
       HG_KEY(train, grad_clip),
       HG_KEY(train, seed),
-      HG_KEY(train, matformer, "off|joint|sample"),
-      HG_KEY(train, recompute, "none|blocks"),
+      HG_KEY(train, matformer),
+      HG_KEY(train, recompute),
       HG_KEY(data, dir),
       HG_KEY(parallel, dp),
       HG_KEY(parallel, pp),
       HG_KEY(parallel, tp),
-      HG_KEY(parallel, schedule, "gpipe|1f1b|interleaved"),
+      HG_KEY(parallel, schedule),
       HG_KEY(parallel, virtual_stages),
       HG_KEY(parallel, stages),
       HG_KEY(parallel, timeout),
@@ -203,7 +211,7 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(log, trace),
       HG_KEY(run, dir),
       HG_KEY(run, threads),
-      HG_KEY(run, device, "cpu|cuda"),
+      HG_KEY(run, device),
       HG_KEY(run, time_limit),
       HG_KEY(run, memory_limit_gb),
   };
@@ -269,24 +277,12 @@ void check(bool ok, const std::string& key, const T& value, const std::string& r
   if (!ok) throw UsageError(key + " = " + format_value(value) + ": " + rule);
 }
 
-void check_choices(const Config& config, const std::string& section) {
-  for (const auto& key : key_table()) {
-    if (!key.choices || (!section.empty() && key.section != section)) continue;
-    const std::string value = key.write(config);
-    const std::string choices = std::string("|") + key.choices + "|";
-    std::string listing;
-    for (const char* c = key.choices; *c; ++c)
-      listing += *c == '|' ? std::string(", ") : std::string(1, *c);
-    check(choices.find("|" + value + "|") != std::string::npos, key.full_name(), "'" + value + "'",
-          "must be one of " + listing);
-  }
-}
 
 // The FFN widths training touches for a stored width F, widest first: F, plus every nested
 // width F/g under MatFormer (the band boundaries of model/tensor_parallel.h).
 std::vector<int> trained_widths(const Config& config, int F) {
   std::set<int> widths = {F};
-  if (config.train.matformer != "off")
+  if (config.train.matformer != Matformer::Off)
     for (int g : config.model.ffn_granularities) widths.insert(F / g);
   return {widths.rbegin(), widths.rend()};
 }
@@ -320,13 +316,13 @@ void validate_parallel(const Config& c) {
   }
   check(p.virtual_stages >= 1 && p.virtual_stages <= kMaxVirtualStages, "parallel.virtual_stages",
         p.virtual_stages, "must be in [1, " + std::to_string(kMaxVirtualStages) + "]");
-  check(p.virtual_stages == 1 || p.schedule == "interleaved", "parallel.virtual_stages",
-        p.virtual_stages,
-        "needs parallel.schedule = interleaved (it is " + p.schedule +
+  check(p.virtual_stages == 1 || p.schedule == ScheduleKind::Interleaved,
+        "parallel.virtual_stages", p.virtual_stages,
+        "needs parallel.schedule = interleaved (it is " + format_value(p.schedule) +
             "); set the schedule or virtual_stages = 1");
   check(p.virtual_stages == 1 || p.pp >= 2, "parallel.virtual_stages", p.virtual_stages,
         "needs parallel.pp >= 2 (the chunks of a virtual pipeline live on different ranks)");
-  if (p.schedule == "interleaved" && p.dp >= 1 && c.train.micro_batch >= 1) {
+  if (p.schedule == ScheduleKind::Interleaved && p.dp >= 1 && c.train.micro_batch >= 1) {
     // Megatron-LM's interleaved order walks the chunks in groups of pp micro-batches.
     const int64_t micro_batches = c.train.batch / (int64_t{p.dp} * c.train.micro_batch);
     check(micro_batches % p.pp == 0, "train.batch", c.train.batch,
@@ -375,7 +371,7 @@ void validate_train(const Config& c) {
   check(t.eps > 0, "train.eps", t.eps, "must be positive");
   check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip,
         "must be at least 0 (0 disables clipping)");
-  check(t.matformer == "off" || c.model.ffn_widths.empty(), "train.matformer", t.matformer,
+  check(t.matformer == Matformer::Off || c.model.ffn_widths.empty(), "train.matformer", t.matformer,
         "must be off when model.ffn_widths is set (an extracted model has fixed FFN widths)");
 }
 
@@ -399,73 +395,23 @@ void validate_run(const Config& c) {
 }
 
 void validate_config(const Config& config) {
-  check_choices(config, "");
   validate_model(config.model, config.train.seq_len);
   validate_train(config);
   validate_parallel(config);
   validate_run(config);
 }
 
-// "n@K" -> {n, K}; false when the token has another shape.
-bool parse_stack(const std::string& token, StackSpec& stack) {
-  const size_t at = token.find('@');
-  return at != std::string::npos && parse_text(token.substr(0, at), stack.blocks) &&
-         parse_text(token.substr(at + 1), stack.shortening);
-}
-
 }  // namespace
-
-std::vector<StackSpec> parse_hierarchy(const std::string& text) {
-  const std::string key = "model.hierarchy", value = "'" + text + "'";
-  std::vector<StackSpec> stacks;
-  std::istringstream in(text);
-  for (std::string token; in >> token;) {
-    check(parse_stack(token, stacks.emplace_back()), key, value,
-          "'" + token + "' is not n@K (blocks@shortening, e.g. \"2@1 4@3 2@1\")");
-    check(stacks.back().blocks >= 0, key, value, "'" + token + "' has a negative block count");
-    check(stacks.back().shortening >= 1, key, value, "'" + token + "' has shortening below 1");
-  }
-  const int count = static_cast<int>(stacks.size());
-  check(count % 2 == 1, key, value,
-        "needs an odd number of stacks (rising, middle, mirrored falling), e.g. \"2@1 4@3 2@1\"");
-  check(stacks[0].shortening == 1, key, value, "the first stack must run at shortening 1 (n@1)");
-  for (int i = 0; i < count; ++i) {
-    const int k = stacks[i].shortening, mirror = stacks[count - 1 - i].shortening;
-    check(k == mirror, key, value,
-          "shortenings must be a palindrome: stack " + std::to_string(i) + " has " +
-              std::to_string(k) + ", its mirror " + std::to_string(count - 1 - i) + " has " +
-              std::to_string(mirror));
-    if (i >= count / 2) continue;
-    const int next = stacks[i + 1].shortening;
-    check(next > k, key, value,
-          "shortenings must strictly increase up to the middle stack (" + std::to_string(k) +
-              " then " + std::to_string(next) + ")");
-    check(next % k == 0, key, value,
-          "each shortening must be an integer multiple of the previous (" + std::to_string(next) +
-              " / " + std::to_string(k) + " is not an integer)");
-  }
-  return stacks;
-}
-
-int ModelConfig::total_stack_blocks() const {
-  int total = 0;
-  for (const StackSpec& stack : stacks.empty() ? parse_hierarchy(hierarchy) : stacks)
-    total += stack.blocks;
-  return total;
-}
 
 // seq_len <= 0 skips the checks that need a sequence length (a checkpoint's model alone).
 void validate_model(const ModelConfig& m, int seq_len) {
-  Config with_model;
-  with_model.model = m;
-  check_choices(with_model, "model");
   const std::vector<StackSpec> stacks = parse_hierarchy(m.hierarchy);
   check(m.vocab_size >= 2 && m.vocab_size <= 65536, "model.vocab_size", m.vocab_size,
         "must be in [2, 65536] (tokens are stored as uint8 or uint16)");
   check(m.d_model >= 1, "model.d_model", m.d_model, "must be at least 1");
   check(m.heads >= 1 && m.d_model % m.heads == 0, "model.heads", m.heads,
         "must divide model.d_model = " + std::to_string(m.d_model) + "; choose a divisor");
-  check(m.positions != "rope" || m.head_dim() % 2 == 0, "model.heads", m.heads,
+  check(m.positions != Positions::Rope || m.head_dim() % 2 == 0, "model.heads", m.heads,
         "rope needs an even head width but model.d_model / model.heads = " +
             std::to_string(m.head_dim()) + "; change heads or d_model, or model.positions = none");
   check(m.ffn >= 1, "model.ffn", m.ffn, "must be at least 1");
@@ -491,7 +437,7 @@ void validate_model(const ModelConfig& m, int seq_len) {
   check(m.window >= 1, "model.window", m.window, "must be at least 1");
   check(m.chunk >= 1, "model.chunk", m.chunk, "must be at least 1");
   check(m.rank >= 1, "model.rank", m.rank, "must be at least 1");
-  const bool long_short = m.attention == "long_short";
+  const bool long_short = m.attention == AttentionKind::LongShort;
   check(!long_short || m.window >= m.chunk, "model.window", m.window,
         "long-short attention needs window >= model.chunk = " + std::to_string(m.chunk));
   if (seq_len <= 0) return;
@@ -579,7 +525,6 @@ Config config_from_ini(const std::string& ini_text) {
   std::istringstream in(ini_text);
   store_ini(in, "in the checkpoint configuration", values);
   Config config = config_from_values(values);
-  check_choices(config, "");
   validate_model(config.model, values.count("train.seq_len") ? config.train.seq_len : 0);
   return config;
 }

@@ -4,46 +4,28 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "core/device.h"
+#include "model/model_config.h"
+#include "parallel/schedule.h"
+
 namespace hg {
 
-// One stack of the hierarchy string "n0@K0 n1@K1 ...": n blocks at total shortening K.
-struct StackSpec {
-  int blocks = 0;
-  int shortening = 1;
-};
-
-// Parses and validates a hierarchy string (§1.1): odd count, K0 = 1, palindrome of K, strictly
-// increasing to the middle, integer ratios. Throws UsageError naming the rule broken.
-std::vector<StackSpec> parse_hierarchy(const std::string& text);
-
-struct ModelConfig {
-  int vocab_size = 256;
-  int d_model = 256;
-  int heads = 4;
-  int ffn = 1024;
-  std::vector<int> ffn_widths;  // per stack block in forward order (extracted checkpoints); empty = all `ffn`
-  std::string hierarchy = "2@1 4@3 2@1";
-  std::vector<StackSpec> stacks;  // parsed from `hierarchy`
-  std::string attention = "long_short";  // long_short | full
-  int window = 128;
-  int chunk = 16;
-  int rank = 1;
-  std::string positions = "rope";     // rope | none
-  std::string downsample = "linear";  // linear | avg
-  std::string upsample = "linear";    // linear | repeat
-  std::string resampling = "plain";   // plain | attention
-  std::string activation = "relu2";   // relu2 | gelu
-  bool dconv = true;
-  std::vector<int> ffn_granularities = {1};
-  float dropout = 0.0f;
-
-  int head_dim() const { return d_model / heads; }
-  int middle() const { return static_cast<int>(stacks.size()) / 2; }
-  int total_stack_blocks() const;
-};
+// Training choices (§3, §1.5): MatFormer granularities trained jointly or one sampled per step;
+// activation recomputation of the stack blocks (model/unit_recompute.h).
+enum class Matformer { Off, Joint, Sample };
+enum class Recompute { None, Blocks };
+inline std::span<const char* const> enum_names(Matformer) {  // core/enum_names.h
+  static constexpr const char* names[] = {"off", "joint", "sample"};
+  return names;
+}
+inline std::span<const char* const> enum_names(Recompute) {
+  static constexpr const char* names[] = {"none", "blocks"};
+  return names;
+}
 
 struct TrainConfig {
   int seq_len = 768;
@@ -59,8 +41,8 @@ struct TrainConfig {
   double eps = 1e-8;
   double grad_clip = 1.0;
   uint64_t seed = 1;
-  std::string matformer = "off";  // off | joint | sample
-  std::string recompute = "none";  // none | blocks: activation recomputation (unit_recompute.h)
+  Matformer matformer = Matformer::Off;
+  Recompute recompute = Recompute::None;
 };
 
 struct DataConfig {
@@ -71,14 +53,14 @@ struct ParallelConfig {
   int dp = 1;
   int pp = 1;
   int tp = 1;
-  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved
+  ScheduleKind schedule = ScheduleKind::OneFOneB;
   int virtual_stages = 1;  // interleaved: chunks per rank v (the model is cut into pp·v pieces)
   std::string stages;      // "" = automatic; else unit counts per (virtual) stage, e.g. "5,4,6"
   double timeout = 600;           // seconds any blocking wait may take before the job aborts
   double grad_bucket_mb = 4;      // data-parallel gradient all-reduce bucket (MiB), grad_buckets.h
 };
 
-inline bool recompute_blocks(const TrainConfig& t) { return t.recompute == "blocks"; }
+inline bool recompute_blocks(const TrainConfig& t) { return t.recompute == Recompute::Blocks; }
 
 inline int64_t grad_bucket_bytes(const ParallelConfig& p) {
   return static_cast<int64_t>(p.grad_bucket_mb * 1024 * 1024);
@@ -101,7 +83,7 @@ struct LogConfig {
 struct RunConfig {
   std::string dir = "runs/default";
   int threads = 0;  // 0 = OpenMP's default
-  std::string device = "cpu";  // cpu | cuda
+  Device device = Device::Cpu;
   double time_limit = 0;       // seconds; 0 = none
   // GiB per node that `train` may fill (trainer/memory_estimate.h): 0 = detect (the smaller of
   // MemTotal and the cgroup limit), > 0 = this many, < 0 = no check.
@@ -120,6 +102,13 @@ struct Config {
   // The resolved INI text: every key of every section, in a fixed order.
   std::string to_ini() const;
 };
+
+// The MatFormer granularities training touches: model.ffn_granularities unless matformer = off
+// (the FFNs' band boundaries under tensor parallelism, model/tensor_parallel.h).
+inline std::vector<int> trained_granularities(const Config& c) {
+  if (c.train.matformer == Matformer::Off) return {1};
+  return c.model.ffn_granularities;
+}
 
 // Reads `--config FILE` (if given) and every `--section.key value` flag from args (the arguments
 // after the subcommand), applies defaults, validates everything that can be checked without

@@ -11,15 +11,17 @@
 namespace hg {
 
 std::vector<TokenBatch> replica_micro_batches(const Config& config, int dp_rank,
-                                              const std::vector<const int32_t*>& loaded) {
-  const int per_replica = config.train.batch / config.parallel.dp;
-  const int count = per_replica / config.train.micro_batch;
-  std::vector<TokenBatch> batches(count);
-  for (int j = 0; j < count; ++j) {
-    batches[j].sequences = config.train.micro_batch;
-    batches[j].first_sample = static_cast<int64_t>(dp_rank) * per_replica +
-                              static_cast<int64_t>(j) * config.train.micro_batch;
-    if (!loaded.empty()) batches[j].tokens = loaded.at(j);
+                                              const std::vector<MicroBatch>& loaded) {
+  const std::vector<MicroBatch> positions =
+      loaded.empty() ? replica_micro_batches(config.train.batch, config.parallel.dp, dp_rank,
+                                             config.train.micro_batch)
+                     : std::vector<MicroBatch>();
+  const std::vector<MicroBatch>& from = loaded.empty() ? positions : loaded;
+  std::vector<TokenBatch> batches(from.size());
+  for (size_t j = 0; j < from.size(); ++j) {
+    batches[j].sequences = from[j].sequences;
+    batches[j].first_sample = from[j].first_sample;
+    if (!from[j].tokens.empty()) batches[j].tokens = from[j].tokens.data();
   }
   return batches;
 }

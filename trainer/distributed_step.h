@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "model/stage_model.h"
+#include "data/sampler.h"
 #include "parallel/grid.h"
 #include "trainer/config.h"
 #include "trainer/pipeline_runtime.h"
@@ -12,10 +13,10 @@
 
 namespace hg {
 
-// The micro-batches of this replica for one step: sizes and global sample indices always,
-// tokens only where `loaded` has them (first and last stage).
+// The micro-batches of this replica for one step, as the loader made them (`loaded`: first and
+// last stage), or their sizes and global sample indices alone (stages that load nothing).
 std::vector<TokenBatch> replica_micro_batches(const Config& config, int dp_rank,
-                                              const std::vector<const int32_t*>& loaded);
+                                              const std::vector<MicroBatch>& loaded);
 
 struct DistributedStep {
   StepMetrics metrics;  // identical on every rank

@@ -63,7 +63,7 @@ std::string describe(const RankRow& r) {
 
 bool tp_sharded(const ModelConfig& model, const UnitPlan& unit) {
   return unit.kind == UnitKind::Block ||
-         (model.resampling == "attention" &&
+         (model.resampling == Resampling::Attention &&
           (unit.kind == UnitKind::Down || unit.kind == UnitKind::Up));
 }
 
@@ -121,7 +121,7 @@ RankMemory estimate_rank_memory(const Config& config, const std::vector<UnitPlan
   const ParallelConfig& parallel = config.parallel;
   const int micro_batch = config.train.micro_batch;
   // train.matformer = joint runs every micro-batch at each granularity as a slot of its own.
-  const int granularities = config.train.matformer == "joint"
+  const int granularities = config.train.matformer == Matformer::Joint
                                 ? static_cast<int>(config.model.ffn_granularities.size())
                                 : 1;
   const int micro_batches = config.train.batch / parallel.dp / micro_batch * granularities;
@@ -131,7 +131,7 @@ RankMemory estimate_rank_memory(const Config& config, const std::vector<UnitPlan
     chunks.push_back(
         chunk_memory(config.model, plans, u0, u1, micro_batch, parallel.tp, recompute, 4));
   const auto lists =
-      make_schedule(parse_schedule_kind(parallel.schedule),
+      make_schedule(parallel.schedule,
                     PipelineLayout{parallel.pp, micro_batches, skip_edges(unit_infos(plans), first),
                                    parallel.virtual_stages});
   return rank_memory(chunks, max_live_micro_batches(lists.at(stage)), 16);

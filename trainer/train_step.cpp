@@ -31,12 +31,12 @@ StepContext make_step_context(const Config& config, int64_t s) {
 
 std::vector<int> step_granularities(const Config& config, int64_t s) {
   const int G = static_cast<int>(config.model.ffn_granularities.size());
-  if (config.train.matformer == "joint") {
+  if (config.train.matformer == Matformer::Joint) {
     std::vector<int> all(G);
     for (int g = 0; g < G; ++g) all[g] = g;
     return all;
   }
-  if (config.train.matformer == "sample") {
+  if (config.train.matformer == Matformer::Sample) {
     uint64_t bits = bits64_at(random_key(config.train.seed, RandomPurpose::Granularity),
                               counter_of(0, static_cast<uint64_t>(s)));
     return {static_cast<int>(bits % static_cast<uint64_t>(G))};

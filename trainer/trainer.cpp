@@ -223,8 +223,8 @@ void build_stage(TrainingRun& run) {
   check_node_memory(config, plans, run.first, grid.stage(), MPI_COMM_WORLD);
   run.model = std::make_unique<StageModel>(
       config.model, config.train.seq_len, rank_chunks(run.first, config.parallel.pp, grid.stage()),
-      make_tensor_parallel(grid, config), recompute_blocks(config.train),
-      backend_for(parse_device(config.run.device)));
+      make_tensor_parallel(grid, trained_granularities(config)), recompute_blocks(config.train),
+      backend_for(config.run.device));
   run.model->params().init_all(config.train.seed);
   if (!run.resume_file.empty()) {
     run.start_step =
@@ -261,8 +261,8 @@ void set_up(TrainingRun& run, const std::vector<std::string>& args) {
     config = parse_config(args);  // checks heads, every MatFormer band and ffn against parallel.tp
     // The CPU backend is the only one whose ops are all there; the CUDA backend (layers/cuda)
     // is behind the same interface, without attention yet (issue 15).
-    require(config.run.device == "cpu",
-            "run.device = " + config.run.device +
+    require(config.run.device == Device::Cpu,
+            std::string("run.device = ") + device_name(config.run.device) +
                 ": this build trains on the CPU only (the CUDA backend has no attention yet); use "
                 "--run.device cpu");
     run.grid =
@@ -283,7 +283,7 @@ void print_layout(const TrainingRun& run) {
       "layout: dp %d x pp %d x tp %d = %d ranks, schedule %s%s, %d threads per rank, "
       "matrix products by %s\n",
       config.parallel.dp, config.parallel.pp, config.parallel.tp, run.grid->size(),
-      config.parallel.schedule.c_str(),
+      schedule_name(config.parallel.schedule),
       config.parallel.virtual_stages > 1
           ? (" (" + std::to_string(config.parallel.virtual_stages) +
              " virtual stages per rank: stage k below runs on rank k mod pp)")
@@ -391,7 +391,7 @@ int train_main(const std::vector<std::string>& args) {
   TraceRecorder trace(MPI_COMM_WORLD, !config.log.trace.empty());
   trace.set_label("rank " + std::to_string(grid.rank()) + " (stage " +
                   std::to_string(grid.stage()) + ")");
-  PipelineRuntime runtime(*run.model, grid, parse_schedule_kind(config.parallel.schedule),
+  PipelineRuntime runtime(*run.model, grid, config.parallel.schedule,
                           run.first, config.log.trace.empty() ? nullptr : &trace,
                           grad_bucket_bytes(config.parallel));
   ProgressReport progress(run);
@@ -411,14 +411,10 @@ int train_main(const std::vector<std::string>& args) {
   for (int64_t s = run.start_step; s < config.train.steps; ++s) {
     // Load, step, report.
     std::vector<MicroBatch> loaded;
-    std::vector<const int32_t*> tokens;
-    if (run.loader) {
-      loaded = run.loader->load_step(s);
-      for (const MicroBatch& mb : loaded) tokens.push_back(mb.tokens.data());
-    }
+    if (run.loader) loaded = run.loader->load_step(s);
     const DistributedStep step =
         distributed_step(*run.model, runtime, grid, config, s,
-                         replica_micro_batches(config, grid.dp_rank(), tokens));
+                         replica_micro_batches(config, grid.dp_rank(), loaded));
     report_save(saver.poll());
     if (!step.finite) {
       report_save(saver.wait());  // a save of the last good weights may still be in flight

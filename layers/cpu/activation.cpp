@@ -9,12 +9,6 @@
 
 namespace hg {
 
-Activation parse_activation(const std::string& name) {
-  if (name == "relu2") return Activation::Relu2;
-  if (name == "gelu") return Activation::Gelu;
-  throw UsageError("model.activation: unknown activation '" + name + "' (use relu2 or gelu)");
-}
-
 namespace {
 
 // Element-wise loops are split into fixed chunks: big enough to amortise the task, small enough

@@ -20,12 +20,6 @@
 
 namespace hg {
 
-AttentionKind parse_attention_kind(const std::string& name) {
-  if (name == "long_short") return AttentionKind::LongShort;
-  if (name == "full") return AttentionKind::Full;
-  throw UsageError("model.attention = '" + name + "': expected long_short or full");
-}
-
 namespace {
 
 // Query rows per block of the attention kernel. long_short blocks are whole chunks, so the

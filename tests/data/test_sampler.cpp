@@ -143,8 +143,18 @@ TEST_F(BatchLoaderTest, PrefetchGivesTheSameStepsInOrderOrAfterAJump) {
       EXPECT_EQ(a[i].first_sample, b[i].first_sample);
     }
   }
-  EXPECT_EQ(prefetching.micro_batches(), 2);
-  EXPECT_EQ(prefetching.first_sample(), 4);
+  const auto loaded = prefetching.load_step(0);
+  ASSERT_EQ(loaded.size(), 2u);
+  EXPECT_EQ(loaded[0].first_sample, 4);
+  EXPECT_EQ(loaded[1].first_sample, 6);
+  // The stages that load nothing get the same positions from the same rule.
+  const auto positions = replica_micro_batches(8, 2, 1, 2);
+  ASSERT_EQ(positions.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(positions[i].first_sample, loaded[i].first_sample);
+    EXPECT_EQ(positions[i].sequences, loaded[i].sequences);
+    EXPECT_TRUE(positions[i].tokens.empty());
+  }
 }
 
 TEST_F(BatchLoaderTest, RejectsBatchesThatDoNotDivide) {

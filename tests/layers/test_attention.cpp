@@ -617,12 +617,6 @@ TEST(Attention, KernelIndependentOfThreadCount) {
   EXPECT_EQ(one, run(4));
 }
 
-TEST(Attention, ParseKind) {
-  EXPECT_EQ(parse_attention_kind("long_short"), AttentionKind::LongShort);
-  EXPECT_EQ(parse_attention_kind("full"), AttentionKind::Full);
-  EXPECT_THROW(parse_attention_kind("sparse"), UsageError);
-}
-
 // ---------------------------------------------------------------------------------------------
 // 6. Long sequences: O(n·(w + n·r/l)) time and memory, no n×n matrix anywhere.
 

@@ -61,9 +61,9 @@ DistributedRun run_distributed(const Config& config, MPI_Comm comm, int steps,
                       static_cast<int>(config.model.stacks.size()), config.parallel.stages);
   r.model = std::make_unique<StageModel>(
       config.model, config.train.seq_len, rank_chunks(first, config.parallel.pp, grid.stage()),
-      make_tensor_parallel(grid, config), recompute_blocks(config.train));
+      make_tensor_parallel(grid, trained_granularities(config)), recompute_blocks(config.train));
   r.model->params().init_all(config.train.seed);
-  PipelineRuntime runtime(*r.model, grid, parse_schedule_kind(config.parallel.schedule), first,
+  PipelineRuntime runtime(*r.model, grid, config.parallel.schedule, first,
                           nullptr, grad_bucket_bytes(config.parallel));
   const int64_t row = config.train.seq_len + 1;
   for (int64_t s = 0; s < steps; ++s) {
@@ -167,8 +167,8 @@ std::string compare_with_reference(const DistributedRun& got, const ReferenceRun
   return out.str();
 }
 
-std::string check_live(const DistributedRun& got, const std::string& schedule,
-                       const std::string& where) {
+std::string check_live(const DistributedRun& got, ScheduleKind kind, const std::string& where) {
+  const std::string schedule = schedule_name(kind);
   const int m = got.micro_batches;
   const int pp = got.grid->pp(), stage = got.grid->stage(), v = got.model->chunks();
   // Interleaved: Megatron's warm-up forwards plus one, (micro-batch, chunk) pairs (schedule.h).

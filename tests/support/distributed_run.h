@@ -51,7 +51,7 @@ std::string compare_with_reference(const DistributedRun& got, const ReferenceRun
 // The live micro-batch count of every step: 1F1B holds min(pp − stage, m) on stage `stage`, GPipe
 // all m, interleaved min(2(pp − stage − 1) + (v − 1)·pp + 1, m·v) (micro-batch, chunk) pairs
 // (schedule.h).
-std::string check_live(const DistributedRun& got, const std::string& schedule,
+std::string check_live(const DistributedRun& got, ScheduleKind schedule,
                        const std::string& where);
 
 // dp > 1: replicas bit-identical, and every gradient bucket's all-reduce started as soon as its

@@ -133,7 +133,7 @@ TEST(CheckpointIo, ReadsTheReferenceInitialCheckpoint) {
   EXPECT_EQ(config.model.window, 8);
   EXPECT_EQ(config.model.chunk, 4);
   EXPECT_EQ(config.model.rank, 2);
-  EXPECT_EQ(config.model.attention, "long_short");
+  EXPECT_EQ(config.model.attention, AttentionKind::LongShort);
   EXPECT_TRUE(config.model.dconv);
   const auto expected = expected_shapes(config.model);
   EXPECT_EQ(expected.size(), 78u);

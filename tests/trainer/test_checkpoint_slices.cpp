@@ -72,7 +72,7 @@ TEST(TensorParallelMpiSave, EachRankWritesItsSlicesIntoTheCanonicalFile) {
     comm::barrier(pair);
 
     ProcessGrid grid(1, 1, 2, pair);
-    StageModel model(config.model, config.train.seq_len, 0, -1, make_tensor_parallel(grid, config));
+    StageModel model(config.model, config.train.seq_len, 0, -1, make_tensor_parallel(grid, trained_granularities(config)));
     int sharded = 0;
     for (const auto& [name, p] : model.params().all()) sharded += p.slice.sharded();
     EXPECT_GT(sharded, 10) << "the model should have many tensor-parallel slices";

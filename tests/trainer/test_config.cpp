@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/enum_names.h"
 #include "core/error.h"
 #include "trainer/config.h"
 
@@ -186,6 +187,43 @@ TEST(Config, EnumerationsAcceptOnlyTheirValues) {
                    "--model.activation", "gelu", "--train.matformer", "joint",
                    "--parallel.schedule", "gpipe", "--run.device", "cuda"});
   expect_accepted({"--train.matformer", "sample"});
+}
+
+// Each choice key is parsed once into its enum: every spelling reads back as its own enumerator
+// and is written back the same way by to_ini (the checkpoint's config text).
+template <class E, class Get>
+void expect_choice_round_trip(const std::string& key, Get get) {
+  for (size_t i = 0; i < enum_names(E{}).size(); ++i) {
+    const E value = static_cast<E>(i);
+    const std::string name = enum_name(value);
+    const Config config = parse_config({"--" + key, name});
+    EXPECT_EQ(get(config), value) << key << " " << name;
+    EXPECT_NE(config.to_ini().find(key.substr(key.find('.') + 1) + " = " + name + "\n"),
+              std::string::npos)
+        << key << " " << name;
+  }
+}
+
+TEST(Config, ChoiceKeysParseOnceIntoEnums) {
+  expect_choice_round_trip<AttentionKind>("model.attention",
+                                          [](const Config& c) { return c.model.attention; });
+  expect_choice_round_trip<Positions>("model.positions",
+                                      [](const Config& c) { return c.model.positions; });
+  expect_choice_round_trip<Downsample>("model.downsample",
+                                       [](const Config& c) { return c.model.downsample; });
+  expect_choice_round_trip<Upsample>("model.upsample",
+                                     [](const Config& c) { return c.model.upsample; });
+  expect_choice_round_trip<Resampling>("model.resampling",
+                                       [](const Config& c) { return c.model.resampling; });
+  expect_choice_round_trip<Activation>("model.activation",
+                                       [](const Config& c) { return c.model.activation; });
+  expect_choice_round_trip<Matformer>("train.matformer",
+                                      [](const Config& c) { return c.train.matformer; });
+  expect_choice_round_trip<Recompute>("train.recompute",
+                                      [](const Config& c) { return c.train.recompute; });
+  expect_choice_round_trip<Device>("run.device", [](const Config& c) { return c.run.device; });
+  expect_choice_round_trip<ScheduleKind>("parallel.schedule",
+                                         [](const Config& c) { return c.parallel.schedule; });
 }
 
 TEST(Config, HierarchyRules) {

@@ -8,6 +8,8 @@
 // One mpirun covers several layouts: each case runs on world ranks [0, dp·pp) while the others
 // wait (tests/support/mpi_groups.h); the run and its checks are tests/support/distributed_run.h.
 #include <gtest/gtest.h>
+
+#include "core/enum_names.h"
 #include <mpi.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -79,7 +81,8 @@ Config layout_config(const Layout& layout) {
   Config config = testing::tiny_config(layout.ini);
   config.parallel.dp = layout.dp;
   config.parallel.pp = layout.pp;
-  config.parallel.schedule = layout.schedule;
+  if (!parse_enum(layout.schedule, config.parallel.schedule))
+    throw std::invalid_argument("unknown schedule " + layout.schedule);
   config.parallel.stages = layout.stages;
   config.parallel.virtual_stages = layout.virtual_stages;
   // Tiny buckets (~1,000 gradients): several per stage, so the overlapped all-reduce is exercised.
@@ -104,7 +107,7 @@ TEST_P(PipelineMpi, MatchesSingleProcess) {
         testing::cached_single_process_run(config, testing::kLayoutSteps, kTokenSeed);
     std::string report =
         testing::compare_with_reference(got, ref, testing::kLayoutTolerance, where);
-    report += testing::check_live(got, layout.schedule, where);
+    report += testing::check_live(got, config.parallel.schedule, where);
     report += testing::check_data_parallel(got, where);
     // Together the stages of one pipeline hold every parameter exactly once.
     double held = static_cast<double>(got.model->params().count_elements());

@@ -279,7 +279,7 @@ TEST(Plan, InterleavedSkipsLayoutsItCannotRun) {
 // backward (so the step is longer by about the blocks' forward time).
 TEST(Plan, RecomputeTradesActivationMemoryForAForward) {
   Config keep = small_config(16), recompute = keep;
-  recompute.train.recompute = "blocks";
+  recompute.train.recompute = Recompute::Blocks;
   PlanOptions options;
   options.ranks = 4;
   options.pp = 4;
@@ -398,7 +398,7 @@ TEST(Plan, CalibratedTensorParallelShards) {
 // the other resolution and one more backward all-reduce for their keys/values.
 TEST(Plan, TensorParallelAllReducesIncludeAttentionResampling) {
   Config plain = small_config(), resampling = plain;  // hierarchy 1@1 2@2 1@1, L 64, d 64
-  resampling.model.resampling = "attention";
+  resampling.model.resampling = Resampling::Attention;
   ClusterSpec cluster = two_nodes_of_two();
   cluster.latency = 0;  // all-reduce of B bytes on 2 ranks = B / bandwidth
   cluster.intra_bandwidth = 1e9;

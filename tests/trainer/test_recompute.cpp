@@ -26,7 +26,7 @@ const char* kIni =
 
 TEST(RecomputeBlocks, TrainingIsBitIdenticalToKeepingActivations) {
   Config keep = testing::tiny_config(kIni), recompute = keep;
-  recompute.train.recompute = "blocks";
+  recompute.train.recompute = Recompute::Blocks;
   ASSERT_TRUE(recompute_blocks(recompute.train));
   const int steps = 4;
   const testing::ReferenceRun a = testing::single_process_run(keep, steps, 77);

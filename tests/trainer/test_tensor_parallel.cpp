@@ -72,7 +72,7 @@ TensorParallel group_of(int rank, int size, const Config& config) {
   TensorParallel tp;
   tp.rank = rank;
   tp.size = size;
-  if (config.train.matformer != "off") tp.nested_granularities = config.model.ffn_granularities;
+  tp.nested_granularities = trained_granularities(config);
   return tp;
 }
 
@@ -246,7 +246,7 @@ std::string check_checkpoint(const testing::DistributedRun& got, const testing::
     }
   }
   StageModel loaded(config.model, config.train.seq_len, got.model->first_unit(),
-                    got.model->last_unit(), make_tensor_parallel(grid, config));
+                    got.model->last_unit(), make_tensor_parallel(grid, trained_granularities(config)));
   import_params(loaded.params(), data, true, true, file);
   for (const auto& [name, p] : got.model->params().all()) {
     const Param& l = loaded.params().at(name);
