@@ -18,9 +18,11 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/tensor.h"
+#include "parallel/communicator.h"
 
 namespace hg {
 
@@ -31,15 +33,22 @@ struct Config;
 struct TensorParallel {
   int rank = 0;
   int size = 1;
-  MPI_Comm comm = MPI_COMM_NULL;  // the grid's tp_comm(); unused when size = 1
+  // The group's all-reduces (tp_allreduce), the training traffic; unused when size = 1 (null in
+  // a default TensorParallel).
+  std::shared_ptr<Communicator> comm;
+  // The same group as the grid's tp_comm(), for what moves host bytes outside the step: the
+  // checkpoint's slice gathers (checkpoint/checkpoint.cpp, comm::gather). They stay on MPI
+  // whatever carries `comm`, as the rest of setup and checkpoints do (communicator.h).
+  MPI_Comm mpi_comm = MPI_COMM_NULL;
   // MatFormer granularities whose widths F/g are band boundaries of the stack FFNs: the trained
   // ones (model.ffn_granularities under train.matformer joint/sample), {1} otherwise.
   std::vector<int> nested_granularities = {1};
   bool active() const { return size > 1; }
 };
 
-// The group of `grid`'s tp_comm() for `config`.
-TensorParallel make_tensor_parallel(const ProcessGrid& grid, const Config& config);
+// This rank's group of `grid` for `config`, all-reducing through `comms.tp`.
+TensorParallel make_tensor_parallel(const ProcessGrid& grid, const GridCommunicators& comms,
+                                    const Config& config);
 
 // data (=) Σ over the group of data, in place; no-op when size = 1. Time spent is added to the
 // process-wide totals below (benchmarks): wall time, which includes waiting for the other ranks,

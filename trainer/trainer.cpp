@@ -23,6 +23,7 @@
 #include "model/stage_model.h"
 #include "model/tensor_parallel.h"
 #include "parallel/comm.h"
+#include "parallel/communicator.h"
 #include "parallel/grid.h"
 #include "parallel/partition.h"
 #include "parallel/schedule.h"
@@ -176,6 +177,7 @@ std::string format_duration(double seconds) {
 struct TrainingRun {
   Config config;
   std::unique_ptr<ProcessGrid> grid;
+  GridCommunicators comms;  // the grid's groups for training traffic, made right after it
   std::vector<UnitInfo> infos;
   std::vector<int> first;  // first unit of each (virtual) stage
   std::unique_ptr<StageModel> model;
@@ -223,7 +225,7 @@ void build_stage(TrainingRun& run) {
   check_node_memory(config, plans, run.first, grid.stage(), MPI_COMM_WORLD);
   run.model = std::make_unique<StageModel>(
       config.model, config.train.seq_len, rank_chunks(run.first, config.parallel.pp, grid.stage()),
-      make_tensor_parallel(grid, config), recompute_blocks(config.train));
+      make_tensor_parallel(grid, run.comms, config), recompute_blocks(config.train));
   run.model->params().init_all(config.train.seed);
   if (!run.resume_file.empty()) {
     run.start_step =
@@ -264,6 +266,7 @@ void set_up(TrainingRun& run, const std::vector<std::string>& args) {
                 "--run.device cpu");
     run.grid =
         std::make_unique<ProcessGrid>(config.parallel.dp, config.parallel.pp, config.parallel.tp);
+    run.comms = make_mpi_communicators(*run.grid);
     comm::set_timeout(config.parallel.timeout);
     set_num_threads(config.run.threads);
     check_run_directories(run);
