@@ -95,7 +95,7 @@ Result run(const hg::Config& config, MPI_Comm comm, const Options& o) {
   hg::StageModel model(config.model, config.train.seq_len, 0, -1,
                        hg::make_tensor_parallel(grid, comms, config));
   model.params().init_all(config.train.seed);
-  hg::PipelineRuntime runtime(model, grid, hg::ScheduleKind::OneFOneB, first, nullptr,
+  hg::PipelineRuntime runtime(model, grid, comms, hg::ScheduleKind::OneFOneB, first, nullptr,
                               hg::grad_bucket_bytes(config.parallel));
   const int64_t row = config.train.seq_len + 1;
   const std::vector<int32_t> tokens = hg::bench::random_tokens(config.train.batch * row, 256, 7, 0);

@@ -391,9 +391,9 @@ int train_main(const std::vector<std::string>& args) {
   TraceRecorder trace(MPI_COMM_WORLD, !config.log.trace.empty());
   trace.set_label("rank " + std::to_string(grid.rank()) + " (stage " +
                   std::to_string(grid.stage()) + ")");
-  PipelineRuntime runtime(*run.model, grid, parse_schedule_kind(config.parallel.schedule),
-                          run.first, config.log.trace.empty() ? nullptr : &trace,
-                          grad_bucket_bytes(config.parallel));
+  PipelineRuntime runtime(
+      *run.model, grid, run.comms, parse_schedule_kind(config.parallel.schedule), run.first,
+      config.log.trace.empty() ? nullptr : &trace, grad_bucket_bytes(config.parallel));
   ProgressReport progress(run);
   const auto run_start = std::chrono::steady_clock::now();
   double measured_save_seconds = 0;

@@ -64,8 +64,8 @@ DistributedRun run_distributed(const Config& config, MPI_Comm comm, int steps,
       config.model, config.train.seq_len, rank_chunks(first, config.parallel.pp, grid.stage()),
       make_tensor_parallel(grid, r.comms, config), recompute_blocks(config.train));
   r.model->params().init_all(config.train.seed);
-  PipelineRuntime runtime(*r.model, grid, parse_schedule_kind(config.parallel.schedule), first,
-                          nullptr, grad_bucket_bytes(config.parallel));
+  PipelineRuntime runtime(*r.model, grid, r.comms, parse_schedule_kind(config.parallel.schedule),
+                          first, nullptr, grad_bucket_bytes(config.parallel));
   const int64_t row = config.train.seq_len + 1;
   for (int64_t s = 0; s < steps; ++s) {
     // The middle stages get null pointers and must not touch them.
