@@ -119,37 +119,29 @@ TEST_F(CommunicatorPair, TestIsFalseUntilThePeerHasSentThenCompletes) {
   }
 }
 
-std::string g_abort_message;
-int g_abort_calls = 0;
-void record_abort(const char* message) {
-  g_abort_message = message;
-  ++g_abort_calls;
-}
-
 // Rank 0 waits for a message rank 1 never sends, then for an all-reduce rank 1 joins only after
 // rank 0 has timed out: both messages name `what` and the peer (peers), and the collective, left
 // pending by the timeout, still completes once rank 1 joins.
 TEST_F(CommunicatorPair, TimeoutNamesTheOperationAndThePeer) {
   if (!pair_) return;
-  const double saved = comm::timeout();
   float value = 0, sum = 1, done = 1;
   if (pair_->rank() == 0) {
-    comm::set_timeout(0.2);
-    comm::set_abort_handler(&record_abort);
-    g_abort_calls = 0;
-    Pending stuck = pair_->irecv(&value, 1, 1, 77, "recv nothing");
-    EXPECT_FALSE(pair_->wait(stuck));
-    const std::string recv_message = g_abort_message;
-    Pending early = pair_->iallreduce_sum(&sum, 1, "all-reduce alone");
-    EXPECT_FALSE(pair_->wait(early));
-    const std::string collective_message = g_abort_message;
-    comm::set_abort_handler(nullptr);
-    comm::set_timeout(saved);
+    Pending stuck, early;
+    std::string recv_message, collective_message;
+    {
+      testing::RecordedTimeouts recorded(0.2);
+      stuck = pair_->irecv(&value, 1, 1, 77, "recv nothing");
+      EXPECT_FALSE(pair_->wait(stuck));
+      recv_message = testing::RecordedTimeouts::message();
+      early = pair_->iallreduce_sum(&sum, 1, "all-reduce alone");
+      EXPECT_FALSE(pair_->wait(early));
+      collective_message = testing::RecordedTimeouts::message();
+      EXPECT_EQ(testing::RecordedTimeouts::calls(), 2);
+    }
     Pending told = pair_->isend(&done, 1, 1, 78, "send timed out");
     ASSERT_TRUE(pair_->wait(told));
     EXPECT_TRUE(pair_->wait(early));
     EXPECT_EQ(sum, 2.0f);
-    EXPECT_EQ(g_abort_calls, 2);
     EXPECT_NE(recv_message.find("rank 0: timed out after "), std::string::npos) << recv_message;
     EXPECT_NE(recv_message.find("waiting for recv nothing with peer 1 (tag 77)"), std::string::npos)
         << recv_message;
