@@ -35,6 +35,7 @@
 #include "model/tensor_parallel.h"
 #include "model/units.h"
 #include "parallel/comm.h"
+#include "parallel/communicator.h"
 #include "parallel/grid.h"
 #include "trainer/config.h"
 #include "trainer/distributed_step.h"
@@ -88,12 +89,13 @@ struct Result {
 
 Result run(const hg::Config& config, MPI_Comm comm, const Options& o) {
   hg::ProcessGrid grid(config.parallel.dp, 1, config.parallel.tp, comm);
+  const hg::GridCommunicators comms = hg::make_mpi_communicators(grid);
   const auto infos = hg::unit_infos(hg::plan_units(config.model, config.train.seq_len));
   const std::vector<int> first = {0, static_cast<int>(infos.size())};
   hg::StageModel model(config.model, config.train.seq_len, 0, -1,
-                       hg::make_tensor_parallel(grid, trained_granularities(config)));
+                       hg::make_tensor_parallel(grid, comms, hg::trained_granularities(config)));
   model.params().init_all(config.train.seed);
-  hg::PipelineRuntime runtime(model, grid, hg::ScheduleKind::OneFOneB, first, nullptr,
+  hg::PipelineRuntime runtime(model, grid, comms, hg::ScheduleKind::OneFOneB, first, nullptr,
                               hg::grad_bucket_bytes(config.parallel));
   const int64_t row = config.train.seq_len + 1;
   const std::vector<int32_t> tokens = hg::bench::random_tokens(config.train.batch * row, 256, 7, 0);

@@ -36,6 +36,7 @@
 #include "model/stage_model.h"
 #include "model/units.h"
 #include "parallel/comm.h"
+#include "parallel/communicator.h"
 #include "parallel/grid.h"
 #include "parallel/partition.h"
 #include "core/enum_names.h"
@@ -104,6 +105,7 @@ struct Layout {
   std::vector<int> first;           // [pp·v + 1] virtual stage boundaries
   std::vector<double> chunk_share;  // per virtual stage k: its share of rank k mod pp's flops
   std::unique_ptr<hg::ProcessGrid> grid;
+  hg::GridCommunicators comms;  // the grid's groups, made right after it
   std::unique_ptr<hg::StageModel> model;
   std::unique_ptr<hg::TraceRecorder> trace;
   std::unique_ptr<hg::PipelineRuntime> runtime;
@@ -116,6 +118,7 @@ std::unique_ptr<Layout> make_layout(const hg::Config& config, MPI_Comm comm, boo
   l->config = config;
   l->comm = comm;
   l->grid = std::make_unique<hg::ProcessGrid>(1, config.parallel.pp, 1, comm);
+  l->comms = hg::make_mpi_communicators(*l->grid);
   const auto infos = hg::unit_infos(hg::plan_units(config.model, config.train.seq_len));
   const int pp = config.parallel.pp, v = config.parallel.virtual_stages;
   l->first = hg::partition_units(infos, pp * v, static_cast<int>(config.model.stacks.size()),
@@ -136,7 +139,7 @@ std::unique_ptr<Layout> make_layout(const hg::Config& config, MPI_Comm comm, boo
   l->trace->set_label("rank " + std::to_string(l->grid->rank()) + " (stage " +
                       std::to_string(stage) + ")");
   l->runtime = std::make_unique<hg::PipelineRuntime>(
-      *l->model, *l->grid, config.parallel.schedule, l->first,
+      *l->model, *l->grid, l->comms, config.parallel.schedule, l->first,
       trace ? l->trace.get() : nullptr);
   l->tokens = hg::bench::random_tokens(
       static_cast<int64_t>(config.train.batch) * (config.train.seq_len + 1), 256, 7, 0);

@@ -38,9 +38,9 @@ void export_tensor_parallel(const ParamStore& store, CheckpointData& data, bool 
     copy(mine.data() + 2 * n, p.exp_avg_sq.data(), n);
     std::vector<float> all(root ? 3 * n * tp.size : 0);
     std::vector<int64_t> indices(root ? along * tp.size : 0);
-    comm::gather(mine.data(), sizeof(float) * 3 * n, all.data(), 0, tp.comm,
+    comm::gather(mine.data(), sizeof(float) * 3 * n, all.data(), 0, tp.mpi_comm,
                  "gather tensor-parallel slices");
-    comm::gather(p.slice.index.data(), sizeof(int64_t) * along, indices.data(), 0, tp.comm,
+    comm::gather(p.slice.index.data(), sizeof(int64_t) * along, indices.data(), 0, tp.mpi_comm,
                  "gather tensor-parallel slice indices");
     if (!root) continue;
     Tensor value(p.canonical_shape), m(p.canonical_shape), v(p.canonical_shape);

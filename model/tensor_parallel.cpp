@@ -9,7 +9,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "parallel/comm.h"
 #include "parallel/grid.h"
 
 namespace hg {
@@ -50,12 +49,13 @@ Split3 split_at(const Shape& shape, int axis) {
 
 }  // namespace
 
-TensorParallel make_tensor_parallel(const ProcessGrid& grid,
+TensorParallel make_tensor_parallel(const ProcessGrid& grid, const GridCommunicators& comms,
                                     const std::vector<int>& nested_granularities) {
   TensorParallel tp;
   tp.rank = grid.tp_rank();
   tp.size = grid.tp();
-  tp.comm = grid.tp_comm();
+  tp.comm = comms.tp;
+  tp.mpi_comm = grid.tp_comm();
   tp.nested_granularities = nested_granularities;
   return tp;
 }
@@ -63,7 +63,7 @@ TensorParallel make_tensor_parallel(const ProcessGrid& grid,
 void tp_allreduce(const TensorParallel& tp, float* data, int64_t count) {
   if (!tp.active()) return;
   const double t0 = MPI_Wtime(), c0 = thread_cpu_seconds();
-  comm::allreduce_sum(data, count, tp.comm);
+  tp.comm->allreduce_sum(data, count, "tensor-parallel all-reduce");
   accumulate(g_allreduce_seconds, MPI_Wtime() - t0);
   accumulate(g_allreduce_cpu_seconds, thread_cpu_seconds() - c0);
 }

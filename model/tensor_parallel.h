@@ -18,9 +18,11 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/tensor.h"
+#include "parallel/communicator.h"
 
 namespace hg {
 
@@ -30,16 +32,22 @@ class ProcessGrid;
 struct TensorParallel {
   int rank = 0;
   int size = 1;
-  MPI_Comm comm = MPI_COMM_NULL;  // the grid's tp_comm(); unused when size = 1
+  // The group's all-reduces (tp_allreduce), the training traffic; unused when size = 1 (null in
+  // a default TensorParallel).
+  std::shared_ptr<Communicator> comm;
+  // The same group as the grid's tp_comm(), for what moves host bytes outside the step: the
+  // checkpoint's slice gathers (checkpoint/checkpoint.cpp, comm::gather). They stay on MPI
+  // whatever carries `comm`, as the rest of setup and checkpoints do (communicator.h).
+  MPI_Comm mpi_comm = MPI_COMM_NULL;
   // MatFormer granularities whose widths F/g are band boundaries of the stack FFNs: the trained
   // ones (model.ffn_granularities under train.matformer joint/sample), {1} otherwise.
   std::vector<int> nested_granularities = {1};
   bool active() const { return size > 1; }
 };
 
-// The group of `grid`'s tp_comm(), with the FFNs' band boundaries at `nested_granularities`
-// (trainer/config.h's trained_granularities).
-TensorParallel make_tensor_parallel(const ProcessGrid& grid,
+// This rank's group of `grid`, all-reducing through `comms.tp`, with the FFNs' band boundaries
+// at `nested_granularities` (trainer/config.h's trained_granularities).
+TensorParallel make_tensor_parallel(const ProcessGrid& grid, const GridCommunicators& comms,
                                     const std::vector<int>& nested_granularities);
 
 // data (=) Σ over the group of data, in place; no-op when size = 1. Time spent is added to the

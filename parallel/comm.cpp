@@ -185,8 +185,8 @@ Request iallreduce(void* data, int64_t count, MPI_Datatype type, MPI_Op op, MPI_
 }
 }  // namespace
 
-Request iallreduce_sum(float* data, int64_t count, MPI_Comm comm) {
-  return iallreduce(data, count, MPI_FLOAT, MPI_SUM, comm, "all-reduce sum (float)");
+Request iallreduce_sum(float* data, int64_t count, MPI_Comm comm, const char* what) {
+  return iallreduce(data, count, MPI_FLOAT, MPI_SUM, comm, what);
 }
 Request iallreduce_sum(double* data, int64_t count, MPI_Comm comm) {
   return iallreduce(data, count, MPI_DOUBLE, MPI_SUM, comm, "all-reduce sum (double)");

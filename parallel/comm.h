@@ -69,7 +69,8 @@ bool wait_all(Request* requests, int n);  // in order; false at the first timeou
 void allreduce_sum(float* data, int64_t count, MPI_Comm comm);
 void allreduce_sum(double* data, int64_t count, MPI_Comm comm);
 void allreduce_max(int32_t* data, int64_t count, MPI_Comm comm);  // e.g. "did any rank fail?"
-Request iallreduce_sum(float* data, int64_t count, MPI_Comm comm);
+Request iallreduce_sum(float* data, int64_t count, MPI_Comm comm,
+                       const char* what = "all-reduce sum (float)");
 Request iallreduce_sum(double* data, int64_t count, MPI_Comm comm);
 void barrier(MPI_Comm comm);
 void broadcast(void* data, int64_t bytes, int root, MPI_Comm comm);  // from `root` to all

@@ -1,5 +1,7 @@
 #include "parallel/grad_buckets.h"
 
+#include <mpi.h>
+
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -8,7 +10,7 @@ namespace hg {
 
 GradientBuckets::GradientBuckets(ParamStore& store,
                                  const std::vector<std::vector<std::string>>& unit_params,
-                                 MPI_Comm dp_comm, int64_t bucket_bytes)
+                                 Communicator& dp_comm, int64_t bucket_bytes)
     : comm_(dp_comm) {
   if (bucket_bytes <= 0) throw std::invalid_argument("gradient bucket size must be positive");
   // Walk the units in backward order; close a bucket once it holds bucket_bytes. A parameter is
@@ -41,7 +43,7 @@ GradientBuckets::GradientBuckets(ParamStore& store,
 
 void GradientBuckets::begin_step() {
   for (GradientBucket& b : buckets_) {
-    if (!b.request.done()) throw std::logic_error("gradient bucket still in flight at a new step");
+    if (!b.pending.done()) throw std::logic_error("gradient bucket still in flight at a new step");
     b.started = b.copied_back = false;
     b.started_at_unit = -1;
   }
@@ -56,7 +58,8 @@ void GradientBuckets::start(GradientBucket& bucket) {
     std::memcpy(out, p->grad.data(), sizeof(float) * p->grad.numel());
     out += p->grad.numel();
   }
-  bucket.request = comm::iallreduce_sum(bucket.flat.data(), bucket.flat.numel(), comm_);
+  bucket.pending =
+      comm_.iallreduce_sum(bucket.flat.data(), bucket.flat.numel(), "gradient bucket all-reduce");
   bucket.started = true;
 }
 
@@ -86,7 +89,7 @@ void GradientBuckets::progress() {
   const double t0 = MPI_Wtime();
   for (size_t b = 0; b < next_; ++b) {
     GradientBucket& bucket = buckets_[b];
-    if (!bucket.copied_back && comm::test(bucket.request)) copy_back(bucket);
+    if (!bucket.copied_back && comm_.test(bucket.pending)) copy_back(bucket);
   }
   stats_.progress_seconds += MPI_Wtime() - t0;
 }
@@ -96,7 +99,7 @@ void GradientBuckets::finish() {
   for (; next_ < buckets_.size(); ++next_) start(buckets_[next_]);
   for (GradientBucket& bucket : buckets_) {
     if (bucket.copied_back) continue;
-    comm::wait(bucket.request);
+    comm_.wait(bucket.pending);
     copy_back(bucket);
   }
   stats_.exposed_seconds += MPI_Wtime() - t0;

@@ -5,9 +5,9 @@
 // `bucket_bytes`. A parameter's gradient is complete once the step's *final* backward op on this
 // stage has passed its unit: earlier micro-batches only add to it. So during that final backward,
 // as each unit finishes, every bucket whose units are all done is copied into its flat buffer and
-// its non-blocking all-reduce (sum over the dp communicator) starts, while the backward of the
-// units below it goes on. Between units the in-flight all-reduces are tested, which is what moves
-// them forward (Open MPI progresses non-blocking collectives only inside MPI calls). finish()
+// its non-blocking all-reduce (sum over the data-parallel Communicator) starts, while the backward
+// of the units below it goes on. Between units the in-flight all-reduces are tested, which is what
+// moves them forward (Open MPI progresses non-blocking collectives only inside MPI calls). finish()
 // starts whatever is left, waits, and copies the sums back into the gradients.
 //
 // Why copies instead of gradients living in the bucket buffers: a Tensor owns its memory
@@ -21,15 +21,13 @@
 // at-a-time all-reduce gave: with 2 replicas bit for bit; with more, up to the reduction order MPI
 // picks for the message size.
 #pragma once
-#include <mpi.h>
-
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
 #include "model/params.h"
-#include "parallel/comm.h"
+#include "parallel/communicator.h"
 
 namespace hg {
 
@@ -39,7 +37,7 @@ struct GradientBucket {
   int ready_unit = 0;  // complete once the final backward has finished this unit (a stage-local
                        // unit index: the smallest among its parameters' units)
   Tensor flat;         // [Σ numel] the gradients, copied when the bucket starts
-  comm::Request request;
+  Pending pending;     // its all-reduce, once started
   bool started = false;
   int started_at_unit = -1;  // the unit whose unit_done started it; -1: started by finish()
   bool copied_back = false;
@@ -60,7 +58,7 @@ class GradientBuckets {
   // unit_params[u]: the names of the parameters stage-local unit u registered (its gradients are
   // written by u's backward only). bucket_bytes > 0.
   GradientBuckets(ParamStore& store, const std::vector<std::vector<std::string>>& unit_params,
-                  MPI_Comm dp_comm, int64_t bucket_bytes);
+                  Communicator& dp_comm, int64_t bucket_bytes);  // dp_comm: borrowed
 
   void begin_step();           // every bucket not started; stats zeroed
   void unit_done(int unit);    // the final backward finished stage-local `unit`
@@ -75,7 +73,7 @@ class GradientBuckets {
   void copy_back(GradientBucket& bucket);
   std::vector<GradientBucket> buckets_;  // in start order
   size_t next_ = 0;                      // buckets_[0, next_) are started
-  MPI_Comm comm_;
+  Communicator& comm_;                   // the data-parallel group
   GradientSyncStats stats_;
 };
 

@@ -26,6 +26,7 @@
 #include "model/tensor_parallel.h"
 #include "model/unit_factories.h"
 #include "model/units.h"
+#include "parallel/communicator.h"
 #include "parallel/partition.h"
 #include "trainer/memory_estimate.h"
 #include "trainer/optimizer.h"
@@ -480,7 +481,7 @@ Calibration calibrate(const Config& config, const std::vector<int>& micro_batche
       MPI_Initialized(&initialized);
       require(initialized, "calibrating tensor-parallel shards needs MPI initialised");
       shard.size = tp;
-      shard.comm = MPI_COMM_SELF;
+      shard.comm = make_mpi_communicator(MPI_COMM_SELF);
       if (config.train.matformer != Matformer::Off)
         shard.nested_granularities = config.model.ffn_granularities;
     }

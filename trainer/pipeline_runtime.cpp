@@ -8,8 +8,6 @@
 #include <stdexcept>
 #include <utility>
 
-#include "parallel/comm.h"
-
 namespace hg {
 
 std::vector<UnitInfo> unit_infos(const std::vector<UnitPlan>& plans) {
@@ -27,10 +25,21 @@ std::vector<UnitInfo> unit_infos(const std::vector<UnitPlan>& plans) {
   return infos;
 }
 
-PipelineRuntime::PipelineRuntime(StageModel& model, const ProcessGrid& grid, ScheduleKind kind,
+PipelineRuntime::PipelineRuntime(StageModel& model, const ProcessGrid& grid,
+                                 const GridCommunicators& comms, ScheduleKind kind,
                                  std::vector<int> stage_first, TraceRecorder* trace,
                                  int64_t grad_bucket_bytes)
-    : model_(model), grid_(grid), kind_(kind), first_(std::move(stage_first)), trace_(trace) {
+    : model_(model),
+      grid_(grid),
+      pp_comm_(*comms.pp),
+      kind_(kind),
+      first_(std::move(stage_first)),
+      trace_(trace) {
+  if (comms.pp->size() != grid.pp() || comms.dp->size() != grid.dp())
+    throw std::logic_error("pipeline runtime: communicators of " +
+                           std::to_string(comms.pp->size()) + " stages and " +
+                           std::to_string(comms.dp->size()) + " replicas for a grid of pp " +
+                           std::to_string(grid.pp()) + ", dp " + std::to_string(grid.dp()));
   const int virtual_count = static_cast<int>(first_.size()) - 1;
   if (virtual_count < 1 || virtual_count % grid.pp() != 0 ||
       model.chunks() != virtual_count / grid.pp())
@@ -43,7 +52,7 @@ PipelineRuntime::PipelineRuntime(StageModel& model, const ProcessGrid& grid, Sch
     if (p.kind == UnitKind::Down) skip_rows_[p.stack] = static_cast<int>(p.rows);
   if (grid.dp() > 1)
     grad_buckets_ = std::make_unique<GradientBuckets>(model.params(), model.unit_params(),
-                                                      grid.dp_comm(), grad_bucket_bytes);
+                                                      *comms.dp, grad_bucket_bytes);
 }
 
 Shape PipelineRuntime::activation_shape(int unit, int64_t batch) const {
@@ -61,7 +70,7 @@ double process_cpu_seconds() {
 // A posted receive and the tensor it fills.
 struct PendingRecv {
   Tensor buffer;
-  comm::Request request;
+  Pending pending;
 };
 
 const char* recv_what(Op op) {
@@ -83,7 +92,7 @@ const char* recv_what(Op op) {
 // which the deadlock proof does not cover).
 struct PendingSend {
   std::unique_ptr<Tensor> buffer;
-  comm::Request request;
+  Pending pending;
 };
 
 // Moves a computed result out of its map, for a send.
@@ -256,8 +265,8 @@ void PipelineRuntime::post_recvs_before(Step& step, size_t end) {
       shape = {batch, skip_rows_.at(ins.skip_level), model_.config().d_model};
     PendingRecv& r = step.recvs[step.posted];
     r.buffer.reset(shape);
-    r.request = comm::irecv(r.buffer.data(), r.buffer.numel(), ins.peer_stage, message_tag(ins),
-                            grid_.pp_comm(), recv_what(ins.op));
+    r.pending = pp_comm_.irecv(r.buffer.data(), r.buffer.numel(), ins.peer_stage, message_tag(ins),
+                               recv_what(ins.op));
   }
 }
 
@@ -271,7 +280,8 @@ void PipelineRuntime::take_recvs(Step& step, size_t end, int mb, int chunk, Slot
       ++it;
       continue;
     }
-    timed_wait(recv_what(ins.op), TraceCategory::Recv, mb, [&] { comm::wait(it->second.request); });
+    timed_wait(recv_what(ins.op), TraceCategory::Recv, mb,
+               [&] { pp_comm_.wait(it->second.pending); });
     Tensor& buf = it->second.buffer;
     switch (ins.op) {
       case Op::RecvActivation:
@@ -335,19 +345,19 @@ void PipelineRuntime::run_backward(Step& step, size_t i) {
 
 void PipelineRuntime::send(Step& step, Tensor&& t, const Instruction& ins, const char* what) {
   auto buffer = std::make_unique<Tensor>(std::move(t));
-  comm::Request request = comm::isend(buffer->data(), buffer->numel(), ins.peer_stage,
-                                      message_tag(ins), grid_.pp_comm(), what);
-  step.sends.push_back({std::move(buffer), request});
+  Pending pending =
+      pp_comm_.isend(buffer->data(), buffer->numel(), ins.peer_stage, message_tag(ins), what);
+  step.sends.push_back({std::move(buffer), pending});
 }
 
 void PipelineRuntime::progress_sends(Step& step) {
-  std::erase_if(step.sends, [](PendingSend& s) { return comm::test(s.request); });
+  std::erase_if(step.sends, [this](PendingSend& s) { return pp_comm_.test(s.pending); });
   if (grad_buckets_) grad_buckets_->progress();
 }
 
 void PipelineRuntime::complete_sends(Step& step) {
   timed_wait("send completion", TraceCategory::Send, -1, [&] {
-    for (PendingSend& s : step.sends) comm::wait(s.request);
+    for (PendingSend& s : step.sends) pp_comm_.wait(s.pending);
     step.sends.clear();
   });
 }

@@ -3,13 +3,15 @@
 // the receives its micro-batch needs, sends are non-blocking, own their buffers until MPI reports
 // them complete (tested after every compute op) and are all completed at the end of the step.
 // Results are moved, never copied, into the sends. The same runtime runs pp = 1 (a list with no
-// communication).
+// communication). Messages go through the pipeline group's Communicator (peers = stage ranks), the
+// data-parallel sum through the data-parallel group's (parallel/communicator.h).
 #pragma once
 #include <map>
 #include <memory>
 #include <vector>
 
 #include "model/stage_model.h"
+#include "parallel/communicator.h"
 #include "parallel/grad_buckets.h"
 #include "parallel/grid.h"
 #include "parallel/partition.h"
@@ -42,8 +44,10 @@ class PipelineRuntime {
   // With dp > 1 the gradients are summed over the replicas during the step's final backward, in
   // buckets of grad_bucket_bytes (parallel.grad_bucket_mb), and hold the sums when run returns:
   // under interleaving each chunk's buckets start during that chunk's final backward.
-  PipelineRuntime(StageModel& model, const ProcessGrid& grid, ScheduleKind kind,
-                  std::vector<int> stage_first, TraceRecorder* trace,
+  // comms: the grid's groups (make_mpi_communicators); pp and dp are borrowed and must outlive
+  // the runtime.
+  PipelineRuntime(StageModel& model, const ProcessGrid& grid, const GridCommunicators& comms,
+                  ScheduleKind kind, std::vector<int> stage_first, TraceRecorder* trace,
                   int64_t grad_bucket_bytes = int64_t{4} << 20);
 
   // Runs the step: micro_batches describe every micro-batch of this replica (tokens may be null
@@ -89,6 +93,7 @@ class PipelineRuntime {
 
   StageModel& model_;
   const ProcessGrid& grid_;
+  Communicator& pp_comm_;  // rank = pipeline stage: a schedule's peer_stage
   ScheduleKind kind_;
   std::vector<int> first_;  // [pp·v + 1] virtual stage boundaries
   int virtual_stages_ = 1;

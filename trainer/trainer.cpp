@@ -23,6 +23,7 @@
 #include "model/stage_model.h"
 #include "model/tensor_parallel.h"
 #include "parallel/comm.h"
+#include "parallel/communicator.h"
 #include "parallel/grid.h"
 #include "parallel/partition.h"
 #include "parallel/schedule.h"
@@ -176,6 +177,7 @@ std::string format_duration(double seconds) {
 struct TrainingRun {
   Config config;
   std::unique_ptr<ProcessGrid> grid;
+  GridCommunicators comms;  // the grid's groups for training traffic, made right after it
   std::vector<UnitInfo> infos;
   std::vector<int> first;  // first unit of each (virtual) stage
   std::unique_ptr<StageModel> model;
@@ -223,8 +225,8 @@ void build_stage(TrainingRun& run) {
   check_node_memory(config, plans, run.first, grid.stage(), MPI_COMM_WORLD);
   run.model = std::make_unique<StageModel>(
       config.model, config.train.seq_len, rank_chunks(run.first, config.parallel.pp, grid.stage()),
-      make_tensor_parallel(grid, trained_granularities(config)), recompute_blocks(config.train),
-      backend_for(config.run.device));
+      make_tensor_parallel(grid, run.comms, trained_granularities(config)),
+      recompute_blocks(config.train), backend_for(config.run.device));
   run.model->params().init_all(config.train.seed);
   if (!run.resume_file.empty()) {
     run.start_step =
@@ -267,6 +269,7 @@ void set_up(TrainingRun& run, const std::vector<std::string>& args) {
                 "--run.device cpu");
     run.grid =
         std::make_unique<ProcessGrid>(config.parallel.dp, config.parallel.pp, config.parallel.tp);
+    run.comms = make_mpi_communicators(*run.grid);
     comm::set_timeout(config.parallel.timeout);
     set_num_threads(config.run.threads);
     check_run_directories(run);
@@ -391,9 +394,9 @@ int train_main(const std::vector<std::string>& args) {
   TraceRecorder trace(MPI_COMM_WORLD, !config.log.trace.empty());
   trace.set_label("rank " + std::to_string(grid.rank()) + " (stage " +
                   std::to_string(grid.stage()) + ")");
-  PipelineRuntime runtime(*run.model, grid, config.parallel.schedule,
-                          run.first, config.log.trace.empty() ? nullptr : &trace,
-                          grad_bucket_bytes(config.parallel));
+  PipelineRuntime runtime(
+      *run.model, grid, run.comms, config.parallel.schedule, run.first,
+      config.log.trace.empty() ? nullptr : &trace, grad_bucket_bytes(config.parallel));
   ProgressReport progress(run);
   const auto run_start = std::chrono::steady_clock::now();
   double measured_save_seconds = 0;

@@ -245,49 +245,39 @@ TEST(Comm, CountsBeyondIntAreRejected) {
   EXPECT_THROW(comm::irecv(&x, -1, 0, 0, MPI_COMM_SELF), std::invalid_argument);
 }
 
-std::string g_abort_message;
-int g_abort_calls = 0;
-void record_abort(const char* message) {
-  g_abort_message = message;
-  ++g_abort_calls;
-}
-
 TEST(Comm, TimeoutCallsTheAbortHandlerWithRankPeerAndTag) {
   const int r = world_rank();
-  const double saved = comm::timeout();
-  comm::set_timeout(0.2);
-  comm::set_abort_handler(&record_abort);
-  g_abort_calls = 0;
-
-  // Something completes first, so the message can name the last completed operation.
-  float x = 1, y = 0;
-  comm::Request ok[2] = {comm::irecv(&y, 1, 0, 3, MPI_COMM_SELF, "recv warm-up"),
-                         comm::isend(&x, 1, 0, 3, MPI_COMM_SELF, "send warm-up")};
-  ASSERT_TRUE(comm::wait_all(ok, 2));
-
-  // Nobody sends tag 77 to this receive.
   float value = 0;
-  comm::Request stuck = comm::irecv(&value, 1, 0, 77, MPI_COMM_SELF, "recv activation");
-  const auto start = std::chrono::steady_clock::now();
-  EXPECT_FALSE(comm::wait(stuck));
-  const double waited =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  comm::set_abort_handler(nullptr);
-  comm::set_timeout(saved);
+  comm::Request stuck;
+  double waited = 0;
+  {
+    testing::RecordedTimeouts recorded(0.2);
+    // Something completes first, so the message can name the last completed operation.
+    float x = 1, y = 0;
+    comm::Request ok[2] = {comm::irecv(&y, 1, 0, 3, MPI_COMM_SELF, "recv warm-up"),
+                           comm::isend(&x, 1, 0, 3, MPI_COMM_SELF, "send warm-up")};
+    ASSERT_TRUE(comm::wait_all(ok, 2));
 
-  EXPECT_EQ(g_abort_calls, 1);
+    // Nobody sends tag 77 to this receive.
+    stuck = comm::irecv(&value, 1, 0, 77, MPI_COMM_SELF, "recv activation");
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_FALSE(comm::wait(stuck));
+    waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  const std::string message = testing::RecordedTimeouts::message();
+
+  EXPECT_EQ(testing::RecordedTimeouts::calls(), 1);
   EXPECT_GE(waited, 0.2);
   EXPECT_LT(waited, 5.0);
   const std::string expected = "rank " + std::to_string(r) + ": timed out after ";
-  EXPECT_EQ(g_abort_message.rfind(expected, 0), 0u) << g_abort_message;
-  EXPECT_NE(g_abort_message.find(" s waiting for recv activation with peer " + std::to_string(r) +
-                                 " (tag 77)"),
-            std::string::npos)
-      << g_abort_message;
-  EXPECT_NE(g_abort_message.find("last completed: "), std::string::npos) << g_abort_message;
-  EXPECT_NE(g_abort_message.find("warm-up with peer " + std::to_string(r) + " (tag 3)"),
-            std::string::npos)
-      << g_abort_message;
+  EXPECT_EQ(message.rfind(expected, 0), 0u) << message;
+  EXPECT_NE(
+      message.find(" s waiting for recv activation with peer " + std::to_string(r) + " (tag 77)"),
+      std::string::npos)
+      << message;
+  EXPECT_NE(message.find("last completed: "), std::string::npos) << message;
+  EXPECT_NE(message.find("warm-up with peer " + std::to_string(r) + " (tag 3)"), std::string::npos)
+      << message;
 
   // The timed-out receive was cancelled: a later message with its tag reaches a new receive.
   EXPECT_TRUE(stuck.done());

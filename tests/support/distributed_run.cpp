@@ -55,16 +55,18 @@ DistributedRun run_distributed(const Config& config, MPI_Comm comm, int steps,
   r.grid = std::make_unique<ProcessGrid>(config.parallel.dp, config.parallel.pp, config.parallel.tp,
                                          comm);
   const ProcessGrid& grid = *r.grid;
+  r.comms = make_mpi_communicators(grid);
   const auto plans = plan_units(config.model, config.train.seq_len);
   const auto first =
       partition_units(unit_infos(plans), config.parallel.pp * config.parallel.virtual_stages,
                       static_cast<int>(config.model.stacks.size()), config.parallel.stages);
   r.model = std::make_unique<StageModel>(
       config.model, config.train.seq_len, rank_chunks(first, config.parallel.pp, grid.stage()),
-      make_tensor_parallel(grid, trained_granularities(config)), recompute_blocks(config.train));
+      make_tensor_parallel(grid, r.comms, trained_granularities(config)),
+      recompute_blocks(config.train));
   r.model->params().init_all(config.train.seed);
-  PipelineRuntime runtime(*r.model, grid, config.parallel.schedule, first,
-                          nullptr, grad_bucket_bytes(config.parallel));
+  PipelineRuntime runtime(*r.model, grid, r.comms, config.parallel.schedule, first, nullptr,
+                          grad_bucket_bytes(config.parallel));
   const int64_t row = config.train.seq_len + 1;
   for (int64_t s = 0; s < steps; ++s) {
     // The middle stages get null pointers and must not touch them.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "model/stage_model.h"
+#include "parallel/communicator.h"
 #include "parallel/grid.h"
 #include "tests/support/reference_run.h"
 #include "trainer/config.h"
@@ -29,6 +30,7 @@ struct DistributedRun {
   std::vector<int64_t> max_live;     // per step: most micro-batches alive on this stage at once
   int micro_batches = 0;  // schedule entries per replica and step (micro-batches × widths)
   std::unique_ptr<ProcessGrid> grid;  // outlives the model (its store uses tp_comm)
+  GridCommunicators comms;            // the grid's groups, made once after it
   std::unique_ptr<StageModel> model;  // this rank's stage and slices, after the last step
   // dp > 1: this rank's parameters and AdamW moments have the same bits on every replica.
   bool replicas_identical = true;

@@ -23,6 +23,28 @@ std::string on_this_rank(const std::string& name) {
 }
 
 namespace {
+std::string g_timeout_message;
+int g_timeout_calls = 0;
+void record_timeout(const char* message) {
+  g_timeout_message = message;
+  ++g_timeout_calls;
+}
+}  // namespace
+
+RecordedTimeouts::RecordedTimeouts(double seconds) : saved_timeout_(comm::timeout()) {
+  g_timeout_calls = 0;
+  g_timeout_message.clear();
+  comm::set_timeout(seconds);
+  comm::set_abort_handler(&record_timeout);
+}
+RecordedTimeouts::~RecordedTimeouts() {
+  comm::set_abort_handler(nullptr);
+  comm::set_timeout(saved_timeout_);
+}
+int RecordedTimeouts::calls() { return g_timeout_calls; }
+const std::string& RecordedTimeouts::message() { return g_timeout_message; }
+
+namespace {
 
 // Concatenates every rank's `report` on rank 0 of world (others get ""). Collective over world.
 std::string gather_reports(const std::string& report) {

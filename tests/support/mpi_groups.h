@@ -24,6 +24,21 @@ std::string on_this_rank(const std::string& name);
 // and "" on the other ranks. Collective over world.
 std::string reports_of_first_ranks(int n, const std::function<std::string(MPI_Comm)>& check);
 
+// While alive: comm::timeout() is `seconds`, and a wait that times out records its message here
+// and returns false instead of aborting the job. After: the timeout before, the default handler.
+class RecordedTimeouts {
+ public:
+  explicit RecordedTimeouts(double seconds);
+  ~RecordedTimeouts();
+  RecordedTimeouts(const RecordedTimeouts&) = delete;
+  RecordedTimeouts& operator=(const RecordedTimeouts&) = delete;
+  static int calls();                   // timeouts since the last RecordedTimeouts began
+  static const std::string& message();  // the last one's
+
+ private:
+  double saved_timeout_;
+};
+
 // The fixture of a multi-rank test over layouts (a `Layout` has `name` and `ranks()`): skipped,
 // with the reason, when the world has fewer ranks than the layout; comm::timeout() is 120 s while
 // it runs, so that a hang fails the test in minutes, not after ctest's 15.

@@ -15,6 +15,7 @@
 #include "model/stage_model.h"
 #include "model/tensor_parallel.h"
 #include "parallel/comm.h"
+#include "parallel/communicator.h"
 #include "parallel/grid.h"
 #include "tests/support/run_command.h"
 #include "tests/support/tiny_models.h"
@@ -72,7 +73,9 @@ TEST(TensorParallelMpiSave, EachRankWritesItsSlicesIntoTheCanonicalFile) {
     comm::barrier(pair);
 
     ProcessGrid grid(1, 1, 2, pair);
-    StageModel model(config.model, config.train.seq_len, 0, -1, make_tensor_parallel(grid, trained_granularities(config)));
+    const GridCommunicators comms = make_mpi_communicators(grid);
+    StageModel model(config.model, config.train.seq_len, 0, -1,
+                     make_tensor_parallel(grid, comms, trained_granularities(config)));
     int sharded = 0;
     for (const auto& [name, p] : model.params().all()) sharded += p.slice.sharded();
     EXPECT_GT(sharded, 10) << "the model should have many tensor-parallel slices";

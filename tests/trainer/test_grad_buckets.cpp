@@ -8,6 +8,7 @@
 #include <string>
 
 #include "model/stage_model.h"
+#include "parallel/communicator.h"
 #include "parallel/grad_buckets.h"
 #include "tests/support/tiny_models.h"
 
@@ -20,7 +21,8 @@ TEST(GradientBuckets, PackEveryParameterOnceInBackwardOrder) {
   const Config config = testing::tiny_config(kModel);
   StageModel model(config.model, config.train.seq_len);
   const int64_t cap = 4096;
-  GradientBuckets buckets(model.params(), model.unit_params(), MPI_COMM_SELF, cap);
+  const auto self = make_mpi_communicator(MPI_COMM_SELF);
+  GradientBuckets buckets(model.params(), model.unit_params(), *self, cap);
 
   std::map<std::string, int> unit_of;
   for (size_t u = 0; u < model.unit_params().size(); ++u)
@@ -64,7 +66,8 @@ TEST(GradientBuckets, StartWhenTheirUnitsAreDoneAndSumOverOneReplicaIsIdentity) 
   std::map<std::string, Tensor> before;
   for (auto& [name, p] : model.params().all()) before[name] = p.grad;
 
-  GradientBuckets buckets(model.params(), model.unit_params(), MPI_COMM_SELF, 2048);
+  const auto self = make_mpi_communicator(MPI_COMM_SELF);  // one replica: the sum is the identity
+  GradientBuckets buckets(model.params(), model.unit_params(), *self, 2048);
   buckets.begin_step();
   for (int u = static_cast<int>(model.unit_params().size()); u-- > 0;) {
     buckets.unit_done(u);

@@ -246,7 +246,8 @@ std::string check_checkpoint(const testing::DistributedRun& got, const testing::
     }
   }
   StageModel loaded(config.model, config.train.seq_len, got.model->first_unit(),
-                    got.model->last_unit(), make_tensor_parallel(grid, trained_granularities(config)));
+                    got.model->last_unit(),
+                    make_tensor_parallel(grid, got.comms, trained_granularities(config)));
   import_params(loaded.params(), data, true, true, file);
   for (const auto& [name, p] : got.model->params().all()) {
     const Param& l = loaded.params().at(name);

@@ -1,0 +1,85 @@
+// What crosses ranks during training, behind one small interface (Flashlight's distributed API:
+// small and C-like): all-reduce, isend/irecv, test, and a wait with the timeout of parallel/comm.h.
+// The tensor-parallel all-reduces (model/tensor_parallel.h), the gradient buckets
+// (parallel/grad_buckets.h) and the pipeline runtime (trainer/pipeline_runtime.h) take one; the
+// MPI implementation is the only one today, over a communicator of the ProcessGrid.
+//
+// Setup, checkpoints and reports (byte gathers, strings, doubles, barriers) stay on comm:: over
+// the grid's MPI_Comms: they move host bytes once per step or run, whatever carries the training.
+//
+// How an NCCL communicator will fit (parallel/nccl_comm.h holds the calls it needs):
+//   - creation: one rank of the group draws the id (nccl_unique_id), comm::broadcast sends it over
+//     the group's MPI_Comm, every member calls nccl_init -- collective, so the communicators are
+//     made once, up front, in a fixed order (make_mpi_communicators' tp, pp, dp, for one);
+//   - data: device memory; every op is queued on the communicator's stream, so allreduce_sum
+//     returns once the sum is ordered before what is queued next on that stream, not computed;
+//     isend/irecv are ncclSend/ncclRecv;
+//   - Pending: `request` describes the op for the timeout message (what, peer, tag, the bootstrap
+//     MPI_Comm that names world ranks) with request.request left MPI_REQUEST_NULL; `event` holds
+//     the cudaEvent_t recorded on the stream after the op, and test() is cudaEventQuery;
+//   - timeout: wait() polls the event and ncclCommGetAsyncError with comm.h's back-off; past
+//     comm::timeout() it calls comm.h's abort handler with comm::timeout_message(request, ...),
+//     then ncclCommAbort (a stuck NCCL kernel never returns on its own).
+#pragma once
+#include <mpi.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "parallel/comm.h"
+
+namespace hg {
+
+class ProcessGrid;
+
+// An operation in flight, from isend, irecv or iallreduce_sum; complete once done().
+// MPI: `request` is comm.h's request (the MPI_Request and what the timeout message names).
+// NCCL: `request` only describes the op (see above) and `event` is the cudaEvent_t to poll.
+struct Pending {
+  comm::Request request;
+  void* event = nullptr;  // NCCL: cudaEvent_t recorded after the op, nullptr once complete
+  bool done() const { return request.done() && event == nullptr; }
+};
+
+// One group of ranks. Collectives: every member calls them with the same count, in the same
+// order. Peers are ranks of this group; timeout messages name them as world ranks (comm.h).
+// `what` names the operation in the timeout message and must outlive it (a string literal).
+// Buffers of non-blocking ops must stay untouched until the op is done().
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;          // in this group
+  virtual int size() const = 0;          // members of this group
+  virtual const char* name() const = 0;  // "mpi"
+
+  // data [count] (=) Σ over the group of data, in place. Waits with the timeout: false only if
+  // the abort handler returned (tests).
+  virtual bool allreduce_sum(float* data, int64_t count, const char* what) = 0;
+  virtual Pending iallreduce_sum(float* data, int64_t count, const char* what) = 0;
+  // data [count] to / from `peer` under `tag`.
+  virtual Pending isend(const float* data, int64_t count, int peer, int tag, const char* what) = 0;
+  virtual Pending irecv(float* data, int64_t count, int peer, int tag, const char* what) = 0;
+
+  // true when complete; never blocks. A done() op tests true. Testing is also what moves MPI's
+  // large messages and non-blocking collectives forward (comm.h: progress).
+  virtual bool test(Pending& pending) = 0;
+  // Blocks until complete, or comm::timeout(): then the abort handler gets the message naming
+  // `what` and the peer (peers, for a collective); false only if that handler returned.
+  virtual bool wait(Pending& pending) = 0;
+};
+
+// Over `comm`, borrowed: its owner (the ProcessGrid) frees it after the communicator is gone.
+// Every op is the comm:: function of the same name (same MPI calls, same timeout).
+std::shared_ptr<Communicator> make_mpi_communicator(MPI_Comm comm);
+
+// The grid's three groups (grid.h: same members and ranks as tp_comm(), pp_comm(), dp_comm()).
+struct GridCommunicators {
+  std::shared_ptr<Communicator> tp;  // rank = tensor-parallel rank
+  std::shared_ptr<Communicator> pp;  // rank = pipeline stage
+  std::shared_ptr<Communicator> dp;  // rank = data-parallel replica
+};
+// Made once, up front, in a fixed order (tp, pp, dp), after the grid and before any model:
+// free for MPI, required for NCCL. The grid must outlive them.
+GridCommunicators make_mpi_communicators(const ProcessGrid& grid);
+
+}  // namespace hg
