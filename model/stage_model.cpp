@@ -95,4 +95,12 @@ int64_t StageModel::live_slots() const {
   return live;
 }
 
+std::vector<std::vector<NamedGradient>> StageModel::unit_gradients() {
+  std::vector<std::vector<NamedGradient>> grads(unit_params_.size());
+  for (size_t u = 0; u < unit_params_.size(); ++u)
+    for (const std::string& name : unit_params_[u])
+      grads[u].push_back({name, &params_.at(name).grad});
+  return grads;
+}
+
 }  // namespace hg

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/params.h"
+#include "parallel/grad_buckets.h"
 #include "model/unit.h"
 #include "model/units.h"
 #include "model/model_config.h"
@@ -53,6 +54,8 @@ class StageModel {
   const std::vector<UnitPlan>& plans() const { return plans_; }
   // unit_params()[u]: the parameters stage-local unit u registered (u = 0 is first_unit()).
   const std::vector<std::vector<std::string>>& unit_params() const { return unit_params_; }
+  // The same as gradients, for the data-parallel buckets (parallel/grad_buckets.h).
+  std::vector<std::vector<NamedGradient>> unit_gradients();
   int first_unit() const { return first_; }  // of chunk 0
   int last_unit() const { return last_; }    // end of the last chunk
   int chunks() const { return static_cast<int>(chunks_.size()); }

@@ -8,8 +8,7 @@
 
 namespace hg {
 
-GradientBuckets::GradientBuckets(ParamStore& store,
-                                 const std::vector<std::vector<std::string>>& unit_params,
+GradientBuckets::GradientBuckets(const std::vector<std::vector<NamedGradient>>& unit_grads,
                                  Communicator& dp_comm, int64_t bucket_bytes)
     : comm_(dp_comm) {
   if (bucket_bytes <= 0) throw std::invalid_argument("gradient bucket size must be positive");
@@ -18,22 +17,21 @@ GradientBuckets::GradientBuckets(ParamStore& store,
   GradientBucket open;
   int64_t open_bytes = 0;
   auto close = [&] {
-    if (open.params.empty()) return;
+    if (open.grads.empty()) return;
     int64_t numel = 0;
-    for (const Param* p : open.params) numel += p->grad.numel();
+    for (const Tensor* g : open.grads) numel += g->numel();
     open.flat.reset({numel});
     stats_.bytes += open_bytes;
     buckets_.push_back(std::move(open));
     open = GradientBucket{};
     open_bytes = 0;
   };
-  for (int u = static_cast<int>(unit_params.size()); u-- > 0;) {
-    for (const std::string& name : unit_params[u]) {
-      Param& p = store.at(name);
-      open.params.push_back(&p);
-      open.names.push_back(name);
+  for (int u = static_cast<int>(unit_grads.size()); u-- > 0;) {
+    for (const NamedGradient& g : unit_grads[u]) {
+      open.grads.push_back(g.grad);
+      open.names.push_back(g.name);
       open.ready_unit = u;
-      open_bytes += p.grad.numel() * static_cast<int64_t>(sizeof(float));
+      open_bytes += g.grad->numel() * static_cast<int64_t>(sizeof(float));
       if (open_bytes >= bucket_bytes) close();
     }
   }
@@ -54,9 +52,9 @@ void GradientBuckets::begin_step() {
 
 void GradientBuckets::start(GradientBucket& bucket) {
   float* out = bucket.flat.data();
-  for (const Param* p : bucket.params) {
-    std::memcpy(out, p->grad.data(), sizeof(float) * p->grad.numel());
-    out += p->grad.numel();
+  for (const Tensor* g : bucket.grads) {
+    std::memcpy(out, g->data(), sizeof(float) * g->numel());
+    out += g->numel();
   }
   bucket.pending =
       comm_.iallreduce_sum(bucket.flat.data(), bucket.flat.numel(), "gradient bucket all-reduce");
@@ -65,9 +63,9 @@ void GradientBuckets::start(GradientBucket& bucket) {
 
 void GradientBuckets::copy_back(GradientBucket& bucket) {
   const float* in = bucket.flat.data();
-  for (Param* p : bucket.params) {
-    std::memcpy(p->grad.data(), in, sizeof(float) * p->grad.numel());
-    in += p->grad.numel();
+  for (Tensor* g : bucket.grads) {
+    std::memcpy(g->data(), in, sizeof(float) * g->numel());
+    in += g->numel();
   }
   bucket.copied_back = true;
 }

@@ -26,13 +26,19 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "model/params.h"
 #include "parallel/communicator.h"
 
 namespace hg {
 
+// One parameter's gradient as the buckets see it: a name and the Tensor its backward accumulates
+// into (model/params.h's Param::grad; parallel/ needs no more of the model than this).
+struct NamedGradient {
+  std::string name;
+  Tensor* grad = nullptr;
+};
+
 struct GradientBucket {
-  std::vector<Param*> params;  // backward order
+  std::vector<Tensor*> grads;  // backward order
   std::vector<std::string> names;
   int ready_unit = 0;  // complete once the final backward has finished this unit (a stage-local
                        // unit index: the smallest among its parameters' units)
@@ -55,10 +61,11 @@ struct GradientSyncStats {
 
 class GradientBuckets {
  public:
-  // unit_params[u]: the names of the parameters stage-local unit u registered (its gradients are
-  // written by u's backward only). bucket_bytes > 0.
-  GradientBuckets(ParamStore& store, const std::vector<std::vector<std::string>>& unit_params,
-                  Communicator& dp_comm, int64_t bucket_bytes);  // dp_comm: borrowed
+  // unit_grads[u]: the gradients of the parameters stage-local unit u registered (written by u's
+  // backward only), in registration order. bucket_bytes > 0. The Tensors and dp_comm are
+  // borrowed.
+  GradientBuckets(const std::vector<std::vector<NamedGradient>>& unit_grads, Communicator& dp_comm,
+                  int64_t bucket_bytes);
 
   void begin_step();           // every bucket not started; stats zeroed
   void unit_done(int unit);    // the final backward finished stage-local `unit`

@@ -51,8 +51,8 @@ PipelineRuntime::PipelineRuntime(StageModel& model, const ProcessGrid& grid,
   for (const UnitPlan& p : model.plans())
     if (p.kind == UnitKind::Down) skip_rows_[p.stack] = static_cast<int>(p.rows);
   if (grid.dp() > 1)
-    grad_buckets_ = std::make_unique<GradientBuckets>(model.params(), model.unit_params(),
-                                                      *comms.dp, grad_bucket_bytes);
+    grad_buckets_ = std::make_unique<GradientBuckets>(model.unit_gradients(), *comms.dp,
+                                                      grad_bucket_bytes);
 }
 
 Shape PipelineRuntime::activation_shape(int unit, int64_t batch) const {

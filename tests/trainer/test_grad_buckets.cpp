@@ -22,7 +22,7 @@ TEST(GradientBuckets, PackEveryParameterOnceInBackwardOrder) {
   StageModel model(config.model, config.train.seq_len);
   const int64_t cap = 4096;
   const auto self = make_mpi_communicator(MPI_COMM_SELF);
-  GradientBuckets buckets(model.params(), model.unit_params(), *self, cap);
+  GradientBuckets buckets(model.unit_gradients(), *self, cap);
 
   std::map<std::string, int> unit_of;
   for (size_t u = 0; u < model.unit_params().size(); ++u)
@@ -36,10 +36,10 @@ TEST(GradientBuckets, PackEveryParameterOnceInBackwardOrder) {
   for (size_t b = 0; b < all.size(); ++b) {
     const GradientBucket& bucket = all[b];
     int64_t bytes = 0, min_unit = 1 << 30;
-    for (size_t i = 0; i < bucket.params.size(); ++i) {
+    for (size_t i = 0; i < bucket.grads.size(); ++i) {
       ++seen[bucket.names[i]];
-      EXPECT_EQ(bucket.params[i], &model.params().at(bucket.names[i]));
-      bytes += 4 * bucket.params[i]->grad.numel();
+      EXPECT_EQ(bucket.grads[i], &model.params().at(bucket.names[i]).grad);
+      bytes += 4 * bucket.grads[i]->numel();
       min_unit = std::min<int64_t>(min_unit, unit_of.at(bucket.names[i]));
     }
     EXPECT_EQ(bucket.flat.numel() * 4, bytes);
@@ -50,7 +50,7 @@ TEST(GradientBuckets, PackEveryParameterOnceInBackwardOrder) {
     // Closed as soon as it reached the cap: without its last tensor it was below it.
     if (b + 1 < all.size()) {
       EXPECT_GE(bytes, cap) << "bucket " << b;
-      EXPECT_LT(bytes - 4 * bucket.params.back()->grad.numel(), cap) << "bucket " << b;
+      EXPECT_LT(bytes - 4 * bucket.grads.back()->numel(), cap) << "bucket " << b;
     }
   }
   for (const auto& [name, count] : seen) EXPECT_EQ(count, 1) << name;
@@ -67,7 +67,7 @@ TEST(GradientBuckets, StartWhenTheirUnitsAreDoneAndSumOverOneReplicaIsIdentity) 
   for (auto& [name, p] : model.params().all()) before[name] = p.grad;
 
   const auto self = make_mpi_communicator(MPI_COMM_SELF);  // one replica: the sum is the identity
-  GradientBuckets buckets(model.params(), model.unit_params(), *self, 2048);
+  GradientBuckets buckets(model.unit_gradients(), *self, 2048);
   buckets.begin_step();
   for (int u = static_cast<int>(model.unit_params().size()); u-- > 0;) {
     buckets.unit_done(u);
