@@ -11,12 +11,6 @@ namespace hg {
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
-// `batch` independent products; matrix b starts at A + b·stride_a (likewise B, C).
-void gemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                  const float* A, int64_t lda, int64_t stride_a, const float* B, int64_t ldb,
-                  int64_t stride_b, float beta, float* C, int64_t ldc, int64_t stride_c,
-                  int64_t batch);
-
 const char* gemm_library();  // "dnnl" or "openblas", for logs and benchmarks
 
 }  // namespace hg

@@ -59,7 +59,6 @@ class StageModel {
   int first_unit() const { return first_; }  // of chunk 0
   int last_unit() const { return last_; }    // end of the last chunk
   int chunks() const { return static_cast<int>(chunks_.size()); }
-  const std::vector<std::pair<int, int>>& chunk_units() const { return chunks_; }
   // (micro-batch, chunk) pairs whose activations are alive: per chunk the max over its units,
   // summed over the chunks (one chunk: the micro-batches alive).
   int64_t live_slots() const;

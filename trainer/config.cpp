@@ -456,13 +456,6 @@ void validate_model(const ModelConfig& m, int seq_len) {
   }
 }
 
-void validate_world_size(const Config& config, int world_size) {
-  const int64_t layout = int64_t{config.parallel.dp} * config.parallel.pp * config.parallel.tp;
-  check(layout == world_size, "parallel.dp x parallel.pp x parallel.tp", layout,
-        "the job has " + std::to_string(world_size) +
-            " ranks; launch that many or change dp, pp, tp");
-}
-
 std::string Config::to_ini() const {
   std::string text, section;
   for (const auto& key : key_table()) {

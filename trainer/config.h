@@ -123,8 +123,4 @@ Config config_from_ini(const std::string& ini_text);
 // Validates the model section alone (called by both of the above).
 void validate_model(const ModelConfig& model, int seq_len);
 
-// Checks parallel.dp * pp * tp against the number of MPI ranks (parse_config cannot know it).
-// Called by the CLI once MPI is up; throws UsageError naming the layout and the rank count.
-void validate_world_size(const Config& config, int world_size);
-
 }  // namespace hg

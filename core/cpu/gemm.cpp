@@ -30,22 +30,4 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 #endif
 }
 
-void gemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                  const float* A, int64_t lda, int64_t stride_a, const float* B, int64_t ldb,
-                  int64_t stride_b, float beta, float* C, int64_t ldc, int64_t stride_c,
-                  int64_t batch) {
-  // Small per-head products: one single-threaded gemm per batch entry, entries spread over
-  // threads (a threaded BLAS on a 64x64 product spends more time waking threads than working).
-#pragma omp parallel for schedule(static) if (batch > 1)
-  for (int64_t b = 0; b < batch; ++b) {
-#ifdef HG_GEMM_DNNL
-    dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A + b * stride_a, lda,
-               B + b * stride_b, ldb, beta, C + b * stride_c, ldc);
-#else
-    gemm(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta,
-         C + b * stride_c, ldc);
-#endif
-  }
-}
-
 }  // namespace hg

@@ -35,19 +35,6 @@ TEST(Gemm, MatchesNaiveProductWithTransposesAndStrides) {
     }
 }
 
-TEST(Gemm, BatchedEqualsLoopOfSingleProducts) {
-  const int64_t M = 4, N = 6, K = 5, batch = 3;
-  auto A = testing::random_vector(batch * M * K, 4);
-  auto B = testing::random_vector(batch * K * N, 5);
-  std::vector<float> C(batch * M * N), expected(batch * M * N);
-  gemm_batched(false, false, M, N, K, 1.0f, A.data(), K, M * K, B.data(), N, K * N, 0.0f, C.data(),
-               N, M * N, batch);
-  for (int64_t b = 0; b < batch; ++b)
-    gemm(false, false, M, N, K, 1.0f, A.data() + b * M * K, K, B.data() + b * K * N, N, 0.0f,
-         expected.data() + b * M * N, N);
-  EXPECT_EQ(C, expected);
-}
-
 TEST(Random, PhiloxMatchesPublishedKnownAnswer) {
   // Random123 known-answer test philox4x32_10: counter and key all 0xffffffff... here we check
   // the all-zero vector: ctr = {0,0,0,0}, key = {0,0} -> 6627e8d5 e169c58d bc57ac4c 9b00dbd8.

@@ -375,20 +375,6 @@ TEST_F(ConfigFiles, ResumeAndInitFromNeedExistingFiles) {
                   {"checkpoint.init_from", "checkpoint.resume"});
 }
 
-TEST(Config, WorldSizeMustMatchTheLayout) {
-  const Config config =
-      parse_config({"--parallel.dp", "2", "--parallel.tp", "2", "--train.batch", "8"});
-  EXPECT_NO_THROW(validate_world_size(config, 4));
-  try {
-    validate_world_size(config, 2);
-    ADD_FAILURE() << "accepted";
-  } catch (const UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("parallel.dp x parallel.pp x parallel.tp = 4"),
-              std::string::npos)
-        << e.what();
-  }
-}
-
 // A config with every section away from its defaults, including doubles that need digits.
 std::vector<std::string> unusual_args() {
   return {"--model.vocab_size",
