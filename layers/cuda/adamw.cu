@@ -43,11 +43,4 @@ void adamw_step(float* value, const float* grad, float* exp_avg, float* exp_avg_
   check_launch("adamw_kernel");
 }
 
-void adamw_step(float* value, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
-                const AdamWHyper& hyper, bool decay, int64_t t, double lr) {
-  // The scalars exactly as the CPU optimizer derives them (core/adamw_scalars.h).
-  adamw_step(value, grad, exp_avg, exp_avg_sq, n,
-             adamw_scalars(hyper.beta1, hyper.beta2, hyper.eps, hyper.weight_decay, t, lr), decay);
-}
-
 }  // namespace hg::cuda

@@ -72,9 +72,6 @@ void cross_entropy_forward(float* losses, const float* logits, const int32_t* ta
   check_launch("cross_entropy_forward_kernel");
 }
 
-// The losses' sum is sum.cu's fixed-order reduction.
-double cross_entropy_loss_sum(const float* losses, int64_t rows) { return sum(losses, rows); }
-
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
                             float scale, int64_t rows, int V) {
   if (rows == 0) return;

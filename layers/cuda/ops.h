@@ -2,9 +2,9 @@
 // layer named beside it (same shapes, same saved values, activation gradients assigned (=),
 // parameter gradients accumulated (+=)). Every pointer is device memory; float32 throughout.
 //
-// COMPILED, NOT RUN: no machine of this project has a GPU. tests/cuda/test_cuda_ops.cpp compares
-// the existing kernels with their CPU layers and reports itself skipped here; nothing below has
-// executed.
+// COMPILED, NOT RUN: no machine of this project has a GPU. tests/layers runs every Backend op
+// (through layers/cuda/cuda_backend.cpp) against the CPU backend, tests/cuda the rest (gemm,
+// activation, dconv); both report themselves skipped here; nothing below has executed.
 //
 // Every op is asynchronous on the default stream (no host synchronisation) except sum and
 // sum_squares, whose contracts return host values. A trainer path will add a stream
@@ -63,9 +63,6 @@ void activation_backward(float* dinp, const float* dout, const float* inp, int64
 // host, where the data loader produces them.
 void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int64_t rows,
                            int V);
-// Σ losses[0 .. rows-1] in double, in a fixed order (sum() above). SYNCHRONISES: the result is a
-// host value (the metrics line needs it).
-double cross_entropy_loss_sum(const float* losses, int64_t rows);
 // dlogits [rows, V] (=) = scale · (softmax(logits) - onehot(target)); may alias logits.
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
                             float scale, int64_t rows, int V);
@@ -83,14 +80,6 @@ void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, i
 void dconv_backward(float* dinp, float* dtaps, const float* dout, const float* inp,
                     const float* taps, int64_t B, int64_t n, int C);
 
-// trainer/optimizer.cpp's adamw_update for one tensor: update number t (1-based) with learning
-// rate lr; `decay` says whether weight decay applies (matrices only, §3). The scalars are derived
-// on the host exactly as the CPU optimizer derives them.
-struct AdamWHyper {
-  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;  // TrainConfig's defaults
-};
-void adamw_step(float* value, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
-                const AdamWHyper& hyper, bool decay, int64_t t, double lr);
 // layers/adamw.h: one AdamW update of n values from the host-derived scalars of
 // core/adamw_scalars.h, the very AdamWScalars the CPU kernel takes, so both round the same floats.
 void adamw_step(float* value, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
