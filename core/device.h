@@ -3,15 +3,19 @@
 // created), so core/ never depends on a device library.
 #pragma once
 #include <cstdint>
+#if __cplusplus >= 202002L
 #include <span>
+#endif
 
 namespace hg {
 
 enum class Device { Cpu, Cuda };
+#if __cplusplus >= 202002L  // the CUDA sources (hg_cuda) compile as C++17: no std::span there
 inline std::span<const char* const> enum_names(Device) {  // core/enum_names.h
   static constexpr const char* names[] = {"cpu", "cuda"};
   return names;
 }
+#endif
 const char* device_name(Device device);  // "cpu", "cuda"
 
 // One device's memory, as plain functions. Sizes are bytes; `allocate` returns zero-filled,

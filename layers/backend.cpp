@@ -1,16 +1,26 @@
 #include "layers/backend.h"
 
 #include "core/error.h"
+#ifdef HG_HAVE_CUDA
+#include "layers/cuda/cuda_backend.h"
+#endif
 
 namespace hg {
 
 std::string unavailable_reason(Device device) {
   if (device == Device::Cpu) return "";
+#ifdef HG_HAVE_CUDA
+  return cuda_unavailable_reason();
+#else
   return "this build has no CUDA backend";
+#endif
 }
 
 Backend& backend_for(Device device) {
   if (device == Device::Cpu) return cpu_backend();
+#ifdef HG_HAVE_CUDA
+  if (unavailable_reason(device).empty()) return cuda_backend();
+#endif
   throw UsageError("run.device " + std::string(device_name(device)) + ": " +
                    unavailable_reason(device) + "; use --run.device cpu");
 }

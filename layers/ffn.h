@@ -3,16 +3,33 @@
 // b2 may be null (tensor parallelism adds it once, after the all-reduce).
 #pragma once
 #include <cstdint>
+#include <string>
 
+#include "core/error.h"
 #include "core/tensor.h"
 #include "layers/activation.h"
 
 namespace hg {
 
+// Throws UsageError unless 1 <= width <= F (every backend checks before its first kernel).
+inline void check_ffn_width(int F, int width) {
+  require(width >= 1 && width <= F,
+          "FFN width " + std::to_string(width) + " outside [1, F = " + std::to_string(F) + "]");
+}
+
 struct FfnCache {
   Tensor pre;  // [rows, width] x W1 + b1, before the activation
   Tensor act;  // [rows, width] act(pre)
 };
+
+// Gives the cache's tensors shape [rows, width] on `device`. Reallocates only on a shape or
+// device change: the forward overwrites every element, so the zero-fill of a fresh Tensor would
+// be wasted work in the steady state.
+inline void shape_ffn_cache(FfnCache& cache, int64_t rows, int width, Device device) {
+  for (Tensor* t : {&cache.pre, &cache.act})
+    if (t->device() != device || t->rank() != 2 || t->dim(0) != rows || t->dim(1) != width)
+      *t = Tensor({rows, width}, device);
+}
 
 // inp [rows, d] -> out [rows, d] (=).
 void ffn_forward(float* out, FfnCache& cache, const float* inp, const float* w1, const float* b1,

@@ -6,6 +6,7 @@
 
 #include "core/cuda/check.h"
 #include "core/cuda/device.h"
+#include "core/device.h"
 
 namespace hg::cuda {
 
@@ -17,6 +18,15 @@ int device_count(std::string* reason) {
     return 0;
   }
   return n;
+}
+
+std::string device_description() {
+  int current = 0;
+  check(cudaGetDevice(&current), "cudaGetDevice");
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, current), "cudaGetDeviceProperties");
+  return std::string(prop.name) + " (device " + std::to_string(current) + " of " +
+         std::to_string(device_count()) + ")";
 }
 
 void select_device(int local_rank) {
@@ -37,6 +47,41 @@ void copy_to_device(float* dst, const float* src, int64_t n) {
 }
 void copy_to_host(float* dst, const float* src, int64_t n) {
   check(cudaMemcpy(dst, src, sizeof(float) * n, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+}
+
+namespace {
+
+// Plain functions for core/device.h's DeviceMemory. The copies are cudaMemcpy, which waits for
+// the kernels before it on the default stream: a Tensor read on the host is the finished value.
+void* allocate_zeroed(int64_t bytes) {
+  if (bytes == 0) return nullptr;
+  void* p = nullptr;
+  check(cudaMalloc(&p, static_cast<size_t>(bytes)), "cudaMalloc (Tensor)");
+  check(cudaMemset(p, 0, static_cast<size_t>(bytes)), "cudaMemset (Tensor)");
+  return p;
+}
+void release(void* p) { cudaFree(p); }  // no throw: called from destructors
+void zero(void* p, int64_t bytes) {
+  if (bytes) check(cudaMemset(p, 0, static_cast<size_t>(bytes)), "cudaMemset");
+}
+void copy_bytes(void* dst, const void* src, int64_t bytes, cudaMemcpyKind kind, const char* what) {
+  if (bytes) check(cudaMemcpy(dst, src, static_cast<size_t>(bytes), kind), what);
+}
+void copy_d2d(void* dst, const void* src, int64_t bytes) {
+  copy_bytes(dst, src, bytes, cudaMemcpyDeviceToDevice, "cudaMemcpy D2D (Tensor)");
+}
+void copy_d2h(void* host, const void* src, int64_t bytes) {
+  copy_bytes(host, src, bytes, cudaMemcpyDeviceToHost, "cudaMemcpy D2H (Tensor)");
+}
+void copy_h2d(void* dst, const void* host, int64_t bytes) {
+  copy_bytes(dst, host, bytes, cudaMemcpyHostToDevice, "cudaMemcpy H2D (Tensor)");
+}
+
+}  // namespace
+
+void register_memory() {
+  register_device_memory(Device::Cuda,
+                         {allocate_zeroed, release, zero, copy_d2d, copy_d2h, copy_h2d});
 }
 
 int32_t* device_alloc_int32(int64_t n) {

@@ -13,14 +13,6 @@ namespace hg {
 
 namespace {
 
-// Validated before the parallel loops: an exception must not leave an OpenMP region.
-void check_targets(const int32_t* targets, int64_t rows, int V) {
-  for (int64_t r = 0; r < rows; ++r)
-    require(targets[r] >= 0 && targets[r] < V,
-            "cross_entropy: target " + std::to_string(targets[r]) + " at row " + std::to_string(r) +
-                " outside the vocabulary [0, " + std::to_string(V) + ")");
-}
-
 inline float row_max(const float* x, int V) {
   float m = x[0];
   for (int i = 1; i < V; ++i) m = x[i] > m ? x[i] : m;
@@ -57,7 +49,7 @@ inline double exp_sum(const float* x, int V, float m, float* terms) {
 
 void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int64_t rows,
                            int V) {
-  check_targets(targets, rows, V);
+  check_targets_in_vocabulary(targets, rows, V);
   parallel_for(rows, [&](int64_t r) {
     const float* x = logits + r * V;
     const float m = row_max(x, V);
@@ -69,7 +61,7 @@ void cross_entropy_forward(float* losses, const float* logits, const int32_t* ta
 
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
                             float scale, int64_t rows, int V) {
-  check_targets(targets, rows, V);
+  check_targets_in_vocabulary(targets, rows, V);
   parallel_for(rows, [&](int64_t r) {
     const float* x = logits + r * V;
     float* g = dlogits + r * V;  // may alias x: each x[i] is read before g[i] is written

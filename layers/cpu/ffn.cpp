@@ -3,34 +3,16 @@
 #include "layers/ffn.h"
 
 #include <memory>
-#include <string>
 
-#include "core/error.h"
 #include "layers/linear.h"
 
 namespace hg {
 
-namespace {
-
-void check_width(int F, int width) {
-  require(width >= 1 && width <= F,
-          "FFN width " + std::to_string(width) + " outside [1, F = " + std::to_string(F) + "]");
-}
-
-// Resets only on a shape change: the buffers are fully overwritten, so the zero-fill that
-// Tensor::reset does would be wasted work in the steady state.
-void ensure_shape(Tensor& t, int64_t rows, int64_t cols) {
-  if (t.rank() != 2 || t.dim(0) != rows || t.dim(1) != cols) t.reset({rows, cols});
-}
-
-}  // namespace
-
 void ffn_forward(float* out, FfnCache& cache, const float* inp, const float* w1, const float* b1,
                  const float* w2, const float* b2, int64_t rows, int d, int F, int width,
                  Activation act) {
-  check_width(F, width);
-  ensure_shape(cache.pre, rows, width);
-  ensure_shape(cache.act, rows, width);
+  check_ffn_width(F, width);
+  shape_ffn_cache(cache, rows, width, Device::Cpu);
   // pre [rows, width] = inp [rows, d] · w1[:, :width] (row stride F) + b1[:width]
   linear_forward(cache.pre.data(), inp, w1, b1, rows, d, width, F);
   activation_forward(cache.act.data(), cache.pre.data(), rows * width, act);
@@ -41,7 +23,7 @@ void ffn_forward(float* out, FfnCache& cache, const float* inp, const float* w1,
 void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, const float* dout,
                   const FfnCache& cache, const float* inp, const float* w1, const float* w2,
                   int64_t rows, int d, int F, int width, Activation act, float* scratch) {
-  check_width(F, width);
+  check_ffn_width(F, width);
   float* dhidden = scratch;  // [rows, width]: d(act), then d(pre) in place
   linear_backward(dhidden, dw2, db2, dout, cache.act.data(), w2, rows, width, d, d);
   activation_backward(dhidden, dhidden, cache.pre.data(), rows * width, act);

@@ -1,5 +1,5 @@
-// AdamW step on the device, PyTorch semantics, exactly as trainer/optimizer.cpp's adamw_update
-// computes it for one tensor. Compiled, not run (no GPU on this project's machines).
+// AdamW step on the device, PyTorch semantics, exactly as layers/cpu/adamw.cpp computes it for
+// one tensor. Compiled, not run (no GPU on this project's machines).
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -35,15 +35,11 @@ __global__ void adamw_kernel(float* theta, const float* g, float* m, float* v, i
 }  // namespace
 
 void adamw_step(float* value, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
-                const AdamWHyper& hyper, bool decay, int64_t t, double lr) {
+                const AdamWScalars& k, bool decay) {
   if (n == 0) return;
-  // The scalars exactly as the CPU optimizer derives them (core/adamw_scalars.h).
-  const AdamWScalars k =
-      adamw_scalars(hyper.beta1, hyper.beta2, hyper.eps, hyper.weight_decay, t, lr);
-  const float b1 = k.beta1, b2 = k.beta2, step_size = k.step_size, sqrt_bias2 = k.sqrt_bias2,
-              eps = k.eps, decay_factor = decay ? k.decay_factor : 1.0f;
-  adamw_kernel<<<grid_for(n), kThreads>>>(value, grad, exp_avg, exp_avg_sq, n, b1, b2, step_size,
-                                          sqrt_bias2, eps, decay_factor);
+  adamw_kernel<<<grid_for(n), kThreads>>>(value, grad, exp_avg, exp_avg_sq, n, k.beta1, k.beta2,
+                                          k.step_size, k.sqrt_bias2, k.eps,
+                                          decay ? k.decay_factor : 1.0f);
   check_launch("adamw_kernel");
 }
 

@@ -62,18 +62,6 @@ __global__ void cross_entropy_backward_kernel(float* dlogits, const float* logit
   if (threadIdx.x == 0 && valid) g[t] -= scale;
 }
 
-// Fixed-order sum of the row losses: one block of 1024 threads, thread i takes rows i, i + 1024,
-// ... in double, then block_reduce. One block is plenty for rows ~ 10^4..10^6 next to the gemms;
-// the result is the same bits on every run.
-__device__ double loss_sum_result;
-
-__global__ void loss_sum_kernel(const float* losses, int64_t rows) {
-  double s = 0.0;
-  for (int64_t i = threadIdx.x; i < rows; i += blockDim.x) s += static_cast<double>(losses[i]);
-  s = block_reduce(s, SumOp{});
-  if (threadIdx.x == 0) loss_sum_result = s;
-}
-
 }  // namespace
 
 void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int64_t rows,
@@ -82,17 +70,6 @@ void cross_entropy_forward(float* losses, const float* logits, const int32_t* ta
   cross_entropy_forward_kernel<<<static_cast<unsigned>(rows), kThreads>>>(losses, logits, targets,
                                                                           V);
   check_launch("cross_entropy_forward_kernel");
-}
-
-double cross_entropy_loss_sum(const float* losses, int64_t rows) {
-  if (rows == 0) return 0.0;
-  loss_sum_kernel<<<1, 1024>>>(losses, rows);
-  check_launch("loss_sum_kernel");
-  // The one synchronisation of these ops: the contract returns the sum on the host. (A single
-  // __device__ slot: calls from several host threads at once would race on it.)
-  double sum = 0.0;
-  check(cudaMemcpyFromSymbol(&sum, loss_sum_result, sizeof sum), "cross_entropy_loss_sum");
-  return sum;
 }
 
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,

@@ -1,6 +1,7 @@
 // Block self-attention (§1.3): finite differences for every gradient, the blocked O(n·w) kernel
 // against a dense double-precision reference written from the spec's set notation, the
-// w >= n, l = n special case, causality, and a long-sequence smoke test.
+// w >= n, l = n special case, causality, and a long-sequence smoke test, on every backend
+// (tests/support/backends.h). The references are host code (CPU building blocks, double).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -19,21 +20,30 @@
 #include "layers/layernorm.h"
 #include "layers/linear.h"
 #include "layers/rope.h"
+#include "tests/support/backends.h"
 #include "tests/support/gradcheck.h"
 
 namespace hg {
 namespace {
 
-// One attention layer with random inputs and parameters, and a loss sum(out · R).
+using testing::on_device;
+using testing::to_host;
+
+struct Grads;
+
+// One attention layer with random inputs and parameters as host vectors (the finite differences
+// perturb them), and a loss sum(out · R); forward and backward run on `be`, on device copies
+// staged at every call.
 struct Layer {
+  Backend* be;
   AttentionConfig cfg;
   int64_t B = 0, n = 0;
   std::vector<float> u, wq, wk, wv, wo, dconv_q, dconv_k, dconv_v, proj_weight, proj_bias;
   std::vector<float> nw_gain, nw_bias, ng_gain, ng_bias, R, out;
   AttentionCache cache;
 
-  Layer(const AttentionConfig& c, int64_t batch, int64_t len, uint64_t seed)
-      : cfg(c), B(batch), n(len) {
+  Layer(Backend& backend, const AttentionConfig& c, int64_t batch, int64_t len, uint64_t seed)
+      : be(&backend), cfg(c), B(batch), n(len) {
     const int64_t HE = int64_t(cfg.heads) * cfg.head_dim, Hr = int64_t(cfg.heads) * cfg.rank;
     u = testing::random_vector(B * n * cfg.d, seed + 1);
     wq = testing::random_vector(cfg.d * HE, seed + 2, 0.5f);
@@ -59,17 +69,39 @@ struct Layer {
     }
   }
 
-  static float* ptr(std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
-  AttentionParams params() {
-    AttentionParams p;
-    p.wq = ptr(wq), p.wk = ptr(wk), p.wv = ptr(wv), p.wo = ptr(wo);
-    p.dconv_q = ptr(dconv_q), p.dconv_k = ptr(dconv_k), p.dconv_v = ptr(dconv_v);
-    p.proj_weight = ptr(proj_weight), p.proj_bias = ptr(proj_bias);
-    p.norm_window_gain = ptr(nw_gain), p.norm_window_bias = ptr(nw_bias);
-    p.norm_global_gain = ptr(ng_gain), p.norm_global_bias = ptr(ng_bias);
-    return p;
+  // Host pointers (CPU-only code: the reference builders, the benchmark).
+  AttentionParams params() { return params_of(*this); }
+  template <class Buffers>  // Layer, Grads or Staged: the same member names
+  static AttentionParams params_of(Buffers& x) {
+    auto p = [](auto& v) { return v.empty() ? nullptr : v.data(); };
+    AttentionParams a;
+    a.wq = p(x.wq), a.wk = p(x.wk), a.wv = p(x.wv), a.wo = p(x.wo);
+    a.dconv_q = p(x.dconv_q), a.dconv_k = p(x.dconv_k), a.dconv_v = p(x.dconv_v);
+    a.proj_weight = p(x.proj_weight), a.proj_bias = p(x.proj_bias);
+    a.norm_window_gain = p(x.nw_gain), a.norm_window_bias = p(x.nw_bias);
+    a.norm_global_gain = p(x.ng_gain), a.norm_global_bias = p(x.ng_bias);
+    return a;
   }
-  void forward() { attention_forward(out.data(), cache, u.data(), params(), cfg, B, n); }
+  // u (or du) and the parameters (or their gradients) on the backend's device.
+  struct Staged {
+    Tensor u, wq, wk, wv, wo, dconv_q, dconv_k, dconv_v, proj_weight, proj_bias;
+    Tensor nw_gain, nw_bias, ng_gain, ng_bias;
+    AttentionParams params() { return params_of(*this); }
+  };
+  template <class Buffers>
+  static Staged stage(const Buffers& x, const std::vector<float>& first, Device dev) {
+    auto t = [&](const std::vector<float>& v) { return on_device(v, dev); };
+    return {t(first),     t(x.wq),      t(x.wk),      t(x.wv),          t(x.wo),
+            t(x.dconv_q), t(x.dconv_k), t(x.dconv_v), t(x.proj_weight), t(x.proj_bias),
+            t(x.nw_gain), t(x.nw_bias), t(x.ng_gain), t(x.ng_bias)};
+  }
+  void forward() {
+    Staged s = stage(*this, u, be->device());
+    Tensor o({int64_t(out.size())}, be->device());
+    be->attention_forward(o.data(), cache, s.u.data(), s.params(), cfg, B, n);
+    out = to_host(o);
+  }
+  void backward(Grads& g);  // of sum(out · R), after forward(); parameter gradients accumulate
   double loss() {
     forward();
     return testing::dot(out.data(), R.data(), int64_t(out.size()));
@@ -95,24 +127,40 @@ struct Grads {
         nw_bias(l.nw_bias.size()),
         ng_gain(l.ng_gain.size()),
         ng_bias(l.ng_bias.size()) {}
-  AttentionParams params() {
-    AttentionParams p;
-    p.wq = Layer::ptr(wq), p.wk = Layer::ptr(wk), p.wv = Layer::ptr(wv), p.wo = Layer::ptr(wo);
-    p.dconv_q = Layer::ptr(dconv_q), p.dconv_k = Layer::ptr(dconv_k);
-    p.dconv_v = Layer::ptr(dconv_v);
-    p.proj_weight = Layer::ptr(proj_weight), p.proj_bias = Layer::ptr(proj_bias);
-    p.norm_window_gain = Layer::ptr(nw_gain), p.norm_window_bias = Layer::ptr(nw_bias);
-    p.norm_global_gain = Layer::ptr(ng_gain), p.norm_global_bias = Layer::ptr(ng_bias);
-    return p;
-  }
+  AttentionParams params() { return Layer::params_of(*this); }
 };
+
+void Layer::backward(Grads& g) {
+  const Device dev = be->device();
+  Staged s = stage(*this, u, dev), dg = stage(g, g.du, dev);
+  Tensor dev_R = on_device(R, dev);
+  be->attention_backward(dg.u.data(), dg.params(), dev_R.data(), cache, s.u.data(), s.params(), cfg,
+                         B, n);
+  const struct {
+    const Tensor& from;
+    std::vector<float>& to;
+  } back[] = {{dg.u, g.du},
+              {dg.wq, g.wq},
+              {dg.wk, g.wk},
+              {dg.wv, g.wv},
+              {dg.wo, g.wo},
+              {dg.dconv_q, g.dconv_q},
+              {dg.dconv_k, g.dconv_k},
+              {dg.dconv_v, g.dconv_v},
+              {dg.proj_weight, g.proj_weight},
+              {dg.proj_bias, g.proj_bias},
+              {dg.nw_gain, g.nw_gain},
+              {dg.nw_bias, g.nw_bias},
+              {dg.ng_gain, g.ng_gain},
+              {dg.ng_bias, g.ng_bias}};
+  for (const auto& b : back) b.to = to_host(b.from);
+}
 
 // Forward + backward of sum(out · R).
 Grads run_backward(Layer& l) {
   Grads g(l);
   l.forward();
-  attention_backward(g.du.data(), g.params(), l.R.data(), l.cache, l.u.data(), l.params(), l.cfg,
-                     l.B, l.n);
+  l.backward(g);
   return g;
 }
 
@@ -167,12 +215,24 @@ std::string describe(const AttentionConfig& c) {
          " r=" + std::to_string(c.rank);
 }
 
+class Attention : public testing::OnEveryBackend {
+ protected:
+  void SetUp() override {
+    OnEveryBackend::SetUp();
+    skip_if_not_implemented([](Backend& be) {
+      AttentionCache cache;
+      be.attention_forward(nullptr, cache, nullptr, {}, full(8, 2, 4, false, false), 0, 0);
+    });
+  }
+};
+HG_TEST_ON_EVERY_BACKEND(Attention);
+
 // ---------------------------------------------------------------------------------------------
 // 1. Finite differences of the float32 layer itself, every input and parameter.
 
-void check_finite_differences(const AttentionConfig& cfg, int64_t n, uint64_t seed) {
+void check_finite_differences(Backend& be, const AttentionConfig& cfg, int64_t n, uint64_t seed) {
   SCOPED_TRACE(describe(cfg));
-  Layer l(cfg, 2, n, seed);
+  Layer l(be, cfg, 2, n, seed);
   Grads g = run_backward(l);
   for (const Buffer& b : buffers(l, g)) {
     testing::GradCheckOptions opt;
@@ -184,21 +244,21 @@ void check_finite_differences(const AttentionConfig& cfg, int64_t n, uint64_t se
   }
 }
 
-TEST(Attention, LongShortFiniteDifferences) {
+TEST_P(Attention, LongShortFiniteDifferences) {
   for (int rope = 0; rope < 2; ++rope)
     for (int dconv = 0; dconv < 2; ++dconv)
-      check_finite_differences(long_short(8, 2, 4, 6, 4, 2, rope, dconv), 16,
+      check_finite_differences(backend(), long_short(8, 2, 4, 6, 4, 2, rope, dconv), 16,
                                10 + rope * 2 + dconv);
   // w not a multiple of l, and H·e != d (a tensor-parallel head slice).
-  check_finite_differences(long_short(8, 3, 4, 5, 4, 1, true, true), 16, 20);
-  check_finite_differences(long_short(8, 1, 6, 8, 4, 2, true, false), 16, 21);
+  check_finite_differences(backend(), long_short(8, 3, 4, 5, 4, 1, true, true), 16, 20);
+  check_finite_differences(backend(), long_short(8, 1, 6, 8, 4, 2, true, false), 16, 21);
 }
 
-TEST(Attention, FullFiniteDifferences) {
+TEST_P(Attention, FullFiniteDifferences) {
   for (int rope = 0; rope < 2; ++rope)
     for (int dconv = 0; dconv < 2; ++dconv)
-      check_finite_differences(full(8, 2, 4, rope, dconv), 16, 30 + rope * 2 + dconv);
-  check_finite_differences(full(8, 3, 4, true, true), 16, 40);
+      check_finite_differences(backend(), full(8, 2, 4, rope, dconv), 16, 30 + rope * 2 + dconv);
+  check_finite_differences(backend(), full(8, 3, 4, true, true), 16, 40);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,9 +441,9 @@ void expect_gradients_match_reference(Layer& l, const Grads& g) {
   }
 }
 
-void check_against_reference(const AttentionConfig& cfg, int64_t n, uint64_t seed) {
+void check_against_reference(Backend& be, const AttentionConfig& cfg, int64_t n, uint64_t seed) {
   SCOPED_TRACE(describe(cfg) + " n=" + std::to_string(n));
-  Layer l(cfg, 2, n, seed);
+  Layer l(be, cfg, 2, n, seed);
   Grads g = run_backward(l);
   const Mat ref = reference_forward(l);
   double worst = 0;
@@ -392,17 +452,17 @@ void check_against_reference(const AttentionConfig& cfg, int64_t n, uint64_t see
   expect_gradients_match_reference(l, g);
 }
 
-TEST(Attention, LongShortMatchesDenseReference) {
+TEST_P(Attention, LongShortMatchesDenseReference) {
   // Query blocks of 32 rows span 8 chunks of 4: rows of one block see different chunks.
-  check_against_reference(long_short(8, 2, 4, 6, 4, 2, true, true), 40, 50);
-  check_against_reference(long_short(8, 2, 4, 8, 4, 1, false, false), 40, 51);
+  check_against_reference(backend(), long_short(8, 2, 4, 6, 4, 2, true, true), 40, 50);
+  check_against_reference(backend(), long_short(8, 2, 4, 8, 4, 1, false, false), 40, 51);
   // Chunks longer than a block target, window of one chunk, H·e != d.
-  check_against_reference(long_short(6, 3, 4, 8, 8, 2, true, true), 48, 52);
+  check_against_reference(backend(), long_short(6, 3, 4, 8, 8, 2, true, true), 48, 52);
 }
 
-TEST(Attention, FullMatchesDenseReference) {
-  check_against_reference(full(8, 2, 4, true, true), 72, 60);  // two 64-row blocks
-  check_against_reference(full(8, 3, 2, false, false), 20, 61);
+TEST_P(Attention, FullMatchesDenseReference) {
+  check_against_reference(backend(), full(8, 2, 4, true, true), 72, 60);  // two 64-row blocks
+  check_against_reference(backend(), full(8, 3, 2, false, false), 20, 61);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -455,12 +515,12 @@ std::vector<float> causal_over_normalised_kv(Layer& l) {
   return out;
 }
 
-TEST(Attention, LongShortWithWholeWindowIsCausalAttentionOverNormalisedKV) {
+TEST_P(Attention, LongShortWithWholeWindowIsCausalAttentionOverNormalisedKV) {
   for (int rope = 0; rope < 2; ++rope) {
     const int64_t n = 12;
     AttentionConfig cfg = long_short(8, 2, 4, 16, int(n), 2, rope, true);
     SCOPED_TRACE(describe(cfg));
-    Layer l(cfg, 2, n, 70 + rope);
+    Layer l(backend(), cfg, 2, n, 70 + rope);
     Grads g = run_backward(l);
     const std::vector<float> ref = causal_over_normalised_kv(l);
     for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(l.out[i], ref[i], 2e-5) << i;
@@ -489,9 +549,9 @@ TEST(Attention, LongShortWithWholeWindowIsCausalAttentionOverNormalisedKV) {
 // ---------------------------------------------------------------------------------------------
 // 4. Causality: perturbing input row t leaves outputs 0..t-1 bit-identical (and changes row t).
 
-void check_causality(const AttentionConfig& cfg, int64_t n) {
+void check_causality(Backend& be, const AttentionConfig& cfg, int64_t n) {
   SCOPED_TRACE(describe(cfg));
-  Layer l(cfg, 2, n, 80);
+  Layer l(be, cfg, 2, n, 80);
   l.forward();
   const std::vector<float> base = l.out;
   const int d = cfg.d;
@@ -507,19 +567,19 @@ void check_causality(const AttentionConfig& cfg, int64_t n) {
   }
 }
 
-TEST(Attention, LongShortIsCausal) {
-  check_causality(long_short(8, 2, 4, 8, 4, 2, true, true), 48);
-  check_causality(long_short(8, 2, 4, 6, 4, 1, false, false), 48);
+TEST_P(Attention, LongShortIsCausal) {
+  check_causality(backend(), long_short(8, 2, 4, 8, 4, 2, true, true), 48);
+  check_causality(backend(), long_short(8, 2, 4, 6, 4, 1, false, false), 48);
 }
 
-TEST(Attention, FullIsCausal) {
-  check_causality(full(8, 2, 4, true, true), 80);
-  check_causality(full(8, 2, 4, false, false), 24);
+TEST_P(Attention, FullIsCausal) {
+  check_causality(backend(), full(8, 2, 4, true, true), 80);
+  check_causality(backend(), full(8, 2, 4, false, false), 24);
 }
 
 // Results are the same run to run (and do not depend on the cache having been used before).
-TEST(Attention, Deterministic) {
-  Layer a(long_short(16, 2, 8, 16, 8, 2, true, true), 2, 64, 90);
+TEST_P(Attention, Deterministic) {
+  Layer a(backend(), long_short(16, 2, 8, 16, 8, 2, true, true), 2, 64, 90);
   Layer b = a;
   const float saved = b.u[3];
   b.u[3] += 1.0f;
@@ -534,9 +594,9 @@ TEST(Attention, Deterministic) {
 
 // Layers share a per-thread workspace: interleaving the forwards and backwards of two layers
 // (as a pipeline schedule does with micro-batches) gives the gradients of running them apart.
-TEST(Attention, InterleavedLayersMatchSeparateRuns) {
-  Layer a(long_short(16, 2, 8, 16, 8, 2, true, true), 2, 64, 91);
-  Layer b(full(16, 3, 4, true, false), 1, 40, 92);
+TEST_P(Attention, InterleavedLayersMatchSeparateRuns) {
+  Layer a(backend(), long_short(16, 2, 8, 16, 8, 2, true, true), 2, 64, 91);
+  Layer b(backend(), full(16, 3, 4, true, false), 1, 40, 92);
   const Grads ga = run_backward(a), gb = run_backward(b);
   Layer a2 = a, b2 = b;
   a2.cache = AttentionCache();
@@ -544,10 +604,8 @@ TEST(Attention, InterleavedLayersMatchSeparateRuns) {
   Grads ga2(a2), gb2(b2);
   a2.forward();
   b2.forward();
-  attention_backward(ga2.du.data(), ga2.params(), a2.R.data(), a2.cache, a2.u.data(), a2.params(),
-                     a2.cfg, a2.B, a2.n);
-  attention_backward(gb2.du.data(), gb2.params(), b2.R.data(), b2.cache, b2.u.data(), b2.params(),
-                     b2.cfg, b2.B, b2.n);
+  a2.backward(ga2);
+  b2.backward(gb2);
   EXPECT_EQ(ga.du, ga2.du);
   EXPECT_EQ(ga.wq, ga2.wq);
   EXPECT_EQ(ga.nw_gain, ga2.nw_gain);
@@ -557,7 +615,7 @@ TEST(Attention, InterleavedLayersMatchSeparateRuns) {
 
 // The kernel's tasks never share a write: its results do not depend on the thread count (the
 // projections' BLAS may, so this looks at the kernel alone).
-TEST(Attention, KernelIndependentOfThreadCount) {
+TEST(AttentionCpu, KernelIndependentOfThreadCount) {
   const int64_t n = 96, e = 8, H = 2, HE = H * e, G = n / 8;
   const AttentionPlan plan = plan_long_short(n, 24, 8, 1, 16);
   const auto q = testing::random_vector(n * HE, 1), k = testing::random_vector(n * HE, 2),
@@ -620,17 +678,20 @@ TEST(Attention, KernelIndependentOfThreadCount) {
 // ---------------------------------------------------------------------------------------------
 // 6. Long sequences: O(n·(w + n·r/l)) time and memory, no n×n matrix anywhere.
 
-TEST(Attention, LongShortTrainsAtLength8192) {
+TEST_P(Attention, LongShortTrainsAtLength8192) {
   const int64_t n = 8192;
-  Layer l(long_short(32, 2, 16, 512, 16, 1, true, true), 1, n, 100);
+  Layer l(backend(), long_short(32, 2, 16, 512, 16, 1, true, true), 1, n, 100);
   const auto start = std::chrono::steady_clock::now();
   Grads g = run_backward(l);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("long_short n=8192 w=512 l=16 r=1 d=32 H=2: forward+backward %.3f s\n", seconds);
-  // Stored probabilities: per query at most its block's w+31 window and n/l compressed keys.
-  EXPECT_LE(int64_t(l.cache.probs.size()), 2 * n * (512 + 32 + n / 16));
-  EXPECT_LT(int64_t(l.cache.probs.size()), n * n / 4);
+  // Stored probabilities: per query at most its block's w+31 window and n/l compressed keys
+  // (the CPU cache's layout; another backend's cache is its own).
+  if (device() == Device::Cpu) {
+    EXPECT_LE(int64_t(l.cache.probs.size()), 2 * n * (512 + 32 + n / 16));
+    EXPECT_LT(int64_t(l.cache.probs.size()), n * n / 4);
+  }
   double sum_abs = 0;
   for (float x : g.du) {
     ASSERT_TRUE(std::isfinite(x));
@@ -644,16 +705,16 @@ TEST(Attention, LongShortTrainsAtLength8192) {
 }
 
 // Reference-size timing (not a correctness test): run with --gtest_also_run_disabled_tests.
-TEST(Attention, DISABLED_BenchReferenceSize) {
+TEST(AttentionCpu, DISABLED_BenchReferenceSize) {
   for (int64_t n : {int64_t(768), int64_t(256)}) {
-    Layer l(long_short(256, 4, 64, 128, 16, 1, true, true), 8, n, 110);
+    Layer l(cpu_backend(), long_short(256, 4, 64, 128, 16, 1, true, true), 8, n, 110);
     run_backward(l);  // warm up: caches and workspaces allocated
     const int reps = 5;
     double best = 1e30;
     for (int rep = 0; rep < reps; ++rep) {
       Grads g(l);
       const auto start = std::chrono::steady_clock::now();
-      l.forward();
+      attention_forward(l.out.data(), l.cache, l.u.data(), l.params(), l.cfg, l.B, l.n);
       const auto mid = std::chrono::steady_clock::now();
       attention_backward(g.du.data(), g.params(), l.R.data(), l.cache, l.u.data(), l.params(),
                          l.cfg, l.B, l.n);

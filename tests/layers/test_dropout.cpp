@@ -1,3 +1,5 @@
+// Dropout on every backend (tests/support/backends.h). Masks are bits: every backend must keep
+// exactly the elements the documented Philox counter keeps, so these tests compare exactly.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -5,6 +7,7 @@
 #include "core/error.h"
 #include "core/random.h"
 #include "layers/dropout.h"
+#include "tests/support/backends.h"
 #include "tests/support/gradcheck.h"
 
 namespace hg {
@@ -25,20 +28,39 @@ DropoutSite site_with(float p, int64_t first_sample, uint64_t seed = 7, int64_t 
   return s;
 }
 
-TEST(Dropout, ZeroProbabilityIsIdentity) {
+class Dropout : public testing::OnEveryBackend {
+ protected:
+  void SetUp() override {
+    OnEveryBackend::SetUp();
+    skip_if_not_implemented(
+        [](Backend& be) { be.dropout_forward(nullptr, site_with(0.5f, 0), 0, 0); });
+  }
+  // x through the backend's forward (backward) in place on a device copy, read back.
+  std::vector<float> forward(const std::vector<float>& x, const DropoutSite& s, int64_t B,
+                             int64_t per) {
+    Tensor t = on_device(x);
+    backend().dropout_forward(t.data(), s, B, per);
+    return testing::to_host(t);
+  }
+  std::vector<float> backward(const std::vector<float>& dy, const DropoutSite& s, int64_t B,
+                              int64_t per) {
+    Tensor t = on_device(dy);
+    backend().dropout_backward(t.data(), s, B, per);
+    return testing::to_host(t);
+  }
+};
+HG_TEST_ON_EVERY_BACKEND(Dropout);
+
+TEST_P(Dropout, ZeroProbabilityIsIdentity) {
   auto x = random_vector(1000, 1);
-  auto y = x;
-  dropout_forward(y.data(), site_with(0.0f, 0), 4, 250);
-  EXPECT_EQ(y, x);
-  dropout_backward(y.data(), site_with(0.0f, 0), 4, 250);
-  EXPECT_EQ(y, x);
+  EXPECT_EQ(forward(x, site_with(0.0f, 0), 4, 250), x);
+  EXPECT_EQ(backward(x, site_with(0.0f, 0), 4, 250), x);
 }
 
-TEST(Dropout, KeepsAboutOneMinusPAndScalesKeptValues) {
+TEST_P(Dropout, KeepsAboutOneMinusPAndScalesKeptValues) {
   const float p = 0.3f;
   const int64_t B = 4, per = 25000;
-  std::vector<float> x(B * per, 1.0f);
-  dropout_forward(x.data(), site_with(p, 0), B, per);
+  const auto x = forward(std::vector<float>(B * per, 1.0f), site_with(p, 0), B, per);
   int64_t kept = 0;
   for (float v : x) {
     if (v != 0.0f) {
@@ -49,21 +71,20 @@ TEST(Dropout, KeepsAboutOneMinusPAndScalesKeptValues) {
   EXPECT_NEAR(double(kept) / (B * per), 1.0 - p, 0.01);
 }
 
-TEST(Dropout, MaskDependsOnlyOnSampleIndexAndElement) {
+TEST_P(Dropout, MaskDependsOnlyOnSampleIndexAndElement) {
   // Samples 5, 6 as a micro-batch of 2 are rows 1, 2 of samples 4..7 as a micro-batch of 4.
   const int64_t per = 5000;  // spans several parallel chunks
   auto x4 = random_vector(4 * per, 2);
-  std::vector<float> x2(x4.begin() + per, x4.begin() + 3 * per);
-  dropout_forward(x4.data(), site_with(0.5f, 4), 4, per);
-  dropout_forward(x2.data(), site_with(0.5f, 5), 2, per);
+  const auto x2 = forward(std::vector<float>(x4.begin() + per, x4.begin() + 3 * per),
+                          site_with(0.5f, 5), 2, per);
+  x4 = forward(x4, site_with(0.5f, 4), 4, per);
   for (int64_t i = 0; i < 2 * per; ++i) ASSERT_EQ(x2[i], x4[per + i]) << i;
 }
 
-TEST(Dropout, MaskFollowsTheDocumentedCounter) {
+TEST_P(Dropout, MaskFollowsTheDocumentedCounter) {
   const int64_t B = 2, per = 300;
   DropoutSite s = site_with(0.4f, 11);
-  std::vector<float> x(B * per, 1.0f);
-  dropout_forward(x.data(), s, B, per);
+  const auto x = forward(std::vector<float>(B * per, 1.0f), s, B, per);
   const uint64_t key = random_key(s.seed, RandomPurpose::Dropout);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t e = 0; e < per; ++e) {
@@ -73,12 +94,10 @@ TEST(Dropout, MaskFollowsTheDocumentedCounter) {
     }
 }
 
-TEST(Dropout, DifferentStepSiteOrSeedGiveDifferentMasks) {
+TEST_P(Dropout, DifferentStepSiteOrSeedGiveDifferentMasks) {
   const int64_t per = 2000;
   auto mask = [&](const DropoutSite& s) {
-    std::vector<float> x(per, 1.0f);
-    dropout_forward(x.data(), s, 1, per);
-    return x;
+    return forward(std::vector<float>(per, 1.0f), s, 1, per);
   };
   auto base = mask(site_with(0.5f, 0));
   EXPECT_EQ(mask(site_with(0.5f, 0)), base);
@@ -88,30 +107,22 @@ TEST(Dropout, DifferentStepSiteOrSeedGiveDifferentMasks) {
   EXPECT_NE(mask(site_with(0.5f, 1)), base);
 }
 
-TEST(Dropout, BackwardUsesTheForwardMask) {
+TEST_P(Dropout, BackwardUsesTheForwardMask) {
   const int64_t B = 3, per = 777;
   DropoutSite s = site_with(0.25f, 2);
   auto x = random_vector(B * per, 3), R = random_vector(B * per, 4);
-  std::vector<float> y(B * per);
-  auto loss = [&] {
-    y = x;
-    dropout_forward(y.data(), s, B, per);
-    return dot(y.data(), R.data(), B * per);
-  };
-  std::vector<float> dx = R;
-  dropout_backward(dx.data(), s, B, per);
+  auto loss = [&] { return dot(forward(x, s, B, per).data(), R.data(), B * per); };
+  const auto dx = backward(R, s, B, per);
   EXPECT_EQ(expect_gradients_match("dx", loss, x.data(), dx.data(), B * per, {.max_checks = 300}),
             0);
-  std::vector<float> ones_f(B * per, 1.0f), ones_b(B * per, 1.0f);
-  dropout_forward(ones_f.data(), s, B, per);
-  dropout_backward(ones_b.data(), s, B, per);
-  EXPECT_EQ(ones_f, ones_b);
+  const std::vector<float> ones(B * per, 1.0f);
+  EXPECT_EQ(forward(ones, s, B, per), backward(ones, s, B, per));
 }
 
-TEST(Dropout, RejectsBadProbability) {
-  std::vector<float> x(4);
-  EXPECT_THROW(dropout_forward(x.data(), site_with(1.0f, 0), 1, 4), UsageError);
-  EXPECT_THROW(dropout_forward(x.data(), site_with(-0.1f, 0), 1, 4), UsageError);
+TEST_P(Dropout, RejectsBadProbability) {
+  Tensor x = zeros_on_device(4);
+  EXPECT_THROW(backend().dropout_forward(x.data(), site_with(1.0f, 0), 1, 4), UsageError);
+  EXPECT_THROW(backend().dropout_forward(x.data(), site_with(-0.1f, 0), 1, 4), UsageError);
 }
 
 }  // namespace

@@ -1,3 +1,5 @@
+// The MatFormer-nested FFN on every backend (tests/support/backends.h): the equation in double,
+// a hand-checked case, finite differences, the inactive suffix untouched, accumulation.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -5,6 +7,7 @@
 
 #include "core/error.h"
 #include "layers/ffn.h"
+#include "tests/support/backends.h"
 #include "tests/support/gradcheck.h"
 
 namespace hg {
@@ -13,6 +16,13 @@ namespace {
 using testing::dot;
 using testing::expect_gradients_match;
 using testing::random_vector;
+using testing::to_host;
+
+class Ffn : public testing::OnEveryBackend {
+ protected:
+  void check_gradients(Activation act, int width, bool with_b2);
+};
+HG_TEST_ON_EVERY_BACKEND(Ffn);
 
 double act_reference(double z, Activation act) {
   if (act == Activation::Relu2) return z > 0 ? z * z : 0;
@@ -41,58 +51,87 @@ std::vector<double> ffn_reference(const std::vector<float>& x, const std::vector
   return out;
 }
 
-TEST(Ffn, ForwardMatchesEquationForEveryWidth) {
+// 1e-5 absolute on outputs of size ~1 leaves room for any backend's summation order (a few ulp).
+TEST_P(Ffn, ForwardMatchesEquationForEveryWidth) {
   const int64_t rows = 3;
   const int d = 5, F = 8;
   auto x = random_vector(rows * d, 1), w1 = random_vector(d * F, 2), b1 = random_vector(F, 3);
   auto w2 = random_vector(F * d, 4), b2 = random_vector(d, 5);
+  Tensor dev_x = on_device(x), dev_w1 = on_device(w1), dev_b1 = on_device(b1),
+         dev_w2 = on_device(w2), dev_b2 = on_device(b2), dev_out = zeros_on_device(rows * d);
   for (Activation act : {Activation::Relu2, Activation::Gelu})
     for (int w : {1, 3, 8}) {
       FfnCache cache;
-      std::vector<float> out(rows * d);
-      ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(), rows, d,
-                  F, w, act);
+      backend().ffn_forward(dev_out.data(), cache, dev_x.data(), dev_w1.data(), dev_b1.data(),
+                            dev_w2.data(), dev_b2.data(), rows, d, F, w, act);
+      const auto out = to_host(dev_out);
       auto want = ffn_reference(x, w1, b1, w2, b2, rows, d, F, w, act);
       for (int64_t i = 0; i < rows * d; ++i) EXPECT_NEAR(out[i], want[i], 1e-5) << w << " " << i;
       EXPECT_EQ(cache.pre.dim(1), w);
+      EXPECT_EQ(cache.pre.device(), device());
     }
 }
 
-TEST(Ffn, HandCheckedRelu2) {
+// Small integers: exact on every backend.
+TEST_P(Ffn, HandCheckedRelu2) {
   // d = 1, F = 2: hidden = (2x - 1, -x), out = relu2(h0)·3 + relu2(h1)·5 + 0.5
-  std::vector<float> x = {2, -1}, w1 = {2, -1}, b1 = {-1, 0}, w2 = {3, 5}, b2 = {0.5f}, out(2);
+  Tensor x = on_device({2, -1}), w1 = on_device({2, -1}), b1 = on_device({-1, 0}),
+         w2 = on_device({3, 5}), b2 = on_device({0.5f}), dev_out = zeros_on_device(2);
   FfnCache cache;
-  ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(), 2, 1, 2, 2,
-              Activation::Relu2);
+  auto forward = [&](int width) {
+    backend().ffn_forward(dev_out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(),
+                          b2.data(), 2, 1, 2, width, Activation::Relu2);
+    return to_host(dev_out);
+  };
+  auto out = forward(2);
   EXPECT_EQ(out[0], 9 * 3 + 0 + 0.5f);  // h = (3, -2)
   EXPECT_EQ(out[1], 0 + 1 * 5 + 0.5f);  // h = (-3, 1)
-  ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(), 2, 1, 2, 1,
-              Activation::Relu2);
+  out = forward(1);
   EXPECT_EQ(out[0], 27.5f);
   EXPECT_EQ(out[1], 0.5f);
-  EXPECT_THROW(ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(),
-                           2, 1, 2, 3, Activation::Relu2),
-               UsageError);
+  EXPECT_THROW(forward(3), UsageError);
 }
 
-void check_ffn_gradients(Activation act, int width, bool with_b2) {
+// The FFN's device buffers, staged from host copies that the finite differences perturb.
+struct FfnBuffers {
+  Tensor x, w1, b1, w2, b2, out;
+  void stage(const std::vector<float>& hx, const std::vector<float>& hw1,
+             const std::vector<float>& hb1, const std::vector<float>& hw2,
+             const std::vector<float>& hb2) {
+    x.copy_from_host(hx.data());
+    w1.copy_from_host(hw1.data());
+    b1.copy_from_host(hb1.data());
+    w2.copy_from_host(hw2.data());
+    b2.copy_from_host(hb2.data());
+  }
+};
+
+void Ffn::check_gradients(Activation act, int width, bool with_b2) {
   const int64_t rows = 4;
   const int d = 6, F = 10;
   auto x = random_vector(rows * d, 11), w1 = random_vector(d * F, 12), b1 = random_vector(F, 13);
   auto w2 = random_vector(F * d, 14), b2 = random_vector(d, 15), R = random_vector(rows * d, 16);
+  FfnBuffers dev{on_device(x),  on_device(w1), on_device(b1),
+                 on_device(w2), on_device(b2), zeros_on_device(rows * d)};
   FfnCache cache;
-  std::vector<float> out(rows * d);
-  const float* b2p = with_b2 ? b2.data() : nullptr;
   auto loss = [&] {
-    ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2p, rows, d, F,
-                width, act);
-    return dot(out.data(), R.data(), rows * d);
+    dev.stage(x, w1, b1, w2, b2);
+    backend().ffn_forward(dev.out.data(), cache, dev.x.data(), dev.w1.data(), dev.b1.data(),
+                          dev.w2.data(), with_b2 ? dev.b2.data() : nullptr, rows, d, F, width, act);
+    return dot(to_host(dev.out).data(), R.data(), rows * d);
   };
   loss();
-  std::vector<float> dx(rows * d, 3.0f), dw1(d * F, 0.0f), db1(F, 0.0f), dw2(F * d, 0.0f),
-      db2(d, 0.0f);
-  ffn_backward(dx.data(), dw1.data(), db1.data(), dw2.data(), with_b2 ? db2.data() : nullptr,
-               R.data(), cache, x.data(), w1.data(), w2.data(), rows, d, F, width, act);
+  Tensor dev_R = on_device(R), dev_dx = on_device(std::vector<float>(rows * d, 3.0f)),
+         dev_dw1 = zeros_on_device(d * F), dev_db1 = zeros_on_device(F),
+         dev_dw2 = zeros_on_device(F * d), dev_db2 = zeros_on_device(d);
+  auto backward = [&](Tensor& dx) {
+    backend().ffn_backward(dx.data(), dev_dw1.data(), dev_db1.data(), dev_dw2.data(),
+                           with_b2 ? dev_db2.data() : nullptr, dev_R.data(), cache, dev.x.data(),
+                           dev.w1.data(), dev.w2.data(), rows, d, F, width, act);
+  };
+  backward(dev_dx);
+  const auto dx = to_host(dev_dx), dw1 = to_host(dev_dw1), db1 = to_host(dev_db1),
+             dw2 = to_host(dev_dw2), db2 = to_host(dev_db2);
   testing::GradCheckOptions o{.max_checks = 200};
   EXPECT_EQ(expect_gradients_match("dx", loss, x.data(), dx.data(), rows * d, o), 0);
   EXPECT_EQ(expect_gradients_match("dw1", loss, w1.data(), dw1.data(), d * F, o), 0);
@@ -113,20 +152,41 @@ void check_ffn_gradients(Activation act, int width, bool with_b2) {
   double inside = 0;
   for (int j = 0; j < width; ++j) inside += std::fabs(db1[j]);
   EXPECT_GT(inside, 0.0);
-  // The workspace overload gives the same numbers, and parameter gradients accumulate.
-  std::vector<float> dx2(rows * d), scratch(rows * width, 99.0f);
+  // A second backward (through the backend's reused workspace) gives the same input gradient,
+  // and parameter gradients accumulate.
+  Tensor dev_dx2 = zeros_on_device(rows * d);
+  backward(dev_dx2);
+  EXPECT_EQ(to_host(dev_dx2), dx);
+  const auto dw1_twice = to_host(dev_dw1);
+  for (size_t i = 0; i < dw1.size(); ++i) EXPECT_FLOAT_EQ(dw1_twice[i], 2 * dw1[i]);
+}
+
+TEST_P(Ffn, Relu2GradientsFullWidth) { check_gradients(Activation::Relu2, 10, true); }
+TEST_P(Ffn, Relu2GradientsPrefixWidth) { check_gradients(Activation::Relu2, 4, true); }
+TEST_P(Ffn, GeluGradientsPrefixWidth) { check_gradients(Activation::Gelu, 3, true); }
+TEST_P(Ffn, GeluGradientsPrefixWidthWithoutB2) { check_gradients(Activation::Gelu, 7, false); }
+
+// The CPU layer's two backward forms (allocating, and caller workspace, which the CPU backend
+// uses) give the same numbers. CPU-only: the forms are layers/ffn.h's, not the Backend's.
+TEST(FfnCpu, WorkspaceOverloadMatchesAllocatingOverload) {
+  const int64_t rows = 4;
+  const int d = 6, F = 10, width = 7;
+  auto x = random_vector(rows * d, 11), w1 = random_vector(d * F, 12), b1 = random_vector(F, 13);
+  auto w2 = random_vector(F * d, 14), b2 = random_vector(d, 15), R = random_vector(rows * d, 16);
+  FfnCache cache;
+  std::vector<float> out(rows * d);
+  ffn_forward(out.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(), rows, d, F,
+              width, Activation::Gelu);
+  std::vector<float> dx(rows * d), dx2(rows * d), scratch(rows * width, 99.0f);
+  std::vector<float> dw1(d * F), db1(F), dw2(F * d), db2(d);
+  ffn_backward(dx.data(), dw1.data(), db1.data(), dw2.data(), db2.data(), R.data(), cache, x.data(),
+               w1.data(), w2.data(), rows, d, F, width, Activation::Gelu);
   auto dw1_once = dw1;
-  ffn_backward(dx2.data(), dw1.data(), db1.data(), dw2.data(), with_b2 ? db2.data() : nullptr,
-               R.data(), cache, x.data(), w1.data(), w2.data(), rows, d, F, width, act,
-               scratch.data());
+  ffn_backward(dx2.data(), dw1.data(), db1.data(), dw2.data(), db2.data(), R.data(), cache,
+               x.data(), w1.data(), w2.data(), rows, d, F, width, Activation::Gelu, scratch.data());
   EXPECT_EQ(dx2, dx);
   for (size_t i = 0; i < dw1.size(); ++i) EXPECT_FLOAT_EQ(dw1[i], 2 * dw1_once[i]);
 }
-
-TEST(Ffn, Relu2GradientsFullWidth) { check_ffn_gradients(Activation::Relu2, 10, true); }
-TEST(Ffn, Relu2GradientsPrefixWidth) { check_ffn_gradients(Activation::Relu2, 4, true); }
-TEST(Ffn, GeluGradientsPrefixWidth) { check_ffn_gradients(Activation::Gelu, 3, true); }
-TEST(Ffn, GeluGradientsPrefixWidthWithoutB2) { check_ffn_gradients(Activation::Gelu, 7, false); }
 
 }  // namespace
 }  // namespace hg

@@ -1,8 +1,10 @@
+// The linear layer on every backend (tests/support/backends.h): exact small-integer products, the
+// finite-difference gradients and accumulation, on device buffers through backend_for(device).
 #include <gtest/gtest.h>
 
 #include <vector>
 
-#include "layers/linear.h"
+#include "tests/support/backends.h"
 #include "tests/support/gradcheck.h"
 
 namespace hg {
@@ -11,35 +13,53 @@ namespace {
 using testing::dot;
 using testing::expect_gradients_match;
 using testing::random_vector;
+using testing::to_host;
 
-TEST(Linear, ForwardIsRowVectorTimesInOutWeightPlusBias) {
+class Linear : public testing::OnEveryBackend {
+ protected:
+  void check_gradients(int64_t rows, int64_t in, int64_t out_dim, int64_t ldw, bool with_bias);
+};
+HG_TEST_ON_EVERY_BACKEND(Linear);
+
+// Small integers: every product and sum is exact whatever the summation order, so every backend
+// gives these bits.
+TEST_P(Linear, ForwardIsRowVectorTimesInOutWeightPlusBias) {
   // x [1, 2] · W [2, 3] + b
-  std::vector<float> x = {1, 2}, W = {1, 2, 3, 4, 5, 6}, b = {0.5f, 0, -1}, y(3);
-  linear_forward(y.data(), x.data(), W.data(), b.data(), 1, 2, 3, 3);
-  EXPECT_EQ(y, (std::vector<float>{9.5f, 12.0f, 14.0f}));
-  linear_forward(y.data(), x.data(), W.data(), nullptr, 1, 2, 3, 3);
-  EXPECT_EQ(y, (std::vector<float>{9.0f, 12.0f, 15.0f}));
+  Tensor x = on_device({1, 2}), W = on_device({1, 2, 3, 4, 5, 6}), b = on_device({0.5f, 0, -1}),
+         y = zeros_on_device(3);
+  backend().linear_forward(y.data(), x.data(), W.data(), b.data(), 1, 2, 3, 3);
+  EXPECT_EQ(to_host(y), (std::vector<float>{9.5f, 12.0f, 14.0f}));
+  backend().linear_forward(y.data(), x.data(), W.data(), nullptr, 1, 2, 3, 3);
+  EXPECT_EQ(to_host(y), (std::vector<float>{9.0f, 12.0f, 15.0f}));
   // Column prefix of width 2 of the same matrix (ldw 3).
-  std::vector<float> y2(2);
-  linear_forward(y2.data(), x.data(), W.data(), b.data(), 1, 2, 2, 3);
-  EXPECT_EQ(y2, (std::vector<float>{9.5f, 12.0f}));
+  Tensor y2 = zeros_on_device(2);
+  backend().linear_forward(y2.data(), x.data(), W.data(), b.data(), 1, 2, 2, 3);
+  EXPECT_EQ(to_host(y2), (std::vector<float>{9.5f, 12.0f}));
 }
 
-void check_linear_gradients(int64_t rows, int64_t in, int64_t out_dim, int64_t ldw,
-                            bool with_bias) {
+void Linear::check_gradients(int64_t rows, int64_t in, int64_t out_dim, int64_t ldw,
+                             bool with_bias) {
   auto x = random_vector(rows * in, 1), W = random_vector(in * ldw, 2), b = random_vector(ldw, 3);
   auto R = random_vector(rows * out_dim, 4);
-  std::vector<float> y(rows * out_dim);
-  float* bias = with_bias ? b.data() : nullptr;
+  Tensor dev_x = on_device(x), dev_W = on_device(W), dev_b = on_device(b), dev_R = on_device(R),
+         dev_y = zeros_on_device(rows * out_dim);
+  // The finite differences perturb the host copies; the loss stages them on every evaluation.
   auto loss = [&] {
-    linear_forward(y.data(), x.data(), W.data(), bias, rows, in, out_dim, ldw);
-    return dot(y.data(), R.data(), rows * out_dim);
+    dev_x.copy_from_host(x.data());
+    dev_W.copy_from_host(W.data());
+    dev_b.copy_from_host(b.data());
+    backend().linear_forward(dev_y.data(), dev_x.data(), dev_W.data(),
+                             with_bias ? dev_b.data() : nullptr, rows, in, out_dim, ldw);
+    return dot(to_host(dev_y).data(), R.data(), rows * out_dim);
   };
   loss();
   const float sentinel = 0.0f;  // untouched entries must stay exactly as they were
-  std::vector<float> dx(rows * in, 9.0f), dW(in * ldw, sentinel), db(ldw, sentinel);
-  linear_backward(dx.data(), dW.data(), with_bias ? db.data() : nullptr, R.data(), x.data(),
-                  W.data(), rows, in, out_dim, ldw);
+  Tensor dev_dx = on_device(std::vector<float>(rows * in, 9.0f)),
+         dev_dW = on_device(std::vector<float>(in * ldw, sentinel)),
+         dev_db = on_device(std::vector<float>(ldw, sentinel));
+  backend().linear_backward(dev_dx.data(), dev_dW.data(), with_bias ? dev_db.data() : nullptr,
+                            dev_R.data(), dev_x.data(), dev_W.data(), rows, in, out_dim, ldw);
+  const auto dx = to_host(dev_dx), dW = to_host(dev_dW), db = to_host(dev_db);
   EXPECT_EQ(expect_gradients_match("dx", loss, x.data(), dx.data(), rows * in), 0);
   EXPECT_EQ(expect_gradients_match("dW", loss, W.data(), dW.data(), in * ldw), 0);
   if (with_bias) {
@@ -50,21 +70,25 @@ void check_linear_gradients(int64_t rows, int64_t in, int64_t out_dim, int64_t l
   for (int64_t c = out_dim; c < ldw; ++c) EXPECT_EQ(db[c], sentinel);
 }
 
-TEST(Linear, GradientsMatchFiniteDifferences) { check_linear_gradients(6, 5, 7, 7, true); }
-TEST(Linear, GradientsWithoutBias) { check_linear_gradients(4, 3, 9, 9, false); }
-TEST(Linear, ColumnPrefixOfWiderMatrix) { check_linear_gradients(5, 6, 4, 11, true); }
-TEST(Linear, BiasGradientAcrossColumnBlocks) { check_linear_gradients(3, 2, 70, 80, true); }
+TEST_P(Linear, GradientsMatchFiniteDifferences) { check_gradients(6, 5, 7, 7, true); }
+TEST_P(Linear, GradientsWithoutBias) { check_gradients(4, 3, 9, 9, false); }
+TEST_P(Linear, ColumnPrefixOfWiderMatrix) { check_gradients(5, 6, 4, 11, true); }
+TEST_P(Linear, BiasGradientAcrossColumnBlocks) { check_gradients(3, 2, 70, 80, true); }
 
-TEST(Linear, BackwardAccumulatesParametersAndSkipsNullInputGradient) {
+TEST_P(Linear, BackwardAccumulatesParametersAndSkipsNullInputGradient) {
   const int64_t rows = 3, in = 4, out_dim = 5;
   auto x = random_vector(rows * in, 5), W = random_vector(in * out_dim, 6),
        dy = random_vector(rows * out_dim, 7);
-  std::vector<float> dW(in * out_dim, 0.0f), db(out_dim, 0.0f);
-  linear_backward(nullptr, dW.data(), db.data(), dy.data(), x.data(), W.data(), rows, in, out_dim,
-                  out_dim);
-  auto dW1 = dW, db1 = db;
-  linear_backward(nullptr, dW.data(), db.data(), dy.data(), x.data(), W.data(), rows, in, out_dim,
-                  out_dim);
+  Tensor dev_x = on_device(x), dev_W = on_device(W), dev_dy = on_device(dy),
+         dev_dW = zeros_on_device(in * out_dim), dev_db = zeros_on_device(out_dim);
+  auto backward = [&] {
+    backend().linear_backward(nullptr, dev_dW.data(), dev_db.data(), dev_dy.data(), dev_x.data(),
+                              dev_W.data(), rows, in, out_dim, out_dim);
+  };
+  backward();
+  const auto dW1 = to_host(dev_dW), db1 = to_host(dev_db);
+  backward();
+  const auto dW = to_host(dev_dW), db = to_host(dev_db);
   for (size_t i = 0; i < dW.size(); ++i) EXPECT_FLOAT_EQ(dW[i], 2 * dW1[i]);
   for (size_t i = 0; i < db.size(); ++i) EXPECT_FLOAT_EQ(db[i], 2 * db1[i]);
   // dW = xᵀ dy.

@@ -1,5 +1,6 @@
-// Attention-resampling MHA (§1.4): finite differences for Down and Up, a dense masked reference,
-// and the funnel masks checked key by key (which outputs move when one key row moves).
+// Attention-resampling MHA (§1.4) on every backend (tests/support/backends.h): finite differences
+// for Down and Up, a dense masked reference, and the funnel masks checked key by key (which
+// outputs move when one key row moves).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,20 +9,29 @@
 #include <vector>
 
 #include "layers/mha.h"
+#include "tests/support/backends.h"
 #include "tests/support/gradcheck.h"
 
 namespace hg {
 namespace {
 
-struct Mha {
+using testing::on_device;
+using testing::to_host;
+
+// One MHA call's inputs as host vectors (the finite differences perturb them), run by `be` on
+// device copies staged at every call.
+struct MhaLayer {
+  Backend* be;
   int d, H, e, k;
   FunnelMask mask;
   int64_t B, nq, nk;
   std::vector<float> q_in, kv_in, wq, wk, wv, wo, R, out;
   MhaCache cache;
 
-  Mha(int d_, int H_, int e_, FunnelMask m, int k_, int64_t B_, int64_t nk_, uint64_t seed)
-      : d(d_),
+  MhaLayer(Backend& be_, int d_, int H_, int e_, FunnelMask m, int k_, int64_t B_, int64_t nk_,
+           uint64_t seed)
+      : be(&be_),
+        d(d_),
         H(H_),
         e(e_),
         k(k_),
@@ -39,10 +49,22 @@ struct Mha {
     R = testing::random_vector(B * nq * d, seed + 7);
     out.resize(B * nq * d);
   }
-  MhaParams params() { return {wq.data(), wk.data(), wv.data(), wo.data()}; }
+  // The weights on the backend's device, in MhaParams order.
+  struct Staged {
+    Tensor q_in, kv_in, wq, wk, wv, wo;
+    MhaParams params() { return {wq.data(), wk.data(), wv.data(), wo.data()}; }
+  };
+  Staged stage() const {
+    const Device dev = be->device();
+    return {on_device(q_in, dev), on_device(kv_in, dev), on_device(wq, dev),
+            on_device(wk, dev),   on_device(wv, dev),    on_device(wo, dev)};
+  }
   void forward() {
-    mha_forward(out.data(), cache, q_in.data(), kv_in.data(), params(), d, H, e, mask, k, B, nq,
-                nk);
+    Staged s = stage();
+    Tensor o({int64_t(out.size())}, be->device());
+    be->mha_forward(o.data(), cache, s.q_in.data(), s.kv_in.data(), s.params(), d, H, e, mask, k, B,
+                    nq, nk);
+    out = to_host(o);
   }
   double loss() {
     forward();
@@ -54,7 +76,7 @@ struct Mha {
 };
 
 // Dense masked reference in double: per head, softmax over the visible keys only.
-std::vector<double> reference(const Mha& m) {
+std::vector<double> reference(const MhaLayer& m) {
   const int64_t HE = int64_t(m.H) * m.e;
   auto project = [&](const std::vector<float>& x, int64_t rows, const std::vector<float>& w) {
     std::vector<double> y(rows * HE, 0.0);
@@ -93,40 +115,65 @@ std::vector<double> reference(const Mha& m) {
 
 std::string name(FunnelMask mask) { return mask == FunnelMask::Down ? "down" : "up"; }
 
-void check_gradients(Mha m) {
+class Mha : public testing::OnEveryBackend {
+ protected:
+  void SetUp() override {
+    OnEveryBackend::SetUp();
+    skip_if_not_implemented([](Backend& be) {
+      MhaCache cache;
+      be.mha_forward(nullptr, cache, nullptr, nullptr, {}, 8, 2, 4, FunnelMask::Down, 2, 0, 0, 0);
+    });
+  }
+  MhaLayer layer(int d, int H, int e, FunnelMask m, int k, int64_t B, int64_t nk, uint64_t seed) {
+    return MhaLayer(backend(), d, H, e, m, k, B, nk, seed);
+  }
+  void check_gradients(MhaLayer m);
+  void check_mask(FunnelMask mask, int k, int64_t nk);
+};
+HG_TEST_ON_EVERY_BACKEND(Mha);
+
+// Outputs within 2e-5 of the double reference: a few ulp of float32 sums of ~d·H·e terms, in any
+// backend's order.
+void Mha::check_gradients(MhaLayer m) {
   SCOPED_TRACE(name(m.mask) + " H=" + std::to_string(m.H) + " k=" + std::to_string(m.k));
-  std::vector<float> dq(m.q_in.size()), dkv(m.kv_in.size()), gq(m.wq.size()), gk(m.wk.size()),
-      gv(m.wv.size()), go(m.wo.size());
   m.forward();
-  MhaParams g{gq.data(), gk.data(), gv.data(), go.data()};
-  mha_backward(dq.data(), dkv.data(), g, m.R.data(), m.cache, m.q_in.data(), m.kv_in.data(),
-               m.params(), m.d, m.H, m.e, m.mask, m.k, m.B, m.nq, m.nk);
+  MhaLayer::Staged s = m.stage();
+  Tensor R = on_device(m.R), dq = zeros_on_device(int64_t(m.q_in.size())),
+         dkv = zeros_on_device(int64_t(m.kv_in.size())), gq = zeros_on_device(int64_t(m.wq.size())),
+         gk = zeros_on_device(int64_t(m.wk.size())), gv = zeros_on_device(int64_t(m.wv.size())),
+         go = zeros_on_device(int64_t(m.wo.size()));
+  backend().mha_backward(dq.data(), dkv.data(), {gq.data(), gk.data(), gv.data(), go.data()},
+                         R.data(), m.cache, s.q_in.data(), s.kv_in.data(), s.params(), m.d, m.H,
+                         m.e, m.mask, m.k, m.B, m.nq, m.nk);
   const std::vector<double> ref = reference(m);
   for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(m.out[i], ref[i], 2e-5) << i;
   auto loss = [&] { return m.loss(); };
-  testing::expect_gradients_match("q_in", loss, m.q_in.data(), dq.data(), int64_t(dq.size()));
-  testing::expect_gradients_match("kv_in", loss, m.kv_in.data(), dkv.data(), int64_t(dkv.size()));
-  testing::expect_gradients_match("wq", loss, m.wq.data(), gq.data(), int64_t(gq.size()));
-  testing::expect_gradients_match("wk", loss, m.wk.data(), gk.data(), int64_t(gk.size()));
-  testing::expect_gradients_match("wv", loss, m.wv.data(), gv.data(), int64_t(gv.size()));
-  testing::expect_gradients_match("wo", loss, m.wo.data(), go.data(), int64_t(go.size()));
+  const struct {
+    const char* name;
+    std::vector<float>& x;
+    const Tensor& grad;
+  } checks[] = {{"q_in", m.q_in, dq}, {"kv_in", m.kv_in, dkv}, {"wq", m.wq, gq},
+                {"wk", m.wk, gk},     {"wv", m.wv, gv},        {"wo", m.wo, go}};
+  for (const auto& c : checks)
+    testing::expect_gradients_match(c.name, loss, c.x.data(), to_host(c.grad).data(),
+                                    int64_t(c.x.size()));
 }
 
-TEST(Mha, DownFiniteDifferences) {
-  check_gradients(Mha(8, 2, 4, FunnelMask::Down, 3, 2, 12, 1));
-  check_gradients(Mha(8, 3, 4, FunnelMask::Down, 2, 2, 160, 2));  // H·e != d, several blocks
+TEST_P(Mha, DownFiniteDifferences) {
+  check_gradients(layer(8, 2, 4, FunnelMask::Down, 3, 2, 12, 1));
+  check_gradients(layer(8, 3, 4, FunnelMask::Down, 2, 2, 160, 2));  // H·e != d, several blocks
 }
 
-TEST(Mha, UpFiniteDifferences) {
-  check_gradients(Mha(8, 2, 4, FunnelMask::Up, 3, 2, 4, 3));
-  check_gradients(Mha(8, 3, 4, FunnelMask::Up, 2, 2, 40, 4));  // nq = 80: several blocks
+TEST_P(Mha, UpFiniteDifferences) {
+  check_gradients(layer(8, 2, 4, FunnelMask::Up, 3, 2, 4, 3));
+  check_gradients(layer(8, 3, 4, FunnelMask::Up, 2, 2, 40, 4));  // nq = 80: several blocks
 }
 
 // Moving key row j (in sequence 1) changes exactly the outputs of the queries that see it and
 // leaves every other output bit-identical; moving query row i changes only output i.
-void check_mask(FunnelMask mask, int k, int64_t nk) {
+void Mha::check_mask(FunnelMask mask, int k, int64_t nk) {
   SCOPED_TRACE(name(mask));
-  Mha m(8, 2, 4, mask, k, 2, nk, 10);
+  MhaLayer m = layer(8, 2, 4, mask, k, 2, nk, 10);
   m.forward();
   const std::vector<float> base = m.out;
   const int d = m.d;
@@ -136,7 +183,7 @@ void check_mask(FunnelMask mask, int k, int64_t nk) {
     return false;
   };
   for (int64_t j = 0; j < m.nk; ++j) {
-    Mha p = m;
+    MhaLayer p = m;
     for (int c = 0; c < d; ++c) p.kv_in[(m.nk + j) * d + c] += 0.5f;
     p.forward();
     for (int64_t i = 0; i < m.nq; ++i) {
@@ -145,7 +192,7 @@ void check_mask(FunnelMask mask, int k, int64_t nk) {
     }
   }
   for (int64_t i = 0; i < m.nq; i += 3) {
-    Mha p = m;
+    MhaLayer p = m;
     p.q_in[(m.nq + i) * d] += 0.5f;
     p.forward();
     // A query that sees a single key returns that key's value whatever the query.
@@ -156,23 +203,24 @@ void check_mask(FunnelMask mask, int k, int64_t nk) {
   }
 }
 
-TEST(Mha, DownMaskVisibility) {
+TEST_P(Mha, DownMaskVisibility) {
   check_mask(FunnelMask::Down, 3, 12);
   check_mask(FunnelMask::Down, 2, 150);
 }
 
-TEST(Mha, UpMaskVisibility) {
+TEST_P(Mha, UpMaskVisibility) {
   check_mask(FunnelMask::Up, 3, 6);
   check_mask(FunnelMask::Up, 4, 20);
 }
 
 // The masks are prefixes of the keys: probabilities are stored only up to each query block's
-// last visible key, well under the dense nq x nk matrix for long sequences.
-TEST(Mha, StoresLessThanDenseMaskedMatrix) {
-  Mha up(8, 2, 4, FunnelMask::Up, 2, 1, 100, 20);
+// last visible key, well under the dense nq x nk matrix for long sequences. CPU-only: it reads
+// the CPU cache's layout.
+TEST(MhaCpu, StoresLessThanDenseMaskedMatrix) {
+  MhaLayer up(cpu_backend(), 8, 2, 4, FunnelMask::Up, 2, 1, 100, 20);
   up.forward();
   EXPECT_LE(double(up.cache.probs.size()), 0.7 * double(up.H * up.nq * up.nk));
-  Mha down(8, 2, 4, FunnelMask::Down, 2, 1, 400, 21);
+  MhaLayer down(cpu_backend(), 8, 2, 4, FunnelMask::Down, 2, 1, 400, 21);
   down.forward();
   EXPECT_LE(double(down.cache.probs.size()), 0.7 * double(down.H * down.nq * down.nk));
 }

@@ -1,0 +1,233 @@
+// The CUDA backend: layers/backend.h's ops on Device::Cuda memory, each forwarding to a kernel of
+// layers/cuda/*.cu (or cuBLAS) with the CPU layer's contract. COMPILED, NOT RUN: no machine of
+// this project has a GPU; tests/layers compares every op here with the CPU backend and reports
+// itself skipped without a device. The ops with no CUDA kernel yet throw (issue 15).
+#include "layers/cuda/cuda_backend.h"
+
+#include <array>
+#include <stdexcept>
+#include <type_traits>
+
+#include "core/cuda/device.h"
+#include "layers/cross_entropy.h"
+#include "layers/cuda/ops.h"
+
+namespace hg {
+namespace {
+
+// A device buffer that grows and never shrinks; its contents are undefined after it grows.
+// cudaFree waits for the kernels queued before it, so growing never frees memory still in use.
+template <class T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() { cuda::device_free(data_); }
+  T* grow(int64_t n) {
+    if (n > capacity_) {
+      cuda::device_free(data_);
+      data_ = nullptr;  // stays consistent if the allocation below throws
+      capacity_ = 0;
+      if constexpr (std::is_same_v<T, float>)
+        data_ = cuda::device_alloc(n);
+      else
+        data_ = cuda::device_alloc_int32(n);
+      capacity_ = n;
+    }
+    return data_;
+  }
+
+ private:
+  T* data_ = nullptr;
+  int64_t capacity_ = 0;
+};
+
+// hg::Activation and cuda::Activation list the same functions in the same order (ops.h).
+cuda::Activation on_device(Activation act) { return static_cast<cuda::Activation>(act); }
+
+[[noreturn]] void not_implemented(const char* op) {
+  throw std::runtime_error(std::string("cuda backend: ") + op +
+                           " is not implemented yet (issue 15)");
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend() { cuda::register_memory(); }
+  Device device() const override { return Device::Cuda; }
+  std::string describe() const override {
+    return "cuda (" + cuda::device_description() + ", cuBLAS sgemm)";
+  }
+  float* scratch(int slot, int64_t n) override { return scratch_.at(slot).grow(n); }
+
+  void add_into(float* y, const float* x, int64_t n) override { cuda::add_into(y, x, n); }
+  void add(float* out, const float* a, const float* b, int64_t n) override {
+    cuda::add(out, a, b, n);
+  }
+  void copy(float* out, const float* x, int64_t n) override { cuda::copy(out, x, n); }
+  void scale(float* y, float s, int64_t n) override { cuda::scale(y, s, n); }
+  void add_row_bias(float* out, const float* bias, int64_t rows, int d) override {
+    cuda::add_row_bias(out, bias, rows, d);
+  }
+  double sum_squares(const float* x, int64_t n) override { return cuda::sum_squares(x, n); }
+  double sum(const float* x, int64_t n) override { return cuda::sum(x, n); }
+
+  void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                      int64_t rows, int64_t in_dim, int64_t out_dim, int64_t ldw) override {
+    cuda::linear_forward(out, inp, weight, bias, rows, in_dim, out_dim, ldw);
+  }
+  void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                       const float* inp, const float* weight, int64_t rows, int64_t in_dim,
+                       int64_t out_dim, int64_t ldw) override {
+    cuda::linear_backward(dinp, dweight, dbias, dout, inp, weight, rows, in_dim, out_dim, ldw);
+  }
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gain,
+                         const float* bias, int64_t rows, int groups, int C) override {
+    cuda::layernorm_forward(out, mean, rstd, inp, gain, bias, rows, groups, C);
+  }
+  void layernorm_backward(float* dinp, float* dgain, float* dbias, const float* dout,
+                          const float* inp, const float* gain, const float* mean, const float* rstd,
+                          int64_t rows, int groups, int C) override {
+    cuda::layernorm_backward(dinp, dgain, dbias, dout, inp, gain, mean, rstd, rows, groups, C);
+  }
+  // layers/cpu/ffn.cpp's composition, statement for statement, on the device.
+  void ffn_forward(float* out, FfnCache& cache, const float* inp, const float* w1, const float* b1,
+                   const float* w2, const float* b2, int64_t rows, int d, int F, int width,
+                   Activation act) override {
+    check_ffn_width(F, width);
+    shape_ffn_cache(cache, rows, width, Device::Cuda);
+    cuda::linear_forward(cache.pre.data(), inp, w1, b1, rows, d, width, F);
+    cuda::activation_forward(cache.act.data(), cache.pre.data(), rows * width, on_device(act));
+    cuda::linear_forward(out, cache.act.data(), w2, b2, rows, width, d, d);
+  }
+  void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, const float* dout,
+                    const FfnCache& cache, const float* inp, const float* w1, const float* w2,
+                    int64_t rows, int d, int F, int width, Activation act) override {
+    check_ffn_width(F, width);
+    float* dhidden = ffn_hidden_.grow(rows * width);  // [rows, width]: d(act), then d(pre)
+    cuda::linear_backward(dhidden, dw2, db2, dout, cache.act.data(), w2, rows, width, d, d);
+    cuda::activation_backward(dhidden, dhidden, cache.pre.data(), rows * width, on_device(act));
+    cuda::linear_backward(dinp, dw1, db1, dhidden, inp, w1, rows, d, width, F);
+  }
+  // p = 0 is the contract's no-op (and the default configuration), so it works here too; a
+  // real mask needs Philox on the device.
+  void dropout_forward(float*, const DropoutSite& site, int64_t, int64_t) override {
+    if (site.p != 0.0f) not_implemented("dropout_forward");
+  }
+  void dropout_backward(float*, const DropoutSite& site, int64_t, int64_t) override {
+    if (site.p != 0.0f) not_implemented("dropout_backward");
+  }
+  void embedding_forward(float* out, const int32_t* tokens, const float* weight, int64_t rows,
+                         int d) override {
+    cuda::embedding_forward(out, stage(tokens, rows), weight, rows, d);
+  }
+  void embedding_backward(float* dweight, const float* dout, const int32_t* tokens, int64_t rows,
+                          int d) override {
+    cuda::embedding_backward(dweight, dout, stage(tokens, rows), rows, d);
+  }
+  // Targets are checked on the host, as the CPU layer does, so a bad target throws the same
+  // UsageError here instead of the kernel's NaN (ops.h).
+  void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets,
+                             int64_t rows, int V) override {
+    check_targets_in_vocabulary(targets, rows, V);
+    cuda::cross_entropy_forward(losses, logits, stage(targets, rows), rows, V);
+  }
+  void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
+                              float scale, int64_t rows, int V) override {
+    check_targets_in_vocabulary(targets, rows, V);
+    cuda::cross_entropy_backward(dlogits, logits, stage(targets, rows), scale, rows, V);
+  }
+
+  void attention_forward(float*, AttentionCache&, const float*, const AttentionParams&,
+                         const AttentionConfig&, int64_t, int64_t) override {
+    not_implemented("attention_forward");
+  }
+  void attention_backward(float*, const AttentionParams&, const float*, const AttentionCache&,
+                          const float*, const AttentionParams&, const AttentionConfig&, int64_t,
+                          int64_t) override {
+    not_implemented("attention_backward");
+  }
+  void mha_forward(float*, MhaCache&, const float*, const float*, const MhaParams&, int, int, int,
+                   FunnelMask, int, int64_t, int64_t, int64_t) override {
+    not_implemented("mha_forward");
+  }
+  void mha_backward(float*, float*, const MhaParams&, const float*, const MhaCache&, const float*,
+                    const float*, const MhaParams&, int, int, int, FunnelMask, int, int64_t,
+                    int64_t, int64_t) override {
+    not_implemented("mha_backward");
+  }
+
+  void shift_right_forward(float*, const float*, int64_t, int64_t, int, int) override {
+    not_implemented("shift_right_forward");
+  }
+  void shift_right_backward(float*, const float*, int64_t, int64_t, int, int) override {
+    not_implemented("shift_right_backward");
+  }
+  void pool_linear_forward(float*, const float*, const float*, const float*, int64_t, int64_t, int,
+                           int) override {
+    not_implemented("pool_linear_forward");
+  }
+  void pool_linear_backward(float*, float*, float*, const float*, const float*, const float*,
+                            int64_t, int64_t, int, int) override {
+    not_implemented("pool_linear_backward");
+  }
+  void pool_avg_forward(float*, const float*, int64_t, int64_t, int, int) override {
+    not_implemented("pool_avg_forward");
+  }
+  void pool_avg_backward(float*, const float*, int64_t, int64_t, int, int) override {
+    not_implemented("pool_avg_backward");
+  }
+  void upsample_linear_forward(float*, const float*, const float*, const float*, int64_t, int64_t,
+                               int, int) override {
+    not_implemented("upsample_linear_forward");
+  }
+  void upsample_linear_backward(float*, float*, float*, const float*, const float*, const float*,
+                                int64_t, int64_t, int, int) override {
+    not_implemented("upsample_linear_backward");
+  }
+  void upsample_repeat_forward(float*, const float*, int64_t, int64_t, int, int) override {
+    not_implemented("upsample_repeat_forward");
+  }
+  void upsample_repeat_backward(float*, const float*, int64_t, int64_t, int, int) override {
+    not_implemented("upsample_repeat_backward");
+  }
+
+  void adamw_step(float* value, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
+                  const AdamWScalars& k, bool decay) override {
+    cuda::adamw_step(value, grad, exp_avg, exp_avg_sq, n, k, decay);
+  }
+
+ private:
+  // Host token ids (backend.h) into the backend's device buffer. The copy is a cudaMemcpy: it
+  // waits for the kernels queued before it (which may still read the previous ids) and returns
+  // once the host array has been read, so the caller may reuse it at once.
+  const int32_t* stage(const int32_t* host_tokens, int64_t rows) {
+    int32_t* staged = tokens_.grow(rows);
+    if (rows > 0) cuda::copy_to_device(staged, host_tokens, rows);
+    return staged;
+  }
+
+  std::array<DeviceBuffer<float>, kScratchSlots> scratch_;
+  DeviceBuffer<float> ffn_hidden_;  // ffn_backward's hidden gradient [rows, width]
+  DeviceBuffer<int32_t> tokens_;    // the current op's token ids [rows]
+};
+
+}  // namespace
+
+std::string cuda_unavailable_reason() {
+  // Asked once: the answer cannot change within a process (CUDA fixes its devices at init).
+  static const std::string reason = [] {
+    std::string error;
+    if (cuda::device_count(&error) > 0) return std::string();
+    return "no CUDA device: " +
+           (error.empty() ? std::string("cudaGetDeviceCount found none") : error);
+  }();
+  return reason;
+}
+
+Backend& cuda_backend() {
+  static CudaBackend backend;
+  return backend;
+}
+
+}  // namespace hg
