@@ -1,4 +1,4 @@
-// The planner (plan/plan.h): the cost pieces, the layout search and the calibration file. Its
+// The planner (plan/): the cost pieces, the layout search and the calibration file. Its
 // event simulation is the schedule's (hg::simulate), tested with costs in
 // tests/parallel/test_schedule.cpp.
 #include <gtest/gtest.h>
