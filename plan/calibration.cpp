@@ -37,26 +37,6 @@ double median(std::vector<double> values) {
 
 }  // namespace
 
-std::string tp_problem(const Config& c, int tp) {
-  if (c.model.heads % tp != 0)
-    return "tp " + std::to_string(tp) + " does not divide heads " + std::to_string(c.model.heads);
-  std::vector<int> widths = {c.model.ffn};
-  if (c.train.matformer != Matformer::Off)
-    for (int g : c.model.ffn_granularities) widths.push_back(c.model.ffn / g);
-  std::sort(widths.rbegin(), widths.rend());
-  widths.erase(std::unique(widths.begin(), widths.end()), widths.end());
-  for (size_t i = 0; i < widths.size(); ++i) {
-    const int band = widths[i] - (i + 1 < widths.size() ? widths[i + 1] : 0);
-    if (band % tp != 0)
-      return "tp " + std::to_string(tp) + " does not divide the FFN width band " +
-             std::to_string(band);
-  }
-  for (int w : c.model.ffn_widths)
-    if (w % tp != 0)
-      return "tp " + std::to_string(tp) + " does not divide ffn width " + std::to_string(w);
-  return "";
-}
-
 std::pair<const UnitTiming*, bool> CalibrationIndex::nearest(const std::string& unit,
                                                              int micro_batch, int concurrency,
                                                              int tp) const {
@@ -182,14 +162,23 @@ void CalibrationCopies::run(int count) {
   if (count > 0) usleep(20000);  // let them get back into their loop
 }
 
+void require_calibration_options(const Config& config, const PlanOptions& options) {
+  require(options.repeats >= 1, "plan.repeats must be at least 1");
+  for (int copies : options.concurrency)
+    require(copies >= 1, "plan.concurrency entries must be at least 1");
+  for (int tp : options.tp_sizes) {
+    const std::string bad_tp =
+        tensor_parallel_problem(config.model, trained_granularities(config), tp);
+    require(bad_tp.empty(), "plan.tp_sizes = " + std::to_string(tp) + ": " + bad_tp);
+  }
+}
+
 Calibration calibrate(const Config& config, const std::vector<int>& micro_batches,
                       const PlanOptions& options, CalibrationCopies* copies) {
-  require(options.repeats >= 1, "plan.repeats must be at least 1");
-  for (int level : options.concurrency) {
-    require(level >= 1, "plan.concurrency entries must be at least 1");
+  require_calibration_options(config, options);
+  for (int level : options.concurrency)
     require(level == 1 || copies != nullptr,
             "calibration: concurrency " + std::to_string(level) + " needs copies started");
-  }
   set_num_threads(config.run.threads);
   const int L = config.train.seq_len;
   const std::vector<UnitPlan> plans = plan_units(config.model, L);
@@ -199,8 +188,6 @@ Calibration calibrate(const Config& config, const std::vector<int>& micro_batche
   // sum over itself only.
   std::vector<std::vector<std::unique_ptr<StageModel>>> chains;
   for (int tp : options.tp_sizes) {
-    const std::string bad_tp = tp >= 1 ? tp_problem(config, tp) : "tp < 1";
-    require(bad_tp.empty(), "plan.tp_sizes: " + bad_tp);
     TensorParallel shard;
     if (tp > 1) {
       int initialized = 0;
@@ -208,8 +195,7 @@ Calibration calibrate(const Config& config, const std::vector<int>& micro_batche
       require(initialized, "calibrating tensor-parallel shards needs MPI initialised");
       shard.size = tp;
       shard.comm = make_mpi_communicator(MPI_COMM_SELF);
-      if (config.train.matformer != Matformer::Off)
-        shard.nested_granularities = config.model.ffn_granularities;
+      shard.nested_granularities = trained_granularities(config);
     }
     chains.emplace_back();
     for (int u = 0; u < U; ++u) {

@@ -40,6 +40,9 @@ struct Calibration {
 // all-reduces over MPI_COMM_SELF (MPI must be initialised): the compute of a shard, which for
 // small matrices is more than 1/tp of the whole.
 class CalibrationCopies;
+// UsageError unless `options` can be calibrated: plan.repeats and every plan.concurrency entry at
+// least 1, every plan.tp_sizes entry a tensor-parallel size the model splits into.
+void require_calibration_options(const Config& config, const PlanOptions& options);
 Calibration calibrate(const Config& config, const std::vector<int>& micro_batches,
                       const PlanOptions& options, CalibrationCopies* copies = nullptr);
 
@@ -72,8 +75,5 @@ struct CalibrationIndex {
   std::pair<const UnitTiming*, bool> nearest(const std::string& unit, int micro_batch,
                                              int concurrency, int tp) const;
 };
-
-// The tensor-parallel rules of validate_parallel (trainer/config.cpp): "" when tp is allowed.
-std::string tp_problem(const Config& c, int tp);
 
 }  // namespace hg

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "model/tensor_parallel.h"
 #include "plan/report.h"
 
 namespace hg {
@@ -21,7 +22,8 @@ std::vector<int> divisors(int n) {
 
 // Why tp cannot run this model on this cluster, or "".
 std::string tp_skip_reason(const Config& config, int tp, int devices_per_node) {
-  const std::string bad_tp = tp_problem(config, tp);
+  const std::string bad_tp =
+      tensor_parallel_problem(config.model, trained_granularities(config), tp);
   if (!bad_tp.empty()) return "tp " + std::to_string(tp) + ": " + bad_tp;
   if (tp > devices_per_node)
     return "tp " + std::to_string(tp) + ": larger than a node (" +
@@ -157,12 +159,7 @@ int plan_main(const std::vector<std::string>& args) {
     const std::vector<int> sizes = options.micro_batches.empty()
                                        ? std::vector<int>{config.train.micro_batch}
                                        : options.micro_batches;
-    for (int t : options.tp_sizes) {
-      const std::string bad = t >= 1 ? tp_problem(config, t) : "tp < 1";
-      require(bad.empty(), "plan.tp_sizes: " + bad);
-    }
-    for (int copies : options.concurrency)
-      require(copies >= 1, "plan.concurrency entries must be at least 1");
+    require_calibration_options(config, options);  // before the copies start
     const int most = *std::max_element(options.concurrency.begin(), options.concurrency.end());
     // The copies are forked before MPI starts (a forked MPI process is undefined behaviour).
     CalibrationCopies copies(config, sizes, most - 1);

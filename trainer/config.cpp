@@ -18,6 +18,7 @@
 
 #include "core/enum_names.h"
 #include "core/error.h"
+#include "model/tensor_parallel.h"
 
 namespace hg {
 namespace {
@@ -277,43 +278,13 @@ void check(bool ok, const std::string& key, const T& value, const std::string& r
   if (!ok) throw UsageError(key + " = " + format_value(value) + ": " + rule);
 }
 
-
-// The FFN widths training touches for a stored width F, widest first: F, plus every nested
-// width F/g under MatFormer (the band boundaries of model/tensor_parallel.h).
-std::vector<int> trained_widths(const Config& config, int F) {
-  std::set<int> widths = {F};
-  if (config.train.matformer != Matformer::Off)
-    for (int g : config.model.ffn_granularities) widths.insert(F / g);
-  return {widths.rbegin(), widths.rend()};
-}
-
 void validate_parallel(const Config& c) {
   const ParallelConfig& p = c.parallel;
   check(p.dp >= 1, "parallel.dp", p.dp, "must be at least 1");
   check(p.pp >= 1, "parallel.pp", p.pp, "must be at least 1");
-  check(p.tp >= 1, "parallel.tp", p.tp, "must be at least 1");
-  check(c.model.heads % p.tp == 0, "parallel.tp", p.tp,
-        "must divide model.heads = " + std::to_string(c.model.heads) +
-            " (heads are split across tensor-parallel ranks)");
-  // Each band between consecutive nested widths is split evenly across tp (§6), in every stack
-  // FFN (stored width model.ffn, or each entry of model.ffn_widths); the resampling FFNs run at
-  // model.ffn only.
-  check(c.model.ffn % p.tp == 0, "parallel.tp", p.tp,
-        "must divide model.ffn = " + std::to_string(c.model.ffn) +
-            " (FFN hidden units are split across tensor-parallel ranks)");
-  std::set<int> stored(c.model.ffn_widths.begin(), c.model.ffn_widths.end());
-  if (stored.empty()) stored.insert(c.model.ffn);
-  for (int F : stored) {
-    std::vector<int> widths = trained_widths(c, F);
-    for (size_t i = 0; i < widths.size(); ++i) {
-      int band = widths[i] - (i + 1 < widths.size() ? widths[i + 1] : 0);
-      check(band % p.tp == 0, "parallel.tp", p.tp,
-            "must divide every MatFormer FFN width band (width " + std::to_string(widths[i]) +
-                " leaves " + std::to_string(band) +
-                " units above the next nested width); change model.ffn, "
-                "model.ffn_granularities or tp");
-    }
-  }
+  // Heads, FFN hidden units and every MatFormer band are split evenly across tp (§6).
+  const std::string bad_tp = tensor_parallel_problem(c.model, trained_granularities(c), p.tp);
+  check(bad_tp.empty(), "parallel.tp", p.tp, bad_tp);
   check(p.virtual_stages >= 1 && p.virtual_stages <= kMaxVirtualStages, "parallel.virtual_stages",
         p.virtual_stages, "must be in [1, " + std::to_string(kMaxVirtualStages) + "]");
   check(p.virtual_stages == 1 || p.schedule == ScheduleKind::Interleaved,
