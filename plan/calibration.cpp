@@ -28,6 +28,14 @@
 namespace hg {
 namespace {
 
+// `text` without leading and trailing blanks (spaces, tabs, carriage returns).
+std::string trim(const std::string& text) {
+  const size_t a = text.find_first_not_of(" \t\r");
+  if (a == std::string::npos) return "";
+  const size_t b = text.find_last_not_of(" \t\r");
+  return text.substr(a, b - a + 1);
+}
+
 double median(std::vector<double> values) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());

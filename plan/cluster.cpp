@@ -3,10 +3,12 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 
 #include "core/enum_names.h"
 #include "core/error.h"
+#include "trainer/ini.h"
 
 namespace hg {
 
@@ -15,13 +17,6 @@ ScheduleKind schedule_kind(const std::string& name) {
   require(parse_enum(name, kind), "plan.schedules: '" + name + "' is not a schedule: use " +
                                       enum_choices<ScheduleKind>());
   return kind;
-}
-
-std::string trim(const std::string& text) {
-  const size_t a = text.find_first_not_of(" \t\r");
-  if (a == std::string::npos) return "";
-  const size_t b = text.find_last_not_of(" \t\r");
-  return text.substr(a, b - a + 1);
 }
 
 namespace {
@@ -148,39 +143,51 @@ std::vector<OptionSetter> plan_keys(PlanOptions& o) {
        [&o](const std::string& k, const std::string& v) { o.tp_sizes = parse_int_list(k, v); }}};
 }
 
+// "unknown key cluster.nodez on the command line; the keys of [cluster] are nodes, ..."
+UsageError unknown_key(const std::vector<OptionSetter>& keys, const std::string& section,
+                       const std::string& key, const std::string& where) {
+  std::string known;
+  for (const OptionSetter& k : keys) known += std::string(known.empty() ? "" : ", ") + k.key;
+  return UsageError("unknown key " + section + "." + key + where + "; the keys of [" + section +
+                    "] are " + known);
+}
+
 void apply_option(std::vector<OptionSetter> keys, const std::string& section,
                   const std::string& key, const std::string& value, const std::string& where) {
   for (const OptionSetter& k : keys)
     if (key == k.key) return k.set(section + "." + key, value);
-  std::string known;
-  for (const OptionSetter& k : keys) known += std::string(known.empty() ? "" : ", ") + k.key;
-  throw UsageError("unknown key " + section + "." + key + where + "; the keys of [" + section +
-                   "] are " + known);
+  throw unknown_key(keys, section, key, where);
 }
 
-// A cluster file: [cluster] and [plan] sections of key = value lines; '#' starts a comment.
+// A cluster file: [cluster] and [plan] sections of key = value lines, read as run configurations
+// are (trainer/ini.h).
 void read_cluster_file(const std::string& path, ClusterSpec& cluster, PlanOptions& options) {
   std::ifstream in(path);
   require(in.good(), "cannot read cluster file '" + path + "' (--cluster)");
-  std::string section, line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    line = trim(line.substr(0, line.find('#')));
-    if (line.empty()) continue;
-    const std::string where = " in " + path + " line " + std::to_string(number);
-    if (line.front() == '[') {
-      section = trim(line.substr(1, line.find(']') - 1));
-      require(section == "cluster" || section == "plan",
-              "section [" + section + "]" + where + ": a cluster file has [cluster] and [plan]");
-      continue;
-    }
-    const size_t eq = line.find('=');
-    require(eq != std::string::npos && !section.empty(),
-            "'" + line + "'" + where + ": expected key = value under [cluster] or [plan]");
-    const std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
-    if (section == "cluster")
-      apply_option(cluster_keys(cluster), "cluster", key, value, where);
-    else
-      apply_option(plan_keys(options), "plan", key, value, where);
+  const std::string where = " in " + path;
+  auto section_keys = [&](const std::string& section) {
+    return section == "cluster" ? cluster_keys(cluster) : plan_keys(options);
+  };
+  std::vector<std::string> names;  // "section.key"
+  for (const std::string section : {"cluster", "plan"})
+    for (const OptionSetter& k : section_keys(section)) names.push_back(section + "." + k.key);
+  auto unknown = [&](const std::string& name) {
+    const size_t dot = name.find('.');
+    if (dot == std::string::npos)
+      return UsageError("key " + name + where +
+                        " is outside a section: put it under [cluster] or [plan]");
+    const std::string section = name.substr(0, dot);
+    if (section != "cluster" && section != "plan")
+      return UsageError("section [" + section + "]" + where +
+                        ": a cluster file has [cluster] and [plan]");
+    return unknown_key(section_keys(section), section, name.substr(dot + 1), where);
+  };
+  const std::map<std::string, std::string> values = read_ini(
+      in, names, unknown, "cluster file " + path,
+      "; a cluster file holds key = value lines under [cluster] and [plan], each key once");
+  for (const auto& [name, value] : values) {
+    const std::string section = name.substr(0, name.find('.'));
+    apply_option(section_keys(section), section, name.substr(section.size() + 1), value, where);
   }
 }
 

@@ -65,9 +65,6 @@ struct PlanOptions {
 // A plan.schedules entry as its ScheduleKind; UsageError naming the choices otherwise.
 ScheduleKind schedule_kind(const std::string& name);
 
-// `text` without leading and trailing blanks (spaces, tabs, carriage returns).
-std::string trim(const std::string& text);
-
 // `hourglass plan`'s arguments: the cluster and the options from `--cluster FILE` and the
 // `--cluster.key value` / `--plan.key value` flags (flags win), validated; every other argument is
 // the run configuration's (parse_config).

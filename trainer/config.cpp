@@ -19,6 +19,7 @@
 #include "core/enum_names.h"
 #include "core/error.h"
 #include "model/tensor_parallel.h"
+#include "trainer/ini.h"
 
 namespace hg {
 namespace {
@@ -239,24 +240,21 @@ UsageError unknown_key(std::string name, const std::string& where) {
                     section + "]: " + valid);
 }
 
-po::options_description describe_keys(bool with_config_option) {
+// The command line's keys: every key of the table, and --config.
+po::options_description describe_keys() {
   po::options_description description;
   for (const auto& key : key_table())
     description.add_options()(key.full_name().c_str(), po::value<std::string>());
-  if (with_config_option) description.add_options()("config", po::value<std::string>());
+  description.add_options()("config", po::value<std::string>());
   return description;
 }
 
-// Keys already in `values` win (po::store never overwrites), so flags stored first override files.
-void store_ini(std::istream& in, const std::string& where, po::variables_map& values) {
-  try {
-    const po::options_description description = describe_keys(false);
-    po::store(po::parse_config_file(in, description, false), values);
-  } catch (const po::unknown_option& e) {
-    throw unknown_key(e.get_option_name(), where);
-  } catch (const po::error& e) {
-    throw UsageError("configuration " + where + ": " + e.what());
-  }
+// Keys already in `values` win (trainer/ini.h), so flags stored first override files.
+void store_config_ini(std::istream& in, const std::string& where, po::variables_map& values) {
+  std::vector<std::string> names;
+  for (const auto& key : key_table()) names.push_back(key.full_name());
+  auto unknown = [&where](const std::string& name) { return unknown_key(name, where); };
+  store_ini(in, names, values, unknown, "configuration " + where);
 }
 
 Config config_from_values(const po::variables_map& values) {
@@ -462,7 +460,7 @@ Config parse_config(const std::vector<std::string>& args) {
   try {
     const int style = po::command_line_style::default_style &
                       ~po::command_line_style::allow_guessing;        // no abbreviated keys
-    const po::options_description description = describe_keys(true);  // `parsed` points to it
+    const po::options_description description = describe_keys();  // `parsed` points to it
     po::parsed_options parsed =
         po::command_line_parser(tokens).options(description).style(style).run();
     for (const auto& option : parsed.options)
@@ -484,7 +482,7 @@ Config parse_config(const std::vector<std::string>& args) {
     std::ifstream in(file);
     require(in.good(), "--config " + file + ": cannot read it (" + std::strerror(errno) +
                 "); give a readable INI file");
-    store_ini(in, "in " + file, values);
+    store_config_ini(in, "in " + file, values);
   }
   Config config = config_from_values(values);
   validate_config(config);
@@ -494,7 +492,7 @@ Config parse_config(const std::vector<std::string>& args) {
 Config config_from_ini(const std::string& ini_text) {
   po::variables_map values;
   std::istringstream in(ini_text);
-  store_ini(in, "in the checkpoint configuration", values);
+  store_config_ini(in, "in the checkpoint configuration", values);
   Config config = config_from_values(values);
   validate_model(config.model, values.count("train.seq_len") ? config.train.seq_len : 0);
   return config;
