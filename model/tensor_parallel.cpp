@@ -88,6 +88,31 @@ std::vector<int> ffn_band_boundaries(int F, const std::vector<int>& granularitie
   return {widths.begin(), widths.end()};
 }
 
+std::string tensor_parallel_problem(const ModelConfig& m, const std::vector<int>& granularities,
+                                    int tp) {
+  if (tp < 1) return "must be at least 1";
+  if (m.heads % tp != 0)
+    return "must divide model.heads = " + std::to_string(m.heads) +
+           " (heads are split across tensor-parallel ranks)";
+  if (m.ffn % tp != 0)
+    return "must divide model.ffn = " + std::to_string(m.ffn) +
+           " (FFN hidden units are split across tensor-parallel ranks)";
+  std::set<int> stored(m.ffn_widths.begin(), m.ffn_widths.end());
+  if (stored.empty()) stored.insert(m.ffn);
+  for (int F : stored) {
+    const std::vector<int> widths = ffn_band_boundaries(F, granularities);
+    for (size_t i = widths.size(); i-- > 0;) {  // widest first
+      const int band = widths[i] - (i > 0 ? widths[i - 1] : 0);
+      if (band % tp != 0)
+        return "must divide every MatFormer FFN width band (width " + std::to_string(widths[i]) +
+               " leaves " + std::to_string(band) +
+               " units above the next nested width); change model.ffn, "
+               "model.ffn_granularities or tp";
+    }
+  }
+  return "";
+}
+
 std::vector<int64_t> ffn_units(const TensorParallel& tp, int F,
                                const std::vector<int>& granularities) {
   std::vector<int64_t> units;

@@ -19,9 +19,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/tensor.h"
+#include "model/model_config.h"
 #include "parallel/communicator.h"
 
 namespace hg {
@@ -70,6 +72,13 @@ struct ParamSlice {
 std::vector<int64_t> head_columns(const TensorParallel& tp, int heads, int width);
 // Band boundaries of an FFN of stored width F: the distinct widths F/g, ascending (last = F).
 std::vector<int> ffn_band_boundaries(int F, const std::vector<int>& granularities);
+// Why `tp` ranks cannot split model `m` as above, or "": tp must divide model.heads, model.ffn
+// (the resampling FFNs run at it) and every band of every stack FFN (stored width model.ffn, or
+// each of model.ffn_widths) at `granularities` (trainer/config.h's trained_granularities). The
+// reason reads after the tp that broke it, e.g. "parallel.tp = 3: " + reason, and says the fix.
+// The run configuration (parallel.tp) and the planner (every tp it tries) share this rule.
+std::string tensor_parallel_problem(const ModelConfig& m, const std::vector<int>& granularities,
+                                    int tp);
 // Canonical hidden units of this rank, band after band (granularities {1}: one contiguous block).
 std::vector<int64_t> ffn_units(const TensorParallel& tp, int F,
                                const std::vector<int>& granularities);

@@ -18,6 +18,8 @@
 
 #include "core/enum_names.h"
 #include "core/error.h"
+#include "model/tensor_parallel.h"
+#include "trainer/ini.h"
 
 namespace hg {
 namespace {
@@ -238,24 +240,21 @@ UsageError unknown_key(std::string name, const std::string& where) {
                     section + "]: " + valid);
 }
 
-po::options_description describe_keys(bool with_config_option) {
+// The command line's keys: every key of the table, and --config.
+po::options_description describe_keys() {
   po::options_description description;
   for (const auto& key : key_table())
     description.add_options()(key.full_name().c_str(), po::value<std::string>());
-  if (with_config_option) description.add_options()("config", po::value<std::string>());
+  description.add_options()("config", po::value<std::string>());
   return description;
 }
 
-// Keys already in `values` win (po::store never overwrites), so flags stored first override files.
-void store_ini(std::istream& in, const std::string& where, po::variables_map& values) {
-  try {
-    const po::options_description description = describe_keys(false);
-    po::store(po::parse_config_file(in, description, false), values);
-  } catch (const po::unknown_option& e) {
-    throw unknown_key(e.get_option_name(), where);
-  } catch (const po::error& e) {
-    throw UsageError("configuration " + where + ": " + e.what());
-  }
+// Keys already in `values` win (trainer/ini.h), so flags stored first override files.
+void store_config_ini(std::istream& in, const std::string& where, po::variables_map& values) {
+  std::vector<std::string> names;
+  for (const auto& key : key_table()) names.push_back(key.full_name());
+  auto unknown = [&where](const std::string& name) { return unknown_key(name, where); };
+  store_ini(in, names, values, unknown, "configuration " + where);
 }
 
 Config config_from_values(const po::variables_map& values) {
@@ -277,43 +276,13 @@ void check(bool ok, const std::string& key, const T& value, const std::string& r
   if (!ok) throw UsageError(key + " = " + format_value(value) + ": " + rule);
 }
 
-
-// The FFN widths training touches for a stored width F, widest first: F, plus every nested
-// width F/g under MatFormer (the band boundaries of model/tensor_parallel.h).
-std::vector<int> trained_widths(const Config& config, int F) {
-  std::set<int> widths = {F};
-  if (config.train.matformer != Matformer::Off)
-    for (int g : config.model.ffn_granularities) widths.insert(F / g);
-  return {widths.rbegin(), widths.rend()};
-}
-
 void validate_parallel(const Config& c) {
   const ParallelConfig& p = c.parallel;
   check(p.dp >= 1, "parallel.dp", p.dp, "must be at least 1");
   check(p.pp >= 1, "parallel.pp", p.pp, "must be at least 1");
-  check(p.tp >= 1, "parallel.tp", p.tp, "must be at least 1");
-  check(c.model.heads % p.tp == 0, "parallel.tp", p.tp,
-        "must divide model.heads = " + std::to_string(c.model.heads) +
-            " (heads are split across tensor-parallel ranks)");
-  // Each band between consecutive nested widths is split evenly across tp (§6), in every stack
-  // FFN (stored width model.ffn, or each entry of model.ffn_widths); the resampling FFNs run at
-  // model.ffn only.
-  check(c.model.ffn % p.tp == 0, "parallel.tp", p.tp,
-        "must divide model.ffn = " + std::to_string(c.model.ffn) +
-            " (FFN hidden units are split across tensor-parallel ranks)");
-  std::set<int> stored(c.model.ffn_widths.begin(), c.model.ffn_widths.end());
-  if (stored.empty()) stored.insert(c.model.ffn);
-  for (int F : stored) {
-    std::vector<int> widths = trained_widths(c, F);
-    for (size_t i = 0; i < widths.size(); ++i) {
-      int band = widths[i] - (i + 1 < widths.size() ? widths[i + 1] : 0);
-      check(band % p.tp == 0, "parallel.tp", p.tp,
-            "must divide every MatFormer FFN width band (width " + std::to_string(widths[i]) +
-                " leaves " + std::to_string(band) +
-                " units above the next nested width); change model.ffn, "
-                "model.ffn_granularities or tp");
-    }
-  }
+  // Heads, FFN hidden units and every MatFormer band are split evenly across tp (§6).
+  const std::string bad_tp = tensor_parallel_problem(c.model, trained_granularities(c), p.tp);
+  check(bad_tp.empty(), "parallel.tp", p.tp, bad_tp);
   check(p.virtual_stages >= 1 && p.virtual_stages <= kMaxVirtualStages, "parallel.virtual_stages",
         p.virtual_stages, "must be in [1, " + std::to_string(kMaxVirtualStages) + "]");
   check(p.virtual_stages == 1 || p.schedule == ScheduleKind::Interleaved,
@@ -484,7 +453,7 @@ Config parse_config(const std::vector<std::string>& args) {
   try {
     const int style = po::command_line_style::default_style &
                       ~po::command_line_style::allow_guessing;        // no abbreviated keys
-    const po::options_description description = describe_keys(true);  // `parsed` points to it
+    const po::options_description description = describe_keys();  // `parsed` points to it
     po::parsed_options parsed =
         po::command_line_parser(tokens).options(description).style(style).run();
     for (const auto& option : parsed.options)
@@ -506,7 +475,7 @@ Config parse_config(const std::vector<std::string>& args) {
     std::ifstream in(file);
     require(in.good(), "--config " + file + ": cannot read it (" + std::strerror(errno) +
                 "); give a readable INI file");
-    store_ini(in, "in " + file, values);
+    store_config_ini(in, "in " + file, values);
   }
   Config config = config_from_values(values);
   validate_config(config);
@@ -516,7 +485,7 @@ Config parse_config(const std::vector<std::string>& args) {
 Config config_from_ini(const std::string& ini_text) {
   po::variables_map values;
   std::istringstream in(ini_text);
-  store_ini(in, "in the checkpoint configuration", values);
+  store_config_ini(in, "in the checkpoint configuration", values);
   Config config = config_from_values(values);
   validate_model(config.model, values.count("train.seq_len") ? config.train.seq_len : 0);
   return config;

@@ -213,7 +213,7 @@ SimulationCosts uniform(int stages, double forward, double backward) {
   return {std::vector<double>(stages, forward), std::vector<double>(stages, backward)};
 }
 
-// The planner's event simulation (plan/plan.cpp runs simulate() with costs). The closed form:
+// The planner's event simulation (plan/predict.cpp runs simulate() with costs). The closed form:
 // on S uniform stages with m micro-batches and free messages both schedules take
 // (m + S − 1)(f + b) and idle (S − 1)/(m + S − 1) of the time. Integer-valued costs keep every sum
 // exact, so the makespan must match to the last bit; per-op costs through `compute` that equal

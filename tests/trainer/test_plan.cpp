@@ -1,4 +1,4 @@
-// The planner (plan/plan.h): the cost pieces, the layout search and the calibration file. Its
+// The planner (plan/): the cost pieces, the layout search and the calibration file. Its
 // event simulation is the schedule's (hg::simulate), tested with costs in
 // tests/parallel/test_schedule.cpp.
 #include <gtest/gtest.h>
@@ -479,6 +479,33 @@ TEST(Plan, ClusterFileAndBinary) {
   const auto bad = testing::run_command(testing::hourglass_binary() + " plan --cluster.nodes 0");
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
   EXPECT_NE(bad.output.find("cluster.nodes"), std::string::npos) << bad.output;
+}
+
+// A cluster file is read as run configurations are (trainer/ini.h): each fault is one line naming
+// the file, the section or key, and what a cluster file holds.
+TEST(Plan, ClusterFileFaultsNameTheFileAndTheFix) {
+  testing::TempDir dir;
+  const std::string path = dir / "c.ini";
+  const std::pair<const char*, std::vector<std::string>> cases[] = {
+      {"[cluster]\nnodez = 2\n", {"cluster.nodez", "the keys of [cluster] are nodes"}},
+      {"[gpu]\nnodes = 2\n", {"section [gpu]", "a cluster file has [cluster] and [plan]"}},
+      {"nodes = 2\n", {"nodes", "outside a section", "[cluster] or [plan]"}},
+      {"[cluster]\nnodes 2\n", {"'nodes 2'", "key = value lines under [cluster] and [plan]"}},
+      {"[cluster]\nnodes = 2\nnodes = 3\n", {"cluster.nodes", "each key once"}},
+  };
+  for (const auto& [text, expected] : cases) {
+    std::ofstream(path) << text;
+    try {
+      plan_main({"--cluster", path});
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const UsageError& e) {
+      const std::string message = e.what();
+      EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+      EXPECT_NE(message.find(path), std::string::npos) << message;
+      for (const std::string& part : expected)
+        EXPECT_NE(message.find(part), std::string::npos) << part << " not in: " << message;
+    }
+  }
 }
 
 // plan.schedules = interleaved with plan.virtual_stages through the binary: an "int×2" row and the
