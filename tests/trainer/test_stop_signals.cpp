@@ -63,6 +63,23 @@ void wait_for_steps(pid_t pid, const std::string& metrics, size_t steps) {
     sleep_seconds(0.005);
 }
 
+// Waits (at most 60 s) until `pid` has exec'd into the program and its main thread blocks USR1:
+// from then on a stop signal is the program's to handle. Before that, USR1 still has its default
+// action (the shell, or the process before main), which no program can change; on a loaded
+// machine that window is wide, so "during setup" starts here.
+void wait_until_stop_signals_blocked(pid_t pid) {
+  const auto start = Clock::now();
+  const std::string status_path = "/proc/" + std::to_string(pid) + "/status";
+  while (seconds_since(start) < 60 && waitpid(pid, nullptr, WNOHANG) == 0) {
+    std::ifstream status(status_path);
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("SigBlk:", 0) == 0 &&
+          (std::stoull(line.substr(7), nullptr, 16) & (1ull << (SIGUSR1 - 1))))
+        return;
+    sleep_seconds(0.001);
+  }
+}
+
 // Whether `dir` holds a checkpoint being written (a save in flight).
 bool save_in_flight(const std::string& dir) {
   std::error_code ignored;
@@ -204,6 +221,7 @@ void signal_single_rank(SignalledRun& run, const std::string& start, const std::
       start + args + " --train.steps 100000 --run.dir " + dir +
       (when == When::DuringASave ? " --checkpoint.every 1" : "") + " > " + dir + "/log 2>&1");
   if (when == When::DuringSetup) {
+    wait_until_stop_signals_blocked(pid);
     sleep_seconds(uniform(0.0, 0.4));
   } else {
     wait_for_steps(pid, dir + "/metrics.jsonl", 1);
