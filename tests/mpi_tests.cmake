@@ -9,4 +9,5 @@ hg_mpi_test(trainer 6 "*PipelineMpi*")
 hg_mpi_test(trainer 2 "*PipelineMpi*")
 # Tensor-parallel layouts (dp, pp, tp) up to (2, 2, 2) against the single-process reference, each
 # on a sub-communicator of world ranks [0, dp·pp·tp).
-hg_mpi_test(trainer 8 "*TensorParallelMpi*")
+hg_mpi_test(model 8 "*TensorParallelMpi*")
+hg_mpi_test(checkpoint 2 "*TensorParallelMpiSave*")
