@@ -25,13 +25,14 @@
 namespace hg {
 namespace {
 
-// Below this many multiply-adds (M·N·K) a matmul's fixed cost per call (memory handles, stream,
-// thread team) outweighs its rate, and rounded float32 operands through sgemm are quicker.
-// bench_gemm --shapes, quiet Zen 4, GFLOP/s of the bf16 call through sgemm / the matmul:
-//   16×144×64 (147k)   1 thread 73 / 81    2 threads 71 / 54
+// Below this many multiply-adds (M·N·K) per thread a matmul's fixed cost per call (memory
+// handles, stream, waking the thread team) outweighs its rate, and rounded float32 operands
+// through sgemm are quicker. bench_gemm --shapes, Zen 4, GFLOP/s of the bf16 call through
+// sgemm / the matmul:
+//   16×144×64 (147k)   1 thread 73 / 81    2 threads 71 / 21-54 (load-dependent)
 //   64×64×64 (262k)    1 thread 82 / 135   2 threads 67 / 112
 // The attention's block products (16×144×64) run one per thread inside a parallel region, where
-// the matmul wins; hence 2^17.
+// the matmul wins.
 constexpr int64_t kSmallProduct = int64_t{1} << 17;
 // Rounding runs on the rank's threads above this many elements; below, a thread team costs more.
 constexpr int64_t kParallelElements = int64_t{1} << 16;
@@ -103,7 +104,7 @@ const dnnl::engine& cpu_engine() {
 
 // What a matmul primitive bakes in. The rounded copies are dense, so lda and ldb are not part of
 // it; alpha and beta are (output scale, sum post-op); so is the thread count, for which oneDNN
-// plans its work split at creation (1 inside a parallel region, where it runs on the caller).
+// plans its work split at creation (matmul_threads).
 struct MatmulKey {
   int64_t M, N, K, ldc;
   bool trans_a, trans_b;
@@ -149,6 +150,10 @@ Matmul make_matmul(const MatmulKey& k) {
 }
 
 #endif  // HG_GEMM_DNNL
+
+// The threads a product runs on: oneDNN, like sgemm, runs on the caller alone inside a parallel
+// region.
+int matmul_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
 // bf16_matmul_supported, asked once.
 bool native_bf16() {
@@ -197,7 +202,7 @@ bool gemm_bf16_rounded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
                       trans_b,
                       std::bit_cast<uint32_t>(alpha),
                       std::bit_cast<uint32_t>(beta),
-                      omp_in_parallel() ? 1 : omp_get_max_threads()};
+                      matmul_threads()};
   auto entry = cache.find(key);
   if (entry == cache.end()) entry = cache.emplace(key, make_matmul(key)).first;
   Matmul& matmul = entry->second;
@@ -226,7 +231,7 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                int64_t ldc) {
   const Stored a = stored(trans_a, M, K, A, lda), b = stored(trans_b, K, N, B, ldb);
-  if (K > 0 && M * N * K >= kSmallProduct && native_bf16()) {
+  if (K > 0 && M * N * K >= kSmallProduct * matmul_threads() && native_bf16()) {
     ThreadBuffers& buffers = thread_buffers();
     uint16_t* a16 = grown(buffers.a16, a.rows * a.cols);
     uint16_t* b16 = grown(buffers.b16, b.rows * b.cols);

@@ -130,9 +130,9 @@ void expect_rounded_product(const Product& p, const std::vector<float>& c) {
 }
 
 // Shapes: a single element and 33×40×50 (the sgemm path for small products), the attention's
-// per-block product 16×144×64 and 300×257×129, odd enough for ragged blocks (oneDNN's matmul
-// where bf16 runs natively). (K = 0 is left out: dnnl_sgemm then leaves C untouched where BLAS
-// would scale it by beta, and bf16 does what fp32 does.)
+// per-block product 16×144×64 (at ctest's one thread) and 300×257×129, odd enough for ragged
+// blocks (oneDNN's matmul where bf16 runs natively). (K = 0 is left out: dnnl_sgemm then leaves C
+// untouched where BLAS would scale it by beta, and bf16 does what fp32 does.)
 TEST(Bf16Gemm, MatchesRoundedReferenceForTransposesStridesAlphaBeta) {
   const int64_t shapes[][3] = {{1, 1, 1}, {33, 40, 50}, {16, 144, 64}, {300, 257, 129}};
   uint64_t seed = 100;
