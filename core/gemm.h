@@ -62,8 +62,8 @@ class MatmulPrecisionScope {
 
 // Whether bf16 products run natively here (oneDNN build, CPU with AVX512-BF16); if not, and
 // `reason` is given, it says why. gemm(Bf16, ...) is correct either way, but where this is false
-// it is slower than fp32, so the trainer refuses train.precision bf16 (exit 2) rather than run a
-// "fast" setting slowly.
+// it is slower than fp32, so the trainer is to refuse train.precision bf16 there (UsageError,
+// exit 2, with `reason`) rather than run a "fast" setting slowly.
 bool bf16_matmul_supported(std::string* reason = nullptr);
 
 const char* gemm_library();  // "dnnl" or "openblas", for logs and benchmarks
