@@ -3,13 +3,68 @@
 // op(X) = X or Xᵀ; lda/ldb/ldc are row strides of the matrices as stored (so a column prefix
 // of a wider matrix, like a MatFormer slice of w1, is just a smaller N with the same ld).
 // The CPU backend is oneDNN's sgemm (AVX-512 kernels) or OpenBLAS, chosen at configure time.
+//
+// Precision (train.precision, ARCHITECTURE.md §9.1):
+//   fp32  float32 operands, float32 accumulation: dnnl_sgemm or cblas_sgemm, as always.
+//   bf16  both operands rounded to bfloat16 (round to nearest even, core/bf16.h), the product
+//         accumulated and stored in float32, alpha and beta applied in float32. With oneDNN on a
+//         CPU with AVX512-BF16 this runs oneDNN's bf16 matmul (1.8× sgemm's rate on Zen 4);
+//         otherwise, and for tiny products where a matmul's fixed cost dominates, the rounded
+//         operands are held as float32 (products of two bfloat16 are exact in float32) and go
+//         through sgemm: the same numbers up to the order of the float32 sums, no faster than
+//         fp32. One difference: oneDNN's matmul (the AVX512-BF16 dot product) treats a denormal
+//         operand (magnitude below 2^-126) as zero, where the sgemm path keeps it. A call
+//         repeated with the same arguments and thread count gives the same bits.
 #pragma once
 #include <cstdint>
+#include <span>
+#include <string>
 
 namespace hg {
 
+enum class MatmulPrecision { Fp32, Bf16 };
+inline std::span<const char* const> enum_names(MatmulPrecision) {  // core/enum_names.h
+  static constexpr const char* names[] = {"fp32", "bf16"};
+  return names;
+}
+
+// At matmul_precision(): fp32 unless a backend set it. With fp32 this is the sgemm of old, bit
+// for bit.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// At the precision given, whatever matmul_precision() says.
+void gemm(MatmulPrecision precision, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+          float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+          float* C, int64_t ldc);
+
+// The precision of the plain gemm calls. Process-wide (an atomic), not per thread: the CPU
+// kernels call gemm from OpenMP worker threads, which a thread_local set on the main thread would
+// not reach. Rule: one precision per process at a time. The trainer sets it once, from
+// train.precision, before any compute; tests and benchmarks use MatmulPrecisionScope. Setting it
+// while other threads are in gemm gives them either precision.
+void set_matmul_precision(MatmulPrecision precision);
+MatmulPrecision matmul_precision();
+
+// Sets the process-wide precision for its lifetime and restores the previous one.
+class MatmulPrecisionScope {
+ public:
+  explicit MatmulPrecisionScope(MatmulPrecision precision) : previous_(matmul_precision()) {
+    set_matmul_precision(precision);
+  }
+  ~MatmulPrecisionScope() { set_matmul_precision(previous_); }
+  MatmulPrecisionScope(const MatmulPrecisionScope&) = delete;
+  MatmulPrecisionScope& operator=(const MatmulPrecisionScope&) = delete;
+
+ private:
+  MatmulPrecision previous_;
+};
+
+// Whether bf16 products run natively here (oneDNN build, CPU with AVX512-BF16); if not, and
+// `reason` is given, it says why. gemm(Bf16, ...) is correct either way, but where this is false
+// it is slower than fp32, so the trainer is to refuse train.precision bf16 there (UsageError,
+// exit 2, with `reason`) rather than run a "fast" setting slowly.
+bool bf16_matmul_supported(std::string* reason = nullptr);
 
 const char* gemm_library();  // "dnnl" or "openblas", for logs and benchmarks
 

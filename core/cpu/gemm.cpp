@@ -2,6 +2,10 @@
 
 #include <omp.h>
 
+#include <atomic>
+
+#include "core/cpu/gemm_bf16.h"
+
 #ifdef HG_GEMM_DNNL
 #include <oneapi/dnnl/dnnl.h>
 #else
@@ -16,18 +20,46 @@ const char* gemm_library() { return "dnnl"; }
 const char* gemm_library() { return "openblas"; }
 #endif
 
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
+namespace {
+
+// Relaxed: the trainer sets it before any compute, and starting a parallel region orders it
+// before the workers' reads.
+std::atomic<MatmulPrecision> g_matmul_precision{MatmulPrecision::Fp32};
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
 #ifdef HG_GEMM_DNNL
   dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C,
              ldc);
 #else
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(M), static_cast<int>(N),
-              static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb),
-              beta, C, static_cast<int>(ldc));
+              static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta,
+              C, static_cast<int>(ldc));
 #endif
+}
+
+}  // namespace
+
+void set_matmul_precision(MatmulPrecision precision) {
+  g_matmul_precision.store(precision, std::memory_order_relaxed);
+}
+
+MatmulPrecision matmul_precision() { return g_matmul_precision.load(std::memory_order_relaxed); }
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  gemm(matmul_precision(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm(MatmulPrecision precision, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+          float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+          float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (precision == MatmulPrecision::Bf16)
+    gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
+    sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace hg

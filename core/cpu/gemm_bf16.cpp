@@ -1,0 +1,246 @@
+// The bf16 matrix product (core/gemm.h, ARCHITECTURE.md §9.1): each operand is rounded to
+// bfloat16 into the calling thread's buffers, then multiplied by oneDNN's bf16 matmul, which
+// accumulates and stores float32; or, without it and for tiny products, by sgemm over the
+// rounded values held as float32.
+#include "core/cpu/gemm_bf16.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/bf16.h"
+#include "core/gemm.h"
+#include "core/parallel_for.h"
+
+#ifdef HG_GEMM_DNNL
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+namespace hg {
+namespace {
+
+// Below this many multiply-adds (M·N·K) per thread a matmul's fixed cost per call (memory
+// handles, stream, waking the thread team) outweighs its rate, and rounded float32 operands
+// through sgemm are quicker. bench_gemm --shapes, Zen 4, GFLOP/s of the bf16 call through
+// sgemm / the matmul:
+//   16×144×64 (147k)   1 thread 73 / 81    2 threads 71 / 21-54 (load-dependent)
+//   64×64×64 (262k)    1 thread 82 / 135   2 threads 67 / 112
+// The attention's block products (16×144×64) run one per thread inside a parallel region, where
+// the matmul wins.
+constexpr int64_t kSmallProduct = int64_t{1} << 17;
+// Rounding runs on the rank's threads above this many elements; below, a thread team costs more.
+constexpr int64_t kParallelElements = int64_t{1} << 16;
+
+// A matrix as the caller stores it: rows × cols, row stride ld.
+struct Stored {
+  const float* data;
+  int64_t rows, cols, ld;
+};
+Stored stored(bool transposed, int64_t rows_of_op, int64_t cols_of_op, const float* data,
+              int64_t ld) {
+  return transposed ? Stored{data, cols_of_op, rows_of_op, ld}
+                    : Stored{data, rows_of_op, cols_of_op, ld};
+}
+
+// `in` converted element by element into dense out[rows × cols] (row stride cols).
+template <class Out, class Convert>
+void round_matrix(const Stored& in, Out* out, Convert convert) {
+  auto row = [&](int64_t r) {
+    const float* src = in.data + r * in.ld;
+    Out* dst = out + r * in.cols;
+    for (int64_t c = 0; c < in.cols; ++c) dst[c] = convert(src[c]);
+  };
+  if (in.rows * in.cols < kParallelElements) {
+    for (int64_t r = 0; r < in.rows; ++r) row(r);
+  } else {
+    parallel_for(in.rows, row);  // inside a parallel region this runs on the calling thread
+  }
+}
+
+// The calling thread's rounded operands: OpenMP workers (the attention's blocks) call gemm
+// concurrently. They grow to the largest product the thread has seen and never shrink.
+struct ThreadBuffers {
+  std::vector<float> a32, b32;     // the sgemm path
+  std::vector<uint16_t> a16, b16;  // the oneDNN path
+  std::vector<uint8_t> scratchpad;
+};
+ThreadBuffers& thread_buffers() {
+  thread_local ThreadBuffers buffers;
+  return buffers;
+}
+template <class T>
+T* grown(std::vector<T>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+// Rounded operands held as float32, then sgemm: a product of two bfloat16 is exact in float32,
+// so this is the bf16 product up to the order of the float32 sums.
+void gemm_rounded_fp32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const Stored& a, const Stored& b, float beta, float* C, int64_t ldc) {
+  ThreadBuffers& buffers = thread_buffers();
+  float* a32 = grown(buffers.a32, a.rows * a.cols);
+  float* b32 = grown(buffers.b32, b.rows * b.cols);
+  auto round = [](float x) { return round_to_bf16(x); };  // a lambda inlines; a pointer may not
+  round_matrix(a, a32, round);
+  round_matrix(b, b32, round);
+  // ld ≥ 1 even when K = 0, as BLAS asks.
+  gemm(MatmulPrecision::Fp32, trans_a, trans_b, M, N, K, alpha, a32, std::max<int64_t>(a.cols, 1),
+       b32, std::max<int64_t>(b.cols, 1), beta, C, ldc);
+}
+
+#ifdef HG_GEMM_DNNL
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// What a matmul primitive bakes in. The rounded copies are dense, so lda and ldb are not part of
+// it; alpha and beta are (output scale, sum post-op); so is the thread count, for which oneDNN
+// plans its work split at creation (matmul_threads).
+struct MatmulKey {
+  int64_t M, N, K, ldc;
+  bool trans_a, trans_b;
+  uint32_t alpha_bits, beta_bits;
+  int threads;
+  auto operator<=>(const MatmulKey&) const = default;
+};
+
+// A primitive and its memory objects, whose data handles are set at each call.
+struct Matmul {
+  dnnl::matmul primitive;
+  dnnl::memory src, weights, dst, scratchpad;
+  int64_t scratchpad_bytes;
+};
+
+Matmul make_matmul(const MatmulKey& k) {
+  using dims = dnnl::memory::dims;
+  using dt = dnnl::memory::data_type;
+  // op(A) [M,K] over the dense copy of A as stored: [M,K], or [K,M] read with swapped strides.
+  const dnnl::memory::desc src({k.M, k.K}, dt::bf16, k.trans_a ? dims{1, k.M} : dims{k.K, 1});
+  const dnnl::memory::desc weights({k.K, k.N}, dt::bf16, k.trans_b ? dims{1, k.K} : dims{k.N, 1});
+  const dnnl::memory::desc dst({k.M, k.N}, dt::f32, dims{k.ldc, 1});
+  dnnl::primitive_attr attr;
+  // The library's scratchpad is shared by all primitives and ties each to the thread that made
+  // it; ours is per calling thread.
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  const float alpha = std::bit_cast<float>(k.alpha_bits), beta = std::bit_cast<float>(k.beta_bits);
+  if (alpha != 1.0f) attr.set_output_scales(0, {alpha});  // applied before the sum post-op
+  if (beta != 0.0f) {
+    dnnl::post_ops ops;
+    ops.append_sum(beta);  // dst = alpha·(src·weights) + beta·dst, in float32
+    attr.set_post_ops(ops);
+  }
+  const dnnl::engine& engine = cpu_engine();
+  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), attr, engine);
+  const dnnl::memory::desc scratchpad = pd.scratchpad_desc();
+  return {dnnl::matmul(pd),
+          dnnl::memory(src, engine, nullptr),
+          dnnl::memory(weights, engine, nullptr),
+          dnnl::memory(dst, engine, nullptr),
+          dnnl::memory(scratchpad, engine, nullptr),
+          static_cast<int64_t>(scratchpad.get_size())};
+}
+
+#endif  // HG_GEMM_DNNL
+
+// The threads a product runs on: oneDNN, like sgemm, runs on the caller alone inside a parallel
+// region.
+int matmul_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
+
+// bf16_matmul_supported, asked once.
+bool native_bf16() {
+  static const bool supported = bf16_matmul_supported();
+  return supported;
+}
+
+}  // namespace
+
+bool bf16_matmul_supported(std::string* reason) {
+#ifdef HG_GEMM_DNNL
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto needed = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+  if ((isa & needed) == needed) return true;
+  if (reason) {
+    char text[160];
+    std::snprintf(text, sizeof text,
+                  "this CPU has no AVX512-BF16 (oneDNN's best instruction set here: dnnl_cpu_isa "
+                  "0x%x), so bf16 matrix products would be slower than fp32",
+                  isa);
+    *reason = text;
+  }
+#else
+  if (reason)
+    *reason =
+        "hourglass was built with OpenBLAS (HG_GEMM=openblas), which has no bf16 matrix "
+        "product; rebuild with HG_GEMM=dnnl on a CPU with AVX512-BF16";
+#endif
+  return false;
+}
+
+#ifdef HG_GEMM_DNNL
+// oneDNN's bf16 matmul is deterministic for a fixed primitive and thread count (each output
+// element's K sum is split and ordered the same way every call).
+bool gemm_bf16_rounded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const uint16_t* A, const uint16_t* B, float beta, float* C, int64_t ldc) {
+  if (!native_bf16()) return false;
+  // Per thread, so no lock: one entry per distinct product the thread runs (a model has tens).
+  thread_local std::map<MatmulKey, Matmul> cache;
+  thread_local dnnl::stream stream(cpu_engine());
+  const MatmulKey key{M,
+                      N,
+                      K,
+                      ldc,
+                      trans_a,
+                      trans_b,
+                      std::bit_cast<uint32_t>(alpha),
+                      std::bit_cast<uint32_t>(beta),
+                      matmul_threads()};
+  auto entry = cache.find(key);
+  if (entry == cache.end()) entry = cache.emplace(key, make_matmul(key)).first;
+  Matmul& matmul = entry->second;
+  // oneDNN reads but never writes src and weights; its handles are not const.
+  matmul.src.set_data_handle(const_cast<uint16_t*>(A));
+  matmul.weights.set_data_handle(const_cast<uint16_t*>(B));
+  matmul.dst.set_data_handle(C);
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, matmul.src}, {DNNL_ARG_WEIGHTS, matmul.weights}, {DNNL_ARG_DST, matmul.dst}};
+  if (matmul.scratchpad_bytes > 0) {
+    matmul.scratchpad.set_data_handle(grown(thread_buffers().scratchpad, matmul.scratchpad_bytes));
+    args.emplace(DNNL_ARG_SCRATCHPAD, matmul.scratchpad);
+  }
+  matmul.primitive.execute(stream, args);
+  stream.wait();
+  return true;
+}
+#else
+bool gemm_bf16_rounded(bool, bool, int64_t, int64_t, int64_t, float, const uint16_t*,
+                       const uint16_t*, float, float*, int64_t) {
+  return false;
+}
+#endif
+
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+               int64_t ldc) {
+  const Stored a = stored(trans_a, M, K, A, lda), b = stored(trans_b, K, N, B, ldb);
+  if (K > 0 && M * N * K >= kSmallProduct * matmul_threads() && native_bf16()) {
+    ThreadBuffers& buffers = thread_buffers();
+    uint16_t* a16 = grown(buffers.a16, a.rows * a.cols);
+    uint16_t* b16 = grown(buffers.b16, b.rows * b.cols);
+    auto round = [](float x) { return bf16_bits(x); };
+    round_matrix(a, a16, round);
+    round_matrix(b, b16, round);
+    if (gemm_bf16_rounded(trans_a, trans_b, M, N, K, alpha, a16, b16, beta, C, ldc)) return;
+  }
+  gemm_rounded_fp32(trans_a, trans_b, M, N, K, alpha, a, b, beta, C, ldc);
+}
+
+}  // namespace hg
