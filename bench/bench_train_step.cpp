@@ -4,6 +4,8 @@
 //
 //   OMP_NUM_THREADS=1 bench_train_step [--steps N] [--warmup N] [--micro-batches 8,2]
 //                                      [--recompute none|blocks]   (train.recompute)
+//                                      [--precision fp32|bf16]     (train.precision; bf16 also
+//                                       times fp32 in the same run and prints the speed-up)
 //
 // Prints, per micro-batch size: tokens/s, model FLOPs per step (analytic, and the cost model's
 // plan_units estimate), model FLOP/s, the machine's own sgemm FLOP/s measured in this run on the
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "bench/common.h"
+#include "core/enum_names.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
 #include "core/tensor.h"
@@ -64,8 +67,9 @@ struct Rate {
   double wall = 0, cpu = 0;
 };
 
-// Best sgemm rate of C[M,N] = A[M,K] B[K,N] over `reps` calls, through hg::gemm.
-Rate sgemm_rate(int64_t M, int64_t N, int64_t K, int reps) {
+// Best rate of C[M,N] = A[M,K] B[K,N] over `reps` calls, through hg::gemm at `precision`
+// (bf16: the operands' rounding included, as the model pays it).
+Rate gemm_rate(hg::MatmulPrecision precision, int64_t M, int64_t N, int64_t K, int reps) {
   hg::Tensor a({M, K}), b({K, N}), c({M, N});
   a.fill(0.5f);
   b.fill(0.25f);
@@ -73,7 +77,7 @@ Rate sgemm_rate(int64_t M, int64_t N, int64_t K, int reps) {
   for (int r = 0; r < reps; ++r) {
     const auto start = Clock::now();
     const double cpu_start = cpu_seconds();
-    hg::gemm(false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f, c.data(), N);
+    hg::gemm(precision, false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f, c.data(), N);
     best = std::min(best, seconds_since(start));
     best_cpu = std::min(best_cpu, cpu_seconds() - cpu_start);
   }
@@ -137,122 +141,145 @@ std::vector<int> parse_list(const std::string& text) {
   return out;
 }
 
-// The sgemm peak, then for each micro-batch size the timed steps and their figures.
-void run(int steps, int warmup, const std::vector<int>& micro_batches, bool recompute) {
-  const int threads = hg::num_threads();
-  std::printf("bench_train_step: %d thread(s), gemm library %s\n", threads, hg::gemm_library());
-
-  // The peak: best sgemm rate over a square product and the model's own large shapes
-  // (B·L = 6144 rows at micro-batch 8), on the threads the model uses.
+// The peak at `precision`: the best rate over a square product and the model's own large shapes
+// (B·L = 6144 rows at micro-batch 8), on the threads the model uses.
+Rate measure_peak(hg::MatmulPrecision precision) {
   struct Shape {
     int64_t M, N, K;
   };
   const Shape shapes[] = {
       {1024, 1024, 1024}, {6144, 256, 256}, {6144, 1024, 256}, {6144, 256, 1024}};
+  const char* name = hg::enum_name(precision);
   Rate peak;
   for (const Shape& s : shapes) {
-    const Rate rate = sgemm_rate(s.M, s.N, s.K, 10);
-    std::printf("  sgemm %5lldx%4lldx%4lld: %6.1f GFLOP/s, %6.1f GFLOP per CPU s\n",
+    const Rate rate = gemm_rate(precision, s.M, s.N, s.K, 10);
+    std::printf("  %s gemm %5lldx%4lldx%4lld: %6.1f GFLOP/s, %6.1f GFLOP per CPU s\n", name,
                 static_cast<long long>(s.M), static_cast<long long>(s.N),
                 static_cast<long long>(s.K), rate.wall / 1e9, rate.cpu / 1e9);
     peak.wall = std::max(peak.wall, rate.wall);
     peak.cpu = std::max(peak.cpu, rate.cpu);
   }
-  std::printf("  peak used for MFU (best of the above): %.1f GFLOP/s, %.1f GFLOP per CPU s\n",
-              peak.wall / 1e9, peak.cpu / 1e9);
+  std::printf("  %s peak used for MFU (best of the above): %.1f GFLOP/s, %.1f GFLOP per CPU s\n",
+              name, peak.wall / 1e9, peak.cpu / 1e9);
+  return peak;
+}
 
-  for (int micro_batch : micro_batches) {
-    std::string ini = kReferenceIni;
-    ini += "micro_batch = " + std::to_string(micro_batch) + "\n";
-    const hg::Config config = hg::config_from_ini(ini);
-    const int L = config.train.seq_len, batch = config.train.batch;
+// What the timed steps of one model measured.
+struct StepTimes {
+  double best = 1e30, total = 0, best_cpu = 1e30, loss = 0;
+  uint64_t fingerprint = 0;
+  std::map<std::string, double> unit_wall[2], unit_cpu[2];  // by kind; [0] forward, [1] backward
+};
 
-    hg::StageModel model(config.model, L, 0, -1, hg::TensorParallel{}, recompute);
-    model.params().init_all(config.train.seed);
-    const std::vector<int32_t> tokens =
-        hg::bench::random_tokens(static_cast<int64_t>(batch) * (L + 1), config.model.vocab_size,
-                                 config.train.seed, config.train.seed);
-    std::vector<hg::TokenBatch> mbs;
-    for (int s = 0; s < batch; s += micro_batch)
-      mbs.push_back({tokens.data() + static_cast<int64_t>(s) * (L + 1), micro_batch, s});
+StepTimes time_steps(const hg::Config& config, bool recompute, int steps, int warmup) {
+  const int L = config.train.seq_len, batch = config.train.batch;
+  const int micro_batch = config.train.micro_batch;
+  hg::StageModel model(config.model, L, 0, -1, hg::TensorParallel{}, recompute);
+  model.params().init_all(config.train.seed);
+  const std::vector<int32_t> tokens =
+      hg::bench::random_tokens(static_cast<int64_t>(batch) * (L + 1), config.model.vocab_size,
+                               config.train.seed, config.train.seed);
+  std::vector<hg::TokenBatch> mbs;
+  for (int s = 0; s < batch; s += micro_batch)
+    mbs.push_back({tokens.data() + static_cast<int64_t>(s) * (L + 1), micro_batch, s});
 
-    // Unit times of the timed steps, by kind and direction: wall and CPU seconds.
-    std::map<std::string, double> unit_wall[2], unit_cpu[2];
-    bool timing = false;
-    Clock::time_point unit_start;
-    double unit_cpu_start = 0;
-    model.set_unit_observer([&](int unit, bool backward, bool finished) {
-      if (!finished) {
-        unit_start = Clock::now();
-        unit_cpu_start = cpu_seconds();
-      } else if (timing) {
-        const char* kind = kind_name(model.plans()[unit].kind);
-        unit_wall[backward][kind] += seconds_since(unit_start);
-        unit_cpu[backward][kind] += cpu_seconds() - unit_cpu_start;
-      }
-    });
-
-    double plan_flops = 0;
-    for (const hg::UnitPlan& p : model.plans()) plan_flops += p.flops;
-    plan_flops *= batch;
-    const double flops = model_flops_per_sequence(config) * batch;
-
-    double best = 1e30, total = 0, best_cpu = 1e30, loss = 0;
-    for (int s = 0; s < warmup + steps; ++s) {
-      timing = s >= warmup;
-      const auto start = Clock::now();
-      const double cpu_start = cpu_seconds();
-      const hg::StepMetrics metrics = hg::train_step(model, config, s, mbs);
-      const double seconds = seconds_since(start);
-      loss = metrics.loss;
-      if (timing) {
-        best = std::min(best, seconds);
-        best_cpu = std::min(best_cpu, cpu_seconds() - cpu_start);
-        total += seconds;
-      }
+  StepTimes t;
+  bool timing = false;
+  Clock::time_point unit_start;
+  double unit_cpu_start = 0;
+  model.set_unit_observer([&](int unit, bool backward, bool finished) {
+    if (!finished) {
+      unit_start = Clock::now();
+      unit_cpu_start = cpu_seconds();
+    } else if (timing) {
+      const char* kind = kind_name(model.plans()[unit].kind);
+      t.unit_wall[backward][kind] += seconds_since(unit_start);
+      t.unit_cpu[backward][kind] += cpu_seconds() - unit_cpu_start;
     }
-    // A fingerprint of the trained parameters: bit-identical runs (any thread count, any
-    // change that claims to keep the numerics) print the same value.
-    uint64_t fingerprint = 0;
-    for (const auto& [name, p] : model.params().all())
-      fingerprint = fingerprint * 31 +
+  });
+  for (int s = 0; s < warmup + steps; ++s) {
+    timing = s >= warmup;
+    const auto start = Clock::now();
+    const double cpu_start = cpu_seconds();
+    const hg::StepMetrics metrics = hg::train_step(model, config, s, mbs);
+    const double seconds = seconds_since(start);
+    t.loss = metrics.loss;
+    if (timing) {
+      t.best = std::min(t.best, seconds);
+      t.best_cpu = std::min(t.best_cpu, cpu_seconds() - cpu_start);
+      t.total += seconds;
+    }
+  }
+  // A fingerprint of the trained parameters: bit-identical runs (any thread count, any
+  // change that claims to keep the numerics) print the same value.
+  for (const auto& [name, p] : model.params().all())
+    t.fingerprint = t.fingerprint * 31 +
                     hg::hash_name(std::string_view(reinterpret_cast<const char*>(p.value.data()),
                                                    sizeof(float) * p.value.numel()));
-    const double tokens_per_step = static_cast<double>(batch) * L;
-    std::printf("\nmicro_batch %d (batch %d x seq_len %d, %d steps after %d warm-up)\n",
-                micro_batch, batch, L, steps, warmup);
-    std::printf("  last loss %.9g, parameter fingerprint %016llx\n", loss,
-                static_cast<unsigned long long>(fingerprint));
-    std::printf(
-        "  step time        best %.3f s, mean %.3f s (wall); best %.3f CPU s (%.2f cores busy)\n",
-        best, total / steps, best_cpu, best_cpu / best);
-    std::printf("  tokens/s         %.0f (best step), %.0f (mean); %.0f tokens per CPU s\n",
-                tokens_per_step / best, tokens_per_step * steps / total,
-                tokens_per_step / best_cpu);
-    std::printf("  model FLOPs/step %.1f GFLOP analytic, %.1f GFLOP cost model (plan_units)\n",
-                flops / 1e9, plan_flops / 1e9);
-    std::printf("  model FLOP/s     %.1f GFLOP/s (best step), %.1f GFLOP per CPU s\n",
-                flops / best / 1e9, flops / best_cpu / 1e9);
-    std::printf("  MFU              %.1f%% of the measured sgemm peak %.1f GFLOP/s (wall)\n",
-                100.0 * flops / best / peak.wall, peak.wall / 1e9);
-    std::printf("  MFU per CPU s    %.1f%% (model FLOP per CPU s / sgemm FLOP per CPU s)\n",
-                100.0 * (flops / best_cpu) / peak.cpu);
-    std::printf("  time per step by unit kind (mean over timed steps, ms; wall | CPU):\n");
-    std::printf("    %-8s %19s %19s\n", "kind", "forward", "backward");
-    double unit_total = 0;
-    for (const char* kind : {"embed", "blocks", "norm", "down", "up", "head"}) {
-      const double f = unit_wall[0][kind] / steps, b = unit_wall[1][kind] / steps;
-      unit_total += f + b;
-      std::printf("    %-8s %9.1f|%9.1f %9.1f|%9.1f\n", kind, 1e3 * f,
-                  1e3 * unit_cpu[0][kind] / steps, 1e3 * b, 1e3 * unit_cpu[1][kind] / steps);
-    }
-    std::printf("    units total %.1f ms wall, rest of the step (optimizer, grad norm) %.1f ms\n",
-                1e3 * unit_total, 1e3 * (total / steps - unit_total));
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
-    std::printf("  peak RSS so far  %.0f MB (the process's high-water mark: run one micro-batch size "
-                "per process to compare)\n",
-                usage.ru_maxrss / 1024.0);
+  return t;
+}
+
+void report(const hg::Config& config, const char* precision, const StepTimes& t, const Rate& peak,
+            int steps, int warmup) {
+  const int L = config.train.seq_len, batch = config.train.batch;
+  const double flops = model_flops_per_sequence(config) * batch;
+  const double tokens_per_step = static_cast<double>(batch) * L;
+  std::printf("\nmicro_batch %d, %s (batch %d x seq_len %d, %d steps after %d warm-up)\n",
+              config.train.micro_batch, precision, batch, L, steps, warmup);
+  std::printf("  last loss %.9g, parameter fingerprint %016llx\n", t.loss,
+              static_cast<unsigned long long>(t.fingerprint));
+  std::printf(
+      "  step time        best %.3f s, mean %.3f s (wall); best %.3f CPU s (%.2f cores busy)\n",
+      t.best, t.total / steps, t.best_cpu, t.best_cpu / t.best);
+  std::printf("  tokens/s         %.0f (best step), %.0f (mean); %.0f tokens per CPU s\n",
+              tokens_per_step / t.best, tokens_per_step * steps / t.total,
+              tokens_per_step / t.best_cpu);
+  std::printf("  model FLOPs/step %.1f GFLOP analytic\n", flops / 1e9);
+  std::printf("  model FLOP/s     %.1f GFLOP/s (best step), %.1f GFLOP per CPU s\n",
+              flops / t.best / 1e9, flops / t.best_cpu / 1e9);
+  std::printf("  MFU              %.1f%% of the measured %s gemm peak %.1f GFLOP/s (wall)\n",
+              100.0 * flops / t.best / peak.wall, precision, peak.wall / 1e9);
+  std::printf("  MFU per CPU s    %.1f%% (model FLOP per CPU s / gemm FLOP per CPU s)\n",
+              100.0 * (flops / t.best_cpu) / peak.cpu);
+  std::printf("  time per step by unit kind (mean over timed steps, ms; wall | CPU):\n");
+  std::printf("    %-8s %19s %19s\n", "kind", "forward", "backward");
+  double unit_total = 0;
+  for (const char* kind : {"embed", "blocks", "norm", "down", "up", "head"}) {
+    const double f = t.unit_wall[0].count(kind) ? t.unit_wall[0].at(kind) / steps : 0;
+    const double b = t.unit_wall[1].count(kind) ? t.unit_wall[1].at(kind) / steps : 0;
+    unit_total += f + b;
+    std::printf("    %-8s %9.1f|%9.1f %9.1f|%9.1f\n", kind, 1e3 * f,
+                1e3 * (t.unit_cpu[0].count(kind) ? t.unit_cpu[0].at(kind) / steps : 0), 1e3 * b,
+                1e3 * (t.unit_cpu[1].count(kind) ? t.unit_cpu[1].at(kind) / steps : 0));
+  }
+  std::printf("    units total %.1f ms wall, rest of the step (optimizer, grad norm) %.1f ms\n",
+              1e3 * unit_total, 1e3 * (t.total / steps - unit_total));
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  std::printf("  peak RSS so far  %.0f MB (the process's high-water mark: run one micro-batch size "
+              "per process to compare)\n",
+              usage.ru_maxrss / 1024.0);
+}
+
+// The peaks, then for each micro-batch size the timed steps in fp32 and, with bf16, the same
+// steps in bf16 and the speed-up of one over the other (both measured in this run).
+void run(int steps, int warmup, const std::vector<int>& micro_batches, bool recompute,
+         bool bf16) {
+  std::printf("bench_train_step: %d thread(s), gemm library %s\n", hg::num_threads(),
+              hg::gemm_library());
+  const Rate fp32_peak = measure_peak(hg::MatmulPrecision::Fp32);
+  const Rate bf16_peak = bf16 ? measure_peak(hg::MatmulPrecision::Bf16) : Rate{};
+  for (int micro_batch : micro_batches) {
+    const hg::Config config =
+        hg::config_from_ini(kReferenceIni + ("micro_batch = " + std::to_string(micro_batch) + "\n"));
+    const StepTimes fp32 = time_steps(config, recompute, steps, warmup);
+    report(config, "fp32", fp32, fp32_peak, steps, warmup);
+    if (!bf16) continue;
+    const hg::MatmulPrecisionScope scope(hg::MatmulPrecision::Bf16);
+    const StepTimes half = time_steps(config, recompute, steps, warmup);
+    report(config, "bf16", half, bf16_peak, steps, warmup);
+    std::printf("  bf16 speed-up    %.2fx the fp32 step (best step against best step)\n",
+                fp32.best / half.best);
   }
 }
 
@@ -262,13 +289,16 @@ int main(int argc, char** argv) {
   return hg::bench::run_main("bench_train_step", [&] {
     hg::bench::Flags flags(
         argc, argv,
-        "bench_train_step [--steps N] [--warmup N] [--micro-batches 8,2] [--recompute none|blocks]");
+        "bench_train_step [--steps N] [--warmup N] [--micro-batches 8,2] [--recompute none|blocks] "
+        "[--precision fp32|bf16]");
     const int steps = flags.integer("--steps", 3), warmup = flags.integer("--warmup", 1);
     const std::vector<int> micro_batches = parse_list(flags.text("--micro-batches", "8,2"));
     const std::string recompute = flags.text("--recompute", "none");
     hg::require(recompute == "none" || recompute == "blocks", "--recompute is none or blocks");
+    const std::string precision = flags.text("--precision", "fp32");
+    hg::require(precision == "fp32" || precision == "bf16", "--precision is fp32 or bf16");
     flags.done();
-    run(steps, warmup, micro_batches, recompute == "blocks");
+    run(steps, warmup, micro_batches, recompute == "blocks", precision == "bf16");
     return 0;
   });
 }

@@ -3,6 +3,11 @@
 comparison: what a user would otherwise run on the same CPU threads.
 
     OMP_NUM_THREADS=1 python3 scripts/bench_pytorch.py [--steps N] [--micro-batches 8,2]
+                                                      [--precision fp32|bf16]
+
+--precision bf16 is what a PyTorch user does for mixed precision on the CPU: the forward under
+torch.autocast("cpu", dtype=torch.bfloat16) (matmuls in bf16, fp32 master weights), to set beside
+`bench_train_step --precision bf16`; the MFU is then against torch's bf16 matmul peak.
 
 Same model and layer shapes (ARCHITECTURE.md §1): hierarchy "2@1 4@3 2@1", d 256, 4 heads,
 ffn 1024 (relu2), seq_len 768, long-short attention (window 128, chunk 16, rank 1, DConv, RoPE,
@@ -162,17 +167,17 @@ def model_flops_per_sequence():  # the C++ benchmark's analytic count (see its c
     return 3 * fwd
 
 
-def matmul_peak(reps=10):
+def matmul_peak(dtype=torch.float32, reps=10):
     best = 0.0
     for m, n, k in ((1024, 1024, 1024), (6144, 256, 256), (6144, 1024, 256), (6144, 256, 1024)):
-        a, b = torch.randn(m, k), torch.randn(k, n)
+        a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
         t_best = 1e30
         for _ in range(reps):
             t = time.perf_counter()
             a @ b
             t_best = min(t_best, time.perf_counter() - t)
         rate = 2.0 * m * n * k / t_best
-        print(f"  torch matmul {m:5d}x{n:4d}x{k:4d}: {rate / 1e9:6.1f} GFLOP/s")
+        print(f"  torch matmul {str(dtype)[6:]} {m:5d}x{n:4d}x{k:4d}: {rate / 1e9:6.1f} GFLOP/s")
         best = max(best, rate)
     return best
 
@@ -182,12 +187,14 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--micro-batches", default="8,2")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
+    bf16 = args.precision == "bf16"
     threads = int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     print(f"bench_pytorch: torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    peak = matmul_peak()
+    peak = matmul_peak(torch.bfloat16 if bf16 else torch.float32)
     print(f"  peak used for MFU (best of the above): {peak / 1e9:.1f} GFLOP/s")
     tokens = torch.randint(0, V, (BATCH, L + 1))
     flops = model_flops_per_sequence() * BATCH
@@ -205,7 +212,8 @@ def main():
             opt.zero_grad(set_to_none=True)
             for s in range(0, BATCH, mb):
                 x, y = tokens[s:s + mb, :-1], tokens[s:s + mb, 1:]
-                loss = model(x, y) * (mb / BATCH)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    loss = model(x, y) * (mb / BATCH)
                 loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -215,7 +223,7 @@ def main():
                 best_cpu = min(best_cpu, time.process_time() - cpu_start)
                 total += seconds
         tok = BATCH * L
-        print(f"\nmicro_batch {mb} ({args.steps} steps after {args.warmup} warm-up, last loss {loss.item() * BATCH / mb:.4f})")
+        print(f"\nmicro_batch {mb}, {args.precision} ({args.steps} steps after {args.warmup} warm-up, last loss {loss.item() * BATCH / mb:.4f})")
         print(f"  step time        best {best:.3f} s, mean {total / args.steps:.3f} s (wall); "
               f"best {best_cpu:.3f} CPU s")
         print(f"  tokens/s         {tok / best:.0f} (best step), {tok * args.steps / total:.0f} (mean); "

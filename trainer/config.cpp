@@ -194,6 +194,7 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(train, seed),
       HG_KEY(train, matformer),
       HG_KEY(train, recompute),
+      HG_KEY(train, precision),
       HG_KEY(data, dir),
       HG_KEY(parallel, dp),
       HG_KEY(parallel, pp),

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/device.h"
+#include "core/gemm.h"
 #include "model/model_config.h"
 #include "parallel/schedule.h"
 
@@ -43,6 +44,8 @@ struct TrainConfig {
   uint64_t seed = 1;
   Matformer matformer = Matformer::Off;
   Recompute recompute = Recompute::None;
+  // Operands of every matrix product rounded to bf16, fp32 accumulation (§9.1; core/gemm.h).
+  MatmulPrecision precision = MatmulPrecision::Fp32;
 };
 
 struct DataConfig {

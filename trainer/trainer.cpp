@@ -15,6 +15,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/checkpoint_io.h"
 #include "checkpoint/checkpoint_store.h"
+#include "core/enum_names.h"
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
@@ -256,6 +257,15 @@ void open_data(TrainingRun& run) {
                                              run.grid->dp_rank(), config.train.micro_batch);
 }
 
+// train.precision for every matrix product of this process (core/gemm.h), refused where the CPU
+// cannot multiply bf16 natively (a slow bf16 would defeat its purpose).
+void set_training_precision(MatmulPrecision precision) {
+  std::string why;
+  require(precision == MatmulPrecision::Fp32 || bf16_matmul_supported(&why),
+          "train.precision = bf16: " + why + "; use --train.precision fp32");
+  set_matmul_precision(precision);
+}
+
 // Every check that can fail on bad input, before any compute; collective.
 void set_up(TrainingRun& run, const std::vector<std::string>& args) {
   collective_setup(MPI_COMM_WORLD, [&] {
@@ -272,6 +282,7 @@ void set_up(TrainingRun& run, const std::vector<std::string>& args) {
     run.comms = make_mpi_communicators(*run.grid);
     comm::set_timeout(config.parallel.timeout);
     set_num_threads(config.run.threads);
+    set_training_precision(config.train.precision);
     check_run_directories(run);
     build_stage(run);
     open_data(run);
@@ -284,7 +295,7 @@ void print_layout(const TrainingRun& run) {
   std::printf("# hourglass train: resolved configuration\n%s\n", config.to_ini().c_str());
   std::printf(
       "layout: dp %d x pp %d x tp %d = %d ranks, schedule %s%s, %d threads per rank, "
-      "matrix products by %s\n",
+      "matrix products by %s in %s\n",
       config.parallel.dp, config.parallel.pp, config.parallel.tp, run.grid->size(),
       schedule_name(config.parallel.schedule),
       config.parallel.virtual_stages > 1
@@ -292,7 +303,7 @@ void print_layout(const TrainingRun& run) {
              " virtual stages per rank: stage k below runs on rank k mod pp)")
                 .c_str()
           : "",
-      num_threads(), gemm_library());
+      num_threads(), gemm_library(), enum_name(config.train.precision));
   std::printf("%s\n", format_partition(run.infos, run.first).c_str());
   std::fflush(stdout);
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "core/gemm.h"
 #include "model/tensor_parallel.h"
 #include "model/units.h"
 #include "parallel/partition.h"
@@ -52,6 +53,7 @@ uint64_t parameter_hash(const ParamStore& store) {
 DistributedRun run_distributed(const Config& config, MPI_Comm comm, int steps,
                                uint64_t token_seed) {
   DistributedRun r;
+  const MatmulPrecisionScope precision(config.train.precision);  // as the trainer sets it
   r.grid = std::make_unique<ProcessGrid>(config.parallel.dp, config.parallel.pp, config.parallel.tp,
                                          comm);
   const ProcessGrid& grid = *r.grid;

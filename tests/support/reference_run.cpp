@@ -3,6 +3,7 @@
 #include <map>
 #include <string>
 
+#include "core/gemm.h"
 #include "tests/support/tiny_models.h"
 
 namespace hg::testing {
@@ -14,6 +15,7 @@ std::vector<int32_t> step_tokens(const Config& config, int64_t s, uint64_t token
 
 ReferenceRun single_process_run(const Config& config, int steps, uint64_t token_seed) {
   ReferenceRun r;
+  const MatmulPrecisionScope precision(config.train.precision);  // as the trainer sets it
   r.model = std::make_unique<StageModel>(config.model, config.train.seq_len, 0, -1,
                                          TensorParallel{}, recompute_blocks(config.train));
   r.model->params().init_all(config.train.seed);

@@ -219,6 +219,8 @@ TEST(Config, ChoiceKeysParseOnceIntoEnums) {
                                        [](const Config& c) { return c.model.activation; });
   expect_choice_round_trip<Matformer>("train.matformer",
                                       [](const Config& c) { return c.train.matformer; });
+  expect_choice_round_trip<MatmulPrecision>(
+      "train.precision", [](const Config& c) { return c.train.precision; });
   expect_choice_round_trip<Recompute>("train.recompute",
                                       [](const Config& c) { return c.train.recompute; });
   expect_choice_round_trip<Device>("run.device", [](const Config& c) { return c.run.device; });

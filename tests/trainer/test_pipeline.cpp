@@ -160,6 +160,12 @@ std::vector<Layout> layouts() {
        2},
       {"dp2_pp2_interleaved_v2_m4", three + dropout + train_section(24, 8, 1), 2, 2, "interleaved",
        "", 2},
+      // train.precision bf16 (§9.1): the same products on every layout, so the same bits.
+      {"pp3_1f1b_m4_bf16", three + train_section(24, 8, 2, "precision = bf16\n"), 1, 3, "1f1b"},
+      {"dp2_pp2_bf16_dropout", three + dropout + train_section(24, 8, 1, "precision = bf16\n"), 2,
+       2, "1f1b"},
+      {"pp2_interleaved_v2_m4_bf16", three + train_section(24, 8, 2, "precision = bf16\n"), 1, 2,
+       "interleaved", "", 2},
   };
 }
 
