@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "data/prep.h"
 #include "plan/plan.h"
 #include "trainer/inference.h"
+#include "trainer/config.h"
 #include "trainer/stop_signals.h"
 #include "trainer/trainer.h"
 
@@ -29,6 +31,35 @@ const char* kUsage =
     "  extract  --checkpoint FILE --ffn-widths W|W0,W1,... --output FILE\n"
     "  plan     [--config FILE.ini] [--section.key value ...] [--cluster FILE.ini]\n"
     "           [--cluster.key value ...] [--plan.key value ...] [--calibrate]   (docs/scaling.md)\n";
+
+bool wants_help(const std::vector<std::string>& args) {
+  for (const std::string& a : args)
+    if (a == "--help" || a == "-h") return true;
+  return false;
+}
+
+// `hourglass <command> --help`: the command's lines of the usage, and for train (and plan, which
+// reads the same run configuration) every configuration key. Exit 0; unknown commands exit 2.
+int print_help(const std::string& command) {
+  std::string lines;
+  bool in_command = false;
+  std::istringstream usage(kUsage);
+  for (std::string line; std::getline(usage, line);) {
+    const bool starts = line.rfind("  " + command + " ", 0) == 0;
+    const bool continues = in_command && line.rfind("           ", 0) == 0;
+    in_command = starts || continues;
+    if (in_command) lines += line + "\n";
+  }
+  if (lines.empty()) {
+    std::fprintf(stderr, "hourglass: unknown command '%s'\n%s", command.c_str(), kUsage);
+    return hg::kExitUsage;
+  }
+  std::printf("usage: hourglass %s\n%s", command.c_str(), lines.c_str());
+  if (command == "train" || command == "plan")
+    std::printf("\nconfiguration keys (INI [section] key = value, or --section.key value):\n%s",
+                hg::describe_configuration().c_str());
+  return hg::kExitOk;
+}
 
 int run_train(int argc, char** argv, const std::vector<std::string>& args) {
   int provided = 0;
@@ -61,6 +92,7 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
+  if (command != "prep" && wants_help(args)) return print_help(command);  // prep has its own
   if (command == "train") {
     // Before MPI_Init and the first OpenMP region: every thread they create inherits the mask.
     hg::start_stop_signal_watcher();

@@ -135,6 +135,7 @@ struct KeySpec {
   std::string choices;   // "a|b" for enumerations, empty otherwise
   bool omit_when_empty;  // optional lists: absent from to_ini() when unset (as in the fixtures)
   std::string expected;  // what a valid spelling looks like
+  const char* meaning;   // one line for --help
   std::function<bool(Config&, const std::string&)> read;
   std::function<std::string(const Config&)> write;
 
@@ -142,7 +143,8 @@ struct KeySpec {
 };
 
 template <class Part, class T>
-KeySpec bind_key(const char* section, const char* name, Part Config::*part, T Part::*member) {
+KeySpec bind_key(const char* section, const char* name, Part Config::*part, T Part::*member,
+                 const char* meaning) {
   std::string choices;
   if constexpr (std::is_enum_v<T>) choices = enum_choices<T>("|");
   return {section,
@@ -150,73 +152,74 @@ KeySpec bind_key(const char* section, const char* name, Part Config::*part, T Pa
           choices,
           std::is_same_v<T, std::vector<int>>,
           expected_spelling<T>(),
+          meaning,
           [=](Config& c, const std::string& text) { return parse_text(text, (c.*part).*member); },
           [=](const Config& c) { return format_value((c.*part).*member); }};
 }
 
 // Key name = member name, so the macro cannot bind a key to the wrong member.
-#define HG_KEY(section, key) \
-  bind_key(#section, #key, &Config::section, &decltype(Config::section)::key)
+#define HG_KEY(section, key, meaning) \
+  bind_key(#section, #key, &Config::section, &decltype(Config::section)::key, meaning)
 
 // Every key in to_ini() order: sections as in ARCHITECTURE.md §8, keys as in its table.
 const std::vector<KeySpec>& key_table() {
   static const std::vector<KeySpec> table = {
-      HG_KEY(model, vocab_size),
-      HG_KEY(model, d_model),
-      HG_KEY(model, heads),
-      HG_KEY(model, ffn),
-      HG_KEY(model, ffn_widths),
-      HG_KEY(model, hierarchy),
-      HG_KEY(model, attention),
-      HG_KEY(model, window),
-      HG_KEY(model, chunk),
-      HG_KEY(model, rank),
-      HG_KEY(model, positions),
-      HG_KEY(model, downsample),
-      HG_KEY(model, upsample),
-      HG_KEY(model, resampling),
-      HG_KEY(model, activation),
-      HG_KEY(model, dconv),
-      HG_KEY(model, ffn_granularities),
-      HG_KEY(model, dropout),
-      HG_KEY(train, seq_len),
-      HG_KEY(train, batch),
-      HG_KEY(train, micro_batch),
-      HG_KEY(train, steps),
-      HG_KEY(train, lr),
-      HG_KEY(train, warmup),
-      HG_KEY(train, min_lr_ratio),
-      HG_KEY(train, weight_decay),
-      HG_KEY(train, beta1),
-      HG_KEY(train, beta2),
-      HG_KEY(train, eps),
-      HG_KEY(train, grad_clip),
-      HG_KEY(train, seed),
-      HG_KEY(train, matformer),
-      HG_KEY(train, recompute),
-      HG_KEY(train, precision),
-      HG_KEY(data, dir),
-      HG_KEY(parallel, dp),
-      HG_KEY(parallel, pp),
-      HG_KEY(parallel, tp),
-      HG_KEY(parallel, schedule),
-      HG_KEY(parallel, virtual_stages),
-      HG_KEY(parallel, stages),
-      HG_KEY(parallel, timeout),
-      HG_KEY(parallel, grad_bucket_mb),
-      HG_KEY(checkpoint, dir),
-      HG_KEY(checkpoint, every),
-      HG_KEY(checkpoint, keep),
-      HG_KEY(checkpoint, resume),
-      HG_KEY(checkpoint, init_from),
-      HG_KEY(log, every),
-      HG_KEY(log, metrics),
-      HG_KEY(log, trace),
-      HG_KEY(run, dir),
-      HG_KEY(run, threads),
-      HG_KEY(run, device),
-      HG_KEY(run, time_limit),
-      HG_KEY(run, memory_limit_gb),
+      HG_KEY(model, vocab_size, "token alphabet size V (256 for bytes; the data's vocabulary must fit)"),
+      HG_KEY(model, d_model, "model width d"),
+      HG_KEY(model, heads, "attention heads H (d_model / heads = head width e)"),
+      HG_KEY(model, ffn, "FFN hidden width F of every block"),
+      HG_KEY(model, ffn_widths, "per stack block FFN widths of an extracted MatFormer model (empty: all ffn)"),
+      HG_KEY(model, hierarchy, "stacks as n@K (blocks @ total shortening), e.g. 2@1 4@3 2@1"),
+      HG_KEY(model, attention, "stack attention: long_short (window + compressed chunks) or full causal"),
+      HG_KEY(model, window, "long_short: sliding window w (keys per query at the block's resolution)"),
+      HG_KEY(model, chunk, "long_short: chunk length l of the compressed keys"),
+      HG_KEY(model, rank, "long_short: compressed keys r per chunk"),
+      HG_KEY(model, positions, "rope (rotary positions) or none"),
+      HG_KEY(model, downsample, "shortening: linear pooling or avg"),
+      HG_KEY(model, upsample, "upsampling: linear or repeat"),
+      HG_KEY(model, resampling, "plain, or attention resampling blocks around each shortening"),
+      HG_KEY(model, activation, "FFN activation: relu2 (squared ReLU) or gelu"),
+      HG_KEY(model, dconv, "causal depthwise convolutions after Q, K, V"),
+      HG_KEY(model, ffn_granularities, "MatFormer granularities g: nested FFN widths F/g"),
+      HG_KEY(model, dropout, "dropout probability on embeddings and every residual branch"),
+      HG_KEY(train, seq_len, "tokens per sequence L"),
+      HG_KEY(train, batch, "sequences per update (global, over data-parallel replicas)"),
+      HG_KEY(train, micro_batch, "sequences per micro-batch per replica"),
+      HG_KEY(train, steps, "updates to train (0 writes the initial checkpoint)"),
+      HG_KEY(train, lr, "peak learning rate"),
+      HG_KEY(train, warmup, "linear warm-up steps"),
+      HG_KEY(train, min_lr_ratio, "cosine decay floor, as a fraction of lr"),
+      HG_KEY(train, weight_decay, "AdamW decoupled weight decay (matrices only)"),
+      HG_KEY(train, beta1, "AdamW beta1"),
+      HG_KEY(train, beta2, "AdamW beta2"),
+      HG_KEY(train, eps, "AdamW epsilon"),
+      HG_KEY(train, grad_clip, "global gradient-norm clip (0: none)"),
+      HG_KEY(train, seed, "seed of init, dropout and the sampled windows"),
+      HG_KEY(train, matformer, "MatFormer training: off, joint (every granularity) or sample (one per step)"),
+      HG_KEY(train, recompute, "activation recomputation: none or blocks"),
+      HG_KEY(train, precision, "matrix-product operands: fp32, or bf16 (fp32 accumulation and weights)"),
+      HG_KEY(data, dir, "prepared shards (hourglass prep)"),
+      HG_KEY(parallel, dp, "data-parallel replicas"),
+      HG_KEY(parallel, pp, "pipeline stages"),
+      HG_KEY(parallel, tp, "tensor-parallel ranks per stage (divides heads, ffn and every MatFormer band)"),
+      HG_KEY(parallel, schedule, "pipeline schedule: gpipe, 1f1b or interleaved"),
+      HG_KEY(parallel, virtual_stages, "interleaved: model chunks per rank"),
+      HG_KEY(parallel, stages, "units per (virtual) stage, e.g. 5,4,6 (empty: balanced by the cost model)"),
+      HG_KEY(parallel, timeout, "seconds any blocking wait may take before the job aborts, naming it"),
+      HG_KEY(parallel, grad_bucket_mb, "data-parallel gradient all-reduce bucket size (MiB)"),
+      HG_KEY(checkpoint, dir, "checkpoint directory (empty: <run.dir>/checkpoints)"),
+      HG_KEY(checkpoint, every, "save every N steps (0: only at the end)"),
+      HG_KEY(checkpoint, keep, "newest checkpoints kept (0: all)"),
+      HG_KEY(checkpoint, resume, "none, auto (the newest complete one in checkpoint.dir) or a FILE"),
+      HG_KEY(checkpoint, init_from, "FILE: weights only, fresh optimizer, step 0"),
+      HG_KEY(log, every, "progress line every N steps"),
+      HG_KEY(log, metrics, "JSON-lines metrics file (empty: <run.dir>/metrics.jsonl)"),
+      HG_KEY(log, trace, "Chrome/Perfetto trace FILE of every rank (empty: none)"),
+      HG_KEY(run, dir, "run directory (log, metrics, checkpoints)"),
+      HG_KEY(run, threads, "threads per rank (0: OpenMP's default)"),
+      HG_KEY(run, device, "cpu or cuda"),
+      HG_KEY(run, time_limit, "seconds; then checkpoint and exit 75 (0: none)"),
+      HG_KEY(run, memory_limit_gb, "GiB per node train may fill (0: detect, below 0: no check)"),
   };
   return table;
 }
@@ -372,6 +375,22 @@ void validate_config(const Config& config) {
 }
 
 }  // namespace
+
+// --help (issue 18): every key from the table the parser uses, so the text cannot drift.
+std::string describe_configuration() {
+  const Config defaults;
+  std::string text, section;
+  for (const auto& key : key_table()) {
+    if (key.section != section) {
+      section = key.section;
+      text += "\n[" + section + "]\n";
+    }
+    const std::string value = key.write(defaults);
+    text += "  --" + key.full_name() + "  " + key.meaning + "\n      " + key.expected +
+            "; default " + (value.empty() ? "(empty)" : value) + "\n";
+  }
+  return text;
+}
 
 // seq_len <= 0 skips the checks that need a sequence length (a checkpoint's model alone).
 void validate_model(const ModelConfig& m, int seq_len) {

@@ -113,6 +113,10 @@ inline std::vector<int> trained_granularities(const Config& c) {
   return c.model.ffn_granularities;
 }
 
+// Every key by section: its flag, meaning, valid spellings and default (`hourglass train --help`;
+// the parser's own table, so it cannot drift).
+std::string describe_configuration();
+
 // Reads `--config FILE` (if given) and every `--section.key value` flag from args (the arguments
 // after the subcommand), applies defaults, validates everything that can be checked without
 // data (§1.1 divisibility, w >= l, heads | d_model, granularities | ffn, batch split, dp·pp·tp),

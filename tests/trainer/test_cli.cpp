@@ -307,3 +307,34 @@ TEST(Cli, EvalSampleExtractNameATensorTheCheckpointLacks) {
 
 }  // namespace
 }  // namespace hg
+
+namespace hg {
+namespace {
+
+// `hourglass <command> --help` (and -h): usage and, for train and plan, every configuration key
+// with its meaning, spellings and default, from the parser's own table; exit 0.
+TEST(Cli, HelpListsEveryKeyWithItsDefaultAndExitsZero) {
+  const std::string hg = testing::without_mpi_environment() + testing::hourglass_binary();
+  for (const std::string command : {"train", "plan"}) {
+    for (const std::string flag : {" --help", " -h"}) {
+      const auto r = testing::run_command(hg + " " + command + flag);
+      EXPECT_EQ(r.exit_code, 0) << command << flag << "\n" << r.output;
+      EXPECT_NE(r.output.find("usage: hourglass " + command), std::string::npos) << r.output;
+      for (const char* key : {"--model.d_model", "--train.precision", "--parallel.schedule",
+                              "--checkpoint.resume", "--run.memory_limit_gb"})
+        EXPECT_NE(r.output.find(key), std::string::npos) << command << ": " << key;
+      EXPECT_NE(r.output.find("one of gpipe, 1f1b, interleaved; default 1f1b"), std::string::npos)
+          << r.output;
+      EXPECT_NE(r.output.find("an integer; default 256"), std::string::npos) << r.output;
+    }
+  }
+  for (const std::string command : {"eval", "sample", "extract", "info"}) {
+    const auto r = testing::run_command(hg + " " + command + " --help");
+    EXPECT_EQ(r.exit_code, 0) << command << "\n" << r.output;
+    EXPECT_NE(r.output.find("usage: hourglass " + command), std::string::npos) << r.output;
+  }
+  EXPECT_EQ(testing::run_command(hg + " bogus --help").exit_code, 2);
+}
+
+}  // namespace
+}  // namespace hg
