@@ -20,7 +20,7 @@ double quickstart_valid_bpc(const std::string& dir, const std::string& precision
   const std::string hg = testing::hourglass_binary();
   const auto trained = testing::run_command(
       testing::without_mpi_environment() + hg + " train --config " +
-      testing::source_path("configs/quickstart.ini") + " --parallel.pp 1 --run.threads 2" +
+      testing::source_path("configs/quickstart.ini") + " --parallel.pp 1 --run.threads 1" +
       " --train.steps " + std::to_string(steps) + " --train.precision " + precision +
       " --data.dir " + testing::corpus_dir() + " --run.dir " + dir);
   EXPECT_EQ(trained.exit_code, 0) << trained.output;
