@@ -38,6 +38,15 @@ void gemm(MatmulPrecision precision, bool trans_a, bool trans_b, int64_t M, int6
           float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
           float* C, int64_t ldc);
 
+// gemm at matmul_precision(), for a B that its caller has already rounded to bfloat16 whenever
+// that precision is bf16 (every element equal to round_to_bf16 of itself, core/bf16.h): the call
+// then skips rounding B. For an operand that many products read, like the attention's keys and
+// values, which every query block reads again: its owner rounds it once. The same bits as gemm
+// on the same B; at fp32 it is gemm. A B that is not rounded gives wrong results, not an error.
+void gemm_rounded_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                    int64_t ldc);
+
 // The precision of the plain gemm calls. Process-wide (an atomic), not per thread: the CPU
 // kernels call gemm from OpenMP worker threads, which a thread_local set on the main thread would
 // not reach. Rule: one precision per process at a time. The trainer sets it once, from

@@ -1,7 +1,7 @@
 // The bf16 matrix product (core/gemm.h, ARCHITECTURE.md §9.1): each operand is rounded to
-// bfloat16 into the calling thread's buffers, then multiplied by oneDNN's bf16 matmul, which
-// accumulates and stores float32; or, without it and for tiny products, by sgemm over the
-// rounded values held as float32.
+// bfloat16 into the calling thread's buffers (a B its caller rounded, gemm_rounded_b, is only
+// copied), then multiplied by oneDNN's bf16 matmul, which accumulates and stores float32; or,
+// without it and for tiny products, by sgemm over the rounded values held as float32.
 #include "core/cpu/gemm_bf16.h"
 
 #include <omp.h>
@@ -81,18 +81,25 @@ T* grown(std::vector<T>& v, int64_t n) {
 }
 
 // Rounded operands held as float32, then sgemm: a product of two bfloat16 is exact in float32,
-// so this is the bf16 product up to the order of the float32 sums.
+// so this is the bf16 product up to the order of the float32 sums. A rounded B is read in place.
 void gemm_rounded_fp32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                       const Stored& a, const Stored& b, float beta, float* C, int64_t ldc) {
+                       const Stored& a, const Stored& b, bool b_rounded, float beta, float* C,
+                       int64_t ldc) {
   ThreadBuffers& buffers = thread_buffers();
   float* a32 = grown(buffers.a32, a.rows * a.cols);
-  float* b32 = grown(buffers.b32, b.rows * b.cols);
   auto round = [](float x) { return round_to_bf16(x); };  // a lambda inlines; a pointer may not
   round_matrix(a, a32, round);
-  round_matrix(b, b32, round);
+  const float* b32 = b.data;
+  int64_t ldb = b.ld;
+  if (!b_rounded) {
+    float* dense = grown(buffers.b32, b.rows * b.cols);
+    round_matrix(b, dense, round);
+    b32 = dense;
+    ldb = b.cols;
+  }
   // ld ≥ 1 even when K = 0, as BLAS asks.
   gemm(MatmulPrecision::Fp32, trans_a, trans_b, M, N, K, alpha, a32, std::max<int64_t>(a.cols, 1),
-       b32, std::max<int64_t>(b.cols, 1), beta, C, ldc);
+       b32, std::max<int64_t>(ldb, 1), beta, C, ldc);
 }
 
 #ifdef HG_GEMM_DNNL
@@ -229,7 +236,7 @@ bool gemm_bf16_rounded(bool, bool, int64_t, int64_t, int64_t, float, const uint1
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-               int64_t ldc) {
+               int64_t ldc, bool b_rounded) {
   const Stored a = stored(trans_a, M, K, A, lda), b = stored(trans_b, K, N, B, ldb);
   if (K > 0 && M * N * K >= kSmallProduct * matmul_threads() && native_bf16()) {
     ThreadBuffers& buffers = thread_buffers();
@@ -237,10 +244,13 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
     uint16_t* b16 = grown(buffers.b16, b.rows * b.cols);
     auto round = [](float x) { return bf16_bits(x); };
     round_matrix(a, a16, round);
-    round_matrix(b, b16, round);
+    if (b_rounded)  // its bfloat16 is its top half (what bf16_bits gives for it), a cheaper loop
+      round_matrix(b, b16, [](float x) { return uint16_t(std::bit_cast<uint32_t>(x) >> 16); });
+    else
+      round_matrix(b, b16, round);
     if (gemm_bf16_rounded(trans_a, trans_b, M, N, K, alpha, a16, b16, beta, C, ldc)) return;
   }
-  gemm_rounded_fp32(trans_a, trans_b, M, N, K, alpha, a, b, beta, C, ldc);
+  gemm_rounded_fp32(trans_a, trans_b, M, N, K, alpha, a, b, b_rounded, beta, C, ldc);
 }
 
 }  // namespace hg

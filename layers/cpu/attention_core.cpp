@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
 
@@ -160,50 +161,98 @@ inline float lane_dot(const float* a, const float* b, int64_t n) {
 
 inline void zero(float* x, int64_t n) { std::fill(x, x + n, 0.0f); }
 
+// x as a block product reads it: rounded to bfloat16 when the products are (kRound).
+template <bool kRound>
+inline float operand(float x) {
+  return kRound ? round_to_bf16(x) : x;
+}
+
 // xt[c, j] = x[j, c] for j < rows, c < e (row strides ldx and ldt).
+template <bool kRound>
 void transpose(float* xt, int64_t ldt, const float* x, int64_t ldx, int64_t rows, int e) {
   constexpr int64_t kTile = 16;  // rows of x per pass: one cache line of each xt row
   for (int64_t j0 = 0; j0 < rows; j0 += kTile) {
     const int64_t j1 = std::min(rows, j0 + kTile);
     for (int c = 0; c < e; ++c)
-      for (int64_t j = j0; j < j1; ++j) xt[c * ldt + j] = x[j * ldx + c];
+      for (int64_t j = j0; j < j1; ++j) xt[c * ldt + j] = operand<kRound>(x[j * ldx + c]);
   }
 }
 
-// The keys (or the values) of every slice, transposed: [slices, e, nk + ng], the window keys in
-// columns [0, nk), the global keys in [nk, nk + ng). Score products with them then run as plain
-// (NN) gemms, which the BLAS does ~1.6x faster on these small blocks than the transposed (NT)
-// form on strided key rows.
-struct TransposedKeys {
+// y[j, c] = round_to_bf16(x[j, c]) for j < rows, c < e (row strides ldx and e).
+void copy_rounded(float* y, const float* x, int64_t ldx, int64_t rows, int e) {
+  for (int64_t j = 0; j < rows; ++j)
+    for (int c = 0; c < e; ++c) y[j * e + c] = round_to_bf16(x[j * ldx + c]);
+}
+
+// The keys and values of every slice as the per-block products read them (their B operands).
+// The ones the scores read (keys in the forward, values in the backward) transposed: [slices, e,
+// nk + ng], the window keys in columns [0, nk), the global keys in [nk, nk + ng). Score products
+// with them then run as plain (NN) gemms, which the BLAS does ~1.6x faster on these small blocks
+// than the transposed (NT) form on strided key rows. With bf16 products (matmul_precision())
+// both are rounded here, once per call, and the block products skip rounding them
+// (gemm_rounded_b): each key is read by ~window / block rows query blocks (9 at the reference),
+// and rounding it again in each made one block's product (16x144x64) 0.85x of fp32 where the
+// matmul alone runs at 1.2x (bench_gemm). The other tensor (values in the forward, keys in the
+// backward) is then a rounded copy, `rows` [slices, nk + ng, e], window rows first; in fp32 it is
+// read in place.
+struct KeyOperands {
+  bool values_transposed = false;  // the backward's
   const float* data = nullptr;
+  const float* rows = nullptr;     // null: read in place (fp32)
   int64_t nk = 0, ng = 0, ld = 0;  // ld = nk + ng
   int e = 0;
   const float* window(int64_t slice) const { return data + slice * e * ld; }
   const float* global(int64_t slice) const { return window(slice) + nk; }
+  // x reading the rounded copy of the other tensor, where there is one. ldw and ldg become the
+  // copy's; the pointers of the transposed tensor, which they also stride, are cleared: the
+  // products read it from `data`.
+  AttentionHead reading_rows(AttentionHead x, int64_t slice) const {
+    if (rows == nullptr) return x;
+    auto [w, g, transposed_w, transposed_g] =
+        values_transposed ? std::tie(x.k_window, x.k_global, x.v_window, x.v_global)
+                          : std::tie(x.v_window, x.v_global, x.k_window, x.k_global);
+    w = rows + slice * ld * e;
+    g = w + nk * e;
+    transposed_w = transposed_g = nullptr;
+    x.ldw = x.ldg = e;
+    return x;
+  }
 };
 
-// `pick` maps a slice's AttentionHead to its {window, global} key (or value) pointers. The
-// buffer belongs to the calling thread and lives until its next call.
-template <class Slice, class Pick>
-TransposedKeys transpose_keys(int64_t slices, const Slice& slice, Pick pick,
-                              const AttentionPlan& plan, int e) {
-  TransposedKeys t;
+// The buffer belongs to the calling thread and lives until its next call.
+template <class Slice>
+KeyOperands key_operands(int64_t slices, const Slice& slice, bool values_transposed,
+                         const AttentionPlan& plan, int e) {
+  KeyOperands t;
+  t.values_transposed = values_transposed;
   for (const AttentionPlan::Block& b : plan.blocks) {
     t.nk = std::max(t.nk, b.whi);
     t.ng = std::max(t.ng, b.global);
   }
   t.ld = t.nk + t.ng;
   t.e = e;
+  const bool round = matmul_precision() == MatmulPrecision::Bf16;
+  const int64_t per_slice = e * t.ld;
   thread_local std::vector<float> buffer;
-  if (static_cast<int64_t>(buffer.size()) < slices * e * t.ld) buffer.resize(slices * e * t.ld);
+  const int64_t size = slices * per_slice * (round ? 2 : 1);
+  if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(size);
   float* const data = buffer.data();  // (the workers' own thread_local buffers are not this one)
   t.data = data;
+  if (round) t.rows = data + slices * per_slice;
   parallel_for(slices, [&](int64_t s) {
     const AttentionHead x = slice(s).x;
-    const auto [window, global] = pick(x);
-    float* xt = data + s * e * t.ld;
-    transpose(xt, t.ld, window, x.ldw, t.nk, e);
-    if (t.ng > 0) transpose(xt + t.nk, t.ld, global, x.ldg, t.ng, e);
+    const auto [window, global] =
+        values_transposed ? std::pair(x.v_window, x.v_global) : std::pair(x.k_window, x.k_global);
+    float* xt = data + s * per_slice;
+    auto transposed = round ? transpose<true> : transpose<false>;
+    transposed(xt, t.ld, window, x.ldw, t.nk, e);
+    if (t.ng > 0) transposed(xt + t.nk, t.ld, global, x.ldg, t.ng, e);
+    if (!round) return;
+    const auto [other_window, other_global] =
+        values_transposed ? std::pair(x.k_window, x.k_global) : std::pair(x.v_window, x.v_global);
+    float* rows = data + (slices + s) * per_slice;
+    copy_rounded(rows, other_window, x.ldw, t.nk, e);
+    if (t.ng > 0) copy_rounded(rows + t.nk * e, other_global, x.ldg, t.ng, e);
   });
   return t;
 }
@@ -236,7 +285,7 @@ void masked_softmax_row(float* row, int64_t G, int64_t g_vis, int64_t W, int64_t
 
 namespace {
 
-// keys: the slice's keys transposed (transpose_keys).
+// keys: the slice's keys transposed (key_operands).
 void forward_block(const AttentionForwardSlice& s, const float* k_window_t, const float* k_global_t,
                    int64_t ldk, const AttentionPlan& plan, int64_t block, float scale, int e) {
   const AttentionHead& x = s.x;
@@ -244,11 +293,11 @@ void forward_block(const AttentionForwardSlice& s, const float* k_window_t, cons
   const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
   float* P = s.probs + b.offset;  // [rows, G + W]
   if (G > 0)
-    gemm(false, false, b.rows, G, e, scale, x.q_global + b.t0 * x.ldq, x.ldq, k_global_t, ldk, 0.0f,
-         P, ld);
+    gemm_rounded_b(false, false, b.rows, G, e, scale, x.q_global + b.t0 * x.ldq, x.ldq, k_global_t,
+                   ldk, 0.0f, P, ld);
   if (W > 0)
-    gemm(false, false, b.rows, W, e, scale, x.q_window + b.t0 * x.ldq, x.ldq, k_window_t + b.wlo,
-         ldk, 0.0f, P + G, ld);
+    gemm_rounded_b(false, false, b.rows, W, e, scale, x.q_window + b.t0 * x.ldq, x.ldq,
+                   k_window_t + b.wlo, ldk, 0.0f, P + G, ld);
   for (int64_t i = 0; i < b.rows; ++i) {
     const int64_t t = b.t0 + i;
     const int64_t lo = plan.window_lo[t] - b.wlo, hi = plan.window_hi[t] - b.wlo;
@@ -256,17 +305,18 @@ void forward_block(const AttentionForwardSlice& s, const float* k_window_t, cons
   }
   // O [rows, e] = P_g V_g + P_w V_w
   float* o = s.out + b.t0 * s.ldo;
-  if (G > 0) gemm(false, false, b.rows, e, G, 1.0f, P, ld, x.v_global, x.ldg, 0.0f, o, s.ldo);
+  if (G > 0)
+    gemm_rounded_b(false, false, b.rows, e, G, 1.0f, P, ld, x.v_global, x.ldg, 0.0f, o, s.ldo);
   if (W > 0)
-    gemm(false, false, b.rows, e, W, 1.0f, P + G, ld, x.v_window + b.wlo * x.ldw, x.ldw,
-         G > 0 ? 1.0f : 0.0f, o, s.ldo);
+    gemm_rounded_b(false, false, b.rows, e, W, 1.0f, P + G, ld, x.v_window + b.wlo * x.ldw, x.ldw,
+                   G > 0 ? 1.0f : 0.0f, o, s.ldo);
   if (G == 0 && W == 0)
     for (int64_t i = 0; i < b.rows; ++i) zero(o + i * s.ldo, e);
 }
 
 // Backward, phase 1, per block: dP = dO [V_g; V_w]ᵀ, dS = P ∘ (dP − rowsum(P ∘ dP)),
 // dQ_g = scale·dS_g K_g (=), dQ_w = scale·dS_w K_w (=).
-// values: the slice's values transposed (transpose_keys).
+// values: the slice's values transposed (key_operands).
 void backward_block_scores(const AttentionBackwardSlice& s, const float* v_window_t,
                            const float* v_global_t, int64_t ldv, const AttentionPlan& plan,
                            int64_t block, float scale, int e) {
@@ -277,9 +327,11 @@ void backward_block_scores(const AttentionBackwardSlice& s, const float* v_windo
   const float* P = s.probs + b.offset;  // [rows, G + W]
   float* dS = s.dscores + b.offset;     // [rows, G + W]
   const float* dO = s.dout + b.t0 * s.ldo;
-  if (G > 0) gemm(false, false, b.rows, G, e, 1.0f, dO, s.ldo, v_global_t, ldv, 0.0f, dS, ld);
+  if (G > 0)
+    gemm_rounded_b(false, false, b.rows, G, e, 1.0f, dO, s.ldo, v_global_t, ldv, 0.0f, dS, ld);
   if (W > 0)
-    gemm(false, false, b.rows, W, e, 1.0f, dO, s.ldo, v_window_t + b.wlo, ldv, 0.0f, dS + G, ld);
+    gemm_rounded_b(false, false, b.rows, W, e, 1.0f, dO, s.ldo, v_window_t + b.wlo, ldv, 0.0f,
+                   dS + G, ld);
   for (int64_t i = 0; i < b.rows; ++i) {
     const float* p = P + i * ld;
     float* ds = dS + i * ld;
@@ -290,14 +342,14 @@ void backward_block_scores(const AttentionBackwardSlice& s, const float* v_windo
   if (g.dq_global != nullptr) {
     float* dq = g.dq_global + b.t0 * g.ldq;
     if (G > 0)
-      gemm(false, false, b.rows, e, G, scale, dS, ld, x.k_global, x.ldg, 0.0f, dq, g.ldq);
+      gemm_rounded_b(false, false, b.rows, e, G, scale, dS, ld, x.k_global, x.ldg, 0.0f, dq, g.ldq);
     else
       for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
   }
   float* dq = g.dq_window + b.t0 * g.ldq;
   if (W > 0)
-    gemm(false, false, b.rows, e, W, scale, dS + G, ld, x.k_window + b.wlo * x.ldw, x.ldw, 0.0f, dq,
-         g.ldq);
+    gemm_rounded_b(false, false, b.rows, e, W, scale, dS + G, ld, x.k_window + b.wlo * x.ldw, x.ldw,
+                   0.0f, dq, g.ldq);
   else
     for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
 }
@@ -346,12 +398,12 @@ void attention_core_forward(int64_t slices,
                             const std::function<AttentionForwardSlice(int64_t)>& slice,
                             const AttentionPlan& plan, float scale, int e) {
   const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
-  const TransposedKeys keys = transpose_keys(
-      slices, slice, [](const AttentionHead& x) { return std::pair(x.k_window, x.k_global); }, plan,
-      e);
+  const KeyOperands keys = key_operands(slices, slice, false, plan, e);
   parallel_for_dynamic(slices * blocks, [&](int64_t i) {
     const int64_t s = i / blocks;
-    forward_block(slice(s), keys.window(s), keys.global(s), keys.ld, plan, i % blocks, scale, e);
+    AttentionForwardSlice x = slice(s);
+    x.x = keys.reading_rows(x.x, s);
+    forward_block(x, keys.window(s), keys.global(s), keys.ld, plan, i % blocks, scale, e);
   });
 }
 
@@ -359,15 +411,18 @@ void attention_core_backward(int64_t slices,
                              const std::function<AttentionBackwardSlice(int64_t)>& slice,
                              const AttentionPlan& plan, float scale, int e) {
   const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
-  const TransposedKeys values = transpose_keys(
-      slices, slice, [](const AttentionHead& x) { return std::pair(x.v_window, x.v_global); }, plan,
-      e);
+  const KeyOperands values = key_operands(slices, slice, true, plan, e);
+  auto slice_reading_rows = [&](int64_t s) {
+    AttentionBackwardSlice x = slice(s);
+    x.x = values.reading_rows(x.x, s);
+    return x;
+  };
   if (slices >= 2 * num_threads()) {
     // Enough slices to keep every thread busy: one task per slice, its blocks in order, each
     // block's key gradients right after its scores, while dS and P are still in cache. The
     // key gradients add the blocks in the same order as below: the same result bit for bit.
     parallel_for_dynamic(slices, [&](int64_t s) {
-      const AttentionBackwardSlice x = slice(s);
+      const AttentionBackwardSlice x = slice_reading_rows(s);
       for (int64_t block = 0; block < blocks; ++block) {
         backward_block_scores(x, values.window(s), values.global(s), values.ld, plan, block, scale,
                               e);
@@ -378,8 +433,8 @@ void attention_core_backward(int64_t slices,
   }
   parallel_for_dynamic(slices * blocks, [&](int64_t i) {
     const int64_t s = i / blocks;
-    backward_block_scores(slice(s), values.window(s), values.global(s), values.ld, plan, i % blocks,
-                          scale, e);
+    backward_block_scores(slice_reading_rows(s), values.window(s), values.global(s), values.ld,
+                          plan, i % blocks, scale, e);
   });
   // The window tasks first: they carry most of the work (dynamic scheduling balances the rest).
   const bool global = std::any_of(plan.blocks.begin(), plan.blocks.end(),

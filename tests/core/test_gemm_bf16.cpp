@@ -146,6 +146,31 @@ TEST(Bf16Gemm, MatchesRoundedReferenceForTransposesStridesAlphaBeta) {
           }
 }
 
+// gemm_rounded_b on a B rounded beforehand gives gemm's bits, on both paths (the shapes above),
+// every transpose and ld, alpha and beta; at fp32 it is gemm.
+TEST(Bf16Gemm, RoundedBEqualsTheRoundingPathBitForBit) {
+  const int64_t shapes[][3] = {{1, 1, 1}, {33, 40, 50}, {16, 144, 64}, {300, 257, 129}};
+  uint64_t seed = 500;
+  for (const auto& s : shapes)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (float beta : {0.0f, 0.5f}) {
+          Product p = random_product(ta, tb, s[0], s[1], s[2], -0.375f, beta, seed += 3);
+          for (const MatmulPrecision precision : {MatmulPrecision::Fp32, MatmulPrecision::Bf16}) {
+            if (precision == MatmulPrecision::Bf16)
+              for (float& x : p.b) x = reference_round(x);
+            const std::vector<float> expected = run(p, precision);
+            std::vector<float> c = p.c;
+            const MatmulPrecisionScope scope(precision);
+            gemm_rounded_b(p.trans_a, p.trans_b, p.M, p.N, p.K, p.alpha, p.a.data(), p.lda,
+                           p.b.data(), p.ldb, p.beta, c.data(), p.ldc);
+            EXPECT_EQ(std::memcmp(c.data(), expected.data(), c.size() * sizeof(float)), 0)
+                << enum_name(precision) << " ta " << ta << " tb " << tb << " " << s[0] << "x"
+                << s[1] << "x" << s[2] << " beta " << beta;
+          }
+        }
+}
+
 // Operands whose float32 product is far from their bf16 product: n×n×(8n) with
 //   a = 1 + 2^-10   -> bf16 1           (below half a bfloat16 ulp, 2^-8)
 //   b = 1 + 3·2^-9  -> bf16 1 + 2^-7    (above it)
