@@ -58,6 +58,7 @@ int print_help(const std::string& command) {
   if (command == "train" || command == "plan")
     std::printf("\nconfiguration keys (INI [section] key = value, or --section.key value):\n%s",
                 hg::describe_configuration().c_str());
+  if (command == "plan") std::printf("\nplanner keys:\n%s", hg::describe_plan_keys().c_str());
   return hg::kExitOk;
 }
 

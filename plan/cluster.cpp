@@ -1,10 +1,12 @@
 #include "plan/cluster.h"
 
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <sstream>
+#include <type_traits>
 
 #include "core/enum_names.h"
 #include "core/error.h"
@@ -80,67 +82,101 @@ std::vector<std::string> parse_word_list(const std::string& text) {
   return words;
 }
 
+// One [cluster] or [plan] key: its name, how it is read, what it holds now (for --help's
+// defaults) and what it means.
 struct OptionSetter {
   const char* key;
   std::function<void(const std::string& key, const std::string& value)> set;
+  std::function<std::string()> get;
+  const char* meaning;
 };
 
+std::string number_text(double v) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", v);
+  return buffer;
+}
+template <class T>
+std::string list_text(const std::vector<T>& values) {
+  std::string text;
+  for (const T& v : values) {
+    if (!text.empty()) text += ',';
+    if constexpr (std::is_same_v<T, std::string>)
+      text += v;
+    else
+      text += std::to_string(v);
+  }
+  return text;
+}
+
+OptionSetter number(const char* key, double& field, const char* meaning) {
+  return {key, [&field](const std::string& k, const std::string& v) { field = parse_number(k, v); },
+          [&field] { return number_text(field); }, meaning};
+}
+OptionSetter integer(const char* key, int& field, const char* meaning) {
+  return {key, [&field](const std::string& k, const std::string& v) { field = parse_int(k, v); },
+          [&field] { return std::to_string(field); }, meaning};
+}
+OptionSetter word(const char* key, std::string& field, const char* meaning) {
+  return {key, [&field](const std::string&, const std::string& v) { field = v; },
+          [&field] { return field; }, meaning};
+}
+OptionSetter integers(const char* key, std::vector<int>& field, const char* meaning) {
+  return {key,
+          [&field](const std::string& k, const std::string& v) { field = parse_int_list(k, v); },
+          [&field] { return list_text(field); }, meaning};
+}
+
 std::vector<OptionSetter> cluster_keys(ClusterSpec& c) {
-  auto number = [](double& field) {
-    return [&field](const std::string& k, const std::string& v) { field = parse_number(k, v); };
-  };
-  auto integer = [](int& field) {
-    return [&field](const std::string& k, const std::string& v) { field = parse_int(k, v); };
-  };
-  return {{"nodes", integer(c.nodes)},
-          {"devices_per_node", integer(c.devices_per_node)},
-          {"device_flops", number(c.device_flops)},
-          {"device_memory", number(c.device_memory)},
-          {"intra_bandwidth", number(c.intra_bandwidth)},
-          {"inter_bandwidth", number(c.inter_bandwidth)},
-          {"latency", number(c.latency)},
-          {"intra_latency", number(c.intra_latency)},
-          {"allreduce_latency", number(c.allreduce_latency)},
-          {"allreduce_bandwidth", number(c.allreduce_bandwidth)},
-          {"message_overhead", number(c.message_overhead)},
-          {"efficiency", number(c.efficiency)},
-          {"unit_overhead", number(c.unit_overhead)},
-          {"memory_reserve", number(c.memory_reserve)},
-          {"memory_bandwidth", number(c.memory_bandwidth)},
-          {"host_collectives", integer(c.host_collectives)}};
+  return {
+      integer("nodes", c.nodes, "nodes in the cluster"),
+      integer("devices_per_node", c.devices_per_node, "ranks per node (GPUs, or CPU processes)"),
+      number("device_flops", c.device_flops, "peak FLOP/s of one device (the MFU denominator)"),
+      number("device_memory", c.device_memory, "bytes per device"),
+      number("intra_bandwidth", c.intra_bandwidth, "bytes/s per device between ranks of a node"),
+      number("inter_bandwidth", c.inter_bandwidth, "bytes/s per device between nodes"),
+      number("latency", c.latency, "seconds per message between nodes"),
+      number("intra_latency", c.intra_latency, "seconds per message within a node (< 0: latency)"),
+      number("allreduce_latency", c.allreduce_latency,
+             "seconds per gradient all-reduce call (< 0: 2 ceil(log2 n) latency)"),
+      number("allreduce_bandwidth", c.allreduce_bandwidth,
+             "bytes/s of an all-reduce's ring term (< 0: the link's)"),
+      number("message_overhead", c.message_overhead,
+             "seconds a pipeline message costs beyond latency + bytes / bandwidth"),
+      number("efficiency", c.efficiency, "achieved fraction of device_flops (cost model)"),
+      number("unit_overhead", c.unit_overhead, "seconds per unit per forward or backward"),
+      number("memory_reserve", c.memory_reserve, "bytes per device the model cannot use"),
+      number("memory_bandwidth", c.memory_bandwidth,
+             "bytes/s for the optimizer and bucket copies (0: not modelled)"),
+      integer("host_collectives", c.host_collectives,
+              "1: collectives progress on the ranks' own cores (CPU); 0: beside the compute")};
 }
 
 std::vector<OptionSetter> plan_keys(PlanOptions& o) {
-  auto integer = [](int& field) {
-    return [&field](const std::string& k, const std::string& v) { field = parse_int(k, v); };
-  };
-  auto word = [](std::string& field) {
-    return [&field](const std::string&, const std::string& v) { field = v; };
-  };
   return {
-      {"ranks", integer(o.ranks)},
-      {"dp", integer(o.dp)},
-      {"pp", integer(o.pp)},
-      {"tp", integer(o.tp)},
-      {"micro_batches", [&o](const std::string& k,
-                             const std::string& v) { o.micro_batches = parse_int_list(k, v); }},
-      {"max_micro_batch", integer(o.max_micro_batch)},
+      integer("ranks", o.ranks, "world size to plan for (0: every device)"),
+      integer("dp", o.dp, "fix data parallelism (0: any)"),
+      integer("pp", o.pp, "fix pipeline stages (0: any)"),
+      integer("tp", o.tp, "fix tensor parallelism (0: any)"),
+      integers("micro_batches", o.micro_batches, "candidate micro-batch sizes (empty: divisors)"),
+      integer("max_micro_batch", o.max_micro_batch, "largest micro-batch tried (0: no limit)"),
       {"schedules",
-       [&o](const std::string&, const std::string& v) { o.schedules = parse_word_list(v); }},
-      {"virtual_stages", [&o](const std::string& k,
-                              const std::string& v) { o.virtual_stages = parse_int_list(k, v); }},
-      {"precision", word(o.precision)},
+       [&o](const std::string&, const std::string& v) { o.schedules = parse_word_list(v); },
+       [&o] { return list_text(o.schedules); }, "schedules to try: gpipe, 1f1b, interleaved"},
+      integers("virtual_stages", o.virtual_stages,
+               "interleaved: chunks per rank to try (empty: the config's, else 2)"),
+      word("precision", o.precision, "fp32 or bf16 (bytes of values and activations)"),
       {"bucket_mb",
-       [&o](const std::string& k, const std::string& v) { o.bucket_mb = parse_number(k, v); }},
-      {"calibration", word(o.calibration)},
-      {"top", integer(o.top)},
-      {"format", word(o.format)},
-      {"repeats", integer(o.repeats)},
-      {"statistic", word(o.statistic)},
-      {"concurrency",
-       [&o](const std::string& k, const std::string& v) { o.concurrency = parse_int_list(k, v); }},
-      {"tp_sizes",
-       [&o](const std::string& k, const std::string& v) { o.tp_sizes = parse_int_list(k, v); }}};
+       [&o](const std::string& k, const std::string& v) { o.bucket_mb = parse_number(k, v); },
+       [&o] { return number_text(o.bucket_mb); },
+       "data-parallel all-reduce bucket, MiB (0: parallel.grad_bucket_mb)"},
+      word("calibration", o.calibration, "a file written by --calibrate (empty: the cost model)"),
+      integer("top", o.top, "rows printed (0: every layout)"),
+      word("format", o.format, "table or csv (csv: every layout, feasible or not)"),
+      integer("repeats", o.repeats, "--calibrate: timed repeats of each unit"),
+      word("statistic", o.statistic, "--calibrate: median or min of the repeats"),
+      integers("concurrency", o.concurrency, "--calibrate: copies run at once"),
+      integers("tp_sizes", o.tp_sizes, "--calibrate: also time tensor-parallel shards for these")};
 }
 
 // "unknown key cluster.nodez on the command line; the keys of [cluster] are nodes, ..."
@@ -225,6 +261,21 @@ void validate(const ClusterSpec& c, const PlanOptions& o) {
 }
 
 }  // namespace
+
+std::string describe_plan_keys() {
+  ClusterSpec cluster;
+  PlanOptions options;
+  std::string text;
+  for (const std::string section : {"cluster", "plan"}) {
+    text += "\n[" + section + "]  (a --cluster FILE's sections, or --" + section + ".key value)\n";
+    for (const OptionSetter& k : section == "cluster" ? cluster_keys(cluster) : plan_keys(options)) {
+      const std::string value = k.get();
+      text += "  --" + section + "." + k.key + "  " + k.meaning + "\n      default " +
+              (value.empty() ? "(empty)" : value) + "\n";
+    }
+  }
+  return text;
+}
 
 PlanCommand parse_plan_command(const std::vector<std::string>& args) {
   PlanCommand command;

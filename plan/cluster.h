@@ -76,4 +76,8 @@ struct PlanCommand {
 };
 PlanCommand parse_plan_command(const std::vector<std::string>& args);
 
+// Every [cluster] and [plan] key with its meaning and default (`hourglass plan --help`), from the
+// table the parser uses.
+std::string describe_plan_keys();
+
 }  // namespace hg

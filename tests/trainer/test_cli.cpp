@@ -328,6 +328,10 @@ TEST(Cli, HelpListsEveryKeyWithItsDefaultAndExitsZero) {
       EXPECT_NE(r.output.find("an integer; default 256"), std::string::npos) << r.output;
     }
   }
+  const auto plan = testing::run_command(hg + " plan --help");
+  for (const char* key : {"--cluster.device_flops", "--plan.schedules", "--plan.tp_sizes"})
+    EXPECT_NE(plan.output.find(key), std::string::npos) << key << "\n" << plan.output;
+  EXPECT_NE(plan.output.find("default gpipe,1f1b"), std::string::npos) << plan.output;
   for (const std::string command : {"eval", "sample", "extract", "info"}) {
     const auto r = testing::run_command(hg + " " + command + " --help");
     EXPECT_EQ(r.exit_code, 0) << command << "\n" << r.output;
