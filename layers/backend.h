@@ -32,7 +32,6 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual Device device() const = 0;
-  virtual std::string describe() const = 0;  // for logs: "cpu (dnnl sgemm, 2 threads)"
 
   // ---- memory ----
   // At least n floats private to the calling thread (CPU) or stream (CUDA), contents undefined,

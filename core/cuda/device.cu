@@ -20,15 +20,6 @@ int device_count(std::string* reason) {
   return n;
 }
 
-std::string device_description() {
-  int current = 0;
-  check(cudaGetDevice(&current), "cudaGetDevice");
-  cudaDeviceProp prop{};
-  check(cudaGetDeviceProperties(&prop, current), "cudaGetDeviceProperties");
-  return std::string(prop.name) + " (device " + std::to_string(current) + " of " +
-         std::to_string(device_count()) + ")";
-}
-
 void select_device(int local_rank) {
   std::string reason;
   const int n = device_count(&reason);

@@ -10,9 +10,6 @@ namespace hg::cuda {
 // or no device exists. `reason` receives the CUDA error string in that case.
 int device_count(std::string* reason = nullptr);
 
-// "NVIDIA H100 80GB HBM3 (device 0 of 4)": the current device, for logs.
-std::string device_description();
-
 // Registers cudaMalloc'd memory as Device::Cuda's (core/device.h): zero-filled allocations
 // (cudaMalloc + cudaMemset; 256-byte aligned, past the 64 the contract asks), cudaFree, and
 // cudaMemcpy for the three copy directions. The CUDA backend calls it when it is created.

@@ -4,8 +4,6 @@
 #include <vector>
 
 #include "core/elementwise.h"
-#include "core/gemm.h"
-#include "core/parallel_for.h"
 #include "layers/adamw.h"
 #include "layers/backend.h"
 #include "layers/cross_entropy.h"
@@ -31,10 +29,6 @@ ThreadWorkspace& thread_workspace() {
 class CpuBackend final : public Backend {
  public:
   Device device() const override { return Device::Cpu; }
-  std::string describe() const override {
-    return std::string("cpu (") + gemm_library() + " sgemm, " + std::to_string(num_threads()) +
-           " threads)";
-  }
   float* scratch(int slot, int64_t n) override {
     return grow(thread_workspace().slots.at(slot), n);
   }

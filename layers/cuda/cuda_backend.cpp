@@ -55,9 +55,6 @@ class CudaBackend final : public Backend {
  public:
   CudaBackend() { cuda::register_memory(); }
   Device device() const override { return Device::Cuda; }
-  std::string describe() const override {
-    return "cuda (" + cuda::device_description() + ", cuBLAS sgemm)";
-  }
   float* scratch(int slot, int64_t n) override { return scratch_.at(slot).grow(n); }
 
   void add_into(float* y, const float* x, int64_t n) override { cuda::add_into(y, x, n); }
