@@ -12,10 +12,13 @@
 namespace hg {
 namespace {
 
-void validate(ScheduleKind kind, const PipelineLayout& layout) {
-  auto fail = [](const std::string& what) {
-    throw std::invalid_argument("PipelineLayout: " + what);
-  };
+[[noreturn]] void fail(const std::string& what) {
+  throw std::invalid_argument("PipelineLayout: " + what);
+}
+
+// What every list needs: stages, micro-batches, chunks (v > 1: at least 2 stages) and skip edges
+// between existing virtual stages, at most one per level.
+void validate_layout(const PipelineLayout& layout) {
   if (layout.stages < 1) fail("stages = " + std::to_string(layout.stages) + " < 1");
   if (layout.micro_batches < 1)
     fail("micro_batches = " + std::to_string(layout.micro_batches) + " < 1");
@@ -23,15 +26,8 @@ void validate(ScheduleKind kind, const PipelineLayout& layout) {
   if (v < 1 || v > kMaxVirtualStages)
     fail("virtual_stages = " + std::to_string(v) + " outside [1, " +
          std::to_string(kMaxVirtualStages) + "]");
-  if (kind != ScheduleKind::Interleaved && v != 1)
-    fail("virtual_stages = " + std::to_string(v) + " needs the interleaved schedule");
-  if (kind == ScheduleKind::Interleaved) {
-    if (v > 1 && layout.stages < 2)
-      fail("virtual_stages = " + std::to_string(v) + " needs at least 2 stages");
-    if (layout.micro_batches % layout.stages != 0)
-      fail("interleaved: micro_batches = " + std::to_string(layout.micro_batches) +
-           " is not a multiple of stages = " + std::to_string(layout.stages));
-  }
+  if (v > 1 && layout.stages < 2)
+    fail("virtual_stages = " + std::to_string(v) + " needs at least 2 stages");
   const int virtual_count = layout.stages * v;
   std::set<int> levels;
   for (const SkipEdge& e : layout.skips) {
@@ -45,6 +41,17 @@ void validate(ScheduleKind kind, const PipelineLayout& layout) {
       fail(edge + ": needs 0 <= producer <= consumer < stages x virtual_stages = " +
            std::to_string(virtual_count));
   }
+}
+
+// ... and what the training schedules add.
+void validate(ScheduleKind kind, const PipelineLayout& layout) {
+  validate_layout(layout);
+  const int v = layout.virtual_stages;
+  if (kind != ScheduleKind::Interleaved && v != 1)
+    fail("virtual_stages = " + std::to_string(v) + " needs the interleaved schedule");
+  if (kind == ScheduleKind::Interleaved && layout.micro_batches % layout.stages != 0)
+    fail("interleaved: micro_batches = " + std::to_string(layout.micro_batches) +
+         " is not a multiple of stages = " + std::to_string(layout.stages));
 }
 
 std::vector<SkipEdge> by_level(std::vector<SkipEdge> skips) {
@@ -133,6 +140,16 @@ bool is_recv(Op op) {
 }  // namespace
 
 const char* schedule_name(ScheduleKind kind) { return enum_name(kind); }
+
+std::vector<std::vector<Instruction>> make_forward_schedule(const PipelineLayout& layout) {
+  validate_layout(layout);
+  const int S = layout.stages, V = S * layout.virtual_stages;
+  const std::vector<SkipEdge> skips = by_level(layout.skips);
+  std::vector<std::vector<Instruction>> lists(S);
+  for (int mb = 0; mb < layout.micro_batches; ++mb)
+    for (int k = 0; k < V; ++k) append_forward(lists[k % S], k, mb, layout, skips);
+  return lists;
+}
 
 std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind,
                                                     const PipelineLayout& layout) {
@@ -300,6 +317,7 @@ struct SimulatedPipeline {
   std::vector<int> alive = std::vector<int>(S, 0);
   using Held = std::vector<std::set<std::pair<int, int>>>;  // per stage: (mb, chunk) pairs
   Held forwarded = Held(S), backwarded = Held(S);
+  bool evaluation = false;  // forward-only lists: a Forward frees its activations at once
 
   // A Forward or Backward of stage s: each (micro-batch, chunk) once, a Backward after its Forward;
   // the stage's clock advances by its cost, and a Forward holds its activations until the Backward.
@@ -319,8 +337,7 @@ struct SimulatedPipeline {
     result.busy[s] += cost;
     if (forward)
       result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
-    else
-      --alive[s];
+    if (!forward || evaluation) --alive[s];
     return "";
   }
 
@@ -373,7 +390,7 @@ struct SimulatedPipeline {
       if (!received.count(message))
         return where(origin.first, origin.second, lists[origin.first][origin.second]) +
                ": sent but never received";
-    for (int s = 0; s < S; ++s)
+    for (int s = 0; s < S && !evaluation; ++s)
       if (forwarded[s].size() != backwarded[s].size())
         return "stage " + std::to_string(s) + ": " + std::to_string(forwarded[s].size()) +
                " micro-batches forwarded but " + std::to_string(backwarded[s].size()) +
@@ -385,7 +402,7 @@ struct SimulatedPipeline {
 }  // namespace
 
 SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
-                          const SimulationCosts& costs) {
+                          const SimulationCosts& costs, bool evaluation) {
   const int S = static_cast<int>(lists.size());
   SimulationResult result;
   result.max_alive.assign(S, 0);
@@ -408,6 +425,7 @@ SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
   // Round-robin over the stages until none can move: the order in which stages run does not
   // change the times, since each waits only for what it receives.
   SimulatedPipeline pipeline{lists, costs, sends, result};
+  pipeline.evaluation = evaluation;
   bool progress = true;
   while (progress) {
     progress = false;

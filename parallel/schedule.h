@@ -107,6 +107,13 @@ constexpr int kMaxVirtualStages = 8;
 std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind,
                                                     const PipelineLayout& layout);
 
+// Evaluation (no backward): each micro-batch in turn runs through the virtual stages in order,
+// with the same messages as a training schedule's forward. Any m and, with v > 1 chunks per rank,
+// any S >= 2: each rank's list is sorted by (micro-batch, virtual stage), and every receive waits
+// for a smaller pair, so no list can wait on a later one (simulate() with evaluation = true proves
+// it). Throws std::invalid_argument on a bad layout, as make_schedule does.
+std::vector<std::vector<Instruction>> make_forward_schedule(const PipelineLayout& layout);
+
 // The MPI tag of a message: the same for a send and its receive. Distinct for the four message
 // kinds, every skip level < 31, the sender's chunk (< 8) and micro-batch mod 32 (MPI orders
 // messages of equal source, tag and communicator, and both ends handle one kind of one chunk in
@@ -166,8 +173,9 @@ struct SimulationResult {
 // link's cost, after the messages before it on the link); Forward and Backward take their cost.
 // Also checks that each stage runs Forward and Backward exactly once per (micro-batch, chunk) it
 // touches, Backward after Forward, that every peer is a valid other stage and that no send is
-// duplicated or unreceived.
+// duplicated or unreceived. evaluation: forward-only lists (make_forward_schedule), where a
+// Forward frees its activations at once and no Backward follows.
 SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
-                          const SimulationCosts& costs = {});
+                          const SimulationCosts& costs = {}, bool evaluation = false);
 
 }  // namespace hg

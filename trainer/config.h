@@ -83,6 +83,15 @@ struct LogConfig {
   std::string trace;    // "" = no trace
 };
 
+// Validation during training (§9.5): every `every` steps (0 = never) the first `windows`
+// evaluation windows (§4) of `split` are scored at full width (and at every granularity in joint
+// MatFormer mode); the step's metrics line adds valid_loss and valid_bpc.
+struct EvalConfig {
+  int64_t every = 0;
+  int64_t windows = 64;
+  std::string split = "valid";
+};
+
 struct RunConfig {
   std::string dir = "runs/default";
   int threads = 0;  // 0 = OpenMP's default
@@ -101,6 +110,7 @@ struct Config {
   CheckpointConfig checkpoint;
   LogConfig log;
   RunConfig run;
+  EvalConfig eval;
 
   // The resolved INI text: every key of every section, in a fixed order.
   std::string to_ini() const;

@@ -112,17 +112,20 @@ std::string trace_label(int mb, int chunk, int chunks) {
 
 struct PipelineRuntime::Step {
   Step(const StepContext& ctx, const std::vector<TokenBatch>& micro_batches,
-       const std::vector<int>& granularities, const std::vector<std::vector<int>>& widths)
+       const std::vector<int>& granularities, const std::vector<std::vector<int>>& widths,
+       bool evaluating = false)
       : ctx(ctx),
         micro_batches(micro_batches),
         granularities(granularities),
         widths(widths),
-        G(static_cast<int>(granularities.size())) {}
+        G(static_cast<int>(granularities.size())),
+        evaluating(evaluating) {}
   const StepContext& ctx;
   const std::vector<TokenBatch>& micro_batches;
   const std::vector<int>& granularities;
   const std::vector<std::vector<int>>& widths;
   const int G;                     // granularity entries: each micro-batch runs once per entry
+  const bool evaluating;           // forward only: caches dropped after each forward
   std::vector<Instruction> list;   // this rank's schedule
   std::vector<double> loss_sums;   // per granularity entry
   std::vector<size_t> compute_at;  // positions of the compute ops in `list`
@@ -171,19 +174,35 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
   model_.params().zero_grads();
   stats_ = PipelineStats{};
   const double t_start = MPI_Wtime();
+  if (grad_buckets_) grad_buckets_->begin_step();
+  execute_all(step);
+  stats_.step_seconds = MPI_Wtime() - t_start;
+  finish_gradient_sync();
+  return std::move(step.loss_sums);
+}
+
+std::vector<double> PipelineRuntime::evaluate(const std::vector<TokenBatch>& micro_batches,
+                                              const std::vector<int>& granularities,
+                                              const std::vector<std::vector<int>>& widths) {
+  const StepContext no_dropout;
+  Step step(no_dropout, micro_batches, granularities, widths, /*evaluating=*/true);
+  const int m = static_cast<int>(micro_batches.size()) * step.G;
+  step.list =
+      std::move(make_forward_schedule({grid_.pp(), m, skips_, virtual_stages_}).at(grid_.stage()));
+  const PipelineStats training = stats_;
+  execute_all(step);
+  stats_ = training;
+  return std::move(step.loss_sums);
+}
+
+void PipelineRuntime::execute_all(Step& step) {
   step.loss_sums.assign(step.G, 0.0);
   index_compute_ops(step);
-  if (grad_buckets_) grad_buckets_->begin_step();
-
   for (size_t i = 0; i < step.list.size(); ++i) execute(step, i);
-
   complete_sends(step);
   if (!step.recvs.empty() || step.posted < step.list.size() || !step.outputs.empty() ||
       !step.input_grads.empty())
     throw std::logic_error("pipeline runtime: the schedule left receives or results unconsumed");
-  stats_.step_seconds = MPI_Wtime() - t_start;
-  finish_gradient_sync();
-  return std::move(step.loss_sums);
 }
 
 // Where the compute ops sit (the receive window counts them) and each chunk's final backward
@@ -313,9 +332,11 @@ void PipelineRuntime::run_forward(Step& step, size_t i) {
   slot.ffn_widths = g < 0 ? nullptr : &step.widths[g];
   Tensor in, out;
   take_recvs(step, i, mb, chunk, slot, in);
-  timed_compute("F" + trace_label(mb, chunk, virtual_stages_), TraceCategory::Forward, mb,
-                stats_.forward_cpu_seconds, [&] { model_.forward(slot, in, out, chunk); });
+  timed_compute((step.evaluating ? "eval F" : "F") + trace_label(mb, chunk, virtual_stages_),
+                TraceCategory::Forward, mb, stats_.forward_cpu_seconds,
+                [&] { model_.forward(slot, in, out, chunk); });
   stats_.max_live = std::max(stats_.max_live, model_.live_slots());
+  if (step.evaluating) model_.release(mb);
   // The last virtual stage's forward ends in the head: a loss, no output to send.
   if (virtual_stage(ins) == grid_.pp() * virtual_stages_ - 1)
     step.loss_sums[mb % step.G] += slot.loss_sum;
@@ -352,7 +373,7 @@ void PipelineRuntime::send(Step& step, Tensor&& t, const Instruction& ins, const
 
 void PipelineRuntime::progress_sends(Step& step) {
   std::erase_if(step.sends, [this](PendingSend& s) { return pp_comm_.test(s.pending); });
-  if (grad_buckets_) grad_buckets_->progress();
+  if (grad_buckets_ && !step.evaluating) grad_buckets_->progress();
 }
 
 void PipelineRuntime::complete_sends(Step& step) {

@@ -38,6 +38,7 @@
 #include "trainer/run_outputs.h"
 #include "trainer/stop_signals.h"
 #include "trainer/train_step.h"
+#include "trainer/validation.h"
 
 namespace hg {
 namespace {
@@ -184,6 +185,7 @@ struct TrainingRun {
   std::unique_ptr<StageModel> model;
   std::unique_ptr<TokenDataset> data;
   std::unique_ptr<BatchLoader> loader;  // first and last stages only
+  std::unique_ptr<Validation> validation;  // eval.every (does nothing when 0)
   int64_t start_step = 0;
   std::string checkpoint_dir, resume_file;
 };
@@ -242,9 +244,11 @@ void build_stage(TrainingRun& run) {
   }
 }
 
-// Setup, part 3: the training data, on the stages that read tokens (embedding and head).
+// Setup, part 3: the training data, on the stages that read tokens (embedding and head), and the
+// validation windows.
 void open_data(TrainingRun& run) {
   const Config& config = run.config;
+  run.validation = std::make_unique<Validation>(config, *run.grid);
   if (config.train.steps == 0 || !(run.grid->first_stage() || run.grid->last_stage())) return;
   require(!config.data.dir.empty(),
           "data.dir is not set: give --data.dir DIR (a directory made by `hourglass prep`).");
@@ -342,17 +346,18 @@ class ProgressReport {
           run.start_step > 0);
   }
 
-  // Collective (gathers every rank's statistics).
-  void step(const DistributedStep& step, const PipelineStats& stats) {
+  // Collective (gathers every rank's statistics). `valid`: the step's validation, if scored.
+  void step(const DistributedStep& step, const PipelineStats& stats,
+            const ValidationResult* valid) {
     const StepMetrics& m = step.metrics;
     window_seconds_ += m.seconds;
     ++window_steps_;
     const RankStats rank_stats = gather_rank_stats(stats, MPI_COMM_WORLD);
     if (!log_) return;
-    log_->write(m, step.bubble, stats.max_live, &rank_stats);
+    log_->write(m, step.bubble, stats.max_live, &rank_stats, valid);
     const Config& c = run_.config;
     const bool last = m.step == c.train.steps, first = m.step == run_.start_step + 1;
-    if (!(c.log.every > 0 && m.step % c.log.every == 0) && !last && !first) return;
+    if (!(c.log.every > 0 && m.step % c.log.every == 0) && !last && !first && !valid) return;
     const double per_step = window_seconds_ / window_steps_;
     std::printf(
         "step %5ld/%ld | loss %.4f | bpc %.4f | lr %.2e | grad-norm %.3f | %.0f tok/s"
@@ -360,6 +365,11 @@ class ProgressReport {
         long(m.step), long(c.train.steps), m.loss, m.bpc, m.lr, m.grad_norm,
         tokens_per_step_ / per_step, step.bubble, theory_bubble_,
         format_duration(per_step * (c.train.steps - m.step)).c_str());
+    if (valid)
+      std::printf(
+          "step %5ld/%ld | valid loss %.4f | valid bpc %.4f | %ld windows of %s in %.2f s\n",
+          long(m.step), long(c.train.steps), valid->loss, valid->loss / std::log(2.0),
+          long(valid->windows), c.eval.split.c_str(), valid->seconds);
     std::fflush(stdout);
     window_seconds_ = 0;
     window_steps_ = 0;
@@ -436,7 +446,9 @@ int train_main(const std::vector<std::string>& args) {
       exit_code = kExitFailure;
       break;
     }
-    progress.step(step, runtime.stats());
+    std::optional<ValidationResult> valid;
+    if (run.validation->due(step.metrics.step)) valid = run.validation->run(runtime);
+    progress.step(step, runtime.stats(), valid ? &*valid : nullptr);
 
     // Maybe save, maybe stop: a signal on any rank, or the time limit minus the measured save.
     const double elapsed =

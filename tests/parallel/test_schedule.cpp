@@ -148,6 +148,39 @@ TEST(Schedule, InterleavedRunsWithoutDeadlockAndKeepsItsPromises) {
   EXPECT_GT(cases, 7 * 4 * 4 * 7);
 }
 
+// Evaluation's forward-only lists (validation during training): every pp <= 8, v <= 3, any m (not
+// only multiples of pp), every skip layout: no deadlock, every message received once, each
+// (micro-batch, chunk) forwarded exactly once on its rank and only one alive at a time.
+TEST(Schedule, ForwardScheduleRunsEveryLayoutWithoutDeadlock) {
+  int cases = 0;
+  for (int pp = 1; pp <= 8; ++pp)
+    for (int v = 1; v <= (pp > 1 ? 3 : 1); ++v)
+      for (int m = 1; m <= 9; ++m)
+        for (const auto& [label, skips] : skip_layouts(pp * v)) {
+          const auto lists = make_forward_schedule({pp, m, skips, v});
+          const SimulationResult result = simulate(lists, {}, /*evaluation=*/true);
+          const std::string where = "forward pp=" + std::to_string(pp) + " v=" + std::to_string(v) +
+                                    " m=" + std::to_string(m) + " " + label;
+          ASSERT_TRUE(result.ok) << where << ": " << result.error;
+          for (int s = 0; s < pp; ++s) {
+            std::set<std::pair<int, int>> forwarded;
+            for (const Instruction& in : lists[s]) {
+              ASSERT_NE(in.op, Op::Backward) << where;
+              if (in.op == Op::Forward) {
+                EXPECT_TRUE(forwarded.insert({in.micro_batch, in.chunk}).second) << where;
+              }
+            }
+            EXPECT_EQ(static_cast<int>(forwarded.size()), m * v) << where << " stage " << s;
+            EXPECT_EQ(result.max_alive[s], 1) << where << " stage " << s;
+          }
+          ++cases;
+        }
+  EXPECT_GT(cases, 8 * 9 * 7);
+  // Without the evaluation flag the simulator still demands a backward for every forward.
+  EXPECT_FALSE(simulate(make_forward_schedule({2, 2, {}})).ok);
+  EXPECT_THROW(make_forward_schedule({1, 2, {}, 2}), std::invalid_argument);
+}
+
 // v = 2 halves the bubble of 1F1B at the same m (to first order in pp / m): pp = 4, m = 8.
 TEST(Schedule, InterleavingShrinksTheBubble) {
   const SimulationResult one = simulate(make_schedule(ScheduleKind::OneFOneB, {4, 8, {}}));
