@@ -225,6 +225,8 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(log, every, "progress line every N steps"),
       HG_KEY(log, metrics, "JSON-lines metrics file (empty: <run.dir>/metrics.jsonl)"),
       HG_KEY(log, trace, "Chrome/Perfetto trace FILE of every rank (empty: none)"),
+      HG_KEY(log, tensorboard,
+             "DIR of TensorBoard event files written as training goes (empty: none)"),
       HG_KEY(run, dir, "run directory (log, metrics, checkpoints)"),
       HG_KEY(run, threads, "threads per rank (0: OpenMP's default)"),
       HG_KEY(run, device, "cpu or cuda"),

@@ -81,6 +81,7 @@ struct LogConfig {
   int64_t every = 10;
   std::string metrics;  // "" = <run.dir>/metrics.jsonl
   std::string trace;    // "" = no trace
+  std::string tensorboard;  // "" = none; else a directory of TensorBoard event files (§9.5)
 };
 
 // Validation during training (§9.5): every `every` steps (0 = never) the first `windows`

@@ -37,6 +37,7 @@
 #include "trainer/pipeline_runtime.h"
 #include "trainer/run_outputs.h"
 #include "trainer/stop_signals.h"
+#include "trainer/tensorboard_log.h"
 #include "trainer/train_step.h"
 #include "trainer/validation.h"
 
@@ -339,11 +340,17 @@ class ProgressReport {
     theory_bubble_ =
         theoretical_bubble(c.parallel.pp, c.train.batch / c.parallel.dp / c.train.micro_batch,
                            c.parallel.virtual_stages);
-    if (run.grid->rank() == 0)
+    if (run.grid->rank() == 0) {
       log_ = std::make_unique<MetricsLog>(
           c.log.metrics.empty() ? (std::filesystem::path(c.run.dir) / "metrics.jsonl").string()
                                 : c.log.metrics,
           run.start_step > 0);
+      if (!c.log.tensorboard.empty()) {
+        tensorboard_ = std::make_unique<TensorBoardLog>(c.log.tensorboard);
+        std::printf("tensorboard %s (tensorboard --logdir %s)\n", tensorboard_->path().c_str(),
+                    c.log.tensorboard.c_str());
+      }
+    }
   }
 
   // Collective (gathers every rank's statistics). `valid`: the step's validation, if scored.
@@ -355,6 +362,7 @@ class ProgressReport {
     const RankStats rank_stats = gather_rank_stats(stats, MPI_COMM_WORLD);
     if (!log_) return;
     log_->write(m, step.bubble, stats.max_live, &rank_stats, valid);
+    if (tensorboard_) tensorboard_->write(m.step, scalars(m, step.bubble, valid));
     const Config& c = run_.config;
     const bool last = m.step == c.train.steps, first = m.step == run_.start_step + 1;
     if (!(c.log.every > 0 && m.step % c.log.every == 0) && !last && !first && !valid) return;
@@ -376,8 +384,33 @@ class ProgressReport {
   }
 
  private:
+  // What TensorBoard plots of a step: the metrics line's numbers under "train/", "valid/" and
+  // "pipeline/" (joint MatFormer: a loss per granularity g as train/loss_g<g>).
+  std::vector<std::pair<std::string, double>> scalars(const StepMetrics& m, double bubble,
+                                                      const ValidationResult* valid) const {
+    const double tokens_per_second = m.seconds > 0 ? tokens_per_step_ / m.seconds : 0;
+    std::vector<std::pair<std::string, double>> out = {
+        {"train/loss", m.loss},
+        {"train/bpc", m.bpc},
+        {"train/lr", m.lr},
+        {"train/grad_norm", m.grad_norm},
+        {"train/tokens_per_second", tokens_per_second},
+        {"pipeline/bubble", bubble}};
+    const std::vector<int>& g = run_.config.model.ffn_granularities;
+    for (size_t i = 0; i < m.losses.size() && i < g.size(); ++i)
+      out.push_back({"train/loss_g" + std::to_string(g[i]), m.losses[i]});
+    if (valid) {
+      out.push_back({"valid/loss", valid->loss});
+      out.push_back({"valid/bpc", valid->loss / std::log(2.0)});
+      for (size_t i = 0; i < valid->losses.size() && i < g.size(); ++i)
+        out.push_back({"valid/loss_g" + std::to_string(g[i]), valid->losses[i]});
+    }
+    return out;
+  }
+
   const TrainingRun& run_;
   std::unique_ptr<MetricsLog> log_;
+  std::unique_ptr<TensorBoardLog> tensorboard_;
   double tokens_per_step_ = 0, theory_bubble_ = 0;
   double window_seconds_ = 0;
   int64_t window_steps_ = 0;
