@@ -104,6 +104,26 @@ void append_backward(std::vector<Instruction>& list, int k, int mb, const Pipeli
       message(Op::SendSkipGradient, e.producer_stage, e.level);
 }
 
+// ZB-H1 on stage s (make_schedule): 1F1B's order of forwards and B's, each B from the (s+1)-th
+// on followed by the oldest pending W, the s W's left at the end.
+void append_zero_bubble_h1(std::vector<Instruction>& list, int s, const PipelineLayout& layout,
+                           const std::vector<SkipEdge>& skips) {
+  const int m = layout.micro_batches, warmup = std::min(layout.stages - s - 1, m);
+  int forwards = 0, backwards = 0, weights = 0;
+  auto weight = [&] { list.push_back({Op::BackwardWeight, weights++, -1, -1, 0, 0}); };
+  auto backward = [&] {
+    append_backward(list, s, backwards, layout, skips);
+    if (backwards++ >= s) weight();
+  };
+  for (; forwards < warmup; ++forwards) append_forward(list, s, forwards, layout, skips);
+  while (forwards < m) {
+    append_forward(list, s, forwards++, layout, skips);
+    backward();
+  }
+  while (backwards < m) backward();
+  while (weights < m) weight();
+}
+
 // Message kinds: a send and its receive share one.
 enum MessageKind { kActivation = 0, kSkip = 1, kGradient = 2, kSkipGradient = 3, kNone = -1 };
 
@@ -123,6 +143,7 @@ MessageKind message_kind(Op op) {
       return kSkipGradient;
     case Op::Forward:
     case Op::Backward:
+    case Op::BackwardWeight:
       return kNone;
   }
   return kNone;
@@ -182,6 +203,10 @@ std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind,
       for (int j = total - warmup; j < total; ++j) backward(j);
       continue;
     }
+    if (kind == ScheduleKind::ZeroBubbleH1) {
+      append_zero_bubble_h1(list, s, layout, skips);
+      continue;
+    }
     if (kind == ScheduleKind::GPipe) {
       for (int mb = 0; mb < m; ++mb) append_forward(list, s, mb, layout, skips);
       for (int mb = 0; mb < m; ++mb) append_backward(list, s, mb, layout, skips);
@@ -230,6 +255,8 @@ const char* op_name(Op op) {
       return "SendGradient";
     case Op::SendSkipGradient:
       return "SendSkipGradient";
+    case Op::BackwardWeight:
+      return "BackwardWeight";
   }
   return "?";
 }
@@ -316,28 +343,54 @@ struct SimulatedPipeline {
   std::vector<double> clock = std::vector<double>(S, 0.0);
   std::vector<int> alive = std::vector<int>(S, 0);
   using Held = std::vector<std::set<std::pair<int, int>>>;  // per stage: (mb, chunk) pairs
-  Held forwarded = Held(S), backwarded = Held(S);
+  Held forwarded = Held(S), backwarded = Held(S), weighted = Held(S);
   bool evaluation = false;  // forward-only lists: a Forward frees its activations at once
+  // Per stage: whether its list splits the backward into B and W (zbh1); then W frees the
+  // activations, not B.
+  std::vector<bool> split = splits_backward(lists);
 
-  // A Forward or Backward of stage s: each (micro-batch, chunk) once, a Backward after its Forward;
-  // the stage's clock advances by its cost, and a Forward holds its activations until the Backward.
+  static std::vector<bool> splits_backward(const std::vector<std::vector<Instruction>>& lists) {
+    std::vector<bool> out;
+    for (const auto& list : lists)
+      out.push_back(std::any_of(list.begin(), list.end(), [](const Instruction& in) {
+        return in.op == Op::BackwardWeight;
+      }));
+    return out;
+  }
+
+  // What must have run before `in` on stage s, and where it is recorded.
+  std::string check_order(int s, const Instruction& in) {
+    const std::pair<int, int> pair{in.micro_batch, in.chunk};
+    const bool forward = in.op == Op::Forward, weight = in.op == Op::BackwardWeight;
+    if (!forward && !forwarded[s].count(pair))
+      return where(s, pc[s], in) + ": " + op_name(in.op) + " before its Forward";
+    if (weight && !backwarded[s].count(pair))
+      return where(s, pc[s], in) + ": BackwardWeight before its Backward";
+    Held& done = forward ? forwarded : weight ? weighted : backwarded;
+    if (!done[s].insert(pair).second)
+      return where(s, pc[s], in) + ": second " + op_name(in.op) + " of this micro-batch";
+    return "";
+  }
+
+  // A Forward, Backward or BackwardWeight of stage s: each (micro-batch, chunk) once, in that
+  // order; the stage's clock advances by its cost, and a Forward holds its activations until the
+  // Backward (with W's: until the BackwardWeight).
   std::string compute(int s, const Instruction& in) {
-    const bool forward = in.op == Op::Forward;
-    if (!forward && !forwarded[s].count({in.micro_batch, in.chunk}))
-      return where(s, pc[s], in) + ": Backward before its Forward";
-    if (!(forward ? forwarded : backwarded)[s].insert({in.micro_batch, in.chunk}).second)
-      return where(s, pc[s], in) + (forward ? ": second Forward" : ": second Backward") +
-             " of this micro-batch";
-    // Without per-op costs: the stage's own, else the classic forward 1, backward 2.
-    const std::vector<double>& per_stage = forward ? costs.forward : costs.backward;
+    if (const std::string error = check_order(s, in); !error.empty()) return error;
+    const bool forward = in.op == Op::Forward, weight = in.op == Op::BackwardWeight;
+    // Without per-op costs: the stage's own, else the classic forward 1, backward 2 (split:
+    // B 1, W 1).
+    const std::vector<double>& per_stage =
+        forward ? costs.forward : weight ? costs.weight : costs.backward;
+    const double fallback = forward || weight || split[s] ? 1.0 : 2.0;
     const double cost = costs.compute       ? costs.compute(s, in)
-                        : per_stage.empty() ? (forward ? 1.0 : 2.0)
+                        : per_stage.empty() ? fallback
                                             : per_stage[s];
     clock[s] += cost;
     result.busy[s] += cost;
-    if (forward)
-      result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
-    if (!forward || evaluation) --alive[s];
+    if (forward) result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
+    const bool frees = evaluation ? forward : split[s] ? weight : !forward;
+    if (frees) --alive[s];
     return "";
   }
 
@@ -347,7 +400,7 @@ struct SimulatedPipeline {
     const auto& list = lists[s];
     while (pc[s] < list.size()) {
       const Instruction& in = list[pc[s]];
-      if (in.op == Op::Forward || in.op == Op::Backward) {
+      if (in.op == Op::Forward || in.op == Op::Backward || in.op == Op::BackwardWeight) {
         if (const std::string error = compute(s, in); !error.empty()) return error;
       } else if (is_send(in.op)) {
         // A link carries one message at a time: this one leaves when the last has arrived.
@@ -390,11 +443,16 @@ struct SimulatedPipeline {
       if (!received.count(message))
         return where(origin.first, origin.second, lists[origin.first][origin.second]) +
                ": sent but never received";
-    for (int s = 0; s < S && !evaluation; ++s)
+    for (int s = 0; s < S && !evaluation; ++s) {
       if (forwarded[s].size() != backwarded[s].size())
         return "stage " + std::to_string(s) + ": " + std::to_string(forwarded[s].size()) +
                " micro-batches forwarded but " + std::to_string(backwarded[s].size()) +
                " backwarded (activations never freed)";
+      if (split[s] && weighted[s].size() != backwarded[s].size())
+        return "stage " + std::to_string(s) + ": " + std::to_string(backwarded[s].size()) +
+               " micro-batches backwarded but " + std::to_string(weighted[s].size()) +
+               " weight gradients computed";
+    }
     return "";
   }
 };
@@ -415,6 +473,9 @@ SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
   };
   if (!costs.forward.empty() && static_cast<int>(costs.forward.size()) != S)
     return fail("SimulationCosts.forward has " + std::to_string(costs.forward.size()) +
+                " entries for " + std::to_string(S) + " stages");
+  if (!costs.weight.empty() && static_cast<int>(costs.weight.size()) != S)
+    return fail("SimulationCosts.weight has " + std::to_string(costs.weight.size()) +
                 " entries for " + std::to_string(S) + " stages");
   if (!costs.backward.empty() && static_cast<int>(costs.backward.size()) != S)
     return fail("SimulationCosts.backward has " + std::to_string(costs.backward.size()) +

@@ -18,6 +18,9 @@ ScheduleKind schedule_kind(const std::string& name) {
   ScheduleKind kind{};
   require(parse_enum(name, kind), "plan.schedules: '" + name + "' is not a schedule: use " +
                                       enum_choices<ScheduleKind>());
+  require(kind != ScheduleKind::ZeroBubbleH1,
+          "plan.schedules: zbh1 is not costed yet (it needs the backward's B and W times; "
+          "issue 16): use gpipe, 1f1b or interleaved");
   return kind;
 }
 
