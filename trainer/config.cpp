@@ -209,7 +209,7 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(parallel, pp, "pipeline stages"),
       HG_KEY(parallel, tp,
              "tensor-parallel ranks per stage (divides heads, ffn and every MatFormer band)"),
-      HG_KEY(parallel, schedule, "pipeline schedule: gpipe, 1f1b or interleaved"),
+      HG_KEY(parallel, schedule, "pipeline schedule: gpipe, 1f1b, interleaved or zbh1 (zero-bubble H1)"),
       HG_KEY(parallel, virtual_stages, "interleaved: model chunks per rank"),
       HG_KEY(parallel, stages,
              "units per (virtual) stage, e.g. 5,4,6 (empty: balanced by the cost model)"),
@@ -302,9 +302,6 @@ void validate_parallel(const Config& c) {
   // Heads, FFN hidden units and every MatFormer band are split evenly across tp (§6).
   const std::string bad_tp = tensor_parallel_problem(c.model, trained_granularities(c), p.tp);
   check(bad_tp.empty(), "parallel.tp", p.tp, bad_tp);
-  check(p.schedule != ScheduleKind::ZeroBubbleH1, "parallel.schedule", p.schedule,
-        "runs in the schedule simulator only so far: the trainer does not split its backward "
-        "into B and W yet (issue 16); use 1f1b or interleaved");
   check(p.virtual_stages >= 1 && p.virtual_stages <= kMaxVirtualStages, "parallel.virtual_stages",
         p.virtual_stages, "must be in [1, " + std::to_string(kMaxVirtualStages) + "]");
   check(p.virtual_stages == 1 || p.schedule == ScheduleKind::Interleaved,

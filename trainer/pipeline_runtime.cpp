@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "layers/weight_gradients.h"
+
 namespace hg {
 
 std::vector<UnitInfo> unit_infos(const std::vector<UnitPlan>& plans) {
@@ -126,6 +128,7 @@ struct PipelineRuntime::Step {
   const std::vector<std::vector<int>>& widths;
   const int G;                     // granularity entries: each micro-batch runs once per entry
   const bool evaluating;           // forward only: caches dropped after each forward
+  bool split_backward = false;     // zbh1: B records the weight-gradient products, W runs them
   std::vector<Instruction> list;   // this rank's schedule
   std::vector<double> loss_sums;   // per granularity entry
   std::vector<size_t> compute_at;  // positions of the compute ops in `list`
@@ -140,6 +143,8 @@ struct PipelineRuntime::Step {
   std::map<int, Slot> slots;
   // (micro-batch, chunk) -> computed, not yet handed to a send
   std::map<std::pair<int, int>, Tensor> outputs, input_grads;
+  // (micro-batch, chunk) -> the weight-gradient products its B recorded, until its W (zbh1)
+  std::map<std::pair<int, int>, DeferredWeightGradients> deferred;
 };
 
 template <class Compute>
@@ -170,6 +175,7 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
   const int m = static_cast<int>(micro_batches.size()) * step.G;
   PipelineLayout layout{grid_.pp(), m, skips_, virtual_stages_};
   step.list = std::move(make_schedule(kind_, layout).at(grid_.stage()));
+  step.split_backward = kind_ == ScheduleKind::ZeroBubbleH1;
 
   model_.params().zero_grads();
   stats_ = PipelineStats{};
@@ -201,18 +207,21 @@ void PipelineRuntime::execute_all(Step& step) {
   for (size_t i = 0; i < step.list.size(); ++i) execute(step, i);
   complete_sends(step);
   if (!step.recvs.empty() || step.posted < step.list.size() || !step.outputs.empty() ||
-      !step.input_grads.empty())
+      !step.input_grads.empty() || !step.deferred.empty())
     throw std::logic_error("pipeline runtime: the schedule left receives or results unconsumed");
 }
 
 // Where the compute ops sit (the receive window counts them) and each chunk's final backward
-// (where its gradient buckets start).
+// (where its gradient buckets start; under zbh1 its final W, which completes the weights).
 void PipelineRuntime::index_compute_ops(Step& step) const {
   const std::vector<Instruction>& list = step.list;
+  const Op completes = step.split_backward ? Op::BackwardWeight : Op::Backward;
   step.final_backward.assign(virtual_stages_, list.size());
   for (size_t i = 0; i < list.size(); ++i) {
-    if (list[i].op == Op::Forward || list[i].op == Op::Backward) step.compute_at.push_back(i);
-    if (list[i].op == Op::Backward) step.final_backward.at(list[i].chunk) = i;
+    const Op op = list[i].op;
+    if (op == Op::Forward || op == Op::Backward || op == Op::BackwardWeight)
+      step.compute_at.push_back(i);
+    if (op == completes) step.final_backward.at(list[i].chunk) = i;
   }
   // The buckets expect the units done in descending stage-local order over the whole step, so
   // the last chunk's final backward must come first (true of every schedule here).
@@ -235,6 +244,10 @@ void PipelineRuntime::execute(Step& step, size_t i) {
     case Op::Backward:
       post_recvs_ahead(step);
       run_backward(step, i);
+      break;
+    case Op::BackwardWeight:
+      post_recvs_ahead(step);
+      run_weight_gradients(step, i);
       break;
     case Op::SendActivation:
       send(step, take_result(step.outputs, result), ins, "send activation");
@@ -357,10 +370,34 @@ void PipelineRuntime::run_backward(Step& step, size_t i) {
   if (grad_buckets_ && i == step.final_backward[chunk])
     start_buckets = [this](int unit) { grad_buckets_->unit_done(unit); };
   timed_compute("B" + trace_label(mb, chunk, virtual_stages_), TraceCategory::Backward, mb,
-                stats_.backward_cpu_seconds,
-                [&] { model_.backward(slot, dout, din, start_buckets, chunk); });
+                stats_.backward_cpu_seconds, [&] {
+                  if (!step.split_backward) {
+                    model_.backward(slot, dout, din, start_buckets, chunk);
+                    return;
+                  }
+                  // zbh1: the weight-gradient products wait for W, each unit's marked so that
+                  // the final W can start its buckets unit by unit.
+                  DeferredWeightGradients& products = step.deferred[{mb, chunk}];
+                  DeferWeightGradients defer(products);
+                  model_.backward(slot, dout, din, [&](int unit) { products.mark(unit); }, chunk);
+                });
   // Virtual stage 0 starts at the embedding: no input gradient to send.
   if (virtual_stage(ins) > 0) step.input_grads[{mb, chunk}] = std::move(din);
+  progress_sends(step);
+}
+
+// zbh1's W: the weight-gradient products micro-batch `mb`'s B recorded; the chunk's final W
+// starts the data-parallel buckets unit by unit, as the final backward does otherwise.
+void PipelineRuntime::run_weight_gradients(Step& step, size_t i) {
+  const Instruction& ins = step.list[i];
+  const std::pair<int, int> key{ins.micro_batch, ins.chunk};
+  std::function<void(int)> start_buckets;
+  if (grad_buckets_ && i == step.final_backward[ins.chunk])
+    start_buckets = [this](int unit) { grad_buckets_->unit_done(unit); };
+  timed_compute("W" + trace_label(ins.micro_batch, ins.chunk, virtual_stages_),
+                TraceCategory::Backward, ins.micro_batch, stats_.backward_cpu_seconds,
+                [&] { step.deferred.at(key).run(start_buckets); });
+  step.deferred.erase(key);
   progress_sends(step);
 }
 

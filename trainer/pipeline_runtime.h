@@ -88,6 +88,7 @@ class PipelineRuntime {
   void take_recvs(Step& step, size_t end, int mb, int chunk, Slot& slot, Tensor& activation);
   void run_forward(Step& step, size_t i);
   void run_backward(Step& step, size_t i);
+  void run_weight_gradients(Step& step, size_t i);
   void send(Step& step, Tensor&& t, const Instruction& ins, const char* what);
   void progress_sends(Step& step);
   void complete_sends(Step& step);

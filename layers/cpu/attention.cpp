@@ -12,11 +12,11 @@
 #include "core/gemm.h"
 #include "core/parallel_for.h"
 #include "layers/cpu/attention_compress.h"
-#include "layers/dconv.h"
 #include "layers/cpu/grow_buffer.h"
+#include "layers/cpu/qkv_projection.h"
+#include "layers/dconv.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
-#include "layers/cpu/qkv_projection.h"
 
 namespace hg {
 
@@ -321,8 +321,8 @@ void global_keys_backward(Workspace& ws, const OperandGrads& d, const AttentionP
                           r, e);
   chunk_softmax_backward(dlogits, dlogits, c.chunk_probs.data(), B, n, l, Hr);
   if (g.proj_weight != nullptr || g.proj_bias != nullptr)
-    linear_backward(nullptr, or_unused(g.proj_weight, ws.unused[0], cfg.d * Hr), g.proj_bias,
-                    dlogits, u, w.proj_weight, rows, cfg.d, Hr, Hr);
+    linear_backward(nullptr, g.proj_weight, g.proj_bias, dlogits, u, w.proj_weight, rows, cfg.d, Hr,
+                    Hr);
 }
 
 // DConv, then the projections: du = dQ' Wqᵀ + dK' Wkᵀ + dV' Wvᵀ (+ dP Wpᵀ, long_short).
