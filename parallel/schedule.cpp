@@ -276,6 +276,12 @@ double theoretical_bubble(int stages, int micro_batches, int virtual_stages) {
   return double(stages - 1) / double(virtual_stages * micro_batches + stages - 1);
 }
 
+double theoretical_bubble(ScheduleKind kind, int stages, int micro_batches, int virtual_stages) {
+  if (kind == ScheduleKind::ZeroBubbleH1)
+    return double(stages - 1) / double(3 * micro_batches + stages - 1);
+  return theoretical_bubble(stages, micro_batches, virtual_stages);
+}
+
 namespace {
 
 // A message is (kind, micro-batch, skip level, from stage, from chunk, to stage, to chunk): a send

@@ -142,6 +142,9 @@ std::string to_string(const Instruction& instruction);  // "RecvSkip mb 3 level 
 // skip leaves its producer before the activation chain reaches its consumer, and its gradient
 // before the gradient chain does.
 double theoretical_bubble(int stages, int micro_batches, int virtual_stages = 1);
+// The same for `kind`; ZB-H1 with T_F = T_B = T_W (the simulator's default split of a backward
+// into B 1 and W 1): (S-1)/(3m+S-1), a third of 1F1B's idle time.
+double theoretical_bubble(ScheduleKind kind, int stages, int micro_batches, int virtual_stages = 1);
 
 // Durations for simulate(). Compute: per stage (empty = 1 forward, 2 backward on every stage),
 // or per op through `compute`. Messages: seconds from a send being issued to its message being

@@ -395,7 +395,7 @@ void PipelineRuntime::run_weight_gradients(Step& step, size_t i) {
   if (grad_buckets_ && i == step.final_backward[ins.chunk])
     start_buckets = [this](int unit) { grad_buckets_->unit_done(unit); };
   timed_compute("W" + trace_label(ins.micro_batch, ins.chunk, virtual_stages_),
-                TraceCategory::Backward, ins.micro_batch, stats_.backward_cpu_seconds,
+                TraceCategory::Backward, ins.micro_batch, stats_.weight_cpu_seconds,
                 [&] { step.deferred.at(key).run(start_buckets); });
   step.deferred.erase(key);
   progress_sends(step);

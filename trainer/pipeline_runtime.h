@@ -33,7 +33,8 @@ struct PipelineStats {
   // Process CPU time inside forward / backward: with one thread per rank, the time an idle core
   // would have taken, so a benchmark on a shared machine can simulate the uncontended schedule.
   double forward_cpu_seconds = 0;
-  double backward_cpu_seconds = 0;
+  double backward_cpu_seconds = 0;  // B (the whole backward unless zbh1)
+  double weight_cpu_seconds = 0;    // zbh1's W
   GradientSyncStats grad_sync;  // data-parallel gradient all-reduce (dp > 1), grad_buckets.h
 };
 

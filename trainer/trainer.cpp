@@ -338,7 +338,8 @@ class ProgressReport {
     const Config& c = run.config;
     tokens_per_step_ = static_cast<double>(c.train.batch) * c.train.seq_len;
     theory_bubble_ =
-        theoretical_bubble(c.parallel.pp, c.train.batch / c.parallel.dp / c.train.micro_batch,
+        theoretical_bubble(c.parallel.schedule, c.parallel.pp,
+                           c.train.batch / c.parallel.dp / c.train.micro_batch,
                            c.parallel.virtual_stages);
     if (run.grid->rank() == 0) {
       log_ = std::make_unique<MetricsLog>(

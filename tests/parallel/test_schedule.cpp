@@ -172,6 +172,8 @@ TEST(Schedule, ZeroBubbleH1RunsWithoutDeadlockAndCutsTheBubbleToAThird) {
         }
         if (m >= pp && skips.empty()) {
           EXPECT_NEAR(result.makespan, 3.0 * m + pp - 1, 1e-9) << where;
+          EXPECT_NEAR(result.bubble, theoretical_bubble(ScheduleKind::ZeroBubbleH1, pp, m), 1e-12)
+              << where;
         }
         ++cases;
       }
