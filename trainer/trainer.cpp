@@ -32,12 +32,11 @@
 #include "trainer/config.h"
 #include "trainer/distributed_step.h"
 #include "trainer/memory_estimate.h"
-#include "trainer/metrics_log.h"
 #include "trainer/optimizer.h"
+#include "trainer/progress_report.h"
 #include "trainer/pipeline_runtime.h"
 #include "trainer/run_outputs.h"
 #include "trainer/stop_signals.h"
-#include "trainer/tensorboard_log.h"
 #include "trainer/train_step.h"
 #include "trainer/validation.h"
 
@@ -163,18 +162,6 @@ bool stop_requested_anywhere(bool stop = false) {
   return any != 0;
 }
 
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%ldh%02ldm", long(s / 3600), long(s / 60 % 60));
-  else if (s >= 60)
-    std::snprintf(buf, sizeof buf, "%ldm%02lds", long(s / 60), long(s % 60));
-  else
-    std::snprintf(buf, sizeof buf, "%lds", long(s));
-  return buf;
-}
 
 // Everything setup makes for this rank; then training only reads and updates it.
 struct TrainingRun {
@@ -330,92 +317,6 @@ void report_non_finite(const TrainingRun& run, const StepMetrics& metrics) {
                saved.empty() ? "none (no checkpoint was saved)" : saved.front().c_str());
 }
 
-// Rank 0's progress: every step into the metrics file, every log.every steps (and the first and
-// last) a console line with the speed and the ETA over the steps since the previous line.
-class ProgressReport {
- public:
-  explicit ProgressReport(const TrainingRun& run) : run_(run) {
-    const Config& c = run.config;
-    tokens_per_step_ = static_cast<double>(c.train.batch) * c.train.seq_len;
-    theory_bubble_ =
-        theoretical_bubble(c.parallel.schedule, c.parallel.pp,
-                           c.train.batch / c.parallel.dp / c.train.micro_batch,
-                           c.parallel.virtual_stages);
-    if (run.grid->rank() == 0) {
-      log_ = std::make_unique<MetricsLog>(
-          c.log.metrics.empty() ? (std::filesystem::path(c.run.dir) / "metrics.jsonl").string()
-                                : c.log.metrics,
-          run.start_step > 0);
-      if (!c.log.tensorboard.empty()) {
-        tensorboard_ = std::make_unique<TensorBoardLog>(c.log.tensorboard);
-        std::printf("tensorboard %s (tensorboard --logdir %s)\n", tensorboard_->path().c_str(),
-                    c.log.tensorboard.c_str());
-      }
-    }
-  }
-
-  // Collective (gathers every rank's statistics). `valid`: the step's validation, if scored.
-  void step(const DistributedStep& step, const PipelineStats& stats,
-            const ValidationResult* valid) {
-    const StepMetrics& m = step.metrics;
-    window_seconds_ += m.seconds;
-    ++window_steps_;
-    const RankStats rank_stats = gather_rank_stats(stats, MPI_COMM_WORLD);
-    if (!log_) return;
-    log_->write(m, step.bubble, stats.max_live, &rank_stats, valid);
-    if (tensorboard_) tensorboard_->write(m.step, scalars(m, step.bubble, valid));
-    const Config& c = run_.config;
-    const bool last = m.step == c.train.steps, first = m.step == run_.start_step + 1;
-    if (!(c.log.every > 0 && m.step % c.log.every == 0) && !last && !first && !valid) return;
-    const double per_step = window_seconds_ / window_steps_;
-    std::printf(
-        "step %5ld/%ld | loss %.4f | bpc %.4f | lr %.2e | grad-norm %.3f | %.0f tok/s"
-        " | bubble %.2f (theory %.2f) | ETA %s\n",
-        long(m.step), long(c.train.steps), m.loss, m.bpc, m.lr, m.grad_norm,
-        tokens_per_step_ / per_step, step.bubble, theory_bubble_,
-        format_duration(per_step * (c.train.steps - m.step)).c_str());
-    if (valid)
-      std::printf(
-          "step %5ld/%ld | valid loss %.4f | valid bpc %.4f | %ld windows of %s in %.2f s\n",
-          long(m.step), long(c.train.steps), valid->loss, valid->loss / std::log(2.0),
-          long(valid->windows), c.eval.split.c_str(), valid->seconds);
-    std::fflush(stdout);
-    window_seconds_ = 0;
-    window_steps_ = 0;
-  }
-
- private:
-  // What TensorBoard plots of a step: the metrics line's numbers under "train/", "valid/" and
-  // "pipeline/" (joint MatFormer: a loss per granularity g as train/loss_g<g>).
-  std::vector<std::pair<std::string, double>> scalars(const StepMetrics& m, double bubble,
-                                                      const ValidationResult* valid) const {
-    const double tokens_per_second = m.seconds > 0 ? tokens_per_step_ / m.seconds : 0;
-    std::vector<std::pair<std::string, double>> out = {
-        {"train/loss", m.loss},
-        {"train/bpc", m.bpc},
-        {"train/lr", m.lr},
-        {"train/grad_norm", m.grad_norm},
-        {"train/tokens_per_second", tokens_per_second},
-        {"pipeline/bubble", bubble}};
-    const std::vector<int>& g = run_.config.model.ffn_granularities;
-    for (size_t i = 0; i < m.losses.size() && i < g.size(); ++i)
-      out.push_back({"train/loss_g" + std::to_string(g[i]), m.losses[i]});
-    if (valid) {
-      out.push_back({"valid/loss", valid->loss});
-      out.push_back({"valid/bpc", valid->loss / std::log(2.0)});
-      for (size_t i = 0; i < valid->losses.size() && i < g.size(); ++i)
-        out.push_back({"valid/loss_g" + std::to_string(g[i]), valid->losses[i]});
-    }
-    return out;
-  }
-
-  const TrainingRun& run_;
-  std::unique_ptr<MetricsLog> log_;
-  std::unique_ptr<TensorBoardLog> tensorboard_;
-  double tokens_per_step_ = 0, theory_bubble_ = 0;
-  double window_seconds_ = 0;
-  int64_t window_steps_ = 0;
-};
 
 }  // namespace
 
@@ -452,7 +353,7 @@ int train_main(const std::vector<std::string>& args) {
   PipelineRuntime runtime(
       *run.model, grid, run.comms, config.parallel.schedule, run.first,
       config.log.trace.empty() ? nullptr : &trace, grad_bucket_bytes(config.parallel));
-  ProgressReport progress(run);
+  ProgressReport progress(config, grid, run.start_step);
   const auto run_start = std::chrono::steady_clock::now();
   double measured_save_seconds = 0;
   CheckpointSaver saver(grid);
