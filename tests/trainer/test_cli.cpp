@@ -323,7 +323,7 @@ TEST(Cli, HelpListsEveryKeyWithItsDefaultAndExitsZero) {
       for (const char* key : {"--model.d_model", "--train.precision", "--parallel.schedule",
                               "--checkpoint.resume", "--run.memory_limit_gb"})
         EXPECT_NE(r.output.find(key), std::string::npos) << command << ": " << key;
-      EXPECT_NE(r.output.find("one of gpipe, 1f1b, interleaved; default 1f1b"), std::string::npos)
+      EXPECT_NE(r.output.find("one of gpipe, 1f1b, interleaved, zbh1; default 1f1b"), std::string::npos)
           << r.output;
       EXPECT_NE(r.output.find("an integer; default 256"), std::string::npos) << r.output;
     }
