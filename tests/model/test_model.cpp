@@ -17,14 +17,7 @@ using testing::TinyModel;
 
 class TinyModelTest : public ::testing::TestWithParam<TinyModel> {};
 
-// Larger weights than the 0.02 init so every path carries gradient well above float32 noise.
-void randomise(ParamStore& store, uint64_t seed) {
-  store.init_all(seed);
-  for (auto& [name, p] : store.all()) {
-    std::vector<float> noise = hg::testing::random_vector(p.value.numel(), seed + hash_name(name), 0.3f);
-    for (int64_t i = 0; i < p.value.numel(); ++i) p.value[i] += noise[i];
-  }
-}
+using testing::randomise;
 
 TEST_P(TinyModelTest, LossGradientMatchesFiniteDifferences) {
   Config config = testing::tiny_config(GetParam().ini);

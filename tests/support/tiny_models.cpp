@@ -1,6 +1,7 @@
 #include "tests/support/tiny_models.h"
 
 #include "core/random.h"
+#include "tests/support/gradcheck.h"
 
 namespace hg::testing {
 
@@ -30,6 +31,14 @@ std::vector<TinyModel> tiny_models() {
 }
 
 Config tiny_config(const std::string& ini) { return config_from_ini(ini); }
+
+void randomise(ParamStore& store, uint64_t seed) {
+  store.init_all(seed);
+  for (auto& [name, p] : store.all()) {
+    std::vector<float> noise = random_vector(p.value.numel(), seed + hash_name(name), 0.3f);
+    for (int64_t i = 0; i < p.value.numel(); ++i) p.value[i] += noise[i];
+  }
+}
 
 std::vector<int32_t> random_tokens(int64_t sequences, int seq_len, int vocab, uint64_t seed) {
   std::vector<int32_t> tokens(sequences * (seq_len + 1));

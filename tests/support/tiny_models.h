@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "model/params.h"
 #include "trainer/config.h"
 
 namespace hg::testing {
@@ -20,6 +21,10 @@ std::vector<TinyModel> tiny_models();
 
 // The configuration of `ini` (defaults elsewhere), validated.
 Config tiny_config(const std::string& ini);
+
+// init_all(seed) plus noise of std 0.3: larger weights than the 0.02 init, so every path carries
+// gradient (and every logit difference) well above float32 noise.
+void randomise(ParamStore& store, uint64_t seed);
 
 // Deterministic tokens [sequences, seq_len + 1] in [0, vocab).
 std::vector<int32_t> random_tokens(int64_t sequences, int seq_len, int vocab, uint64_t seed);
