@@ -19,20 +19,6 @@ using testing::TinyModel;
 
 class DecoderTest : public ::testing::TestWithParam<TinyModel> {};
 
-// max over rows of max_v |a - b| / max_v |b|: the error relative to the row's logit scale.
-double max_relative_difference(const float* a, const float* b, int64_t rows, int V) {
-  double worst = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    double diff = 0, scale = 0;
-    for (int v = 0; v < V; ++v) {
-      diff = std::max(diff, static_cast<double>(std::fabs(a[r * V + v] - b[r * V + v])));
-      scale = std::max(scale, static_cast<double>(std::fabs(b[r * V + v])));
-    }
-    worst = std::max(worst, diff / scale);
-  }
-  return worst;
-}
-
 // The training forward's logits of `tokens` [B, L+1] at `widths` (empty = full): [B, L, V].
 Tensor training_logits(StageModel& model, std::vector<int32_t>& tokens, int64_t B,
                        const std::vector<int>& widths) {
@@ -88,7 +74,8 @@ TEST_P(DecoderTest, LogitsOfEveryPositionMatchTheTrainingForward) {
     Decoder decoder(model, B, widths);
     for (const auto& steps : schedules) {
       const Tensor got = decoded_logits(decoder, tokens, B, L, V, steps);
-      const double diff = max_relative_difference(got.data(), expected.data(), B * L, V);
+      const double diff =
+          testing::max_row_relative_difference(got.data(), expected.data(), B * L, V);
       EXPECT_LT(diff, 1e-5) << GetParam().name << " widths " << widths.size() << " first step "
                             << steps[0];
       worst = std::max(worst, diff);

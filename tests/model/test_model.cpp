@@ -81,7 +81,7 @@ TEST_P(TinyModelTest, LogitsAreCausal) {
   auto tokens = testing::random_tokens(1, L, V, 9);
   Tensor base_logits;
   evaluate_loss(model, {tokens.data(), 1, 0}, nullptr, &base_logits);
-  for (int t : {0, 3, 7, 8, L / 2 + 1, L - 1}) {
+  for (int t = 0; t < L; ++t) {  // every position: a pooled row that sees the future shows here
     auto changed = tokens;
     changed[t] = (changed[t] + 5) % V;
     Tensor logits;

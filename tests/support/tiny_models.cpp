@@ -1,5 +1,8 @@
 #include "tests/support/tiny_models.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/random.h"
 #include "tests/support/gradcheck.h"
 
@@ -38,6 +41,19 @@ void randomise(ParamStore& store, uint64_t seed) {
     std::vector<float> noise = random_vector(p.value.numel(), seed + hash_name(name), 0.3f);
     for (int64_t i = 0; i < p.value.numel(); ++i) p.value[i] += noise[i];
   }
+}
+
+double max_row_relative_difference(const float* a, const float* b, int64_t rows, int V) {
+  double worst = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    double diff = 0, scale = 0;
+    for (int v = 0; v < V; ++v) {
+      diff = std::max(diff, static_cast<double>(std::fabs(a[r * V + v] - b[r * V + v])));
+      scale = std::max(scale, static_cast<double>(std::fabs(b[r * V + v])));
+    }
+    worst = std::max(worst, diff / scale);
+  }
+  return worst;
 }
 
 std::vector<int32_t> random_tokens(int64_t sequences, int seq_len, int vocab, uint64_t seed) {

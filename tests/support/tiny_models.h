@@ -26,6 +26,10 @@ Config tiny_config(const std::string& ini);
 // gradient (and every logit difference) well above float32 noise.
 void randomise(ParamStore& store, uint64_t seed);
 
+// max over the rows of max_v |a - b| / max_v |b| for logits a, b [rows, V]: the error relative to
+// each row's logit scale (how generation tests compare cached against uncached logits).
+double max_row_relative_difference(const float* a, const float* b, int64_t rows, int V);
+
 // Deterministic tokens [sequences, seq_len + 1] in [0, vocab).
 std::vector<int32_t> random_tokens(int64_t sequences, int seq_len, int vocab, uint64_t seed);
 

@@ -34,20 +34,6 @@ Generation run(StageModel& model, const std::vector<int32_t>& prompt, SampleOpti
   return g;
 }
 
-// max over rows of max_v |a - b| / max_v |b| (the error relative to the row's logit scale).
-double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b, int V) {
-  double worst = 0;
-  for (size_t r = 0; r < a.size() / V; ++r) {
-    double diff = 0, scale = 0;
-    for (int v = 0; v < V; ++v) {
-      diff = std::max(diff, static_cast<double>(std::fabs(a[r * V + v] - b[r * V + v])));
-      scale = std::max(scale, static_cast<double>(std::fabs(b[r * V + v])));
-    }
-    worst = std::max(worst, diff / scale);
-  }
-  return worst;
-}
-
 TEST_P(SamplingTest, CachedAndUncachedGenerationsAgreeOverTwoWindows) {
   Config config = testing::tiny_config(GetParam().ini);
   const int L = config.train.seq_len, V = config.model.vocab_size;
@@ -70,7 +56,9 @@ TEST_P(SamplingTest, CachedAndUncachedGenerationsAgreeOverTwoWindows) {
     const Generation uncached = run(model, prompt, o, false);
     EXPECT_EQ(cached.tokens, uncached.tokens) << GetParam().name << " samples " << o.num_samples;
     ASSERT_EQ(cached.logits.size(), uncached.logits.size());
-    const double diff = max_relative_difference(cached.logits, uncached.logits, V);
+    const double diff =
+        testing::max_row_relative_difference(cached.logits.data(), uncached.logits.data(),
+                                             static_cast<int64_t>(cached.logits.size()) / V, V);
     EXPECT_LT(diff, 1e-5) << GetParam().name << " samples " << o.num_samples;
     worst = std::max(worst, diff);
     for (const auto& sample : cached.tokens) EXPECT_EQ(sample.size(), static_cast<size_t>(2 * L));
