@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <utility>
 
 #include "model/stage_model.h"
 #include "tests/support/tiny_models.h"
@@ -50,10 +51,13 @@ TEST_P(SamplingTest, CachedAndUncachedGenerationsAgreeOverTwoWindows) {
   batch.seed = 17;
   SampleOptions narrow = batch;  // MatFormer: the nested half width of every block
   narrow.ffn_widths.assign(config.model.total_stack_blocks(), config.model.ffn / 2);
+  // A prompt longer than seq_len starts at its last seq_len/2 tokens.
+  const std::vector<int32_t> long_prompt = testing::random_tokens(1, 2 * L + 2, V, 4);
   double worst = 0;
-  for (const SampleOptions& o : {greedy, batch, narrow}) {
-    const Generation cached = run(model, prompt, o, true);
-    const Generation uncached = run(model, prompt, o, false);
+  for (const auto& [o, start] : {std::pair(greedy, &prompt), std::pair(batch, &prompt),
+                                 std::pair(narrow, &prompt), std::pair(greedy, &long_prompt)}) {
+    const Generation cached = run(model, *start, o, true);
+    const Generation uncached = run(model, *start, o, false);
     EXPECT_EQ(cached.tokens, uncached.tokens) << GetParam().name << " samples " << o.num_samples;
     ASSERT_EQ(cached.logits.size(), uncached.logits.size());
     const double diff =
