@@ -4,10 +4,14 @@
 // Attention resampling (§1.4): mha_forward's projections and kernel against the keys kept in an
 // MhaDecodeCache.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <functional>
+#include <limits>
 #include <string>
 
 #include "core/error.h"
+#include "core/parallel_for.h"
 #include "layers/attention.h"
 #include "layers/cpu/attention_compress.h"
 #include "layers/cpu/grow_buffer.h"
@@ -82,6 +86,65 @@ void rope_from(float* x, const RopeTable& table, int64_t p0, int64_t B, int64_t 
   rows.cos.assign(table.cos.begin() + p0 * half, table.cos.begin() + (p0 + n) * half);
   rows.sin.assign(table.sin.begin() + p0 * half, table.sin.begin() + (p0 + n) * half);
   rope_forward(x, rows, B, n, H, e);
+}
+
+// Up to this many new rows per call run the row kernel below; a prefill runs the blocked one.
+constexpr int64_t kRowKernelRows = 4;
+
+// The joint softmax attention of a few query rows (a decoding step's one row) read straight from
+// the keys' rows: per (sequence, head) a row costs ~(G + W)·e multiply-adds, less than the
+// blocked kernel (attention_core) spends transposing every key it reads and dispatching its
+// block products. Same masks and scale; the sums run in another order (rounding-level
+// differences from the training forward, within the decoder's tolerance).
+void few_rows_attention(float* heads_out, int64_t B, int H, int e, const AttentionPlan& plan,
+                        const std::function<AttentionHead(int64_t b, int h)>& head) {
+  const int64_t HE = static_cast<int64_t>(H) * e;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(e));
+  parallel_for(B * H, [&](int64_t bh) {
+    const int64_t b = bh / H;
+    const int h = static_cast<int>(bh % H);
+    const AttentionHead x = head(b, h);
+    thread_local std::vector<float> scores;
+    for (int64_t t = 0; t < plan.nq; ++t) {
+      const int64_t G = plan.global_len[t], lo = plan.window_lo[t], W = plan.window_hi[t] - lo;
+      float* p = grow(scores, G + W);
+      const float* k_window = x.k_window + lo * x.ldw;
+      const float* v_window = x.v_window + lo * x.ldw;
+      // Eight independent partial sums: the loop vectorises without reassociation flags.
+      auto dot = [e](const float* a, const float* c) {
+        float acc[8] = {};
+        int i = 0;
+        for (; i + 8 <= e; i += 8)
+          for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * c[i + l];
+        for (; i < e; ++i) acc[0] += a[i] * c[i];
+        return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+      };
+      float m = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < G; ++j)
+        m = std::max(m, p[j] = scale * dot(x.q_global + t * x.ldq, x.k_global + j * x.ldg));
+      for (int64_t j = 0; j < W; ++j)
+        m = std::max(m, p[G + j] = scale * dot(x.q_window + t * x.ldq, k_window + j * x.ldw));
+      float total = 0.0f;
+      for (int64_t j = 0; j < G + W; ++j) total += p[j] = std::exp(p[j] - m);
+      float* o = heads_out + (b * plan.nq + t) * HE + static_cast<int64_t>(h) * e;
+      std::fill(o, o + e, 0.0f);
+      for (int64_t j = 0; j < G + W; ++j) {
+        const float* v = j < G ? x.v_global + j * x.ldg : v_window + (j - G) * x.ldw;
+        const float a = p[j] / total;
+        for (int i = 0; i < e; ++i) o[i] += a * v[i];
+      }
+    }
+  });
+}
+
+// heads_out [B, plan.nq, H·e] (=): the row kernel for a few rows, else the training forward's.
+void attend(float* heads_out, std::vector<float>& probs, int64_t B, int H, int e,
+            const AttentionPlan& plan, const std::function<AttentionHead(int64_t b, int h)>& head) {
+  if (plan.nq <= kRowKernelRows)
+    few_rows_attention(heads_out, B, H, e, plan, head);
+  else
+    multihead_attention_forward(heads_out, grow(probs, B * H * plan.probs_size), B, H, e, plan,
+                                head);
 }
 
 // long_short: the new rows' logits, K and V join the running chunk; each chunk they complete is
@@ -230,25 +293,24 @@ void attention_decode(float* out, AttentionDecodeCache& c, const float* u, const
   const AttentionPlan plan = decode_plan(c, cfg, n, base);
   const int64_t comp_capacity = ls ? c.capacity / cfg.chunk * cfg.rank : 0;
   float* heads_out = grow(ws.heads_out, rows * HE);
-  multihead_attention_forward(
-      heads_out, grow(ws.scores, B * H * plan.probs_size), B, H, e, plan, [&](int64_t b, int h) {
-        const int64_t row = b * n * HE + static_cast<int64_t>(h) * e;
-        const int64_t key = (b * c.capacity + base) * HE + static_cast<int64_t>(h) * e;
-        AttentionHead x;
-        x.q_global = q + row;
-        x.q_window = q_window + row;
-        x.ldq = HE;
-        x.k_window = c.k_window.data() + key;
-        x.v_window = c.v_window.data() + key;
-        x.ldw = HE;
-        if (ls) {
-          const int64_t comp = b * comp_capacity * HE + static_cast<int64_t>(h) * e;
-          x.k_global = c.k_comp.data() + comp;
-          x.v_global = c.v_comp.data() + comp;
-          x.ldg = HE;
-        }
-        return x;
-      });
+  attend(heads_out, ws.scores, B, H, e, plan, [&](int64_t b, int h) {
+    const int64_t row = b * n * HE + static_cast<int64_t>(h) * e;
+    const int64_t key = (b * c.capacity + base) * HE + static_cast<int64_t>(h) * e;
+    AttentionHead x;
+    x.q_global = q + row;
+    x.q_window = q_window + row;
+    x.ldq = HE;
+    x.k_window = c.k_window.data() + key;
+    x.v_window = c.v_window.data() + key;
+    x.ldw = HE;
+    if (ls) {
+      const int64_t comp = b * comp_capacity * HE + static_cast<int64_t>(h) * e;
+      x.k_global = c.k_comp.data() + comp;
+      x.v_global = c.v_comp.data() + comp;
+      x.ldg = HE;
+    }
+    return x;
+  });
   c.rows += n;
   linear_forward(out, heads_out, w.wo, nullptr, rows, HE, cfg.d, cfg.d);
 }
@@ -299,16 +361,15 @@ void mha_decode(float* out, MhaDecodeCache& c, const float* q_in, const float* k
     plan.window_hi[i] = mask == FunnelMask::Down ? (q0 + i + 1) * k : (q0 + i) / k + 1;
   finalize_attention_plan(plan, kDecodeBlockRows);
   float* heads_out = grow(ws.heads_out, B * nq * HE);
-  multihead_attention_forward(
-      heads_out, grow(ws.scores, B * H * plan.probs_size), B, H, e, plan, [&](int64_t b, int h) {
-        AttentionHead x;
-        x.q_window = q + b * nq * HE + static_cast<int64_t>(h) * e;
-        x.ldq = HE;
-        x.k_window = c.k.data() + b * c.capacity * HE + static_cast<int64_t>(h) * e;
-        x.v_window = c.v.data() + b * c.capacity * HE + static_cast<int64_t>(h) * e;
-        x.ldw = HE;
-        return x;
-      });
+  attend(heads_out, ws.scores, B, H, e, plan, [&](int64_t b, int h) {
+    AttentionHead x;
+    x.q_window = q + b * nq * HE + static_cast<int64_t>(h) * e;
+    x.ldq = HE;
+    x.k_window = c.k.data() + b * c.capacity * HE + static_cast<int64_t>(h) * e;
+    x.v_window = c.v.data() + b * c.capacity * HE + static_cast<int64_t>(h) * e;
+    x.ldw = HE;
+    return x;
+  });
   linear_forward(out, heads_out, w.wo, nullptr, B * nq, HE, d, d);
 }
 
