@@ -188,7 +188,7 @@ Tensor Decoder::State::norm(const NormParams& p, const float* x, int64_t n) {
 void Decoder::State::run_stack(int i, Tensor& h) {
   const int d = m.d_model;
   const int64_t n = h.dim(1), rows = B * n;
-  const DropoutSite none;  // p = 0
+  const DropoutSite none;  // p = 0: inference
   Tensor a({B, n, d}, be.device());
   for (BlockStep& s : stacks[i]) {
     // attention_sublayer_forward's order: a = Attn(LN1(h)), then a += h
@@ -214,7 +214,7 @@ void Decoder::State::resample_tail(ResampleStep& r, Tensor& q, int64_t nq, const
   be.add_into(a.data(), q.data(), B * nq * d);
   out = Tensor({B, nq, d}, be.device());
   ffn_sublayer_forward(be, out.data(), ffn_cache, a.data(), r.norm_c, r.ffn, B, nq, d, r.ffn.F,
-                       m.activation, DropoutSite{});
+                       m.activation, DropoutSite{} /* p = 0: inference */);
 }
 
 // down/i for stack i's output rows h [B, n, d] at positions p0 ..: the shortened rows j0 .. whose
