@@ -1,8 +1,9 @@
 // Incremental decoding (issue 17). Block self-attention (§1.3): the rows appended in one call go
 // through the same pieces as attention_forward (projections, DConv, LNw, RoPE, chunk compression,
-// LNg, the blocked joint-softmax kernel, Wo) against the rows kept in an AttentionDecodeCache.
-// Attention resampling (§1.4): mha_forward's projections and kernel against the keys kept in an
-// MhaDecodeCache.
+// LNg, the joint softmax, Wo) against the rows kept in an AttentionDecodeCache. Attention
+// resampling (§1.4): mha_forward's projections and softmax against the keys kept in an
+// MhaDecodeCache. The softmax of a prefill is the training forward's blocked kernel; that of a
+// decoding step (a few rows) a row kernel that reads the cached keys in place.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
