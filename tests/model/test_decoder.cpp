@@ -122,7 +122,8 @@ TEST(Decoder, RefusesAWindowLongerThanTheTrainingSequence) {
   EXPECT_EQ(decoder.position(), 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryOption, DecoderTest, ::testing::ValuesIn(testing::tiny_models()),
+INSTANTIATE_TEST_SUITE_P(EveryOption, DecoderTest,
+                         ::testing::ValuesIn(testing::generation_models()),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace

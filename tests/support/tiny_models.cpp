@@ -8,15 +8,20 @@
 
 namespace hg::testing {
 
-std::vector<TinyModel> tiny_models() {
-  // d 8, 2 heads (e 4), ffn 16, vocab 16, L 16, window 4, chunk 4, rank 2.
+namespace {
+
+// d 8, 2 heads (e 4), ffn 16, vocab 16, L 16, window 4, chunk 4, rank 2; `extra` adds keys.
+TinyModel model(const std::string& name, const std::string& extra) {
   const std::string base =
       "[model]\nvocab_size = 16\nd_model = 8\nheads = 2\nffn = 16\nwindow = 4\nchunk = 4\n"
       "rank = 2\nffn_granularities = 1,2\n";
   const std::string train = "[train]\nseq_len = 16\nbatch = 2\nmicro_batch = 2\n";
-  auto model = [&](const std::string& name, const std::string& extra) {
-    return TinyModel{name, base + extra + train};
-  };
+  return TinyModel{name, base + extra + train};
+}
+
+}  // namespace
+
+std::vector<TinyModel> tiny_models() {
   return {
       model("base", "hierarchy = 1@1 1@2 1@1\n"),
       model("full_attention", "hierarchy = 1@1 1@2 1@1\nattention = full\n"),
@@ -31,6 +36,16 @@ std::vector<TinyModel> tiny_models() {
       model("plain_transformer", "hierarchy = 2@1\n"),
       model("dropout", "hierarchy = 1@1 1@2 1@1\ndropout = 0.1\n"),
   };
+}
+
+std::vector<TinyModel> generation_models() {
+  std::vector<TinyModel> models = tiny_models();
+  models.push_back(model("full_no_positions_no_dconv",
+                         "hierarchy = 1@1 1@2 1@1\nattention = full\npositions = none\n"
+                         "dconv = false\n"));
+  models.push_back(model("two_levels_attention_linear",
+                         "hierarchy = 1@1 1@2 1@4 1@2 1@1\nresampling = attention\n"));
+  return models;
 }
 
 Config tiny_config(const std::string& ini) { return config_from_ini(ini); }

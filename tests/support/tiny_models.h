@@ -19,6 +19,11 @@ struct TinyModel {
 // dconv on/off, one and two shortening levels, a plain transformer, MatFormer granularities.
 std::vector<TinyModel> tiny_models();
 
+// tiny_models() and the combinations generation tests add: full attention without positions or
+// DConv, and two levels of attention resampling with linear pooling and upsampling under
+// long_short attention with RoPE.
+std::vector<TinyModel> generation_models();
+
 // The configuration of `ini` (defaults elsewhere), validated.
 Config tiny_config(const std::string& ini);
 

@@ -81,7 +81,8 @@ TEST(Sampling, TheWindowGrowsToSeqLenThenRestartsAtItsLastHalf) {
   EXPECT_EQ(window_start(3, 0, 1), 2);      // seq_len 1: one token
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryOption, SamplingTest, ::testing::ValuesIn(testing::tiny_models()),
+INSTANTIATE_TEST_SUITE_P(EveryOption, SamplingTest,
+                         ::testing::ValuesIn(testing::generation_models()),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace
