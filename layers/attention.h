@@ -85,4 +85,33 @@ void attention_backward(float* du, const AttentionParams& g, const float* dout,
                         const AttentionCache& cache, const float* u, const AttentionParams& w,
                         const AttentionConfig& cfg, int64_t B, int64_t n);
 
+// ---- Incremental decoding (issue 17) ----
+// What one block keeps between decoding calls for `batch` sequences that advance together: every
+// row's window keys and values (the block attends to at most the last w of them; keeping all of
+// them up to `capacity` keeps one contiguous key range for the kernel), the compressed keys and
+// values of completed chunks, the running chunk's projection logits and post-DConv K, V, and the
+// last two pre-DConv rows of Q', K', V' (DConv's taps). Position p of a row is its index since
+// reset(), as the training forward numbers the rows of a window.
+struct AttentionDecodeCache {
+  int64_t batch = 0;
+  int64_t rows = 0;      // rows appended since reset(): the next row's position
+  int64_t capacity = 0;  // rows it can hold before the next reset()
+  std::vector<float> q_tail, k_tail, v_tail;  // [B, 2, H·e] pre-DConv rows p-2, p-1 (0 before 0)
+  std::vector<float> k_window, v_window;      // [B, capacity, H·e] the window operands: long_short
+                                              // RoPE(LNw(K)), LNw(V); full RoPE(K) (or K), V
+  std::vector<float> chunk_logits;            // [B, l, H·r] the running chunk's u Wp + bp
+  std::vector<float> chunk_k, chunk_v;        // [B, l, H·e] its post-DConv, pre-LN K and V
+  std::vector<float> k_comp, v_comp;  // [B, capacity/l·r, H·e] completed chunks, after LNg
+  RopeTable rope;                     // positions [0, capacity)
+  // Empties the cache for `batch` sequences of at most `capacity` rows.
+  void reset(int64_t batch, int64_t capacity);
+};
+
+// u [B, n, d]: the LN1 outputs of the next n rows of every sequence (positions cache.rows ...
+// cache.rows + n - 1, at most capacity) -> out [B, n, d] (=): what attention_forward gives for
+// those rows of a sequence that holds every row appended since reset(). Appends them to the cache.
+// Prefill (n = the prompt) and decoding (n = 1) are the same call.
+void attention_decode(float* out, AttentionDecodeCache& cache, const float* u,
+                      const AttentionParams& w, const AttentionConfig& cfg, int64_t B, int64_t n);
+
 }  // namespace hg

@@ -44,4 +44,24 @@ void mha_backward(float* dq_in, float* dkv_in, const MhaParams& g, const float* 
                   int d, int heads, int head_dim, FunnelMask mask, int k, int64_t B, int64_t nq,
                   int64_t nk);
 
+// ---- Incremental decoding (issue 17) ----
+// The keys and values of attention resampling appended so far, for `batch` sequences that advance
+// together. Both funnel masks are prefixes of the keys, so a query only needs the keys appended
+// before it and the cache never drops one.
+struct MhaDecodeCache {
+  int64_t batch = 0;
+  int64_t keys = 0;         // key rows appended since reset()
+  int64_t capacity = 0;     // key rows it can hold
+  std::vector<float> k, v;  // [B, capacity, H·e] kv_in Wk, kv_in Wv
+  void reset(int64_t batch, int64_t capacity);
+};
+
+// Appends kv_in [B, nk_new, d] as keys (may be 0 rows), then attends the queries q_in [B, nq, d],
+// query indices q0 .. q0 + nq - 1, to the keys `mask` lets them see (Down: keys < (i+1)·k; Up:
+// keys <= floor(t/k); all of them must be in) -> out [B, nq, d] (=), as mha_forward gives those
+// rows.
+void mha_decode(float* out, MhaDecodeCache& cache, const float* q_in, const float* kv_in,
+                const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask, int k,
+                int64_t B, int64_t q0, int64_t nq, int64_t nk_new);
+
 }  // namespace hg

@@ -154,6 +154,15 @@ class CudaBackend final : public Backend {
     not_implemented("mha_backward");
   }
 
+  void attention_decode(float*, AttentionDecodeCache&, const float*, const AttentionParams&,
+                        const AttentionConfig&, int64_t, int64_t) override {
+    throw std::runtime_error("cuda backend: attention_decode is not implemented yet (issue 17)");
+  }
+  void mha_decode(float*, MhaDecodeCache&, const float*, const float*, const MhaParams&, int, int,
+                  int, FunnelMask, int, int64_t, int64_t, int64_t, int64_t) override {
+    throw std::runtime_error("cuda backend: mha_decode is not implemented yet (issue 17)");
+  }
+
   void shift_right_forward(float*, const float*, int64_t, int64_t, int, int) override {
     not_implemented("shift_right_forward");
   }
