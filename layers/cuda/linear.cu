@@ -1,37 +1,15 @@
 // Linear layer y = x W + b on the device (layers/linear.h): the products through cuBLAS, the
-// bias broadcast (elementwise.cu) and the bias gradient's column sums here. COMPILED, NOT RUN (no
-// GPU on this project's machines).
-#include <cuda_runtime.h>
-
+// bias broadcast (elementwise.cu) and the bias gradient's column sums (linear_kernels.cuh).
+// COMPILED, NOT RUN (no GPU on this project's machines).
 #include "core/cuda/check.h"
 #include "core/cuda/device.h"
+#include "layers/cuda/linear_kernels.cuh"
 #include "layers/cuda/ops.h"
-#include "layers/cuda/reduce.cuh"
 
 namespace hg::cuda {
 
-namespace {
-
-// dst[c] += Σ_r x[r·ld + c]: reduce.cuh's column-sum shape, blockDim (32, kRowLanes), one block
-// per 32 consecutive columns; each warp reads 32 contiguous floats of a row (coalesced), and the
-// kRowLanes partials are added in lane order, so the result is the same bits on every run.
-__global__ void column_sums_kernel(float* dst, const float* x, int64_t rows, int64_t cols,
-                                   int64_t ld) {
-  const int64_t col = static_cast<int64_t>(blockIdx.x) * kWarp + threadIdx.x;
-  float partial[1] = {0.0f};
-  if (col < cols)
-    for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) partial[0] += x[r * ld + col];
-  float* const out[1] = {dst};
-  add_column_totals<1>(out, partial, col, cols);
-}
-
-}  // namespace
-
 void add_column_sums(float* dst, const float* x, int64_t rows, int64_t cols, int64_t ld) {
-  if (cols == 0) return;
-  const auto blocks = static_cast<unsigned>((cols + kWarp - 1) / kWarp);
-  column_sums_kernel<<<blocks, dim3(kWarp, kRowLanes)>>>(dst, x, rows, cols, ld);
-  check_launch("column_sums_kernel");
+  launch_add_column_sums(DeviceLaunch{}, dst, x, rows, cols, ld);
 }
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias,

@@ -2,11 +2,12 @@
 // code (never by scheduling or atomics), so a kernel's result is the same bits on every run.
 // Compiled, not run (no GPU on this project's machines).
 #pragma once
-#include <cuda_runtime.h>
-
 #include <cstdint>
 
+#include "core/cuda/launch.cuh"
+
 namespace hg::cuda {
+inline namespace HG_CUDA_KERNELS {
 
 constexpr int kWarp = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
@@ -73,4 +74,5 @@ __device__ void add_column_totals(float* const (&dst)[K], const float (&partial)
     }
 }
 
+}  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda
