@@ -8,6 +8,9 @@
 // `launch(name, kernel, grid, block, shared_bytes, args...)`: check.h's DeviceLaunch (a real
 // <<<>>> launch) in the .cu file, the emulation's hg::emu::Launch in the tests.
 #pragma once
+#if !defined(HG_CUDA_EMULATION) && !defined(__CUDACC__)
+#error "kernel headers compile under nvcc, or under g++ after tests/cuda_emulation/cuda_emulation.h"
+#endif
 #ifndef HG_CUDA_EMULATION
 #include <cuda_runtime.h>
 // Dynamic shared memory of a launch, as an array of T (the emulation defines its own).

@@ -9,8 +9,11 @@
 #include <type_traits>
 
 #include "core/cuda/device.h"
+#include "core/error.h"
+#include "core/random.h"
 #include "layers/cross_entropy.h"
 #include "layers/cuda/ops.h"
+#include "layers/resample.h"
 
 namespace hg {
 namespace {
@@ -106,13 +109,13 @@ class CudaBackend final : public Backend {
     cuda::activation_backward(dhidden, dhidden, cache.pre.data(), rows * width, on_device(act));
     cuda::linear_backward(dinp, dw1, db1, dhidden, inp, w1, rows, d, width, F);
   }
-  // p = 0 is the contract's no-op (and the default configuration), so it works here too; a
-  // real mask needs Philox on the device.
-  void dropout_forward(float*, const DropoutSite& site, int64_t, int64_t) override {
-    if (site.p != 0.0f) not_implemented("dropout_forward");
+  // The CPU layer's checks and host-side key, then the device mask (dropout_kernels.cuh).
+  void dropout_forward(float* x, const DropoutSite& site, int64_t B, int64_t per_sample) override {
+    dropout(x, site, B, per_sample);
   }
-  void dropout_backward(float*, const DropoutSite& site, int64_t, int64_t) override {
-    if (site.p != 0.0f) not_implemented("dropout_backward");
+  void dropout_backward(float* dx, const DropoutSite& site, int64_t B,
+                        int64_t per_sample) override {
+    dropout(dx, site, B, per_sample);
   }
   void embedding_forward(float* out, const int32_t* tokens, const float* weight, int64_t rows,
                          int d) override {
@@ -154,39 +157,60 @@ class CudaBackend final : public Backend {
     not_implemented("mha_backward");
   }
 
-  void shift_right_forward(float*, const float*, int64_t, int64_t, int, int) override {
-    not_implemented("shift_right_forward");
+  void shift_right_forward(float* out, const float* inp, int64_t B, int64_t n, int d,
+                           int s) override {
+    require(s >= 0, "shift_right: negative shift " + std::to_string(s));
+    cuda::shift_right_forward(out, inp, B, n, d, s);
   }
-  void shift_right_backward(float*, const float*, int64_t, int64_t, int, int) override {
-    not_implemented("shift_right_backward");
+  void shift_right_backward(float* dinp, const float* dout, int64_t B, int64_t n, int d,
+                            int s) override {
+    require(s >= 0, "shift_right: negative shift " + std::to_string(s));
+    cuda::shift_right_backward(dinp, dout, B, n, d, s);
   }
-  void pool_linear_forward(float*, const float*, const float*, const float*, int64_t, int64_t, int,
-                           int) override {
-    not_implemented("pool_linear_forward");
+  // The linear pool and upsampler are linear layers on reshaped rows, as layers/cpu/resample.cpp:
+  // [B, n, d] is [B·n/k, k·d] in memory (pool); [B·m, k·d] output rows are [B, m·k, d] (upsample).
+  void pool_linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                           int64_t B, int64_t n, int d, int k) override {
+    check_resample_factor(n, k, "pool_linear");
+    cuda::linear_forward(out, inp, weight, bias, B * (n / k), int64_t(k) * d, d, d);
   }
-  void pool_linear_backward(float*, float*, float*, const float*, const float*, const float*,
-                            int64_t, int64_t, int, int) override {
-    not_implemented("pool_linear_backward");
+  void pool_linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                            const float* inp, const float* weight, int64_t B, int64_t n, int d,
+                            int k) override {
+    check_resample_factor(n, k, "pool_linear");
+    cuda::linear_backward(dinp, dweight, dbias, dout, inp, weight, B * (n / k), int64_t(k) * d, d,
+                          d);
   }
-  void pool_avg_forward(float*, const float*, int64_t, int64_t, int, int) override {
-    not_implemented("pool_avg_forward");
+  void pool_avg_forward(float* out, const float* inp, int64_t B, int64_t n, int d, int k) override {
+    check_resample_factor(n, k, "pool_avg");
+    cuda::pool_avg_forward(out, inp, B, n, d, k);
   }
-  void pool_avg_backward(float*, const float*, int64_t, int64_t, int, int) override {
-    not_implemented("pool_avg_backward");
+  void pool_avg_backward(float* dinp, const float* dout, int64_t B, int64_t n, int d,
+                         int k) override {
+    check_resample_factor(n, k, "pool_avg");
+    cuda::pool_avg_backward(dinp, dout, B, n, d, k);
   }
-  void upsample_linear_forward(float*, const float*, const float*, const float*, int64_t, int64_t,
-                               int, int) override {
-    not_implemented("upsample_linear_forward");
+  void upsample_linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                               int64_t B, int64_t m, int d, int k) override {
+    check_upsample_factor(k, "upsample_linear");
+    cuda::linear_forward(out, inp, weight, bias, B * m, d, int64_t(k) * d, int64_t(k) * d);
   }
-  void upsample_linear_backward(float*, float*, float*, const float*, const float*, const float*,
-                                int64_t, int64_t, int, int) override {
-    not_implemented("upsample_linear_backward");
+  void upsample_linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                const float* inp, const float* weight, int64_t B, int64_t m, int d,
+                                int k) override {
+    check_upsample_factor(k, "upsample_linear");
+    cuda::linear_backward(dinp, dweight, dbias, dout, inp, weight, B * m, d, int64_t(k) * d,
+                          int64_t(k) * d);
   }
-  void upsample_repeat_forward(float*, const float*, int64_t, int64_t, int, int) override {
-    not_implemented("upsample_repeat_forward");
+  void upsample_repeat_forward(float* out, const float* inp, int64_t B, int64_t m, int d,
+                               int k) override {
+    check_upsample_factor(k, "upsample_repeat");
+    cuda::upsample_repeat_forward(out, inp, B, m, d, k);
   }
-  void upsample_repeat_backward(float*, const float*, int64_t, int64_t, int, int) override {
-    not_implemented("upsample_repeat_backward");
+  void upsample_repeat_backward(float* dinp, const float* dout, int64_t B, int64_t m, int d,
+                                int k) override {
+    check_upsample_factor(k, "upsample_repeat");
+    cuda::upsample_repeat_backward(dinp, dout, B, m, d, k);
   }
 
   void adamw_step(float* value, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
@@ -202,6 +226,14 @@ class CudaBackend final : public Backend {
     int32_t* staged = tokens_.grow(rows);
     if (rows > 0) cuda::copy_to_device(staged, host_tokens, rows);
     return staged;
+  }
+
+  void dropout(float* x, const DropoutSite& site, int64_t B, int64_t per_sample) {
+    if (site.p == 0.0f) return;
+    check_dropout_site(site, B, per_sample);
+    cuda::dropout_apply(x, random_key(site.seed, RandomPurpose::Dropout),
+                        static_cast<uint32_t>(site.step), static_cast<uint32_t>(site.first_sample),
+                        site.site, site.p, B, per_sample);
   }
 
   std::array<DeviceBuffer<float>, kScratchSlots> scratch_;

@@ -11,8 +11,11 @@
 // argument (docs/cuda.md).
 #pragma once
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "core/adamw_scalars.h"
+#include "layers/cuda/attention_operands.h"
 
 namespace hg::cuda {
 
@@ -79,6 +82,51 @@ void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, i
 // dinp [B, n, C] (=); dtaps [3, C] (+=).
 void dconv_backward(float* dinp, float* dtaps, const float* dout, const float* inp,
                     const float* taps, int64_t B, int64_t n, int C);
+
+// layers/resample.h (resample.cu): ShiftRight, average pooling, repeat upsampling; inp/out
+// [B, n, d] (shift), [B, n, d] -> [B, n/k, d] (pool), [B, m, d] -> [B, m·k, d] (repeat).
+// Activation gradients (=). The linear pool and upsampler are linear_forward/backward on rows
+// reshaped as on the CPU.
+void shift_right_forward(float* out, const float* inp, int64_t B, int64_t n, int d, int s);
+void shift_right_backward(float* dinp, const float* dout, int64_t B, int64_t n, int d, int s);
+void pool_avg_forward(float* out, const float* inp, int64_t B, int64_t n, int d, int k);
+void pool_avg_backward(float* dinp, const float* dout, int64_t B, int64_t n, int d, int k);
+void upsample_repeat_forward(float* out, const float* inp, int64_t B, int64_t m, int d, int k);
+void upsample_repeat_backward(float* dinp, const float* dout, int64_t B, int64_t m, int d, int k);
+
+// layers/dropout.h (dropout.cu): x [B, per_sample] in place, kept iff the Philox draw of
+// (step, first_sample + b, site, element) under key (random_key(seed, Dropout)) is >= p, kept
+// values times 1/(1-p); the same map serves forward and backward. The caller checks the site
+// (check_dropout_site) and skips p = 0.
+void dropout_apply(float* x, uint64_t key, uint32_t step, uint32_t first_sample, uint32_t site,
+                   float p, int64_t B, int64_t per_sample);
+
+// Attention (attention.cu; composed into the layers by attention.cpp). One softmax over both key
+// segments of `x.mask` (attention_operands.h): out [B, nq, H·e] (=), lse [B·H, nq] saved for the
+// backward. Head width e <= kMaxAttentionHeadDim.
+constexpr int kMaxAttentionHeadDim = 128;  // attention_kernels.cuh's kMaxHeadDim
+inline void require_head_dim(int e) {
+  if (e < 1 || e > kMaxAttentionHeadDim)
+    throw std::invalid_argument("cuda attention: head width " + std::to_string(e) +
+                                " outside [1, 128] (the kernel holds 4 channels per lane)");
+}
+void attention_core_forward(float* out, float* lse, const AttentionOperands& x);
+// dq_* (=), dk_*/dv_* (+=); delta [B·H, nq] is a workspace; out and lse from the forward.
+void attention_core_backward(const AttentionGrads& g, float* delta, const float* dout,
+                             const float* out, const float* lse, const AttentionOperands& x);
+// layers/rope.h on x [B, n, H·e] in place, cos/sin [n, e/2] the host table's device copies;
+// inverse = the backward's rotation.
+void rope(float* x, const float* cos_table, const float* sin_table, int64_t B, int64_t n, int H,
+          int e, bool inverse);
+// layers/cpu/attention_compress.h's four functions, same arguments and (=)/(+=).
+void chunk_softmax_forward(float* probs, const float* logits, int64_t B, int64_t n, int l,
+                           int cols);
+void chunk_softmax_backward(float* dlogits, const float* dprobs, const float* probs, int64_t B,
+                            int64_t n, int l, int cols);
+void chunk_compress_forward(float* comp, const float* x, const float* probs, int64_t B, int64_t n,
+                            int l, int H, int r, int e);
+void chunk_compress_backward(float* dx, float* dprobs, const float* dcomp, const float* x,
+                             const float* probs, int64_t B, int64_t n, int l, int H, int r, int e);
 
 // layers/adamw.h: one AdamW update of n values from the host-derived scalars of
 // core/adamw_scalars.h, the very AdamWScalars the CPU kernel takes, so both round the same floats.

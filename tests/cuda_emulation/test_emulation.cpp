@@ -2,15 +2,18 @@
 // must turn into a failed launch instead of a hang. Kernels here are written as CUDA code.
 #include <gtest/gtest.h>
 
+// The emulation first, then the kernel headers that compile against it.
+// clang-format off
 #include "tests/cuda_emulation/cuda_emulation.h"
-// The kernel headers come after the emulation.
+#include "layers/cuda/reduce.cuh"
+// clang-format on
+
+// The emulation first: the kernel headers compile against it.
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include "layers/cuda/reduce.cuh"
 
 namespace hg {
 namespace {

@@ -9,13 +9,9 @@
 // results that docs/cuda.md calls bit-identical are compared bit for bit.
 #include <gtest/gtest.h>
 
+// The emulation first, then the kernel headers that compile against it.
+// clang-format off
 #include "tests/cuda_emulation/cuda_emulation.h"
-// Kernel headers after the emulation.
-#include <cstdint>
-#include <vector>
-
-#include "core/adamw_scalars.h"
-#include "layers/backend.h"
 #include "layers/cuda/activation_kernels.cuh"
 #include "layers/cuda/adamw_kernels.cuh"
 #include "layers/cuda/cross_entropy_kernels.cuh"
@@ -25,6 +21,14 @@
 #include "layers/cuda/layernorm_kernels.cuh"
 #include "layers/cuda/linear_kernels.cuh"
 #include "layers/cuda/sum_kernels.cuh"
+// clang-format on
+
+// The emulation first: the kernel headers compile against it.
+#include <cstdint>
+#include <vector>
+
+#include "core/adamw_scalars.h"
+#include "layers/backend.h"
 #include "layers/dconv.h"
 #include "tests/cuda_emulation/compare.h"
 #include "tests/support/gradcheck.h"
