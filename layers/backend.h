@@ -6,9 +6,8 @@
 // shapes, saved values and conventions (activation gradients assigned (=), parameter gradients
 // accumulated (+=)), with every float pointer in the backend's device memory (Tensors made with
 // device()). Token ids (embedding's tokens, cross-entropy's targets) are host int32 arrays on
-// every backend, as the data loader makes them; a device backend stages them with the op. The CPU
-// backend is the reference the others are tested against (tests/layers runs each layer test over
-// every backend this build has).
+// every backend, as the data loader makes them; a device backend stages them with the op. The CPU backend is the reference the others are tested against (tests/layers runs
+// each layer test over every backend this build has).
 //
 // Workspaces: transient buffers belong to the backend, per calling thread on the CPU (per stream
 // on CUDA). `scratch` hands callers such buffers; the kernels' own workspaces stay inside each

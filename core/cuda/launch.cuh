@@ -20,10 +20,12 @@
 #include <cmath>
 #include <cstdint>
 
-// Kernel headers put their code in `hg::cuda::HG_CUDA_KERNELS`, an inline namespace named
-// differently under the emulation: a test binary links both the nvcc-compiled kernels (through
-// hg_cuda) and their emulated twins, which would otherwise share mangled names, and the linker
-// would silently pick the device launch stubs for the emulated calls.
+// Kernel headers put their code in `inline namespace HG_CUDA_KERNELS { namespace { ... } }`.
+// The anonymous namespace gives each .cu file its own copy of the kernels it includes
+// (linear.cu and elementwise.cu both launch the bias kernel) with no duplicate host stubs at
+// link time (nvcc refuses an inline unnamed namespace around kernels, hence the named one).
+// Under the emulation the name differs (`emulated`, `device` under nvcc), so the emulated twins
+// never share a mangled name with the nvcc-compiled kernels that a test binary also links.
 #ifdef HG_CUDA_EMULATION
 #define HG_CUDA_KERNELS emulated
 #else

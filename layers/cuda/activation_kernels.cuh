@@ -6,6 +6,7 @@
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
+namespace {
 
 constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/π)
 constexpr float kGeluA = 0.044715f;
@@ -78,5 +79,6 @@ void launch_activation_backward(const Launch& launch, float* dinp, const float* 
            dout, inp, n);
 }
 
+}  // namespace
 }  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda

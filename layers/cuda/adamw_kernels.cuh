@@ -7,6 +7,7 @@
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
+namespace {
 
 // One thread per element (grid-stride, coalesced): four streams in, three out, no reuse; the
 // step is memory-bound. The statements are the CPU loop's, in its order: decoupled decay first,
@@ -37,5 +38,6 @@ void launch_adamw_step(const Launch& launch, float* value, const float* grad, fl
          decay ? k.decay_factor : 1.0f);
 }
 
+}  // namespace
 }  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda

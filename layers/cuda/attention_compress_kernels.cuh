@@ -12,6 +12,7 @@
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
+namespace {
 
 // probs [B, n, cols] = softmax over the l rows of each chunk, per column (may alias logits:
 // a thread reads its column's logits before writing them). total = B·(n/l)·cols.
@@ -145,5 +146,6 @@ void launch_chunk_compress_backward(const Launch& launch, float* dx, float* dpro
          dim3(grid_for(prob_cols)), dim3(kThreads), 0, dprobs, dcomp, x, prob_cols, l, H, r, e);
 }
 
+}  // namespace
 }  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda

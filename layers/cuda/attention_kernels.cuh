@@ -17,6 +17,7 @@
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
+namespace {
 
 constexpr int kMaxHeadDim = 128;  // 4 channels per lane; ops.h checks e on the host
 constexpr int kChannelsPerLane = kMaxHeadDim / kWarp;
@@ -263,5 +264,6 @@ void launch_rope(const Launch& launch, float* x, const float* cos_table, const f
          sin_table, B, n, H, e, inverse ? -1.0f : 1.0f);
 }
 
+}  // namespace
 }  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda

@@ -8,6 +8,7 @@
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
+namespace {
 
 // One 256-thread block per row: a row is V floats (256 for bytes, up to ~10^5), read three
 // times (max, sum, write) from L2 after the first pass; block_reduce combines the threads in a
@@ -74,5 +75,6 @@ void launch_cross_entropy_backward(const Launch& launch, float* dlogits, const f
          dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, dlogits, logits, targets, scale, V);
 }
 
+}  // namespace
 }  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda

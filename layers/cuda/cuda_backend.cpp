@@ -1,17 +1,18 @@
 // The CUDA backend: layers/backend.h's ops on Device::Cuda memory, each forwarding to a kernel of
 // layers/cuda/*.cu (or cuBLAS) with the CPU layer's contract. COMPILED, NOT RUN: no machine of
 // this project has a GPU; tests/layers compares every op here with the CPU backend and reports
-// itself skipped without a device. The ops with no CUDA kernel yet throw (issue 15).
+// itself skipped without a device; tests/cuda_emulation runs the kernels on the CPU.
 #include "layers/cuda/cuda_backend.h"
 
 #include <array>
-#include <stdexcept>
 #include <type_traits>
+#include <vector>
 
 #include "core/cuda/device.h"
 #include "core/error.h"
 #include "core/random.h"
 #include "layers/cross_entropy.h"
+#include "layers/cuda/attention_layers.h"
 #include "layers/cuda/ops.h"
 #include "layers/resample.h"
 
@@ -48,11 +49,6 @@ class DeviceBuffer {
 
 // hg::Activation and cuda::Activation list the same functions in the same order (ops.h).
 cuda::Activation on_device(Activation act) { return static_cast<cuda::Activation>(act); }
-
-[[noreturn]] void not_implemented(const char* op) {
-  throw std::runtime_error(std::string("cuda backend: ") + op +
-                           " is not implemented yet (issue 15)");
-}
 
 class CudaBackend final : public Backend {
  public:
@@ -138,23 +134,75 @@ class CudaBackend final : public Backend {
     cuda::cross_entropy_backward(dlogits, logits, stage(targets, rows), scale, rows, V);
   }
 
-  void attention_forward(float*, AttentionCache&, const float*, const AttentionParams&,
-                         const AttentionConfig&, int64_t, int64_t) override {
-    not_implemented("attention_forward");
+  // ---- the rest of attention_layers.h's op set (the Backend ops above are the others) ----
+  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) const {
+    cuda::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
-  void attention_backward(float*, const AttentionParams&, const float*, const AttentionCache&,
-                          const float*, const AttentionParams&, const AttentionConfig&, int64_t,
-                          int64_t) override {
-    not_implemented("attention_backward");
+  void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, int64_t n,
+                     int C) const {
+    cuda::dconv_forward(out, inp, taps, B, n, C);
   }
-  void mha_forward(float*, MhaCache&, const float*, const float*, const MhaParams&, int, int, int,
-                   FunnelMask, int, int64_t, int64_t, int64_t) override {
-    not_implemented("mha_forward");
+  void dconv_backward(float* dinp, float* dtaps, const float* dout, const float* inp,
+                      const float* taps, int64_t B, int64_t n, int C) const {
+    cuda::dconv_backward(dinp, dtaps, dout, inp, taps, B, n, C);
   }
-  void mha_backward(float*, float*, const MhaParams&, const float*, const MhaCache&, const float*,
-                    const float*, const MhaParams&, int, int, int, FunnelMask, int, int64_t,
-                    int64_t, int64_t) override {
-    not_implemented("mha_backward");
+  void rope(float* x, const float* cs, const float* sn, int64_t B, int64_t n, int H, int e,
+            bool inverse) const {
+    cuda::rope(x, cs, sn, B, n, H, e, inverse);
+  }
+  void chunk_softmax_forward(float* probs, const float* logits, int64_t B, int64_t n, int l,
+                             int cols) const {
+    cuda::chunk_softmax_forward(probs, logits, B, n, l, cols);
+  }
+  void chunk_softmax_backward(float* dlogits, const float* dprobs, const float* probs, int64_t B,
+                              int64_t n, int l, int cols) const {
+    cuda::chunk_softmax_backward(dlogits, dprobs, probs, B, n, l, cols);
+  }
+  void chunk_compress_forward(float* comp, const float* x, const float* probs, int64_t B, int64_t n,
+                              int l, int H, int r, int e) const {
+    cuda::chunk_compress_forward(comp, x, probs, B, n, l, H, r, e);
+  }
+  void chunk_compress_backward(float* dx, float* dprobs, const float* dcomp, const float* x,
+                               const float* probs, int64_t B, int64_t n, int l, int H, int r,
+                               int e) const {
+    cuda::chunk_compress_backward(dx, dprobs, dcomp, x, probs, B, n, l, H, r, e);
+  }
+  void attention_core_forward(float* out, float* lse, const cuda::AttentionOperands& x) const {
+    cuda::attention_core_forward(out, lse, x);
+  }
+  void attention_core_backward(const cuda::AttentionGrads& g, float* delta, const float* dout,
+                               const float* out, const float* lse,
+                               const cuda::AttentionOperands& x) const {
+    cuda::attention_core_backward(g, delta, dout, out, lse, x);
+  }
+  void zero(float* x, int64_t n) const { cuda::zero(x, n); }
+  void upload(float* dst, const float* host, int64_t n) const {
+    cuda::copy_to_device(dst, host, n);
+  }
+
+  // layers/cuda/attention_layers.h: the CPU layers' compositions over this backend's ops.
+  void attention_forward(float* out, AttentionCache& cache, const float* u,
+                         const AttentionParams& w, const AttentionConfig& cfg, int64_t B,
+                         int64_t n) override {
+    cuda::attention_forward(*this, out, cache, u, w, cfg, B, n);
+  }
+  void attention_backward(float* du, const AttentionParams& g, const float* dout,
+                          const AttentionCache& cache, const float* u, const AttentionParams& w,
+                          const AttentionConfig& cfg, int64_t B, int64_t n) override {
+    cuda::attention_backward(*this, attention_work_, du, g, dout, cache, u, w, cfg, B, n);
+  }
+  void mha_forward(float* out, MhaCache& cache, const float* q_in, const float* kv_in,
+                   const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask, int k,
+                   int64_t B, int64_t nq, int64_t nk) override {
+    cuda::mha_forward(*this, out, cache, q_in, kv_in, w, d, heads, head_dim, mask, k, B, nq, nk);
+  }
+  void mha_backward(float* dq_in, float* dkv_in, const MhaParams& g, const float* dout,
+                    const MhaCache& cache, const float* q_in, const float* kv_in,
+                    const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask, int k,
+                    int64_t B, int64_t nq, int64_t nk) override {
+    cuda::mha_backward(*this, attention_work_, dq_in, dkv_in, g, dout, cache, q_in, kv_in, w, d,
+                       heads, head_dim, mask, k, B, nq, nk);
   }
 
   void shift_right_forward(float* out, const float* inp, int64_t B, int64_t n, int d,
@@ -236,6 +284,7 @@ class CudaBackend final : public Backend {
                         site.site, site.p, B, per_sample);
   }
 
+  std::vector<Tensor> attention_work_;  // attention/MHA backward transients (attention_layers.h)
   std::array<DeviceBuffer<float>, kScratchSlots> scratch_;
   DeviceBuffer<float> ffn_hidden_;  // ffn_backward's hidden gradient [rows, width]
   DeviceBuffer<int32_t> tokens_;    // the current op's token ids [rows]

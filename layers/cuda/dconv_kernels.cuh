@@ -8,6 +8,7 @@
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
+namespace {
 
 // One thread per output element (grid-stride), consecutive threads on consecutive channels: the
 // three input rows t, t-1, t-2 are read coalesced and reused from L1/L2 by neighbouring rows.
@@ -85,5 +86,6 @@ void launch_dconv_backward(const Launch& launch, float* dinp, float* dtaps, cons
          dim3(kWarp, kRowLanes), 0, dtaps, dout, inp, B, n, C);
 }
 
+}  // namespace
 }  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda

@@ -8,6 +8,7 @@
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
+namespace {
 
 // First output word of Philox4x32-10 (Salmon et al. 2011; core/random.h's philox4x32) for the
 // counter {c0, c1, c2, c3} under the 64-bit key: ten rounds, the key bumped by the Weyl
@@ -57,5 +58,6 @@ void launch_dropout(const Launch& launch, float* x, uint64_t key, uint32_t step,
          key, step, first_sample, site, p, scale, B, per_sample);
 }
 
+}  // namespace
 }  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda

@@ -18,6 +18,10 @@ void copy(float* out, const float* x, int64_t n) {
   check(cudaMemcpyAsync(out, x, sizeof(float) * n, cudaMemcpyDeviceToDevice), "copy (D2D)");
 }
 
+void zero(float* x, int64_t n) {
+  if (n > 0) check(cudaMemsetAsync(x, 0, sizeof(float) * n), "zero (memset)");
+}
+
 void scale(float* y, float s, int64_t n) { launch_scale(DeviceLaunch{}, y, s, n); }
 
 void add_row_bias(float* out, const float* bias, int64_t rows, int64_t d) {

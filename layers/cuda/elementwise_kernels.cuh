@@ -7,6 +7,7 @@
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
+namespace {
 
 // All four: one thread per element in a grid-stride loop (check.h), consecutive threads on
 // consecutive floats, so every access is coalesced; each element is read before it is written,
@@ -61,5 +62,6 @@ void launch_add_row_bias(const Launch& launch, float* out, const float* bias, in
          out, bias, rows, d);
 }
 
+}  // namespace
 }  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda

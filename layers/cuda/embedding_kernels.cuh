@@ -6,6 +6,7 @@
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
+namespace {
 
 // One thread per output element (grid-stride): consecutive threads copy consecutive columns of a
 // row, so both the gather and the store are coalesced.
@@ -63,5 +64,6 @@ void launch_embedding_backward(const Launch& launch, float* dweight, const float
          dout, tokens, rows, d);
 }
 
+}  // namespace
 }  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda

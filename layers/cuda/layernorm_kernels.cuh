@@ -8,6 +8,7 @@
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
+namespace {
 
 constexpr float kLayerNormEpsilon = 1e-5f;  // hg::kLayerNormEps (layers/layernorm.h)
 
@@ -121,5 +122,6 @@ void launch_layernorm_backward(const Launch& launch, float* dinp, float* dgain, 
          dim3(kWarp, kRowLanes), 0, dgain, dbias, dout, inp, mean, rstd, rows, groups, C);
 }
 
+}  // namespace
 }  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda

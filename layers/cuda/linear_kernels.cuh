@@ -1,12 +1,15 @@
-// The linear layer's bias-gradient kernel (column sums, layers/linear.h),
+// The linear layer (layers/linear.h): its bias-gradient kernel (column sums) and the layer
+// itself over a given gemm,
 // with their launch plans (core/cuda/launch.cuh): compiled by nvcc in linear.cu and by g++ against
 // the CPU emulation of tests/cuda_emulation.
 #pragma once
 #include "core/cuda/launch.cuh"
+#include "layers/cuda/elementwise_kernels.cuh"
 #include "layers/cuda/reduce.cuh"
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
+namespace {
 
 // dst[c] += Σ_r x[r·ld + c]: reduce.cuh's column-sum shape, blockDim (32, kRowLanes), one block
 // per 32 consecutive columns; each warp reads 32 contiguous floats of a row (coalesced), and the
@@ -30,5 +33,31 @@ void launch_add_column_sums(const Launch& launch, float* dst, const float* x, in
          rows, cols, ld);
 }
 
+// The linear layer on the device: `gemm` has core/gemm.h's row-major contract (cuda::gemm, cuBLAS,
+// in linear.cu; the CPU's gemm under the emulation), the bias add and column sums are kernels.
+// out [rows, out_dim] (=) = inp [rows, in_dim] · W[:, :out_dim] (row stride ldw) + bias.
+template <class Launch, class Gemm>
+void run_linear_forward(const Launch& launch, const Gemm& gemm, float* out, const float* inp,
+                        const float* weight, const float* bias, int64_t rows, int64_t in_dim,
+                        int64_t out_dim, int64_t ldw) {
+  if (rows == 0) return;
+  gemm(false, false, rows, out_dim, in_dim, 1.0f, inp, in_dim, weight, ldw, 0.0f, out, out_dim);
+  if (bias != nullptr) launch_add_row_bias(launch, out, bias, rows, out_dim);
+}
+
+// dinp [rows, in_dim] (=, skipped when null) = dout · W[:, :out_dim]ᵀ; dW[:, :out_dim] += inpᵀ ·
+// dout (columns past out_dim untouched); dbias += column sums of dout (may be null).
+template <class Launch, class Gemm>
+void run_linear_backward(const Launch& launch, const Gemm& gemm, float* dinp, float* dweight,
+                         float* dbias, const float* dout, const float* inp, const float* weight,
+                         int64_t rows, int64_t in_dim, int64_t out_dim, int64_t ldw) {
+  if (rows == 0) return;
+  if (dinp != nullptr)
+    gemm(false, true, rows, in_dim, out_dim, 1.0f, dout, out_dim, weight, ldw, 0.0f, dinp, in_dim);
+  gemm(true, false, in_dim, out_dim, rows, 1.0f, inp, in_dim, dout, out_dim, 1.0f, dweight, ldw);
+  if (dbias != nullptr) launch_add_column_sums(launch, dbias, dout, rows, out_dim, out_dim);
+}
+
+}  // namespace
 }  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda

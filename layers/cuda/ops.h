@@ -24,6 +24,7 @@ void add_into(float* y, const float* x, int64_t n);                         // y
 void add(float* out, const float* a, const float* b, int64_t n);            // out = a + b
 void copy(float* out, const float* x, int64_t n);                           // out = x
 void scale(float* y, float s, int64_t n);                                   // y *= s
+void zero(float* x, int64_t n);                                             // x = 0 (all bits)
 void add_row_bias(float* out, const float* bias, int64_t rows, int64_t d);  // out[r, :] += bias
 // Column sums of a row-major [rows, cols] matrix with row stride ld: dst[c] += Σ_r x[r·ld + c],
 // deterministic (reduce.cuh's column-sum shape, no atomics).

@@ -11,6 +11,7 @@
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
+namespace {
 
 // out[b, t, c] = inp[b, t - s, c] (t >= s) else 0; total = B·n·d.
 __global__ void shift_right_forward_kernel(float* out, const float* inp, int64_t total, int64_t n,
@@ -114,5 +115,6 @@ void launch_upsample_repeat(const Launch& launch, bool backward, float* out, con
            dim3(kThreads), 0, out, inp, total, d, k);
 }
 
+}  // namespace
 }  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda

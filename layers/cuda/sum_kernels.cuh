@@ -7,6 +7,7 @@
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
+namespace {
 
 // Two passes, no atomics, so the order of summation depends on n alone and the result is the
 // same bits on every run. Pass 1: a FIXED grid of kPartials blocks × 256 threads; thread t of
@@ -48,5 +49,6 @@ void launch_sum(const Launch& launch, const float* x, int64_t n) {
   launch("total_kernel", total_kernel, dim3(1), dim3(kFinalThreads), 0);
 }
 
+}  // namespace
 }  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda
