@@ -8,6 +8,10 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
@@ -67,6 +71,34 @@ struct Block {
 
 thread_local Block* running = nullptr;
 
+// AddressSanitizer must be told about every stack switch (BUILD_TYPE=Asan), or it reports
+// false errors on the fibers' stacks. A fiber learns the scheduler's stack bounds when it is
+// entered (finish_switch_fiber reports the stack switched from).
+#if defined(__SANITIZE_ADDRESS__)
+thread_local void* fake_stack = nullptr;
+thread_local const void* scheduler_bottom = nullptr;
+thread_local size_t scheduler_size = 0;
+void switch_to_fiber(ucontext_t* from, ucontext_t* to, const void* bottom) {
+  __sanitizer_start_switch_fiber(&fake_stack, bottom, kStackBytes);
+  swapcontext(from, to);
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+}
+void switch_to_scheduler(ucontext_t* from, ucontext_t* to, bool exiting) {
+  void* fiber_fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(exiting ? nullptr : &fiber_fake_stack, scheduler_bottom,
+                                 scheduler_size);
+  swapcontext(from, to);
+  __sanitizer_finish_switch_fiber(fiber_fake_stack, &scheduler_bottom, &scheduler_size);
+}
+void fiber_started() {
+  __sanitizer_finish_switch_fiber(nullptr, &scheduler_bottom, &scheduler_size);
+}
+#else
+void switch_to_fiber(ucontext_t* from, ucontext_t* to, const void*) { swapcontext(from, to); }
+void switch_to_scheduler(ucontext_t* from, ucontext_t* to, bool) { swapcontext(from, to); }
+void fiber_started() {}
+#endif
+
 Block& block() {
   if (running == nullptr || running->current == nullptr)
     throw std::logic_error("cuda emulation: a device builtin was called outside a launch");
@@ -80,18 +112,20 @@ std::string name(const Block& b, const Fiber& f) {
 }
 
 void fiber_main() {
+  fiber_started();
   Block& b = *running;
   try {
     (*b.body)();
   } catch (const std::exception& e) {
     if (b.error.empty()) b.error = name(b, *b.current) + " threw: " + e.what();
   }
-  b.current->state = State::Done;  // uc_link returns to the scheduler
+  b.current->state = State::Done;
+  switch_to_scheduler(&b.current->context, &b.scheduler, true);  // never resumed
 }
 
 void yield(Fiber& f, State state) {
   f.state = state;
-  swapcontext(&f.context, &running->scheduler);
+  switch_to_scheduler(&f.context, &running->scheduler, false);
 }
 
 [[noreturn]] void fail(const Block& b, const std::string& what) {
@@ -155,26 +189,30 @@ bool release(Block& b) {
   return true;
 }
 
+// A fresh context for thread i of the block, starting at fiber_main on its own stack. Its own
+// function: getcontext returns twice, which must not clobber a caller's loop variable.
+void make_fiber(Block& b, size_t i, char* stack) {
+  Fiber& f = b.fibers[i];
+  const unsigned t = static_cast<unsigned>(i);
+  f = Fiber{};
+  f.index = {t % b.dims.x, t / b.dims.x % b.dims.y, t / (b.dims.x * b.dims.y)};
+  f.lane = static_cast<int>(i) % kWarpSize;
+  f.warp = static_cast<int>(i) / kWarpSize;
+  f.stack = stack;
+  getcontext(&f.context);
+  f.context.uc_stack.ss_sp = stack;
+  f.context.uc_stack.ss_size = kStackBytes;
+  f.context.uc_link = &b.scheduler;  // unused: fiber_main switches back itself
+  makecontext(&f.context, fiber_main, 0);
+}
+
 void run_block(Block& b, StackPool& pool) {
-  for (size_t i = 0; i < b.fibers.size(); ++i) {
-    Fiber& f = b.fibers[i];
-    const unsigned t = static_cast<unsigned>(i);
-    f = Fiber{};
-    f.index = {t % b.dims.x, t / b.dims.x % b.dims.y, t / (b.dims.x * b.dims.y)};
-    f.lane = static_cast<int>(i) % kWarpSize;
-    f.warp = static_cast<int>(i) / kWarpSize;
-    f.stack = pool.get(i);
-    getcontext(&f.context);
-    f.context.uc_stack.ss_sp = f.stack;
-    f.context.uc_stack.ss_size = kStackBytes;
-    f.context.uc_link = &b.scheduler;
-    makecontext(&f.context, fiber_main, 0);
-  }
+  for (size_t i = 0; i < b.fibers.size(); ++i) make_fiber(b, i, pool.get(i));
   do {
     for (Fiber& f : b.fibers) {
       if (f.state != State::Runnable) continue;
       b.current = &f;
-      swapcontext(&b.scheduler, &f.context);
+      switch_to_fiber(&b.scheduler, &f.context, f.stack);
       if (!b.error.empty()) fail(b, b.error);
     }
     b.current = nullptr;
