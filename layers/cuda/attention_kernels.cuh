@@ -19,7 +19,7 @@ namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
 namespace {
 
-constexpr int kMaxHeadDim = 128;  // 4 channels per lane; ops.h checks e on the host
+constexpr int kMaxHeadDim = kMaxAttentionHeadDim;  // attention_operands.h, checked on the host
 constexpr int kChannelsPerLane = kMaxHeadDim / kWarp;
 constexpr int kAttentionWarps = 4;  // rows (or keys) per 128-thread block
 
@@ -232,6 +232,7 @@ template <class Launch>
 void launch_attention_forward(const Launch& launch, float* out, float* lse,
                               const AttentionOperands& x) {
   if (x.B * x.nq == 0) return;
+  check_attention_operands(x);
   const dim3 grid(static_cast<unsigned>((x.nq + kAttentionWarps - 1) / kAttentionWarps),
                   static_cast<unsigned>(x.B * x.H));
   launch("attention_forward_kernel", attention_forward_kernel, grid, dim3(kAttentionWarps * kWarp),
@@ -244,6 +245,7 @@ void launch_attention_backward(const Launch& launch, const AttentionGrads& g, fl
                                const float* dout, const float* out, const float* lse,
                                const AttentionOperands& x) {
   if (x.B * x.nq == 0) return;
+  check_attention_operands(x);
   const auto slices = static_cast<unsigned>(x.B * x.H);
   const dim3 rows(static_cast<unsigned>((x.nq + kAttentionWarps - 1) / kAttentionWarps), slices);
   launch("attention_backward_query_kernel", attention_backward_query_kernel, rows,

@@ -1,8 +1,11 @@
 // The arguments of the device attention kernels (attention_kernels.cuh), plain structs that the
-// host code (attention.cpp) fills with device pointers: which keys each query sees, the operands
-// and their gradients.
+// host code (attention_layers.h) fills with device pointers: which keys each query sees, the
+// operands and their gradients.
 #pragma once
 #include <cstdint>
+#include <string>
+
+#include "core/error.h"
 
 namespace hg::cuda {
 
@@ -45,5 +48,18 @@ struct AttentionGrads {
   float* dk_global = nullptr;  // [B, nq/chunk·rank, H·e] (+=)
   float* dv_global = nullptr;
 };
+
+// The kernels' limits: each lane holds e/32 channels of a head in registers (4 at most), and the
+// launch puts B·H (sequence, head) slices on gridDim.y (at most 65535 on every GPU).
+constexpr int kMaxAttentionHeadDim = 128;
+constexpr int64_t kMaxAttentionSlices = 65535;
+inline void check_attention_operands(const AttentionOperands& x) {
+  require(x.e >= 1 && x.e <= kMaxAttentionHeadDim,
+          "cuda attention: head width " + std::to_string(x.e) + " outside [1, " +
+              std::to_string(kMaxAttentionHeadDim) + "] (the kernel keeps 4 channels per lane)");
+  require(x.B * x.H <= kMaxAttentionSlices,
+          "cuda attention: " + std::to_string(x.B) + " sequences x " + std::to_string(x.H) +
+              " heads exceed the grid's 65535 slices; use a smaller micro-batch");
+}
 
 }  // namespace hg::cuda

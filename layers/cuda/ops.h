@@ -11,8 +11,6 @@
 // argument (docs/cuda.md).
 #pragma once
 #include <cstdint>
-#include <stdexcept>
-#include <string>
 
 #include "core/adamw_scalars.h"
 #include "layers/cuda/attention_operands.h"
@@ -102,15 +100,9 @@ void upsample_repeat_backward(float* dinp, const float* dout, int64_t B, int64_t
 void dropout_apply(float* x, uint64_t key, uint32_t step, uint32_t first_sample, uint32_t site,
                    float p, int64_t B, int64_t per_sample);
 
-// Attention (attention.cu; composed into the layers by attention.cpp). One softmax over both key
-// segments of `x.mask` (attention_operands.h): out [B, nq, H·e] (=), lse [B·H, nq] saved for the
-// backward. Head width e <= kMaxAttentionHeadDim.
-constexpr int kMaxAttentionHeadDim = 128;  // attention_kernels.cuh's kMaxHeadDim
-inline void require_head_dim(int e) {
-  if (e < 1 || e > kMaxAttentionHeadDim)
-    throw std::invalid_argument("cuda attention: head width " + std::to_string(e) +
-                                " outside [1, 128] (the kernel holds 4 channels per lane)");
-}
+// Attention (attention.cu; composed into the layers by attention_layers.h). One softmax over both
+// key segments of `x.mask` (attention_operands.h): out [B, nq, H·e] (=), lse [B·H, nq] saved for
+// the backward. check_attention_operands (attention_operands.h) gives the kernels' limits.
 void attention_core_forward(float* out, float* lse, const AttentionOperands& x);
 // dq_* (=), dk_*/dv_* (+=); delta [B·H, nq] is a workspace; out and lse from the forward.
 void attention_core_backward(const AttentionGrads& g, float* delta, const float* dout,

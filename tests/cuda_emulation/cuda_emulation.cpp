@@ -251,11 +251,16 @@ void* dynamic_shared_memory() { return block().shared.get(); }
 
 void run_grid(dim3 grid, dim3 dims, size_t shared_bytes, const std::function<void()>& body) {
   if (running != nullptr) throw std::logic_error("cuda emulation: a launch inside a launch");
+  // CUDA's limits on every current GPU: 1024 threads per block (z <= 64), grid y and z <= 65535.
   const unsigned threads = dims.x * dims.y * dims.z;
-  if (threads == 0 || threads > kMaxThreads || grid.x * grid.y * grid.z == 0)
-    throw std::runtime_error("cuda emulation: invalid launch shape (" + std::to_string(threads) +
-                             " threads per block, " + std::to_string(grid.x * grid.y * grid.z) +
-                             " blocks)");
+  const bool shape_ok = threads > 0 && threads <= kMaxThreads && dims.z <= 64 && grid.x > 0 &&
+                        grid.x <= 0x7fffffffu && grid.y > 0 && grid.y <= 65535 && grid.z > 0 &&
+                        grid.z <= 65535;
+  if (!shape_ok)
+    throw std::runtime_error("cuda emulation: invalid launch shape (block " +
+                             std::to_string(dims.x) + "x" + std::to_string(dims.y) + "x" +
+                             std::to_string(dims.z) + ", grid " + std::to_string(grid.x) + "x" +
+                             std::to_string(grid.y) + "x" + std::to_string(grid.z) + ")");
   if (shared_bytes > kMaxDynamicShared)
     throw std::runtime_error("cuda emulation: " + std::to_string(shared_bytes) +
                              " bytes of dynamic shared memory, more than 48 KiB");

@@ -11,7 +11,8 @@
 // before any write shows. Misuse that costs nothing to detect fails the launch with an exception
 // naming the thread: a thread that exits while others wait at a barrier, a barrier no thread can
 // leave (deadlock), a shuffle whose mask names an absent or exited lane, lanes of one warp in
-// different shuffles, more than 1024 threads or 48 KiB of dynamic shared memory per block.
+// different shuffles, more than 1024 threads or 48 KiB of dynamic shared memory per block, a
+// grid beyond CUDA's limits.
 //
 // What it does NOT model (this is not a GPU): no memory model (every thread sees every store at
 // once), no timing, no races beyond the barriers (two threads writing one address in the same

@@ -5,8 +5,9 @@
 //
 // Tolerances: the device kernel runs an online softmax (a running max, rescaling the sums as it
 // grows) and sums each score over 32 lanes then a butterfly; the CPU takes the max first and
-// forms scores with gemm. Scores of e <= 40 products of values < 1 (times 1/sqrt(e)) differ by
-// ~e·u ≈ 3e-6, the probabilities by as much relatively, outputs and gradients (sums of <= 13
+// forms scores with gemm. Scores of e <= 128 products of values < 1 (times 1/sqrt(e)) differ by
+// at most ~sqrt(e)·u·|terms| ≈ 1e-6 in practice (e·u ≈ 8e-6 in the worst case), the
+// probabilities by as much relatively, outputs and gradients (sums of <= 13
 // such terms of size < 1) by a few 1e-6: 2e-5 absolute + 2e-5 relative is several times that.
 // The compression kernels repeat the CPU's loops in its order: only FMA contraction can differ.
 #include <gtest/gtest.h>
@@ -22,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "layers/attention_core.h"
 #include "layers/cpu/attention_compress.h"
 #include "layers/rope.h"
@@ -155,13 +157,23 @@ void expect_attention_matches(const std::string& what, const Case& c, const Atte
 }
 
 TEST(EmulatedKernels, CausalAttentionMatchesTheCpuKernel) {
-  for (const int e : {20, 40}) {  // below one warp, and two channels on some lanes
+  for (const int e : {20, 40, 128}) {  // below one warp, 2 channels on some lanes, 4 on all
     const int64_t n = 13;
     cuda::KeyMask mask;
     mask.window = n;  // full: every earlier key
     expect_attention_matches("causal e " + std::to_string(e), Case(n, n, 0, e), plan_causal(n, 4),
                              mask);
   }
+}
+
+TEST(EmulatedKernels, AttentionRefusesWhatItCannotRun) {
+  cuda::KeyMask mask;
+  mask.window = 4;
+  Case wide(4, 4, 0, 130);  // 5 channels per lane
+  std::vector<float> out(wide.B * 4 * wide.HE()), lse(wide.B * wide.H * 4);
+  EXPECT_THROW(
+      cuda::launch_attention_forward(kEmulated, out.data(), lse.data(), wide.operands(mask)),
+      UsageError);
 }
 
 TEST(EmulatedKernels, LongShortAttentionMatchesTheCpuKernel) {
