@@ -215,19 +215,16 @@ class CudaBackend final : public Backend {
     require(s >= 0, "shift_right: negative shift " + std::to_string(s));
     cuda::shift_right_backward(dinp, dout, B, n, d, s);
   }
-  // The linear pool and upsampler are linear layers on reshaped rows, as layers/cpu/resample.cpp:
-  // [B, n, d] is [B·n/k, k·d] in memory (pool); [B·m, k·d] output rows are [B, m·k, d] (upsample).
   void pool_linear_forward(float* out, const float* inp, const float* weight, const float* bias,
                            int64_t B, int64_t n, int d, int k) override {
     check_resample_factor(n, k, "pool_linear");
-    cuda::linear_forward(out, inp, weight, bias, B * (n / k), int64_t(k) * d, d, d);
+    cuda::pool_linear_forward(out, inp, weight, bias, B, n, d, k);
   }
   void pool_linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                             const float* inp, const float* weight, int64_t B, int64_t n, int d,
                             int k) override {
     check_resample_factor(n, k, "pool_linear");
-    cuda::linear_backward(dinp, dweight, dbias, dout, inp, weight, B * (n / k), int64_t(k) * d, d,
-                          d);
+    cuda::pool_linear_backward(dinp, dweight, dbias, dout, inp, weight, B, n, d, k);
   }
   void pool_avg_forward(float* out, const float* inp, int64_t B, int64_t n, int d, int k) override {
     check_resample_factor(n, k, "pool_avg");
@@ -241,14 +238,13 @@ class CudaBackend final : public Backend {
   void upsample_linear_forward(float* out, const float* inp, const float* weight, const float* bias,
                                int64_t B, int64_t m, int d, int k) override {
     check_upsample_factor(k, "upsample_linear");
-    cuda::linear_forward(out, inp, weight, bias, B * m, d, int64_t(k) * d, int64_t(k) * d);
+    cuda::upsample_linear_forward(out, inp, weight, bias, B, m, d, k);
   }
   void upsample_linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                                 const float* inp, const float* weight, int64_t B, int64_t m, int d,
                                 int k) override {
     check_upsample_factor(k, "upsample_linear");
-    cuda::linear_backward(dinp, dweight, dbias, dout, inp, weight, B * m, d, int64_t(k) * d,
-                          int64_t(k) * d);
+    cuda::upsample_linear_backward(dinp, dweight, dbias, dout, inp, weight, B, m, d, k);
   }
   void upsample_repeat_forward(float* out, const float* inp, int64_t B, int64_t m, int d,
                                int k) override {

@@ -84,12 +84,22 @@ void dconv_backward(float* dinp, float* dtaps, const float* dout, const float* i
 
 // layers/resample.h (resample.cu): ShiftRight, average pooling, repeat upsampling; inp/out
 // [B, n, d] (shift), [B, n, d] -> [B, n/k, d] (pool), [B, m, d] -> [B, m·k, d] (repeat).
-// Activation gradients (=). The linear pool and upsampler are linear_forward/backward on rows
-// reshaped as on the CPU.
+// Activation gradients (=). The linear pool and upsampler (linear layers on reshaped rows, as on
+// the CPU): pool/weight [k·d, d], up/linear/weight [d, k·d]; parameter gradients (+=).
 void shift_right_forward(float* out, const float* inp, int64_t B, int64_t n, int d, int s);
 void shift_right_backward(float* dinp, const float* dout, int64_t B, int64_t n, int d, int s);
 void pool_avg_forward(float* out, const float* inp, int64_t B, int64_t n, int d, int k);
 void pool_avg_backward(float* dinp, const float* dout, int64_t B, int64_t n, int d, int k);
+void pool_linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                         int64_t B, int64_t n, int d, int k);
+void pool_linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                          const float* inp, const float* weight, int64_t B, int64_t n, int d,
+                          int k);
+void upsample_linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                             int64_t B, int64_t m, int d, int k);
+void upsample_linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                              const float* inp, const float* weight, int64_t B, int64_t m, int d,
+                              int k);
 void upsample_repeat_forward(float* out, const float* inp, int64_t B, int64_t m, int d, int k);
 void upsample_repeat_backward(float* dinp, const float* dout, int64_t B, int64_t m, int d, int k);
 

@@ -1,6 +1,6 @@
 // The hourglass's shortening and upsampling kernels (layers/resample.h: ShiftRight, average
 // pooling, repeat upsampling; the linear pool and upsampler are linear layers on reshaped rows,
-// composed in cuda_backend.cpp as on the CPU), with their launch plans (core/cuda/launch.cuh):
+// as on the CPU), with their launch plans (core/cuda/launch.cuh):
 // compiled by nvcc in resample.cu and by g++ against the CPU emulation of tests/cuda_emulation.
 //
 // All six: one thread per output element in a grid-stride loop, consecutive threads on
@@ -8,6 +8,7 @@
 // then divide by k), so every result is bit-identical to the CPU's.
 #pragma once
 #include "core/cuda/launch.cuh"
+#include "layers/cuda/linear_kernels.cuh"
 
 namespace hg::cuda {
 inline namespace HG_CUDA_KERNELS {
@@ -113,6 +114,39 @@ void launch_upsample_repeat(const Launch& launch, bool backward, float* out, con
   else
     launch("upsample_repeat_forward_kernel", upsample_repeat_forward_kernel, dim3(grid_for(total)),
            dim3(kThreads), 0, out, inp, total, d, k);
+}
+
+// The linear pool: [B, n, d] is, in memory, [B·n/k, k·d] rows (positions jk..jk+k-1
+// concatenated), so pool/weight [k·d, d] is one linear layer; out [B, n/k, d] (=).
+template <class Launch, class Gemm>
+void run_pool_linear(const Launch& launch, const Gemm& gemm, float* out, const float* inp,
+                     const float* weight, const float* bias, int64_t B, int64_t n, int d, int k) {
+  const int64_t kd = static_cast<int64_t>(k) * d;
+  run_linear_forward(launch, gemm, out, inp, weight, bias, B * (n / k), kd, d, d);
+}
+// dinp [B, n, d] (=), dweight, dbias (+=).
+template <class Launch, class Gemm>
+void run_pool_linear_backward(const Launch& launch, const Gemm& gemm, float* dinp, float* dweight,
+                              float* dbias, const float* dout, const float* inp,
+                              const float* weight, int64_t B, int64_t n, int d, int k) {
+  const int64_t kd = static_cast<int64_t>(k) * d;
+  run_linear_backward(launch, gemm, dinp, dweight, dbias, dout, inp, weight, B * (n / k), kd, d, d);
+}
+// The linear upsampler: [B·m, k·d] output rows (up/linear/weight [d, k·d]) are, in memory,
+// [B, m·k, d]: row j's chunk i is output row jk + i; out (=).
+template <class Launch, class Gemm>
+void run_upsample_linear(const Launch& launch, const Gemm& gemm, float* out, const float* inp,
+                         const float* weight, const float* bias, int64_t B, int64_t m, int d,
+                         int k) {
+  const int64_t kd = static_cast<int64_t>(k) * d;
+  run_linear_forward(launch, gemm, out, inp, weight, bias, B * m, d, kd, kd);
+}
+template <class Launch, class Gemm>
+void run_upsample_linear_backward(const Launch& launch, const Gemm& gemm, float* dinp,
+                                  float* dweight, float* dbias, const float* dout, const float* inp,
+                                  const float* weight, int64_t B, int64_t m, int d, int k) {
+  const int64_t kd = static_cast<int64_t>(k) * d;
+  run_linear_backward(launch, gemm, dinp, dweight, dbias, dout, inp, weight, B * m, d, kd, kd);
 }
 
 }  // namespace
