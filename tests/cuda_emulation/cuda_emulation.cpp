@@ -12,7 +12,7 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-#include <cstdlib>
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -33,7 +33,7 @@ struct Fiber {
   ucontext_t context;
   char* stack = nullptr;
   uint3 index;
-  int lane = 0, warp = 0;
+  int lane = 0;  // linear thread index mod 32 (warp w holds fibers 32w .. 32w+31)
   State state = State::Runnable;
   unsigned mask = 0;  // shuffle: the lanes it waits for
   int src_lane = 0;   //          the lane it reads
@@ -197,7 +197,6 @@ void make_fiber(Block& b, size_t i, char* stack) {
   f = Fiber{};
   f.index = {t % b.dims.x, t / b.dims.x % b.dims.y, t / (b.dims.x * b.dims.y)};
   f.lane = static_cast<int>(i) % kWarpSize;
-  f.warp = static_cast<int>(i) / kWarpSize;
   f.stack = stack;
   getcontext(&f.context);
   f.context.uc_stack.ss_sp = stack;
