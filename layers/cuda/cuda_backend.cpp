@@ -13,6 +13,7 @@
 #include "core/random.h"
 #include "layers/cross_entropy.h"
 #include "layers/cuda/attention_layers.h"
+#include "layers/cuda/ffn_layer.h"
 #include "layers/cuda/ops.h"
 #include "layers/resample.h"
 
@@ -86,24 +87,18 @@ class CudaBackend final : public Backend {
                           int64_t rows, int groups, int C) override {
     cuda::layernorm_backward(dinp, dgain, dbias, dout, inp, gain, mean, rstd, rows, groups, C);
   }
-  // layers/cpu/ffn.cpp's composition, statement for statement, on the device.
+  // layers/cuda/ffn_layer.h: layers/cpu/ffn.cpp's composition over this backend's ops.
   void ffn_forward(float* out, FfnCache& cache, const float* inp, const float* w1, const float* b1,
                    const float* w2, const float* b2, int64_t rows, int d, int F, int width,
                    Activation act) override {
-    check_ffn_width(F, width);
-    shape_ffn_cache(cache, rows, width, Device::Cuda);
-    cuda::linear_forward(cache.pre.data(), inp, w1, b1, rows, d, width, F);
-    cuda::activation_forward(cache.act.data(), cache.pre.data(), rows * width, on_device(act));
-    cuda::linear_forward(out, cache.act.data(), w2, b2, rows, width, d, d);
+    cuda::ffn_forward(*this, out, cache, inp, w1, b1, w2, b2, rows, d, F, width, act);
   }
   void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, const float* dout,
                     const FfnCache& cache, const float* inp, const float* w1, const float* w2,
                     int64_t rows, int d, int F, int width, Activation act) override {
-    check_ffn_width(F, width);
-    float* dhidden = ffn_hidden_.grow(rows * width);  // [rows, width]: d(act), then d(pre)
-    cuda::linear_backward(dhidden, dw2, db2, dout, cache.act.data(), w2, rows, width, d, d);
-    cuda::activation_backward(dhidden, dhidden, cache.pre.data(), rows * width, on_device(act));
-    cuda::linear_backward(dinp, dw1, db1, dhidden, inp, w1, rows, d, width, F);
+    float* dhidden = ffn_hidden_.grow(rows * width);  // [rows, width]
+    cuda::ffn_backward(*this, dhidden, dinp, dw1, db1, dw2, db2, dout, cache, inp, w1, w2, rows, d,
+                       F, width, act);
   }
   // The CPU layer's checks and host-side key, then the device mask (dropout_kernels.cuh).
   void dropout_forward(float* x, const DropoutSite& site, int64_t B, int64_t per_sample) override {
@@ -134,7 +129,8 @@ class CudaBackend final : public Backend {
     cuda::cross_entropy_backward(dlogits, logits, stage(targets, rows), scale, rows, V);
   }
 
-  // ---- the rest of attention_layers.h's op set (the Backend ops above are the others) ----
+  // ---- the rest of the op set of attention_layers.h and ffn_layer.h (the Backend ops are the
+  // others) ----
   void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
             int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) const {
     cuda::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -175,6 +171,13 @@ class CudaBackend final : public Backend {
                                const float* out, const float* lse,
                                const cuda::AttentionOperands& x) const {
     cuda::attention_core_backward(g, delta, dout, out, lse, x);
+  }
+  void activation_forward(float* out, const float* inp, int64_t n, Activation act) const {
+    cuda::activation_forward(out, inp, n, on_device(act));
+  }
+  void activation_backward(float* dinp, const float* dout, const float* inp, int64_t n,
+                           Activation act) const {
+    cuda::activation_backward(dinp, dout, inp, n, on_device(act));
   }
   void zero(float* x, int64_t n) const { cuda::zero(x, n); }
   void upload(float* dst, const float* host, int64_t n) const {

@@ -1,13 +1,16 @@
-// The emulated twin of the CUDA backend as attention_layers.h's op set (cuda_backend.cpp): the same ops for attention_layers.h's
-// compositions, each op the CUDA kernels' launch plans under the CPU emulation on host memory,
-// and the CPU's gemm where the device calls cuBLAS (same row-major contract, core/gemm.h). So
-// the compositions run here exactly as on a device, but for cuBLAS. Include after the emulation.
+// The emulated twin of the CUDA backend as the op set of layers/cuda/attention_layers.h and
+// ffn_layer.h (cuda_backend.cpp): each op is the CUDA kernels' launch plans under the CPU
+// emulation on host memory, and the CPU's gemm where the device calls cuBLAS (same row-major
+// contract, core/gemm.h). So the compositions run here as on a device, but for cuBLAS. Include
+// after the emulation.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 
 #include "core/device.h"
 #include "core/gemm.h"
+#include "layers/activation.h"
+#include "layers/cuda/activation_kernels.cuh"
 #include "layers/cuda/attention_compress_kernels.cuh"
 #include "layers/cuda/attention_kernels.cuh"
 #include "layers/cuda/attention_operands.h"
@@ -87,6 +90,13 @@ struct EmulatedOps {
                                const float* out, const float* lse,
                                const cuda::AttentionOperands& x) const {
     cuda::launch_attention_backward(launch, g, delta, dout, out, lse, x);
+  }
+  void activation_forward(float* out, const float* inp, int64_t n, Activation act) const {
+    cuda::launch_activation_forward(launch, out, inp, n, act == Activation::Relu2);
+  }
+  void activation_backward(float* dinp, const float* dout, const float* inp, int64_t n,
+                           Activation act) const {
+    cuda::launch_activation_backward(launch, dinp, dout, inp, n, act == Activation::Relu2);
   }
   void add_into(float* y, const float* x, int64_t n) const {
     cuda::launch_add_into(launch, y, x, n);
