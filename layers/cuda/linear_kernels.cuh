@@ -46,7 +46,8 @@ void run_linear_forward(const Launch& launch, const Gemm& gemm, float* out, cons
 }
 
 // dinp [rows, in_dim] (=, skipped when null) = dout · W[:, :out_dim]ᵀ; dW[:, :out_dim] += inpᵀ ·
-// dout (columns past out_dim untouched); dbias += column sums of dout (may be null).
+// dout (columns past out_dim untouched; skipped when null);
+// dbias += column sums of dout (may be null).
 template <class Launch, class Gemm>
 void run_linear_backward(const Launch& launch, const Gemm& gemm, float* dinp, float* dweight,
                          float* dbias, const float* dout, const float* inp, const float* weight,
@@ -54,7 +55,8 @@ void run_linear_backward(const Launch& launch, const Gemm& gemm, float* dinp, fl
   if (rows == 0) return;
   if (dinp != nullptr)
     gemm(false, true, rows, in_dim, out_dim, 1.0f, dout, out_dim, weight, ldw, 0.0f, dinp, in_dim);
-  gemm(true, false, in_dim, out_dim, rows, 1.0f, inp, in_dim, dout, out_dim, 1.0f, dweight, ldw);
+  if (dweight != nullptr)
+    gemm(true, false, in_dim, out_dim, rows, 1.0f, inp, in_dim, dout, out_dim, 1.0f, dweight, ldw);
   if (dbias != nullptr) launch_add_column_sums(launch, dbias, dout, rows, out_dim, out_dim);
 }
 

@@ -38,7 +38,7 @@ double sum_squares(const float* x, int64_t n);
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
                     int64_t rows, int64_t in_dim, int64_t out_dim, int64_t ldw);
 // dinp [rows, in_dim] (=, skipped when null); dweight [in_dim, ldw] (+=, the first out_dim
-// columns); dbias [out_dim] (+=, may be null).
+// columns; skipped when null); dbias [out_dim] (+=, may be null).
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t rows, int64_t in_dim, int64_t out_dim,
                      int64_t ldw);
