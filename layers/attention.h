@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/tensor.h"
 #include "layers/attention_core.h"
 #include "layers/rope.h"
@@ -36,6 +37,25 @@ struct AttentionConfig {
   bool rope = true;   // model.positions = rope
   bool dconv = true;  // model.dconv
 };
+
+// Throws UsageError naming the sizes unless cfg suits n rows (every backend checks; inline:
+// hg_cuda links nothing of hg_layers).
+inline void check_attention_config(const AttentionConfig& cfg, int64_t n) {
+  const std::string where =
+      "attention (d=" + std::to_string(cfg.d) + ", heads=" + std::to_string(cfg.heads) +
+      ", e=" + std::to_string(cfg.head_dim) + ", n=" + std::to_string(n) + ")";
+  require(cfg.d > 0 && cfg.heads > 0 && cfg.head_dim > 0 && n > 0,
+          where + ": sizes must be positive");
+  require(!cfg.rope || cfg.head_dim % 2 == 0, where + ": RoPE needs an even head width");
+  if (cfg.kind == AttentionKind::LongShort) {
+    require(cfg.chunk > 0 && cfg.rank > 0 && cfg.window >= cfg.chunk,
+            where + ": long_short needs chunk > 0, rank > 0 and window >= chunk (window=" +
+                std::to_string(cfg.window) + ", chunk=" + std::to_string(cfg.chunk) +
+                ", rank=" + std::to_string(cfg.rank) + ")");
+    require(n % cfg.chunk == 0, where + ": sequence length must be a multiple of the chunk " +
+                                    std::to_string(cfg.chunk));
+  }
+}
 
 // Parameter (or gradient) pointers; the ones a configuration does not use are null.
 struct AttentionParams {
@@ -71,6 +91,7 @@ struct AttentionCache {
   RopeTable rope;
   AttentionConfig plan_cfg;  // configuration and n the plan was built for
   int64_t plan_n = -1;
+  std::vector<Tensor> device;  // the CUDA backend's saved values (layers/cuda/attention_layers.h)
 };
 
 // Both calls use a workspace private to the calling thread and shared by all attention layers

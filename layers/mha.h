@@ -6,8 +6,10 @@
 // Both are causal in original positions. As in attention.h, `heads` is the count held here.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/tensor.h"
 #include "layers/attention_core.h"
 
@@ -32,7 +34,24 @@ struct MhaCache {
   AttentionPlan plan;
   FunnelMask plan_mask = FunnelMask::Down;
   int64_t plan_nq = -1, plan_nk = -1, plan_k = -1;
+  std::vector<Tensor> device;  // the CUDA backend's saved values (layers/cuda/attention_layers.h)
 };
+
+// Throws UsageError naming the sizes unless they fit the mask (every backend checks; inline:
+// hg_cuda links nothing of hg_layers).
+inline void check_mha_sizes(int d, int heads, int head_dim, FunnelMask mask, int k, int64_t nq,
+                            int64_t nk) {
+  const std::string where = "attention resampling (d=" + std::to_string(d) +
+                            ", heads=" + std::to_string(heads) + ", e=" + std::to_string(head_dim) +
+                            ", k=" + std::to_string(k) + ", nq=" + std::to_string(nq) +
+                            ", nk=" + std::to_string(nk) + ")";
+  require(d > 0 && heads > 0 && head_dim > 0 && k > 0 && nq > 0 && nk > 0,
+          where + ": sizes must be positive");
+  if (mask == FunnelMask::Down)
+    require(nq * k == nk, where + ": the down mask needs nq = nk / k");
+  else
+    require(nq == nk * k, where + ": the up mask needs nq = nk * k");
+}
 
 // q_in [B, nq, d], kv_in [B, nk, d] -> out [B, nq, d] (=).
 void mha_forward(float* out, MhaCache& cache, const float* q_in, const float* kv_in,

@@ -263,12 +263,13 @@ void set_up(TrainingRun& run, const std::vector<std::string>& args) {
   collective_setup(MPI_COMM_WORLD, [&] {
     Config& config = run.config;
     config = parse_config(args);  // checks heads, every MatFormer band and ffn against parallel.tp
-    // The CPU backend is the only one whose ops are all there; the CUDA backend (layers/cuda)
-    // is behind the same interface, without attention yet (issue 15).
+    // The CUDA backend (layers/cuda) has every op behind the same interface, but the trainer
+    // path around it (token staging, NCCL, checkpoints from device memory) is not wired, and no
+    // kernel has run on a GPU yet (issue 15, docs/cuda.md).
     require(config.run.device == Device::Cpu,
             std::string("run.device = ") + device_name(config.run.device) +
-                ": this build trains on the CPU only (the CUDA backend has no attention yet); use "
-                "--run.device cpu");
+                ": this build trains on the CPU only (the CUDA trainer path is not wired yet, "
+                "docs/cuda.md); use --run.device cpu");
     run.grid =
         std::make_unique<ProcessGrid>(config.parallel.dp, config.parallel.pp, config.parallel.tp);
     run.comms = make_mpi_communicators(*run.grid);
