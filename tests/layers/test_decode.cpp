@@ -22,10 +22,8 @@ class Decode : public testing::OnEveryBackend {
   void SetUp() override {
     OnEveryBackend::SetUp();
     if (IsSkipped()) return;
-    skip_if_not_implemented([](Backend& be) {
-      AttentionDecodeCache cache;
-      be.attention_decode(nullptr, cache, nullptr, {}, {}, 0, 0);
-    });
+    if (device() == Device::Cuda)
+      GTEST_SKIP() << "attention_decode and mha_decode have no CUDA kernels yet (issue 17)";
   }
 };
 
