@@ -16,6 +16,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/checkpoint_io.h"
 #include "core/error.h"
+#include "core/shard.h"
 #include "parallel/comm.h"
 
 namespace hg {
@@ -130,6 +131,44 @@ void gather_run(const Tensor& local, const ParamSlice& slice, const SliceRun& ru
     std::memcpy(block.data() + o * length * inner,
                 local.data() + (o * extent + run.local_start) * inner,
                 sizeof(float) * length * inner);
+}
+
+// ZeRO-1 (the store's moments sharded over the data-parallel group): every replica's moment
+// shards to replica 0, the writer, assembled into whole local tensors in snapshot[name][1..2]
+// (first version: one gather at save time; replica 0 briefly holds whole moments again). Each
+// shard travels padded to ceil(n/dp) so one fixed-size gather carries all of them.
+void gather_moment_shards(const ParamStore& store, const ProcessGrid& grid,
+                          std::map<std::string, std::array<Tensor, 3>>& snapshot) {
+  const int dp = store.shard_count();
+  int64_t padded = 0;
+  for (const auto& [name, p] : store.all()) padded += 2 * ((p.value.numel() + dp - 1) / dp);
+  std::vector<float> mine(static_cast<size_t>(padded));
+  std::vector<float> all(grid.dp_rank() == 0 ? mine.size() * dp : 0);
+  float* out = mine.data();
+  for (const auto& [name, p] : store.all()) {
+    const int64_t pad = (p.value.numel() + dp - 1) / dp;
+    std::memcpy(out, p.exp_avg.data(), sizeof(float) * p.shard_numel());
+    std::memcpy(out + pad, p.exp_avg_sq.data(), sizeof(float) * p.shard_numel());
+    out += 2 * pad;
+  }
+  comm::gather(mine.data(), padded * static_cast<int64_t>(sizeof(float)), all.data(), 0,
+               grid.dp_comm(), "gather ZeRO-1 moment shards for a checkpoint");
+  if (grid.dp_rank() != 0) return;
+  int64_t offset = 0;  // of this tensor's pieces within each replica's block
+  for (const auto& [name, p] : store.all()) {
+    const int64_t n = p.value.numel(), pad = (n + dp - 1) / dp;
+    auto& copy = snapshot[name];
+    for (int g = 1; g <= 2; ++g) {
+      if (copy[g].shape() != p.value.shape()) copy[g].reset(p.value.shape());
+      for (int r = 0; r < dp; ++r) {
+        const ShardRange range = shard_range(n, r, dp);
+        std::memcpy(copy[g].data() + range.begin,
+                    all.data() + r * padded + offset + (g - 1) * pad,
+                    sizeof(float) * range.size());
+      }
+    }
+    offset += 2 * pad;
+  }
 }
 
 void write_part(const std::string& temporary, const CheckpointSaver::Part& part) {
@@ -255,6 +294,8 @@ void CheckpointSaver::start(const std::string& dir, int64_t step, const std::str
   // the save is synchronous, the store itself. No rank assembles more than it holds.
   auto part = std::make_shared<Part>();
   part->first_of_group = grid_.tp_rank() == 0;
+  const bool sharded = store.shard_count() > 1;
+  if (sharded) gather_moment_shards(store, grid_, snapshot_->tensors);
   if (writer) {
     for (const auto& [name, p] : store.all()) {
       Part::Entry& entry = part->tensors[name];
@@ -263,7 +304,9 @@ void CheckpointSaver::start(const std::string& dir, int64_t step, const std::str
       auto& copy = snapshot_->tensors[name];
       const Tensor* sources[3] = {&p.value, &p.exp_avg, &p.exp_avg_sq};
       for (int g = 0; g < 3; ++g) {
-        if (background_) {
+        if (sharded && g > 0) {
+          entry.local[g] = &copy[g];  // gathered whole above
+        } else if (background_) {
           if (copy[g].shape() != sources[g]->shape()) copy[g].reset(sources[g]->shape());
           std::memcpy(copy[g].data(), sources[g]->data(), sizeof(float) * sources[g]->numel());
           entry.local[g] = &copy[g];

@@ -99,7 +99,7 @@ std::vector<std::vector<NamedGradient>> StageModel::unit_gradients() {
   std::vector<std::vector<NamedGradient>> grads(unit_params_.size());
   for (size_t u = 0; u < unit_params_.size(); ++u)
     for (const std::string& name : unit_params_[u])
-      grads[u].push_back({name, &params_.at(name).grad});
+      grads[u].push_back({name, &params_.at(name).grad, &params_.at(name).value});
   return grads;
 }
 
