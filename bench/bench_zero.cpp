@@ -33,8 +33,8 @@
 
 namespace {
 
-struct Options : hg::bench::ModelFlags {
-  int batch = 8, micro_batch = 1, steps = 3, warmup = 1, zero = 0;
+struct Options : hg::bench::ModelFlags, hg::bench::StepFlags {
+  int zero = 0;
 };
 
 Options parse(int argc, char** argv) {
@@ -43,11 +43,9 @@ Options parse(int argc, char** argv) {
                          "[--heads N] [--ffn N] [--seq-len N] [--window N] [--chunk N] "
                          "[--batch N] [--micro-batch N] [--steps N] [--warmup N]");
   Options o;
-  o.read(flags);
-  o.batch = flags.integer("--batch", o.batch);
-  o.micro_batch = flags.integer("--micro-batch", o.micro_batch);
-  o.steps = flags.integer("--steps", o.steps);
-  o.warmup = flags.integer("--warmup", o.warmup);
+  o.micro_batch = 1;  // 8 micro-batches: the final backward that hides the gradient reduction
+  o.ModelFlags::read(flags);
+  o.StepFlags::read(flags);
   o.zero = flags.integer("--zero", o.zero);
   flags.done();
   return o;
