@@ -188,6 +188,8 @@ std::vector<Layout> layouts() {
       zero1({"dp2_pp2_dropout", three + dropout + train_section(24, 8, 1), 2, 2, "1f1b"}),
       zero1({"dp2_pp2_zbh1_dropout", three + dropout + train_section(24, 8, 1), 2, 2, "zbh1"}),
       zero1({"dp3_pp2_gpipe", three + train_section(24, 12, 2), 3, 2, "gpipe"}),
+      zero1({"dp2_pp2_interleaved_v2_m4", three + dropout + train_section(24, 8, 1), 2, 2,
+             "interleaved", "", 2}),
   };
 }
 
