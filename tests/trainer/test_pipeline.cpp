@@ -124,6 +124,14 @@ TEST_P(PipelineMpi, MatchesSingleProcess) {
     if (held != layout.dp * total)
       report += where + ": replicas' stages hold " + std::to_string(held) +
                 " parameters, expected dp x " + std::to_string(total) + "\n";
+    // ZeRO-1: the replicas' moment shards together hold each moment once (1/dp per replica).
+    double moments = 0;
+    for (const auto& [name, p] : got.model->params().all())
+      moments += static_cast<double>(p.exp_avg.numel() + p.exp_avg_sq.numel());
+    comm::allreduce_sum(&moments, 1, comm);
+    if (moments != 2 * (layout.zero ? 1 : layout.dp) * total)
+      report += where + ": the ranks hold " + std::to_string(moments) + " moment elements, expected " +
+                std::to_string(2 * (layout.zero ? 1 : layout.dp) * total) + "\n";
     return report;
   };
   EXPECT_EQ(testing::reports_of_first_ranks(layout.ranks(), check), "");
