@@ -142,37 +142,54 @@ void gather_run(const Tensor& local, const ParamSlice& slice, const SliceRun& ru
 }
 
 // ZeRO-1: elements [begin, begin + n) of a local tensor (shape `local`, this rank's `slice` of
-// `canonical`) into dataset `path`, one hyperslab per last-dimension row, each row split where the
-// slice's canonical indices jump (a tensor-parallel column split). A shard is a flat range: one
-// rectangle would not hold it, rows always do.
+// `canonical`) into dataset `path`. A shard is a flat range, which no one rectangle holds: it goes
+// as a partial row, blocks of whole rows and a partial row (rows: the last dimension). A block of
+// whole rows ends where the dimension before wraps or a row slice's canonical indices jump; a
+// tensor-parallel column slice splits every piece into its runs of consecutive columns.
 void write_flat_range(CheckpointAppender& file, const std::string& path, const Shape& canonical,
                       const ParamSlice& slice, const Shape& local, int64_t begin,
                       const float* values, int64_t n) {
-  const int rank = static_cast<int>(local.size());
-  if (rank == 0) {
+  const int last = static_cast<int>(local.size()) - 1;
+  if (last < 0) {
     if (n > 0) file.write(path, whole(canonical), values);
     return;
   }
+  const int64_t row = local[last];
+  const auto jump = [&](int axis, int64_t at) {  // canonical index of `at` not after at - 1's
+    return slice.sharded() && slice.axis == axis && slice.index[at] != slice.index[at - 1] + 1;
+  };
   Hyperslab block = whole(canonical);
+  std::vector<int64_t> at(local.size());
+  std::vector<float> pieces;
   for (int64_t i = begin; i < begin + n;) {
     int64_t rest = i;
-    for (int a = rank - 1; a >= 0; --a) {
-      const int64_t at = rest % local[a];
+    for (int a = last; a >= 0; --a) {
+      at[a] = rest % local[a];
       rest /= local[a];
-      block.start[a] = slice.sharded() && a == slice.axis ? slice.index[at] : at;
+      block.start[a] = slice.sharded() && a == slice.axis ? slice.index[at[a]] : at[a];
       block.count[a] = 1;
     }
-    const int64_t column = i % local.back();
-    int64_t length = std::min(begin + n - i, local.back() - column);
-    if (slice.sharded() && slice.axis == rank - 1)
-      for (int64_t k = 1; k < length; ++k)
-        if (slice.index[column + k] != slice.index[column + k - 1] + 1) {
-          length = k;
-          break;
-        }
-    block.count[rank - 1] = length;
-    file.write(path, block, values + (i - begin));
-    i += length;
+    const int64_t remaining = begin + n - i, first = at[last];
+    int64_t rows = 1, length = std::min(remaining, row - first);
+    if (last >= 1 && first == 0 && remaining >= row) {
+      rows = std::min(remaining / row, local[last - 1] - at[last - 1]);
+      for (int64_t k = 1; k < rows; ++k)
+        if (jump(last - 1, at[last - 1] + k)) rows = k;
+      block.count[last - 1] = rows;
+    }
+    for (int64_t c = first; c < first + length;) {
+      int64_t run = 1;
+      while (c + run < first + length && !jump(last, c + run)) ++run;
+      block.start[last] = slice.sharded() && slice.axis == last ? slice.index[c] : c;
+      block.count[last] = run;
+      pieces.resize(static_cast<size_t>(rows * run));
+      for (int64_t r = 0; r < rows; ++r)
+        std::memcpy(pieces.data() + r * run, values + (i - begin) + r * row + (c - first),
+                    sizeof(float) * run);
+      file.write(path, block, pieces.data());
+      c += run;
+    }
+    i += rows * length;
   }
 }
 
