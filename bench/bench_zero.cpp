@@ -70,11 +70,12 @@ int main(int argc, char** argv) {
     hg::ProcessGrid grid(size, 1, 1, MPI_COMM_WORLD);
     const hg::GridCommunicators comms = hg::make_mpi_communicators(grid);
     const auto infos = hg::unit_infos(hg::plan_units(config.model, config.train.seq_len));
-    hg::StageModel model(config.model, config.train.seq_len);
-    if (o.zero == 1) model.params().set_data_parallel_shard(grid.dp_rank(), size);
+    const int units = static_cast<int>(infos.size());
+    hg::StageModel model(config.model, config.train.seq_len, {{0, units}}, {}, false,
+                         hg::cpu_backend(), hg::zero_shard(config, grid));
     model.params().init_all(config.train.seed);
     hg::PipelineRuntime runtime(model, grid, comms, hg::ScheduleKind::OneFOneB,
-                                {0, static_cast<int>(infos.size())}, nullptr,
+                                {0, units}, nullptr,
                                 hg::grad_bucket_bytes(config.parallel));
     double optimizer_bytes = 0, parameter_bytes = 0;
     for (const auto& [name, p] : model.params().all()) {

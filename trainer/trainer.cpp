@@ -217,11 +217,7 @@ void build_stage(TrainingRun& run) {
   run.model = std::make_unique<StageModel>(
       config.model, config.train.seq_len, rank_chunks(run.first, config.parallel.pp, grid.stage()),
       make_tensor_parallel(grid, run.comms, trained_granularities(config)),
-      recompute_blocks(config.train), backend_for(config.run.device));
-  // ZeRO-1: from here on each replica keeps only its shard of the moments (the checkpoint load
-  // below fills just that shard).
-  if (config.parallel.zero == 1)
-    run.model->params().set_data_parallel_shard(grid.dp_rank(), grid.dp());
+      recompute_blocks(config.train), backend_for(config.run.device), zero_shard(config, grid));
   run.model->params().init_all(config.train.seed);
   if (!run.resume_file.empty()) {
     run.start_step =

@@ -67,9 +67,7 @@ DistributedRun run_distributed(const Config& config, MPI_Comm comm, int steps,
   r.model = std::make_unique<StageModel>(
       config.model, config.train.seq_len, rank_chunks(first, config.parallel.pp, grid.stage()),
       make_tensor_parallel(grid, r.comms, trained_granularities(config)),
-      recompute_blocks(config.train));
-  if (config.parallel.zero == 1)  // as the trainer does (ZeRO-1: moment shards)
-    r.model->params().set_data_parallel_shard(grid.dp_rank(), grid.dp());
+      recompute_blocks(config.train), cpu_backend(), zero_shard(config, grid));
   r.model->params().init_all(config.train.seed);
   PipelineRuntime runtime(*r.model, grid, r.comms, config.parallel.schedule, first, nullptr,
                           grad_bucket_bytes(config.parallel));
