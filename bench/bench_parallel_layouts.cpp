@@ -45,9 +45,7 @@ namespace {
 
 using hg::bench::cpu_seconds;
 
-struct Options : hg::bench::ModelFlags {
-  int batch = 8, micro_batch = 2;
-  int steps = 3, warmup = 1;
+struct Options : hg::bench::ModelFlags, hg::bench::StepFlags {
   double bucket_mb = 4;
 };
 
@@ -57,11 +55,8 @@ Options parse(int argc, char** argv) {
                          "[--heads N] [--ffn N] [--seq-len N] [--window N] [--chunk N] "
                          "[--batch N] [--micro-batch N] [--steps N] [--warmup N] [--bucket-mb X]");
   Options o;
-  o.read(flags);
-  o.batch = flags.integer("--batch", o.batch);
-  o.micro_batch = flags.integer("--micro-batch", o.micro_batch);
-  o.steps = flags.integer("--steps", o.steps);
-  o.warmup = flags.integer("--warmup", o.warmup);
+  o.ModelFlags::read(flags);
+  o.StepFlags::read(flags);
   o.bucket_mb = flags.number("--bucket-mb", o.bucket_mb);
   flags.done();
   return o;

@@ -160,6 +160,19 @@ struct ModelFlags {
   }
 };
 
+// The step options of the data-parallel benchmarks (bench_parallel_layouts, bench_zero): the
+// global batch, its micro-batches, and how many steps are timed after how many warm-up steps.
+struct StepFlags {
+  int batch = 8, micro_batch = 2, steps = 3, warmup = 1;
+
+  void read(Flags& flags) {
+    batch = flags.integer("--batch", batch);
+    micro_batch = flags.integer("--micro-batch", micro_batch);
+    steps = flags.integer("--steps", steps);
+    warmup = flags.integer("--warmup", warmup);
+  }
+};
+
 // main() of a benchmark without MPI: body() returns the exit code; an exception is printed as
 // "<name>: <what>" and the exit code is 2.
 template <class Body>

@@ -2,7 +2,9 @@
 
 #include <mpi.h>
 
+#include <cstring>
 #include <sstream>
+#include <stdexcept>
 #include <vector>
 
 #include "core/elementwise.h"
@@ -60,9 +62,24 @@ void export_tensor_parallel(const ParamStore& store, CheckpointData& data, bool 
   }
 }
 
+// moment (=) this rank's part of the canonical `full`: its tensor-parallel slice, and of that
+// only its ZeRO-1 shard when the store's moments are sharded (model/params.h).
+void take_moment(const Param& p, Tensor& moment, const Tensor& full) {
+  if (!p.moments_sharded()) {
+    take_slice(moment.data(), full, p.slice);
+    return;
+  }
+  Tensor local(p.value.shape());
+  take_slice(local.data(), full, p.slice);
+  std::memcpy(moment.data(), local.data() + p.shard_offset, sizeof(float) * p.shard_numel());
+}
+
 }  // namespace
 
 void export_params(const ParamStore& store, CheckpointData& data, bool with_optimizer) {
+  if (with_optimizer && store.shard_count() > 1)
+    throw std::logic_error("export_params: ZeRO-1 sharded moments are not exported whole here "
+                           "(checkpoint_store.cpp gathers them for a save)");
   if (store.tensor_parallel().active()) {
     export_tensor_parallel(store, data, with_optimizer);
     return;
@@ -106,8 +123,8 @@ void import_params(ParamStore& store, const CheckpointData& data, bool with_opti
     take_slice(p.value.data(), data.params.at(name), p.slice);
     auto m = data.exp_avg.find(name), v = data.exp_avg_sq.find(name);
     if (with_optimizer && m != data.exp_avg.end() && v != data.exp_avg_sq.end()) {
-      take_slice(p.exp_avg.data(), m->second, p.slice);
-      take_slice(p.exp_avg_sq.data(), v->second, p.slice);
+      take_moment(p, p.exp_avg, m->second);
+      take_moment(p, p.exp_avg_sq, v->second);
     } else {
       p.exp_avg.zero();
       p.exp_avg_sq.zero();

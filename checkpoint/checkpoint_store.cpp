@@ -43,10 +43,13 @@ Token receive_token(int from, MPI_Comm comm) {
 
 // The writers in turn: replica 0's ranks, stage by stage, tensor-parallel rank by rank (each
 // writes its own slices as hyperslabs; rank 0 of the group also the replicated tensors).
-std::vector<int> writer_order(const ProcessGrid& grid) {
+// ZeRO-1 (`moment_shards`): after replica 0, every other replica's ranks in the same order, each
+// adding its moment shards to the datasets replica 0 created.
+std::vector<int> writer_order(const ProcessGrid& grid, bool moment_shards) {
   std::vector<int> order;
-  for (int p = 0; p < grid.pp(); ++p)
-    for (int t = 0; t < grid.tp(); ++t) order.push_back(grid.rank_of(0, p, t));
+  for (int d = 0; d < (moment_shards ? grid.dp() : 1); ++d)
+    for (int p = 0; p < grid.pp(); ++p)
+      for (int t = 0; t < grid.tp(); ++t) order.push_back(grid.rank_of(d, p, t));
   return order;
 }
 
@@ -81,8 +84,14 @@ struct CheckpointSaver::Part {
     std::array<const Tensor*, 3> local;  // value, exp_avg, exp_avg_sq
     Shape canonical_shape;
     ParamSlice slice;
+    // ZeRO-1: the moments are the value's elements [shard_offset, + numel) (model/params.h).
+    bool moment_shard = false;
+    int64_t shard_offset = 0;
+    Shape local_shape;  // the value's
   };
   std::map<std::string, Entry> tensors;
+  bool writes_values = true;   // data-parallel replica 0; under ZeRO-1 the others add moment shards
+  bool moment_shards = false;  // ZeRO-1: every replica writes (writer_order)
   // Tensor-parallel rank 0 writes the replicated tensors and creates the sharded datasets, which
   // every rank of the group (itself first) then fills with its own blocks.
   bool first_of_group = true;
@@ -132,28 +141,102 @@ void gather_run(const Tensor& local, const ParamSlice& slice, const SliceRun& ru
                 sizeof(float) * length * inner);
 }
 
-void write_part(const std::string& temporary, const CheckpointSaver::Part& part) {
-  for (const auto& [name, e] : part.tensors) {
-    require_finite("/params/" + name, *e.local[0]);
-    require_finite("/optim/exp_avg/" + name, *e.local[1]);
-    require_finite("/optim/exp_avg_sq/" + name, *e.local[2]);
+// ZeRO-1: elements [begin, begin + n) of a local tensor (shape `local`, this rank's `slice` of
+// `canonical`) into dataset `path`. A shard is a flat range, which no one rectangle holds: it goes
+// as a partial row, blocks of whole rows and a partial row (rows: the last dimension). A block of
+// whole rows ends where the dimension before wraps or a row slice's canonical indices jump; a
+// tensor-parallel column slice splits every piece into its runs of consecutive columns.
+void write_flat_range(CheckpointAppender& file, const std::string& path, const Shape& canonical,
+                      const ParamSlice& slice, const Shape& local, int64_t begin,
+                      const float* values, int64_t n) {
+  const int last = static_cast<int>(local.size()) - 1;
+  if (last < 0) {
+    if (n > 0) file.write(path, whole(canonical), values);
+    return;
   }
-  static const char* const kGroups[3] = {"/params/", "/optim/exp_avg/", "/optim/exp_avg_sq/"};
-  CheckpointAppender file(temporary);
+  const int64_t row = local[last];
+  const auto jump = [&](int axis, int64_t at) {  // canonical index of `at` not after at - 1's
+    return slice.sharded() && slice.axis == axis && slice.index[at] != slice.index[at - 1] + 1;
+  };
+  Hyperslab block = whole(canonical);
+  std::vector<int64_t> at(local.size());
+  std::vector<float> pieces;
+  for (int64_t i = begin; i < begin + n;) {
+    int64_t rest = i;
+    for (int a = last; a >= 0; --a) {
+      at[a] = rest % local[a];
+      rest /= local[a];
+      block.start[a] = slice.sharded() && a == slice.axis ? slice.index[at[a]] : at[a];
+      block.count[a] = 1;
+    }
+    const int64_t remaining = begin + n - i, first = at[last];
+    int64_t rows = 1, length = std::min(remaining, row - first);
+    if (last >= 1 && first == 0 && remaining >= row) {
+      rows = std::min(remaining / row, local[last - 1] - at[last - 1]);
+      for (int64_t k = 1; k < rows; ++k)
+        if (jump(last - 1, at[last - 1] + k)) rows = k;
+      block.count[last - 1] = rows;
+    }
+    for (int64_t c = first; c < first + length;) {
+      int64_t run = 1;
+      while (c + run < first + length && !jump(last, c + run)) ++run;
+      block.start[last] = slice.sharded() && slice.axis == last ? slice.index[c] : c;
+      block.count[last] = run;
+      pieces.resize(static_cast<size_t>(rows * run));
+      for (int64_t r = 0; r < rows; ++r)
+        std::memcpy(pieces.data() + r * run, values + (i - begin) + r * row + (c - first),
+                    sizeof(float) * run);
+      file.write(path, block, pieces.data());
+      c += run;
+    }
+    i += rows * length;
+  }
+}
+
+const char* const kGroups[3] = {"/params/", "/optim/exp_avg/", "/optim/exp_avg_sq/"};
+
+// This rank's value slices (whole replicated tensors on tensor-parallel rank 0) into the datasets
+// `entry` names; the first of the group creates them unless `created`.
+void write_slices(CheckpointAppender& file, const std::string& name,
+                  const CheckpointSaver::Part::Entry& e, bool first_of_group, int groups) {
   std::vector<float> block;
+  if (first_of_group) file.create(name, e.canonical_shape);
+  for (const SliceRun& run : slice_runs(e.canonical_shape, e.slice))
+    for (int g = 0; g < groups; ++g) {
+      gather_run(*e.local[g], e.slice, run, block);
+      file.write(kGroups[g] + name, run.block, block.data());
+    }
+}
+
+void write_part(const std::string& temporary, const CheckpointSaver::Part& part) {
+  for (const auto& [name, e] : part.tensors)
+    for (int g = part.writes_values ? 0 : 1; g < 3; ++g)
+      require_finite(kGroups[g] + name, *e.local[g]);
+  CheckpointAppender file(temporary);
   for (const auto& [name, e] : part.tensors) {
-    if (!e.slice.sharded()) {
-      if (!part.first_of_group) continue;  // replicated: tensor-parallel rank 0 writes it
-      const float* values[3] = {e.local[0]->data(), e.local[1]->data(), e.local[2]->data()};
-      file.write_whole(name, e.canonical_shape, values);
+    if (!e.slice.sharded() && !part.first_of_group) continue;  // replicated: tp rank 0 writes it
+    if (!e.moment_shard) {
+      if (!e.slice.sharded()) {
+        const float* values[3] = {e.local[0]->data(), e.local[1]->data(), e.local[2]->data()};
+        file.write_whole(name, e.canonical_shape, values);
+      } else {
+        write_slices(file, name, e, part.first_of_group, 3);
+      }
       continue;
     }
-    if (part.first_of_group) file.create(name, e.canonical_shape);
-    for (const SliceRun& run : slice_runs(e.canonical_shape, e.slice))
-      for (int g = 0; g < 3; ++g) {
-        gather_run(*e.local[g], e.slice, run, block);
-        file.write(kGroups[g] + name, run.block, block.data());
+    // ZeRO-1: replica 0 creates the datasets and writes the values; every replica (replica 0
+    // first) adds its moment shards as hyperslabs.
+    if (part.writes_values) {
+      if (!e.slice.sharded()) {
+        file.create(name, e.canonical_shape);
+        file.write(kGroups[0] + name, whole(e.canonical_shape), e.local[0]->data());
+      } else {
+        write_slices(file, name, e, part.first_of_group, 1);
       }
+    }
+    for (int g = 1; g < 3; ++g)
+      write_flat_range(file, kGroups[g] + name, e.canonical_shape, e.slice, e.local_shape,
+                       e.shard_offset, e.local[g]->data(), e.local[g]->numel());
   }
   file.close();
 }
@@ -163,7 +246,7 @@ void write_part(const std::string& temporary, const CheckpointSaver::Part& part)
 std::string write_and_commit(const ProcessGrid& grid, MPI_Comm comm, const std::string& dir,
                              const std::string& path, int64_t step, const std::string& config_ini,
                              const CheckpointSaver::Part& part, int keep) {
-  const std::vector<int> order = writer_order(grid);
+  const std::vector<int> order = writer_order(grid, part.moment_shards);
   const auto me = std::find(order.begin(), order.end(), grid.rank());
   const std::string temporary = temporary_checkpoint_name(path);  // rank 0's name
   Token token;
@@ -249,26 +332,33 @@ void CheckpointSaver::start(const std::string& dir, int64_t step, const std::str
   wait();  // one save at a time; its snapshot is reused
   const double t0 = MPI_Wtime();
   const std::string path = (std::filesystem::path(dir) / checkpoint_file_name(step)).string();
-  const std::vector<int> order = writer_order(grid_);
+  // ZeRO-1: each replica writes its own moment shards (write_part), so every replica is a writer.
+  const bool moment_shards = store.shard_count() > 1;
+  const std::vector<int> order = writer_order(grid_, moment_shards);
   const bool writer = std::find(order.begin(), order.end(), grid_.rank()) != order.end();
   // This rank's part: a copy (a background save must not see the next steps' updates) or, when
   // the save is synchronous, the store itself. No rank assembles more than it holds.
   auto part = std::make_shared<Part>();
   part->first_of_group = grid_.tp_rank() == 0;
+  part->writes_values = grid_.dp_rank() == 0;
+  part->moment_shards = moment_shards;
   if (writer) {
     for (const auto& [name, p] : store.all()) {
       Part::Entry& entry = part->tensors[name];
       entry.canonical_shape = p.canonical_shape;
       entry.slice = p.slice;
+      entry.moment_shard = p.moments_sharded();
+      entry.shard_offset = p.shard_offset;
+      entry.local_shape = p.value.shape();
       auto& copy = snapshot_->tensors[name];
       const Tensor* sources[3] = {&p.value, &p.exp_avg, &p.exp_avg_sq};
       for (int g = 0; g < 3; ++g) {
-        if (background_) {
+        if (background_ && (g > 0 || part->writes_values)) {
           if (copy[g].shape() != sources[g]->shape()) copy[g].reset(sources[g]->shape());
           std::memcpy(copy[g].data(), sources[g]->data(), sizeof(float) * sources[g]->numel());
           entry.local[g] = &copy[g];
         } else {
-          entry.local[g] = sources[g];  // synchronous: the store does not change meanwhile
+          entry.local[g] = sources[g];  // synchronous, or a value this replica does not write
         }
       }
     }

@@ -6,7 +6,11 @@
 // replica 0, in stage order and, within a stage, tensor-parallel rank order. Each writer opens
 // the file, adds its own tensors (values and both AdamW moments) and closes it. The token returns
 // to rank 0, which fsyncs and renames the file: only then is the save complete. Replicas other
-// than 0 hold the same values and write nothing.
+// than 0 hold the same values and write nothing -- except under ZeRO-1 (parallel.zero 1), where
+// each replica holds a shard of the moments: replica 0 then creates every dataset and writes the
+// values and its moment shards, and the token goes on through the other replicas (same order),
+// each adding its moment shards as hyperslabs (a flat range: partial row, row blocks, partial row).
+// A load keeps only this replica's shard of the moments it reads.
 // Load: every rank reads only its own tensors from the file (read-only, no HDF5 locking), so any
 // layout resumes any checkpoint.
 //

@@ -1,8 +1,10 @@
 #include "model/params.h"
 
 #include <stdexcept>
+#include <vector>
 
 #include "core/random.h"
+#include "core/shard.h"
 
 namespace hg {
 
@@ -23,14 +25,38 @@ Param& ParamStore::add(const std::string& name, const Shape& shape, ParamInit in
   const Device device = backend_->device();
   p.value = Tensor(local, device);
   p.grad = Tensor(local, device);
-  p.exp_avg = Tensor(local, device);
-  p.exp_avg_sq = Tensor(local, device);
+  const ShardRange shard = shard_range(p.value.numel(), shard_rank_, shard_count_);
+  p.shard_offset = shard.begin;
+  p.exp_avg = shard_count_ == 1 ? Tensor(local, device) : Tensor(Shape{shard.size()}, device);
+  p.exp_avg_sq = shard_count_ == 1 ? Tensor(local, device) : Tensor(Shape{shard.size()}, device);
   p.canonical_shape = shape;
   p.slice = std::move(slice);
   p.init = init;
   p.init_std = init_std;
   p.decay = is_matrix_name(name);
   return p;
+}
+
+void ParamStore::set_data_parallel_shard(int rank, int count) {
+  if (count < 1 || rank < 0 || rank >= count)
+    throw std::invalid_argument("data-parallel shard " + std::to_string(rank) + " of " +
+                                std::to_string(count));
+  if (!params_.empty() && shard_count_ != 1)
+    throw std::logic_error("a sharded store's moments cannot be resharded");
+  shard_rank_ = rank;
+  shard_count_ = count;
+  if (count == 1) return;
+  for (auto& [name, p] : params_) {
+    const ShardRange shard = shard_range(p.value.numel(), rank, count);
+    p.shard_offset = shard.begin;
+    std::vector<float> whole(static_cast<size_t>(p.value.numel()));
+    for (Tensor* moment : {&p.exp_avg, &p.exp_avg_sq}) {
+      moment->copy_to_host(whole.data());
+      Tensor own(Shape{shard.size()}, p.value.device());
+      own.copy_from_host(whole.data() + shard.begin);
+      *moment = std::move(own);
+    }
+  }
 }
 
 Param& ParamStore::at(const std::string& name) {

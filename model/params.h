@@ -19,8 +19,13 @@ enum class ParamInit { Normal, Zero, One, DConvTaps };
 struct Param {
   Tensor value;       // this rank's part: the canonical tensor, or its tensor-parallel slice
   Tensor grad;        // accumulated over the micro-batches of a step
-  Tensor exp_avg;     // AdamW first moment
-  Tensor exp_avg_sq;  // AdamW second moment
+  Tensor exp_avg;     // AdamW first moment [shard]: value's elements [shard_offset, +numel)
+  Tensor exp_avg_sq;  // AdamW second moment [shard]
+  // ZeRO-1: the moments, and what the optimizer updates, cover only this replica's shard of
+  // `value` (core/shard.h); unsharded: offset 0 and the moments have value's shape.
+  int64_t shard_offset = 0;
+  int64_t shard_numel() const { return exp_avg.numel(); }
+  bool moments_sharded() const { return exp_avg.numel() != value.numel(); }
   ParamInit init = ParamInit::Zero;
   float init_std = 0.0f;
   bool decay = false;  // weight decay applies (matrices only, §3)
@@ -58,10 +63,18 @@ class ParamStore {
   void set_tensor_parallel(TensorParallel tp) { tp_ = std::move(tp); }
   const TensorParallel& tensor_parallel() const { return tp_; }
 
+  // ZeRO-1: from now on each parameter's moments hold only replica `rank`'s shard of `count`
+  // (core/shard.h); the registered ones keep that shard of their moments (1/count of the memory).
+  // count 1 (the default) holds every moment whole.
+  void set_data_parallel_shard(int rank, int count);
+  int shard_rank() const { return shard_rank_; }
+  int shard_count() const { return shard_count_; }
+
  private:
   std::map<std::string, Param> params_;
   std::vector<std::string> order_;
   TensorParallel tp_;
+  int shard_rank_ = 0, shard_count_ = 1;
   Backend* backend_;
 };
 

@@ -23,7 +23,7 @@ StageModel::StageModel(const ModelConfig& model, int seq_len, int first_unit, in
 
 StageModel::StageModel(const ModelConfig& model, int seq_len,
                        const std::vector<std::pair<int, int>>& chunks, const TensorParallel& tp,
-                       bool recompute_blocks, Backend& backend)
+                       bool recompute_blocks, Backend& backend, std::pair<int, int> zero_shard)
     : model_(model),
       seq_len_(seq_len),
       plans_(plan_units(model, seq_len)),
@@ -32,6 +32,7 @@ StageModel::StageModel(const ModelConfig& model, int seq_len,
       chunks_(chunks),
       params_(backend) {
   params_.set_tensor_parallel(tp);
+  params_.set_data_parallel_shard(zero_shard.first, zero_shard.second);
   // One unit at a time, to record which parameters each registers.
   Unit* first_block = nullptr;  // recompute: the blocks share its pool of released caches
   chunk_begin_.push_back(0);
@@ -99,7 +100,7 @@ std::vector<std::vector<NamedGradient>> StageModel::unit_gradients() {
   std::vector<std::vector<NamedGradient>> grads(unit_params_.size());
   for (size_t u = 0; u < unit_params_.size(); ++u)
     for (const std::string& name : unit_params_[u])
-      grads[u].push_back({name, &params_.at(name).grad});
+      grads[u].push_back({name, &params_.at(name).grad, &params_.at(name).value});
   return grads;
 }
 

@@ -29,9 +29,11 @@ class StageModel {
              Backend& backend = cpu_backend());
   // Interleaved pipeline: chunk c holds units [chunks[c].first, chunks[c].second), ranges in
   // increasing unit order. Stage-local unit indices run through the chunks in order.
+  // zero_shard: ZeRO-1's (replica, replicas) -- the moments are allocated for that shard only
+  // (ParamStore::set_data_parallel_shard, before any unit registers); {0, 1}: whole moments.
   StageModel(const ModelConfig& model, int seq_len, const std::vector<std::pair<int, int>>& chunks,
              const TensorParallel& tp = {}, bool recompute_blocks = false,
-             Backend& backend = cpu_backend());
+             Backend& backend = cpu_backend(), std::pair<int, int> zero_shard = {0, 1});
 
   // Runs the held units of `chunk` in order. For the first unit (embed) `in` is ignored (tokens
   // come from the slot); after the last (head) `out` is left empty and slot.loss_sum is filled.

@@ -191,6 +191,20 @@ Request iallreduce_sum(float* data, int64_t count, MPI_Comm comm, const char* wh
 Request iallreduce_sum(double* data, int64_t count, MPI_Comm comm) {
   return iallreduce(data, count, MPI_DOUBLE, MPI_SUM, comm, "all-reduce sum (double)");
 }
+Request ireduce_scatter_sum(const float* data, float* shard, const std::vector<int>& counts,
+                            MPI_Comm comm, const char* what) {
+  Request r = make(comm, what, -1, -1, false);
+  MPI_Ireduce_scatter(data, shard, counts.data(), MPI_FLOAT, MPI_SUM, comm, &r.request);
+  return r;
+}
+Request iallgather_in_place(float* data, const std::vector<int>& counts,
+                            const std::vector<int>& displacements, MPI_Comm comm,
+                            const char* what) {
+  Request r = make(comm, what, -1, -1, false);
+  MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts.data(), displacements.data(),
+                  MPI_FLOAT, comm, &r.request);
+  return r;
+}
 void allreduce_sum(float* data, int64_t count, MPI_Comm comm) {
   Request r = iallreduce_sum(data, count, comm);
   wait(r);

@@ -72,6 +72,15 @@ void allreduce_max(int32_t* data, int64_t count, MPI_Comm comm);  // e.g. "did a
 Request iallreduce_sum(float* data, int64_t count, MPI_Comm comm,
                        const char* what = "all-reduce sum (float)");
 Request iallreduce_sum(double* data, int64_t count, MPI_Comm comm);
+// ZeRO-1 (parallel.zero 1): `data` is packed rank-major, counts[r] elements for rank r in rank
+// order; the reduce-scatter leaves shard [counts[me]] (=) the group's sum of this rank's block,
+// the all-gather (in place) fills every rank's block of `data` from its owner. `counts` is read
+// until the request completes (MPI's rule for non-blocking collectives): keep it alive.
+Request ireduce_scatter_sum(const float* data, float* shard, const std::vector<int>& counts,
+                            MPI_Comm comm, const char* what = "reduce-scatter sum (float)");
+Request iallgather_in_place(float* data, const std::vector<int>& counts,
+                            const std::vector<int>& displacements, MPI_Comm comm,
+                            const char* what = "all-gather (float)");
 void barrier(MPI_Comm comm);
 void broadcast(void* data, int64_t bytes, int root, MPI_Comm comm);  // from `root` to all
 

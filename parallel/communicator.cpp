@@ -25,6 +25,14 @@ class MpiCommunicator final : public Communicator {
   Pending iallreduce_sum(float* data, int64_t count, const char* what) override {
     return {comm::iallreduce_sum(data, count, comm_, what)};
   }
+  Pending ireduce_scatter_sum(const float* data, float* shard, const std::vector<int>& counts,
+                              const char* what) override {
+    return {comm::ireduce_scatter_sum(data, shard, counts, comm_, what)};
+  }
+  Pending iallgather(float* data, const std::vector<int>& counts,
+                     const std::vector<int>& displacements, const char* what) override {
+    return {comm::iallgather_in_place(data, counts, displacements, comm_, what)};
+  }
   Pending isend(const float* data, int64_t count, int peer, int tag, const char* what) override {
     return {comm::isend(data, count, peer, tag, comm_, what)};
   }

@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "parallel/comm.h"
 
@@ -56,6 +57,14 @@ class Communicator {
   // the abort handler returned (tests).
   virtual bool allreduce_sum(float* data, int64_t count, const char* what) = 0;
   virtual Pending iallreduce_sum(float* data, int64_t count, const char* what) = 0;
+  // ZeRO-1, non-blocking (comm.h): `data` packed rank-major, counts[r] elements per rank; the
+  // reduce-scatter leaves shard [counts[rank()]] (=) the group's sum of this rank's block; the
+  // all-gather fills every block of `data` from its owner, in place. `counts` and
+  // `displacements` (Σ counts before r) must outlive the op.
+  virtual Pending ireduce_scatter_sum(const float* data, float* shard,
+                                      const std::vector<int>& counts, const char* what) = 0;
+  virtual Pending iallgather(float* data, const std::vector<int>& counts,
+                             const std::vector<int>& displacements, const char* what) = 0;
   // data [count] to / from `peer` under `tag`.
   virtual Pending isend(const float* data, int64_t count, int peer, int tag, const char* what) = 0;
   virtual Pending irecv(float* data, int64_t count, int peer, int tag, const char* what) = 0;

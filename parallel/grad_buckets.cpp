@@ -6,11 +6,28 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/shard.h"
+
 namespace hg {
+namespace {
+
+// ZeRO-1's rank-major layout: piece(offset in replica r's block, tensor's shard start, length)
+// for each tensor of the bucket in bucket order.
+template <class Piece>
+void each_piece(const std::vector<Tensor*>& tensors, int r, int count, Piece piece) {
+  int64_t offset = 0;
+  for (Tensor* t : tensors) {
+    const ShardRange range = shard_range(t->numel(), r, count);
+    piece(offset, t->data() + range.begin, range.size());
+    offset += range.size();
+  }
+}
+
+}  // namespace
 
 GradientBuckets::GradientBuckets(const std::vector<std::vector<NamedGradient>>& unit_grads,
-                                 Communicator& dp_comm, int64_t bucket_bytes)
-    : comm_(dp_comm) {
+                                 Communicator& dp_comm, int64_t bucket_bytes, bool sharded)
+    : comm_(dp_comm), sharded_(sharded) {
   if (bucket_bytes <= 0) throw std::invalid_argument("gradient bucket size must be positive");
   // Walk the units in backward order; close a bucket once it holds bucket_bytes. A parameter is
   // never split: a bucket may exceed the size by one tensor (an embedding, say).
@@ -21,6 +38,7 @@ GradientBuckets::GradientBuckets(const std::vector<std::vector<NamedGradient>>& 
     int64_t numel = 0;
     for (const Tensor* g : open.grads) numel += g->numel();
     open.flat.reset({numel});
+    if (sharded_) set_shard_counts(open);
     stats_.bytes += open_bytes;
     buckets_.push_back(std::move(open));
     open = GradientBucket{};
@@ -29,6 +47,8 @@ GradientBuckets::GradientBuckets(const std::vector<std::vector<NamedGradient>>& 
   for (int u = static_cast<int>(unit_grads.size()); u-- > 0;) {
     for (const NamedGradient& g : unit_grads[u]) {
       open.grads.push_back(g.grad);
+      if (sharded_ && !g.value) throw std::invalid_argument("ZeRO-1 buckets need " + g.name);
+      open.values.push_back(g.value);
       open.names.push_back(g.name);
       open.ready_unit = u;
       open_bytes += g.grad->numel() * static_cast<int64_t>(sizeof(float));
@@ -50,7 +70,39 @@ void GradientBuckets::begin_step() {
   stats_ = sizes;
 }
 
+void GradientBuckets::set_shard_counts(GradientBucket& bucket) const {
+  const int count = comm_.size();
+  bucket.counts.assign(count, 0);
+  bucket.displacements.assign(count, 0);
+  for (int r = 0; r < count; ++r) {
+    int64_t n = 0;
+    each_piece(bucket.grads, r, count, [&](int64_t, float*, int64_t len) { n += len; });
+    bucket.counts[r] = static_cast<int>(n);
+    if (r > 0) bucket.displacements[r] = bucket.displacements[r - 1] + bucket.counts[r - 1];
+  }
+  bucket.shard.reset({std::max(bucket.counts[comm_.rank()], 1)});
+}
+
+// flat (=) the replicas' pieces of `tensors`, rank-major; only_rank >= 0: that replica's only.
+void GradientBuckets::pack_rank_major(GradientBucket& bucket, const std::vector<Tensor*>& tensors,
+                                      int only_rank) {
+  for (int r = 0; r < comm_.size(); ++r) {
+    if (only_rank >= 0 && r != only_rank) continue;
+    float* block = bucket.flat.data() + bucket.displacements[r];
+    each_piece(tensors, r, comm_.size(), [&](int64_t offset, float* piece, int64_t len) {
+      std::memcpy(block + offset, piece, sizeof(float) * len);
+    });
+  }
+}
+
 void GradientBuckets::start(GradientBucket& bucket) {
+  if (sharded_) {
+    pack_rank_major(bucket, bucket.grads, -1);
+    bucket.pending = comm_.ireduce_scatter_sum(bucket.flat.data(), bucket.shard.data(),
+                                               bucket.counts, "gradient bucket reduce-scatter");
+    bucket.started = true;
+    return;
+  }
   float* out = bucket.flat.data();
   for (const Tensor* g : bucket.grads) {
     std::memcpy(out, g->data(), sizeof(float) * g->numel());
@@ -62,12 +114,19 @@ void GradientBuckets::start(GradientBucket& bucket) {
 }
 
 void GradientBuckets::copy_back(GradientBucket& bucket) {
+  bucket.copied_back = true;
+  if (sharded_) {  // only this replica's shards hold the sum
+    each_piece(bucket.grads, comm_.rank(), comm_.size(),
+               [&](int64_t offset, float* piece, int64_t len) {
+                 std::memcpy(piece, bucket.shard.data() + offset, sizeof(float) * len);
+               });
+    return;
+  }
   const float* in = bucket.flat.data();
   for (Tensor* g : bucket.grads) {
     std::memcpy(g->data(), in, sizeof(float) * g->numel());
     in += g->numel();
   }
-  bucket.copied_back = true;
 }
 
 void GradientBuckets::unit_done(int unit) {
@@ -101,6 +160,29 @@ void GradientBuckets::finish() {
     copy_back(bucket);
   }
   stats_.exposed_seconds += MPI_Wtime() - t0;
+}
+
+void GradientBuckets::allgather_values() {
+  if (!sharded_) return;
+  // All buckets in flight at once, then unpacked in order: the gathers overlap one another.
+  std::vector<Pending> gathers(buckets_.size());
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    GradientBucket& bucket = buckets_[b];
+    pack_rank_major(bucket, bucket.values, comm_.rank());
+    gathers[b] = comm_.iallgather(bucket.flat.data(), bucket.counts, bucket.displacements,
+                                  "parameter shard all-gather");
+  }
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    comm_.wait(gathers[b]);
+    GradientBucket& bucket = buckets_[b];
+    for (int r = 0; r < comm_.size(); ++r) {
+      if (r == comm_.rank()) continue;
+      const float* block = bucket.flat.data() + bucket.displacements[r];
+      each_piece(bucket.values, r, comm_.size(), [&](int64_t offset, float* piece, int64_t len) {
+        std::memcpy(piece, block + offset, sizeof(float) * len);
+      });
+    }
+  }
 }
 
 }  // namespace hg

@@ -20,6 +20,14 @@
 // MPI requires of collectives on one communicator. The sums are the same numbers the one-tensor-
 // at-a-time all-reduce gave: with 2 replicas bit for bit; with more, up to the reduction order MPI
 // picks for the message size.
+//
+// ZeRO-1 (parallel.zero 1, `sharded`): the same buckets, started at the same moments, but each is
+// packed rank-major -- every parameter's shard-0 piece (core/shard.h), then every shard-1 piece,
+// ... -- and reduce-scattered, so each replica receives only the sum of its own shards and
+// copies it back into those elements of the gradients (the others keep this replica's unsummed
+// part: only the shard is read by the optimizer). After the update, allgather_values() packs
+// each replica's updated value shards the same way and all-gathers them in place, so every
+// replica holds the full parameters before the next forward.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -35,10 +43,12 @@ namespace hg {
 struct NamedGradient {
   std::string name;
   Tensor* grad = nullptr;
+  Tensor* value = nullptr;  // the parameter itself: ZeRO-1 all-gathers its updated shards
 };
 
 struct GradientBucket {
   std::vector<Tensor*> grads;  // backward order
+  std::vector<Tensor*> values;  // ZeRO-1
   std::vector<std::string> names;
   int ready_unit = 0;  // complete once the final backward has finished this unit (a stage-local
                        // unit index: the smallest among its parameters' units)
@@ -47,6 +57,10 @@ struct GradientBucket {
   bool started = false;
   int started_at_unit = -1;  // the unit whose unit_done started it; -1: started by finish()
   bool copied_back = false;
+  // ZeRO-1: flat holds replica r's pieces at [displacements[r], + counts[r]); shard [counts[me]]
+  // receives the reduce-scatter.
+  std::vector<int> counts, displacements;
+  Tensor shard;
 };
 
 struct GradientSyncStats {
@@ -64,13 +78,17 @@ class GradientBuckets {
   // unit_grads[u]: the gradients of the parameters stage-local unit u registered (written by u's
   // backward only), in registration order. bucket_bytes > 0. The Tensors and dp_comm are
   // borrowed.
+  // sharded: ZeRO-1 (reduce-scatter; needs every NamedGradient's value).
   GradientBuckets(const std::vector<std::vector<NamedGradient>>& unit_grads, Communicator& dp_comm,
-                  int64_t bucket_bytes);
+                  int64_t bucket_bytes, bool sharded = false);
 
   void begin_step();           // every bucket not started; stats zeroed
   void unit_done(int unit);    // the final backward finished stage-local `unit`
   void progress();             // tests the in-flight all-reduces; copies finished ones back
   void finish();               // starts the rest, waits for all, gradients hold the sums
+  // ZeRO-1, after the update: every replica's value shards to all (blocking, with the timeout).
+  void allgather_values();
+  bool sharded() const { return sharded_; }
 
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
   const GradientSyncStats& stats() const { return stats_; }
@@ -78,9 +96,12 @@ class GradientBuckets {
  private:
   void start(GradientBucket& bucket);
   void copy_back(GradientBucket& bucket);
+  void pack_rank_major(GradientBucket& bucket, const std::vector<Tensor*>& tensors, int only_rank);
+  void set_shard_counts(GradientBucket& bucket) const;
   std::vector<GradientBucket> buckets_;  // in start order
   size_t next_ = 0;                      // buckets_[0, next_) are started
   Communicator& comm_;                   // the data-parallel group
+  bool sharded_ = false;
   GradientSyncStats stats_;
 };
 

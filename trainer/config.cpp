@@ -216,6 +216,9 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(parallel, timeout,
              "seconds any blocking wait may take before the job aborts, naming it"),
       HG_KEY(parallel, grad_bucket_mb, "data-parallel gradient all-reduce bucket size (MiB)"),
+      HG_KEY(parallel, zero,
+             "1: ZeRO-1, each data-parallel replica holds and updates 1/dp of the AdamW moments "
+             "(0: every replica holds all)"),
       HG_KEY(checkpoint, dir, "checkpoint directory (empty: <run.dir>/checkpoints)"),
       HG_KEY(checkpoint, every, "save every N steps (0: only at the end)"),
       HG_KEY(checkpoint, keep, "newest checkpoints kept (0: all)"),
@@ -336,6 +339,8 @@ void validate_parallel(const Config& c) {
   check(p.timeout > 0, "parallel.timeout", p.timeout, "must be positive (seconds)");
   check(p.grad_bucket_mb > 0, "parallel.grad_bucket_mb", p.grad_bucket_mb,
         "must be positive (MiB per data-parallel all-reduce bucket)");
+  check(p.zero == 0 || p.zero == 1, "parallel.zero", p.zero,
+        "must be 0 (every replica holds the whole optimizer state) or 1 (ZeRO-1: sharded over dp)");
 }
 
 void validate_train(const Config& c) {

@@ -61,6 +61,7 @@ struct ParallelConfig {
   std::string stages;      // "" = automatic; else unit counts per (virtual) stage, e.g. "5,4,6"
   double timeout = 600;           // seconds any blocking wait may take before the job aborts
   double grad_bucket_mb = 4;      // data-parallel gradient all-reduce bucket (MiB), grad_buckets.h
+  int zero = 0;  // 1: ZeRO-1, moments and the update sharded over dp (§9.3, grad_buckets.h)
 };
 
 inline bool recompute_blocks(const TrainConfig& t) { return t.recompute == Recompute::Blocks; }

@@ -43,7 +43,11 @@ DistributedStep distributed_step(StageModel& model, PipelineRuntime& runtime,
   // counts replicated tensors on tensor-parallel rank 0 only).
   if (!grid.last_stage() || grid.tp_rank() != 0) std::fill(loss_sums.begin(), loss_sums.end(), 0.0);
   comm::allreduce_sum(loss_sums.data(), static_cast<int64_t>(loss_sums.size()), grid.world());
+  // ZeRO-1: each replica holds the summed gradient of its own shards only, so the norm sums the
+  // replicas too (each canonical element still once), and the update touches the shards.
+  const bool sharded = model.params().shard_count() > 1;
   double norm_sq = grad_sum_squares(model.params());
+  if (sharded) comm::allreduce_sum(&norm_sq, 1, grid.dp_comm());
   if (grid.tp() > 1) comm::allreduce_sum(&norm_sq, 1, grid.tp_comm());
   comm::allreduce_sum(&norm_sq, 1, grid.pp_comm());
 
@@ -53,7 +57,10 @@ DistributedStep distributed_step(StageModel& model, PipelineRuntime& runtime,
   out.metrics.step = s + 1;
   out.metrics.grad_norm = norm;
   out.finite = std::isfinite(out.metrics.loss) && std::isfinite(norm);
-  if (out.finite) apply_update(model.params(), config.train, s, norm, out.metrics);
+  if (out.finite) {
+    apply_update(model.params(), config.train, s, norm, out.metrics);
+    runtime.allgather_params();  // ZeRO-1: every replica's updated shards to all
+  }
   out.metrics.tokens = static_cast<int64_t>(tokens_per_step * (s + 1));
   out.metrics.seconds = MPI_Wtime() - t0;
 

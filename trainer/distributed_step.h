@@ -2,6 +2,7 @@
 // data-parallel gradient sum, the global grad-norm, the loss bookkeeping and AdamW. train_main
 // and the layout-equivalence tests both call this.
 #pragma once
+#include <utility>
 #include <vector>
 
 #include "model/stage_model.h"
@@ -12,6 +13,11 @@
 #include "trainer/train_step.h"
 
 namespace hg {
+
+// ZeRO-1 (parallel.zero 1): this rank's (replica, replicas), StageModel's zero_shard; else {0, 1}.
+inline std::pair<int, int> zero_shard(const Config& config, const ProcessGrid& grid) {
+  return config.parallel.zero == 1 ? std::pair{grid.dp_rank(), grid.dp()} : std::pair{0, 1};
+}
 
 // The micro-batches of this replica for one step, as the loader made them (`loaded`: first and
 // last stage), or their sizes and global sample indices alone (stages that load nothing).

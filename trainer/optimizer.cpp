@@ -19,7 +19,7 @@ double grad_sum_squares(const ParamStore& store) {
   double s = 0;
   for (const auto& [name, p] : store.all())
     if (p.slice.sharded() || count_replicated)
-      s += store.backend().sum_squares(p.grad.data(), p.grad.numel());
+      s += store.backend().sum_squares(p.grad.data() + p.shard_offset, p.shard_numel());
   return s;
 }
 
@@ -28,7 +28,8 @@ double clip_gradients(ParamStore& store, double norm, double grad_clip) {
   double factor = grad_clip / (norm + 1e-6);
   if (factor >= 1.0) return 1.0;
   for (auto& [name, p] : store.all())
-    store.backend().scale(p.grad.data(), static_cast<float>(factor), p.grad.numel());
+    store.backend().scale(p.grad.data() + p.shard_offset, static_cast<float>(factor),
+                          p.shard_numel());
   return factor;
 }
 
@@ -36,8 +37,9 @@ void adamw_update(ParamStore& store, const TrainConfig& train, int64_t t, double
   const AdamWScalars k =
       adamw_scalars(train.beta1, train.beta2, train.eps, train.weight_decay, t, lr);
   for (auto& [name, p] : store.all())
-    store.backend().adamw_step(p.value.data(), p.grad.data(), p.exp_avg.data(),
-                               p.exp_avg_sq.data(), p.value.numel(), k, p.decay);
+    store.backend().adamw_step(p.value.data() + p.shard_offset, p.grad.data() + p.shard_offset,
+                               p.exp_avg.data(), p.exp_avg_sq.data(), p.shard_numel(), k,
+                               p.decay);
 }
 
 }  // namespace hg

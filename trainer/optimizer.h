@@ -10,6 +10,8 @@ namespace hg {
 // lr_s for update s+1 (s updates done before it).
 double learning_rate(const TrainConfig& train, int64_t s);
 
+// Each function below works on every parameter's shard (model/params.h: the whole tensor unless
+// the store's moments are ZeRO-1 sharded; then the caller also sums the norm over the replicas).
 // Σ g² over the store's gradients, in double, in the store's (sorted-name) order. Under tensor
 // parallelism each canonical element must count once over the group: sharded tensors always
 // count, replicated ones only on tensor-parallel rank 0; the caller sums the result over the group.

@@ -54,7 +54,8 @@ PipelineRuntime::PipelineRuntime(StageModel& model, const ProcessGrid& grid,
     if (p.kind == UnitKind::Down) skip_rows_[p.stack] = static_cast<int>(p.rows);
   if (grid.dp() > 1)
     grad_buckets_ = std::make_unique<GradientBuckets>(model.unit_gradients(), *comms.dp,
-                                                      grad_bucket_bytes);
+                                                      grad_bucket_bytes,
+                                                      model.params().shard_count() > 1);
 }
 
 Shape PipelineRuntime::activation_shape(int unit, int64_t batch) const {
@@ -427,6 +428,13 @@ void PipelineRuntime::finish_gradient_sync() {
   grad_buckets_->finish();
   stats_.grad_sync = grad_buckets_->stats();
   if (trace_) trace_->record_since("gradient all-reduce", TraceCategory::Send, g0);
+}
+
+void PipelineRuntime::allgather_params() {
+  if (!grad_buckets_ || !grad_buckets_->sharded()) return;
+  const double g0 = trace_ ? trace_->now_us() : 0;
+  grad_buckets_->allgather_values();
+  if (trace_) trace_->record_since("parameter all-gather", TraceCategory::Send, g0);
 }
 
 }  // namespace hg

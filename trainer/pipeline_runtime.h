@@ -71,6 +71,10 @@ class PipelineRuntime {
   const PipelineStats& stats() const { return stats_; }
   const std::vector<SkipEdge>& skips() const { return skips_; }
   const GradientBuckets* grad_buckets() const { return grad_buckets_.get(); }  // null if dp = 1
+  // ZeRO-1 (the store's moments sharded over dp, parallel.zero 1): run() leaves each replica the
+  // sum of its own gradient shards only; after the update this all-gathers the updated value
+  // shards so every replica holds full parameters. A no-op otherwise.
+  void allgather_params();
 
  private:
   // What one step holds between its instructions: the schedule, the posted receives, the sends in

@@ -217,7 +217,7 @@ void build_stage(TrainingRun& run) {
   run.model = std::make_unique<StageModel>(
       config.model, config.train.seq_len, rank_chunks(run.first, config.parallel.pp, grid.stage()),
       make_tensor_parallel(grid, run.comms, trained_granularities(config)),
-      recompute_blocks(config.train), backend_for(config.run.device));
+      recompute_blocks(config.train), backend_for(config.run.device), zero_shard(config, grid));
   run.model->params().init_all(config.train.seed);
   if (!run.resume_file.empty()) {
     run.start_step =

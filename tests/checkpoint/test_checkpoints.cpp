@@ -263,6 +263,54 @@ TEST(CheckpointLayouts, SavedOnDp2Pp2Tp2ResumesOnOtherLayouts) {
   expect_resumes_on_layouts({2, 2, 2}, {{1, 1, 1}, {1, 3, 1}, {2, 1, 2}}, model_args(10));
 }
 
+// ZeRO-1 (parallel.zero 1) keeps checkpoints canonical: moments saved from the shards resume
+// without ZeRO, and the reverse, each continuing within 1e-5 of the run it resumes; a ZeRO-1
+// checkpoint resumed under ZeRO-1 on its own layout repeats the same bits, final file included.
+TEST(CheckpointLayouts, ZeroOneAndZeroZeroResumeEachOther) {
+  const Layout dp2{2, 1, 1};
+  const std::string args = model_args(10) + " --checkpoint.every 6", zero1 = " --parallel.zero 1";
+  TempDir plain, sharded;
+  const auto a = train(dp2, args + " --run.dir " + plain.path());
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  const auto b = train(dp2, args + zero1 + " --run.dir " + sharded.path());
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  const auto plain_losses = losses(plain / "metrics.jsonl"),
+             sharded_losses = losses(sharded / "metrics.jsonl");
+  ASSERT_EQ(sharded_losses.size(), 10u);
+  for (const auto& [step, loss] : sharded_losses)  // §6: ZeRO-1 changes no loss
+    EXPECT_NEAR(loss, plain_losses.at(step), 1e-5 * std::abs(plain_losses.at(step)))
+        << "step " << step;
+  struct Resume {
+    const TempDir& from;
+    std::string extra;
+    Layout layout;
+    const std::map<int64_t, double>& expected;
+  };
+  for (const Resume& r : {Resume{plain, zero1, dp2, plain_losses},
+                          Resume{sharded, "", dp2, sharded_losses},
+                          Resume{sharded, "", Layout{1, 1, 1}, sharded_losses}}) {
+    TempDir run;
+    const std::string step6 = r.from / "checkpoints/step-00000006.h5";
+    const auto c = train(r.layout, model_args(10) + r.extra + " --checkpoint.resume " + step6 +
+                                       " --run.dir " + run.path());
+    ASSERT_EQ(c.exit_code, 0) << c.output;
+    const auto resumed = losses(run / "metrics.jsonl");
+    ASSERT_EQ(resumed.size(), 4u) << step6 << r.extra;
+    for (const auto& [step, loss] : resumed)
+      EXPECT_NEAR(loss, r.expected.at(step), 1e-5 * std::abs(r.expected.at(step)))
+          << "step " << step << " of " << step6 << " resumed on " << r.layout.name() << r.extra;
+  }
+  TempDir same;
+  const auto d = train(dp2, args + zero1 + " --checkpoint.resume " +
+                                (sharded / "checkpoints/step-00000006.h5") + " --run.dir " +
+                                same.path());
+  ASSERT_EQ(d.exit_code, 0) << d.output;
+  for (const auto& [step, loss] : losses(same / "metrics.jsonl"))
+    EXPECT_EQ(loss, sharded_losses.at(step)) << "step " << step << " resumed under ZeRO-1";
+  expect_same_checkpoints(sharded / "checkpoints/step-00000010.h5",
+                          same / "checkpoints/step-00000010.h5");
+}
+
 // ---- failures ----
 
 TEST(CheckpointFailures, AKilledRankEndsTheJobAndTheRunResumesToTheSameLosses) {

@@ -248,6 +248,9 @@ std::string check_checkpoint(const testing::DistributedRun& got, const testing::
   StageModel loaded(config.model, config.train.seq_len, got.model->first_unit(),
                     got.model->last_unit(),
                     make_tensor_parallel(grid, got.comms, trained_granularities(config)));
+  // ZeRO-1: the fresh store holds the same moment shards (the load fills only those).
+  loaded.params().set_data_parallel_shard(got.model->params().shard_rank(),
+                                          got.model->params().shard_count());
   import_params(loaded.params(), data, true, true, file);
   for (const auto& [name, p] : got.model->params().all()) {
     const Param& l = loaded.params().at(name);
@@ -323,6 +326,10 @@ std::vector<Layout> layouts() {
       // Zero-bubble H1: each rank defers its own slices' weight-gradient products to W.
       {"dp2_pp2_tp2_zbh1_dropout", 2, 2, 2, "dropout = 0.1\n",
        "[parallel]\nschedule = zbh1\n", false, 3e-5},
+      // ZeRO-1 (§9.3): moments and the update sharded over dp on top of tp slices; the
+      // checkpoint gathers the moment shards and loads back into them.
+      {"dp2_pp2_tp2_zero1_dropout", 2, 2, 2, "dropout = 0.1\n", "[parallel]\nzero = 1\n", true,
+       3e-5},
   };
 }
 

@@ -79,6 +79,27 @@ TEST_F(CommunicatorPair, AllReduceSumBlockingAndNonBlocking) {
   for (int i = 0; i < 5000; ++i) ASSERT_EQ(big[i], float(2 * i + 1));
 }
 
+// ZeRO-1's pair: uneven blocks (3 for rank 0, 2 for rank 1), rank-major. The reduce-scatter
+// leaves each rank the sum of its own block; the in-place all-gather gives everyone every block.
+TEST_F(CommunicatorPair, ReduceScatterAndAllGatherUnevenBlocks) {
+  if (!pair_) return;
+  const int r = pair_->rank();
+  const std::vector<int> counts = {3, 2}, displacements = {0, 3};
+  std::vector<float> x = {1, 2, 3, 4, 5};
+  for (float& v : x) v *= float(r + 1);  // rank 1 holds twice rank 0's
+  std::vector<float> shard(3, -1.0f);
+  Pending scatter = pair_->ireduce_scatter_sum(x.data(), shard.data(), counts, "scatter test");
+  ASSERT_TRUE(pair_->wait(scatter));
+  const std::vector<float> expected =
+      r == 0 ? std::vector<float>{3, 6, 9} : std::vector<float>{12, 15, -1};
+  EXPECT_EQ(shard, expected);
+  std::vector<float> gathered(5, 0.0f);
+  for (int i = 0; i < counts[r]; ++i) gathered[displacements[r] + i] = float(10 * r + i);
+  Pending gather = pair_->iallgather(gathered.data(), counts, displacements, "gather test");
+  ASSERT_TRUE(pair_->wait(gather));
+  EXPECT_EQ(gathered, (std::vector<float>{0, 1, 2, 10, 11}));
+}
+
 // Two messages each way under different tags, received in the other order than sent: the tag,
 // not the order, matches them.
 TEST_F(CommunicatorPair, SendReceiveRoundTripWithTags) {

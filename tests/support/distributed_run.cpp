@@ -32,7 +32,8 @@ std::string bucket_problems(const GradientBuckets& buckets, int64_t s) {
   return out.str();
 }
 
-// FNV-1a over the bits of every parameter value and AdamW moment of `store`.
+// FNV-1a over the bits of every parameter value and AdamW moment of `store` (values only when
+// the moments are ZeRO-1 shards: replicas then hold different moments by design).
 uint64_t parameter_hash(const ParamStore& store) {
   uint64_t h = 1469598103934665603ull;
   auto mix = [&](const Tensor& t) {
@@ -42,6 +43,7 @@ uint64_t parameter_hash(const ParamStore& store) {
   };
   for (const auto& [name, p] : store.all()) {
     mix(p.value);
+    if (p.moments_sharded()) continue;
     mix(p.exp_avg);
     mix(p.exp_avg_sq);
   }
@@ -65,7 +67,7 @@ DistributedRun run_distributed(const Config& config, MPI_Comm comm, int steps,
   r.model = std::make_unique<StageModel>(
       config.model, config.train.seq_len, rank_chunks(first, config.parallel.pp, grid.stage()),
       make_tensor_parallel(grid, r.comms, trained_granularities(config)),
-      recompute_blocks(config.train));
+      recompute_blocks(config.train), cpu_backend(), zero_shard(config, grid));
   r.model->params().init_all(config.train.seed);
   PipelineRuntime runtime(*r.model, grid, r.comms, config.parallel.schedule, first, nullptr,
                           grad_bucket_bytes(config.parallel));
@@ -148,7 +150,10 @@ std::string compare_with_reference(const DistributedRun& got, const ReferenceRun
     take_slice(grad.data(), q.grad, p.slice);
     // The last step's gradients (clipped alike) first: relative to the tensor's largest, with a
     // floor of 1e-4 of the global norm (below it, rounding noise of zero gradients).
-    const auto [grad_err, grad_scale] = max_abs_diff(p.grad.data(), grad.data(), grad.numel());
+    // ZeRO-1: only this replica's shard of the gradient holds the replicas' sum.
+    const auto [grad_err, grad_scale] =
+        max_abs_diff(p.grad.data() + p.shard_offset, grad.data() + p.shard_offset,
+                     p.shard_numel());
     if (!(grad_err <= tensor_tolerance * std::max(grad_scale, 1e-4 * norm)))
       out << where << ": " << name << " step " << steps << " gradient: max |diff| " << grad_err
           << " > " << tensor_tolerance << " x scale " << grad_scale << "\n";

@@ -324,6 +324,7 @@ TEST(Config, TrainingAndRunRules) {
       {{"--parallel.tp", "0"}, {"parallel.tp"}},
       {{"--parallel.tp", "3"}, {"parallel.tp", "model.heads = 4"}},
       {{"--parallel.timeout", "0"}, {"parallel.timeout"}},
+      {{"--parallel.zero", "2"}, {"parallel.zero", "2", "ZeRO-1"}},
       {{"--parallel.pp", "2", "--parallel.stages", "3"}, {"parallel.stages", "parallel.pp = 2"}},
       {{"--parallel.pp", "2", "--parallel.stages", "3,0"}, {"parallel.stages", "at least 1"}},
       {{"--parallel.pp", "2", "--parallel.stages", "3;4"}, {"parallel.stages", "commas"}},

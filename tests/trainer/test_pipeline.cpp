@@ -71,8 +71,16 @@ struct Layout {
   std::string schedule;  // gpipe | 1f1b | interleaved | zbh1
   std::string stages;    // parallel.stages override; "" = automatic
   int virtual_stages = 1;
+  int zero = 0;  // parallel.zero
   int ranks() const { return dp * pp; }
 };
+
+// The same layout under ZeRO-1 (parallel.zero 1).
+Layout zero1(Layout layout) {
+  layout.name += "_zero1";
+  layout.zero = 1;
+  return layout;
+}
 
 void PrintTo(const Layout& layout, std::ostream* os) { *os << layout.name; }
 
@@ -84,6 +92,7 @@ Config layout_config(const Layout& layout) {
     throw std::invalid_argument("unknown schedule " + layout.schedule);
   config.parallel.stages = layout.stages;
   config.parallel.virtual_stages = layout.virtual_stages;
+  config.parallel.zero = layout.zero;
   // Tiny buckets (~1,000 gradients): several per stage, so the overlapped all-reduce is exercised.
   config.parallel.grad_bucket_mb = 0.004;
   return config;
@@ -115,6 +124,14 @@ TEST_P(PipelineMpi, MatchesSingleProcess) {
     if (held != layout.dp * total)
       report += where + ": replicas' stages hold " + std::to_string(held) +
                 " parameters, expected dp x " + std::to_string(total) + "\n";
+    // ZeRO-1: the replicas' moment shards together hold each moment once (1/dp per replica).
+    double moments = 0;
+    for (const auto& [name, p] : got.model->params().all())
+      moments += static_cast<double>(p.exp_avg.numel() + p.exp_avg_sq.numel());
+    comm::allreduce_sum(&moments, 1, comm);
+    if (moments != 2 * (layout.zero ? 1 : layout.dp) * total)
+      report += where + ": the ranks hold " + std::to_string(moments) + " moment elements, expected " +
+                std::to_string(2 * (layout.zero ? 1 : layout.dp) * total) + "\n";
     return report;
   };
   EXPECT_EQ(testing::reports_of_first_ranks(layout.ranks(), check), "");
@@ -172,6 +189,15 @@ std::vector<Layout> layouts() {
        2, "1f1b"},
       {"pp2_interleaved_v2_m4_bf16", three + train_section(24, 8, 2, "precision = bf16\n"), 1, 2,
        "interleaved", "", 2},
+      // ZeRO-1 (§9.3): reduce-scattered buckets, moments and the update on shards, parameters
+      // all-gathered; the same losses as the single process.
+      zero1({"dp2_pp1", three + train_section(24, 8, 2), 2, 1, "1f1b"}),
+      zero1({"dp4_pp1", three + train_section(24, 8, 2), 4, 1, "gpipe"}),
+      zero1({"dp2_pp2_dropout", three + dropout + train_section(24, 8, 1), 2, 2, "1f1b"}),
+      zero1({"dp2_pp2_zbh1_dropout", three + dropout + train_section(24, 8, 1), 2, 2, "zbh1"}),
+      zero1({"dp3_pp2_gpipe", three + train_section(24, 12, 2), 3, 2, "gpipe"}),
+      zero1({"dp2_pp2_interleaved_v2_m4", three + dropout + train_section(24, 8, 1), 2, 2,
+             "interleaved", "", 2}),
   };
 }
 
@@ -193,14 +219,8 @@ bool bit_identical(const testing::DistributedRun& a, const testing::DistributedR
   return true;
 }
 
-// The same layout twice: the same bits (losses, grad norms, parameters, moments). dp = 2 with
-// dropout and pp = 3, so the all-reduce, the skips and the masks are all covered.
-TEST(PipelineMpiDeterminism, SameLayoutTwiceIsBitIdentical) {
-  const Layout layout{"dp2_pp3_dropout",
-                      kThreeStacks + "[model]\ndropout = 0.1\n" + train_section(24, 8, 1), 2, 3,
-                      "1f1b"};
-  if (testing::world_size() < layout.ranks())
-    GTEST_SKIP() << "needs " << layout.ranks() << " MPI ranks, has " << testing::world_size();
+// `layout` run twice: the same bits (losses, grad norms, parameters, moments or moment shards).
+void expect_same_bits_twice(const Layout& layout) {
   const Config config = layout_config(layout);
   const auto check = [&](MPI_Comm comm) {
     const testing::DistributedRun first = run_distributed(config, comm);
@@ -210,6 +230,26 @@ TEST(PipelineMpiDeterminism, SameLayoutTwiceIsBitIdentical) {
                : testing::on_this_rank(layout.name) + ": two runs of the same layout differ\n";
   };
   EXPECT_EQ(testing::reports_of_first_ranks(layout.ranks(), check), "");
+}
+
+// dp = 2 with dropout and pp = 3, so the all-reduce, the skips and the masks are all covered.
+TEST(PipelineMpiDeterminism, SameLayoutTwiceIsBitIdentical) {
+  const Layout layout{"dp2_pp3_dropout",
+                      kThreeStacks + "[model]\ndropout = 0.1\n" + train_section(24, 8, 1), 2, 3,
+                      "1f1b"};
+  if (testing::world_size() < layout.ranks())
+    GTEST_SKIP() << "needs " << layout.ranks() << " MPI ranks, has " << testing::world_size();
+  expect_same_bits_twice(layout);
+}
+
+// ZeRO-1: the reduce-scatter, the sharded update and the all-gather repeat to the bit.
+TEST(PipelineMpiDeterminism, ZeroOneSameLayoutTwiceIsBitIdentical) {
+  const Layout layout = zero1(
+      {"dp2_pp2_dropout", kThreeStacks + "[model]\ndropout = 0.1\n" + train_section(24, 8, 1), 2, 2,
+       "1f1b"});
+  if (testing::world_size() < layout.ranks())
+    GTEST_SKIP() << "needs " << layout.ranks() << " MPI ranks, has " << testing::world_size();
+  expect_same_bits_twice(layout);
 }
 
 // zbh1 computes every weight-gradient product with the same operands and, per parameter, in the
