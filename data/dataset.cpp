@@ -368,11 +368,14 @@ void TokenDataset::read(int64_t offset, int64_t count, int32_t* out) const {
     void* staged = token_bytes_ == 1
                        ? static_cast<void*>(reinterpret_cast<uint8_t*>(staging.data()) + done)
                        : static_cast<void*>(staging.data() + done);
+    // The shard's metadata passed every check at open, so a read that fails found its chunk
+    // index or data damaged (tests/fuzz/fuzz_file_bytes): bad input, like a token id out of range.
     if (H5Dread(shard.dataset.get(), memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT,
                 staged) < 0) {
-      throw std::runtime_error("reading tokens [" + std::to_string(at.offset) + ", " +
-                               std::to_string(at.offset + n) + ") of " + shard.path + " failed (" +
-                               h5::last_error() + ")");
+      throw UsageError("reading tokens [" + std::to_string(at.offset) + ", " +
+                       std::to_string(at.offset + n) + ") of " + shard.path +
+                       " failed (HDF5: " + h5::last_error() + "): the shard is damaged; " + kRerun +
+                       " or copy it again");
     }
     done += n;
   }

@@ -290,5 +290,21 @@ TEST_F(ReaderRejects, ATokenIdNotBelowTheVocabularyAtReadTime) {
   EXPECT_CONTAINS(message, "not below its vocab_size 290");
 }
 
+// Found by tests/fuzz/fuzz_file_bytes (shard_bytes): a shard whose attributes and /tokens header
+// are intact but whose chunk index is damaged opens, and its read failed with a runtime_error
+// (exit 3). Now a UsageError naming the shard and the fix.
+TEST(ReaderRejectsFuzzed, AShardWhoseChunkIndexIsDamagedAtReadTime) {
+  TempDir tmp;
+  fs::create_directory(tmp / "d");
+  fs::copy_file(HG_SOURCE_DIR "/tests/fuzz/corpus/shard_bytes/found_damaged_chunk_index.h5",
+                tmp / "d/train-00000.h5");
+  TokenDataset data(tmp / "d", "train");
+  std::vector<int32_t> tokens(static_cast<size_t>(data.num_tokens()));
+  std::string message = usage_error([&] { data.read(0, data.num_tokens(), tokens.data()); });
+  EXPECT_CONTAINS(message, tmp / "d/train-00000.h5");
+  EXPECT_CONTAINS(message, "the shard is damaged");
+  EXPECT_CONTAINS(message, "hourglass prep");
+}
+
 }  // namespace
 }  // namespace hg
