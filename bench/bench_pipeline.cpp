@@ -5,7 +5,7 @@
 //   OMP_NUM_THREADS=1 mpirun -np 2 --bind-to core bench_pipeline [options]
 //     --hierarchy "2@1 4@3 2@1"  --d-model 256  --heads 4  --ffn 1024  --seq-len 768
 //     --window 128  --chunk 16  --micro-batches 8  --micro-batch 1
-//     --schedule 1f1b|gpipe|interleaved  --virtual-stages V (interleaved: chunks per rank)
+//     --schedule 1f1b|gpipe|interleaved|zbh1  --virtual-stages V (interleaved: chunks per rank)
 //     --stages A,B (parallel.stages, per virtual stage; default: the cost model's balance)
 //     --steps 5  --warmup 1
 //     --trace FILE (Chrome trace of the last pp = 2 step)
@@ -66,7 +66,7 @@ Options parse(int argc, char** argv) {
       argc, argv,
       "bench_pipeline [--hierarchy H] [--d-model N] [--heads N] [--ffn N] "
       "[--seq-len N] [--window N] [--chunk N] [--micro-batches N] "
-      "[--micro-batch N] [--schedule 1f1b|gpipe|interleaved] [--virtual-stages V] "
+      "[--micro-batch N] [--schedule 1f1b|gpipe|interleaved|zbh1] [--virtual-stages V] "
       "[--stages A,B] [--steps N] "
       "[--warmup N] [--trace FILE]");
   o.read(flags);
@@ -150,7 +150,7 @@ std::unique_ptr<Layout> make_layout(const hg::Config& config, MPI_Comm comm, boo
 struct Sample {
   double wall = 0;    // slowest rank, whole update
   double bubble = 0;  // distributed_step's measured bubble
-  std::vector<double> step, compute, wait, forward_cpu, backward_cpu, cpu;  // [stage]
+  std::vector<double> step, compute, wait, forward_cpu, backward_cpu, weight_cpu, cpu;  // [stage]
 };
 
 Sample run_step(Layout& l, int64_t s) {
@@ -169,14 +169,21 @@ Sample run_step(Layout& l, int64_t s) {
   MPI_Allreduce(MPI_IN_PLACE, &r.wall, 1, MPI_DOUBLE, MPI_MAX, l.comm);
   r.bubble = out.bubble;
   const hg::PipelineStats& st = l.runtime->stats();
-  const double mine[6] = {st.step_seconds,        st.compute_seconds,      st.wait_seconds,
-                          st.forward_cpu_seconds, st.backward_cpu_seconds, cpu};
-  std::vector<double> all(6 * pp, 0.0);
-  for (int k = 0; k < 6; ++k) all[k * pp + stage] = mine[k];
+  constexpr int kFields = 7;
+  const double mine[kFields] = {st.step_seconds,
+                                st.compute_seconds,
+                                st.wait_seconds,
+                                st.forward_cpu_seconds,
+                                st.backward_cpu_seconds,
+                                st.weight_cpu_seconds,
+                                cpu};
+  std::vector<double> all(kFields * pp, 0.0);
+  for (int k = 0; k < kFields; ++k) all[k * pp + stage] = mine[k];
   hg::comm::allreduce_sum(all.data(), static_cast<int64_t>(all.size()), l.comm);
-  std::vector<double>* fields[6] = {&r.step,        &r.compute,      &r.wait,
-                                    &r.forward_cpu, &r.backward_cpu, &r.cpu};
-  for (int k = 0; k < 6; ++k) fields[k]->assign(all.begin() + k * pp, all.begin() + (k + 1) * pp);
+  std::vector<double>* fields[kFields] = {&r.step,         &r.compute,    &r.wait, &r.forward_cpu,
+                                          &r.backward_cpu, &r.weight_cpu, &r.cpu};
+  for (int k = 0; k < kFields; ++k)
+    fields[k]->assign(all.begin() + k * pp, all.begin() + (k + 1) * pp);
   return r;
 }
 
@@ -203,14 +210,19 @@ Estimate uncontended(const Layout& l, const std::vector<Sample>& samples) {
   for (int p = 0; p < pp; ++p) {
     const double f = mean_of(samples, [&](const Sample& s) { return s.forward_cpu[p]; });
     const double b = mean_of(samples, [&](const Sample& s) { return s.backward_cpu[p]; });
+    const double w = mean_of(samples, [&](const Sample& s) { return s.weight_cpu[p]; });
     const double cpu = mean_of(samples, [&](const Sample& s) { return s.cpu[p]; });
     costs.forward.push_back(f / m);
     costs.backward.push_back(b / m);
-    outside = std::max(outside, cpu - f - b);
+    costs.weight.push_back(w / m);
+    outside = std::max(outside, cpu - f - b - w);
   }
   costs.compute = [&](int stage, const hg::Instruction& in) {
     const double share = l.chunk_share[in.chunk * pp + stage];
-    return share * (in.op == hg::Op::Forward ? costs.forward[stage] : costs.backward[stage]);
+    const std::vector<double>& per_op = in.op == hg::Op::Forward          ? costs.forward
+                                        : in.op == hg::Op::BackwardWeight ? costs.weight
+                                                                          : costs.backward;
+    return share * per_op[stage];
   };
   const hg::PipelineLayout layout{pp, m, l.runtime->skips(), v};
   const hg::SimulationResult sim = hg::simulate(
@@ -287,8 +299,9 @@ int main(int argc, char** argv) {
           const double step = avg([&](const Sample& s) { return s.step[st]; });
           const double compute = avg([&](const Sample& s) { return s.compute[st]; });
           const double wait = avg([&](const Sample& s) { return s.wait[st]; });
-          const double cpu =
-              avg([&](const Sample& s) { return s.forward_cpu[st] + s.backward_cpu[st]; });
+          const double cpu = avg([&](const Sample& s) {
+            return s.forward_cpu[st] + s.backward_cpu[st] + s.weight_cpu[st];
+          });
           std::printf(
               "  stage %d: schedule %.3f s/step = compute %.3f (CPU %.3f) + comm wait "
               "%.4f + other %.4f\n",
@@ -297,8 +310,11 @@ int main(int argc, char** argv) {
         std::vector<double> ratios;
         for (size_t r = 0; r < ones.size(); ++r) ratios.push_back(ones[r].wall / twos[r].wall);
         const double bubble = mean_of(twos, [](const Sample& s) { return s.bubble; });
-        std::printf("bubble: measured %.3f, theory (p-1)/(v*m+p-1) = %.3f (v = %d)\n", bubble,
-                    hg::theoretical_bubble(p, m, o.virtual_stages), o.virtual_stages);
+        std::printf("bubble: measured %.3f, theory %s = %.3f (v = %d)\n", bubble,
+                    o.schedule == hg::ScheduleKind::ZeroBubbleH1
+                        ? "(p-1)/(3m+p-1) at T_F = T_B = T_W"
+                        : "(p-1)/(v*m+p-1)",
+                    hg::theoretical_bubble(o.schedule, p, m, o.virtual_stages), o.virtual_stages);
         std::printf("comm wait per step: stage 0 %.4f s, stage 1 %.4f s\n",
                     mean_of(twos, [](const Sample& s) { return s.wait[0]; }),
                     mean_of(twos, [](const Sample& s) { return s.wait[1]; }));

@@ -28,6 +28,7 @@ const char* kUsage =
     "  eval     --checkpoint FILE --data DIR [--split valid|test] [--seq-len L]\n"
     "           [--max-windows N] [--ffn-widths W|W0,W1,...] [--json]\n"
     "  sample   --checkpoint FILE --prompt TEXT [--length N] [--temperature T] [--top-k K] [--seed S]\n"
+    "           [--ffn-widths W|W0,W1,...] [--num-samples N] [--no-cache]\n"
     "  extract  --checkpoint FILE --ffn-widths W|W0,W1,... --output FILE\n"
     "  plan     [--config FILE.ini] [--section.key value ...] [--cluster FILE.ini]\n"
     "           [--cluster.key value ...] [--plan.key value ...] [--calibrate]   (docs/scaling.md)\n";
@@ -39,7 +40,8 @@ bool wants_help(const std::vector<std::string>& args) {
 }
 
 // `hourglass <command> --help`: the command's lines of the usage, and for train (and plan, which
-// reads the same run configuration) every configuration key. Exit 0; unknown commands exit 2.
+// reads the same run configuration) every configuration key, for sample every option with its
+// default. Exit 0; unknown commands exit 2.
 int print_help(const std::string& command) {
   std::string lines;
   bool in_command = false;
@@ -59,6 +61,7 @@ int print_help(const std::string& command) {
     std::printf("\nconfiguration keys (INI [section] key = value, or --section.key value):\n%s",
                 hg::describe_configuration().c_str());
   if (command == "plan") std::printf("\nplanner keys:\n%s", hg::describe_plan_keys().c_str());
+  if (command == "sample") std::printf("\n%s", hg::describe_sample_options().c_str());
   return hg::kExitOk;
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/tensor.h"
 #include "layers/attention_core.h"
 #include "layers/rope.h"
@@ -36,6 +37,25 @@ struct AttentionConfig {
   bool rope = true;   // model.positions = rope
   bool dconv = true;  // model.dconv
 };
+
+// Throws UsageError naming the sizes unless cfg suits n rows (every backend checks; inline:
+// hg_cuda links nothing of hg_layers).
+inline void check_attention_config(const AttentionConfig& cfg, int64_t n) {
+  const std::string where =
+      "attention (d=" + std::to_string(cfg.d) + ", heads=" + std::to_string(cfg.heads) +
+      ", e=" + std::to_string(cfg.head_dim) + ", n=" + std::to_string(n) + ")";
+  require(cfg.d > 0 && cfg.heads > 0 && cfg.head_dim > 0 && n > 0,
+          where + ": sizes must be positive");
+  require(!cfg.rope || cfg.head_dim % 2 == 0, where + ": RoPE needs an even head width");
+  if (cfg.kind == AttentionKind::LongShort) {
+    require(cfg.chunk > 0 && cfg.rank > 0 && cfg.window >= cfg.chunk,
+            where + ": long_short needs chunk > 0, rank > 0 and window >= chunk (window=" +
+                std::to_string(cfg.window) + ", chunk=" + std::to_string(cfg.chunk) +
+                ", rank=" + std::to_string(cfg.rank) + ")");
+    require(n % cfg.chunk == 0, where + ": sequence length must be a multiple of the chunk " +
+                                    std::to_string(cfg.chunk));
+  }
+}
 
 // Parameter (or gradient) pointers; the ones a configuration does not use are null.
 struct AttentionParams {
@@ -71,6 +91,7 @@ struct AttentionCache {
   RopeTable rope;
   AttentionConfig plan_cfg;  // configuration and n the plan was built for
   int64_t plan_n = -1;
+  std::vector<Tensor> device;  // the CUDA backend's saved values (layers/cuda/attention_layers.h)
 };
 
 // Both calls use a workspace private to the calling thread and shared by all attention layers
@@ -84,5 +105,34 @@ void attention_forward(float* out, AttentionCache& cache, const float* u, const 
 void attention_backward(float* du, const AttentionParams& g, const float* dout,
                         const AttentionCache& cache, const float* u, const AttentionParams& w,
                         const AttentionConfig& cfg, int64_t B, int64_t n);
+
+// ---- Incremental decoding (issue 17) ----
+// What one block keeps between decoding calls for `batch` sequences that advance together: every
+// row's window keys and values (the block attends to at most the last w of them; keeping all of
+// them up to `capacity` keeps one contiguous key range for the kernel), the compressed keys and
+// values of completed chunks, the running chunk's projection logits and post-DConv K, V, and the
+// last two pre-DConv rows of Q', K', V' (DConv's taps). Position p of a row is its index since
+// reset(), as the training forward numbers the rows of a window.
+struct AttentionDecodeCache {
+  int64_t batch = 0;
+  int64_t rows = 0;      // rows appended since reset(): the next row's position
+  int64_t capacity = 0;  // rows it can hold before the next reset()
+  std::vector<float> q_tail, k_tail, v_tail;  // [B, 2, H·e] pre-DConv rows p-2, p-1 (0 before 0)
+  std::vector<float> k_window, v_window;      // [B, capacity, H·e] the window operands: long_short
+                                              // RoPE(LNw(K)), LNw(V); full RoPE(K) (or K), V
+  std::vector<float> chunk_logits;            // [B, l, H·r] the running chunk's u Wp + bp
+  std::vector<float> chunk_k, chunk_v;        // [B, l, H·e] its post-DConv, pre-LN K and V
+  std::vector<float> k_comp, v_comp;  // [B, capacity/l·r, H·e] completed chunks, after LNg
+  RopeTable rope;                     // positions [0, capacity)
+  // Empties the cache for `batch` sequences of at most `capacity` rows.
+  void reset(int64_t batch, int64_t capacity);
+};
+
+// u [B, n, d]: the LN1 outputs of the next n rows of every sequence (positions cache.rows ...
+// cache.rows + n - 1, at most capacity) -> out [B, n, d] (=): what attention_forward gives for
+// those rows of a sequence that holds every row appended since reset(). Appends them to the cache.
+// Prefill (n = the prompt) and decoding (n = 1) are the same call.
+void attention_decode(float* out, AttentionDecodeCache& cache, const float* u,
+                      const AttentionParams& w, const AttentionConfig& cfg, int64_t B, int64_t n);
 
 }  // namespace hg

@@ -100,6 +100,14 @@ class Backend {
                             const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask,
                             int k, int64_t B, int64_t nq, int64_t nk) = 0;
 
+  // ---- incremental decoding (attention.h, mha.h; issue 17) ----
+  virtual void attention_decode(float* out, AttentionDecodeCache& cache, const float* u,
+                                const AttentionParams& w, const AttentionConfig& cfg, int64_t B,
+                                int64_t n) = 0;
+  virtual void mha_decode(float* out, MhaDecodeCache& cache, const float* q_in, const float* kv_in,
+                          const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask,
+                          int k, int64_t B, int64_t q0, int64_t nq, int64_t nk_new) = 0;
+
   // ---- shortening and upsampling (layers/resample.h) ----
   virtual void shift_right_forward(float* out, const float* inp, int64_t B, int64_t n, int d,
                                    int s) = 0;

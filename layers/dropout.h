@@ -5,7 +5,11 @@
 // uniform_from_bits of the block's first word. Requires 0 <= p < 1.
 #pragma once
 #include <cstdint>
+#include <limits>
+#include <string>
 #include <string_view>
+
+#include "core/error.h"
 
 namespace hg {
 
@@ -17,6 +21,17 @@ struct DropoutSite {
   float p = 0.0f;
 };
 uint32_t dropout_site_id(std::string_view canonical_site_name);
+// Throws UsageError unless 0 <= p < 1 and step, the last global sample index and the last
+// element index each fit a 32-bit counter word (every backend checks this before its mask;
+// inline: the CUDA backend, hg_cuda, links nothing of hg_layers).
+inline void check_dropout_site(const DropoutSite& site, int64_t B, int64_t per_sample) {
+  require(site.p >= 0.0f && site.p < 1.0f,
+          "dropout: probability " + std::to_string(site.p) + " outside [0, 1)");
+  constexpr int64_t kMax = std::numeric_limits<uint32_t>::max();
+  require(site.step >= 0 && site.step <= kMax && site.first_sample >= 0 &&
+              site.first_sample + B - 1 <= kMax && per_sample - 1 <= kMax,
+          "dropout: step, sample index or per-sample size does not fit a 32-bit counter word");
+}
 
 // x [B, per_sample] in place. No-op when p == 0.
 void dropout_forward(float* x, const DropoutSite& site, int64_t B, int64_t per_sample);

@@ -6,8 +6,10 @@
 // Both are causal in original positions. As in attention.h, `heads` is the count held here.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/tensor.h"
 #include "layers/attention_core.h"
 
@@ -32,7 +34,24 @@ struct MhaCache {
   AttentionPlan plan;
   FunnelMask plan_mask = FunnelMask::Down;
   int64_t plan_nq = -1, plan_nk = -1, plan_k = -1;
+  std::vector<Tensor> device;  // the CUDA backend's saved values (layers/cuda/attention_layers.h)
 };
+
+// Throws UsageError naming the sizes unless they fit the mask (every backend checks; inline:
+// hg_cuda links nothing of hg_layers).
+inline void check_mha_sizes(int d, int heads, int head_dim, FunnelMask mask, int k, int64_t nq,
+                            int64_t nk) {
+  const std::string where = "attention resampling (d=" + std::to_string(d) +
+                            ", heads=" + std::to_string(heads) + ", e=" + std::to_string(head_dim) +
+                            ", k=" + std::to_string(k) + ", nq=" + std::to_string(nq) +
+                            ", nk=" + std::to_string(nk) + ")";
+  require(d > 0 && heads > 0 && head_dim > 0 && k > 0 && nq > 0 && nk > 0,
+          where + ": sizes must be positive");
+  if (mask == FunnelMask::Down)
+    require(nq * k == nk, where + ": the down mask needs nq = nk / k");
+  else
+    require(nq == nk * k, where + ": the up mask needs nq = nk * k");
+}
 
 // q_in [B, nq, d], kv_in [B, nk, d] -> out [B, nq, d] (=).
 void mha_forward(float* out, MhaCache& cache, const float* q_in, const float* kv_in,
@@ -43,5 +62,25 @@ void mha_backward(float* dq_in, float* dkv_in, const MhaParams& g, const float* 
                   const MhaCache& cache, const float* q_in, const float* kv_in, const MhaParams& w,
                   int d, int heads, int head_dim, FunnelMask mask, int k, int64_t B, int64_t nq,
                   int64_t nk);
+
+// ---- Incremental decoding (issue 17) ----
+// The keys and values of attention resampling appended so far, for `batch` sequences that advance
+// together. Both funnel masks are prefixes of the keys, so a query only needs the keys appended
+// before it and the cache never drops one.
+struct MhaDecodeCache {
+  int64_t batch = 0;
+  int64_t keys = 0;         // key rows appended since reset()
+  int64_t capacity = 0;     // key rows it can hold
+  std::vector<float> k, v;  // [B, capacity, H·e] kv_in Wk, kv_in Wv
+  void reset(int64_t batch, int64_t capacity);
+};
+
+// Appends kv_in [B, nk_new, d] as keys (may be 0 rows), then attends the queries q_in [B, nq, d],
+// query indices q0 .. q0 + nq - 1, to the keys `mask` lets them see (Down: keys < (i+1)·k; Up:
+// keys <= floor(t/k); all of them must be in) -> out [B, nq, d] (=), as mha_forward gives those
+// rows.
+void mha_decode(float* out, MhaDecodeCache& cache, const float* q_in, const float* kv_in,
+                const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask, int k,
+                int64_t B, int64_t q0, int64_t nq, int64_t nk_new);
 
 }  // namespace hg

@@ -5,9 +5,7 @@
 #include "model/unit_factories.h"
 
 namespace hg {
-namespace {
 
-// cfg.heads = the heads this rank holds (tensor parallelism splits them evenly).
 AttentionConfig block_attention_config(const ModelConfig& m, const TensorParallel& tp) {
   AttentionConfig cfg;
   cfg.kind = m.attention;
@@ -21,6 +19,8 @@ AttentionConfig block_attention_config(const ModelConfig& m, const TensorParalle
   cfg.dconv = m.dconv;
   return cfg;
 }
+
+namespace {
 
 // Registers the attention parameters of `prefix` (§2) and returns value and gradient views.
 // Shapes are canonical (all H heads); the store keeps this rank's heads (tensor_parallel.h).

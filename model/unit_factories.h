@@ -7,6 +7,7 @@
 #include "model/unit.h"
 #include "model/units.h"
 #include "model/model_config.h"
+#include "model/tensor_parallel.h"
 
 namespace hg {
 
@@ -17,6 +18,10 @@ std::unique_ptr<Unit> make_stack_norm_unit(const ModelConfig& m, const UnitPlan&
                                            ParamStore& store);
 std::unique_ptr<Unit> make_down_unit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store);
 std::unique_ptr<Unit> make_up_unit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store);
+
+// The attention of stack blocks; cfg.heads = the heads this rank holds (tensor parallelism
+// splits them evenly).
+AttentionConfig block_attention_config(const ModelConfig& m, const TensorParallel& tp);
 
 // The shortening factor k of level i: K_(i+1) / K_i.
 int level_factor(const ModelConfig& m, int level);

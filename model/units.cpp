@@ -11,6 +11,7 @@ namespace {
 struct Costs {
   double flops = 0, bytes = 0;
   int64_t params = 0;
+  double weight_flops = 0;  // the linears' dW products: their forward products' FLOPs
 };
 
 Costs block_costs(const ModelConfig& m, int64_t rows, int F) {
@@ -19,6 +20,7 @@ Costs block_costs(const ModelConfig& m, int64_t rows, int F) {
                                            : m.window + (r / m.chunk) * m.rank / 2.0;
   Costs c;
   c.flops = 3.0 * r * (2.0 * 4.0 * d * he + 2.0 * 2.0 * d * F + 2.0 * 2.0 * he * attn_keys);
+  c.weight_flops = r * (2.0 * 4.0 * d * he + 2.0 * 2.0 * d * F);
   c.bytes = 4.0 * r * (12.0 * d + 2.0 * F + m.heads * attn_keys);
   c.params = static_cast<int64_t>(4 * d + 4 * d * he + d * F * 2 + F + d);
   if (m.dconv) c.params += static_cast<int64_t>(9 * he);
@@ -33,6 +35,7 @@ Costs resample_costs(const ModelConfig& m, int64_t rows_full, int k, bool down) 
   bool linear = down ? m.downsample == Downsample::Linear : m.upsample == Upsample::Linear;
   if (linear) {
     c.flops = 3.0 * 2.0 * r * d * d;  // k·d -> d per shortened row, i.e. d·d per full row
+    c.weight_flops = 2.0 * r * d * d;
     c.params = static_cast<int64_t>(k * d * d + (down ? d : k * d));
   }
   if (!down) c.params += static_cast<int64_t>(2 * d);
@@ -40,6 +43,7 @@ Costs resample_costs(const ModelConfig& m, int64_t rows_full, int k, bool down) 
   if (m.resampling == Resampling::Attention) {
     const double he = m.heads * m.head_dim(), q = down ? r / k : r;
     c.flops += 3.0 * (2.0 * 4.0 * q * d * he + 2.0 * 2.0 * q * d * m.ffn + 2.0 * q * he * r / k);
+    c.weight_flops += 2.0 * 4.0 * q * d * he + 2.0 * 2.0 * q * d * m.ffn;
     c.bytes += 4.0 * q * (10.0 * d + 2.0 * m.ffn);
     c.params += static_cast<int64_t>(6 * d + 4 * d * he + 2 * d * m.ffn + m.ffn + d);
   }
@@ -54,6 +58,7 @@ std::vector<UnitPlan> plan_units(const ModelConfig& m, int seq_len) {
   std::vector<UnitPlan> plans;
   auto push = [&](UnitKind kind, std::string name, int stack, int64_t rows, int stage, Costs c) {
     UnitPlan p{kind, std::move(name), stack, -1, -1, rows, stage, c.flops, c.bytes, c.params};
+    p.weight_flops = c.weight_flops;
     plans.push_back(p);
     return &plans.back();
   };
@@ -84,7 +89,7 @@ std::vector<UnitPlan> plan_units(const ModelConfig& m, int seq_len) {
   }
   push(UnitKind::Head, "head", -1, L, S - 1,
        {3.0 * 2.0 * L * d * m.vocab_size, 4.0 * L * (d + m.vocab_size),
-        static_cast<int64_t>((d + 1) * m.vocab_size)});
+        static_cast<int64_t>((d + 1) * m.vocab_size), 2.0 * L * d * m.vocab_size});
   return plans;
 }
 

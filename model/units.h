@@ -25,6 +25,9 @@ struct UnitPlan {
   double flops = 0;       // forward+backward FLOPs per sample (cost model)
   double activation_bytes = 0;  // bytes cached per sample between forward and backward
   int64_t params = 0;
+  // Of `flops`, the weight-gradient products (every linear's dW += Xᵀ·dY, as many FLOPs as its
+  // forward product): zbh1's W (layers/weight_gradients.h); the rest of the backward is its B.
+  double weight_flops = 0;
 };
 
 std::vector<UnitPlan> plan_units(const ModelConfig& model, int seq_len);

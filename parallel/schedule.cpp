@@ -12,10 +12,13 @@
 namespace hg {
 namespace {
 
-void validate(ScheduleKind kind, const PipelineLayout& layout) {
-  auto fail = [](const std::string& what) {
-    throw std::invalid_argument("PipelineLayout: " + what);
-  };
+[[noreturn]] void fail(const std::string& what) {
+  throw std::invalid_argument("PipelineLayout: " + what);
+}
+
+// What every list needs: stages, micro-batches, chunks (v > 1: at least 2 stages) and skip edges
+// between existing virtual stages, at most one per level.
+void validate_layout(const PipelineLayout& layout) {
   if (layout.stages < 1) fail("stages = " + std::to_string(layout.stages) + " < 1");
   if (layout.micro_batches < 1)
     fail("micro_batches = " + std::to_string(layout.micro_batches) + " < 1");
@@ -23,15 +26,8 @@ void validate(ScheduleKind kind, const PipelineLayout& layout) {
   if (v < 1 || v > kMaxVirtualStages)
     fail("virtual_stages = " + std::to_string(v) + " outside [1, " +
          std::to_string(kMaxVirtualStages) + "]");
-  if (kind != ScheduleKind::Interleaved && v != 1)
-    fail("virtual_stages = " + std::to_string(v) + " needs the interleaved schedule");
-  if (kind == ScheduleKind::Interleaved) {
-    if (v > 1 && layout.stages < 2)
-      fail("virtual_stages = " + std::to_string(v) + " needs at least 2 stages");
-    if (layout.micro_batches % layout.stages != 0)
-      fail("interleaved: micro_batches = " + std::to_string(layout.micro_batches) +
-           " is not a multiple of stages = " + std::to_string(layout.stages));
-  }
+  if (v > 1 && layout.stages < 2)
+    fail("virtual_stages = " + std::to_string(v) + " needs at least 2 stages");
   const int virtual_count = layout.stages * v;
   std::set<int> levels;
   for (const SkipEdge& e : layout.skips) {
@@ -45,6 +41,17 @@ void validate(ScheduleKind kind, const PipelineLayout& layout) {
       fail(edge + ": needs 0 <= producer <= consumer < stages x virtual_stages = " +
            std::to_string(virtual_count));
   }
+}
+
+// ... and what the training schedules add.
+void validate(ScheduleKind kind, const PipelineLayout& layout) {
+  validate_layout(layout);
+  const int v = layout.virtual_stages;
+  if (kind != ScheduleKind::Interleaved && v != 1)
+    fail("virtual_stages = " + std::to_string(v) + " needs the interleaved schedule");
+  if (kind == ScheduleKind::Interleaved && layout.micro_batches % layout.stages != 0)
+    fail("interleaved: micro_batches = " + std::to_string(layout.micro_batches) +
+         " is not a multiple of stages = " + std::to_string(layout.stages));
 }
 
 std::vector<SkipEdge> by_level(std::vector<SkipEdge> skips) {
@@ -97,6 +104,26 @@ void append_backward(std::vector<Instruction>& list, int k, int mb, const Pipeli
       message(Op::SendSkipGradient, e.producer_stage, e.level);
 }
 
+// ZB-H1 on stage s (make_schedule): 1F1B's order of forwards and B's, each B from the (s+1)-th
+// on followed by the oldest pending W, the s W's left at the end.
+void append_zero_bubble_h1(std::vector<Instruction>& list, int s, const PipelineLayout& layout,
+                           const std::vector<SkipEdge>& skips) {
+  const int m = layout.micro_batches, warmup = std::min(layout.stages - s - 1, m);
+  int forwards = 0, backwards = 0, weights = 0;
+  auto weight = [&] { list.push_back({Op::BackwardWeight, weights++, -1, -1, 0, 0}); };
+  auto backward = [&] {
+    append_backward(list, s, backwards, layout, skips);
+    if (backwards++ >= s) weight();
+  };
+  for (; forwards < warmup; ++forwards) append_forward(list, s, forwards, layout, skips);
+  while (forwards < m) {
+    append_forward(list, s, forwards++, layout, skips);
+    backward();
+  }
+  while (backwards < m) backward();
+  while (weights < m) weight();
+}
+
 // Message kinds: a send and its receive share one.
 enum MessageKind { kActivation = 0, kSkip = 1, kGradient = 2, kSkipGradient = 3, kNone = -1 };
 
@@ -116,6 +143,7 @@ MessageKind message_kind(Op op) {
       return kSkipGradient;
     case Op::Forward:
     case Op::Backward:
+    case Op::BackwardWeight:
       return kNone;
   }
   return kNone;
@@ -133,6 +161,16 @@ bool is_recv(Op op) {
 }  // namespace
 
 const char* schedule_name(ScheduleKind kind) { return enum_name(kind); }
+
+std::vector<std::vector<Instruction>> make_forward_schedule(const PipelineLayout& layout) {
+  validate_layout(layout);
+  const int S = layout.stages, V = S * layout.virtual_stages;
+  const std::vector<SkipEdge> skips = by_level(layout.skips);
+  std::vector<std::vector<Instruction>> lists(S);
+  for (int mb = 0; mb < layout.micro_batches; ++mb)
+    for (int k = 0; k < V; ++k) append_forward(lists[k % S], k, mb, layout, skips);
+  return lists;
+}
 
 std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind,
                                                     const PipelineLayout& layout) {
@@ -163,6 +201,10 @@ std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind,
         backward(j);
       }
       for (int j = total - warmup; j < total; ++j) backward(j);
+      continue;
+    }
+    if (kind == ScheduleKind::ZeroBubbleH1) {
+      append_zero_bubble_h1(list, s, layout, skips);
       continue;
     }
     if (kind == ScheduleKind::GPipe) {
@@ -213,6 +255,8 @@ const char* op_name(Op op) {
       return "SendGradient";
     case Op::SendSkipGradient:
       return "SendSkipGradient";
+    case Op::BackwardWeight:
+      return "BackwardWeight";
   }
   return "?";
 }
@@ -230,6 +274,12 @@ std::string to_string(const Instruction& in) {
 
 double theoretical_bubble(int stages, int micro_batches, int virtual_stages) {
   return double(stages - 1) / double(virtual_stages * micro_batches + stages - 1);
+}
+
+double theoretical_bubble(ScheduleKind kind, int stages, int micro_batches, int virtual_stages) {
+  if (kind == ScheduleKind::ZeroBubbleH1)
+    return double(stages - 1) / double(3 * micro_batches + stages - 1);
+  return theoretical_bubble(stages, micro_batches, virtual_stages);
 }
 
 namespace {
@@ -299,28 +349,54 @@ struct SimulatedPipeline {
   std::vector<double> clock = std::vector<double>(S, 0.0);
   std::vector<int> alive = std::vector<int>(S, 0);
   using Held = std::vector<std::set<std::pair<int, int>>>;  // per stage: (mb, chunk) pairs
-  Held forwarded = Held(S), backwarded = Held(S);
+  Held forwarded = Held(S), backwarded = Held(S), weighted = Held(S);
+  bool evaluation = false;  // forward-only lists: a Forward frees its activations at once
+  // Per stage: whether its list splits the backward into B and W (zbh1); then W frees the
+  // activations, not B.
+  std::vector<bool> split = splits_backward(lists);
 
-  // A Forward or Backward of stage s: each (micro-batch, chunk) once, a Backward after its Forward;
-  // the stage's clock advances by its cost, and a Forward holds its activations until the Backward.
+  static std::vector<bool> splits_backward(const std::vector<std::vector<Instruction>>& lists) {
+    std::vector<bool> out;
+    for (const auto& list : lists)
+      out.push_back(std::any_of(list.begin(), list.end(), [](const Instruction& in) {
+        return in.op == Op::BackwardWeight;
+      }));
+    return out;
+  }
+
+  // What must have run before `in` on stage s, and where it is recorded.
+  std::string check_order(int s, const Instruction& in) {
+    const std::pair<int, int> pair{in.micro_batch, in.chunk};
+    const bool forward = in.op == Op::Forward, weight = in.op == Op::BackwardWeight;
+    if (!forward && !forwarded[s].count(pair))
+      return where(s, pc[s], in) + ": " + op_name(in.op) + " before its Forward";
+    if (weight && !backwarded[s].count(pair))
+      return where(s, pc[s], in) + ": BackwardWeight before its Backward";
+    Held& done = forward ? forwarded : weight ? weighted : backwarded;
+    if (!done[s].insert(pair).second)
+      return where(s, pc[s], in) + ": second " + op_name(in.op) + " of this micro-batch";
+    return "";
+  }
+
+  // A Forward, Backward or BackwardWeight of stage s: each (micro-batch, chunk) once, in that
+  // order; the stage's clock advances by its cost, and a Forward holds its activations until the
+  // Backward (with W's: until the BackwardWeight).
   std::string compute(int s, const Instruction& in) {
-    const bool forward = in.op == Op::Forward;
-    if (!forward && !forwarded[s].count({in.micro_batch, in.chunk}))
-      return where(s, pc[s], in) + ": Backward before its Forward";
-    if (!(forward ? forwarded : backwarded)[s].insert({in.micro_batch, in.chunk}).second)
-      return where(s, pc[s], in) + (forward ? ": second Forward" : ": second Backward") +
-             " of this micro-batch";
-    // Without per-op costs: the stage's own, else the classic forward 1, backward 2.
-    const std::vector<double>& per_stage = forward ? costs.forward : costs.backward;
+    if (const std::string error = check_order(s, in); !error.empty()) return error;
+    const bool forward = in.op == Op::Forward, weight = in.op == Op::BackwardWeight;
+    // Without per-op costs: the stage's own, else the classic forward 1, backward 2 (split:
+    // B 1, W 1).
+    const std::vector<double>& per_stage =
+        forward ? costs.forward : weight ? costs.weight : costs.backward;
+    const double fallback = forward || weight || split[s] ? 1.0 : 2.0;
     const double cost = costs.compute       ? costs.compute(s, in)
-                        : per_stage.empty() ? (forward ? 1.0 : 2.0)
+                        : per_stage.empty() ? fallback
                                             : per_stage[s];
     clock[s] += cost;
     result.busy[s] += cost;
-    if (forward)
-      result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
-    else
-      --alive[s];
+    if (forward) result.max_alive[s] = std::max(result.max_alive[s], ++alive[s]);
+    const bool frees = evaluation ? forward : split[s] ? weight : !forward;
+    if (frees) --alive[s];
     return "";
   }
 
@@ -330,7 +406,7 @@ struct SimulatedPipeline {
     const auto& list = lists[s];
     while (pc[s] < list.size()) {
       const Instruction& in = list[pc[s]];
-      if (in.op == Op::Forward || in.op == Op::Backward) {
+      if (in.op == Op::Forward || in.op == Op::Backward || in.op == Op::BackwardWeight) {
         if (const std::string error = compute(s, in); !error.empty()) return error;
       } else if (is_send(in.op)) {
         // A link carries one message at a time: this one leaves when the last has arrived.
@@ -373,11 +449,16 @@ struct SimulatedPipeline {
       if (!received.count(message))
         return where(origin.first, origin.second, lists[origin.first][origin.second]) +
                ": sent but never received";
-    for (int s = 0; s < S; ++s)
+    for (int s = 0; s < S && !evaluation; ++s) {
       if (forwarded[s].size() != backwarded[s].size())
         return "stage " + std::to_string(s) + ": " + std::to_string(forwarded[s].size()) +
                " micro-batches forwarded but " + std::to_string(backwarded[s].size()) +
                " backwarded (activations never freed)";
+      if (split[s] && weighted[s].size() != backwarded[s].size())
+        return "stage " + std::to_string(s) + ": " + std::to_string(backwarded[s].size()) +
+               " micro-batches backwarded but " + std::to_string(weighted[s].size()) +
+               " weight gradients computed";
+    }
     return "";
   }
 };
@@ -385,7 +466,7 @@ struct SimulatedPipeline {
 }  // namespace
 
 SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
-                          const SimulationCosts& costs) {
+                          const SimulationCosts& costs, bool evaluation) {
   const int S = static_cast<int>(lists.size());
   SimulationResult result;
   result.max_alive.assign(S, 0);
@@ -399,6 +480,9 @@ SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
   if (!costs.forward.empty() && static_cast<int>(costs.forward.size()) != S)
     return fail("SimulationCosts.forward has " + std::to_string(costs.forward.size()) +
                 " entries for " + std::to_string(S) + " stages");
+  if (!costs.weight.empty() && static_cast<int>(costs.weight.size()) != S)
+    return fail("SimulationCosts.weight has " + std::to_string(costs.weight.size()) +
+                " entries for " + std::to_string(S) + " stages");
   if (!costs.backward.empty() && static_cast<int>(costs.backward.size()) != S)
     return fail("SimulationCosts.backward has " + std::to_string(costs.backward.size()) +
                 " entries for " + std::to_string(S) + " stages");
@@ -408,6 +492,7 @@ SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
   // Round-robin over the stages until none can move: the order in which stages run does not
   // change the times, since each waits only for what it receives.
   SimulatedPipeline pipeline{lists, costs, sends, result};
+  pipeline.evaluation = evaluation;
   bool progress = true;
   while (progress) {
     progress = false;

@@ -28,6 +28,11 @@
 // Memory: a micro-batch's activations on a stage live from its Forward to its Backward.
 // GPipe keeps all m alive on every stage; 1F1B keeps at most min(S - s, m) on stage s.
 //
+// Zero-bubble H1 (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024): each backward is
+// split into Backward (B: the input gradient, with 1F1B's messages) and BackwardWeight (W: the
+// weight gradients, no messages). A micro-batch's activations then live from its Forward to its
+// BackwardWeight.
+//
 // Interleaved 1F1B (Megatron-LM's virtual pipeline stages, Narayanan et al. 2021): the model is
 // cut into V = S·v virtual stages; virtual stage k runs on rank k mod S as that rank's chunk k / S.
 // A rank's list then mixes its chunks: every instruction names its `chunk`, every message the
@@ -44,9 +49,9 @@
 
 namespace hg {
 
-enum class ScheduleKind { GPipe, OneFOneB, Interleaved };
+enum class ScheduleKind { GPipe, OneFOneB, Interleaved, ZeroBubbleH1 };
 inline std::span<const char* const> enum_names(ScheduleKind) {  // core/enum_names.h
-  static constexpr const char* names[] = {"gpipe", "1f1b", "interleaved"};
+  static constexpr const char* names[] = {"gpipe", "1f1b", "interleaved", "zbh1"};
   return names;
 }
 
@@ -58,9 +63,10 @@ enum class Op {
   SendSkip,
   RecvGradient,
   RecvSkipGradient,
-  Backward,
+  Backward,  // the whole backward; under zbh1 only B, the input gradient
   SendGradient,
   SendSkipGradient,
+  BackwardWeight,  // zbh1's W: the weight gradients of a micro-batch whose B has run
 };
 
 struct Instruction {
@@ -89,7 +95,7 @@ struct PipelineLayout {
   int virtual_stages = 1;       // chunks per rank v; > 1 only for Interleaved
 };
 
-const char* schedule_name(ScheduleKind kind);  // "gpipe" | "1f1b" | "interleaved"
+const char* schedule_name(ScheduleKind kind);  // "gpipe" | "1f1b" | "interleaved" | "zbh1"
 
 // At most this many chunks per rank: message_tag() has room for 8.
 constexpr int kMaxVirtualStages = 8;
@@ -102,10 +108,23 @@ constexpr int kMaxVirtualStages = 8;
 // (j / (S·v))·S + j mod S of chunk (j / S) mod v (groups of S micro-batches per chunk), its j-th
 // backward the same micro-batch of chunk v − 1 − (j / S) mod v; it runs
 // w = min(2(S−r−1) + (v−1)·S, m·v) warm-up forwards, then alternates forward and backward, then
-// the remaining w backwards. Throws std::invalid_argument on an invalid layout (interleaved: S ≥ 2
-// when v > 1, m a multiple of S, v ≤ kMaxVirtualStages; other kinds: v = 1).
+// the remaining w backwards. ZB-H1 (as PyTorch's ScheduleInterleavedZeroBubble on one chunk per
+// rank): 1F1B's forwards and B's in 1F1B's order; on stage s every B from the (s+1)-th on is
+// followed by the oldest pending W, and the s W's left close the list. The W's that stage s
+// defers fill the tail that 1F1B leaves idle while the last gradients travel down the stages, so
+// the bubble shrinks from (S−1)(T_F+T_B+T_W) to (S−1)(T_F+T_B−T_W) of the step; every stage then
+// holds at most min(S, m) micro-batches, 1F1B's peak (its stage 0). Throws std::invalid_argument
+// on an invalid layout (interleaved: S ≥ 2 when v > 1, m a multiple of S,
+// v ≤ kMaxVirtualStages; other kinds: v = 1).
 std::vector<std::vector<Instruction>> make_schedule(ScheduleKind kind,
                                                     const PipelineLayout& layout);
+
+// Evaluation (no backward): each micro-batch in turn runs through the virtual stages in order,
+// with the same messages as a training schedule's forward. Any m and, with v > 1 chunks per rank,
+// any S >= 2: each rank's list is sorted by (micro-batch, virtual stage), and every receive waits
+// for a smaller pair, so no list can wait on a later one (simulate() with evaluation = true proves
+// it). Throws std::invalid_argument on a bad layout, as make_schedule does.
+std::vector<std::vector<Instruction>> make_forward_schedule(const PipelineLayout& layout);
 
 // The MPI tag of a message: the same for a send and its receive. Distinct for the four message
 // kinds, every skip level < 31, the sender's chunk (< 8) and micro-batch mod 32 (MPI orders
@@ -123,6 +142,9 @@ std::string to_string(const Instruction& instruction);  // "RecvSkip mb 3 level 
 // skip leaves its producer before the activation chain reaches its consumer, and its gradient
 // before the gradient chain does.
 double theoretical_bubble(int stages, int micro_batches, int virtual_stages = 1);
+// The same for `kind`; ZB-H1 with T_F = T_B = T_W (the simulator's default split of a backward
+// into B 1 and W 1): (S-1)/(3m+S-1), a third of 1F1B's idle time.
+double theoretical_bubble(ScheduleKind kind, int stages, int micro_batches, int virtual_stages = 1);
 
 // Durations for simulate(). Compute: per stage (empty = 1 forward, 2 backward on every stage),
 // or per op through `compute`. Messages: seconds from a send being issued to its message being
@@ -131,7 +153,7 @@ double theoretical_bubble(int stages, int micro_batches, int virtual_stages = 1)
 // the previous message on that link has arrived.
 struct SimulationCosts {
   std::vector<double> forward;   // [stages]
-  std::vector<double> backward;  // [stages]
+  std::vector<double> backward;  // [stages]: the whole backward, or B where the list has W's
   // [k]: virtual stage k -> k+1 activations, k+1 -> k gradients (k = chunk · S + stage; the
   // stage itself without interleaving). Under interleaving [S-1] is the boundary from rank S-1's
   // chunk 0 to rank 0's chunk 1, not a link of its own: the link's queue is per rank pair.
@@ -141,6 +163,7 @@ struct SimulationCosts {
   // backward[stage]: for ops whose cost depends on the micro-batch (e.g. the last backward,
   // which also drives the data-parallel gradient all-reduce).
   std::function<double(int stage, const Instruction& op)> compute = nullptr;
+  std::vector<double> weight = {};  // [stages]: W (BackwardWeight); empty = 1 (and B then 1)
 };
 
 struct SimulationResult {
@@ -166,8 +189,9 @@ struct SimulationResult {
 // link's cost, after the messages before it on the link); Forward and Backward take their cost.
 // Also checks that each stage runs Forward and Backward exactly once per (micro-batch, chunk) it
 // touches, Backward after Forward, that every peer is a valid other stage and that no send is
-// duplicated or unreceived.
+// duplicated or unreceived. evaluation: forward-only lists (make_forward_schedule), where a
+// Forward frees its activations at once and no Backward follows.
 SimulationResult simulate(const std::vector<std::vector<Instruction>>& lists,
-                          const SimulationCosts& costs = {});
+                          const SimulationCosts& costs = {}, bool evaluation = false);
 
 }  // namespace hg

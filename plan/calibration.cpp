@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "core/parallel_for.h"
+#include "layers/weight_gradients.h"
 #include "model/stage_model.h"
 #include "model/tensor_parallel.h"
 #include "model/units.h"
@@ -181,21 +182,21 @@ void require_calibration_options(const Config& config, const PlanOptions& option
   }
 }
 
-Calibration calibrate(const Config& config, const std::vector<int>& micro_batches,
-                      const PlanOptions& options, CalibrationCopies* copies) {
-  require_calibration_options(config, options);
-  for (int level : options.concurrency)
-    require(level == 1 || copies != nullptr,
-            "calibration: concurrency " + std::to_string(level) + " needs copies started");
-  set_num_threads(config.run.threads);
-  const int L = config.train.seq_len;
-  const std::vector<UnitPlan> plans = plan_units(config.model, L);
-  const int U = static_cast<int>(plans.size());
+namespace {
 
-  // One chain of single-unit models per tp size: rank 0 of a group of `tp`, whose all-reduces
-  // sum over itself only.
-  std::vector<std::vector<std::unique_ptr<StageModel>>> chains;
-  for (int tp : options.tp_sizes) {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+using UnitChain = std::vector<std::unique_ptr<StageModel>>;
+
+// One chain of single-unit models per tp size: rank 0 of a group of `tp`, whose all-reduces sum
+// over itself only.
+std::vector<UnitChain> build_chains(const Config& config, const std::vector<int>& tp_sizes,
+                                    int units) {
+  std::vector<UnitChain> chains;
+  for (int tp : tp_sizes) {
     TensorParallel shard;
     if (tp > 1) {
       int initialized = 0;
@@ -206,59 +207,86 @@ Calibration calibrate(const Config& config, const std::vector<int>& micro_batche
       shard.nested_granularities = trained_granularities(config);
     }
     chains.emplace_back();
-    for (int u = 0; u < U; ++u) {
-      chains.back().push_back(std::make_unique<StageModel>(config.model, L, u, u + 1, shard));
+    for (int u = 0; u < units; ++u) {
+      chains.back().push_back(
+          std::make_unique<StageModel>(config.model, config.train.seq_len, u, u + 1, shard));
       chains.back().back()->params().init_all(config.train.seed);
     }
   }
-  using Clock = std::chrono::steady_clock;
-  auto since = [](Clock::time_point t0) {
-    return std::chrono::duration<double>(Clock::now() - t0).count();
-  };
+  return chains;
+}
 
-  // Samples per setting (concurrency level × tp × micro-batch) and unit.
-  struct Samples {
-    std::vector<std::vector<double>> forward, backward, update;  // [unit][repeat]
-  };
+// Samples of one setting (concurrency level × tp × micro-batch), [unit][repeat].
+struct Samples {
+  std::vector<std::vector<double>> forward, backward, update, input, weight;
+  explicit Samples(int units)
+      : forward(units), backward(units), update(units), input(units), weight(units) {}
+};
+
+// One forward of every unit, the backward in reverse, then the update (zeroing, the norm and
+// AdamW, as a step does them per rank: it also evicts the caches the next pass would otherwise
+// find warm). `split`: each unit's backward runs as zbh1's B (its weight-gradient products
+// recorded) and then W (the products run), timed into input and weight; the forward and the
+// update are then run (so that both kinds of pass find the caches alike) but not kept.
+void time_pass(UnitChain& units, Slot& slot, const TrainConfig& train, bool split, Samples* keep) {
+  const int U = static_cast<int>(units.size());
+  Tensor a, b;
+  for (int u = 0; u < U; ++u) {
+    const auto t0 = Clock::now();
+    units[u]->forward(slot, a, b);
+    if (keep && !split) keep->forward[u].push_back(seconds_since(t0));
+    std::swap(a, b);
+  }
+  Tensor g, h;
+  for (int u = U - 1; u >= 0; --u) {
+    const auto t0 = Clock::now();
+    if (!split) {
+      units[u]->backward(slot, g, h);
+      if (keep) keep->backward[u].push_back(seconds_since(t0));
+    } else {
+      DeferredWeightGradients products;
+      {
+        DeferWeightGradients defer(products);
+        units[u]->backward(slot, g, h);
+      }
+      const auto t1 = Clock::now();
+      products.run();
+      if (keep) {
+        keep->input[u].push_back(std::chrono::duration<double>(t1 - t0).count());
+        keep->weight[u].push_back(seconds_since(t1));
+      }
+    }
+    std::swap(g, h);
+  }
+  for (int u = 0; u < U; ++u) {
+    ParamStore& store = units[u]->params();
+    const auto t0 = Clock::now();
+    store.zero_grads();
+    const double norm = std::sqrt(grad_sum_squares(store));
+    clip_gradients(store, norm, train.grad_clip);
+    adamw_update(store, train, 1, train.lr);
+    if (keep && !split) keep->update[u].push_back(seconds_since(t0));
+  }
+}
+
+}  // namespace
+
+Calibration calibrate(const Config& config, const std::vector<int>& micro_batches,
+                      const PlanOptions& options, CalibrationCopies* copies) {
+  require_calibration_options(config, options);
+  for (int level : options.concurrency)
+    require(level == 1 || copies != nullptr,
+            "calibration: concurrency " + std::to_string(level) + " needs copies started");
+  set_num_threads(config.run.threads);
+  const std::vector<UnitPlan> plans = plan_units(config.model, config.train.seq_len);
+  const int U = static_cast<int>(plans.size());
+  std::vector<UnitChain> chains = build_chains(config, options.tp_sizes, U);
+
   const size_t T = options.tp_sizes.size(), M = micro_batches.size();
-  std::vector<Samples> samples(options.concurrency.size() * T * M);
-  for (Samples& s : samples) s.forward = s.backward = s.update = std::vector<std::vector<double>>(U);
+  std::vector<Samples> samples(options.concurrency.size() * T * M, Samples(U));
   const StepContext ctx = calibration_context(config);
   std::vector<std::vector<int32_t>> tokens;
   for (int mb : micro_batches) tokens.push_back(calibration_tokens(config, mb));
-
-  // One forward of every unit, the backward in reverse, then the update (zeroing, the norm and
-  // AdamW, as a step does them per rank: it also evicts the caches the next pass would
-  // otherwise find warm).
-  auto pass = [&](std::vector<std::unique_ptr<StageModel>>& units, size_t m, Samples* keep) {
-    Slot slot;
-    slot.ctx = &ctx;
-    slot.tokens = tokens[m].data();
-    slot.batch = micro_batches[m];
-    Tensor a, b;
-    for (int u = 0; u < U; ++u) {
-      const auto t0 = Clock::now();
-      units[u]->forward(slot, a, b);
-      if (keep) keep->forward[u].push_back(since(t0));
-      std::swap(a, b);
-    }
-    Tensor g, h;
-    for (int u = U - 1; u >= 0; --u) {
-      const auto t0 = Clock::now();
-      units[u]->backward(slot, g, h);
-      if (keep) keep->backward[u].push_back(since(t0));
-      std::swap(g, h);
-    }
-    for (int u = 0; u < U; ++u) {
-      ParamStore& store = units[u]->params();
-      const auto t0 = Clock::now();
-      store.zero_grads();
-      const double norm = std::sqrt(grad_sum_squares(store));
-      clip_gradients(store, norm, config.train.grad_clip);
-      adamw_update(store, config.train, 1, config.train.lr);
-      if (keep) keep->update[u].push_back(since(t0));
-    }
-  };
   const auto start = Clock::now();
   double reported = 0;
   for (int r = 0; r <= options.repeats; ++r) {  // r = 0 warms up (allocations, caches)
@@ -266,13 +294,21 @@ Calibration calibrate(const Config& config, const std::vector<int>& micro_batche
       if (copies) copies->run(options.concurrency[c] - 1);
       for (size_t t = 0; t < T; ++t)
         for (size_t m = 0; m < M; ++m)
-          pass(chains[t], m, r > 0 ? &samples[(c * T + t) * M + m] : nullptr);
+          for (bool split : {false, true}) {
+            Slot slot;
+            slot.ctx = &ctx;
+            slot.tokens = tokens[m].data();
+            slot.batch = micro_batches[m];
+            time_pass(chains[t], slot, config.train, split,
+                      r > 0 ? &samples[(c * T + t) * M + m] : nullptr);
+          }
     }
-    const double elapsed = since(start);
-    if (elapsed - reported >= 5 && r < options.repeats) {  // progress on stderr: stdout is the table
+    const double elapsed = seconds_since(start);
+    if (elapsed - reported >= 5 &&
+        r < options.repeats) {  // progress on stderr: stdout is the table
       reported = elapsed;
-      std::fprintf(stderr, "calibration: repeat %d of %d, %.0f s, ETA %.0f s\n", r,
-                   options.repeats, elapsed, elapsed / (r + 1) * (options.repeats - r));
+      std::fprintf(stderr, "calibration: repeat %d of %d, %.0f s, ETA %.0f s\n", r, options.repeats,
+                   elapsed, elapsed / (r + 1) * (options.repeats - r));
     }
   }
   if (copies) copies->run(0);
@@ -291,7 +327,7 @@ Calibration calibrate(const Config& config, const std::vector<int>& micro_batche
         for (int u = 0; u < U; ++u)
           out.units.push_back({plans[u].name, micro_batches[m], options.concurrency[c],
                                options.tp_sizes[t], pick(s.forward[u]), pick(s.backward[u]),
-                               pick(s.update[u])});
+                               pick(s.update[u]), pick(s.input[u]), pick(s.weight[u])});
       }
   return out;
 }
@@ -307,11 +343,11 @@ void write_calibration(const std::string& path, const Calibration& c) {
   out << "threads " << c.threads << "\n";
   out << "statistic " << c.statistic << "\n";
   out << "# unit name, micro_batch, copies running at once, tp, forward, backward, update (zero "
-         "+ norm + AdamW)\n";
+         "+ norm + AdamW), zbh1's B (input gradient) and W (weight gradients)\n";
   char buf[64];
   for (const UnitTiming& t : c.units) {
     out << "unit " << t.name << " " << t.micro_batch << " " << t.concurrency << " " << t.tp;
-    for (double v : {t.forward, t.backward, t.update}) {
+    for (double v : {t.forward, t.backward, t.update, t.input, t.weight}) {
       std::snprintf(buf, sizeof buf, " %.9g", v);
       out << buf;
     }
@@ -340,9 +376,19 @@ Calibration read_calibration(const std::string& path) {
       UnitTiming t;
       words >> t.name >> t.micro_batch >> t.concurrency >> t.tp >> t.forward >> t.backward >>
           t.update;
-      require(!words.fail() && t.micro_batch >= 1 && t.concurrency >= 1 && t.tp >= 1,
-              "calibration file " + path + " line " + std::to_string(number) +
-                  ": expected `unit NAME MICRO_BATCH CONCURRENCY TP FORWARD BACKWARD UPDATE`");
+      bool good = !words.fail() && t.micro_batch >= 1 && t.concurrency >= 1 && t.tp >= 1;
+      // B and W came later: a line without them (an older file) keeps input = weight = -1.
+      std::vector<double> split;
+      for (double seconds; words >> seconds;) split.push_back(seconds);
+      good = good && words.eof() &&
+             (split.empty() || (split.size() == 2 && split[0] >= 0 && split[1] >= 0));
+      if (good && !split.empty()) {
+        t.input = split[0];
+        t.weight = split[1];
+      }
+      require(good, "calibration file " + path + " line " + std::to_string(number) +
+                        ": expected `unit NAME MICRO_BATCH CONCURRENCY TP FORWARD BACKWARD UPDATE "
+                        "[INPUT WEIGHT]`");
       c.units.push_back(t);
     } else {
       throw UsageError("calibration file " + path + " line " + std::to_string(number) +

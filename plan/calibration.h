@@ -17,8 +17,16 @@ struct UnitTiming {
   int micro_batch = 1;
   int concurrency = 1;  // copies of the calibration running at once on the machine
   int tp = 1;           // the unit as built for this tensor-parallel size (rank 0's shard)
+  // `backward` is the fused backward, timed as before zbh1 existed: gpipe, 1f1b and interleaved
+  // run exactly that, so their predictions keep their meaning and old files stay comparable.
+  // zbh1 runs something else: B, the backward with the weight-gradient products recorded
+  // (operand copies included), and W, those products later with their operands out of cache;
+  // neither is fused minus the other, so both are timed, in a pass of their own.
   double forward = 0, backward = 0;
   double update = 0;  // zeroing, norm and AdamW of the unit's parameters
+  // zbh1's B and W; < 0 in a file written before they were measured: the prediction then splits
+  // `backward` by the weight-gradient products' share of its FLOPs (UnitPlan::weight_flops).
+  double input = -1, weight = -1;
 };
 
 struct Calibration {
@@ -29,7 +37,8 @@ struct Calibration {
 };
 
 // Times every unit alone (one StageModel per unit, chained through one Slot, the update of
-// every unit after each backward as in a step) at every micro-batch size of `micro_batches`,
+// every unit after each backward as in a step; a second such pass times zbh1's B and W) at every
+// micro-batch size of `micro_batches`,
 // with `options.concurrency` copies running at once (each level needs that many - 1 started in
 // `copies`) and as the rank-0 shard of each of `options.tp_sizes`; keeps the median of
 // `options.repeats` passes, or the minimum when `options.statistic` is "min" (other processes

@@ -16,8 +16,8 @@ namespace hg {
 
 ScheduleKind schedule_kind(const std::string& name) {
   ScheduleKind kind{};
-  require(parse_enum(name, kind), "plan.schedules: '" + name + "' is not a schedule: use " +
-                                      enum_choices<ScheduleKind>());
+  require(parse_enum(name, kind),
+          "plan.schedules: '" + name + "' is not a schedule: use " + enum_choices<ScheduleKind>());
   return kind;
 }
 
@@ -162,7 +162,8 @@ std::vector<OptionSetter> plan_keys(PlanOptions& o) {
       integer("max_micro_batch", o.max_micro_batch, "largest micro-batch tried (0: no limit)"),
       {"schedules",
        [&o](const std::string&, const std::string& v) { o.schedules = parse_word_list(v); },
-       [&o] { return list_text(o.schedules); }, "schedules to try: gpipe, 1f1b, interleaved"},
+       [&o] { return list_text(o.schedules); },
+       "schedules to try: gpipe, 1f1b, interleaved, zbh1"},
       integers("virtual_stages", o.virtual_stages,
                "interleaved: chunks per rank to try (empty: the config's, else 2)"),
       word("precision", o.precision, "fp32 or bf16 (bytes of values and activations)"),

@@ -164,6 +164,7 @@ void GridCosts::add_unit(StageCosts& c, const UnitPlan& p, int mb) const {
   const double split = sharded ? tp_ : 1;
   double compute_split = split;  // 1 when the calibration timed this tp's shard
   double f = 0, b = 0, upd = 0;
+  double w = 0, b_input = 0;  // zbh1's W and B
   if (in_.calibration) {
     const auto [t, shard_timed] = in_.calibration->nearest(p.name, mb, in_.busy_per_node, tp_);
     const double scale = double(mb) / t->micro_batch;
@@ -171,15 +172,28 @@ void GridCosts::add_unit(StageCosts& c, const UnitPlan& p, int mb) const {
     b = t->backward * scale;
     upd = t->update;
     if (shard_timed) compute_split = 1;
+    if (t->weight >= 0) {
+      w = t->weight * scale;
+      b_input = t->input * scale;
+    } else {  // a file from before B and W were timed: split by the products' FLOP share
+      w = p.flops > 0 ? b * p.weight_flops / (p.flops * 2 / 3) : 0;
+      b_input = b - w;
+    }
   } else {
-    const double seconds = p.flops * mb / (cluster_.device_flops * cluster_.efficiency);
+    const double per_flop = double(mb) / (cluster_.device_flops * cluster_.efficiency);
+    const double seconds = p.flops * per_flop;
     f = seconds / 3;
     b = seconds * 2 / 3;
+    w = p.weight_flops * per_flop;
+    b_input = b - w;
     if (cluster_.memory_bandwidth > 0)
       upd = p.params * in_.optimizer_bytes / cluster_.memory_bandwidth;
   }
   f = f / compute_split + cluster_.unit_overhead;
   b = b / compute_split + cluster_.unit_overhead;
+  b_input = b_input / compute_split + cluster_.unit_overhead;
+  // W is a pass over the unit's products only: a unit without any has no W pass to pay for.
+  w = w / compute_split + (p.weight_flops > 0 ? cluster_.unit_overhead : 0);
   double ar_forward = 0;  // the unit's tp all-reduces in its forward
   if (sharded && tp_ > 1) {
     const TpAllReduceRows rows = tp_allreduce_rows(model, p);
@@ -191,15 +205,20 @@ void GridCosts::add_unit(StageCosts& c, const UnitPlan& p, int mb) const {
     const double ar_backward = 2 * cost(rows.output) + (rows.input ? cost(rows.input) : 0);
     f += ar_forward;
     b += ar_backward;
+    b_input += ar_backward;
     c.tp_time += ar_forward + ar_backward;
   }
   const bool recomputed = in_.recompute && p.kind == UnitKind::Block;
   if (recomputed) {
     b += f;  // the forward again, all-reduces included
+    b_input += f;
     c.tp_time += ar_forward;
   }
   c.forward += f;
   c.backward += b;
+  c.input += b_input;
+  c.weight += w;
+  c.unit_weight.insert(c.unit_weight.begin(), w);
   c.update += upd / compute_split;
   add_unit_memory(c.memory, model, p, mb, tp_, in_.recompute, in_.value_bytes);
   c.unit_backward.insert(c.unit_backward.begin(), b);
@@ -213,13 +232,15 @@ StageCosts GridCosts::range_costs(int u0, int u1, int mb) const {
   return c;
 }
 
-// Per rank: the replicas' gradient sum, overlapped with the final backward (it does not depend on
-// the schedule: the final backward is the same op under all of them, micro-batch m - 1 of chunk 0).
+// Per rank: the replicas' gradient sum, overlapped with the final backward (the same op under
+// gpipe, 1f1b and interleaved, micro-batch m - 1 of chunk 0; under zbh1 the final W, which starts
+// the buckets unit by unit as the final backward does otherwise).
 // Interleaved, each chunk's final backward starts the buckets of its units, chunk v - 1 first
 // (pipeline_runtime.cpp); conservatively, the buckets of chunks v - 1 .. 1 are taken as ready only
 // when chunk 0's final backward begins (they are ready earlier, between other ops), so only chunk
 // 0's backward hides the all-reduce.
-std::vector<GradientSync> GridCosts::gradient_syncs(const std::vector<StageCosts>& stage,
+std::vector<GradientSync> GridCosts::gradient_syncs(ScheduleKind kind,
+                                                    const std::vector<StageCosts>& stage,
                                                     int v) const {
   std::vector<GradientSync> sync(pp_);
   for (int s = 0; s < pp_ && dp_ > 1; ++s) {
@@ -232,8 +253,10 @@ std::vector<GradientSync> GridCosts::gradient_syncs(const std::vector<StageCosts
     std::vector<double> backward, bytes;  // the rank's units, backward order
     for (int c = v - 1; c >= 0; --c) {
       const StageCosts& chunk = stage[c * pp_ + s];
-      for (size_t i = 0; i < chunk.unit_backward.size(); ++i) {
-        backward.push_back(c == 0 ? chunk.unit_backward[i] : 0.0);
+      const std::vector<double>& final_pass =
+          kind == ScheduleKind::ZeroBubbleH1 ? chunk.unit_weight : chunk.unit_backward;
+      for (size_t i = 0; i < final_pass.size(); ++i) {
+        backward.push_back(c == 0 ? final_pass[i] : 0.0);
         bytes.push_back(chunk.unit_grad_bytes[i]);
       }
     }
@@ -244,7 +267,7 @@ std::vector<GradientSync> GridCosts::gradient_syncs(const std::vector<StageCosts
 
 // What the simulator charges: each op's compute and each message's link. The returned costs read
 // `stage` and `sync`, which must outlive them.
-SimulationCosts GridCosts::simulation_costs(const std::vector<StageCosts>& stage,
+SimulationCosts GridCosts::simulation_costs(ScheduleKind kind, const std::vector<StageCosts>& stage,
                                             const std::vector<GradientSync>& sync,
                                             const std::vector<int>& first,
                                             const std::vector<SkipEdge>& skips, int mb,
@@ -252,11 +275,16 @@ SimulationCosts GridCosts::simulation_costs(const std::vector<StageCosts>& stage
   const ModelConfig& model = in_.config.model;
   const int V = static_cast<int>(stage.size());
   SimulationCosts costs;
-  // The final backward also carries what the gradient buckets add to it.
-  costs.compute = [&stage, &sync, pp = pp_, m](int s, const Instruction& in) {
+  // zbh1's lists split each backward into B (Backward) and W (BackwardWeight). The final backward
+  // (zbh1: the final W) also carries what the gradient buckets add to it.
+  const bool split = kind == ScheduleKind::ZeroBubbleH1;
+  costs.compute = [&stage, &sync, pp = pp_, m, split](int s, const Instruction& in) {
     const StageCosts& c = stage[in.chunk * pp + s];
     if (in.op == Op::Forward) return c.forward;
-    return c.backward + (in.chunk == 0 && in.micro_batch == m - 1 ? sync[s].during_backward : 0.0);
+    const bool weight = in.op == Op::BackwardWeight;
+    const bool starts_buckets = in.chunk == 0 && in.micro_batch == m - 1 && (weight || !split);
+    const double own = weight ? c.weight : split ? c.input : c.backward;
+    return own + (starts_buckets ? sync[s].during_backward : 0.0);
   };
   // Virtual stage k runs on rank k mod pp: boundary k is a message between those ranks.
   for (int k = 0; k + 1 < V; ++k) {
@@ -318,8 +346,8 @@ LayoutPlan GridCosts::evaluate(ScheduleKind kind, int v, int mb, int m) {
   const std::vector<SkipEdge> skips = skip_edges(in_.infos, first);
   std::vector<StageCosts> stage(V);
   for (int k = 0; k < V; ++k) stage[k] = range_costs(first[k], first[k + 1], mb);
-  const std::vector<GradientSync> sync = gradient_syncs(stage, v);
-  const SimulationCosts costs = simulation_costs(stage, sync, first, skips, mb, m);
+  const std::vector<GradientSync> sync = gradient_syncs(kind, stage, v);
+  const SimulationCosts costs = simulation_costs(kind, stage, sync, first, skips, mb, m);
 
   LayoutPlan lp;
   lp.dp = dp_;
@@ -334,7 +362,7 @@ LayoutPlan GridCosts::evaluate(ScheduleKind kind, int v, int mb, int m) {
   if (!sim.ok) throw std::logic_error("plan: simulation failed: " + sim.error);
   lp.pipeline_seconds = sim.makespan;
   lp.bubble = sim.bubble;
-  lp.theory_bubble = theoretical_bubble(pp_, m, v);
+  lp.theory_bubble = theoretical_bubble(kind, pp_, m, v);
   const double end = add_rank_totals(lp, stage, sync, sim, v, m);
   // The loss and grad-norm all-reduces: two latency-bound calls over the world.
   const int W = in_.world;

@@ -22,6 +22,11 @@
 // forward to backward × the most micro-batches the schedule keeps alive on that stage
 // (trainer/memory_estimate.h: the same functions give `hourglass train`'s memory check).
 //
+// Zero-bubble H1 (plan.schedules = zbh1): the list's Backward costs the stage's B and its
+// BackwardWeight its W (calibrated, or the FLOP split of the cost model); the gradient buckets
+// start at the final W, as the runtime starts them, so they overlap W alone. Memory: a
+// micro-batch stays alive until its W (simulate's count: min(pp, m) on every stage).
+//
 // Interleaved 1F1B (plan.schedules = interleaved, plan.virtual_stages = v): the units are
 // partitioned into pp · v virtual stages, virtual stage k on rank k mod pp as its chunk k / pp,
 // each costed as a stage; a rank's memory charges its largest chunk's activations per alive
@@ -103,11 +108,15 @@ struct LayoutPlan {
 // One stage's (or virtual stage's) costs at one micro-batch size and tp (plan_layouts).
 struct StageCosts {
   double forward = 0, backward = 0;  // seconds per micro-batch, tp all-reduces included
-  double tp_time = 0;                // seconds of tp all-reduces per micro-batch
-  double update = 0;                 // the optimizer on its parameters
-  ChunkMemory memory;                // parameters held, activations (trainer/memory_estimate.h)
-  // The final backward unit by unit, last unit first, and each unit's gradient bytes.
-  std::vector<double> unit_backward, unit_grad_bytes;
+  // zbh1's split of the backward: B (input gradient; the tp all-reduces and a recomputed forward
+  // are in it) and W (the weight-gradient products), per micro-batch.
+  double input = 0, weight = 0;
+  double tp_time = 0;  // seconds of tp all-reduces per micro-batch
+  double update = 0;   // the optimizer on its parameters
+  ChunkMemory memory;  // parameters held, activations (trainer/memory_estimate.h)
+  // The final backward (zbh1: the final W) unit by unit, last unit first, and each unit's
+  // gradient bytes.
+  std::vector<double> unit_backward, unit_weight, unit_grad_bytes;
 };
 
 // What every layout is costed from, the same for all of them: the model's units, the bytes the
@@ -166,8 +175,9 @@ class GridCosts {
   const std::vector<int>& partition(int v);
   void add_unit(StageCosts& c, const UnitPlan& p, int mb) const;
   StageCosts range_costs(int u0, int u1, int mb) const;
-  std::vector<GradientSync> gradient_syncs(const std::vector<StageCosts>& stage, int v) const;
-  SimulationCosts simulation_costs(const std::vector<StageCosts>& stage,
+  std::vector<GradientSync> gradient_syncs(ScheduleKind kind, const std::vector<StageCosts>& stage,
+                                           int v) const;
+  SimulationCosts simulation_costs(ScheduleKind kind, const std::vector<StageCosts>& stage,
                                    const std::vector<GradientSync>& sync,
                                    const std::vector<int>& first,
                                    const std::vector<SkipEdge>& skips, int mb, int m) const;

@@ -116,7 +116,7 @@ void print_table(const PlanResult& r, const Config& config, const ClusterSpec& c
   std::printf(
       "\nstep = the slowest rank's pipeline (compute, the tp all-reduces inside it shown "
       "in brackets, messages) + what the dp gradient all-reduce adds after the final backward "
-      "(in %s buckets, started during it) + optimizer\n",
+      "(zbh1: the final W; in %s buckets, started during it) + optimizer\n",
       si(options.bucket_mb > 0 ? options.bucket_mb * 1024 * 1024
                                : double(grad_bucket_bytes(config.parallel)),
          "B")
@@ -127,12 +127,13 @@ void print_table(const PlanResult& r, const Config& config, const ClusterSpec& c
 void print_calibration(const Calibration& c, int repeats, const std::string& path) {
   std::printf("calibration: %zu unit timings (%d thread(s), %s of %d) -> %s\n", c.units.size(),
               c.threads, c.statistic.c_str(), repeats, path.c_str());
-  std::printf("%-24s %5s %7s %4s %12s %12s %12s\n", "unit", "mb", "copies", "tp", "forward",
-              "backward", "update");
+  std::printf("%-24s %5s %7s %4s %12s %12s %12s %12s %12s\n", "unit", "mb", "copies", "tp",
+              "forward", "backward", "update", "zbh1 B", "zbh1 W");
   for (const UnitTiming& t : c.units)
-    std::printf("%-24s %5d %7d %4d %12s %12s %12s\n", t.name.c_str(), t.micro_batch, t.concurrency,
-                t.tp, seconds_text(t.forward).c_str(), seconds_text(t.backward).c_str(),
-                seconds_text(t.update).c_str());
+    std::printf("%-24s %5d %7d %4d %12s %12s %12s %12s %12s\n", t.name.c_str(), t.micro_batch,
+                t.concurrency, t.tp, seconds_text(t.forward).c_str(),
+                seconds_text(t.backward).c_str(), seconds_text(t.update).c_str(),
+                seconds_text(t.input).c_str(), seconds_text(t.weight).c_str());
 }
 
 }  // namespace hg

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Plots a run's metrics file (log.metrics, JSON lines) as a loss / bpc curve PNG.
+"""Plots a run's metrics file (log.metrics, JSON lines) as a loss / bpc curve PNG: training bpc
+per step and, where eval.every scored the valid split, valid bpc as markers.
 
 usage: plot_metrics.py METRICS.jsonl OUT.png
 """
@@ -21,6 +22,10 @@ def main(path, out):
         for i in range(len(rows[0]["losses"])):
             ax_loss.plot(steps, [r["losses"][i] / 0.6931471805599453 for r in rows],
                          label=f"bpc, width #{i}", alpha=0.6)
+    scored = [r for r in rows if "valid_bpc" in r]
+    if scored:
+        ax_loss.plot([r["step"] for r in scored], [r["valid_bpc"] for r in scored], "o-",
+                     color="black", label="valid bpc (full width)")
     ax_loss.set_ylabel("bits per byte")
     ax_loss.legend()
     ax_loss.grid(alpha=0.3)

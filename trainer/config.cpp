@@ -164,14 +164,18 @@ KeySpec bind_key(const char* section, const char* name, Part Config::*part, T Pa
 // Every key in to_ini() order: sections as in ARCHITECTURE.md §8, keys as in its table.
 const std::vector<KeySpec>& key_table() {
   static const std::vector<KeySpec> table = {
-      HG_KEY(model, vocab_size, "token alphabet size V (256 for bytes; the data's vocabulary must fit)"),
+      HG_KEY(model, vocab_size,
+             "token alphabet size V (256 for bytes; the data's vocabulary must fit)"),
       HG_KEY(model, d_model, "model width d"),
       HG_KEY(model, heads, "attention heads H (d_model / heads = head width e)"),
       HG_KEY(model, ffn, "FFN hidden width F of every block"),
-      HG_KEY(model, ffn_widths, "per stack block FFN widths of an extracted MatFormer model (empty: all ffn)"),
+      HG_KEY(model, ffn_widths,
+             "per stack block FFN widths of an extracted MatFormer model (empty: all ffn)"),
       HG_KEY(model, hierarchy, "stacks as n@K (blocks @ total shortening), e.g. 2@1 4@3 2@1"),
-      HG_KEY(model, attention, "stack attention: long_short (window + compressed chunks) or full causal"),
-      HG_KEY(model, window, "long_short: sliding window w (keys per query at the block's resolution)"),
+      HG_KEY(model, attention,
+             "stack attention: long_short (window + compressed chunks) or full causal"),
+      HG_KEY(model, window,
+             "long_short: sliding window w (keys per query at the block's resolution)"),
       HG_KEY(model, chunk, "long_short: chunk length l of the compressed keys"),
       HG_KEY(model, rank, "long_short: compressed keys r per chunk"),
       HG_KEY(model, positions, "rope (rotary positions) or none"),
@@ -195,31 +199,42 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(train, eps, "AdamW epsilon"),
       HG_KEY(train, grad_clip, "global gradient-norm clip (0: none)"),
       HG_KEY(train, seed, "seed of init, dropout and the sampled windows"),
-      HG_KEY(train, matformer, "MatFormer training: off, joint (every granularity) or sample (one per step)"),
+      HG_KEY(train, matformer,
+             "MatFormer training: off, joint (every granularity) or sample (one per step)"),
       HG_KEY(train, recompute, "activation recomputation: none or blocks"),
-      HG_KEY(train, precision, "matrix-product operands: fp32, or bf16 (fp32 accumulation and weights)"),
+      HG_KEY(train, precision,
+             "matrix-product operands: fp32, or bf16 (fp32 accumulation and weights)"),
       HG_KEY(data, dir, "prepared shards (hourglass prep)"),
       HG_KEY(parallel, dp, "data-parallel replicas"),
       HG_KEY(parallel, pp, "pipeline stages"),
-      HG_KEY(parallel, tp, "tensor-parallel ranks per stage (divides heads, ffn and every MatFormer band)"),
-      HG_KEY(parallel, schedule, "pipeline schedule: gpipe, 1f1b or interleaved"),
+      HG_KEY(parallel, tp,
+             "tensor-parallel ranks per stage (divides heads, ffn and every MatFormer band)"),
+      HG_KEY(parallel, schedule, "pipeline schedule: gpipe, 1f1b, interleaved or zbh1 (zero-bubble H1)"),
       HG_KEY(parallel, virtual_stages, "interleaved: model chunks per rank"),
-      HG_KEY(parallel, stages, "units per (virtual) stage, e.g. 5,4,6 (empty: balanced by the cost model)"),
-      HG_KEY(parallel, timeout, "seconds any blocking wait may take before the job aborts, naming it"),
+      HG_KEY(parallel, stages,
+             "units per (virtual) stage, e.g. 5,4,6 (empty: balanced by the cost model)"),
+      HG_KEY(parallel, timeout,
+             "seconds any blocking wait may take before the job aborts, naming it"),
       HG_KEY(parallel, grad_bucket_mb, "data-parallel gradient all-reduce bucket size (MiB)"),
       HG_KEY(checkpoint, dir, "checkpoint directory (empty: <run.dir>/checkpoints)"),
       HG_KEY(checkpoint, every, "save every N steps (0: only at the end)"),
       HG_KEY(checkpoint, keep, "newest checkpoints kept (0: all)"),
-      HG_KEY(checkpoint, resume, "none, auto (the newest complete one in checkpoint.dir) or a FILE"),
+      HG_KEY(checkpoint, resume,
+             "none, auto (the newest complete one in checkpoint.dir) or a FILE"),
       HG_KEY(checkpoint, init_from, "FILE: weights only, fresh optimizer, step 0"),
       HG_KEY(log, every, "progress line every N steps"),
       HG_KEY(log, metrics, "JSON-lines metrics file (empty: <run.dir>/metrics.jsonl)"),
       HG_KEY(log, trace, "Chrome/Perfetto trace FILE of every rank (empty: none)"),
+      HG_KEY(log, tensorboard,
+             "DIR of TensorBoard event files written as training goes (empty: none)"),
       HG_KEY(run, dir, "run directory (log, metrics, checkpoints)"),
       HG_KEY(run, threads, "threads per rank (0: OpenMP's default)"),
       HG_KEY(run, device, "cpu or cuda"),
       HG_KEY(run, time_limit, "seconds; then checkpoint and exit 75 (0: none)"),
       HG_KEY(run, memory_limit_gb, "GiB per node train may fill (0: detect, below 0: no check)"),
+      HG_KEY(eval, every, "score the eval split every N steps during training (0: never)"),
+      HG_KEY(eval, windows, "evaluation windows scored each time (the split's first M)"),
+      HG_KEY(eval, split, "split scored during training: valid, test or train"),
   };
   return table;
 }
@@ -365,6 +380,10 @@ void validate_run(const Config& c) {
         "must be at least 0 (0 = OpenMP default)");
   check(c.run.time_limit >= 0, "run.time_limit", c.run.time_limit,
         "must be at least 0 (seconds, 0 = none)");
+  check(c.eval.every >= 0, "eval.every", c.eval.every, "must be at least 0 (steps, 0 = never)");
+  check(c.eval.windows >= 1, "eval.windows", c.eval.windows, "must be at least 1");
+  check(c.eval.split == "valid" || c.eval.split == "test" || c.eval.split == "train", "eval.split",
+        c.eval.split, "must be valid, test or train");
 }
 
 void validate_config(const Config& config) {

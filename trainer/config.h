@@ -81,6 +81,16 @@ struct LogConfig {
   int64_t every = 10;
   std::string metrics;  // "" = <run.dir>/metrics.jsonl
   std::string trace;    // "" = no trace
+  std::string tensorboard;  // "" = none; else a directory of TensorBoard event files (§9.5)
+};
+
+// Validation during training (§9.5): every `every` steps (0 = never) the first `windows`
+// evaluation windows (§4) of `split` are scored at full width (and at every granularity in joint
+// MatFormer mode); the step's metrics line adds valid_loss and valid_bpc.
+struct EvalConfig {
+  int64_t every = 0;
+  int64_t windows = 64;
+  std::string split = "valid";
 };
 
 struct RunConfig {
@@ -101,6 +111,7 @@ struct Config {
   CheckpointConfig checkpoint;
   LogConfig log;
   RunConfig run;
+  EvalConfig eval;
 
   // The resolved INI text: every key of every section, in a fixed order.
   std::string to_ini() const;

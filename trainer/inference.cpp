@@ -13,10 +13,10 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/checkpoint_io.h"
 #include "core/error.h"
-#include "core/random.h"
 #include "data/dataset.h"
 #include "data/eval_windows.h"
 #include "data/info.h"
+#include "trainer/sampling.h"
 #include "trainer/train_step.h"
 
 namespace po = boost::program_options;
@@ -29,7 +29,12 @@ po::variables_map parse_flags(const std::vector<std::string>& args, const po::op
                               const std::string& usage) {
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(args).options(options).run(), vm);
+    // No positional arguments: a stray word ("--no-cache yes") is an error, not ignored.
+    po::store(po::command_line_parser(args)
+                  .options(options)
+                  .positional(po::positional_options_description())
+                  .run(),
+              vm);
     po::notify(vm);
   } catch (const po::error& e) {
     std::ostringstream help;
@@ -229,65 +234,67 @@ int eval_main(const std::vector<std::string>& args) {
   return 0;
 }
 
-int sample_main(const std::vector<std::string>& args) {
+namespace {
+
+po::options_description sample_options() {
   po::options_description options("hourglass sample");
   options.add_options()
       ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
-      ("prompt", po::value<std::string>()->default_value(""), "text to continue")
+      ("prompt", po::value<std::string>()->default_value(""), "text to continue (empty: a newline)")
       ("length", po::value<int>()->default_value(200), "tokens to generate (at least 1)")
       ("temperature", po::value<double>()->default_value(0.8, "0.8"),
        "softmax temperature (0: greedy)")
       ("top-k", po::value<int>()->default_value(0), "sample among the k most likely (0: all)")
       ("seed", po::value<uint64_t>()->default_value(1), "random seed")
-      ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer widths");
+      ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer widths (default full)")
+      ("num-samples", po::value<int>()->default_value(1),
+       "continuations decoded together as one batch (at least 1)")
+      ("no-cache", "re-run the model on the window for every token instead of cached incremental "
+                   "decoding (the default; same tokens, slower)");
+  return options;
+}
+
+}  // namespace
+
+std::string describe_sample_options() {
+  std::ostringstream text;
+  text << sample_options()
+       << "\nThe model reads a window of the context that grows with it up to train.seq_len "
+          "tokens,\nthen restarts at the last seq_len/2 tokens (prefilled in one pass; "
+          "docs/DESIGN.md, Sampling).\n";
+  return text.str();
+}
+
+int sample_main(const std::vector<std::string>& args) {
+  const po::options_description options = sample_options();
   auto vm = parse_flags(args, options,
                         "hourglass sample --checkpoint FILE --prompt TEXT [--length N] "
-                        "[--temperature T] [--top-k K] [--seed S]");
-  const int length = flag_at_least(vm, "length", 1, "the number of tokens to generate, at least 1");
-  const double temperature = flag_at_least(
+                        "[--temperature T] [--top-k K] [--seed S] [--ffn-widths W|W0,W1,...] "
+                        "[--num-samples N] [--no-cache]");
+  SampleOptions o;
+  o.length = flag_at_least(vm, "length", 1, "the number of tokens to generate, at least 1");
+  o.temperature = flag_at_least(
       vm, "temperature", 0.0, "T > 0 to sample, or 0 for greedy decoding (the most likely token)");
-  const int top_k = flag_at_least(
+  o.top_k = flag_at_least(
       vm, "top-k", 0, "k >= 1 to sample among the k most likely tokens, or 0 to sample among all");
+  o.num_samples = flag_at_least(vm, "num-samples", 1,
+                                "the number of continuations to generate, at least 1");
+  o.seed = vm["seed"].as<uint64_t>();
+  o.cache = !vm.count("no-cache");
   const std::string checkpoint = vm["checkpoint"].as<std::string>();
   Config config;
   auto model = load_model(checkpoint, 0, config);
-  std::vector<int> widths;
-  if (vm.count("ffn-widths")) widths = parse_ffn_widths(vm["ffn-widths"].as<std::string>(), config.model);
-  const int L = config.train.seq_len, V = config.model.vocab_size;
-  const uint64_t key = random_key(vm["seed"].as<uint64_t>(), RandomPurpose::Generate);
-  std::vector<int32_t> context = prompt_tokens(vm["prompt"].as<std::string>(), V, checkpoint);
-  std::string generated;
-  // No cache yet: each token re-runs the model on the last L tokens, left-aligned in a window
-  // (causality makes the padding after the context irrelevant to the logits we read).
-  std::vector<int32_t> window(L + 1);
-  Tensor logits;
-  for (int i = 0; i < length; ++i) {
-    const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(context.size()) - L);
-    const int64_t used = static_cast<int64_t>(context.size()) - start;
-    std::fill(window.begin(), window.end(), 0);
-    std::copy(context.begin() + start, context.end(), window.begin());
-    TokenBatch tb{window.data(), 1, 0};
-    evaluate_loss(*model, tb, widths.empty() ? nullptr : &widths, &logits);
-    const float* row = logits.data() + (used - 1) * V;
-    std::vector<std::pair<float, int>> ranked(V);
-    for (int v = 0; v < V; ++v) ranked[v] = {row[v], v};
-    std::sort(ranked.begin(), ranked.end(), [](auto a, auto b) { return a.first > b.first; });
-    int next = ranked[0].second;
-    if (temperature > 0) {
-      const int k = top_k > 0 ? std::min(top_k, V) : V;
-      std::vector<double> p(k);
-      double total = 0;
-      for (int j = 0; j < k; ++j) total += p[j] = std::exp((ranked[j].first - ranked[0].first) / temperature);
-      double u = uniform_from_bits(philox4x32(key, counter_of(0, static_cast<uint64_t>(i)))[0]) * total;
-      for (int j = 0; j < k; ++j) {
-        next = ranked[j].second;
-        if ((u -= p[j]) <= 0) break;
-      }
-    }
-    context.push_back(next);
-    generated.push_back(static_cast<char>(next));
+  if (vm.count("ffn-widths"))
+    o.ffn_widths = parse_ffn_widths(vm["ffn-widths"].as<std::string>(), config.model);
+  const std::string prompt = vm["prompt"].as<std::string>();
+  const auto samples =
+      generate(*model, prompt_tokens(prompt, config.model.vocab_size, checkpoint), o);
+  for (size_t n = 0; n < samples.size(); ++n) {
+    if (samples.size() > 1) std::printf("--- sample %zu of %zu ---\n", n + 1, samples.size());
+    // fwrite: a generated byte 0 is text too, where printf's %s would stop.
+    const std::string text = prompt + std::string(samples[n].begin(), samples[n].end()) + "\n";
+    std::fwrite(text.data(), 1, text.size(), stdout);
   }
-  std::printf("%s%s\n", vm["prompt"].as<std::string>().c_str(), generated.c_str());
   return 0;
 }
 

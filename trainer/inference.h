@@ -17,6 +17,10 @@ std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_le
 // order). Each must be in [1, the block's stored width]. UsageError otherwise.
 std::vector<int> parse_ffn_widths(const std::string& text, const ModelConfig& model);
 
+// `hourglass sample --help`: every option with its meaning and default, and how the cache and the
+// window work.
+std::string describe_sample_options();
+
 int eval_main(const std::vector<std::string>& args);
 int sample_main(const std::vector<std::string>& args);
 int extract_main(const std::vector<std::string>& args);

@@ -108,10 +108,15 @@ RankMemory rank_memory(const std::vector<ChunkMemory>& chunks, int live, double 
 }
 
 int max_live_micro_batches(const std::vector<Instruction>& list) {
+  // zbh1: B releases the unit caches but the weight-gradient operands (copies of each linear's
+  // input and output gradient) stay until W; charged as the whole micro-batch, an upper bound.
+  const bool split = std::any_of(list.begin(), list.end(),
+                                 [](const Instruction& in) { return in.op == Op::BackwardWeight; });
+  const Op frees = split ? Op::BackwardWeight : Op::Backward;
   int live = 0, most = 0;
   for (const Instruction& in : list) {
     if (in.op == Op::Forward) most = std::max(most, ++live);
-    if (in.op == Op::Backward) --live;
+    if (in.op == frees) --live;
   }
   return most;
 }

@@ -8,8 +8,9 @@
 //     attention resampling) at 1/tp;
 //   activations: what one micro-batch keeps from forward to backward (UnitPlan::activation_bytes;
 //     under tp, Megatron-LM's 10/34 of a block's stays replicated) × the most micro-batches the
-//     schedule keeps alive on that rank (1F1B: min(pp - stage, m), GPipe: m, interleaved: counted
-//     from its instruction list, each (micro-batch, chunk) pair charged the largest chunk's);
+//     schedule keeps alive on that rank (1F1B: min(pp - stage, m), GPipe: m, zbh1: min(pp, m),
+//     interleaved: counted from its instruction list, each (micro-batch, chunk) pair charged the
+//     largest chunk's);
 //   with train.recompute = blocks, a block keeps only its input per micro-batch in flight, plus one
 //     block's whole activations while it is recomputed (transient).
 #pragma once
@@ -57,8 +58,9 @@ struct RankMemory {
 // parameter (16 fp32, 18 bf16).
 RankMemory rank_memory(const std::vector<ChunkMemory>& chunks, int live, double state_bytes);
 
-// The most (micro-batch, chunk) pairs forwarded but not yet backwarded along one rank's list:
-// the runtime executes the list in order, so this is what it keeps (simulate's max_alive).
+// The most (micro-batch, chunk) pairs forwarded but not yet backwarded (zbh1: not yet through
+// their W) along one rank's list: the runtime executes the list in order, so this is what it
+// keeps (simulate's max_alive).
 int max_live_micro_batches(const std::vector<Instruction>& list);
 
 // The estimate for pipeline stage `stage` of `hourglass train`'s own layout (fp32): the units of

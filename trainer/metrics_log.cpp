@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <cmath>
 #include <filesystem>
 #include <stdexcept>
 
@@ -49,19 +50,12 @@ MetricsLog::~MetricsLog() {
 }
 
 void MetricsLog::write(const StepMetrics& m, double bubble, int64_t live_micro_batches,
-                       const RankStats* ranks) {
+                       const RankStats* ranks, const ValidationResult* valid) {
   std::fprintf(file_,
                "{\"step\": %ld, \"loss\": %.9g, \"bpc\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
                "\"tokens\": %ld, \"seconds\": %.6f, \"bubble\": %.4f, \"live_micro_batches\": %ld",
                long(m.step), m.loss, m.bpc, m.lr, m.grad_norm, long(m.tokens), m.seconds, bubble,
                long(live_micro_batches));
-  if (!m.losses.empty()) {
-    std::fprintf(file_, ", \"losses\": [");
-    for (size_t i = 0; i < m.losses.size(); ++i)
-      std::fprintf(file_, "%s%.9g", i ? ", " : "", m.losses[i]);
-    std::fprintf(file_, "]");
-  }
-  if (m.granularity > 0) std::fprintf(file_, ", \"granularity\": %d", m.granularity);
   auto array = [&](const char* key, const std::vector<double>& values, const char* format) {
     std::fprintf(file_, ", \"%s\": [", key);
     for (size_t i = 0; i < values.size(); ++i) {
@@ -70,6 +64,13 @@ void MetricsLog::write(const StepMetrics& m, double bubble, int64_t live_micro_b
     }
     std::fprintf(file_, "]");
   };
+  if (!m.losses.empty()) array("losses", m.losses, "%.9g");
+  if (m.granularity > 0) std::fprintf(file_, ", \"granularity\": %d", m.granularity);
+  if (valid) {
+    std::fprintf(file_, ", \"valid_loss\": %.9g, \"valid_bpc\": %.9g", valid->loss,
+                 valid->loss / std::log(2.0));
+    if (!valid->losses.empty()) array("valid_losses", valid->losses, "%.9g");
+  }
   if (ranks) {
     array("rank_pipeline_seconds", ranks->pipeline_seconds, "%.6f");
     array("rank_compute_seconds", ranks->compute_seconds, "%.6f");

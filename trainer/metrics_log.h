@@ -9,6 +9,7 @@
 
 #include "trainer/pipeline_runtime.h"
 #include "trainer/train_step.h"
+#include "trainer/validation.h"
 
 namespace hg {
 
@@ -35,9 +36,10 @@ class MetricsLog {
 
   // `ranks` (optional) adds the arrays "rank_pipeline_seconds", "rank_compute_seconds",
   // "rank_wait_seconds", "rank_grad_sync_seconds", "rank_grad_sync_exposed_seconds" and
-  // "rank_peak_rss_mb".
+  // "rank_peak_rss_mb"; `valid` (optional, a step that was scored) adds "valid_loss",
+  // "valid_bpc" and, in joint MatFormer mode, "valid_losses" (ARCHITECTURE.md §9.5).
   void write(const StepMetrics& m, double bubble, int64_t live_micro_batches,
-             const RankStats* ranks = nullptr);
+             const RankStats* ranks = nullptr, const ValidationResult* valid = nullptr);
 
  private:
   std::FILE* file_ = nullptr;

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "layers/weight_gradients.h"
+
 namespace hg {
 
 std::vector<UnitInfo> unit_infos(const std::vector<UnitPlan>& plans) {
@@ -112,17 +114,21 @@ std::string trace_label(int mb, int chunk, int chunks) {
 
 struct PipelineRuntime::Step {
   Step(const StepContext& ctx, const std::vector<TokenBatch>& micro_batches,
-       const std::vector<int>& granularities, const std::vector<std::vector<int>>& widths)
+       const std::vector<int>& granularities, const std::vector<std::vector<int>>& widths,
+       bool evaluating = false)
       : ctx(ctx),
         micro_batches(micro_batches),
         granularities(granularities),
         widths(widths),
-        G(static_cast<int>(granularities.size())) {}
+        G(static_cast<int>(granularities.size())),
+        evaluating(evaluating) {}
   const StepContext& ctx;
   const std::vector<TokenBatch>& micro_batches;
   const std::vector<int>& granularities;
   const std::vector<std::vector<int>>& widths;
   const int G;                     // granularity entries: each micro-batch runs once per entry
+  const bool evaluating;           // forward only: caches dropped after each forward
+  bool split_backward = false;     // zbh1: B records the weight-gradient products, W runs them
   std::vector<Instruction> list;   // this rank's schedule
   std::vector<double> loss_sums;   // per granularity entry
   std::vector<size_t> compute_at;  // positions of the compute ops in `list`
@@ -137,6 +143,8 @@ struct PipelineRuntime::Step {
   std::map<int, Slot> slots;
   // (micro-batch, chunk) -> computed, not yet handed to a send
   std::map<std::pair<int, int>, Tensor> outputs, input_grads;
+  // (micro-batch, chunk) -> the weight-gradient products its B recorded, until its W (zbh1)
+  std::map<std::pair<int, int>, DeferredWeightGradients> deferred;
 };
 
 template <class Compute>
@@ -167,33 +175,53 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
   const int m = static_cast<int>(micro_batches.size()) * step.G;
   PipelineLayout layout{grid_.pp(), m, skips_, virtual_stages_};
   step.list = std::move(make_schedule(kind_, layout).at(grid_.stage()));
+  step.split_backward = kind_ == ScheduleKind::ZeroBubbleH1;
 
   model_.params().zero_grads();
   stats_ = PipelineStats{};
   const double t_start = MPI_Wtime();
-  step.loss_sums.assign(step.G, 0.0);
-  index_compute_ops(step);
   if (grad_buckets_) grad_buckets_->begin_step();
-
-  for (size_t i = 0; i < step.list.size(); ++i) execute(step, i);
-
-  complete_sends(step);
-  if (!step.recvs.empty() || step.posted < step.list.size() || !step.outputs.empty() ||
-      !step.input_grads.empty())
-    throw std::logic_error("pipeline runtime: the schedule left receives or results unconsumed");
+  execute_all(step);
   stats_.step_seconds = MPI_Wtime() - t_start;
   finish_gradient_sync();
   return std::move(step.loss_sums);
 }
 
+std::vector<double> PipelineRuntime::evaluate(const std::vector<TokenBatch>& micro_batches,
+                                              const std::vector<int>& granularities,
+                                              const std::vector<std::vector<int>>& widths) {
+  const StepContext no_dropout;
+  Step step(no_dropout, micro_batches, granularities, widths, /*evaluating=*/true);
+  const int m = static_cast<int>(micro_batches.size()) * step.G;
+  step.list =
+      std::move(make_forward_schedule({grid_.pp(), m, skips_, virtual_stages_}).at(grid_.stage()));
+  const PipelineStats training = stats_;
+  execute_all(step);
+  stats_ = training;
+  return std::move(step.loss_sums);
+}
+
+void PipelineRuntime::execute_all(Step& step) {
+  step.loss_sums.assign(step.G, 0.0);
+  index_compute_ops(step);
+  for (size_t i = 0; i < step.list.size(); ++i) execute(step, i);
+  complete_sends(step);
+  if (!step.recvs.empty() || step.posted < step.list.size() || !step.outputs.empty() ||
+      !step.input_grads.empty() || !step.deferred.empty())
+    throw std::logic_error("pipeline runtime: the schedule left receives or results unconsumed");
+}
+
 // Where the compute ops sit (the receive window counts them) and each chunk's final backward
-// (where its gradient buckets start).
+// (where its gradient buckets start; under zbh1 its final W, which completes the weights).
 void PipelineRuntime::index_compute_ops(Step& step) const {
   const std::vector<Instruction>& list = step.list;
+  const Op completes = step.split_backward ? Op::BackwardWeight : Op::Backward;
   step.final_backward.assign(virtual_stages_, list.size());
   for (size_t i = 0; i < list.size(); ++i) {
-    if (list[i].op == Op::Forward || list[i].op == Op::Backward) step.compute_at.push_back(i);
-    if (list[i].op == Op::Backward) step.final_backward.at(list[i].chunk) = i;
+    const Op op = list[i].op;
+    if (op == Op::Forward || op == Op::Backward || op == Op::BackwardWeight)
+      step.compute_at.push_back(i);
+    if (op == completes) step.final_backward.at(list[i].chunk) = i;
   }
   // The buckets expect the units done in descending stage-local order over the whole step, so
   // the last chunk's final backward must come first (true of every schedule here).
@@ -216,6 +244,10 @@ void PipelineRuntime::execute(Step& step, size_t i) {
     case Op::Backward:
       post_recvs_ahead(step);
       run_backward(step, i);
+      break;
+    case Op::BackwardWeight:
+      post_recvs_ahead(step);
+      run_weight_gradients(step, i);
       break;
     case Op::SendActivation:
       send(step, take_result(step.outputs, result), ins, "send activation");
@@ -313,9 +345,11 @@ void PipelineRuntime::run_forward(Step& step, size_t i) {
   slot.ffn_widths = g < 0 ? nullptr : &step.widths[g];
   Tensor in, out;
   take_recvs(step, i, mb, chunk, slot, in);
-  timed_compute("F" + trace_label(mb, chunk, virtual_stages_), TraceCategory::Forward, mb,
-                stats_.forward_cpu_seconds, [&] { model_.forward(slot, in, out, chunk); });
+  timed_compute((step.evaluating ? "eval F" : "F") + trace_label(mb, chunk, virtual_stages_),
+                TraceCategory::Forward, mb, stats_.forward_cpu_seconds,
+                [&] { model_.forward(slot, in, out, chunk); });
   stats_.max_live = std::max(stats_.max_live, model_.live_slots());
+  if (step.evaluating) model_.release(mb);
   // The last virtual stage's forward ends in the head: a loss, no output to send.
   if (virtual_stage(ins) == grid_.pp() * virtual_stages_ - 1)
     step.loss_sums[mb % step.G] += slot.loss_sum;
@@ -336,10 +370,34 @@ void PipelineRuntime::run_backward(Step& step, size_t i) {
   if (grad_buckets_ && i == step.final_backward[chunk])
     start_buckets = [this](int unit) { grad_buckets_->unit_done(unit); };
   timed_compute("B" + trace_label(mb, chunk, virtual_stages_), TraceCategory::Backward, mb,
-                stats_.backward_cpu_seconds,
-                [&] { model_.backward(slot, dout, din, start_buckets, chunk); });
+                stats_.backward_cpu_seconds, [&] {
+                  if (!step.split_backward) {
+                    model_.backward(slot, dout, din, start_buckets, chunk);
+                    return;
+                  }
+                  // zbh1: the weight-gradient products wait for W, each unit's marked so that
+                  // the final W can start its buckets unit by unit.
+                  DeferredWeightGradients& products = step.deferred[{mb, chunk}];
+                  DeferWeightGradients defer(products);
+                  model_.backward(slot, dout, din, [&](int unit) { products.mark(unit); }, chunk);
+                });
   // Virtual stage 0 starts at the embedding: no input gradient to send.
   if (virtual_stage(ins) > 0) step.input_grads[{mb, chunk}] = std::move(din);
+  progress_sends(step);
+}
+
+// zbh1's W: the weight-gradient products micro-batch `mb`'s B recorded; the chunk's final W
+// starts the data-parallel buckets unit by unit, as the final backward does otherwise.
+void PipelineRuntime::run_weight_gradients(Step& step, size_t i) {
+  const Instruction& ins = step.list[i];
+  const std::pair<int, int> key{ins.micro_batch, ins.chunk};
+  std::function<void(int)> start_buckets;
+  if (grad_buckets_ && i == step.final_backward[ins.chunk])
+    start_buckets = [this](int unit) { grad_buckets_->unit_done(unit); };
+  timed_compute("W" + trace_label(ins.micro_batch, ins.chunk, virtual_stages_),
+                TraceCategory::Backward, ins.micro_batch, stats_.weight_cpu_seconds,
+                [&] { step.deferred.at(key).run(start_buckets); });
+  step.deferred.erase(key);
   progress_sends(step);
 }
 
@@ -352,7 +410,7 @@ void PipelineRuntime::send(Step& step, Tensor&& t, const Instruction& ins, const
 
 void PipelineRuntime::progress_sends(Step& step) {
   std::erase_if(step.sends, [this](PendingSend& s) { return pp_comm_.test(s.pending); });
-  if (grad_buckets_) grad_buckets_->progress();
+  if (grad_buckets_ && !step.evaluating) grad_buckets_->progress();
 }
 
 void PipelineRuntime::complete_sends(Step& step) {

@@ -33,7 +33,8 @@ struct PipelineStats {
   // Process CPU time inside forward / backward: with one thread per rank, the time an idle core
   // would have taken, so a benchmark on a shared machine can simulate the uncontended schedule.
   double forward_cpu_seconds = 0;
-  double backward_cpu_seconds = 0;
+  double backward_cpu_seconds = 0;  // B (the whole backward unless zbh1)
+  double weight_cpu_seconds = 0;    // zbh1's W
   GradientSyncStats grad_sync;  // data-parallel gradient all-reduce (dp > 1), grad_buckets.h
 };
 
@@ -59,6 +60,14 @@ class PipelineRuntime {
                           const std::vector<int>& granularities,
                           const std::vector<std::vector<int>>& widths);
 
+  // Evaluation: the forward alone over the same stages (make_forward_schedule), without dropout;
+  // each (micro-batch, chunk) drops its caches as soon as its forward is done. Returns the loss
+  // sums per granularity entry (non-zero on the last stage only). Gradients, the gradient
+  // buckets and stats() (the last training step's) are left as they were.
+  std::vector<double> evaluate(const std::vector<TokenBatch>& micro_batches,
+                               const std::vector<int>& granularities,
+                               const std::vector<std::vector<int>>& widths);
+
   const PipelineStats& stats() const { return stats_; }
   const std::vector<SkipEdge>& skips() const { return skips_; }
   const GradientBuckets* grad_buckets() const { return grad_buckets_.get(); }  // null if dp = 1
@@ -72,6 +81,7 @@ class PipelineRuntime {
   // Chunk c of this rank is virtual stage c·pp + stage.
   int virtual_stage(const Instruction& ins) const { return ins.chunk * grid_.pp() + grid_.stage(); }
   // The phases of run(), in the order it calls them.
+  void execute_all(Step& step);  // the whole list, then every send completed
   void index_compute_ops(Step& step) const;
   void execute(Step& step, size_t i);
   void post_recvs_ahead(Step& step);
@@ -79,6 +89,7 @@ class PipelineRuntime {
   void take_recvs(Step& step, size_t end, int mb, int chunk, Slot& slot, Tensor& activation);
   void run_forward(Step& step, size_t i);
   void run_backward(Step& step, size_t i);
+  void run_weight_gradients(Step& step, size_t i);
   void send(Step& step, Tensor&& t, const Instruction& ins, const char* what);
   void progress_sends(Step& step);
   void complete_sends(Step& step);

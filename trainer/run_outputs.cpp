@@ -72,6 +72,8 @@ void check_output_paths(const Config& config, const std::string& checkpoint_dir)
     require_writable_directory(config.run.dir, "run.dir");
   if (!config.log.metrics.empty()) require_writable_file(config.log.metrics, "log.metrics");
   if (!config.log.trace.empty()) require_writable_file(config.log.trace, "log.trace");
+  if (!config.log.tensorboard.empty())
+    require_writable_directory(config.log.tensorboard, "log.tensorboard");
 }
 
 std::string run_identity(const Config& config) {

@@ -13,7 +13,8 @@
 
 namespace hg {
 
-// checkpoint.dir, run.dir (when a default path uses it), log.metrics and log.trace: each
+// checkpoint.dir, run.dir (when a default path uses it), log.metrics, log.trace and
+// log.tensorboard: each
 // directory is created when missing and must take a new file; an existing file must open for
 // appending; a directory where a file is expected (and the reverse) is refused.
 void check_output_paths(const Config& config, const std::string& checkpoint_dir);

@@ -32,12 +32,13 @@
 #include "trainer/config.h"
 #include "trainer/distributed_step.h"
 #include "trainer/memory_estimate.h"
-#include "trainer/metrics_log.h"
 #include "trainer/optimizer.h"
+#include "trainer/progress_report.h"
 #include "trainer/pipeline_runtime.h"
 #include "trainer/run_outputs.h"
 #include "trainer/stop_signals.h"
 #include "trainer/train_step.h"
+#include "trainer/validation.h"
 
 namespace hg {
 namespace {
@@ -161,18 +162,6 @@ bool stop_requested_anywhere(bool stop = false) {
   return any != 0;
 }
 
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%ldh%02ldm", long(s / 3600), long(s / 60 % 60));
-  else if (s >= 60)
-    std::snprintf(buf, sizeof buf, "%ldm%02lds", long(s / 60), long(s % 60));
-  else
-    std::snprintf(buf, sizeof buf, "%lds", long(s));
-  return buf;
-}
 
 // Everything setup makes for this rank; then training only reads and updates it.
 struct TrainingRun {
@@ -184,6 +173,7 @@ struct TrainingRun {
   std::unique_ptr<StageModel> model;
   std::unique_ptr<TokenDataset> data;
   std::unique_ptr<BatchLoader> loader;  // first and last stages only
+  std::unique_ptr<Validation> validation;  // eval.every (does nothing when 0)
   int64_t start_step = 0;
   std::string checkpoint_dir, resume_file;
 };
@@ -242,9 +232,11 @@ void build_stage(TrainingRun& run) {
   }
 }
 
-// Setup, part 3: the training data, on the stages that read tokens (embedding and head).
+// Setup, part 3: the training data, on the stages that read tokens (embedding and head), and the
+// validation windows.
 void open_data(TrainingRun& run) {
   const Config& config = run.config;
+  run.validation = std::make_unique<Validation>(config, *run.grid);
   if (config.train.steps == 0 || !(run.grid->first_stage() || run.grid->last_stage())) return;
   require(!config.data.dir.empty(),
           "data.dir is not set: give --data.dir DIR (a directory made by `hourglass prep`).");
@@ -271,12 +263,13 @@ void set_up(TrainingRun& run, const std::vector<std::string>& args) {
   collective_setup(MPI_COMM_WORLD, [&] {
     Config& config = run.config;
     config = parse_config(args);  // checks heads, every MatFormer band and ffn against parallel.tp
-    // The CPU backend is the only one whose ops are all there; the CUDA backend (layers/cuda)
-    // is behind the same interface, without attention yet (issue 15).
+    // The CUDA backend (layers/cuda) has every op behind the same interface, but the trainer
+    // path around it (token staging, NCCL, checkpoints from device memory) is not wired, and no
+    // kernel has run on a GPU yet (issue 15, docs/cuda.md).
     require(config.run.device == Device::Cpu,
             std::string("run.device = ") + device_name(config.run.device) +
-                ": this build trains on the CPU only (the CUDA backend has no attention yet); use "
-                "--run.device cpu");
+                ": this build trains on the CPU only (the CUDA trainer path is not wired yet, "
+                "docs/cuda.md); use --run.device cpu");
     run.grid =
         std::make_unique<ProcessGrid>(config.parallel.dp, config.parallel.pp, config.parallel.tp);
     run.comms = make_mpi_communicators(*run.grid);
@@ -325,53 +318,6 @@ void report_non_finite(const TrainingRun& run, const StepMetrics& metrics) {
                saved.empty() ? "none (no checkpoint was saved)" : saved.front().c_str());
 }
 
-// Rank 0's progress: every step into the metrics file, every log.every steps (and the first and
-// last) a console line with the speed and the ETA over the steps since the previous line.
-class ProgressReport {
- public:
-  explicit ProgressReport(const TrainingRun& run) : run_(run) {
-    const Config& c = run.config;
-    tokens_per_step_ = static_cast<double>(c.train.batch) * c.train.seq_len;
-    theory_bubble_ =
-        theoretical_bubble(c.parallel.pp, c.train.batch / c.parallel.dp / c.train.micro_batch,
-                           c.parallel.virtual_stages);
-    if (run.grid->rank() == 0)
-      log_ = std::make_unique<MetricsLog>(
-          c.log.metrics.empty() ? (std::filesystem::path(c.run.dir) / "metrics.jsonl").string()
-                                : c.log.metrics,
-          run.start_step > 0);
-  }
-
-  // Collective (gathers every rank's statistics).
-  void step(const DistributedStep& step, const PipelineStats& stats) {
-    const StepMetrics& m = step.metrics;
-    window_seconds_ += m.seconds;
-    ++window_steps_;
-    const RankStats rank_stats = gather_rank_stats(stats, MPI_COMM_WORLD);
-    if (!log_) return;
-    log_->write(m, step.bubble, stats.max_live, &rank_stats);
-    const Config& c = run_.config;
-    const bool last = m.step == c.train.steps, first = m.step == run_.start_step + 1;
-    if (!(c.log.every > 0 && m.step % c.log.every == 0) && !last && !first) return;
-    const double per_step = window_seconds_ / window_steps_;
-    std::printf(
-        "step %5ld/%ld | loss %.4f | bpc %.4f | lr %.2e | grad-norm %.3f | %.0f tok/s"
-        " | bubble %.2f (theory %.2f) | ETA %s\n",
-        long(m.step), long(c.train.steps), m.loss, m.bpc, m.lr, m.grad_norm,
-        tokens_per_step_ / per_step, step.bubble, theory_bubble_,
-        format_duration(per_step * (c.train.steps - m.step)).c_str());
-    std::fflush(stdout);
-    window_seconds_ = 0;
-    window_steps_ = 0;
-  }
-
- private:
-  const TrainingRun& run_;
-  std::unique_ptr<MetricsLog> log_;
-  double tokens_per_step_ = 0, theory_bubble_ = 0;
-  double window_seconds_ = 0;
-  int64_t window_steps_ = 0;
-};
 
 }  // namespace
 
@@ -408,7 +354,7 @@ int train_main(const std::vector<std::string>& args) {
   PipelineRuntime runtime(
       *run.model, grid, run.comms, config.parallel.schedule, run.first,
       config.log.trace.empty() ? nullptr : &trace, grad_bucket_bytes(config.parallel));
-  ProgressReport progress(run);
+  ProgressReport progress(config, grid, run.start_step);
   const auto run_start = std::chrono::steady_clock::now();
   double measured_save_seconds = 0;
   CheckpointSaver saver(grid);
@@ -436,7 +382,9 @@ int train_main(const std::vector<std::string>& args) {
       exit_code = kExitFailure;
       break;
     }
-    progress.step(step, runtime.stats());
+    std::optional<ValidationResult> valid;
+    if (run.validation->due(step.metrics.step)) valid = run.validation->run(runtime);
+    progress.step(step, runtime.stats(), valid ? &*valid : nullptr);
 
     // Maybe save, maybe stop: a signal on any rank, or the time limit minus the measured save.
     const double elapsed =

@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
+
+#include "core/cuda/launch.cuh"
 
 namespace hg::cuda {
 
@@ -18,13 +21,17 @@ inline void check(cudaError_t e, const char* what) {
 // synchronising call (a copy to the host, in the tests).
 inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
 
-// Element-wise kernels use 256-thread blocks (8 warps: enough to hide latency, small enough that
-// several blocks share an SM) and a grid-stride loop, so the grid is capped and any n works.
-constexpr int kThreads = 256;
-inline unsigned grid_for(int64_t n, int threads = kThreads) {
-  const int64_t blocks = (n + threads - 1) / threads;
-  constexpr int64_t kMaxBlocks = 1 << 16;  // 16M threads: every SM of an H100 full many times
-  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks < kMaxBlocks ? blocks : kMaxBlocks));
-}
+// The launcher of the kernel headers' launch plans (launch.cuh) in a .cu file: a real launch on
+// the default stream, then check_launch. Arguments convert to the kernel's parameter types.
+#ifdef __CUDACC__
+struct DeviceLaunch {
+  template <class... P, class... A>
+  void operator()(const char* kernel_name, void (*kernel)(P...), dim3 grid, dim3 block,
+                  size_t shared_bytes, A&&... args) const {
+    kernel<<<grid, block, shared_bytes>>>(std::forward<A>(args)...);
+    check_launch(kernel_name);
+  }
+};
+#endif
 
 }  // namespace hg::cuda

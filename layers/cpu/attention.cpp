@@ -12,11 +12,11 @@
 #include "core/gemm.h"
 #include "core/parallel_for.h"
 #include "layers/cpu/attention_compress.h"
-#include "layers/dconv.h"
 #include "layers/cpu/grow_buffer.h"
+#include "layers/cpu/qkv_projection.h"
+#include "layers/dconv.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
-#include "layers/cpu/qkv_projection.h"
 
 namespace hg {
 
@@ -31,23 +31,6 @@ constexpr int64_t kFullBlockRows = 64;
 
 int64_t long_short_block_rows(int64_t chunk) {
   return chunk >= kLongShortBlockTarget ? chunk : chunk * (kLongShortBlockTarget / chunk);
-}
-
-void check_config(const AttentionConfig& cfg, int64_t n) {
-  const std::string where =
-      "attention (d=" + std::to_string(cfg.d) + ", heads=" + std::to_string(cfg.heads) +
-      ", e=" + std::to_string(cfg.head_dim) + ", n=" + std::to_string(n) + ")";
-  require(cfg.d > 0 && cfg.heads > 0 && cfg.head_dim > 0 && n > 0,
-          where + ": sizes must be positive");
-  require(!cfg.rope || cfg.head_dim % 2 == 0, where + ": RoPE needs an even head width");
-  if (cfg.kind == AttentionKind::LongShort) {
-    require(cfg.chunk > 0 && cfg.rank > 0 && cfg.window >= cfg.chunk,
-            where + ": long_short needs chunk > 0, rank > 0 and window >= chunk (window=" +
-                std::to_string(cfg.window) + ", chunk=" + std::to_string(cfg.chunk) +
-                ", rank=" + std::to_string(cfg.rank) + ")");
-    require(n % cfg.chunk == 0, where + ": sequence length must be a multiple of the chunk " +
-                                    std::to_string(cfg.chunk));
-  }
 }
 
 bool same_plan(const AttentionConfig& a, const AttentionConfig& b) {
@@ -166,7 +149,7 @@ float* or_unused(float* p, std::vector<float>& unused, int64_t n) {
 
 void attention_forward(float* out, AttentionCache& c, const float* u, const AttentionParams& w,
                        const AttentionConfig& cfg, int64_t B, int64_t n) {
-  check_config(cfg, n);
+  check_attention_config(cfg, n);
   prepare(c, cfg, n);
   const bool ls = cfg.kind == AttentionKind::LongShort;
   const int H = cfg.heads, e = cfg.head_dim;
@@ -321,8 +304,8 @@ void global_keys_backward(Workspace& ws, const OperandGrads& d, const AttentionP
                           r, e);
   chunk_softmax_backward(dlogits, dlogits, c.chunk_probs.data(), B, n, l, Hr);
   if (g.proj_weight != nullptr || g.proj_bias != nullptr)
-    linear_backward(nullptr, or_unused(g.proj_weight, ws.unused[0], cfg.d * Hr), g.proj_bias,
-                    dlogits, u, w.proj_weight, rows, cfg.d, Hr, Hr);
+    linear_backward(nullptr, g.proj_weight, g.proj_bias, dlogits, u, w.proj_weight, rows, cfg.d, Hr,
+                    Hr);
 }
 
 // DConv, then the projections: du = dQ' Wqᵀ + dK' Wkᵀ + dV' Wvᵀ (+ dP Wpᵀ, long_short).
@@ -360,7 +343,7 @@ void projections_backward(float* du, Workspace& ws, const float* dq, const float
 void attention_backward(float* du, const AttentionParams& g, const float* dout,
                         const AttentionCache& c, const float* u, const AttentionParams& w,
                         const AttentionConfig& cfg, int64_t B, int64_t n) {
-  check_config(cfg, n);
+  check_attention_config(cfg, n);
   require(c.plan_n == n && same_plan(c.plan_cfg, cfg),
           "attention_backward: the cache was filled by a forward with another configuration");
   const int H = cfg.heads, e = cfg.head_dim;

@@ -126,6 +126,17 @@ class CpuBackend final : public Backend {
                      nq, nk);
   }
 
+  void attention_decode(float* out, AttentionDecodeCache& cache, const float* u,
+                        const AttentionParams& w, const AttentionConfig& cfg, int64_t B,
+                        int64_t n) override {
+    hg::attention_decode(out, cache, u, w, cfg, B, n);
+  }
+  void mha_decode(float* out, MhaDecodeCache& cache, const float* q_in, const float* kv_in,
+                  const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask, int k,
+                  int64_t B, int64_t q0, int64_t nq, int64_t nk_new) override {
+    hg::mha_decode(out, cache, q_in, kv_in, w, d, heads, head_dim, mask, k, B, q0, nq, nk_new);
+  }
+
   void shift_right_forward(float* out, const float* inp, int64_t B, int64_t n, int d,
                            int s) override {
     hg::shift_right_forward(out, inp, B, n, d, s);

@@ -72,12 +72,7 @@ inline uint32_t philox_word0(const PhiloxKeys& ks, uint32_t c0, uint32_t c1, uin
 // the Philox block is the uniform draw.
 void apply_mask(float* x, const DropoutSite& site, int64_t B, int64_t per_sample) {
   if (site.p == 0.0f) return;
-  require(site.p > 0.0f && site.p < 1.0f,
-          "dropout: probability " + std::to_string(site.p) + " outside [0, 1)");
-  constexpr int64_t kMax = std::numeric_limits<uint32_t>::max();
-  require(site.step >= 0 && site.step <= kMax && site.first_sample >= 0 &&
-              site.first_sample + B - 1 <= kMax && per_sample - 1 <= kMax,
-          "dropout: step, sample index or per-sample size does not fit a 32-bit counter word");
+  check_dropout_site(site, B, per_sample);
   const PhiloxKeys keys = philox_keys(random_key(site.seed, RandomPurpose::Dropout));
   const float p = site.p;
   const float scale = 1.0f / (1.0f - p);

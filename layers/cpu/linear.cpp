@@ -4,6 +4,7 @@
 #include "core/gemm.h"
 #include "core/parallel_for.h"
 #include "layers/cpu/row_reduce.h"
+#include "layers/weight_gradients.h"
 
 namespace hg {
 
@@ -25,7 +26,14 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (dinp != nullptr)
     gemm(false, true, rows, in_dim, out_dim, 1.0f, dout, out_dim, weight, ldw, 0.0f, dinp, in_dim);
   // dW[:, :out_dim] [in_dim, out_dim] += inpᵀ · dout; columns past out_dim are left untouched.
-  gemm(true, false, in_dim, out_dim, rows, 1.0f, inp, in_dim, dout, out_dim, 1.0f, dweight, ldw);
+  // Under zbh1 the product waits for the micro-batch's W (layers/weight_gradients.h).
+  if (dweight == nullptr) {
+    // no weight gradient wanted
+  } else if (DeferredWeightGradients* queue = deferred_weight_gradients()) {
+    queue->record(dweight, inp, dout, rows, in_dim, out_dim, ldw);
+  } else {
+    gemm(true, false, in_dim, out_dim, rows, 1.0f, inp, in_dim, dout, out_dim, 1.0f, dweight, ldw);
+  }
   if (dbias != nullptr) add_column_sums(dbias, dout, rows, out_dim, out_dim);
 }
 

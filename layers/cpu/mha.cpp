@@ -17,19 +17,6 @@ namespace {
 
 constexpr int64_t kMhaBlockRows = 64;
 
-void check_sizes(int d, int heads, int head_dim, FunnelMask mask, int k, int64_t nq, int64_t nk) {
-  const std::string where = "attention resampling (d=" + std::to_string(d) +
-                            ", heads=" + std::to_string(heads) + ", e=" + std::to_string(head_dim) +
-                            ", k=" + std::to_string(k) + ", nq=" + std::to_string(nq) +
-                            ", nk=" + std::to_string(nk) + ")";
-  require(d > 0 && heads > 0 && head_dim > 0 && k > 0 && nq > 0 && nk > 0,
-          where + ": sizes must be positive");
-  if (mask == FunnelMask::Down)
-    require(nq * k == nk, where + ": the down mask needs nq = nk / k");
-  else
-    require(nq == nk * k, where + ": the up mask needs nq = nk * k");
-}
-
 // Backward temporaries, per calling thread (see attention.cpp for why not in the cache).
 struct Workspace {
   std::vector<float> dheads, dq, dk, dv;
@@ -58,7 +45,7 @@ AttentionHead head_view(const MhaCache& c, int heads, int e, int64_t nq, int64_t
 void mha_forward(float* out, MhaCache& c, const float* q_in, const float* kv_in, const MhaParams& w,
                  int d, int heads, int head_dim, FunnelMask mask, int k, int64_t B, int64_t nq,
                  int64_t nk) {
-  check_sizes(d, heads, head_dim, mask, k, nq, nk);
+  check_mha_sizes(d, heads, head_dim, mask, k, nq, nk);
   if (c.plan_nq != nq || c.plan_nk != nk || c.plan_k != k || c.plan_mask != mask) {
     c.plan = mask == FunnelMask::Down ? plan_funnel_down(nq, nk, k, kMhaBlockRows)
                                       : plan_funnel_up(nq, nk, k, kMhaBlockRows);
@@ -86,7 +73,7 @@ void mha_backward(float* dq_in, float* dkv_in, const MhaParams& g, const float* 
                   const MhaCache& c, const float* q_in, const float* kv_in, const MhaParams& w,
                   int d, int heads, int head_dim, FunnelMask mask, int k, int64_t B, int64_t nq,
                   int64_t nk) {
-  check_sizes(d, heads, head_dim, mask, k, nq, nk);
+  check_mha_sizes(d, heads, head_dim, mask, k, nq, nk);
   require(c.plan_nq == nq && c.plan_nk == nk && c.plan_k == k && c.plan_mask == mask,
           "mha_backward: the cache was filled by a forward with other sizes or mask");
   const int H = heads, e = head_dim;

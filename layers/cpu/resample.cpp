@@ -11,16 +11,6 @@
 
 namespace hg {
 
-namespace {
-
-void check_factor(int64_t n, int k, const char* what) {
-  require(k >= 1 && n % k == 0, std::string(what) + ": length " + std::to_string(n) +
-                                    " is not a multiple of the shortening factor " +
-                                    std::to_string(k));
-}
-
-}  // namespace
-
 // ---- ShiftRight -------------------------------------------------------------------------
 
 void shift_right_forward(float* out, const float* inp, int64_t B, int64_t n, int d, int s) {
@@ -51,7 +41,7 @@ void shift_right_backward(float* dinp, const float* dout, int64_t B, int64_t n, 
 
 void pool_linear_forward(float* out, const float* inp, const float* weight, const float* bias,
                          int64_t B, int64_t n, int d, int k) {
-  check_factor(n, k, "pool_linear");
+  check_resample_factor(n, k, "pool_linear");
   // [B, n, d] is [B·n/k, k·d] in memory, rows jk..jk+k-1 concatenated position-major.
   const int64_t kd = static_cast<int64_t>(k) * d;
   linear_forward(out, inp, weight, bias, B * (n / k), kd, d, d);
@@ -60,13 +50,13 @@ void pool_linear_forward(float* out, const float* inp, const float* weight, cons
 void pool_linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                           const float* inp, const float* weight, int64_t B, int64_t n, int d,
                           int k) {
-  check_factor(n, k, "pool_linear");
+  check_resample_factor(n, k, "pool_linear");
   const int64_t kd = static_cast<int64_t>(k) * d;
   linear_backward(dinp, dweight, dbias, dout, inp, weight, B * (n / k), kd, d, d);
 }
 
 void pool_avg_forward(float* out, const float* inp, int64_t B, int64_t n, int d, int k) {
-  check_factor(n, k, "pool_avg");
+  check_resample_factor(n, k, "pool_avg");
   const float fk = static_cast<float>(k);
   parallel_for(B * (n / k), [&](int64_t bj) {
     // Output row bj averages input rows bj·k .. bj·k+k-1 (the same sequence, as n % k == 0).
@@ -81,7 +71,7 @@ void pool_avg_forward(float* out, const float* inp, int64_t B, int64_t n, int d,
 }
 
 void pool_avg_backward(float* dinp, const float* dout, int64_t B, int64_t n, int d, int k) {
-  check_factor(n, k, "pool_avg");
+  check_resample_factor(n, k, "pool_avg");
   const float fk = static_cast<float>(k);
   parallel_for(B * n, [&](int64_t bt) {
     const float* g = dout + (bt / k) * d;
@@ -94,7 +84,7 @@ void pool_avg_backward(float* dinp, const float* dout, int64_t B, int64_t n, int
 
 void upsample_linear_forward(float* out, const float* inp, const float* weight, const float* bias,
                              int64_t B, int64_t m, int d, int k) {
-  require(k >= 1, "upsample_linear: factor " + std::to_string(k));
+  check_upsample_factor(k, "upsample_linear");
   // [B·m, k·d] output rows are, in memory, [B, m·k, d]: row j's chunk i is output row jk + i.
   const int64_t kd = static_cast<int64_t>(k) * d;
   linear_forward(out, inp, weight, bias, B * m, d, kd, kd);
@@ -103,20 +93,20 @@ void upsample_linear_forward(float* out, const float* inp, const float* weight, 
 void upsample_linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                               const float* inp, const float* weight, int64_t B, int64_t m, int d,
                               int k) {
-  require(k >= 1, "upsample_linear: factor " + std::to_string(k));
+  check_upsample_factor(k, "upsample_linear");
   const int64_t kd = static_cast<int64_t>(k) * d;
   linear_backward(dinp, dweight, dbias, dout, inp, weight, B * m, d, kd, kd);
 }
 
 void upsample_repeat_forward(float* out, const float* inp, int64_t B, int64_t m, int d, int k) {
-  require(k >= 1, "upsample_repeat: factor " + std::to_string(k));
+  check_upsample_factor(k, "upsample_repeat");
   parallel_for(B * m * k, [&](int64_t bt) {
     std::memcpy(out + bt * d, inp + (bt / k) * d, sizeof(float) * d);
   });
 }
 
 void upsample_repeat_backward(float* dinp, const float* dout, int64_t B, int64_t m, int d, int k) {
-  require(k >= 1, "upsample_repeat: factor " + std::to_string(k));
+  check_upsample_factor(k, "upsample_repeat");
   parallel_for(B * m, [&](int64_t bj) {
     const float* g = dout + bj * k * d;
     float* dx = dinp + bj * d;

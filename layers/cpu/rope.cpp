@@ -9,28 +9,6 @@
 
 namespace hg {
 
-RopeTable make_rope_table(int64_t n, int e) {
-  require(e > 0 && e % 2 == 0, "RoPE needs an even head width, got e = " + std::to_string(e));
-  require(n >= 0, "RoPE table: negative length " + std::to_string(n));
-  RopeTable table;
-  table.n = n;
-  table.e = e;
-  const int half = e / 2;
-  table.cos.resize(static_cast<size_t>(n) * half);
-  table.sin.resize(static_cast<size_t>(n) * half);
-  // Angles, cos and sin in double, rounded once to float: the spec fixes this so that every
-  // implementation gets the same float tables (float angles lose ~p·2⁻²⁴ rad at large p).
-  for (int i = 0; i < half; ++i) {
-    const double inv_freq = std::pow(10000.0, -2.0 * i / static_cast<double>(e));
-    for (int64_t p = 0; p < n; ++p) {
-      const double angle = static_cast<double>(p) * inv_freq;
-      table.cos[p * half + i] = static_cast<float>(std::cos(angle));
-      table.sin[p * half + i] = static_cast<float>(std::sin(angle));
-    }
-  }
-  return table;
-}
-
 namespace {
 
 void check_table(const RopeTable& table, int64_t n, int e) {

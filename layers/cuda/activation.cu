@@ -1,80 +1,18 @@
-// FFN activations on the device (layers/activation.h): relu2 = relu(z)², gelu = tanh form.
+// FFN activations on the device (layers/activation.h); kernels in activation_kernels.cuh.
 // Compiled, not run (no GPU on this project's machines).
-#include <cuda_runtime.h>
-
 #include "core/cuda/check.h"
+#include "layers/cuda/activation_kernels.cuh"
 #include "layers/cuda/ops.h"
 
 namespace hg::cuda {
 
-namespace {
-
-constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/π)
-constexpr float kGeluA = 0.044715f;
-
-// ½(1 + tanh u) written as σ(2u), as the CPU layer does (no cancellation). expf, not __expf: the
-// fast intrinsic loses accuracy for large |u|; expf is within 2 ulp like the CPU's exp_approx.
-__device__ float gelu_sigmoid(float z) {
-  const float u = kGeluC * (z + kGeluA * z * z * z);
-  return 1.0f / (1.0f + expf(-2.0f * u));
-}
-
-// One thread per element in a grid-stride loop (check.h): consecutive threads touch consecutive
-// floats, so every load and store is coalesced.
-__global__ void relu2_forward_kernel(float* out, const float* inp, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float r = inp[i] > 0.0f ? inp[i] : 0.0f;
-    out[i] = r * r;
-  }
-}
-
-__global__ void gelu_forward_kernel(float* out, const float* inp, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    out[i] = inp[i] * gelu_sigmoid(inp[i]);
-}
-
-// d/dz relu(z)² = 2·relu(z). Each element is read from dout before dinp is written, so the two
-// may alias.
-__global__ void relu2_backward_kernel(float* dinp, const float* dout, const float* inp, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float r = inp[i] > 0.0f ? inp[i] : 0.0f;
-    dinp[i] = 2.0f * r * dout[i];
-  }
-}
-
-// d/dz z·σ(2u) = σ + z·2σ(1 - σ)·u',  u' = c(1 + 3a z²)
-__global__ void gelu_backward_kernel(float* dinp, const float* dout, const float* inp, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float z = inp[i];
-    const float sg = gelu_sigmoid(z);
-    const float du = kGeluC * (1.0f + 3.0f * kGeluA * z * z);
-    dinp[i] = dout[i] * (sg + 2.0f * z * sg * (1.0f - sg) * du);
-  }
-}
-
-}  // namespace
-
 void activation_forward(float* out, const float* inp, int64_t n, Activation act) {
-  if (n == 0) return;
-  if (act == Activation::Relu2)
-    relu2_forward_kernel<<<grid_for(n), kThreads>>>(out, inp, n);
-  else
-    gelu_forward_kernel<<<grid_for(n), kThreads>>>(out, inp, n);
-  check_launch("activation_forward");
+  launch_activation_forward(DeviceLaunch{}, out, inp, n, act == Activation::Relu2);
 }
 
 void activation_backward(float* dinp, const float* dout, const float* inp, int64_t n,
                          Activation act) {
-  if (n == 0) return;
-  if (act == Activation::Relu2)
-    relu2_backward_kernel<<<grid_for(n), kThreads>>>(dinp, dout, inp, n);
-  else
-    gelu_backward_kernel<<<grid_for(n), kThreads>>>(dinp, dout, inp, n);
-  check_launch("activation_backward");
+  launch_activation_backward(DeviceLaunch{}, dinp, dout, inp, n, act == Activation::Relu2);
 }
 
 }  // namespace hg::cuda

@@ -1,46 +1,14 @@
-// AdamW step on the device, PyTorch semantics, exactly as layers/cpu/adamw.cpp computes it for
-// one tensor. Compiled, not run (no GPU on this project's machines).
-#include <cuda_runtime.h>
-
-#include <cmath>
-
-#include "core/adamw_scalars.h"
+// AdamW step on the device (layers/adamw.h); the kernel is in adamw_kernels.cuh. Compiled,
+// not run (no GPU on this project's machines).
 #include "core/cuda/check.h"
+#include "layers/cuda/adamw_kernels.cuh"
 #include "layers/cuda/ops.h"
 
 namespace hg::cuda {
 
-namespace {
-
-// One thread per element (grid-stride, coalesced): four streams in, three out, no reuse; the
-// step is memory-bound. The statements are the CPU loop's, in its order: decoupled decay first,
-// then torch's lerp_ form of the first moment (m += (1-β1)(g - m), not β1·m + (1-β1)·g: the two
-// round differently), then the second moment, then the update with sqrt(v)/sqrt(bias2) + eps.
-// sqrtf and '/' are IEEE-rounded under nvcc's defaults (-prec-sqrt, -prec-div), as on the CPU.
-__global__ void adamw_kernel(float* theta, const float* g, float* m, float* v, int64_t n, float b1,
-                             float b2, float step_size, float sqrt_bias2, float eps, float decay) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float th = theta[i] * decay;
-    const float gi = g[i];
-    const float mi = m[i] + (1.0f - b1) * (gi - m[i]);
-    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-    th -= step_size * mi / (sqrtf(vi) / sqrt_bias2 + eps);
-    theta[i] = th;
-    m[i] = mi;
-    v[i] = vi;
-  }
-}
-
-}  // namespace
-
 void adamw_step(float* value, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
                 const AdamWScalars& k, bool decay) {
-  if (n == 0) return;
-  adamw_kernel<<<grid_for(n), kThreads>>>(value, grad, exp_avg, exp_avg_sq, n, k.beta1, k.beta2,
-                                          k.step_size, k.sqrt_bias2, k.eps,
-                                          decay ? k.decay_factor : 1.0f);
-  check_launch("adamw_kernel");
+  launch_adamw_step(DeviceLaunch{}, value, grad, exp_avg, exp_avg_sq, n, k, decay);
 }
 
 }  // namespace hg::cuda

@@ -1,16 +1,21 @@
 // The CUDA backend: layers/backend.h's ops on Device::Cuda memory, each forwarding to a kernel of
 // layers/cuda/*.cu (or cuBLAS) with the CPU layer's contract. COMPILED, NOT RUN: no machine of
 // this project has a GPU; tests/layers compares every op here with the CPU backend and reports
-// itself skipped without a device. The ops with no CUDA kernel yet throw (issue 15).
+// itself skipped without a device; tests/cuda_emulation runs the kernels on the CPU.
 #include "layers/cuda/cuda_backend.h"
 
 #include <array>
-#include <stdexcept>
 #include <type_traits>
+#include <vector>
 
 #include "core/cuda/device.h"
+#include "core/error.h"
+#include "core/random.h"
 #include "layers/cross_entropy.h"
+#include "layers/cuda/attention_layers.h"
+#include "layers/cuda/ffn_layer.h"
 #include "layers/cuda/ops.h"
+#include "layers/resample.h"
 
 namespace hg {
 namespace {
@@ -45,11 +50,6 @@ class DeviceBuffer {
 
 // hg::Activation and cuda::Activation list the same functions in the same order (ops.h).
 cuda::Activation on_device(Activation act) { return static_cast<cuda::Activation>(act); }
-
-[[noreturn]] void not_implemented(const char* op) {
-  throw std::runtime_error(std::string("cuda backend: ") + op +
-                           " is not implemented yet (issue 15)");
-}
 
 class CudaBackend final : public Backend {
  public:
@@ -87,32 +87,26 @@ class CudaBackend final : public Backend {
                           int64_t rows, int groups, int C) override {
     cuda::layernorm_backward(dinp, dgain, dbias, dout, inp, gain, mean, rstd, rows, groups, C);
   }
-  // layers/cpu/ffn.cpp's composition, statement for statement, on the device.
+  // layers/cuda/ffn_layer.h: layers/cpu/ffn.cpp's composition over this backend's ops.
   void ffn_forward(float* out, FfnCache& cache, const float* inp, const float* w1, const float* b1,
                    const float* w2, const float* b2, int64_t rows, int d, int F, int width,
                    Activation act) override {
-    check_ffn_width(F, width);
-    shape_ffn_cache(cache, rows, width, Device::Cuda);
-    cuda::linear_forward(cache.pre.data(), inp, w1, b1, rows, d, width, F);
-    cuda::activation_forward(cache.act.data(), cache.pre.data(), rows * width, on_device(act));
-    cuda::linear_forward(out, cache.act.data(), w2, b2, rows, width, d, d);
+    cuda::ffn_forward(*this, out, cache, inp, w1, b1, w2, b2, rows, d, F, width, act);
   }
   void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, const float* dout,
                     const FfnCache& cache, const float* inp, const float* w1, const float* w2,
                     int64_t rows, int d, int F, int width, Activation act) override {
-    check_ffn_width(F, width);
-    float* dhidden = ffn_hidden_.grow(rows * width);  // [rows, width]: d(act), then d(pre)
-    cuda::linear_backward(dhidden, dw2, db2, dout, cache.act.data(), w2, rows, width, d, d);
-    cuda::activation_backward(dhidden, dhidden, cache.pre.data(), rows * width, on_device(act));
-    cuda::linear_backward(dinp, dw1, db1, dhidden, inp, w1, rows, d, width, F);
+    float* dhidden = ffn_hidden_.grow(rows * width);  // [rows, width]
+    cuda::ffn_backward(*this, dhidden, dinp, dw1, db1, dw2, db2, dout, cache, inp, w1, w2, rows, d,
+                       F, width, act);
   }
-  // p = 0 is the contract's no-op (and the default configuration), so it works here too; a
-  // real mask needs Philox on the device.
-  void dropout_forward(float*, const DropoutSite& site, int64_t, int64_t) override {
-    if (site.p != 0.0f) not_implemented("dropout_forward");
+  // The CPU layer's checks and host-side key, then the device mask (dropout_kernels.cuh).
+  void dropout_forward(float* x, const DropoutSite& site, int64_t B, int64_t per_sample) override {
+    dropout(x, site, B, per_sample);
   }
-  void dropout_backward(float*, const DropoutSite& site, int64_t, int64_t) override {
-    if (site.p != 0.0f) not_implemented("dropout_backward");
+  void dropout_backward(float* dx, const DropoutSite& site, int64_t B,
+                        int64_t per_sample) override {
+    dropout(dx, site, B, per_sample);
   }
   void embedding_forward(float* out, const int32_t* tokens, const float* weight, int64_t rows,
                          int d) override {
@@ -135,58 +129,144 @@ class CudaBackend final : public Backend {
     cuda::cross_entropy_backward(dlogits, logits, stage(targets, rows), scale, rows, V);
   }
 
-  void attention_forward(float*, AttentionCache&, const float*, const AttentionParams&,
-                         const AttentionConfig&, int64_t, int64_t) override {
-    not_implemented("attention_forward");
+  // ---- the rest of the op set of attention_layers.h and ffn_layer.h (the Backend ops are the
+  // others) ----
+  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) const {
+    cuda::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
-  void attention_backward(float*, const AttentionParams&, const float*, const AttentionCache&,
-                          const float*, const AttentionParams&, const AttentionConfig&, int64_t,
-                          int64_t) override {
-    not_implemented("attention_backward");
+  void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, int64_t n,
+                     int C) const {
+    cuda::dconv_forward(out, inp, taps, B, n, C);
   }
-  void mha_forward(float*, MhaCache&, const float*, const float*, const MhaParams&, int, int, int,
-                   FunnelMask, int, int64_t, int64_t, int64_t) override {
-    not_implemented("mha_forward");
+  void dconv_backward(float* dinp, float* dtaps, const float* dout, const float* inp,
+                      const float* taps, int64_t B, int64_t n, int C) const {
+    cuda::dconv_backward(dinp, dtaps, dout, inp, taps, B, n, C);
   }
-  void mha_backward(float*, float*, const MhaParams&, const float*, const MhaCache&, const float*,
-                    const float*, const MhaParams&, int, int, int, FunnelMask, int, int64_t,
-                    int64_t, int64_t) override {
-    not_implemented("mha_backward");
+  void rope(float* x, const float* cs, const float* sn, int64_t B, int64_t n, int H, int e,
+            bool inverse) const {
+    cuda::rope(x, cs, sn, B, n, H, e, inverse);
+  }
+  void chunk_softmax_forward(float* probs, const float* logits, int64_t B, int64_t n, int l,
+                             int cols) const {
+    cuda::chunk_softmax_forward(probs, logits, B, n, l, cols);
+  }
+  void chunk_softmax_backward(float* dlogits, const float* dprobs, const float* probs, int64_t B,
+                              int64_t n, int l, int cols) const {
+    cuda::chunk_softmax_backward(dlogits, dprobs, probs, B, n, l, cols);
+  }
+  void chunk_compress_forward(float* comp, const float* x, const float* probs, int64_t B, int64_t n,
+                              int l, int H, int r, int e) const {
+    cuda::chunk_compress_forward(comp, x, probs, B, n, l, H, r, e);
+  }
+  void chunk_compress_backward(float* dx, float* dprobs, const float* dcomp, const float* x,
+                               const float* probs, int64_t B, int64_t n, int l, int H, int r,
+                               int e) const {
+    cuda::chunk_compress_backward(dx, dprobs, dcomp, x, probs, B, n, l, H, r, e);
+  }
+  void attention_core_forward(float* out, float* lse, const cuda::AttentionOperands& x) const {
+    cuda::attention_core_forward(out, lse, x);
+  }
+  void attention_core_backward(const cuda::AttentionGrads& g, float* delta, const float* dout,
+                               const float* out, const float* lse,
+                               const cuda::AttentionOperands& x) const {
+    cuda::attention_core_backward(g, delta, dout, out, lse, x);
+  }
+  void activation_forward(float* out, const float* inp, int64_t n, Activation act) const {
+    cuda::activation_forward(out, inp, n, on_device(act));
+  }
+  void activation_backward(float* dinp, const float* dout, const float* inp, int64_t n,
+                           Activation act) const {
+    cuda::activation_backward(dinp, dout, inp, n, on_device(act));
+  }
+  void zero(float* x, int64_t n) const { cuda::zero(x, n); }
+  void upload(float* dst, const float* host, int64_t n) const {
+    cuda::copy_to_device(dst, host, n);
   }
 
-  void shift_right_forward(float*, const float*, int64_t, int64_t, int, int) override {
-    not_implemented("shift_right_forward");
+  void attention_decode(float*, AttentionDecodeCache&, const float*, const AttentionParams&,
+                        const AttentionConfig&, int64_t, int64_t) override {
+    throw std::runtime_error("cuda backend: attention_decode is not implemented yet (issue 17)");
   }
-  void shift_right_backward(float*, const float*, int64_t, int64_t, int, int) override {
-    not_implemented("shift_right_backward");
+  void mha_decode(float*, MhaDecodeCache&, const float*, const float*, const MhaParams&, int, int,
+                  int, FunnelMask, int, int64_t, int64_t, int64_t, int64_t) override {
+    throw std::runtime_error("cuda backend: mha_decode is not implemented yet (issue 17)");
   }
-  void pool_linear_forward(float*, const float*, const float*, const float*, int64_t, int64_t, int,
-                           int) override {
-    not_implemented("pool_linear_forward");
+
+  // layers/cuda/attention_layers.h: the CPU layers' compositions over this backend's ops.
+  void attention_forward(float* out, AttentionCache& cache, const float* u,
+                         const AttentionParams& w, const AttentionConfig& cfg, int64_t B,
+                         int64_t n) override {
+    cuda::attention_forward(*this, out, cache, u, w, cfg, B, n);
   }
-  void pool_linear_backward(float*, float*, float*, const float*, const float*, const float*,
-                            int64_t, int64_t, int, int) override {
-    not_implemented("pool_linear_backward");
+  void attention_backward(float* du, const AttentionParams& g, const float* dout,
+                          const AttentionCache& cache, const float* u, const AttentionParams& w,
+                          const AttentionConfig& cfg, int64_t B, int64_t n) override {
+    cuda::attention_backward(*this, attention_work_, du, g, dout, cache, u, w, cfg, B, n);
   }
-  void pool_avg_forward(float*, const float*, int64_t, int64_t, int, int) override {
-    not_implemented("pool_avg_forward");
+  void mha_forward(float* out, MhaCache& cache, const float* q_in, const float* kv_in,
+                   const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask, int k,
+                   int64_t B, int64_t nq, int64_t nk) override {
+    cuda::mha_forward(*this, out, cache, q_in, kv_in, w, d, heads, head_dim, mask, k, B, nq, nk);
   }
-  void pool_avg_backward(float*, const float*, int64_t, int64_t, int, int) override {
-    not_implemented("pool_avg_backward");
+  void mha_backward(float* dq_in, float* dkv_in, const MhaParams& g, const float* dout,
+                    const MhaCache& cache, const float* q_in, const float* kv_in,
+                    const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask, int k,
+                    int64_t B, int64_t nq, int64_t nk) override {
+    cuda::mha_backward(*this, attention_work_, dq_in, dkv_in, g, dout, cache, q_in, kv_in, w, d,
+                       heads, head_dim, mask, k, B, nq, nk);
   }
-  void upsample_linear_forward(float*, const float*, const float*, const float*, int64_t, int64_t,
-                               int, int) override {
-    not_implemented("upsample_linear_forward");
+
+  void shift_right_forward(float* out, const float* inp, int64_t B, int64_t n, int d,
+                           int s) override {
+    require(s >= 0, "shift_right: negative shift " + std::to_string(s));
+    cuda::shift_right_forward(out, inp, B, n, d, s);
   }
-  void upsample_linear_backward(float*, float*, float*, const float*, const float*, const float*,
-                                int64_t, int64_t, int, int) override {
-    not_implemented("upsample_linear_backward");
+  void shift_right_backward(float* dinp, const float* dout, int64_t B, int64_t n, int d,
+                            int s) override {
+    require(s >= 0, "shift_right: negative shift " + std::to_string(s));
+    cuda::shift_right_backward(dinp, dout, B, n, d, s);
   }
-  void upsample_repeat_forward(float*, const float*, int64_t, int64_t, int, int) override {
-    not_implemented("upsample_repeat_forward");
+  void pool_linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                           int64_t B, int64_t n, int d, int k) override {
+    check_resample_factor(n, k, "pool_linear");
+    cuda::pool_linear_forward(out, inp, weight, bias, B, n, d, k);
   }
-  void upsample_repeat_backward(float*, const float*, int64_t, int64_t, int, int) override {
-    not_implemented("upsample_repeat_backward");
+  void pool_linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                            const float* inp, const float* weight, int64_t B, int64_t n, int d,
+                            int k) override {
+    check_resample_factor(n, k, "pool_linear");
+    cuda::pool_linear_backward(dinp, dweight, dbias, dout, inp, weight, B, n, d, k);
+  }
+  void pool_avg_forward(float* out, const float* inp, int64_t B, int64_t n, int d, int k) override {
+    check_resample_factor(n, k, "pool_avg");
+    cuda::pool_avg_forward(out, inp, B, n, d, k);
+  }
+  void pool_avg_backward(float* dinp, const float* dout, int64_t B, int64_t n, int d,
+                         int k) override {
+    check_resample_factor(n, k, "pool_avg");
+    cuda::pool_avg_backward(dinp, dout, B, n, d, k);
+  }
+  void upsample_linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                               int64_t B, int64_t m, int d, int k) override {
+    check_upsample_factor(k, "upsample_linear");
+    cuda::upsample_linear_forward(out, inp, weight, bias, B, m, d, k);
+  }
+  void upsample_linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                const float* inp, const float* weight, int64_t B, int64_t m, int d,
+                                int k) override {
+    check_upsample_factor(k, "upsample_linear");
+    cuda::upsample_linear_backward(dinp, dweight, dbias, dout, inp, weight, B, m, d, k);
+  }
+  void upsample_repeat_forward(float* out, const float* inp, int64_t B, int64_t m, int d,
+                               int k) override {
+    check_upsample_factor(k, "upsample_repeat");
+    cuda::upsample_repeat_forward(out, inp, B, m, d, k);
+  }
+  void upsample_repeat_backward(float* dinp, const float* dout, int64_t B, int64_t m, int d,
+                                int k) override {
+    check_upsample_factor(k, "upsample_repeat");
+    cuda::upsample_repeat_backward(dinp, dout, B, m, d, k);
   }
 
   void adamw_step(float* value, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
@@ -204,6 +284,15 @@ class CudaBackend final : public Backend {
     return staged;
   }
 
+  void dropout(float* x, const DropoutSite& site, int64_t B, int64_t per_sample) {
+    if (site.p == 0.0f) return;
+    check_dropout_site(site, B, per_sample);
+    cuda::dropout_apply(x, random_key(site.seed, RandomPurpose::Dropout),
+                        static_cast<uint32_t>(site.step), static_cast<uint32_t>(site.first_sample),
+                        site.site, site.p, B, per_sample);
+  }
+
+  std::vector<Tensor> attention_work_;  // attention/MHA backward transients (attention_layers.h)
   std::array<DeviceBuffer<float>, kScratchSlots> scratch_;
   DeviceBuffer<float> ffn_hidden_;  // ffn_backward's hidden gradient [rows, width]
   DeviceBuffer<int32_t> tokens_;    // the current op's token ids [rows]

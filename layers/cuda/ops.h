@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "core/adamw_scalars.h"
+#include "layers/cuda/attention_operands.h"
 
 namespace hg::cuda {
 
@@ -21,6 +22,7 @@ void add_into(float* y, const float* x, int64_t n);                         // y
 void add(float* out, const float* a, const float* b, int64_t n);            // out = a + b
 void copy(float* out, const float* x, int64_t n);                           // out = x
 void scale(float* y, float s, int64_t n);                                   // y *= s
+void zero(float* x, int64_t n);                                             // x = 0 (all bits)
 void add_row_bias(float* out, const float* bias, int64_t rows, int64_t d);  // out[r, :] += bias
 // Column sums of a row-major [rows, cols] matrix with row stride ld: dst[c] += Σ_r x[r·ld + c],
 // deterministic (reduce.cuh's column-sum shape, no atomics).
@@ -36,7 +38,7 @@ double sum_squares(const float* x, int64_t n);
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
                     int64_t rows, int64_t in_dim, int64_t out_dim, int64_t ldw);
 // dinp [rows, in_dim] (=, skipped when null); dweight [in_dim, ldw] (+=, the first out_dim
-// columns); dbias [out_dim] (+=, may be null).
+// columns; skipped when null); dbias [out_dim] (+=, may be null).
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t rows, int64_t in_dim, int64_t out_dim,
                      int64_t ldw);
@@ -79,6 +81,55 @@ void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, i
 // dinp [B, n, C] (=); dtaps [3, C] (+=).
 void dconv_backward(float* dinp, float* dtaps, const float* dout, const float* inp,
                     const float* taps, int64_t B, int64_t n, int C);
+
+// layers/resample.h (resample.cu): ShiftRight, average pooling, repeat upsampling; inp/out
+// [B, n, d] (shift), [B, n, d] -> [B, n/k, d] (pool), [B, m, d] -> [B, m·k, d] (repeat).
+// Activation gradients (=). The linear pool and upsampler (linear layers on reshaped rows, as on
+// the CPU): pool/weight [k·d, d], up/linear/weight [d, k·d]; parameter gradients (+=).
+void shift_right_forward(float* out, const float* inp, int64_t B, int64_t n, int d, int s);
+void shift_right_backward(float* dinp, const float* dout, int64_t B, int64_t n, int d, int s);
+void pool_avg_forward(float* out, const float* inp, int64_t B, int64_t n, int d, int k);
+void pool_avg_backward(float* dinp, const float* dout, int64_t B, int64_t n, int d, int k);
+void pool_linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                         int64_t B, int64_t n, int d, int k);
+void pool_linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                          const float* inp, const float* weight, int64_t B, int64_t n, int d,
+                          int k);
+void upsample_linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                             int64_t B, int64_t m, int d, int k);
+void upsample_linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                              const float* inp, const float* weight, int64_t B, int64_t m, int d,
+                              int k);
+void upsample_repeat_forward(float* out, const float* inp, int64_t B, int64_t m, int d, int k);
+void upsample_repeat_backward(float* dinp, const float* dout, int64_t B, int64_t m, int d, int k);
+
+// layers/dropout.h (dropout.cu): x [B, per_sample] in place, kept iff the Philox draw of
+// (step, first_sample + b, site, element) under key (random_key(seed, Dropout)) is >= p, kept
+// values times 1/(1-p); the same map serves forward and backward. The caller checks the site
+// (check_dropout_site) and skips p = 0.
+void dropout_apply(float* x, uint64_t key, uint32_t step, uint32_t first_sample, uint32_t site,
+                   float p, int64_t B, int64_t per_sample);
+
+// Attention (attention.cu; composed into the layers by attention_layers.h). One softmax over both
+// key segments of `x.mask` (attention_operands.h): out [B, nq, H·e] (=), lse [B·H, nq] saved for
+// the backward. check_attention_operands (attention_operands.h) gives the kernels' limits.
+void attention_core_forward(float* out, float* lse, const AttentionOperands& x);
+// dq_* (=), dk_*/dv_* (+=); delta [B·H, nq] is a workspace; out and lse from the forward.
+void attention_core_backward(const AttentionGrads& g, float* delta, const float* dout,
+                             const float* out, const float* lse, const AttentionOperands& x);
+// layers/rope.h on x [B, n, H·e] in place, cos/sin [n, e/2] the host table's device copies;
+// inverse = the backward's rotation.
+void rope(float* x, const float* cos_table, const float* sin_table, int64_t B, int64_t n, int H,
+          int e, bool inverse);
+// layers/cpu/attention_compress.h's four functions, same arguments and (=)/(+=).
+void chunk_softmax_forward(float* probs, const float* logits, int64_t B, int64_t n, int l,
+                           int cols);
+void chunk_softmax_backward(float* dlogits, const float* dprobs, const float* probs, int64_t B,
+                            int64_t n, int l, int cols);
+void chunk_compress_forward(float* comp, const float* x, const float* probs, int64_t B, int64_t n,
+                            int l, int H, int r, int e);
+void chunk_compress_backward(float* dx, float* dprobs, const float* dcomp, const float* x,
+                             const float* probs, int64_t B, int64_t n, int l, int H, int r, int e);
 
 // layers/adamw.h: one AdamW update of n values from the host-derived scalars of
 // core/adamw_scalars.h, the very AdamWScalars the CPU kernel takes, so both round the same floats.

@@ -2,11 +2,13 @@
 // code (never by scheduling or atomics), so a kernel's result is the same bits on every run.
 // Compiled, not run (no GPU on this project's machines).
 #pragma once
-#include <cuda_runtime.h>
-
 #include <cstdint>
 
+#include "core/cuda/launch.cuh"
+
 namespace hg::cuda {
+inline namespace HG_CUDA_KERNELS {
+namespace {
 
 constexpr int kWarp = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
@@ -73,4 +75,6 @@ __device__ void add_column_totals(float* const (&dst)[K], const float (&partial)
     }
 }
 
+}  // namespace
+}  // namespace HG_CUDA_KERNELS
 }  // namespace hg::cuda

@@ -30,11 +30,6 @@ DropoutSite site_with(float p, int64_t first_sample, uint64_t seed = 7, int64_t 
 
 class Dropout : public testing::OnEveryBackend {
  protected:
-  void SetUp() override {
-    OnEveryBackend::SetUp();
-    skip_if_not_implemented(
-        [](Backend& be) { be.dropout_forward(nullptr, site_with(0.5f, 0), 0, 0); });
-  }
   // x through the backend's forward (backward) in place on a device copy, read back.
   std::vector<float> forward(const std::vector<float>& x, const DropoutSite& s, int64_t B,
                              int64_t per) {

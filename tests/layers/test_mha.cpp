@@ -117,13 +117,6 @@ std::string name(FunnelMask mask) { return mask == FunnelMask::Down ? "down" : "
 
 class Mha : public testing::OnEveryBackend {
  protected:
-  void SetUp() override {
-    OnEveryBackend::SetUp();
-    skip_if_not_implemented([](Backend& be) {
-      MhaCache cache;
-      be.mha_forward(nullptr, cache, nullptr, nullptr, {}, 8, 2, 4, FunnelMask::Down, 2, 0, 0, 0);
-    });
-  }
   MhaLayer layer(int d, int H, int e, FunnelMask m, int k, int64_t B, int64_t nk, uint64_t seed) {
     return MhaLayer(backend(), d, H, e, m, k, B, nk, seed);
   }

@@ -16,16 +16,8 @@ using testing::expect_gradients_match;
 using testing::random_vector;
 using testing::to_host;
 
-// A backend may grow these ops one at a time: each suite probes its own (with B = 0).
-using Probe = void (*)(Backend&);
-
 class Resample : public testing::OnEveryBackend {
  protected:
-  explicit Resample(Probe probe) : probe_(probe) {}
-  void SetUp() override {
-    OnEveryBackend::SetUp();
-    skip_if_not_implemented(probe_);
-  }
   // out = f(inp) on device buffers; the gradient of sum(out·R) w.r.t. inp from `backward`,
   // checked by finite differences (the host copy of inp is perturbed and restaged).
   template <class Forward, class Backward>
@@ -68,39 +60,13 @@ class Resample : public testing::OnEveryBackend {
     EXPECT_EQ(expect_gradients_match("db", loss, b.data(), to_host(db).data(), int64_t(b.size())),
               0);
   }
-
- private:
-  Probe probe_;
 };
 // One suite per layer, as before (ShiftRight.*/cpu, PoolLinear.*/cpu, ...).
-class ShiftRight : public Resample {
- protected:
-  ShiftRight()
-      : Resample([](Backend& be) { be.shift_right_forward(nullptr, nullptr, 0, 0, 1, 1); }) {}
-};
-class PoolLinear : public Resample {
- protected:
-  PoolLinear()
-      : Resample([](Backend& be) {
-          be.pool_linear_forward(nullptr, nullptr, nullptr, nullptr, 0, 0, 1, 1);
-        }) {}
-};
-class PoolAvg : public Resample {
- protected:
-  PoolAvg() : Resample([](Backend& be) { be.pool_avg_forward(nullptr, nullptr, 0, 0, 1, 1); }) {}
-};
-class UpsampleLinear : public Resample {
- protected:
-  UpsampleLinear()
-      : Resample([](Backend& be) {
-          be.upsample_linear_forward(nullptr, nullptr, nullptr, nullptr, 0, 0, 1, 1);
-        }) {}
-};
-class UpsampleRepeat : public Resample {
- protected:
-  UpsampleRepeat()
-      : Resample([](Backend& be) { be.upsample_repeat_forward(nullptr, nullptr, 0, 0, 1, 1); }) {}
-};
+class ShiftRight : public Resample {};
+class PoolLinear : public Resample {};
+class PoolAvg : public Resample {};
+class UpsampleLinear : public Resample {};
+class UpsampleRepeat : public Resample {};
 HG_TEST_ON_EVERY_BACKEND(ShiftRight);
 HG_TEST_ON_EVERY_BACKEND(PoolLinear);
 HG_TEST_ON_EVERY_BACKEND(PoolAvg);

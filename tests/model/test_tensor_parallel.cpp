@@ -320,6 +320,9 @@ std::vector<Layout> layouts() {
       {"pp3_tp2_matformer", 1, 3, 2, joint, matformer, true, 4e-5},
       {"dp2_pp2_tp2_full_resampling_matformer", 2, 2, 2,
        "attention = full\nresampling = attention\n" + joint, matformer},
+      // Zero-bubble H1: each rank defers its own slices' weight-gradient products to W.
+      {"dp2_pp2_tp2_zbh1_dropout", 2, 2, 2, "dropout = 0.1\n",
+       "[parallel]\nschedule = zbh1\n", false, 3e-5},
   };
 }
 

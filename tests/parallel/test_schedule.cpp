@@ -148,6 +148,91 @@ TEST(Schedule, InterleavedRunsWithoutDeadlockAndKeepsItsPromises) {
   EXPECT_GT(cases, 7 * 4 * 4 * 7);
 }
 
+// ZB-H1: every pp <= 8, m <= 32, every skip layout: no deadlock, each micro-batch once through
+// F, B and W in that order, never more alive than 1F1B's peak (min(pp, m), its stage 0); with
+// T_F = T_B = T_W = 1 the step takes m·3 + (pp − 1)(T_F + T_B − T_W) = 3m + pp − 1 (the paper's
+// bubble; 1F1B's is (pp − 1)(T_F + T_B + T_W) = 3(pp − 1)) for m >= pp.
+TEST(Schedule, ZeroBubbleH1RunsWithoutDeadlockAndCutsTheBubbleToAThird) {
+  int cases = 0;
+  for (int pp = 1; pp <= 8; ++pp)
+    for (int m = 1; m <= 32; ++m)
+      for (const auto& [label, skips] : skip_layouts(pp)) {
+        const auto lists = make_schedule(ScheduleKind::ZeroBubbleH1, {pp, m, skips});
+        const SimulationResult result = simulate(lists);
+        const std::string where =
+            "zbh1 pp=" + std::to_string(pp) + " m=" + std::to_string(m) + " " + label;
+        ASSERT_TRUE(result.ok) << where << ": " << result.error;
+        for (int s = 0; s < pp; ++s) {
+          std::map<Op, int> count;
+          for (const Instruction& in : lists[s]) ++count[in.op];
+          EXPECT_EQ(count[Op::Forward], m) << where;
+          EXPECT_EQ(count[Op::Backward], m) << where;
+          EXPECT_EQ(count[Op::BackwardWeight], m) << where;
+          EXPECT_LE(result.max_alive[s], std::min(pp, m)) << where << " stage " << s;
+        }
+        if (m >= pp && skips.empty()) {
+          EXPECT_NEAR(result.makespan, 3.0 * m + pp - 1, 1e-9) << where;
+          EXPECT_NEAR(result.bubble, theoretical_bubble(ScheduleKind::ZeroBubbleH1, pp, m), 1e-12)
+              << where;
+        }
+        ++cases;
+      }
+  EXPECT_GT(cases, 8 * 32 * 7);
+}
+
+// The simulator holds W to its rules: after its B, once, and none missing.
+TEST(Schedule, SimulatorChecksTheWeightGradients) {
+  auto lists = make_schedule(ScheduleKind::ZeroBubbleH1, {2, 2, {}});
+  auto w_at = [](const std::vector<Instruction>& list) {
+    return std::find_if(list.begin(), list.end(),
+                        [](const Instruction& in) { return in.op == Op::BackwardWeight; });
+  };
+  auto early = lists;  // stage 1's first W moved to the front
+  const Instruction w = *w_at(early[1]);
+  early[1].erase(w_at(early[1]));
+  early[1].insert(early[1].begin(), w);
+  EXPECT_NE(simulate(early).error.find("BackwardWeight before its Forward"), std::string::npos);
+  auto missing = lists;
+  missing[0].erase(w_at(missing[0]));
+  EXPECT_NE(simulate(missing).error.find("weight gradients computed"), std::string::npos);
+  auto twice = lists;
+  twice[0].push_back(*w_at(twice[0]));
+  EXPECT_NE(simulate(twice).error.find("second BackwardWeight"), std::string::npos);
+}
+
+// Evaluation's forward-only lists (validation during training): every pp <= 8, v <= 3, any m (not
+// only multiples of pp), every skip layout: no deadlock, every message received once, each
+// (micro-batch, chunk) forwarded exactly once on its rank and only one alive at a time.
+TEST(Schedule, ForwardScheduleRunsEveryLayoutWithoutDeadlock) {
+  int cases = 0;
+  for (int pp = 1; pp <= 8; ++pp)
+    for (int v = 1; v <= (pp > 1 ? 3 : 1); ++v)
+      for (int m = 1; m <= 9; ++m)
+        for (const auto& [label, skips] : skip_layouts(pp * v)) {
+          const auto lists = make_forward_schedule({pp, m, skips, v});
+          const SimulationResult result = simulate(lists, {}, /*evaluation=*/true);
+          const std::string where = "forward pp=" + std::to_string(pp) + " v=" + std::to_string(v) +
+                                    " m=" + std::to_string(m) + " " + label;
+          ASSERT_TRUE(result.ok) << where << ": " << result.error;
+          for (int s = 0; s < pp; ++s) {
+            std::set<std::pair<int, int>> forwarded;
+            for (const Instruction& in : lists[s]) {
+              ASSERT_NE(in.op, Op::Backward) << where;
+              if (in.op == Op::Forward) {
+                EXPECT_TRUE(forwarded.insert({in.micro_batch, in.chunk}).second) << where;
+              }
+            }
+            EXPECT_EQ(static_cast<int>(forwarded.size()), m * v) << where << " stage " << s;
+            EXPECT_EQ(result.max_alive[s], 1) << where << " stage " << s;
+          }
+          ++cases;
+        }
+  EXPECT_GT(cases, 8 * 9 * 7);
+  // Without the evaluation flag the simulator still demands a backward for every forward.
+  EXPECT_FALSE(simulate(make_forward_schedule({2, 2, {}})).ok);
+  EXPECT_THROW(make_forward_schedule({1, 2, {}, 2}), std::invalid_argument);
+}
+
 // v = 2 halves the bubble of 1F1B at the same m (to first order in pp / m): pp = 4, m = 8.
 TEST(Schedule, InterleavingShrinksTheBubble) {
   const SimulationResult one = simulate(make_schedule(ScheduleKind::OneFOneB, {4, 8, {}}));

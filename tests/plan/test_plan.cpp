@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <sstream>
 
@@ -47,6 +48,14 @@ ClusterSpec two_nodes_of_two() {
   c.intra_bandwidth = 1e10;
   c.inter_bandwidth = 1e9;
   c.latency = 1e-5;
+  return c;
+}
+
+// The same with messages that cost nothing: what is left is compute and the schedule.
+ClusterSpec two_nodes_of_two_free_links() {
+  ClusterSpec c = two_nodes_of_two();
+  c.latency = 0;
+  c.intra_bandwidth = c.inter_bandwidth = 1e30;
   return c;
 }
 
@@ -202,9 +211,8 @@ TEST(Plan, InterleavedShrinksThePredictedBubble) {
                                "--model.hierarchy", "4@1 8@2 4@1", "--model.window", "16",
                                "--model.chunk", "8"})
                      .model;
-  ClusterSpec cluster = two_nodes_of_two();
-  cluster.latency = 0;  // messages free: the bubble is the schedule's and the partition's
-  cluster.intra_bandwidth = cluster.inter_bandwidth = 1e30;
+  // Messages free: the bubble is the schedule's and the partition's.
+  const ClusterSpec cluster = two_nodes_of_two_free_links();
   PlanOptions options;
   options.dp = 1;
   options.schedules = {"1f1b", "interleaved"};
@@ -322,10 +330,18 @@ TEST(Plan, CalibrationRoundTripsAndDrivesThePrediction) {
   const Calibration c = calibrate(config, {1, 2}, once);
   const std::vector<UnitPlan> plans = plan_units(config.model, config.train.seq_len);
   ASSERT_EQ(c.units.size(), 2 * plans.size());
-  for (const UnitTiming& t : c.units) {
+  for (size_t i = 0; i < c.units.size(); ++i) {
+    const UnitTiming& t = c.units[i];
     EXPECT_GT(t.forward, 0) << t.name;
     EXPECT_GT(t.backward, 0) << t.name;
     EXPECT_GE(t.update, 0) << t.name;
+    // zbh1's B and W, timed in a pass of their own (`backward` stays the fused time). Only the
+    // linears' products are deferred: units without any (embedding, norms) have next to no W.
+    EXPECT_GT(t.input, 0) << t.name;
+    if (plans[i % plans.size()].weight_flops > 0)
+      EXPECT_GT(t.weight, 0) << t.name;
+    else
+      EXPECT_LT(t.weight, 0.1 * t.input) << t.name;
   }
   const std::string path = dir / "calibration.txt";
   write_calibration(path, c);
@@ -336,6 +352,8 @@ TEST(Plan, CalibrationRoundTripsAndDrivesThePrediction) {
     EXPECT_EQ(back.units[i].name, c.units[i].name);
     EXPECT_EQ(back.units[i].micro_batch, c.units[i].micro_batch);
     EXPECT_NEAR(back.units[i].forward, c.units[i].forward, 1e-8 * c.units[i].forward);
+    EXPECT_NEAR(back.units[i].input, c.units[i].input, 1e-8 * c.units[i].input);
+    EXPECT_NEAR(back.units[i].weight, c.units[i].weight, 1e-8 * c.units[i].weight + 1e-15);
   }
 
   PlanOptions options;
@@ -352,6 +370,79 @@ TEST(Plan, CalibrationRoundTripsAndDrivesThePrediction) {
   Config other = config;
   other.model.ffn = 128;
   EXPECT_THROW(plan_layouts(other, two_nodes_of_two(), options), UsageError);
+}
+
+// A calibration file for `config` by hand: every unit forward f, backward b, no update; with
+// zbh1's B = b - w and W = w when w >= 0, without them (the format before zbh1) when w < 0.
+std::string unit_times_file(const testing::TempDir& dir, const Config& config, double f, double b,
+                            double w) {
+  const std::string path = dir / ("times" + std::to_string(w) + ".txt");
+  std::ofstream out(path);
+  out << "model " << calibration_model_key(config) << "\nthreads 1\nstatistic median\n";
+  for (const UnitPlan& p : plan_units(config.model, config.train.seq_len)) {
+    out << "unit " << p.name << " 1 1 1 " << f << " " << b << " 0";
+    if (w >= 0) out << " " << b - w << " " << w;
+    out << "\n";
+  }
+  return path;
+}
+
+// A file from before zbh1 (7 numbers a unit) still reads, its B and W unknown (-1: the prediction
+// estimates them); a line with one of the two numbers is refused.
+TEST(Plan, OldCalibrationFilesStillRead) {
+  testing::TempDir dir;
+  const Config config = small_config();
+  const Calibration old = read_calibration(unit_times_file(dir, config, 1e-3, 2e-3, -1));
+  ASSERT_EQ(old.units.size(), plan_units(config.model, config.train.seq_len).size());
+  for (const UnitTiming& t : old.units) {
+    EXPECT_EQ(t.backward, 2e-3);
+    EXPECT_EQ(t.input, -1);
+    EXPECT_EQ(t.weight, -1);
+  }
+  const std::string bad_path = dir / "bad.txt";
+  std::ofstream(bad_path) << "model x\nunit embed 1 1 1 0.1 0.2 0.0 0.15\n";
+  EXPECT_THROW(read_calibration(bad_path), UsageError);
+}
+
+// zbh1 on pp 2 with free messages: with W > 0 its W's fill the 1F1B tail, so its step is shorter
+// and the planner ranks it first; with W = 0 its B's are 1F1B's backwards and the steps are equal;
+// an old file's W comes from the FLOP share and still makes zbh1 the faster. Its theory column is
+// theoretical_bubble(zbh1, ...), and it keeps min(pp, m) micro-batches alive on every stage.
+TEST(Plan, ZeroBubbleIsCostedWithBAndW) {
+  testing::TempDir dir;
+  const Config config = small_config(8);
+  const ClusterSpec cluster = two_nodes_of_two_free_links();
+  PlanOptions options;
+  options.ranks = 2;
+  options.pp = 2;
+  options.micro_batches = {1};
+  options.schedules = {"1f1b", "zbh1"};
+  auto steps = [&](double w) {
+    options.calibration = unit_times_file(dir, config, 1e-3, 2e-3, w);
+    const PlanResult r = plan_layouts(config, cluster, options);
+    EXPECT_EQ(r.layouts.size(), 2u);
+    std::map<ScheduleKind, LayoutPlan> by_kind;
+    for (const LayoutPlan& l : r.layouts) by_kind[l.schedule] = l;
+    return std::make_pair(r.layouts.front().schedule, by_kind);
+  };
+  const auto [best, split] = steps(1e-3);
+  const LayoutPlan& zb = split.at(ScheduleKind::ZeroBubbleH1);
+  const LayoutPlan& one = split.at(ScheduleKind::OneFOneB);
+  EXPECT_EQ(best, ScheduleKind::ZeroBubbleH1);
+  EXPECT_LT(zb.step_seconds, one.step_seconds);
+  EXPECT_LT(zb.bubble, one.bubble);
+  EXPECT_DOUBLE_EQ(zb.theory_bubble, theoretical_bubble(ScheduleKind::ZeroBubbleH1, 2, 8));
+  EXPECT_GT(zb.memory_bytes, one.memory_bytes);  // stage 1 keeps 2 micro-batches, not 1
+  const auto [tie_best, no_weight] = steps(0);
+  EXPECT_NEAR(no_weight.at(ScheduleKind::ZeroBubbleH1).step_seconds,
+              no_weight.at(ScheduleKind::OneFOneB).step_seconds,
+              1e-12 * no_weight.at(ScheduleKind::OneFOneB).step_seconds);
+  // 1F1B's prediction depends on the fused backward alone: the same from all three files.
+  const auto [old_best, old] = steps(-1);
+  EXPECT_DOUBLE_EQ(old.at(ScheduleKind::OneFOneB).step_seconds, one.step_seconds);
+  EXPECT_DOUBLE_EQ(no_weight.at(ScheduleKind::OneFOneB).step_seconds, one.step_seconds);
+  EXPECT_LT(old.at(ScheduleKind::ZeroBubbleH1).step_seconds, one.step_seconds);
+  EXPECT_EQ(old_best, ScheduleKind::ZeroBubbleH1);
 }
 
 // A tp shard is timed as built (its all-reduces over MPI_COMM_SELF), and a tp layout then uses
@@ -374,9 +465,7 @@ TEST(Plan, CalibratedTensorParallelShards) {
   write_calibration(path, c);
   ASSERT_EQ(read_calibration(path).units.size(), c.units.size());
 
-  ClusterSpec free_links = two_nodes_of_two();
-  free_links.latency = 0;
-  free_links.intra_bandwidth = free_links.inter_bandwidth = 1e30;
+  const ClusterSpec free_links = two_nodes_of_two_free_links();
   PlanOptions options;
   options.ranks = 2;
   options.tp = 2;
@@ -508,21 +597,24 @@ TEST(Plan, ClusterFileFaultsNameTheFileAndTheFix) {
   }
 }
 
-// plan.schedules = interleaved with plan.virtual_stages through the binary: an "int×2" row and the
-// v in the CSV; chunk counts outside [2, 8] and unknown schedules exit 2 naming the key.
-TEST(Plan, InterleavedThroughTheBinary) {
+// plan.schedules = interleaved with plan.virtual_stages, and zbh1, through the binary: an "int×2"
+// and a "zbh1" row, and the v in the CSV; chunk counts outside [2, 8] and unknown schedules exit 2
+// naming the key.
+TEST(Plan, InterleavedAndZeroBubbleThroughTheBinary) {
   const std::string plan = testing::hourglass_binary() +
                            " plan --model.d_model 64 --model.heads 4 --model.ffn 256 "
                            "--train.seq_len 96 --model.window 32 --cluster.nodes 2 "
                            "--cluster.devices_per_node 2 --plan.pp 2 --plan.schedules "
-                           "1f1b,interleaved ";
+                           "1f1b,interleaved,zbh1 ";
   const auto table = testing::run_command(plan + "--plan.virtual_stages 2 --plan.top 0");
   ASSERT_EQ(table.exit_code, 0) << table.output;
   EXPECT_NE(table.output.find(" int×2 "), std::string::npos) << table.output;
+  EXPECT_NE(table.output.find(" zbh1 "), std::string::npos) << table.output;
   const auto csv = testing::run_command(plan + "--plan.virtual_stages 2 --plan.format csv");
   ASSERT_EQ(csv.exit_code, 0) << csv.output;
   EXPECT_NE(csv.output.find(",interleaved,2,"), std::string::npos) << csv.output;
   EXPECT_NE(csv.output.find(",1f1b,1,"), std::string::npos) << csv.output;
+  EXPECT_NE(csv.output.find(",zbh1,1,"), std::string::npos) << csv.output;
   for (const char* bad : {"--plan.virtual_stages 9", "--plan.virtual_stages 1"}) {
     const auto r = testing::run_command(plan + bad);
     EXPECT_EQ(r.exit_code, 2) << bad << r.output;

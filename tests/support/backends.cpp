@@ -1,7 +1,6 @@
 #include "tests/support/backends.h"
 
 #include <cmath>
-#include <stdexcept>
 
 #include "tests/support/gradcheck.h"
 
@@ -19,16 +18,6 @@ std::string device_test_name(const ::testing::TestParamInfo<Device>& info) {
 void OnEveryBackend::SetUp() {
   const std::string reason = unavailable_reason(GetParam());
   if (!reason.empty()) GTEST_SKIP() << device_name(GetParam()) << ": " << reason;
-}
-
-void OnEveryBackend::skip_if_not_implemented(const std::function<void(Backend&)>& probe) {
-  if (IsSkipped() || device() == Device::Cpu) return;
-  try {
-    probe(backend());
-  } catch (const std::runtime_error& e) {
-    if (std::string(e.what()).find("is not implemented yet") == std::string::npos) throw;
-    GTEST_SKIP() << e.what();
-  }
 }
 
 Tensor OnEveryBackend::on_device(const std::vector<float>& host) const {

@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,12 +30,6 @@ class OnEveryBackend : public ::testing::TestWithParam<Device> {
   // crossings of STYLE.md; they synchronise on a device).
   Tensor on_device(const std::vector<float>& host) const;
   Tensor zeros_on_device(int64_t n) const;
-  // For a suite whose ops a backend may not implement yet (they throw "<op> is not implemented
-  // yet (issue N)"): call from SetUp after OnEveryBackend::SetUp. `probe` calls one such op with
-  // empty sizes (B = 0, a no-op for any backend that implements it); when it throws that
-  // message, the test is reported Skipped with it instead of failing, so the suite stays one
-  // suite while a backend grows. Not run on the CPU backend, the reference, which has every op.
-  void skip_if_not_implemented(const std::function<void(Backend&)>& probe);
 };
 
 // The fixture's crossings for code outside it (a test's layer struct).

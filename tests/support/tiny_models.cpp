@@ -1,18 +1,27 @@
 #include "tests/support/tiny_models.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/random.h"
+#include "tests/support/gradcheck.h"
 
 namespace hg::testing {
 
-std::vector<TinyModel> tiny_models() {
-  // d 8, 2 heads (e 4), ffn 16, vocab 16, L 16, window 4, chunk 4, rank 2.
+namespace {
+
+// d 8, 2 heads (e 4), ffn 16, vocab 16, L 16, window 4, chunk 4, rank 2; `extra` adds keys.
+TinyModel model(const std::string& name, const std::string& extra) {
   const std::string base =
       "[model]\nvocab_size = 16\nd_model = 8\nheads = 2\nffn = 16\nwindow = 4\nchunk = 4\n"
       "rank = 2\nffn_granularities = 1,2\n";
   const std::string train = "[train]\nseq_len = 16\nbatch = 2\nmicro_batch = 2\n";
-  auto model = [&](const std::string& name, const std::string& extra) {
-    return TinyModel{name, base + extra + train};
-  };
+  return TinyModel{name, base + extra + train};
+}
+
+}  // namespace
+
+std::vector<TinyModel> tiny_models() {
   return {
       model("base", "hierarchy = 1@1 1@2 1@1\n"),
       model("full_attention", "hierarchy = 1@1 1@2 1@1\nattention = full\n"),
@@ -29,7 +38,38 @@ std::vector<TinyModel> tiny_models() {
   };
 }
 
+std::vector<TinyModel> generation_models() {
+  std::vector<TinyModel> models = tiny_models();
+  models.push_back(model("full_no_positions_no_dconv",
+                         "hierarchy = 1@1 1@2 1@1\nattention = full\npositions = none\n"
+                         "dconv = false\n"));
+  models.push_back(model("two_levels_attention_linear",
+                         "hierarchy = 1@1 1@2 1@4 1@2 1@1\nresampling = attention\n"));
+  return models;
+}
+
 Config tiny_config(const std::string& ini) { return config_from_ini(ini); }
+
+void randomise(ParamStore& store, uint64_t seed) {
+  store.init_all(seed);
+  for (auto& [name, p] : store.all()) {
+    std::vector<float> noise = random_vector(p.value.numel(), seed + hash_name(name), 0.3f);
+    for (int64_t i = 0; i < p.value.numel(); ++i) p.value[i] += noise[i];
+  }
+}
+
+double max_row_relative_difference(const float* a, const float* b, int64_t rows, int V) {
+  double worst = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    double diff = 0, scale = 0;
+    for (int v = 0; v < V; ++v) {
+      diff = std::max(diff, static_cast<double>(std::fabs(a[r * V + v] - b[r * V + v])));
+      scale = std::max(scale, static_cast<double>(std::fabs(b[r * V + v])));
+    }
+    worst = std::max(worst, diff / scale);
+  }
+  return worst;
+}
 
 std::vector<int32_t> random_tokens(int64_t sequences, int seq_len, int vocab, uint64_t seed) {
   std::vector<int32_t> tokens(sequences * (seq_len + 1));

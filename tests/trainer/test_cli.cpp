@@ -179,6 +179,19 @@ TEST(Cli, InitialCheckpointEvalSampleExtractInfo) {
   ASSERT_EQ(sample.exit_code, 0) << sample.output;
   EXPECT_EQ(sample.output.rfind("The ", 0), 0u) << sample.output;
   EXPECT_GE(sample.output.size(), 24u);
+  // Cached decoding (the default) and --no-cache draw the same tokens, past train.seq_len (32)
+  // where the window restarts; --num-samples decodes several continuations as one batch.
+  const std::string greedy =
+      hg + " sample --checkpoint " + ckpt + " --prompt 'The ' --length 80 --temperature 0";
+  auto cached = run_command(greedy);
+  auto uncached = run_command(greedy + " --no-cache");
+  ASSERT_EQ(cached.exit_code, 0) << cached.output;
+  ASSERT_EQ(uncached.exit_code, 0) << uncached.output;
+  EXPECT_EQ(cached.output, uncached.output);
+  auto two = run_command(hg + " sample --checkpoint " + ckpt + " --prompt 'The ' --length 20 " +
+                         "--num-samples 2 --ffn-widths 32");
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_NE(two.output.find("--- sample 2 of 2 ---\nThe "), std::string::npos) << two.output;
 
   auto info = run_command(hg + " info " + ckpt);
   ASSERT_EQ(info.exit_code, 0) << info.output;
@@ -249,6 +262,9 @@ TEST(Cli, EvalAndSampleRefuseOutOfRangeFlags) {
   expect_refused(sample + " --length 2 --top-k -1", "--top-k -1 is out of range");
   expect_refused(sample + " --length 2 --temperature -0.5", "--temperature -0.5 is out of range");
   expect_refused(sample + " --length 2 --temperature nan", "--temperature nan is out of range");
+  expect_refused(sample + " --num-samples 0", "--num-samples 0 is out of range");
+  expect_refused(sample + " --num-samples two", "--num-samples");
+  expect_refused(sample + " --no-cache yes", "usage: hourglass sample");
   // The documented zeros keep their meaning: the checkpoint's seq_len, greedy, every token.
   const std::string hg = testing::hourglass_binary() + " ";
   auto zeros = run_command(hg + eval + " --seq-len 0 --max-windows 1");
@@ -323,7 +339,7 @@ TEST(Cli, HelpListsEveryKeyWithItsDefaultAndExitsZero) {
       for (const char* key : {"--model.d_model", "--train.precision", "--parallel.schedule",
                               "--checkpoint.resume", "--run.memory_limit_gb"})
         EXPECT_NE(r.output.find(key), std::string::npos) << command << ": " << key;
-      EXPECT_NE(r.output.find("one of gpipe, 1f1b, interleaved; default 1f1b"), std::string::npos)
+      EXPECT_NE(r.output.find("one of gpipe, 1f1b, interleaved, zbh1; default 1f1b"), std::string::npos)
           << r.output;
       EXPECT_NE(r.output.find("an integer; default 256"), std::string::npos) << r.output;
     }
@@ -337,6 +353,9 @@ TEST(Cli, HelpListsEveryKeyWithItsDefaultAndExitsZero) {
     EXPECT_EQ(r.exit_code, 0) << command << "\n" << r.output;
     EXPECT_NE(r.output.find("usage: hourglass " + command), std::string::npos) << r.output;
   }
+  const auto sample = testing::run_command(hg + " sample --help");
+  for (const char* option : {"--num-samples arg (=1)", "--no-cache", "--length arg (=200)"})
+    EXPECT_NE(sample.output.find(option), std::string::npos) << option << "\n" << sample.output;
   EXPECT_EQ(testing::run_command(hg + " bogus --help").exit_code, 2);
 }
 

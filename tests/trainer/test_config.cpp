@@ -496,7 +496,7 @@ TEST(Config, ToIniListsEveryKeyInFixedOrderWithReadableNumbers) {
   const std::string text = Config{}.to_ini();
   size_t last = 0;
   for (const char* section :
-       {"[model]", "[train]", "[data]", "[parallel]", "[checkpoint]", "[log]", "[run]"}) {
+       {"[model]", "[train]", "[data]", "[parallel]", "[checkpoint]", "[log]", "[run]", "[eval]"}) {
     const size_t at = text.find(section);
     ASSERT_NE(at, std::string::npos) << section;
     EXPECT_GE(at, last) << section;

@@ -131,6 +131,21 @@ TEST(MemoryEstimate, ScheduleRecomputeAndTensorParallelism) {
   EXPECT_NEAR(sharded.activation_bytes, 2 * (34048 * (10 + 12) / 34.0 + 2048), 1e-6);
 }
 
+// zbh1 keeps a micro-batch's weight-gradient operands until its W, which stage s defers past s
+// more B's: min(pp, m) micro-batches on every stage (1F1B: min(pp - s, m), 2, 2, 1 here).
+TEST(MemoryEstimate, ZeroBubbleKeepsMicroBatchesUntilTheirW) {
+  const Estimates e =
+      estimate_every_stage(tiny_config({{"parallel.pp", "3"}, {"parallel.schedule", "zbh1"}}));
+  for (int s = 0; s < 3; ++s) EXPECT_EQ(e.stages[s].live_micro_batches, 2) << "stage " << s;
+  const Estimates one = estimate_every_stage(tiny_config({{"parallel.pp", "3"}}));
+  EXPECT_EQ(one.stages[2].live_micro_batches, 1);
+  const auto lists = make_schedule(ScheduleKind::ZeroBubbleH1,
+                                   {3, 2, skip_edges(unit_infos(e.plans), e.first), 1});
+  const SimulationResult sim = simulate(lists);
+  ASSERT_TRUE(sim.ok) << sim.error;
+  for (int s = 0; s < 3; ++s) EXPECT_EQ(sim.max_alive[s], e.stages[s].live_micro_batches);
+}
+
 // Interleaved (pp 2 × 2 chunks, m = 2): rank r runs min(2(pp - r - 1) + (v - 1)·pp, m·v) warm-up
 // forwards, then one forward before each backward: rank 0 all 4 (micro-batch, chunk) pairs,
 // rank 1 2 + 1. Each pair is charged the rank's largest chunk.

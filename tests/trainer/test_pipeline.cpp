@@ -8,8 +8,6 @@
 // One mpirun covers several layouts: each case runs on world ranks [0, dp·pp) while the others
 // wait (tests/support/mpi_groups.h); the run and its checks are tests/support/distributed_run.h.
 #include <gtest/gtest.h>
-
-#include "core/enum_names.h"
 #include <mpi.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/enum_names.h"
 #include "parallel/comm.h"
 #include "tests/support/distributed_run.h"
 #include "tests/support/mpi_groups.h"
@@ -69,7 +68,7 @@ struct Layout {
   std::string ini;  // [model] and [train]
   int dp = 1;
   int pp = 1;
-  std::string schedule;  // gpipe | 1f1b | interleaved
+  std::string schedule;  // gpipe | 1f1b | interleaved | zbh1
   std::string stages;    // parallel.stages override; "" = automatic
   int virtual_stages = 1;
   int ranks() const { return dp * pp; }
@@ -161,6 +160,13 @@ std::vector<Layout> layouts() {
       {"dp2_pp2_interleaved_v2_m4", three + dropout + train_section(24, 8, 1), 2, 2, "interleaved",
        "", 2},
       // train.precision bf16 (§9.1): the same products on every layout, so the same bits.
+      // Zero-bubble H1: B and W split (layers/weight_gradients.h).
+      {"pp2_zbh1_m4", three + train_section(24, 8, 2), 1, 2, "zbh1"},
+      {"pp3_zbh1_two_levels_m8", two + train_section(32, 8, 1), 1, 3, "zbh1"},
+      {"dp2_pp2_zbh1_dropout", three + dropout + train_section(24, 8, 1), 2, 2, "zbh1"},
+      {"pp3_zbh1_recompute", three + train_section(24, 8, 2, "recompute = blocks\n"), 1, 3, "zbh1"},
+      {"pp3_zbh1_matformer_joint", three + joint + train_section(24, 8, 2, "matformer = joint\n"),
+       1, 3, "zbh1"},
       {"pp3_1f1b_m4_bf16", three + train_section(24, 8, 2, "precision = bf16\n"), 1, 3, "1f1b"},
       {"dp2_pp2_bf16_dropout", three + dropout + train_section(24, 8, 1, "precision = bf16\n"), 2,
        2, "1f1b"},
@@ -204,6 +210,24 @@ TEST(PipelineMpiDeterminism, SameLayoutTwiceIsBitIdentical) {
                : testing::on_this_rank(layout.name) + ": two runs of the same layout differ\n";
   };
   EXPECT_EQ(testing::reports_of_first_ranks(layout.ranks(), check), "");
+}
+
+// zbh1 computes every weight-gradient product with the same operands and, per parameter, in the
+// same micro-batch order as 1F1B's fused backward (layers/weight_gradients.h): the same bits, with
+// dropout, the data-parallel buckets (started by the final W) and a skip across stages.
+TEST(PipelineMpiDeterminism, ZeroBubbleH1EqualsOneFOneBBitForBit) {
+  const std::string ini = kThreeStacks + "[model]\ndropout = 0.1\n" + train_section(24, 8, 1);
+  const Layout zbh1{"dp2_pp3_zbh1", ini, 2, 3, "zbh1"},
+      one_f_one_b{"dp2_pp3_1f1b", ini, 2, 3, "1f1b"};
+  if (testing::world_size() < zbh1.ranks())
+    GTEST_SKIP() << "needs " << zbh1.ranks() << " MPI ranks, has " << testing::world_size();
+  const auto check = [&](MPI_Comm comm) {
+    const testing::DistributedRun a = run_distributed(layout_config(zbh1), comm);
+    const testing::DistributedRun b = run_distributed(layout_config(one_f_one_b), comm);
+    return bit_identical(a, b) ? std::string()
+                               : testing::on_this_rank(zbh1.name) + ": zbh1 and 1f1b differ\n";
+  };
+  EXPECT_EQ(testing::reports_of_first_ranks(zbh1.ranks(), check), "");
 }
 
 // Activation memory, stated on its own: with 8 micro-batches on 2 stages, 1F1B never keeps more

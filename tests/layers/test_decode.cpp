@@ -1,0 +1,137 @@
+// Incremental decoding ops (issue 17) on every backend (tests/support/backends.h): rows appended
+// a few at a time give the rows of one forward over the whole sequence, for block attention
+// (long_short / full, RoPE on / off, DConv on / off) and for attention resampling (both masks).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "layers/attention.h"
+#include "layers/mha.h"
+#include "tests/support/backends.h"
+#include "tests/support/gradcheck.h"
+
+namespace hg {
+namespace {
+
+using testing::random_vector;
+
+class Decode : public testing::OnEveryBackend {
+ protected:
+  void SetUp() override {
+    OnEveryBackend::SetUp();
+    if (IsSkipped()) return;
+    if (device() == Device::Cuda)
+      GTEST_SKIP() << "attention_decode and mha_decode have no CUDA kernels yet (issue 17)";
+  }
+};
+
+// Rows [p0, p0 + n) of each of B sequences of x [B, rows, width], as [B, n, width].
+std::vector<float> rows_of(const std::vector<float>& x, int64_t B, int64_t rows, int64_t p0,
+                           int64_t n, int64_t width) {
+  std::vector<float> out(B * n * width);
+  for (int64_t b = 0; b < B; ++b)
+    std::copy_n(x.begin() + (b * rows + p0) * width, n * width, out.begin() + b * n * width);
+  return out;
+}
+
+// Scatters y [B, n, width] into rows [p0, p0 + n) of out [B, rows, width].
+void put_rows(std::vector<float>& out, const std::vector<float>& y, int64_t B, int64_t rows,
+              int64_t p0, int64_t n, int64_t width) {
+  for (int64_t b = 0; b < B; ++b)
+    std::copy_n(y.begin() + b * n * width, n * width, out.begin() + (b * rows + p0) * width);
+}
+
+TEST_P(Decode, AttentionStepsEqualTheForward) {
+  const int64_t B = 2, n = 16;
+  const int d = 8, H = 2, e = 4, r = 2;
+  const int64_t HE = H * e;
+  for (AttentionKind kind : {AttentionKind::LongShort, AttentionKind::Full})
+    for (bool rope : {true, false})
+      for (bool dconv : {true, false}) {
+        const std::string what = std::string(kind == AttentionKind::Full ? "full" : "long_short") +
+                                 (rope ? " rope" : "") + (dconv ? " dconv" : "");
+        AttentionConfig cfg{kind, d, H, e, /*window=*/4, /*chunk=*/4, r, rope, dconv};
+        std::vector<std::vector<float>> host = {
+            random_vector(d * HE, 1, 0.5f), random_vector(d * HE, 2, 0.5f),
+            random_vector(d * HE, 3, 0.5f), random_vector(HE * d, 4, 0.5f),
+            random_vector(3 * HE, 5, 0.5f), random_vector(3 * HE, 6, 0.5f),
+            random_vector(3 * HE, 7, 0.5f), random_vector(d * H * r, 8, 0.5f),
+            random_vector(H * r, 9, 0.5f),  random_vector(HE, 10, 0.5f),
+            random_vector(HE, 11, 0.5f),    random_vector(HE, 12, 0.5f),
+            random_vector(HE, 13, 0.5f)};
+        std::vector<Tensor> dev;
+        for (const auto& h : host) dev.push_back(on_device(h));
+        AttentionParams w{dev[0].data(), dev[1].data(), dev[2].data(),  dev[3].data(),
+                          dev[4].data(), dev[5].data(), dev[6].data(),  dev[7].data(),
+                          dev[8].data(), dev[9].data(), dev[10].data(), dev[11].data(),
+                          dev[12].data()};
+        const std::vector<float> u = random_vector(B * n * d, 14);
+        Tensor out = zeros_on_device(B * n * d);
+        AttentionCache full_cache;
+        backend().attention_forward(out.data(), full_cache, on_device(u).data(), w, cfg, B, n);
+        const std::vector<float> expected = testing::to_host(out);
+
+        AttentionDecodeCache cache;
+        cache.reset(B, n);
+        std::vector<float> got(B * n * d);
+        int64_t p0 = 0;
+        for (int64_t step : {3, 1, 1, 5, 2, 4}) {
+          Tensor y = zeros_on_device(B * step * d);
+          backend().attention_decode(
+              y.data(), cache, on_device(rows_of(u, B, n, p0, step, d)).data(), w, cfg, B, step);
+          put_rows(got, testing::to_host(y), B, n, p0, step, d);
+          p0 += step;
+        }
+        ASSERT_EQ(p0, n);
+        testing::expect_close(what, got, expected, 1e-5, 1e-4);
+      }
+}
+
+TEST_P(Decode, ResamplingMhaStepsEqualTheForward) {
+  const int64_t B = 2;
+  const int d = 8, H = 2, e = 4, k = 2;
+  const int64_t HE = H * e;
+  const std::vector<float> wq = random_vector(d * HE, 1, 0.6f), wk = random_vector(d * HE, 2, 0.6f),
+                           wv = random_vector(d * HE, 3, 0.6f), wo = random_vector(HE * d, 4, 0.6f);
+  Tensor dwq = on_device(wq), dwk = on_device(wk), dwv = on_device(wv), dwo = on_device(wo);
+  const MhaParams w{dwq.data(), dwk.data(), dwv.data(), dwo.data()};
+  for (FunnelMask mask : {FunnelMask::Down, FunnelMask::Up}) {
+    const int64_t nk = mask == FunnelMask::Down ? 12 : 6;
+    const int64_t nq = mask == FunnelMask::Down ? nk / k : nk * k;
+    // The keys query i needs: Down keys < (i+1)·k, Up keys <= floor(i/k).
+    auto needs = [&](int64_t i) { return mask == FunnelMask::Down ? (i + 1) * k : i / k + 1; };
+    const std::vector<float> q_in = random_vector(B * nq * d, 5),
+                             kv_in = random_vector(B * nk * d, 6);
+    Tensor out = zeros_on_device(B * nq * d);
+    MhaCache full_cache;
+    backend().mha_forward(out.data(), full_cache, on_device(q_in).data(), on_device(kv_in).data(),
+                          w, d, H, e, mask, k, B, nq, nk);
+    const std::vector<float> expected = testing::to_host(out);
+
+    // Keys arrive three at a time; after each, every query that can run does.
+    MhaDecodeCache cache;
+    cache.reset(B, nk);
+    std::vector<float> got(B * nq * d);
+    int64_t keys = 0, q0 = 0;
+    while (q0 < nq) {
+      const int64_t add = std::min<int64_t>(3, nk - keys);
+      int64_t q1 = q0;
+      while (q1 < nq && needs(q1) <= keys + add) ++q1;
+      Tensor y = zeros_on_device(std::max<int64_t>(1, B * (q1 - q0) * d));
+      backend().mha_decode(y.data(), cache, on_device(rows_of(q_in, B, nq, q0, q1 - q0, d)).data(),
+                           on_device(rows_of(kv_in, B, nk, keys, add, d)).data(), w, d, H, e, mask,
+                           k, B, q0, q1 - q0, add);
+      if (q1 > q0) put_rows(got, testing::to_host(y), B, nq, q0, q1 - q0, d);
+      keys += add;
+      q0 = q1;
+    }
+    testing::expect_close(mask == FunnelMask::Down ? "down" : "up", got, expected, 1e-5, 1e-4);
+  }
+}
+
+HG_TEST_ON_EVERY_BACKEND(Decode);
+
+}  // namespace
+}  // namespace hg
