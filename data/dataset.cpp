@@ -233,6 +233,10 @@ TokenArray open_token_array(hid_t root, const std::string& path, hid_t dapl) {
     throw UsageError(path + ": /" + kTokenDataset +
                      " is not a 1-D uint8 or uint16 dataset: " + kRerun);
   }
+  const std::string missing = h5::missing_data(dataset.get());
+  if (!missing.empty())
+    throw UsageError(path + ": /" + kTokenDataset + missing +
+                     ": the shard is truncated or damaged; " + kRerun);
   H5Sget_simple_extent_dims(space.get(), dims, nullptr);
   int bytes = static_cast<int>(H5Tget_size(type.get()));
   return {std::move(dataset), bytes, static_cast<int64_t>(dims[0])};
