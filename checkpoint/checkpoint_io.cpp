@@ -167,8 +167,11 @@ OpenDataset open_dataset(hid_t group, const std::string& name, const std::string
   require(rank >= 0, where + name + " has an unreadable shape");
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
   H5Sget_simple_extent_dims(d.space.get(), dims.data(), nullptr);
-  d.shape.assign(dims.begin(), dims.end());
   h5::Handle create = h5::plist(H5Dget_create_plist(d.dataset.get()));
+  // An extent beyond the data in the file would be allocated in full (fuzz_checkpoint).
+  const std::string missing = h5::missing_data(d.dataset.get());
+  require(missing.empty(), where + name + missing + ": the file is truncated or damaged");
+  d.shape.assign(dims.begin(), dims.end());
   unsigned flags = 0, config = 0;
   size_t values = 0;
   d.checksummed =

@@ -233,6 +233,10 @@ TokenArray open_token_array(hid_t root, const std::string& path, hid_t dapl) {
     throw UsageError(path + ": /" + kTokenDataset +
                      " is not a 1-D uint8 or uint16 dataset: " + kRerun);
   }
+  const std::string missing = h5::missing_data(dataset.get());
+  if (!missing.empty())
+    throw UsageError(path + ": /" + kTokenDataset + missing +
+                     ": the shard is truncated or damaged; " + kRerun);
   H5Sget_simple_extent_dims(space.get(), dims, nullptr);
   int bytes = static_cast<int>(H5Tget_size(type.get()));
   return {std::move(dataset), bytes, static_cast<int64_t>(dims[0])};
@@ -368,11 +372,14 @@ void TokenDataset::read(int64_t offset, int64_t count, int32_t* out) const {
     void* staged = token_bytes_ == 1
                        ? static_cast<void*>(reinterpret_cast<uint8_t*>(staging.data()) + done)
                        : static_cast<void*>(staging.data() + done);
+    // The shard's metadata passed every check at open, so a read that fails found its chunk
+    // index or data damaged (tests/fuzz/fuzz_file_bytes): bad input, like a token id out of range.
     if (H5Dread(shard.dataset.get(), memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT,
                 staged) < 0) {
-      throw std::runtime_error("reading tokens [" + std::to_string(at.offset) + ", " +
-                               std::to_string(at.offset + n) + ") of " + shard.path + " failed (" +
-                               h5::last_error() + ")");
+      throw UsageError("reading tokens [" + std::to_string(at.offset) + ", " +
+                       std::to_string(at.offset + n) + ") of " + shard.path +
+                       " failed (HDF5: " + h5::last_error() + "): the shard is damaged; " + kRerun +
+                       " or copy it again");
     }
     done += n;
   }

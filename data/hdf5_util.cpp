@@ -1,5 +1,6 @@
 #include "data/hdf5_util.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace hg::h5 {
@@ -182,6 +183,32 @@ std::optional<int64_t> read_int64_attribute(hid_t object, const char* name) {
   auto values = read_int64_list_attribute(object, name);
   if (!values || values->size() != 1) return std::nullopt;
   return values->front();
+}
+
+std::string missing_data(hid_t dataset) {
+  Handle space = h5::space(H5Dget_space(dataset)), type = h5::type(H5Dget_type(dataset));
+  Handle create = plist(H5Dget_create_plist(dataset));
+  const int rank = space.valid() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+  if (rank < 0 || !type.valid()) return " has an unreadable shape or type";
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  std::string extent;
+  uint64_t elements = 1, bytes = 0;
+  bool overflow = false;
+  for (hsize_t n : dims) {
+    overflow = overflow || __builtin_mul_overflow(elements, n, &elements);
+    extent += (extent.empty() ? "" : ", ") + std::to_string(n);
+  }
+  // Readers widen to 4-byte floats or ints: that many bytes must fit a 64-bit size with room.
+  const uint64_t type_bytes = H5Tget_size(type.get());
+  overflow = overflow ||
+             __builtin_mul_overflow(elements, std::max<uint64_t>(type_bytes, 4), &bytes) ||
+             bytes > (uint64_t{1} << 62);
+  const bool filtered = create.valid() && H5Pget_nfilters(create.get()) > 0;
+  const uint64_t stored = H5Dget_storage_size(dataset);
+  if (!overflow && (filtered || stored >= elements * type_bytes)) return "";
+  return " declares shape [" + extent + "] of " + std::to_string(type_bytes) +
+         "-byte values but the file holds " + std::to_string(stored) + " bytes of its data";
 }
 
 Handle file_access(bool locking) {

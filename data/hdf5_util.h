@@ -82,6 +82,14 @@ std::optional<std::vector<std::string>> read_string_list_attribute(hid_t object,
 std::optional<int64_t> read_int64_attribute(hid_t object, const char* name);
 std::optional<std::vector<int64_t>> read_int64_list_attribute(hid_t object, const char* name);
 
+// "" when `dataset`'s declared extent can be read: its element count does not overflow and,
+// unless it is filtered (compressed), the file holds every byte of its data. Otherwise why not
+// (" declares shape [2, 3] of 4-byte values but the file holds 0 bytes of its data"). A damaged
+// or foreign file may declare an extent far beyond the data it holds (an empty chunked dataset
+// of 2^40 elements reads back as fill values); a reader would allocate all of it (found by
+// tests/fuzz/fuzz_checkpoint).
+std::string missing_data(hid_t dataset);
+
 // A file-access property list; `locking` false lets many readers and a writer coexist
 // (HDF5 1.10.7+; the setting is ignored where the file system has no locks).
 Handle file_access(bool locking);

@@ -1,6 +1,7 @@
 #include "model/model_config.h"
 
 #include <charconv>
+#include <cstdint>
 #include <sstream>
 
 #include "core/error.h"
@@ -22,6 +23,11 @@ bool parse_stack(const std::string& token, StackSpec& stack) {
          parse_int(token.substr(at + 1), stack.shortening);
 }
 
+// Far beyond any model (1M blocks), and low enough that every block and unit count derived from
+// the hierarchy fits an int (found by tests/fuzz/fuzz_hierarchy: "2147483647@1 1@2 2147483647@1"
+// overflowed the block total).
+constexpr int64_t kMaxTotalBlocks = int64_t{1} << 20;
+
 }  // namespace
 
 std::vector<StackSpec> parse_hierarchy(const std::string& text) {
@@ -36,6 +42,10 @@ std::vector<StackSpec> parse_hierarchy(const std::string& text) {
     check(stacks.back().blocks >= 0, "'" + token + "' has a negative block count");
     check(stacks.back().shortening >= 1, "'" + token + "' has shortening below 1");
   }
+  int64_t total_blocks = 0;
+  for (const StackSpec& stack : stacks) total_blocks += stack.blocks;
+  check(total_blocks <= kMaxTotalBlocks, std::to_string(total_blocks) + " blocks in all; at most " +
+                                             std::to_string(kMaxTotalBlocks) + " are supported");
   const int count = static_cast<int>(stacks.size());
   check(count % 2 == 1,
         "needs an odd number of stacks (rising, middle, mirrored falling), e.g. \"2@1 4@3 2@1\"");

@@ -6,6 +6,7 @@ packages=(cmake g++ make pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-
           libboost-program-options-dev libopenblas-dev libdnnl-dev libgtest-dev libgmock-dev
           libbenchmark-dev python3-numpy python3-matplotlib python3-h5py python3-venv
           libprotobuf-dev protobuf-compiler
+          clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer and clang's sanitizer runtimes
           munge slurmctld slurmd slurm-client libpmix-dev)  # the last five: tests/slurm
 missing=()
 for p in "${packages[@]}"; do

@@ -332,5 +332,36 @@ TEST_F(CheckpointFiles, RejectsWrongFormatVersionOrLayout) {
   EXPECT_EQ(rejection("fine.h5", [](hid_t) {}), "");
 }
 
+// Found by tests/fuzz/fuzz_checkpoint: a dataset declaring far more elements than the file holds
+// (an empty chunked one of 2^40 floats reads back as fill values) made verify_checkpoint and the
+// readers allocate all of it (std::bad_alloc, or memory exhausted). Now refused as damaged, and
+// likewise extents whose element count overflows.
+TEST_F(CheckpointFiles, RejectsDatasetsDeclaringMoreDataThanTheFileHolds) {
+  auto declare = [](hsize_t rows, hsize_t columns) {
+    return [=](hid_t f) {
+      const hsize_t dims[2] = {rows, columns}, chunk[2] = {1, 1};
+      h5::Handle space = h5::space(H5Screate_simple(2, dims, nullptr));
+      h5::Handle create = h5::plist(H5Pcreate(H5P_DATASET_CREATE));
+      H5Pset_chunk(create.get(), 2, chunk);
+      h5::dataset(H5Dcreate2(f, "params/huge", H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
+                             create.get(), H5P_DEFAULT));
+    };
+  };
+  const std::string file = path("huge.h5");
+  const std::string message = edited_checkpoint(file, declare(hsize_t{1} << 40, 1));
+  EXPECT_NE(message.find("/params/huge declares shape [1099511627776, 1] of 4-byte values but the "
+                         "file holds 0 bytes of its data: the file is truncated or damaged"),
+            std::string::npos)
+      << message;
+  const CheckpointCheck check = verify_checkpoint(file);
+  EXPECT_FALSE(check.valid);
+  EXPECT_NE(check.problem.find("/params/huge declares shape"), std::string::npos) << check.problem;
+  EXPECT_THROW(read_checkpoint_shapes(file), UsageError);
+  const std::string overflow =
+      edited_checkpoint(path("overflow.h5"), declare(hsize_t{1} << 40, hsize_t{1} << 40));
+  EXPECT_NE(overflow.find("declares shape [1099511627776, 1099511627776]"), std::string::npos)
+      << overflow;
+}
+
 }  // namespace
 }  // namespace hg

@@ -290,5 +290,46 @@ TEST_F(ReaderRejects, ATokenIdNotBelowTheVocabularyAtReadTime) {
   EXPECT_CONTAINS(message, "not below its vocab_size 290");
 }
 
+// The guard of a checkpoint finding (fuzz_checkpoint: an extent far beyond the data in the file is
+// allocated in full by a reader), applied to shards: /tokens declaring 2^40 tokens it does not
+// hold read back as fill values.
+TEST_F(ReaderRejects, AShardDeclaringMoreTokensThanItHolds) {
+  hid_t file = H5Fopen(shard("a", 1).c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  H5Ldelete(file, "tokens", H5P_DEFAULT);
+  const hsize_t dims[1] = {hsize_t{1} << 40}, chunk[1] = {1024};
+  h5::Handle space = h5::space(H5Screate_simple(1, dims, nullptr));
+  h5::Handle create = h5::plist(H5Pcreate(H5P_DATASET_CREATE));
+  H5Pset_chunk(create.get(), 1, chunk);
+  h5::dataset(H5Dcreate2(file, "tokens", H5T_STD_U16LE, space.get(), H5P_DEFAULT, create.get(),
+                         H5P_DEFAULT));
+  H5Fclose(file);
+  std::string message = open_error();
+  EXPECT_CONTAINS(message, shard("a", 1));
+  EXPECT_CONTAINS(message,
+                  "/tokens declares shape [1099511627776] of 2-byte values but the file "
+                  "holds 0 bytes of its data");
+}
+
+// Found by tests/fuzz/fuzz_file_bytes (shard_bytes): a shard whose attributes and /tokens header
+// are intact but whose chunk index is damaged opened, and its read failed with a runtime_error
+// (exit 3). Now a UsageError naming the shard and the fix: at open, where the size of its data
+// cannot be found (h5::missing_data), or else when a read fails.
+TEST(ReaderRejectsFuzzed, AShardWhoseChunkIndexIsDamaged) {
+  TempDir tmp;
+  fs::create_directory(tmp / "d");
+  fs::copy_file(HG_SOURCE_DIR "/tests/fuzz/corpus/shard_bytes/found_damaged_chunk_index.h5",
+                tmp / "d/train-00000.h5");
+  std::string message = usage_error([&] {
+    TokenDataset data(tmp / "d", "train");
+    std::vector<int32_t> tokens(static_cast<size_t>(data.num_tokens()));
+    data.read(0, data.num_tokens(), tokens.data());
+  });
+  EXPECT_CONTAINS(message, tmp / "d/train-00000.h5");
+  EXPECT_CONTAINS(message, "the shard is");
+  EXPECT_CONTAINS(message, "damaged");
+  EXPECT_CONTAINS(message, "hourglass prep");
+}
+
 }  // namespace
 }  // namespace hg
