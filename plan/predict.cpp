@@ -93,9 +93,8 @@ PlanInputs::PlanInputs(const Config& c, const ClusterSpec& cl, const PlanOptions
   plans = plan_units(config.model, seq_len);
   infos = unit_infos(plans);
   units = static_cast<int>(plans.size());
-  const bool bf16 = options.precision == "bf16";
+  bf16 = options.precision == "bf16";
   value_bytes = bf16 ? 2 : 4;
-  state_bytes = bf16 ? 18 : 16;
   grad_bytes = bf16 ? 2 : 4;
   optimizer_bytes = bf16 ? 40 : 36;
   intra_latency = cluster.intra_latency < 0 ? cluster.latency : cluster.intra_latency;
@@ -324,10 +323,14 @@ double GridCosts::add_rank_totals(LayoutPlan& lp, const std::vector<StageCosts>&
     }
     lp.dp_seconds = std::max(lp.dp_seconds, sync[s].exposed);
     lp.dp_total_seconds = std::max(lp.dp_total_seconds, sync[s].seconds);
-    lp.optimizer_seconds = std::max(lp.optimizer_seconds, update);
+    // ZeRO-1: each replica updates its 1/dp shard of the moments (the all-gather that follows is
+    // costed as the other half of the gradient all-reduce it replaces).
+    const bool zero = in_.config.parallel.zero == 1 && dp_ > 1;
+    lp.optimizer_seconds = std::max(lp.optimizer_seconds, zero ? update / dp_ : update);
     end = std::max(end, sim.finish[s] + sync[s].exposed);
     lp.tp_seconds = std::max(lp.tp_seconds, tp_time * m);
-    const RankMemory held = rank_memory(chunks, sim.max_alive[s], in_.state_bytes);
+    const RankMemory held = rank_memory(
+        chunks, sim.max_alive[s], parameter_state_bytes(in_.bf16, in_.config.parallel.zero, dp_));
     const double memory = held.total() + cluster_.memory_reserve;
     if (memory > lp.memory_bytes) {
       lp.memory_bytes = memory;

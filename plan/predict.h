@@ -130,7 +130,7 @@ struct PlanInputs {
   int units = 0;                // U
   int seq_len = 0, batch = 0;   // L, B
   double value_bytes = 0;       // activations and messages
-  double state_bytes = 0;       // per parameter
+  bool bf16 = false;            // plan.precision bf16
   double grad_bytes = 0;        // all-reduced per parameter
   double optimizer_bytes = 0;   // memory traffic per parameter update
   double intra_latency = 0;     // cluster.intra_latency, else cluster.latency

@@ -93,6 +93,11 @@ ChunkMemory chunk_memory(const ModelConfig& model, const std::vector<UnitPlan>& 
   return chunk;
 }
 
+double parameter_state_bytes(bool bf16, int zero, int dp) {
+  const double moments = zero == 1 && dp > 1 ? 8.0 / dp : 8.0;
+  return 8.0 + moments + (bf16 ? 2.0 : 0.0);
+}
+
 RankMemory rank_memory(const std::vector<ChunkMemory>& chunks, int live, double state_bytes) {
   RankMemory rank;
   double params = 0;
@@ -139,7 +144,8 @@ RankMemory estimate_rank_memory(const Config& config, const std::vector<UnitPlan
       make_schedule(parallel.schedule,
                     PipelineLayout{parallel.pp, micro_batches, skip_edges(unit_infos(plans), first),
                                    parallel.virtual_stages});
-  return rank_memory(chunks, max_live_micro_batches(lists.at(stage)), 16);
+  return rank_memory(chunks, max_live_micro_batches(lists.at(stage)),
+                     parameter_state_bytes(false, parallel.zero, parallel.dp));
 }
 
 NodeMemory detect_node_memory(const std::string& proc, const std::string& cgroup) {

@@ -54,6 +54,11 @@ struct RankMemory {
   double total() const { return param_bytes + activations(); }
 };
 
+// Bytes a rank keeps per parameter it holds: value and gradient (4 + 4) and the two AdamW moments
+// (8), of which ZeRO-1 (parallel.zero 1) keeps only its 1/dp shard; bf16 (train.precision) adds a
+// 2-byte rounded copy of the value.
+double parameter_state_bytes(bool bf16, int zero, int dp);
+
 // A rank holding `chunks` with `live` (micro-batch, chunk) pairs alive at most, `state_bytes` per
 // parameter (16 fp32, 18 bf16).
 RankMemory rank_memory(const std::vector<ChunkMemory>& chunks, int live, double state_bytes);

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "model/stage_model.h"
 #include "model/units.h"
+#include "trainer/memory_estimate.h"
 #include "parallel/partition.h"
 #include "plan/plan.h"
 #include "tests/support/run_command.h"
@@ -199,6 +200,29 @@ TEST(Plan, OneFOneBNeedsLessActivationMemoryThanGPipe) {
   const LayoutPlan& gpipe = a.schedule == ScheduleKind::GPipe ? a : b;
   const LayoutPlan& one = a.schedule == ScheduleKind::GPipe ? b : a;
   EXPECT_LT(one.memory_bytes, gpipe.memory_bytes);
+}
+
+// ZeRO-1 (parallel.zero 1 in the config planned): at dp = 4 each rank keeps 8 + 8/4 = 10 bytes per
+// parameter instead of 16 and updates a quarter of the moments; the activations are unchanged.
+TEST(Plan, ZeroOneShardsTheMomentsAndTheUpdate) {
+  Config config = small_config(16);
+  PlanOptions options;
+  options.ranks = 4;
+  options.dp = 4;
+  options.micro_batches = {1};
+  const PlanResult plain = plan_layouts(config, two_nodes_of_two(), options);
+  config.parallel.zero = 1;
+  const PlanResult zero = plan_layouts(config, two_nodes_of_two(), options);
+  ASSERT_EQ(plain.layouts.size(), 1u);
+  ASSERT_EQ(zero.layouts.size(), 1u);
+  const LayoutPlan& a = plain.layouts[0];
+  const LayoutPlan& b = zero.layouts[0];
+  EXPECT_NEAR(b.param_bytes, a.param_bytes * 10.0 / 16.0, 1e-6 * a.param_bytes);
+  EXPECT_NEAR(b.activation_bytes, a.activation_bytes, 1e-6 * a.activation_bytes);
+  EXPECT_NEAR(b.optimizer_seconds, a.optimizer_seconds / 4, 1e-12 + 1e-9 * a.optimizer_seconds);
+  EXPECT_EQ(parameter_state_bytes(false, 0, 4), 16.0);
+  EXPECT_EQ(parameter_state_bytes(true, 1, 2), 8.0 + 4.0 + 2.0);
+  EXPECT_EQ(parameter_state_bytes(false, 1, 1), 16.0);  // one replica: nothing to shard
 }
 
 // Interleaved 1F1B (plan.schedules = interleaved): pp · v virtual stages, virtual stage k on rank

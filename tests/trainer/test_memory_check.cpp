@@ -149,6 +149,16 @@ TEST(MemoryEstimate, ZeroBubbleKeepsMicroBatchesUntilTheirW) {
 // Interleaved (pp 2 × 2 chunks, m = 2): rank r runs min(2(pp - r - 1) + (v - 1)·pp, m·v) warm-up
 // forwards, then one forward before each backward: rank 0 all 4 (micro-batch, chunk) pairs,
 // rank 1 2 + 1. Each pair is charged the rank's largest chunk.
+// ZeRO-1: a replica keeps its 1/dp shard of the two moments, 8 + 8/dp bytes per parameter
+// instead of 16; the activations do not change.
+TEST(MemoryEstimate, ZeroOneKeepsAShardOfTheMoments) {
+  const Estimates plain = estimate_every_stage(tiny_config({{"parallel.dp", "2"}}));
+  const Estimates zero =
+      estimate_every_stage(tiny_config({{"parallel.dp", "2"}, {"parallel.zero", "1"}}));
+  EXPECT_DOUBLE_EQ(zero.stages[0].param_bytes, plain.stages[0].param_bytes * 12.0 / 16.0);
+  EXPECT_DOUBLE_EQ(zero.stages[0].activation_bytes, plain.stages[0].activation_bytes);
+}
+
 TEST(MemoryEstimate, InterleavedCountsPairsOfTheSchedule) {
   const Config config = tiny_config({{"parallel.pp", "2"},
                                      {"parallel.schedule", "interleaved"},
