@@ -1,17 +1,18 @@
-// Pipeline-parallel throughput (issue 4): pp = 2 on two ranks of one thread each against one rank
-// of one thread, same model, same global batch of m micro-batches, same code path
+// Pipeline-parallel throughput (issues 4, 16): pp = the number of ranks (2 .. 8; 1 rank: pp 1
+// only), one thread each, against one rank of one thread, same model, same global batch of m
+// micro-batches, same code path
 // (distributed_step over a PipelineRuntime; pp = 1 is a schedule without messages).
 //
-//   OMP_NUM_THREADS=1 mpirun -np 2 --bind-to core bench_pipeline [options]
+//   OMP_NUM_THREADS=1 mpirun -np 2|3 --bind-to core bench_pipeline [options]
 //     --hierarchy "2@1 4@3 2@1"  --d-model 256  --heads 4  --ffn 1024  --seq-len 768
 //     --window 128  --chunk 16  --micro-batches 8  --micro-batch 1
 //     --schedule 1f1b|gpipe|interleaved|zbh1  --virtual-stages V (interleaved: chunks per rank)
 //     --stages A,B (parallel.stages, per virtual stage; default: the cost model's balance)
 //     --steps 5  --warmup 1
-//     --trace FILE (Chrome trace of the last pp = 2 step)
+//     --trace FILE (Chrome trace of the last pipelined step)
 //
-// The two layouts run in alternating rounds (one pp = 1 step on rank 0 while rank 1 sleeps in a
-// barrier, then one pp = 2 step on both), so a machine shared with other work disturbs both alike;
+// The two layouts run in alternating rounds (one pp = 1 step on rank 0 while the others sleep in a
+// barrier, then one pipelined step on all), so a machine shared with other work disturbs both alike;
 // the speed-up is the median of the per-round ratios. Under -np 1 only pp = 1 runs.
 //
 // Printed: tokens/s of both (median and best step), the speed-up, the measured bubble next to the
@@ -84,8 +85,6 @@ Options parse(int argc, char** argv) {
   hg::require(o.steps >= 1 && o.warmup >= 0, "--steps >= 1, --warmup >= 0");
   hg::require(o.virtual_stages == 1 || o.schedule == hg::ScheduleKind::Interleaved,
               "--virtual-stages > 1 needs --schedule interleaved");
-  hg::require(o.schedule != hg::ScheduleKind::Interleaved || o.micro_batches % 2 == 0,
-              "--schedule interleaved needs --micro-batches a multiple of pp = 2");
   return o;
 }
 
@@ -236,9 +235,12 @@ Estimate uncontended(const Layout& l, const std::vector<Sample>& samples) {
 int main(int argc, char** argv) {
   return hg::bench::run_mpi_main(argc, argv, "bench_pipeline", [&](int rank, int size) {
     const Options o = parse(argc, argv);
-    hg::require(size <= 2, "run with mpirun -np 1 or -np 2");
+    hg::require(size <= 8, "run with mpirun -np 1 .. 8 (pp = the number of ranks)");
     hg::set_num_threads(1);
-    const int m = o.micro_batches, p = 2;
+    const int m = o.micro_batches, p = std::max(size, 2);
+    hg::require(o.schedule != hg::ScheduleKind::Interleaved || m % p == 0,
+                "--schedule interleaved needs --micro-batches a multiple of pp = " +
+                    std::to_string(p));
     const hg::Config one_config = make_config(o, 1);
     const double tokens = static_cast<double>(one_config.train.batch) * one_config.train.seq_len;
     if (rank == 0)
@@ -258,7 +260,7 @@ int main(int argc, char** argv) {
     MPI_Comm_split(MPI_COMM_WORLD, rank == 0 ? 0 : MPI_UNDEFINED, rank, &solo);
     std::unique_ptr<Layout> one, two;
     if (solo != MPI_COMM_NULL) one = make_layout(one_config, solo, false);
-    if (size == 2) two = make_layout(make_config(o, p), MPI_COMM_WORLD, !o.trace.empty());
+    if (size >= 2) two = make_layout(make_config(o, p), MPI_COMM_WORLD, !o.trace.empty());
 
     std::vector<Sample> ones, twos;
     for (int s = 0; s < o.warmup + o.steps; ++s) {
@@ -266,7 +268,7 @@ int main(int argc, char** argv) {
         Sample r = run_step(*one, s);
         if (s >= o.warmup) ones.push_back(r);
       }
-      hg::comm::barrier(MPI_COMM_WORLD);  // rank 1 sleeps here meanwhile
+      hg::comm::barrier(MPI_COMM_WORLD);  // the other ranks sleep here meanwhile
       if (two) {
         Sample r = run_step(*two, s);
         if (s >= o.warmup) twos.push_back(r);
@@ -291,9 +293,9 @@ int main(int argc, char** argv) {
         const std::vector<double> w2 = walls(twos);
         const double med2 = median(w2), best2 = *std::min_element(w2.begin(), w2.end());
         std::printf(
-            "pp 2 (2 ranks): median %.3f s/step = %6.0f tokens/s; best %.3f s = %6.0f "
+            "pp %d (%d ranks): median %.3f s/step = %6.0f tokens/s; best %.3f s = %6.0f "
             "tokens/s\n",
-            med2, tokens / med2, best2, tokens / best2);
+            p, p, med2, tokens / med2, best2, tokens / best2);
         for (int st = 0; st < p; ++st) {
           auto avg = [&](auto f) { return mean_of(twos, f); };
           const double step = avg([&](const Sample& s) { return s.step[st]; });
@@ -315,20 +317,22 @@ int main(int argc, char** argv) {
                         ? "(p-1)/(3m+p-1) at T_F = T_B = T_W"
                         : "(p-1)/(v*m+p-1)",
                     hg::theoretical_bubble(o.schedule, p, m, o.virtual_stages), o.virtual_stages);
-        std::printf("comm wait per step: stage 0 %.4f s, stage 1 %.4f s\n",
-                    mean_of(twos, [](const Sample& s) { return s.wait[0]; }),
-                    mean_of(twos, [](const Sample& s) { return s.wait[1]; }));
+        std::printf("comm wait per step:");
+        for (int st = 0; st < p; ++st)
+          std::printf(" stage %d %.4f s", st,
+                      mean_of(twos, [st](const Sample& s) { return s.wait[st]; }));
+        std::printf("\n");
         std::printf(
-            "speed-up pp 2 / pp 1: %.3fx (median of per-round ratios; best steps %.3fx); "
+            "speed-up pp %d / pp 1: %.3fx (median of per-round ratios; best steps %.3fx); "
             "ideal p*v*m/(v*m+p-1) = %.3fx\n",
-            median(ratios), best1 / best2,
+            p, median(ratios), best1 / best2,
             double(p) * o.virtual_stages * m / (o.virtual_stages * m + p - 1));
         const Estimate est = uncontended(*two, twos);
         std::printf(
             "uncontended estimate (measured CPU time per op, schedule simulated): pp 1 "
-            "%.3f s/step, pp 2 %.3f s/step, speed-up %.3fx, bubble %.3f\n",
-            cpu1, est.seconds, cpu1 / est.seconds, est.bubble);
-        if (!o.trace.empty()) std::printf("trace of the last pp 2 step: %s\n", o.trace.c_str());
+            "%.3f s/step, pp %d %.3f s/step, speed-up %.3fx, bubble %.3f\n",
+            cpu1, p, est.seconds, cpu1 / est.seconds, est.bubble);
+        if (!o.trace.empty()) std::printf("trace of the last pp %d step: %s\n", p, o.trace.c_str());
       }
     }
     two.reset();
