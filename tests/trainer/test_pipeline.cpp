@@ -31,6 +31,7 @@
 #include "tests/support/reference_run.h"
 #include "tests/support/run_command.h"
 #include "tests/support/tiny_models.h"
+#include "tests/support/training_runs.h"
 
 namespace hg {
 namespace {
@@ -130,7 +131,8 @@ TEST_P(PipelineMpi, MatchesSingleProcess) {
       moments += static_cast<double>(p.exp_avg.numel() + p.exp_avg_sq.numel());
     comm::allreduce_sum(&moments, 1, comm);
     if (moments != 2 * (layout.zero ? 1 : layout.dp) * total)
-      report += where + ": the ranks hold " + std::to_string(moments) + " moment elements, expected " +
+      report += where + ": the ranks hold " + std::to_string(moments) +
+                " moment elements, expected " +
                 std::to_string(2 * (layout.zero ? 1 : layout.dp) * total) + "\n";
     return report;
   };
@@ -244,9 +246,9 @@ TEST(PipelineMpiDeterminism, SameLayoutTwiceIsBitIdentical) {
 
 // ZeRO-1: the reduce-scatter, the sharded update and the all-gather repeat to the bit.
 TEST(PipelineMpiDeterminism, ZeroOneSameLayoutTwiceIsBitIdentical) {
-  const Layout layout = zero1(
-      {"dp2_pp2_dropout", kThreeStacks + "[model]\ndropout = 0.1\n" + train_section(24, 8, 1), 2, 2,
-       "1f1b"});
+  const Layout layout =
+      zero1({"dp2_pp2_dropout", kThreeStacks + "[model]\ndropout = 0.1\n" + train_section(24, 8, 1),
+             2, 2, "1f1b"});
   if (testing::world_size() < layout.ranks())
     GTEST_SKIP() << "needs " << layout.ranks() << " MPI ranks, has " << testing::world_size();
   expect_same_bits_twice(layout);
@@ -340,6 +342,19 @@ void expect_usage_error(int ranks, const std::string& args, const std::string& e
                                                      << l.err;
   EXPECT_EQ(l.out.find("step "), std::string::npos) << l.out;
   EXPECT_EQ(l.err.find("rank 1"), std::string::npos) << l.err;
+}
+
+// zbh1's trace (log.trace) shows each micro-batch's B and W as separate slices on every stage.
+TEST(PipelineCli, ZeroBubbleTraceShowsBAndWSlices) {
+  testing::TempDir dir;
+  const std::string trace = dir / "trace.json";
+  const testing::CommandResult r =
+      testing::train({1, 2, 1}, testing::model_args(1) + " --parallel.schedule zbh1 --log.trace " +
+                                    trace + " --run.dir " + dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string text = slurp(trace);
+  for (const char* slice : {"\"F0\"", "\"B0\"", "\"W0\"", "\"W1\""})
+    EXPECT_EQ(count_of(text, slice), 2) << slice << " once per stage in\n" << text.substr(0, 2000);
 }
 
 TEST(PipelineCli, PpLargerThanUnitsExits2) {
