@@ -264,7 +264,8 @@ TEST(CheckpointLayouts, SavedOnDp2Pp2Tp2ResumesOnOtherLayouts) {
 }
 
 // ZeRO-1 (parallel.zero 1) keeps checkpoints canonical: moments saved from the shards resume
-// without ZeRO, and the reverse, each continuing within 1e-5 of the run it resumes; a ZeRO-1
+// without ZeRO, and the reverse, and under the zbh1 schedule, each continuing within 1e-5 of the
+// run it resumes; a ZeRO-1
 // checkpoint resumed under ZeRO-1 on its own layout repeats the same bits, final file included.
 TEST(CheckpointLayouts, ZeroOneAndZeroZeroResumeEachOther) {
   const Layout dp2{2, 1, 1};
@@ -286,9 +287,13 @@ TEST(CheckpointLayouts, ZeroOneAndZeroZeroResumeEachOther) {
     Layout layout;
     const std::map<int64_t, double>& expected;
   };
-  for (const Resume& r : {Resume{plain, zero1, dp2, plain_losses},
-                          Resume{sharded, "", dp2, sharded_losses},
-                          Resume{sharded, "", Layout{1, 1, 1}, sharded_losses}}) {
+  // ... and under another schedule: zbh1 on dp 2 x pp 2, with and without ZeRO-1.
+  const std::string zbh1 = " --parallel.schedule zbh1";
+  for (const Resume& r :
+       {Resume{plain, zero1, dp2, plain_losses}, Resume{sharded, "", dp2, sharded_losses},
+        Resume{sharded, "", Layout{1, 1, 1}, sharded_losses},
+        Resume{sharded, zero1 + zbh1, Layout{2, 2, 1}, sharded_losses},
+        Resume{plain, zbh1, Layout{1, 2, 1}, plain_losses}}) {
     TempDir run;
     const std::string step6 = r.from / "checkpoints/step-00000006.h5";
     const auto c = train(r.layout, model_args(10) + r.extra + " --checkpoint.resume " + step6 +
@@ -301,9 +306,9 @@ TEST(CheckpointLayouts, ZeroOneAndZeroZeroResumeEachOther) {
           << "step " << step << " of " << step6 << " resumed on " << r.layout.name() << r.extra;
   }
   TempDir same;
-  const auto d = train(dp2, args + zero1 + " --checkpoint.resume " +
-                                (sharded / "checkpoints/step-00000006.h5") + " --run.dir " +
-                                same.path());
+  const auto d =
+      train(dp2, args + zero1 + " --checkpoint.resume " +
+                     (sharded / "checkpoints/step-00000006.h5") + " --run.dir " + same.path());
   ASSERT_EQ(d.exit_code, 0) << d.output;
   for (const auto& [step, loss] : losses(same / "metrics.jsonl"))
     EXPECT_EQ(loss, sharded_losses.at(step)) << "step " << step << " resumed under ZeRO-1";
