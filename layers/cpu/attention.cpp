@@ -162,11 +162,11 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
   float* q_lin = cfg.dconv ? grow(c.q_lin, rows * HE) : q;
   float* k_lin = cfg.dconv ? grow(c.k_lin, rows * HE) : k;
   float* v_lin = cfg.dconv ? grow(c.v_lin, rows * HE) : v;
-  qkv_projection_forward(q_lin, k_lin, v_lin, u, u, {w.wq, w.wk, w.wv}, cfg.d, HE, rows, rows);
+  qkv_projection_forward(q_lin, k_lin, v_lin, u, u, {w.wq, w.wk, w.wv}, cfg.d, HE, HE, rows, rows);
   if (cfg.dconv) {
-    dconv_forward(q, q_lin, w.dconv_q, B, n, static_cast<int>(HE));
-    dconv_forward(k, k_lin, w.dconv_k, B, n, static_cast<int>(HE));
-    dconv_forward(v, v_lin, w.dconv_v, B, n, static_cast<int>(HE));
+    dconv_forward(q, q_lin, w.dconv_q, B, n, static_cast<int>(HE), HE);
+    dconv_forward(k, k_lin, w.dconv_k, B, n, static_cast<int>(HE), HE);
+    dconv_forward(v, v_lin, w.dconv_v, B, n, static_cast<int>(HE), HE);
   }
 
   Workspace& ws = workspace();
@@ -320,17 +320,17 @@ void projections_backward(float* du, Workspace& ws, const float* dq, const float
   if (cfg.dconv) {
     const int C = static_cast<int>(HE);
     dconv_backward(grow(ws.dq_lin, rows * HE), or_unused(g.dconv_q, ws.unused[1], 3 * HE), dq,
-                   c.q_lin.data(), w.dconv_q, B, n, C);
+                   c.q_lin.data(), w.dconv_q, B, n, C, HE);
     dconv_backward(grow(ws.dk_lin, rows * HE), or_unused(g.dconv_k, ws.unused[1], 3 * HE), dk,
-                   c.k_lin.data(), w.dconv_k, B, n, C);
+                   c.k_lin.data(), w.dconv_k, B, n, C, HE);
     dconv_backward(grow(ws.dv_lin, rows * HE), or_unused(g.dconv_v, ws.unused[1], 3 * HE), dv,
-                   c.v_lin.data(), w.dconv_v, B, n, C);
+                   c.v_lin.data(), w.dconv_v, B, n, C, HE);
     dq_lin = ws.dq_lin.data();
     dk_lin = ws.dk_lin.data();
     dv_lin = ws.dv_lin.data();
   }
   qkv_projection_backward(du, du, {g.wq, g.wk, g.wv}, dq_lin, dk_lin, dv_lin, u, u,
-                          {w.wq, w.wk, w.wv}, cfg.d, HE, rows, rows);
+                          {w.wq, w.wk, w.wv}, cfg.d, HE, HE, rows, rows);
   if (cfg.kind == AttentionKind::LongShort && du != nullptr) {
     const int Hr = cfg.heads * cfg.rank;
     gemm(false, true, rows, cfg.d, Hr, 1.0f, ws.dlogits.data(), Hr, w.proj_weight, Hr, 1.0f, du,

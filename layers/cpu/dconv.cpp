@@ -6,10 +6,11 @@
 
 namespace hg {
 
-void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, int64_t n, int C) {
-  const float* a0 = taps;          // multiplies Z[t]
-  const float* a1 = taps + C;      // Z[t-1]
-  const float* a2 = taps + 2 * C;  // Z[t-2]
+void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, int64_t n, int C,
+                   int64_t ldt) {
+  const float* a0 = taps;            // multiplies Z[t]
+  const float* a1 = taps + ldt;      // Z[t-1]
+  const float* a2 = taps + 2 * ldt;  // Z[t-2]
   parallel_for(B * n, [&](int64_t bt) {
     const int64_t t = bt % n;  // position inside its sequence: Z[<0] = 0 at sequence starts
     const float* z0 = inp + bt * C;
@@ -28,10 +29,10 @@ void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, i
 }
 
 void dconv_backward(float* dinp, float* dtaps, const float* dout, const float* inp,
-                    const float* taps, int64_t B, int64_t n, int C) {
+                    const float* taps, int64_t B, int64_t n, int C, int64_t ldt) {
   const float* a0 = taps;
-  const float* a1 = taps + C;
-  const float* a2 = taps + 2 * C;
+  const float* a1 = taps + ldt;
+  const float* a2 = taps + 2 * ldt;
   // One pass over the rows: dZ[t] = a0·dY[t] + a1·dY[t+1] + a2·dY[t+2] (terms past the sequence
   // end absent), and each chunk's partial dtaps[a, c] = Σ dY[t, c] · Z[t-a, c] (Z[<0] = 0).
   reduce_rows(
@@ -62,7 +63,7 @@ void dconv_backward(float* dinp, float* dtaps, const float* dout, const float* i
             for (int c = 0; c < C; ++c) s2[c] += g0[c] * z0[c - 2 * C];
         }
       },
-      [&](int64_t c, float total) { dtaps[c] += total; });
+      [&](int64_t i, float total) { dtaps[(i / C) * ldt + i % C] += total; });  // i = tap·C + c
 }
 
 }  // namespace hg

@@ -71,7 +71,7 @@ void dconv_continue(float* z, std::vector<float>& tail, const float* lin, const 
     std::memcpy(ext + b * (n + 2) * C, tail.data() + b * 2 * C, sizeof(float) * 2 * C);
     std::memcpy(ext + (b * (n + 2) + 2) * C, lin + b * n * C, sizeof(float) * n * C);
   }
-  dconv_forward(ext_out, ext, taps, B, n + 2, static_cast<int>(C));
+  dconv_forward(ext_out, ext, taps, B, n + 2, static_cast<int>(C), C);
   for (int64_t b = 0; b < B; ++b) {
     std::memcpy(z + b * n * C, ext_out + (b * (n + 2) + 2) * C, sizeof(float) * n * C);
     std::memcpy(tail.data() + b * 2 * C, ext + (b * (n + 2) + n) * C, sizeof(float) * 2 * C);
@@ -248,7 +248,7 @@ void attention_decode(float* out, AttentionDecodeCache& c, const float* u, const
   float* q_lin = cfg.dconv ? grow(ws.q_lin, rows * HE) : q;
   float* k_lin = cfg.dconv ? grow(ws.k_lin, rows * HE) : k;
   float* v_lin = cfg.dconv ? grow(ws.v_lin, rows * HE) : v;
-  qkv_projection_forward(q_lin, k_lin, v_lin, u, u, {w.wq, w.wk, w.wv}, cfg.d, HE, rows, rows);
+  qkv_projection_forward(q_lin, k_lin, v_lin, u, u, {w.wq, w.wk, w.wv}, cfg.d, HE, HE, rows, rows);
   if (cfg.dconv) {
     dconv_continue(q, c.q_tail, q_lin, w.dconv_q, B, n, HE);
     dconv_continue(k, c.k_tail, k_lin, w.dconv_k, B, n, HE);

@@ -59,7 +59,7 @@ void mha_forward(float* out, MhaCache& c, const float* q_in, const float* kv_in,
 
   // Q [B·nq, H·e] = q_in Wq;  K, V [B·nk, H·e] = kv_in Wk, kv_in Wv
   qkv_projection_forward(grow(c.q, B * nq * HE), grow(c.k, B * nk * HE), grow(c.v, B * nk * HE),
-                         q_in, kv_in, {w.wq, w.wk, w.wv}, d, HE, B * nq, B * nk);
+                         q_in, kv_in, {w.wq, w.wk, w.wv}, d, HE, HE, B * nq, B * nk);
 
   float* heads_out = grow(c.heads_out, B * nq * HE);
   multihead_attention_forward(heads_out, grow(c.probs, B * H * c.plan.probs_size), B, H, e, c.plan,
@@ -104,7 +104,7 @@ void mha_backward(float* dq_in, float* dkv_in, const MhaParams& g, const float* 
 
   // dq_in = dQ Wqᵀ;  dkv_in = dK Wkᵀ + dV Wvᵀ;  weight grads += inputᵀ · dprojection
   qkv_projection_backward(dq_in, dkv_in, {g.wq, g.wk, g.wv}, dq, dk, dv, q_in, kv_in,
-                          {w.wq, w.wk, w.wv}, d, HE, B * nq, B * nk);
+                          {w.wq, w.wk, w.wv}, d, HE, HE, B * nq, B * nk);
 }
 
 }  // namespace hg

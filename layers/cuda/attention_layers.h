@@ -86,16 +86,17 @@ enum AttentionWork : int {
   kWorkUnused,  // kWorkUnused + i: gradients nobody asked for
 };
 
-// du (+=) dout · W[:, :out]ᵀ; dW (+=) inpᵀ · dout: the input gradient of a second projection of
-// the same input (K and V of u, the projection P), added to the first one's.
+// du (+=) dout · W[:, :out]ᵀ; dW[:, :out] (+=) inpᵀ · dout (row stride ldw): the input gradient
+// of a second projection of the same input (K and V of u, the projection P), added to the first
+// one's.
 template <class Ops>
 void linear_backward_add(Ops& ops, float* dinp, float* dweight, float* dbias, const float* dout,
                          const float* inp, const float* weight, int64_t rows, int64_t in_dim,
-                         int64_t out_dim) {
+                         int64_t out_dim, int64_t ldw) {
   if (dinp != nullptr)
-    ops.gemm(false, true, rows, in_dim, out_dim, 1.0f, dout, out_dim, weight, out_dim, 1.0f, dinp,
+    ops.gemm(false, true, rows, in_dim, out_dim, 1.0f, dout, out_dim, weight, ldw, 1.0f, dinp,
              in_dim);
-  ops.linear_backward(nullptr, dweight, dbias, dout, inp, weight, rows, in_dim, out_dim, out_dim);
+  ops.linear_backward(nullptr, dweight, dbias, dout, inp, weight, rows, in_dim, out_dim, ldw);
 }
 
 // A gradient pointer, or a workspace slot for one the caller did not ask for (kernels add into
@@ -218,7 +219,7 @@ void attention_forward(Ops& ops, float* out, AttentionCache& c, const float* u,
     float* z = slot(c.device, kSavedQ + i, rows * HE, dev);
     float* lin = cfg.dconv ? slot(c.device, kSavedQLin + i, rows * HE, dev) : z;
     ops.linear_forward(lin, u, weights[i], nullptr, rows, cfg.d, HE, HE);
-    if (cfg.dconv) ops.dconv_forward(z, lin, taps[i], B, n, static_cast<int>(HE));
+    if (cfg.dconv) ops.dconv_forward(z, lin, taps[i], B, n, static_cast<int>(HE), HE);
   }
   window_forward(ops, c, w, cfg, B, n);
   if (cfg.kind == AttentionKind::LongShort) compress_forward(ops, c, u, w, cfg, B, n);
@@ -276,19 +277,19 @@ void attention_inputs_backward(Ops& ops, std::vector<Tensor>& work, float* du,
     if (cfg.dconv) {
       dlin = slot(work, kWorkDqLin + i, rows * HE, ops.device());
       ops.dconv_backward(dlin, grad_or_unused(ops, work, dtaps[i], 7 + i, 3 * HE), dz[i],
-                         saved(c.device, kSavedQLin + i), taps[i], B, n, static_cast<int>(HE));
+                         saved(c.device, kSavedQLin + i), taps[i], B, n, static_cast<int>(HE), HE);
     }
     float* dweight = grad_or_unused(ops, work, dweights[i], 10 + i, d * HE);
     if (i == 0)  // du = dQ' Wqᵀ, then the others add
       ops.linear_backward(du, dweight, nullptr, dlin, u, weights[i], rows, d, HE, HE);
     else
-      linear_backward_add(ops, du, dweight, nullptr, dlin, u, weights[i], rows, d, HE);
+      linear_backward_add(ops, du, dweight, nullptr, dlin, u, weights[i], rows, d, HE, HE);
   }
   if (cfg.kind == AttentionKind::LongShort) {
     const int64_t Hr = static_cast<int64_t>(cfg.heads) * cfg.rank;
     linear_backward_add(ops, du, grad_or_unused(ops, work, g.proj_weight, 2, d * Hr),
                         grad_or_unused(ops, work, g.proj_bias, 3, Hr), saved(work, kWorkDprobs), u,
-                        w.proj_weight, rows, d, Hr);
+                        w.proj_weight, rows, d, Hr, Hr);
   }
 }
 
@@ -425,7 +426,7 @@ void mha_backward(Ops& ops, std::vector<Tensor>& work, float* dq_in, float* dkv_
   ops.linear_backward(dkv_in, grad_or_unused(ops, work, g.wk, 11, d * HE), nullptr, gr.dk_window,
                       kv_in, w.wk, B * nk, d, HE, HE);
   linear_backward_add(ops, dkv_in, grad_or_unused(ops, work, g.wv, 12, d * HE), nullptr,
-                      gr.dv_window, kv_in, w.wv, B * nk, d, HE);
+                      gr.dv_window, kv_in, w.wv, B * nk, d, HE, HE);
 }
 
 }  // namespace hg::cuda

@@ -135,13 +135,13 @@ class CudaBackend final : public Backend {
             int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) const {
     cuda::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
-  void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, int64_t n,
-                     int C) const {
-    cuda::dconv_forward(out, inp, taps, B, n, C);
+  void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, int64_t n, int C,
+                     int64_t ldt) const {
+    cuda::dconv_forward(out, inp, taps, B, n, C, ldt);
   }
   void dconv_backward(float* dinp, float* dtaps, const float* dout, const float* inp,
-                      const float* taps, int64_t B, int64_t n, int C) const {
-    cuda::dconv_backward(dinp, dtaps, dout, inp, taps, B, n, C);
+                      const float* taps, int64_t B, int64_t n, int C, int64_t ldt) const {
+    cuda::dconv_backward(dinp, dtaps, dout, inp, taps, B, n, C, ldt);
   }
   void rope(float* x, const float* cs, const float* sn, int64_t B, int64_t n, int H, int e,
             bool inverse) const {

@@ -76,11 +76,12 @@ void embedding_backward(float* dweight, const float* dout, const int32_t* tokens
                         int d);
 
 // layers/dconv.h: out[t, c] = taps[0,c]·Z[t,c] + taps[1,c]·Z[t-1,c] + taps[2,c]·Z[t-2,c] within
-// each sequence, Z[<0] = 0. inp, out [B, n, C]; taps [3, C].
-void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, int64_t n, int C);
-// dinp [B, n, C] (=); dtaps [3, C] (+=).
+// each sequence, Z[<0] = 0. inp, out [B, n, C]; taps [3, ldt], columns [0, C) used.
+void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, int64_t n, int C,
+                   int64_t ldt);
+// dinp [B, n, C] (=); dtaps [3, ldt] (+=, columns [0, C) only).
 void dconv_backward(float* dinp, float* dtaps, const float* dout, const float* inp,
-                    const float* taps, int64_t B, int64_t n, int C);
+                    const float* taps, int64_t B, int64_t n, int C, int64_t ldt);
 
 // layers/resample.h (resample.cu): ShiftRight, average pooling, repeat upsampling; inp/out
 // [B, n, d] (shift), [B, n, d] -> [B, n/k, d] (pool), [B, m, d] -> [B, m·k, d] (repeat).

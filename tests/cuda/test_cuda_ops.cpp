@@ -124,14 +124,14 @@ TEST(CudaDConv, MatchesCpuForwardAndBackward) {
   const auto dout = testing::random_vector(total, 53);
   const auto dtaps0 = testing::random_vector(3 * C, 54);
   std::vector<float> out(total), dinp(total), dtaps = dtaps0;
-  dconv_forward(out.data(), inp.data(), taps.data(), B, n, C);
-  dconv_backward(dinp.data(), dtaps.data(), dout.data(), inp.data(), taps.data(), B, n, C);
+  dconv_forward(out.data(), inp.data(), taps.data(), B, n, C, C);
+  dconv_backward(dinp.data(), dtaps.data(), dout.data(), inp.data(), taps.data(), B, n, C, C);
 
   DeviceFloats d_inp(inp), d_taps(taps), d_dout(dout), d_dtaps(dtaps0),
       d_out{std::vector<float>(total)}, d_dinp{std::vector<float>(total, 7.0f)};
-  cuda::dconv_forward(d_out.get(), d_inp.get(), d_taps.get(), B, n, C);
+  cuda::dconv_forward(d_out.get(), d_inp.get(), d_taps.get(), B, n, C, C);
   cuda::dconv_backward(d_dinp.get(), d_dtaps.get(), d_dout.get(), d_inp.get(), d_taps.get(), B, n,
-                       C);
+                       C, C);
   expect_close("out", d_out.to_host(), out, 1e-6, 1e-5);
   expect_close("dinp", d_dinp.to_host(), dinp, 1e-6, 1e-5);
   expect_close("dtaps (+=)", d_dtaps.to_host(), dtaps, 5e-5, 1e-5);

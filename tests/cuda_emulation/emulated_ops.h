@@ -54,13 +54,13 @@ struct EmulatedOps {
     cuda::launch_layernorm_backward(launch, dinp, dgain, dbias, dout, inp, gain, mean, rstd, rows,
                                     groups, C);
   }
-  void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, int64_t n,
-                     int C) const {
-    cuda::launch_dconv_forward(launch, out, inp, taps, B, n, C);
+  void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, int64_t n, int C,
+                     int64_t ldt) const {
+    cuda::launch_dconv_forward(launch, out, inp, taps, B, n, C, ldt);
   }
   void dconv_backward(float* dinp, float* dtaps, const float* dout, const float* inp,
-                      const float* taps, int64_t B, int64_t n, int C) const {
-    cuda::launch_dconv_backward(launch, dinp, dtaps, dout, inp, taps, B, n, C);
+                      const float* taps, int64_t B, int64_t n, int C, int64_t ldt) const {
+    cuda::launch_dconv_backward(launch, dinp, dtaps, dout, inp, taps, B, n, C, ldt);
   }
   void rope(float* x, const float* cs, const float* sn, int64_t B, int64_t n, int H, int e,
             bool inverse) const {

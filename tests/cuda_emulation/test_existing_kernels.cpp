@@ -200,22 +200,33 @@ TEST(EmulatedKernels, EmbeddingIsBitIdenticalToTheCpu) {
 }
 
 // DConv: three products per output, maybe contracted into FMAs differently by the two
-// compilations: 1e-6. Taps gradients sum 2·19 rows in 32 lanes: 1e-5.
-TEST(EmulatedKernels, DConvMatchesTheCpu) {
+// compilations: 1e-6. Taps gradients sum 2·19 rows in 32 lanes: 1e-5. Taps rows ldt apart: with
+// ldt > C (MatFormer heads, §9.6) only the first C columns of the gradient change.
+void expect_dconv_matches_the_cpu(int64_t ldt) {
   const int64_t B = 2, n = 19;
   const int C = 37;
-  const auto z = random_vector(B * n * C, 22), taps = random_vector(3 * C, 23),
+  const auto z = random_vector(B * n * C, 22), taps = random_vector(3 * ldt, 23),
              dy = random_vector(B * n * C, 24);
   std::vector<float> y(z.size()), want_y(z.size()), dz(z.size()), want_dz(z.size());
-  auto dtaps = random_vector(3 * C, 25), want_dtaps = dtaps;
-  cuda::launch_dconv_forward(kEmulated, y.data(), z.data(), taps.data(), B, n, C);
-  dconv_forward(want_y.data(), z.data(), taps.data(), B, n, C);
+  const auto dtaps0 = random_vector(3 * ldt, 25);
+  auto dtaps = dtaps0, want_dtaps = dtaps0;
+  cuda::launch_dconv_forward(kEmulated, y.data(), z.data(), taps.data(), B, n, C, ldt);
+  dconv_forward(want_y.data(), z.data(), taps.data(), B, n, C, ldt);
   expect_matches("dconv forward", y, want_y, 1e-6, 1e-6);
   cuda::launch_dconv_backward(kEmulated, dz.data(), dtaps.data(), dy.data(), z.data(), taps.data(),
-                              B, n, C);
-  dconv_backward(want_dz.data(), want_dtaps.data(), dy.data(), z.data(), taps.data(), B, n, C);
+                              B, n, C, ldt);
+  dconv_backward(want_dz.data(), want_dtaps.data(), dy.data(), z.data(), taps.data(), B, n, C, ldt);
   expect_matches("dconv dinp", dz, want_dz, 1e-6, 1e-6);
   expect_matches("dconv dtaps", dtaps, want_dtaps, 1e-5, 1e-5);
+  for (int64_t i = 0; i < 3 * ldt; ++i) {
+    if (i % ldt < C) continue;
+    ASSERT_EQ(dtaps[i], dtaps0[i]) << "dtaps column " << i % ldt << " written";
+  }
+}
+
+TEST(EmulatedKernels, DConvMatchesTheCpu) {
+  expect_dconv_matches_the_cpu(37);
+  expect_dconv_matches_the_cpu(50);
 }
 
 // The CPU loop's statements in its order with the same AdamWScalars; only FMA contraction may

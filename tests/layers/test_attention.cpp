@@ -472,7 +472,7 @@ std::vector<float> causal_over_normalised_kv(Layer& l) {
   for (int i = 0; i < 3; ++i) {
     linear_forward(tmp.data(), l.u.data(), w[i]->data(), nullptr, rows, c.d, HE, HE);
     if (c.dconv)
-      dconv_forward(dst[i]->data(), tmp.data(), taps[i]->data(), B, n, int(HE));
+      dconv_forward(dst[i]->data(), tmp.data(), taps[i]->data(), B, n, int(HE), HE);
     else
       *dst[i] = tmp;
   }

@@ -46,7 +46,7 @@ TEST(RowReduce, ParameterGradientsDoNotDependOnThreadCount) {
     layernorm_backward(dx.data(), dg.data(), db.data(), dy.data(), x.data(), gain.data(),
                        mean.data(), rstd.data(), rows, 2, d / 2);
     out.insert(out.end(), dx.begin(), dx.end());
-    dconv_backward(dx.data(), dt.data(), dy.data(), x.data(), taps.data(), 6, rows / 6, d);
+    dconv_backward(dx.data(), dt.data(), dy.data(), x.data(), taps.data(), 6, rows / 6, d, d);
     linear_backward(nullptr, dW.data(), dlb.data(), dy.data(), x.data(), W.data(), rows, d, d, d);
     for (auto* v : {&dg, &db, &dt, &dlb}) out.insert(out.end(), v->begin(), v->end());
     set_num_threads(saved);
