@@ -7,6 +7,13 @@
 // rank's column slices [d, heads·e], wo its row slice [heads·e, d], dconv/proj/norm_* its head
 // slices, all stored contiguously; `out` is then this rank's partial sum (all-reduced by the
 // caller). With tp = 1 they are the canonical tensors.
+//
+// MatFormer heads (ARCHITECTURE.md §9.6): with stored_heads S > heads H the parameter tensors
+// hold S heads and the layer runs their first H: columns [0, H·e) of wq/wk/wv [d, S·e] and of
+// each row of dconv_* [3, S·e], columns [0, H·r) of proj_weight [d, S·r], the first H·r entries
+// of proj_bias and H·e of norm_* [S·e], rows [0, H·e) of wo [S·e, d]. Gradients accumulate into
+// exactly those columns, rows and entries; the rest of every gradient tensor is left untouched.
+// Activations and caches are those of H heads. S = 0 or S = H is the layer of old, bit for bit.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -36,7 +43,30 @@ struct AttentionConfig {
   int rank = 0;       // r (long_short)
   bool rope = true;   // model.positions = rope
   bool dconv = true;  // model.dconv
+  int stored_heads = 0;  // heads the parameter tensors hold (0 = heads): the layer runs their first
+                         // `heads`
 };
+
+// S, the heads the parameter tensors hold.
+inline int stored_heads(const AttentionConfig& cfg) {
+  return cfg.stored_heads != 0 ? cfg.stored_heads : cfg.heads;
+}
+// Row strides of the parameters a head prefix is a column slice of: wq/wk/wv and dconv_* (S·e),
+// proj_weight (S·r).
+inline int64_t qkv_row_stride(const AttentionConfig& cfg) {
+  return static_cast<int64_t>(stored_heads(cfg)) * cfg.head_dim;
+}
+inline int64_t proj_row_stride(const AttentionConfig& cfg) {
+  return static_cast<int64_t>(stored_heads(cfg)) * cfg.rank;
+}
+
+// Throws UsageError unless the parameter tensors hold at least the heads the layer runs.
+inline void check_stored_heads(const AttentionConfig& cfg, const std::string& where) {
+  require(cfg.stored_heads == 0 || cfg.stored_heads >= cfg.heads,
+          where + ": stored_heads=" + std::to_string(cfg.stored_heads) +
+              " is fewer than heads=" + std::to_string(cfg.heads) +
+              ": the parameter tensors must hold at least the heads the layer runs (0 = heads)");
+}
 
 // Throws UsageError naming the sizes unless cfg suits n rows (every backend checks; inline:
 // hg_cuda links nothing of hg_layers).
@@ -47,6 +77,7 @@ inline void check_attention_config(const AttentionConfig& cfg, int64_t n) {
   require(cfg.d > 0 && cfg.heads > 0 && cfg.head_dim > 0 && n > 0,
           where + ": sizes must be positive");
   require(!cfg.rope || cfg.head_dim % 2 == 0, where + ": RoPE needs an even head width");
+  check_stored_heads(cfg, where);
   if (cfg.kind == AttentionKind::LongShort) {
     require(cfg.chunk > 0 && cfg.rank > 0 && cfg.window >= cfg.chunk,
             where + ": long_short needs chunk > 0, rank > 0 and window >= chunk (window=" +
@@ -57,20 +88,21 @@ inline void check_attention_config(const AttentionConfig& cfg, int64_t n) {
   }
 }
 
-// Parameter (or gradient) pointers; the ones a configuration does not use are null.
+// Parameter (or gradient) pointers; the ones a configuration does not use are null. S is
+// stored_heads(cfg) (= H unless the layer runs a prefix of the heads).
 struct AttentionParams {
-  float* wq = nullptr;       // [d, H·e]
-  float* wk = nullptr;       // [d, H·e]
-  float* wv = nullptr;       // [d, H·e]
-  float* wo = nullptr;       // [H·e, d]
-  float* dconv_q = nullptr;  // [3, H·e]
+  float* wq = nullptr;       // [d, S·e]
+  float* wk = nullptr;       // [d, S·e]
+  float* wv = nullptr;       // [d, S·e]
+  float* wo = nullptr;       // [S·e, d]
+  float* dconv_q = nullptr;  // [3, S·e]
   float* dconv_k = nullptr;
   float* dconv_v = nullptr;
-  float* proj_weight = nullptr;       // [d, H·r]
-  float* proj_bias = nullptr;         // [H·r]
-  float* norm_window_gain = nullptr;  // [H·e]
+  float* proj_weight = nullptr;       // [d, S·r]
+  float* proj_bias = nullptr;         // [S·r]
+  float* norm_window_gain = nullptr;  // [S·e]
   float* norm_window_bias = nullptr;
-  float* norm_global_gain = nullptr;  // [H·e]
+  float* norm_global_gain = nullptr;  // [S·e]
   float* norm_global_bias = nullptr;
 };
 

@@ -154,6 +154,7 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
   const bool ls = cfg.kind == AttentionKind::LongShort;
   const int H = cfg.heads, e = cfg.head_dim;
   const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n;
+  const int64_t ld_qkv = qkv_row_stride(cfg);  // S·e: the heads run are a column prefix
 
   // Q = DConv(u Wq) etc. [rows, H·e]; without DConv the projections are Q, K, V themselves.
   float* q = grow(c.q, rows * HE);
@@ -162,11 +163,12 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
   float* q_lin = cfg.dconv ? grow(c.q_lin, rows * HE) : q;
   float* k_lin = cfg.dconv ? grow(c.k_lin, rows * HE) : k;
   float* v_lin = cfg.dconv ? grow(c.v_lin, rows * HE) : v;
-  qkv_projection_forward(q_lin, k_lin, v_lin, u, u, {w.wq, w.wk, w.wv}, cfg.d, HE, HE, rows, rows);
+  qkv_projection_forward(q_lin, k_lin, v_lin, u, u, {w.wq, w.wk, w.wv}, cfg.d, HE, ld_qkv, rows,
+                         rows);
   if (cfg.dconv) {
-    dconv_forward(q, q_lin, w.dconv_q, B, n, static_cast<int>(HE), HE);
-    dconv_forward(k, k_lin, w.dconv_k, B, n, static_cast<int>(HE), HE);
-    dconv_forward(v, v_lin, w.dconv_v, B, n, static_cast<int>(HE), HE);
+    dconv_forward(q, q_lin, w.dconv_q, B, n, static_cast<int>(HE), ld_qkv);
+    dconv_forward(k, k_lin, w.dconv_k, B, n, static_cast<int>(HE), ld_qkv);
+    dconv_forward(v, v_lin, w.dconv_v, B, n, static_cast<int>(HE), ld_qkv);
   }
 
   Workspace& ws = workspace();
@@ -177,7 +179,8 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
     const int l = cfg.chunk, r = cfg.rank, Hr = H * r;
     const int64_t comp_rows = B * (n / l) * r;
     float* chunk_probs = grow(c.chunk_probs, rows * Hr);
-    linear_forward(chunk_probs, u, w.proj_weight, w.proj_bias, rows, cfg.d, Hr, Hr);
+    linear_forward(chunk_probs, u, w.proj_weight, w.proj_bias, rows, cfg.d, Hr,
+                   proj_row_stride(cfg));
     chunk_softmax_forward(chunk_probs, chunk_probs, B, n, l, Hr);
     chunk_compress_forward(grow(c.k_comp_raw, comp_rows * HE), k, chunk_probs, B, n, l, H, r, e);
     chunk_compress_forward(grow(c.v_comp_raw, comp_rows * HE), v, chunk_probs, B, n, l, H, r, e);
@@ -305,7 +308,7 @@ void global_keys_backward(Workspace& ws, const OperandGrads& d, const AttentionP
   chunk_softmax_backward(dlogits, dlogits, c.chunk_probs.data(), B, n, l, Hr);
   if (g.proj_weight != nullptr || g.proj_bias != nullptr)
     linear_backward(nullptr, g.proj_weight, g.proj_bias, dlogits, u, w.proj_weight, rows, cfg.d, Hr,
-                    Hr);
+                    proj_row_stride(cfg));
 }
 
 // DConv, then the projections: du = dQ' Wqᵀ + dK' Wkᵀ + dV' Wvᵀ (+ dP Wpᵀ, long_short).
@@ -314,27 +317,28 @@ void projections_backward(float* du, Workspace& ws, const float* dq, const float
                           const float* u, const AttentionParams& w, const AttentionConfig& cfg,
                           int64_t B, int64_t n) {
   const int64_t HE = static_cast<int64_t>(cfg.heads) * cfg.head_dim, rows = B * n;
+  const int64_t ld_qkv = qkv_row_stride(cfg);  // S·e: the heads run are a column prefix
   const float* dq_lin = dq;
   const float* dk_lin = dk;
   const float* dv_lin = dv;
   if (cfg.dconv) {
     const int C = static_cast<int>(HE);
-    dconv_backward(grow(ws.dq_lin, rows * HE), or_unused(g.dconv_q, ws.unused[1], 3 * HE), dq,
-                   c.q_lin.data(), w.dconv_q, B, n, C, HE);
-    dconv_backward(grow(ws.dk_lin, rows * HE), or_unused(g.dconv_k, ws.unused[1], 3 * HE), dk,
-                   c.k_lin.data(), w.dconv_k, B, n, C, HE);
-    dconv_backward(grow(ws.dv_lin, rows * HE), or_unused(g.dconv_v, ws.unused[1], 3 * HE), dv,
-                   c.v_lin.data(), w.dconv_v, B, n, C, HE);
+    dconv_backward(grow(ws.dq_lin, rows * HE), or_unused(g.dconv_q, ws.unused[1], 3 * ld_qkv), dq,
+                   c.q_lin.data(), w.dconv_q, B, n, C, ld_qkv);
+    dconv_backward(grow(ws.dk_lin, rows * HE), or_unused(g.dconv_k, ws.unused[1], 3 * ld_qkv), dk,
+                   c.k_lin.data(), w.dconv_k, B, n, C, ld_qkv);
+    dconv_backward(grow(ws.dv_lin, rows * HE), or_unused(g.dconv_v, ws.unused[1], 3 * ld_qkv), dv,
+                   c.v_lin.data(), w.dconv_v, B, n, C, ld_qkv);
     dq_lin = ws.dq_lin.data();
     dk_lin = ws.dk_lin.data();
     dv_lin = ws.dv_lin.data();
   }
   qkv_projection_backward(du, du, {g.wq, g.wk, g.wv}, dq_lin, dk_lin, dv_lin, u, u,
-                          {w.wq, w.wk, w.wv}, cfg.d, HE, HE, rows, rows);
+                          {w.wq, w.wk, w.wv}, cfg.d, HE, ld_qkv, rows, rows);
   if (cfg.kind == AttentionKind::LongShort && du != nullptr) {
     const int Hr = cfg.heads * cfg.rank;
-    gemm(false, true, rows, cfg.d, Hr, 1.0f, ws.dlogits.data(), Hr, w.proj_weight, Hr, 1.0f, du,
-         cfg.d);
+    gemm(false, true, rows, cfg.d, Hr, 1.0f, ws.dlogits.data(), Hr, w.proj_weight,
+         proj_row_stride(cfg), 1.0f, du, cfg.d);
   }
 }
 

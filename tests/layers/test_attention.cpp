@@ -1,13 +1,15 @@
 // Block self-attention (§1.3): finite differences for every gradient, the blocked O(n·w) kernel
 // against a dense double-precision reference written from the spec's set notation, the
-// w >= n, l = n special case, causality, and a long-sequence smoke test, on every backend
-// (tests/support/backends.h). The references are host code (CPU building blocks, double).
+// w >= n, l = n special case, causality, a prefix of the stored heads (MatFormer heads, §9.6),
+// and a long-sequence smoke test, on every backend (tests/support/backends.h). The references
+// are host code (CPU building blocks, double).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -42,9 +44,10 @@ struct Layer {
   std::vector<float> nw_gain, nw_bias, ng_gain, ng_bias, R, out;
   AttentionCache cache;
 
+  // Parameters hold stored_heads(cfg) heads: HE = S·e, Hr = S·r (H·e, H·r unless cfg.stored_heads).
   Layer(Backend& backend, const AttentionConfig& c, int64_t batch, int64_t len, uint64_t seed)
       : be(&backend), cfg(c), B(batch), n(len) {
-    const int64_t HE = int64_t(cfg.heads) * cfg.head_dim, Hr = int64_t(cfg.heads) * cfg.rank;
+    const int64_t HE = qkv_row_stride(cfg), Hr = proj_row_stride(cfg);
     u = testing::random_vector(B * n * cfg.d, seed + 1);
     wq = testing::random_vector(cfg.d * HE, seed + 2, 0.5f);
     wk = testing::random_vector(cfg.d * HE, seed + 3, 0.5f);
@@ -212,7 +215,8 @@ std::string describe(const AttentionConfig& c) {
          (c.rope ? " rope" : " no-rope") + (c.dconv ? " dconv" : " no-dconv") +
          " H=" + std::to_string(c.heads) + " e=" + std::to_string(c.head_dim) +
          " w=" + std::to_string(c.window) + " l=" + std::to_string(c.chunk) +
-         " r=" + std::to_string(c.rank);
+         " r=" + std::to_string(c.rank) +
+         (c.stored_heads != 0 ? " stored_heads=" + std::to_string(c.stored_heads) : "");
 }
 
 class Attention : public testing::OnEveryBackend {};
@@ -250,6 +254,19 @@ TEST_P(Attention, FullFiniteDifferences) {
     for (int dconv = 0; dconv < 2; ++dconv)
       check_finite_differences(backend(), full(8, 2, 4, rope, dconv), 16, 30 + rope * 2 + dconv);
   check_finite_differences(backend(), full(8, 3, 4, true, true), 16, 40);
+}
+
+AttentionConfig with_stored_heads(AttentionConfig c, int stored) {
+  c.stored_heads = stored;
+  return c;
+}
+
+// MatFormer heads (§9.6): 2 of 3 stored heads, every parameter entry perturbed, those of the
+// third head included (their gradient is 0: the loss does not depend on them).
+TEST_P(Attention, FewerHeadsThanStoredFiniteDifferences) {
+  check_finite_differences(backend(),
+                           with_stored_heads(long_short(8, 2, 4, 6, 4, 2, true, true), 3), 16, 45);
+  check_finite_differences(backend(), with_stored_heads(full(8, 2, 4, true, true), 3), 16, 46);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -664,6 +681,134 @@ TEST(AttentionCpu, KernelIndependentOfThreadCount) {
   EXPECT_GT(sum_abs, 0.0);
   EXPECT_EQ(one, run(3));
   EXPECT_EQ(one, run(4));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. MatFormer heads (§9.6): a layer that runs the first h of the S heads its parameters hold is
+// the layer of h heads on the parameters sliced to those heads (contiguous copies), and leaves
+// the other heads' gradient entries as they were.
+
+// Where a parameter's entries for the first h heads lie: the first `cols` columns of its `rows`
+// rows, `ld` floats apart (wo: its first h·e rows, whole).
+struct HeadSlice {
+  std::string name;
+  std::vector<float>* x;
+  int64_t rows, ld, cols;
+};
+
+template <class Buffers>  // Layer or Grads
+std::vector<HeadSlice> head_slices(Buffers& x, const AttentionConfig& cfg) {
+  const int64_t d = cfg.d, SE = qkv_row_stride(cfg), Sr = proj_row_stride(cfg);
+  const int64_t HE = int64_t(cfg.heads) * cfg.head_dim, Hr = int64_t(cfg.heads) * cfg.rank;
+  std::vector<HeadSlice> all = {{"wq", &x.wq, d, SE, HE},
+                                {"wk", &x.wk, d, SE, HE},
+                                {"wv", &x.wv, d, SE, HE},
+                                {"wo", &x.wo, HE, d, d},
+                                {"dconv_q", &x.dconv_q, 3, SE, HE},
+                                {"dconv_k", &x.dconv_k, 3, SE, HE},
+                                {"dconv_v", &x.dconv_v, 3, SE, HE},
+                                {"proj_weight", &x.proj_weight, d, Sr, Hr},
+                                {"proj_bias", &x.proj_bias, 1, Sr, Hr},
+                                {"norm_window_gain", &x.nw_gain, 1, SE, HE},
+                                {"norm_window_bias", &x.nw_bias, 1, SE, HE},
+                                {"norm_global_gain", &x.ng_gain, 1, SE, HE},
+                                {"norm_global_bias", &x.ng_bias, 1, SE, HE}};
+  std::vector<HeadSlice> used;
+  for (const HeadSlice& p : all)
+    if (!p.x->empty()) used.push_back(p);
+  return used;
+}
+
+std::vector<float> sliced(const HeadSlice& p) {
+  std::vector<float> out(p.rows * p.cols);
+  for (int64_t r = 0; r < p.rows; ++r)
+    std::copy_n(p.x->begin() + r * p.ld, p.cols, out.begin() + r * p.cols);
+  return out;
+}
+
+// Within 1e-6 (absolute and relative), not bit for bit: with S > h the layer runs the very
+// kernels of h heads on the same numbers, but the projections' gemms read (and, for the weight
+// gradients, write) their weight operand with a wider row stride (S·e, S·r), and the BLAS may
+// pick another kernel, with another order of summation, for another leading dimension. oneDNN
+// gives the same bits for most of the configurations below, but not for dproj_weight with
+// h·r = 1 (a one-column product). The other heads' gradient entries are checked bit for bit.
+constexpr double kPrefixTol = 1e-6;
+void check_prefix_of_stored_heads(Backend& be, const AttentionConfig& cfg, int64_t n,
+                                  uint64_t seed) {
+  SCOPED_TRACE(describe(cfg));
+  Layer wide(be, cfg, 2, n, seed);
+  Layer narrow = wide;
+  narrow.cfg.stored_heads = 0;
+  Grads gw(wide);
+  const std::vector<HeadSlice> params = head_slices(wide, cfg);
+  std::vector<HeadSlice> grads = head_slices(gw, cfg);
+  std::vector<std::vector<float>> grads0;  // gradients start from random values
+  for (size_t i = 0; i < grads.size(); ++i) {
+    *grads[i].x = testing::random_vector(int64_t(grads[i].x->size()), seed + 100 + i);
+    grads0.push_back(*grads[i].x);
+  }
+  Grads gn(narrow);
+  const std::vector<HeadSlice> narrow_params = head_slices(narrow, narrow.cfg);
+  const std::vector<HeadSlice> narrow_grads = head_slices(gn, narrow.cfg);
+  for (size_t i = 0; i < params.size(); ++i) {
+    *narrow_params[i].x = sliced(params[i]);
+    *narrow_grads[i].x = sliced(grads[i]);
+  }
+  wide.forward();
+  wide.backward(gw);
+  narrow.forward();
+  narrow.backward(gn);
+  testing::expect_close("out", wide.out, narrow.out, kPrefixTol, kPrefixTol);
+  testing::expect_close("du", gw.du, gn.du, kPrefixTol, kPrefixTol);
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const HeadSlice& g = grads[i];
+    testing::expect_close("d" + g.name + " of the heads run", sliced(g), *narrow_grads[i].x,
+                          kPrefixTol, kPrefixTol);
+    int written = 0;  // entries of the heads not run that changed
+    for (int64_t r = 0; r < g.rows; ++r)
+      for (int64_t c = g.cols; c < g.ld; ++c)
+        written += std::memcmp(&(*g.x)[r * g.ld + c], &grads0[i][r * g.ld + c], sizeof(float)) != 0;
+    EXPECT_EQ(written, 0) << "d" << g.name << ": entries of the heads not run were written";
+  }
+  double sum_abs = 0;  // the comparison above is not between two zero gradients
+  for (float x : *narrow_grads[0].x) sum_abs += std::fabs(x);
+  EXPECT_GT(sum_abs, 0.0);
+}
+
+TEST_P(Attention, PrefixOfStoredHeadsIsTheSlicedLayer) {
+  for (int rope = 0; rope < 2; ++rope)
+    for (int dconv = 0; dconv < 2; ++dconv) {
+      const uint64_t seed = 120 + 2 * rope + dconv;
+      check_prefix_of_stored_heads(
+          backend(), with_stored_heads(long_short(8, 2, 4, 6, 4, 2, rope, dconv), 4), 16, seed);
+      check_prefix_of_stored_heads(backend(), with_stored_heads(full(8, 2, 4, rope, dconv), 4), 16,
+                                   seed + 10);
+    }
+  // One head of three; all heads stored (S = h: the layer of old).
+  check_prefix_of_stored_heads(
+      backend(), with_stored_heads(long_short(8, 1, 4, 8, 4, 1, true, true), 3), 16, 140);
+  check_prefix_of_stored_heads(backend(), with_stored_heads(full(8, 2, 4, true, true), 2), 16, 141);
+}
+
+TEST(AttentionCpu, StoredHeadsFewerThanHeadsIsAUsageError) {
+  const AttentionConfig ok = with_stored_heads(long_short(8, 2, 4, 6, 4, 2, true, true), 2);
+  EXPECT_NO_THROW(check_attention_config(ok, 16));
+  for (int stored : {1, -1}) {
+    const AttentionConfig bad = with_stored_heads(ok, stored);
+    try {
+      check_attention_config(bad, 16);
+      ADD_FAILURE() << "stored_heads=" << stored << " < heads=2 accepted";
+    } catch (const UsageError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("stored_heads=" + std::to_string(stored)), std::string::npos) << what;
+      EXPECT_NE(what.find("heads=2"), std::string::npos) << what;
+    }
+    std::vector<float> out(2 * 16 * 8);
+    AttentionCache cache;
+    Layer l(cpu_backend(), ok, 2, 16, 150);  // parameters of 2 heads, a config that claims 1
+    EXPECT_THROW(attention_forward(out.data(), cache, l.u.data(), l.params(), bad, 2, 16),
+                 UsageError);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
