@@ -58,12 +58,12 @@ void put_rows(float* dst, int64_t capacity, int64_t at, const float* src, int64_
     std::memcpy(dst + (b * capacity + at) * width, src + b * n * width, sizeof(float) * n * width);
 }
 
-// z (=) DConv of the new pre-DConv rows `lin` [B, n, C], continuing the sequence whose last two
-// rows are `tail` [B, 2, C]; the tail becomes the last two rows. dconv_forward over [tail; lin]
-// computes each new row with the same expression as over the whole sequence (rows before
-// position 0 are the tail's zeros).
+// z (=) DConv of the new pre-DConv rows `lin` [B, n, C] (taps [3, ldt]), continuing the sequence
+// whose last two rows are `tail` [B, 2, C]; the tail becomes the last two rows. dconv_forward over
+// [tail; lin] computes each new row with the same expression as over the whole sequence (rows
+// before position 0 are the tail's zeros).
 void dconv_continue(float* z, std::vector<float>& tail, const float* lin, const float* taps,
-                    int64_t B, int64_t n, int64_t C) {
+                    int64_t B, int64_t n, int64_t C, int64_t ldt) {
   Workspace& ws = workspace();
   float* ext = grow(ws.ext, B * (n + 2) * C);
   float* ext_out = grow(ws.ext_out, B * (n + 2) * C);
@@ -71,7 +71,7 @@ void dconv_continue(float* z, std::vector<float>& tail, const float* lin, const 
     std::memcpy(ext + b * (n + 2) * C, tail.data() + b * 2 * C, sizeof(float) * 2 * C);
     std::memcpy(ext + (b * (n + 2) + 2) * C, lin + b * n * C, sizeof(float) * n * C);
   }
-  dconv_forward(ext_out, ext, taps, B, n + 2, static_cast<int>(C), C);
+  dconv_forward(ext_out, ext, taps, B, n + 2, static_cast<int>(C), ldt);
   for (int64_t b = 0; b < B; ++b) {
     std::memcpy(z + b * n * C, ext_out + (b * (n + 2) + 2) * C, sizeof(float) * n * C);
     std::memcpy(tail.data() + b * 2 * C, ext + (b * (n + 2) + n) * C, sizeof(float) * 2 * C);
@@ -206,6 +206,7 @@ void check_decode(const AttentionDecodeCache& c, const AttentionConfig& cfg, int
               std::to_string(c.capacity) + " rows for " + std::to_string(c.batch) +
               " sequences: reset it first");
   require(!cfg.rope || cfg.head_dim % 2 == 0, "attention_decode: RoPE needs an even head width");
+  check_stored_heads(cfg, "attention_decode");
   require(cfg.kind != AttentionKind::LongShort || c.capacity % cfg.chunk == 0,
           "attention_decode: the capacity must be a multiple of the chunk");
 }
@@ -225,6 +226,7 @@ void attention_decode(float* out, AttentionDecodeCache& c, const float* u, const
   const bool ls = cfg.kind == AttentionKind::LongShort;
   const int H = cfg.heads, e = cfg.head_dim;
   const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n;
+  const int64_t ld_qkv = qkv_row_stride(cfg);  // S·e: the heads run are a column prefix
   if (c.rows == 0) {  // first call since reset: size the cache, zero the DConv tails
     for (auto* tail : {&c.q_tail, &c.k_tail, &c.v_tail}) tail->assign(B * 2 * HE, 0.0f);
     grow(c.k_window, B * c.capacity * HE);
@@ -248,11 +250,12 @@ void attention_decode(float* out, AttentionDecodeCache& c, const float* u, const
   float* q_lin = cfg.dconv ? grow(ws.q_lin, rows * HE) : q;
   float* k_lin = cfg.dconv ? grow(ws.k_lin, rows * HE) : k;
   float* v_lin = cfg.dconv ? grow(ws.v_lin, rows * HE) : v;
-  qkv_projection_forward(q_lin, k_lin, v_lin, u, u, {w.wq, w.wk, w.wv}, cfg.d, HE, HE, rows, rows);
+  qkv_projection_forward(q_lin, k_lin, v_lin, u, u, {w.wq, w.wk, w.wv}, cfg.d, HE, ld_qkv, rows,
+                         rows);
   if (cfg.dconv) {
-    dconv_continue(q, c.q_tail, q_lin, w.dconv_q, B, n, HE);
-    dconv_continue(k, c.k_tail, k_lin, w.dconv_k, B, n, HE);
-    dconv_continue(v, c.v_tail, v_lin, w.dconv_v, B, n, HE);
+    dconv_continue(q, c.q_tail, q_lin, w.dconv_q, B, n, HE, ld_qkv);
+    dconv_continue(k, c.k_tail, k_lin, w.dconv_k, B, n, HE, ld_qkv);
+    dconv_continue(v, c.v_tail, v_lin, w.dconv_v, B, n, HE, ld_qkv);
   }
 
   // The window operands (attention.cpp's window_operands, for these rows) join the cache.
@@ -284,7 +287,7 @@ void attention_decode(float* out, AttentionDecodeCache& c, const float* u, const
   if (ls) {
     const int64_t Hr = static_cast<int64_t>(H) * cfg.rank;
     float* logits = grow(ws.logits, rows * Hr);
-    linear_forward(logits, u, w.proj_weight, w.proj_bias, rows, cfg.d, Hr, Hr);
+    linear_forward(logits, u, w.proj_weight, w.proj_bias, rows, cfg.d, Hr, proj_row_stride(cfg));
     compress_completed_chunks(c, logits, k, v, w, cfg, B, n);
   }
 

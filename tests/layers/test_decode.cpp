@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "layers/attention.h"
 #include "layers/mha.h"
 #include "tests/support/backends.h"
@@ -43,50 +44,68 @@ void put_rows(std::vector<float>& out, const std::vector<float>& y, int64_t B, i
     std::copy_n(y.begin() + b * n * width, n * width, out.begin() + (b * rows + p0) * width);
 }
 
+// With stored_heads = 3 > H the layer runs the first 2 of 3 heads its parameters hold
+// (MatFormer heads, §9.6), and decodes them as the training forward runs them.
 TEST_P(Decode, AttentionStepsEqualTheForward) {
   const int64_t B = 2, n = 16;
   const int d = 8, H = 2, e = 4, r = 2;
-  const int64_t HE = H * e;
+  auto check = [&](const AttentionConfig& cfg, const std::string& what) {
+    const int64_t SE = qkv_row_stride(cfg), Sr = proj_row_stride(cfg);  // S·e, S·r
+    std::vector<std::vector<float>> host = {
+        random_vector(d * SE, 1, 0.5f), random_vector(d * SE, 2, 0.5f),
+        random_vector(d * SE, 3, 0.5f), random_vector(SE * d, 4, 0.5f),
+        random_vector(3 * SE, 5, 0.5f), random_vector(3 * SE, 6, 0.5f),
+        random_vector(3 * SE, 7, 0.5f), random_vector(d * Sr, 8, 0.5f),
+        random_vector(Sr, 9, 0.5f),     random_vector(SE, 10, 0.5f),
+        random_vector(SE, 11, 0.5f),    random_vector(SE, 12, 0.5f),
+        random_vector(SE, 13, 0.5f)};
+    std::vector<Tensor> dev;
+    for (const auto& h : host) dev.push_back(on_device(h));
+    AttentionParams w{dev[0].data(),  dev[1].data(),  dev[2].data(), dev[3].data(), dev[4].data(),
+                      dev[5].data(),  dev[6].data(),  dev[7].data(), dev[8].data(), dev[9].data(),
+                      dev[10].data(), dev[11].data(), dev[12].data()};
+    const std::vector<float> u = random_vector(B * n * d, 14);
+    Tensor out = zeros_on_device(B * n * d);
+    AttentionCache full_cache;
+    backend().attention_forward(out.data(), full_cache, on_device(u).data(), w, cfg, B, n);
+    const std::vector<float> expected = testing::to_host(out);
+
+    AttentionDecodeCache cache;
+    cache.reset(B, n);
+    std::vector<float> got(B * n * d);
+    int64_t p0 = 0;
+    for (int64_t step : {3, 1, 1, 5, 2, 4}) {
+      Tensor y = zeros_on_device(B * step * d);
+      backend().attention_decode(y.data(), cache, on_device(rows_of(u, B, n, p0, step, d)).data(),
+                                 w, cfg, B, step);
+      put_rows(got, testing::to_host(y), B, n, p0, step, d);
+      p0 += step;
+    }
+    ASSERT_EQ(p0, n);
+    testing::expect_close(what, got, expected, 1e-5, 1e-4);
+  };
   for (AttentionKind kind : {AttentionKind::LongShort, AttentionKind::Full})
     for (bool rope : {true, false})
-      for (bool dconv : {true, false}) {
-        const std::string what = std::string(kind == AttentionKind::Full ? "full" : "long_short") +
-                                 (rope ? " rope" : "") + (dconv ? " dconv" : "");
-        AttentionConfig cfg{kind, d, H, e, /*window=*/4, /*chunk=*/4, r, rope, dconv};
-        std::vector<std::vector<float>> host = {
-            random_vector(d * HE, 1, 0.5f), random_vector(d * HE, 2, 0.5f),
-            random_vector(d * HE, 3, 0.5f), random_vector(HE * d, 4, 0.5f),
-            random_vector(3 * HE, 5, 0.5f), random_vector(3 * HE, 6, 0.5f),
-            random_vector(3 * HE, 7, 0.5f), random_vector(d * H * r, 8, 0.5f),
-            random_vector(H * r, 9, 0.5f),  random_vector(HE, 10, 0.5f),
-            random_vector(HE, 11, 0.5f),    random_vector(HE, 12, 0.5f),
-            random_vector(HE, 13, 0.5f)};
-        std::vector<Tensor> dev;
-        for (const auto& h : host) dev.push_back(on_device(h));
-        AttentionParams w{dev[0].data(), dev[1].data(), dev[2].data(),  dev[3].data(),
-                          dev[4].data(), dev[5].data(), dev[6].data(),  dev[7].data(),
-                          dev[8].data(), dev[9].data(), dev[10].data(), dev[11].data(),
-                          dev[12].data()};
-        const std::vector<float> u = random_vector(B * n * d, 14);
-        Tensor out = zeros_on_device(B * n * d);
-        AttentionCache full_cache;
-        backend().attention_forward(out.data(), full_cache, on_device(u).data(), w, cfg, B, n);
-        const std::vector<float> expected = testing::to_host(out);
+      for (bool dconv : {true, false})
+        for (int stored : {0, 3})
+          check(AttentionConfig{kind, d, H, e, /*window=*/4, /*chunk=*/4, r, rope, dconv, stored},
+                std::string(kind == AttentionKind::Full ? "full" : "long_short") +
+                    (rope ? " rope" : "") + (dconv ? " dconv" : "") +
+                    (stored != 0 ? " stored_heads=" + std::to_string(stored) : ""));
+}
 
-        AttentionDecodeCache cache;
-        cache.reset(B, n);
-        std::vector<float> got(B * n * d);
-        int64_t p0 = 0;
-        for (int64_t step : {3, 1, 1, 5, 2, 4}) {
-          Tensor y = zeros_on_device(B * step * d);
-          backend().attention_decode(
-              y.data(), cache, on_device(rows_of(u, B, n, p0, step, d)).data(), w, cfg, B, step);
-          put_rows(got, testing::to_host(y), B, n, p0, step, d);
-          p0 += step;
-        }
-        ASSERT_EQ(p0, n);
-        testing::expect_close(what, got, expected, 1e-5, 1e-4);
-      }
+TEST_P(Decode, StoredHeadsFewerThanHeadsIsAUsageError) {
+  AttentionConfig cfg{AttentionKind::Full, 8, 2, 4, 0, 0, 0, true, false, /*stored_heads=*/1};
+  const std::vector<float> w(8 * 8, 0.5f);
+  std::vector<Tensor> dev;
+  for (int i = 0; i < 4; ++i) dev.push_back(on_device(w));
+  const AttentionParams p{dev[0].data(), dev[1].data(), dev[2].data(), dev[3].data()};
+  AttentionDecodeCache cache;
+  cache.reset(1, 4);
+  Tensor y = zeros_on_device(8);
+  EXPECT_THROW(backend().attention_decode(
+                   y.data(), cache, on_device(std::vector<float>(8, 1.0f)).data(), p, cfg, 1, 1),
+               UsageError);
 }
 
 TEST_P(Decode, ResamplingMhaStepsEqualTheForward) {
