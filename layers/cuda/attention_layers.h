@@ -151,7 +151,7 @@ void compress_forward(Ops& ops, AttentionCache& c, const float* u, const Attenti
   const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n, comp = B * (n / l) * r;
   const Device dev = ops.device();
   float* probs = slot(c.device, kSavedChunkProbs, rows * Hr, dev);
-  ops.linear_forward(probs, u, w.proj_weight, w.proj_bias, rows, cfg.d, Hr, Hr);
+  ops.linear_forward(probs, u, w.proj_weight, w.proj_bias, rows, cfg.d, Hr, proj_row_stride(cfg));
   ops.chunk_softmax_forward(probs, probs, B, n, l, Hr);
   const int raw[2] = {kSavedKCompRaw, kSavedVCompRaw}, out[2] = {kSavedKComp, kSavedVComp};
   const int mean[2] = {kSavedCompMeanK, kSavedCompMeanV},
@@ -212,14 +212,15 @@ void attention_forward(Ops& ops, float* out, AttentionCache& c, const float* u,
                        const AttentionParams& w, const AttentionConfig& cfg, int64_t B, int64_t n) {
   check_attention_config(cfg, n);
   const int64_t HE = static_cast<int64_t>(cfg.heads) * cfg.head_dim, rows = B * n;
+  const int64_t ld_qkv = qkv_row_stride(cfg);  // S·e: the heads run are a column prefix
   const Device dev = ops.device();
   const float* weights[3] = {w.wq, w.wk, w.wv};
   const float* taps[3] = {w.dconv_q, w.dconv_k, w.dconv_v};
   for (int i = 0; i < 3; ++i) {  // Q, K, V = DConv(u W) (or u W without DConv)
     float* z = slot(c.device, kSavedQ + i, rows * HE, dev);
     float* lin = cfg.dconv ? slot(c.device, kSavedQLin + i, rows * HE, dev) : z;
-    ops.linear_forward(lin, u, weights[i], nullptr, rows, cfg.d, HE, HE);
-    if (cfg.dconv) ops.dconv_forward(z, lin, taps[i], B, n, static_cast<int>(HE), HE);
+    ops.linear_forward(lin, u, weights[i], nullptr, rows, cfg.d, HE, ld_qkv);
+    if (cfg.dconv) ops.dconv_forward(z, lin, taps[i], B, n, static_cast<int>(HE), ld_qkv);
   }
   window_forward(ops, c, w, cfg, B, n);
   if (cfg.kind == AttentionKind::LongShort) compress_forward(ops, c, u, w, cfg, B, n);
@@ -260,7 +261,8 @@ void compress_backward(Ops& ops, std::vector<Tensor>& work, float* dk, float* dv
 }
 
 // From the gradients of the post-DConv Q, K, V (dz) to du (=) and the projections' and DConv's
-// parameters (+=); long_short adds its projection P's share from kWorkDprobs.
+// parameters (+=, the columns of the heads run); long_short adds its projection P's share from
+// kWorkDprobs.
 template <class Ops>
 void attention_inputs_backward(Ops& ops, std::vector<Tensor>& work, float* du,
                                float* const (&dz)[3], const AttentionParams& g,
@@ -268,6 +270,7 @@ void attention_inputs_backward(Ops& ops, std::vector<Tensor>& work, float* du,
                                const AttentionConfig& cfg, int64_t B, int64_t n) {
   const int d = cfg.d;
   const int64_t HE = static_cast<int64_t>(cfg.heads) * cfg.head_dim, rows = B * n;
+  const int64_t ld_qkv = qkv_row_stride(cfg);  // S·e: the heads run are a column prefix
   float* const dweights[3] = {g.wq, g.wk, g.wv};
   const float* weights[3] = {w.wq, w.wk, w.wv};
   float* const dtaps[3] = {g.dconv_q, g.dconv_k, g.dconv_v};
@@ -276,20 +279,21 @@ void attention_inputs_backward(Ops& ops, std::vector<Tensor>& work, float* du,
     float* dlin = dz[i];
     if (cfg.dconv) {
       dlin = slot(work, kWorkDqLin + i, rows * HE, ops.device());
-      ops.dconv_backward(dlin, grad_or_unused(ops, work, dtaps[i], 7 + i, 3 * HE), dz[i],
-                         saved(c.device, kSavedQLin + i), taps[i], B, n, static_cast<int>(HE), HE);
+      ops.dconv_backward(dlin, grad_or_unused(ops, work, dtaps[i], 7 + i, 3 * ld_qkv), dz[i],
+                         saved(c.device, kSavedQLin + i), taps[i], B, n, static_cast<int>(HE),
+                         ld_qkv);
     }
-    float* dweight = grad_or_unused(ops, work, dweights[i], 10 + i, d * HE);
+    float* dweight = grad_or_unused(ops, work, dweights[i], 10 + i, d * ld_qkv);
     if (i == 0)  // du = dQ' Wqᵀ, then the others add
-      ops.linear_backward(du, dweight, nullptr, dlin, u, weights[i], rows, d, HE, HE);
+      ops.linear_backward(du, dweight, nullptr, dlin, u, weights[i], rows, d, HE, ld_qkv);
     else
-      linear_backward_add(ops, du, dweight, nullptr, dlin, u, weights[i], rows, d, HE, HE);
+      linear_backward_add(ops, du, dweight, nullptr, dlin, u, weights[i], rows, d, HE, ld_qkv);
   }
   if (cfg.kind == AttentionKind::LongShort) {
-    const int64_t Hr = static_cast<int64_t>(cfg.heads) * cfg.rank;
-    linear_backward_add(ops, du, grad_or_unused(ops, work, g.proj_weight, 2, d * Hr),
+    const int64_t Hr = static_cast<int64_t>(cfg.heads) * cfg.rank, ld_proj = proj_row_stride(cfg);
+    linear_backward_add(ops, du, grad_or_unused(ops, work, g.proj_weight, 2, d * ld_proj),
                         grad_or_unused(ops, work, g.proj_bias, 3, Hr), saved(work, kWorkDprobs), u,
-                        w.proj_weight, rows, d, Hr, Hr);
+                        w.proj_weight, rows, d, Hr, ld_proj);
   }
 }
 

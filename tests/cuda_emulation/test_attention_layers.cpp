@@ -16,6 +16,7 @@
 #include "tests/cuda_emulation/emulated_ops.h"
 // clang-format on
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -32,12 +33,13 @@ using testing::random_vector;
 
 constexpr double kTol = 1e-4;
 
-// Host buffers of one parameter set (or its gradients) by AttentionParams' names.
+// Host buffers of one parameter set (or its gradients) by AttentionParams' names, for the heads
+// the parameters hold (stored_heads(cfg)).
 struct AttentionBuffers {
   std::vector<float> wq, wk, wv, wo, dconv_q, dconv_k, dconv_v, proj_weight, proj_bias, nw_gain,
       nw_bias, ng_gain, ng_bias;
   AttentionBuffers(const AttentionConfig& cfg, uint64_t seed) {
-    const int64_t HE = int64_t(cfg.heads) * cfg.head_dim, Hr = int64_t(cfg.heads) * cfg.rank;
+    const int64_t HE = qkv_row_stride(cfg), Hr = proj_row_stride(cfg);  // S·e, S·r
     wq = random_vector(cfg.d * HE, seed + 1, 0.5f);
     wk = random_vector(cfg.d * HE, seed + 2, 0.5f);
     wv = random_vector(cfg.d * HE, seed + 3, 0.5f);
@@ -85,6 +87,16 @@ struct AttentionBuffers {
   }
 };
 
+// Whether entry i of the parameter `name` belongs to one of the cfg.heads heads run (wo: its
+// first H·e rows; proj_*: columns [0, H·r) of rows S·r long; the others: columns [0, H·e) of rows
+// S·e long).
+bool in_heads_run(const std::string& name, int64_t i, const AttentionConfig& cfg) {
+  const int64_t HE = int64_t(cfg.heads) * cfg.head_dim, Hr = int64_t(cfg.heads) * cfg.rank;
+  if (name == "wo") return i < HE * cfg.d;
+  if (name.starts_with("proj")) return i % proj_row_stride(cfg) < Hr;
+  return i % qkv_row_stride(cfg) < HE;
+}
+
 void expect_attention_layer_matches(const std::string& what, const AttentionConfig& cfg) {
   const int64_t B = 2, n = 12;
   AttentionBuffers w(cfg, 100);
@@ -102,10 +114,17 @@ void expect_attention_layer_matches(const std::string& what, const AttentionConf
   cpu_backend().attention_backward(want_du.data(), want_g.params(), dout.data(), want_cache,
                                    u.data(), w.params(), cfg, B, n);
   expect_matches(what + " du", du, want_du, kTol, kTol);
-  const auto got = g.named(), want = want_g.named();
-  for (size_t i = 0; i < got.size(); ++i)
-    if (!got[i].second->empty())
-      expect_matches(what + " d" + got[i].first, *got[i].second, *want[i].second, kTol, kTol);
+  const AttentionBuffers g0(cfg, 200);  // the gradients before the backward
+  const auto got = g.named(), want = want_g.named(), before = g0.named();
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (got[i].second->empty()) continue;
+    expect_matches(what + " d" + got[i].first, *got[i].second, *want[i].second, kTol, kTol);
+    int written = 0;  // gradient entries of heads not run that changed (none may)
+    for (size_t j = 0; j < got[i].second->size(); ++j)
+      written += !in_heads_run(got[i].first, int64_t(j), cfg) &&
+                 std::memcmp(&(*got[i].second)[j], &(*before[i].second)[j], sizeof(float)) != 0;
+    EXPECT_EQ(written, 0) << what << " d" << got[i].first;
+  }
 }
 
 AttentionConfig config(AttentionKind kind, bool rope, bool dconv) {
@@ -132,6 +151,19 @@ TEST(EmulatedLayers, FullAttentionMatchesTheCpuBackend) {
   expect_attention_layer_matches("full", config(AttentionKind::Full, true, true));
   expect_attention_layer_matches("full without RoPE and DConv",
                                  config(AttentionKind::Full, false, false));
+}
+
+// MatFormer heads (§9.6): the first 2 of 3 stored heads.
+TEST(EmulatedLayers, PrefixOfStoredHeadsMatchesTheCpuBackend) {
+  for (const AttentionKind kind : {AttentionKind::LongShort, AttentionKind::Full})
+    for (const bool rope_and_dconv : {true, false}) {
+      AttentionConfig cfg = config(kind, rope_and_dconv, rope_and_dconv);
+      cfg.stored_heads = 3;
+      expect_attention_layer_matches(
+          std::string(kind == AttentionKind::Full ? "full" : "long_short") +
+              (rope_and_dconv ? "" : " without RoPE and DConv") + ", 2 of 3 stored heads",
+          cfg);
+    }
 }
 
 TEST(EmulatedLayers, ResamplingMhaMatchesTheCpuBackend) {
