@@ -55,7 +55,8 @@ struct BlockStep {
   NormParams norm1, norm2;
   AttentionParams attn;
   FfnParams ffn;
-  int width = 0;  // active FFN width
+  int width = 0;             // active FFN width
+  AttentionConfig attn_cfg;  // at the active heads
   AttentionDecodeCache cache;
 };
 
@@ -92,7 +93,7 @@ void copy_rows(Backend& be, float* dst, int64_t dst_rows, int64_t dst_at, const 
 }  // namespace
 
 struct Decoder::State {
-  State(StageModel& model, int64_t batch, const std::vector<int>& widths);
+  State(StageModel& model, int64_t batch, const SubmodelWidths* widths);
   Tensor level(int i, const Tensor& x, int64_t p0);
   void run_stack(int i, Tensor& h);
   Tensor down(LevelStep& lv, const Tensor& h, int64_t p0, int64_t& j0);
@@ -112,17 +113,12 @@ struct Decoder::State {
   Param* embed = nullptr;
   Param* head_w = nullptr;
   Param* head_b = nullptr;
-  AttentionConfig attn_cfg;
   NormCache norm_cache;  // temporaries of one sublayer at a time
   FfnSublayerCache ffn_cache;
 };
 
-Decoder::State::State(StageModel& model, int64_t batch, const std::vector<int>& widths)
-    : be(model.params().backend()),
-      m(model.config()),
-      seq_len(model.seq_len()),
-      B(batch),
-      attn_cfg(block_attention_config(model.config(), {})) {
+Decoder::State::State(StageModel& model, int64_t batch, const SubmodelWidths* widths)
+    : be(model.params().backend()), m(model.config()), seq_len(model.seq_len()), B(batch) {
   ParamStore& store = model.params();
   require(model.first_unit() == 0 && model.last_unit() == static_cast<int>(model.plans().size()) &&
               !store.tensor_parallel().active(),
@@ -138,10 +134,15 @@ Decoder::State::State(StageModel& model, int64_t batch, const std::vector<int>& 
       s.norm2 = norm_of(store, p.name + "/norm2");
       s.attn = attention_of(store, p.name + "/attn");
       s.ffn = ffn_of(store, p.name + "/ffn");
-      s.width = widths.empty() ? s.ffn.F : widths.at(p.global_block);
+      s.width = widths ? widths->ffn.at(p.global_block) : s.ffn.F;
       require(s.width >= 1 && s.width <= s.ffn.F, "Decoder: FFN width " + std::to_string(s.width) +
                                                       " of " + p.name + " is outside [1, " +
                                                       std::to_string(s.ffn.F) + "]");
+      s.attn_cfg = block_attention_config(m, {}, p.global_block);
+      if (widths) s.attn_cfg.heads = widths->heads.at(p.global_block);
+      require(s.attn_cfg.heads >= 1 && s.attn_cfg.heads <= s.attn_cfg.stored_heads,
+              "Decoder: head count " + std::to_string(s.attn_cfg.heads) + " of " + p.name +
+                  " is outside [1, " + std::to_string(s.attn_cfg.stored_heads) + "]");
       stacks[p.stack].push_back(std::move(s));
     } else if (p.kind == UnitKind::StackNorm) {
       stack_norms.push_back(norm_of(store, p.name));
@@ -193,7 +194,7 @@ void Decoder::State::run_stack(int i, Tensor& h) {
   for (BlockStep& s : stacks[i]) {
     // attention_sublayer_forward's order: a = Attn(LN1(h)), then a += h
     norm_forward(be, norm_cache, h.data(), s.norm1, rows, d);
-    be.attention_decode(a.data(), s.cache, norm_cache.out.data(), s.attn, attn_cfg, B, n);
+    be.attention_decode(a.data(), s.cache, norm_cache.out.data(), s.attn, s.attn_cfg, B, n);
     be.add_into(a.data(), h.data(), rows * d);
     ffn_sublayer_forward(be, h.data(), ffn_cache, a.data(), s.norm2, s.ffn, B, n, d, s.width,
                          m.activation, none);
@@ -315,8 +316,8 @@ Tensor Decoder::State::level(int i, const Tensor& x, int64_t p0) {
   return y;
 }
 
-Decoder::Decoder(StageModel& model, int64_t batch, const std::vector<int>& ffn_widths)
-    : state_(std::make_unique<State>(model, batch, ffn_widths)) {
+Decoder::Decoder(StageModel& model, int64_t batch, const SubmodelWidths* widths)
+    : state_(std::make_unique<State>(model, batch, widths)) {
   reset();
 }
 

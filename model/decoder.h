@@ -26,9 +26,9 @@ namespace hg {
 class Decoder {
  public:
   // `model` holds every unit on this process, without tensor parallelism; it must outlive the
-  // decoder. `batch` sequences advance together. `ffn_widths`: the active FFN width of every
-  // stack block in forward order (MatFormer, §1.5), empty = each block's full width.
-  Decoder(StageModel& model, int64_t batch, const std::vector<int>& ffn_widths = {});
+  // decoder. `batch` sequences advance together. `widths`: the active FFN width and head count of
+  // every stack block (MatFormer, §1.5, §9.6), null = each block's full width; read here only.
+  Decoder(StageModel& model, int64_t batch, const SubmodelWidths* widths = nullptr);
   ~Decoder();
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;

@@ -1,5 +1,6 @@
 #include "model/model_config.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <sstream>
@@ -71,6 +72,46 @@ int ModelConfig::total_stack_blocks() const {
   for (const StackSpec& stack : stacks.empty() ? parse_hierarchy(hierarchy) : stacks)
     total += stack.blocks;
   return total;
+}
+
+int ModelConfig::submodels() const {
+  return static_cast<int>(std::max(ffn_granularities.size(), head_granularities.size()));
+}
+
+int ModelConfig::ffn_granularity(int submodel) const {
+  return ffn_granularities.size() == 1 ? ffn_granularities[0] : ffn_granularities.at(submodel);
+}
+
+int ModelConfig::head_granularity(int submodel) const {
+  return head_granularities.size() == 1 ? head_granularities[0] : head_granularities.at(submodel);
+}
+
+std::string ModelConfig::submodel_name(int submodel) const {
+  std::string name = "g" + std::to_string(ffn_granularity(submodel));
+  if (head_granularities.size() > 1 || head_granularities[0] != 1)
+    name += "h" + std::to_string(head_granularity(submodel));
+  return name;
+}
+
+std::vector<SubmodelWidths> submodel_widths(const ModelConfig& m) {
+  std::vector<SubmodelWidths> all(m.submodels());
+  const int blocks = m.total_stack_blocks();
+  for (int i = 0; i < m.submodels(); ++i) {
+    for (int b = 0; b < blocks; ++b) {
+      all[i].ffn.push_back(m.block_ffn(b) / m.ffn_granularity(i));
+      all[i].heads.push_back(m.block_heads(b) / m.head_granularity(i));
+    }
+  }
+  return all;
+}
+
+SubmodelWidths full_widths(const ModelConfig& m) {
+  SubmodelWidths w;
+  for (int b = 0; b < m.total_stack_blocks(); ++b) {
+    w.ffn.push_back(m.block_ffn(b));
+    w.heads.push_back(m.block_heads(b));
+  }
+  return w;
 }
 
 }  // namespace hg

@@ -62,10 +62,49 @@ struct ModelConfig {
   bool dconv = true;
   std::vector<int> ffn_granularities = {1};
   float dropout = 0.0f;
+  std::vector<int> head_granularities = {1};  // §9.6: nested head counts H/g
+  // Head counts per stack block in forward order (extracted checkpoints); empty = all `heads`.
+  std::vector<int> head_widths;
 
   int head_dim() const { return d_model / heads; }
   int middle() const { return static_cast<int>(stacks.size()) / 2; }
   int total_stack_blocks() const;
+  // What stack block `global_block` (forward order) stores: its FFN width and its head count.
+  int block_ffn(int global_block) const {
+    return ffn_widths.empty() ? ffn : ffn_widths.at(global_block);
+  }
+  int block_heads(int global_block) const {
+    return head_widths.empty() ? heads : head_widths.at(global_block);
+  }
+  // MatFormer sub-models (§1.5, §9.6): as many as the longer granularity list; sub-model i takes
+  // FFN granularity f_i and head granularity g_i, a one-entry list applying to every sub-model.
+  int submodels() const;
+  int ffn_granularity(int submodel) const;
+  int head_granularity(int submodel) const;
+  // Sub-model i is the full model (both granularities 1).
+  bool full_submodel(int submodel) const {
+    return ffn_granularity(submodel) == 1 && head_granularity(submodel) == 1;
+  }
+  // Its name in logs: "g<f>", and "g<f>h<g>" when heads are nested.
+  std::string submodel_name(int submodel) const;
+};
+
+// One sub-model's active widths, canonical, per stack block in forward order.
+struct SubmodelWidths {
+  std::vector<int> ffn;    // hidden units F_b / f_i
+  std::vector<int> heads;  // heads H_b / g_i
+};
+// Every sub-model's widths, in sub-model order.
+std::vector<SubmodelWidths> submodel_widths(const ModelConfig& m);
+// The widths of the stored model: every block at its own full width.
+SubmodelWidths full_widths(const ModelConfig& m);
+
+// The nested widths training touches (trainer/config.h's trained_granularities): the band
+// boundaries of the tensor-parallel split of stack FFNs and stack attentions
+// (model/tensor_parallel.h).
+struct NestedGranularities {
+  std::vector<int> ffn = {1};
+  std::vector<int> heads = {1};
 };
 
 }  // namespace hg

@@ -60,7 +60,7 @@ FfnParams add_ffn(ParamStore& store, const std::string& prefix, int d, int F, fl
   FfnParams p;
   ParamSlice columns, rows;
   if (tp.active()) {
-    columns = {1, ffn_units(tp, F, granularities)};
+    columns = {1, nested_units(tp, F, granularities)};
     rows = {0, columns.index};
   }
   p.w1 = &store.add(prefix + "/w1", {d, F}, ParamInit::Normal, 0.02f, columns);
@@ -74,7 +74,7 @@ FfnParams add_ffn(ParamStore& store, const std::string& prefix, int d, int F, fl
 }
 
 int local_width(const FfnParams& ffn, const TensorParallel& tp, int width) {
-  return local_ffn_width(tp, ffn.canonical_F, ffn.granularities, width);
+  return local_nested_width(tp, ffn.canonical_F, ffn.granularities, width);
 }
 
 void ffn_sublayer_forward(Backend& be, float* out, FfnSublayerCache& c, const float* x,

@@ -50,13 +50,13 @@ Split3 split_at(const Shape& shape, int axis) {
 }  // namespace
 
 TensorParallel make_tensor_parallel(const ProcessGrid& grid, const GridCommunicators& comms,
-                                    const std::vector<int>& nested_granularities) {
+                                    const NestedGranularities& nested) {
   TensorParallel tp;
   tp.rank = grid.tp_rank();
   tp.size = grid.tp();
   tp.comm = comms.tp;
   tp.mpi_comm = grid.tp_comm();
-  tp.nested_granularities = nested_granularities;
+  tp.nested = nested;
   return tp;
 }
 
@@ -71,24 +71,34 @@ void tp_allreduce(const TensorParallel& tp, float* data, int64_t count) {
 double tp_allreduce_seconds() { return g_allreduce_seconds.load(); }
 double tp_allreduce_cpu_seconds() { return g_allreduce_cpu_seconds.load(); }
 
-std::vector<int64_t> head_columns(const TensorParallel& tp, int heads, int width) {
-  if (heads % tp.size != 0)
-    throw std::logic_error(std::to_string(heads) + " heads do not split over " +
-                           std::to_string(tp.size) + " tensor-parallel ranks");
-  const int64_t per_rank = static_cast<int64_t>(heads / tp.size) * width;
-  std::vector<int64_t> cols(per_rank);
-  for (int64_t c = 0; c < per_rank; ++c) cols[c] = tp.rank * per_rank + c;
-  return cols;
-}
-
-std::vector<int> ffn_band_boundaries(int F, const std::vector<int>& granularities) {
-  std::set<int> widths = {F};
-  for (int g : granularities) widths.insert(F / g);
+std::vector<int> nested_band_boundaries(int total, const std::vector<int>& granularities) {
+  std::set<int> widths = {total};
+  for (int g : granularities) widths.insert(total / g);
   widths.erase(0);
   return {widths.begin(), widths.end()};
 }
 
-std::string tensor_parallel_problem(const ModelConfig& m, const std::vector<int>& granularities,
+namespace {
+
+// Why tp cannot split `total` units nested at `granularities` (each band evenly), or "".
+// `band` names the bands ("FFN width", "head"), `units` what they hold ("units", "heads").
+std::string band_problem(int total, const std::vector<int>& granularities, int tp,
+                         const std::string& band_name, const std::string& units,
+                         const std::string& fix) {
+  const std::vector<int> widths = nested_band_boundaries(total, granularities);
+  for (size_t i = widths.size(); i-- > 0;) {  // widest first
+    const int band = widths[i] - (i > 0 ? widths[i - 1] : 0);
+    if (band % tp != 0)
+      return "must divide every MatFormer " + band_name + " band (width " +
+             std::to_string(widths[i]) + " leaves " + std::to_string(band) + " " + units +
+             " above the next nested width); change " + fix + " or tp";
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string tensor_parallel_problem(const ModelConfig& m, const NestedGranularities& nested,
                                     int tp) {
   if (tp < 1) return "must be at least 1";
   if (m.heads % tp != 0)
@@ -97,30 +107,28 @@ std::string tensor_parallel_problem(const ModelConfig& m, const std::vector<int>
   if (m.ffn % tp != 0)
     return "must divide model.ffn = " + std::to_string(m.ffn) +
            " (FFN hidden units are split across tensor-parallel ranks)";
-  std::set<int> stored(m.ffn_widths.begin(), m.ffn_widths.end());
-  if (stored.empty()) stored.insert(m.ffn);
-  for (int F : stored) {
-    const std::vector<int> widths = ffn_band_boundaries(F, granularities);
-    for (size_t i = widths.size(); i-- > 0;) {  // widest first
-      const int band = widths[i] - (i > 0 ? widths[i - 1] : 0);
-      if (band % tp != 0)
-        return "must divide every MatFormer FFN width band (width " + std::to_string(widths[i]) +
-               " leaves " + std::to_string(band) +
-               " units above the next nested width); change model.ffn, "
-               "model.ffn_granularities or tp";
-    }
+  const SubmodelWidths stored = full_widths(m);
+  for (int F : std::set<int>(stored.ffn.begin(), stored.ffn.end())) {
+    std::string problem =
+        band_problem(F, nested.ffn, tp, "FFN width", "units", "model.ffn, model.ffn_granularities");
+    if (!problem.empty()) return problem;
+  }
+  for (int H : std::set<int>(stored.heads.begin(), stored.heads.end())) {
+    std::string problem =
+        band_problem(H, nested.heads, tp, "head", "heads", "model.heads, model.head_granularities");
+    if (!problem.empty()) return problem;
   }
   return "";
 }
 
-std::vector<int64_t> ffn_units(const TensorParallel& tp, int F,
-                               const std::vector<int>& granularities) {
+std::vector<int64_t> nested_units(const TensorParallel& tp, int total,
+                                  const std::vector<int>& granularities) {
   std::vector<int64_t> units;
   int lo = 0;
-  for (int hi : ffn_band_boundaries(F, granularities)) {
+  for (int hi : nested_band_boundaries(total, granularities)) {
     const int band = hi - lo;
     if (band % tp.size != 0)
-      throw std::logic_error("FFN band [" + std::to_string(lo) + ", " + std::to_string(hi) +
+      throw std::logic_error("nested band [" + std::to_string(lo) + ", " + std::to_string(hi) +
                              ") does not split over " + std::to_string(tp.size) + " ranks");
     const int share = band / tp.size;
     for (int u = 0; u < share; ++u) units.push_back(lo + tp.rank * share + u);
@@ -129,20 +137,28 @@ std::vector<int64_t> ffn_units(const TensorParallel& tp, int F,
   return units;
 }
 
-int local_ffn_width(const TensorParallel& tp, int F, const std::vector<int>& granularities,
-                    int width) {
+int local_nested_width(const TensorParallel& tp, int total, const std::vector<int>& granularities,
+                       int width) {
   if (!tp.active()) return width;
   int lo = 0, local = 0;
-  for (int hi : ffn_band_boundaries(F, granularities)) {
+  for (int hi : nested_band_boundaries(total, granularities)) {
     if (hi > width) break;
     local += (hi - lo) / tp.size;
     lo = hi;
   }
   if (lo != width)
-    throw std::logic_error(
-        "FFN width " + std::to_string(width) +
-        " is not a band boundary of the tensor-parallel layout (F = " + std::to_string(F) + ")");
+    throw std::logic_error("width " + std::to_string(width) +
+                           " is not a band boundary of the tensor-parallel layout (of " +
+                           std::to_string(total) + ")");
   return local;
+}
+
+std::vector<int64_t> head_columns(const TensorParallel& tp, int heads, int width,
+                                  const std::vector<int>& granularities) {
+  std::vector<int64_t> cols;
+  for (int64_t head : nested_units(tp, heads, granularities))
+    for (int c = 0; c < width; ++c) cols.push_back(head * width + c);
+  return cols;
 }
 
 Shape local_shape(const Shape& canonical, const ParamSlice& slice) {

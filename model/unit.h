@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "model/model_config.h"
 
 namespace hg {
 
@@ -28,7 +29,7 @@ struct Slot {
   const int32_t* tokens = nullptr; // [batch, seq_len + 1]: read by embed (inputs) and head (targets)
   int64_t batch = 0;               // sequences in this micro-batch
   int64_t first_sample = 0;        // global sample index of sequence 0 (dropout masks, §1.6)
-  const std::vector<int>* ffn_widths = nullptr;  // active width per stack block (forward order); null = full
+  const SubmodelWidths* widths = nullptr;  // MatFormer sub-model's active widths; null = full
   std::map<int, Tensor> skips;       // level i -> [batch, L/K_i, d]: produced by down/i, read by up/i
   std::map<int, Tensor> skip_grads;  // level i -> its gradient: produced by up/i, read by down/i
   double loss_sum = 0.0;             // head: Σ of this slot's token losses (nats)

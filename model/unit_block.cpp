@@ -6,11 +6,13 @@
 
 namespace hg {
 
-AttentionConfig block_attention_config(const ModelConfig& m, const TensorParallel& tp) {
+AttentionConfig block_attention_config(const ModelConfig& m, const TensorParallel& tp,
+                                       int global_block) {
   AttentionConfig cfg;
   cfg.kind = m.attention;
   cfg.d = m.d_model;
-  cfg.heads = m.heads / tp.size;
+  cfg.heads = m.block_heads(global_block) / tp.size;
+  cfg.stored_heads = cfg.heads;
   cfg.head_dim = m.head_dim();
   cfg.window = m.window;
   cfg.chunk = m.chunk;
@@ -22,17 +24,18 @@ AttentionConfig block_attention_config(const ModelConfig& m, const TensorParalle
 
 namespace {
 
-// Registers the attention parameters of `prefix` (§2) and returns value and gradient views.
-// Shapes are canonical (all H heads); the store keeps this rank's heads (tensor_parallel.h).
-void add_attention_params(ParamStore& store, const std::string& prefix, const ModelConfig& m,
+// Registers the attention parameters of `prefix` (§2) for H stored heads and returns value and
+// gradient views. Shapes are canonical (all H heads); the store keeps this rank's heads, in
+// nested bands (tensor_parallel.h).
+void add_attention_params(ParamStore& store, const std::string& prefix, const ModelConfig& m, int H,
                           float wo_std, AttentionParams& w, AttentionParams& g) {
   const TensorParallel& tp = store.tensor_parallel();
-  const int d = m.d_model, H = m.heads, e = m.head_dim(), he = H * e;
+  const int d = m.d_model, e = m.head_dim(), he = H * e;
   ParamSlice by_channel, by_channel_row, by_rank_column, by_rank;
   if (tp.active()) {
-    by_channel = {1, head_columns(tp, H, e)};  // columns of [·, H·e]
-    by_channel_row = {0, by_channel.index};    // rows of wo, elements of [H·e]
-    by_rank_column = {1, head_columns(tp, H, m.rank)};
+    by_channel = {1, head_columns(tp, H, e, tp.nested.heads)};  // columns of [·, H·e]
+    by_channel_row = {0, by_channel.index};                     // rows of wo, elements of [H·e]
+    by_rank_column = {1, head_columns(tp, H, m.rank, tp.nested.heads)};
     by_rank = {0, by_rank_column.index};
   }
   auto bind = [&](const std::string& name, const Shape& shape, ParamInit init, float std,
@@ -76,22 +79,25 @@ class BlockUnit : public Unit {
         act_(m.activation),
         be_(store.backend()),
         tp_(store.tensor_parallel()),
-        cfg_(block_attention_config(m, tp_)) {
+        cfg_(block_attention_config(m, tp_, plan.global_block)),
+        stored_heads_(m.block_heads(plan.global_block)) {
     // §1.6: output projections of stack blocks start smaller, by the total stack depth.
     const float out_std = 0.02f / std::sqrt(2.0f * static_cast<float>(m.total_stack_blocks()));
-    const int F = m.ffn_widths.empty() ? m.ffn : m.ffn_widths.at(plan.global_block);
     norm1_ = add_norm(store, plan.name + "/norm1", d_);
-    add_attention_params(store, plan.name + "/attn", m, out_std, attn_w_, attn_g_);
+    add_attention_params(store, plan.name + "/attn", m, stored_heads_, out_std, attn_w_, attn_g_);
     norm2_ = add_norm(store, plan.name + "/norm2", d_);
-    ffn_ = add_ffn(store, plan.name + "/ffn", d_, F, out_std, tp_.nested_granularities);
+    ffn_ = add_ffn(store, plan.name + "/ffn", d_, m.block_ffn(plan.global_block), out_std,
+                   tp_.nested.ffn);
   }
 
   void forward(Slot& slot, const Tensor& in, Tensor& out) override {
     auto& c = caches_.acquire(slot.id);
     const int64_t B = slot.batch;
     ensure_shape(be_, c.h, {B, n_, d_});
-    attention_sublayer_forward(be_, c.h.data(), c.attn, in.data(), norm1_, attn_w_, cfg_, B, n_,
-                               site(slot, "attn"), tp_);
+    c.attn_cfg = cfg_;
+    c.attn_cfg.heads = heads(slot);
+    attention_sublayer_forward(be_, c.h.data(), c.attn, in.data(), norm1_, attn_w_, c.attn_cfg, B,
+                               n_, site(slot, "attn"), tp_);
     ensure_shape(be_, out, {B, n_, d_});
     ffn_sublayer_forward(be_, out.data(), c.ffn, c.h.data(), norm2_, ffn_, B, n_, d_, width(slot),
                          act_, site(slot, "ffn"), tp_);
@@ -105,8 +111,8 @@ class BlockUnit : public Unit {
     ffn_sublayer_backward(be_, dh, dout.data(), c.ffn, norm2_, ffn_, B, n_, d_, act_,
                           site(slot, "ffn"), tp_);
     ensure_shape(be_, din, {B, n_, d_});
-    attention_sublayer_backward(be_, din.data(), dh, c.attn, norm1_, attn_w_, attn_g_, cfg_, B, n_,
-                                site(slot, "attn"), tp_);
+    attention_sublayer_backward(be_, din.data(), dh, c.attn, norm1_, attn_w_, attn_g_, c.attn_cfg,
+                                B, n_, site(slot, "attn"), tp_);
     caches_.release(slot.id);
   }
 
@@ -122,12 +128,18 @@ class BlockUnit : public Unit {
  private:
   struct Cache {
     AttentionSublayerCache attn;
+    AttentionConfig attn_cfg;  // cfg_ at the slot's active heads
     Tensor h;  // [B, n, d] between the two sublayers
     FfnSublayerCache ffn;
   };
-  // The local active width: slot widths are canonical.
+  // The local active FFN width and head count: slot widths are canonical.
   int width(const Slot& slot) const {
-    return slot.ffn_widths ? local_width(ffn_, tp_, slot.ffn_widths->at(global_block_)) : ffn_.F;
+    return slot.widths ? local_width(ffn_, tp_, slot.widths->ffn.at(global_block_)) : ffn_.F;
+  }
+  int heads(const Slot& slot) const {
+    if (!slot.widths) return cfg_.stored_heads;
+    return local_nested_width(tp_, stored_heads_, tp_.nested.heads,
+                              slot.widths->heads.at(global_block_));
   }
   DropoutSite site(const Slot& s, const char* what) const {
     return make_dropout_site(s.ctx->seed, s.ctx->step, s.first_sample, s.ctx->dropout,
@@ -139,7 +151,8 @@ class BlockUnit : public Unit {
   Activation act_;
   Backend& be_;
   TensorParallel tp_;
-  AttentionConfig cfg_;
+  AttentionConfig cfg_;  // at every stored head of this rank
+  int stored_heads_;     // canonical
   NormParams norm1_, norm2_;
   AttentionParams attn_w_, attn_g_;
   FfnParams ffn_;

@@ -19,9 +19,11 @@ std::unique_ptr<Unit> make_stack_norm_unit(const ModelConfig& m, const UnitPlan&
 std::unique_ptr<Unit> make_down_unit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store);
 std::unique_ptr<Unit> make_up_unit(const ModelConfig& m, const UnitPlan& plan, ParamStore& store);
 
-// The attention of stack blocks; cfg.heads = the heads this rank holds (tensor parallelism
-// splits them evenly).
-AttentionConfig block_attention_config(const ModelConfig& m, const TensorParallel& tp);
+// The attention of stack block `global_block` (forward order): cfg.heads = cfg.stored_heads = the
+// heads of it this rank holds (tensor parallelism splits them evenly); a MatFormer sub-model
+// lowers cfg.heads to its active prefix.
+AttentionConfig block_attention_config(const ModelConfig& m, const TensorParallel& tp,
+                                       int global_block);
 
 // The shortening factor k of level i: K_(i+1) / K_i.
 int level_factor(const ModelConfig& m, int level);

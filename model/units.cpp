@@ -14,18 +14,19 @@ struct Costs {
   double weight_flops = 0;  // the linears' dW products: their forward products' FLOPs
 };
 
-Costs block_costs(const ModelConfig& m, int64_t rows, int F) {
-  const double d = m.d_model, he = m.heads * m.head_dim(), r = rows;
+// A block at FFN width F with H heads.
+Costs block_costs(const ModelConfig& m, int64_t rows, int F, int H) {
+  const double d = m.d_model, he = H * m.head_dim(), r = rows;
   double attn_keys = m.attention == AttentionKind::Full ? r / 2.0
                                            : m.window + (r / m.chunk) * m.rank / 2.0;
   Costs c;
   c.flops = 3.0 * r * (2.0 * 4.0 * d * he + 2.0 * 2.0 * d * F + 2.0 * 2.0 * he * attn_keys);
   c.weight_flops = r * (2.0 * 4.0 * d * he + 2.0 * 2.0 * d * F);
-  c.bytes = 4.0 * r * (12.0 * d + 2.0 * F + m.heads * attn_keys);
+  c.bytes = 4.0 * r * (12.0 * d + 2.0 * F + H * attn_keys);
   c.params = static_cast<int64_t>(4 * d + 4 * d * he + d * F * 2 + F + d);
   if (m.dconv) c.params += static_cast<int64_t>(9 * he);
   if (m.attention == AttentionKind::LongShort)
-    c.params += static_cast<int64_t>(d * m.heads * m.rank + m.heads * m.rank + 4 * he);
+    c.params += static_cast<int64_t>(d * H * m.rank + H * m.rank + 4 * he);
   return c;
 }
 
@@ -75,9 +76,9 @@ std::vector<UnitPlan> plan_units(const ModelConfig& m, int seq_len) {
            resample_costs(m, rows, level_factor(m, level), false));
     }
     for (int j = 0; j < m.stacks[i].blocks; ++j) {
-      const int F = m.ffn_widths.empty() ? m.ffn : m.ffn_widths.at(global_block);
-      UnitPlan* p = push(UnitKind::Block, "stacks/" + std::to_string(i) + "/blocks/" + std::to_string(j),
-                         i, rows, stage, block_costs(m, rows, F));
+      UnitPlan* p = push(
+          UnitKind::Block, "stacks/" + std::to_string(i) + "/blocks/" + std::to_string(j), i, rows,
+          stage, block_costs(m, rows, m.block_ffn(global_block), m.block_heads(global_block)));
       p->block = j;
       p->global_block = global_block++;
     }
@@ -91,6 +92,21 @@ std::vector<UnitPlan> plan_units(const ModelConfig& m, int seq_len) {
        {3.0 * 2.0 * L * d * m.vocab_size, 4.0 * L * (d + m.vocab_size),
         static_cast<int64_t>((d + 1) * m.vocab_size), 2.0 * L * d * m.vocab_size});
   return plans;
+}
+
+void average_over_submodels(std::vector<UnitPlan>& plans, const ModelConfig& m) {
+  const std::vector<SubmodelWidths> widths = submodel_widths(m);
+  for (UnitPlan& p : plans) {
+    if (p.kind != UnitKind::Block) continue;
+    double flops = 0, weight_flops = 0;
+    for (const SubmodelWidths& w : widths) {
+      const Costs c = block_costs(m, p.rows, w.ffn.at(p.global_block), w.heads.at(p.global_block));
+      flops += c.flops / static_cast<double>(widths.size());
+      weight_flops += c.weight_flops / static_cast<double>(widths.size());
+    }
+    p.flops = flops;
+    p.weight_flops = weight_flops;
+  }
 }
 
 std::vector<std::unique_ptr<Unit>> build_units(const ModelConfig& m, int seq_len,

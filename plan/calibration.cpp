@@ -204,7 +204,7 @@ std::vector<UnitChain> build_chains(const Config& config, const std::vector<int>
       require(initialized, "calibrating tensor-parallel shards needs MPI initialised");
       shard.size = tp;
       shard.comm = make_mpi_communicator(MPI_COMM_SELF);
-      shard.nested_granularities = trained_granularities(config);
+      shard.nested = trained_granularities(config);
     }
     chains.emplace_back();
     for (int u = 0; u < units; ++u) {

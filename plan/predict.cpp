@@ -102,13 +102,14 @@ PlanInputs::PlanInputs(const Config& c, const ClusterSpec& cl, const PlanOptions
   // The trainer's bucket (parallel.grad_bucket_mb, MiB), unless plan.bucket_mb (MiB) overrides.
   bucket_bytes = options.bucket_mb > 0 ? options.bucket_mb * 1024 * 1024
                                        : double(grad_bucket_bytes(config.parallel));
-  granularity_runs = config.train.matformer == Matformer::Joint
-                         ? static_cast<int>(config.model.ffn_granularities.size())
-                         : 1;
+  if (config.train.matformer == Matformer::Joint) {
+    granularity_runs = config.model.submodels();
+    average_over_submodels(plans, config.model);
+  }
   if (!options.calibration.empty()) read_calibration_index();
   world = options.ranks > 0 ? options.ranks : cluster.devices();
   for (const UnitPlan& p : plans) {
-    model_flops_per_step += p.flops * batch;
+    model_flops_per_step += p.flops * batch * granularity_runs;
     params += p.params;
   }
   busy_per_node = std::min(world, cluster.devices_per_node);

@@ -136,7 +136,8 @@ struct PlanInputs {
   double intra_latency = 0;     // cluster.intra_latency, else cluster.latency
   bool recompute = false;       // blocks recompute their forward in the backward
   double bucket_bytes = 0;      // the dp all-reduce bucket
-  int granularity_runs = 1;     // runs of each micro-batch: one per FFN width when joint
+  int granularity_runs = 1;     // runs of each micro-batch: one per sub-model when joint (plans'
+                                // block costs are then their mean over the sub-models)
   std::unique_ptr<CalibrationIndex> calibration;  // null: the cost model
   int world = 0;                                  // W
   int busy_per_node = 0;  // ranks sharing a node's memory system (calibration concurrency)

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "checkpoint/checkpoint_io.h"
 #include "core/enum_names.h"
 #include "core/error.h"
 #include "model/tensor_parallel.h"
@@ -186,6 +187,10 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(model, dconv, "causal depthwise convolutions after Q, K, V"),
       HG_KEY(model, ffn_granularities, "MatFormer granularities g: nested FFN widths F/g"),
       HG_KEY(model, dropout, "dropout probability on embeddings and every residual branch"),
+      HG_KEY(model, head_granularities,
+             "MatFormer head granularities g: nested head counts H/g of stack attention"),
+      HG_KEY(model, head_widths,
+             "per stack block head counts of an extracted MatFormer model (empty: all heads)"),
       HG_KEY(train, seq_len, "tokens per sequence L"),
       HG_KEY(train, batch, "sequences per update (global, over data-parallel replicas)"),
       HG_KEY(train, micro_batch, "sequences per micro-batch per replica"),
@@ -209,7 +214,8 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(parallel, pp, "pipeline stages"),
       HG_KEY(parallel, tp,
              "tensor-parallel ranks per stage (divides heads, ffn and every MatFormer band)"),
-      HG_KEY(parallel, schedule, "pipeline schedule: gpipe, 1f1b, interleaved or zbh1 (zero-bubble H1)"),
+      HG_KEY(parallel, schedule,
+             "pipeline schedule: gpipe, 1f1b, interleaved or zbh1 (zero-bubble H1)"),
       HG_KEY(parallel, virtual_stages, "interleaved: model chunks per rank"),
       HG_KEY(parallel, stages,
              "units per (virtual) stage, e.g. 5,4,6 (empty: balanced by the cost model)"),
@@ -291,6 +297,23 @@ Config config_from_values(const po::variables_map& values) {
   return config;
 }
 
+// checkpoint.init_from an extracted MatFormer model (§1.5, §9.6): the run takes its FFN widths
+// and head counts from the checkpoint's configuration when it sets neither list itself (also when
+// it resumes: its checkpoints then have those widths too).
+void adopt_extracted_widths(Config& config) {
+  const std::string& file = config.checkpoint.init_from;
+  if (file.empty() || !config.model.ffn_widths.empty() || !config.model.head_widths.empty()) return;
+  if (!std::filesystem::is_regular_file(file)) return;  // validate_run names the missing file
+  Config stored;
+  try {
+    stored = config_from_ini(read_checkpoint_header(file).config);
+  } catch (const UsageError&) {
+    return;  // loading the weights names what is wrong with the file
+  }
+  config.model.ffn_widths = stored.model.ffn_widths;
+  config.model.head_widths = stored.model.head_widths;
+}
+
 // ---- Validation: each failure names the key, its value and the fix. ----
 
 template <class T>
@@ -366,6 +389,9 @@ void validate_train(const Config& c) {
         "must be at least 0 (0 disables clipping)");
   check(t.matformer == Matformer::Off || c.model.ffn_widths.empty(), "train.matformer", t.matformer,
         "must be off when model.ffn_widths is set (an extracted model has fixed FFN widths)");
+  check(t.matformer == Matformer::Off || c.model.head_widths.empty(), "train.matformer",
+        t.matformer,
+        "must be off when model.head_widths is set (an extracted model has fixed head counts)");
 }
 
 void validate_run(const Config& c) {
@@ -389,6 +415,32 @@ void validate_run(const Config& c) {
   check(c.eval.windows >= 1, "eval.windows", c.eval.windows, "must be at least 1");
   check(c.eval.split == "valid" || c.eval.split == "test" || c.eval.split == "train", "eval.split",
         c.eval.split, "must be valid, test or train");
+}
+
+// §9.6: head granularities divide H and pair with the FFN ones; extracted head counts per block.
+void validate_head_nesting(const ModelConfig& m, int blocks) {
+  const std::vector<int>& g = m.head_granularities;
+  check(!g.empty(), "model.head_granularities", g,
+        "must list at least one divisor of model.heads, e.g. 1");
+  for (int h : g)
+    check(
+        h >= 1 && m.heads % h == 0, "model.head_granularities", g,
+        "entry " + std::to_string(h) + " does not divide model.heads = " + std::to_string(m.heads));
+  check(std::set<int>(g.begin(), g.end()).size() == g.size(), "model.head_granularities", g,
+        "entries must be distinct");
+  check(g.size() == 1 || m.ffn_granularities.size() == 1 || g.size() == m.ffn_granularities.size(),
+        "model.head_granularities", g,
+        "pairs entry by entry with model.ffn_granularities = " + format_value(m.ffn_granularities) +
+            " (sub-model i takes both i-th entries): give both lists the same length, or one "
+            "of them a single entry");
+  check(m.head_widths.empty() || static_cast<int>(m.head_widths.size()) == blocks,
+        "model.head_widths", m.head_widths,
+        "needs one head count per stack block in forward order (" + std::to_string(blocks) +
+            " blocks in model.hierarchy), or empty for model.heads everywhere");
+  for (int h : m.head_widths)
+    check(h >= 1 && h <= m.heads, "model.head_widths", m.head_widths,
+          "entry " + std::to_string(h) +
+              " is outside [1, model.heads = " + std::to_string(m.heads) + "]");
 }
 
 void validate_config(const Config& config) {
@@ -446,6 +498,7 @@ void validate_model(const ModelConfig& m, int seq_len) {
     check(w >= 1 && w <= m.ffn, "model.ffn_widths", m.ffn_widths,
           "entry " + std::to_string(w) + " is outside [1, model.ffn = " + std::to_string(m.ffn) +
               "]");
+  validate_head_nesting(m, blocks);
   check(m.dropout >= 0 && m.dropout < 1, "model.dropout", m.dropout, "must be in [0, 1)");
   check(m.window >= 1, "model.window", m.window, "must be at least 1");
   check(m.chunk >= 1, "model.chunk", m.chunk, "must be at least 1");
@@ -522,6 +575,7 @@ Config parse_config(const std::vector<std::string>& args) {
     store_config_ini(in, "in " + file, values);
   }
   Config config = config_from_values(values);
+  adopt_extracted_widths(config);
   validate_config(config);
   return config;
 }

@@ -118,11 +118,12 @@ struct Config {
   std::string to_ini() const;
 };
 
-// The MatFormer granularities training touches: model.ffn_granularities unless matformer = off
-// (the FFNs' band boundaries under tensor parallelism, model/tensor_parallel.h).
-inline std::vector<int> trained_granularities(const Config& c) {
-  if (c.train.matformer == Matformer::Off) return {1};
-  return c.model.ffn_granularities;
+// The MatFormer granularities training touches: model.ffn_granularities and
+// model.head_granularities unless matformer = off (the band boundaries of stack FFNs and stack
+// attentions under tensor parallelism, model/tensor_parallel.h).
+inline NestedGranularities trained_granularities(const Config& c) {
+  if (c.train.matformer == Matformer::Off) return {};
+  return {c.model.ffn_granularities, c.model.head_granularities};
 }
 
 // Every key by section: its flag, meaning, valid spellings and default (`hourglass train --help`;

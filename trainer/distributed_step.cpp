@@ -33,7 +33,7 @@ DistributedStep distributed_step(StageModel& model, PipelineRuntime& runtime,
   const double tokens_per_step = static_cast<double>(config.train.batch) * config.train.seq_len;
   const StepContext ctx = make_step_context(config, s);
   const auto granularities = step_granularities(config, s);
-  const auto widths = granularity_widths(config.model);
+  const auto widths = submodel_widths(config.model);
   std::vector<double> loss_sums = runtime.run(ctx, micro_batches, granularities, widths);
 
   // The loss scale divides by the global token count, so the global gradient is the sum of the

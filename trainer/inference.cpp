@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -42,10 +43,6 @@ po::variables_map parse_flags(const std::vector<std::string>& args, const po::op
     throw UsageError(std::string(e.what()) + "\nusage: " + usage + "\n" + help.str());
   }
   return vm;
-}
-
-int stored_width(const ModelConfig& m, int block) {
-  return m.ffn_widths.empty() ? m.ffn : m.ffn_widths.at(block);
 }
 
 // The value of flag --`name`, which must be at least `minimum`; `allowed` says in words what the
@@ -154,8 +151,13 @@ std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_le
   return model;
 }
 
-std::vector<int> parse_ffn_widths(const std::string& text, const ModelConfig& model) {
-  const int blocks = model.total_stack_blocks();
+namespace {
+
+// "--<flag> W" or "W0,W1,...": one value for every stack block or one per block, each in
+// [1, stored[b]]. `what` names a value ("width", "head count").
+std::vector<int> parse_block_widths(const std::string& flag, const std::string& text,
+                                    const std::vector<int>& stored, const std::string& what) {
+  const int blocks = static_cast<int>(stored.size());
   std::vector<int> values;
   std::stringstream in(text);
   std::string item;
@@ -165,35 +167,94 @@ std::vector<int> parse_ffn_widths(const std::string& text, const ModelConfig& mo
       values.push_back(std::stoi(item, &used));
       require(used == item.size(), "");
     } catch (...) {
-      throw UsageError("--ffn-widths " + text + ": '" + item + "' is not an integer. Give one "
-                       "width (e.g. 512) or one per stack block, comma-separated.");
+      throw UsageError("--" + flag + " " + text + ": '" + item + "' is not an integer. Give one " +
+                       what + " (e.g. " + std::to_string(stored.at(0)) +
+                       ") or one per stack block, comma-separated.");
     }
   }
   if (values.size() == 1) values.assign(blocks, values[0]);
   require(static_cast<int>(values.size()) == blocks,
-          "--ffn-widths " + text + ": " + std::to_string(values.size()) + " widths for " +
-              std::to_string(blocks) + " stack blocks. Give one width or exactly one per block.");
+          "--" + flag + " " + text + ": " + std::to_string(values.size()) + " values for " +
+              std::to_string(blocks) + " stack blocks. Give one " + what +
+              " or exactly one per block.");
   for (int b = 0; b < blocks; ++b)
-    require(values[b] >= 1 && values[b] <= stored_width(model, b),
-            "--ffn-widths: block " + std::to_string(b) + " width " + std::to_string(values[b]) +
-                " is outside [1, " + std::to_string(stored_width(model, b)) + "].");
+    require(values[b] >= 1 && values[b] <= stored[b],
+            "--" + flag + ": block " + std::to_string(b) + " " + what + " " +
+                std::to_string(values[b]) + " is outside [1, " + std::to_string(stored[b]) + "].");
   return values;
+}
+
+// The sub-model that --ffn-widths and --head-widths pick (Mix'n'Match, §1.5, §9.6); none when
+// neither is given (the full model).
+std::optional<SubmodelWidths> picked_widths(const po::variables_map& vm, const ModelConfig& model) {
+  if (!vm.count("ffn-widths") && !vm.count("head-widths")) return std::nullopt;
+  SubmodelWidths widths = full_widths(model);
+  if (vm.count("ffn-widths"))
+    widths.ffn = parse_ffn_widths(vm["ffn-widths"].as<std::string>(), model);
+  if (vm.count("head-widths"))
+    widths.heads = parse_head_widths(vm["head-widths"].as<std::string>(), model);
+  return widths;
+}
+
+// t restricted to its first `count` indices along `axis` (0 or 1 of a matrix, 0 of a vector).
+Tensor leading(const Tensor& t, int axis, int64_t count) {
+  const int64_t rows = t.rank() == 2 ? t.dim(0) : 1, cols = t.dim(t.rank() - 1);
+  const int64_t keep_rows = (t.rank() == 2 && axis == 0) ? count : rows;
+  const int64_t keep_cols = (t.rank() == 1 || axis == 1) ? count : cols;
+  Tensor out(t.rank() == 2 ? Shape{keep_rows, keep_cols} : Shape{keep_cols});
+  for (int64_t r = 0; r < keep_rows; ++r)
+    std::copy_n(t.data() + r * cols, keep_cols, out.data() + r * keep_cols);
+  return out;
+}
+
+// Slices stack block `p`'s FFN to `width` hidden units and its attention to `heads` heads (§1.5,
+// §9.6) in one map of canonical tensors (parameters or a moment).
+void slice_block(TensorMap& map, const std::string& block, const ModelConfig& m, int width,
+                 int heads) {
+  auto cut = [&](const std::string& name, int axis, int64_t count) {
+    auto it = map.find(block + "/" + name);
+    if (it != map.end()) it->second = leading(it->second, axis, count);
+  };
+  cut("ffn/w1", 1, width);
+  cut("ffn/b1", 0, width);
+  cut("ffn/w2", 0, width);
+  const int64_t he = static_cast<int64_t>(heads) * m.head_dim(), hr = heads * m.rank;
+  for (const char* name :
+       {"attn/wq", "attn/wk", "attn/wv", "attn/dconv_q", "attn/dconv_k", "attn/dconv_v"})
+    cut(name, 1, he);
+  cut("attn/wo", 0, he);
+  for (const char* name : {"attn/norm_window/gain", "attn/norm_window/bias",
+                           "attn/norm_global/gain", "attn/norm_global/bias"})
+    cut(name, 0, he);
+  cut("attn/proj/weight", 1, hr);
+  cut("attn/proj/bias", 0, hr);
+}
+
+}  // namespace
+
+std::vector<int> parse_ffn_widths(const std::string& text, const ModelConfig& model) {
+  return parse_block_widths("ffn-widths", text, full_widths(model).ffn, "width");
+}
+
+std::vector<int> parse_head_widths(const std::string& text, const ModelConfig& model) {
+  return parse_block_widths("head-widths", text, full_widths(model).heads, "head count");
 }
 
 int eval_main(const std::vector<std::string>& args) {
   po::options_description options("hourglass eval");
-  options.add_options()
-      ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
-      ("data", po::value<std::string>()->required(), "dataset directory (hourglass prep)")
-      ("split", po::value<std::string>()->default_value("valid"), "valid | test | train")
-      ("seq-len", po::value<int>()->default_value(0), "window length (0: the checkpoint's)")
-      ("max-windows", po::value<int64_t>()->default_value(0), "score at most N windows (0: all)")
-      ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer widths")
-      ("batch", po::value<int>()->default_value(8), "windows per forward (at least 1)")
-      ("json", "print one JSON object as the last line");
+  options.add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint file")(
+      "data", po::value<std::string>()->required(), "dataset directory (hourglass prep)")(
+      "split", po::value<std::string>()->default_value("valid"), "valid | test | train")(
+      "seq-len", po::value<int>()->default_value(0), "window length (0: the checkpoint's)")(
+      "max-windows", po::value<int64_t>()->default_value(0), "score at most N windows (0: all)")(
+      "ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer FFN widths")(
+      "head-widths", po::value<std::string>(), "h or h0,h1,...: MatFormer head counts")(
+      "batch", po::value<int>()->default_value(8), "windows per forward (at least 1)")(
+      "json", "print one JSON object as the last line");
   auto vm = parse_flags(args, options,
                         "hourglass eval --checkpoint FILE --data DIR [--split valid|test] "
-                        "[--seq-len L] [--max-windows N] [--ffn-widths W|W0,W1,...] [--json]");
+                        "[--seq-len L] [--max-windows N] [--ffn-widths W|W0,W1,...] "
+                        "[--head-widths h|h0,h1,...] [--json]");
   const int seq_len = flag_at_least(
       vm, "seq-len", 0, "a window length >= 1, or 0 for the checkpoint's train.seq_len");
   const int64_t max_windows = flag_at_least<int64_t>(
@@ -202,8 +263,7 @@ int eval_main(const std::vector<std::string>& args) {
   const std::string checkpoint = vm["checkpoint"].as<std::string>();
   Config config;
   auto model = load_model(checkpoint, seq_len, config);
-  std::vector<int> widths;
-  if (vm.count("ffn-widths")) widths = parse_ffn_widths(vm["ffn-widths"].as<std::string>(), config.model);
+  const std::optional<SubmodelWidths> widths = picked_widths(vm, config.model);
   TokenDataset data(vm["data"].as<std::string>(), vm["split"].as<std::string>());
   require_vocabulary_fits(data, "--data " + data.dir(), config.model.vocab_size,
                           "model.vocab_size of checkpoint '" + checkpoint + "'",
@@ -222,7 +282,7 @@ int eval_main(const std::vector<std::string>& args) {
     tokens.resize(count * (L + 1));
     read_eval_windows(data, L, w, count, tokens.data());
     TokenBatch tb{tokens.data(), count, w};
-    loss_sum += evaluate_loss(*model, tb, widths.empty() ? nullptr : &widths) * count;
+    loss_sum += evaluate_loss(*model, tb, widths ? &*widths : nullptr) * count;
   }
   const double loss = loss_sum / windows;
   const int64_t scored = windows * L;
@@ -238,19 +298,22 @@ namespace {
 
 po::options_description sample_options() {
   po::options_description options("hourglass sample");
-  options.add_options()
-      ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
-      ("prompt", po::value<std::string>()->default_value(""), "text to continue (empty: a newline)")
-      ("length", po::value<int>()->default_value(200), "tokens to generate (at least 1)")
-      ("temperature", po::value<double>()->default_value(0.8, "0.8"),
-       "softmax temperature (0: greedy)")
-      ("top-k", po::value<int>()->default_value(0), "sample among the k most likely (0: all)")
-      ("seed", po::value<uint64_t>()->default_value(1), "random seed")
-      ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer widths (default full)")
-      ("num-samples", po::value<int>()->default_value(1),
-       "continuations decoded together as one batch (at least 1)")
-      ("no-cache", "re-run the model on the window for every token instead of cached incremental "
-                   "decoding (the default; same tokens, slower)");
+  options.add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint file")(
+      "prompt", po::value<std::string>()->default_value(""), "text to continue (empty: a newline)")(
+      "length", po::value<int>()->default_value(200), "tokens to generate (at least 1)")(
+      "temperature", po::value<double>()->default_value(0.8, "0.8"),
+      "softmax temperature (0: greedy)")("top-k", po::value<int>()->default_value(0),
+                                         "sample among the k most likely (0: all)")(
+      "seed", po::value<uint64_t>()->default_value(1), "random seed")(
+      "ffn-widths", po::value<std::string>(),
+      "W or W0,W1,...: MatFormer FFN widths (default full)")(
+      "head-widths", po::value<std::string>(),
+      "h or h0,h1,...: MatFormer head counts (default all)")(
+      "num-samples", po::value<int>()->default_value(1),
+      "continuations decoded together as one batch (at least 1)")(
+      "no-cache",
+      "re-run the model on the window for every token instead of cached incremental "
+      "decoding (the default; same tokens, slower)");
   return options;
 }
 
@@ -270,7 +333,7 @@ int sample_main(const std::vector<std::string>& args) {
   auto vm = parse_flags(args, options,
                         "hourglass sample --checkpoint FILE --prompt TEXT [--length N] "
                         "[--temperature T] [--top-k K] [--seed S] [--ffn-widths W|W0,W1,...] "
-                        "[--num-samples N] [--no-cache]");
+                        "[--head-widths h|h0,h1,...] [--num-samples N] [--no-cache]");
   SampleOptions o;
   o.length = flag_at_least(vm, "length", 1, "the number of tokens to generate, at least 1");
   o.temperature = flag_at_least(
@@ -284,8 +347,7 @@ int sample_main(const std::vector<std::string>& args) {
   const std::string checkpoint = vm["checkpoint"].as<std::string>();
   Config config;
   auto model = load_model(checkpoint, 0, config);
-  if (vm.count("ffn-widths"))
-    o.ffn_widths = parse_ffn_widths(vm["ffn-widths"].as<std::string>(), config.model);
+  o.widths = picked_widths(vm, config.model);
   const std::string prompt = vm["prompt"].as<std::string>();
   const auto samples =
       generate(*model, prompt_tokens(prompt, config.model.vocab_size, checkpoint), o);
@@ -300,12 +362,17 @@ int sample_main(const std::vector<std::string>& args) {
 
 int extract_main(const std::vector<std::string>& args) {
   po::options_description options("hourglass extract");
-  options.add_options()
-      ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
-      ("ffn-widths", po::value<std::string>()->required(), "W or W0,W1,...")
-      ("output", po::value<std::string>()->required(), "output checkpoint file");
-  auto vm = parse_flags(args, options,
-                        "hourglass extract --checkpoint FILE --ffn-widths W|W0,W1,... --output FILE");
+  options.add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint file")(
+      "ffn-widths", po::value<std::string>(), "W or W0,W1,...: FFN widths (default: as stored)")(
+      "head-widths", po::value<std::string>(), "h or h0,h1,...: head counts (default: as stored)")(
+      "output", po::value<std::string>()->required(), "output checkpoint file");
+  const std::string usage =
+      "hourglass extract --checkpoint FILE [--ffn-widths W|W0,W1,...] [--head-widths "
+      "h|h0,h1,...] --output FILE";
+  auto vm = parse_flags(args, options, usage);
+  require(vm.count("ffn-widths") || vm.count("head-widths"),
+          "extract needs --ffn-widths, --head-widths or both (the sub-model to write).\nusage: " +
+              usage);
   const std::string input = vm["checkpoint"].as<std::string>();
   const std::string output = vm["output"].as<std::string>();
   require(std::filesystem::exists(input), "--checkpoint " + input + ": no such file.");
@@ -317,39 +384,30 @@ int extract_main(const std::vector<std::string>& args) {
           "--output " + output + ": directory " + output_dir.string() +
               " does not exist. Create it first or give a path in an existing directory.");
   Config config = config_from_ini(read_checkpoint_header(input).config);
-  std::vector<int> widths = parse_ffn_widths(vm["ffn-widths"].as<std::string>(), config.model);
   validate_model(config.model, config.train.seq_len);
+  const SubmodelWidths widths = *picked_widths(vm, config.model);
   // The expected tensors come from a model built (and freed) before the checkpoint is read, so
   // the model's memory and the checkpoint's are never held together.
   const ShapeMap expected = param_shapes(StageModel(config.model, config.train.seq_len).params());
   CheckpointData data = read_checkpoint(input, true);
   require_stored_tensors(input, expected, data);
-  // Slice every stack block's FFN (and its moments) to the prefix of its width (§1.5).
-  auto plans = plan_units(config.model, config.train.seq_len);
-  for (const UnitPlan& p : plans) {
+  // Slice every stack block's FFN and attention (and their moments) to the prefixes (§1.5, §9.6).
+  for (const UnitPlan& p : plan_units(config.model, config.train.seq_len)) {
     if (p.kind != UnitKind::Block) continue;
-    const int F = stored_width(config.model, p.global_block), w = widths[p.global_block];
-    const int d = config.model.d_model;
-    for (TensorMap* map : {&data.params, &data.exp_avg, &data.exp_avg_sq}) {
-      if (map->empty()) continue;
-      Tensor& w1 = map->at(p.name + "/ffn/w1");
-      Tensor& b1 = map->at(p.name + "/ffn/b1");
-      Tensor& w2 = map->at(p.name + "/ffn/w2");
-      Tensor w1s({d, w}), b1s({w}), w2s({w, d});
-      for (int r = 0; r < d; ++r)
-        for (int c = 0; c < w; ++c) w1s[r * w + c] = w1[r * F + c];
-      for (int c = 0; c < w; ++c) b1s[c] = b1[c];
-      for (int64_t i = 0; i < static_cast<int64_t>(w) * d; ++i) w2s[i] = w2[i];
-      w1 = std::move(w1s);
-      b1 = std::move(b1s);
-      w2 = std::move(w2s);
-    }
+    for (TensorMap* map : {&data.params, &data.exp_avg, &data.exp_avg_sq})
+      slice_block(*map, p.name, config.model, widths.ffn[p.global_block],
+                  widths.heads[p.global_block]);
   }
-  config.model.ffn_widths = widths;
+  // A list the extraction leaves full stays unset, as before nested heads (§1.5's readers).
+  if (vm.count("ffn-widths") || !config.model.ffn_widths.empty())
+    config.model.ffn_widths = widths.ffn;
+  if (vm.count("head-widths") || !config.model.head_widths.empty())
+    config.model.head_widths = widths.heads;
   data.config = config.to_ini();
   write_checkpoint(output, data);
-  std::printf("wrote %s with FFN widths %s\n", output.c_str(),
-              vm["ffn-widths"].as<std::string>().c_str());
+  std::printf("wrote %s with FFN widths %s and head counts %s\n", output.c_str(),
+              vm.count("ffn-widths") ? vm["ffn-widths"].as<std::string>().c_str() : "as stored",
+              vm.count("head-widths") ? vm["head-widths"].as<std::string>().c_str() : "as stored");
   return 0;
 }
 

@@ -16,6 +16,9 @@ std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_le
 // "--ffn-widths W" or "W0,W1,...": one width for every stack block or one per block (forward
 // order). Each must be in [1, the block's stored width]. UsageError otherwise.
 std::vector<int> parse_ffn_widths(const std::string& text, const ModelConfig& model);
+// "--head-widths h" or "h0,h1,...": the same for head counts (§9.6), each in [1, the block's
+// stored heads].
+std::vector<int> parse_head_widths(const std::string& text, const ModelConfig& model);
 
 // `hourglass sample --help`: every option with its meaning and default, and how the cache and the
 // window work.

@@ -130,10 +130,9 @@ RankMemory estimate_rank_memory(const Config& config, const std::vector<UnitPlan
                                 const std::vector<int>& first, int stage) {
   const ParallelConfig& parallel = config.parallel;
   const int micro_batch = config.train.micro_batch;
-  // train.matformer = joint runs every micro-batch at each granularity as a slot of its own.
-  const int granularities = config.train.matformer == Matformer::Joint
-                                ? static_cast<int>(config.model.ffn_granularities.size())
-                                : 1;
+  // train.matformer = joint runs every micro-batch at each sub-model as a slot of its own.
+  const int granularities =
+      config.train.matformer == Matformer::Joint ? config.model.submodels() : 1;
   const int micro_batches = config.train.batch / parallel.dp / micro_batch * granularities;
   const bool recompute = recompute_blocks(config.train);
   std::vector<ChunkMemory> chunks;

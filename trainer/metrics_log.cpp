@@ -66,6 +66,7 @@ void MetricsLog::write(const StepMetrics& m, double bubble, int64_t live_micro_b
   };
   if (!m.losses.empty()) array("losses", m.losses, "%.9g");
   if (m.granularity > 0) std::fprintf(file_, ", \"granularity\": %d", m.granularity);
+  if (m.head_granularity > 0) std::fprintf(file_, ", \"head_granularity\": %d", m.head_granularity);
   if (valid) {
     std::fprintf(file_, ", \"valid_loss\": %.9g, \"valid_bpc\": %.9g", valid->loss,
                  valid->loss / std::log(2.0));

@@ -115,7 +115,7 @@ std::string trace_label(int mb, int chunk, int chunks) {
 
 struct PipelineRuntime::Step {
   Step(const StepContext& ctx, const std::vector<TokenBatch>& micro_batches,
-       const std::vector<int>& granularities, const std::vector<std::vector<int>>& widths,
+       const std::vector<int>& granularities, const std::vector<SubmodelWidths>& widths,
        bool evaluating = false)
       : ctx(ctx),
         micro_batches(micro_batches),
@@ -126,7 +126,7 @@ struct PipelineRuntime::Step {
   const StepContext& ctx;
   const std::vector<TokenBatch>& micro_batches;
   const std::vector<int>& granularities;
-  const std::vector<std::vector<int>>& widths;
+  const std::vector<SubmodelWidths>& widths;
   const int G;                     // granularity entries: each micro-batch runs once per entry
   const bool evaluating;           // forward only: caches dropped after each forward
   bool split_backward = false;     // zbh1: B records the weight-gradient products, W runs them
@@ -171,7 +171,7 @@ void PipelineRuntime::timed_wait(const char* name, TraceCategory category, int m
 std::vector<double> PipelineRuntime::run(const StepContext& ctx,
                                          const std::vector<TokenBatch>& micro_batches,
                                          const std::vector<int>& granularities,
-                                         const std::vector<std::vector<int>>& widths) {
+                                         const std::vector<SubmodelWidths>& widths) {
   Step step(ctx, micro_batches, granularities, widths);
   const int m = static_cast<int>(micro_batches.size()) * step.G;
   PipelineLayout layout{grid_.pp(), m, skips_, virtual_stages_};
@@ -190,7 +190,7 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
 
 std::vector<double> PipelineRuntime::evaluate(const std::vector<TokenBatch>& micro_batches,
                                               const std::vector<int>& granularities,
-                                              const std::vector<std::vector<int>>& widths) {
+                                              const std::vector<SubmodelWidths>& widths) {
   const StepContext no_dropout;
   Step step(no_dropout, micro_batches, granularities, widths, /*evaluating=*/true);
   const int m = static_cast<int>(micro_batches.size()) * step.G;
@@ -343,7 +343,7 @@ void PipelineRuntime::run_forward(Step& step, size_t i) {
   slot.batch = tb.sequences;
   slot.first_sample = tb.first_sample;
   const int g = step.granularities[mb % step.G];
-  slot.ffn_widths = g < 0 ? nullptr : &step.widths[g];
+  slot.widths = g < 0 ? nullptr : &step.widths[g];
   Tensor in, out;
   take_recvs(step, i, mb, chunk, slot, in);
   timed_compute((step.evaluating ? "eval F" : "F") + trace_label(mb, chunk, virtual_stages_),

@@ -58,7 +58,7 @@ class PipelineRuntime {
   // entry (non-zero on the last stage only).
   std::vector<double> run(const StepContext& ctx, const std::vector<TokenBatch>& micro_batches,
                           const std::vector<int>& granularities,
-                          const std::vector<std::vector<int>>& widths);
+                          const std::vector<SubmodelWidths>& widths);
 
   // Evaluation: the forward alone over the same stages (make_forward_schedule), without dropout;
   // each (micro-batch, chunk) drops its caches as soon as its forward is done. Returns the loss
@@ -66,7 +66,7 @@ class PipelineRuntime {
   // buckets and stats() (the last training step's) are left as they were.
   std::vector<double> evaluate(const std::vector<TokenBatch>& micro_batches,
                                const std::vector<int>& granularities,
-                               const std::vector<std::vector<int>>& widths);
+                               const std::vector<SubmodelWidths>& widths);
 
   const PipelineStats& stats() const { return stats_; }
   const std::vector<SkipEdge>& skips() const { return skips_; }

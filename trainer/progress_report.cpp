@@ -79,14 +79,15 @@ std::vector<std::pair<std::string, double>> ProgressReport::scalars(
                                                      {"train/grad_norm", m.grad_norm},
                                                      {"train/tokens_per_second", tokens_per_second},
                                                      {"pipeline/bubble", bubble}};
-  const std::vector<int>& g = config_.model.ffn_granularities;
-  for (size_t i = 0; i < m.losses.size() && i < g.size(); ++i)
-    out.push_back({"train/loss_g" + std::to_string(g[i]), m.losses[i]});
+  const ModelConfig& model = config_.model;
+  const int G = model.submodels();
+  for (int i = 0; i < static_cast<int>(m.losses.size()) && i < G; ++i)
+    out.push_back({"train/loss_" + model.submodel_name(i), m.losses[i]});
   if (valid) {
     out.push_back({"valid/loss", valid->loss});
     out.push_back({"valid/bpc", valid->loss / std::log(2.0)});
-    for (size_t i = 0; i < valid->losses.size() && i < g.size(); ++i)
-      out.push_back({"valid/loss_g" + std::to_string(g[i]), valid->losses[i]});
+    for (int i = 0; i < static_cast<int>(valid->losses.size()) && i < G; ++i)
+      out.push_back({"valid/loss_" + model.submodel_name(i), valid->losses[i]});
   }
   return out;
 }

@@ -44,9 +44,9 @@ class NextLogits {
         N_(o.num_samples),
         V_(model.config().vocab_size),
         L_(model.seq_len()),
-        widths_(o.ffn_widths),
+        widths_(o.widths),
         next_(N_ * V_) {
-    if (o.cache) decoder_ = std::make_unique<Decoder>(model, N_, widths_);
+    if (o.cache) decoder_ = std::make_unique<Decoder>(model, N_, widths_ ? &*widths_ : nullptr);
   }
 
   const float* operator()(const std::vector<std::vector<int32_t>>& context) {
@@ -81,7 +81,7 @@ class NextLogits {
     std::vector<int32_t> windows(N_ * (L_ + 1), 0);
     for (int64_t n = 0; n < N_; ++n)
       std::copy(context[n].begin() + start_, context[n].end(), windows.begin() + n * (L_ + 1));
-    evaluate_loss(model_, {windows.data(), N_, 0}, widths_.empty() ? nullptr : &widths_, &logits_);
+    evaluate_loss(model_, {windows.data(), N_, 0}, widths_ ? &*widths_ : nullptr, &logits_);
     for (int64_t n = 0; n < N_; ++n)
       std::copy_n(logits_.data() + (n * L_ + used - 1) * V_, V_, next_.begin() + n * V_);
     return next_.data();
@@ -90,7 +90,7 @@ class NextLogits {
   StageModel& model_;
   int64_t N_;
   int V_, L_;
-  std::vector<int> widths_;
+  std::optional<SubmodelWidths> widths_;
   std::unique_ptr<Decoder> decoder_;
   int64_t start_ = 0;  // the window's first context index
   int64_t fed_ = 0;    // context tokens the decoder has seen (cached path)

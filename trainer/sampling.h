@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "model/stage_model.h"
@@ -18,7 +19,7 @@ struct SampleOptions {
   uint64_t seed = 1;            // sample n's token i draws Philox (Generate, seed) at (n, i)
   int num_samples = 1;          // continuations of the prompt decoded together, as one batch
   bool cache = true;            // false: a forward over the window for every token
-  std::vector<int> ffn_widths;  // MatFormer width per stack block (forward order); empty = full
+  std::optional<SubmodelWidths> widths;  // MatFormer sub-model (§1.5, §9.6); none = full
 };
 
 // The first token of the window the model reads when the context holds `length` tokens and the

@@ -1,23 +1,12 @@
 #include "trainer/train_step.h"
 
 #include <cmath>
+#include <utility>
 
 #include "core/random.h"
 #include "trainer/optimizer.h"
 
 namespace hg {
-
-std::vector<std::vector<int>> granularity_widths(const ModelConfig& model) {
-  std::vector<std::vector<int>> widths;
-  const int blocks = model.total_stack_blocks();
-  for (int g : model.ffn_granularities) {
-    std::vector<int> w(blocks);
-    for (int b = 0; b < blocks; ++b)
-      w[b] = (model.ffn_widths.empty() ? model.ffn : model.ffn_widths[b]) / g;
-    widths.push_back(std::move(w));
-  }
-  return widths;
-}
 
 StepContext make_step_context(const Config& config, int64_t s) {
   StepContext ctx;
@@ -30,7 +19,7 @@ StepContext make_step_context(const Config& config, int64_t s) {
 }
 
 std::vector<int> step_granularities(const Config& config, int64_t s) {
-  const int G = static_cast<int>(config.model.ffn_granularities.size());
+  const int G = config.model.submodels();
   if (config.train.matformer == Matformer::Joint) {
     std::vector<int> all(G);
     for (int g = 0; g < G; ++g) all[g] = g;
@@ -47,7 +36,7 @@ std::vector<int> step_granularities(const Config& config, int64_t s) {
 std::vector<double> accumulate_gradients(StageModel& model, const StepContext& ctx,
                                          const std::vector<TokenBatch>& micro_batches,
                                          const std::vector<int>& granularities,
-                                         const std::vector<std::vector<int>>& widths) {
+                                         const std::vector<SubmodelWidths>& widths) {
   model.params().zero_grads();
   std::vector<double> loss_sums(granularities.size(), 0.0);
   int64_t slot_id = 0;
@@ -59,7 +48,7 @@ std::vector<double> accumulate_gradients(StageModel& model, const StepContext& c
       slot.tokens = mb.tokens;
       slot.batch = mb.sequences;
       slot.first_sample = mb.first_sample;
-      slot.ffn_widths = granularities[v] < 0 ? nullptr : &widths[granularities[v]];
+      slot.widths = granularities[v] < 0 ? nullptr : &widths[granularities[v]];
       Tensor none, out, din;
       model.forward(slot, none, out);
       model.backward(slot, none, din);
@@ -74,19 +63,25 @@ void fill_step_losses(StepMetrics& metrics, const std::vector<double>& loss_sums
                       double tokens_in_step) {
   metrics.loss = 0;
   metrics.losses.clear();
-  // bpc is the full width's: the smallest granularity trained this step (1 when listed).
+  // bpc is the full width's: the widest sub-model trained this step (the full model when listed),
+  // ordered by FFN granularity, then head granularity.
+  auto order = [&](size_t v) {
+    return std::pair(model.ffn_granularity(granularities[v]),
+                     model.head_granularity(granularities[v]));
+  };
   size_t widest = 0;
   for (size_t v = 0; v < granularities.size(); ++v) {
     double mean = loss_sums[v] / tokens_in_step;
     metrics.loss += mean;
     if (granularities.size() > 1) metrics.losses.push_back(mean);
-    if (granularities[v] >= 0 && granularities[widest] >= 0 &&
-        model.ffn_granularities[granularities[v]] < model.ffn_granularities[granularities[widest]])
-      widest = v;
+    if (granularities[v] >= 0 && granularities[widest] >= 0 && order(v) < order(widest)) widest = v;
   }
   metrics.bpc = loss_sums[widest] / tokens_in_step / std::log(2.0);
-  if (granularities.size() == 1 && granularities[0] >= 0 && model.ffn_granularities.size() > 1)
-    metrics.granularity = model.ffn_granularities[granularities[0]];
+  if (granularities.size() == 1 && granularities[0] >= 0 && model.submodels() > 1) {
+    metrics.granularity = model.ffn_granularity(granularities[0]);
+    if (model.head_granularities.size() > 1)
+      metrics.head_granularity = model.head_granularity(granularities[0]);
+  }
 }
 
 void apply_update(ParamStore& store, const TrainConfig& train, int64_t s, double norm,
@@ -103,7 +98,7 @@ StepMetrics train_step(StageModel& model, const Config& config, int64_t s,
   const double tokens = static_cast<double>(config.train.batch) * config.train.seq_len;
   const StepContext ctx = make_step_context(config, s);
   auto granularities = step_granularities(config, s);
-  auto widths = granularity_widths(config.model);
+  auto widths = submodel_widths(config.model);
   auto loss_sums = accumulate_gradients(model, ctx, micro_batches, granularities, widths);
   StepMetrics metrics;
   fill_step_losses(metrics, loss_sums, granularities, config.model, tokens);
@@ -112,7 +107,7 @@ StepMetrics train_step(StageModel& model, const Config& config, int64_t s,
   return metrics;
 }
 
-double evaluate_loss(StageModel& model, const TokenBatch& batch, const std::vector<int>* widths,
+double evaluate_loss(StageModel& model, const TokenBatch& batch, const SubmodelWidths* widths,
                      Tensor* logits) {
   StepContext ctx;  // no dropout, no gradients
   Slot slot;
@@ -120,7 +115,7 @@ double evaluate_loss(StageModel& model, const TokenBatch& batch, const std::vect
   slot.tokens = batch.tokens;
   slot.batch = batch.sequences;
   slot.first_sample = batch.first_sample;
-  slot.ffn_widths = widths;
+  slot.widths = widths;
   slot.logits = logits;
   Tensor none, out;
   model.forward(slot, none, out);

@@ -17,34 +17,33 @@ struct TokenBatch {
   int64_t first_sample = 0;
 };
 
-// MatFormer widths (§1.5): per granularity g, the active width of every stack block (F_b / g).
-std::vector<std::vector<int>> granularity_widths(const ModelConfig& model);
-
 // The step context of update s+1: its dropout masks and the 1/(B·L) loss scale.
 StepContext make_step_context(const Config& config, int64_t s);
 
-// Which granularities (indices into model.ffn_granularities) step s trains:
+// Which MatFormer sub-models (indices into model_config.h's submodel_widths) step s trains:
 // off -> {-1} (full width), joint -> all, sample -> one drawn from (seed, s).
 std::vector<int> step_granularities(const Config& config, int64_t s);
 
 struct StepMetrics {
   int64_t step = 0;            // update number t (1-based)
   double loss = 0;             // mean over the step's tokens (joint: sum over widths)
-  std::vector<double> losses;  // joint: per width, in ffn_granularities order
+  std::vector<double> losses;  // joint: per sub-model, in sub-model order
   double bpc = 0;              // full-width loss / ln 2
   double lr = 0;
   double grad_norm = 0;        // before clipping
-  int granularity = -1;        // sample mode: the granularity drawn
+  int granularity = -1;        // sample mode: the drawn sub-model's FFN granularity
+  int head_granularity = -1;   // sample mode with nested heads: its head granularity
   int64_t tokens = 0;          // tokens trained on so far
   double seconds = 0;          // wall time of this update
 };
 
-// Forward + backward of every micro-batch and granularity; gradients accumulate in the model's
-// store (zeroed first). Returns Σ token losses per granularity entry of `granularities`.
+// Forward + backward of every micro-batch and sub-model; gradients accumulate in the model's
+// store (zeroed first). Returns Σ token losses per entry of `granularities` (sub-model indices
+// into `widths`, -1 = full).
 std::vector<double> accumulate_gradients(StageModel& model, const StepContext& ctx,
                                          const std::vector<TokenBatch>& micro_batches,
                                          const std::vector<int>& granularities,
-                                         const std::vector<std::vector<int>>& widths);
+                                         const std::vector<SubmodelWidths>& widths);
 
 // Loss bookkeeping of §1.5: loss, losses, bpc from per-granularity loss sums.
 void fill_step_losses(StepMetrics& metrics, const std::vector<double>& loss_sums,
@@ -59,8 +58,8 @@ void apply_update(ParamStore& store, const TrainConfig& train, int64_t s, double
 StepMetrics train_step(StageModel& model, const Config& config, int64_t s,
                        const std::vector<TokenBatch>& micro_batches);
 
-// Mean token loss of `batch` (no gradients), at the given per-block widths (null = full).
-double evaluate_loss(StageModel& model, const TokenBatch& batch, const std::vector<int>* widths,
+// Mean token loss of `batch` (no gradients), at the given sub-model widths (null = full).
+double evaluate_loss(StageModel& model, const TokenBatch& batch, const SubmodelWidths* widths,
                      Tensor* logits = nullptr);
 
 }  // namespace hg

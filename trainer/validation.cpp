@@ -47,10 +47,9 @@ Validation::Validation(const Config& config, const ProcessGrid& grid)
     batches_.push_back(batch);
   }
   granularities_ = {-1};
-  const std::vector<int>& g = config.model.ffn_granularities;
   if (config.train.matformer == Matformer::Joint)
-    for (int i = 0; i < static_cast<int>(g.size()); ++i)
-      if (g[i] != 1) granularities_.push_back(i);  // g = 1 is the full width, scored already
+    for (int i = 0; i < config.model.submodels(); ++i)
+      if (!config.model.full_submodel(i)) granularities_.push_back(i);  // scored already
 }
 
 bool Validation::due(int64_t step) const {
@@ -62,7 +61,7 @@ ValidationResult Validation::run(PipelineRuntime& runtime) const {
   std::vector<double> sums(granularities_.size(), 0.0);
   // A replica with no window (eval.windows < dp) skips the forward: all of its stages agree.
   if (!batches_.empty())
-    sums = runtime.evaluate(batches_, granularities_, granularity_widths(config_.model));
+    sums = runtime.evaluate(batches_, granularities_, submodel_widths(config_.model));
   // Loss sums live on each replica's last stage (tensor-parallel rank 0 counts them once).
   if (!grid_.last_stage() || grid_.tp_rank() != 0) std::fill(sums.begin(), sums.end(), 0.0);
   comm::allreduce_sum(sums.data(), static_cast<int64_t>(sums.size()), grid_.world());
@@ -72,8 +71,9 @@ ValidationResult Validation::run(PipelineRuntime& runtime) const {
   result.windows = total_windows_;
   if (granularities_.size() > 1 || config_.train.matformer == Matformer::Joint) {
     size_t next = 1;
-    for (int g : config_.model.ffn_granularities)
-      result.losses.push_back(g == 1 ? result.loss : sums.at(next++) / tokens);
+    for (int i = 0; i < config_.model.submodels(); ++i)
+      result.losses.push_back(config_.model.full_submodel(i) ? result.loss
+                                                             : sums.at(next++) / tokens);
   }
   result.seconds = MPI_Wtime() - t0;
   return result;

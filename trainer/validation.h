@@ -16,7 +16,7 @@ namespace hg {
 
 struct ValidationResult {
   double loss = 0;             // mean token loss at full width (nats)
-  std::vector<double> losses;  // joint MatFormer: per model.ffn_granularities entry; else empty
+  std::vector<double> losses;  // joint MatFormer: per sub-model (model.submodels()); else empty
   int64_t windows = 0;         // windows scored (over every replica)
   double seconds = 0;          // wall time of the evaluation
 };

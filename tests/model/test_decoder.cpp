@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include "model/decoder.h"
 #include "model/stage_model.h"
@@ -19,11 +20,11 @@ using testing::TinyModel;
 
 class DecoderTest : public ::testing::TestWithParam<TinyModel> {};
 
-// The training forward's logits of `tokens` [B, L+1] at `widths` (empty = full): [B, L, V].
+// The training forward's logits of `tokens` [B, L+1] at `widths` (null = full): [B, L, V].
 Tensor training_logits(StageModel& model, std::vector<int32_t>& tokens, int64_t B,
-                       const std::vector<int>& widths) {
+                       const SubmodelWidths* widths) {
   Tensor logits;
-  evaluate_loss(model, {tokens.data(), B, 0}, widths.empty() ? nullptr : &widths, &logits);
+  evaluate_loss(model, {tokens.data(), B, 0}, widths, &logits);
   return logits;
 }
 
@@ -47,15 +48,23 @@ Tensor decoded_logits(Decoder& decoder, const std::vector<int32_t>& tokens, int6
   return all;
 }
 
-// The FFN widths the decoder is tested at: full, the nested half width (MatFormer), and
-// Mix'n'Match (a different width per block).
-std::vector<std::vector<int>> widths_to_test(const ModelConfig& m) {
-  std::vector<std::vector<int>> widths = {{}};
-  widths.push_back(std::vector<int>(m.total_stack_blocks(), m.ffn / 2));
-  std::vector<int> mixed;
-  for (int b = 0; b < m.total_stack_blocks(); ++b) mixed.push_back(b % 2 ? m.ffn - 3 : m.ffn / 4);
-  widths.push_back(mixed);
-  return widths;
+// The sub-models the decoder is tested at: full, the nested half FFN width (MatFormer), Mix'n'Match
+// (a different FFN width per block), and with nested heads (§9.6) half the heads, then a
+// different head count and FFN width per block.
+std::vector<std::optional<SubmodelWidths>> widths_to_test(const ModelConfig& m) {
+  std::vector<std::optional<SubmodelWidths>> all = {std::nullopt};
+  SubmodelWidths half = full_widths(m), mixed = full_widths(m);
+  for (int& w : half.ffn) w /= 2;
+  all.push_back(half);
+  for (int b = 0; b < m.total_stack_blocks(); ++b) mixed.ffn[b] = b % 2 ? m.ffn - 3 : m.ffn / 4;
+  all.push_back(mixed);
+  if (m.heads < 2) return all;
+  SubmodelWidths half_heads = full_widths(m);
+  for (int& h : half_heads.heads) h /= 2;
+  all.push_back(half_heads);
+  for (int b = 0; b < m.total_stack_blocks(); ++b) mixed.heads[b] = 1 + b % m.heads;
+  all.push_back(mixed);
+  return all;
 }
 
 TEST_P(DecoderTest, LogitsOfEveryPositionMatchTheTrainingForward) {
@@ -69,14 +78,17 @@ TEST_P(DecoderTest, LogitsOfEveryPositionMatchTheTrainingForward) {
   // one-token-at-a-time run, and the whole window in one prefill.
   const std::vector<std::vector<int>> schedules = {{5, 1, 1, 3, 2, 1}, {1}, {3}, {L}};
   double worst = 0;
-  for (const std::vector<int>& widths : widths_to_test(config.model)) {
-    const Tensor expected = training_logits(model, tokens, B, widths);
-    Decoder decoder(model, B, widths);
+  int case_index = 0;
+  for (const std::optional<SubmodelWidths>& widths : widths_to_test(config.model)) {
+    const SubmodelWidths* active = widths ? &*widths : nullptr;
+    const Tensor expected = training_logits(model, tokens, B, active);
+    Decoder decoder(model, B, active);
+    ++case_index;
     for (const auto& steps : schedules) {
       const Tensor got = decoded_logits(decoder, tokens, B, L, V, steps);
       const double diff =
           testing::max_row_relative_difference(got.data(), expected.data(), B * L, V);
-      EXPECT_LT(diff, 1e-5) << GetParam().name << " widths " << widths.size() << " first step "
+      EXPECT_LT(diff, 1e-5) << GetParam().name << " widths case " << case_index << " first step "
                             << steps[0];
       worst = std::max(worst, diff);
     }

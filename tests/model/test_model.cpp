@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 
 #include "core/random.h"
 #include "model/stage_model.h"
@@ -27,8 +28,8 @@ TEST_P(TinyModelTest, LossGradientMatchesFiniteDifferences) {
   auto tokens = testing::random_tokens(B, L, config.model.vocab_size, 3);
   TokenBatch batch{tokens.data(), B, 0};
   // Half-width FFNs on the nested configurations: the prefix must carry the whole gradient.
-  auto widths = granularity_widths(config.model);
-  const std::vector<int>* active = &widths.back();
+  auto widths = submodel_widths(config.model);
+  const SubmodelWidths* active = &widths.back();
   StepContext ctx;
   ctx.step = 4;
   ctx.seed = 11;
@@ -41,7 +42,7 @@ TEST_P(TinyModelTest, LossGradientMatchesFiniteDifferences) {
     slot.ctx = &ctx;
     slot.tokens = tokens.data();
     slot.batch = B;
-    slot.ffn_widths = active;
+    slot.widths = active;
     Tensor none, out;
     model.forward(slot, none, out);
     model.release(slot.id);
@@ -71,6 +72,44 @@ TEST_P(TinyModelTest, LossGradientMatchesFiniteDifferences) {
     EXPECT_LT(std::sqrt(num), 3e-2 * std::sqrt(den) + 2e-4) << GetParam().name << ": " << name;
   }
   EXPECT_GT(checked, 20);
+}
+
+// train.matformer joint (§1.5, §9.6): the loss is the sum of every sub-model's loss, so its
+// gradient is the sum of each sub-model's gradient computed alone.
+TEST_P(TinyModelTest, JointGradientsAreTheSumOfEachSubmodels) {
+  Config config = testing::tiny_config(GetParam().ini);
+  const int L = config.train.seq_len, B = config.train.batch, G = config.model.submodels();
+  ASSERT_GE(G, 2) << "every tiny model nests at least the FFN";
+  StageModel model(config.model, L);
+  randomise(model.params(), 7);
+  auto tokens = testing::random_tokens(B, L, config.model.vocab_size, 3);
+  const auto widths = submodel_widths(config.model);
+  StepContext ctx;
+  ctx.step = 2;
+  ctx.seed = 5;
+  ctx.dropout = config.model.dropout;
+  ctx.loss_scale = 1.0f / (B * L);
+  std::vector<int> all(G);
+  for (int i = 0; i < G; ++i) all[i] = i;
+  std::map<std::string, std::vector<double>> sum;
+  for (int i = 0; i < G; ++i) {
+    accumulate_gradients(model, ctx, {{tokens.data(), B, 0}}, {i}, widths);
+    for (auto& [name, p] : model.params().all()) {
+      auto& s = sum[name];
+      s.resize(p.grad.numel());
+      for (int64_t k = 0; k < p.grad.numel(); ++k) s[k] += p.grad[k];
+    }
+  }
+  accumulate_gradients(model, ctx, {{tokens.data(), B, 0}}, all, widths);
+  for (auto& [name, p] : model.params().all()) {
+    double err = 0, scale = 1e-6;
+    for (int64_t k = 0; k < p.grad.numel(); ++k) {
+      err = std::max(err, std::fabs(p.grad[k] - sum[name][k]));
+      scale = std::max(scale, std::fabs(sum[name][k]));
+    }
+    // float32 accumulation in another order: a few ulps of the tensor's largest entry.
+    EXPECT_LT(err, 1e-5 * scale) << GetParam().name << ": " << name;
+  }
 }
 
 TEST_P(TinyModelTest, LogitsAreCausal) {

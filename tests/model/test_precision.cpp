@@ -33,7 +33,7 @@ Gradients first_step(const Config& config, MatmulPrecision precision) {
   StepContext ctx;
   ctx.seed = config.train.seed;
   ctx.loss_scale = 1.0f / (B * L);
-  const auto widths = granularity_widths(config.model);
+  const auto widths = submodel_widths(config.model);
   Gradients g;
   g.loss = accumulate_gradients(model, ctx, {TokenBatch{tokens.data(), B, 0}},
                                 {static_cast<int>(widths.size()) - 1}, widths)

@@ -225,6 +225,48 @@ TEST(Plan, ZeroOneShardsTheMomentsAndTheUpdate) {
   EXPECT_EQ(parameter_state_bytes(false, 1, 1), 16.0);  // one replica: nothing to shard
 }
 
+// train.matformer joint (§1.5, §9.6) runs each micro-batch once per sub-model: the planner costs
+// a block as the mean of its sub-models' costs, each the cost of a model with those widths
+// (head counts and FFN widths, as `hourglass extract` writes it), and the step follows.
+TEST(Plan, JointRunsAreCostedAtTheSubmodelsWidths) {
+  auto joint = [](const std::string& heads) {
+    Config c = small_config();
+    c.model.ffn_granularities = {1, 2};
+    c.model.head_granularities = {1, std::stoi(heads)};
+    c.train.matformer = Matformer::Joint;
+    return c;
+  };
+  const Config nested = joint("2"), ffn_only = joint("1");
+  Config half = small_config();  // sub-model 1 alone: FFN 128 and 2 heads in every block
+  half.model.ffn_widths.assign(4, 128);
+  half.model.head_widths.assign(4, 2);
+  const auto full_plans = plan_units(nested.model, 64), half_plans = plan_units(half.model, 64);
+  auto mean = full_plans;
+  average_over_submodels(mean, nested.model);
+  int blocks = 0;
+  for (size_t u = 0; u < mean.size(); ++u) {
+    const double expected = u < half_plans.size() && mean[u].kind == UnitKind::Block
+                                ? (full_plans[u].flops + half_plans[u].flops) / 2
+                                : full_plans[u].flops;
+    EXPECT_NEAR(mean[u].flops, expected, 1e-9 * expected) << mean[u].name;
+    blocks += mean[u].kind == UnitKind::Block;
+    if (mean[u].kind == UnitKind::Block) {
+      EXPECT_LT(half_plans[u].params, full_plans[u].params) << "the extracted block is smaller";
+      EXPECT_LT(mean[u].weight_flops, full_plans[u].weight_flops);
+    }
+  }
+  EXPECT_EQ(blocks, 4);
+  PlanOptions options;
+  options.ranks = 1;
+  options.micro_batches = {1};
+  const PlanResult a = plan_layouts(nested, two_nodes_of_two_free_links(), options);
+  const PlanResult b = plan_layouts(ffn_only, two_nodes_of_two_free_links(), options);
+  ASSERT_EQ(a.layouts.size(), 1u);
+  ASSERT_EQ(b.layouts.size(), 1u);
+  EXPECT_LT(a.layouts[0].pipeline_seconds, b.layouts[0].pipeline_seconds)
+      << "half the heads in the second sub-model cost less";
+}
+
 // Interleaved 1F1B (plan.schedules = interleaved): pp · v virtual stages, virtual stage k on rank
 // k mod pp. On a model of many similar blocks with free links, v = 2 predicts a smaller bubble
 // than 1F1B at the same (pp, m), and exactly the bubble of the schedule's own simulation of the

@@ -11,10 +11,11 @@ namespace hg::testing {
 namespace {
 
 // d 8, 2 heads (e 4), ffn 16, vocab 16, L 16, window 4, chunk 4, rank 2; `extra` adds keys.
-TinyModel model(const std::string& name, const std::string& extra) {
-  const std::string base =
-      "[model]\nvocab_size = 16\nd_model = 8\nheads = 2\nffn = 16\nwindow = 4\nchunk = 4\n"
-      "rank = 2\nffn_granularities = 1,2\n";
+// `width` replaces d and the heads.
+TinyModel model(const std::string& name, const std::string& extra,
+                const std::string& width = "d_model = 8\nheads = 2\n") {
+  const std::string base = "[model]\nvocab_size = 16\n" + width +
+                           "ffn = 16\nwindow = 4\nchunk = 4\nrank = 2\nffn_granularities = 1,2\n";
   const std::string train = "[train]\nseq_len = 16\nbatch = 2\nmicro_batch = 2\n";
   return TinyModel{name, base + extra + train};
 }
@@ -35,6 +36,13 @@ std::vector<TinyModel> tiny_models() {
             "downsample = avg\nupsample = repeat\nattention = full\n"),
       model("plain_transformer", "hierarchy = 2@1\n"),
       model("dropout", "hierarchy = 1@1 1@2 1@1\ndropout = 0.1\n"),
+      // MatFormer across heads (§9.6): 4 heads of 4, sub-models (F, 4 heads) and (F/2, 2 heads).
+      model("nested_heads", "hierarchy = 1@1 1@2 1@1\nhead_granularities = 1,2\n",
+            "d_model = 16\nheads = 4\n"),
+      model("nested_heads_full_no_dconv",
+            "hierarchy = 1@1 1@2 1@1\nhead_granularities = 1,4\nattention = full\n"
+            "dconv = false\n",
+            "d_model = 16\nheads = 4\n"),
   };
 }
 

@@ -16,7 +16,8 @@ struct TinyModel {
 
 // Every option at least once: attention long_short/full, positions rope/none, downsample
 // linear/avg, upsample linear/repeat, resampling plain/attention, activation relu2/gelu,
-// dconv on/off, one and two shortening levels, a plain transformer, MatFormer granularities.
+// dconv on/off, one and two shortening levels, a plain transformer, MatFormer granularities of
+// the FFN and (nested_heads*) of the heads.
 std::vector<TinyModel> tiny_models();
 
 // tiny_models() and the combinations generation tests add: full attention without positions or

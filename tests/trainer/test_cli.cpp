@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -204,6 +205,93 @@ TEST(Cli, InitialCheckpointEvalSampleExtractInfo) {
   EXPECT_EQ(read_checkpoint(zero / "checkpoints/step-00000000.h5").step, 0);
   auto bad = run_command(hg + " eval --checkpoint " + (zero / "missing.h5") + " --data " + corpus_dir());
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
+}
+
+// MatFormer across heads (§9.6): a joint run over (F, 4 heads) and (F/2, 2 heads); evaluating
+// the full checkpoint at a sub-model's widths equals evaluating the checkpoint `extract` writes
+// for it (the printed JSON, 9 digits); the same for Mix'n'Match widths per block, for sampling,
+// and for a run that starts from the extracted weights.
+TEST(Cli, NestedHeadsEvalSampleExtract) {
+  TempDir run;
+  const std::string four_heads = testing::tiny_model_flags({{"model.heads", "4"}});
+  const std::string nested = four_heads +
+                             " --model.ffn_granularities 1,2"
+                             " --model.head_granularities 1,2 --train.matformer joint";
+  auto r = run_command(
+      train_command(nested + " --data.dir " + corpus_dir() +
+                    " --train.steps 12 --eval.every 12 --eval.windows 4 --run.dir " + run.path()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream metrics(run / "metrics.jsonl");
+  std::string first_line, line, last_line;
+  std::getline(metrics, first_line);
+  while (std::getline(metrics, line)) last_line = line;
+  EXPECT_NE(first_line.find("\"losses\": ["), std::string::npos) << first_line;
+  EXPECT_NE(last_line.find("\"valid_losses\": ["), std::string::npos) << last_line;
+  // sample mode draws one sub-model per step and logs both of its granularities.
+  TempDir drawn;
+  auto d = run_command(train_command(four_heads +
+                                     " --model.head_granularities 1,2,4"
+                                     " --train.matformer sample --data.dir " +
+                                     corpus_dir() + " --train.steps 6 --run.dir " + drawn.path()));
+  ASSERT_EQ(d.exit_code, 0) << d.output;
+  std::ifstream drawn_metrics(drawn / "metrics.jsonl");
+  std::set<std::string> heads_drawn;
+  while (std::getline(drawn_metrics, line)) {
+    const size_t at = line.find("\"head_granularity\": ");
+    ASSERT_NE(at, std::string::npos) << line;
+    heads_drawn.insert(line.substr(at + 20, 1));
+  }
+  EXPECT_GE(heads_drawn.size(), 2u) << "6 draws from 3 sub-models";
+  const std::string ckpt = run / "checkpoints/step-00000012.h5";
+  const std::string hg = testing::hourglass_binary();
+  auto json = [](const testing::CommandResult& c) { return c.output.substr(c.output.rfind('{')); };
+  auto eval = [&](const std::string& checkpoint, const std::string& flags) {
+    auto e = run_command(hg + " eval --checkpoint " + checkpoint + " --data " + corpus_dir() +
+                         " --max-windows 12 --json" + flags);
+    EXPECT_EQ(e.exit_code, 0) << e.output;
+    return e;
+  };
+  const auto full = eval(ckpt, "");
+  struct Case {
+    std::string flags, file;
+    Shape wq;  // stacks/0/blocks/0/attn/wq after extraction
+  };
+  for (const Case& c : {Case{" --ffn-widths 32 --head-widths 2", "sub1.h5", {32, 16}},
+                        Case{" --head-widths 1,4,3", "mixed.h5", {32, 8}},
+                        Case{" --head-widths 3 --ffn-widths 64,32,17", "odd.h5", {32, 24}}}) {
+    const auto at_widths = eval(ckpt, c.flags);
+    EXPECT_NE(json(at_widths), json(full)) << c.flags;
+    auto extract =
+        run_command(hg + " extract --checkpoint " + ckpt + c.flags + " --output " + (run / c.file));
+    ASSERT_EQ(extract.exit_code, 0) << extract.output;
+    EXPECT_EQ(param(run / c.file, "stacks/0/blocks/0/attn/wq").shape(), c.wq) << c.flags;
+    EXPECT_EQ(json(eval(run / c.file, "")), json(at_widths)) << c.flags;
+  }
+  EXPECT_EQ(param(run / "mixed.h5", "stacks/1/blocks/0/attn/wo").shape(), (Shape{32, 32}));
+  EXPECT_EQ(param(run / "mixed.h5", "stacks/2/blocks/0/attn/proj/weight").shape(), (Shape{32, 3}));
+  // Sampling at the sub-model's widths from the full checkpoint draws what the extracted
+  // checkpoint draws, cached and uncached.
+  const std::string sample = " --prompt 'The ' --length 40 --temperature 0";
+  auto a = run_command(hg + " sample --checkpoint " + ckpt + sample +
+                       " --ffn-widths 32 --head-widths 2");
+  auto b = run_command(hg + " sample --checkpoint " + (run / "sub1.h5") + sample);
+  auto c = run_command(hg + " sample --checkpoint " + (run / "sub1.h5") + sample + " --no-cache");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_EQ(a.output, b.output);
+  EXPECT_EQ(a.output, c.output);
+  // The extracted model trains on (matformer off) from its weights.
+  TempDir further;
+  auto f = run_command(train_command(four_heads + " --data.dir " + corpus_dir() +
+                                     " --train.steps 2 --checkpoint.init_from " +
+                                     (run / "mixed.h5") + " --run.dir " + further.path()));
+  EXPECT_EQ(f.exit_code, 0) << f.output;
+  // Widths outside the stored ones are refused with exit 2.
+  auto wide = run_command(hg + " eval --checkpoint " + (run / "sub1.h5") + " --data " +
+                          corpus_dir() + " --head-widths 3");
+  EXPECT_EQ(wide.exit_code, 2) << wide.output;
+  EXPECT_NE(wide.output.find("--head-widths: block 0 head count 3 is outside [1, 2]"),
+            std::string::npos)
+      << wide.output;
 }
 
 // Untrained (step 0) checkpoints of the tiny model, written once for every test of this file:

@@ -298,6 +298,9 @@ TEST(Config, ModelShapeRules) {
   expect_accepted({"--model.vocab_size", "2"});
   expect_accepted({"--model.vocab_size", "65536"});
   expect_accepted({"--model.dropout", "0.5"});
+  // Nested heads paired with nested FFNs, and a one-entry list applying to every sub-model.
+  expect_accepted({"--model.head_granularities", "1,2", "--model.ffn_granularities", "1,2"});
+  expect_accepted({"--model.head_granularities", "1,2,4", "--train.matformer", "joint"});
 }
 
 TEST(Config, TrainingAndRunRules) {
@@ -319,6 +322,16 @@ TEST(Config, TrainingAndRunRules) {
       {{"--train.grad_clip", "-1"}, {"train.grad_clip"}},
       {{"--train.matformer", "joint", "--model.ffn_widths", "1,2,3,4,5,6,7,8"},
        {"train.matformer", "model.ffn_widths"}},
+      // Nested heads (§9.6): divisors of H, distinct, paired with the FFN list; extracted counts.
+      {{"--model.head_granularities", "1,3"}, {"model.head_granularities", "3", "model.heads = 4"}},
+      {{"--model.head_granularities", "2,2"}, {"model.head_granularities", "distinct"}},
+      {{"--model.head_granularities", "1,2,4", "--model.ffn_granularities", "1,2"},
+       {"model.head_granularities", "same length", "model.ffn_granularities = 1,2"}},
+      {{"--model.head_widths", "1,2"}, {"model.head_widths", "one head count per stack block"}},
+      {{"--model.head_widths", "1,2,3,4,5,6,7,8"},
+       {"model.head_widths", "entry 5", "[1, model.heads = 4]"}},
+      {{"--train.matformer", "sample", "--model.head_widths", "1,2,3,4,4,4,4,4"},
+       {"train.matformer", "model.head_widths"}},
       {{"--parallel.dp", "0"}, {"parallel.dp"}},
       {{"--parallel.pp", "0"}, {"parallel.pp"}},
       {{"--parallel.tp", "0"}, {"parallel.tp"}},

@@ -50,7 +50,8 @@ TEST_P(SamplingTest, CachedAndUncachedGenerationsAgreeOverTwoWindows) {
   batch.num_samples = 3;
   batch.seed = 17;
   SampleOptions narrow = batch;  // MatFormer: the nested half width of every block
-  narrow.ffn_widths.assign(config.model.total_stack_blocks(), config.model.ffn / 2);
+  narrow.widths = full_widths(config.model);
+  for (int& w : narrow.widths->ffn) w /= 2;
   // A prompt longer than seq_len starts at its last seq_len/2 tokens.
   const std::vector<int32_t> long_prompt = testing::random_tokens(1, 2 * L + 2, V, 4);
   double worst = 0;
