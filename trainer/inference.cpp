@@ -17,6 +17,7 @@
 #include "data/dataset.h"
 #include "data/eval_windows.h"
 #include "data/info.h"
+#include "layers/backend.h"
 #include "trainer/sampling.h"
 #include "trainer/train_step.h"
 
@@ -137,10 +138,13 @@ std::vector<int32_t> prompt_tokens(const std::string& prompt, int vocab,
 
 }  // namespace
 
-std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_len, Config& config) {
+std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_len, Config& config,
+                                       Device device) {
   require(std::filesystem::exists(checkpoint),
           "--checkpoint " + checkpoint + ": no such file. Give a step-*.h5 file written by "
           "`hourglass train`.");
+  // Before the file is read: a missing device costs nothing (§9.2: exit 2 naming it).
+  Backend& backend = backend_for(device);
   CheckpointData data = read_checkpoint(checkpoint, false);
   config = config_from_ini(data.config);
   if (seq_len > 0) config.train.seq_len = seq_len;
@@ -148,7 +152,21 @@ std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_le
   auto model = std::make_unique<StageModel>(config.model, config.train.seq_len);
   require_stored_tensors(checkpoint, param_shapes(model->params()), data);
   import_params(model->params(), data, false, false, checkpoint);
-  return model;
+  if (device == Device::Cpu) return model;
+  // The checkpoint is read into host memory (import_params), then each tensor goes to the device.
+  auto on_device = std::make_unique<StageModel>(config.model, config.train.seq_len, 0, -1,
+                                                TensorParallel{}, false, backend);
+  const DeviceMemory& memory = device_memory(device);
+  for (auto& [name, p] : on_device->params().all())
+    memory.from_host(p.value.data(), model->params().at(name).value.data(),
+                     static_cast<int64_t>(sizeof(float)) * p.value.numel());
+  return on_device;
+}
+
+Device parse_device(const std::string& text) {
+  for (Device d : {Device::Cpu, Device::Cuda})
+    if (text == device_name(d)) return d;
+  throw UsageError("--device " + text + ": not a device; give cpu or cuda.");
 }
 
 namespace {
@@ -242,19 +260,23 @@ std::vector<int> parse_head_widths(const std::string& text, const ModelConfig& m
 
 int eval_main(const std::vector<std::string>& args) {
   po::options_description options("hourglass eval");
-  options.add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint file")(
-      "data", po::value<std::string>()->required(), "dataset directory (hourglass prep)")(
-      "split", po::value<std::string>()->default_value("valid"), "valid | test | train")(
-      "seq-len", po::value<int>()->default_value(0), "window length (0: the checkpoint's)")(
-      "max-windows", po::value<int64_t>()->default_value(0), "score at most N windows (0: all)")(
-      "ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer FFN widths")(
-      "head-widths", po::value<std::string>(), "h or h0,h1,...: MatFormer head counts")(
-      "batch", po::value<int>()->default_value(8), "windows per forward (at least 1)")(
-      "json", "print one JSON object as the last line");
+  // clang-format off: one option per line
+  options.add_options()
+      ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
+      ("data", po::value<std::string>()->required(), "dataset directory (hourglass prep)")
+      ("split", po::value<std::string>()->default_value("valid"), "valid | test | train")
+      ("seq-len", po::value<int>()->default_value(0), "window length (0: the checkpoint's)")
+      ("max-windows", po::value<int64_t>()->default_value(0), "score at most N windows (0: all)")
+      ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer FFN widths")
+      ("head-widths", po::value<std::string>(), "h or h0,h1,...: MatFormer head counts")
+      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda (§9.2)")
+      ("batch", po::value<int>()->default_value(8), "windows per forward (at least 1)")
+      ("json", "print one JSON object as the last line");
+  // clang-format on
   auto vm = parse_flags(args, options,
                         "hourglass eval --checkpoint FILE --data DIR [--split valid|test] "
                         "[--seq-len L] [--max-windows N] [--ffn-widths W|W0,W1,...] "
-                        "[--head-widths h|h0,h1,...] [--json]");
+                        "[--head-widths h|h0,h1,...] [--device cpu|cuda] [--json]");
   const int seq_len = flag_at_least(
       vm, "seq-len", 0, "a window length >= 1, or 0 for the checkpoint's train.seq_len");
   const int64_t max_windows = flag_at_least<int64_t>(
@@ -262,7 +284,8 @@ int eval_main(const std::vector<std::string>& args) {
   const int batch = flag_at_least(vm, "batch", 1, "the number of windows per forward, at least 1");
   const std::string checkpoint = vm["checkpoint"].as<std::string>();
   Config config;
-  auto model = load_model(checkpoint, seq_len, config);
+  const Device device = parse_device(vm["device"].as<std::string>());
+  auto model = load_model(checkpoint, seq_len, config, device);
   const std::optional<SubmodelWidths> widths = picked_widths(vm, config.model);
   TokenDataset data(vm["data"].as<std::string>(), vm["split"].as<std::string>());
   require_vocabulary_fits(data, "--data " + data.dir(), config.model.vocab_size,
@@ -298,22 +321,24 @@ namespace {
 
 po::options_description sample_options() {
   po::options_description options("hourglass sample");
-  options.add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint file")(
-      "prompt", po::value<std::string>()->default_value(""), "text to continue (empty: a newline)")(
-      "length", po::value<int>()->default_value(200), "tokens to generate (at least 1)")(
-      "temperature", po::value<double>()->default_value(0.8, "0.8"),
-      "softmax temperature (0: greedy)")("top-k", po::value<int>()->default_value(0),
-                                         "sample among the k most likely (0: all)")(
-      "seed", po::value<uint64_t>()->default_value(1), "random seed")(
-      "ffn-widths", po::value<std::string>(),
-      "W or W0,W1,...: MatFormer FFN widths (default full)")(
-      "head-widths", po::value<std::string>(),
-      "h or h0,h1,...: MatFormer head counts (default all)")(
-      "num-samples", po::value<int>()->default_value(1),
-      "continuations decoded together as one batch (at least 1)")(
-      "no-cache",
-      "re-run the model on the window for every token instead of cached incremental "
-      "decoding (the default; same tokens, slower)");
+  // clang-format off: one option per line
+  options.add_options()
+      ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
+      ("prompt", po::value<std::string>()->default_value(""), "text to continue (empty: a newline)")
+      ("length", po::value<int>()->default_value(200), "tokens to generate (at least 1)")
+      ("temperature", po::value<double>()->default_value(0.8, "0.8"),
+       "softmax temperature (0: greedy)")
+      ("top-k", po::value<int>()->default_value(0), "sample among the k most likely (0: all)")
+      ("seed", po::value<uint64_t>()->default_value(1), "random seed")
+      ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer FFN widths (default full)")
+      ("head-widths", po::value<std::string>(), "h or h0,h1,...: MatFormer head counts (default all)")
+      ("num-samples", po::value<int>()->default_value(1),
+       "continuations decoded together as one batch (at least 1)")
+      ("no-cache", "re-run the model on the window for every token instead of cached incremental "
+                   "decoding (the default; same tokens, slower)")
+      ("device", po::value<std::string>()->default_value("cpu"),
+       "cpu | cuda (cuda needs --no-cache until the decode kernels exist)");
+  // clang-format on same tokens, slower)");
   return options;
 }
 
@@ -333,7 +358,8 @@ int sample_main(const std::vector<std::string>& args) {
   auto vm = parse_flags(args, options,
                         "hourglass sample --checkpoint FILE --prompt TEXT [--length N] "
                         "[--temperature T] [--top-k K] [--seed S] [--ffn-widths W|W0,W1,...] "
-                        "[--head-widths h|h0,h1,...] [--num-samples N] [--no-cache]");
+                        "[--head-widths h|h0,h1,...] [--num-samples N] [--no-cache] "
+                        "[--device cpu|cuda]");
   SampleOptions o;
   o.length = flag_at_least(vm, "length", 1, "the number of tokens to generate, at least 1");
   o.temperature = flag_at_least(
@@ -346,7 +372,11 @@ int sample_main(const std::vector<std::string>& args) {
   o.cache = !vm.count("no-cache");
   const std::string checkpoint = vm["checkpoint"].as<std::string>();
   Config config;
-  auto model = load_model(checkpoint, 0, config);
+  const Device device = parse_device(vm["device"].as<std::string>());
+  require(device == Device::Cpu || !o.cache,
+          "--device cuda: cached decoding has no CUDA kernels yet (attention_decode, issue 17); "
+          "add --no-cache to re-run the model on the window for every token on the GPU.");
+  auto model = load_model(checkpoint, 0, config, device);
   o.widths = picked_widths(vm, config.model);
   const std::string prompt = vm["prompt"].as<std::string>();
   const auto samples =
@@ -362,10 +392,13 @@ int sample_main(const std::vector<std::string>& args) {
 
 int extract_main(const std::vector<std::string>& args) {
   po::options_description options("hourglass extract");
-  options.add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint file")(
-      "ffn-widths", po::value<std::string>(), "W or W0,W1,...: FFN widths (default: as stored)")(
-      "head-widths", po::value<std::string>(), "h or h0,h1,...: head counts (default: as stored)")(
-      "output", po::value<std::string>()->required(), "output checkpoint file");
+  // clang-format off: one option per line
+  options.add_options()
+      ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
+      ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: FFN widths (default: as stored)")
+      ("head-widths", po::value<std::string>(), "h or h0,h1,...: head counts (default: as stored)")
+      ("output", po::value<std::string>()->required(), "output checkpoint file");
+  // clang-format on
   const std::string usage =
       "hourglass extract --checkpoint FILE [--ffn-widths W|W0,W1,...] [--head-widths "
       "h|h0,h1,...] --output FILE";

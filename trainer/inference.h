@@ -9,9 +9,13 @@
 
 namespace hg {
 
-// The whole model of a checkpoint, built from the configuration stored in it.
-// seq_len 0 = the checkpoint's train.seq_len.
-std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_len, Config& config);
+// The whole model of a checkpoint, built from the configuration stored in it, with its parameters
+// on `device` (§9.2). seq_len 0 = the checkpoint's train.seq_len. UsageError naming the reason
+// when the device is missing, before the checkpoint is read.
+std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_len, Config& config,
+                                       Device device = Device::Cpu);
+// "cpu" or "cuda"; UsageError otherwise.
+Device parse_device(const std::string& text);
 
 // "--ffn-widths W" or "W0,W1,...": one width for every stack block or one per block (forward
 // order). Each must be in [1, the block's stored width]. UsageError otherwise.

@@ -82,8 +82,14 @@ class NextLogits {
     for (int64_t n = 0; n < N_; ++n)
       std::copy(context[n].begin() + start_, context[n].end(), windows.begin() + n * (L_ + 1));
     evaluate_loss(model_, {windows.data(), N_, 0}, widths_ ? &*widths_ : nullptr, &logits_);
+    const float* logits = logits_.data();
+    if (logits_.device() != Device::Cpu) {  // a model on a GPU (sample --device cuda)
+      host_logits_.resize(logits_.numel());
+      logits_.copy_to_host(host_logits_.data());
+      logits = host_logits_.data();
+    }
     for (int64_t n = 0; n < N_; ++n)
-      std::copy_n(logits_.data() + (n * L_ + used - 1) * V_, V_, next_.begin() + n * V_);
+      std::copy_n(logits + (n * L_ + used - 1) * V_, V_, next_.begin() + n * V_);
     return next_.data();
   }
 
@@ -95,7 +101,8 @@ class NextLogits {
   int64_t start_ = 0;  // the window's first context index
   int64_t fed_ = 0;    // context tokens the decoder has seen (cached path)
   Tensor logits_;
-  std::vector<float> next_;  // [N, V]
+  std::vector<float> host_logits_;  // logits_ copied from a device
+  std::vector<float> next_;         // [N, V]
 };
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "checkpoint/checkpoint_io.h"
+#include "layers/backend.h"
 #include "tests/support/run_command.h"
 
 namespace hg {
@@ -353,10 +354,20 @@ TEST(Cli, EvalAndSampleRefuseOutOfRangeFlags) {
   expect_refused(sample + " --num-samples 0", "--num-samples 0 is out of range");
   expect_refused(sample + " --num-samples two", "--num-samples");
   expect_refused(sample + " --no-cache yes", "usage: hourglass sample");
+  // --device (§9.2): a name that is no device; cached decoding on cuda; a missing device.
+  expect_refused(eval + " --device tpu", "--device tpu: not a device; give cpu or cuda.");
+  expect_refused(sample + " --device cuda",
+                 "--device cuda: cached decoding has no CUDA kernels yet");
+  if (!unavailable_reason(Device::Cuda).empty()) {
+    expect_refused(eval + " --device cuda", "no CUDA device");
+    expect_refused(sample + " --device cuda --no-cache", "no CUDA device");
+  }
   // The documented zeros keep their meaning: the checkpoint's seq_len, greedy, every token.
   const std::string hg = testing::hourglass_binary() + " ";
   auto zeros = run_command(hg + eval + " --seq-len 0 --max-windows 1");
   EXPECT_EQ(zeros.exit_code, 0) << zeros.output;
+  auto on_cpu = run_command(hg + eval + " --seq-len 0 --max-windows 1 --device cpu");
+  EXPECT_EQ(on_cpu.output, zeros.output);
   auto greedy = run_command(hg + sample + " --length 2 --temperature 0 --top-k 0");
   EXPECT_EQ(greedy.exit_code, 0) << greedy.output;
 }
