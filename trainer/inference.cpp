@@ -144,6 +144,9 @@ std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_le
           "--checkpoint " + checkpoint + ": no such file. Give a step-*.h5 file written by "
           "`hourglass train`.");
   // Before the file is read: a missing device costs nothing (§9.2: exit 2 naming it).
+  const std::string missing = unavailable_reason(device);
+  require(missing.empty(), "--device " + std::string(device_name(device)) + ": " + missing +
+                               "; use --device cpu");
   Backend& backend = backend_for(device);
   CheckpointData data = read_checkpoint(checkpoint, false);
   config = config_from_ini(data.config);

@@ -358,9 +358,10 @@ TEST(Cli, EvalAndSampleRefuseOutOfRangeFlags) {
   expect_refused(eval + " --device tpu", "--device tpu: not a device; give cpu or cuda.");
   expect_refused(sample + " --device cuda",
                  "--device cuda: cached decoding has no CUDA kernels yet");
-  if (!unavailable_reason(Device::Cuda).empty()) {
-    expect_refused(eval + " --device cuda", "no CUDA device");
-    expect_refused(sample + " --device cuda --no-cache", "no CUDA device");
+  const std::string missing = unavailable_reason(Device::Cuda);  // no GPU, or no nvcc at build
+  if (!missing.empty()) {
+    expect_refused(eval + " --device cuda", "--device cuda: " + missing + "; use --device cpu");
+    expect_refused(sample + " --device cuda --no-cache", "--device cuda: " + missing);
   }
   // The documented zeros keep their meaning: the checkpoint's seq_len, greedy, every token.
   const std::string hg = testing::hourglass_binary() + " ";
