@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <numeric>
 #include <optional>
 #include <sstream>
 #include <utility>
@@ -18,6 +19,7 @@
 #include "data/eval_windows.h"
 #include "data/info.h"
 #include "layers/backend.h"
+#include "model/tensor_parallel.h"
 #include "trainer/sampling.h"
 #include "trainer/train_step.h"
 
@@ -217,14 +219,12 @@ std::optional<SubmodelWidths> picked_widths(const po::variables_map& vm, const M
   return widths;
 }
 
-// t restricted to its first `count` indices along `axis` (0 or 1 of a matrix, 0 of a vector).
+// t restricted to its first `count` indices along `axis` (tensor_parallel.h's slices).
 Tensor leading(const Tensor& t, int axis, int64_t count) {
-  const int64_t rows = t.rank() == 2 ? t.dim(0) : 1, cols = t.dim(t.rank() - 1);
-  const int64_t keep_rows = (t.rank() == 2 && axis == 0) ? count : rows;
-  const int64_t keep_cols = (t.rank() == 1 || axis == 1) ? count : cols;
-  Tensor out(t.rank() == 2 ? Shape{keep_rows, keep_cols} : Shape{keep_cols});
-  for (int64_t r = 0; r < keep_rows; ++r)
-    std::copy_n(t.data() + r * cols, keep_cols, out.data() + r * keep_cols);
+  ParamSlice prefix{axis, std::vector<int64_t>(count)};
+  std::iota(prefix.index.begin(), prefix.index.end(), int64_t{0});
+  Tensor out(local_shape(t.shape(), prefix));
+  take_slice(out.data(), t, prefix);
   return out;
 }
 

@@ -157,14 +157,8 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
   const int64_t ld_qkv = qkv_row_stride(cfg);  // S·e: the heads run are a column prefix
 
   // Q = DConv(u Wq) etc. [rows, H·e]; without DConv the projections are Q, K, V themselves.
-  float* q = grow(c.q, rows * HE);
-  float* k = grow(c.k, rows * HE);
-  float* v = grow(c.v, rows * HE);
-  float* q_lin = cfg.dconv ? grow(c.q_lin, rows * HE) : q;
-  float* k_lin = cfg.dconv ? grow(c.k_lin, rows * HE) : k;
-  float* v_lin = cfg.dconv ? grow(c.v_lin, rows * HE) : v;
-  qkv_projection_forward(q_lin, k_lin, v_lin, u, u, {w.wq, w.wk, w.wv}, cfg.d, HE, ld_qkv, rows,
-                         rows);
+  const auto [q, k, v, q_lin, k_lin, v_lin] =
+      self_qkv_projection_forward({c.q, c.k, c.v, c.q_lin, c.k_lin, c.v_lin}, u, w, cfg, rows);
   if (cfg.dconv) {
     dconv_forward(q, q_lin, w.dconv_q, B, n, static_cast<int>(HE), ld_qkv);
     dconv_forward(k, k_lin, w.dconv_k, B, n, static_cast<int>(HE), ld_qkv);

@@ -244,14 +244,8 @@ void attention_decode(float* out, AttentionDecodeCache& c, const float* u, const
   Workspace& ws = workspace();
 
   // Q, K, V of the new rows [B, n, H·e], as attention_forward makes them.
-  float* q = grow(ws.q, rows * HE);
-  float* k = grow(ws.k, rows * HE);
-  float* v = grow(ws.v, rows * HE);
-  float* q_lin = cfg.dconv ? grow(ws.q_lin, rows * HE) : q;
-  float* k_lin = cfg.dconv ? grow(ws.k_lin, rows * HE) : k;
-  float* v_lin = cfg.dconv ? grow(ws.v_lin, rows * HE) : v;
-  qkv_projection_forward(q_lin, k_lin, v_lin, u, u, {w.wq, w.wk, w.wv}, cfg.d, HE, ld_qkv, rows,
-                         rows);
+  const auto [q, k, v, q_lin, k_lin, v_lin] = self_qkv_projection_forward(
+      {ws.q, ws.k, ws.v, ws.q_lin, ws.k_lin, ws.v_lin}, u, w, cfg, rows);
   if (cfg.dconv) {
     dconv_continue(q, c.q_tail, q_lin, w.dconv_q, B, n, HE, ld_qkv);
     dconv_continue(k, c.k_tail, k_lin, w.dconv_k, B, n, HE, ld_qkv);

@@ -2,6 +2,7 @@
 #include "layers/cpu/qkv_projection.h"
 
 #include "core/gemm.h"
+#include "layers/cpu/grow_buffer.h"
 #include "layers/linear.h"
 
 namespace hg {
@@ -31,6 +32,22 @@ void qkv_projection_backward(float* dq_in, float* dkv_in, const QkvWeights& g, c
     gemm(false, true, rows_kv, d, HE, 1.0f, dk, HE, w.wk, ldw, beta, dkv_in, d);
     gemm(false, true, rows_kv, d, HE, 1.0f, dv, HE, w.wv, ldw, 1.0f, dkv_in, d);
   }
+}
+
+SelfQkv self_qkv_projection_forward(const SelfQkvBuffers& b, const float* u,
+                                    const AttentionParams& w, const AttentionConfig& cfg,
+                                    int64_t rows) {
+  const int64_t HE = static_cast<int64_t>(cfg.heads) * cfg.head_dim;
+  SelfQkv p;
+  p.q = grow(b.q, rows * HE);
+  p.k = grow(b.k, rows * HE);
+  p.v = grow(b.v, rows * HE);
+  p.q_lin = cfg.dconv ? grow(b.q_lin, rows * HE) : p.q;
+  p.k_lin = cfg.dconv ? grow(b.k_lin, rows * HE) : p.k;
+  p.v_lin = cfg.dconv ? grow(b.v_lin, rows * HE) : p.v;
+  qkv_projection_forward(p.q_lin, p.k_lin, p.v_lin, u, u, {w.wq, w.wk, w.wv}, cfg.d, HE,
+                         qkv_row_stride(cfg), rows, rows);
+  return p;
 }
 
 }  // namespace hg

@@ -7,6 +7,9 @@
 // weights, ldw = S·e.
 #pragma once
 #include <cstdint>
+#include <vector>
+
+#include "layers/attention.h"
 
 namespace hg {
 
@@ -28,5 +31,19 @@ void qkv_projection_backward(float* dq_in, float* dkv_in, const QkvWeights& g, c
                              const float* dk, const float* dv, const float* q_in,
                              const float* kv_in, const QkvWeights& w, int64_t d, int64_t HE,
                              int64_t ldw, int64_t rows_q, int64_t rows_kv);
+
+// Block self-attention's projections of u [rows, d] (training forward and decoding alike): the
+// buffers grow to [rows, H·e]; with cfg.dconv the projections go to q_lin, k_lin, v_lin (the
+// caller's DConv then writes q, k, v), without it straight to q, k, v (the *_lin pointers alias
+// them). Weights are read with qkv_row_stride(cfg).
+struct SelfQkv {
+  float *q, *k, *v, *q_lin, *k_lin, *v_lin;
+};
+struct SelfQkvBuffers {
+  std::vector<float>&q, &k, &v, &q_lin, &k_lin, &v_lin;
+};
+SelfQkv self_qkv_projection_forward(const SelfQkvBuffers& buffers, const float* u,
+                                    const AttentionParams& w, const AttentionConfig& cfg,
+                                    int64_t rows);
 
 }  // namespace hg
