@@ -2,12 +2,10 @@
 
 #include <mpi.h>
 
-#include <cstring>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
 
-#include "core/elementwise.h"
 #include "core/error.h"
 #include "parallel/comm.h"
 
@@ -24,10 +22,10 @@ void export_tensor_parallel(const ParamStore& store, CheckpointData& data, bool 
   for (const auto& [name, p] : store.all()) {
     if (!p.slice.sharded()) {
       if (!root) continue;
-      data.params[name] = p.value;
+      data.params[name] = p.value.to(Device::Cpu);
       if (with_optimizer) {
-        data.exp_avg[name] = p.exp_avg;
-        data.exp_avg_sq[name] = p.exp_avg_sq;
+        data.exp_avg[name] = p.exp_avg.to(Device::Cpu);
+        data.exp_avg_sq[name] = p.exp_avg_sq.to(Device::Cpu);
       }
       continue;
     }
@@ -35,9 +33,9 @@ void export_tensor_parallel(const ParamStore& store, CheckpointData& data, bool 
     const int64_t n = p.value.numel();
     const int64_t along = static_cast<int64_t>(p.slice.index.size());
     std::vector<float> mine(3 * n);
-    copy(mine.data(), p.value.data(), n);
-    copy(mine.data() + n, p.exp_avg.data(), n);
-    copy(mine.data() + 2 * n, p.exp_avg_sq.data(), n);
+    p.value.copy_to_host(mine.data());
+    p.exp_avg.copy_to_host(mine.data() + n);
+    p.exp_avg_sq.copy_to_host(mine.data() + 2 * n);
     std::vector<float> all(root ? 3 * n * tp.size : 0);
     std::vector<int64_t> indices(root ? along * tp.size : 0);
     comm::gather(mine.data(), sizeof(float) * 3 * n, all.data(), 0, tp.mpi_comm,
@@ -62,16 +60,27 @@ void export_tensor_parallel(const ParamStore& store, CheckpointData& data, bool 
   }
 }
 
+// local (=) this rank's slice of the canonical host tensor `full`, wherever `local` lives.
+void take_local_slice(Tensor& local, const Tensor& full, const ParamSlice& slice) {
+  if (local.device() == Device::Cpu) {
+    take_slice(local.data(), full, slice);
+    return;
+  }
+  std::vector<float> host(static_cast<size_t>(local.numel()));
+  take_slice(host.data(), full, slice);
+  local.copy_from_host(host.data());
+}
+
 // moment (=) this rank's part of the canonical `full`: its tensor-parallel slice, and of that
 // only its ZeRO-1 shard when the store's moments are sharded (model/params.h).
 void take_moment(const Param& p, Tensor& moment, const Tensor& full) {
   if (!p.moments_sharded()) {
-    take_slice(moment.data(), full, p.slice);
+    take_local_slice(moment, full, p.slice);
     return;
   }
   Tensor local(p.value.shape());
   take_slice(local.data(), full, p.slice);
-  std::memcpy(moment.data(), local.data() + p.shard_offset, sizeof(float) * p.shard_numel());
+  copy_from_host(moment.device(), moment.data(), local.data() + p.shard_offset, p.shard_numel());
 }
 
 }  // namespace
@@ -85,10 +94,10 @@ void export_params(const ParamStore& store, CheckpointData& data, bool with_opti
     return;
   }
   for (const auto& [name, p] : store.all()) {
-    data.params[name] = p.value;
+    data.params[name] = p.value.to(Device::Cpu);
     if (with_optimizer) {
-      data.exp_avg[name] = p.exp_avg;
-      data.exp_avg_sq[name] = p.exp_avg_sq;
+      data.exp_avg[name] = p.exp_avg.to(Device::Cpu);
+      data.exp_avg_sq[name] = p.exp_avg_sq.to(Device::Cpu);
     }
   }
 }
@@ -120,7 +129,7 @@ void import_params(ParamStore& store, const CheckpointData& data, bool with_opti
                      "\nUse a checkpoint of this configuration, or build the configuration "
                      "stored in the checkpoint (`hourglass info` prints it).");
   for (auto& [name, p] : store.all()) {
-    take_slice(p.value.data(), data.params.at(name), p.slice);
+    take_local_slice(p.value, data.params.at(name), p.slice);
     auto m = data.exp_avg.find(name), v = data.exp_avg_sq.find(name);
     if (with_optimizer && m != data.exp_avg.end() && v != data.exp_avg_sq.end()) {
       take_moment(p, p.exp_avg, m->second);

@@ -353,9 +353,11 @@ void CheckpointSaver::start(const std::string& dir, int64_t step, const std::str
       auto& copy = snapshot_->tensors[name];
       const Tensor* sources[3] = {&p.value, &p.exp_avg, &p.exp_avg_sq};
       for (int g = 0; g < 3; ++g) {
-        if (background_ && (g > 0 || part->writes_values)) {
+        // A device store is always copied: the writers read host memory.
+        const bool on_host = sources[g]->device() == Device::Cpu;
+        if ((background_ || !on_host) && (g > 0 || part->writes_values)) {
           if (copy[g].shape() != sources[g]->shape()) copy[g].reset(sources[g]->shape());
-          std::memcpy(copy[g].data(), sources[g]->data(), sizeof(float) * sources[g]->numel());
+          sources[g]->copy_to_host(copy[g].data());
           entry.local[g] = &copy[g];
         } else {
           entry.local[g] = sources[g];  // synchronous, or a value this replica does not write

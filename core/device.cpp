@@ -46,4 +46,12 @@ const DeviceMemory& device_memory(Device device) {
   return m;
 }
 
+void copy_to_host(Device device, float* host, const float* src, int64_t n) {
+  if (n > 0) device_memory(device).to_host(host, src, static_cast<int64_t>(sizeof(float)) * n);
+}
+
+void copy_from_host(Device device, float* dst, const float* host, int64_t n) {
+  if (n > 0) device_memory(device).from_host(dst, host, static_cast<int64_t>(sizeof(float)) * n);
+}
+
 }  // namespace hg

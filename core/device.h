@@ -32,4 +32,9 @@ void register_device_memory(Device device, const DeviceMemory& memory);
 // Throws std::runtime_error when `device` has no registered memory (its backend was never made).
 const DeviceMemory& device_memory(Device device);
 
+// n floats from a buffer on `device` to the host / from the host into one (memcpy on the CPU):
+// the explicit crossings of host-staged communication and checkpoints.
+void copy_to_host(Device device, float* host, const float* src, int64_t n);
+void copy_from_host(Device device, float* dst, const float* host, int64_t n);
+
 }  // namespace hg

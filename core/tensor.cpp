@@ -84,4 +84,16 @@ void Tensor::copy_from_host(const float* host) {
   if (numel_) device_memory(device_).from_host(data(), host, sizeof(float) * numel_);
 }
 
+Tensor Tensor::to(Device device) const {
+  if (device == device_ || !data_) return *this;
+  Tensor out(shape_, device);
+  if (device_ == Device::Cpu)
+    out.copy_from_host(data());
+  else if (device == Device::Cpu)
+    copy_to_host(out.data());
+  else
+    throw std::logic_error("Tensor::to: between two devices through the host is not written");
+  return out;
+}
+
 }  // namespace hg

@@ -55,6 +55,8 @@ class Tensor {
   // host (=) all numel() values / all numel() values (=) host, whatever the device.
   void copy_to_host(float* host) const;
   void copy_from_host(const float* host);
+  // A copy of this tensor on `device` (the same device: an ordinary copy).
+  Tensor to(Device device) const;
 
  private:
   Shape shape_;

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #ifdef HG_HAVE_CUDA
+#include "core/cuda/device.h"
 #include "layers/cuda/cuda_backend.h"
 #endif
 
@@ -23,6 +24,15 @@ Backend& backend_for(Device device) {
 #endif
   throw UsageError("run.device " + std::string(device_name(device)) + ": " +
                    unavailable_reason(device) + "; use --run.device cpu");
+}
+
+void select_device(Device device, int local_rank) {
+  if (device == Device::Cpu) return;
+#ifdef HG_HAVE_CUDA
+  cuda::select_device(local_rank);
+#else
+  (void)local_rank;
+#endif
 }
 
 std::vector<Device> available_devices() {

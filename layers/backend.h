@@ -142,6 +142,9 @@ Backend& cpu_backend();
 // The backend of `device`, made on first use. Throws UsageError naming the reason when this build
 // or machine has none (a build without nvcc, or no GPU).
 Backend& backend_for(Device device);
+// Before the first backend_for(device): this process computes on GPU local_rank mod the GPUs it
+// sees (one GPU per rank of a node; more ranks than GPUs share them). No-op for the CPU.
+void select_device(Device device, int local_rank);
 // The devices whose backend can be made here, CPU first (tests run over these).
 std::vector<Device> available_devices();
 // Why `device` is not available here ("" when it is), for test skip messages.

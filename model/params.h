@@ -59,8 +59,12 @@ class ParamStore {
   // Names in the order they were registered (units register in forward order).
   const std::vector<std::string>& registration_order() const { return order_; }
 
-  // The tensor-parallel group the sharded parameters are split over (set before units register).
-  void set_tensor_parallel(TensorParallel tp) { tp_ = std::move(tp); }
+  // The tensor-parallel group the sharded parameters are split over (set before units register);
+  // its all-reduces stage through the host when the store's device is not the CPU.
+  void set_tensor_parallel(TensorParallel tp) {
+    tp_ = std::move(tp);
+    tp_.device = backend_->device();
+  }
   const TensorParallel& tensor_parallel() const { return tp_; }
 
   // ZeRO-1: from now on each parameter's moments hold only replica `rank`'s shard of `count`

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/tensor.h"
 #include "model/model_config.h"
 #include "parallel/communicator.h"
@@ -45,6 +46,9 @@ struct TensorParallel {
   // MatFormer granularities whose widths F/g (H/g) are band boundaries of the stack FFNs (stack
   // attentions): the trained ones (under train.matformer joint/sample), {1} otherwise.
   NestedGranularities nested;
+  // Where the all-reduced activations live (the store's backend sets it): off the CPU they are
+  // staged through host memory around the MPI all-reduce (docs/cuda.md).
+  Device device = Device::Cpu;
   bool active() const { return size > 1; }
 };
 

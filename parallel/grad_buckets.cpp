@@ -3,7 +3,6 @@
 #include <mpi.h>
 
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 
 #include "core/shard.h"
@@ -11,14 +10,14 @@
 namespace hg {
 namespace {
 
-// ZeRO-1's rank-major layout: piece(offset in replica r's block, tensor's shard start, length)
-// for each tensor of the bucket in bucket order.
+// ZeRO-1's rank-major layout: piece(offset in replica r's block, tensor's device, tensor's shard
+// start, length) for each tensor of the bucket in bucket order.
 template <class Piece>
 void each_piece(const std::vector<Tensor*>& tensors, int r, int count, Piece piece) {
   int64_t offset = 0;
   for (Tensor* t : tensors) {
     const ShardRange range = shard_range(t->numel(), r, count);
-    piece(offset, t->data() + range.begin, range.size());
+    piece(offset, t->device(), t->data() + range.begin, range.size());
     offset += range.size();
   }
 }
@@ -76,7 +75,7 @@ void GradientBuckets::set_shard_counts(GradientBucket& bucket) const {
   bucket.displacements.assign(count, 0);
   for (int r = 0; r < count; ++r) {
     int64_t n = 0;
-    each_piece(bucket.grads, r, count, [&](int64_t, float*, int64_t len) { n += len; });
+    each_piece(bucket.grads, r, count, [&](int64_t, Device, float*, int64_t len) { n += len; });
     bucket.counts[r] = static_cast<int>(n);
     if (r > 0) bucket.displacements[r] = bucket.displacements[r - 1] + bucket.counts[r - 1];
   }
@@ -89,8 +88,8 @@ void GradientBuckets::pack_rank_major(GradientBucket& bucket, const std::vector<
   for (int r = 0; r < comm_.size(); ++r) {
     if (only_rank >= 0 && r != only_rank) continue;
     float* block = bucket.flat.data() + bucket.displacements[r];
-    each_piece(tensors, r, comm_.size(), [&](int64_t offset, float* piece, int64_t len) {
-      std::memcpy(block + offset, piece, sizeof(float) * len);
+    each_piece(tensors, r, comm_.size(), [&](int64_t offset, Device d, float* piece, int64_t len) {
+      copy_to_host(d, block + offset, piece, len);
     });
   }
 }
@@ -105,7 +104,7 @@ void GradientBuckets::start(GradientBucket& bucket) {
   }
   float* out = bucket.flat.data();
   for (const Tensor* g : bucket.grads) {
-    std::memcpy(out, g->data(), sizeof(float) * g->numel());
+    copy_to_host(g->device(), out, g->data(), g->numel());
     out += g->numel();
   }
   bucket.pending =
@@ -117,14 +116,14 @@ void GradientBuckets::copy_back(GradientBucket& bucket) {
   bucket.copied_back = true;
   if (sharded_) {  // only this replica's shards hold the sum
     each_piece(bucket.grads, comm_.rank(), comm_.size(),
-               [&](int64_t offset, float* piece, int64_t len) {
-                 std::memcpy(piece, bucket.shard.data() + offset, sizeof(float) * len);
+               [&](int64_t offset, Device d, float* piece, int64_t len) {
+                 copy_from_host(d, piece, bucket.shard.data() + offset, len);
                });
     return;
   }
   const float* in = bucket.flat.data();
   for (Tensor* g : bucket.grads) {
-    std::memcpy(g->data(), in, sizeof(float) * g->numel());
+    copy_from_host(g->device(), g->data(), in, g->numel());
     in += g->numel();
   }
 }
@@ -178,9 +177,10 @@ void GradientBuckets::allgather_values() {
     for (int r = 0; r < comm_.size(); ++r) {
       if (r == comm_.rank()) continue;
       const float* block = bucket.flat.data() + bucket.displacements[r];
-      each_piece(bucket.values, r, comm_.size(), [&](int64_t offset, float* piece, int64_t len) {
-        std::memcpy(piece, block + offset, sizeof(float) * len);
-      });
+      each_piece(bucket.values, r, comm_.size(),
+                 [&](int64_t offset, Device d, float* piece, int64_t len) {
+                   copy_from_host(d, piece, block + offset, len);
+                 });
     }
   }
 }

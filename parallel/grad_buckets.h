@@ -13,7 +13,10 @@
 // Why copies instead of gradients living in the bucket buffers: a Tensor owns its memory
 // (core/tensor.h), and the copies cost two passes over the stage's gradients per step (27.5 MB
 // each for the reference model: a few ms, under 0.5% of its ~1.1 s data-parallel step; they are
-// counted in GradientSyncStats::launch_seconds and the exposed part).
+// counted in GradientSyncStats::launch_seconds and the exposed part). The flat buffers are host
+// memory whatever the parameters' device: on run.device cuda the copies are the device -> host and
+// host -> device crossings of host-staged MPI (docs/cuda.md), as the Open MPI here is not
+// CUDA-aware.
 //
 // Every replica of a stage (same pipeline stage, same tensor-parallel rank) builds the same
 // buckets from the same units, so the all-reduces are started in the same order everywhere, as

@@ -32,6 +32,7 @@ PipelineRuntime::PipelineRuntime(StageModel& model, const ProcessGrid& grid,
                                  std::vector<int> stage_first, TraceRecorder* trace,
                                  int64_t grad_bucket_bytes)
     : model_(model),
+      device_(model.params().backend().device()),
       grid_(grid),
       pp_comm_(*comms.pp),
       kind_(kind),
@@ -70,7 +71,9 @@ double process_cpu_seconds() {
   return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
-// A posted receive and the tensor it fills.
+// A posted receive and the tensor it fills. Pipeline messages are host memory whatever the
+// model's device: a device run stages them (to_host before the send, to the device once
+// received), as the Open MPI here is not CUDA-aware (docs/cuda.md).
 struct PendingRecv {
   Tensor buffer;
   Pending pending;
@@ -315,7 +318,8 @@ void PipelineRuntime::take_recvs(Step& step, size_t end, int mb, int chunk, Slot
     }
     timed_wait(recv_what(ins.op), TraceCategory::Recv, mb,
                [&] { pp_comm_.wait(it->second.pending); });
-    Tensor& buf = it->second.buffer;
+    Tensor buf = std::move(it->second.buffer);
+    if (device_ != Device::Cpu) buf = buf.to(device_);
     switch (ins.op) {
       case Op::RecvActivation:
       case Op::RecvGradient:
@@ -403,7 +407,8 @@ void PipelineRuntime::run_weight_gradients(Step& step, size_t i) {
 }
 
 void PipelineRuntime::send(Step& step, Tensor&& t, const Instruction& ins, const char* what) {
-  auto buffer = std::make_unique<Tensor>(std::move(t));
+  auto buffer = std::make_unique<Tensor>(t.device() == Device::Cpu ? std::move(t)
+                                                                    : t.to(Device::Cpu));
   Pending pending =
       pp_comm_.isend(buffer->data(), buffer->numel(), ins.peer_stage, message_tag(ins), what);
   step.sends.push_back({std::move(buffer), pending});

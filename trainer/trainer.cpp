@@ -123,11 +123,12 @@ std::string choose_resume_file(const std::string& resume, const std::string& dir
 std::string first_non_finite(const ParamStore& store) {
   for (const char* what : {"gradient", "value"})
     for (const auto& [name, p] : store.all()) {
-      const Tensor& t = what[0] == 'g' ? p.grad : p.value;
+      const Tensor& held = what[0] == 'g' ? p.grad : p.value;
+      const Tensor t = held.to(Device::Cpu);  // a device store is read on the host (once)
       for (int64_t i = 0; i < t.numel(); ++i)
-        if (!std::isfinite(t.data()[i]))
+        if (!std::isfinite(t[i]))
           return name + " " + what + " (element " + std::to_string(i) + " is " +
-                 std::to_string(t.data()[i]) + ")";
+                 std::to_string(t[i]) + ")";
     }
   return "";
 }
@@ -249,6 +250,31 @@ void open_data(TrainingRun& run) {
                                              run.grid->dp_rank(), config.train.micro_batch);
 }
 
+// This process's rank among the ranks of its node.
+int node_local_rank() {
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int rank = 0;
+  MPI_Comm_rank(node, &rank);
+  MPI_Comm_free(&node);
+  return rank;
+}
+
+// run.device: refused (exit 2, before any compute) where this build or machine has no such
+// device, or with what the device path lacks; a GPU is picked by node-local rank (backend.h).
+void check_training_device(const Config& config) {
+  const Device device = config.run.device;
+  if (device == Device::Cpu) return;
+  const std::string name = device_name(device);
+  const std::string why = unavailable_reason(device);
+  require(why.empty(), "run.device = " + name + ": " + why + "; use --run.device cpu");
+  require(config.train.precision == MatmulPrecision::Fp32,
+          "train.precision = bf16 with run.device = " + name +
+              ": the CUDA matrix products are float32 (cuBLAS) until the cuBLASLt bf16 path "
+              "exists (docs/cuda.md); use --train.precision fp32, or --run.device cpu for bf16");
+  select_device(device, node_local_rank());
+}
+
 // train.precision for every matrix product of this process (core/gemm.h), refused where the CPU
 // cannot multiply bf16 natively (a slow bf16 would defeat its purpose).
 void set_training_precision(MatmulPrecision precision) {
@@ -263,13 +289,9 @@ void set_up(TrainingRun& run, const std::vector<std::string>& args) {
   collective_setup(MPI_COMM_WORLD, [&] {
     Config& config = run.config;
     config = parse_config(args);  // checks heads, every MatFormer band and ffn against parallel.tp
-    // The CUDA backend (layers/cuda) has every op behind the same interface, but the trainer
-    // path around it (token staging, NCCL, checkpoints from device memory) is not wired, and no
-    // kernel has run on a GPU yet (issue 15, docs/cuda.md).
-    require(config.run.device == Device::Cpu,
-            std::string("run.device = ") + device_name(config.run.device) +
-                ": this build trains on the CPU only (the CUDA trainer path is not wired yet, "
-                "docs/cuda.md); use --run.device cpu");
+    // run.device cuda: one GPU per rank, its node-local rank modulo the GPUs it sees (ranks that
+    // share a GPU share it); everything that crosses ranks is staged through host memory.
+    check_training_device(config);
     run.grid =
         std::make_unique<ProcessGrid>(config.parallel.dp, config.parallel.pp, config.parallel.tp);
     run.comms = make_mpi_communicators(*run.grid);
@@ -286,9 +308,14 @@ void set_up(TrainingRun& run, const std::vector<std::string>& args) {
 void print_layout(const TrainingRun& run) {
   const Config& config = run.config;
   std::printf("# hourglass train: resolved configuration\n%s\n", config.to_ini().c_str());
+  const std::string products =
+      config.run.device == Device::Cpu
+          ? std::string(gemm_library()) + " in " + enum_name(config.train.precision)
+          : "cuBLAS in fp32 on run.device cuda (a GPU per rank by node-local rank; messages "
+            "staged through host memory)";
   std::printf(
       "layout: dp %d x pp %d x tp %d = %d ranks, schedule %s%s, %d threads per rank, "
-      "matrix products by %s in %s\n",
+      "matrix products by %s\n",
       config.parallel.dp, config.parallel.pp, config.parallel.tp, run.grid->size(),
       schedule_name(config.parallel.schedule),
       config.parallel.virtual_stages > 1
@@ -296,7 +323,7 @@ void print_layout(const TrainingRun& run) {
              " virtual stages per rank: stage k below runs on rank k mod pp)")
                 .c_str()
           : "",
-      num_threads(), gemm_library(), enum_name(config.train.precision));
+      num_threads(), products.c_str());
   std::printf("%s\n", format_partition(run.infos, run.first).c_str());
   std::fflush(stdout);
 }

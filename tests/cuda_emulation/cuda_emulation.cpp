@@ -1,5 +1,5 @@
-// The fiber scheduler behind cuda_emulation.h: one block at a time, its threads as ucontext
-// fibers on the calling thread, run in passes. A pass resumes every runnable fiber until it
+// The fiber scheduler behind cuda_emulation.h: one block at a time, its threads as fibers on the
+// calling thread, run in passes. A pass resumes every runnable fiber until it
 // blocks (barrier, shuffle) or returns; then complete warp exchanges are resolved, and when none
 // is, the block barrier is released if every live thread waits there. Anything else is misuse
 // or deadlock and fails the launch.
@@ -27,10 +27,67 @@ constexpr size_t kMaxDynamicShared = 48 * 1024;  // without cudaFuncSetAttribute
 constexpr size_t kStackBytes = 256 * 1024;       // kernels' frames are small; -O0 needs more
 constexpr size_t kGuardBytes = 4096;             // PROT_NONE below each stack: overflow faults
 
+// A fiber's saved execution context. On x86-64 a stack pointer (the callee-saved registers sit on
+// the fiber's own stack, pushed by hg_emu_switch_context below; the SSE and x87 control words are
+// not switched: kernels never change them): a switch is a few instructions, where glibc's swapcontext makes a system call (its signal mask) every time,
+// which made the emulated trainer path 50 times slower. Elsewhere, ucontext.
+#if defined(__x86_64__)
+struct Context {
+  void* sp = nullptr;
+};
+extern "C" void hg_emu_switch_context(void** save_sp, void* load_sp);
+asm(R"(
+  .text
+  .p2align 4
+  .globl hg_emu_switch_context
+  .type hg_emu_switch_context, @function
+hg_emu_switch_context:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size hg_emu_switch_context, .-hg_emu_switch_context
+)");
+void swap_context(Context* from, Context* to) { hg_emu_switch_context(&from->sp, to->sp); }
+// A context that starts `entry` (which never returns) on [stack, stack + bytes): the registers
+// hg_emu_switch_context pops, below `entry` as the return address.
+void make_context(Context* c, char* stack, size_t bytes, void (*entry)()) {
+  auto top = reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t(15);
+  void** sp = reinterpret_cast<void**>(top);
+  *--sp = nullptr;                            // entry's own return address: never used
+  *--sp = reinterpret_cast<void*>(entry);     // at top - 16: entry starts with rsp = 8 mod 16
+  for (int r = 0; r < 6; ++r) *--sp = nullptr;  // rbp, rbx, r12 .. r15
+  c->sp = sp;
+}
+#else
+struct Context {
+  ucontext_t context;
+};
+void swap_context(Context* from, Context* to) { swapcontext(&from->context, &to->context); }
+void make_context(Context* c, char* stack, size_t bytes, void (*entry)()) {
+  getcontext(&c->context);
+  c->context.uc_stack.ss_sp = stack;
+  c->context.uc_stack.ss_size = bytes;
+  c->context.uc_link = nullptr;  // entry switches back itself
+  makecontext(&c->context, entry, 0);
+}
+#endif
+
 enum class State { Runnable, AtBarrier, AtShuffle, Done };
 
 struct Fiber {
-  ucontext_t context;
+  Context context;
   char* stack = nullptr;
   uint3 index;
   int lane = 0;  // linear thread index mod 32 (warp w holds fibers 32w .. 32w+31)
@@ -63,7 +120,7 @@ struct Block {
   uint3 index;
   std::vector<Fiber> fibers;
   Fiber* current = nullptr;
-  ucontext_t scheduler;
+  Context scheduler;
   std::unique_ptr<std::max_align_t[]> shared;
   const std::function<void()>* body = nullptr;
   std::string error;  // set by a fiber whose body threw
@@ -78,24 +135,24 @@ thread_local Block* running = nullptr;
 thread_local void* fake_stack = nullptr;
 thread_local const void* scheduler_bottom = nullptr;
 thread_local size_t scheduler_size = 0;
-void switch_to_fiber(ucontext_t* from, ucontext_t* to, const void* bottom) {
+void switch_to_fiber(Context* from, Context* to, const void* bottom) {
   __sanitizer_start_switch_fiber(&fake_stack, bottom, kStackBytes);
-  swapcontext(from, to);
+  swap_context(from, to);
   __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 }
-void switch_to_scheduler(ucontext_t* from, ucontext_t* to, bool exiting) {
+void switch_to_scheduler(Context* from, Context* to, bool exiting) {
   void* fiber_fake_stack = nullptr;
   __sanitizer_start_switch_fiber(exiting ? nullptr : &fiber_fake_stack, scheduler_bottom,
                                  scheduler_size);
-  swapcontext(from, to);
+  swap_context(from, to);
   __sanitizer_finish_switch_fiber(fiber_fake_stack, &scheduler_bottom, &scheduler_size);
 }
 void fiber_started() {
   __sanitizer_finish_switch_fiber(nullptr, &scheduler_bottom, &scheduler_size);
 }
 #else
-void switch_to_fiber(ucontext_t* from, ucontext_t* to, const void*) { swapcontext(from, to); }
-void switch_to_scheduler(ucontext_t* from, ucontext_t* to, bool) { swapcontext(from, to); }
+void switch_to_fiber(Context* from, Context* to, const void*) { swap_context(from, to); }
+void switch_to_scheduler(Context* from, Context* to, bool) { swap_context(from, to); }
 void fiber_started() {}
 #endif
 
@@ -111,7 +168,7 @@ std::string name(const Block& b, const Fiber& f) {
          s(f.index.x) + "," + s(f.index.y) + "," + s(f.index.z) + ")";
 }
 
-void fiber_main() {
+[[noreturn]] void fiber_main() {
   fiber_started();
   Block& b = *running;
   try {
@@ -121,6 +178,7 @@ void fiber_main() {
   }
   b.current->state = State::Done;
   switch_to_scheduler(&b.current->context, &b.scheduler, true);  // never resumed
+  __builtin_unreachable();
 }
 
 void yield(Fiber& f, State state) {
@@ -190,7 +248,7 @@ bool release(Block& b) {
 }
 
 // A fresh context for thread i of the block, starting at fiber_main on its own stack. Its own
-// function: getcontext returns twice, which must not clobber a caller's loop variable.
+// function: ucontext's getcontext returns twice, which must not clobber a caller's loop variable.
 void make_fiber(Block& b, size_t i, char* stack) {
   Fiber& f = b.fibers[i];
   const unsigned t = static_cast<unsigned>(i);
@@ -198,11 +256,7 @@ void make_fiber(Block& b, size_t i, char* stack) {
   f.index = {t % b.dims.x, t / b.dims.x % b.dims.y, t / (b.dims.x * b.dims.y)};
   f.lane = static_cast<int>(i) % kWarpSize;
   f.stack = stack;
-  getcontext(&f.context);
-  f.context.uc_stack.ss_sp = stack;
-  f.context.uc_stack.ss_size = kStackBytes;
-  f.context.uc_link = &b.scheduler;  // unused: fiber_main switches back itself
-  makecontext(&f.context, fiber_main, 0);
+  make_context(&f.context, stack, kStackBytes, fiber_main);
 }
 
 void run_block(Block& b, StackPool& pool) {

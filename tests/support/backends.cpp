@@ -18,6 +18,9 @@ std::string device_test_name(const ::testing::TestParamInfo<Device>& info) {
 void OnEveryBackend::SetUp() {
   const std::string reason = unavailable_reason(GetParam());
   if (!reason.empty()) GTEST_SKIP() << device_name(GetParam()) << ": " << reason;
+  // Made before the test's first Tensor: creating a device backend registers its memory
+  // (core/device.h). Found by the emulated device; every /cuda test would fail on a GPU without it.
+  backend_for(GetParam());
 }
 
 Tensor OnEveryBackend::on_device(const std::vector<float>& host) const {

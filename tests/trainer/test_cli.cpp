@@ -373,6 +373,24 @@ TEST(Cli, EvalAndSampleRefuseOutOfRangeFlags) {
   EXPECT_EQ(greedy.exit_code, 0) << greedy.output;
 }
 
+// With a device (a GPU, or the emulated one of HG_CUDA_EMULATION builds: docs/cuda.md), eval and
+// uncached sampling on it print what the CPU prints: the same loss to the digits shown, the same
+// drawn text (the logits differ by rounding only, far from a draw's boundary here).
+TEST(Cli, EvalAndSampleOnTheDevicePrintWhatTheCpuPrints) {
+  if (!unavailable_reason(Device::Cuda).empty()) GTEST_SKIP() << unavailable_reason(Device::Cuda);
+  const std::string ckpt = initial_checkpoints().bytes;
+  const std::string hg = testing::hourglass_binary() + " ";
+  const std::string eval = hg + "eval --checkpoint " + ckpt + " --data " + corpus_dir() +
+                           " --max-windows 4 --device ";
+  const std::string sample =
+      hg + "sample --checkpoint " + ckpt + " --prompt 'The ' --length 8 --no-cache --device ";
+  for (const std::string& command : {eval, sample}) {
+    auto cpu = run_command(command + "cpu"), cuda = run_command(command + "cuda");
+    EXPECT_EQ(cuda.exit_code, 0) << cuda.output;
+    EXPECT_EQ(cuda.output, cpu.output);
+  }
+}
+
 TEST(Cli, ExtractRefusesToReplaceTheCheckpointItReads) {
   TempDir dir;
   const std::string ckpt = dir / "model.h5";
