@@ -17,16 +17,20 @@
 //         repeated with the same arguments and thread count gives the same bits.
 #pragma once
 #include <cstdint>
+#if __cplusplus >= 202002L
 #include <span>
+#endif
 #include <string>
 
 namespace hg {
 
 enum class MatmulPrecision { Fp32, Bf16 };
+#if __cplusplus >= 202002L  // the CUDA sources (hg_cuda) compile as C++17: no std::span there
 inline std::span<const char* const> enum_names(MatmulPrecision) {  // core/enum_names.h
   static constexpr const char* names[] = {"fp32", "bf16"};
   return names;
 }
+#endif
 
 // At matmul_precision(): fp32 unless a backend set it. With fp32 this is the sgemm of old, bit
 // for bit.

@@ -261,25 +261,23 @@ int node_local_rank() {
 }
 
 // run.device: refused (exit 2, before any compute) where this build or machine has no such
-// device, or with what the device path lacks; a GPU is picked by node-local rank (backend.h).
+// device; a GPU is picked by node-local rank (backend.h).
 void check_training_device(const Config& config) {
   const Device device = config.run.device;
   if (device == Device::Cpu) return;
   const std::string name = device_name(device);
   const std::string why = unavailable_reason(device);
   require(why.empty(), "run.device = " + name + ": " + why + "; use --run.device cpu");
-  require(config.train.precision == MatmulPrecision::Fp32,
-          "train.precision = bf16 with run.device = " + name +
-              ": the CUDA matrix products are float32 (cuBLAS) until the cuBLASLt bf16 path "
-              "exists (docs/cuda.md); use --train.precision fp32, or --run.device cpu for bf16");
   select_device(device, node_local_rank());
 }
 
 // train.precision for every matrix product of this process (core/gemm.h), refused where the CPU
-// cannot multiply bf16 natively (a slow bf16 would defeat its purpose).
-void set_training_precision(MatmulPrecision precision) {
+// cannot multiply bf16 natively (a slow bf16 would defeat its purpose). On a GPU every device
+// multiplies bf16 (cuBLAS, core/cuda/gemm.cu).
+void set_training_precision(MatmulPrecision precision, Device device) {
   std::string why;
-  require(precision == MatmulPrecision::Fp32 || bf16_matmul_supported(&why),
+  require(precision == MatmulPrecision::Fp32 || device != Device::Cpu ||
+              bf16_matmul_supported(&why),
           "train.precision = bf16: " + why + "; use --train.precision fp32");
   set_matmul_precision(precision);
 }
@@ -297,7 +295,7 @@ void set_up(TrainingRun& run, const std::vector<std::string>& args) {
     run.comms = make_mpi_communicators(*run.grid);
     comm::set_timeout(config.parallel.timeout);
     set_num_threads(config.run.threads);
-    set_training_precision(config.train.precision);
+    set_training_precision(config.train.precision, config.run.device);
     check_run_directories(run);
     build_stage(run);
     open_data(run);
@@ -311,8 +309,9 @@ void print_layout(const TrainingRun& run) {
   const std::string products =
       config.run.device == Device::Cpu
           ? std::string(gemm_library()) + " in " + enum_name(config.train.precision)
-          : "cuBLAS in fp32 on run.device cuda (a GPU per rank by node-local rank; messages "
-            "staged through host memory)";
+          : std::string("cuBLAS in ") + enum_name(config.train.precision) +
+                " on run.device cuda (a GPU per rank by node-local rank; messages staged through "
+                "host memory)";
   std::printf(
       "layout: dp %d x pp %d x tp %d = %d ranks, schedule %s%s, %d threads per rank, "
       "matrix products by %s\n",

@@ -19,7 +19,8 @@ void register_memory();
 void select_device(int local_rank);
 
 // Row-major C = alpha·op(A)·op(B) + beta·C on device pointers, through cuBLAS (same contract as
-// hg::gemm in core/gemm.h).
+// hg::gemm in core/gemm.h, at its matmul_precision(): fp32, or bf16 operands with float32
+// accumulation; gemm.cu says how).
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 

@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "core/gemm.h"
 #include "tests/support/backends.h"
 #include "tests/support/gradcheck.h"
 
@@ -98,6 +99,29 @@ TEST_P(Linear, BackwardAccumulatesParametersAndSkipsNullInputGradient) {
       for (int64_t r = 0; r < rows; ++r) s += double(x[r * in + i]) * dy[r * out_dim + c];
       EXPECT_NEAR(dW1[i * out_dim + c], s, 1e-5);
     }
+}
+
+// train.precision bf16 (core/gemm.h) on every backend: both operands of all three products rounded
+// to bfloat16, float32 accumulation. Operands whose float32 products are far from their bf16 ones:
+// x = dy = 1 + 2^-10 round to 1 (below half a bfloat16 ulp, 2^-8), W = 1 + 3·2^-9 rounds to
+// 1 + 2^-7 (above it); every rounded product and sum is exact, so the results are exact numbers
+// a backend that left either operand unrounded misses by 2^-10 or more per term.
+TEST_P(Linear, Bf16ProductsRoundBothOperands) {
+  const int64_t rows = 8, in = 64, out_dim = 16;
+  const float x_value = 1.0f + 0x1p-10f, w_value = 1.0f + 3 * 0x1p-9f;
+  Tensor x = on_device(std::vector<float>(rows * in, x_value)),
+         W = on_device(std::vector<float>(in * out_dim, w_value)),
+         dy = on_device(std::vector<float>(rows * out_dim, x_value)),
+         y = zeros_on_device(rows * out_dim), dx = zeros_on_device(rows * in),
+         dW = zeros_on_device(in * out_dim);
+  const MatmulPrecisionScope bf16(MatmulPrecision::Bf16);
+  backend().linear_forward(y.data(), x.data(), W.data(), nullptr, rows, in, out_dim, out_dim);
+  backend().linear_backward(dx.data(), dW.data(), nullptr, dy.data(), x.data(), W.data(), rows, in,
+                            out_dim, out_dim);
+  const float w_rounded = 1.0f + 0x1p-7f;
+  EXPECT_EQ(to_host(y), std::vector<float>(rows * out_dim, in * w_rounded));  // x · W
+  EXPECT_EQ(to_host(dx), std::vector<float>(rows * in, out_dim * w_rounded));  // dy · Wᵀ
+  EXPECT_EQ(to_host(dW), std::vector<float>(in * out_dim, float(rows)));       // xᵀ · dy
 }
 
 }  // namespace

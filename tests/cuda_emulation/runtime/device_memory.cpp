@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/gemm.h"
 #include "tests/cuda_emulation/runtime/cublas_v2.h"
 #include "tests/cuda_emulation/runtime/cuda_runtime.h"
@@ -211,7 +212,41 @@ cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t transa, cublasOpera
                            int m, int n, int k, const float* alpha, const float* A, int lda,
                            const float* B, int ldb, const float* beta, float* C, int ldc) {
   DeviceAccess open;
-  hg::gemm(transb == CUBLAS_OP_T, transa == CUBLAS_OP_T, n, m, k, *alpha, B, ldb, A, lda, *beta, C,
-           ldc);
+  hg::gemm(hg::MatmulPrecision::Fp32, transb == CUBLAS_OP_T, transa == CUBLAS_OP_T, n, m, k, *alpha,
+           B, ldb, A, lda, *beta, C, ldc);
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+namespace {
+
+// A column-major bfloat16 operand widened to float32 (exact), keeping its leading dimension:
+// `columns` columns of `ld` elements, the last one only `rows` long.
+std::vector<float> widened(const void* X, int rows, int columns, int ld) {
+  const auto* bits = static_cast<const uint16_t*>(X);
+  const size_t n = columns == 0 ? 0 : size_t(columns - 1) * ld + rows;
+  std::vector<float> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = hg::bf16_to_float(bits[i]);
+  return out;
+}
+
+}  // namespace
+
+cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t transa, cublasOperation_t transb,
+                            int m, int n, int k, const void* alpha, const void* A,
+                            cudaDataType a_type, int lda, const void* B, cudaDataType b_type,
+                            int ldb, const void* beta, void* C, cudaDataType c_type, int ldc,
+                            cublasComputeType_t compute, cublasGemmAlgo_t) {
+  if (a_type != CUDA_R_16BF || b_type != CUDA_R_16BF || c_type != CUDA_R_32F ||
+      compute != CUBLAS_COMPUTE_32F)
+    throw std::runtime_error("cuda emulation: cublasGemmEx supports bf16 x bf16 -> fp32 only");
+  for (const void* p : {A, B, static_cast<const void*>(C)})
+    if (p != nullptr) hg::emu::require_device_pointer("cublasGemmEx", p);
+  DeviceAccess open;
+  // op(A) is m x k: stored m x k (N) or k x m (T), column-major; op(B) k x n likewise.
+  const std::vector<float> a = transa == CUBLAS_OP_N ? widened(A, m, k, lda) : widened(A, k, m, lda);
+  const std::vector<float> b = transb == CUBLAS_OP_N ? widened(B, k, n, ldb) : widened(B, n, k, ldb);
+  hg::gemm(hg::MatmulPrecision::Fp32, transb == CUBLAS_OP_T, transa == CUBLAS_OP_T, n, m, k,
+           *static_cast<const float*>(alpha), b.data(), ldb, a.data(), lda,
+           *static_cast<const float*>(beta), static_cast<float*>(C), ldc);
   return CUBLAS_STATUS_SUCCESS;
 }
