@@ -11,6 +11,7 @@
 // queries in order: no atomics, the same bits on every run (not the CPU's bits: it sums blocks
 // in another order).
 #pragma once
+#include "core/cuda/bf16_kernels.cuh"
 #include "core/cuda/launch.cuh"
 #include "layers/cuda/attention_operands.h"
 #include "layers/cuda/reduce.cuh"
@@ -42,39 +43,53 @@ __device__ __forceinline__ void window_queries(const KeyMask& m, int64_t j, int6
   *last = m.kind == kCausalMask && j + m.window - 1 < nq - 1 ? j + m.window - 1 : nq - 1;
 }
 
-// The lane's channels of an e-vector (zeros past e).
-__device__ __forceinline__ void load_lane(float (&dst)[kChannelsPerLane], const float* row, int e) {
+// A product's operand: v, or v rounded to bfloat16 under train.precision bf16 (x.bf16).
+__device__ __forceinline__ float operand(float v, bool bf16) {
+  if (!bf16) return v;
+  const uint32_t bits = static_cast<uint32_t>(bf16_bits_on_device(v)) << 16;
+  float r;
+  memcpy(&r, &bits, sizeof r);
+  return r;
+}
+
+// The lane's channels of an e-vector (zeros past e), as operands (rounded under bf16).
+__device__ __forceinline__ void load_lane(float (&dst)[kChannelsPerLane], const float* row, int e,
+                                          bool bf16 = false) {
   const int lane = static_cast<int>(threadIdx.x % kWarp);
   for (int i = 0; i < kChannelsPerLane; ++i) {
     const int c = lane + i * kWarp;
-    dst[i] = c < e ? row[c] : 0.0f;
+    dst[i] = c < e ? operand(row[c], bf16) : 0.0f;
   }
 }
-// a · b over the head's e channels; every lane gets the same bits (reduce.cuh's butterfly).
+// a · b over the head's e channels, b read as an operand (a is one already); every lane gets the
+// same bits (reduce.cuh's butterfly).
 __device__ __forceinline__ float dot_lane(const float (&a)[kChannelsPerLane], const float* b,
-                                          int e) {
+                                          int e, bool bf16 = false) {
   const int lane = static_cast<int>(threadIdx.x % kWarp);
   float s = 0.0f;
   for (int i = 0; i < kChannelsPerLane; ++i) {
     const int c = lane + i * kWarp;
-    if (c < e) s += a[i] * b[c];
+    if (c < e) s += a[i] * operand(b[c], bf16);
   }
   return warp_reduce(s, SumOp{});
 }
 
 // Running softmax state of one query row: max m, Σ exp(s - m), Σ exp(s - m)·v (lane channels).
+// Under bf16 the value product's operands are rounded: exp(s - m) unnormalised (the CPU rounds
+// the normalised probability, so the two differ by the rounding of a scale), and v.
 struct OnlineSoftmax {
   float m = -INFINITY, l = 0.0f;
   float o[kChannelsPerLane] = {};
-  __device__ __forceinline__ void add(float s, const float* v, int e) {
+  __device__ __forceinline__ void add(float s, const float* v, int e, bool bf16) {
     const int lane = static_cast<int>(threadIdx.x % kWarp);
     const float m_new = fmaxf(m, s);
     const float correction = expf(m - m_new);  // 0 on the first key (m = -inf)
     const float p = expf(s - m_new);
     l = l * correction + p;
+    const float pv = operand(p, bf16);
     for (int i = 0; i < kChannelsPerLane; ++i) {
       const int c = lane + i * kWarp;
-      o[i] = o[i] * correction + (c < e ? p * v[c] : 0.0f);
+      o[i] = o[i] * correction + (c < e ? pv * operand(v[c], bf16) : 0.0f);
     }
     m = m_new;
   }
@@ -103,17 +118,17 @@ __global__ void attention_forward_kernel(float* out, float* lse, AttentionOperan
   float q[kChannelsPerLane];
   const int64_t G = global_len(x.mask, t);
   if (G > 0) {
-    load_lane(q, x.q_global + (w.b * x.nq + t) * HE + head, x.e);
+    load_lane(q, x.q_global + (w.b * x.nq + t) * HE + head, x.e, x.bf16);
     const float* kg = x.k_global + w.b * nglobal * HE + head;
     const float* vg = x.v_global + w.b * nglobal * HE + head;
     for (int64_t g = 0; g < G; ++g)
-      acc.add(dot_lane(q, kg + g * HE, x.e) * x.scale, vg + g * HE, x.e);
+      acc.add(dot_lane(q, kg + g * HE, x.e, x.bf16) * x.scale, vg + g * HE, x.e, x.bf16);
   }
-  load_lane(q, x.q_window + (w.b * x.nq + t) * HE + head, x.e);
+  load_lane(q, x.q_window + (w.b * x.nq + t) * HE + head, x.e, x.bf16);
   const float* kw = x.k_window + w.b * x.nk * HE + head;
   const float* vw = x.v_window + w.b * x.nk * HE + head;
   for (int64_t j = window_lo(x.mask, t); j < window_hi(x.mask, t, x.nk); ++j)
-    acc.add(dot_lane(q, kw + j * HE, x.e) * x.scale, vw + j * HE, x.e);
+    acc.add(dot_lane(q, kw + j * HE, x.e, x.bf16) * x.scale, vw + j * HE, x.e, x.bf16);
   const int lane = static_cast<int>(threadIdx.x % kWarp);
   float* y = out + (w.b * x.nq + t) * HE + head;
   for (int i = 0; i < kChannelsPerLane; ++i)
@@ -134,7 +149,8 @@ __global__ void attention_backward_query_kernel(AttentionGrads g, float* delta, 
   const int lane = static_cast<int>(threadIdx.x % kWarp);
   float dy[kChannelsPerLane], q[kChannelsPerLane];
   load_lane(dy, dout + row, x.e);
-  const float D = dot_lane(dy, out + row, x.e);
+  const float D = dot_lane(dy, out + row, x.e);  // float32: a row sum, not a product's operand
+  if (x.bf16) load_lane(dy, dout + row, x.e, true);
   const float L = lse[blockIdx.y * x.nq + t];
   if (lane == 0) delta[blockIdx.y * x.nq + t] = D;
   for (int segment = 0; segment < 2; ++segment) {  // 0: global keys, 1: window keys
@@ -151,13 +167,13 @@ __global__ void attention_backward_query_kernel(AttentionGrads g, float* delta, 
         global ? x.v_global + w.b * nglobal * HE + head : x.v_window + w.b * x.nk * HE + head;
     const int64_t lo = global ? 0 : window_lo(x.mask, t);
     const int64_t hi = global ? global_len(x.mask, t) : window_hi(x.mask, t, x.nk);
-    load_lane(q, (global ? x.q_global : x.q_window) + row, x.e);
+    load_lane(q, (global ? x.q_global : x.q_window) + row, x.e, x.bf16);
     float dq[kChannelsPerLane] = {};
     for (int64_t j = lo; j < hi; ++j) {
-      const float p = expf(dot_lane(q, k + j * HE, x.e) * x.scale - L);
-      const float ds = p * (dot_lane(dy, v + j * HE, x.e) - D);
+      const float p = expf(dot_lane(q, k + j * HE, x.e, x.bf16) * x.scale - L);
+      const float ds = operand(p * (dot_lane(dy, v + j * HE, x.e, x.bf16) - D), x.bf16);
       for (int i = 0; i < kChannelsPerLane; ++i)
-        if (lane + i * kWarp < x.e) dq[i] += ds * k[j * HE + lane + i * kWarp];
+        if (lane + i * kWarp < x.e) dq[i] += ds * operand(k[j * HE + lane + i * kWarp], x.bf16);
     }
     float* dst = global ? g.dq_global : g.dq_window;
     for (int i = 0; i < kChannelsPerLane; ++i)
@@ -187,17 +203,19 @@ __global__ void attention_backward_key_kernel(AttentionGrads g, const float* dou
   }
   float k[kChannelsPerLane], v[kChannelsPerLane], dk[kChannelsPerLane] = {},
                                                   dv[kChannelsPerLane] = {};
-  load_lane(k, (global ? x.k_global : x.k_window) + key, x.e);
-  load_lane(v, (global ? x.v_global : x.v_window) + key, x.e);
+  load_lane(k, (global ? x.k_global : x.k_window) + key, x.e, x.bf16);
+  load_lane(v, (global ? x.v_global : x.v_window) + key, x.e, x.bf16);
   const int lane = static_cast<int>(threadIdx.x % kWarp);
   for (int64_t t = first; t <= last; ++t) {
-    const float p = expf(dot_lane(k, q + t * HE, x.e) * x.scale - lse[blockIdx.y * x.nq + t]);
-    const float ds = p * (dot_lane(v, dy + t * HE, x.e) - delta[blockIdx.y * x.nq + t]);
+    const float p =
+        expf(dot_lane(k, q + t * HE, x.e, x.bf16) * x.scale - lse[blockIdx.y * x.nq + t]);
+    const float ds = p * (dot_lane(v, dy + t * HE, x.e, x.bf16) - delta[blockIdx.y * x.nq + t]);
+    const float pv = operand(p, x.bf16), dsv = operand(ds, x.bf16);
     for (int i = 0; i < kChannelsPerLane; ++i) {
       const int c = lane + i * kWarp;
       if (c < x.e) {
-        dv[i] += p * dy[t * HE + c];
-        dk[i] += ds * q[t * HE + c];
+        dv[i] += pv * operand(dy[t * HE + c], x.bf16);
+        dk[i] += dsv * operand(q[t * HE + c], x.bf16);
       }
     }
   }

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/gemm.h"
 #include "core/tensor.h"
 #include "layers/attention.h"
 #include "layers/cuda/attention_operands.h"
@@ -114,6 +115,7 @@ inline AttentionOperands attention_operands(const AttentionConfig& cfg, int64_t 
   x.H = cfg.heads;
   x.e = cfg.head_dim;
   x.scale = 1.0f / std::sqrt(static_cast<float>(cfg.head_dim));
+  x.bf16 = matmul_precision() == MatmulPrecision::Bf16;
   if (cfg.kind == AttentionKind::LongShort) {
     x.mask.window = cfg.window;
     x.mask.chunk = cfg.chunk;
@@ -377,6 +379,7 @@ inline AttentionOperands mha_operands(const MhaCache& c, int heads, int head_dim
   x.H = heads;
   x.e = head_dim;
   x.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  x.bf16 = matmul_precision() == MatmulPrecision::Bf16;
   x.mask.kind = mask == FunnelMask::Down ? kFunnelDownMask : kFunnelUpMask;
   x.mask.factor = k;
   return x;

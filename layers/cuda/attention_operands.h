@@ -38,6 +38,10 @@ struct AttentionOperands {
   int H = 0, e = 0;
   float scale = 1.0f;  // 1/sqrt(e)
   KeyMask mask;
+  // train.precision bf16 (core/gemm.h): the operands of the score, value and gradient products
+  // rounded to bfloat16 as the kernels read them (q, k, v, dO, the probabilities and dS), as the
+  // CPU rounds them as gemm operands; sums, the softmax and the log-sum-exp stay float32.
+  bool bf16 = false;
 };
 
 struct AttentionGrads {

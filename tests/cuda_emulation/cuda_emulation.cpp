@@ -9,6 +9,7 @@
 #include <ucontext.h>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -101,7 +102,15 @@ struct Fiber {
 struct StackPool {
   std::vector<char*> stacks;
   ~StackPool() {
-    for (char* s : stacks) munmap(s - kGuardBytes, kStackBytes + kGuardBytes);
+    for (char* s : stacks) {
+#if defined(__SANITIZE_ADDRESS__)
+      // A fiber's last frames never return (it switches away for good), so ASan's poisoned
+      // redzones stay in the shadow; memory mapped here later would inherit them (a false report
+      // in whatever reuses the addresses, as LeakSanitizer's symboliser at exit once did).
+      __asan_unpoison_memory_region(s - kGuardBytes, kStackBytes + kGuardBytes);
+#endif
+      munmap(s - kGuardBytes, kStackBytes + kGuardBytes);
+    }
   }
   char* get(size_t i) {
     while (stacks.size() <= i) {
