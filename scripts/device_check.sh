@@ -12,11 +12,18 @@
 #      against the bf16 peak of step 3, for the reference and a wider model (d 1024, 16 heads,
 #      ffn 4096).
 # Output: the console, and $OUT/device_check.log with the gtest XML and the runs' metrics beside it.
+#
+# A dry run of step 4's logic without a GPU (the emulated device of an HG_CUDA_EMULATION build,
+# the tests' tiny model, a few steps; about 4 minutes here, run by hand before a GPU session):
+#   DEVICE_CHECK_TRAINING_ONLY=1 DEVICE_CHECK_HOURGLASS=build-emu/hourglass \
+#   DEVICE_CHECK_MPIRUN=mpirun DEVICE_CHECK_TINY=1 bash scripts/device_check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/hg-device-out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/device_check.log") 2>&1
 BUNDLE=/tmp/hg-bundle
+status=0
+if [ -z "${DEVICE_CHECK_TRAINING_ONLY:-}" ]; then
 rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
 tar -C "$BUNDLE" -xzf .device/bundle.tar.gz || { echo "device_check: no .device/bundle.tar.gz (run scripts/device_bundle.sh here and carry .device)"; exit 2; }
 # cuBLAS from the machine's CUDA 13 (the toolkit's lib64, else wherever libcublasLt.so.13 is).
@@ -37,7 +44,6 @@ done
 [ "$missing" = 0 ] && echo "every library of the bundle resolves"
 
 echo "== 2. operation suite on the device (tests/test_layers, /cuda instances)"
-status=0
 OMP_NUM_THREADS=8 timeout 360 "$BUNDLE/bin/test_layers" --gtest_filter='*/cuda' \
   --gtest_output="xml:$OUT/test_layers_cuda.xml" > "$OUT/test_layers_cuda.txt" 2>&1 || status=$?
 # gtest's summary: the counts, and each failed test once (the lines without a duration).
@@ -51,23 +57,38 @@ timeout 120 "$BUNDLE/bin/bench_cuda_gemm" | tee "$OUT/bench_cuda_gemm.txt" || ec
 # The bf16 column of the square product: the peak MFU is measured against.
 peak_tf=$(awk '/^ *8192 x  8192 x  8192/ {print $(NF-1)}' "$OUT/bench_cuda_gemm.txt")
 
+fi  # DEVICE_CHECK_TRAINING_ONLY
+
 echo "== 4. training on the GPU (hourglass train --run.device cuda)"
-if [ ! -x "$BUNDLE/bin/hourglass" ]; then
-  echo "the bundle has no hourglass: rebuild it with scripts/device_bundle.sh"; exit "${status:-1}"
+HG=${DEVICE_CHECK_HOURGLASS:-$BUNDLE/bin/hourglass}
+MPIRUN=${DEVICE_CHECK_MPIRUN:-$BUNDLE/bin/mpirun}
+if [ ! -x "$HG" ]; then
+  echo "no hourglass at $HG: rebuild the bundle with scripts/device_bundle.sh"; exit "$status"
 fi
-[ -f "$BUNDLE/env.sh" ] && . "$BUNDLE/env.sh"  # Open MPI's relocated prefix and components
+[ -z "${DEVICE_CHECK_HOURGLASS:-}" ] && [ -f "$BUNDLE/env.sh" ] && . "$BUNDLE/env.sh"  # Open MPI's relocated prefix
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# The model: configs/reference.ini (6144 tokens a step), or for a dry run the tests' tiny model.
+MODEL=(--config configs/reference.ini)
+STEPS=50 SHORT=20 TOKENS=6144 MICRO_BATCHES=4 CPU_THREADS=16 GPU_THREADS=4
+WIDE=("${MODEL[@]}" --model.d_model 1024 --model.heads 16 --model.ffn 4096)
+if [ -n "${DEVICE_CHECK_TINY:-}" ]; then
+  MODEL=(--model.d_model 32 --model.heads 2 --model.ffn 64 --model.window 8 --model.chunk 4
+         --model.hierarchy "1@1 1@2 1@1" --train.seq_len 32 --train.batch 4 --train.micro_batch 2
+         --train.lr 0.003 --train.warmup 3)
+  STEPS=8 SHORT=6 TOKENS=128 MICRO_BATCHES=2 CPU_THREADS=1 GPU_THREADS=1
+  WIDE=("${MODEL[@]:6}" --model.d_model 64 --model.heads 4 --model.ffn 128)
+fi
 RUNS=/tmp/hg-device-runs
 rm -rf "$RUNS" && mkdir -p "$RUNS"
-HG="$BUNDLE/bin/hourglass"
 timeout 60 "$HG" prep --input data/corpus/common-licenses.txt --output "$RUNS/data" > /dev/null ||
   echo "prep failed"
-train() {  # train NAME RANKS ARGS...: one run, its metrics kept in $OUT
+train() {  # train NAME RANKS ARGS...: one run, its log in $RUNS and its metrics in $OUT
   local name=$1 ranks=$2; shift 2
   local launcher=()
-  [ "$ranks" -gt 1 ] && launcher=("$BUNDLE/bin/mpirun" -np "$ranks" --oversubscribe --bind-to none)
-  local t0=$(date +%s)
-  timeout 150 "${launcher[@]}" "$HG" train --config configs/reference.ini --data.dir "$RUNS/data" \
+  [ "$ranks" -gt 1 ] && launcher=("$MPIRUN" -np "$ranks" --oversubscribe --bind-to none)
+  local t0
+  t0=$(date +%s)
+  timeout 150 "${launcher[@]}" "$HG" train "${MODEL[@]}" --data.dir "$RUNS/data" \
     --run.dir "$RUNS/$name" --log.every 10 "$@" > "$RUNS/$name.log" 2>&1
   local rc=$?
   cp "$RUNS/$name/metrics.jsonl" "$OUT/$name.metrics.jsonl" 2>/dev/null
@@ -75,31 +96,36 @@ train() {  # train NAME RANKS ARGS...: one run, its metrics kept in $OUT
   [ $rc = 0 ] || tail -n 15 "$RUNS/$name.log"
   return $rc
 }
-losses() { grep -o '"step": [0-9]*, "loss": [0-9.e+-]*' "$OUT/$1.metrics.jsonl" | awk '{print $2, $4}'; }
-# 4a. 50 steps on the GPU against 50 on the CPU (16 threads). Each op is within ~1e-6 relative of
-# the CPU (the op suite above), products summed in cuBLAS's order; 50 steps of AdamW carry that
-# into the weights, so the losses drift apart slowly and chaotically: 1e-3 relative is far above
-# float32 drift yet far below what a wrong kernel, mask or lost gradient does (losses move by
-# ~0.02 nats a step here).
-train gpu 1 --run.device cuda --run.threads 4 && train cpu 1 --run.device cpu --run.threads 16
-join <(losses gpu) <(losses cpu) | awk '{d = $2 - $3; if (d < 0) d = -d; r = d / $3;
-  if (r > worst) {worst = r; at = $1}} END {printf "gpu vs cpu, %d steps: worst relative loss difference %.3g at step %s: %s (tolerance 1e-3)\n", NR, worst, at, (NR == 50 && worst <= 1e-3) ? "PASS" : "FAIL"}'
-# 4b. pp 2: two ranks sharing the GPU (pipeline messages staged through host memory) against one.
-train gpu_pp1 1 --run.device cuda --train.steps 20 && \
-  train gpu_pp2 2 --run.device cuda --train.steps 20 --parallel.pp 2
-join <(losses gpu_pp2) <(losses gpu_pp1) | awk '{d = $2 - $3; if (d < 0) d = -d; if (d > worst) worst = d; same += ($2 == $3)}
-  END {printf "pp 2 sharing the GPU vs one rank, %d steps: %d identical, worst difference %.3g: %s\n", NR, same, worst, (NR == 20 && worst <= 1e-5) ? "PASS" : "FAIL"}'
-# 4c. Throughput: seconds per step over steps 6.. (after warm-up), FLOP per step from the layout
-# table (forward + backward per micro-batch, times the micro-batches), MFU against the bf16 peak.
-throughput() {  # throughput NAME MICRO_BATCHES
-  local flop_mb=$(awk '$1 == "total" {v = $3; u = $4; m = 1; if (u ~ /^k/) m = 1e3; if (u ~ /^M/) m = 1e6;
+losses() { grep -o '"step": [0-9]*, "loss": [0-9.e+-]*' "$OUT/$1.metrics.jsonl" | tr -d , | awk '{print $2, $4}'; }
+# 4a. STEPS on the GPU against STEPS on the CPU. Each op is within ~1e-6 relative of the CPU (the
+# op suite above), products summed in cuBLAS's order; 50 steps of AdamW carry that into the
+# weights, so the losses drift apart slowly: 1e-3 relative is far above float32 drift yet far
+# below what a wrong kernel, mask or lost gradient does (losses move by ~0.02 nats a step here).
+train gpu 1 --run.device cuda --run.threads "$GPU_THREADS" --train.steps "$STEPS" &&
+  train cpu 1 --run.device cpu --run.threads "$CPU_THREADS" --train.steps "$STEPS"
+join <(losses gpu) <(losses cpu) | awk -v steps="$STEPS" '{d = $2 - $3; if (d < 0) d = -d; r = d / $3;
+  if (r >= worst) {worst = r; at = $1}} END {printf "gpu vs cpu, %d steps: worst relative loss difference %.3g at step %s: %s (tolerance 1e-3)\n", NR, worst, at, (NR == steps && worst <= 1e-3) ? "PASS" : "FAIL"}'
+# 4b. pp 2: two ranks sharing the GPU (pipeline messages staged through host memory) against one;
+# the same kernels on the same rows, so the same losses.
+train gpu_pp1 1 --run.device cuda --train.steps "$SHORT" &&
+  train gpu_pp2 2 --run.device cuda --train.steps "$SHORT" --parallel.pp 2
+join <(losses gpu_pp2) <(losses gpu_pp1) | awk -v steps="$SHORT" '{d = $2 - $3; if (d < 0) d = -d; if (d > worst) worst = d; same += ($2 == $3)}
+  END {printf "pp 2 sharing the GPU vs one rank, %d steps: %d identical, worst difference %.3g: %s\n", NR, same, worst, (NR == steps && worst <= 1e-5) ? "PASS" : "FAIL"}'
+# 4c. Throughput: seconds per step after the first five, FLOP per step from the layout table
+# (forward + backward per micro-batch, times the micro-batches), MFU against step 3's bf16 peak.
+throughput() {  # throughput NAME
+  local flop_mb
+  flop_mb=$(awk '$1 == "total" {v = $3; u = $4; m = 1; if (u ~ /^k/) m = 1e3; if (u ~ /^M/) m = 1e6;
     if (u ~ /^G/) m = 1e9; if (u ~ /^T/) m = 1e12; if (u ~ /^P/) m = 1e15; print v * m; exit}' "$RUNS/$1.log")
-  grep -o '"seconds": [0-9.]*' "$OUT/$1.metrics.jsonl" | awk -v f="$flop_mb" -v mb="$2" -v peak="${peak_tf:-0}" -v name="$1" \
-    'NR > 5 {s += $2; n++} END {if (!n) {print name ": no steps"; exit}; t = s / n; tf = f * mb / t / 1e12;
-     printf "%s: %.3f s/step, %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% of the bf16 peak %s TF (fp32 training)\n",
-       name, t, 6144 / t, tf, peak > 0 ? 100 * tf / peak : 0, peak}'
+  grep -o '"seconds": [0-9.]*' "$OUT/$1.metrics.jsonl" | awk -v f="${flop_mb:-0}" -v mb="$MICRO_BATCHES" \
+    -v peak="${peak_tf:-0}" -v name="$1" -v tokens="$TOKENS" \
+    '{a[NR] = $2} END {if (!NR) {print name ": no steps"; exit}
+     first = 1; if (NR > 5) first = 6
+     for (i = first; i <= NR; i++) {s += a[i]; n++}; t = s / n; tf = f * mb / t / 1e12;
+     printf "%s: %.4f s/step, %.0f tokens/s, %.3g TFLOP/s, MFU %.1f%% of the bf16 peak %s TF (fp32 training)\n",
+       name, t, tokens / t, tf, (peak > 0 ? 100 * tf / peak : 0), peak}'
 }
-throughput gpu 4
-train wide 1 --run.device cuda --train.steps 20 --model.d_model 1024 --model.heads 16 --model.ffn 4096 &&
-  throughput wide 4
+throughput gpu
+MODEL=("${WIDE[@]}")
+train wide 1 --run.device cuda --train.steps "$SHORT" && throughput wide
 exit "$status"
