@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <utility>
 
 #include "core/gemm.h"
 #include "layers/backend.h"
@@ -63,10 +64,11 @@ void expect_close_losses(const std::map<int64_t, double>& got,
               want.size());
 }
 
-// Every layout the trainer has, on the device: one rank, two pipeline stages sharing the device
-// (host-staged messages), data parallelism (host-staged gradient buckets) and tensor
-// parallelism (host-staged all-reduces), each step's loss against the CPU's single rank. The
-// model has dropout: the device draws the CPU's Philox masks.
+// The trainer's layouts on the device: one rank; two pipeline stages sharing the device
+// (host-staged messages), 1F1B and interleaved with recomputed blocks; data parallelism
+// (host-staged gradient buckets), plain and ZeRO-1 (reduce-scatter, then the value all-gather);
+// tensor parallelism (host-staged all-reduces). Each step's loss against the CPU's single rank.
+// The model has dropout: the device draws the CPU's Philox masks.
 TEST_F(CudaTraining, EveryLayoutMatchesTheCpuRun) {
   testing::TempDir dir;
   const auto cpu = run_losses(Layout{1, 1, 1}, "cpu", 3, dir / "cpu");
@@ -74,11 +76,17 @@ TEST_F(CudaTraining, EveryLayoutMatchesTheCpuRun) {
   expect_close_losses(one, cpu, "cuda on one rank");
   // Pipeline stages run the same kernels on the same rows: the same bits as one rank.
   EXPECT_EQ(run_losses(Layout{1, 2, 1}, "cuda", 3, dir / "pp2"), one);
-  for (const Layout& layout : {Layout{2, 1, 1}, Layout{1, 1, 2}})
-    expect_close_losses(run_losses(layout, "cuda", 3,
-                                   dir / ("dp" + std::to_string(layout.dp) + "tp" +
-                                          std::to_string(layout.tp))),
-                        cpu, "cuda on " + layout.name());
+  EXPECT_EQ(run_losses(Layout{1, 2, 1}, "cuda", 3, dir / "pp2v2",
+                       " --parallel.schedule interleaved --parallel.virtual_stages 2"
+                       " --train.recompute blocks"),
+            one);
+  const std::pair<Layout, std::string> spread[] = {
+      {Layout{2, 1, 1}, ""}, {Layout{2, 1, 1}, " --parallel.zero 1"}, {Layout{1, 1, 2}, ""}};
+  int run = 0;
+  for (const auto& [layout, extra] : spread)
+    expect_close_losses(
+        run_losses(layout, "cuda", 3, dir / ("spread" + std::to_string(run++)), extra), cpu,
+        "cuda on " + layout.name() + extra);
 }
 
 // A checkpoint is canonical float32 HDF5 whatever the device (copied to the host per tensor):
