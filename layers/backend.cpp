@@ -35,6 +35,24 @@ void select_device(Device device, int local_rank) {
 #endif
 }
 
+int device_count(Device device) {
+  if (device == Device::Cpu) return 1;
+#ifdef HG_HAVE_CUDA
+  return cuda::device_count();
+#else
+  return 0;
+#endif
+}
+
+double device_memory_bytes(Device device) {
+  if (device == Device::Cpu) return 0;
+#ifdef HG_HAVE_CUDA
+  return cuda::memory_bytes();
+#else
+  return 0;
+#endif
+}
+
 std::vector<Device> available_devices() {
   std::vector<Device> devices;
   for (Device d : {Device::Cpu, Device::Cuda})

@@ -145,6 +145,10 @@ Backend& backend_for(Device device);
 // Before the first backend_for(device): this process computes on GPU local_rank mod the GPUs it
 // sees (one GPU per rank of a node; more ranks than GPUs share them). No-op for the CPU.
 void select_device(Device device, int local_rank);
+// The GPUs this process sees (1 for the CPU) and the memory of the one it computes on, in bytes
+// (0 for the CPU: the node's memory is trainer/memory_estimate.h's business).
+int device_count(Device device);
+double device_memory_bytes(Device device);
 // The devices whose backend can be made here, CPU first (tests run over these).
 std::vector<Device> available_devices();
 // Why `device` is not available here ("" when it is), for test skip messages.

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "layers/backend.h"
 #include "parallel/comm.h"
 #include "parallel/partition.h"
 #include "trainer/pipeline_runtime.h"
@@ -47,8 +48,8 @@ struct RankRow {
 };
 
 // "rank 0 (stage 0): 12.1 GiB parameters+optimizer, 3.4 GiB activations × 4 live micro-batches,
-// 45.0 MiB held by the process already"
-std::string describe(const RankRow& r) {
+// 45.0 MiB held by the process already" (the last part: host memory only).
+std::string describe(const RankRow& r, bool host = true) {
   std::string text =
       "rank " + std::to_string(static_cast<int>(r.world_rank)) + " (stage " +
       std::to_string(static_cast<int>(r.stage)) + "): " + format_bytes(r.param_bytes) +
@@ -56,7 +57,49 @@ std::string describe(const RankRow& r) {
       std::to_string(static_cast<int>(r.live)) + " live micro-batch" + (r.live == 1 ? "" : "es");
   if (r.transient_bytes > 0)
     text += ", " + format_bytes(r.transient_bytes) + " for the block being recomputed";
-  return text + ", " + format_bytes(r.resident) + " held by the process already";
+  return host ? text + ", " + format_bytes(r.resident) + " held by the process already" : text;
+}
+
+// run.device cuda: parameters, gradients, moments and activations live on the GPU. The ranks of
+// a node share GPU g when their node rank mod the GPUs seen is g (select_device, backend.h);
+// their sum is compared with that GPU's memory less a reserve for the CUDA context and cuBLAS's
+// workspace (5%, at most 1 GiB), or with run.memory_limit_gb when > 0. The host then holds only
+// the process and its staging buffers: no host check.
+void check_device_memory(const Config& config, const std::vector<RankRow>& rows) {
+  const Device device = config.run.device;
+  const int gpus = device_count(device);
+  NodeMemory limit;
+  if (config.run.memory_limit_gb > 0) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", config.run.memory_limit_gb);
+    limit = {config.run.memory_limit_gb * kGiB, std::string("run.memory_limit_gb = ") + text};
+  } else {
+    const double total = device_memory_bytes(device);
+    limit = {total - std::min(kGiB, 0.05 * total),
+             format_bytes(total) + " less " + format_bytes(std::min(kGiB, 0.05 * total)) +
+                 " for the CUDA context and cuBLAS"};
+  }
+  if (gpus <= 0 || limit.bytes <= 0) return;
+  for (int g = 0; g < gpus && g < static_cast<int>(rows.size()); ++g) {
+    double needed = 0, state = 0;
+    std::string ranks;
+    for (size_t i = g; i < rows.size(); i += gpus) {
+      needed += rows[i].total() - rows[i].resident;
+      state += rows[i].param_bytes;
+      ranks += (ranks.empty() ? "" : "; ") + describe(rows[i], false);
+    }
+    if (needed <= limit.bytes) continue;
+    const std::string fixes =
+        state > limit.bytes ? "The parameters and optimizer state alone exceed it: use a smaller "
+                              "model or "
+        : config.train.micro_batch > 1 ? "Lower train.micro_batch, use train.recompute blocks or "
+                                       : "Use train.recompute blocks or ";
+    throw UsageError("memory: this layout needs about " + format_bytes(needed) + " on GPU " +
+                     std::to_string(g) + " (" + ranks + ") but it has " +
+                     format_bytes(limit.bytes) + " (" + limit.source + "). " + fixes +
+                     "more GPUs or pipeline/tensor-parallel ranks, or set --run.memory_limit_gb "
+                     "(> 0 replaces the GPU's memory; < 0 skips this check).");
+  }
 }
 
 }  // namespace
@@ -228,6 +271,10 @@ void check_node_memory(const Config& config, const std::vector<UnitPlan>& plans,
   std::vector<RankRow> rows(node_size);
   comm::allgather(&row, sizeof row, rows.data(), node, "all-gather node memory estimates");
   MPI_Comm_free(&node);
+  if (config.run.device != Device::Cpu) {
+    check_device_memory(config, rows);
+    return;
+  }
 
   NodeMemory limit;
   if (limit_gb > 0) {

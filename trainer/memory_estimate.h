@@ -93,6 +93,8 @@ std::string format_bytes(double bytes);
 // (MPI_COMM_TYPE_SHARED) compare their sum with the node's memory: run.memory_limit_gb GiB when
 // > 0, detect_node_memory() when 0, no check when < 0. Throws UsageError on every rank of a node
 // that would not fit, naming the estimate per rank, the limit and its source, and what to change.
+// With run.device cuda the ranks sharing each GPU are compared with its memory instead (less a
+// reserve for the CUDA context; run.memory_limit_gb > 0 replaces it).
 void check_node_memory(const Config& config, const std::vector<UnitPlan>& plans,
                        const std::vector<int>& first, int stage, MPI_Comm world);
 

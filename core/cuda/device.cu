@@ -27,6 +27,12 @@ void select_device(int local_rank) {
   check(cudaSetDevice(local_rank % n), "cudaSetDevice");
 }
 
+double memory_bytes() {
+  size_t free_bytes = 0, total_bytes = 0;
+  check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+  return static_cast<double>(total_bytes);
+}
+
 float* device_alloc(int64_t n) {
   void* p = nullptr;
   check(cudaMalloc(&p, sizeof(float) * n), "cudaMalloc");

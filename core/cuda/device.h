@@ -17,6 +17,8 @@ void register_memory();
 
 // Makes device local_rank % device_count() current for this host thread (one device per rank).
 void select_device(int local_rank);
+// The current device's memory in bytes (cudaMemGetInfo's total).
+double memory_bytes();
 
 // Row-major C = alpha·op(A)·op(B) + beta·C on device pointers, through cuBLAS (same contract as
 // hg::gemm in core/gemm.h, at its matmul_precision(): fp32, or bf16 operands with float32

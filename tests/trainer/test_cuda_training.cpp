@@ -9,6 +9,8 @@
 // GPU: it says nothing of a GPU's speed, memory model or cuBLAS's summation order.
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -130,6 +132,31 @@ TEST_F(CudaTraining, Bf16TrainsNearTheCpuBf16Run) {
   // The device did round: runs are deterministic, so an ignored bf16 would repeat fp32's bits.
   const auto fp32 = run_losses(Layout{1, 1, 1}, "cuda", 3, dir / "fp32");
   EXPECT_NE(fp32.at(1), cuda.at(1));
+}
+
+// The memory check (trainer/memory_estimate.h) on the device: the ranks sharing a GPU against its
+// memory, before any compute. Here two pipeline stages share the one GPU, both named.
+TEST_F(CudaTraining, ALayoutTooLargeForTheGpuExitsTwoBeforeAnyCompute) {
+  testing::TempDir dir;
+  const std::string args = testing::model_args(2, {{"run.dir", dir.path()}}) + " --run.device cuda";
+  const auto r = testing::train(Layout{1, 2, 1}, args + " --run.memory_limit_gb 0.0005");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  for (const std::string& part :
+       {std::string("memory: this layout needs about "), std::string("on GPU 0 (rank 0 (stage 0)"),
+        std::string("; rank 1 (stage 1)"), std::string("(run.memory_limit_gb = 0.0005)"),
+        std::string("The parameters and optimizer state alone exceed it")})
+    EXPECT_NE(r.output.find(part), std::string::npos) << part << "\n" << r.output;
+  EXPECT_EQ(r.output.find("step "), std::string::npos) << r.output;
+#ifdef HG_CUDA_EMULATED
+  // Without a limit, the device's own memory: a 1 MiB emulated GPU (cudaMemGetInfo's total).
+  setenv("HG_EMULATED_DEVICE_MIB", "1", 1);  // inherited by mpirun and the rank
+  const auto small = testing::train(Layout{1, 1, 1}, args);
+  unsetenv("HG_EMULATED_DEVICE_MIB");
+  EXPECT_EQ(small.exit_code, 2) << small.output;
+  EXPECT_NE(small.output.find("(1.0 MiB less 51.2 KiB for the CUDA context and cuBLAS)"),
+            std::string::npos)
+      << small.output;
+#endif
 }
 
 // Without a device (this machine, CI's main build), run.device cuda exits 2 naming why.

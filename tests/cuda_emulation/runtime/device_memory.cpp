@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -81,6 +83,17 @@ void report_host_access(int, siginfo_t* info, void*) {
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
+// What the emulated device holds: HG_EMULATED_DEVICE_MIB, else the whole arena.
+size_t device_bytes() {
+  static const size_t bytes = [] {
+    const char* mib = std::getenv("HG_EMULATED_DEVICE_MIB");
+    const double value = mib != nullptr ? std::atof(mib) : 0.0;
+    return value > 0 ? std::min(kReservedBytes, static_cast<size_t>(value * 1024 * 1024))
+                     : kReservedBytes;
+  }();
+  return bytes;
+}
+
 // With the mutex held: pages [0, top) follow the open state.
 void sync_protection(Arena& a) {
   const size_t end = round_up(a.top, kPage);
@@ -148,7 +161,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
       ptr = reuse.back();
       reuse.pop_back();
     } else {
-      if (a.top + size > kReservedBytes) return cudaErrorMemoryAllocation;
+      if (a.top + size > device_bytes()) return cudaErrorMemoryAllocation;
       ptr = a.base + a.top;
       a.top += size;
     }
@@ -161,6 +174,16 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   }
   std::memset(ptr, 0xFF, size);
   *p = ptr;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  auto& a = hg::emu::arena();
+  std::lock_guard<std::mutex> lock(a.mutex);
+  size_t held = 0;
+  for (const auto& [p, size] : a.live) held += size;
+  *total_bytes = hg::emu::device_bytes();
+  *free_bytes = *total_bytes - std::min(held, *total_bytes);
   return cudaSuccess;
 }
 
