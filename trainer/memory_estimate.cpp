@@ -60,6 +60,23 @@ std::string describe(const RankRow& r, bool host = true) {
   return host ? text + ", " + format_bytes(r.resident) + " held by the process already" : text;
 }
 
+// run.memory_limit_gb as a limit (bytes 0 when it is not > 0: the caller detects one).
+NodeMemory configured_limit(double limit_gb) {
+  if (limit_gb <= 0) return {};
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", limit_gb);
+  return {limit_gb * kGiB, std::string("run.memory_limit_gb = ") + text};
+}
+
+// What can bring a layout under `limit`: activations shrink with the micro-batch and
+// recomputation; parameter state (`state` bytes) only with more ranks to share it.
+std::string memory_fixes(const Config& config, double state, double limit) {
+  if (state > limit)
+    return "The parameters and optimizer state alone exceed it: use a smaller model or ";
+  return std::string(config.train.micro_batch > 1 ? "Lower train.micro_batch, " : "") +
+         (recompute_blocks(config.train) ? "use " : "use train.recompute blocks or ");
+}
+
 // run.device cuda: parameters, gradients, moments and activations live on the GPU. The ranks of
 // a node share GPU g when their node rank mod the GPUs seen is g (select_device, backend.h);
 // their sum is compared with that GPU's memory less a reserve for the CUDA context and cuBLAS's
@@ -68,12 +85,8 @@ std::string describe(const RankRow& r, bool host = true) {
 void check_device_memory(const Config& config, const std::vector<RankRow>& rows) {
   const Device device = config.run.device;
   const int gpus = device_count(device);
-  NodeMemory limit;
-  if (config.run.memory_limit_gb > 0) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%g", config.run.memory_limit_gb);
-    limit = {config.run.memory_limit_gb * kGiB, std::string("run.memory_limit_gb = ") + text};
-  } else {
+  NodeMemory limit = configured_limit(config.run.memory_limit_gb);
+  if (limit.bytes <= 0) {
     const double total = device_memory_bytes(device);
     limit = {total - std::min(kGiB, 0.05 * total),
              format_bytes(total) + " less " + format_bytes(std::min(kGiB, 0.05 * total)) +
@@ -89,14 +102,10 @@ void check_device_memory(const Config& config, const std::vector<RankRow>& rows)
       ranks += (ranks.empty() ? "" : "; ") + describe(rows[i], false);
     }
     if (needed <= limit.bytes) continue;
-    const std::string fixes =
-        state > limit.bytes ? "The parameters and optimizer state alone exceed it: use a smaller "
-                              "model or "
-        : config.train.micro_batch > 1 ? "Lower train.micro_batch, use train.recompute blocks or "
-                                       : "Use train.recompute blocks or ";
     throw UsageError("memory: this layout needs about " + format_bytes(needed) + " on GPU " +
                      std::to_string(g) + " (" + ranks + ") but it has " +
-                     format_bytes(limit.bytes) + " (" + limit.source + "). " + fixes +
+                     format_bytes(limit.bytes) + " (" + limit.source + "). " +
+                     memory_fixes(config, state, limit.bytes) +
                      "more GPUs or pipeline/tensor-parallel ranks, or set --run.memory_limit_gb "
                      "(> 0 replaces the GPU's memory; < 0 skips this check).");
   }
@@ -276,14 +285,8 @@ void check_node_memory(const Config& config, const std::vector<UnitPlan>& plans,
     return;
   }
 
-  NodeMemory limit;
-  if (limit_gb > 0) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%g", limit_gb);
-    limit = {limit_gb * kGiB, std::string("run.memory_limit_gb = ") + text};
-  } else {
-    limit = detect_node_memory();
-  }
+  NodeMemory limit = configured_limit(limit_gb);
+  if (limit.bytes <= 0) limit = detect_node_memory();
   if (limit.bytes <= 0) return;  // nothing readable to compare with
   double needed = 0;
   for (const RankRow& r : rows) needed += r.total();
@@ -296,20 +299,11 @@ void check_node_memory(const Config& config, const std::vector<UnitPlan>& plans,
   std::string ranks;
   for (int i = 0; i < node_size && i < kListed; ++i) ranks += (i ? "; " : "") + describe(rows[i]);
   if (node_size > kListed) ranks += "; and " + std::to_string(node_size - kListed) + " more ranks";
-  // Activations shrink with the micro-batch and recomputation; parameter state only with more
-  // ranks to share it: name only the fixes that can help.
   double state = 0;
   for (const RankRow& r : rows) state += r.param_bytes + r.resident;
-  std::string fixes;
-  if (state > limit.bytes) {
-    fixes = "The parameters and optimizer state alone exceed it: use a smaller model or ";
-  } else {
-    fixes = config.train.micro_batch > 1 ? "Lower train.micro_batch, " : "";
-    fixes += recompute_blocks(config.train) ? "use " : "use train.recompute blocks or ";
-  }
   throw UsageError("memory: this layout needs about " + format_bytes(needed) + " on node " + host +
                    " (" + ranks + ") but the node has " + format_bytes(limit.bytes) + " (" +
-                   limit.source + "). " + fixes +
+                   limit.source + "). " + memory_fixes(config, state, limit.bytes) +
                    "more pipeline/tensor-parallel ranks, or set --run.memory_limit_gb (a value > "
                    "0 replaces the detected limit; < 0 skips this check).");
 }

@@ -124,7 +124,9 @@ std::string first_non_finite(const ParamStore& store) {
   for (const char* what : {"gradient", "value"})
     for (const auto& [name, p] : store.all()) {
       const Tensor& held = what[0] == 'g' ? p.grad : p.value;
-      const Tensor t = held.to(Device::Cpu);  // a device store is read on the host (once)
+      // A device tensor is read through a host copy; a host one in place.
+      const Tensor copy = held.device() == Device::Cpu ? Tensor() : held.to(Device::Cpu);
+      const Tensor& t = held.device() == Device::Cpu ? held : copy;
       for (int64_t i = 0; i < t.numel(); ++i)
         if (!std::isfinite(t[i]))
           return name + " " + what + " (element " + std::to_string(i) + " is " +

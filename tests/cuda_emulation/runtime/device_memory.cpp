@@ -224,6 +224,16 @@ cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
   return cudaMemset(p, value, bytes);
 }
 
+namespace {
+
+// A product's operands and result must be device memory (null: an empty operand).
+void require_device_operands(const char* call, const void* A, const void* B, const void* C) {
+  for (const void* p : {A, B, C})
+    if (p != nullptr) hg::emu::require_device_pointer(call, p);
+}
+
+}  // namespace
+
 cublasStatus_t cublasCreate(cublasHandle_t* handle) {
   *handle = nullptr;
   return CUBLAS_STATUS_SUCCESS;
@@ -234,6 +244,7 @@ cublasStatus_t cublasCreate(cublasHandle_t* handle) {
 cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t transa, cublasOperation_t transb,
                            int m, int n, int k, const float* alpha, const float* A, int lda,
                            const float* B, int ldb, const float* beta, float* C, int ldc) {
+  require_device_operands("cublasSgemm", A, B, C);
   DeviceAccess open;
   hg::gemm(hg::MatmulPrecision::Fp32, transb == CUBLAS_OP_T, transa == CUBLAS_OP_T, n, m, k, *alpha,
            B, ldb, A, lda, *beta, C, ldc);
@@ -262,8 +273,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t transa, cublasOper
   if (a_type != CUDA_R_16BF || b_type != CUDA_R_16BF || c_type != CUDA_R_32F ||
       compute != CUBLAS_COMPUTE_32F)
     throw std::runtime_error("cuda emulation: cublasGemmEx supports bf16 x bf16 -> fp32 only");
-  for (const void* p : {A, B, static_cast<const void*>(C)})
-    if (p != nullptr) hg::emu::require_device_pointer("cublasGemmEx", p);
+  require_device_operands("cublasGemmEx", A, B, C);
   DeviceAccess open;
   // op(A) is m x k: stored m x k (N) or k x m (T), column-major; op(B) k x n likewise.
   const std::vector<float> a = transa == CUBLAS_OP_N ? widened(A, m, k, lda) : widened(A, k, m, lda);
