@@ -54,4 +54,8 @@ void copy_from_host(Device device, float* dst, const float* host, int64_t n) {
   if (n > 0) device_memory(device).from_host(dst, host, static_cast<int64_t>(sizeof(float)) * n);
 }
 
+void copy_on_device(Device device, float* dst, const float* src, int64_t n) {
+  if (n > 0) device_memory(device).copy(dst, src, static_cast<int64_t>(sizeof(float)) * n);
+}
+
 }  // namespace hg

@@ -36,5 +36,7 @@ const DeviceMemory& device_memory(Device device);
 // the explicit crossings of host-staged communication and checkpoints.
 void copy_to_host(Device device, float* host, const float* src, int64_t n);
 void copy_from_host(Device device, float* dst, const float* host, int64_t n);
+// n floats from one buffer on `device` to another on the same device.
+void copy_on_device(Device device, float* dst, const float* src, int64_t n);
 
 }  // namespace hg

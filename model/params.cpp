@@ -27,6 +27,7 @@ Param& ParamStore::add(const std::string& name, const Shape& shape, ParamInit in
   p.grad = Tensor(local, device);
   const ShardRange shard = shard_range(p.value.numel(), shard_rank_, shard_count_);
   p.shard_offset = shard.begin;
+  p.sharded = shard_count_ > 1;
   p.exp_avg = shard_count_ == 1 ? Tensor(local, device) : Tensor(Shape{shard.size()}, device);
   p.exp_avg_sq = shard_count_ == 1 ? Tensor(local, device) : Tensor(Shape{shard.size()}, device);
   p.canonical_shape = shape;
@@ -49,6 +50,7 @@ void ParamStore::set_data_parallel_shard(int rank, int count) {
   for (auto& [name, p] : params_) {
     const ShardRange shard = shard_range(p.value.numel(), rank, count);
     p.shard_offset = shard.begin;
+    p.sharded = true;
     std::vector<float> whole(static_cast<size_t>(p.value.numel()));
     for (Tensor* moment : {&p.exp_avg, &p.exp_avg_sq}) {
       moment->copy_to_host(whole.data());

@@ -24,8 +24,12 @@ struct Param {
   // ZeRO-1: the moments, and what the optimizer updates, cover only this replica's shard of
   // `value` (core/shard.h); unsharded: offset 0 and the moments have value's shape.
   int64_t shard_offset = 0;
+  // Set by the store under ZeRO-1, for every parameter: a replica's shard of a small tensor may be
+  // all of it (one element over two replicas: one holds it, the other none), so the sizes cannot
+  // tell.
+  bool sharded = false;
   int64_t shard_numel() const { return exp_avg.numel(); }
-  bool moments_sharded() const { return exp_avg.numel() != value.numel(); }
+  bool moments_sharded() const { return sharded; }
   ParamInit init = ParamInit::Zero;
   float init_std = 0.0f;
   bool decay = false;  // weight decay applies (matrices only, §3)
@@ -60,10 +64,13 @@ class ParamStore {
   const std::vector<std::string>& registration_order() const { return order_; }
 
   // The tensor-parallel group the sharded parameters are split over (set before units register);
-  // its all-reduces stage through the host when the store's device is not the CPU.
+  // an active group's communicator must take buffers on the store's device.
   void set_tensor_parallel(TensorParallel tp) {
+    if (tp.active() && tp.comm && tp.comm->memory() != backend_->device())
+      throw std::logic_error(std::string("tensor-parallel communicator over ") +
+                             device_name(tp.comm->memory()) + " memory for parameters on " +
+                             device_name(backend_->device()));
     tp_ = std::move(tp);
-    tp_.device = backend_->device();
   }
   const TensorParallel& tensor_parallel() const { return tp_; }
 

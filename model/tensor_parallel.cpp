@@ -63,15 +63,7 @@ TensorParallel make_tensor_parallel(const ProcessGrid& grid, const GridCommunica
 void tp_allreduce(const TensorParallel& tp, float* data, int64_t count) {
   if (!tp.active()) return;
   const double t0 = MPI_Wtime(), c0 = thread_cpu_seconds();
-  if (tp.device == Device::Cpu) {
-    tp.comm->allreduce_sum(data, count, "tensor-parallel all-reduce");
-  } else {  // host-staged: this Open MPI is not CUDA-aware
-    thread_local std::vector<float> staged;
-    staged.resize(static_cast<size_t>(count));
-    copy_to_host(tp.device, staged.data(), data, count);
-    tp.comm->allreduce_sum(staged.data(), count, "tensor-parallel all-reduce");
-    copy_from_host(tp.device, data, staged.data(), count);
-  }
+  tp.comm->allreduce_sum(data, count, "tensor-parallel all-reduce");  // data on tp.comm->memory()
   accumulate(g_allreduce_seconds, MPI_Wtime() - t0);
   accumulate(g_allreduce_cpu_seconds, thread_cpu_seconds() - c0);
 }

@@ -36,8 +36,9 @@ class ProcessGrid;
 struct TensorParallel {
   int rank = 0;
   int size = 1;
-  // The group's all-reduces (tp_allreduce), the training traffic; unused when size = 1 (null in
-  // a default TensorParallel).
+  // The group's all-reduces (tp_allreduce), the training traffic, on buffers in the model's
+  // memory (comm->memory(): host-staged or NCCL off the CPU); unused when size = 1 (null in a
+  // default TensorParallel).
   std::shared_ptr<Communicator> comm;
   // The same group as the grid's tp_comm(), for what moves host bytes outside the step: the
   // checkpoint's slice gathers (checkpoint/checkpoint.cpp, comm::gather). They stay on MPI
@@ -46,9 +47,6 @@ struct TensorParallel {
   // MatFormer granularities whose widths F/g (H/g) are band boundaries of the stack FFNs (stack
   // attentions): the trained ones (under train.matformer joint/sample), {1} otherwise.
   NestedGranularities nested;
-  // Where the all-reduced activations live (the store's backend sets it): off the CPU they are
-  // staged through host memory around the MPI all-reduce (docs/cuda.md).
-  Device device = Device::Cpu;
   bool active() const { return size > 1; }
 };
 

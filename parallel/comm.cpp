@@ -5,6 +5,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <functional>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -144,21 +145,29 @@ std::string timeout_message(const Request& request, double waited_seconds) {
 constexpr double kYieldSeconds = 1e-3;
 
 bool wait(Request& request) {
+  if (wait_until(request, [&] { return test(request); })) return true;
+  // Only a test handler returns. Leave no receive behind that could match a later send.
+  if (request.is_recv && !request.done()) {
+    MPI_Cancel(&request.request);
+    MPI_Wait(&request.request, MPI_STATUS_IGNORE);
+  }
+  return false;
+}
+
+bool wait_until(const Request& describe, const std::function<bool()>& done,
+                const std::function<void()>& before_abort) {
   using Clock = std::chrono::steady_clock;
-  if (test(request)) return true;
+  if (done()) return true;
   const double limit = timeout();
   const auto start = Clock::now();
   auto nap = std::chrono::microseconds(0);
   for (;;) {
-    if (test(request)) return true;
+    if (done()) return true;
     const double waited = std::chrono::duration<double>(Clock::now() - start).count();
     if (limit > 0 && waited > limit) {
-      g_abort.load()(timeout_message(request, waited).c_str());
-      // Only a test handler returns. Leave no receive behind that could match a later send.
-      if (request.is_recv && !request.done()) {
-        MPI_Cancel(&request.request);
-        MPI_Wait(&request.request, MPI_STATUS_IGNORE);
-      }
+      const std::string message = timeout_message(describe, waited);
+      if (before_abort) before_abort();
+      g_abort.load()(message.c_str());
       return false;
     }
     if (waited > kYieldSeconds) {

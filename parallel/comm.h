@@ -23,6 +23,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,12 @@ bool test(Request& request);
 // Blocks until complete, or the timeout. true = complete; false only if the abort handler returned.
 bool wait(Request& request);
 bool wait_all(Request* requests, int n);  // in order; false at the first timeout
+// wait()'s loop over any completion test (an NCCL op's event, say): polls `done` with the same
+// back-off until it returns true; past the timeout, calls `before_abort` (if any: NCCL aborts
+// its communicator there), then the abort handler with timeout_message(describe), and returns
+// false (a handler that returns). `describe` names the op; its MPI request is not touched.
+bool wait_until(const Request& describe, const std::function<bool()>& done,
+                const std::function<void()>& before_abort = {});
 
 // ---- collectives over every rank of `comm` (in place: `data` is input and result) ----
 void allreduce_sum(float* data, int64_t count, MPI_Comm comm);

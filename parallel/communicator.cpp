@@ -1,6 +1,12 @@
 #include "parallel/communicator.h"
 
+#include <stdexcept>
+
 #include "parallel/grid.h"
+#include "parallel/staged_communicator.h"
+#ifdef HG_HAVE_CUDA
+#include "parallel/nccl_communicator.h"
+#endif
 
 namespace hg {
 namespace {
@@ -58,6 +64,22 @@ GridCommunicators make_mpi_communicators(const ProcessGrid& grid) {
   comms.tp = make_mpi_communicator(grid.tp_comm());
   comms.pp = make_mpi_communicator(grid.pp_comm());
   comms.dp = make_mpi_communicator(grid.dp_comm());
+  return comms;
+}
+
+GridCommunicators make_training_communicators(const ProcessGrid& grid, Device device, bool nccl) {
+  GridCommunicators comms = make_mpi_communicators(grid);
+  comms.tp = make_host_staged(comms.tp, device);
+  comms.pp = make_host_staged(comms.pp, device);
+  comms.dp = make_host_staged(comms.dp, device);
+  if (!nccl) return comms;
+  if (device != Device::Cuda) throw std::invalid_argument("NCCL carries CUDA memory only");
+#ifdef HG_HAVE_CUDA
+  if (grid.tp() > 1) comms.tp = make_nccl_communicator(grid.tp_comm());
+  if (grid.dp() > 1) comms.dp = make_nccl_communicator(grid.dp_comm());
+#else
+  throw std::invalid_argument("this build has no NCCL (configure with -DHG_CUDA=ON)");
+#endif
   return comms;
 }
 

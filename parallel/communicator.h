@@ -25,8 +25,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
+#include "core/device.h"
 #include "parallel/comm.h"
 
 namespace hg {
@@ -39,7 +41,8 @@ class ProcessGrid;
 struct Pending {
   comm::Request request;
   void* event = nullptr;  // NCCL: cudaEvent_t recorded after the op, nullptr once complete
-  bool done() const { return request.done() && event == nullptr; }
+  int staged = -1;        // host-staged (staged_communicator.h): its host copy; -1 once copied back
+  bool done() const { return request.done() && event == nullptr && staged < 0; }
 };
 
 // One group of ranks. Collectives: every member calls them with the same count, in the same
@@ -52,6 +55,8 @@ class Communicator {
   virtual int rank() const = 0;          // in this group
   virtual int size() const = 0;          // members of this group
   virtual const char* name() const = 0;  // "mpi"
+  // Where the buffers passed to every op must live.
+  virtual Device memory() const { return Device::Cpu; }
 
   // data [count] (=) Σ over the group of data, in place. Waits with the timeout: false only if
   // the abort handler returned (tests).
@@ -77,6 +82,13 @@ class Communicator {
   virtual bool wait(Pending& pending) = 0;
 };
 
+// parallel.communicator: what carries the tensor- and data-parallel traffic of run.device cuda.
+enum class CommunicatorChoice { Auto, Mpi, Nccl };
+inline std::span<const char* const> enum_names(CommunicatorChoice) {  // core/enum_names.h
+  static constexpr const char* names[] = {"auto", "mpi", "nccl"};
+  return names;
+}
+
 // Over `comm`, borrowed: its owner (the ProcessGrid) frees it after the communicator is gone.
 // Every op is the comm:: function of the same name (same MPI calls, same timeout).
 std::shared_ptr<Communicator> make_mpi_communicator(MPI_Comm comm);
@@ -90,5 +102,11 @@ struct GridCommunicators {
 // Made once, up front, in a fixed order (tp, pp, dp), after the grid and before any model:
 // free for MPI, required for NCCL. The grid must outlive them.
 GridCommunicators make_mpi_communicators(const ProcessGrid& grid);
+// What carries training traffic for a model on `device`: MPI on the CPU; off it, MPI staged
+// through host memory (staged_communicator.h), or with `nccl` NCCL for the tp and dp groups of
+// more than one rank (nccl_communicator.h; created tp first, then dp, on every rank) and
+// host-staged MPI for the pipeline (NCCL has no tags). Collective over the world.
+GridCommunicators make_training_communicators(const ProcessGrid& grid, Device device,
+                                              bool nccl = false);
 
 }  // namespace hg

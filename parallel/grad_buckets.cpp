@@ -36,7 +36,7 @@ GradientBuckets::GradientBuckets(const std::vector<std::vector<NamedGradient>>& 
     if (open.grads.empty()) return;
     int64_t numel = 0;
     for (const Tensor* g : open.grads) numel += g->numel();
-    open.flat.reset({numel});
+    open.flat = Tensor({numel}, comm_.memory());
     if (sharded_) set_shard_counts(open);
     stats_.bytes += open_bytes;
     buckets_.push_back(std::move(open));
@@ -45,6 +45,10 @@ GradientBuckets::GradientBuckets(const std::vector<std::vector<NamedGradient>>& 
   };
   for (int u = static_cast<int>(unit_grads.size()); u-- > 0;) {
     for (const NamedGradient& g : unit_grads[u]) {
+      if (g.grad->device() != comm_.memory())
+        throw std::invalid_argument("gradient " + g.name + " on " + device_name(g.grad->device()) +
+                                    " for a data-parallel communicator over " +
+                                    device_name(comm_.memory()) + " memory");
       open.grads.push_back(g.grad);
       if (sharded_ && !g.value) throw std::invalid_argument("ZeRO-1 buckets need " + g.name);
       open.values.push_back(g.value);
@@ -79,7 +83,7 @@ void GradientBuckets::set_shard_counts(GradientBucket& bucket) const {
     bucket.counts[r] = static_cast<int>(n);
     if (r > 0) bucket.displacements[r] = bucket.displacements[r - 1] + bucket.counts[r - 1];
   }
-  bucket.shard.reset({std::max(bucket.counts[comm_.rank()], 1)});
+  bucket.shard = Tensor({std::max(bucket.counts[comm_.rank()], 1)}, comm_.memory());
 }
 
 // flat (=) the replicas' pieces of `tensors`, rank-major; only_rank >= 0: that replica's only.
@@ -89,7 +93,7 @@ void GradientBuckets::pack_rank_major(GradientBucket& bucket, const std::vector<
     if (only_rank >= 0 && r != only_rank) continue;
     float* block = bucket.flat.data() + bucket.displacements[r];
     each_piece(tensors, r, comm_.size(), [&](int64_t offset, Device d, float* piece, int64_t len) {
-      copy_to_host(d, block + offset, piece, len);
+      copy_on_device(d, block + offset, piece, len);
     });
   }
 }
@@ -104,7 +108,7 @@ void GradientBuckets::start(GradientBucket& bucket) {
   }
   float* out = bucket.flat.data();
   for (const Tensor* g : bucket.grads) {
-    copy_to_host(g->device(), out, g->data(), g->numel());
+    copy_on_device(g->device(), out, g->data(), g->numel());
     out += g->numel();
   }
   bucket.pending =
@@ -117,13 +121,13 @@ void GradientBuckets::copy_back(GradientBucket& bucket) {
   if (sharded_) {  // only this replica's shards hold the sum
     each_piece(bucket.grads, comm_.rank(), comm_.size(),
                [&](int64_t offset, Device d, float* piece, int64_t len) {
-                 copy_from_host(d, piece, bucket.shard.data() + offset, len);
+                 copy_on_device(d, piece, bucket.shard.data() + offset, len);
                });
     return;
   }
   const float* in = bucket.flat.data();
   for (Tensor* g : bucket.grads) {
-    copy_from_host(g->device(), g->data(), in, g->numel());
+    copy_on_device(g->device(), g->data(), in, g->numel());
     in += g->numel();
   }
 }
@@ -179,7 +183,7 @@ void GradientBuckets::allgather_values() {
       const float* block = bucket.flat.data() + bucket.displacements[r];
       each_piece(bucket.values, r, comm_.size(),
                  [&](int64_t offset, Device d, float* piece, int64_t len) {
-                   copy_from_host(d, piece, block + offset, len);
+                   copy_on_device(d, piece, block + offset, len);
                  });
     }
   }

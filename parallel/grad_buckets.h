@@ -1,5 +1,5 @@
 // Data-parallel gradient averaging that overlaps the backward pass (ARCHITECTURE.md §6; the
-// reducer of PyTorch DDP and the gradient buffer of Megatron-LM, over MPI on the host).
+// reducer of PyTorch DDP and the gradient buffer of Megatron-LM).
 //
 // The stage's parameters are packed, in backward order (last unit first), into buckets of about
 // `bucket_bytes`. A parameter's gradient is complete once the step's *final* backward op on this
@@ -13,10 +13,9 @@
 // Why copies instead of gradients living in the bucket buffers: a Tensor owns its memory
 // (core/tensor.h), and the copies cost two passes over the stage's gradients per step (27.5 MB
 // each for the reference model: a few ms, under 0.5% of its ~1.1 s data-parallel step; they are
-// counted in GradientSyncStats::launch_seconds and the exposed part). The flat buffers are host
-// memory whatever the parameters' device: on run.device cuda the copies are the device -> host and
-// host -> device crossings of host-staged MPI (docs/cuda.md), as the Open MPI here is not
-// CUDA-aware.
+// counted in GradientSyncStats::launch_seconds and the exposed part). The flat buffers live on the
+// parameters' device, which must be the Communicator's memory(): on run.device cuda NCCL reads
+// them in place, or the host-staged communicator copies them through the host (docs/cuda.md).
 //
 // Every replica of a stage (same pipeline stage, same tensor-parallel rank) builds the same
 // buckets from the same units, so the all-reduces are started in the same order everywhere, as

@@ -225,6 +225,9 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(parallel, zero,
              "1: ZeRO-1, each data-parallel replica holds and updates 1/dp of the AdamW moments "
              "(0: every replica holds all)"),
+      HG_KEY(parallel, communicator,
+             "run.device cuda: auto (NCCL when no two ranks share a GPU), nccl or mpi "
+             "(host-staged) for the tensor- and data-parallel traffic"),
       HG_KEY(checkpoint, dir, "checkpoint directory (empty: <run.dir>/checkpoints)"),
       HG_KEY(checkpoint, every, "save every N steps (0: only at the end)"),
       HG_KEY(checkpoint, keep, "newest checkpoints kept (0: all)"),
@@ -364,6 +367,9 @@ void validate_parallel(const Config& c) {
         "must be positive (MiB per data-parallel all-reduce bucket)");
   check(p.zero == 0 || p.zero == 1, "parallel.zero", p.zero,
         "must be 0 (every replica holds the whole optimizer state) or 1 (ZeRO-1: sharded over dp)");
+  check(p.communicator != CommunicatorChoice::Nccl || c.run.device == Device::Cuda,
+        "parallel.communicator", p.communicator,
+        "NCCL carries GPU memory and needs run.device = cuda; use auto or mpi on the CPU");
 }
 
 void validate_train(const Config& c) {

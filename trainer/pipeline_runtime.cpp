@@ -43,6 +43,10 @@ PipelineRuntime::PipelineRuntime(StageModel& model, const ProcessGrid& grid,
                            std::to_string(comms.pp->size()) + " stages and " +
                            std::to_string(comms.dp->size()) + " replicas for a grid of pp " +
                            std::to_string(grid.pp()) + ", dp " + std::to_string(grid.dp()));
+  if (comms.pp->memory() != device_ || comms.dp->memory() != device_)
+    throw std::logic_error(std::string("pipeline runtime: communicators over ") +
+                           device_name(comms.pp->memory()) + " memory for a model on " +
+                           device_name(device_));
   const int virtual_count = static_cast<int>(first_.size()) - 1;
   if (virtual_count < 1 || virtual_count % grid.pp() != 0 ||
       model.chunks() != virtual_count / grid.pp())
@@ -71,9 +75,8 @@ double process_cpu_seconds() {
   return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
-// A posted receive and the tensor it fills. Pipeline messages are host memory whatever the
-// model's device: a device run stages them (to_host before the send, to the device once
-// received), as the Open MPI here is not CUDA-aware (docs/cuda.md).
+// A posted receive and the tensor it fills, on the model's device: the pp communicator takes
+// device buffers (a host-staged one on run.device cuda, staged_communicator.h).
 struct PendingRecv {
   Tensor buffer;
   Pending pending;
@@ -300,7 +303,7 @@ void PipelineRuntime::post_recvs_before(Step& step, size_t end) {
     else
       shape = {batch, skip_rows_.at(ins.skip_level), model_.config().d_model};
     PendingRecv& r = step.recvs[step.posted];
-    r.buffer.reset(shape);
+    r.buffer = Tensor(shape, device_);
     r.pending = pp_comm_.irecv(r.buffer.data(), r.buffer.numel(), ins.peer_stage, message_tag(ins),
                                recv_what(ins.op));
   }
@@ -319,7 +322,6 @@ void PipelineRuntime::take_recvs(Step& step, size_t end, int mb, int chunk, Slot
     timed_wait(recv_what(ins.op), TraceCategory::Recv, mb,
                [&] { pp_comm_.wait(it->second.pending); });
     Tensor buf = std::move(it->second.buffer);
-    if (device_ != Device::Cpu) buf = buf.to(device_);
     switch (ins.op) {
       case Op::RecvActivation:
       case Op::RecvGradient:
@@ -407,8 +409,7 @@ void PipelineRuntime::run_weight_gradients(Step& step, size_t i) {
 }
 
 void PipelineRuntime::send(Step& step, Tensor&& t, const Instruction& ins, const char* what) {
-  auto buffer = std::make_unique<Tensor>(t.device() == Device::Cpu ? std::move(t)
-                                                                    : t.to(Device::Cpu));
+  auto buffer = std::make_unique<Tensor>(std::move(t));
   Pending pending =
       pp_comm_.isend(buffer->data(), buffer->numel(), ins.peer_stage, message_tag(ins), what);
   step.sends.push_back({std::move(buffer), pending});

@@ -107,7 +107,7 @@ class PipelineRuntime {
   void timed_wait(const char* name, TraceCategory category, int mb, Wait&& wait);
 
   StageModel& model_;
-  Device device_;  // the model's; messages travel through host memory (pipeline_runtime.cpp)
+  Device device_;  // the model's, and the memory of every message buffer
   const ProcessGrid& grid_;
   Communicator& pp_comm_;  // rank = pipeline stage: a schedule's peer_stage
   ScheduleKind kind_;

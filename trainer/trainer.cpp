@@ -252,14 +252,19 @@ void open_data(TrainingRun& run) {
                                              run.grid->dp_rank(), config.train.micro_batch);
 }
 
-// This process's rank among the ranks of its node.
-int node_local_rank() {
+// This process's rank among the ranks of its node, and their number.
+struct NodePlace {
+  int rank = 0;
+  int ranks = 1;
+};
+NodePlace node_place() {
   MPI_Comm node = MPI_COMM_NULL;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-  int rank = 0;
-  MPI_Comm_rank(node, &rank);
+  NodePlace place;
+  MPI_Comm_rank(node, &place.rank);
+  MPI_Comm_size(node, &place.ranks);
   MPI_Comm_free(&node);
-  return rank;
+  return place;
 }
 
 // run.device: refused (exit 2, before any compute) where this build or machine has no such
@@ -270,7 +275,31 @@ void check_training_device(const Config& config) {
   const std::string name = device_name(device);
   const std::string why = unavailable_reason(device);
   require(why.empty(), "run.device = " + name + ": " + why + "; use --run.device cpu");
-  select_device(device, node_local_rank());
+  select_device(device, node_place().rank);
+}
+
+// Whether two ranks of the job drive one GPU: a node with more ranks than GPUs (select_device
+// gives node-local rank r the GPU r mod count). Collective over the world.
+bool ranks_share_a_gpu(Device device) {
+  int32_t shared = node_place().ranks > device_count(device) ? 1 : 0;
+  comm::allreduce_max(&shared, 1, MPI_COMM_WORLD);
+  return shared != 0;
+}
+
+// parallel.communicator on run.device cuda: NCCL for the tp and dp groups when asked, or (auto)
+// when every rank has a GPU of its own, as NCCL refuses two ranks on one device; host-staged MPI
+// otherwise. The emulated device is one device for every rank, where its MPI-based NCCL does not
+// mind: a forced nccl runs there (the tests of this path).
+bool use_nccl(const Config& config) {
+  if (config.run.device != Device::Cuda) return false;
+  const CommunicatorChoice choice = config.parallel.communicator;
+  const bool shared = ranks_share_a_gpu(config.run.device);
+#ifndef HG_CUDA_EMULATED
+  require(choice != CommunicatorChoice::Nccl || !shared,
+          "parallel.communicator = nccl: some node runs more ranks than it has GPUs, and NCCL "
+          "needs a GPU per rank; start one rank per GPU, or use auto or mpi (host-staged)");
+#endif
+  return choice == CommunicatorChoice::Nccl || (choice == CommunicatorChoice::Auto && !shared);
 }
 
 // train.precision for every matrix product of this process (core/gemm.h), refused where the CPU
@@ -294,7 +323,7 @@ void set_up(TrainingRun& run, const std::vector<std::string>& args) {
     check_training_device(config);
     run.grid =
         std::make_unique<ProcessGrid>(config.parallel.dp, config.parallel.pp, config.parallel.tp);
-    run.comms = make_mpi_communicators(*run.grid);
+    run.comms = make_training_communicators(*run.grid, config.run.device, use_nccl(config));
     comm::set_timeout(config.parallel.timeout);
     set_num_threads(config.run.threads);
     set_training_precision(config.train.precision, config.run.device);
@@ -312,8 +341,9 @@ void print_layout(const TrainingRun& run) {
       config.run.device == Device::Cpu
           ? std::string(gemm_library()) + " in " + enum_name(config.train.precision)
           : std::string("cuBLAS in ") + enum_name(config.train.precision) +
-                " on run.device cuda (a GPU per rank by node-local rank; messages staged through "
-                "host memory)";
+                " on run.device cuda (a GPU per rank by node-local rank; traffic: tp " +
+                run.comms.tp->name() + ", pp " + run.comms.pp->name() + ", dp " +
+                run.comms.dp->name() + ")";
   std::printf(
       "layout: dp %d x pp %d x tp %d = %d ranks, schedule %s%s, %d threads per rank, "
       "matrix products by %s\n",

@@ -171,15 +171,11 @@ TEST(Config, ValuesMustBeSpelledExactly) {
 
 TEST(Config, EnumerationsAcceptOnlyTheirValues) {
   const std::vector<std::pair<std::string, std::string>> keys = {
-      {"model.attention", "long_short, full"},
-      {"model.positions", "rope, none"},
-      {"model.downsample", "linear, avg"},
-      {"model.upsample", "linear, repeat"},
-      {"model.resampling", "plain, attention"},
-      {"model.activation", "relu2, gelu"},
-      {"train.matformer", "off, joint, sample"},
-      {"parallel.schedule", "gpipe, 1f1b"},
-      {"run.device", "cpu, cuda"}};
+      {"model.attention", "long_short, full"},      {"model.positions", "rope, none"},
+      {"model.downsample", "linear, avg"},          {"model.upsample", "linear, repeat"},
+      {"model.resampling", "plain, attention"},     {"model.activation", "relu2, gelu"},
+      {"train.matformer", "off, joint, sample"},    {"parallel.schedule", "gpipe, 1f1b"},
+      {"parallel.communicator", "auto, mpi, nccl"}, {"run.device", "cpu, cuda"}};
   for (const auto& [key, choices] : keys)
     expect_rejected({"--" + key, "bogus"}, {key, "'bogus'", choices});
   expect_accepted({"--model.attention", "full", "--model.positions", "none", "--model.downsample",
@@ -338,6 +334,7 @@ TEST(Config, TrainingAndRunRules) {
       {{"--parallel.tp", "3"}, {"parallel.tp", "model.heads = 4"}},
       {{"--parallel.timeout", "0"}, {"parallel.timeout"}},
       {{"--parallel.zero", "2"}, {"parallel.zero", "2", "ZeRO-1"}},
+      {{"--parallel.communicator", "nccl"}, {"parallel.communicator = nccl", "run.device = cuda"}},
       {{"--parallel.pp", "2", "--parallel.stages", "3"}, {"parallel.stages", "parallel.pp = 2"}},
       {{"--parallel.pp", "2", "--parallel.stages", "3,0"}, {"parallel.stages", "at least 1"}},
       {{"--parallel.pp", "2", "--parallel.stages", "3;4"}, {"parallel.stages", "commas"}},

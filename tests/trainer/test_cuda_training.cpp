@@ -91,6 +91,41 @@ TEST_F(CudaTraining, EveryLayoutMatchesTheCpuRun) {
         "cuda on " + layout.name() + extra);
 }
 
+// parallel.communicator nccl: the tensor-parallel all-reduces and the data-parallel buckets (plain,
+// and ZeRO-1's reduce-scatter and value all-gather) on NCCL communicators over device memory, the
+// pipeline on host-staged MPI. On the emulated device its NCCL is MPI on the arena
+// (tests/cuda_emulation/runtime/nccl.h), which refuses a host pointer: these runs check that
+// every buffer handed to NCCL is device memory, that the communicators are made in the same order
+// on every rank, and that the grouped per-block reduce and broadcast sum and gather what MPI's
+// reduce-scatter and all-gather do. auto on ranks sharing the one device stays host-staged.
+TEST_F(CudaTraining, NcclCarriesTensorAndDataParallelTraffic) {
+  testing::TempDir dir;
+  const auto cpu = run_losses(Layout{1, 1, 1}, "cpu", 3, dir / "cpu");
+  const std::pair<Layout, std::string> spread[] = {{Layout{2, 1, 1}, ""},
+                                                   {Layout{2, 1, 1}, " --parallel.zero 1"},
+                                                   {Layout{1, 1, 2}, ""},
+                                                   {Layout{2, 2, 2}, " --parallel.zero 1"}};
+  int run = 0;
+  for (const auto& [layout, extra] : spread) {
+    const std::string out = dir / ("nccl" + std::to_string(run++));
+    const auto r =
+        testing::train(layout, testing::model_args(3, {{"run.dir", out}}) +
+                                   " --run.device cuda --parallel.communicator nccl" + extra);
+    ASSERT_EQ(r.exit_code, 0) << layout.name() << extra << "\n" << r.output;
+    // A group of one rank has no traffic: it keeps the host-staged communicator.
+    auto carrier = [](int ranks) { return ranks > 1 ? "nccl" : "mpi (host-staged)"; };
+    const std::string traffic = std::string("traffic: tp ") + carrier(layout.tp) +
+                                ", pp mpi (host-staged), dp " + carrier(layout.dp);
+    EXPECT_NE(r.output.find(traffic), std::string::npos) << traffic << "\n" << r.output;
+    expect_close_losses(testing::losses(out + "/metrics.jsonl"), cpu,
+                        "nccl on " + layout.name() + extra);
+  }
+  const auto shared = testing::train(
+      Layout{2, 1, 1}, testing::model_args(1, {{"run.dir", dir / "auto"}}) + " --run.device cuda");
+  ASSERT_EQ(shared.exit_code, 0) << shared.output;
+  EXPECT_NE(shared.output.find("dp mpi (host-staged)"), std::string::npos) << shared.output;
+}
+
 // A checkpoint is canonical float32 HDF5 whatever the device (copied to the host per tensor):
 // a device run resumes on the CPU and the reverse, continuing as the uninterrupted CPU run.
 TEST_F(CudaTraining, CheckpointsResumeOnTheOtherDevice) {

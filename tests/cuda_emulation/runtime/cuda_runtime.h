@@ -2,7 +2,8 @@
 // (HG_CUDA_EMULATION=ON, docs/cuda.md): the same sources (core/cuda, layers/cuda) compiled by g++
 // against the thread-model emulation, so backend_for(Device::Cuda) exists on a machine without a
 // GPU and the trainer's device path runs in tests. This is NOT a GPU and NOT the CUDA runtime:
-// one emulated device, synchronous calls, no streams.
+// one emulated device, synchronous calls. Streams and events exist (NCCL's ops take them) but
+// every call has finished when it returns, so an event is always complete.
 //
 // "Device memory" is a guarded arena (device_memory.cpp): its pages are inaccessible to the host
 // except while an emulated kernel, copy, memset or gemm runs, so host code that reads or writes
@@ -20,6 +21,7 @@ enum cudaError_t {
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
   cudaErrorInsufficientDriver = 35,
+  cudaErrorNotReady = 600,
 };
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
@@ -28,6 +30,17 @@ enum cudaMemcpyKind {
   cudaMemcpyDeviceToDevice = 3,
 };
 using cudaStream_t = struct EmulatedStream*;
+using cudaEvent_t = struct EmulatedEvent*;
+constexpr unsigned cudaStreamNonBlocking = 1;
+constexpr unsigned cudaEventDisableTiming = 2;
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr);
+cudaError_t cudaEventQuery(cudaEvent_t event);  // cudaSuccess: the work before it is done
+cudaError_t cudaEventDestroy(cudaEvent_t event);
 
 cudaError_t cudaGetDeviceCount(int* count);
 cudaError_t cudaSetDevice(int device);

@@ -224,6 +224,43 @@ cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
   return cudaMemset(p, value, bytes);
 }
 
+// Streams and events: every emulated call is complete when it returns, so a stream has nothing
+// to order and an event is done once recorded. They are real objects so that a double destroy
+// or a use after destroy shows under the sanitizers.
+struct EmulatedStream {
+  unsigned flags = 0;
+};
+struct EmulatedEvent {
+  bool recorded = false;
+};
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags) {
+  *stream = new EmulatedStream{flags};
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  delete stream;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t event, unsigned) {
+  return event && event->recorded ? cudaSuccess : cudaErrorInvalidValue;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
+  *event = new EmulatedEvent{};
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+  event->recorded = true;
+  return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  return event->recorded ? cudaSuccess : cudaErrorInvalidValue;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  delete event;
+  return cudaSuccess;
+}
+
 namespace {
 
 // A product's operands and result must be device memory (null: an empty operand).
