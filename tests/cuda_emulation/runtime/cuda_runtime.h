@@ -57,6 +57,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
                             cudaStream_t stream = nullptr);
 cudaError_t cudaMemset(void* p, int value, size_t bytes);
 cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t stream = nullptr);
+cudaError_t cudaMemset2D(void* p, size_t pitch, int value, size_t width, size_t height);
 // The emulated device's size: HG_EMULATED_DEVICE_MIB MiB when set (tests of the memory check),
 // else 16 GiB; cudaMalloc fails beyond it, as on a full GPU.
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);

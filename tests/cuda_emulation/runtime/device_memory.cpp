@@ -7,8 +7,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,10 +16,12 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/bf16.h"
 #include "core/gemm.h"
+#include "tests/cuda_emulation/runtime/cublasLt.h"
 #include "tests/cuda_emulation/runtime/cublas_v2.h"
 #include "tests/cuda_emulation/runtime/cuda_runtime.h"
 
@@ -319,4 +321,135 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t transa, cublasOper
            *static_cast<const float*>(alpha), b.data(), ldb, a.data(), lda,
            *static_cast<const float*>(beta), static_cast<float*>(C), ldc);
   return CUBLAS_STATUS_SUCCESS;
+}
+
+// ---- cuBLASLt (cublasLt.h): descriptors as plain records, the product by the calls above ----
+struct EmulatedLtDesc {
+  cublasOperation_t transa = CUBLAS_OP_N, transb = CUBLAS_OP_N;
+};
+struct EmulatedLtLayout {
+  cudaDataType type;
+  uint64_t rows, cols;
+  int64_t ld;
+};
+struct EmulatedLtPreference {
+  uint64_t workspace_bytes = 0;
+};
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t* handle) {
+  *handle = nullptr;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* desc, cublasComputeType_t compute,
+                                        cudaDataType scale) {
+  if (compute != CUBLAS_COMPUTE_32F || scale != CUDA_R_32F)
+    throw std::runtime_error("cuda emulation: cuBLASLt with float32 compute and scale only");
+  *desc = new EmulatedLtDesc{};
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
+                                              cublasLtMatmulDescAttributes_t attribute,
+                                              const void* value, size_t bytes) {
+  if (bytes != sizeof(cublasOperation_t)) throw std::runtime_error("cuBLASLt: attribute size");
+  const auto op = *static_cast<const cublasOperation_t*>(value);
+  (attribute == CUBLASLT_MATMUL_DESC_TRANSA ? desc->transa : desc->transb) = op;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
+  delete desc;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* layout, cudaDataType type,
+                                          uint64_t rows, uint64_t cols, int64_t ld) {
+  // Column-major: the leading dimension holds a column.
+  if (ld < static_cast<int64_t>(rows) || ld < 1)
+    throw std::runtime_error("cuBLASLt layout: leading dimension " + std::to_string(ld) +
+                             " below the " + std::to_string(rows) + " rows");
+  *layout = new EmulatedLtLayout{type, rows, cols, ld};
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
+  delete layout;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t* preference) {
+  *preference = new EmulatedLtPreference{};
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t preference,
+                                                    cublasLtMatmulPreferenceAttributes_t,
+                                                    const void* value, size_t bytes) {
+  if (bytes != sizeof(uint64_t)) throw std::runtime_error("cuBLASLt: preference size");
+  preference->workspace_bytes = *static_cast<const uint64_t*>(value);
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t preference) {
+  delete preference;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+namespace {
+
+// op(X)'s rows and columns from its stored layout.
+std::pair<uint64_t, uint64_t> op_shape(const EmulatedLtLayout& x, cublasOperation_t op) {
+  return op == CUBLAS_OP_N ? std::pair{x.rows, x.cols} : std::pair{x.cols, x.rows};
+}
+
+// The shapes must chain as D (m x n) = op(A) (m x k) · op(B) (k x n).
+void require_consistent(const EmulatedLtDesc& desc, const EmulatedLtLayout& a,
+                        const EmulatedLtLayout& b, const EmulatedLtLayout& c) {
+  const auto [m, k] = op_shape(a, desc.transa);
+  const auto [k2, n] = op_shape(b, desc.transb);
+  if (k != k2 || c.rows != m || c.cols != n || a.type != b.type || c.type != CUDA_R_32F)
+    throw std::runtime_error("cuBLASLt: operand layouts do not chain (" + std::to_string(m) + "x" +
+                             std::to_string(k) + " by " + std::to_string(k2) + "x" +
+                             std::to_string(n) + " into " + std::to_string(c.rows) + "x" +
+                             std::to_string(c.cols) + ")");
+}
+
+}  // namespace
+
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t desc,
+                                              cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                                              cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t,
+                                              cublasLtMatmulPreference_t, int requested,
+                                              cublasLtMatmulHeuristicResult_t* results,
+                                              int* returned) {
+  require_consistent(*desc, *a, *b, *c);
+  *returned = 0;
+  if (requested < 1) return CUBLAS_STATUS_SUCCESS;
+  results[0] = cublasLtMatmulHeuristicResult_t{};
+  *returned = 1;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const void* alpha,
+                              const void* A, cublasLtMatrixLayout_t a_layout, const void* B,
+                              cublasLtMatrixLayout_t b_layout, const void* beta, const void* C,
+                              cublasLtMatrixLayout_t c_layout, void* D,
+                              cublasLtMatrixLayout_t d_layout, const cublasLtMatmulAlgo_t*,
+                              void* workspace, size_t, cudaStream_t) {
+  if (D != C || d_layout != c_layout)
+    throw std::runtime_error("cuda emulation: cublasLtMatmul in place (D = C) only");
+  hg::emu::require_device_pointer("cublasLtMatmul (workspace)", workspace);
+  require_consistent(*desc, *a_layout, *b_layout, *c_layout);
+  const int m = static_cast<int>(c_layout->rows), n = static_cast<int>(c_layout->cols);
+  const int k = static_cast<int>(op_shape(*a_layout, desc->transa).second);
+  const int lda = static_cast<int>(a_layout->ld), ldb = static_cast<int>(b_layout->ld),
+            ldc = static_cast<int>(c_layout->ld);
+  if (a_layout->type == CUDA_R_16BF)
+    return cublasGemmEx(nullptr, desc->transa, desc->transb, m, n, k, alpha, A, CUDA_R_16BF, lda, B,
+                        CUDA_R_16BF, ldb, beta, D, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                        CUBLAS_GEMM_DEFAULT);
+  return cublasSgemm(nullptr, desc->transa, desc->transb, m, n, k, static_cast<const float*>(alpha),
+                     static_cast<const float*>(A), lda, static_cast<const float*>(B), ldb,
+                     static_cast<const float*>(beta), static_cast<float*>(D), ldc);
+}
+
+cudaError_t cudaMemset2D(void* p, size_t pitch, int value, size_t width, size_t height) {
+  for (size_t row = 0; row < height; ++row) {
+    const cudaError_t e = cudaMemset(static_cast<char*>(p) + row * pitch, value, width);
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
 }
