@@ -76,6 +76,7 @@ GridCommunicators make_training_communicators(const ProcessGrid& grid, Device de
   if (device != Device::Cuda) throw std::invalid_argument("NCCL carries CUDA memory only");
 #ifdef HG_HAVE_CUDA
   if (grid.tp() > 1) comms.tp = make_nccl_communicator(grid.tp_comm());
+  if (grid.pp() > 1) comms.pp = make_nccl_pipeline_communicator(grid.pp_comm());
   if (grid.dp() > 1) comms.dp = make_nccl_communicator(grid.dp_comm());
 #else
   throw std::invalid_argument("this build has no NCCL (configure with -DHG_CUDA=ON)");

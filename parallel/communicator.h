@@ -57,6 +57,9 @@ class Communicator {
   virtual const char* name() const = 0;  // "mpi"
   // Where the buffers passed to every op must live.
   virtual Device memory() const { return Device::Cpu; }
+  // true: isend/irecv ignore the tag and a pair's messages match in the order they are issued
+  // (NCCL), so a receiver must post in its sender's order (schedule.h: receives_in_sender_order).
+  virtual bool matches_in_order() const { return false; }
 
   // data [count] (=) Σ over the group of data, in place. Waits with the timeout: false only if
   // the abort handler returned (tests).
@@ -82,7 +85,7 @@ class Communicator {
   virtual bool wait(Pending& pending) = 0;
 };
 
-// parallel.communicator: what carries the tensor- and data-parallel traffic of run.device cuda.
+// parallel.communicator: what carries the tp, pp and dp traffic of run.device cuda.
 enum class CommunicatorChoice { Auto, Mpi, Nccl };
 inline std::span<const char* const> enum_names(CommunicatorChoice) {  // core/enum_names.h
   static constexpr const char* names[] = {"auto", "mpi", "nccl"};
@@ -103,9 +106,9 @@ struct GridCommunicators {
 // free for MPI, required for NCCL. The grid must outlive them.
 GridCommunicators make_mpi_communicators(const ProcessGrid& grid);
 // What carries training traffic for a model on `device`: MPI on the CPU; off it, MPI staged
-// through host memory (staged_communicator.h), or with `nccl` NCCL for the tp and dp groups of
-// more than one rank (nccl_communicator.h; created tp first, then dp, on every rank) and
-// host-staged MPI for the pipeline (NCCL has no tags). Collective over the world.
+// through host memory (staged_communicator.h), or with `nccl` NCCL for the groups of more than
+// one rank (nccl_communicator.h; created tp, pp, dp, in that order, on every rank; the pipeline's
+// pairwise). Collective over the world.
 GridCommunicators make_training_communicators(const ProcessGrid& grid, Device device,
                                               bool nccl = false);
 

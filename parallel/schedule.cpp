@@ -233,6 +233,36 @@ int message_tag(const Instruction& instruction) {
          (instruction.skip_level + 1);
 }
 
+std::vector<std::vector<size_t>> receives_in_sender_order(
+    const std::vector<std::vector<Instruction>>& lists, int stage) {
+  // A message is (its tag, its micro-batch): the tag alone wraps every 32 micro-batches.
+  using Message = std::pair<int, int>;
+  std::vector<std::map<Message, size_t>> receives(lists.size());  // by sender
+  const std::vector<Instruction>& mine = lists.at(static_cast<size_t>(stage));
+  for (size_t i = 0; i < mine.size(); ++i)
+    if (message_kind(mine[i].op) != kNone && !is_send(mine[i].op))
+      receives.at(static_cast<size_t>(mine[i].peer_stage))
+          .emplace(Message{message_tag(mine[i]), mine[i].micro_batch}, i);
+  std::vector<std::vector<size_t>> order(lists.size());
+  for (size_t p = 0; p < lists.size(); ++p) {
+    for (const Instruction& ins : lists[p]) {
+      if (!is_send(ins.op) || ins.peer_stage != stage) continue;
+      auto it = receives[p].find(Message{message_tag(ins), ins.micro_batch});
+      if (it == receives[p].end())
+        throw std::logic_error("schedule: stage " + std::to_string(p) + "'s " + op_name(ins.op) +
+                               " of micro-batch " + std::to_string(ins.micro_batch) +
+                               " has no receive on stage " + std::to_string(stage));
+      order[p].push_back(it->second);
+      receives[p].erase(it);
+    }
+    if (!receives[p].empty())
+      throw std::logic_error("schedule: stage " + std::to_string(stage) + " receives " +
+                             std::to_string(receives[p].size()) + " message(s) stage " +
+                             std::to_string(p) + " never sends");
+  }
+  return order;
+}
+
 const char* op_name(Op op) {
   switch (op) {
     case Op::RecvActivation:

@@ -133,6 +133,14 @@ std::vector<std::vector<Instruction>> make_forward_schedule(const PipelineLayout
 // for compute ops.
 int message_tag(const Instruction& instruction);
 
+// For a transport that matches a pair's messages in the order they are sent, without tags
+// (NCCL): order[p] lists the positions in lists[stage] of the receives from stage p, in the order
+// p's list sends them. A receiver that posts each of them only after those before it in order[p]
+// pairs every message with its receive. Throws std::logic_error when a receive has no send or a
+// send no receive.
+std::vector<std::vector<size_t>> receives_in_sender_order(
+    const std::vector<std::vector<Instruction>>& lists, int stage);
+
 const char* op_name(Op op);                             // "RecvActivation", ...
 std::string to_string(const Instruction& instruction);  // "RecvSkip mb 3 level 0 from stage 0"
 

@@ -227,7 +227,7 @@ const std::vector<KeySpec>& key_table() {
              "(0: every replica holds all)"),
       HG_KEY(parallel, communicator,
              "run.device cuda: auto (NCCL when no two ranks share a GPU), nccl or mpi "
-             "(host-staged) for the tensor- and data-parallel traffic"),
+             "(host-staged) for the tp, pp and dp traffic"),
       HG_KEY(checkpoint, dir, "checkpoint directory (empty: <run.dir>/checkpoints)"),
       HG_KEY(checkpoint, every, "save every N steps (0: only at the end)"),
       HG_KEY(checkpoint, keep, "newest checkpoints kept (0: all)"),

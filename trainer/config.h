@@ -63,7 +63,7 @@ struct ParallelConfig {
   double timeout = 600;           // seconds any blocking wait may take before the job aborts
   double grad_bucket_mb = 4;      // data-parallel gradient all-reduce bucket (MiB), grad_buckets.h
   int zero = 0;  // 1: ZeRO-1, moments and the update sharded over dp (§9.3, grad_buckets.h)
-  // run.device cuda: what carries tp and dp traffic (docs/cuda.md, "Which communicator").
+  // run.device cuda: what carries tp, pp and dp traffic (docs/cuda.md, "Which communicator").
   CommunicatorChoice communicator = CommunicatorChoice::Auto;
 };
 

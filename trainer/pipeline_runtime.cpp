@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <deque>
 #include <memory>
 #include <stdexcept>
 #include <utility>
@@ -144,6 +145,11 @@ struct PipelineRuntime::Step {
   size_t computes_done = 0;
   std::map<size_t, PendingRecv> recvs;  // posted, keyed by their position in `list`
   size_t posted = 0;                    // every receive in list[0, posted) is posted
+  // A pp communicator that matches messages in send order (NCCL): per sender, the positions of
+  // its receives in the sender's order, those not yet posted (schedule.h), and which positions
+  // have been posted (some ahead of `posted`).
+  std::vector<std::deque<size_t>> sender_order;
+  std::vector<char> recv_posted;
   std::vector<PendingSend> sends;
   // micro-batch -> its slot: shared by the rank's chunks, so a skip between two chunks of this
   // rank stays in it (schedule.h)
@@ -181,7 +187,7 @@ std::vector<double> PipelineRuntime::run(const StepContext& ctx,
   Step step(ctx, micro_batches, granularities, widths);
   const int m = static_cast<int>(micro_batches.size()) * step.G;
   PipelineLayout layout{grid_.pp(), m, skips_, virtual_stages_};
-  step.list = std::move(make_schedule(kind_, layout).at(grid_.stage()));
+  set_list(step, make_schedule(kind_, layout));
   step.split_backward = kind_ == ScheduleKind::ZeroBubbleH1;
 
   model_.params().zero_grads();
@@ -200,12 +206,22 @@ std::vector<double> PipelineRuntime::evaluate(const std::vector<TokenBatch>& mic
   const StepContext no_dropout;
   Step step(no_dropout, micro_batches, granularities, widths, /*evaluating=*/true);
   const int m = static_cast<int>(micro_batches.size()) * step.G;
-  step.list =
-      std::move(make_forward_schedule({grid_.pp(), m, skips_, virtual_stages_}).at(grid_.stage()));
+  set_list(step, make_forward_schedule({grid_.pp(), m, skips_, virtual_stages_}));
   const PipelineStats training = stats_;
   execute_all(step);
   stats_ = training;
   return std::move(step.loss_sums);
+}
+
+// This rank's list of `lists`; for a pp communicator without tags (NCCL), the order in which
+// each sender sends, which the receives are then posted in.
+void PipelineRuntime::set_list(Step& step, std::vector<std::vector<Instruction>>&& lists) const {
+  if (pp_comm_.matches_in_order()) {
+    for (const std::vector<size_t>& order : receives_in_sender_order(lists, grid_.stage()))
+      step.sender_order.emplace_back(order.begin(), order.end());
+  }
+  step.list = std::move(lists.at(grid_.stage()));
+  step.recv_posted.assign(step.list.size(), 0);
 }
 
 void PipelineRuntime::execute_all(Step& step) {
@@ -294,19 +310,36 @@ void PipelineRuntime::post_recvs_before(Step& step, size_t end) {
     if (ins.op != Op::RecvActivation && ins.op != Op::RecvSkip && ins.op != Op::RecvGradient &&
         ins.op != Op::RecvSkipGradient)
       continue;
-    const int64_t batch = step.micro_batches.at(ins.micro_batch / step.G).sequences;
-    Shape shape;
-    if (ins.op == Op::RecvActivation)
-      shape = activation_shape(first_[virtual_stage(ins)], batch);
-    else if (ins.op == Op::RecvGradient)
-      shape = activation_shape(first_[virtual_stage(ins) + 1], batch);
-    else
-      shape = {batch, skip_rows_.at(ins.skip_level), model_.config().d_model};
-    PendingRecv& r = step.recvs[step.posted];
-    r.buffer = Tensor(shape, device_);
-    r.pending = pp_comm_.irecv(r.buffer.data(), r.buffer.numel(), ins.peer_stage, message_tag(ins),
-                               recv_what(ins.op));
+    if (step.sender_order.empty()) {
+      post_recv(step, step.posted);
+      continue;
+    }
+    // In the sender's order: first whatever it sends before this message.
+    std::deque<size_t>& order = step.sender_order.at(ins.peer_stage);
+    while (!step.recv_posted[step.posted]) {
+      if (order.empty()) throw std::logic_error("pipeline runtime: a receive outside its order");
+      post_recv(step, order.front());
+      order.pop_front();
+    }
   }
+}
+
+// Posts the receive at list[i] into a new buffer on the model's device.
+void PipelineRuntime::post_recv(Step& step, size_t i) {
+  const Instruction& ins = step.list[i];
+  step.recv_posted[i] = 1;
+  const int64_t batch = step.micro_batches.at(ins.micro_batch / step.G).sequences;
+  Shape shape;
+  if (ins.op == Op::RecvActivation)
+    shape = activation_shape(first_[virtual_stage(ins)], batch);
+  else if (ins.op == Op::RecvGradient)
+    shape = activation_shape(first_[virtual_stage(ins) + 1], batch);
+  else
+    shape = {batch, skip_rows_.at(ins.skip_level), model_.config().d_model};
+  PendingRecv& r = step.recvs[i];
+  r.buffer = Tensor(shape, device_);
+  r.pending = pp_comm_.irecv(r.buffer.data(), r.buffer.numel(), ins.peer_stage, message_tag(ins),
+                             recv_what(ins.op));
 }
 
 // Waits for the posted receives of micro-batch `mb`, chunk `chunk` listed before the compute op

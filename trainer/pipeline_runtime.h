@@ -90,6 +90,8 @@ class PipelineRuntime {
   void execute(Step& step, size_t i);
   void post_recvs_ahead(Step& step);
   void post_recvs_before(Step& step, size_t end);
+  void post_recv(Step& step, size_t i);
+  void set_list(Step& step, std::vector<std::vector<Instruction>>&& lists) const;
   void take_recvs(Step& step, size_t end, int mb, int chunk, Slot& slot, Tensor& activation);
   void run_forward(Step& step, size_t i);
   void run_backward(Step& step, size_t i);

@@ -286,7 +286,7 @@ bool ranks_share_a_gpu(Device device) {
   return shared != 0;
 }
 
-// parallel.communicator on run.device cuda: NCCL for the tp and dp groups when asked, or (auto)
+// parallel.communicator on run.device cuda: NCCL for the tp, pp and dp groups when asked, or (auto)
 // when every rank has a GPU of its own, as NCCL refuses two ranks on one device; host-staged MPI
 // otherwise. The emulated device is one device for every rank, where its MPI-based NCCL does not
 // mind: a forced nccl runs there (the tests of this path).

@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "core/cuda/bf16_kernels.cuh"
 #include "core/cuda/check.h"
@@ -80,10 +81,28 @@ const uint16_t* rounded(int which, const float* X, int64_t rows, int64_t cols, i
 // One product shape's descriptors and the algorithm the heuristic chose for it, column-major as
 // cuBLAS is: the row-major C [M, N] = op(A)·op(B) is the column-major Cᵀ [N, M] = op(B)ᵀ·op(A)ᵀ,
 // so cuBLASLt's first operand is B and its second A.
+// Owns its descriptors (the plan cache lives until the process ends).
 struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t first = nullptr, second = nullptr, out = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  Plan(Plan&& other) noexcept { *this = std::move(other); }
+  Plan& operator=(Plan&& other) noexcept {
+    std::swap(desc, other.desc);
+    std::swap(first, other.first);
+    std::swap(second, other.second);
+    std::swap(out, other.out);
+    std::swap(algo, other.algo);
+    return *this;
+  }
+  ~Plan() {
+    for (cublasLtMatrixLayout_t l : {first, second, out})
+      if (l) cublasLtMatrixLayoutDestroy(l);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+  }
 };
 using PlanKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
 

@@ -133,6 +133,39 @@ TEST_P(CommOnDevice, RefusesAHostBuffer) {
 }
 #endif
 
+#ifdef HG_HAVE_CUDA
+// The pipeline's NCCL communicator (one NCCL communicator per direction of a pair): messages
+// match in the order sent, whatever their tags; both directions at once; no collectives.
+TEST(CommOnDeviceNccl, PipelinePairsMatchInSendOrder) {
+  if (!unavailable_reason(Device::Cuda).empty()) GTEST_SKIP() << "no CUDA device";
+  if (world_size() < 2) GTEST_SKIP() << "needs 2 MPI ranks";
+  backend_for(Device::Cuda);
+  MPI_Comm pair_mpi =
+      comm::split(MPI_COMM_WORLD, world_rank() < 2 ? 0 : MPI_UNDEFINED, world_rank());
+  if (pair_mpi == MPI_COMM_NULL) return;
+  {
+    const std::shared_ptr<Communicator> pp = make_nccl_pipeline_communicator(pair_mpi);
+    EXPECT_TRUE(pp->matches_in_order());
+    const int r = pp->rank(), peer = 1 - r;
+    Tensor small = on_device({float(r), 1.0f, 2.0f}),
+           big = on_device(std::vector<float>(1000, float(r + 5)));
+    Tensor got_small = on_device({-1, -1, -1}),
+           got_big = on_device(std::vector<float>(1000, -1.0f));
+    // Both ranks send at once (two directions, two streams), the tags differ from the receives'.
+    Pending sends[2] = {pp->isend(small.data(), 3, peer, 7, "send small"),
+                        pp->isend(big.data(), 1000, peer, 8, "send big")};
+    Pending recvs[2] = {pp->irecv(got_small.data(), 3, peer, 100, "recv small"),
+                        pp->irecv(got_big.data(), 1000, peer, 200, "recv big")};
+    for (Pending& p : recvs) ASSERT_TRUE(pp->wait(p));
+    for (Pending& p : sends) ASSERT_TRUE(pp->wait(p));
+    EXPECT_EQ(to_host(got_small), (std::vector<float>{float(peer), 1.0f, 2.0f}));
+    EXPECT_EQ(to_host(got_big), std::vector<float>(1000, float(peer + 5)));
+    EXPECT_THROW(pp->allreduce_sum(small.data(), 3, "no collectives"), std::logic_error);
+  }
+  MPI_Comm_free(&pair_mpi);
+}
+#endif
+
 INSTANTIATE_TEST_SUITE_P(, CommOnDevice, ::testing::Values("mpi", "nccl"),
                          [](const auto& info) { return info.param; });
 

@@ -233,6 +233,58 @@ TEST(Schedule, ForwardScheduleRunsEveryLayoutWithoutDeadlock) {
   EXPECT_THROW(make_forward_schedule({1, 2, {}, 2}), std::invalid_argument);
 }
 
+// NCCL matches a pair's messages in send order (no tags): receives_in_sender_order gives each
+// stage, per sender, every one of its receives exactly once, in the sender's order, on every
+// schedule (training and evaluation, skips, interleaving, zbh1). It is needed: on some layouts a
+// receiver lists a sender's messages in another order than the sender sends them.
+TEST(Schedule, ReceivesInSenderOrderCoverEveryMessageOnce) {
+  int reordered = 0, cases = 0;
+  auto check = [&](const std::vector<std::vector<Instruction>>& lists, const std::string& where) {
+    const int pp = static_cast<int>(lists.size());
+    for (int s = 0; s < pp; ++s) {
+      const auto order = receives_in_sender_order(lists, s);
+      ASSERT_EQ(static_cast<int>(order.size()), pp) << where;
+      std::set<size_t> seen;
+      for (int p = 0; p < pp; ++p) {
+        for (size_t k = 0; k < order[p].size(); ++k) {
+          const Instruction& in = lists[s].at(order[p][k]);
+          EXPECT_EQ(in.peer_stage, p) << where;
+          EXPECT_TRUE(seen.insert(order[p][k]).second) << where;
+          reordered += k > 0 && order[p][k] < order[p][k - 1];
+        }
+      }
+      size_t receives = 0;
+      for (const Instruction& in : lists[s])
+        receives += message_tag(in) >= 0 && in.peer_stage >= 0 && in.op != Op::SendActivation &&
+                    in.op != Op::SendGradient && in.op != Op::SendSkip &&
+                    in.op != Op::SendSkipGradient;
+      EXPECT_EQ(seen.size(), receives) << where << " stage " << s;
+    }
+    ++cases;
+  };
+  for (int pp = 2; pp <= 6; ++pp)
+    for (int m = 1; m <= 12; ++m)
+      for (const auto& [label, skips] : skip_layouts(pp)) {
+        const std::string where = " pp=" + std::to_string(pp) + " m=" + std::to_string(m) + label;
+        for (ScheduleKind kind :
+             {ScheduleKind::GPipe, ScheduleKind::OneFOneB, ScheduleKind::ZeroBubbleH1})
+          check(make_schedule(kind, {pp, m, skips}), schedule_name(kind) + where);
+        check(make_forward_schedule({pp, m, skips}), "forward" + where);
+      }
+  for (int pp = 2; pp <= 4; ++pp)
+    for (int v = 2; v <= 3; ++v)
+      for (int m = pp; m <= 3 * pp; m += pp)
+        for (const auto& [label, skips] : skip_layouts(pp * v))
+          check(make_schedule(ScheduleKind::Interleaved, {pp, m, skips, v}),
+                "interleaved pp=" + std::to_string(pp) + " v=" + std::to_string(v) + label);
+  EXPECT_GT(cases, 1000);
+  EXPECT_GT(reordered, 0);  // the receiver's own order would not do
+  // A receive nobody sends is a schedule bug, named.
+  auto lists = make_schedule(ScheduleKind::OneFOneB, {2, 2, {}});
+  std::erase_if(lists[0], [](const Instruction& in) { return in.op == Op::SendActivation; });
+  EXPECT_THROW(receives_in_sender_order(lists, 1), std::logic_error);
+}
+
 // v = 2 halves the bubble of 1F1B at the same m (to first order in pp / m): pp = 4, m = 8.
 TEST(Schedule, InterleavingShrinksTheBubble) {
   const SimulationResult one = simulate(make_schedule(ScheduleKind::OneFOneB, {4, 8, {}}));

@@ -91,20 +91,31 @@ TEST_F(CudaTraining, EveryLayoutMatchesTheCpuRun) {
         "cuda on " + layout.name() + extra);
 }
 
-// parallel.communicator nccl: the tensor-parallel all-reduces and the data-parallel buckets (plain,
-// and ZeRO-1's reduce-scatter and value all-gather) on NCCL communicators over device memory, the
-// pipeline on host-staged MPI. On the emulated device its NCCL is MPI on the arena
-// (tests/cuda_emulation/runtime/nccl.h), which refuses a host pointer: these runs check that
-// every buffer handed to NCCL is device memory, that the communicators are made in the same order
-// on every rank, and that the grouped per-block reduce and broadcast sum and gather what MPI's
-// reduce-scatter and all-gather do. auto on ranks sharing the one device stays host-staged.
-TEST_F(CudaTraining, NcclCarriesTensorAndDataParallelTraffic) {
+// parallel.communicator nccl: the tensor-parallel all-reduces, the data-parallel buckets (plain,
+// and ZeRO-1's reduce-scatter and value all-gather) and the pipeline's messages on NCCL
+// communicators over device memory. On the emulated device its NCCL is MPI on the arena
+// (tests/cuda_emulation/runtime/nccl.h), which refuses a host pointer and matches a pair's
+// messages in order with one tag, as NCCL does: these runs check that every buffer handed to NCCL
+// is device memory, that the communicators are made in the same order on every rank, that the
+// grouped per-block reduce and broadcast sum and gather what MPI's reduce-scatter and all-gather
+// do, and that the pipeline posts its receives in each sender's order on every schedule (a
+// mismatch pairs a message with the wrong buffer: wrong losses or a size error). auto on ranks
+// sharing the one device stays host-staged.
+TEST_F(CudaTraining, NcclCarriesEveryGroupsTraffic) {
   testing::TempDir dir;
   const auto cpu = run_losses(Layout{1, 1, 1}, "cpu", 3, dir / "cpu");
-  const std::pair<Layout, std::string> spread[] = {{Layout{2, 1, 1}, ""},
-                                                   {Layout{2, 1, 1}, " --parallel.zero 1"},
-                                                   {Layout{1, 1, 2}, ""},
-                                                   {Layout{2, 2, 2}, " --parallel.zero 1"}};
+  // Each NCCL op at least once: dp's all-reduce; tp's all-reduce, ZeRO-1's grouped reduce and
+  // broadcast and 1F1B's messages in (2,2,2); zbh1's messages; and a layout whose receiver lists
+  // its sender's messages out of send order: interleaved with the level-0 skip from virtual
+  // stage 0 to 3 (stages 4,1,1,4 put down/0 on the first, up/0 on the last). Posted in the
+  // receiver's own order there, the emulated NCCL pairs a skip with an activation's buffer and
+  // the run crashes (checked by hand); in the sender's order it matches the CPU.
+  const std::pair<Layout, std::string> spread[] = {
+      {Layout{2, 1, 1}, ""},
+      {Layout{2, 2, 2}, " --parallel.zero 1"},
+      {Layout{1, 3, 1}, " --parallel.schedule zbh1"},
+      {Layout{1, 2, 1},
+       " --parallel.schedule interleaved --parallel.virtual_stages 2 --parallel.stages 4,1,1,4"}};
   int run = 0;
   for (const auto& [layout, extra] : spread) {
     const std::string out = dir / ("nccl" + std::to_string(run++));
@@ -114,8 +125,9 @@ TEST_F(CudaTraining, NcclCarriesTensorAndDataParallelTraffic) {
     ASSERT_EQ(r.exit_code, 0) << layout.name() << extra << "\n" << r.output;
     // A group of one rank has no traffic: it keeps the host-staged communicator.
     auto carrier = [](int ranks) { return ranks > 1 ? "nccl" : "mpi (host-staged)"; };
-    const std::string traffic = std::string("traffic: tp ") + carrier(layout.tp) +
-                                ", pp mpi (host-staged), dp " + carrier(layout.dp);
+    const std::string traffic = std::string("traffic: tp ") + carrier(layout.tp) + ", pp " +
+                                (layout.pp > 1 ? "nccl (pairwise)" : "mpi (host-staged)") +
+                                ", dp " + carrier(layout.dp);
     EXPECT_NE(r.output.find(traffic), std::string::npos) << traffic << "\n" << r.output;
     expect_close_losses(testing::losses(out + "/metrics.jsonl"), cpu,
                         "nccl on " + layout.name() + extra);

@@ -2,8 +2,9 @@
 // (HG_CUDA_EMULATION=ON, docs/cuda.md): the same sources (core/cuda, layers/cuda) compiled by g++
 // against the thread-model emulation, so backend_for(Device::Cuda) exists on a machine without a
 // GPU and the trainer's device path runs in tests. This is NOT a GPU and NOT the CUDA runtime:
-// one emulated device, synchronous calls. Streams and events exist (NCCL's ops take them) but
-// every call has finished when it returns, so an event is always complete.
+// one emulated device, synchronous calls. Streams and events exist for NCCL's point-to-point ops,
+// the only asynchronous work (nccl.cpp): a stream holds the ones not yet complete, an event
+// recorded on it waits for those; everything else has finished when its call returns.
 //
 // "Device memory" is a guarded arena (device_memory.cpp): its pages are inaccessible to the host
 // except while an emulated kernel, copy, memset or gemm runs, so host code that reads or writes
@@ -11,6 +12,7 @@
 // by luck as it would with plain host memory.
 #pragma once
 #include <cstddef>
+#include <memory>
 #include <type_traits>
 #include <utility>
 
@@ -83,6 +85,18 @@ class DeviceAccess {
   DeviceAccess(const DeviceAccess&) = delete;
   DeviceAccess& operator=(const DeviceAccess&) = delete;
 };
+
+// Work in flight on an emulated stream (nccl.cpp's sends and receives). complete() tests it
+// without blocking and, once it is done, finishes it (a receive copies into device memory); it
+// returns true from then on.
+class AsyncWork {
+ public:
+  virtual ~AsyncWork() = default;
+  virtual bool complete() = 0;
+};
+// Appends `work` to `stream` (not the default stream, nullptr, which runs nothing
+// asynchronously): events recorded on it from now on wait for it.
+void enqueue(cudaStream_t stream, std::shared_ptr<AsyncWork> work);
 
 }  // namespace hg::emu
 

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -226,37 +227,69 @@ cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
   return cudaMemset(p, value, bytes);
 }
 
-// Streams and events: every emulated call is complete when it returns, so a stream has nothing
-// to order and an event is done once recorded. They are real objects so that a double destroy
-// or a use after destroy shows under the sanitizers.
+// Streams and events. Only NCCL's point-to-point work is asynchronous (hg::emu::AsyncWork): a
+// stream keeps what is not yet complete, an event recorded on it takes a share of that, and a
+// query completes what it can. Everything else is done when its call returns. Real objects, so
+// that a double destroy or a use after destroy shows under the sanitizers.
+using WorkList = std::vector<std::shared_ptr<hg::emu::AsyncWork>>;
 struct EmulatedStream {
   unsigned flags = 0;
+  WorkList pending;
 };
 struct EmulatedEvent {
   bool recorded = false;
+  WorkList waits_for;
 };
+
+namespace {
+// Drops the complete work of `list`; true when none is left.
+bool complete_what_can(WorkList& list) {
+  std::erase_if(list, [](const std::shared_ptr<hg::emu::AsyncWork>& w) { return w->complete(); });
+  return list.empty();
+}
+}  // namespace
+
+void hg::emu::enqueue(cudaStream_t stream, std::shared_ptr<AsyncWork> work) {
+  if (stream == nullptr) throw std::logic_error("emulated stream: asynchronous work on stream 0");
+  stream->pending.push_back(std::move(work));
+}
+
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags) {
-  *stream = new EmulatedStream{flags};
+  *stream = new EmulatedStream{flags, {}};
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  if (stream != nullptr)
+    while (!complete_what_can(stream->pending)) std::this_thread::yield();
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  cudaStreamSynchronize(stream);  // as CUDA: work queued before the destroy still completes
   delete stream;
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t event, unsigned) {
-  return event && event->recorded ? cudaSuccess : cudaErrorInvalidValue;
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned) {
+  if (event == nullptr || !event->recorded) return cudaErrorInvalidValue;
+  if (stream != nullptr)  // the stream's later work waits for the event's
+    stream->pending.insert(stream->pending.end(), event->waits_for.begin(), event->waits_for.end());
+  return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
   *event = new EmulatedEvent{};
   return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   event->recorded = true;
+  event->waits_for.clear();
+  if (stream != nullptr) {
+    complete_what_can(stream->pending);
+    event->waits_for = stream->pending;
+  }
   return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t event) {
-  return event->recorded ? cudaSuccess : cudaErrorInvalidValue;
+  if (!event->recorded) return cudaErrorInvalidValue;
+  return complete_what_can(event->waits_for) ? cudaSuccess : cudaErrorNotReady;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
   delete event;

@@ -5,6 +5,7 @@
 
 #include <climits>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 struct EmulatedNcclComm {
@@ -128,21 +129,72 @@ ncclResult_t ncclBroadcast(const void* sendbuff, void* recvbuff, size_t count,
   return ncclSuccess;
 }
 
+namespace {
+
+// A send or receive in flight on a stream, through a host buffer of its own: MPI moves large
+// messages inside later MPI calls, where the arena is closed to the host, so it never sees device
+// memory. Every message of a communicator has tag 0: MPI matches them in order, as NCCL does.
+class PointToPoint final : public hg::emu::AsyncWork {
+ public:
+  PointToPoint(const float* send_from, float* recv_into, size_t count, int peer, MPI_Comm comm)
+      : host_(count), recv_into_(recv_into) {
+    if (send_from) {
+      {
+        hg::emu::DeviceAccess open;
+        std::memcpy(host_.data(), send_from, count * sizeof(float));
+      }
+      MPI_Isend(host_.data(), static_cast<int>(count), MPI_FLOAT, peer, 0, comm, &request_);
+    } else {
+      MPI_Irecv(host_.data(), static_cast<int>(count), MPI_FLOAT, peer, 0, comm, &request_);
+    }
+  }
+  bool complete() override {
+    if (request_ == MPI_REQUEST_NULL) return true;
+    int done = 0;
+    MPI_Test(&request_, &done, MPI_STATUS_IGNORE);
+    if (!done) return false;
+    if (recv_into_) {
+      hg::emu::DeviceAccess open;
+      std::memcpy(recv_into_, host_.data(), host_.size() * sizeof(float));
+    }
+    return true;
+  }
+
+ private:
+  std::vector<float> host_;
+  float* recv_into_;
+  MPI_Request request_ = MPI_REQUEST_NULL;
+};
+
+// On the default stream (nullptr) the op completes before the call returns.
+void start(std::shared_ptr<PointToPoint> op, cudaStream_t stream) {
+  if (stream != nullptr) {
+    hg::emu::enqueue(stream, std::move(op));
+    return;
+  }
+  while (!op->complete()) {
+  }
+}
+
+}  // namespace
+
 ncclResult_t ncclSend(const void* sendbuff, size_t count, ncclDataType_t datatype, int peer,
-                      ncclComm_t comm, cudaStream_t) {
+                      ncclComm_t comm, cudaStream_t stream) {
   if (!supported(count, datatype) || peer < 0 || peer >= comm->ranks) return ncclInvalidArgument;
   require_device("ncclSend", sendbuff);
-  hg::emu::DeviceAccess open;
-  MPI_Send(sendbuff, static_cast<int>(count), MPI_FLOAT, peer, 0, comm->comm);
+  start(std::make_shared<PointToPoint>(static_cast<const float*>(sendbuff), nullptr, count, peer,
+                                       comm->comm),
+        stream);
   return ncclSuccess;
 }
 
 ncclResult_t ncclRecv(void* recvbuff, size_t count, ncclDataType_t datatype, int peer,
-                      ncclComm_t comm, cudaStream_t) {
+                      ncclComm_t comm, cudaStream_t stream) {
   if (!supported(count, datatype) || peer < 0 || peer >= comm->ranks) return ncclInvalidArgument;
   require_device("ncclRecv", recvbuff);
-  hg::emu::DeviceAccess open;
-  MPI_Recv(recvbuff, static_cast<int>(count), MPI_FLOAT, peer, 0, comm->comm, MPI_STATUS_IGNORE);
+  start(std::make_shared<PointToPoint>(nullptr, static_cast<float*>(recvbuff), count, peer,
+                                       comm->comm),
+        stream);
   return ncclSuccess;
 }
 

@@ -1,6 +1,9 @@
 // The NCCL API that parallel/nccl_comm.cpp calls, for the emulated device (docs/cuda.md), over
-// MPI on the emulated device's memory (nccl.cpp). NOT NCCL: every call is a blocking MPI call that
-// has finished when it returns, on host threads, with the arena opened for it. What it checks is
+// MPI on the emulated device's memory (nccl.cpp). NOT NCCL: collectives are blocking MPI calls
+// that have finished when they return, with the arena opened for them; sends and receives are
+// asynchronous on their stream (MPI_Isend / MPI_Irecv through host buffers, tag 0, so a pair's
+// messages match in the order they are issued, as NCCL's do) and complete in the event queries
+// and stream synchronisations that wait for them. What it checks is
 // the caller's side: device pointers (a host pointer throws, as it would fault on a GPU), counts,
 // roots and the order of calls across ranks.
 //
