@@ -17,14 +17,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${HG_BUNDLE_NO_BUILD:-0}" != 1 ]; then
-  bash scripts/build.sh test_layers bench_cuda_gemm hourglass
+  bash scripts/build.sh test_layers test_parallel bench_cuda_gemm hourglass
 fi
 BUILD=${BUILD_DIR:-build}
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/bin" "$STAGE/lib/openmpi" "$STAGE/lib/pmix" "$STAGE/share/openmpi" \
   "$STAGE/share/pmix" "$STAGE/etc" .device
-cp "$BUILD/tests/test_layers" "$BUILD/bench/bench_cuda_gemm" "$BUILD/hourglass" "$STAGE/bin/"
+cp "$BUILD/tests/test_layers" "$BUILD/tests/test_parallel" "$BUILD/bench/bench_cuda_gemm" \
+  "$BUILD/hourglass" "$STAGE/bin/"
 
 # Open MPI, as Debian 12 installs it (configured for prefix /usr; the plugins in pkglibdir, PMIx 4
 # beside it with its own prefix). mpirun is orterun; orted is what a singleton MPI_Init forks.

@@ -4,6 +4,7 @@
 #   1. what the machine is (nvidia-smi) and whether every library of the bundle resolves;
 #   2. the operation suite on the device: every op of tests/test_layers on /cuda, each against
 #      the same expectations as on /cpu (gradients, finite differences, the CPU layer's results);
+#      then NCCL on one rank (tests/test_parallel's CommOnDeviceNccl.OneRank*);
 #   3. the GPU's own matrix-product ceilings, fp32 and bf16 (bench_cuda_gemm), on a square product
 #      and on the reference and wider configurations' shapes;
 #   4. training on the GPU (the bundle's hourglass and Open MPI): the reference configuration
@@ -32,11 +33,17 @@ for dir in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86
   [ -e "$dir/libcublasLt.so.13" ] && { CUBLAS_DIR=$dir; break; }
 done
 [ -n "$CUBLAS_DIR" ] || CUBLAS_DIR=$(dirname "$(timeout 60 find / -xdev -name 'libcublasLt.so.13*' 2>/dev/null | head -n 1)" 2>/dev/null)
-export LD_LIBRARY_PATH="$BUNDLE/lib:${CUBLAS_DIR}:${LD_LIBRARY_PATH:-}"
+# NCCL (loaded by dlopen): CUDA's own, else the one PyTorch's nvidia-nccl-cu13 brings.
+NCCL_DIR=
+for dir in "$CUBLAS_DIR" /usr/local/cuda/lib64 /usr/local/cuda/lib; do
+  [ -n "$dir" ] && [ -e "$dir/libnccl.so.2" ] && { NCCL_DIR=$dir; break; }
+done
+[ -n "$NCCL_DIR" ] || NCCL_DIR=$(dirname "$(timeout 60 find / -xdev -name 'libnccl.so.2*' 2>/dev/null | head -n 1)" 2>/dev/null)
+export LD_LIBRARY_PATH="$BUNDLE/lib:${CUBLAS_DIR}:${NCCL_DIR}:${LD_LIBRARY_PATH:-}"
 echo "== 1. machine"
 date -u
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv || echo "nvidia-smi failed"
-echo "cuBLAS from: ${CUBLAS_DIR:-not found}"
+echo "cuBLAS from: ${CUBLAS_DIR:-not found}; NCCL from: ${NCCL_DIR:-not found}"
 missing=0
 for binary in "$BUNDLE"/bin/*; do
   if ldd "$binary" | grep "not found"; then missing=1; fi
@@ -51,6 +58,13 @@ grep -E '^\[==========\] [0-9]+ tests? from|^\[  PASSED  \]|^\[  SKIPPED \] [0-9
   "$OUT/test_layers_cuda.txt" | grep -v ' ms)$' | head -60
 grep -A12 'Failure' "$OUT/test_layers_cuda.txt" | head -80
 echo "test_layers /cuda exit status: $status (124 = timed out)"
+
+echo "== 2b. NCCL on one rank (tests/test_parallel: a single GPU cannot hold two NCCL ranks)"
+# A singleton MPI process: the communicator's stream, events, grouped reduce and broadcast, wait.
+(source "$BUNDLE/env.sh" && timeout 120 "$BUNDLE/bin/test_parallel" \
+  --gtest_filter='CommOnDeviceNccl.OneRank*' > "$OUT/test_parallel_nccl.txt" 2>&1)
+echo "test_parallel NCCL exit status: $?"
+grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|Failure' -A6 "$OUT/test_parallel_nccl.txt" | head -30
 
 echo "== 3. matrix-product ceilings (cuBLAS, bench_cuda_gemm)"
 timeout 120 "$BUNDLE/bin/bench_cuda_gemm" | tee "$OUT/bench_cuda_gemm.txt" || echo "bench_cuda_gemm exit status: $?"

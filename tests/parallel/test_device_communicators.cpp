@@ -134,6 +134,35 @@ TEST_P(CommOnDevice, RefusesAHostBuffer) {
 #endif
 
 #ifdef HG_HAVE_CUDA
+// NCCL over one rank, which a single GPU can run (two ranks on one GPU it refuses): the stream,
+// the events before and after each op, the grouped per-block reduce and broadcast, the wait with
+// its timeout. The device check (scripts/device_check.sh) runs it on the GPU; every result is the
+// input, exactly.
+TEST(CommOnDeviceNccl, OneRankRunsEveryCollective) {
+  if (!unavailable_reason(Device::Cuda).empty()) GTEST_SKIP() << "no CUDA device";
+  backend_for(Device::Cuda);
+  const std::shared_ptr<Communicator> one = make_nccl_communicator(MPI_COMM_SELF);
+  EXPECT_STREQ(one->name(), "nccl");
+  EXPECT_EQ(one->memory(), Device::Cuda);
+  std::vector<float> values(3000);
+  std::iota(values.begin(), values.end(), -7.0f);
+  Tensor x = on_device(values);
+  ASSERT_TRUE(one->allreduce_sum(x.data(), 3000, "one-rank all-reduce"));
+  EXPECT_EQ(to_host(x), values);
+  Pending sum = one->iallreduce_sum(x.data(), 3000, "one-rank all-reduce (non-blocking)");
+  ASSERT_TRUE(one->wait(sum));
+  EXPECT_TRUE(one->test(sum));
+  EXPECT_EQ(to_host(x), values);
+  const std::vector<int> counts = {3000}, displacements = {0};
+  Tensor shard = on_device(std::vector<float>(3000, -1.0f));
+  Pending scatter = one->ireduce_scatter_sum(x.data(), shard.data(), counts, "one-rank scatter");
+  ASSERT_TRUE(one->wait(scatter));
+  EXPECT_EQ(to_host(shard), values);
+  Pending gather = one->iallgather(shard.data(), counts, displacements, "one-rank gather");
+  ASSERT_TRUE(one->wait(gather));
+  EXPECT_EQ(to_host(shard), values);
+}
+
 // The pipeline's NCCL communicator (one NCCL communicator per direction of a pair): messages
 // match in the order sent, whatever their tags; both directions at once; no collectives.
 TEST(CommOnDeviceNccl, PipelinePairsMatchInSendOrder) {
