@@ -105,6 +105,7 @@ train() {  # train NAME RANKS ARGS...: one run, its log in $RUNS and its metrics
   timeout 150 "${launcher[@]}" "$HG" train "${MODEL[@]}" --data.dir "$RUNS/data" \
     --run.dir "$RUNS/$name" --log.every 10 "$@" > "$RUNS/$name.log" 2>&1
   local rc=$?
+  rm -f "$OUT/$name.metrics.jsonl"  # no stale metrics from an earlier check in the same $OUT
   cp "$RUNS/$name/metrics.jsonl" "$OUT/$name.metrics.jsonl" 2>/dev/null
   echo "$name: exit $rc in $(( $(date +%s) - t0 )) s"
   [ $rc = 0 ] || tail -n 15 "$RUNS/$name.log"
