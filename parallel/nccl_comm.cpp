@@ -222,6 +222,10 @@ bool nccl_event_done(NcclEvent event) {
   return true;
 }
 
+void nccl_event_release(NcclEvent event) {
+  if (event) cudaEventDestroy(static_cast<cudaEvent_t>(event));
+}
+
 std::string nccl_async_error(NcclComm* comm) {
   ncclResult_t async = ncclSuccess;
   check(nccl().async_error(comm->comm, &async), "ncclCommGetAsyncError");

@@ -57,6 +57,8 @@ NcclEvent nccl_irecv(NcclComm* comm, float* data, int64_t n, int peer);
 // true once the op before `event` has finished (the event is then destroyed: do not ask again).
 // Never blocks. Throws on a CUDA error.
 bool nccl_event_done(NcclEvent event);
+// Frees the event of an op that will not be asked about again (after an abort).
+void nccl_event_release(NcclEvent event);
 // An asynchronous error of the communicator (a peer failed, a network error): "" when none.
 std::string nccl_async_error(NcclComm* comm);
 // Ends the communicator's ops in flight (a stuck NCCL kernel never returns on its own) and frees

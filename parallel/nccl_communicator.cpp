@@ -36,7 +36,7 @@ class NcclCommunicator final : public Communicator {
     return wait(pending);
   }
   Pending iallreduce_sum(float* data, int64_t count, const char* what) override {
-    return pending(cuda::nccl_iall_reduce_sum(nccl_, data, count), what, -1);
+    return pending(cuda::nccl_iall_reduce_sum(live(), data, count), what, -1);
   }
   Pending ireduce_scatter_sum(const float* data, float* shard, const std::vector<int>& counts,
                               const char* what) override {
@@ -44,21 +44,21 @@ class NcclCommunicator final : public Communicator {
     displacements_.assign(counts.size(), 0);
     for (size_t r = 1; r < counts.size(); ++r)
       displacements_[r] = displacements_[r - 1] + counts[r - 1];
-    return pending(cuda::nccl_ireduce_scatter_sum(nccl_, data, shard, counts.data(),
-                                                  displacements_.data()),
-                   what, -1);
+    return pending(
+        cuda::nccl_ireduce_scatter_sum(live(), data, shard, counts.data(), displacements_.data()),
+        what, -1);
   }
   Pending iallgather(float* data, const std::vector<int>& counts,
                      const std::vector<int>& displacements, const char* what) override {
     check_blocks(counts);
-    return pending(cuda::nccl_iall_gather(nccl_, data, counts.data(), displacements.data()), what,
+    return pending(cuda::nccl_iall_gather(live(), data, counts.data(), displacements.data()), what,
                    -1);
   }
   Pending isend(const float* data, int64_t count, int peer, int tag, const char* what) override {
-    return pending(cuda::nccl_isend(nccl_, data, count, peer), what, peer, tag, false);
+    return pending(cuda::nccl_isend(live(), data, count, peer), what, peer, tag, false);
   }
   Pending irecv(float* data, int64_t count, int peer, int tag, const char* what) override {
-    return pending(cuda::nccl_irecv(nccl_, data, count, peer), what, peer, tag, true);
+    return pending(cuda::nccl_irecv(live(), data, count, peer), what, peer, tag, true);
   }
   bool matches_in_order() const override { return true; }
 
@@ -68,20 +68,28 @@ class NcclCommunicator final : public Communicator {
       pending.event = nullptr;
       return true;
     }
-    const std::string error = cuda::nccl_async_error(nccl_);
+    const std::string error = cuda::nccl_async_error(live());
     if (!error.empty())
       throw std::runtime_error(std::string("NCCL ") + pending.request.what + ": " + error);
     return false;
   }
   bool wait(Pending& pending) override {
+    // Past the timeout: the communicator is aborted (its later ops throw) and the op forgotten.
     return comm::wait_until(pending.request, [&] { return test(pending); },
                             [&] {
                               cuda::nccl_abort(nccl_);
                               nccl_ = nullptr;
+                              cuda::nccl_event_release(pending.event);
+                              pending.event = nullptr;
                             });
   }
 
  private:
+  cuda::NcclComm* live() const {
+    if (nccl_ == nullptr)
+      throw std::runtime_error("NCCL communicator used after a timeout aborted it");
+    return nccl_;
+  }
   // `request` only describes the op for the timeout message (communicator.h); is_recv also says
   // which direction of a pipeline pair it went (NcclPipelineCommunicator).
   Pending pending(cuda::NcclEvent event, const char* what, int peer, int tag = -1,

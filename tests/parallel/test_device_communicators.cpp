@@ -195,6 +195,42 @@ TEST(CommOnDeviceNccl, PipelinePairsMatchInSendOrder) {
 }
 #endif
 
+#ifdef HG_HAVE_CUDA
+// No NCCL wait is endless either: a receive its peer never sends ends at parallel.timeout with
+// comm.h's message naming the op, the peer (a world rank) and the tag, after ncclCommAbort has
+// ended the op (on the emulated device: its MPI receive cancelled). Later use of the aborted
+// direction throws.
+TEST(CommOnDeviceNccl, AReceiveNobodySendsTimesOutNamingItsPeer) {
+  if (!unavailable_reason(Device::Cuda).empty()) GTEST_SKIP() << "no CUDA device";
+  if (world_size() < 2) GTEST_SKIP() << "needs 2 MPI ranks";
+  backend_for(Device::Cuda);
+  MPI_Comm pair_mpi =
+      comm::split(MPI_COMM_WORLD, world_rank() < 2 ? 0 : MPI_UNDEFINED, world_rank());
+  if (pair_mpi == MPI_COMM_NULL) return;
+  {
+    const std::shared_ptr<Communicator> pp = make_nccl_pipeline_communicator(pair_mpi);
+    if (pp->rank() == 1) {
+      Tensor never = on_device({-1.0f, -1.0f});
+      std::string message;
+      {
+        testing::RecordedTimeouts recorded(0.2);
+        Pending stuck = pp->irecv(never.data(), 2, 0, 5, "recv nothing");
+        EXPECT_FALSE(pp->wait(stuck));
+        EXPECT_TRUE(stuck.done());
+        message = testing::RecordedTimeouts::message();
+        EXPECT_EQ(testing::RecordedTimeouts::calls(), 1);
+      }
+      EXPECT_NE(message.find("rank 1: timed out after "), std::string::npos) << message;
+      EXPECT_NE(message.find("waiting for recv nothing with peer 0 (tag 5)"), std::string::npos)
+          << message;
+      EXPECT_EQ(to_host(never), (std::vector<float>{-1.0f, -1.0f}));  // nothing arrived
+      EXPECT_THROW(pp->irecv(never.data(), 2, 0, 6, "after the abort"), std::runtime_error);
+    }
+  }
+  MPI_Comm_free(&pair_mpi);
+}
+#endif
+
 INSTANTIATE_TEST_SUITE_P(, CommOnDevice, ::testing::Values("mpi", "nccl"),
                          [](const auto& info) { return info.param; });
 

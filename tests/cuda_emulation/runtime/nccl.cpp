@@ -8,9 +8,13 @@
 #include <memory>
 #include <vector>
 
+namespace {
+class PointToPoint;
+}  // namespace
 struct EmulatedNcclComm {
   MPI_Comm comm = MPI_COMM_NULL;
   int rank = 0, ranks = 0;
+  std::vector<std::weak_ptr<PointToPoint>> started;  // its sends and receives (ncclCommAbort)
 };
 
 namespace {
@@ -90,7 +94,7 @@ ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int
   MPI_Comm_create_group(MPI_COMM_WORLD, group, tag, &created);
   MPI_Group_free(&group);
   MPI_Group_free(&world);
-  *comm = new EmulatedNcclComm{created, rank, nranks};
+  *comm = new EmulatedNcclComm{created, rank, nranks, {}};
   return ncclSuccess;
 }
 
@@ -148,6 +152,13 @@ class PointToPoint final : public hg::emu::AsyncWork {
       MPI_Irecv(host_.data(), static_cast<int>(count), MPI_FLOAT, peer, 0, comm, &request_);
     }
   }
+  // ncclCommAbort: a receive is cancelled and never copied; a send is left to MPI.
+  void cancel() {
+    if (request_ == MPI_REQUEST_NULL || recv_into_ == nullptr) return;
+    MPI_Cancel(&request_);
+    MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    recv_into_ = nullptr;
+  }
   bool complete() override {
     if (request_ == MPI_REQUEST_NULL) return true;
     int done = 0;
@@ -167,7 +178,8 @@ class PointToPoint final : public hg::emu::AsyncWork {
 };
 
 // On the default stream (nullptr) the op completes before the call returns.
-void start(std::shared_ptr<PointToPoint> op, cudaStream_t stream) {
+void start(std::shared_ptr<PointToPoint> op, ncclComm_t comm, cudaStream_t stream) {
+  comm->started.push_back(op);
   if (stream != nullptr) {
     hg::emu::enqueue(stream, std::move(op));
     return;
@@ -184,7 +196,7 @@ ncclResult_t ncclSend(const void* sendbuff, size_t count, ncclDataType_t datatyp
   require_device("ncclSend", sendbuff);
   start(std::make_shared<PointToPoint>(static_cast<const float*>(sendbuff), nullptr, count, peer,
                                        comm->comm),
-        stream);
+        comm, stream);
   return ncclSuccess;
 }
 
@@ -194,7 +206,7 @@ ncclResult_t ncclRecv(void* recvbuff, size_t count, ncclDataType_t datatype, int
   require_device("ncclRecv", recvbuff);
   start(std::make_shared<PointToPoint>(nullptr, static_cast<float*>(recvbuff), count, peer,
                                        comm->comm),
-        stream);
+        comm, stream);
   return ncclSuccess;
 }
 
@@ -211,7 +223,12 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
   delete comm;
   return ncclSuccess;
 }
-ncclResult_t ncclCommAbort(ncclComm_t comm) { return ncclCommDestroy(comm); }
+// Ends what is in flight, as NCCL's abort ends its kernels: receives never matched are cancelled.
+ncclResult_t ncclCommAbort(ncclComm_t comm) {
+  for (const std::weak_ptr<PointToPoint>& op : comm->started)
+    if (auto live = op.lock()) live->cancel();
+  return ncclCommDestroy(comm);
+}
 
 const char* ncclGetErrorString(ncclResult_t result) {
   switch (result) {
