@@ -33,12 +33,20 @@ double memory_bytes() {
   return static_cast<double>(total_bytes);
 }
 
-float* device_alloc(int64_t n) {
+// Stream-ordered on the default stream (below, allocate_zeroed: why).
+static void* stream_alloc(size_t bytes, const char* what) {
   void* p = nullptr;
-  check(cudaMalloc(&p, sizeof(float) * n), "cudaMalloc");
-  return static_cast<float*>(p);
+  check(cudaMallocAsync(&p, bytes, nullptr), what);
+  return p;
 }
-void device_free(float* p) { cudaFree(p); }
+static void stream_free(void* p) {
+  if (p) cudaFreeAsync(p, nullptr);  // no throw: called from destructors
+}
+
+float* device_alloc(int64_t n) {
+  return static_cast<float*>(stream_alloc(sizeof(float) * n, "cudaMallocAsync"));
+}
+void device_free(float* p) { stream_free(p); }
 void copy_to_device(float* dst, const float* src, int64_t n) {
   check(cudaMemcpy(dst, src, sizeof(float) * n, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
 }
@@ -50,14 +58,17 @@ namespace {
 
 // Plain functions for core/device.h's DeviceMemory. The copies are cudaMemcpy, which waits for
 // the kernels before it on the default stream: a Tensor read on the host is the finished value.
+// Allocations are stream-ordered on the default stream (cudaMallocAsync / cudaFreeAsync, from the
+// device's pool, which keeps what is freed: register_memory): cudaFree would synchronise the whole
+// device, and with an NCCL receive waiting on its own stream for a peer that waits for this rank,
+// that never returns (NCCL's known hang with cudaFree; PyTorch's caching allocator avoids it too).
 void* allocate_zeroed(int64_t bytes) {
   if (bytes == 0) return nullptr;
-  void* p = nullptr;
-  check(cudaMalloc(&p, static_cast<size_t>(bytes)), "cudaMalloc (Tensor)");
-  check(cudaMemset(p, 0, static_cast<size_t>(bytes)), "cudaMemset (Tensor)");
+  void* p = stream_alloc(static_cast<size_t>(bytes), "cudaMallocAsync (Tensor)");
+  check(cudaMemsetAsync(p, 0, static_cast<size_t>(bytes), nullptr), "cudaMemsetAsync (Tensor)");
   return p;
 }
-void release(void* p) { cudaFree(p); }  // no throw: called from destructors
+void release(void* p) { stream_free(p); }
 void zero(void* p, int64_t bytes) {
   if (bytes) check(cudaMemset(p, 0, static_cast<size_t>(bytes)), "cudaMemset");
 }
@@ -77,16 +88,23 @@ void copy_h2d(void* dst, const void* host, int64_t bytes) {
 }  // namespace
 
 void register_memory() {
+  // The pool keeps freed memory for the next allocation instead of returning it to the driver at
+  // each synchronisation (its default threshold, 0): a step's tensors are reused, not remapped.
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  cudaMemPool_t pool = nullptr;
+  check(cudaDeviceGetDefaultMemPool(&pool, device), "cudaDeviceGetDefaultMemPool");
+  uint64_t keep_all = UINT64_MAX;
+  check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all),
+        "cudaMemPoolSetAttribute");
   register_device_memory(Device::Cuda,
                          {allocate_zeroed, release, zero, copy_d2d, copy_d2h, copy_h2d});
 }
 
 int32_t* device_alloc_int32(int64_t n) {
-  void* p = nullptr;
-  check(cudaMalloc(&p, sizeof(int32_t) * n), "cudaMalloc (int32)");
-  return static_cast<int32_t*>(p);
+  return static_cast<int32_t*>(stream_alloc(sizeof(int32_t) * n, "cudaMallocAsync (int32)"));
 }
-void device_free(int32_t* p) { cudaFree(p); }
+void device_free(int32_t* p) { stream_free(p); }
 void copy_to_device(int32_t* dst, const int32_t* src, int64_t n) {
   check(cudaMemcpy(dst, src, sizeof(int32_t) * n, cudaMemcpyHostToDevice),
         "cudaMemcpy H2D (int32)");

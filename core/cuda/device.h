@@ -10,9 +10,11 @@ namespace hg::cuda {
 // or no device exists. `reason` receives the CUDA error string in that case.
 int device_count(std::string* reason = nullptr);
 
-// Registers cudaMalloc'd memory as Device::Cuda's (core/device.h): zero-filled allocations
-// (cudaMalloc + cudaMemset; 256-byte aligned, past the 64 the contract asks), cudaFree, and
-// cudaMemcpy for the three copy directions. The CUDA backend calls it when it is created.
+// Registers device memory as Device::Cuda's (core/device.h): zero-filled allocations
+// (cudaMallocAsync + cudaMemsetAsync on the default stream, from the device's pool, which keeps
+// freed memory; 256-byte aligned, past the 64 the contract asks), cudaFreeAsync, and cudaMemcpy
+// for the three copy directions. Never cudaFree, which synchronises the device and so can hang
+// behind an NCCL op waiting for a peer (device.cu). The CUDA backend calls it when it is created.
 void register_memory();
 
 // Makes device local_rank % device_count() current for this host thread (one device per rank).
@@ -26,7 +28,8 @@ double memory_bytes();
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
-// Host <-> device copies for tests and the trainer's staging (they synchronise: cudaMemcpy).
+// Host <-> device copies for tests and the trainer's staging (they synchronise: cudaMemcpy);
+// allocations stream-ordered as above.
 float* device_alloc(int64_t n);
 void device_free(float* p);
 void copy_to_device(float* dst, const float* src, int64_t n);

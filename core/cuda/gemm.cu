@@ -46,24 +46,25 @@ constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 void* workspace() {
   static void* w = [] {
     void* p = nullptr;
-    check(cudaMalloc(&p, kWorkspaceBytes), "cudaMalloc (cuBLASLt workspace)");
+    check(cudaMallocAsync(&p, kWorkspaceBytes, nullptr), "cudaMallocAsync (cuBLASLt workspace)");
     return p;
   }();
   return w;
 }
 
 // The packed bfloat16 copy of operand `which` (0: A, 1: B), grown and never shrunk. One pair per
-// process: the backend is called from one host thread, and cudaFree waits for the products
-// queued before it, so growing never frees a buffer still being read.
+// process: the backend is called from one host thread, and a free ordered on the default stream
+// (cudaFreeAsync; never cudaFree, core/cuda/device.cu) comes after the products queued before it,
+// so growing never frees a buffer still being read.
 uint16_t* bf16_operand(int which, int64_t n) {
   static uint16_t* buffers[2] = {nullptr, nullptr};
   static int64_t capacity[2] = {0, 0};
   if (n > capacity[which]) {
-    cudaFree(buffers[which]);
+    if (buffers[which]) cudaFreeAsync(buffers[which], nullptr);
     buffers[which] = nullptr;
     capacity[which] = 0;
     void* p = nullptr;
-    check(cudaMalloc(&p, sizeof(uint16_t) * n), "cudaMalloc (bf16 operand)");
+    check(cudaMallocAsync(&p, sizeof(uint16_t) * n, nullptr), "cudaMallocAsync (bf16 operand)");
     buffers[which] = static_cast<uint16_t*>(p);
     capacity[which] = n;
   }

@@ -21,7 +21,8 @@ namespace hg {
 namespace {
 
 // A device buffer that grows and never shrinks; its contents are undefined after it grows.
-// cudaFree waits for the kernels queued before it, so growing never frees memory still in use.
+// The free is ordered on the default stream after the kernels queued before it (cudaFreeAsync,
+// core/cuda/device.h), so growing never frees memory still in use.
 template <class T>
 class DeviceBuffer {
  public:
