@@ -1,25 +1,15 @@
 // What crosses ranks during training, behind one small interface (Flashlight's distributed API:
 // small and C-like): all-reduce, isend/irecv, test, and a wait with the timeout of parallel/comm.h.
 // The tensor-parallel all-reduces (model/tensor_parallel.h), the gradient buckets
-// (parallel/grad_buckets.h) and the pipeline runtime (trainer/pipeline_runtime.h) take one; the
-// MPI implementation is the only one today, over a communicator of the ProcessGrid.
+// (parallel/grad_buckets.h) and the pipeline runtime (trainer/pipeline_runtime.h) take one, with
+// buffers in its memory(). Three implementations: MPI over a communicator of the ProcessGrid
+// (host memory, below); MPI staged through host memory for device buffers
+// (staged_communicator.h); NCCL (nccl_communicator.h: ops on the communicator's own stream,
+// `Pending::event` the cudaEvent_t after the op, `request` only describing it for the timeout
+// message, ncclCommAbort before the abort handler). make_training_communicators picks.
 //
 // Setup, checkpoints and reports (byte gathers, strings, doubles, barriers) stay on comm:: over
 // the grid's MPI_Comms: they move host bytes once per step or run, whatever carries the training.
-//
-// How an NCCL communicator will fit (parallel/nccl_comm.h holds the calls it needs):
-//   - creation: one rank of the group draws the id (nccl_unique_id), comm::broadcast sends it over
-//     the group's MPI_Comm, every member calls nccl_init -- collective, so the communicators are
-//     made once, up front, in a fixed order (make_mpi_communicators' tp, pp, dp, for one);
-//   - data: device memory; every op is queued on the communicator's stream, so allreduce_sum
-//     returns once the sum is ordered before what is queued next on that stream, not computed;
-//     isend/irecv are ncclSend/ncclRecv;
-//   - Pending: `request` describes the op for the timeout message (what, peer, tag, the bootstrap
-//     MPI_Comm that names world ranks) with request.request left MPI_REQUEST_NULL; `event` holds
-//     the cudaEvent_t recorded on the stream after the op, and test() is cudaEventQuery;
-//   - timeout: wait() polls the event and ncclCommGetAsyncError with comm.h's back-off; past
-//     comm::timeout() it calls comm.h's abort handler with comm::timeout_message(request, ...),
-//     then ncclCommAbort (a stuck NCCL kernel never returns on its own).
 #pragma once
 #include <mpi.h>
 
