@@ -163,71 +163,67 @@ TEST(CommOnDeviceNccl, OneRankRunsEveryCollective) {
   EXPECT_EQ(to_host(shard), values);
 }
 
-// The pipeline's NCCL communicator (one NCCL communicator per direction of a pair): messages
-// match in the order sent, whatever their tags; both directions at once; no collectives.
-TEST(CommOnDeviceNccl, PipelinePairsMatchInSendOrder) {
-  if (!unavailable_reason(Device::Cuda).empty()) GTEST_SKIP() << "no CUDA device";
-  if (world_size() < 2) GTEST_SKIP() << "needs 2 MPI ranks";
-  backend_for(Device::Cuda);
-  MPI_Comm pair_mpi =
-      comm::split(MPI_COMM_WORLD, world_rank() < 2 ? 0 : MPI_UNDEFINED, world_rank());
-  if (pair_mpi == MPI_COMM_NULL) return;
-  {
-    const std::shared_ptr<Communicator> pp = make_nccl_pipeline_communicator(pair_mpi);
-    EXPECT_TRUE(pp->matches_in_order());
-    const int r = pp->rank(), peer = 1 - r;
-    Tensor small = on_device({float(r), 1.0f, 2.0f}),
-           big = on_device(std::vector<float>(1000, float(r + 5)));
-    Tensor got_small = on_device({-1, -1, -1}),
-           got_big = on_device(std::vector<float>(1000, -1.0f));
-    // Both ranks send at once (two directions, two streams), the tags differ from the receives'.
-    Pending sends[2] = {pp->isend(small.data(), 3, peer, 7, "send small"),
-                        pp->isend(big.data(), 1000, peer, 8, "send big")};
-    Pending recvs[2] = {pp->irecv(got_small.data(), 3, peer, 100, "recv small"),
-                        pp->irecv(got_big.data(), 1000, peer, 200, "recv big")};
-    for (Pending& p : recvs) ASSERT_TRUE(pp->wait(p));
-    for (Pending& p : sends) ASSERT_TRUE(pp->wait(p));
-    EXPECT_EQ(to_host(got_small), (std::vector<float>{float(peer), 1.0f, 2.0f}));
-    EXPECT_EQ(to_host(got_big), std::vector<float>(1000, float(peer + 5)));
-    EXPECT_THROW(pp->allreduce_sum(small.data(), 3, "no collectives"), std::logic_error);
+// World ranks 0 and 1 joined by the pipeline's NCCL communicator (one NCCL communicator per
+// direction of the pair); null on the other ranks. Collective over world.
+class CommOnDeviceNcclPair : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!unavailable_reason(Device::Cuda).empty()) GTEST_SKIP() << "no CUDA device";
+    if (world_size() < 2) GTEST_SKIP() << "needs 2 MPI ranks";
+    backend_for(Device::Cuda);
+    pair_mpi_ = comm::split(MPI_COMM_WORLD, world_rank() < 2 ? 0 : MPI_UNDEFINED, world_rank());
+    if (pair_mpi_ != MPI_COMM_NULL) pp_ = make_nccl_pipeline_communicator(pair_mpi_);
   }
-  MPI_Comm_free(&pair_mpi);
-}
-#endif
+  void TearDown() override {
+    pp_.reset();
+    if (pair_mpi_ != MPI_COMM_NULL) MPI_Comm_free(&pair_mpi_);
+  }
+  MPI_Comm pair_mpi_ = MPI_COMM_NULL;
+  std::shared_ptr<Communicator> pp_;
+};
 
-#ifdef HG_HAVE_CUDA
+// Messages match in the order sent, whatever their tags; both directions at once; no
+// collectives.
+TEST_F(CommOnDeviceNcclPair, PipelinePairsMatchInSendOrder) {
+  if (!pp_) return;
+  EXPECT_TRUE(pp_->matches_in_order());
+  const int r = pp_->rank(), peer = 1 - r;
+  Tensor small = on_device({float(r), 1.0f, 2.0f}),
+         big = on_device(std::vector<float>(1000, float(r + 5)));
+  Tensor got_small = on_device({-1, -1, -1}), got_big = on_device(std::vector<float>(1000, -1.0f));
+  // Both ranks send at once (two directions, two streams), the tags differ from the receives'.
+  Pending sends[2] = {pp_->isend(small.data(), 3, peer, 7, "send small"),
+                      pp_->isend(big.data(), 1000, peer, 8, "send big")};
+  Pending recvs[2] = {pp_->irecv(got_small.data(), 3, peer, 100, "recv small"),
+                      pp_->irecv(got_big.data(), 1000, peer, 200, "recv big")};
+  for (Pending& p : recvs) ASSERT_TRUE(pp_->wait(p));
+  for (Pending& p : sends) ASSERT_TRUE(pp_->wait(p));
+  EXPECT_EQ(to_host(got_small), (std::vector<float>{float(peer), 1.0f, 2.0f}));
+  EXPECT_EQ(to_host(got_big), std::vector<float>(1000, float(peer + 5)));
+  EXPECT_THROW(pp_->allreduce_sum(small.data(), 3, "no collectives"), std::logic_error);
+}
+
 // No NCCL wait is endless either: a receive its peer never sends ends at parallel.timeout with
 // comm.h's message naming the op, the peer (a world rank) and the tag, after ncclCommAbort has
 // ended the op (on the emulated device: its MPI receive cancelled). Later use of the aborted
 // direction throws.
-TEST(CommOnDeviceNccl, AReceiveNobodySendsTimesOutNamingItsPeer) {
-  if (!unavailable_reason(Device::Cuda).empty()) GTEST_SKIP() << "no CUDA device";
-  if (world_size() < 2) GTEST_SKIP() << "needs 2 MPI ranks";
-  backend_for(Device::Cuda);
-  MPI_Comm pair_mpi =
-      comm::split(MPI_COMM_WORLD, world_rank() < 2 ? 0 : MPI_UNDEFINED, world_rank());
-  if (pair_mpi == MPI_COMM_NULL) return;
+TEST_F(CommOnDeviceNcclPair, AReceiveNobodySendsTimesOutNamingItsPeer) {
+  if (!pp_ || pp_->rank() != 1) return;
+  Tensor never = on_device({-1.0f, -1.0f});
+  std::string message;
   {
-    const std::shared_ptr<Communicator> pp = make_nccl_pipeline_communicator(pair_mpi);
-    if (pp->rank() == 1) {
-      Tensor never = on_device({-1.0f, -1.0f});
-      std::string message;
-      {
-        testing::RecordedTimeouts recorded(0.2);
-        Pending stuck = pp->irecv(never.data(), 2, 0, 5, "recv nothing");
-        EXPECT_FALSE(pp->wait(stuck));
-        EXPECT_TRUE(stuck.done());
-        message = testing::RecordedTimeouts::message();
-        EXPECT_EQ(testing::RecordedTimeouts::calls(), 1);
-      }
-      EXPECT_NE(message.find("rank 1: timed out after "), std::string::npos) << message;
-      EXPECT_NE(message.find("waiting for recv nothing with peer 0 (tag 5)"), std::string::npos)
-          << message;
-      EXPECT_EQ(to_host(never), (std::vector<float>{-1.0f, -1.0f}));  // nothing arrived
-      EXPECT_THROW(pp->irecv(never.data(), 2, 0, 6, "after the abort"), std::runtime_error);
-    }
+    testing::RecordedTimeouts recorded(0.2);
+    Pending stuck = pp_->irecv(never.data(), 2, 0, 5, "recv nothing");
+    EXPECT_FALSE(pp_->wait(stuck));
+    EXPECT_TRUE(stuck.done());
+    message = testing::RecordedTimeouts::message();
+    EXPECT_EQ(testing::RecordedTimeouts::calls(), 1);
   }
-  MPI_Comm_free(&pair_mpi);
+  EXPECT_NE(message.find("rank 1: timed out after "), std::string::npos) << message;
+  EXPECT_NE(message.find("waiting for recv nothing with peer 0 (tag 5)"), std::string::npos)
+      << message;
+  EXPECT_EQ(to_host(never), (std::vector<float>{-1.0f, -1.0f}));  // nothing arrived
+  EXPECT_THROW(pp_->irecv(never.data(), 2, 0, 6, "after the abort"), std::runtime_error);
 }
 #endif
 
