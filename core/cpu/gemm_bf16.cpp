@@ -26,14 +26,16 @@ namespace hg {
 namespace {
 
 // Below this many multiply-adds (M·N·K) per thread a matmul's fixed cost per call (memory
-// handles, stream, waking the thread team) outweighs its rate, and rounded float32 operands
-// through sgemm are quicker. bench_gemm --shapes, Zen 4, GFLOP/s of the bf16 call through
-// sgemm / the matmul:
-//   16×144×64 (147k)   1 thread 73 / 81    2 threads 71 / 21-54 (load-dependent)
-//   64×64×64 (262k)    1 thread 82 / 135   2 threads 67 / 112
-// The attention's block products (16×144×64) run one per thread inside a parallel region, where
-// the matmul wins.
-constexpr int64_t kSmallProduct = int64_t{1} << 17;
+// handles, stream, waking the thread team, packing B) outweighs its rate, and rounded float32
+// operands through sgemm are quicker. bench_gemm --shapes, GFLOP/s of the whole bf16 call through
+// sgemm / through the matmul, 1 thread:
+//   16×144×64 (147k)   Zen 4: 73 / 81    Sapphire Rapids (AMX): 109 / 71
+//   64×64×64 (262k)    Zen 4: 82 / 135   Sapphire Rapids (AMX): 145 / 207
+// The attention's block products (16×144×64 and 128×64×16, one per thread inside a parallel
+// region) write into strided rows of their outputs, which oneDNN 2.6's fast (brgemm) matmul does
+// not take: it falls back to its gemm-based one, whose scalar alpha/beta pass ran them at 12-25
+// GFLOP/s on Sapphire Rapids and took 12% of a bf16 training step. They stay below this bound.
+constexpr int64_t kSmallProduct = int64_t{1} << 19;
 // Rounding runs on the rank's threads above this many elements; below, a thread team costs more.
 constexpr int64_t kParallelElements = int64_t{1} << 16;
 
@@ -69,6 +71,7 @@ struct ThreadBuffers {
   std::vector<float> a32, b32;     // the sgemm path
   std::vector<uint16_t> a16, b16;  // the oneDNN path
   std::vector<uint8_t> scratchpad;
+  std::vector<float> dense_c;  // a matmul's result before it joins a strided C
 };
 ThreadBuffers& thread_buffers() {
   thread_local ThreadBuffers buffers;
@@ -193,10 +196,11 @@ bool bf16_matmul_supported(std::string* reason) {
 }
 
 #ifdef HG_GEMM_DNNL
+// The primitive on dense A16, B16 into C (row stride ldc), or false without native bf16.
 // oneDNN's bf16 matmul is deterministic for a fixed primitive and thread count (each output
 // element's K sum is split and ordered the same way every call).
-bool gemm_bf16_rounded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                       const uint16_t* A, const uint16_t* B, float beta, float* C, int64_t ldc) {
+bool run_matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                const uint16_t* A, const uint16_t* B, float beta, float* C, int64_t ldc) {
   if (!native_bf16()) return false;
   // Per thread, so no lock: one entry per distinct product the thread runs (a model has tens).
   thread_local std::map<MatmulKey, Matmul> cache;
@@ -225,6 +229,27 @@ bool gemm_bf16_rounded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
   }
   matmul.primitive.execute(stream, args);
   stream.wait();
+  return true;
+}
+
+// A dense C goes to the primitive as it is. A strided one (ldc > N) would send oneDNN 2.6 to its
+// slow gemm-based matmul (above), so the product lands in a dense buffer first and then joins C:
+// C = T + beta·C, the sum post-op's formula.
+bool gemm_bf16_rounded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const uint16_t* A, const uint16_t* B, float beta, float* C, int64_t ldc) {
+  if (ldc == N) return run_matmul(trans_a, trans_b, M, N, K, alpha, A, B, beta, C, ldc);
+  float* dense = grown(thread_buffers().dense_c, M * N);
+  if (!run_matmul(trans_a, trans_b, M, N, K, alpha, A, B, 0.0f, dense, N)) return false;
+  auto join_row = [&](int64_t i) {
+    const float* t = dense + i * N;
+    float* c = C + i * ldc;
+    if (beta == 0.0f) {
+      for (int64_t j = 0; j < N; ++j) c[j] = t[j];
+    } else {
+      for (int64_t j = 0; j < N; ++j) c[j] = t[j] + beta * c[j];
+    }
+  };
+  parallel_for(M, join_row);  // inside a parallel region this runs on the calling thread
   return true;
 }
 #else
