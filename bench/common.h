@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/host_memory.h"
 #include "core/random.h"
 
 namespace hg::bench {
@@ -177,6 +178,7 @@ struct StepFlags {
 // "<name>: <what>" and the exit code is 2.
 template <class Body>
 int run_main(const char* name, Body&& body) {
+  hg::keep_freed_host_memory();  // as the commands do: a step's buffers come back every step
   try {
     return body();
   } catch (const std::exception& e) {
@@ -191,6 +193,7 @@ int run_main(const char* name, Body&& body) {
 // printed with its rank and aborts the job with 2: the other ranks may wait in a collective.
 template <class Body>
 int run_mpi_main(int& argc, char**& argv, const char* name, Body&& body) {
+  hg::keep_freed_host_memory();
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   int rank = 0, size = 1;

@@ -10,10 +10,11 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/host_memory.h"
 #include "data/prep.h"
 #include "plan/plan.h"
-#include "trainer/inference.h"
 #include "trainer/config.h"
+#include "trainer/inference.h"
 #include "trainer/stop_signals.h"
 #include "trainer/trainer.h"
 
@@ -90,6 +91,7 @@ int run_train(int argc, char** argv, const std::vector<std::string>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hg::keep_freed_host_memory();  // each step's buffers are allocated again the next step
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? hg::kExitUsage : hg::kExitOk;
