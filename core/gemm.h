@@ -51,6 +51,20 @@ void gemm_rounded_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                     int64_t ldc);
 
+// bf16 copies of operands that several products read, made once: out[rows × cols] (dense) =
+// bf16_bits (core/bf16.h) of in[rows × cols] (row stride ld), on the rank's threads. A linear
+// layer's output gradient, read by the dX and the dW products, is one.
+void bf16_copy(uint16_t* out, const float* in, int64_t rows, int64_t cols, int64_t ld);
+
+// gemm at bf16 whatever matmul_precision() says, with A and/or B given as their bf16 copies
+// (bf16_copy, or written by the operand's producer: the same bits), dense as stored (A [M,K], or
+// [K,M] when trans_a; B likewise). A null copy means: round that operand from its float32 as gemm
+// does; a given one is read instead of the float32 pointer, which may then be null. The same bits
+// as gemm(MatmulPrecision::Bf16, ...) on the float32 operands.
+void gemm_bf16_copies(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float* A, int64_t lda, const uint16_t* A16, const float* B, int64_t ldb,
+                      const uint16_t* B16, float beta, float* C, int64_t ldc);
+
 // The precision of the plain gemm calls. Process-wide (an atomic), not per thread: the CPU
 // kernels call gemm from OpenMP worker threads, which a thread_local set on the main thread would
 // not reach. Rule: one precision per process at a time. The trainer sets it once, from

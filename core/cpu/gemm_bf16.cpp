@@ -39,15 +39,17 @@ constexpr int64_t kSmallProduct = int64_t{1} << 19;
 // Rounding runs on the rank's threads above this many elements; below, a thread team costs more.
 constexpr int64_t kParallelElements = int64_t{1} << 16;
 
-// A matrix as the caller stores it: rows × cols, row stride ld.
+// A matrix as the caller stores it: rows × cols, row stride ld; or, where `bits` is given, its
+// bfloat16 copy, dense (row stride cols), which the caller made once for several products.
 struct Stored {
   const float* data;
   int64_t rows, cols, ld;
+  const uint16_t* bits;
 };
 Stored stored(bool transposed, int64_t rows_of_op, int64_t cols_of_op, const float* data,
-              int64_t ld) {
-  return transposed ? Stored{data, cols_of_op, rows_of_op, ld}
-                    : Stored{data, rows_of_op, cols_of_op, ld};
+              int64_t ld, const uint16_t* bits) {
+  return transposed ? Stored{data, cols_of_op, rows_of_op, ld, bits}
+                    : Stored{data, rows_of_op, cols_of_op, ld, bits};
 }
 
 // `in` converted element by element into dense out[rows × cols] (row stride cols).
@@ -62,6 +64,18 @@ void round_matrix(const Stored& in, Out* out, Convert convert) {
     for (int64_t r = 0; r < in.rows; ++r) row(r);
   } else {
     parallel_for(in.rows, row);  // inside a parallel region this runs on the calling thread
+  }
+}
+
+// A given bfloat16 copy widened into dense float32 (exact), for the sgemm path.
+void widen_matrix(const Stored& in, float* out) {
+  const int64_t n = in.rows * in.cols;
+  if (n < kParallelElements) {
+    for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_float(in.bits[i]);
+  } else {
+    parallel_for(in.rows, [&](int64_t r) {
+      for (int64_t c = r * in.cols; c < (r + 1) * in.cols; ++c) out[c] = bf16_to_float(in.bits[c]);
+    });
   }
 }
 
@@ -91,12 +105,18 @@ void gemm_rounded_fp32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
   ThreadBuffers& buffers = thread_buffers();
   float* a32 = grown(buffers.a32, a.rows * a.cols);
   auto round = [](float x) { return round_to_bf16(x); };  // a lambda inlines; a pointer may not
-  round_matrix(a, a32, round);
+  if (a.bits)
+    widen_matrix(a, a32);
+  else
+    round_matrix(a, a32, round);
   const float* b32 = b.data;
   int64_t ldb = b.ld;
-  if (!b_rounded) {
+  if (b.bits || !b_rounded) {
     float* dense = grown(buffers.b32, b.rows * b.cols);
-    round_matrix(b, dense, round);
+    if (b.bits)
+      widen_matrix(b, dense);
+    else
+      round_matrix(b, dense, round);
     b32 = dense;
     ldb = b.cols;
   }
@@ -259,20 +279,32 @@ bool gemm_bf16_rounded(bool, bool, int64_t, int64_t, int64_t, float, const uint1
 }
 #endif
 
+void bf16_copy(uint16_t* out, const float* in, int64_t rows, int64_t cols, int64_t ld) {
+  round_matrix(Stored{in, rows, cols, ld, nullptr}, out, [](float x) { return bf16_bits(x); });
+}
+
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-               int64_t ldc, bool b_rounded) {
-  const Stored a = stored(trans_a, M, K, A, lda), b = stored(trans_b, K, N, B, ldb);
+               const float* A, int64_t lda, const uint16_t* A16, const float* B, int64_t ldb,
+               const uint16_t* B16, float beta, float* C, int64_t ldc, bool b_rounded) {
+  const Stored a = stored(trans_a, M, K, A, lda, A16), b = stored(trans_b, K, N, B, ldb, B16);
   if (K > 0 && M * N * K >= kSmallProduct * matmul_threads() && native_bf16()) {
     ThreadBuffers& buffers = thread_buffers();
-    uint16_t* a16 = grown(buffers.a16, a.rows * a.cols);
-    uint16_t* b16 = grown(buffers.b16, b.rows * b.cols);
-    auto round = [](float x) { return bf16_bits(x); };
-    round_matrix(a, a16, round);
-    if (b_rounded)  // its bfloat16 is its top half (what bf16_bits gives for it), a cheaper loop
-      round_matrix(b, b16, [](float x) { return uint16_t(std::bit_cast<uint32_t>(x) >> 16); });
-    else
-      round_matrix(b, b16, round);
+    const uint16_t* a16 = a.bits;
+    if (!a16) {
+      uint16_t* rounded = grown(buffers.a16, a.rows * a.cols);
+      round_matrix(a, rounded, [](float x) { return bf16_bits(x); });
+      a16 = rounded;
+    }
+    const uint16_t* b16 = b.bits;
+    if (!b16) {
+      uint16_t* rounded = grown(buffers.b16, b.rows * b.cols);
+      if (b_rounded)  // its bfloat16 is its top half (what bf16_bits gives for it), a cheaper loop
+        round_matrix(b, rounded,
+                     [](float x) { return uint16_t(std::bit_cast<uint32_t>(x) >> 16); });
+      else
+        round_matrix(b, rounded, [](float x) { return bf16_bits(x); });
+      b16 = rounded;
+    }
     if (gemm_bf16_rounded(trans_a, trans_b, M, N, K, alpha, a16, b16, beta, C, ldc)) return;
   }
   gemm_rounded_fp32(trans_a, trans_b, M, N, K, alpha, a, b, b_rounded, beta, C, ldc);

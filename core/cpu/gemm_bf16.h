@@ -5,10 +5,11 @@
 namespace hg {
 
 // Same contract as gemm, M, N > 0; with b_rounded, B's elements are bfloat16 values already
-// (gemm_rounded_b) and are not rounded again.
+// (gemm_rounded_b) and are not rounded again. A16 / B16, where given, are the operands' bfloat16
+// copies (gemm_bf16_copies, core/gemm.h), read instead of A / B.
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-               int64_t ldc, bool b_rounded);
+               const float* A, int64_t lda, const uint16_t* A16, const float* B, int64_t ldb,
+               const uint16_t* B16, float beta, float* C, int64_t ldc, bool b_rounded);
 
 // oneDNN's bf16 matmul over operands already rounded (bf16_bits, core/bf16.h) and dense as
 // stored (A [M,K], or [K,M] when trans_a; B likewise): gemm_bf16's last step, which bench_gemm

@@ -171,6 +171,37 @@ TEST(Bf16Gemm, RoundedBEqualsTheRoundingPathBitForBit) {
         }
 }
 
+// gemm_bf16_copies with A's, B's or both bf16 copies (bf16_copy of the operand as stored) gives
+// gemm's bf16 bits, on both paths, every transpose and ld; the float32 pointer of a given copy is
+// not read (null here).
+TEST(Bf16Gemm, GivenCopiesEqualTheRoundingPathBitForBit) {
+  const int64_t shapes[][3] = {{1, 1, 1}, {33, 40, 50}, {16, 144, 64}, {300, 257, 129}};
+  uint64_t seed = 900;
+  for (const auto& s : shapes)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        const Product p = random_product(ta, tb, s[0], s[1], s[2], -0.375f, 0.5f, seed += 3);
+        const std::vector<float> expected = run(p, MatmulPrecision::Bf16);
+        // As stored: A is [M,K] or [K,M] (trans_a), B [K,N] or [N,K].
+        const int64_t a_rows = ta ? p.K : p.M, a_cols = ta ? p.M : p.K;
+        const int64_t b_rows = tb ? p.N : p.K, b_cols = tb ? p.K : p.N;
+        std::vector<uint16_t> a16(a_rows * a_cols), b16(b_rows * b_cols);
+        bf16_copy(a16.data(), p.a.data(), a_rows, a_cols, p.lda);
+        bf16_copy(b16.data(), p.b.data(), b_rows, b_cols, p.ldb);
+        for (int given = 1; given < 4; ++given) {  // 1: A's copy, 2: B's, 3: both
+          const bool a_given = given & 1, b_given = given & 2;
+          std::vector<float> c = p.c;
+          gemm_bf16_copies(p.trans_a, p.trans_b, p.M, p.N, p.K, p.alpha,
+                           a_given ? nullptr : p.a.data(), p.lda, a_given ? a16.data() : nullptr,
+                           b_given ? nullptr : p.b.data(), p.ldb, b_given ? b16.data() : nullptr,
+                           p.beta, c.data(), p.ldc);
+          EXPECT_EQ(std::memcmp(c.data(), expected.data(), c.size() * sizeof(float)), 0)
+              << "given " << given << " ta " << ta << " tb " << tb << " " << s[0] << "x" << s[1]
+              << "x" << s[2];
+        }
+      }
+}
+
 // Operands whose float32 product is far from their bf16 product: n×n×(8n) with
 //   a = 1 + 2^-10   -> bf16 1           (below half a bfloat16 ulp, 2^-8)
 //   b = 1 + 3·2^-9  -> bf16 1 + 2^-7    (above it)
