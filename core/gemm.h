@@ -17,6 +17,7 @@
 //         repeated with the same arguments and thread count gives the same bits.
 #pragma once
 #include <cstdint>
+#include <memory>
 #if __cplusplus >= 202002L
 #include <span>
 #endif
@@ -55,6 +56,8 @@ void gemm_rounded_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 // bf16_bits (core/bf16.h) of in[rows × cols] (row stride ld), on the rank's threads. A linear
 // layer's output gradient, read by the dX and the dW products, is one.
 void bf16_copy(uint16_t* out, const float* in, int64_t rows, int64_t cols, int64_t ld);
+// The same into a new buffer [rows × cols]; an empty pointer when rows·cols = 0.
+std::unique_ptr<uint16_t[]> bf16_copy_of(const float* in, int64_t rows, int64_t cols, int64_t ld);
 
 // gemm at bf16 whatever matmul_precision() says, with A and/or B given as their bf16 copies
 // (bf16_copy, or written by the operand's producer: the same bits), dense as stored (A [M,K], or

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/tensor.h"
@@ -19,7 +20,8 @@ inline void check_ffn_width(int F, int width) {
 
 struct FfnCache {
   Tensor pre;  // [rows, width] x W1 + b1, before the activation
-  Tensor act;  // [rows, width] act(pre)
+  Tensor act;  // [rows, width] act(pre); empty on the CPU at train.precision bf16, which keeps
+  std::vector<uint16_t> act_bf16;  // [rows, width] bf16_bits(act(pre)) instead (layers/cpu/ffn.cpp)
 };
 
 // Gives the cache's tensors shape [rows, width] on `device`. Reallocates only on a shape or

@@ -10,6 +10,7 @@
 #include <bit>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -281,6 +282,14 @@ bool gemm_bf16_rounded(bool, bool, int64_t, int64_t, int64_t, float, const uint1
 
 void bf16_copy(uint16_t* out, const float* in, int64_t rows, int64_t cols, int64_t ld) {
   round_matrix(Stored{in, rows, cols, ld, nullptr}, out, [](float x) { return bf16_bits(x); });
+}
+
+std::unique_ptr<uint16_t[]> bf16_copy_of(const float* in, int64_t rows, int64_t cols, int64_t ld) {
+  if (rows * cols == 0) return nullptr;
+  // Uninitialised on purpose: bf16_copy writes every element.
+  std::unique_ptr<uint16_t[]> copy(new uint16_t[static_cast<size_t>(rows * cols)]);
+  bf16_copy(copy.get(), in, rows, cols, ld);
+  return copy;
 }
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

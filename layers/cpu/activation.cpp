@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "core/bf16.h"
 #include "core/error.h"
 #include "core/parallel_for.h"
 #include "layers/cpu/fast_exp.h"
@@ -35,31 +36,33 @@ inline float gelu_sigmoid(float z) {
   return 1.0f / (1.0f + exp_approx(-2.0f * u));
 }
 
-}  // namespace
-
-void activation_forward(float* out, const float* inp, int64_t n, Activation act) {
+// write(i, act(inp[i])) for i in [0, n). Every variant below writes through this one loop, so
+// the float32 value is computed the same way whatever it is stored as.
+template <class Write>
+void forward_values(const float* inp, int64_t n, Activation act, Write write) {
   if (act == Activation::Relu2) {
     for_chunks(n, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const float r = inp[i] > 0.0f ? inp[i] : 0.0f;
-        out[i] = r * r;
+        write(i, r * r);
       }
     });
   } else {
     for_chunks(n, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) out[i] = inp[i] * gelu_sigmoid(inp[i]);
+      for (int64_t i = i0; i < i1; ++i) write(i, inp[i] * gelu_sigmoid(inp[i]));
     });
   }
 }
 
-void activation_backward(float* dinp, const float* dout, const float* inp, int64_t n,
-                         Activation act) {
+// write(i, dout[i] · act'(inp[i])) for i in [0, n).
+template <class Write>
+void backward_values(const float* dout, const float* inp, int64_t n, Activation act, Write write) {
   if (act == Activation::Relu2) {
     // d/dz relu(z)² = 2·relu(z)
     for_chunks(n, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const float r = inp[i] > 0.0f ? inp[i] : 0.0f;
-        dinp[i] = 2.0f * r * dout[i];
+        write(i, 2.0f * r * dout[i]);
       }
     });
   } else {
@@ -69,10 +72,33 @@ void activation_backward(float* dinp, const float* dout, const float* inp, int64
         const float z = inp[i];
         const float sg = gelu_sigmoid(z);
         const float du = kGeluC * (1.0f + 3.0f * kGeluA * z * z);
-        dinp[i] = dout[i] * (sg + 2.0f * z * sg * (1.0f - sg) * du);
+        write(i, dout[i] * (sg + 2.0f * z * sg * (1.0f - sg) * du));
       }
     });
   }
+}
+
+}  // namespace
+
+void activation_forward(float* out, const float* inp, int64_t n, Activation act) {
+  forward_values(inp, n, act, [out](int64_t i, float y) { out[i] = y; });
+}
+
+void activation_forward_bf16(uint16_t* out16, const float* inp, int64_t n, Activation act) {
+  forward_values(inp, n, act, [out16](int64_t i, float y) { out16[i] = bf16_bits(y); });
+}
+
+void activation_backward(float* dinp, const float* dout, const float* inp, int64_t n,
+                         Activation act) {
+  backward_values(dout, inp, n, act, [dinp](int64_t i, float g) { dinp[i] = g; });
+}
+
+void activation_backward_with_bf16(float* dinp, uint16_t* dinp16, const float* dout,
+                                   const float* inp, int64_t n, Activation act) {
+  backward_values(dout, inp, n, act, [dinp, dinp16](int64_t i, float g) {
+    dinp[i] = g;
+    dinp16[i] = bf16_bits(g);
+  });
 }
 
 }  // namespace hg

@@ -2,22 +2,51 @@
 // Only the active prefix of w1's columns, b1 and w2's rows is read or gets gradient.
 #include "layers/ffn.h"
 
+#include <cstdint>
 #include <memory>
 
+#include "core/gemm.h"
 #include "layers/linear.h"
 
 namespace hg {
+
+namespace {
+
+// At train.precision bf16 the hidden activation is read only by the two w2 products, which round
+// it to bfloat16: it is written as that bfloat16 by the activation itself (no float32 copy, no
+// rounding pass per product), and the hidden gradient gets its bfloat16 copy in the activation's
+// backward pass. The products' bits are those of the float32 path at bf16.
+bool hidden_in_bf16() { return matmul_precision() == MatmulPrecision::Bf16; }
+
+void shape_cpu_ffn_cache(FfnCache& cache, int64_t rows, int width) {
+  if (!hidden_in_bf16()) {
+    shape_ffn_cache(cache, rows, width, Device::Cpu);
+    cache.act_bf16 = {};
+    return;
+  }
+  if (cache.pre.rank() != 2 || cache.pre.dim(0) != rows || cache.pre.dim(1) != width)
+    cache.pre = Tensor({rows, width}, Device::Cpu);
+  cache.act = Tensor();
+  cache.act_bf16.resize(static_cast<size_t>(rows) * width);
+}
+
+}  // namespace
 
 void ffn_forward(float* out, FfnCache& cache, const float* inp, const float* w1, const float* b1,
                  const float* w2, const float* b2, int64_t rows, int d, int F, int width,
                  Activation act) {
   check_ffn_width(F, width);
-  shape_ffn_cache(cache, rows, width, Device::Cpu);
+  shape_cpu_ffn_cache(cache, rows, width);
   // pre [rows, width] = inp [rows, d] · w1[:, :width] (row stride F) + b1[:width]
   linear_forward(cache.pre.data(), inp, w1, b1, rows, d, width, F);
-  activation_forward(cache.act.data(), cache.pre.data(), rows * width, act);
   // out [rows, d] = act [rows, width] · w2[:width, :] + b2: a row prefix of w2 is contiguous.
-  linear_forward(out, cache.act.data(), w2, b2, rows, width, d, d);
+  if (hidden_in_bf16()) {
+    activation_forward_bf16(cache.act_bf16.data(), cache.pre.data(), rows * width, act);
+    linear_forward_bf16(out, cache.act_bf16.data(), w2, b2, rows, width, d, d);
+  } else {
+    activation_forward(cache.act.data(), cache.pre.data(), rows * width, act);
+    linear_forward(out, cache.act.data(), w2, b2, rows, width, d, d);
+  }
 }
 
 void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, const float* dout,
@@ -25,9 +54,22 @@ void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, c
                   int64_t rows, int d, int F, int width, Activation act, float* scratch) {
   check_ffn_width(F, width);
   float* dhidden = scratch;  // [rows, width]: d(act), then d(pre) in place
-  linear_backward(dhidden, dw2, db2, dout, cache.act.data(), w2, rows, width, d, d);
-  activation_backward(dhidden, dhidden, cache.pre.data(), rows * width, act);
-  linear_backward(dinp, dw1, db1, dhidden, inp, w1, rows, d, width, F);
+  if (!hidden_in_bf16()) {
+    linear_backward(dhidden, dw2, db2, dout, cache.act.data(), w2, rows, width, d, d);
+    activation_backward(dhidden, dhidden, cache.pre.data(), rows * width, act);
+    linear_backward(dinp, dw1, db1, dhidden, inp, w1, rows, d, width, F);
+    return;
+  }
+  // dout and d(pre) are each read by two products: rounded once.
+  const std::unique_ptr<uint16_t[]> dout16 = bf16_copy_of(dout, rows, d, d);
+  // Uninitialised on purpose: the activation's backward writes every element.
+  const std::unique_ptr<uint16_t[]> dhidden16(new uint16_t[static_cast<size_t>(rows) * width]);
+  linear_backward_bf16(dhidden, dw2, db2, dout, dout16.get(), nullptr, cache.act_bf16.data(), w2,
+                       rows, width, d, d);
+  activation_backward_with_bf16(dhidden, dhidden16.get(), dhidden, cache.pre.data(), rows * width,
+                                act);
+  linear_backward_bf16(dinp, dw1, db1, dhidden, dhidden16.get(), inp, nullptr, w1, rows, d, width,
+                       F);
 }
 
 void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, const float* dout,

@@ -3,7 +3,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
+#include "core/bf16.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
 #include "layers/cpu/row_reduce.h"
@@ -11,10 +13,10 @@
 
 namespace hg {
 
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
-                    int64_t rows, int64_t in_dim, int64_t out_dim, int64_t ldw) {
-  // out [rows, out_dim] = inp [rows, in_dim] · W[:, :out_dim] (row stride ldw)
-  gemm(false, false, rows, out_dim, in_dim, 1.0f, inp, in_dim, weight, ldw, 0.0f, out, out_dim);
+namespace {
+
+// out [rows, out_dim] += bias, row by row.
+void add_bias(float* out, const float* bias, int64_t rows, int64_t out_dim) {
   if (bias == nullptr) return;
   parallel_for(rows, [&](int64_t r) {
     float* y = out + r * out_dim;
@@ -22,48 +24,74 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
   });
 }
 
-namespace {
-
-// At bf16, dout is rounded once for both products that read it (the dX product's A, the dW
-// product's B) instead of once each; null when only one product reads it here.
-std::unique_ptr<uint16_t[]> shared_dout_copy(const float* dout, int64_t rows, int64_t out_dim,
-                                             bool both_products) {
-  if (!both_products || matmul_precision() != MatmulPrecision::Bf16) return nullptr;
-  // Uninitialised on purpose: bf16_copy writes every element.
-  std::unique_ptr<uint16_t[]> copy(new uint16_t[static_cast<size_t>(rows * out_dim)]);
-  bf16_copy(copy.get(), dout, rows, out_dim, out_dim);
-  return copy;
+// dW[:, :out_dim] [in_dim, out_dim] += inpᵀ · dout; columns past out_dim are left untouched.
+// Under zbh1 the product waits for the micro-batch's W (layers/weight_gradients.h), which copies
+// float32 operands: a given inp16 is widened for it (exact), and its later gemm rounds them back
+// to the same bfloat16, so the bits are the fused backward's.
+void weight_gradient(float* dweight, const float* dout, const uint16_t* dout16, const float* inp,
+                     const uint16_t* inp16, int64_t rows, int64_t in_dim, int64_t out_dim,
+                     int64_t ldw) {
+  if (DeferredWeightGradients* queue = deferred_weight_gradients()) {
+    std::vector<float> widened;
+    if (inp == nullptr) {
+      widened.resize(static_cast<size_t>(rows * in_dim));
+      for (size_t i = 0; i < widened.size(); ++i) widened[i] = bf16_to_float(inp16[i]);
+      inp = widened.data();
+    }
+    queue->record(dweight, inp, dout, rows, in_dim, out_dim, ldw);
+  } else if (dout16 != nullptr || inp16 != nullptr) {
+    gemm_bf16_copies(true, false, in_dim, out_dim, rows, 1.0f, inp, in_dim, inp16, dout, out_dim,
+                     dout16, 1.0f, dweight, ldw);
+  } else {
+    gemm(true, false, in_dim, out_dim, rows, 1.0f, inp, in_dim, dout, out_dim, 1.0f, dweight, ldw);
+  }
 }
 
 }  // namespace
 
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    int64_t rows, int64_t in_dim, int64_t out_dim, int64_t ldw) {
+  // out [rows, out_dim] = inp [rows, in_dim] · W[:, :out_dim] (row stride ldw)
+  gemm(false, false, rows, out_dim, in_dim, 1.0f, inp, in_dim, weight, ldw, 0.0f, out, out_dim);
+  add_bias(out, bias, rows, out_dim);
+}
+
+void linear_forward_bf16(float* out, const uint16_t* inp16, const float* weight, const float* bias,
+                         int64_t rows, int64_t in_dim, int64_t out_dim, int64_t ldw) {
+  gemm_bf16_copies(false, false, rows, out_dim, in_dim, 1.0f, nullptr, in_dim, inp16, weight, ldw,
+                   nullptr, 0.0f, out, out_dim);
+  add_bias(out, bias, rows, out_dim);
+}
+
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t rows, int64_t in_dim, int64_t out_dim,
                      int64_t ldw) {
-  // Under zbh1 the dW product waits for the micro-batch's W (layers/weight_gradients.h).
-  DeferredWeightGradients* queue = dweight != nullptr ? deferred_weight_gradients() : nullptr;
-  const std::unique_ptr<uint16_t[]> dout16 =
-      shared_dout_copy(dout, rows, out_dim, dinp != nullptr && dweight != nullptr && !queue);
+  // At bf16, dout is rounded once for both products that read it (the dX product's A, the dW
+  // product's B) instead of once each, unless zbh1 defers the dW product.
+  if (matmul_precision() == MatmulPrecision::Bf16 && dinp != nullptr && dweight != nullptr &&
+      deferred_weight_gradients() == nullptr) {
+    const std::unique_ptr<uint16_t[]> dout16 = bf16_copy_of(dout, rows, out_dim, out_dim);
+    linear_backward_bf16(dinp, dweight, dbias, dout, dout16.get(), inp, nullptr, weight, rows,
+                         in_dim, out_dim, ldw);
+    return;
+  }
   // dinp [rows, in_dim] = dout [rows, out_dim] · W[:, :out_dim]ᵀ
-  if (dinp == nullptr) {
-    // no input gradient wanted
-  } else if (dout16) {
-    gemm_bf16_copies(false, true, rows, in_dim, out_dim, 1.0f, dout, out_dim, dout16.get(), weight,
-                     ldw, nullptr, 0.0f, dinp, in_dim);
-  } else {
+  if (dinp != nullptr)
     gemm(false, true, rows, in_dim, out_dim, 1.0f, dout, out_dim, weight, ldw, 0.0f, dinp, in_dim);
-  }
-  // dW[:, :out_dim] [in_dim, out_dim] += inpᵀ · dout; columns past out_dim are left untouched.
-  if (dweight == nullptr) {
-    // no weight gradient wanted
-  } else if (queue) {
-    queue->record(dweight, inp, dout, rows, in_dim, out_dim, ldw);
-  } else if (dout16) {
-    gemm_bf16_copies(true, false, in_dim, out_dim, rows, 1.0f, inp, in_dim, nullptr, dout, out_dim,
-                     dout16.get(), 1.0f, dweight, ldw);
-  } else {
-    gemm(true, false, in_dim, out_dim, rows, 1.0f, inp, in_dim, dout, out_dim, 1.0f, dweight, ldw);
-  }
+  if (dweight != nullptr)
+    weight_gradient(dweight, dout, nullptr, inp, nullptr, rows, in_dim, out_dim, ldw);
+  if (dbias != nullptr) add_column_sums(dbias, dout, rows, out_dim, out_dim);
+}
+
+void linear_backward_bf16(float* dinp, float* dweight, float* dbias, const float* dout,
+                          const uint16_t* dout16, const float* inp, const uint16_t* inp16,
+                          const float* weight, int64_t rows, int64_t in_dim, int64_t out_dim,
+                          int64_t ldw) {
+  if (dinp != nullptr)
+    gemm_bf16_copies(false, true, rows, in_dim, out_dim, 1.0f, dout, out_dim, dout16, weight, ldw,
+                     nullptr, 0.0f, dinp, in_dim);
+  if (dweight != nullptr)
+    weight_gradient(dweight, dout, dout16, inp, inp16, rows, in_dim, out_dim, ldw);
   if (dbias != nullptr) add_column_sums(dbias, dout, rows, out_dim, out_dim);
 }
 
