@@ -1,15 +1,95 @@
 // Q/K/V projections, forward and backward side by side (see qkv_projection.h).
 #include "layers/cpu/qkv_projection.h"
 
+#include <cstdint>
+#include <memory>
+
 #include "core/gemm.h"
 #include "layers/cpu/grow_buffer.h"
 #include "layers/linear.h"
+#include "layers/weight_gradients.h"
 
 namespace hg {
+
+namespace {
+
+// At train.precision bf16 (ARCHITECTURE.md §9.1) each operand is rounded once for every product
+// that reads it, instead of once per product: the input three times in the forward (self-attention
+// reads u for Q, K and V) and again for the three dW products, each projection's gradient for its
+// dW and dX products. The same bits as rounding per product (gemm_bf16_copies).
+struct Bf16Inputs {
+  std::unique_ptr<uint16_t[]> q_owned, kv_owned;
+  const uint16_t* q = nullptr;
+  const uint16_t* kv = nullptr;
+};
+Bf16Inputs bf16_inputs(const float* q_in, const float* kv_in, int64_t d, int64_t rows_q,
+                       int64_t rows_kv) {
+  Bf16Inputs in;
+  in.q_owned = bf16_copy_of(q_in, rows_q, d, d);
+  in.q = in.q_owned.get();
+  if (kv_in == q_in && rows_kv == rows_q) {
+    in.kv = in.q;
+  } else {
+    in.kv_owned = bf16_copy_of(kv_in, rows_kv, d, d);
+    in.kv = in.kv_owned.get();
+  }
+  return in;
+}
+
+void qkv_forward_bf16(float* q, float* k, float* v, const float* q_in, const float* kv_in,
+                      const QkvWeights& w, int64_t d, int64_t HE, int64_t ldw, int64_t rows_q,
+                      int64_t rows_kv) {
+  const Bf16Inputs in = bf16_inputs(q_in, kv_in, d, rows_q, rows_kv);
+  linear_forward_bf16(q, in.q, w.wq, nullptr, rows_q, d, HE, ldw);
+  linear_forward_bf16(k, in.kv, w.wk, nullptr, rows_kv, d, HE, ldw);
+  linear_forward_bf16(v, in.kv, w.wv, nullptr, rows_kv, d, HE, ldw);
+}
+
+void qkv_backward_bf16(float* dq_in, float* dkv_in, const QkvWeights& g, const float* dq,
+                       const float* dk, const float* dv, const float* q_in, const float* kv_in,
+                       const QkvWeights& w, int64_t d, int64_t HE, int64_t ldw, int64_t rows_q,
+                       int64_t rows_kv) {
+  // Under zbh1 the dW products are deferred and copy float32 operands: no input copies then.
+  const bool dw_now = deferred_weight_gradients() == nullptr &&
+                      (g.wq != nullptr || g.wk != nullptr || g.wv != nullptr);
+  const Bf16Inputs in = dw_now ? bf16_inputs(q_in, kv_in, d, rows_q, rows_kv) : Bf16Inputs{};
+  // A projection gradient nobody reads (no dW, no input gradient) may be null: no copy.
+  auto copy = [HE](bool read, const float* x, int64_t rows) {
+    return read ? bf16_copy_of(x, rows, HE, HE) : nullptr;
+  };
+  const auto dq16 = copy(g.wq != nullptr || dq_in != nullptr, dq, rows_q);
+  const auto dk16 = copy(g.wk != nullptr || dkv_in != nullptr, dk, rows_kv);
+  const auto dv16 = copy(g.wv != nullptr || dkv_in != nullptr, dv, rows_kv);
+  // dW[:, :H·e] += inputᵀ · dprojection
+  if (g.wq != nullptr)
+    linear_backward_bf16(nullptr, g.wq, nullptr, dq, dq16.get(), q_in, in.q, w.wq, rows_q, d, HE,
+                         ldw);
+  if (g.wk != nullptr)
+    linear_backward_bf16(nullptr, g.wk, nullptr, dk, dk16.get(), kv_in, in.kv, w.wk, rows_kv, d, HE,
+                         ldw);
+  if (g.wv != nullptr)
+    linear_backward_bf16(nullptr, g.wv, nullptr, dv, dv16.get(), kv_in, in.kv, w.wv, rows_kv, d, HE,
+                         ldw);
+  // The input gradients are summed in the fixed order Q, K, V (bit-reproducible).
+  if (dq_in != nullptr)
+    gemm_bf16_copies(false, true, rows_q, d, HE, 1.0f, dq, HE, dq16.get(), w.wq, ldw, nullptr, 0.0f,
+                     dq_in, d);
+  if (dkv_in != nullptr) {
+    const float beta = dkv_in == dq_in ? 1.0f : 0.0f;  // self-attention: add to dQ Wqᵀ
+    gemm_bf16_copies(false, true, rows_kv, d, HE, 1.0f, dk, HE, dk16.get(), w.wk, ldw, nullptr,
+                     beta, dkv_in, d);
+    gemm_bf16_copies(false, true, rows_kv, d, HE, 1.0f, dv, HE, dv16.get(), w.wv, ldw, nullptr,
+                     1.0f, dkv_in, d);
+  }
+}
+
+}  // namespace
 
 void qkv_projection_forward(float* q, float* k, float* v, const float* q_in, const float* kv_in,
                             const QkvWeights& w, int64_t d, int64_t HE, int64_t ldw, int64_t rows_q,
                             int64_t rows_kv) {
+  if (matmul_precision() == MatmulPrecision::Bf16)
+    return qkv_forward_bf16(q, k, v, q_in, kv_in, w, d, HE, ldw, rows_q, rows_kv);
   linear_forward(q, q_in, w.wq, nullptr, rows_q, d, HE, ldw);
   linear_forward(k, kv_in, w.wk, nullptr, rows_kv, d, HE, ldw);
   linear_forward(v, kv_in, w.wv, nullptr, rows_kv, d, HE, ldw);
@@ -19,6 +99,9 @@ void qkv_projection_backward(float* dq_in, float* dkv_in, const QkvWeights& g, c
                              const float* dk, const float* dv, const float* q_in,
                              const float* kv_in, const QkvWeights& w, int64_t d, int64_t HE,
                              int64_t ldw, int64_t rows_q, int64_t rows_kv) {
+  if (matmul_precision() == MatmulPrecision::Bf16)
+    return qkv_backward_bf16(dq_in, dkv_in, g, dq, dk, dv, q_in, kv_in, w, d, HE, ldw, rows_q,
+                             rows_kv);
   // dW[:, :H·e] += inputᵀ · dprojection
   if (g.wq != nullptr) linear_backward(nullptr, g.wq, nullptr, dq, q_in, w.wq, rows_q, d, HE, ldw);
   if (g.wk != nullptr)

@@ -178,7 +178,6 @@ std::vector<Layout> layouts() {
        2},
       {"dp2_pp2_interleaved_v2_m4", three + dropout + train_section(24, 8, 1), 2, 2, "interleaved",
        "", 2},
-      // train.precision bf16 (§9.1): the same products on every layout, so the same bits.
       // Zero-bubble H1: B and W split (layers/weight_gradients.h).
       {"pp2_zbh1_m4", three + train_section(24, 8, 2), 1, 2, "zbh1"},
       {"pp3_zbh1_two_levels_m8", two + train_section(32, 8, 1), 1, 3, "zbh1"},
@@ -186,11 +185,15 @@ std::vector<Layout> layouts() {
       {"pp3_zbh1_recompute", three + train_section(24, 8, 2, "recompute = blocks\n"), 1, 3, "zbh1"},
       {"pp3_zbh1_matformer_joint", three + joint + train_section(24, 8, 2, "matformer = joint\n"),
        1, 3, "zbh1"},
+      // train.precision bf16 (§9.1): the same products on every layout, so the same bits; under
+      // zbh1 the deferred W products take float32 operands where the fused backward reads the
+      // bf16 copies it made once (layers/cpu/linear.cpp): the same bits too.
       {"pp3_1f1b_m4_bf16", three + train_section(24, 8, 2, "precision = bf16\n"), 1, 3, "1f1b"},
       {"dp2_pp2_bf16_dropout", three + dropout + train_section(24, 8, 1, "precision = bf16\n"), 2,
        2, "1f1b"},
       {"pp2_interleaved_v2_m4_bf16", three + train_section(24, 8, 2, "precision = bf16\n"), 1, 2,
        "interleaved", "", 2},
+      {"pp3_zbh1_m4_bf16", three + train_section(24, 8, 2, "precision = bf16\n"), 1, 3, "zbh1"},
       // ZeRO-1 (§9.3): reduce-scattered buckets, moments and the update on shards, parameters
       // all-gathered; the same losses as the single process.
       zero1({"dp2_pp1", three + train_section(24, 8, 2), 2, 1, "1f1b"}),
