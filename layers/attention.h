@@ -156,9 +156,25 @@ struct AttentionDecodeCache {
   std::vector<float> chunk_k, chunk_v;        // [B, l, H·e] its post-DConv, pre-LN K and V
   std::vector<float> k_comp, v_comp;  // [B, capacity/l·r, H·e] completed chunks, after LNg
   RopeTable rope;                     // positions [0, capacity)
+  std::vector<Tensor> device;  // the CUDA backend's state instead (layers/cuda/decode_layers.h)
   // Empties the cache for `batch` sequences of at most `capacity` rows.
   void reset(int64_t batch, int64_t capacity);
 };
+
+// Throws UsageError unless n new rows of B sequences fit the cache and cfg suits decoding (every
+// backend checks; inline: hg_cuda links nothing of hg_layers).
+inline void check_attention_decode(const AttentionDecodeCache& c, const AttentionConfig& cfg,
+                                   int64_t B, int64_t n) {
+  require(B == c.batch && n > 0 && c.rows + n <= c.capacity,
+          "attention_decode: " + std::to_string(n) + " rows for " + std::to_string(B) +
+              " sequences after " + std::to_string(c.rows) + " do not fit a cache of " +
+              std::to_string(c.capacity) + " rows for " + std::to_string(c.batch) +
+              " sequences: reset it first");
+  require(!cfg.rope || cfg.head_dim % 2 == 0, "attention_decode: RoPE needs an even head width");
+  check_stored_heads(cfg, "attention_decode");
+  require(cfg.kind != AttentionKind::LongShort || c.capacity % cfg.chunk == 0,
+          "attention_decode: the capacity must be a multiple of the chunk");
+}
 
 // u [B, n, d]: the LN1 outputs of the next n rows of every sequence (positions cache.rows ...
 // cache.rows + n - 1, at most capacity) -> out [B, n, d] (=): what attention_forward gives for

@@ -69,11 +69,25 @@ void mha_backward(float* dq_in, float* dkv_in, const MhaParams& g, const float* 
 // before it and the cache never drops one.
 struct MhaDecodeCache {
   int64_t batch = 0;
-  int64_t keys = 0;         // key rows appended since reset()
-  int64_t capacity = 0;     // key rows it can hold
-  std::vector<float> k, v;  // [B, capacity, H·e] kv_in Wk, kv_in Wv
+  int64_t keys = 0;            // key rows appended since reset()
+  int64_t capacity = 0;        // key rows it can hold
+  std::vector<float> k, v;     // [B, capacity, H·e] kv_in Wk, kv_in Wv
+  std::vector<Tensor> device;  // the CUDA backend's keys instead (layers/cuda/decode_layers.h)
   void reset(int64_t batch, int64_t capacity);
 };
+
+// Throws UsageError unless nk_new more keys fit the cache and include every key the queries
+// q0 .. q0 + nq - 1 see (every backend checks; inline: hg_cuda links nothing of hg_layers).
+inline void check_mha_decode(const MhaDecodeCache& c, FunnelMask mask, int k, int64_t B, int64_t q0,
+                             int64_t nq, int64_t nk_new) {
+  const int64_t keys = c.keys + nk_new;
+  // The last query sees the most keys (both masks are monotone).
+  const int64_t needed = mask == FunnelMask::Down ? (q0 + nq) * k : (q0 + nq - 1) / k + 1;
+  require(B == c.batch && keys <= c.capacity && (nq == 0 || needed <= keys),
+          "mha_decode: " + std::to_string(nq) + " queries from " + std::to_string(q0) + " need " +
+              std::to_string(needed) + " keys; " + std::to_string(keys) + " are in a cache of " +
+              std::to_string(c.capacity) + " for " + std::to_string(c.batch) + " sequences");
+}
 
 // Appends kv_in [B, nk_new, d] as keys (may be 0 rows), then attends the queries q_in [B, nq, d],
 // query indices q0 .. q0 + nq - 1, to the keys `mask` lets them see (Down: keys < (i+1)·k; Up:

@@ -199,18 +199,6 @@ AttentionPlan decode_plan(const AttentionDecodeCache& c, const AttentionConfig& 
   return plan;
 }
 
-void check_decode(const AttentionDecodeCache& c, const AttentionConfig& cfg, int64_t B, int64_t n) {
-  require(B == c.batch && n > 0 && c.rows + n <= c.capacity,
-          "attention_decode: " + std::to_string(n) + " rows for " + std::to_string(B) +
-              " sequences after " + std::to_string(c.rows) + " do not fit a cache of " +
-              std::to_string(c.capacity) + " rows for " + std::to_string(c.batch) +
-              " sequences: reset it first");
-  require(!cfg.rope || cfg.head_dim % 2 == 0, "attention_decode: RoPE needs an even head width");
-  check_stored_heads(cfg, "attention_decode");
-  require(cfg.kind != AttentionKind::LongShort || c.capacity % cfg.chunk == 0,
-          "attention_decode: the capacity must be a multiple of the chunk");
-}
-
 }  // namespace
 
 void AttentionDecodeCache::reset(int64_t new_batch, int64_t new_capacity) {
@@ -222,7 +210,7 @@ void AttentionDecodeCache::reset(int64_t new_batch, int64_t new_capacity) {
 
 void attention_decode(float* out, AttentionDecodeCache& c, const float* u, const AttentionParams& w,
                       const AttentionConfig& cfg, int64_t B, int64_t n) {
-  check_decode(c, cfg, B, n);
+  check_attention_decode(c, cfg, B, n);
   const bool ls = cfg.kind == AttentionKind::LongShort;
   const int H = cfg.heads, e = cfg.head_dim;
   const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n;
@@ -322,13 +310,8 @@ void MhaDecodeCache::reset(int64_t new_batch, int64_t new_capacity) {
 void mha_decode(float* out, MhaDecodeCache& c, const float* q_in, const float* kv_in,
                 const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask, int k,
                 int64_t B, int64_t q0, int64_t nq, int64_t nk_new) {
+  check_mha_decode(c, mask, k, B, q0, nq, nk_new);
   const int64_t keys = c.keys + nk_new;
-  // The last query sees the most keys (both masks are monotone).
-  const int64_t needed = mask == FunnelMask::Down ? (q0 + nq) * k : (q0 + nq - 1) / k + 1;
-  require(B == c.batch && keys <= c.capacity && (nq == 0 || needed <= keys),
-          "mha_decode: " + std::to_string(nq) + " queries from " + std::to_string(q0) + " need " +
-              std::to_string(needed) + " keys; " + std::to_string(keys) + " are in a cache of " +
-              std::to_string(c.capacity) + " for " + std::to_string(c.batch) + " sequences");
   Workspace& ws = workspace();
   const int H = heads, e = head_dim;
   const int64_t HE = static_cast<int64_t>(H) * e;

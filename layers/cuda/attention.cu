@@ -12,6 +12,10 @@ void attention_core_forward(float* out, float* lse, const AttentionOperands& x) 
   launch_attention_forward(DeviceLaunch{}, out, lse, x);
 }
 
+void attention_core_decode(float* out, const AttentionOperands& x, const QueryPlacement& at) {
+  launch_attention_rows(DeviceLaunch{}, out, nullptr, x, at);
+}
+
 void attention_core_backward(const AttentionGrads& g, float* delta, const float* dout,
                              const float* out, const float* lse, const AttentionOperands& x) {
   launch_attention_backward(DeviceLaunch{}, g, delta, dout, out, lse, x);

@@ -63,8 +63,8 @@ __device__ __forceinline__ void load_lane(float (&dst)[kChannelsPerLane], const 
 }
 // a · b over the head's e channels, b read as an operand (a is one already); every lane gets the
 // same bits (reduce.cuh's butterfly).
-__device__ __forceinline__ float dot_lane(const float (&a)[kChannelsPerLane], const float* b,
-                                          int e, bool bf16 = false) {
+__device__ __forceinline__ float dot_lane(const float (&a)[kChannelsPerLane], const float* b, int e,
+                                          bool bf16 = false) {
   const int lane = static_cast<int>(threadIdx.x % kWarp);
   float s = 0.0f;
   for (int i = 0; i < kChannelsPerLane; ++i) {
@@ -108,32 +108,33 @@ __device__ __forceinline__ WarpRow warp_row(int H) {
   return w;
 }
 
-// out [B, nq, H·e] (=) = softmax(scores) · V over both segments; lse [B·H, nq] = log Σ exp(s).
-__global__ void attention_forward_kernel(float* out, float* lse, AttentionOperands x) {
+// out [B, nq, H·e] (=) = softmax(scores) · V over both segments; lse [B·H, nq] = log Σ exp(s)
+// (skipped when null). Query row i is position at.q0 + i; `at` gives the keys' sequence strides.
+__global__ void attention_forward_kernel(float* out, float* lse, AttentionOperands x,
+                                         QueryPlacement at) {
   const WarpRow w = warp_row(x.H);
   if (w.row >= x.nq) return;  // whole warps: the shuffles stay full-mask
   const int64_t HE = static_cast<int64_t>(x.H) * x.e, head = static_cast<int64_t>(w.h) * x.e;
-  const int64_t t = w.row, nglobal = x.mask.rank > 0 ? x.nq / x.mask.chunk * x.mask.rank : 0;
+  const int64_t t = at.q0 + w.row, row = (w.b * x.nq + w.row) * HE + head;
   OnlineSoftmax acc;
   float q[kChannelsPerLane];
   const int64_t G = global_len(x.mask, t);
   if (G > 0) {
-    load_lane(q, x.q_global + (w.b * x.nq + t) * HE + head, x.e, x.bf16);
-    const float* kg = x.k_global + w.b * nglobal * HE + head;
-    const float* vg = x.v_global + w.b * nglobal * HE + head;
+    load_lane(q, x.q_global + row, x.e, x.bf16);
+    const float* kg = x.k_global + w.b * at.g_rows * HE + head;
+    const float* vg = x.v_global + w.b * at.g_rows * HE + head;
     for (int64_t g = 0; g < G; ++g)
       acc.add(dot_lane(q, kg + g * HE, x.e, x.bf16) * x.scale, vg + g * HE, x.e, x.bf16);
   }
-  load_lane(q, x.q_window + (w.b * x.nq + t) * HE + head, x.e, x.bf16);
-  const float* kw = x.k_window + w.b * x.nk * HE + head;
-  const float* vw = x.v_window + w.b * x.nk * HE + head;
+  load_lane(q, x.q_window + row, x.e, x.bf16);
+  const float* kw = x.k_window + w.b * at.k_rows * HE + head;
+  const float* vw = x.v_window + w.b * at.k_rows * HE + head;
   for (int64_t j = window_lo(x.mask, t); j < window_hi(x.mask, t, x.nk); ++j)
     acc.add(dot_lane(q, kw + j * HE, x.e, x.bf16) * x.scale, vw + j * HE, x.e, x.bf16);
   const int lane = static_cast<int>(threadIdx.x % kWarp);
-  float* y = out + (w.b * x.nq + t) * HE + head;
   for (int i = 0; i < kChannelsPerLane; ++i)
-    if (lane + i * kWarp < x.e) y[lane + i * kWarp] = acc.o[i] / acc.l;
-  if (lane == 0) lse[blockIdx.y * x.nq + t] = acc.m + logf(acc.l);
+    if (lane + i * kWarp < x.e) out[row + lane + i * kWarp] = acc.o[i] / acc.l;
+  if (lane == 0 && lse != nullptr) lse[blockIdx.y * x.nq + w.row] = acc.m + logf(acc.l);
 }
 
 // Per query row: D = dO·O (the softmax backward's row term, saved to delta [B·H, nq]), then
@@ -246,15 +247,26 @@ __global__ void rope_kernel(float* x, const float* cos_table, const float* sin_t
   }
 }
 
+// The forward's launch for any placement: a warp per query row, a grid row per (sequence, head).
 template <class Launch>
-void launch_attention_forward(const Launch& launch, float* out, float* lse,
-                              const AttentionOperands& x) {
+void launch_attention_rows(const Launch& launch, float* out, float* lse, const AttentionOperands& x,
+                           const QueryPlacement& at) {
   if (x.B * x.nq == 0) return;
   check_attention_operands(x);
   const dim3 grid(static_cast<unsigned>((x.nq + kAttentionWarps - 1) / kAttentionWarps),
                   static_cast<unsigned>(x.B * x.H));
   launch("attention_forward_kernel", attention_forward_kernel, grid, dim3(kAttentionWarps * kWarp),
-         0, out, lse, x);
+         0, out, lse, x, at);
+}
+
+// The training forward's placement: every sequence's own rows, from position 0.
+template <class Launch>
+void launch_attention_forward(const Launch& launch, float* out, float* lse,
+                              const AttentionOperands& x) {
+  QueryPlacement at;
+  at.k_rows = x.nk;
+  at.g_rows = x.mask.rank > 0 ? x.nq / x.mask.chunk * x.mask.rank : 0;
+  launch_attention_rows(launch, out, lse, x, at);
 }
 
 // delta [B·H, nq]: the backward's workspace. Key gradients are added (+=): zero them first for =.

@@ -367,12 +367,10 @@ void attention_backward(Ops& ops, std::vector<Tensor>& work, float* du, const At
 
 enum MhaSaved : int { kMhaQ, kMhaK, kMhaV, kMhaHeadsOut, kMhaLse };
 
-inline AttentionOperands mha_operands(const MhaCache& c, int heads, int head_dim, FunnelMask mask,
-                                      int k, int64_t B, int64_t nq, int64_t nk) {
+// The resampling MHA's sizes, scale and funnel mask; the caller sets the operands' pointers.
+inline AttentionOperands funnel_operands(int heads, int head_dim, FunnelMask mask, int k, int64_t B,
+                                         int64_t nq, int64_t nk) {
   AttentionOperands x;
-  x.q_window = saved(c.device, kMhaQ);
-  x.k_window = saved(c.device, kMhaK);
-  x.v_window = saved(c.device, kMhaV);
   x.B = B;
   x.nq = nq;
   x.nk = nk;
@@ -382,6 +380,15 @@ inline AttentionOperands mha_operands(const MhaCache& c, int heads, int head_dim
   x.bf16 = matmul_precision() == MatmulPrecision::Bf16;
   x.mask.kind = mask == FunnelMask::Down ? kFunnelDownMask : kFunnelUpMask;
   x.mask.factor = k;
+  return x;
+}
+
+inline AttentionOperands mha_operands(const MhaCache& c, int heads, int head_dim, FunnelMask mask,
+                                      int k, int64_t B, int64_t nq, int64_t nk) {
+  AttentionOperands x = funnel_operands(heads, head_dim, mask, k, B, nq, nk);
+  x.q_window = saved(c.device, kMhaQ);
+  x.k_window = saved(c.device, kMhaK);
+  x.v_window = saved(c.device, kMhaV);
   return x;
 }
 

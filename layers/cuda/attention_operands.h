@@ -44,6 +44,16 @@ struct AttentionOperands {
   bool bf16 = false;
 };
 
+// Where a forward's query rows and keys sit in their buffers (attention_forward_kernel). The
+// training forward: query row i is position i of its sequence, and each sequence holds nk window
+// keys and nq/chunk·rank global keys. Decoding (layers/cuda/decode_layers.h): query row i is
+// position q0 + i, and each sequence's keys are rows of a cache that holds k_rows window keys and
+// g_rows global keys (its capacities), the first nk window keys filled.
+struct QueryPlacement {
+  int64_t q0 = 0;
+  int64_t k_rows = 0, g_rows = 0;
+};
+
 struct AttentionGrads {
   float* dq_window = nullptr;  // [B, nq, H·e] (=)
   float* dq_global = nullptr;  // [B, nq, H·e] (=), null without global keys

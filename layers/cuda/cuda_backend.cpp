@@ -13,6 +13,7 @@
 #include "core/random.h"
 #include "layers/cross_entropy.h"
 #include "layers/cuda/attention_layers.h"
+#include "layers/cuda/decode_layers.h"
 #include "layers/cuda/ffn_layer.h"
 #include "layers/cuda/ops.h"
 #include "layers/resample.h"
@@ -185,13 +186,23 @@ class CudaBackend final : public Backend {
     cuda::copy_to_device(dst, host, n);
   }
 
-  void attention_decode(float*, AttentionDecodeCache&, const float*, const AttentionParams&,
-                        const AttentionConfig&, int64_t, int64_t) override {
-    throw std::runtime_error("cuda backend: attention_decode is not implemented yet (issue 17)");
+  void attention_core_decode(float* out, const cuda::AttentionOperands& x,
+                             const cuda::QueryPlacement& at) const {
+    cuda::attention_core_decode(out, x, at);
   }
-  void mha_decode(float*, MhaDecodeCache&, const float*, const float*, const MhaParams&, int, int,
-                  int, FunnelMask, int, int64_t, int64_t, int64_t, int64_t) override {
-    throw std::runtime_error("cuda backend: mha_decode is not implemented yet (issue 17)");
+
+  // layers/cuda/decode_layers.h: layers/cpu/decode.cpp's steps over this backend's ops, the
+  // caches' state in device tensors.
+  void attention_decode(float* out, AttentionDecodeCache& cache, const float* u,
+                        const AttentionParams& w, const AttentionConfig& cfg, int64_t B,
+                        int64_t n) override {
+    cuda::attention_decode(*this, decode_work_, out, cache, u, w, cfg, B, n);
+  }
+  void mha_decode(float* out, MhaDecodeCache& cache, const float* q_in, const float* kv_in,
+                  const MhaParams& w, int d, int heads, int head_dim, FunnelMask mask, int k,
+                  int64_t B, int64_t q0, int64_t nq, int64_t nk_new) override {
+    cuda::mha_decode(*this, decode_work_, out, cache, q_in, kv_in, w, d, heads, head_dim, mask, k,
+                     B, q0, nq, nk_new);
   }
 
   // layers/cuda/attention_layers.h: the CPU layers' compositions over this backend's ops.
@@ -294,6 +305,7 @@ class CudaBackend final : public Backend {
   }
 
   std::vector<Tensor> attention_work_;  // attention/MHA backward transients (attention_layers.h)
+  std::vector<Tensor> decode_work_;     // one decoding call's transients (decode_layers.h)
   std::array<DeviceBuffer<float>, kScratchSlots> scratch_;
   DeviceBuffer<float> ffn_hidden_;  // ffn_backward's hidden gradient [rows, width]
   DeviceBuffer<int32_t> tokens_;    // the current op's token ids [rows]

@@ -115,6 +115,10 @@ void dropout_apply(float* x, uint64_t key, uint32_t step, uint32_t first_sample,
 // key segments of `x.mask` (attention_operands.h): out [B, nq, H·e] (=), lse [B·H, nq] saved for
 // the backward. check_attention_operands (attention_operands.h) gives the kernels' limits.
 void attention_core_forward(float* out, float* lse, const AttentionOperands& x);
+// Decoding (layers/cuda/decode_layers.h): the same softmax for query rows at positions
+// at.q0 .. at.q0 + x.nq - 1 against keys kept in caches (attention_operands.h's QueryPlacement);
+// out [B, nq, H·e] (=), no log-sum-exp.
+void attention_core_decode(float* out, const AttentionOperands& x, const QueryPlacement& at);
 // dq_* (=), dk_*/dv_* (+=); delta [B·H, nq] is a workspace; out and lse from the forward.
 void attention_core_backward(const AttentionGrads& g, float* delta, const float* dout,
                              const float* out, const float* lse, const AttentionOperands& x);

@@ -18,15 +18,7 @@ namespace {
 
 using testing::random_vector;
 
-class Decode : public testing::OnEveryBackend {
- protected:
-  void SetUp() override {
-    OnEveryBackend::SetUp();
-    if (IsSkipped()) return;
-    if (device() == Device::Cuda)
-      GTEST_SKIP() << "attention_decode and mha_decode have no CUDA kernels yet (issue 17)";
-  }
-};
+class Decode : public testing::OnEveryBackend {};
 
 // Rows [p0, p0 + n) of each of B sequences of x [B, rows, width], as [B, n, width].
 std::vector<float> rows_of(const std::vector<float>& x, int64_t B, int64_t rows, int64_t p0,
