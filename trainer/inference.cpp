@@ -325,22 +325,23 @@ namespace {
 po::options_description sample_options() {
   po::options_description options("hourglass sample");
   // clang-format off: one option per line
-  options.add_options()
-      ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
-      ("prompt", po::value<std::string>()->default_value(""), "text to continue (empty: a newline)")
-      ("length", po::value<int>()->default_value(200), "tokens to generate (at least 1)")
-      ("temperature", po::value<double>()->default_value(0.8, "0.8"),
-       "softmax temperature (0: greedy)")
-      ("top-k", po::value<int>()->default_value(0), "sample among the k most likely (0: all)")
-      ("seed", po::value<uint64_t>()->default_value(1), "random seed")
-      ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer FFN widths (default full)")
-      ("head-widths", po::value<std::string>(), "h or h0,h1,...: MatFormer head counts (default all)")
-      ("num-samples", po::value<int>()->default_value(1),
-       "continuations decoded together as one batch (at least 1)")
-      ("no-cache", "re-run the model on the window for every token instead of cached incremental "
-                   "decoding (the default; same tokens, slower)")
-      ("device", po::value<std::string>()->default_value("cpu"),
-       "cpu | cuda (cuda needs --no-cache until the decode kernels exist)");
+  options.add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint file")(
+      "prompt", po::value<std::string>()->default_value(""), "text to continue (empty: a newline)")(
+      "length", po::value<int>()->default_value(200), "tokens to generate (at least 1)")(
+      "temperature", po::value<double>()->default_value(0.8, "0.8"),
+      "softmax temperature (0: greedy)")("top-k", po::value<int>()->default_value(0),
+                                         "sample among the k most likely (0: all)")(
+      "seed", po::value<uint64_t>()->default_value(1), "random seed")(
+      "ffn-widths", po::value<std::string>(),
+      "W or W0,W1,...: MatFormer FFN widths (default full)")(
+      "head-widths", po::value<std::string>(),
+      "h or h0,h1,...: MatFormer head counts (default all)")(
+      "num-samples", po::value<int>()->default_value(1),
+      "continuations decoded together as one batch (at least 1)")(
+      "no-cache",
+      "re-run the model on the window for every token instead of cached incremental "
+      "decoding (the default; same tokens, slower)")(
+      "device", po::value<std::string>()->default_value("cpu"), "cpu | cuda");
   // clang-format on same tokens, slower)");
   return options;
 }
@@ -376,9 +377,6 @@ int sample_main(const std::vector<std::string>& args) {
   const std::string checkpoint = vm["checkpoint"].as<std::string>();
   Config config;
   const Device device = parse_device(vm["device"].as<std::string>());
-  require(device == Device::Cpu || !o.cache,
-          "--device cuda: cached decoding has no CUDA kernels yet (attention_decode, issue 17); "
-          "add --no-cache to re-run the model on the window for every token on the GPU.");
   auto model = load_model(checkpoint, 0, config, device);
   o.widths = picked_widths(vm, config.model);
   const std::string prompt = vm["prompt"].as<std::string>();

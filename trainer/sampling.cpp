@@ -68,8 +68,9 @@ class NextLogits {
     for (int64_t n = 0; n < N_; ++n)
       std::copy(context[n].begin() + fed_, context[n].end(), tokens.begin() + n * count);
     decoder_->append(tokens.data(), count, logits_);
+    const float* logits = host_logits();
     for (int64_t n = 0; n < N_; ++n)
-      std::copy_n(logits_.data() + ((n + 1) * count - 1) * V_, V_, next_.begin() + n * V_);
+      std::copy_n(logits + ((n + 1) * count - 1) * V_, V_, next_.begin() + n * V_);
     fed_ = length;
     return next_.data();
   }
@@ -82,15 +83,19 @@ class NextLogits {
     for (int64_t n = 0; n < N_; ++n)
       std::copy(context[n].begin() + start_, context[n].end(), windows.begin() + n * (L_ + 1));
     evaluate_loss(model_, {windows.data(), N_, 0}, widths_ ? &*widths_ : nullptr, &logits_);
-    const float* logits = logits_.data();
-    if (logits_.device() != Device::Cpu) {  // a model on a GPU (sample --device cuda)
-      host_logits_.resize(logits_.numel());
-      logits_.copy_to_host(host_logits_.data());
-      logits = host_logits_.data();
-    }
+    const float* logits = host_logits();
     for (int64_t n = 0; n < N_; ++n)
       std::copy_n(logits + (n * L_ + used - 1) * V_, V_, next_.begin() + n * V_);
     return next_.data();
+  }
+
+  // logits_ where the host can read them: in place on the CPU, else copied from the device of a
+  // model on a GPU (sample --device cuda), by either path.
+  const float* host_logits() {
+    if (logits_.device() == Device::Cpu) return logits_.data();
+    host_logits_.resize(logits_.numel());
+    logits_.copy_to_host(host_logits_.data());
+    return host_logits_.data();
   }
 
   StageModel& model_;

@@ -354,13 +354,12 @@ TEST(Cli, EvalAndSampleRefuseOutOfRangeFlags) {
   expect_refused(sample + " --num-samples 0", "--num-samples 0 is out of range");
   expect_refused(sample + " --num-samples two", "--num-samples");
   expect_refused(sample + " --no-cache yes", "usage: hourglass sample");
-  // --device (§9.2): a name that is no device; cached decoding on cuda; a missing device.
+  // --device (§9.2): a name that is no device; a missing device, cached or not.
   expect_refused(eval + " --device tpu", "--device tpu: not a device; give cpu or cuda.");
-  expect_refused(sample + " --device cuda",
-                 "--device cuda: cached decoding has no CUDA kernels yet");
   const std::string missing = unavailable_reason(Device::Cuda);  // no GPU, or no nvcc at build
   if (!missing.empty()) {
     expect_refused(eval + " --device cuda", "--device cuda: " + missing + "; use --device cpu");
+    expect_refused(sample + " --device cuda", "--device cuda: " + missing);
     expect_refused(sample + " --device cuda --no-cache", "--device cuda: " + missing);
   }
   // The documented zeros keep their meaning: the checkpoint's seq_len, greedy, every token.
@@ -374,8 +373,9 @@ TEST(Cli, EvalAndSampleRefuseOutOfRangeFlags) {
 }
 
 // With a device (a GPU, or the emulated one of HG_CUDA_EMULATION builds: docs/cuda.md), eval and
-// uncached sampling on it print what the CPU prints: the same loss to the digits shown, the same
-// drawn text (the logits differ by rounding only, far from a draw's boundary here).
+// sampling on it, cached and uncached, print what the CPU prints: the same loss to the digits
+// shown, the same drawn text (the logits differ by rounding only, far from a draw's boundary
+// here). Cached sampling runs past train.seq_len (32), where the window restarts with a prefill.
 TEST(Cli, EvalAndSampleOnTheDevicePrintWhatTheCpuPrints) {
   if (!unavailable_reason(Device::Cuda).empty()) GTEST_SKIP() << unavailable_reason(Device::Cuda);
   const std::string ckpt = initial_checkpoints().bytes;
@@ -384,11 +384,18 @@ TEST(Cli, EvalAndSampleOnTheDevicePrintWhatTheCpuPrints) {
                            " --max-windows 4 --device ";
   const std::string sample =
       hg + "sample --checkpoint " + ckpt + " --prompt 'The ' --length 8 --no-cache --device ";
-  for (const std::string& command : {eval, sample}) {
+  const std::string cached =
+      hg + "sample --checkpoint " + ckpt + " --prompt 'The ' --length 40 --num-samples 2 --device ";
+  for (const std::string& command : {eval, sample, cached}) {
     auto cpu = run_command(command + "cpu"), cuda = run_command(command + "cuda");
     EXPECT_EQ(cuda.exit_code, 0) << cuda.output;
-    EXPECT_EQ(cuda.output, cpu.output);
+    EXPECT_EQ(cuda.output, cpu.output) << command;
   }
+  // On the device, cached decoding draws what re-running the window draws.
+  auto uncached =
+      run_command(hg + "sample --checkpoint " + ckpt +
+                  " --prompt 'The ' --length 40 --num-samples 2 --no-cache --device cuda");
+  EXPECT_EQ(run_command(cached + "cuda").output, uncached.output);
 }
 
 TEST(Cli, ExtractRefusesToReplaceTheCheckpointItReads) {
