@@ -53,9 +53,12 @@ TEST_P(Decode, AttentionStepsEqualTheForward) {
         random_vector(SE, 13, 0.5f)};
     std::vector<Tensor> dev;
     for (const auto& h : host) dev.push_back(on_device(h));
-    AttentionParams w{dev[0].data(),  dev[1].data(),  dev[2].data(), dev[3].data(), dev[4].data(),
-                      dev[5].data(),  dev[6].data(),  dev[7].data(), dev[8].data(), dev[9].data(),
-                      dev[10].data(), dev[11].data(), dev[12].data()};
+    auto params = [](auto& p) {  // host vectors or device tensors, in AttentionParams' order
+      return AttentionParams{p[0].data(),  p[1].data(),  p[2].data(), p[3].data(), p[4].data(),
+                             p[5].data(),  p[6].data(),  p[7].data(), p[8].data(), p[9].data(),
+                             p[10].data(), p[11].data(), p[12].data()};
+    };
+    const AttentionParams w = params(dev);
     const std::vector<float> u = random_vector(B * n * d, 14);
     Tensor out = zeros_on_device(B * n * d);
     AttentionCache full_cache;
@@ -75,6 +78,13 @@ TEST_P(Decode, AttentionStepsEqualTheForward) {
     }
     ASSERT_EQ(p0, n);
     testing::expect_close(what, got, expected, 1e-5, 1e-4);
+    if (device() != Device::Cpu) {  // a device's decoding steps match the CPU's forward too
+      std::vector<float> cpu(B * n * d);
+      AttentionCache cpu_cache;
+      backend_for(Device::Cpu)
+          .attention_forward(cpu.data(), cpu_cache, u.data(), params(host), cfg, B, n);
+      testing::expect_close(what + " against the cpu forward", got, cpu, 1e-5, 1e-4);
+    }
   };
   for (AttentionKind kind : {AttentionKind::LongShort, AttentionKind::Full})
     for (bool rope : {true, false})
@@ -104,8 +114,8 @@ TEST_P(Decode, ResamplingMhaStepsEqualTheForward) {
   const int64_t B = 2;
   const int d = 8, H = 2, e = 4, k = 2;
   const int64_t HE = H * e;
-  const std::vector<float> wq = random_vector(d * HE, 1, 0.6f), wk = random_vector(d * HE, 2, 0.6f),
-                           wv = random_vector(d * HE, 3, 0.6f), wo = random_vector(HE * d, 4, 0.6f);
+  std::vector<float> wq = random_vector(d * HE, 1, 0.6f), wk = random_vector(d * HE, 2, 0.6f),
+                     wv = random_vector(d * HE, 3, 0.6f), wo = random_vector(HE * d, 4, 0.6f);
   Tensor dwq = on_device(wq), dwk = on_device(wk), dwv = on_device(wv), dwo = on_device(wo);
   const MhaParams w{dwq.data(), dwk.data(), dwv.data(), dwo.data()};
   for (FunnelMask mask : {FunnelMask::Down, FunnelMask::Up}) {
@@ -138,7 +148,16 @@ TEST_P(Decode, ResamplingMhaStepsEqualTheForward) {
       keys += add;
       q0 = q1;
     }
-    testing::expect_close(mask == FunnelMask::Down ? "down" : "up", got, expected, 1e-5, 1e-4);
+    const std::string what = mask == FunnelMask::Down ? "down" : "up";
+    testing::expect_close(what, got, expected, 1e-5, 1e-4);
+    if (device() != Device::Cpu) {  // a device's decoding steps match the CPU's forward too
+      std::vector<float> cpu(B * nq * d);
+      MhaCache cpu_cache;
+      backend_for(Device::Cpu)
+          .mha_forward(cpu.data(), cpu_cache, q_in.data(), kv_in.data(),
+                       {wq.data(), wk.data(), wv.data(), wo.data()}, d, H, e, mask, k, B, nq, nk);
+      testing::expect_close(what + " against the cpu forward", got, cpu, 1e-5, 1e-4);
+    }
   }
 }
 
