@@ -52,12 +52,12 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   gemm(matmul_precision(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-void gemm_rounded_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                    int64_t ldc) {
+void gemm_rounded(bool a_rounded, bool b_rounded, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                  int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                  float beta, float* C, int64_t ldc) {
   if (matmul_precision() == MatmulPrecision::Bf16 && M > 0 && N > 0)
-    gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, nullptr, B, ldb, nullptr, beta, C, ldc,
-              true);
+    gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, nullptr, a_rounded, B, ldb, nullptr,
+              b_rounded, beta, C, ldc);
   else
     gemm(MatmulPrecision::Fp32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
@@ -66,7 +66,7 @@ void gemm_bf16_copies(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
                       const float* A, int64_t lda, const uint16_t* A16, const float* B, int64_t ldb,
                       const uint16_t* B16, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, A16, B, ldb, B16, beta, C, ldc, false);
+  gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, A16, false, B, ldb, B16, false, beta, C, ldc);
 }
 
 void gemm(MatmulPrecision precision, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -74,8 +74,8 @@ void gemm(MatmulPrecision precision, bool trans_a, bool trans_b, int64_t M, int6
           float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   if (precision == MatmulPrecision::Bf16)
-    gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, nullptr, B, ldb, nullptr, beta, C, ldc,
-              false);
+    gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, nullptr, false, B, ldb, nullptr, false, beta,
+              C, ldc);
   else
     sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -1,5 +1,5 @@
 // The bf16 matrix product (core/gemm.h, ARCHITECTURE.md §9.1): each operand is rounded to
-// bfloat16 into the calling thread's buffers (a B its caller rounded, gemm_rounded_b, is only
+// bfloat16 into the calling thread's buffers (an operand its caller rounded, gemm_rounded, is only
 // copied), then multiplied by oneDNN's bf16 matmul, which accumulates and stores float32; or,
 // without it and for tiny products, by sgemm over the rounded values held as float32.
 #include "core/cpu/gemm_bf16.h"
@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/bf16.h"
@@ -42,15 +43,17 @@ constexpr int64_t kParallelElements = int64_t{1} << 16;
 
 // A matrix as the caller stores it: rows × cols, row stride ld; or, where `bits` is given, its
 // bfloat16 copy, dense (row stride cols), which the caller made once for several products.
+// `rounded`: the float32 elements are bfloat16 values already (gemm_rounded).
 struct Stored {
   const float* data;
   int64_t rows, cols, ld;
   const uint16_t* bits;
+  bool rounded;
 };
 Stored stored(bool transposed, int64_t rows_of_op, int64_t cols_of_op, const float* data,
-              int64_t ld, const uint16_t* bits) {
-  return transposed ? Stored{data, cols_of_op, rows_of_op, ld, bits}
-                    : Stored{data, rows_of_op, cols_of_op, ld, bits};
+              int64_t ld, const uint16_t* bits, bool rounded) {
+  return transposed ? Stored{data, cols_of_op, rows_of_op, ld, bits, rounded}
+                    : Stored{data, rows_of_op, cols_of_op, ld, bits, rounded};
 }
 
 // `in` converted element by element into dense out[rows × cols] (row stride cols).
@@ -98,31 +101,27 @@ T* grown(std::vector<T>& v, int64_t n) {
   return v.data();
 }
 
-// Rounded operands held as float32, then sgemm: a product of two bfloat16 is exact in float32,
-// so this is the bf16 product up to the order of the float32 sums. A rounded B is read in place.
-void gemm_rounded_fp32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                       const Stored& a, const Stored& b, bool b_rounded, float beta, float* C,
-                       int64_t ldc) {
-  ThreadBuffers& buffers = thread_buffers();
-  float* a32 = grown(buffers.a32, a.rows * a.cols);
-  auto round = [](float x) { return round_to_bf16(x); };  // a lambda inlines; a pointer may not
-  if (a.bits)
-    widen_matrix(a, a32);
+// An operand as rounded float32 for sgemm: read in place when it is rounded already, else widened
+// from its bfloat16 copy or rounded into `buffer` (dense). Returns the data and its row stride.
+std::pair<const float*, int64_t> fp32_operand(const Stored& x, std::vector<float>& buffer) {
+  if (x.rounded && !x.bits) return {x.data, x.ld};
+  float* dense = grown(buffer, x.rows * x.cols);
+  if (x.bits)
+    widen_matrix(x, dense);
   else
-    round_matrix(a, a32, round);
-  const float* b32 = b.data;
-  int64_t ldb = b.ld;
-  if (b.bits || !b_rounded) {
-    float* dense = grown(buffers.b32, b.rows * b.cols);
-    if (b.bits)
-      widen_matrix(b, dense);
-    else
-      round_matrix(b, dense, round);
-    b32 = dense;
-    ldb = b.cols;
-  }
+    round_matrix(x, dense, [](float v) { return round_to_bf16(v); });  // a lambda inlines
+  return {dense, x.cols};
+}
+
+// Rounded operands held as float32, then sgemm: a product of two bfloat16 is exact in float32,
+// so this is the bf16 product up to the order of the float32 sums.
+void gemm_rounded_fp32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const Stored& a, const Stored& b, float beta, float* C, int64_t ldc) {
+  ThreadBuffers& buffers = thread_buffers();
+  const auto [a32, lda] = fp32_operand(a, buffers.a32);
+  const auto [b32, ldb] = fp32_operand(b, buffers.b32);
   // ld ≥ 1 even when K = 0, as BLAS asks.
-  gemm(MatmulPrecision::Fp32, trans_a, trans_b, M, N, K, alpha, a32, std::max<int64_t>(a.cols, 1),
+  gemm(MatmulPrecision::Fp32, trans_a, trans_b, M, N, K, alpha, a32, std::max<int64_t>(lda, 1),
        b32, std::max<int64_t>(ldb, 1), beta, C, ldc);
 }
 
@@ -281,7 +280,7 @@ bool gemm_bf16_rounded(bool, bool, int64_t, int64_t, int64_t, float, const uint1
 #endif
 
 void bf16_copy(uint16_t* out, const float* in, int64_t rows, int64_t cols, int64_t ld) {
-  round_matrix(Stored{in, rows, cols, ld, nullptr}, out, [](float x) { return bf16_bits(x); });
+  round_matrix(Stored{in, rows, cols, ld, nullptr, false}, out, [](float x) { return bf16_bits(x); });
 }
 
 std::unique_ptr<uint16_t[]> bf16_copy_of(const float* in, int64_t rows, int64_t cols, int64_t ld) {
@@ -292,31 +291,35 @@ std::unique_ptr<uint16_t[]> bf16_copy_of(const float* in, int64_t rows, int64_t 
   return copy;
 }
 
+namespace {
+
+// An operand as dense bfloat16 for the matmul: its copy where given, else rounded into `buffer`
+// (the top half of each float where it is rounded already, a cheaper loop).
+const uint16_t* bf16_operand(const Stored& x, std::vector<uint16_t>& buffer) {
+  if (x.bits) return x.bits;
+  uint16_t* dense = grown(buffer, x.rows * x.cols);
+  if (x.rounded)
+    round_matrix(x, dense, [](float v) { return uint16_t(std::bit_cast<uint32_t>(v) >> 16); });
+  else
+    round_matrix(x, dense, [](float v) { return bf16_bits(v); });
+  return dense;
+}
+
+}  // namespace
+
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-               const float* A, int64_t lda, const uint16_t* A16, const float* B, int64_t ldb,
-               const uint16_t* B16, float beta, float* C, int64_t ldc, bool b_rounded) {
-  const Stored a = stored(trans_a, M, K, A, lda, A16), b = stored(trans_b, K, N, B, ldb, B16);
+               const float* A, int64_t lda, const uint16_t* A16, bool a_rounded, const float* B,
+               int64_t ldb, const uint16_t* B16, bool b_rounded, float beta, float* C,
+               int64_t ldc) {
+  const Stored a = stored(trans_a, M, K, A, lda, A16, a_rounded);
+  const Stored b = stored(trans_b, K, N, B, ldb, B16, b_rounded);
   if (K > 0 && M * N * K >= kSmallProduct * matmul_threads() && native_bf16()) {
     ThreadBuffers& buffers = thread_buffers();
-    const uint16_t* a16 = a.bits;
-    if (!a16) {
-      uint16_t* rounded = grown(buffers.a16, a.rows * a.cols);
-      round_matrix(a, rounded, [](float x) { return bf16_bits(x); });
-      a16 = rounded;
-    }
-    const uint16_t* b16 = b.bits;
-    if (!b16) {
-      uint16_t* rounded = grown(buffers.b16, b.rows * b.cols);
-      if (b_rounded)  // its bfloat16 is its top half (what bf16_bits gives for it), a cheaper loop
-        round_matrix(b, rounded,
-                     [](float x) { return uint16_t(std::bit_cast<uint32_t>(x) >> 16); });
-      else
-        round_matrix(b, rounded, [](float x) { return bf16_bits(x); });
-      b16 = rounded;
-    }
+    const uint16_t* a16 = bf16_operand(a, buffers.a16);
+    const uint16_t* b16 = bf16_operand(b, buffers.b16);
     if (gemm_bf16_rounded(trans_a, trans_b, M, N, K, alpha, a16, b16, beta, C, ldc)) return;
   }
-  gemm_rounded_fp32(trans_a, trans_b, M, N, K, alpha, a, b, b_rounded, beta, C, ldc);
+  gemm_rounded_fp32(trans_a, trans_b, M, N, K, alpha, a, b, beta, C, ldc);
 }
 
 }  // namespace hg

@@ -293,10 +293,10 @@ void forward_block(const AttentionForwardSlice& s, const float* k_window_t, cons
   const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
   float* P = s.probs + b.offset;  // [rows, G + W]
   if (G > 0)
-    gemm_rounded_b(false, false, b.rows, G, e, scale, x.q_global + b.t0 * x.ldq, x.ldq, k_global_t,
+    gemm_rounded(false, true, false, false, b.rows, G, e, scale, x.q_global + b.t0 * x.ldq, x.ldq, k_global_t,
                    ldk, 0.0f, P, ld);
   if (W > 0)
-    gemm_rounded_b(false, false, b.rows, W, e, scale, x.q_window + b.t0 * x.ldq, x.ldq,
+    gemm_rounded(false, true, false, false, b.rows, W, e, scale, x.q_window + b.t0 * x.ldq, x.ldq,
                    k_window_t + b.wlo, ldk, 0.0f, P + G, ld);
   for (int64_t i = 0; i < b.rows; ++i) {
     const int64_t t = b.t0 + i;
@@ -306,9 +306,9 @@ void forward_block(const AttentionForwardSlice& s, const float* k_window_t, cons
   // O [rows, e] = P_g V_g + P_w V_w
   float* o = s.out + b.t0 * s.ldo;
   if (G > 0)
-    gemm_rounded_b(false, false, b.rows, e, G, 1.0f, P, ld, x.v_global, x.ldg, 0.0f, o, s.ldo);
+    gemm_rounded(false, true, false, false, b.rows, e, G, 1.0f, P, ld, x.v_global, x.ldg, 0.0f, o, s.ldo);
   if (W > 0)
-    gemm_rounded_b(false, false, b.rows, e, W, 1.0f, P + G, ld, x.v_window + b.wlo * x.ldw, x.ldw,
+    gemm_rounded(false, true, false, false, b.rows, e, W, 1.0f, P + G, ld, x.v_window + b.wlo * x.ldw, x.ldw,
                    G > 0 ? 1.0f : 0.0f, o, s.ldo);
   if (G == 0 && W == 0)
     for (int64_t i = 0; i < b.rows; ++i) zero(o + i * s.ldo, e);
@@ -317,9 +317,10 @@ void forward_block(const AttentionForwardSlice& s, const float* k_window_t, cons
 // Backward, phase 1, per block: dP = dO [V_g; V_w]ᵀ, dS = P ∘ (dP − rowsum(P ∘ dP)),
 // dQ_g = scale·dS_g K_g (=), dQ_w = scale·dS_w K_w (=).
 // values: the slice's values transposed (key_operands).
+// bf16: dO arrives rounded (BackwardRounding), and dS is stored rounded: only products read it.
 void backward_block_scores(const AttentionBackwardSlice& s, const float* v_window_t,
                            const float* v_global_t, int64_t ldv, const AttentionPlan& plan,
-                           int64_t block, float scale, int e) {
+                           int64_t block, float scale, int e, bool bf16) {
   const AttentionHead& x = s.x;
   const AttentionHeadGrad& g = s.g;
   const AttentionPlan::Block& b = plan.blocks[block];
@@ -328,28 +329,34 @@ void backward_block_scores(const AttentionBackwardSlice& s, const float* v_windo
   float* dS = s.dscores + b.offset;     // [rows, G + W]
   const float* dO = s.dout + b.t0 * s.ldo;
   if (G > 0)
-    gemm_rounded_b(false, false, b.rows, G, e, 1.0f, dO, s.ldo, v_global_t, ldv, 0.0f, dS, ld);
+    gemm_rounded(bf16, true, false, false, b.rows, G, e, 1.0f, dO, s.ldo, v_global_t, ldv, 0.0f, dS,
+                 ld);
   if (W > 0)
-    gemm_rounded_b(false, false, b.rows, W, e, 1.0f, dO, s.ldo, v_window_t + b.wlo, ldv, 0.0f,
-                   dS + G, ld);
+    gemm_rounded(bf16, true, false, false, b.rows, W, e, 1.0f, dO, s.ldo, v_window_t + b.wlo, ldv,
+                 0.0f, dS + G, ld);
   for (int64_t i = 0; i < b.rows; ++i) {
     const float* p = P + i * ld;
     float* ds = dS + i * ld;
     // Masked entries have p = 0 and so get ds = 0 whatever dP holds there.
     const float pd = lane_dot(p, ds, ld);
-    for (int64_t j = 0; j < ld; ++j) ds[j] = p[j] * (ds[j] - pd);
+    if (bf16) {
+      for (int64_t j = 0; j < ld; ++j) ds[j] = round_to_bf16(p[j] * (ds[j] - pd));
+    } else {
+      for (int64_t j = 0; j < ld; ++j) ds[j] = p[j] * (ds[j] - pd);
+    }
   }
   if (g.dq_global != nullptr) {
     float* dq = g.dq_global + b.t0 * g.ldq;
     if (G > 0)
-      gemm_rounded_b(false, false, b.rows, e, G, scale, dS, ld, x.k_global, x.ldg, 0.0f, dq, g.ldq);
+      gemm_rounded(bf16, true, false, false, b.rows, e, G, scale, dS, ld, x.k_global, x.ldg, 0.0f,
+                   dq, g.ldq);
     else
       for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
   }
   float* dq = g.dq_window + b.t0 * g.ldq;
   if (W > 0)
-    gemm_rounded_b(false, false, b.rows, e, W, scale, dS + G, ld, x.k_window + b.wlo * x.ldw, x.ldw,
-                   0.0f, dq, g.ldq);
+    gemm_rounded(bf16, true, false, false, b.rows, e, W, scale, dS + G, ld,
+                 x.k_window + b.wlo * x.ldw, x.ldw, 0.0f, dq, g.ldq);
   else
     for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
 }
@@ -359,8 +366,9 @@ void backward_block_scores(const AttentionBackwardSlice& s, const float* v_windo
 //   dK_w += scale·dS_wᵀ Q_w,  dV_w += P_wᵀ dO,  dK_g += scale·dS_gᵀ Q_g,  dV_g += P_gᵀ dO
 enum class KeyGrad { WindowK, WindowV, GlobalK, GlobalV };
 
+// bf16: dS and dO arrive rounded (backward_block_scores, BackwardRounding).
 void backward_block_keys(const AttentionBackwardSlice& s, const AttentionPlan::Block& b,
-                         KeyGrad which, float scale, int e) {
+                         KeyGrad which, float scale, int e, bool bf16) {
   const AttentionHead& x = s.x;
   const AttentionHeadGrad& g = s.g;
   const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
@@ -370,21 +378,23 @@ void backward_block_keys(const AttentionBackwardSlice& s, const AttentionPlan::B
   switch (which) {
     case KeyGrad::WindowK:
       if (W > 0)
-        gemm(true, false, W, e, b.rows, scale, dS + G, ld, x.q_window + b.t0 * x.ldq, x.ldq, 1.0f,
-             g.dk_window + b.wlo * g.ldw, g.ldw);
+        gemm_rounded(bf16, false, true, false, W, e, b.rows, scale, dS + G, ld,
+                     x.q_window + b.t0 * x.ldq, x.ldq, 1.0f, g.dk_window + b.wlo * g.ldw, g.ldw);
       break;
     case KeyGrad::WindowV:
       if (W > 0)
-        gemm(true, false, W, e, b.rows, 1.0f, P + G, ld, dO, s.ldo, 1.0f,
-             g.dv_window + b.wlo * g.ldw, g.ldw);
+        gemm_rounded(false, bf16, true, false, W, e, b.rows, 1.0f, P + G, ld, dO, s.ldo, 1.0f,
+                     g.dv_window + b.wlo * g.ldw, g.ldw);
       break;
     case KeyGrad::GlobalK:
       if (G > 0)
-        gemm(true, false, G, e, b.rows, scale, dS, ld, x.q_global + b.t0 * x.ldq, x.ldq, 1.0f,
-             g.dk_global, g.ldg);
+        gemm_rounded(bf16, false, true, false, G, e, b.rows, scale, dS, ld,
+                     x.q_global + b.t0 * x.ldq, x.ldq, 1.0f, g.dk_global, g.ldg);
       break;
     case KeyGrad::GlobalV:
-      if (G > 0) gemm(true, false, G, e, b.rows, 1.0f, P, ld, dO, s.ldo, 1.0f, g.dv_global, g.ldg);
+      if (G > 0)
+        gemm_rounded(false, bf16, true, false, G, e, b.rows, 1.0f, P, ld, dO, s.ldo, 1.0f,
+                     g.dv_global, g.ldg);
       break;
   }
 }
@@ -407,13 +417,47 @@ void attention_core_forward(int64_t slices,
   });
 }
 
+namespace {
+
+// At bf16 each block's dO is read by four products (two for dP, two for dV), each of which would
+// round it again: it is rounded once per call instead, per slice, into the calling thread's
+// buffer [slices, nq, e], which lives until its next call.
+struct RoundedDout {
+  const float* data = nullptr;  // null: fp32, dO read in place
+  int64_t nq = 0;
+  int e = 0;
+  AttentionBackwardSlice reading(AttentionBackwardSlice x, int64_t s) const {
+    if (data == nullptr) return x;
+    x.dout = data + s * nq * e;
+    x.ldo = e;
+    return x;
+  }
+};
+
+template <class Slice>
+RoundedDout rounded_dout(int64_t slices, const Slice& slice, int64_t nq, int e) {
+  if (matmul_precision() != MatmulPrecision::Bf16) return {};
+  thread_local std::vector<float> buffer;
+  if (static_cast<int64_t>(buffer.size()) < slices * nq * e) buffer.resize(slices * nq * e);
+  float* const data = buffer.data();
+  parallel_for(slices, [&](int64_t s) {
+    const AttentionBackwardSlice x = slice(s);
+    copy_rounded(data + s * nq * e, x.dout, x.ldo, nq, e);
+  });
+  return {data, nq, e};
+}
+
+}  // namespace
+
 void attention_core_backward(int64_t slices,
                              const std::function<AttentionBackwardSlice(int64_t)>& slice,
                              const AttentionPlan& plan, float scale, int e) {
   const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
   const KeyOperands values = key_operands(slices, slice, true, plan, e);
+  const RoundedDout dout = rounded_dout(slices, slice, plan.nq, e);
+  const bool bf16 = dout.data != nullptr;
   auto slice_reading_rows = [&](int64_t s) {
-    AttentionBackwardSlice x = slice(s);
+    AttentionBackwardSlice x = dout.reading(slice(s), s);
     x.x = values.reading_rows(x.x, s);
     return x;
   };
@@ -425,8 +469,9 @@ void attention_core_backward(int64_t slices,
       const AttentionBackwardSlice x = slice_reading_rows(s);
       for (int64_t block = 0; block < blocks; ++block) {
         backward_block_scores(x, values.window(s), values.global(s), values.ld, plan, block, scale,
-                              e);
-        for (KeyGrad which : kKeyGrads) backward_block_keys(x, plan.blocks[block], which, scale, e);
+                              e, bf16);
+        for (KeyGrad which : kKeyGrads)
+          backward_block_keys(x, plan.blocks[block], which, scale, e, bf16);
       }
     });
     return;
@@ -434,15 +479,15 @@ void attention_core_backward(int64_t slices,
   parallel_for_dynamic(slices * blocks, [&](int64_t i) {
     const int64_t s = i / blocks;
     backward_block_scores(slice_reading_rows(s), values.window(s), values.global(s), values.ld,
-                          plan, i % blocks, scale, e);
+                          plan, i % blocks, scale, e, bf16);
   });
   // The window tasks first: they carry most of the work (dynamic scheduling balances the rest).
   const bool global = std::any_of(plan.blocks.begin(), plan.blocks.end(),
                                   [](const AttentionPlan::Block& b) { return b.global > 0; });
   parallel_for_dynamic(slices * (global ? 4 : 2), [&](int64_t i) {
-    const AttentionBackwardSlice x = slice(i % slices);
+    const AttentionBackwardSlice x = dout.reading(slice(i % slices), i % slices);
     for (const AttentionPlan::Block& b : plan.blocks)
-      backward_block_keys(x, b, kKeyGrads[i / slices], scale, e);
+      backward_block_keys(x, b, kKeyGrads[i / slices], scale, e, bf16);
   });
 }
 

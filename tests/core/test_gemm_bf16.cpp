@@ -146,29 +146,36 @@ TEST(Bf16Gemm, MatchesRoundedReferenceForTransposesStridesAlphaBeta) {
           }
 }
 
-// gemm_rounded_b on a B rounded beforehand gives gemm's bits, on both paths (the shapes above),
-// every transpose and ld, alpha and beta; at fp32 it is gemm.
-TEST(Bf16Gemm, RoundedBEqualsTheRoundingPathBitForBit) {
+// gemm_rounded on operands rounded beforehand (A, B or both) gives gemm's bits, on both paths (the
+// shapes above), every transpose and ld, alpha and beta; at fp32 it is gemm.
+TEST(Bf16Gemm, RoundedOperandsEqualTheRoundingPathBitForBit) {
   const int64_t shapes[][3] = {{1, 1, 1}, {33, 40, 50}, {16, 144, 64}, {300, 257, 129}};
   uint64_t seed = 500;
   for (const auto& s : shapes)
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb)
-        for (float beta : {0.0f, 0.5f}) {
-          Product p = random_product(ta, tb, s[0], s[1], s[2], -0.375f, beta, seed += 3);
-          for (const MatmulPrecision precision : {MatmulPrecision::Fp32, MatmulPrecision::Bf16}) {
-            if (precision == MatmulPrecision::Bf16)
-              for (float& x : p.b) x = reference_round(x);
-            const std::vector<float> expected = run(p, precision);
-            std::vector<float> c = p.c;
-            const MatmulPrecisionScope scope(precision);
-            gemm_rounded_b(p.trans_a, p.trans_b, p.M, p.N, p.K, p.alpha, p.a.data(), p.lda,
-                           p.b.data(), p.ldb, p.beta, c.data(), p.ldc);
-            EXPECT_EQ(std::memcmp(c.data(), expected.data(), c.size() * sizeof(float)), 0)
-                << enum_name(precision) << " ta " << ta << " tb " << tb << " " << s[0] << "x"
-                << s[1] << "x" << s[2] << " beta " << beta;
+        for (float beta : {0.0f, 0.5f})
+          for (int rounded = 1; rounded < 4; ++rounded) {  // 1: A, 2: B, 3: both
+            const bool a_rounded = rounded & 1, b_rounded = rounded & 2;
+            Product p = random_product(ta, tb, s[0], s[1], s[2], -0.375f, beta, seed += 3);
+            for (const MatmulPrecision precision :
+                 {MatmulPrecision::Fp32, MatmulPrecision::Bf16}) {
+              if (precision == MatmulPrecision::Bf16) {
+                if (a_rounded)
+                  for (float& x : p.a) x = reference_round(x);
+                if (b_rounded)
+                  for (float& x : p.b) x = reference_round(x);
+              }
+              const std::vector<float> expected = run(p, precision);
+              std::vector<float> c = p.c;
+              const MatmulPrecisionScope scope(precision);
+              gemm_rounded(a_rounded, b_rounded, p.trans_a, p.trans_b, p.M, p.N, p.K, p.alpha,
+                           p.a.data(), p.lda, p.b.data(), p.ldb, p.beta, c.data(), p.ldc);
+              EXPECT_EQ(std::memcmp(c.data(), expected.data(), c.size() * sizeof(float)), 0)
+                  << enum_name(precision) << " rounded " << rounded << " ta " << ta << " tb "
+                  << tb << " " << s[0] << "x" << s[1] << "x" << s[2] << " beta " << beta;
+            }
           }
-        }
 }
 
 // gemm_bf16_copies with A's, B's or both bf16 copies (bf16_copy of the operand as stored) gives
