@@ -11,9 +11,9 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
                     int64_t rows, int64_t in_dim, int64_t out_dim, int64_t ldw);
 // dinp [rows, in_dim] (=, skipped when null); dweight [in_dim, ldw] (+=, skipped when null; under
 // zbh1 deferred to the micro-batch's W, layers/weight_gradients.h); dbias (+=, may be null).
-void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                     const float* inp, const float* weight, int64_t rows, int64_t in_dim,
-                     int64_t out_dim, int64_t ldw);
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t rows, int64_t in_dim, int64_t out_dim,
+                     int64_t ldw);
 
 // At train.precision bf16 (ARCHITECTURE.md §9.1), the forward with inp given as its bfloat16
 // copy (core/gemm.h's gemm_bf16_copies; inp16 dense [rows, in_dim]), and the backward with

@@ -74,8 +74,8 @@ void gemm(MatmulPrecision precision, bool trans_a, bool trans_b, int64_t M, int6
           float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   if (precision == MatmulPrecision::Bf16)
-    gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, nullptr, false, B, ldb, nullptr, false, beta,
-              C, ldc);
+    gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, nullptr, false, B, ldb, nullptr, false,
+              beta, C, ldc);
   else
     sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -121,8 +121,8 @@ void gemm_rounded_fp32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
   const auto [a32, lda] = fp32_operand(a, buffers.a32);
   const auto [b32, ldb] = fp32_operand(b, buffers.b32);
   // ld ≥ 1 even when K = 0, as BLAS asks.
-  gemm(MatmulPrecision::Fp32, trans_a, trans_b, M, N, K, alpha, a32, std::max<int64_t>(lda, 1),
-       b32, std::max<int64_t>(ldb, 1), beta, C, ldc);
+  gemm(MatmulPrecision::Fp32, trans_a, trans_b, M, N, K, alpha, a32, std::max<int64_t>(lda, 1), b32,
+       std::max<int64_t>(ldb, 1), beta, C, ldc);
 }
 
 #ifdef HG_GEMM_DNNL
@@ -280,7 +280,8 @@ bool gemm_bf16_rounded(bool, bool, int64_t, int64_t, int64_t, float, const uint1
 #endif
 
 void bf16_copy(uint16_t* out, const float* in, int64_t rows, int64_t cols, int64_t ld) {
-  round_matrix(Stored{in, rows, cols, ld, nullptr, false}, out, [](float x) { return bf16_bits(x); });
+  round_matrix(Stored{in, rows, cols, ld, nullptr, false}, out,
+               [](float x) { return bf16_bits(x); });
 }
 
 std::unique_ptr<uint16_t[]> bf16_copy_of(const float* in, int64_t rows, int64_t cols, int64_t ld) {

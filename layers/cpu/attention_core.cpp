@@ -293,11 +293,11 @@ void forward_block(const AttentionForwardSlice& s, const float* k_window_t, cons
   const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
   float* P = s.probs + b.offset;  // [rows, G + W]
   if (G > 0)
-    gemm_rounded(false, true, false, false, b.rows, G, e, scale, x.q_global + b.t0 * x.ldq, x.ldq, k_global_t,
-                   ldk, 0.0f, P, ld);
+    gemm_rounded(false, true, false, false, b.rows, G, e, scale, x.q_global + b.t0 * x.ldq, x.ldq,
+                 k_global_t, ldk, 0.0f, P, ld);
   if (W > 0)
     gemm_rounded(false, true, false, false, b.rows, W, e, scale, x.q_window + b.t0 * x.ldq, x.ldq,
-                   k_window_t + b.wlo, ldk, 0.0f, P + G, ld);
+                 k_window_t + b.wlo, ldk, 0.0f, P + G, ld);
   for (int64_t i = 0; i < b.rows; ++i) {
     const int64_t t = b.t0 + i;
     const int64_t lo = plan.window_lo[t] - b.wlo, hi = plan.window_hi[t] - b.wlo;
@@ -306,10 +306,11 @@ void forward_block(const AttentionForwardSlice& s, const float* k_window_t, cons
   // O [rows, e] = P_g V_g + P_w V_w
   float* o = s.out + b.t0 * s.ldo;
   if (G > 0)
-    gemm_rounded(false, true, false, false, b.rows, e, G, 1.0f, P, ld, x.v_global, x.ldg, 0.0f, o, s.ldo);
+    gemm_rounded(false, true, false, false, b.rows, e, G, 1.0f, P, ld, x.v_global, x.ldg, 0.0f, o,
+                 s.ldo);
   if (W > 0)
-    gemm_rounded(false, true, false, false, b.rows, e, W, 1.0f, P + G, ld, x.v_window + b.wlo * x.ldw, x.ldw,
-                   G > 0 ? 1.0f : 0.0f, o, s.ldo);
+    gemm_rounded(false, true, false, false, b.rows, e, W, 1.0f, P + G, ld,
+                 x.v_window + b.wlo * x.ldw, x.ldw, G > 0 ? 1.0f : 0.0f, o, s.ldo);
   if (G == 0 && W == 0)
     for (int64_t i = 0; i < b.rows; ++i) zero(o + i * s.ldo, e);
 }

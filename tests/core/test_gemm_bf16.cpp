@@ -158,8 +158,7 @@ TEST(Bf16Gemm, RoundedOperandsEqualTheRoundingPathBitForBit) {
           for (int rounded = 1; rounded < 4; ++rounded) {  // 1: A, 2: B, 3: both
             const bool a_rounded = rounded & 1, b_rounded = rounded & 2;
             Product p = random_product(ta, tb, s[0], s[1], s[2], -0.375f, beta, seed += 3);
-            for (const MatmulPrecision precision :
-                 {MatmulPrecision::Fp32, MatmulPrecision::Bf16}) {
+            for (const MatmulPrecision precision : {MatmulPrecision::Fp32, MatmulPrecision::Bf16}) {
               if (precision == MatmulPrecision::Bf16) {
                 if (a_rounded)
                   for (float& x : p.a) x = reference_round(x);
@@ -172,8 +171,8 @@ TEST(Bf16Gemm, RoundedOperandsEqualTheRoundingPathBitForBit) {
               gemm_rounded(a_rounded, b_rounded, p.trans_a, p.trans_b, p.M, p.N, p.K, p.alpha,
                            p.a.data(), p.lda, p.b.data(), p.ldb, p.beta, c.data(), p.ldc);
               EXPECT_EQ(std::memcmp(c.data(), expected.data(), c.size() * sizeof(float)), 0)
-                  << enum_name(precision) << " rounded " << rounded << " ta " << ta << " tb "
-                  << tb << " " << s[0] << "x" << s[1] << "x" << s[2] << " beta " << beta;
+                  << enum_name(precision) << " rounded " << rounded << " ta " << ta << " tb " << tb
+                  << " " << s[0] << "x" << s[1] << "x" << s[2] << " beta " << beta;
             }
           }
 }
