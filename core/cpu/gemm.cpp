@@ -69,6 +69,14 @@ void gemm_bf16_copies(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
   gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, A16, false, B, ldb, B16, false, beta, C, ldc);
 }
 
+void gemm_bf16_shared_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float* A, int64_t lda, const uint16_t* B16, float beta, float* C,
+                        int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, nullptr, false, nullptr, 0, B16, false, beta,
+            C, ldc, true);
+}
+
 void gemm(MatmulPrecision precision, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
           float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
           float* C, int64_t ldc) {

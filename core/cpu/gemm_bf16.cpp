@@ -38,6 +38,11 @@ namespace {
 // not take: it falls back to its gemm-based one, whose scalar alpha/beta pass ran them at 12-25
 // GFLOP/s on Sapphire Rapids and took 12% of a bf16 training step. They stay below this bound.
 constexpr int64_t kSmallProduct = int64_t{1} << 19;
+// The bound for gemm_bf16_shared_b, whose B comes as a bfloat16 copy that many small products
+// read: no B rounding per call, and the matmul (AMX) is already the faster one from here.
+// bench_gemm / t2-style timings on Sapphire Rapids, 1 thread, dense bf16 operands, GFLOP/s matmul
+// against sgemm: 32×160×64 NT 420 / 142, 32×48×64 NT 283 / 116, 32×16×64 127 / ~100.
+constexpr int64_t kSmallProductGivenB = int64_t{1} << 15;
 // Rounding runs on the rank's threads above this many elements; below, a thread team costs more.
 constexpr int64_t kParallelElements = int64_t{1} << 16;
 
@@ -148,6 +153,9 @@ struct Matmul {
   dnnl::matmul primitive;
   dnnl::memory src, weights, dst, scratchpad;
   int64_t scratchpad_bytes;
+  // execute()'s arguments, built once: the attention's block products are a few microseconds
+  // each, and a map built per call was a measurable part of that.
+  std::unordered_map<int, dnnl::memory> args;
 };
 
 Matmul make_matmul(const MatmulKey& k) {
@@ -171,12 +179,16 @@ Matmul make_matmul(const MatmulKey& k) {
   const dnnl::engine& engine = cpu_engine();
   const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), attr, engine);
   const dnnl::memory::desc scratchpad = pd.scratchpad_desc();
-  return {dnnl::matmul(pd),
-          dnnl::memory(src, engine, nullptr),
-          dnnl::memory(weights, engine, nullptr),
-          dnnl::memory(dst, engine, nullptr),
-          dnnl::memory(scratchpad, engine, nullptr),
-          static_cast<int64_t>(scratchpad.get_size())};
+  Matmul m{dnnl::matmul(pd),
+           dnnl::memory(src, engine, nullptr),
+           dnnl::memory(weights, engine, nullptr),
+           dnnl::memory(dst, engine, nullptr),
+           dnnl::memory(scratchpad, engine, nullptr),
+           static_cast<int64_t>(scratchpad.get_size()),
+           {}};
+  m.args = {{DNNL_ARG_SRC, m.src}, {DNNL_ARG_WEIGHTS, m.weights}, {DNNL_ARG_DST, m.dst}};
+  if (m.scratchpad_bytes > 0) m.args.emplace(DNNL_ARG_SCRATCHPAD, m.scratchpad);
+  return m;
 }
 
 #endif  // HG_GEMM_DNNL
@@ -241,13 +253,9 @@ bool run_matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
   matmul.src.set_data_handle(const_cast<uint16_t*>(A));
   matmul.weights.set_data_handle(const_cast<uint16_t*>(B));
   matmul.dst.set_data_handle(C);
-  std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, matmul.src}, {DNNL_ARG_WEIGHTS, matmul.weights}, {DNNL_ARG_DST, matmul.dst}};
-  if (matmul.scratchpad_bytes > 0) {
+  if (matmul.scratchpad_bytes > 0)  // the args hold the same memory objects (shared handles)
     matmul.scratchpad.set_data_handle(grown(thread_buffers().scratchpad, matmul.scratchpad_bytes));
-    args.emplace(DNNL_ARG_SCRATCHPAD, matmul.scratchpad);
-  }
-  matmul.primitive.execute(stream, args);
+  matmul.primitive.execute(stream, matmul.args);
   stream.wait();
   return true;
 }
@@ -310,11 +318,12 @@ const uint16_t* bf16_operand(const Stored& x, std::vector<uint16_t>& buffer) {
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const uint16_t* A16, bool a_rounded, const float* B,
-               int64_t ldb, const uint16_t* B16, bool b_rounded, float beta, float* C,
-               int64_t ldc) {
+               int64_t ldb, const uint16_t* B16, bool b_rounded, float beta, float* C, int64_t ldc,
+               bool small_b) {
   const Stored a = stored(trans_a, M, K, A, lda, A16, a_rounded);
   const Stored b = stored(trans_b, K, N, B, ldb, B16, b_rounded);
-  if (K > 0 && M * N * K >= kSmallProduct * matmul_threads() && native_bf16()) {
+  const int64_t small = small_b ? kSmallProductGivenB : kSmallProduct;
+  if (K > 0 && M * N * K >= small * matmul_threads() && native_bf16()) {
     ThreadBuffers& buffers = thread_buffers();
     const uint16_t* a16 = bf16_operand(a, buffers.a16);
     const uint16_t* b16 = bf16_operand(b, buffers.b16);

@@ -161,20 +161,13 @@ inline float lane_dot(const float* a, const float* b, int64_t n) {
 
 inline void zero(float* x, int64_t n) { std::fill(x, x + n, 0.0f); }
 
-// x as a block product reads it: rounded to bfloat16 when the products are (kRound).
-template <bool kRound>
-inline float operand(float x) {
-  return kRound ? round_to_bf16(x) : x;
-}
-
 // xt[c, j] = x[j, c] for j < rows, c < e (row strides ldx and ldt).
-template <bool kRound>
 void transpose(float* xt, int64_t ldt, const float* x, int64_t ldx, int64_t rows, int e) {
   constexpr int64_t kTile = 16;  // rows of x per pass: one cache line of each xt row
   for (int64_t j0 = 0; j0 < rows; j0 += kTile) {
     const int64_t j1 = std::min(rows, j0 + kTile);
     for (int c = 0; c < e; ++c)
-      for (int64_t j = j0; j < j1; ++j) xt[c * ldt + j] = operand<kRound>(x[j * ldx + c]);
+      for (int64_t j = j0; j < j1; ++j) xt[c * ldt + j] = x[j * ldx + c];
   }
 }
 
@@ -185,74 +178,73 @@ void copy_rounded(float* y, const float* x, int64_t ldx, int64_t rows, int e) {
 }
 
 // The keys and values of every slice as the per-block products read them (their B operands).
-// The ones the scores read (keys in the forward, values in the backward) transposed: [slices, e,
-// nk + ng], the window keys in columns [0, nk), the global keys in [nk, nk + ng). Score products
-// with them then run as plain (NN) gemms, which the BLAS does ~1.6x faster on these small blocks
-// than the transposed (NT) form on strided key rows. With bf16 products (matmul_precision())
-// both are rounded here, once per call, and the block products skip rounding them
-// (gemm_rounded_b): each key is read by ~window / block rows query blocks (9 at the reference),
-// and rounding it again in each made one block's product (16x144x64) 0.85x of fp32 where the
-// matmul alone runs at 1.2x (bench_gemm). The other tensor (values in the forward, keys in the
-// backward) is then a rounded copy, `rows` [slices, nk + ng, e], window rows first; in fp32 it is
-// read in place.
+// fp32: the ones the scores read (keys in the forward, values in the backward) transposed,
+// `data` [slices, e, nk + ng], the window keys in columns [0, nk), the global keys in [nk, nk +
+// ng): score products with them then run as plain (NN) gemms, which the BLAS does ~1.6x faster on
+// these small blocks than the transposed (NT) form on strided key rows; the other tensor is read
+// in place. bf16 (matmul_precision()): both rounded once per call into dense bfloat16 rows,
+// `bits` [slices, {K, V}, nk + ng, e] (window rows first), which every block's products take as
+// their B (gemm_bf16_shared_b, NT for the scores): each key is read by ~window / block rows query
+// blocks (5 at the reference), and with B given the products run on oneDNN's matmul (AMX: 32×160×64
+// NT at 420 GFLOP/s against sgemm's 142) where rounding B per block made them lose to sgemm.
 struct KeyOperands {
-  bool values_transposed = false;  // the backward's
-  const float* data = nullptr;
-  const float* rows = nullptr;     // null: read in place (fp32)
+  const float* data = nullptr;     // fp32
+  const uint16_t* bits = nullptr;  // bf16
   int64_t nk = 0, ng = 0, ld = 0;  // ld = nk + ng
   int e = 0;
   const float* window(int64_t slice) const { return data + slice * e * ld; }
   const float* global(int64_t slice) const { return window(slice) + nk; }
-  // x reading the rounded copy of the other tensor, where there is one. ldw and ldg become the
-  // copy's; the pointers of the transposed tensor, which they also stride, are cleared: the
-  // products read it from `data`.
-  AttentionHead reading_rows(AttentionHead x, int64_t slice) const {
-    if (rows == nullptr) return x;
-    auto [w, g, transposed_w, transposed_g] =
-        values_transposed ? std::tie(x.k_window, x.k_global, x.v_window, x.v_global)
-                          : std::tie(x.v_window, x.v_global, x.k_window, x.k_global);
-    w = rows + slice * ld * e;
-    g = w + nk * e;
-    transposed_w = transposed_g = nullptr;
-    x.ldw = x.ldg = e;
-    return x;
-  }
+  const uint16_t* k_window16(int64_t slice) const { return bits + slice * 2 * ld * e; }
+  const uint16_t* k_global16(int64_t slice) const { return k_window16(slice) + nk * e; }
+  const uint16_t* v_window16(int64_t slice) const { return k_window16(slice) + ld * e; }
+  const uint16_t* v_global16(int64_t slice) const { return v_window16(slice) + nk * e; }
 };
 
-// The buffer belongs to the calling thread and lives until its next call.
+// y[j, c] = bf16_bits(x[j, c]) for j < rows, c < e (row strides ldx and e).
+void copy_bits(uint16_t* y, const float* x, int64_t ldx, int64_t rows, int e) {
+  for (int64_t j = 0; j < rows; ++j)
+    for (int c = 0; c < e; ++c) y[j * e + c] = bf16_bits(x[j * ldx + c]);
+}
+
+// The buffers belong to the calling thread and live until its next call.
 template <class Slice>
 KeyOperands key_operands(int64_t slices, const Slice& slice, bool values_transposed,
                          const AttentionPlan& plan, int e) {
   KeyOperands t;
-  t.values_transposed = values_transposed;
   for (const AttentionPlan::Block& b : plan.blocks) {
     t.nk = std::max(t.nk, b.whi);
     t.ng = std::max(t.ng, b.global);
   }
   t.ld = t.nk + t.ng;
   t.e = e;
-  const bool round = matmul_precision() == MatmulPrecision::Bf16;
   const int64_t per_slice = e * t.ld;
+  // (the workers' own thread_local buffers are not these)
+  if (matmul_precision() == MatmulPrecision::Bf16) {
+    thread_local std::vector<uint16_t> bits;
+    if (static_cast<int64_t>(bits.size()) < slices * 2 * per_slice)
+      bits.resize(slices * 2 * per_slice);
+    t.bits = bits.data();
+    parallel_for(slices, [&](int64_t s) {
+      const AttentionHead x = slice(s).x;
+      copy_bits(const_cast<uint16_t*>(t.k_window16(s)), x.k_window, x.ldw, t.nk, e);
+      copy_bits(const_cast<uint16_t*>(t.v_window16(s)), x.v_window, x.ldw, t.nk, e);
+      if (t.ng == 0) return;
+      copy_bits(const_cast<uint16_t*>(t.k_global16(s)), x.k_global, x.ldg, t.ng, e);
+      copy_bits(const_cast<uint16_t*>(t.v_global16(s)), x.v_global, x.ldg, t.ng, e);
+    });
+    return t;
+  }
   thread_local std::vector<float> buffer;
-  const int64_t size = slices * per_slice * (round ? 2 : 1);
-  if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(size);
-  float* const data = buffer.data();  // (the workers' own thread_local buffers are not this one)
+  if (static_cast<int64_t>(buffer.size()) < slices * per_slice) buffer.resize(slices * per_slice);
+  float* const data = buffer.data();
   t.data = data;
-  if (round) t.rows = data + slices * per_slice;
   parallel_for(slices, [&](int64_t s) {
     const AttentionHead x = slice(s).x;
     const auto [window, global] =
         values_transposed ? std::pair(x.v_window, x.v_global) : std::pair(x.k_window, x.k_global);
     float* xt = data + s * per_slice;
-    auto transposed = round ? transpose<true> : transpose<false>;
-    transposed(xt, t.ld, window, x.ldw, t.nk, e);
-    if (t.ng > 0) transposed(xt + t.nk, t.ld, global, x.ldg, t.ng, e);
-    if (!round) return;
-    const auto [other_window, other_global] =
-        values_transposed ? std::pair(x.k_window, x.k_global) : std::pair(x.v_window, x.v_global);
-    float* rows = data + (slices + s) * per_slice;
-    copy_rounded(rows, other_window, x.ldw, t.nk, e);
-    if (t.ng > 0) copy_rounded(rows + t.nk * e, other_global, x.ldg, t.ng, e);
+    transpose(xt, t.ld, window, x.ldw, t.nk, e);
+    if (t.ng > 0) transpose(xt + t.nk, t.ld, global, x.ldg, t.ng, e);
   });
   return t;
 }
@@ -285,19 +277,30 @@ void masked_softmax_row(float* row, int64_t G, int64_t g_vis, int64_t W, int64_t
 
 namespace {
 
-// keys: the slice's keys transposed (key_operands).
-void forward_block(const AttentionForwardSlice& s, const float* k_window_t, const float* k_global_t,
-                   int64_t ldk, const AttentionPlan& plan, int64_t block, float scale, int e) {
+// keys: the slice's keys (key_operands).
+void forward_block(const AttentionForwardSlice& s, const KeyOperands& keys, int64_t slice,
+                   const AttentionPlan& plan, int64_t block, float scale, int e) {
   const AttentionHead& x = s.x;
   const AttentionPlan::Block& b = plan.blocks[block];
   const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
   float* P = s.probs + b.offset;  // [rows, G + W]
-  if (G > 0)
-    gemm_rounded(false, true, false, false, b.rows, G, e, scale, x.q_global + b.t0 * x.ldq, x.ldq,
-                 k_global_t, ldk, 0.0f, P, ld);
-  if (W > 0)
-    gemm_rounded(false, true, false, false, b.rows, W, e, scale, x.q_window + b.t0 * x.ldq, x.ldq,
-                 k_window_t + b.wlo, ldk, 0.0f, P + G, ld);
+  const float* q_global = x.q_global + b.t0 * x.ldq;
+  const float* q_window = x.q_window + b.t0 * x.ldq;
+  if (keys.bits != nullptr) {  // bf16: Q Kᵀ against the keys' rows
+    if (G > 0)
+      gemm_bf16_shared_b(false, true, b.rows, G, e, scale, q_global, x.ldq, keys.k_global16(slice),
+                         0.0f, P, ld);
+    if (W > 0)
+      gemm_bf16_shared_b(false, true, b.rows, W, e, scale, q_window, x.ldq,
+                         keys.k_window16(slice) + b.wlo * e, 0.0f, P + G, ld);
+  } else {
+    if (G > 0)
+      gemm(false, false, b.rows, G, e, scale, q_global, x.ldq, keys.global(slice), keys.ld, 0.0f, P,
+           ld);
+    if (W > 0)
+      gemm(false, false, b.rows, W, e, scale, q_window, x.ldq, keys.window(slice) + b.wlo, keys.ld,
+           0.0f, P + G, ld);
+  }
   for (int64_t i = 0; i < b.rows; ++i) {
     const int64_t t = b.t0 + i;
     const int64_t lo = plan.window_lo[t] - b.wlo, hi = plan.window_hi[t] - b.wlo;
@@ -305,36 +308,84 @@ void forward_block(const AttentionForwardSlice& s, const float* k_window_t, cons
   }
   // O [rows, e] = P_g V_g + P_w V_w
   float* o = s.out + b.t0 * s.ldo;
-  if (G > 0)
-    gemm_rounded(false, true, false, false, b.rows, e, G, 1.0f, P, ld, x.v_global, x.ldg, 0.0f, o,
-                 s.ldo);
-  if (W > 0)
-    gemm_rounded(false, true, false, false, b.rows, e, W, 1.0f, P + G, ld,
-                 x.v_window + b.wlo * x.ldw, x.ldw, G > 0 ? 1.0f : 0.0f, o, s.ldo);
+  if (keys.bits != nullptr) {
+    if (G > 0)
+      gemm_bf16_shared_b(false, false, b.rows, e, G, 1.0f, P, ld, keys.v_global16(slice), 0.0f, o,
+                         s.ldo);
+    if (W > 0)
+      gemm_bf16_shared_b(false, false, b.rows, e, W, 1.0f, P + G, ld,
+                         keys.v_window16(slice) + b.wlo * e, G > 0 ? 1.0f : 0.0f, o, s.ldo);
+  } else {
+    if (G > 0) gemm(false, false, b.rows, e, G, 1.0f, P, ld, x.v_global, x.ldg, 0.0f, o, s.ldo);
+    if (W > 0)
+      gemm(false, false, b.rows, e, W, 1.0f, P + G, ld, x.v_window + b.wlo * x.ldw, x.ldw,
+           G > 0 ? 1.0f : 0.0f, o, s.ldo);
+  }
   if (G == 0 && W == 0)
     for (int64_t i = 0; i < b.rows; ++i) zero(o + i * s.ldo, e);
 }
 
 // Backward, phase 1, per block: dP = dO [V_g; V_w]ᵀ, dS = P ∘ (dP − rowsum(P ∘ dP)),
 // dQ_g = scale·dS_g K_g (=), dQ_w = scale·dS_w K_w (=).
-// values: the slice's values transposed (key_operands).
-// bf16: dO arrives rounded (BackwardRounding), and dS is stored rounded: only products read it.
-void backward_block_scores(const AttentionBackwardSlice& s, const float* v_window_t,
-                           const float* v_global_t, int64_t ldv, const AttentionPlan& plan,
-                           int64_t block, float scale, int e, bool bf16) {
+// values: the slice's values (key_operands: transposed in fp32, with the keys' rows in bf16).
+
+// dP [rows, G + W] = dO [V_g; V_w]ᵀ into dS. bf16: dO arrives rounded (RoundedDout).
+void dprobs_products(const AttentionBackwardSlice& s, const KeyOperands& values, int64_t slice,
+                     const AttentionPlan::Block& b, float* dS, int e, bool bf16) {
+  const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
+  const float* dO = s.dout + b.t0 * s.ldo;
+  if (values.bits != nullptr) {
+    if (G > 0)
+      gemm_bf16_shared_b(false, true, b.rows, G, e, 1.0f, dO, s.ldo, values.v_global16(slice), 0.0f,
+                         dS, ld);
+    if (W > 0)
+      gemm_bf16_shared_b(false, true, b.rows, W, e, 1.0f, dO, s.ldo,
+                         values.v_window16(slice) + b.wlo * e, 0.0f, dS + G, ld);
+    return;
+  }
+  if (G > 0)
+    gemm_rounded(bf16, false, false, false, b.rows, G, e, 1.0f, dO, s.ldo, values.global(slice),
+                 values.ld, 0.0f, dS, ld);
+  if (W > 0)
+    gemm_rounded(bf16, false, false, false, b.rows, W, e, 1.0f, dO, s.ldo,
+                 values.window(slice) + b.wlo, values.ld, 0.0f, dS + G, ld);
+}
+
+// dQ_g [rows, e] = scale·dS_g K_g, dQ_w = scale·dS_w K_w (=); K_g, K_w from the values' bf16
+// copies in bf16, in place in fp32. bf16: dS arrives rounded.
+void dq_products(const AttentionBackwardSlice& s, const KeyOperands& values, int64_t slice,
+                 const AttentionPlan::Block& b, const float* dS, float scale, int e, bool bf16) {
   const AttentionHead& x = s.x;
   const AttentionHeadGrad& g = s.g;
-  const AttentionPlan::Block& b = plan.blocks[block];
   const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
+  const bool copies = values.bits != nullptr;
+  auto product = [&](int64_t keys, const float* dS_part, const float* k, int64_t ldk,
+                     const uint16_t* k16, float* dq) {
+    if (keys == 0) {
+      for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
+    } else if (copies) {
+      gemm_bf16_shared_b(false, false, b.rows, e, keys, scale, dS_part, ld, k16, 0.0f, dq, g.ldq);
+    } else {
+      gemm_rounded(bf16, false, false, false, b.rows, e, keys, scale, dS_part, ld, k, ldk, 0.0f, dq,
+                   g.ldq);
+    }
+  };
+  if (g.dq_global != nullptr)
+    product(G, dS, x.k_global, x.ldg, copies ? values.k_global16(slice) : nullptr,
+            g.dq_global + b.t0 * g.ldq);
+  product(W, dS + G, x.k_window + b.wlo * x.ldw, x.ldw,
+          copies ? values.k_window16(slice) + b.wlo * e : nullptr, g.dq_window + b.t0 * g.ldq);
+}
+
+// bf16: dO arrives rounded (RoundedDout), and dS is stored rounded: only products read it.
+void backward_block_scores(const AttentionBackwardSlice& s, const KeyOperands& values,
+                           int64_t slice, const AttentionPlan& plan, int64_t block, float scale,
+                           int e, bool bf16) {
+  const AttentionPlan::Block& b = plan.blocks[block];
+  const int64_t ld = b.global + b.whi - b.wlo;
   const float* P = s.probs + b.offset;  // [rows, G + W]
   float* dS = s.dscores + b.offset;     // [rows, G + W]
-  const float* dO = s.dout + b.t0 * s.ldo;
-  if (G > 0)
-    gemm_rounded(bf16, true, false, false, b.rows, G, e, 1.0f, dO, s.ldo, v_global_t, ldv, 0.0f, dS,
-                 ld);
-  if (W > 0)
-    gemm_rounded(bf16, true, false, false, b.rows, W, e, 1.0f, dO, s.ldo, v_window_t + b.wlo, ldv,
-                 0.0f, dS + G, ld);
+  dprobs_products(s, values, slice, b, dS, e, bf16);
   for (int64_t i = 0; i < b.rows; ++i) {
     const float* p = P + i * ld;
     float* ds = dS + i * ld;
@@ -346,20 +397,7 @@ void backward_block_scores(const AttentionBackwardSlice& s, const float* v_windo
       for (int64_t j = 0; j < ld; ++j) ds[j] = p[j] * (ds[j] - pd);
     }
   }
-  if (g.dq_global != nullptr) {
-    float* dq = g.dq_global + b.t0 * g.ldq;
-    if (G > 0)
-      gemm_rounded(bf16, true, false, false, b.rows, e, G, scale, dS, ld, x.k_global, x.ldg, 0.0f,
-                   dq, g.ldq);
-    else
-      for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
-  }
-  float* dq = g.dq_window + b.t0 * g.ldq;
-  if (W > 0)
-    gemm_rounded(bf16, true, false, false, b.rows, e, W, scale, dS + G, ld,
-                 x.k_window + b.wlo * x.ldw, x.ldw, 0.0f, dq, g.ldq);
-  else
-    for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
+  dq_products(s, values, slice, b, dS, scale, e, bf16);
 }
 
 // Backward, phase 2: one key tensor of one slice, blocks in order (overlapping windows add
@@ -412,9 +450,8 @@ void attention_core_forward(int64_t slices,
   const KeyOperands keys = key_operands(slices, slice, false, plan, e);
   parallel_for_dynamic(slices * blocks, [&](int64_t i) {
     const int64_t s = i / blocks;
-    AttentionForwardSlice x = slice(s);
-    x.x = keys.reading_rows(x.x, s);
-    forward_block(x, keys.window(s), keys.global(s), keys.ld, plan, i % blocks, scale, e);
+    const AttentionForwardSlice x = slice(s);
+    forward_block(x, keys, s, plan, i % blocks, scale, e);
   });
 }
 
@@ -457,20 +494,15 @@ void attention_core_backward(int64_t slices,
   const KeyOperands values = key_operands(slices, slice, true, plan, e);
   const RoundedDout dout = rounded_dout(slices, slice, plan.nq, e);
   const bool bf16 = dout.data != nullptr;
-  auto slice_reading_rows = [&](int64_t s) {
-    AttentionBackwardSlice x = dout.reading(slice(s), s);
-    x.x = values.reading_rows(x.x, s);
-    return x;
-  };
+  auto slice_with_dout = [&](int64_t s) { return dout.reading(slice(s), s); };
   if (slices >= 2 * num_threads()) {
     // Enough slices to keep every thread busy: one task per slice, its blocks in order, each
     // block's key gradients right after its scores, while dS and P are still in cache. The
     // key gradients add the blocks in the same order as below: the same result bit for bit.
     parallel_for_dynamic(slices, [&](int64_t s) {
-      const AttentionBackwardSlice x = slice_reading_rows(s);
+      const AttentionBackwardSlice x = slice_with_dout(s);
       for (int64_t block = 0; block < blocks; ++block) {
-        backward_block_scores(x, values.window(s), values.global(s), values.ld, plan, block, scale,
-                              e, bf16);
+        backward_block_scores(x, values, s, plan, block, scale, e, bf16);
         for (KeyGrad which : kKeyGrads)
           backward_block_keys(x, plan.blocks[block], which, scale, e, bf16);
       }
@@ -479,8 +511,7 @@ void attention_core_backward(int64_t slices,
   }
   parallel_for_dynamic(slices * blocks, [&](int64_t i) {
     const int64_t s = i / blocks;
-    backward_block_scores(slice_reading_rows(s), values.window(s), values.global(s), values.ld,
-                          plan, i % blocks, scale, e, bf16);
+    backward_block_scores(slice_with_dout(s), values, s, plan, i % blocks, scale, e, bf16);
   });
   // The window tasks first: they carry most of the work (dynamic scheduling balances the rest).
   const bool global = std::any_of(plan.blocks.begin(), plan.blocks.end(),
