@@ -11,7 +11,8 @@
 #      (configs/reference.ini) 50 steps on cuda against the same 50 steps on the CPU, each step's
 #      loss compared; pp 2 with two ranks sharing the GPU against one rank; tokens/s and MFU
 #      against the bf16 peak of step 3, for the reference and a wider model (d 1024, 16 heads,
-#      ffn 4096).
+#      ffn 4096); sampling from the GPU run's checkpoint on the GPU, with cached decoding and with
+#      --no-cache, against the CPU's text.
 # Output: the console, and $OUT/device_check.log with the gtest XML and the runs' metrics beside it.
 #
 # A dry run of step 4's logic without a GPU (the emulated device of an HG_CUDA_EMULATION build,
@@ -126,7 +127,36 @@ train gpu_pp1 1 --run.device cuda --train.steps "$SHORT" &&
   train gpu_pp2 2 --run.device cuda --train.steps "$SHORT" --parallel.pp 2
 join <(losses gpu_pp2) <(losses gpu_pp1) | awk -v steps="$SHORT" '{d = $2 - $3; if (d < 0) d = -d; if (d > worst) worst = d; same += ($2 == $3)}
   END {printf "pp 2 sharing the GPU vs one rank, %d steps: %d identical, worst difference %.3g: %s\n", NR, same, worst, (NR == steps && worst <= 1e-5) ? "PASS" : "FAIL"}'
-# 4c. Throughput: seconds per step after the first five, FLOP per step from the layout table
+# 4c. Sampling from 4a's checkpoint on the GPU: cached decoding (the default; its caches in device
+# memory) against --no-cache on the GPU and against the CPU. The same seed draws the same tokens
+# from logits equal up to rounding unless a draw lands within ~1e-6 of a boundary between two
+# tokens (rare; greedy decoding of a briefly trained model only repeats one letter); a mismatch
+# prints both texts to read rather than a bare FAIL. Two samples decoded as a batch, past seq_len
+# in the tiny dry run (the window restart).
+sample() {  # sample NAME ARGS...: the text in $RUNS/NAME.txt
+  local name=$1; shift
+  timeout 120 "$HG" sample --checkpoint "$ckpt" --prompt "This License" --length "$SAMPLE_TOKENS" \
+    --temperature 0.8 --seed 7 --num-samples 2 "$@" > "$RUNS/$name.txt" 2> "$RUNS/$name.err"
+  local rc=$?
+  echo "$name: exit $rc"
+  [ $rc = 0 ] || tail -n 5 "$RUNS/$name.err"
+}
+same_text() {  # same_text A B
+  if cmp -s "$RUNS/$1.txt" "$RUNS/$2.txt"; then echo "$1 vs $2: identical text: PASS"
+  else echo "$1 vs $2: texts differ: FAIL"; head -c 600 "$RUNS/$1.txt"; echo; head -c 600 "$RUNS/$2.txt"; echo; fi
+}
+SAMPLE_TOKENS=$([ -n "${DEVICE_CHECK_TINY:-}" ] && echo 48 || echo 160)
+ckpt=$(ls "$RUNS"/gpu/checkpoints/step-*.h5 2>/dev/null | tail -n 1)
+if [ -n "$ckpt" ]; then
+  sample sample_gpu --device cuda
+  sample sample_gpu_nocache --device cuda --no-cache
+  sample sample_cpu --device cpu
+  same_text sample_gpu sample_gpu_nocache
+  same_text sample_gpu sample_cpu
+else
+  echo "sampling: no checkpoint from 4a"
+fi
+# 4d. Throughput: seconds per step after the first five, FLOP per step from the layout table
 # (forward + backward per micro-batch, times the micro-batches), MFU against step 3's bf16 peak.
 throughput() {  # throughput NAME
   local flop_mb
