@@ -45,10 +45,10 @@ void gemm(MatmulPrecision precision, bool trans_a, bool trans_b, int64_t M, int6
 
 // gemm at matmul_precision(), for operands that their caller has already rounded to bfloat16
 // whenever that precision is bf16 (every element equal to round_to_bf16 of itself, core/bf16.h):
-// a_rounded / b_rounded skip rounding A / B. For an operand that many products read, like the
-// attention's keys and values, which every query block reads again, or one that only products
-// read, which its producer can round in place (the attention's score gradients): its owner rounds
-// it once. The same bits as gemm on the same operands; at fp32 it is gemm. An operand said to be
+// a_rounded / b_rounded skip rounding A / B. For an operand that several products read, like the
+// attention's output gradient (four products a query block), or one that only products read,
+// which its producer can round in place (the attention's score gradients): its owner rounds it
+// once. The same bits as gemm on the same operands; at fp32 it is gemm. An operand said to be
 // rounded that is not gives wrong results, not an error.
 void gemm_rounded(bool a_rounded, bool b_rounded, bool trans_a, bool trans_b, int64_t M, int64_t N,
                   int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
