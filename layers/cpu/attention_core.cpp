@@ -171,10 +171,12 @@ void transpose(float* xt, int64_t ldt, const float* x, int64_t ldx, int64_t rows
   }
 }
 
-// y[j, c] = round_to_bf16(x[j, c]) for j < rows, c < e (row strides ldx and e).
-void copy_rounded(float* y, const float* x, int64_t ldx, int64_t rows, int e) {
+// y[j, c] = convert(x[j, c]) for j < rows, c < e (row strides ldx and e): an operand's rounded
+// copy, as float32 holding bfloat16 values or as the bfloat16 bits.
+template <class Out, class Convert>
+void copy_converted(Out* y, const float* x, int64_t ldx, int64_t rows, int e, Convert convert) {
   for (int64_t j = 0; j < rows; ++j)
-    for (int c = 0; c < e; ++c) y[j * e + c] = round_to_bf16(x[j * ldx + c]);
+    for (int c = 0; c < e; ++c) y[j * e + c] = convert(x[j * ldx + c]);
 }
 
 // The keys and values of every slice as the per-block products read them (their B operands).
@@ -200,12 +202,6 @@ struct KeyOperands {
   const uint16_t* v_global16(int64_t slice) const { return v_window16(slice) + nk * e; }
 };
 
-// y[j, c] = bf16_bits(x[j, c]) for j < rows, c < e (row strides ldx and e).
-void copy_bits(uint16_t* y, const float* x, int64_t ldx, int64_t rows, int e) {
-  for (int64_t j = 0; j < rows; ++j)
-    for (int c = 0; c < e; ++c) y[j * e + c] = bf16_bits(x[j * ldx + c]);
-}
-
 // The buffers belong to the calling thread and live until its next call.
 template <class Slice>
 KeyOperands key_operands(int64_t slices, const Slice& slice, bool values_transposed,
@@ -223,14 +219,18 @@ KeyOperands key_operands(int64_t slices, const Slice& slice, bool values_transpo
     thread_local std::vector<uint16_t> bits;
     if (static_cast<int64_t>(bits.size()) < slices * 2 * per_slice)
       bits.resize(slices * 2 * per_slice);
-    t.bits = bits.data();
+    uint16_t* const base = bits.data();  // the workers' thread_local `bits` are not this one
+    t.bits = base;
     parallel_for(slices, [&](int64_t s) {
       const AttentionHead x = slice(s).x;
-      copy_bits(const_cast<uint16_t*>(t.k_window16(s)), x.k_window, x.ldw, t.nk, e);
-      copy_bits(const_cast<uint16_t*>(t.v_window16(s)), x.v_window, x.ldw, t.nk, e);
+      uint16_t* k = base + s * 2 * per_slice;  // t.k_window16(s), writable
+      uint16_t* v = k + per_slice;             // t.v_window16(s)
+      auto round = [](float f) { return bf16_bits(f); };
+      copy_converted(k, x.k_window, x.ldw, t.nk, e, round);
+      copy_converted(v, x.v_window, x.ldw, t.nk, e, round);
       if (t.ng == 0) return;
-      copy_bits(const_cast<uint16_t*>(t.k_global16(s)), x.k_global, x.ldg, t.ng, e);
-      copy_bits(const_cast<uint16_t*>(t.v_global16(s)), x.v_global, x.ldg, t.ng, e);
+      copy_converted(k + t.nk * e, x.k_global, x.ldg, t.ng, e, round);
+      copy_converted(v + t.nk * e, x.v_global, x.ldg, t.ng, e, round);
     });
     return t;
   }
@@ -480,7 +480,8 @@ RoundedDout rounded_dout(int64_t slices, const Slice& slice, int64_t nq, int e) 
   float* const data = buffer.data();
   parallel_for(slices, [&](int64_t s) {
     const AttentionBackwardSlice x = slice(s);
-    copy_rounded(data + s * nq * e, x.dout, x.ldo, nq, e);
+    copy_converted(data + s * nq * e, x.dout, x.ldo, nq, e,
+                   [](float f) { return round_to_bf16(f); });
   });
   return {data, nq, e};
 }
