@@ -35,14 +35,14 @@ inline std::span<const char* const> enum_names(AttentionKind) {  // core/enum_na
 
 struct AttentionConfig {
   AttentionKind kind = AttentionKind::LongShort;
-  int d = 0;          // model width (rows of wq)
-  int heads = 0;      // heads held here
-  int head_dim = 0;   // e
-  int window = 0;     // w (long_short)
-  int chunk = 0;      // l (long_short)
-  int rank = 0;       // r (long_short)
-  bool rope = true;   // model.positions = rope
-  bool dconv = true;  // model.dconv
+  int d = 0;             // model width (rows of wq)
+  int heads = 0;         // heads held here
+  int head_dim = 0;      // e
+  int window = 0;        // w (long_short)
+  int chunk = 0;         // l (long_short)
+  int rank = 0;          // r (long_short)
+  bool rope = true;      // model.positions = rope
+  bool dconv = true;     // model.dconv
   int stored_heads = 0;  // heads the parameter tensors hold (0 = heads): the layer runs their first
                          // `heads`
 };
@@ -121,9 +121,10 @@ struct AttentionCache {
   std::vector<float> heads_out;  // [B, n, H·e] concat_h(O_h), input of Wo
   AttentionPlan plan;            // which keys each query sees (rebuilt when n or cfg change)
   RopeTable rope;
-  AttentionConfig plan_cfg;  // configuration and n the plan was built for
+  AttentionConfig plan_cfg;  // configuration, n and query rows per block the plan was built for
   int64_t plan_n = -1;
-  std::vector<Tensor> device;  // the CUDA backend's saved values (layers/cuda/attention_layers.h)
+  int64_t plan_block_rows = -1;  // long_short: 32 at fp32, 64 at bf16 (layers/cpu/attention.cpp)
+  std::vector<Tensor> device;    // the CUDA backend's saved values (layers/cuda/attention_layers.h)
 };
 
 // Both calls use a workspace private to the calling thread and shared by all attention layers
