@@ -70,15 +70,16 @@ void gemm_bf16_copies(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
                       const float* A, int64_t lda, const uint16_t* A16, const float* B, int64_t ldb,
                       const uint16_t* B16, float beta, float* C, int64_t ldc);
 
-// gemm at bf16 with B given as its bf16 copy, for a B that many small products read (the
-// attention's keys and values, read by every query block's products): these run on oneDNN's
-// matmul from 2^15 multiply-adds per thread on, where gemm and gemm_bf16_copies go on rounding
-// into sgemm up to 2^19 (with B already bfloat16 the matmul wins much earlier: 32×160×64 on
-// Sapphire Rapids' AMX at 420 GFLOP/s against sgemm's 142). So its bits are not theirs for
-// products between the two bounds; they are deterministic (the same call, the same bits).
-void gemm_bf16_shared_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                        const float* A, int64_t lda, const uint16_t* B16, float beta, float* C,
-                        int64_t ldc);
+// gemm at bf16 with both operands given as bf16 copies, dense as stored (A [M,K], or [K,M] when
+// trans_a; B likewise), for the attention's many small block products, whose operands are rounded
+// once per call (queries, keys, values, the output gradient) or written as bf16 by their
+// producer (probabilities, score gradients): these run on oneDNN's matmul from 2^15
+// multiply-adds per thread on, where gemm and gemm_bf16_copies go on rounding into sgemm up to
+// 2^19 (with nothing to round the matmul wins much earlier: 32×160×64 on Sapphire Rapids' AMX at
+// 420 GFLOP/s against sgemm's 142). So its bits are not theirs for products between the two
+// bounds; they are deterministic (the same call, the same bits).
+void gemm_bf16_given(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const uint16_t* A16, const uint16_t* B16, float beta, float* C, int64_t ldc);
 
 // The precision of the plain gemm calls. Process-wide (an atomic), not per thread: the CPU
 // kernels call gemm from OpenMP worker threads, which a thread_local set on the main thread would

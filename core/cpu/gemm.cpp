@@ -69,11 +69,10 @@ void gemm_bf16_copies(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
   gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, A16, false, B, ldb, B16, false, beta, C, ldc);
 }
 
-void gemm_bf16_shared_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                        const float* A, int64_t lda, const uint16_t* B16, float beta, float* C,
-                        int64_t ldc) {
+void gemm_bf16_given(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const uint16_t* A16, const uint16_t* B16, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, nullptr, false, nullptr, 0, B16, false, beta,
+  gemm_bf16(trans_a, trans_b, M, N, K, alpha, nullptr, 0, A16, false, nullptr, 0, B16, false, beta,
             C, ldc, true);
 }
 

@@ -38,8 +38,8 @@ namespace {
 // not take: it falls back to its gemm-based one, whose scalar alpha/beta pass ran them at 12-25
 // GFLOP/s on Sapphire Rapids and took 12% of a bf16 training step. They stay below this bound.
 constexpr int64_t kSmallProduct = int64_t{1} << 19;
-// The bound for gemm_bf16_shared_b, whose B comes as a bfloat16 copy that many small products
-// read: no B rounding per call, and the matmul (AMX) is already the faster one from here.
+// The bound for gemm_bf16_given, whose operands come as bfloat16 copies that many small products
+// read: no rounding per call, and the matmul (AMX) is already the faster one from here.
 // bench_gemm / t2-style timings on Sapphire Rapids, 1 thread, dense bf16 operands, GFLOP/s matmul
 // against sgemm: 32×160×64 NT 420 / 142, 32×48×64 NT 283 / 116, 32×16×64 127 / ~100.
 constexpr int64_t kSmallProductGivenB = int64_t{1} << 15;

@@ -7,7 +7,7 @@ namespace hg {
 // Same contract as gemm, M, N > 0. A16 / B16, where given, are the operands' bfloat16 copies
 // (gemm_bf16_copies, core/gemm.h), read instead of A / B; with a_rounded / b_rounded, A's / B's
 // float32 elements are bfloat16 values already (gemm_rounded) and are not rounded again. small_b:
-// gemm_bf16_shared_b's lower bound for the matmul.
+// gemm_bf16_given's lower bound for the matmul.
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const uint16_t* A16, bool a_rounded, const float* B,
                int64_t ldb, const uint16_t* B16, bool b_rounded, float beta, float* C, int64_t ldc,

@@ -9,9 +9,9 @@
 #include <utility>
 #include <vector>
 
-#include "core/bf16.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
+#include "layers/cpu/attention_core_bf16.h"
 #include "layers/cpu/attention_rows.h"
 
 namespace hg {
@@ -93,27 +93,18 @@ AttentionPlan plan_funnel_up(int64_t nq, int64_t nk, int64_t k, int64_t block_ro
 
 namespace {
 
-// The keys and values of every slice as the per-block products read them (their B operands).
-// fp32: the ones the scores read (keys in the forward, values in the backward) transposed,
-// `data` [slices, e, nk + ng], the window keys in columns [0, nk), the global keys in [nk, nk +
-// ng): score products with them then run as plain (NN) gemms, which the BLAS does ~1.6x faster on
+// The keys and values of every slice as the per-block products read them (their B operands):
+// the ones the scores read (keys in the forward, values in the backward) transposed, `data`
+// [slices, e, nk + ng], the window keys in columns [0, nk), the global keys in [nk, nk + ng):
+// score products with them then run as plain (NN) gemms, which the BLAS does ~1.6x faster on
 // these small blocks than the transposed (NT) form on strided key rows; the other tensor is read
-// in place. bf16 (matmul_precision()): both rounded once per call into dense bfloat16 rows,
-// `bits` [slices, {K, V}, nk + ng, e] (window rows first), which every block's products take as
-// their B (gemm_bf16_shared_b, NT for the scores): each key is read by ~window / block rows query
-// blocks (5 at the reference), and with B given the products run on oneDNN's matmul (AMX: 32×160×64
-// NT at 420 GFLOP/s against sgemm's 142) where rounding B per block made them lose to sgemm.
+// in place. (bf16 has its own operands: attention_core_bf16.cpp.)
 struct KeyOperands {
-  const float* data = nullptr;     // fp32
-  const uint16_t* bits = nullptr;  // bf16
+  const float* data = nullptr;
   int64_t nk = 0, ng = 0, ld = 0;  // ld = nk + ng
   int e = 0;
   const float* window(int64_t slice) const { return data + slice * e * ld; }
   const float* global(int64_t slice) const { return window(slice) + nk; }
-  const uint16_t* k_window16(int64_t slice) const { return bits + slice * 2 * ld * e; }
-  const uint16_t* k_global16(int64_t slice) const { return k_window16(slice) + nk * e; }
-  const uint16_t* v_window16(int64_t slice) const { return k_window16(slice) + ld * e; }
-  const uint16_t* v_global16(int64_t slice) const { return v_window16(slice) + nk * e; }
 };
 
 // The buffers belong to the calling thread and live until its next call.
@@ -128,26 +119,6 @@ KeyOperands key_operands(int64_t slices, const Slice& slice, bool values_transpo
   t.ld = t.nk + t.ng;
   t.e = e;
   const int64_t per_slice = e * t.ld;
-  // (the workers' own thread_local buffers are not these)
-  if (matmul_precision() == MatmulPrecision::Bf16) {
-    thread_local std::vector<uint16_t> bits;
-    if (static_cast<int64_t>(bits.size()) < slices * 2 * per_slice)
-      bits.resize(slices * 2 * per_slice);
-    uint16_t* const base = bits.data();  // the workers' thread_local `bits` are not this one
-    t.bits = base;
-    parallel_for(slices, [&](int64_t s) {
-      const AttentionHead x = slice(s).x;
-      uint16_t* k = base + s * 2 * per_slice;  // t.k_window16(s), writable
-      uint16_t* v = k + per_slice;             // t.v_window16(s)
-      auto round = [](float f) { return bf16_bits(f); };
-      copy_converted(k, x.k_window, x.ldw, t.nk, e, round);
-      copy_converted(v, x.v_window, x.ldw, t.nk, e, round);
-      if (t.ng == 0) return;
-      copy_converted(k + t.nk * e, x.k_global, x.ldg, t.ng, e, round);
-      copy_converted(v + t.nk * e, x.v_global, x.ldg, t.ng, e, round);
-    });
-    return t;
-  }
   thread_local std::vector<float> buffer;
   if (static_cast<int64_t>(buffer.size()) < slices * per_slice) buffer.resize(slices * per_slice);
   float* const data = buffer.data();
@@ -179,21 +150,12 @@ void forward_block(const AttentionForwardSlice& s, const KeyOperands& keys, int6
   float* P = s.probs + b.offset;  // [rows, G + W]
   const float* q_global = x.q_global + b.t0 * x.ldq;
   const float* q_window = x.q_window + b.t0 * x.ldq;
-  if (keys.bits != nullptr) {  // bf16: Q Kᵀ against the keys' rows
-    if (G > 0)
-      gemm_bf16_shared_b(false, true, b.rows, G, e, scale, q_global, x.ldq, keys.k_global16(slice),
-                         0.0f, P, ld);
-    if (W > 0)
-      gemm_bf16_shared_b(false, true, b.rows, W, e, scale, q_window, x.ldq,
-                         keys.k_window16(slice) + b.wlo * e, 0.0f, P + G, ld);
-  } else {
-    if (G > 0)
-      gemm(false, false, b.rows, G, e, scale, q_global, x.ldq, keys.global(slice), keys.ld, 0.0f, P,
-           ld);
-    if (W > 0)
-      gemm(false, false, b.rows, W, e, scale, q_window, x.ldq, keys.window(slice) + b.wlo, keys.ld,
-           0.0f, P + G, ld);
-  }
+  if (G > 0)
+    gemm(false, false, b.rows, G, e, scale, q_global, x.ldq, keys.global(slice), keys.ld, 0.0f, P,
+         ld);
+  if (W > 0)
+    gemm(false, false, b.rows, W, e, scale, q_window, x.ldq, keys.window(slice) + b.wlo, keys.ld,
+         0.0f, P + G, ld);
   for (int64_t i = 0; i < b.rows; ++i) {
     const int64_t t = b.t0 + i;
     const int64_t lo = plan.window_lo[t] - b.wlo, hi = plan.window_hi[t] - b.wlo;
@@ -201,96 +163,49 @@ void forward_block(const AttentionForwardSlice& s, const KeyOperands& keys, int6
   }
   // O [rows, e] = P_g V_g + P_w V_w
   float* o = s.out + b.t0 * s.ldo;
-  if (keys.bits != nullptr) {
-    if (G > 0)
-      gemm_bf16_shared_b(false, false, b.rows, e, G, 1.0f, P, ld, keys.v_global16(slice), 0.0f, o,
-                         s.ldo);
-    if (W > 0)
-      gemm_bf16_shared_b(false, false, b.rows, e, W, 1.0f, P + G, ld,
-                         keys.v_window16(slice) + b.wlo * e, G > 0 ? 1.0f : 0.0f, o, s.ldo);
-  } else {
-    if (G > 0) gemm(false, false, b.rows, e, G, 1.0f, P, ld, x.v_global, x.ldg, 0.0f, o, s.ldo);
-    if (W > 0)
-      gemm(false, false, b.rows, e, W, 1.0f, P + G, ld, x.v_window + b.wlo * x.ldw, x.ldw,
-           G > 0 ? 1.0f : 0.0f, o, s.ldo);
-  }
+  if (G > 0) gemm(false, false, b.rows, e, G, 1.0f, P, ld, x.v_global, x.ldg, 0.0f, o, s.ldo);
+  if (W > 0)
+    gemm(false, false, b.rows, e, W, 1.0f, P + G, ld, x.v_window + b.wlo * x.ldw, x.ldw,
+         G > 0 ? 1.0f : 0.0f, o, s.ldo);
   if (G == 0 && W == 0)
     for (int64_t i = 0; i < b.rows; ++i) zero(o + i * s.ldo, e);
 }
 
 // Backward, phase 1, per block: dP = dO [V_g; V_w]ᵀ, dS = P ∘ (dP − rowsum(P ∘ dP)),
 // dQ_g = scale·dS_g K_g (=), dQ_w = scale·dS_w K_w (=).
-// values: the slice's values (key_operands: transposed in fp32, with the keys' rows in bf16).
-
-// dP [rows, G + W] = dO [V_g; V_w]ᵀ into dS. bf16: dO arrives rounded (RoundedDout).
-void dprobs_products(const AttentionBackwardSlice& s, const KeyOperands& values, int64_t slice,
-                     const AttentionPlan::Block& b, float* dS, int e, bool bf16) {
-  const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
-  const float* dO = s.dout + b.t0 * s.ldo;
-  if (values.bits != nullptr) {
-    if (G > 0)
-      gemm_bf16_shared_b(false, true, b.rows, G, e, 1.0f, dO, s.ldo, values.v_global16(slice), 0.0f,
-                         dS, ld);
-    if (W > 0)
-      gemm_bf16_shared_b(false, true, b.rows, W, e, 1.0f, dO, s.ldo,
-                         values.v_window16(slice) + b.wlo * e, 0.0f, dS + G, ld);
-    return;
-  }
-  if (G > 0)
-    gemm_rounded(bf16, false, false, false, b.rows, G, e, 1.0f, dO, s.ldo, values.global(slice),
-                 values.ld, 0.0f, dS, ld);
-  if (W > 0)
-    gemm_rounded(bf16, false, false, false, b.rows, W, e, 1.0f, dO, s.ldo,
-                 values.window(slice) + b.wlo, values.ld, 0.0f, dS + G, ld);
-}
-
-// dQ_g [rows, e] = scale·dS_g K_g, dQ_w = scale·dS_w K_w (=); K_g, K_w from the values' bf16
-// copies in bf16, in place in fp32. bf16: dS arrives rounded.
-void dq_products(const AttentionBackwardSlice& s, const KeyOperands& values, int64_t slice,
-                 const AttentionPlan::Block& b, const float* dS, float scale, int e, bool bf16) {
-  const AttentionHead& x = s.x;
-  const AttentionHeadGrad& g = s.g;
-  const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
-  const bool copies = values.bits != nullptr;
-  auto product = [&](int64_t keys, const float* dS_part, const float* k, int64_t ldk,
-                     const uint16_t* k16, float* dq) {
-    if (keys == 0) {
-      for (int64_t i = 0; i < b.rows; ++i) zero(dq + i * g.ldq, e);
-    } else if (copies) {
-      gemm_bf16_shared_b(false, false, b.rows, e, keys, scale, dS_part, ld, k16, 0.0f, dq, g.ldq);
-    } else {
-      gemm_rounded(bf16, false, false, false, b.rows, e, keys, scale, dS_part, ld, k, ldk, 0.0f, dq,
-                   g.ldq);
-    }
-  };
-  if (g.dq_global != nullptr)
-    product(G, dS, x.k_global, x.ldg, copies ? values.k_global16(slice) : nullptr,
-            g.dq_global + b.t0 * g.ldq);
-  product(W, dS + G, x.k_window + b.wlo * x.ldw, x.ldw,
-          copies ? values.k_window16(slice) + b.wlo * e : nullptr, g.dq_window + b.t0 * g.ldq);
-}
-
-// bf16: dO arrives rounded (RoundedDout), and dS is stored rounded: only products read it.
+// values: the slice's values (key_operands, transposed).
 void backward_block_scores(const AttentionBackwardSlice& s, const KeyOperands& values,
                            int64_t slice, const AttentionPlan& plan, int64_t block, float scale,
-                           int e, bool bf16) {
+                           int e) {
+  const AttentionHead& x = s.x;
+  const AttentionHeadGrad& g = s.g;
   const AttentionPlan::Block& b = plan.blocks[block];
-  const int64_t ld = b.global + b.whi - b.wlo;
+  const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
   const float* P = s.probs + b.offset;  // [rows, G + W]
   float* dS = s.dscores + b.offset;     // [rows, G + W]
-  dprobs_products(s, values, slice, b, dS, e, bf16);
+  const float* dO = s.dout + b.t0 * s.ldo;
+  if (G > 0)
+    gemm(false, false, b.rows, G, e, 1.0f, dO, s.ldo, values.global(slice), values.ld, 0.0f, dS,
+         ld);
+  if (W > 0)
+    gemm(false, false, b.rows, W, e, 1.0f, dO, s.ldo, values.window(slice) + b.wlo, values.ld, 0.0f,
+         dS + G, ld);
   for (int64_t i = 0; i < b.rows; ++i) {
     const float* p = P + i * ld;
     float* ds = dS + i * ld;
     // Masked entries have p = 0 and so get ds = 0 whatever dP holds there.
     const float pd = lane_dot(p, ds, ld);
-    if (bf16) {
-      for (int64_t j = 0; j < ld; ++j) ds[j] = round_to_bf16(p[j] * (ds[j] - pd));
-    } else {
-      for (int64_t j = 0; j < ld; ++j) ds[j] = p[j] * (ds[j] - pd);
-    }
+    for (int64_t j = 0; j < ld; ++j) ds[j] = p[j] * (ds[j] - pd);
   }
-  dq_products(s, values, slice, b, dS, scale, e, bf16);
+  auto dq = [&](int64_t keys, const float* dS_part, const float* k, int64_t ldk, float* out) {
+    if (keys == 0) {
+      for (int64_t i = 0; i < b.rows; ++i) zero(out + i * g.ldq, e);
+    } else {
+      gemm(false, false, b.rows, e, keys, scale, dS_part, ld, k, ldk, 0.0f, out, g.ldq);
+    }
+  };
+  if (g.dq_global != nullptr) dq(G, dS, x.k_global, x.ldg, g.dq_global + b.t0 * g.ldq);
+  dq(W, dS + G, x.k_window + b.wlo * x.ldw, x.ldw, g.dq_window + b.t0 * g.ldq);
 }
 
 // Backward, phase 2: one key tensor of one slice, blocks in order (overlapping windows add
@@ -298,9 +213,8 @@ void backward_block_scores(const AttentionBackwardSlice& s, const KeyOperands& v
 //   dK_w += scale·dS_wᵀ Q_w,  dV_w += P_wᵀ dO,  dK_g += scale·dS_gᵀ Q_g,  dV_g += P_gᵀ dO
 enum class KeyGrad { WindowK, WindowV, GlobalK, GlobalV };
 
-// bf16: dS and dO arrive rounded (backward_block_scores, BackwardRounding).
 void backward_block_keys(const AttentionBackwardSlice& s, const AttentionPlan::Block& b,
-                         KeyGrad which, float scale, int e, bool bf16) {
+                         KeyGrad which, float scale, int e) {
   const AttentionHead& x = s.x;
   const AttentionHeadGrad& g = s.g;
   const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W;
@@ -310,23 +224,21 @@ void backward_block_keys(const AttentionBackwardSlice& s, const AttentionPlan::B
   switch (which) {
     case KeyGrad::WindowK:
       if (W > 0)
-        gemm_rounded(bf16, false, true, false, W, e, b.rows, scale, dS + G, ld,
-                     x.q_window + b.t0 * x.ldq, x.ldq, 1.0f, g.dk_window + b.wlo * g.ldw, g.ldw);
+        gemm(true, false, W, e, b.rows, scale, dS + G, ld, x.q_window + b.t0 * x.ldq, x.ldq, 1.0f,
+             g.dk_window + b.wlo * g.ldw, g.ldw);
       break;
     case KeyGrad::WindowV:
       if (W > 0)
-        gemm_rounded(false, bf16, true, false, W, e, b.rows, 1.0f, P + G, ld, dO, s.ldo, 1.0f,
-                     g.dv_window + b.wlo * g.ldw, g.ldw);
+        gemm(true, false, W, e, b.rows, 1.0f, P + G, ld, dO, s.ldo, 1.0f,
+             g.dv_window + b.wlo * g.ldw, g.ldw);
       break;
     case KeyGrad::GlobalK:
       if (G > 0)
-        gemm_rounded(bf16, false, true, false, G, e, b.rows, scale, dS, ld,
-                     x.q_global + b.t0 * x.ldq, x.ldq, 1.0f, g.dk_global, g.ldg);
+        gemm(true, false, G, e, b.rows, scale, dS, ld, x.q_global + b.t0 * x.ldq, x.ldq, 1.0f,
+             g.dk_global, g.ldg);
       break;
     case KeyGrad::GlobalV:
-      if (G > 0)
-        gemm_rounded(false, bf16, true, false, G, e, b.rows, 1.0f, P, ld, dO, s.ldo, 1.0f,
-                     g.dv_global, g.ldg);
+      if (G > 0) gemm(true, false, G, e, b.rows, 1.0f, P, ld, dO, s.ldo, 1.0f, g.dv_global, g.ldg);
       break;
   }
 }
@@ -339,6 +251,8 @@ constexpr KeyGrad kKeyGrads[4] = {KeyGrad::WindowK, KeyGrad::WindowV, KeyGrad::G
 void attention_core_forward(int64_t slices,
                             const std::function<AttentionForwardSlice(int64_t)>& slice,
                             const AttentionPlan& plan, float scale, int e) {
+  if (matmul_precision() == MatmulPrecision::Bf16)
+    return attention_core_forward_bf16(slices, slice, plan, scale, e);
   const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
   const KeyOperands keys = key_operands(slices, slice, false, plan, e);
   parallel_for_dynamic(slices * blocks, [&](int64_t i) {
@@ -348,72 +262,37 @@ void attention_core_forward(int64_t slices,
   });
 }
 
-namespace {
-
-// At bf16 each block's dO is read by four products (two for dP, two for dV), each of which would
-// round it again: it is rounded once per call instead, per slice, into the calling thread's
-// buffer [slices, nq, e], which lives until its next call.
-struct RoundedDout {
-  const float* data = nullptr;  // null: fp32, dO read in place
-  int64_t nq = 0;
-  int e = 0;
-  AttentionBackwardSlice reading(AttentionBackwardSlice x, int64_t s) const {
-    if (data == nullptr) return x;
-    x.dout = data + s * nq * e;
-    x.ldo = e;
-    return x;
-  }
-};
-
-template <class Slice>
-RoundedDout rounded_dout(int64_t slices, const Slice& slice, int64_t nq, int e) {
-  if (matmul_precision() != MatmulPrecision::Bf16) return {};
-  thread_local std::vector<float> buffer;
-  if (static_cast<int64_t>(buffer.size()) < slices * nq * e) buffer.resize(slices * nq * e);
-  float* const data = buffer.data();
-  parallel_for(slices, [&](int64_t s) {
-    const AttentionBackwardSlice x = slice(s);
-    copy_converted(data + s * nq * e, x.dout, x.ldo, nq, e,
-                   [](float f) { return round_to_bf16(f); });
-  });
-  return {data, nq, e};
-}
-
-}  // namespace
-
 void attention_core_backward(int64_t slices,
                              const std::function<AttentionBackwardSlice(int64_t)>& slice,
                              const AttentionPlan& plan, float scale, int e) {
+  if (matmul_precision() == MatmulPrecision::Bf16)
+    return attention_core_backward_bf16(slices, slice, plan, scale, e);
   const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
   const KeyOperands values = key_operands(slices, slice, true, plan, e);
-  const RoundedDout dout = rounded_dout(slices, slice, plan.nq, e);
-  const bool bf16 = dout.data != nullptr;
-  auto slice_with_dout = [&](int64_t s) { return dout.reading(slice(s), s); };
   if (slices >= 2 * num_threads()) {
     // Enough slices to keep every thread busy: one task per slice, its blocks in order, each
     // block's key gradients right after its scores, while dS and P are still in cache. The
     // key gradients add the blocks in the same order as below: the same result bit for bit.
     parallel_for_dynamic(slices, [&](int64_t s) {
-      const AttentionBackwardSlice x = slice_with_dout(s);
+      const AttentionBackwardSlice x = slice(s);
       for (int64_t block = 0; block < blocks; ++block) {
-        backward_block_scores(x, values, s, plan, block, scale, e, bf16);
-        for (KeyGrad which : kKeyGrads)
-          backward_block_keys(x, plan.blocks[block], which, scale, e, bf16);
+        backward_block_scores(x, values, s, plan, block, scale, e);
+        for (KeyGrad which : kKeyGrads) backward_block_keys(x, plan.blocks[block], which, scale, e);
       }
     });
     return;
   }
   parallel_for_dynamic(slices * blocks, [&](int64_t i) {
     const int64_t s = i / blocks;
-    backward_block_scores(slice_with_dout(s), values, s, plan, i % blocks, scale, e, bf16);
+    backward_block_scores(slice(s), values, s, plan, i % blocks, scale, e);
   });
   // The window tasks first: they carry most of the work (dynamic scheduling balances the rest).
   const bool global = std::any_of(plan.blocks.begin(), plan.blocks.end(),
                                   [](const AttentionPlan::Block& b) { return b.global > 0; });
   parallel_for_dynamic(slices * (global ? 4 : 2), [&](int64_t i) {
-    const AttentionBackwardSlice x = dout.reading(slice(i % slices), i % slices);
+    const AttentionBackwardSlice x = slice(i % slices);
     for (const AttentionPlan::Block& b : plan.blocks)
-      backward_block_keys(x, b, kKeyGrads[i / slices], scale, e, bf16);
+      backward_block_keys(x, b, kKeyGrads[i / slices], scale, e);
   });
 }
 

@@ -69,12 +69,17 @@ inline float lane_total(const float* acc) {
   return s;
 }
 
-inline float lane_dot(const float* a, const float* b, int64_t n) {
-  float acc[kLanes] = {};
+// acc[lane] += a[i]·b[i] (fixed lane order).
+inline void lane_dot_accumulate(const float* a, const float* b, int64_t n, float* acc) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (int l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
   for (int l = 0; i < n; ++i, ++l) acc[l] += a[i] * b[i];
+}
+
+inline float lane_dot(const float* a, const float* b, int64_t n) {
+  float acc[kLanes] = {};
+  lane_dot_accumulate(a, b, n, acc);
   return lane_total(acc);
 }
 
