@@ -118,8 +118,9 @@ struct AttentionCache {
   std::vector<float> k_comp, v_comp;          // [B, n/l, r, H·e] after LNg
   std::vector<float> comp_mean_k, comp_rstd_k, comp_mean_v, comp_rstd_v;  // [B·(n/l)·r·H]
   std::vector<float> probs;      // [B, H, plan.probs_size] joint softmax, packed per query block
-  std::vector<float> heads_out;  // [B, n, H·e] concat_h(O_h), input of Wo
-  AttentionPlan plan;            // which keys each query sees (rebuilt when n or cfg change)
+  std::vector<float> heads_out;  // [B, n, H·e] concat_h(O_h), input of Wo (fp32)
+  std::vector<uint16_t> heads_out16;  // the same as bfloat16 at bf16, kept instead of heads_out
+  AttentionPlan plan;                 // which keys each query sees (rebuilt when n or cfg change)
   RopeTable rope;
   AttentionConfig plan_cfg;  // configuration, n and query rows per block the plan was built for
   int64_t plan_n = -1;

@@ -77,6 +77,9 @@ struct AttentionForwardSlice {
   AttentionHead x;
   float* out = nullptr;  // [nq, e] (row stride ldo, =)
   int64_t ldo = 0;
+  // bf16 only: where given, the output is written as bfloat16 here (row stride ldo) instead of
+  // float32 to `out` (its only readers are products: Wo's forward and dW).
+  uint16_t* out16 = nullptr;
   float* probs = nullptr;  // [plan.probs_size] saved for the backward
 };
 
@@ -113,6 +116,10 @@ void attention_core_backward(int64_t slices,
 void multihead_attention_forward(float* heads_out, float* probs, int64_t B, int H, int e,
                                  const AttentionPlan& plan,
                                  const std::function<AttentionHead(int64_t b, int h)>& head);
+// The same at train.precision bf16 with the heads' output written as bfloat16 (out16 above).
+void multihead_attention_forward_bf16(uint16_t* heads_out16, float* probs, int64_t B, int H, int e,
+                                      const AttentionPlan& plan,
+                                      const std::function<AttentionHead(int64_t b, int h)>& head);
 void multihead_attention_backward(const float* dheads, const float* probs, float* dscores,
                                   int64_t B, int H, int e, const AttentionPlan& plan,
                                   const std::function<AttentionHead(int64_t b, int h)>& head,

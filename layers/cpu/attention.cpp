@@ -6,6 +6,7 @@
 #include "layers/attention.h"
 
 #include <algorithm>
+#include <memory>
 #include <string>
 
 #include "core/error.h"
@@ -17,6 +18,7 @@
 #include "layers/dconv.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
+#include "layers/weight_gradients.h"
 
 namespace hg {
 
@@ -198,12 +200,20 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
 
   // Joint softmax attention over every (sequence, head).
   const Sources src = sources(c, ws, cfg);
-  float* heads_out = grow(c.heads_out, rows * HE);
-  multihead_attention_forward(heads_out, grow(c.probs, B * H * c.plan.probs_size), B, H, e, c.plan,
-                              [&](int64_t b, int h) { return head_view(src, cfg, n, b, h); });
-
-  // out [rows, d] = concat_h(O_h) Wo (a partial sum under tensor parallelism)
-  linear_forward(out, heads_out, w.wo, nullptr, rows, HE, cfg.d, cfg.d);
+  float* probs = grow(c.probs, B * H * c.plan.probs_size);
+  auto head = [&](int64_t b, int h) { return head_view(src, cfg, n, b, h); };
+  // out [rows, d] = concat_h(O_h) Wo (a partial sum under tensor parallelism). At bf16 the heads'
+  // output is kept only as the bfloat16 copy its two products (this one and dWo) read: the
+  // kernel writes it so, and no product rounds it again.
+  if (matmul_precision() == MatmulPrecision::Bf16) {
+    if (c.heads_out16.size() < static_cast<size_t>(rows * HE)) c.heads_out16.resize(rows * HE);
+    multihead_attention_forward_bf16(c.heads_out16.data(), probs, B, H, e, c.plan, head);
+    linear_forward_bf16(out, c.heads_out16.data(), w.wo, nullptr, rows, HE, cfg.d, cfg.d);
+  } else {
+    float* heads_out = grow(c.heads_out, rows * HE);
+    multihead_attention_forward(heads_out, probs, B, H, e, c.plan, head);
+    linear_forward(out, heads_out, w.wo, nullptr, rows, HE, cfg.d, cfg.d);
+  }
 }
 
 namespace {
@@ -362,9 +372,19 @@ void attention_backward(float* du, const AttentionParams& g, const float* dout,
 
   // Wo: dheads [rows, H·e] = dout Woᵀ, dWo += concat_h(O_h)ᵀ dout
   float* dheads = grow(ws.dheads, rows * HE);
-  gemm(false, true, rows, HE, cfg.d, 1.0f, dout, cfg.d, w.wo, cfg.d, 0.0f, dheads, HE);
-  if (g.wo != nullptr)
-    linear_backward(nullptr, g.wo, nullptr, dout, c.heads_out.data(), w.wo, rows, HE, cfg.d, cfg.d);
+  if (matmul_precision() == MatmulPrecision::Bf16) {
+    // dout rounded once for both products (unless zbh1 defers dWo), the heads' output as kept.
+    std::unique_ptr<uint16_t[]> dout16;
+    if (g.wo != nullptr && deferred_weight_gradients() == nullptr)
+      dout16 = bf16_copy_of(dout, rows, cfg.d, cfg.d);
+    linear_backward_bf16(dheads, g.wo, nullptr, dout, dout16.get(), nullptr, c.heads_out16.data(),
+                         w.wo, rows, HE, cfg.d, cfg.d);
+  } else {
+    gemm(false, true, rows, HE, cfg.d, 1.0f, dout, cfg.d, w.wo, cfg.d, 0.0f, dheads, HE);
+    if (g.wo != nullptr)
+      linear_backward(nullptr, g.wo, nullptr, dout, c.heads_out.data(), w.wo, rows, HE, cfg.d,
+                      cfg.d);
+  }
 
   OperandGrads d = kernel_backward(ws, dheads, c, cfg, B, n);
 

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/error.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
 #include "layers/cpu/attention_core_bf16.h"
@@ -296,23 +297,44 @@ void attention_core_backward(int64_t slices,
   });
 }
 
-void multihead_attention_forward(float* heads_out, float* probs, int64_t B, int H, int e,
-                                 const AttentionPlan& plan,
-                                 const std::function<AttentionHead(int64_t b, int h)>& head) {
+namespace {
+// multihead_attention_forward into float32 heads_out or, at bf16, bfloat16 heads_out16.
+void multihead_forward(float* heads_out, uint16_t* heads_out16, float* probs, int64_t B, int H,
+                       int e, const AttentionPlan& plan,
+                       const std::function<AttentionHead(int64_t b, int h)>& head) {
   const int64_t HE = static_cast<int64_t>(H) * e;
   attention_core_forward(
       B * H,
       [&](int64_t bh) {
         const int64_t b = bh / H;
         const int h = static_cast<int>(bh % H);
+        const int64_t at = b * plan.nq * HE + static_cast<int64_t>(h) * e;
         AttentionForwardSlice s;
         s.x = head(b, h);
-        s.out = heads_out + b * plan.nq * HE + static_cast<int64_t>(h) * e;
+        if (heads_out16 != nullptr)
+          s.out16 = heads_out16 + at;
+        else
+          s.out = heads_out + at;
         s.ldo = HE;
         s.probs = probs + bh * plan.probs_size;
         return s;
       },
       plan, 1.0f / std::sqrt(static_cast<float>(e)), e);
+}
+}  // namespace
+
+void multihead_attention_forward(float* heads_out, float* probs, int64_t B, int H, int e,
+                                 const AttentionPlan& plan,
+                                 const std::function<AttentionHead(int64_t b, int h)>& head) {
+  multihead_forward(heads_out, nullptr, probs, B, H, e, plan, head);
+}
+
+void multihead_attention_forward_bf16(uint16_t* heads_out16, float* probs, int64_t B, int H, int e,
+                                      const AttentionPlan& plan,
+                                      const std::function<AttentionHead(int64_t b, int h)>& head) {
+  require(matmul_precision() == MatmulPrecision::Bf16,
+          "multihead_attention_forward_bf16 is for train.precision bf16");
+  multihead_forward(nullptr, heads_out16, probs, B, H, e, plan, head);
 }
 
 void multihead_attention_backward(const float* dheads, const float* probs, float* dscores,

@@ -108,9 +108,13 @@ void forward_block(const AttentionForwardSlice& s, const SliceCopies& c, int64_t
   const int64_t G = b.global, W = b.whi - b.wlo, ld = G + W, rows = b.rows;
   const SplitRows split{rows, G, W};
   float* const P = s.probs + b.offset;  // [rows, G + W]
-  float* o = s.out + b.t0 * s.ldo;
   if (ld == 0) {
-    for (int64_t i = 0; i < rows; ++i) zero(o + i * s.ldo, e);
+    for (int64_t i = 0; i < rows; ++i) {
+      if (s.out16 != nullptr)
+        std::fill(s.out16 + (b.t0 + i) * s.ldo, s.out16 + (b.t0 + i) * s.ldo + e, uint16_t{0});
+      else
+        zero(s.out + (b.t0 + i) * s.ldo, e);
+    }
     return;
   }
   BlockScratch& scratch = block_scratch();
@@ -137,7 +141,15 @@ void forward_block(const AttentionForwardSlice& s, const SliceCopies& c, int64_t
   if (W > 0)
     gemm_bf16_given(false, false, rows, e, W, 1.0f, P16 + split.window(0), c.v(slice) + b.wlo * e,
                     G > 0 ? 1.0f : 0.0f, O, e);
-  for (int64_t i = 0; i < rows; ++i) std::copy(O + i * e, O + (i + 1) * e, o + i * s.ldo);
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* from = O + i * e;
+    if (s.out16 != nullptr) {
+      uint16_t* o16 = s.out16 + (b.t0 + i) * s.ldo;
+      for (int j = 0; j < e; ++j) o16[j] = bf16_bits(from[j]);
+    } else {
+      std::copy(from, from + e, s.out + (b.t0 + i) * s.ldo);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
