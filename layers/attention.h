@@ -120,7 +120,11 @@ struct AttentionCache {
   std::vector<float> probs;      // [B, H, plan.probs_size] joint softmax, packed per query block
   std::vector<float> heads_out;  // [B, n, H·e] concat_h(O_h), input of Wo (fp32)
   std::vector<uint16_t> heads_out16;  // the same as bfloat16 at bf16, kept instead of heads_out
-  AttentionPlan plan;                 // which keys each query sees (rebuilt when n or cfg change)
+  // bf16 only: the kernel's bfloat16 queries, keys and values and LNw's statistics [B·n·H], kept
+  // for the backward, which then neither recomputes the window operands nor rounds them again.
+  AttentionCopies16 copies16;
+  std::vector<float> win_mean_k, win_rstd_k, win_mean_v, win_rstd_v;
+  AttentionPlan plan;  // which keys each query sees (rebuilt when n or cfg change)
   RopeTable rope;
   AttentionConfig plan_cfg;  // configuration, n and query rows per block the plan was built for
   int64_t plan_n = -1;

@@ -100,29 +100,43 @@ struct AttentionBackwardSlice {
 // count. With at least two slices per thread it runs one task per slice instead, each block's
 // key gradients right after its dS (still in cache), summed in the same block order: the same
 // results bit for bit.
+//
+// At bf16 the kernel rounds every slice's queries, keys and values once per call into bfloat16
+// copies. A forward given `keep` leaves them there, and a backward given them as `kept` reads
+// them instead of rounding the float32 operands again, which it then never reads (the heads'
+// AttentionHead pointers need only point into valid memory). A layer's cache holds them between
+// its forward and backward. Both are ignored at fp32.
+struct AttentionCopies16 {
+  std::vector<uint16_t> bits;
+};
 void attention_core_forward(int64_t slices,
                             const std::function<AttentionForwardSlice(int64_t)>& slice,
-                            const AttentionPlan& plan, float scale, int e);
+                            const AttentionPlan& plan, float scale, int e,
+                            AttentionCopies16* keep = nullptr);
 void attention_core_backward(int64_t slices,
                              const std::function<AttentionBackwardSlice(int64_t)>& slice,
-                             const AttentionPlan& plan, float scale, int e);
+                             const AttentionPlan& plan, float scale, int e,
+                             const AttentionCopies16* kept = nullptr);
 
 // The B × H (sequence, head) slices of multi-head attention whose query-side tensors (the heads'
 // output and its gradient) are the head columns of row-major [B, plan.nq, H·e] buffers, as the
 // Q/K/V projections lay them out, at scale 1/sqrt(e): slice b·H + h writes its output to
 // heads_out + (b·nq)·H·e + h·e and keeps its probabilities at probs + (b·H + h)·probs_size
 // ([B·H, probs_size]). `head(b, h)` gives its inputs; the backward's `grads(b, h)` its Q/K/V
-// gradient pointers and strides; dscores is the backward's workspace, like probs.
+// gradient pointers and strides; dscores is the backward's workspace, like probs (null at bf16,
+// whose kernel keeps its score gradients as bfloat16 in a buffer of its own).
 void multihead_attention_forward(float* heads_out, float* probs, int64_t B, int H, int e,
                                  const AttentionPlan& plan,
                                  const std::function<AttentionHead(int64_t b, int h)>& head);
 // The same at train.precision bf16 with the heads' output written as bfloat16 (out16 above).
 void multihead_attention_forward_bf16(uint16_t* heads_out16, float* probs, int64_t B, int H, int e,
                                       const AttentionPlan& plan,
-                                      const std::function<AttentionHead(int64_t b, int h)>& head);
+                                      const std::function<AttentionHead(int64_t b, int h)>& head,
+                                      AttentionCopies16* keep = nullptr);
 void multihead_attention_backward(const float* dheads, const float* probs, float* dscores,
                                   int64_t B, int H, int e, const AttentionPlan& plan,
                                   const std::function<AttentionHead(int64_t b, int h)>& head,
-                                  const std::function<AttentionHeadGrad(int64_t b, int h)>& grads);
+                                  const std::function<AttentionHeadGrad(int64_t b, int h)>& grads,
+                                  const AttentionCopies16* kept = nullptr);
 
 }  // namespace hg

@@ -130,6 +130,18 @@ Sources sources(const AttentionCache& c, const Workspace& ws, const AttentionCon
   return s;
 }
 
+// The same shapes from the cache alone: valid memory for pointers the bf16 backward's kernel
+// does not read (it reads the forward's bfloat16 copies).
+Sources cached_sources(const AttentionCache& c, const AttentionConfig& cfg) {
+  const bool ls = cfg.kind == AttentionKind::LongShort;
+  return {c.q.data(),
+          c.q.data(),
+          c.k.data(),
+          c.v.data(),
+          ls ? c.k_comp.data() : nullptr,
+          ls ? c.v_comp.data() : nullptr};
+}
+
 // The (sequence b, head h) slice of the kernel's operands: heads are column slices, ld = H·e.
 AttentionHead head_view(const Sources& s, const AttentionConfig& cfg, int64_t n, int64_t b, int h) {
   const int64_t HE = static_cast<int64_t>(cfg.heads) * cfg.head_dim;
@@ -149,6 +161,18 @@ AttentionHead head_view(const Sources& s, const AttentionConfig& cfg, int64_t n,
     x.ldg = HE;
   }
   return x;
+}
+
+// At bf16 the forward keeps LNw's statistics in the cache for the backward (which then does not
+// recompute the window operands: see AttentionCache::copies16).
+void keep_window_stats(AttentionCache& c, const Workspace& ws, int64_t n) {
+  auto keep = [n](std::vector<float>& to, const std::vector<float>& from) {
+    to.assign(from.begin(), from.begin() + n);
+  };
+  keep(c.win_mean_k, ws.win_mean_k);
+  keep(c.win_rstd_k, ws.win_rstd_k);
+  keep(c.win_mean_v, ws.win_mean_v);
+  keep(c.win_rstd_v, ws.win_rstd_v);
 }
 
 float* or_unused(float* p, std::vector<float>& unused, int64_t n) {
@@ -207,7 +231,9 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
   // kernel writes it so, and no product rounds it again.
   if (matmul_precision() == MatmulPrecision::Bf16) {
     if (c.heads_out16.size() < static_cast<size_t>(rows * HE)) c.heads_out16.resize(rows * HE);
-    multihead_attention_forward_bf16(c.heads_out16.data(), probs, B, H, e, c.plan, head);
+    if (ls) keep_window_stats(c, ws, rows * H);
+    multihead_attention_forward_bf16(c.heads_out16.data(), probs, B, H, e, c.plan, head,
+                                     &c.copies16);
     linear_forward_bf16(out, c.heads_out16.data(), w.wo, nullptr, rows, HE, cfg.d, cfg.d);
   } else {
     float* heads_out = grow(c.heads_out, rows * HE);
@@ -254,10 +280,13 @@ OperandGrads kernel_backward(Workspace& ws, const float* dheads, const Attention
   d.dk_comp = ls ? grow_zero(ws.dk_comp, d.comp_rows * HE) : nullptr;
   d.dv_comp = ls ? grow_zero(ws.dv_comp, d.comp_rows * HE) : nullptr;
 
-  const Sources src = sources(c, ws, cfg);
+  // bf16: the kernel reads the forward's bfloat16 copies, not these (the cache's float32 tensors
+  // stand in for the window operands, which the backward did not recompute).
+  const bool bf16 = matmul_precision() == MatmulPrecision::Bf16;
+  const Sources src = bf16 ? cached_sources(c, cfg) : sources(c, ws, cfg);
   multihead_attention_backward(
-      dheads, c.probs.data(), grow(ws.dscores, B * H * c.plan.probs_size), B, H, e, c.plan,
-      [&](int64_t b, int h) { return head_view(src, cfg, n, b, h); },
+      dheads, c.probs.data(), bf16 ? nullptr : grow(ws.dscores, B * H * c.plan.probs_size), B, H, e,
+      c.plan, [&](int64_t b, int h) { return head_view(src, cfg, n, b, h); },
       [&](int64_t b, int h) {
         const int64_t seq = b * n * HE + static_cast<int64_t>(h) * e;
         AttentionHeadGrad g;
@@ -274,7 +303,8 @@ OperandGrads kernel_backward(Workspace& ws, const float* dheads, const Attention
           g.ldg = HE;
         }
         return g;
-      });
+      },
+      bf16 ? &c.copies16 : nullptr);
   return d;
 }
 
@@ -290,10 +320,14 @@ void window_norms_backward(Workspace& ws, const OperandGrads& d, const Attention
   });
   float* dgain_w = or_unused(g.norm_window_gain, ws.unused[0], HE);
   float* dbias_w = or_unused(g.norm_window_bias, ws.unused[1], HE);
+  // LNw's statistics: kept by the forward at bf16, recomputed with the window operands at fp32.
+  const bool kept = matmul_precision() == MatmulPrecision::Bf16;
   layernorm_backward(d.dk, dgain_w, dbias_w, d.dk_window, c.k.data(), w.norm_window_gain,
-                     ws.win_mean_k.data(), ws.win_rstd_k.data(), rows, H, e);
+                     (kept ? c.win_mean_k : ws.win_mean_k).data(),
+                     (kept ? c.win_rstd_k : ws.win_rstd_k).data(), rows, H, e);
   layernorm_backward(d.dv, dgain_w, dbias_w, d.dv_window, c.v.data(), w.norm_window_gain,
-                     ws.win_mean_v.data(), ws.win_rstd_v.data(), rows, H, e);
+                     (kept ? c.win_mean_v : ws.win_mean_v).data(),
+                     (kept ? c.win_rstd_v : ws.win_rstd_v).data(), rows, H, e);
 }
 
 // long_short's global path: LNg, then the weighted sums (into dK, dV, which hold the window
@@ -366,9 +400,10 @@ void attention_backward(float* du, const AttentionParams& g, const float* dout,
           "attention_backward: the cache was filled by a forward with another configuration");
   const int H = cfg.heads, e = cfg.head_dim;
   const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n;
-  // The forward's window operands are recomputed here, bit-identically (see Workspace).
+  // fp32: the forward's window operands are recomputed here, bit-identically (see Workspace);
+  // bf16: the kernel reads the forward's bfloat16 copies instead (AttentionCache::copies16).
   Workspace& ws = workspace();
-  window_operands(ws, c, w, cfg, B, n);
+  if (matmul_precision() != MatmulPrecision::Bf16) window_operands(ws, c, w, cfg, B, n);
 
   // Wo: dheads [rows, H·e] = dout Woᵀ, dWo += concat_h(O_h)ᵀ dout
   float* dheads = grow(ws.dheads, rows * HE);

@@ -251,9 +251,10 @@ constexpr KeyGrad kKeyGrads[4] = {KeyGrad::WindowK, KeyGrad::WindowV, KeyGrad::G
 
 void attention_core_forward(int64_t slices,
                             const std::function<AttentionForwardSlice(int64_t)>& slice,
-                            const AttentionPlan& plan, float scale, int e) {
+                            const AttentionPlan& plan, float scale, int e,
+                            AttentionCopies16* keep) {
   if (matmul_precision() == MatmulPrecision::Bf16)
-    return attention_core_forward_bf16(slices, slice, plan, scale, e);
+    return attention_core_forward_bf16(slices, slice, plan, scale, e, keep);
   const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
   const KeyOperands keys = key_operands(slices, slice, false, plan, e);
   parallel_for_dynamic(slices * blocks, [&](int64_t i) {
@@ -265,9 +266,10 @@ void attention_core_forward(int64_t slices,
 
 void attention_core_backward(int64_t slices,
                              const std::function<AttentionBackwardSlice(int64_t)>& slice,
-                             const AttentionPlan& plan, float scale, int e) {
+                             const AttentionPlan& plan, float scale, int e,
+                             const AttentionCopies16* kept) {
   if (matmul_precision() == MatmulPrecision::Bf16)
-    return attention_core_backward_bf16(slices, slice, plan, scale, e);
+    return attention_core_backward_bf16(slices, slice, plan, scale, e, kept);
   const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
   const KeyOperands values = key_operands(slices, slice, true, plan, e);
   if (slices >= 2 * num_threads()) {
@@ -301,7 +303,8 @@ namespace {
 // multihead_attention_forward into float32 heads_out or, at bf16, bfloat16 heads_out16.
 void multihead_forward(float* heads_out, uint16_t* heads_out16, float* probs, int64_t B, int H,
                        int e, const AttentionPlan& plan,
-                       const std::function<AttentionHead(int64_t b, int h)>& head) {
+                       const std::function<AttentionHead(int64_t b, int h)>& head,
+                       AttentionCopies16* keep) {
   const int64_t HE = static_cast<int64_t>(H) * e;
   attention_core_forward(
       B * H,
@@ -319,28 +322,30 @@ void multihead_forward(float* heads_out, uint16_t* heads_out16, float* probs, in
         s.probs = probs + bh * plan.probs_size;
         return s;
       },
-      plan, 1.0f / std::sqrt(static_cast<float>(e)), e);
+      plan, 1.0f / std::sqrt(static_cast<float>(e)), e, keep);
 }
 }  // namespace
 
 void multihead_attention_forward(float* heads_out, float* probs, int64_t B, int H, int e,
                                  const AttentionPlan& plan,
                                  const std::function<AttentionHead(int64_t b, int h)>& head) {
-  multihead_forward(heads_out, nullptr, probs, B, H, e, plan, head);
+  multihead_forward(heads_out, nullptr, probs, B, H, e, plan, head, nullptr);
 }
 
 void multihead_attention_forward_bf16(uint16_t* heads_out16, float* probs, int64_t B, int H, int e,
                                       const AttentionPlan& plan,
-                                      const std::function<AttentionHead(int64_t b, int h)>& head) {
+                                      const std::function<AttentionHead(int64_t b, int h)>& head,
+                                      AttentionCopies16* keep) {
   require(matmul_precision() == MatmulPrecision::Bf16,
           "multihead_attention_forward_bf16 is for train.precision bf16");
-  multihead_forward(nullptr, heads_out16, probs, B, H, e, plan, head);
+  multihead_forward(nullptr, heads_out16, probs, B, H, e, plan, head, keep);
 }
 
 void multihead_attention_backward(const float* dheads, const float* probs, float* dscores,
                                   int64_t B, int H, int e, const AttentionPlan& plan,
                                   const std::function<AttentionHead(int64_t b, int h)>& head,
-                                  const std::function<AttentionHeadGrad(int64_t b, int h)>& grads) {
+                                  const std::function<AttentionHeadGrad(int64_t b, int h)>& grads,
+                                  const AttentionCopies16* kept) {
   const int64_t HE = static_cast<int64_t>(H) * e;
   attention_core_backward(
       B * H,
@@ -353,10 +358,10 @@ void multihead_attention_backward(const float* dheads, const float* probs, float
         s.dout = dheads + b * plan.nq * HE + static_cast<int64_t>(h) * e;
         s.ldo = HE;
         s.probs = probs + bh * plan.probs_size;
-        s.dscores = dscores + bh * plan.probs_size;
+        s.dscores = dscores != nullptr ? dscores + bh * plan.probs_size : nullptr;  // bf16: unused
         return s;
       },
-      plan, 1.0f / std::sqrt(static_cast<float>(e)), e);
+      plan, 1.0f / std::sqrt(static_cast<float>(e)), e, kept);
 }
 
 }  // namespace hg

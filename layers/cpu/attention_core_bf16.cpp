@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "core/error.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
 #include "layers/cpu/attention_rows.h"
@@ -33,12 +34,13 @@ T* grown(std::vector<T>& v, int64_t n) {
   return v.data();
 }
 
-// Every slice's operands as bfloat16, rounded once per call into the calling thread's buffer,
-// per slice: keys and values [nk + ng, e] each (window rows first, then the global ones), the
-// queries that score the window keys and the global ones [nq, e] each, and, in the backward, the
-// output gradient [nq, e].
+// Every slice's operands as bfloat16, rounded once per call (or kept by the forward for the
+// backward: AttentionCopies16), per slice: keys and values [nk + ng, e] each (window rows first,
+// then the global ones) and the queries that score the window keys and the global ones [nq, e]
+// each; and in the backward the output gradient [nq, e] per slice, in a buffer of its own.
 struct SliceCopies {
   uint16_t* base = nullptr;
+  uint16_t* dout_base = nullptr;
   int64_t nk = 0, ng = 0, nq = 0, per_slice = 0;
   int e = 0;
   uint16_t* k(int64_t s) const { return base + s * per_slice; }
@@ -47,12 +49,11 @@ struct SliceCopies {
   uint16_t* v_global(int64_t s) const { return v(s) + nk * e; }
   uint16_t* q_window(int64_t s) const { return v(s) + (nk + ng) * e; }
   uint16_t* q_global(int64_t s) const { return q_window(s) + nq * e; }
-  uint16_t* dout(int64_t s) const { return q_global(s) + nq * e; }
+  uint16_t* dout(int64_t s) const { return dout_base + s * nq * e; }
 };
 
-template <class Slice>
-SliceCopies slice_copies(int64_t slices, const Slice& slice, const AttentionPlan& plan, int e,
-                         bool with_dout, std::vector<uint16_t>& buffer) {
+// The copies' sizes for a plan; base not yet set.
+SliceCopies copies_layout(const AttentionPlan& plan, int e) {
   SliceCopies c;
   for (const AttentionPlan::Block& b : plan.blocks) {
     c.nk = std::max(c.nk, b.whi);
@@ -60,11 +61,18 @@ SliceCopies slice_copies(int64_t slices, const Slice& slice, const AttentionPlan
   }
   c.nq = plan.nq;
   c.e = e;
-  c.per_slice = 2 * (c.nk + c.ng) * e + (with_dout ? 3 : 2) * c.nq * e;
+  c.per_slice = 2 * (c.nk + c.ng) * e + 2 * c.nq * e;
+  return c;
+}
+
+// Rounds every slice's queries, keys and values into `buffer`.
+template <class Slice>
+SliceCopies slice_copies(int64_t slices, const Slice& slice, const AttentionPlan& plan, int e,
+                         std::vector<uint16_t>& buffer) {
+  SliceCopies c = copies_layout(plan, e);
   c.base = grown(buffer, slices * c.per_slice);
   parallel_for(slices, [&](int64_t s) {
-    const auto x = slice(s);
-    const AttentionHead& h = x.x;
+    const AttentionHead h = slice(s).x;
     auto round = [](float f) { return bf16_bits(f); };
     copy_converted(c.k(s), h.k_window, h.ldw, c.nk, e, round);
     copy_converted(c.v(s), h.v_window, h.ldw, c.nk, e, round);
@@ -74,11 +82,19 @@ SliceCopies slice_copies(int64_t slices, const Slice& slice, const AttentionPlan
       copy_converted(c.v_global(s), h.v_global, h.ldg, c.ng, e, round);
       copy_converted(c.q_global(s), h.q_global, h.ldq, c.nq, e, round);
     }
-    if constexpr (requires { x.dout; }) {
-      if (with_dout) copy_converted(c.dout(s), x.dout, x.ldo, c.nq, e, round);
-    }
   });
   return c;
+}
+
+// Rounds every slice's output gradient into `buffer` (c.dout).
+void dout_copies(SliceCopies& c, int64_t slices,
+                 const std::function<AttentionBackwardSlice(int64_t)>& slice,
+                 std::vector<uint16_t>& buffer) {
+  c.dout_base = grown(buffer, slices * c.nq * c.e);
+  parallel_for(slices, [&](int64_t s) {
+    const AttentionBackwardSlice x = slice(s);
+    copy_converted(c.dout(s), x.dout, x.ldo, c.nq, c.e, [](float f) { return bf16_bits(f); });
+  });
 }
 
 // A worker's scratch for one block at a time: float rows (scores, dP, the block's output) and
@@ -269,9 +285,10 @@ void add_into_rows(const KeyRows& k, const float* acc, int e) {
 
 void attention_core_forward_bf16(int64_t slices,
                                  const std::function<AttentionForwardSlice(int64_t)>& slice,
-                                 const AttentionPlan& plan, float scale, int e) {
+                                 const AttentionPlan& plan, float scale, int e,
+                                 AttentionCopies16* keep) {
   thread_local std::vector<uint16_t> copies;  // the calling thread's
-  const SliceCopies c = slice_copies(slices, slice, plan, e, false, copies);
+  const SliceCopies c = slice_copies(slices, slice, plan, e, keep ? keep->bits : copies);
   const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
   parallel_for_dynamic(slices * blocks, [&](int64_t i) {
     const int64_t s = i / blocks;
@@ -281,9 +298,19 @@ void attention_core_forward_bf16(int64_t slices,
 
 void attention_core_backward_bf16(int64_t slices,
                                   const std::function<AttentionBackwardSlice(int64_t)>& slice,
-                                  const AttentionPlan& plan, float scale, int e) {
-  thread_local std::vector<uint16_t> copies, block_bits_buffer;  // the calling thread's
-  const SliceCopies c = slice_copies(slices, slice, plan, e, true, copies);
+                                  const AttentionPlan& plan, float scale, int e,
+                                  const AttentionCopies16* kept) {
+  thread_local std::vector<uint16_t> copies, dout_buffer, block_bits_buffer;  // the caller's
+  SliceCopies c;
+  if (kept != nullptr) {
+    c = copies_layout(plan, e);
+    require(static_cast<int64_t>(kept->bits.size()) >= slices * c.per_slice,
+            "attention_core_backward: the kept bf16 copies are not this call's");
+    c.base = const_cast<uint16_t*>(kept->bits.data());  // read only
+  } else {
+    c = slice_copies(slices, slice, plan, e, copies);
+  }
+  dout_copies(c, slices, slice, dout_buffer);
   uint16_t* const all_bits = grown(block_bits_buffer, slices * 2 * plan.probs_size);
   auto bits_of = [&](int64_t s, const AttentionPlan::Block& b) {
     return block_bits(all_bits + s * 2 * plan.probs_size, b);

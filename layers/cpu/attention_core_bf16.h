@@ -10,9 +10,11 @@ namespace hg {
 
 void attention_core_forward_bf16(int64_t slices,
                                  const std::function<AttentionForwardSlice(int64_t)>& slice,
-                                 const AttentionPlan& plan, float scale, int e);
+                                 const AttentionPlan& plan, float scale, int e,
+                                 AttentionCopies16* keep);
 void attention_core_backward_bf16(int64_t slices,
                                   const std::function<AttentionBackwardSlice(int64_t)>& slice,
-                                  const AttentionPlan& plan, float scale, int e);
+                                  const AttentionPlan& plan, float scale, int e,
+                                  const AttentionCopies16* kept);
 
 }  // namespace hg

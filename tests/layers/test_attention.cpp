@@ -623,6 +623,33 @@ TEST_P(Attention, InterleavedLayersMatchSeparateRuns) {
   EXPECT_EQ(gb.wk, gb2.wk);
 }
 
+// At bf16 the CPU layer keeps its kernel's bfloat16 operands and LNw's statistics in its cache
+// for the backward (AttentionCache::copies16) instead of recomputing them: interleaving two
+// layers' forwards and backwards still gives the gradients of running them apart, and a second
+// backward from the same cache gives the same gradients (the backward only reads the cache).
+TEST(AttentionCpu, Bf16KeptOperandsBelongToTheirLayer) {
+  const MatmulPrecisionScope bf16(MatmulPrecision::Bf16);
+  Layer a(cpu_backend(), long_short(64, 2, 32, 32, 8, 2, true, true), 2, 96, 93);
+  Layer b(cpu_backend(), long_short(64, 4, 16, 16, 4, 1, false, true), 1, 64, 94);
+  const Grads ga = run_backward(a), gb = run_backward(b);
+  Layer a2 = a, b2 = b;
+  a2.cache = AttentionCache();
+  b2.cache = AttentionCache();
+  Grads ga2(a2), gb2(b2), ga3(a2);
+  a2.forward();
+  b2.forward();
+  a2.backward(ga2);
+  b2.backward(gb2);
+  a2.backward(ga3);
+  EXPECT_EQ(ga.du, ga2.du);
+  EXPECT_EQ(ga.wq, ga2.wq);
+  EXPECT_EQ(ga.nw_gain, ga2.nw_gain);
+  EXPECT_EQ(gb.du, gb2.du);
+  EXPECT_EQ(gb.wk, gb2.wk);
+  EXPECT_EQ(ga2.du, ga3.du);
+  EXPECT_EQ(ga2.wv, ga3.wv);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. MatFormer heads (§9.6): a layer that runs the first h of the S heads its parameters hold is
 // the layer of h heads on the parameters sliced to those heads (contiguous copies), and leaves
