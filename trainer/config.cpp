@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "model/tensor_parallel.h"
 #include "trainer/ini.h"
+#include "trainer/user_paths.h"
 
 namespace hg {
 namespace {
@@ -77,7 +78,8 @@ bool parse_text(const std::string& text, E& out) { return parse_enum(text, out);
 
 template <class T>
 std::string expected_spelling() {
-  if constexpr (std::is_enum_v<T>) return "one of " + enum_choices<T>();
+  if constexpr (std::is_enum_v<T>)
+    return "one of " + enum_choices<T>();
   else if constexpr (std::is_same_v<T, bool>)
     return "true or false";
   else if constexpr (std::is_integral_v<T> && std::is_unsigned_v<T>)
@@ -306,7 +308,7 @@ Config config_from_values(const po::variables_map& values) {
 void adopt_extracted_widths(Config& config) {
   const std::string& file = config.checkpoint.init_from;
   if (file.empty() || !config.model.ffn_widths.empty() || !config.model.head_widths.empty()) return;
-  if (!std::filesystem::is_regular_file(file)) return;  // validate_run names the missing file
+  if (!user_path_is_file(file)) return;  // validate_run names the missing file
   Config stored;
   try {
     stored = config_from_ini(read_checkpoint_header(file).config);
@@ -333,8 +335,8 @@ void validate_parallel(const Config& c) {
   check(bad_tp.empty(), "parallel.tp", p.tp, bad_tp);
   check(p.virtual_stages >= 1 && p.virtual_stages <= kMaxVirtualStages, "parallel.virtual_stages",
         p.virtual_stages, "must be in [1, " + std::to_string(kMaxVirtualStages) + "]");
-  check(p.virtual_stages == 1 || p.schedule == ScheduleKind::Interleaved,
-        "parallel.virtual_stages", p.virtual_stages,
+  check(p.virtual_stages == 1 || p.schedule == ScheduleKind::Interleaved, "parallel.virtual_stages",
+        p.virtual_stages,
         "needs parallel.schedule = interleaved (it is " + format_value(p.schedule) +
             "); set the schedule or virtual_stages = 1");
   check(p.virtual_stages == 1 || p.pp >= 2, "parallel.virtual_stages", p.virtual_stages,
@@ -406,10 +408,10 @@ void validate_run(const Config& c) {
   check(ck.keep >= 0, "checkpoint.keep", ck.keep, "must be at least 0 (0 = keep every checkpoint)");
   const bool resume_file = ck.resume != "none" && ck.resume != "auto";
   check(!ck.resume.empty(), "checkpoint.resume", "''", "use none, auto or a checkpoint file");
-  check(!resume_file || std::filesystem::is_regular_file(ck.resume), "checkpoint.resume", ck.resume,
+  check(!resume_file || user_path_is_file(ck.resume), "checkpoint.resume", ck.resume,
         "no such file; use none, auto (latest in checkpoint.dir) or an existing file");
-  check(ck.init_from.empty() || std::filesystem::is_regular_file(ck.init_from),
-        "checkpoint.init_from", ck.init_from, "no such file; give an existing checkpoint");
+  check(ck.init_from.empty() || user_path_is_file(ck.init_from), "checkpoint.init_from",
+        ck.init_from, "no such file; give an existing checkpoint");
   check(!resume_file || ck.init_from.empty(), "checkpoint.init_from", ck.init_from,
         "cannot be combined with checkpoint.resume = " + ck.resume + "; set only one");
   check(c.log.every >= 1, "log.every", c.log.every, "must be at least 1");
@@ -555,7 +557,7 @@ Config parse_config(const std::vector<std::string>& args) {
   po::variables_map values;
   try {
     const int style = po::command_line_style::default_style &
-                      ~po::command_line_style::allow_guessing;        // no abbreviated keys
+                      ~po::command_line_style::allow_guessing;    // no abbreviated keys
     const po::options_description description = describe_keys();  // `parsed` points to it
     po::parsed_options parsed =
         po::command_line_parser(tokens).options(description).style(style).run();
@@ -573,11 +575,11 @@ Config parse_config(const std::vector<std::string>& args) {
   if (values.count("config")) {
     const std::string file = values["config"].as<std::string>();
     // An ifstream opens a directory without complaint and then reads nothing: refuse it here.
-    require(!std::filesystem::is_directory(file),
+    require(!user_path_is_directory(file),
             "--config " + file + " is a directory; give an INI file (e.g. configs/quickstart.ini)");
     std::ifstream in(file);
     require(in.good(), "--config " + file + ": cannot read it (" + std::strerror(errno) +
-                "); give a readable INI file");
+                           "); give a readable INI file");
     store_config_ini(in, "in " + file, values);
   }
   Config config = config_from_values(values);

@@ -22,6 +22,7 @@
 #include "model/tensor_parallel.h"
 #include "trainer/sampling.h"
 #include "trainer/train_step.h"
+#include "trainer/user_paths.h"
 
 namespace po = boost::program_options;
 
@@ -29,8 +30,8 @@ namespace hg {
 namespace {
 
 // Parses a subcommand's flags; UsageError naming the problem and the usage line.
-po::variables_map parse_flags(const std::vector<std::string>& args, const po::options_description& options,
-                              const std::string& usage) {
+po::variables_map parse_flags(const std::vector<std::string>& args,
+                              const po::options_description& options, const std::string& usage) {
   po::variables_map vm;
   try {
     // No positional arguments: a stray word ("--no-cache yes") is an error, not ignored.
@@ -142,13 +143,13 @@ std::vector<int32_t> prompt_tokens(const std::string& prompt, int vocab,
 
 std::unique_ptr<StageModel> load_model(const std::string& checkpoint, int seq_len, Config& config,
                                        Device device) {
-  require(std::filesystem::exists(checkpoint),
-          "--checkpoint " + checkpoint + ": no such file. Give a step-*.h5 file written by "
-          "`hourglass train`.");
+  require(user_path_exists(checkpoint), "--checkpoint " + checkpoint +
+                                            ": no such file. Give a step-*.h5 file written by "
+                                            "`hourglass train`.");
   // Before the file is read: a missing device costs nothing (§9.2: exit 2 naming it).
   const std::string missing = unavailable_reason(device);
-  require(missing.empty(), "--device " + std::string(device_name(device)) + ": " + missing +
-                               "; use --device cpu");
+  require(missing.empty(),
+          "--device " + std::string(device_name(device)) + ": " + missing + "; use --device cpu");
   Backend& backend = backend_for(device);
   CheckpointData data = read_checkpoint(checkpoint, false);
   config = config_from_ini(data.config);
@@ -264,17 +265,16 @@ std::vector<int> parse_head_widths(const std::string& text, const ModelConfig& m
 int eval_main(const std::vector<std::string>& args) {
   po::options_description options("hourglass eval");
   // clang-format off: one option per line
-  options.add_options()
-      ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
-      ("data", po::value<std::string>()->required(), "dataset directory (hourglass prep)")
-      ("split", po::value<std::string>()->default_value("valid"), "valid | test | train")
-      ("seq-len", po::value<int>()->default_value(0), "window length (0: the checkpoint's)")
-      ("max-windows", po::value<int64_t>()->default_value(0), "score at most N windows (0: all)")
-      ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer FFN widths")
-      ("head-widths", po::value<std::string>(), "h or h0,h1,...: MatFormer head counts")
-      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda (§9.2)")
-      ("batch", po::value<int>()->default_value(8), "windows per forward (at least 1)")
-      ("json", "print one JSON object as the last line");
+  options.add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint file")(
+      "data", po::value<std::string>()->required(), "dataset directory (hourglass prep)")(
+      "split", po::value<std::string>()->default_value("valid"), "valid | test | train")(
+      "seq-len", po::value<int>()->default_value(0), "window length (0: the checkpoint's)")(
+      "max-windows", po::value<int64_t>()->default_value(0), "score at most N windows (0: all)")(
+      "ffn-widths", po::value<std::string>(), "W or W0,W1,...: MatFormer FFN widths")(
+      "head-widths", po::value<std::string>(), "h or h0,h1,...: MatFormer head counts")(
+      "device", po::value<std::string>()->default_value("cpu"), "cpu | cuda (§9.2)")(
+      "batch", po::value<int>()->default_value(8), "windows per forward (at least 1)")(
+      "json", "print one JSON object as the last line");
   // clang-format on
   auto vm = parse_flags(args, options,
                         "hourglass eval --checkpoint FILE --data DIR [--split valid|test] "
@@ -299,8 +299,9 @@ int eval_main(const std::vector<std::string>& args) {
   int64_t windows = eval_window_count(data.num_tokens(), L);
   if (max_windows > 0) windows = std::min(windows, max_windows);
   require(windows > 0, "split " + data.split() + " of " + data.dir() + " holds " +
-                           std::to_string(data.num_tokens()) + " tokens: too few for one window of " +
-                           std::to_string(L + 1) + "; use a smaller --seq-len.");
+                           std::to_string(data.num_tokens()) +
+                           " tokens: too few for one window of " + std::to_string(L + 1) +
+                           "; use a smaller --seq-len.");
   double loss_sum = 0;
   std::vector<int32_t> tokens;
   for (int64_t w = 0; w < windows; w += batch) {
@@ -370,8 +371,8 @@ int sample_main(const std::vector<std::string>& args) {
       vm, "temperature", 0.0, "T > 0 to sample, or 0 for greedy decoding (the most likely token)");
   o.top_k = flag_at_least(
       vm, "top-k", 0, "k >= 1 to sample among the k most likely tokens, or 0 to sample among all");
-  o.num_samples = flag_at_least(vm, "num-samples", 1,
-                                "the number of continuations to generate, at least 1");
+  o.num_samples =
+      flag_at_least(vm, "num-samples", 1, "the number of continuations to generate, at least 1");
   o.seed = vm["seed"].as<uint64_t>();
   o.cache = !vm.count("no-cache");
   const std::string checkpoint = vm["checkpoint"].as<std::string>();
@@ -394,11 +395,10 @@ int sample_main(const std::vector<std::string>& args) {
 int extract_main(const std::vector<std::string>& args) {
   po::options_description options("hourglass extract");
   // clang-format off: one option per line
-  options.add_options()
-      ("checkpoint", po::value<std::string>()->required(), "checkpoint file")
-      ("ffn-widths", po::value<std::string>(), "W or W0,W1,...: FFN widths (default: as stored)")
-      ("head-widths", po::value<std::string>(), "h or h0,h1,...: head counts (default: as stored)")
-      ("output", po::value<std::string>()->required(), "output checkpoint file");
+  options.add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint file")(
+      "ffn-widths", po::value<std::string>(), "W or W0,W1,...: FFN widths (default: as stored)")(
+      "head-widths", po::value<std::string>(), "h or h0,h1,...: head counts (default: as stored)")(
+      "output", po::value<std::string>()->required(), "output checkpoint file");
   // clang-format on
   const std::string usage =
       "hourglass extract --checkpoint FILE [--ffn-widths W|W0,W1,...] [--head-widths "
@@ -409,12 +409,12 @@ int extract_main(const std::vector<std::string>& args) {
               usage);
   const std::string input = vm["checkpoint"].as<std::string>();
   const std::string output = vm["output"].as<std::string>();
-  require(std::filesystem::exists(input), "--checkpoint " + input + ": no such file.");
+  require(user_path_exists(input), "--checkpoint " + input + ": no such file.");
   require(!same_file(input, output),
           "--output " + output + " is the same file as --checkpoint " + input +
               ": extract would replace the checkpoint it reads. Give another --output path.");
   const std::filesystem::path output_dir = std::filesystem::path(output).parent_path();
-  require(output_dir.empty() || std::filesystem::is_directory(output_dir),
+  require(output_dir.empty() || user_path_is_directory(output_dir.string()),
           "--output " + output + ": directory " + output_dir.string() +
               " does not exist. Create it first or give a path in an existing directory.");
   Config config = config_from_ini(read_checkpoint_header(input).config);
@@ -448,8 +448,8 @@ int extract_main(const std::vector<std::string>& args) {
 int info_main(const std::vector<std::string>& args) {
   require(args.size() == 1, "usage: hourglass info DIR | CHECKPOINT");
   const std::string& path = args[0];
-  require(std::filesystem::exists(path), "hourglass info " + path + ": no such file or directory.");
-  if (std::filesystem::is_directory(path)) return info_dataset_main(path);
+  require(user_path_exists(path), "hourglass info " + path + ": no such file or directory.");
+  if (user_path_is_directory(path)) return info_dataset_main(path);
   // Reads every tensor once: the listing comes from what could be read, validity from the
   // checksums, the moments' agreement with the parameters and finiteness (checkpoint_io.h).
   const CheckpointData header = read_checkpoint_header(path);
@@ -479,10 +479,11 @@ int info_main(const std::vector<std::string>& args) {
     std::printf("validity: valid: %ld tensors (%.1f MB) read, every checksum matches\n",
                 long(check.tensors), check.bytes / 1e6);
   else
-    std::printf("validity: valid: %ld tensors (%.1f MB) read; %ld of them carry checksums%s, so "
-                "damage elsewhere would go unnoticed\n",
-                long(check.tensors), check.bytes / 1e6, long(check.checksummed),
-                check.config_checksum ? "" : " and the config has none");
+    std::printf(
+        "validity: valid: %ld tensors (%.1f MB) read; %ld of them carry checksums%s, so "
+        "damage elsewhere would go unnoticed\n",
+        long(check.tensors), check.bytes / 1e6, long(check.checksummed),
+        check.config_checksum ? "" : " and the config has none");
   return 0;
 }
 

@@ -33,11 +33,12 @@
 #include "trainer/distributed_step.h"
 #include "trainer/memory_estimate.h"
 #include "trainer/optimizer.h"
-#include "trainer/progress_report.h"
 #include "trainer/pipeline_runtime.h"
+#include "trainer/progress_report.h"
 #include "trainer/run_outputs.h"
 #include "trainer/stop_signals.h"
 #include "trainer/train_step.h"
+#include "trainer/user_paths.h"
 #include "trainer/validation.h"
 
 namespace hg {
@@ -100,7 +101,7 @@ std::string choose_resume_file(const std::string& resume, const std::string& dir
       chosen = newest_valid_checkpoint(dir);
       if (chosen.empty())
         std::printf("resume auto: no complete checkpoint in %s, starting fresh\n", dir.c_str());
-    } else if (!std::filesystem::exists(resume)) {
+    } else if (!user_path_exists(resume)) {
       problem = "checkpoint.resume = " + resume +
                 ": no such file. Give an existing checkpoint, `auto`, or `none`.";
     } else {
@@ -165,7 +166,6 @@ bool stop_requested_anywhere(bool stop = false) {
   return any != 0;
 }
 
-
 // Everything setup makes for this rank; then training only reads and updates it.
 struct TrainingRun {
   Config config;
@@ -175,7 +175,7 @@ struct TrainingRun {
   std::vector<int> first;  // first unit of each (virtual) stage
   std::unique_ptr<StageModel> model;
   std::unique_ptr<TokenDataset> data;
-  std::unique_ptr<BatchLoader> loader;  // first and last stages only
+  std::unique_ptr<BatchLoader> loader;     // first and last stages only
   std::unique_ptr<Validation> validation;  // eval.every (does nothing when 0)
   int64_t start_step = 0;
   std::string checkpoint_dir, resume_file;
@@ -228,7 +228,7 @@ void build_stage(TrainingRun& run) {
     if (grid.rank() == 0)
       std::printf("resumed from %s at step %ld\n", run.resume_file.c_str(), long(run.start_step));
   } else if (!config.checkpoint.init_from.empty()) {
-    require(std::filesystem::exists(config.checkpoint.init_from),
+    require(user_path_exists(config.checkpoint.init_from),
             "checkpoint.init_from = " + config.checkpoint.init_from + ": no such file.");
     load_checkpoint(config.checkpoint.init_from, run.model->params(), false, grid,
                     config.checkpoint.init_from);
@@ -307,9 +307,9 @@ bool use_nccl(const Config& config) {
 // multiplies bf16 (cuBLAS, core/cuda/gemm.cu).
 void set_training_precision(MatmulPrecision precision, Device device) {
   std::string why;
-  require(precision == MatmulPrecision::Fp32 || device != Device::Cpu ||
-              bf16_matmul_supported(&why),
-          "train.precision = bf16: " + why + "; use --train.precision fp32");
+  require(
+      precision == MatmulPrecision::Fp32 || device != Device::Cpu || bf16_matmul_supported(&why),
+      "train.precision = bf16: " + why + "; use --train.precision fp32");
   set_matmul_precision(precision);
 }
 
@@ -376,7 +376,6 @@ void report_non_finite(const TrainingRun& run, const StepMetrics& metrics) {
                saved.empty() ? "none (no checkpoint was saved)" : saved.front().c_str());
 }
 
-
 }  // namespace
 
 int train_main(const std::vector<std::string>& args) {
@@ -409,9 +408,9 @@ int train_main(const std::vector<std::string>& args) {
   TraceRecorder trace(MPI_COMM_WORLD, !config.log.trace.empty());
   trace.set_label("rank " + std::to_string(grid.rank()) + " (stage " +
                   std::to_string(grid.stage()) + ")");
-  PipelineRuntime runtime(
-      *run.model, grid, run.comms, config.parallel.schedule, run.first,
-      config.log.trace.empty() ? nullptr : &trace, grad_bucket_bytes(config.parallel));
+  PipelineRuntime runtime(*run.model, grid, run.comms, config.parallel.schedule, run.first,
+                          config.log.trace.empty() ? nullptr : &trace,
+                          grad_bucket_bytes(config.parallel));
   ProgressReport progress(config, grid, run.start_step);
   const auto run_start = std::chrono::steady_clock::now();
   double measured_save_seconds = 0;

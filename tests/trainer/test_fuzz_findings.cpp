@@ -31,5 +31,20 @@ TEST(FuzzFindings, HierarchyBlockTotalBeyondIntIsAUsageError) {
   EXPECT_NO_THROW(parse_hierarchy("1048574@1 1@2 1@1"));  // the limit itself is accepted
 }
 
+// fuzz_config: a checkpoint path with a name longer than NAME_MAX made std::filesystem throw
+// filesystem_error ("File name too long") out of the configuration's validation. Every path a
+// user gives is now asked about without throwing: such a path is no file, a UsageError.
+TEST(FuzzFindings, OverlongPathIsAUsageError) {
+  const std::string name(300, 'c');  // one component past NAME_MAX (255)
+  for (const char* key : {"--checkpoint.resume", "--checkpoint.init_from", "--config"}) {
+    try {
+      parse_config({key, name});
+      ADD_FAILURE() << "accepted " << key << " " << name.size() << " chars";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace hg
