@@ -43,6 +43,10 @@ inline RopeTable make_rope_table(int64_t n, int e) {
 // x [B, n, heads·e] rotated in place (forward), or by the inverse rotation (backward: the
 // gradient of a rotation is the transposed rotation).
 void rope_forward(float* x, const RopeTable& table, int64_t B, int64_t n, int heads, int e);
+// The forward into out (CPU): out = RoPE(x), x unchanged; the same numbers as copying x to out and
+// rotating it in place, without the copy pass.
+void rope_forward_into(float* out, const float* x, const RopeTable& table, int64_t B, int64_t n,
+                       int heads, int e);
 void rope_backward(float* dx, const RopeTable& table, int64_t B, int64_t n, int heads, int e);
 
 }  // namespace hg

@@ -90,11 +90,8 @@ void window_operands(Workspace& ws, const AttentionCache& c, const AttentionPara
                      const AttentionConfig& cfg, int64_t B, int64_t n) {
   const int H = cfg.heads, e = cfg.head_dim;
   const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n;
-  if (cfg.rope) {
-    float* q_rot = grow(ws.q_rot, rows * HE);
-    std::copy(c.q.data(), c.q.data() + rows * HE, q_rot);
-    rope_forward(q_rot, c.rope, B, n, H, e);
-  }
+  // RoPE out of place (no copy pass) where its input is the cache's.
+  if (cfg.rope) rope_forward_into(grow(ws.q_rot, rows * HE), c.q.data(), c.rope, B, n, H, e);
   if (cfg.kind == AttentionKind::LongShort) {
     layernorm_forward(grow(ws.k_att, rows * HE), grow(ws.win_mean_k, rows * H),
                       grow(ws.win_rstd_k, rows * H), c.k.data(), w.norm_window_gain,
@@ -102,10 +99,10 @@ void window_operands(Workspace& ws, const AttentionCache& c, const AttentionPara
     layernorm_forward(grow(ws.v_att, rows * HE), grow(ws.win_mean_v, rows * H),
                       grow(ws.win_rstd_v, rows * H), c.v.data(), w.norm_window_gain,
                       w.norm_window_bias, rows, H, e);
+    if (cfg.rope) rope_forward(ws.k_att.data(), c.rope, B, n, H, e);
   } else if (cfg.rope) {
-    std::copy(c.k.data(), c.k.data() + rows * HE, grow(ws.k_att, rows * HE));
+    rope_forward_into(grow(ws.k_att, rows * HE), c.k.data(), c.rope, B, n, H, e);
   }
-  if (cfg.rope) rope_forward(ws.k_att.data(), c.rope, B, n, H, e);
 }
 
 // Pointers the kernel reads, selected by the configuration (shared by forward and backward).

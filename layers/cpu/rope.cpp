@@ -1,4 +1,4 @@
-// Rotary position embedding (§1.3), applied in place to [B, n, heads·e] activations.
+// Rotary position embedding (§1.3), applied to [B, n, heads·e] activations.
 #include "layers/rope.h"
 
 #include <cmath>
@@ -17,9 +17,11 @@ void check_table(const RopeTable& table, int64_t n, int e) {
                                             std::to_string(n) + ", e = " + std::to_string(e));
 }
 
-// Rotates every pair of the row by +angle (sign = +1) or -angle (sign = -1).
+// out = x with every pair of each row rotated by +angle (sign = +1) or -angle (sign = -1); out
+// may be x (in place).
 template <int kSign>
-void rope_apply(float* x, const RopeTable& table, int64_t B, int64_t n, int heads, int e) {
+void rope_apply(float* out, const float* x, const RopeTable& table, int64_t B, int64_t n, int heads,
+                int e) {
   check_table(table, n, e);
   const int half = e / 2;
   const int64_t width = static_cast<int64_t>(heads) * e;
@@ -27,14 +29,14 @@ void rope_apply(float* x, const RopeTable& table, int64_t B, int64_t n, int head
     const int64_t p = bt % n;  // position at the block's own resolution, per sequence
     const float* cs = table.cos.data() + p * half;
     const float* sn = table.sin.data() + p * half;
-    float* row = x + bt * width;
     for (int h = 0; h < heads; ++h) {
-      float* z = row + static_cast<int64_t>(h) * e;
+      const float* z = x + bt * width + static_cast<int64_t>(h) * e;
+      float* y = out + bt * width + static_cast<int64_t>(h) * e;
       for (int i = 0; i < half; ++i) {
         const float x0 = z[2 * i], x1 = z[2 * i + 1];
         const float c = cs[i], s = kSign * sn[i];
-        z[2 * i] = x0 * c - x1 * s;
-        z[2 * i + 1] = x0 * s + x1 * c;
+        y[2 * i] = x0 * c - x1 * s;
+        y[2 * i + 1] = x0 * s + x1 * c;
       }
     }
   });
@@ -43,12 +45,17 @@ void rope_apply(float* x, const RopeTable& table, int64_t B, int64_t n, int head
 }  // namespace
 
 void rope_forward(float* x, const RopeTable& table, int64_t B, int64_t n, int heads, int e) {
-  rope_apply<1>(x, table, B, n, heads, e);
+  rope_apply<1>(x, x, table, B, n, heads, e);
+}
+
+void rope_forward_into(float* out, const float* x, const RopeTable& table, int64_t B, int64_t n,
+                       int heads, int e) {
+  rope_apply<1>(out, x, table, B, n, heads, e);
 }
 
 // The Jacobian of a rotation is the rotation; its transpose is the rotation by -angle.
 void rope_backward(float* dx, const RopeTable& table, int64_t B, int64_t n, int heads, int e) {
-  rope_apply<-1>(dx, table, B, n, heads, e);
+  rope_apply<-1>(dx, dx, table, B, n, heads, e);
 }
 
 }  // namespace hg

@@ -75,6 +75,23 @@ TEST(Rope, PreservesNormsAndBackwardInvertsForward) {
   for (int64_t i = 0; i < N; ++i) EXPECT_NEAR(y[i], x[i], 1e-6) << i;
 }
 
+// rope_forward_into (the attention's window operands, without a copy pass) gives the in-place
+// forward's numbers bit for bit and leaves its input as it was.
+TEST(Rope, ForwardIntoEqualsTheInPlaceForward) {
+  const int64_t B = 2, n = 11;
+  const int heads = 3, e = 16;
+  const RopeTable t = make_rope_table(n, e);
+  const auto x = random_vector(B * n * heads * e, 7);
+  auto in_place = x;
+  rope_forward(in_place.data(), t, B, n, heads, e);
+  std::vector<float> into(x.size(), -1.0f);
+  const auto input = x;
+  rope_forward_into(into.data(), input.data(), t, B, n, heads, e);
+  EXPECT_EQ(into, in_place);
+  EXPECT_EQ(input, x);
+  EXPECT_NE(into, x);
+}
+
 TEST(Rope, ScoresDependOnlyOnRelativePosition) {
   const int e = 8;
   RopeTable t = make_rope_table(40, e);
