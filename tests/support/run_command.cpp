@@ -23,9 +23,15 @@ CommandResult run_command(const std::string& command) {
 }
 
 std::string without_mpi_environment() {
+  // Keeps the test process's own Open MPI session directory (tests/support/test_main.cpp): jobs
+  // of concurrent tests then never share a top directory.
+  const char* session_base = getenv("OMPI_MCA_orte_tmpdir_base");
+  std::string keep_session_base =
+      session_base ? "export OMPI_MCA_orte_tmpdir_base='" + std::string(session_base) + "'; " : "";
   return "for v in $(env | sed -n "
          "'s/^\\(\\(OMPI\\|PMIX\\|ORTE\\|OPAL\\)[A-Za-z0-9_]*\\)=.*/\\1/p');"
-         " do unset $v; done; ";
+         " do unset $v; done; " +
+         keep_session_base;
 }
 
 std::string mpirun_prefix(int ranks) {
