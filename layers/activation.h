@@ -17,13 +17,18 @@ void activation_forward(float* out, const float* inp, int64_t n, Activation act)
 void activation_backward(float* dinp, const float* dout, const float* inp, int64_t n,
                          Activation act);
 
-// The CPU FFN at train.precision bf16 (layers/cpu/ffn.cpp): its hidden activation is read only
-// by the w2 products, which round it to bfloat16, so it is stored as that bfloat16 alone:
-// out16 = bf16_bits(act(inp)) (core/bf16.h), the same float32 value as activation_forward's.
-void activation_forward_bf16(uint16_t* out16, const float* inp, int64_t n, Activation act);
-// activation_backward that also writes dinp's bfloat16 copy, for the two w1 products, in the same
-// pass (dinp itself stays float32 for the bias gradient's column sums). dinp may alias dout.
-void activation_backward_with_bf16(float* dinp, uint16_t* dinp16, const float* dout,
-                                   const float* inp, int64_t n, Activation act);
+// The FFN's hidden layer on the CPU (layers/cpu/ffn.cpp), its bias and activation in one pass.
+// pre [rows, width] holds x·W1 without the bias: pre += bias (row by row), then act(pre) is
+// written as float32 to out or, where out16 is given, as its bfloat16 alone (bf16_bits,
+// core/bf16.h; at train.precision bf16 the w2 products read nothing else). The same float32
+// values as linear_forward's bias then activation_forward.
+void bias_activation_forward(float* pre, float* out, uint16_t* out16, const float* bias,
+                             int64_t rows, int64_t width, Activation act);
+// Its backward: g = dout · act'(pre) is written as float32 to dpre (which may alias dout) or,
+// where dpre16 is given, as its bfloat16 alone (the two w1 products' operand); and
+// dbias [width] += Σ_rows g, in the same chunks and order as add_column_sums over a written g, so
+// the bias gradient needs no float32 g and no second pass.
+void bias_activation_backward(float* dpre, uint16_t* dpre16, float* dbias, const float* dout,
+                              const float* pre, int64_t rows, int64_t width, Activation act);
 
 }  // namespace hg

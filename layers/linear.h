@@ -18,7 +18,8 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
 // At train.precision bf16 (ARCHITECTURE.md §9.1), the forward with inp given as its bfloat16
 // copy (core/gemm.h's gemm_bf16_copies; inp16 dense [rows, in_dim]), and the backward with
 // dout's and/or inp's copies where the caller has them (null: the product rounds that operand, as
-// linear_backward does; inp may be null where inp16 is given). The same bits as the float32
+// linear_backward does; inp may be null where inp16 is given, and dout where dout16 is given and
+// dbias is null). The same bits as the float32
 // forms at bf16; only for bf16 (a logic error at fp32). The CPU FFN keeps its hidden activation
 // and gradient as such copies (layers/cpu/ffn.cpp).
 void linear_forward_bf16(float* out, const uint16_t* inp16, const float* weight, const float* bias,

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "core/gemm.h"
 #include "layers/linear.h"
@@ -14,8 +15,9 @@ namespace {
 
 // At train.precision bf16 the hidden activation is read only by the two w2 products, which round
 // it to bfloat16: it is written as that bfloat16 by the activation itself (no float32 copy, no
-// rounding pass per product), and the hidden gradient gets its bfloat16 copy in the activation's
-// backward pass. The products' bits are those of the float32 path at bf16.
+// rounding pass per product), and the hidden gradient likewise exists only as the bfloat16 its
+// two w1 products read (its bias gradient is summed in the same pass). The products' bits are
+// those of the float32 path at bf16.
 bool hidden_in_bf16() { return matmul_precision() == MatmulPrecision::Bf16; }
 
 void shape_cpu_ffn_cache(FfnCache& cache, int64_t rows, int width) {
@@ -37,14 +39,18 @@ void ffn_forward(float* out, FfnCache& cache, const float* inp, const float* w1,
                  Activation act) {
   check_ffn_width(F, width);
   shape_cpu_ffn_cache(cache, rows, width);
-  // pre [rows, width] = inp [rows, d] · w1[:, :width] (row stride F) + b1[:width]
-  linear_forward(cache.pre.data(), inp, w1, b1, rows, d, width, F);
+  // pre [rows, width] = inp [rows, d] · w1[:, :width] (row stride F); b1 joins in the
+  // activation's pass, which writes act(pre + b1[:width]) (and pre + b1 itself, for the backward).
+  linear_forward(cache.pre.data(), inp, w1, nullptr, rows, d, width, F);
+  const std::vector<float> no_bias(b1 == nullptr ? width : 0, 0.0f);
+  const float* bias = b1 != nullptr ? b1 : no_bias.data();
   // out [rows, d] = act [rows, width] · w2[:width, :] + b2: a row prefix of w2 is contiguous.
   if (hidden_in_bf16()) {
-    activation_forward_bf16(cache.act_bf16.data(), cache.pre.data(), rows * width, act);
+    bias_activation_forward(cache.pre.data(), nullptr, cache.act_bf16.data(), bias, rows, width,
+                            act);
     linear_forward_bf16(out, cache.act_bf16.data(), w2, b2, rows, width, d, d);
   } else {
-    activation_forward(cache.act.data(), cache.pre.data(), rows * width, act);
+    bias_activation_forward(cache.pre.data(), cache.act.data(), nullptr, bias, rows, width, act);
     linear_forward(out, cache.act.data(), w2, b2, rows, width, d, d);
   }
 }
@@ -53,23 +59,28 @@ void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, c
                   const FfnCache& cache, const float* inp, const float* w1, const float* w2,
                   int64_t rows, int d, int F, int width, Activation act, float* scratch) {
   check_ffn_width(F, width);
+  // db1 [width] gets its column sums in the activation's backward pass (no second pass over the
+  // hidden gradient, and at bf16 no float32 copy of it at all).
+  std::vector<float> no_db1(db1 == nullptr ? width : 0, 0.0f);
+  float* dbias = db1 != nullptr ? db1 : no_db1.data();
   float* dhidden = scratch;  // [rows, width]: d(act), then d(pre) in place
   if (!hidden_in_bf16()) {
     linear_backward(dhidden, dw2, db2, dout, cache.act.data(), w2, rows, width, d, d);
-    activation_backward(dhidden, dhidden, cache.pre.data(), rows * width, act);
-    linear_backward(dinp, dw1, db1, dhidden, inp, w1, rows, d, width, F);
+    bias_activation_backward(dhidden, nullptr, dbias, dhidden, cache.pre.data(), rows, width, act);
+    linear_backward(dinp, dw1, nullptr, dhidden, inp, w1, rows, d, width, F);
     return;
   }
-  // dout and d(pre) are each read by two products: rounded once.
+  // dout is read by two products: rounded once. d(pre) exists only as the bfloat16 the two w1
+  // products read.
   const std::unique_ptr<uint16_t[]> dout16 = bf16_copy_of(dout, rows, d, d);
   // Uninitialised on purpose: the activation's backward writes every element.
   const std::unique_ptr<uint16_t[]> dhidden16(new uint16_t[static_cast<size_t>(rows) * width]);
   linear_backward_bf16(dhidden, dw2, db2, dout, dout16.get(), nullptr, cache.act_bf16.data(), w2,
                        rows, width, d, d);
-  activation_backward_with_bf16(dhidden, dhidden16.get(), dhidden, cache.pre.data(), rows * width,
-                                act);
-  linear_backward_bf16(dinp, dw1, db1, dhidden, dhidden16.get(), inp, nullptr, w1, rows, d, width,
-                       F);
+  bias_activation_backward(nullptr, dhidden16.get(), dbias, dhidden, cache.pre.data(), rows, width,
+                           act);
+  linear_backward_bf16(dinp, dw1, nullptr, nullptr, dhidden16.get(), inp, nullptr, w1, rows, d,
+                       width, F);
 }
 
 void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, const float* dout,

@@ -24,20 +24,24 @@ void add_bias(float* out, const float* bias, int64_t rows, int64_t out_dim) {
   });
 }
 
+// bits as float32 in `buffer` (exact), for an operand that exists only as its bfloat16 copy.
+const float* widened(std::vector<float>& buffer, const uint16_t* bits, int64_t n) {
+  buffer.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) buffer[i] = bf16_to_float(bits[i]);
+  return buffer.data();
+}
+
 // dW[:, :out_dim] [in_dim, out_dim] += inpᵀ · dout; columns past out_dim are left untouched.
 // Under zbh1 the product waits for the micro-batch's W (layers/weight_gradients.h), which copies
-// float32 operands: a given inp16 is widened for it (exact), and its later gemm rounds them back
-// to the same bfloat16, so the bits are the fused backward's.
+// float32 operands: an operand given only as bf16 is widened for it (exact), and its later gemm
+// rounds them back to the same bfloat16, so the bits are the fused backward's.
 void weight_gradient(float* dweight, const float* dout, const uint16_t* dout16, const float* inp,
                      const uint16_t* inp16, int64_t rows, int64_t in_dim, int64_t out_dim,
                      int64_t ldw) {
   if (DeferredWeightGradients* queue = deferred_weight_gradients()) {
-    std::vector<float> widened;
-    if (inp == nullptr) {
-      widened.resize(static_cast<size_t>(rows * in_dim));
-      for (size_t i = 0; i < widened.size(); ++i) widened[i] = bf16_to_float(inp16[i]);
-      inp = widened.data();
-    }
+    std::vector<float> widened_inp, widened_dout;
+    if (inp == nullptr) inp = widened(widened_inp, inp16, rows * in_dim);
+    if (dout == nullptr) dout = widened(widened_dout, dout16, rows * out_dim);
     queue->record(dweight, inp, dout, rows, in_dim, out_dim, ldw);
   } else if (dout16 != nullptr || inp16 != nullptr) {
     gemm_bf16_copies(true, false, in_dim, out_dim, rows, 1.0f, inp, in_dim, inp16, dout, out_dim,

@@ -195,59 +195,63 @@ TEST(FfnCpu, WorkspaceOverloadMatchesAllocatingOverload) {
   for (size_t i = 0; i < dw1.size(); ++i) EXPECT_FLOAT_EQ(dw1[i], 2 * dw1_once[i]);
 }
 
-// At train.precision bf16 the CPU FFN keeps its hidden activation as bfloat16 only and rounds the
-// hidden and output gradients once for their two products each (layers/cpu/ffn.cpp). That must
-// give the bits of the plain composition (linear, activation, linear in float32, every product
-// rounding its own operands), forward and backward, with zbh1's deferred weight gradients too.
-// Shapes on both bf16 paths: 96×128×64 products (oneDNN's matmul) and 5×7×6 (sgemm).
-TEST(FfnCpu, Bf16HiddenGivesThePlainCompositionsBits) {
-  const MatmulPrecisionScope scope(MatmulPrecision::Bf16);
+// The CPU FFN adds b1 in the activation's pass and sums db1 in the activation backward's; at
+// train.precision bf16 it also keeps its hidden activation and gradient as bfloat16 only and
+// rounds the output gradient once for its two products (layers/cpu/ffn.cpp). That must give the
+// bits of the plain composition (linear, activation, linear in float32, every product rounding
+// its own operands), forward and backward, with zbh1's deferred weight gradients too. Shapes on
+// both bf16 paths: 96×128×64 products (oneDNN's matmul; db1 in three row chunks) and 5×7×6
+// (sgemm).
+TEST(FfnCpu, GivesThePlainCompositionsBitsAtEitherPrecision) {
   const int shapes[][4] = {{96, 64, 160, 128}, {5, 6, 10, 7}};  // rows, d, F, width
-  for (const auto& s : shapes)
-    for (const Activation act : {Activation::Relu2, Activation::Gelu})
-      for (const bool deferred : {false, true}) {
-        const int64_t rows = s[0];
-        const int d = s[1], F = s[2], width = s[3];
-        auto x = random_vector(rows * d, 21), w1 = random_vector(d * F, 22);
-        auto b1 = random_vector(F, 23), w2 = random_vector(F * d, 24), b2 = random_vector(d, 25);
-        auto R = random_vector(rows * d, 26);
-        // The plain composition.
-        std::vector<float> pre(rows * width), hidden(rows * width), out(rows * d);
-        linear_forward(pre.data(), x.data(), w1.data(), b1.data(), rows, d, width, F);
-        activation_forward(hidden.data(), pre.data(), rows * width, act);
-        linear_forward(out.data(), hidden.data(), w2.data(), b2.data(), rows, width, d, d);
-        std::vector<float> dx(rows * d), dw1(d * F), db1(F), dw2(F * d), db2(d);
-        std::vector<float> dhidden(rows * width);
-        linear_backward(dhidden.data(), dw2.data(), db2.data(), R.data(), hidden.data(), w2.data(),
-                        rows, width, d, d);
-        activation_backward(dhidden.data(), dhidden.data(), pre.data(), rows * width, act);
-        linear_backward(dx.data(), dw1.data(), db1.data(), dhidden.data(), x.data(), w1.data(),
-                        rows, d, width, F);
-        // The layer.
-        FfnCache cache;
-        std::vector<float> out2(rows * d), dx2(rows * d), dw1_2(d * F), db1_2(F), dw2_2(F * d),
-            db2_2(d);
-        ffn_forward(out2.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(), rows,
-                    d, F, width, act);
-        EXPECT_TRUE(cache.act.empty());
-        DeferredWeightGradients queue;
-        {
-          std::optional<DeferWeightGradients> defer;
-          if (deferred) defer.emplace(queue);
-          ffn_backward(dx2.data(), dw1_2.data(), db1_2.data(), dw2_2.data(), db2_2.data(), R.data(),
-                       cache, x.data(), w1.data(), w2.data(), rows, d, F, width, act);
+  for (const MatmulPrecision precision : {MatmulPrecision::Fp32, MatmulPrecision::Bf16})
+    for (const auto& s : shapes)
+      for (const Activation act : {Activation::Relu2, Activation::Gelu})
+        for (const bool deferred : {false, true}) {
+          const MatmulPrecisionScope scope(precision);
+          const int64_t rows = s[0];
+          const int d = s[1], F = s[2], width = s[3];
+          auto x = random_vector(rows * d, 21), w1 = random_vector(d * F, 22);
+          auto b1 = random_vector(F, 23), w2 = random_vector(F * d, 24), b2 = random_vector(d, 25);
+          auto R = random_vector(rows * d, 26);
+          // The plain composition.
+          std::vector<float> pre(rows * width), hidden(rows * width), out(rows * d);
+          linear_forward(pre.data(), x.data(), w1.data(), b1.data(), rows, d, width, F);
+          activation_forward(hidden.data(), pre.data(), rows * width, act);
+          linear_forward(out.data(), hidden.data(), w2.data(), b2.data(), rows, width, d, d);
+          std::vector<float> dx(rows * d), dw1(d * F), db1(F), dw2(F * d), db2(d);
+          std::vector<float> dhidden(rows * width);
+          linear_backward(dhidden.data(), dw2.data(), db2.data(), R.data(), hidden.data(),
+                          w2.data(), rows, width, d, d);
+          activation_backward(dhidden.data(), dhidden.data(), pre.data(), rows * width, act);
+          linear_backward(dx.data(), dw1.data(), db1.data(), dhidden.data(), x.data(), w1.data(),
+                          rows, d, width, F);
+          // The layer.
+          FfnCache cache;
+          std::vector<float> out2(rows * d), dx2(rows * d), dw1_2(d * F), db1_2(F), dw2_2(F * d),
+              db2_2(d);
+          ffn_forward(out2.data(), cache, x.data(), w1.data(), b1.data(), w2.data(), b2.data(),
+                      rows, d, F, width, act);
+          EXPECT_EQ(cache.act.empty(), precision == MatmulPrecision::Bf16);
+          DeferredWeightGradients queue;
+          {
+            std::optional<DeferWeightGradients> defer;
+            if (deferred) defer.emplace(queue);
+            ffn_backward(dx2.data(), dw1_2.data(), db1_2.data(), dw2_2.data(), db2_2.data(),
+                         R.data(), cache, x.data(), w1.data(), w2.data(), rows, d, F, width, act);
+          }
+          EXPECT_EQ(queue.empty(), !deferred);
+          queue.run();
+          const std::string what = std::string(enum_name(precision)) + " rows " +
+                                   std::to_string(rows) + " act " + std::string(enum_name(act)) +
+                                   (deferred ? " deferred" : "");
+          EXPECT_EQ(out2, out) << what;
+          EXPECT_EQ(dx2, dx) << what;
+          EXPECT_EQ(dw1_2, dw1) << what;
+          EXPECT_EQ(db1_2, db1) << what;
+          EXPECT_EQ(dw2_2, dw2) << what;
+          EXPECT_EQ(db2_2, db2) << what;
         }
-        EXPECT_EQ(queue.empty(), !deferred);
-        queue.run();
-        const std::string what = "rows " + std::to_string(rows) + " act " +
-                                 std::string(enum_name(act)) + (deferred ? " deferred" : "");
-        EXPECT_EQ(out2, out) << what;
-        EXPECT_EQ(dx2, dx) << what;
-        EXPECT_EQ(dw1_2, dw1) << what;
-        EXPECT_EQ(db1_2, db1) << what;
-        EXPECT_EQ(dw2_2, dw2) << what;
-        EXPECT_EQ(db2_2, db2) << what;
-      }
 }
 
 }  // namespace
