@@ -13,5 +13,9 @@ void dconv_forward(float* out, const float* inp, const float* taps, int64_t B, i
 // dinp [B, n, C] (=); dtaps [3, ldt] (+=, columns [0, C) only; the others are left untouched).
 void dconv_backward(float* dinp, float* dtaps, const float* dout, const float* inp,
                     const float* taps, int64_t B, int64_t n, int C, int64_t ldt);
+// The same, with dinp written only as its bfloat16 (bf16_bits, core/bf16.h): at
+// train.precision bf16 the CPU attention's projection products read nothing else of it.
+void dconv_backward_bf16(uint16_t* dinp16, float* dtaps, const float* dout, const float* inp,
+                         const float* taps, int64_t B, int64_t n, int C, int64_t ldt);
 
 }  // namespace hg

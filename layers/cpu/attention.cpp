@@ -71,7 +71,9 @@ void prepare(AttentionCache& c, const AttentionConfig& cfg, int64_t n) {
 struct Workspace {
   std::vector<float> q_rot, k_att, v_att;  // [B, n, H·e] the window operands (see sources())
   std::vector<float> win_mean_k, win_rstd_k, win_mean_v, win_rstd_v;  // [B·n·H] LNw statistics
-  std::vector<float> dheads, dq, dq_rot, dk, dv, dk_att, dv_att, dq_lin, dk_lin, dv_lin;
+  std::vector<float> dheads, dq, dq_rot, dk, dv, dk_att, dv_att;
+  std::vector<float> dlin[3];       // [B, n, H·e] d(Q, K, V before DConv), fp32
+  std::vector<uint16_t> dlin16[3];  // the same as bfloat16 only, bf16
   std::vector<float> dk_comp, dv_comp, dk_comp_raw, dv_comp_raw, dlogits;
   std::vector<float> dscores;    // [B, H, plan.probs_size] gradients of the attention scores
   std::vector<float> unused[4];  // gradients of parameters the caller did not ask for
@@ -363,23 +365,38 @@ void projections_backward(float* du, Workspace& ws, const float* dq, const float
                           int64_t B, int64_t n) {
   const int64_t HE = static_cast<int64_t>(cfg.heads) * cfg.head_dim, rows = B * n;
   const int64_t ld_qkv = qkv_row_stride(cfg);  // S·e: the heads run are a column prefix
-  const float* dq_lin = dq;
-  const float* dk_lin = dk;
-  const float* dv_lin = dv;
-  if (cfg.dconv) {
+  const QkvWeights grads{g.wq, g.wk, g.wv}, weights{w.wq, w.wk, w.wv};
+  if (!cfg.dconv) {
+    qkv_projection_backward(du, du, grads, dq, dk, dv, u, u, weights, cfg.d, HE, ld_qkv, rows,
+                            rows);
+  } else {
     const int C = static_cast<int>(HE);
-    dconv_backward(grow(ws.dq_lin, rows * HE), or_unused(g.dconv_q, ws.unused[1], 3 * ld_qkv), dq,
-                   c.q_lin.data(), w.dconv_q, B, n, C, ld_qkv);
-    dconv_backward(grow(ws.dk_lin, rows * HE), or_unused(g.dconv_k, ws.unused[1], 3 * ld_qkv), dk,
-                   c.k_lin.data(), w.dconv_k, B, n, C, ld_qkv);
-    dconv_backward(grow(ws.dv_lin, rows * HE), or_unused(g.dconv_v, ws.unused[1], 3 * ld_qkv), dv,
-                   c.v_lin.data(), w.dconv_v, B, n, C, ld_qkv);
-    dq_lin = ws.dq_lin.data();
-    dk_lin = ws.dk_lin.data();
-    dv_lin = ws.dv_lin.data();
+    const float* dz[3] = {dq, dk, dv};
+    const float* lin[3] = {c.q_lin.data(), c.k_lin.data(), c.v_lin.data()};
+    const float* taps[3] = {w.dconv_q, w.dconv_k, w.dconv_v};
+    float* dtaps[3] = {g.dconv_q, g.dconv_k, g.dconv_v};
+    if (matmul_precision() == MatmulPrecision::Bf16) {
+      // The projections' gradients exist only as the bfloat16 their products read.
+      uint16_t* dlin16[3];
+      for (int i = 0; i < 3; ++i) {
+        dlin16[i] = grow(ws.dlin16[i], rows * HE);
+        dconv_backward_bf16(dlin16[i], or_unused(dtaps[i], ws.unused[1], 3 * ld_qkv), dz[i], lin[i],
+                            taps[i], B, n, C, ld_qkv);
+      }
+      const QkvGrads16 given16{dlin16[0], dlin16[1], dlin16[2]};
+      qkv_projection_backward(du, du, grads, nullptr, nullptr, nullptr, u, u, weights, cfg.d, HE,
+                              ld_qkv, rows, rows, &given16);
+    } else {
+      float* dlin[3];
+      for (int i = 0; i < 3; ++i) {
+        dlin[i] = grow(ws.dlin[i], rows * HE);
+        dconv_backward(dlin[i], or_unused(dtaps[i], ws.unused[1], 3 * ld_qkv), dz[i], lin[i],
+                       taps[i], B, n, C, ld_qkv);
+      }
+      qkv_projection_backward(du, du, grads, dlin[0], dlin[1], dlin[2], u, u, weights, cfg.d, HE,
+                              ld_qkv, rows, rows);
+    }
   }
-  qkv_projection_backward(du, du, {g.wq, g.wk, g.wv}, dq_lin, dk_lin, dv_lin, u, u,
-                          {w.wq, w.wk, w.wv}, cfg.d, HE, ld_qkv, rows, rows);
   if (cfg.kind == AttentionKind::LongShort && du != nullptr) {
     const int Hr = cfg.heads * cfg.rank;
     gemm(false, true, rows, cfg.d, Hr, 1.0f, ws.dlogits.data(), Hr, w.proj_weight,

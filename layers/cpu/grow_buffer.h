@@ -7,8 +7,9 @@
 
 namespace hg {
 
-// At least n floats of `v`; the values already there are kept.
-inline float* grow(std::vector<float>& v, int64_t n) {
+// At least n elements of `v`; the values already there are kept.
+template <class T>
+T* grow(std::vector<T>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(n);
   return v.data();
 }

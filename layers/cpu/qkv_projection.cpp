@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/error.h"
 #include "core/gemm.h"
 #include "layers/cpu/grow_buffer.h"
 #include "layers/linear.h"
@@ -48,38 +49,41 @@ void qkv_forward_bf16(float* q, float* k, float* v, const float* q_in, const flo
 void qkv_backward_bf16(float* dq_in, float* dkv_in, const QkvWeights& g, const float* dq,
                        const float* dk, const float* dv, const float* q_in, const float* kv_in,
                        const QkvWeights& w, int64_t d, int64_t HE, int64_t ldw, int64_t rows_q,
-                       int64_t rows_kv) {
+                       int64_t rows_kv, const QkvGrads16* given16) {
   // Under zbh1 the dW products are deferred and copy float32 operands: no input copies then.
   const bool dw_now = deferred_weight_gradients() == nullptr &&
                       (g.wq != nullptr || g.wk != nullptr || g.wv != nullptr);
   const Bf16Inputs in = dw_now ? bf16_inputs(q_in, kv_in, d, rows_q, rows_kv) : Bf16Inputs{};
-  // A projection gradient nobody reads (no dW, no input gradient) may be null: no copy.
+  // A projection gradient nobody reads (no dW, no input gradient) may be null: no copy; one
+  // given as bf16 alone is used as it is.
   auto copy = [HE](bool read, const float* x, int64_t rows) {
-    return read ? bf16_copy_of(x, rows, HE, HE) : nullptr;
+    return read && x != nullptr ? bf16_copy_of(x, rows, HE, HE) : nullptr;
   };
-  const auto dq16 = copy(g.wq != nullptr || dq_in != nullptr, dq, rows_q);
-  const auto dk16 = copy(g.wk != nullptr || dkv_in != nullptr, dk, rows_kv);
-  const auto dv16 = copy(g.wv != nullptr || dkv_in != nullptr, dv, rows_kv);
+  const auto dq16_owned = copy(g.wq != nullptr || dq_in != nullptr, dq, rows_q);
+  const auto dk16_owned = copy(g.wk != nullptr || dkv_in != nullptr, dk, rows_kv);
+  const auto dv16_owned = copy(g.wv != nullptr || dkv_in != nullptr, dv, rows_kv);
+  const QkvGrads16 g16 = given16 != nullptr
+                             ? *given16
+                             : QkvGrads16{dq16_owned.get(), dk16_owned.get(), dv16_owned.get()};
   // dW[:, :H·e] += inputᵀ · dprojection
   if (g.wq != nullptr)
-    linear_backward_bf16(nullptr, g.wq, nullptr, dq, dq16.get(), q_in, in.q, w.wq, rows_q, d, HE,
-                         ldw);
+    linear_backward_bf16(nullptr, g.wq, nullptr, dq, g16.dq, q_in, in.q, w.wq, rows_q, d, HE, ldw);
   if (g.wk != nullptr)
-    linear_backward_bf16(nullptr, g.wk, nullptr, dk, dk16.get(), kv_in, in.kv, w.wk, rows_kv, d, HE,
+    linear_backward_bf16(nullptr, g.wk, nullptr, dk, g16.dk, kv_in, in.kv, w.wk, rows_kv, d, HE,
                          ldw);
   if (g.wv != nullptr)
-    linear_backward_bf16(nullptr, g.wv, nullptr, dv, dv16.get(), kv_in, in.kv, w.wv, rows_kv, d, HE,
+    linear_backward_bf16(nullptr, g.wv, nullptr, dv, g16.dv, kv_in, in.kv, w.wv, rows_kv, d, HE,
                          ldw);
   // The input gradients are summed in the fixed order Q, K, V (bit-reproducible).
   if (dq_in != nullptr)
-    gemm_bf16_copies(false, true, rows_q, d, HE, 1.0f, dq, HE, dq16.get(), w.wq, ldw, nullptr, 0.0f,
+    gemm_bf16_copies(false, true, rows_q, d, HE, 1.0f, dq, HE, g16.dq, w.wq, ldw, nullptr, 0.0f,
                      dq_in, d);
   if (dkv_in != nullptr) {
     const float beta = dkv_in == dq_in ? 1.0f : 0.0f;  // self-attention: add to dQ Wqᵀ
-    gemm_bf16_copies(false, true, rows_kv, d, HE, 1.0f, dk, HE, dk16.get(), w.wk, ldw, nullptr,
-                     beta, dkv_in, d);
-    gemm_bf16_copies(false, true, rows_kv, d, HE, 1.0f, dv, HE, dv16.get(), w.wv, ldw, nullptr,
-                     1.0f, dkv_in, d);
+    gemm_bf16_copies(false, true, rows_kv, d, HE, 1.0f, dk, HE, g16.dk, w.wk, ldw, nullptr, beta,
+                     dkv_in, d);
+    gemm_bf16_copies(false, true, rows_kv, d, HE, 1.0f, dv, HE, g16.dv, w.wv, ldw, nullptr, 1.0f,
+                     dkv_in, d);
   }
 }
 
@@ -98,10 +102,12 @@ void qkv_projection_forward(float* q, float* k, float* v, const float* q_in, con
 void qkv_projection_backward(float* dq_in, float* dkv_in, const QkvWeights& g, const float* dq,
                              const float* dk, const float* dv, const float* q_in,
                              const float* kv_in, const QkvWeights& w, int64_t d, int64_t HE,
-                             int64_t ldw, int64_t rows_q, int64_t rows_kv) {
+                             int64_t ldw, int64_t rows_q, int64_t rows_kv,
+                             const QkvGrads16* given16) {
   if (matmul_precision() == MatmulPrecision::Bf16)
     return qkv_backward_bf16(dq_in, dkv_in, g, dq, dk, dv, q_in, kv_in, w, d, HE, ldw, rows_q,
-                             rows_kv);
+                             rows_kv, given16);
+  require(given16 == nullptr, "qkv_projection_backward: bfloat16 gradients at fp32");
   // dW[:, :H·e] += inputᵀ · dprojection
   if (g.wq != nullptr) linear_backward(nullptr, g.wq, nullptr, dq, q_in, w.wq, rows_q, d, HE, ldw);
   if (g.wk != nullptr)

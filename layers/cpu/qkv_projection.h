@@ -27,10 +27,18 @@ void qkv_projection_forward(float* q, float* k, float* v, const float* q_in, con
 // dq_in [rows_q, d] = dQ Wqᵀ (=) and dkv_in [rows_kv, d] = dK Wkᵀ + dV Wvᵀ (=), each skipped when
 // null; self-attention passes one buffer as both and gets dQ Wqᵀ + dK Wkᵀ + dV Wvᵀ. Weight grads
 // (+=) for the non-null pointers of `g` (same row stride ldw; columns past H·e untouched).
+// At train.precision bf16 the projections' gradients may come as their bfloat16 copies alone
+// (dense [rows, H·e], as the block's DConv backward writes them): `given16`, with dq, dk, dv null.
+struct QkvGrads16 {
+  const uint16_t* dq = nullptr;
+  const uint16_t* dk = nullptr;
+  const uint16_t* dv = nullptr;
+};
 void qkv_projection_backward(float* dq_in, float* dkv_in, const QkvWeights& g, const float* dq,
                              const float* dk, const float* dv, const float* q_in,
                              const float* kv_in, const QkvWeights& w, int64_t d, int64_t HE,
-                             int64_t ldw, int64_t rows_q, int64_t rows_kv);
+                             int64_t ldw, int64_t rows_q, int64_t rows_kv,
+                             const QkvGrads16* given16 = nullptr);
 
 // Block self-attention's projections of u [rows, d] (training forward and decoding alike): the
 // buffers grow to [rows, H·e]; with cfg.dconv the projections go to q_lin, k_lin, v_lin (the

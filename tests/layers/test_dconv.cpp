@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "core/bf16.h"
 #include "layers/dconv.h"
 #include "tests/support/gradcheck.h"
 
@@ -82,6 +83,21 @@ TEST(DConv, TapsRowStrideUsesTheFirstColumnsOnly) {
     for (int64_t c = 0; c < ldt; ++c)
       EXPECT_EQ(dwide[a * ldt + c], c < C ? dnarrow[a * C + c] : dwide0[a * ldt + c])
           << "tap " << a << " column " << c;
+}
+
+// At train.precision bf16 the CPU attention takes the input gradient as bfloat16 alone: it must be
+// the rounding of the float32 backward's, with the same tap gradients (rows in several chunks).
+TEST(DConv, Bf16BackwardIsTheRoundedFloatBackward) {
+  const int64_t B = 3, n = 40, ldt = 9;
+  const int C = 7;
+  const auto z = random_vector(B * n * C, 11), taps = random_vector(3 * ldt, 12),
+             R = random_vector(B * n * C, 13), dtaps0 = random_vector(3 * ldt, 14);
+  std::vector<float> dz(B * n * C), dtaps = dtaps0, dtaps16 = dtaps0;
+  std::vector<uint16_t> dz16(B * n * C);
+  dconv_backward(dz.data(), dtaps.data(), R.data(), z.data(), taps.data(), B, n, C, ldt);
+  dconv_backward_bf16(dz16.data(), dtaps16.data(), R.data(), z.data(), taps.data(), B, n, C, ldt);
+  for (size_t i = 0; i < dz.size(); ++i) ASSERT_EQ(dz16[i], bf16_bits(dz[i])) << i;
+  EXPECT_EQ(dtaps16, dtaps);
 }
 
 }  // namespace
