@@ -1,10 +1,10 @@
 #include "core/device.h"
 
 #include <cstdlib>
-#include <cstring>
 #include <new>
 #include <stdexcept>
 
+#include "core/elementwise.h"
 #include "core/enum_names.h"
 
 namespace hg {
@@ -18,16 +18,12 @@ void* host_allocate(int64_t bytes) {
   const size_t rounded = ((static_cast<size_t>(bytes) + 63) / 64) * 64;
   void* p = std::aligned_alloc(64, rounded);
   if (!p) throw std::bad_alloc();
-  std::memset(p, 0, rounded);
+  zero_bytes(p, static_cast<int64_t>(rounded));
   return p;
 }
 void host_release(void* p) { std::free(p); }
-void host_zero(void* p, int64_t bytes) {
-  if (bytes) std::memset(p, 0, bytes);
-}
-void host_copy(void* dst, const void* src, int64_t bytes) {
-  if (bytes) std::memcpy(dst, src, bytes);
-}
+void host_zero(void* p, int64_t bytes) { zero_bytes(p, bytes); }
+void host_copy(void* dst, const void* src, int64_t bytes) { copy_bytes(dst, src, bytes); }
 
 DeviceMemory g_memory[2] = {
     {host_allocate, host_release, host_zero, host_copy, host_copy, host_copy}, {}};

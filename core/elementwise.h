@@ -4,10 +4,16 @@
 
 namespace hg {
 
-void add_into(float* y, const float* x, int64_t n);                     // y += x
-void add(float* out, const float* a, const float* b, int64_t n);        // out = a + b
-void copy(float* out, const float* x, int64_t n);                       // out = x
-void scale_inplace(float* y, float s, int64_t n);                       // y *= s
-double sum_squares(const float* x, int64_t n);                          // Σ x² in double
+void add_into(float* y, const float* x, int64_t n);               // y += x
+void add(float* out, const float* a, const float* b, int64_t n);  // out = a + b
+void copy(float* out, const float* x, int64_t n);                 // out = x
+void scale_inplace(float* y, float s, int64_t n);                 // y *= s
+double sum_squares(const float* x, int64_t n);                    // Σ x² in double
+
+// memcpy / memset to zero, spread over the rank's threads when large: a step copies and zeroes
+// tens of MiB (sublayer inputs kept for the backward, fresh gradient tensors), and on one thread
+// the others only wait.
+void copy_bytes(void* dst, const void* src, int64_t bytes);
+void zero_bytes(void* dst, int64_t bytes);
 
 }  // namespace hg

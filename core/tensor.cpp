@@ -47,12 +47,12 @@ Tensor& Tensor::operator=(const Tensor& other) {
     device_ = other.device_;
     capacity_ = 0;
   }
-  reset(other.shape_);
+  reshape(other.shape_);  // not reset(): the copy writes every element, zeroing first is waste
   if (numel_) device_memory(device_).copy(data(), other.data(), sizeof(float) * numel_);
   return *this;
 }
 
-void Tensor::reset(const Shape& shape) {
+void Tensor::reshape(const Shape& shape) {
   int64_t n = shape_numel(shape);
   if (n > capacity_) {
     data_.reset(static_cast<float*>(device_memory(device_).allocate(sizeof(float) * n)));
@@ -60,6 +60,10 @@ void Tensor::reset(const Shape& shape) {
   }
   shape_ = shape;
   numel_ = n;
+}
+
+void Tensor::reset(const Shape& shape) {
+  reshape(shape);
   zero();
 }
 

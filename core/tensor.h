@@ -59,6 +59,9 @@ class Tensor {
   Tensor to(Device device) const;
 
  private:
+  // reset without the zeroing, for a caller that writes every element.
+  void reshape(const Shape& shape);
+
   Shape shape_;
   Device device_ = Device::Cpu;
   int64_t numel_ = 0;

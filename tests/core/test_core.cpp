@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/elementwise.h"
 #include "core/gemm.h"
 #include "core/random.h"
 #include "core/tensor.h"
@@ -25,13 +26,15 @@ TEST(Gemm, MatchesNaiveProductWithTransposesAndStrides) {
         for (int64_t j = 0; j < N; ++j) {
           double s = 0;
           for (int64_t k = 0; k < K; ++k)
-            s += double(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+            s += double(ta ? A[k * lda + i] : A[i * lda + k]) *
+                 (tb ? B[j * ldb + k] : B[k * ldb + j]);
           expected[i * ldc + j] = float(0.5 * s + 2.0 * C[i * ldc + j]);
         }
       gemm(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 2.0f, C.data(), ldc);
       for (int64_t i = 0; i < M; ++i)
         for (int64_t j = 0; j < N; ++j)
-          EXPECT_NEAR(C[i * ldc + j], expected[i * ldc + j], 1e-4) << ta << tb << " " << i << "," << j;
+          EXPECT_NEAR(C[i * ldc + j], expected[i * ldc + j], 1e-4)
+              << ta << tb << " " << i << "," << j;
     }
 }
 
@@ -71,6 +74,35 @@ TEST(Tensor, CopyIsDeepAndResetZeroes) {
   b.reset({3});
   EXPECT_EQ(b[0], 0.0f);
   EXPECT_EQ(shape_string(a.shape()), "[2, 3]");
+}
+
+// Assigning into a tensor with room to spare skips the zeroing but must still copy every element
+// and take the other's shape; a smaller copy leaves nothing of the old shape behind.
+TEST(Tensor, AssignmentIntoALargerTensorCopiesExactly) {
+  Tensor big({4, 5}), small({2, 3});
+  big.fill(7.0f);
+  for (int64_t i = 0; i < small.numel(); ++i) small[i] = static_cast<float>(i + 1);
+  big = small;
+  EXPECT_EQ(shape_string(big.shape()), "[2, 3]");
+  ASSERT_EQ(big.numel(), 6);
+  for (int64_t i = 0; i < 6; ++i) EXPECT_EQ(big[i], static_cast<float>(i + 1));
+}
+
+// The threaded copy and zero (from 1 MiB on, in 256 KiB pieces): every byte, a ragged last
+// piece, unaligned starts, and nothing past the end.
+TEST(BulkMemory, CopyAndZeroCoverEveryByteAndNoMore) {
+  for (const int64_t bytes : {int64_t{100}, int64_t{(1 << 20) + 3}, int64_t{(3 << 20) + 4097}}) {
+    std::vector<unsigned char> src(bytes + 2), dst(bytes + 2, 0xAB);
+    for (int64_t i = 0; i < bytes + 2; ++i) src[i] = static_cast<unsigned char>(i * 7 + 1);
+    copy_bytes(dst.data() + 1, src.data() + 1, bytes);
+    EXPECT_EQ(dst[0], 0xAB);
+    EXPECT_EQ(dst[bytes + 1], 0xAB);
+    for (int64_t i = 1; i <= bytes; ++i) ASSERT_EQ(dst[i], src[i]) << bytes << " at " << i;
+    zero_bytes(dst.data() + 1, bytes);
+    EXPECT_EQ(dst[0], 0xAB);
+    EXPECT_EQ(dst[bytes + 1], 0xAB);
+    for (int64_t i = 1; i <= bytes; ++i) ASSERT_EQ(dst[i], 0) << bytes << " at " << i;
+  }
 }
 
 }  // namespace
