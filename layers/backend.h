@@ -6,8 +6,9 @@
 // shapes, saved values and conventions (activation gradients assigned (=), parameter gradients
 // accumulated (+=)), with every float pointer in the backend's device memory (Tensors made with
 // device()). Token ids (embedding's tokens, cross-entropy's targets) are host int32 arrays on
-// every backend, as the data loader makes them; a device backend stages them with the op. The CPU backend is the reference the others are tested against (tests/layers runs
-// each layer test over every backend this build has).
+// every backend, as the data loader makes them; a device backend stages them with the op. The CPU
+// backend is the reference the others are tested against (tests/layers runs each layer test over
+// every backend this build has).
 //
 // Workspaces: transient buffers belong to the backend, per calling thread on the CPU (per stream
 // on CUDA). `scratch` hands callers such buffers; the kernels' own workspaces stay inside each
@@ -50,6 +51,15 @@ class Backend {
   // a device backend synchronises here.
   virtual double sum_squares(const float* x, int64_t n) = 0;
   virtual double sum(const float* x, int64_t n) = 0;
+  // sums[i] = sum_squares(spans[i]) for every span, each the same value as alone (the gradient
+  // norm's per-tensor sums): the spans are independent, so a backend may run them side by side.
+  struct Span {
+    const float* data;
+    int64_t n;
+  };
+  virtual void sum_squares_each(const std::vector<Span>& spans, double* sums) {
+    for (size_t i = 0; i < spans.size(); ++i) sums[i] = sum_squares(spans[i].data, spans[i].n);
+  }
 
   // ---- layers (layers/linear.h, layernorm.h, ffn.h, dropout.h, embedding.h, cross_entropy.h) ----
   virtual void linear_forward(float* out, const float* inp, const float* weight, const float* bias,

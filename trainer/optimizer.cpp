@@ -1,6 +1,7 @@
 #include "trainer/optimizer.h"
 
 #include <cmath>
+#include <vector>
 
 #include "core/adamw_scalars.h"
 
@@ -16,10 +17,14 @@ double learning_rate(const TrainConfig& train, int64_t s) {
 
 double grad_sum_squares(const ParamStore& store) {
   const bool count_replicated = store.tensor_parallel().rank == 0;
-  double s = 0;
+  std::vector<Backend::Span> spans;
   for (const auto& [name, p] : store.all())
     if (p.slice.sharded() || count_replicated)
-      s += store.backend().sum_squares(p.grad.data() + p.shard_offset, p.shard_numel());
+      spans.push_back({p.grad.data() + p.shard_offset, p.shard_numel()});
+  std::vector<double> sums(spans.size());
+  store.backend().sum_squares_each(spans, sums.data());
+  double s = 0;
+  for (const double x : sums) s += x;  // in the parameters' order, as before
   return s;
 }
 
@@ -38,8 +43,7 @@ void adamw_update(ParamStore& store, const TrainConfig& train, int64_t t, double
       adamw_scalars(train.beta1, train.beta2, train.eps, train.weight_decay, t, lr);
   for (auto& [name, p] : store.all())
     store.backend().adamw_step(p.value.data() + p.shard_offset, p.grad.data() + p.shard_offset,
-                               p.exp_avg.data(), p.exp_avg_sq.data(), p.shard_numel(), k,
-                               p.decay);
+                               p.exp_avg.data(), p.exp_avg_sq.data(), p.shard_numel(), k, p.decay);
 }
 
 }  // namespace hg

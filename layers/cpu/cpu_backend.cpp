@@ -4,11 +4,12 @@
 #include <vector>
 
 #include "core/elementwise.h"
+#include "core/parallel_for.h"
 #include "layers/adamw.h"
 #include "layers/backend.h"
+#include "layers/cpu/grow_buffer.h"
 #include "layers/cross_entropy.h"
 #include "layers/embedding.h"
-#include "layers/cpu/grow_buffer.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
 #include "layers/resample.h"
@@ -43,6 +44,12 @@ class CpuBackend final : public Backend {
     for (int64_t r = 0; r < rows; ++r) hg::add_into(out + r * d, bias, d);
   }
   double sum_squares(const float* x, int64_t n) override { return hg::sum_squares(x, n); }
+  // One serial sum per span (its bits do not depend on the thread count), the spans spread over
+  // the threads: on one thread the others would only wait.
+  void sum_squares_each(const std::vector<Span>& spans, double* sums) override {
+    parallel_for_dynamic(static_cast<int64_t>(spans.size()),
+                         [&](int64_t i) { sums[i] = hg::sum_squares(spans[i].data, spans[i].n); });
+  }
   double sum(const float* x, int64_t n) override {
     double s = 0;  // serial, in index order: the loss must not depend on the thread count
     for (int64_t i = 0; i < n; ++i) s += x[i];
