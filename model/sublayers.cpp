@@ -82,10 +82,9 @@ void ffn_sublayer_forward(Backend& be, float* out, FfnSublayerCache& c, const fl
                           int width, Activation act, const DropoutSite& drop,
                           const TensorParallel& tp) {
   const int64_t rows = B * n;
-  ensure_shape(be, c.x, {rows, d});
-  be.copy(c.x.data(), x, rows * d);
+  c.x = x;
   c.width = width;
-  norm_forward(be, c.norm, c.x.data(), norm, rows, d);
+  norm_forward(be, c.norm, x, norm, rows, d);
   // Under tensor parallelism b2 is added once, after the partial outputs are summed.
   be.ffn_forward(out, c.ffn, c.norm.out.data(), p.w1->value.data(), p.b1->value.data(),
                  p.w2->value.data(), tp.active() ? nullptr : p.b2->value.data(), rows, d, p.F,
@@ -95,7 +94,7 @@ void ffn_sublayer_forward(Backend& be, float* out, FfnSublayerCache& c, const fl
     be.add_row_bias(out, p.b2->value.data(), rows, d);
   }
   be.dropout_forward(out, drop, B, n * d);
-  be.add_into(out, c.x.data(), rows * d);
+  be.add_into(out, x, rows * d);
 }
 
 void ffn_sublayer_backward(Backend& be, float* dx, const float* dout, FfnSublayerCache& c,
@@ -108,7 +107,7 @@ void ffn_sublayer_backward(Backend& be, float* dx, const float* dout, FfnSublaye
                   dbranch, c.ffn, c.norm.out.data(), p.w1->value.data(), p.w2->value.data(), rows,
                   d, p.F, c.width, act);
   tp_allreduce(tp, dln, rows * d);  // this rank's hidden units' share of dLN
-  norm_backward(be, dx, dln, c.norm, c.x.data(), norm, rows, d);
+  norm_backward(be, dx, dln, c.norm, c.x, norm, rows, d);
   be.add_into(dx, dout, rows * d);
 }
 

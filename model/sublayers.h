@@ -65,12 +65,14 @@ FfnParams add_ffn(ParamStore& store, const std::string& prefix, int d, int F, fl
 int local_width(const FfnParams& ffn, const TensorParallel& tp, int width);
 
 struct FfnSublayerCache {
-  Tensor x;  // [rows, d] sublayer input
+  const float* x = nullptr;  // [rows, d] the sublayer input: the caller's, not a copy
   NormCache norm;
   FfnCache ffn;
   int width = 0;
 };
 // out = x + Dropout(FFN_width(LN(x))). out may not alias x. `width` is local (local_width).
+// The caller keeps x unchanged until the backward (every caller has it in its own cache: the
+// block's h between its sublayers, the resampling tail's a), so the cache holds no copy of it.
 void ffn_sublayer_forward(Backend& be, float* out, FfnSublayerCache& cache, const float* x,
                           const NormParams& norm, const FfnParams& ffn, int64_t B, int64_t n, int d,
                           int width, Activation act, const DropoutSite& drop,
