@@ -4,7 +4,7 @@
 #include <new>
 #include <stdexcept>
 
-#include "core/elementwise.h"
+#include "core/bulk_memory.h"
 #include "core/enum_names.h"
 
 namespace hg {

@@ -10,10 +10,4 @@ void copy(float* out, const float* x, int64_t n);                 // out = x
 void scale_inplace(float* y, float s, int64_t n);                 // y *= s
 double sum_squares(const float* x, int64_t n);                    // Σ x² in double
 
-// memcpy / memset to zero, spread over the rank's threads when large: a step copies and zeroes
-// tens of MiB (sublayer inputs kept for the backward, fresh gradient tensors), and on one thread
-// the others only wait.
-void copy_bytes(void* dst, const void* src, int64_t bytes);
-void zero_bytes(void* dst, int64_t bytes);
-
 }  // namespace hg

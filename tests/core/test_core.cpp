@@ -3,7 +3,7 @@
 #include <cmath>
 #include <vector>
 
-#include "core/elementwise.h"
+#include "core/bulk_memory.h"
 #include "core/gemm.h"
 #include "core/random.h"
 #include "core/tensor.h"
