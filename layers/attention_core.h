@@ -106,8 +106,12 @@ struct AttentionBackwardSlice {
 // them instead of rounding the float32 operands again, which it then never reads (the heads'
 // AttentionHead pointers need only point into valid memory). A layer's cache holds them between
 // its forward and backward. Both are ignored at fp32.
+// A caller may also write the window operands' copies itself before the forward (the CPU
+// attention layer does, from its own row pass: attention.cpp) and say so with window_given; the
+// forward then rounds only the global ones, and clears the flag.
 struct AttentionCopies16 {
   std::vector<uint16_t> bits;
+  bool window_given = false;
 };
 void attention_core_forward(int64_t slices,
                             const std::function<AttentionForwardSlice(int64_t)>& slice,

@@ -9,12 +9,16 @@
 #include <memory>
 #include <string>
 
+#include "core/bf16.h"
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
 #include "layers/cpu/attention_compress.h"
+#include "layers/cpu/attention_core_bf16.h"
 #include "layers/cpu/grow_buffer.h"
+#include "layers/cpu/layernorm_row.h"
 #include "layers/cpu/qkv_projection.h"
+#include "layers/cpu/rope_row.h"
 #include "layers/dconv.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
@@ -69,7 +73,7 @@ void prepare(AttentionCache& c, const AttentionConfig& cfg, int64_t n) {
 // [B, n, H·e] tensors per layer and micro-batch in flight; the gradient buffers live only
 // during one backward.
 struct Workspace {
-  std::vector<float> q_rot, k_att, v_att;  // [B, n, H·e] the window operands (see sources())
+  std::vector<float> q_rot, k_att, v_att;  // [B, n, H·e] the window operands, fp32 (sources())
   std::vector<float> win_mean_k, win_rstd_k, win_mean_v, win_rstd_v;  // [B·n·H] LNw statistics
   std::vector<float> dheads, dq, dq_rot, dk, dv, dk_att, dv_att;
   std::vector<float> dlin[3];       // [B, n, H·e] d(Q, K, V before DConv), fp32
@@ -107,6 +111,57 @@ void window_operands(Workspace& ws, const AttentionCache& c, const AttentionPara
   }
 }
 
+// At bf16 the window operands exist only as the kernel's bfloat16 copies (AttentionCopies16,
+// window_given): window_operands' values, computed row by row with the same per-row LayerNorm
+// and RoPE code (layernorm_row.h, rope_row.h), rounded straight into the slices' rows, with no
+// float32 q_rot, k_att, v_att and no copy pass over them; LNw's statistics go to the cache, for
+// the backward.
+void window_copies16(AttentionCache& c, const AttentionParams& w, const AttentionConfig& cfg,
+                     int64_t B, int64_t n) {
+  const int H = cfg.heads, e = cfg.head_dim, half = e / 2;
+  const int64_t HE = static_cast<int64_t>(H) * e, rows = B * n;
+  const bool ls = cfg.kind == AttentionKind::LongShort;
+  SliceCopies to = copies_layout(c.plan, e);
+  require(to.nk == n && to.nq == n, "attention: the kernel's window copies are not [n, e]");
+  to.base = grow(c.copies16.bits, B * H * to.per_slice);
+  c.copies16.window_given = true;
+  if (cfg.rope) require(c.rope.e == e && c.rope.n >= n, "attention: RoPE table of another shape");
+  if (ls)
+    for (auto* stats : {&c.win_mean_k, &c.win_rstd_k, &c.win_mean_v, &c.win_rstd_v})
+      stats->resize(static_cast<size_t>(rows * H));
+  parallel_for(rows, [&](int64_t bt) {
+    const int64_t b = bt / n, t = bt % n;
+    const float* cs = cfg.rope ? c.rope.cos.data() + t * half : nullptr;
+    const float* sn = cfg.rope ? c.rope.sin.data() + t * half : nullptr;
+    thread_local std::vector<float> normed;  // one head row of LNw(K), before its rotation
+    float* kn = grow(normed, e);
+    for (int h = 0; h < H; ++h) {
+      const int64_t slice = b * H + h, at = bt * HE + static_cast<int64_t>(h) * e, rg = bt * H + h;
+      const float *q = c.q.data() + at, *k = c.k.data() + at, *v = c.v.data() + at;
+      auto into = [](uint16_t* row) { return [row](int j, float y) { row[j] = bf16_bits(y); }; };
+      const auto q16 = into(to.q_window(slice) + t * e), k16 = into(to.k(slice) + t * e),
+                 v16 = into(to.v(slice) + t * e);
+      if (cfg.rope)
+        rope_row<1>(q, cs, sn, half, q16);
+      else
+        for (int j = 0; j < e; ++j) q16(j, q[j]);
+      if (ls) {
+        const float *gain = w.norm_window_gain + h * e, *bias = w.norm_window_bias + h * e;
+        layernorm_rows::layernorm_group(k, gain, bias, e, c.win_mean_k[rg], c.win_rstd_k[rg],
+                                        [kn](int j, float y) { kn[j] = y; });
+        k = kn;
+        layernorm_rows::layernorm_group(v, gain, bias, e, c.win_mean_v[rg], c.win_rstd_v[rg], v16);
+      } else {
+        for (int j = 0; j < e; ++j) v16(j, v[j]);
+      }
+      if (cfg.rope)
+        rope_row<1>(k, cs, sn, half, k16);
+      else
+        for (int j = 0; j < e; ++j) k16(j, k[j]);
+    }
+  });
+}
+
 // Pointers the kernel reads, selected by the configuration (shared by forward and backward).
 struct Sources {
   const float* q_global;  // unrotated Q (long_short's compressed keys)
@@ -129,8 +184,8 @@ Sources sources(const AttentionCache& c, const Workspace& ws, const AttentionCon
   return s;
 }
 
-// The same shapes from the cache alone: valid memory for pointers the bf16 backward's kernel
-// does not read (it reads the forward's bfloat16 copies).
+// The same shapes from the cache alone: valid memory for the window pointers the bf16 kernel
+// does not read (it reads the bfloat16 copies window_copies16 wrote, forward and backward).
 Sources cached_sources(const AttentionCache& c, const AttentionConfig& cfg) {
   const bool ls = cfg.kind == AttentionKind::LongShort;
   return {c.q.data(),
@@ -162,18 +217,6 @@ AttentionHead head_view(const Sources& s, const AttentionConfig& cfg, int64_t n,
   return x;
 }
 
-// At bf16 the forward keeps LNw's statistics in the cache for the backward (which then does not
-// recompute the window operands: see AttentionCache::copies16).
-void keep_window_stats(AttentionCache& c, const Workspace& ws, int64_t n) {
-  auto keep = [n](std::vector<float>& to, const std::vector<float>& from) {
-    to.assign(from.begin(), from.begin() + n);
-  };
-  keep(c.win_mean_k, ws.win_mean_k);
-  keep(c.win_rstd_k, ws.win_rstd_k);
-  keep(c.win_mean_v, ws.win_mean_v);
-  keep(c.win_rstd_v, ws.win_rstd_v);
-}
-
 float* or_unused(float* p, std::vector<float>& unused, int64_t n) {
   return p != nullptr ? p : grow_zero(unused, n);
 }
@@ -201,7 +244,11 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
   }
 
   Workspace& ws = workspace();
-  window_operands(ws, c, w, cfg, B, n);
+  const bool bf16 = matmul_precision() == MatmulPrecision::Bf16;
+  if (bf16)
+    window_copies16(c, w, cfg, B, n);
+  else
+    window_operands(ws, c, w, cfg, B, n);
   if (ls) {
     // Global keys/values: P = u Wp + bp, softmax within each chunk, weighted sums of the
     // post-DConv pre-LN rows, then LNg.
@@ -221,16 +268,16 @@ void attention_forward(float* out, AttentionCache& c, const float* u, const Atte
                       w.norm_global_bias, comp_rows, H, e);
   }
 
-  // Joint softmax attention over every (sequence, head).
-  const Sources src = sources(c, ws, cfg);
+  // Joint softmax attention over every (sequence, head). At bf16 the kernel reads the window
+  // operands from their copies, written above: the cache's tensors stand in for them.
+  const Sources src = bf16 ? cached_sources(c, cfg) : sources(c, ws, cfg);
   float* probs = grow(c.probs, B * H * c.plan.probs_size);
   auto head = [&](int64_t b, int h) { return head_view(src, cfg, n, b, h); };
   // out [rows, d] = concat_h(O_h) Wo (a partial sum under tensor parallelism). At bf16 the heads'
   // output is kept only as the bfloat16 copy its two products (this one and dWo) read: the
   // kernel writes it so, and no product rounds it again.
-  if (matmul_precision() == MatmulPrecision::Bf16) {
+  if (bf16) {
     if (c.heads_out16.size() < static_cast<size_t>(rows * HE)) c.heads_out16.resize(rows * HE);
-    if (ls) keep_window_stats(c, ws, rows * H);
     multihead_attention_forward_bf16(c.heads_out16.data(), probs, B, H, e, c.plan, head,
                                      &c.copies16);
     linear_forward_bf16(out, c.heads_out16.data(), w.wo, nullptr, rows, HE, cfg.d, cfg.d);

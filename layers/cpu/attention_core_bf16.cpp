@@ -34,49 +34,21 @@ T* grown(std::vector<T>& v, int64_t n) {
   return v.data();
 }
 
-// Every slice's operands as bfloat16, rounded once per call (or kept by the forward for the
-// backward: AttentionCopies16), per slice: keys and values [nk + ng, e] each (window rows first,
-// then the global ones) and the queries that score the window keys and the global ones [nq, e]
-// each; and in the backward the output gradient [nq, e] per slice, in a buffer of its own.
-struct SliceCopies {
-  uint16_t* base = nullptr;
-  uint16_t* dout_base = nullptr;
-  int64_t nk = 0, ng = 0, nq = 0, per_slice = 0;
-  int e = 0;
-  uint16_t* k(int64_t s) const { return base + s * per_slice; }
-  uint16_t* v(int64_t s) const { return k(s) + (nk + ng) * e; }
-  uint16_t* k_global(int64_t s) const { return k(s) + nk * e; }
-  uint16_t* v_global(int64_t s) const { return v(s) + nk * e; }
-  uint16_t* q_window(int64_t s) const { return v(s) + (nk + ng) * e; }
-  uint16_t* q_global(int64_t s) const { return q_window(s) + nq * e; }
-  uint16_t* dout(int64_t s) const { return dout_base + s * nq * e; }
-};
-
-// The copies' sizes for a plan; base not yet set.
-SliceCopies copies_layout(const AttentionPlan& plan, int e) {
-  SliceCopies c;
-  for (const AttentionPlan::Block& b : plan.blocks) {
-    c.nk = std::max(c.nk, b.whi);
-    c.ng = std::max(c.ng, b.global);
-  }
-  c.nq = plan.nq;
-  c.e = e;
-  c.per_slice = 2 * (c.nk + c.ng) * e + 2 * c.nq * e;
-  return c;
-}
-
-// Rounds every slice's queries, keys and values into `buffer`.
+// Rounds every slice's queries, keys and values into `buffer`; the window ones only if
+// `window` (else its caller wrote them there: AttentionCopies16::window_given).
 template <class Slice>
 SliceCopies slice_copies(int64_t slices, const Slice& slice, const AttentionPlan& plan, int e,
-                         std::vector<uint16_t>& buffer) {
+                         std::vector<uint16_t>& buffer, bool window = true) {
   SliceCopies c = copies_layout(plan, e);
   c.base = grown(buffer, slices * c.per_slice);
   parallel_for(slices, [&](int64_t s) {
     const AttentionHead h = slice(s).x;
     auto round = [](float f) { return bf16_bits(f); };
-    copy_converted(c.k(s), h.k_window, h.ldw, c.nk, e, round);
-    copy_converted(c.v(s), h.v_window, h.ldw, c.nk, e, round);
-    copy_converted(c.q_window(s), h.q_window, h.ldq, c.nq, e, round);
+    if (window) {
+      copy_converted(c.k(s), h.k_window, h.ldw, c.nk, e, round);
+      copy_converted(c.v(s), h.v_window, h.ldw, c.nk, e, round);
+      copy_converted(c.q_window(s), h.q_window, h.ldq, c.nq, e, round);
+    }
     if (c.ng > 0) {
       copy_converted(c.k_global(s), h.k_global, h.ldg, c.ng, e, round);
       copy_converted(c.v_global(s), h.v_global, h.ldg, c.ng, e, round);
@@ -288,12 +260,30 @@ void attention_core_forward_bf16(int64_t slices,
                                  const AttentionPlan& plan, float scale, int e,
                                  AttentionCopies16* keep) {
   thread_local std::vector<uint16_t> copies;  // the calling thread's
-  const SliceCopies c = slice_copies(slices, slice, plan, e, keep ? keep->bits : copies);
+  const bool window_given = keep != nullptr && keep->window_given;
+  if (window_given)
+    require(static_cast<int64_t>(keep->bits.size()) >= slices * copies_layout(plan, e).per_slice,
+            "attention_core_forward: the given window copies are not this call's");
+  const SliceCopies c =
+      slice_copies(slices, slice, plan, e, keep ? keep->bits : copies, !window_given);
+  if (keep != nullptr) keep->window_given = false;  // for this call only
   const int64_t blocks = static_cast<int64_t>(plan.blocks.size());
   parallel_for_dynamic(slices * blocks, [&](int64_t i) {
     const int64_t s = i / blocks;
     forward_block(slice(s), c, s, plan, i % blocks, scale, e);
   });
+}
+
+SliceCopies copies_layout(const AttentionPlan& plan, int e) {
+  SliceCopies c;
+  for (const AttentionPlan::Block& b : plan.blocks) {
+    c.nk = std::max(c.nk, b.whi);
+    c.ng = std::max(c.ng, b.global);
+  }
+  c.nq = plan.nq;
+  c.e = e;
+  c.per_slice = 2 * (c.nk + c.ng) * e + 2 * c.nq * e;
+  return c;
 }
 
 void attention_core_backward_bf16(int64_t slices,

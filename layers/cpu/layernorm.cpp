@@ -6,60 +6,14 @@
 #include <cstring>
 
 #include "core/parallel_for.h"
+#include "layers/cpu/layernorm_row.h"
 #include "layers/cpu/row_reduce.h"
 
 namespace hg {
 
+using namespace layernorm_rows;
+
 namespace {
-
-// Row sums use a fixed 16-lane split written with GCC vector types: the summation order is
-// fixed by the code (bit-identical whatever the thread count), and it compiles to one zmm
-// accumulator on AVX-512 (two ymm on AVX2). Plain loops over a float[16] accumulator were
-// vectorised across the outer loop with permutes, 4x slower. Vector values are kept inside
-// function bodies (never parameters or results) so the ABI does not depend on -march.
-constexpr int kLanes = 16;
-typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
-
-inline void load_lanes(Lanes& v, const float* p) { std::memcpy(&v, p, sizeof v); }
-
-inline float sum_lanes(const Lanes& v) {
-  float a[kLanes];
-  std::memcpy(a, &v, sizeof a);
-  float s = 0.0f;
-  for (int l = 0; l < kLanes; ++l) s += a[l];
-  return s;
-}
-
-// Σ x[c]
-inline float row_sum(const float* x, int C) {
-  Lanes acc = {}, v;
-  int c = 0;
-  for (; c + kLanes <= C; c += kLanes) {
-    load_lanes(v, x + c);
-    acc += v;
-  }
-  float tail[kLanes] = {};
-  for (int l = 0; c < C; ++c, ++l) tail[l] = x[c];
-  load_lanes(v, tail);
-  acc += v;
-  return sum_lanes(acc);
-}
-
-// Σ (x[c] - m)²
-inline float row_sum_sq_dev(const float* x, float m, int C) {
-  Lanes acc = {}, v;
-  int c = 0;
-  for (; c + kLanes <= C; c += kLanes) {
-    load_lanes(v, x + c);
-    v -= m;
-    acc += v * v;
-  }
-  float tail[kLanes] = {};
-  for (int l = 0; c < C; ++c, ++l) tail[l] = (x[c] - m) * (x[c] - m);
-  load_lanes(v, tail);
-  acc += v;
-  return sum_lanes(acc);
-}
 
 // sum_d = Σ dy·w,  sum_dn = Σ dy·w·norm,  norm = (x - m)·s
 inline void row_sums_backward(float& sum_d, float& sum_dn, const float* x, const float* dy,
@@ -100,13 +54,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
     float* y = out + r * width + static_cast<int64_t>(g) * C;        // [C]
     const float* w = gain + static_cast<int64_t>(g) * C;
     const float* b = bias + static_cast<int64_t>(g) * C;
-    // Two passes (mean, then squared deviations): E[x²] - mean² cancels badly when |mean| >> std.
-    const float m = row_sum(x, C) / static_cast<float>(C);
-    const float var = row_sum_sq_dev(x, m, C) / static_cast<float>(C);  // biased, as the spec says
-    const float s = 1.0f / std::sqrt(var + kLayerNormEps);
-    for (int c = 0; c < C; ++c) y[c] = (x[c] - m) * s * w[c] + b[c];
-    mean[rg] = m;
-    rstd[rg] = s;
+    layernorm_group(x, w, b, C, mean[rg], rstd[rg], [y](int c, float v) { y[c] = v; });
   });
 }
 

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/parallel_for.h"
+#include "layers/cpu/rope_row.h"
 
 namespace hg {
 
@@ -32,12 +33,7 @@ void rope_apply(float* out, const float* x, const RopeTable& table, int64_t B, i
     for (int h = 0; h < heads; ++h) {
       const float* z = x + bt * width + static_cast<int64_t>(h) * e;
       float* y = out + bt * width + static_cast<int64_t>(h) * e;
-      for (int i = 0; i < half; ++i) {
-        const float x0 = z[2 * i], x1 = z[2 * i + 1];
-        const float c = cs[i], s = kSign * sn[i];
-        y[2 * i] = x0 * c - x1 * s;
-        y[2 * i + 1] = x0 * s + x1 * c;
-      }
+      rope_row<kSign>(z, cs, sn, half, [y](int j, float v) { y[j] = v; });
     }
   });
 }

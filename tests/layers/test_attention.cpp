@@ -15,11 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/parallel_for.h"
 #include "layers/attention.h"
 #include "layers/attention_core.h"
+#include "layers/cpu/attention_core_bf16.h"
 #include "layers/dconv.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
@@ -648,6 +650,58 @@ TEST(AttentionCpu, Bf16KeptOperandsBelongToTheirLayer) {
   EXPECT_EQ(gb.wk, gb2.wk);
   EXPECT_EQ(ga2.du, ga3.du);
   EXPECT_EQ(ga2.wv, ga3.wv);
+}
+
+// At bf16 the CPU layer writes the window operands straight into its kernel's bfloat16 copies
+// (attention.cpp's window_copies16, one pass per row): they must be the rounding of what the
+// float32 passes compute (RoPE(Q) or Q; RoPE(LNw(K)), LNw(K), RoPE(K) or K; LNw(V) or V), and
+// LNw's statistics those of layernorm_forward, for every kind of configuration.
+TEST(AttentionCpu, Bf16WindowCopiesAreTheRoundedWindowOperands) {
+  const MatmulPrecisionScope bf16(MatmulPrecision::Bf16);
+  const AttentionConfig configs[] = {long_short(8, 2, 4, 6, 4, 2, true, true),
+                                     long_short(8, 2, 4, 8, 4, 1, false, false),
+                                     with_stored_heads(long_short(8, 2, 4, 6, 4, 2, true, true), 3),
+                                     full(8, 2, 4, true, true), full(8, 3, 4, false, true)};
+  for (const AttentionConfig& cfg : configs) {
+    SCOPED_TRACE(describe(cfg));
+    Layer l(cpu_backend(), cfg, 2, 16, 96);
+    l.forward();
+    const AttentionCache& c = l.cache;
+    const int H = cfg.heads, e = cfg.head_dim;
+    const int64_t B = l.B, n = l.n, rows = B * n, HE = int64_t(H) * e;
+    const bool ls = cfg.kind == AttentionKind::LongShort;
+    std::vector<float> q = c.q, k = c.k, v = c.v;
+    std::vector<float> mean_k(rows * H), rstd_k(rows * H), mean_v(rows * H), rstd_v(rows * H);
+    if (ls) {
+      layernorm_forward(k.data(), mean_k.data(), rstd_k.data(), c.k.data(), l.nw_gain.data(),
+                        l.nw_bias.data(), rows, H, e);
+      layernorm_forward(v.data(), mean_v.data(), rstd_v.data(), c.v.data(), l.nw_gain.data(),
+                        l.nw_bias.data(), rows, H, e);
+      EXPECT_EQ(c.win_mean_k, mean_k);
+      EXPECT_EQ(c.win_rstd_k, rstd_k);
+      EXPECT_EQ(c.win_mean_v, mean_v);
+      EXPECT_EQ(c.win_rstd_v, rstd_v);
+    }
+    if (cfg.rope) {
+      rope_forward(q.data(), c.rope, B, n, H, e);
+      rope_forward(k.data(), c.rope, B, n, H, e);
+    }
+    SliceCopies copies = copies_layout(c.plan, e);
+    copies.base = const_cast<uint16_t*>(c.copies16.bits.data());  // read only
+    int64_t wrong[3] = {0, 0, 0};
+    for (int64_t b = 0; b < B; ++b)
+      for (int h = 0; h < H; ++h)
+        for (int64_t t = 0; t < n; ++t)
+          for (int j = 0; j < e; ++j) {
+            const int64_t s = b * H + h, at = (b * n + t) * HE + int64_t(h) * e + j;
+            wrong[0] += copies.q_window(s)[t * e + j] != bf16_bits(q[at]);
+            wrong[1] += copies.k(s)[t * e + j] != bf16_bits(k[at]);
+            wrong[2] += copies.v(s)[t * e + j] != bf16_bits(v[at]);
+          }
+    EXPECT_EQ(wrong[0], 0) << "window queries";
+    EXPECT_EQ(wrong[1], 0) << "window keys";
+    EXPECT_EQ(wrong[2], 0) << "window values";
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
