@@ -12,7 +12,9 @@ set -euo pipefail
 
 HOURGLASS=$(realpath "$1")
 SOURCE=$(cd "$(dirname "$0")/../.." && pwd)
-STEPS=${HG_SLURM_TEST_STEPS:-300}
+# Enough steps that the run outlasts the poll for step 30 plus scancel's latency many times over:
+# with 300, a fast machine (~1000 tiny steps/s) finished the job before USR1 reached it.
+STEPS=${HG_SLURM_TEST_STEPS:-2000}
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "SKIP: starting a local Slurm needs root"
