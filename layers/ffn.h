@@ -33,7 +33,8 @@ inline void shape_ffn_cache(FfnCache& cache, int64_t rows, int width, Device dev
       *t = Tensor({rows, width}, device);
 }
 
-// inp [rows, d] -> out [rows, d] (=).
+// inp [rows, d] -> out [rows, d] (=). b2 may be null (tensor parallelism adds it after the sum);
+// b1, and db1 below, may not.
 void ffn_forward(float* out, FfnCache& cache, const float* inp, const float* w1, const float* b1,
                  const float* w2, const float* b2, int64_t rows, int d, int F, int width,
                  Activation act);

@@ -4,7 +4,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <vector>
 
 #include "core/gemm.h"
 #include "layers/linear.h"
@@ -42,15 +41,12 @@ void ffn_forward(float* out, FfnCache& cache, const float* inp, const float* w1,
   // pre [rows, width] = inp [rows, d] · w1[:, :width] (row stride F); b1 joins in the
   // activation's pass, which writes act(pre + b1[:width]) (and pre + b1 itself, for the backward).
   linear_forward(cache.pre.data(), inp, w1, nullptr, rows, d, width, F);
-  const std::vector<float> no_bias(b1 == nullptr ? width : 0, 0.0f);
-  const float* bias = b1 != nullptr ? b1 : no_bias.data();
   // out [rows, d] = act [rows, width] · w2[:width, :] + b2: a row prefix of w2 is contiguous.
   if (hidden_in_bf16()) {
-    bias_activation_forward(cache.pre.data(), nullptr, cache.act_bf16.data(), bias, rows, width,
-                            act);
+    bias_activation_forward(cache.pre.data(), nullptr, cache.act_bf16.data(), b1, rows, width, act);
     linear_forward_bf16(out, cache.act_bf16.data(), w2, b2, rows, width, d, d);
   } else {
-    bias_activation_forward(cache.pre.data(), cache.act.data(), nullptr, bias, rows, width, act);
+    bias_activation_forward(cache.pre.data(), cache.act.data(), nullptr, b1, rows, width, act);
     linear_forward(out, cache.act.data(), w2, b2, rows, width, d, d);
   }
 }
@@ -61,12 +57,10 @@ void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, c
   check_ffn_width(F, width);
   // db1 [width] gets its column sums in the activation's backward pass (no second pass over the
   // hidden gradient, and at bf16 no float32 copy of it at all).
-  std::vector<float> no_db1(db1 == nullptr ? width : 0, 0.0f);
-  float* dbias = db1 != nullptr ? db1 : no_db1.data();
   float* dhidden = scratch;  // [rows, width]: d(act), then d(pre) in place
   if (!hidden_in_bf16()) {
     linear_backward(dhidden, dw2, db2, dout, cache.act.data(), w2, rows, width, d, d);
-    bias_activation_backward(dhidden, nullptr, dbias, dhidden, cache.pre.data(), rows, width, act);
+    bias_activation_backward(dhidden, nullptr, db1, dhidden, cache.pre.data(), rows, width, act);
     linear_backward(dinp, dw1, nullptr, dhidden, inp, w1, rows, d, width, F);
     return;
   }
@@ -77,7 +71,7 @@ void ffn_backward(float* dinp, float* dw1, float* db1, float* dw2, float* db2, c
   const std::unique_ptr<uint16_t[]> dhidden16(new uint16_t[static_cast<size_t>(rows) * width]);
   linear_backward_bf16(dhidden, dw2, db2, dout, dout16.get(), nullptr, cache.act_bf16.data(), w2,
                        rows, width, d, d);
-  bias_activation_backward(nullptr, dhidden16.get(), dbias, dhidden, cache.pre.data(), rows, width,
+  bias_activation_backward(nullptr, dhidden16.get(), db1, dhidden, cache.pre.data(), rows, width,
                            act);
   linear_backward_bf16(dinp, dw1, nullptr, nullptr, dhidden16.get(), inp, nullptr, w1, rows, d,
                        width, F);
