@@ -12,7 +12,8 @@
 #      loss compared; pp 2 with two ranks sharing the GPU against one rank; tokens/s and MFU
 #      against the bf16 peak of step 3, for the reference and a wider model (d 1024, 16 heads,
 #      ffn 4096); sampling from the GPU run's checkpoint on the GPU, with cached decoding and with
-#      --no-cache, against the CPU's text.
+#      --no-cache, against the CPU's text; then bf16 with the native attention against cuDNN's
+#      (run.attention_backend cudnn): tokens/s and the losses, reference and wide models.
 # Output: the console, and $OUT/device_check.log with the gtest XML and the runs' metrics beside it.
 #
 # A dry run of step 4's logic without a GPU (the emulated device of an HG_CUDA_EMULATION build,
@@ -40,11 +41,17 @@ for dir in "$CUBLAS_DIR" /usr/local/cuda/lib64 /usr/local/cuda/lib; do
   [ -n "$dir" ] && [ -e "$dir/libnccl.so.2" ] && { NCCL_DIR=$dir; break; }
 done
 [ -n "$NCCL_DIR" ] || NCCL_DIR=$(dirname "$(timeout 60 find / -xdev -name 'libnccl.so.2*' 2>/dev/null | head -n 1)" 2>/dev/null)
-export LD_LIBRARY_PATH="$BUNDLE/lib:${CUBLAS_DIR}:${NCCL_DIR}:${LD_LIBRARY_PATH:-}"
+# cuDNN 9 (opened by dlopen for run.attention_backend cudnn): CUDA's own, else pip's nvidia-cudnn-cu13.
+CUDNN_DIR=
+for dir in "$CUBLAS_DIR" /usr/local/cuda/lib64 /usr/local/cuda/lib; do
+  [ -n "$dir" ] && [ -e "$dir/libcudnn.so.9" ] && { CUDNN_DIR=$dir; break; }
+done
+[ -n "$CUDNN_DIR" ] || CUDNN_DIR=$(dirname "$(timeout 60 find / -xdev -name 'libcudnn.so.9*' 2>/dev/null | head -n 1)" 2>/dev/null)
+export LD_LIBRARY_PATH="$BUNDLE/lib:${CUBLAS_DIR}:${NCCL_DIR}:${CUDNN_DIR}:${LD_LIBRARY_PATH:-}"
 echo "== 1. machine"
 date -u
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv || echo "nvidia-smi failed"
-echo "cuBLAS from: ${CUBLAS_DIR:-not found}; NCCL from: ${NCCL_DIR:-not found}"
+echo "cuBLAS from: ${CUBLAS_DIR:-not found}; NCCL from: ${NCCL_DIR:-not found}; cuDNN from: ${CUDNN_DIR:-not found}"
 missing=0
 for binary in "$BUNDLE"/bin/*; do
   if ldd "$binary" | grep "not found"; then missing=1; fi
@@ -163,14 +170,35 @@ throughput() {  # throughput NAME
   flop_mb=$(awk '$1 == "total" {v = $3; u = $4; m = 1; if (u ~ /^k/) m = 1e3; if (u ~ /^M/) m = 1e6;
     if (u ~ /^G/) m = 1e9; if (u ~ /^T/) m = 1e12; if (u ~ /^P/) m = 1e15; print v * m; exit}' "$RUNS/$1.log")
   grep -o '"seconds": [0-9.]*' "$OUT/$1.metrics.jsonl" | awk -v f="${flop_mb:-0}" -v mb="$MICRO_BATCHES" \
-    -v peak="${peak_tf:-0}" -v name="$1" -v tokens="$TOKENS" \
+    -v peak="${peak_tf:-0}" -v name="$1" -v tokens="$TOKENS" -v prec="${PRECISION:-fp32}" \
     '{a[NR] = $2} END {if (!NR) {print name ": no steps"; exit}
      first = 1; if (NR > 5) first = 6
      for (i = first; i <= NR; i++) {s += a[i]; n++}; t = s / n; tf = f * mb / t / 1e12;
-     printf "%s: %.4f s/step, %.0f tokens/s, %.3g TFLOP/s, MFU %.1f%% of the bf16 peak %s TF (fp32 training)\n",
-       name, t, tokens / t, tf, (peak > 0 ? 100 * tf / peak : 0), peak}'
+     printf "%s: %.4f s/step, %.0f tokens/s, %.3g TFLOP/s, MFU %.1f%% of the bf16 peak %s TF (%s training)\n",
+       name, t, tokens / t, tf, (peak > 0 ? 100 * tf / peak : 0), peak, prec}'
 }
 throughput gpu
+REFERENCE=("${MODEL[@]}")
 MODEL=("${WIDE[@]}")
 train wide 1 --run.device cuda --train.steps "$SHORT" && throughput wide
+# 4e. train.precision bf16, the native attention kernels against cuDNN's fused SDPA
+# (run.attention_backend cudnn: the window and full attentions in cuDNN, the compressed chunks in
+# the hand kernel, merged through the log-sum-exps), reference and wide models: tokens/s of each,
+# and the losses compared. cuDNN returns bf16 outputs and gradients where the native path keeps
+# them float32 (relative 2^-9 per value), so the runs drift apart faster than 4a's: 2e-2
+# relative over SHORT steps is loose for rounding and tight for a wrong band or merge (a model
+# that attends to the wrong keys stops learning: its loss stays ~0.3 nats above).
+PRECISION=bf16
+for model in reference wide; do
+  if [ "$model" = reference ]; then MODEL=("${REFERENCE[@]}"); else MODEL=("${WIDE[@]}"); fi
+  train "${model}_bf16" 1 --run.device cuda --train.precision bf16 --train.steps "$SHORT" &&
+    throughput "${model}_bf16"
+  if ! train "${model}_cudnn" 1 --run.device cuda --train.precision bf16 --train.steps "$SHORT" \
+    --run.attention_backend cudnn; then
+    echo "$model: the cudnn run failed (its log above): no comparison"; continue
+  fi
+  throughput "${model}_cudnn"
+  join <(losses "${model}_cudnn") <(losses "${model}_bf16") | awk -v steps="$SHORT" -v name="$model" '{d = $2 - $3; if (d < 0) d = -d; r = d / $3;
+    if (r >= worst) {worst = r; at = $1}} END {printf "%s: cudnn vs native attention (bf16), %d steps: worst relative loss difference %.3g at step %s: %s (tolerance 2e-2)\n", name, NR, worst, at, (NR == steps && worst <= 2e-2) ? "PASS" : "FAIL"}'
+done
 exit "$status"

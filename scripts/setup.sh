@@ -32,3 +32,10 @@ if ! "$VENV/bin/python" -c "import tensorboard" 2>/dev/null; then
   /usr/bin/python3 -m venv --system-site-packages "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "tensorboard==2.21.0"
 fi
+# cuDNN's header-only C++ frontend, for run.attention_backend cudnn (layers/cuda/cudnn_attention.cpp):
+# only where CUDA is, since nothing else uses it; layers/CMakeLists.txt finds it in the venv.
+if [ -x /usr/local/cuda/bin/nvcc ] &&
+   ! ls "$VENV"/lib/python3*/site-packages/include/cudnn_frontend.h >/dev/null 2>&1; then
+  echo "setup: installing the cuDNN frontend headers into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "nvidia-cudnn-frontend==1.32.0"
+fi

@@ -10,6 +10,7 @@
 
 #include "core/device.h"
 #include "core/gemm.h"
+#include "layers/attention_backend.h"
 #include "model/model_config.h"
 #include "parallel/communicator.h"
 #include "parallel/schedule.h"
@@ -58,10 +59,10 @@ struct ParallelConfig {
   int pp = 1;
   int tp = 1;
   ScheduleKind schedule = ScheduleKind::OneFOneB;
-  int virtual_stages = 1;  // interleaved: chunks per rank v (the model is cut into pp·v pieces)
-  std::string stages;      // "" = automatic; else unit counts per (virtual) stage, e.g. "5,4,6"
-  double timeout = 600;           // seconds any blocking wait may take before the job aborts
-  double grad_bucket_mb = 4;      // data-parallel gradient all-reduce bucket (MiB), grad_buckets.h
+  int virtual_stages = 1;     // interleaved: chunks per rank v (the model is cut into pp·v pieces)
+  std::string stages;         // "" = automatic; else unit counts per (virtual) stage, e.g. "5,4,6"
+  double timeout = 600;       // seconds any blocking wait may take before the job aborts
+  double grad_bucket_mb = 4;  // data-parallel gradient all-reduce bucket (MiB), grad_buckets.h
   int zero = 0;  // 1: ZeRO-1, moments and the update sharded over dp (§9.3, grad_buckets.h)
   // run.device cuda: what carries tp, pp and dp traffic (docs/cuda.md, "Which communicator").
   CommunicatorChoice communicator = CommunicatorChoice::Auto;
@@ -74,8 +75,8 @@ inline int64_t grad_bucket_bytes(const ParallelConfig& p) {
 }
 
 struct CheckpointConfig {
-  std::string dir;        // "" = <run.dir>/checkpoints
-  int64_t every = 0;      // 0 = only at the end
+  std::string dir;    // "" = <run.dir>/checkpoints
+  int64_t every = 0;  // 0 = only at the end
   int keep = 3;
   std::string resume = "none";  // none | auto | FILE
   std::string init_from;        // FILE: weights only, fresh optimizer, step 0
@@ -83,8 +84,8 @@ struct CheckpointConfig {
 
 struct LogConfig {
   int64_t every = 10;
-  std::string metrics;  // "" = <run.dir>/metrics.jsonl
-  std::string trace;    // "" = no trace
+  std::string metrics;      // "" = <run.dir>/metrics.jsonl
+  std::string trace;        // "" = no trace
   std::string tensorboard;  // "" = none; else a directory of TensorBoard event files (§9.5)
 };
 
@@ -101,7 +102,9 @@ struct RunConfig {
   std::string dir = "runs/default";
   int threads = 0;  // 0 = OpenMP's default
   Device device = Device::Cpu;
-  double time_limit = 0;       // seconds; 0 = none
+  // run.device cuda: native (the hand kernels) or cudnn (layers/attention_backend.h).
+  AttentionBackend attention_backend = AttentionBackend::Native;
+  double time_limit = 0;  // seconds; 0 = none
   // GiB per node that `train` may fill (trainer/memory_estimate.h): 0 = detect (the smaller of
   // MemTotal and the cgroup limit), > 0 = this many, < 0 = no check.
   double memory_limit_gb = 0;

@@ -313,6 +313,16 @@ void set_training_precision(MatmulPrecision precision, Device device) {
   set_matmul_precision(precision);
 }
 
+// run.attention_backend (validated against run.device and train.precision by parse_config):
+// cudnn also needs a cuDNN this process can load, checked here before any compute.
+void set_training_attention(AttentionBackend backend) {
+  if (backend == AttentionBackend::Cudnn) {
+    const std::string why = cudnn_attention_unavailable_reason();
+    require(why.empty(), "run.attention_backend = cudnn: " + why + "; use native");
+  }
+  set_attention_backend(backend);
+}
+
 // Every check that can fail on bad input, before any compute; collective.
 void set_up(TrainingRun& run, const std::vector<std::string>& args) {
   collective_setup(MPI_COMM_WORLD, [&] {
@@ -327,6 +337,7 @@ void set_up(TrainingRun& run, const std::vector<std::string>& args) {
     comm::set_timeout(config.parallel.timeout);
     set_num_threads(config.run.threads);
     set_training_precision(config.train.precision, config.run.device);
+    set_training_attention(config.run.attention_backend);
     check_run_directories(run);
     build_stage(run);
     open_data(run);
@@ -340,8 +351,9 @@ void print_layout(const TrainingRun& run) {
   const std::string products =
       config.run.device == Device::Cpu
           ? std::string(gemm_library()) + " in " + enum_name(config.train.precision)
-          : std::string("cuBLAS in ") + enum_name(config.train.precision) +
-                " on run.device cuda (a GPU per rank by node-local rank; traffic: tp " +
+          : std::string("cuBLAS in ") + enum_name(config.train.precision) + ", attention " +
+                enum_name(config.run.attention_backend) +
+                ", on run.device cuda (a GPU per rank by node-local rank; traffic: tp " +
                 run.comms.tp->name() + ", pp " + run.comms.pp->name() + ", dp " +
                 run.comms.dp->name() + ")";
   std::printf(

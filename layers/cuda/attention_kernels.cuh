@@ -118,7 +118,7 @@ __global__ void attention_forward_kernel(float* out, float* lse, AttentionOperan
   const int64_t t = at.q0 + w.row, row = (w.b * x.nq + w.row) * HE + head;
   OnlineSoftmax acc;
   float q[kChannelsPerLane];
-  const int64_t G = global_len(x.mask, t);
+  const int64_t G = x.segments & kGlobalSegment ? global_len(x.mask, t) : 0;
   if (G > 0) {
     load_lane(q, x.q_global + row, x.e, x.bf16);
     const float* kg = x.k_global + w.b * at.g_rows * HE + head;
@@ -126,19 +126,27 @@ __global__ void attention_forward_kernel(float* out, float* lse, AttentionOperan
     for (int64_t g = 0; g < G; ++g)
       acc.add(dot_lane(q, kg + g * HE, x.e, x.bf16) * x.scale, vg + g * HE, x.e, x.bf16);
   }
-  load_lane(q, x.q_window + row, x.e, x.bf16);
-  const float* kw = x.k_window + w.b * at.k_rows * HE + head;
-  const float* vw = x.v_window + w.b * at.k_rows * HE + head;
-  for (int64_t j = window_lo(x.mask, t); j < window_hi(x.mask, t, x.nk); ++j)
-    acc.add(dot_lane(q, kw + j * HE, x.e, x.bf16) * x.scale, vw + j * HE, x.e, x.bf16);
+  if (x.segments & kWindowSegment) {
+    load_lane(q, x.q_window + row, x.e, x.bf16);
+    const float* kw = x.k_window + w.b * at.k_rows * HE + head;
+    const float* vw = x.v_window + w.b * at.k_rows * HE + head;
+    for (int64_t j = window_lo(x.mask, t); j < window_hi(x.mask, t, x.nk); ++j)
+      acc.add(dot_lane(q, kw + j * HE, x.e, x.bf16) * x.scale, vw + j * HE, x.e, x.bf16);
+  }
+  // A row that sees no key (only possible for the global segment alone, before the first whole
+  // chunk): output 0 and log-sum-exp -inf, so the merge gives it weight 0.
+  const bool seen = acc.l > 0.0f;
   const int lane = static_cast<int>(threadIdx.x % kWarp);
   for (int i = 0; i < kChannelsPerLane; ++i)
-    if (lane + i * kWarp < x.e) out[row + lane + i * kWarp] = acc.o[i] / acc.l;
-  if (lane == 0 && lse != nullptr) lse[blockIdx.y * x.nq + w.row] = acc.m + logf(acc.l);
+    if (lane + i * kWarp < x.e) out[row + lane + i * kWarp] = seen ? acc.o[i] / acc.l : 0.0f;
+  if (lane == 0 && lse != nullptr)
+    lse[blockIdx.y * x.nq + w.row] = seen ? acc.m + logf(acc.l) : -INFINITY;
 }
 
 // Per query row: D = dO·O (the softmax backward's row term, saved to delta [B·H, nq]), then
-// dq = scale · Σ_j p_j (dO·v_j - D) k_j over each segment's keys, p_j = exp(s_j - lse).
+// dq = scale · Σ_j p_j (dO·v_j - D) k_j over each segment's keys, p_j = exp(s_j - lse). Only the
+// segments of x.segments: out and lse are the joint softmax's, so a segment alone gets its exact
+// share (attention_split.h).
 __global__ void attention_backward_query_kernel(AttentionGrads g, float* delta, const float* dout,
                                                 const float* out, const float* lse,
                                                 AttentionOperands x) {
@@ -156,6 +164,7 @@ __global__ void attention_backward_query_kernel(AttentionGrads g, float* delta, 
   if (lane == 0) delta[blockIdx.y * x.nq + t] = D;
   for (int segment = 0; segment < 2; ++segment) {  // 0: global keys, 1: window keys
     const bool global = segment == 0;
+    if (!(x.segments & (global ? kGlobalSegment : kWindowSegment))) continue;
     if (global && global_len(x.mask, t) == 0) {
       if (g.dq_global != nullptr)
         for (int i = 0; i < kChannelsPerLane; ++i)
@@ -191,6 +200,7 @@ __global__ void attention_backward_key_kernel(AttentionGrads g, const float* dou
   if (w.row >= x.nk + nglobal) return;
   const int64_t HE = static_cast<int64_t>(x.H) * x.e, head = static_cast<int64_t>(w.h) * x.e;
   const bool global = w.row >= x.nk;
+  if (!(x.segments & (global ? kGlobalSegment : kWindowSegment))) return;  // the whole warp
   const int64_t j = global ? w.row - x.nk : w.row;
   const int64_t key = (w.b * (global ? nglobal : x.nk) + j) * HE + head;
   const float* q = (global ? x.q_global : x.q_window) + w.b * x.nq * HE + head;

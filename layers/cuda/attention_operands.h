@@ -17,6 +17,11 @@ namespace hg::cuda {
 //   global segment: global keys [0, (t/chunk)·rank), scored with q_global (rank 0: none); global
 //     key g = c·rank + ρ is chunk c's ρ-th compressed key.
 enum MaskKind : int { kCausalMask = 0, kFunnelDownMask = 1, kFunnelUpMask = 2 };
+// Which key segments a call covers (AttentionOperands::segments). Both: the joint softmax. One:
+// that segment's own softmax (forward: its output and log-sum-exp, merged with the other's by
+// attention_split.h), or (backward, given the JOINT output and log-sum-exp) that segment's share
+// of the joint gradients, exact as in ring attention.
+enum KeySegments : int { kGlobalSegment = 1, kWindowSegment = 2, kBothSegments = 3 };
 struct KeyMask {
   int kind = kCausalMask;
   int64_t window = 0;  // Causal
@@ -42,6 +47,7 @@ struct AttentionOperands {
   // rounded to bfloat16 as the kernels read them (q, k, v, dO, the probabilities and dS), as the
   // CPU rounds them as gemm operands; sums, the softmax and the log-sum-exp stay float32.
   bool bf16 = false;
+  int segments = kBothSegments;  // KeySegments
 };
 
 // Where a forward's query rows and keys sit in their buffers (attention_forward_kernel). The

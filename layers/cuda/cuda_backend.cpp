@@ -13,6 +13,8 @@
 #include "core/random.h"
 #include "layers/cross_entropy.h"
 #include "layers/cuda/attention_layers.h"
+#include "layers/cuda/attention_split.h"
+#include "layers/cuda/cudnn_attention.h"
 #include "layers/cuda/decode_layers.h"
 #include "layers/cuda/ffn_layer.h"
 #include "layers/cuda/ops.h"
@@ -166,13 +168,30 @@ class CudaBackend final : public Backend {
                                int e) const {
     cuda::chunk_compress_backward(dx, dprobs, dcomp, x, probs, B, n, l, H, r, e);
   }
+  // run.attention_backend cudnn (layers/attention_backend.h): the joint softmax split, its window
+  // segment in cuDNN (attention_split.h); the segment calls that makes come back here as native.
+  static bool on_cudnn(const cuda::AttentionOperands& x) {
+    return cuda::cudnn_attention_on() && x.segments == cuda::kBothSegments &&
+           cuda::cudnn_window_fits(x);
+  }
   void attention_core_forward(float* out, float* lse, const cuda::AttentionOperands& x) const {
-    cuda::attention_core_forward(out, lse, x);
+    if (on_cudnn(x))
+      cuda::split_attention_forward(*this, cuda::cudnn_window(), out, lse, x);
+    else
+      cuda::attention_core_forward(out, lse, x);
   }
   void attention_core_backward(const cuda::AttentionGrads& g, float* delta, const float* dout,
                                const float* out, const float* lse,
                                const cuda::AttentionOperands& x) const {
-    cuda::attention_core_backward(g, delta, dout, out, lse, x);
+    if (on_cudnn(x))
+      cuda::split_attention_backward(*this, cuda::cudnn_window(), g, delta, dout, out, lse, x);
+    else
+      cuda::attention_core_backward(g, delta, dout, out, lse, x);
+  }
+  void attention_merge(float* out, float* lse, const float* out_a, const float* lse_a,
+                       const float* out_b, const float* lse_b,
+                       const cuda::AttentionOperands& x) const {
+    cuda::attention_merge(out, lse, out_a, lse_a, out_b, lse_b, x);
   }
   void activation_forward(float* out, const float* inp, int64_t n, Activation act) const {
     cuda::activation_forward(out, inp, n, on_device(act));

@@ -122,6 +122,14 @@ void attention_core_decode(float* out, const AttentionOperands& x, const QueryPl
 // dq_* (=), dk_*/dv_* (+=); delta [B·H, nq] is a workspace; out and lse from the forward.
 void attention_core_backward(const AttentionGrads& g, float* delta, const float* dout,
                              const float* out, const float* lse, const AttentionOperands& x);
+// The split attention's merge (attention_split.h, attention_split_kernels.cuh): out [B, nq, H·e]
+// and lse [B·H, nq] (=) of the joint softmax from the two segments' own outputs and log-sum-exps.
+void attention_merge(float* out, float* lse, const float* out_a, const float* lse_a,
+                     const float* out_b, const float* lse_b, const AttentionOperands& x);
+// n floats to bfloat16 bit patterns (core/bf16.h's rounding) and back (exact; += when accumulate):
+// a fused attention's operands and results (cudnn_attention.cpp).
+void round_to_bf16(uint16_t* out, const float* x, int64_t n);
+void widen_bf16(float* y, const uint16_t* x, int64_t n, bool accumulate);
 // layers/rope.h on x [B, n, H·e] in place, cos/sin [n, e/2] the host table's device copies;
 // inverse = the backward's rotation.
 void rope(float* x, const float* cos_table, const float* sin_table, int64_t B, int64_t n, int H,

@@ -14,6 +14,7 @@
 #include "layers/cuda/attention_compress_kernels.cuh"
 #include "layers/cuda/attention_kernels.cuh"
 #include "layers/cuda/attention_operands.h"
+#include "layers/cuda/attention_split_kernels.cuh"
 #include "layers/cuda/dconv_kernels.cuh"
 #include "layers/cuda/elementwise_kernels.cuh"
 #include "layers/cuda/layernorm_kernels.cuh"
@@ -90,6 +91,11 @@ struct EmulatedOps {
                                const float* out, const float* lse,
                                const cuda::AttentionOperands& x) const {
     cuda::launch_attention_backward(launch, g, delta, dout, out, lse, x);
+  }
+  void attention_merge(float* out, float* lse, const float* out_a, const float* lse_a,
+                       const float* out_b, const float* lse_b,
+                       const cuda::AttentionOperands& x) const {
+    cuda::launch_attention_merge(launch, out, lse, out_a, lse_a, out_b, lse_b, x.B, x.nq, x.H, x.e);
   }
   void activation_forward(float* out, const float* inp, int64_t n, Activation act) const {
     cuda::launch_activation_forward(launch, out, inp, n, act == Activation::Relu2);

@@ -20,6 +20,7 @@
 #include "core/gemm.h"
 #include "core/parallel_for.h"
 #include "layers/attention.h"
+#include "layers/attention_backend.h"
 #include "layers/attention_core.h"
 #include "layers/cpu/attention_core_bf16.h"
 #include "layers/dconv.h"
@@ -602,6 +603,53 @@ TEST_P(Attention, Deterministic) {
   EXPECT_EQ(ga.du, gb.du);
   EXPECT_EQ(ga.proj_weight, gb.proj_weight);
   EXPECT_EQ(ga.nw_gain, gb.nw_gain);
+}
+
+// run.attention_backend cudnn (layers/cuda/attention_split.h, cudnn_attention.h) against the
+// native kernels, both on the GPU at train.precision bf16: long-short (a band narrower than n, and
+// w = n) and full attention, forward and every gradient; and cuDNN's run twice gives the same bits
+// (its deterministic backward). Skipped without a GPU or a loadable cuDNN: NOT YET RUN ANYWHERE.
+//
+// Tolerance: both sides round q, k, v, dO to bfloat16 the same way. cuDNN also returns O and
+// dQ, dK, dV as bfloat16 (relative 2^-9 = 0.2%) and rounds its probabilities at other points than
+// the native kernel (2^-9 per term, of random sign over the window's keys); Wo and the
+// projections' backward then sum such errors over H·e = 64 terms, so they stay ~2^-8 of the
+// values' scale. 1% of the largest |value| plus 2% relative is 2-5x that; a wrong band (one key
+// more or less) or a wrong merge weight moves values by tens of percent.
+TEST(AttentionCuda, CudnnMatchesNativeWithinBf16Rounding) {
+  if (const std::string why = unavailable_reason(Device::Cuda); !why.empty()) GTEST_SKIP() << why;
+  if (const std::string why = cudnn_attention_unavailable_reason(); !why.empty())
+    GTEST_SKIP() << why;
+  const MatmulPrecisionScope bf16(MatmulPrecision::Bf16);
+  struct Reset {
+    ~Reset() { set_attention_backend(AttentionBackend::Native); }
+  } reset;
+  Backend& cuda = backend_for(Device::Cuda);
+  for (const AttentionConfig& cfg :
+       {long_short(64, 4, 16, 32, 16, 2, true, true), long_short(64, 4, 16, 128, 16, 2, true, true),
+        full(64, 4, 16, true, true)}) {
+    SCOPED_TRACE(describe(cfg));
+    Layer native(cuda, cfg, 2, 128, 300), fused = native;
+    set_attention_backend(AttentionBackend::Native);
+    const Grads want = run_backward(native);
+    set_attention_backend(AttentionBackend::Cudnn);
+    const Grads got = run_backward(fused);
+    Layer again = native;
+    const Grads got_again = run_backward(again);
+    set_attention_backend(AttentionBackend::Native);
+    EXPECT_EQ(fused.out, again.out) << "cuDNN's attention is not deterministic";
+    EXPECT_EQ(got.du, got_again.du) << "cuDNN's attention backward is not deterministic";
+    auto close = [](const std::string& what, const std::vector<float>& g,
+                    const std::vector<float>& w) {
+      double scale = 0;
+      for (float x : w) scale = std::max(scale, double(std::fabs(x)));
+      testing::expect_close(what, g, w, 0.01 * scale, 0.02);
+    };
+    close("out", fused.out, native.out);
+    const std::vector<Buffer> mine = buffers(native, got), theirs = buffers(native, want);
+    for (size_t i = 0; i < mine.size(); ++i)
+      close("d" + mine[i].name, *mine[i].grad, *theirs[i].grad);
+  }
 }
 
 // Layers share a per-thread workspace: interleaving the forwards and backwards of two layers

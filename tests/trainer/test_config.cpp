@@ -175,7 +175,8 @@ TEST(Config, EnumerationsAcceptOnlyTheirValues) {
       {"model.downsample", "linear, avg"},          {"model.upsample", "linear, repeat"},
       {"model.resampling", "plain, attention"},     {"model.activation", "relu2, gelu"},
       {"train.matformer", "off, joint, sample"},    {"parallel.schedule", "gpipe, 1f1b"},
-      {"parallel.communicator", "auto, mpi, nccl"}, {"run.device", "cpu, cuda"}};
+      {"parallel.communicator", "auto, mpi, nccl"}, {"run.device", "cpu, cuda"},
+      {"run.attention_backend", "native, cudnn"}};
   for (const auto& [key, choices] : keys)
     expect_rejected({"--" + key, "bogus"}, {key, "'bogus'", choices});
   expect_accepted({"--model.attention", "full", "--model.positions", "none", "--model.downsample",
@@ -215,8 +216,8 @@ TEST(Config, ChoiceKeysParseOnceIntoEnums) {
                                        [](const Config& c) { return c.model.activation; });
   expect_choice_round_trip<Matformer>("train.matformer",
                                       [](const Config& c) { return c.train.matformer; });
-  expect_choice_round_trip<MatmulPrecision>(
-      "train.precision", [](const Config& c) { return c.train.precision; });
+  expect_choice_round_trip<MatmulPrecision>("train.precision",
+                                            [](const Config& c) { return c.train.precision; });
   expect_choice_round_trip<Recompute>("train.recompute",
                                       [](const Config& c) { return c.train.recompute; });
   expect_choice_round_trip<Device>("run.device", [](const Config& c) { return c.run.device; });
@@ -335,6 +336,10 @@ TEST(Config, TrainingAndRunRules) {
       {{"--parallel.timeout", "0"}, {"parallel.timeout"}},
       {{"--parallel.zero", "2"}, {"parallel.zero", "2", "ZeRO-1"}},
       {{"--parallel.communicator", "nccl"}, {"parallel.communicator = nccl", "run.device = cuda"}},
+      {{"--run.attention_backend", "cudnn"},
+       {"run.attention_backend = cudnn", "run.device = cuda"}},
+      {{"--run.attention_backend", "cudnn", "--run.device", "cuda"},
+       {"run.attention_backend = cudnn", "train.precision = bf16"}},
       {{"--parallel.pp", "2", "--parallel.stages", "3"}, {"parallel.stages", "parallel.pp = 2"}},
       {{"--parallel.pp", "2", "--parallel.stages", "3,0"}, {"parallel.stages", "at least 1"}},
       {{"--parallel.pp", "2", "--parallel.stages", "3;4"}, {"parallel.stages", "commas"}},

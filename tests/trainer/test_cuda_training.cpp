@@ -8,7 +8,6 @@
 // host (pipeline messages, tensor- and data-parallel sums, checkpoints, token ids). It is NOT a
 // GPU: it says nothing of a GPU's speed, memory model or cuBLAS's summation order.
 #include <gtest/gtest.h>
-
 #include <stdlib.h>
 
 #include <algorithm>
@@ -19,6 +18,7 @@
 #include <utility>
 
 #include "core/gemm.h"
+#include "layers/attention_backend.h"
 #include "layers/backend.h"
 #include "tests/support/training_runs.h"
 
@@ -47,8 +47,8 @@ class CudaTraining : public ::testing::Test {
 
 std::map<int64_t, double> run_losses(const Layout& layout, const std::string& device, int steps,
                                      const std::string& dir, const std::string& extra = "") {
-  const auto r = testing::train(layout, testing::model_args(steps, {{"run.dir", dir}}) +
-                                            " --run.device " + device + extra);
+  const auto r = testing::train(
+      layout, testing::model_args(steps, {{"run.dir", dir}}) + " --run.device " + device + extra);
   EXPECT_EQ(r.exit_code, 0) << layout.name() << " " << device << "\n" << r.output;
   return testing::losses(dir + "/metrics.jsonl");
 }
@@ -204,6 +204,22 @@ TEST_F(CudaTraining, ALayoutTooLargeForTheGpuExitsTwoBeforeAnyCompute) {
             std::string::npos)
       << small.output;
 #endif
+}
+
+// run.attention_backend cudnn where cuDNN cannot run (the emulated device: a build without cuDNN;
+// a GPU machine without libcudnn.so.9) exits 2 naming why, before any step.
+TEST_F(CudaTraining, CudnnAttentionWithoutCudnnExitsTwoNamingWhy) {
+  const std::string why = cudnn_attention_unavailable_reason();
+  if (why.empty()) GTEST_SKIP() << "cuDNN can run here";
+  testing::TempDir dir;
+  const auto r = testing::train(Layout{1, 1, 1}, testing::model_args(2, {{"run.dir", dir.path()}}) +
+                                                     " --run.device cuda --train.precision bf16"
+                                                     " --run.attention_backend cudnn");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("run.attention_backend = cudnn: " + why + "; use native"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("step "), std::string::npos) << r.output;
 }
 
 // Without a device (this machine, CI's main build), run.device cuda exits 2 naming why.
