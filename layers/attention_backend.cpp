@@ -15,7 +15,9 @@ std::atomic<AttentionBackend> g_backend{AttentionBackend::Native};
 void set_attention_backend(AttentionBackend backend) {
   g_backend.store(backend);
 #ifdef HG_HAVE_CUDA
-  cuda::set_cudnn_attention(backend == AttentionBackend::Cudnn);
+  cuda::set_window_engine(backend == AttentionBackend::Cudnn   ? cuda::WindowEngine::Cudnn
+                          : backend == AttentionBackend::Split ? cuda::WindowEngine::Kernel
+                                                               : cuda::WindowEngine::None);
 #endif
 }
 AttentionBackend attention_backend() { return g_backend.load(); }

@@ -8,15 +8,18 @@
 //           log-sum-exps (layers/cuda/attention_split.h). Needs run.device cuda, train.precision
 //           bf16 and a loadable libcudnn 9; the resampling MHA (funnel masks: not diagonal bands)
 //           and decoding stay native.
+//   split   the cudnn path's composition with the hand kernel in cuDNN's place: the same results
+//           as native up to float32 rounding. For checking that composition where cuDNN is not
+//           (the emulated device in CI), and on a GPU for isolating what cuDNN itself changes.
 #pragma once
 #include <span>
 #include <string>
 
 namespace hg {
 
-enum class AttentionBackend { Native, Cudnn };
+enum class AttentionBackend { Native, Cudnn, Split };
 inline std::span<const char* const> enum_names(AttentionBackend) {  // core/enum_names.h
-  static constexpr const char* kNames[] = {"native", "cudnn"};
+  static constexpr const char* kNames[] = {"native", "cudnn", "split"};
   return kNames;
 }
 

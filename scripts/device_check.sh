@@ -193,6 +193,9 @@ for model in reference wide; do
   if [ "$model" = reference ]; then MODEL=("${REFERENCE[@]}"); else MODEL=("${WIDE[@]}"); fi
   train "${model}_bf16" 1 --run.device cuda --train.precision bf16 --train.steps "$SHORT" &&
     throughput "${model}_bf16"
+  # split: cudnn's composition with the hand kernels (what the split alone costs and changes).
+  [ "$model" = reference ] && train reference_split 1 --run.device cuda --train.precision bf16 \
+    --train.steps "$SHORT" --run.attention_backend split && throughput reference_split
   if ! train "${model}_cudnn" 1 --run.device cuda --train.precision bf16 --train.steps "$SHORT" \
     --run.attention_backend cudnn; then
     echo "$model: the cudnn run failed (its log above): no comparison"; continue

@@ -245,8 +245,9 @@ const std::vector<KeySpec>& key_table() {
       HG_KEY(run, threads, "threads per rank (0: OpenMP's default)"),
       HG_KEY(run, device, "cpu or cuda"),
       HG_KEY(run, attention_backend,
-             "run.device cuda: native (hand kernels) or cudnn (cuDNN's fused SDPA for the window "
-             "and full attentions, bf16 in and out; needs train.precision bf16)"),
+             "run.device cuda: native (hand kernels), cudnn (cuDNN's fused SDPA for the window "
+             "and full attentions, bf16 in and out; needs train.precision bf16) or split (cudnn's "
+             "composition with the hand kernels, to check it)"),
       HG_KEY(run, time_limit, "seconds; then checkpoint and exit 75 (0: none)"),
       HG_KEY(run, memory_limit_gb, "GiB per node train may fill (0: detect, below 0: no check)"),
       HG_KEY(eval, every, "score the eval split every N steps during training (0: never)"),
@@ -424,8 +425,8 @@ void validate_run(const Config& c) {
         "must be at least 0 (seconds, 0 = none)");
   check(c.run.attention_backend == AttentionBackend::Native || c.run.device == Device::Cuda,
         "run.attention_backend", c.run.attention_backend,
-        "cuDNN runs on the GPU: needs run.device = cuda; use native on the CPU");
-  check(c.run.attention_backend == AttentionBackend::Native ||
+        "chooses the GPU's attention: needs run.device = cuda; use native on the CPU");
+  check(c.run.attention_backend != AttentionBackend::Cudnn ||
             c.train.precision == MatmulPrecision::Bf16,
         "run.attention_backend", c.run.attention_backend,
         "cuDNN's attention takes and returns bfloat16, so it needs train.precision = bf16 (an "

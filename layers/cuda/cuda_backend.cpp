@@ -168,25 +168,38 @@ class CudaBackend final : public Backend {
                                int e) const {
     cuda::chunk_compress_backward(dx, dprobs, dcomp, x, probs, B, n, l, H, r, e);
   }
-  // run.attention_backend cudnn (layers/attention_backend.h): the joint softmax split, its window
-  // segment in cuDNN (attention_split.h); the segment calls that makes come back here as native.
-  static bool on_cudnn(const cuda::AttentionOperands& x) {
-    return cuda::cudnn_attention_on() && x.segments == cuda::kBothSegments &&
-           cuda::cudnn_window_fits(x);
+  // run.attention_backend cudnn or split (layers/attention_backend.h): the joint softmax split,
+  // its window segment in cuDNN or in the hand kernel (attention_split.h); the segment calls that
+  // makes come back here and run natively.
+  static cuda::WindowEngine split_to(const cuda::AttentionOperands& x) {
+    const cuda::WindowEngine engine = cuda::window_engine();
+    if (engine == cuda::WindowEngine::None || x.segments != cuda::kBothSegments ||
+        !cuda::cudnn_window_fits(x))
+      return cuda::WindowEngine::None;
+    return engine;
   }
   void attention_core_forward(float* out, float* lse, const cuda::AttentionOperands& x) const {
-    if (on_cudnn(x))
-      cuda::split_attention_forward(*this, cuda::cudnn_window(), out, lse, x);
-    else
-      cuda::attention_core_forward(out, lse, x);
+    switch (split_to(x)) {
+      case cuda::WindowEngine::Cudnn:
+        return cuda::split_attention_forward(*this, cuda::cudnn_window(), out, lse, x);
+      case cuda::WindowEngine::Kernel:
+        return cuda::split_attention_forward(*this, kernel_window_, out, lse, x);
+      case cuda::WindowEngine::None:
+        return cuda::attention_core_forward(out, lse, x);
+    }
   }
   void attention_core_backward(const cuda::AttentionGrads& g, float* delta, const float* dout,
                                const float* out, const float* lse,
                                const cuda::AttentionOperands& x) const {
-    if (on_cudnn(x))
-      cuda::split_attention_backward(*this, cuda::cudnn_window(), g, delta, dout, out, lse, x);
-    else
-      cuda::attention_core_backward(g, delta, dout, out, lse, x);
+    switch (split_to(x)) {
+      case cuda::WindowEngine::Cudnn:
+        return cuda::split_attention_backward(*this, cuda::cudnn_window(), g, delta, dout, out, lse,
+                                              x);
+      case cuda::WindowEngine::Kernel:
+        return cuda::split_attention_backward(*this, kernel_window_, g, delta, dout, out, lse, x);
+      case cuda::WindowEngine::None:
+        return cuda::attention_core_backward(g, delta, dout, out, lse, x);
+    }
   }
   void attention_merge(float* out, float* lse, const float* out_a, const float* lse_a,
                        const float* out_b, const float* lse_b,
@@ -324,7 +337,9 @@ class CudaBackend final : public Backend {
   }
 
   std::vector<Tensor> attention_work_;  // attention/MHA backward transients (attention_layers.h)
-  std::vector<Tensor> decode_work_;     // one decoding call's transients (decode_layers.h)
+  // run.attention_backend split's window engine: the hand kernel on this backend's ops.
+  mutable cuda::KernelWindow<CudaBackend> kernel_window_{*this};
+  std::vector<Tensor> decode_work_;  // one decoding call's transients (decode_layers.h)
   std::array<DeviceBuffer<float>, kScratchSlots> scratch_;
   DeviceBuffer<float> ffn_hidden_;  // ffn_backward's hidden gradient [rows, width]
   DeviceBuffer<int32_t> tokens_;    // the current op's token ids [rows]

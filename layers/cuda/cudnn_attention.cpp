@@ -24,10 +24,10 @@ void* cudnn_dlhandle = nullptr;
 namespace hg::cuda {
 
 namespace {
-std::atomic<bool> g_cudnn_attention{false};
+std::atomic<WindowEngine> g_window_engine{WindowEngine::None};
 }
-void set_cudnn_attention(bool on) { g_cudnn_attention.store(on); }
-bool cudnn_attention_on() { return g_cudnn_attention.load(); }
+void set_window_engine(WindowEngine engine) { g_window_engine.store(engine); }
+WindowEngine window_engine() { return g_window_engine.load(); }
 
 bool cudnn_window_fits(const AttentionOperands& x) {
   return x.mask.kind == kCausalMask && x.nq == x.nk && x.e % 8 == 0 && x.e <= 128;
@@ -36,8 +36,13 @@ bool cudnn_window_fits(const AttentionOperands& x) {
 #ifndef HG_CUDNN
 
 std::string cudnn_unavailable_reason() {
+#ifdef HG_CUDA_EMULATED
+  return "the emulated device has no cuDNN (it runs this project's kernels only; "
+         "run.attention_backend split runs cudnn's composition with them)";
+#else
   return "this build has no cuDNN (the cuDNN frontend's headers were not found when it was "
          "configured: run scripts/setup.sh, then rebuild)";
+#endif
 }
 struct CudnnWindow::State {};
 CudnnWindow::CudnnWindow() {

@@ -23,10 +23,13 @@ namespace hg::cuda {
 // "" when cuDNN's attention can run here; otherwise why.
 std::string cudnn_unavailable_reason();
 
-// Whether the CUDA backend's attention goes through cuDNN: set by layers/attention_backend.cpp's
-// set_attention_backend (hg_layers calls down into hg_cuda, never the reverse).
-void set_cudnn_attention(bool on);
-bool cudnn_attention_on();
+// Which window engine the CUDA backend's attention splits to (attention_split.h): none (the joint
+// kernel), the hand kernel (run.attention_backend split: the cudnn path's composition without
+// cuDNN) or cuDNN. Set by layers/attention_backend.cpp's set_attention_backend (hg_layers calls
+// down into hg_cuda, never the reverse).
+enum class WindowEngine { None, Kernel, Cudnn };
+void set_window_engine(WindowEngine engine);
+WindowEngine window_engine();
 
 // Whether cuDNN's SDPA takes x's window segment: a causal band (not the resampling MHA's funnel
 // masks), head width a multiple of 8 up to 128, as many keys as queries.

@@ -176,7 +176,7 @@ TEST(Config, EnumerationsAcceptOnlyTheirValues) {
       {"model.resampling", "plain, attention"},     {"model.activation", "relu2, gelu"},
       {"train.matformer", "off, joint, sample"},    {"parallel.schedule", "gpipe, 1f1b"},
       {"parallel.communicator", "auto, mpi, nccl"}, {"run.device", "cpu, cuda"},
-      {"run.attention_backend", "native, cudnn"}};
+      {"run.attention_backend", "native, cudnn, split"}};
   for (const auto& [key, choices] : keys)
     expect_rejected({"--" + key, "bogus"}, {key, "'bogus'", choices});
   expect_accepted({"--model.attention", "full", "--model.positions", "none", "--model.downsample",

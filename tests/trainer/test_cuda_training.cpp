@@ -206,6 +206,22 @@ TEST_F(CudaTraining, ALayoutTooLargeForTheGpuExitsTwoBeforeAnyCompute) {
 #endif
 }
 
+// run.attention_backend split: the cudnn path's composition (layers/cuda/attention_split.h: each
+// key segment its own softmax, merged through the log-sum-exps; the backward given the joint
+// statistics) with the hand kernel in cuDNN's place, inside the trainer on the device: the CUDA
+// backend's dispatch, the split's scratch in device memory (the emulated device's arena faults on
+// a host touch) and its segment calls, with the heads split over tp 2. The same
+// float32 terms as the joint kernel, merged with a few more roundings (1e-7 relative per
+// attention output): each step's loss against native's within kLossTolerance.
+TEST_F(CudaTraining, SplitAttentionTrainsAsTheNativeKernel) {
+  testing::TempDir dir;
+  const std::string split = " --run.attention_backend split";
+  const Layout tp2{1, 1, 2};
+  expect_close_losses(run_losses(tp2, "cuda", 3, dir / "split", split),
+                      run_losses(tp2, "cuda", 3, dir / "native"),
+                      "split attention on " + tp2.name() + " (against native)");
+}
+
 // run.attention_backend cudnn where cuDNN cannot run (the emulated device: a build without cuDNN;
 // a GPU machine without libcudnn.so.9) exits 2 naming why, before any step.
 TEST_F(CudaTraining, CudnnAttentionWithoutCudnnExitsTwoNamingWhy) {
