@@ -265,6 +265,13 @@ void make_fiber(Block& b, size_t i, char* stack) {
   f.index = {t % b.dims.x, t / b.dims.x % b.dims.y, t / (b.dims.x * b.dims.y)};
   f.lane = static_cast<int>(i) % kWarpSize;
   f.stack = stack;
+#if defined(__SANITIZE_ADDRESS__)
+  // The stack's previous fiber ended inside switch_to_scheduler, whose frame never returned: its
+  // redzones are still poisoned in the shadow, and a new fiber's frames at those addresses (a
+  // kernel's by-value arguments, once its frame grew) would be reported as stack underflows.
+  // No frame of a fresh fiber is live yet, so the whole stack is clean.
+  __asan_unpoison_memory_region(stack, kStackBytes);
+#endif
   make_context(&f.context, stack, kStackBytes, fiber_main);
 }
 

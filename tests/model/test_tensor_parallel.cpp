@@ -352,8 +352,9 @@ std::vector<Layout> layouts() {
       // 3.8e-5 of the 1e-2 floor: held to 4e-5. Measured 1.09e-7 (-O1 Asan build: a gradient
       // difference of 4e-12, half an ulp of G); a slicing or reduction bug is O(1e-3) or more.
       {"pp3_tp2_matformer", 1, 3, 2, joint, matformer, true, 4e-5},
+      // Zen 3 again (the Asan build, -O1): down/0/pool/weight 1.5e-5 of its scale; held to 3e-5.
       {"dp2_pp2_tp2_full_resampling_matformer", 2, 2, 2,
-       "attention = full\nresampling = attention\n" + joint, matformer},
+       "attention = full\nresampling = attention\n" + joint, matformer, false, 3e-5},
       // Zero-bubble H1: each rank defers its own slices' weight-gradient products to W.
       {"dp2_pp2_tp2_zbh1_dropout", 2, 2, 2, "dropout = 0.1\n", "[parallel]\nschedule = zbh1\n",
        false, 3e-5},
