@@ -23,8 +23,9 @@ inline std::span<const char* const> enum_names(AttentionBackend) {  // core/enum
   return kNames;
 }
 
+// Hands the choice to the CUDA backend (layers/cuda/cudnn_attention.h's window engine), which
+// holds it; a build without CUDA has only native.
 void set_attention_backend(AttentionBackend backend);
-AttentionBackend attention_backend();
 
 // "" when cuDNN's attention can run in this process; otherwise why (no CUDA backend in this
 // build, no cuDNN in this build, libcudnn not found, no device).
