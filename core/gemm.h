@@ -22,6 +22,8 @@
 #include <span>
 #endif
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace hg {
 
@@ -101,6 +103,29 @@ class MatmulPrecisionScope {
 
  private:
   MatmulPrecision previous_;
+};
+
+// The weights' bf16 copies, made once per training step instead of once per product (issue 14:
+// "weights converted once per step"). While a scope lives, a bf16 product on the matmul path (not
+// the small products' sgemm path) whose A or B lies inside one of `weights` reads it from a copy
+// made at its first use and kept until the scope ends: with micro-batches of 2, each weight was
+// rounded 8 times a step (forward and dX product per micro-batch), now once. An operand read
+// transposed (a layer's dX = dY·Wᵀ) is copied transposed, so the matmul takes it as plain [K,N]:
+// oneDNN's AMX matmul ran 6144x1024x256 with a transposed B at 526 GFLOP/s against 727 plain
+// (Sapphire Rapids, 1 thread). The same bits as without the scope
+// (Bf16Gemm.WeightCopiesGiveTheSameBits). Nothing may write the weights while the scope lives: the
+// trainer opens it around a step's forward and backward passes and ends it before the optimizer.
+// One scope at a time (an inner one does nothing); at fp32 it costs nothing. weights: (first
+// element, element count).
+class WeightCopiesScope {
+ public:
+  explicit WeightCopiesScope(const std::vector<std::pair<const float*, int64_t>>& weights);
+  ~WeightCopiesScope();
+  WeightCopiesScope(const WeightCopiesScope&) = delete;
+  WeightCopiesScope& operator=(const WeightCopiesScope&) = delete;
+
+ private:
+  bool owner_;
 };
 
 // Whether bf16 products run natively here (oneDNN build, CPU with AVX512-BF16); if not, and

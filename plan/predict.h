@@ -18,7 +18,7 @@
 // block (two in the forward, two in the backward), on the node's links.
 //
 // Memory per rank: parameter state (values, gradients, two AdamW moments: 16 bytes per
-// parameter in fp32, 18 in bf16 mixed precision) + the activations a micro-batch keeps from
+// parameter in fp32, 20 in bf16 mixed precision) + the activations a micro-batch keeps from
 // forward to backward × the most micro-batches the schedule keeps alive on that stage
 // (trainer/memory_estimate.h: the same functions give `hourglass train`'s memory check).
 //

@@ -34,7 +34,11 @@ DistributedStep distributed_step(StageModel& model, PipelineRuntime& runtime,
   const StepContext ctx = make_step_context(config, s);
   const auto granularities = step_granularities(config, s);
   const auto widths = submodel_widths(config.model);
-  std::vector<double> loss_sums = runtime.run(ctx, micro_batches, granularities, widths);
+  std::vector<double> loss_sums;
+  {
+    const WeightCopiesScope weight_copies = step_weight_copies(model.params());
+    loss_sums = runtime.run(ctx, micro_batches, granularities, widths);
+  }
 
   // The loss scale divides by the global token count, so the global gradient is the sum of the
   // replicas' gradients: the runtime has summed them (grad_buckets.h) during the backward.

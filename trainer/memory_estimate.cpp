@@ -147,7 +147,7 @@ ChunkMemory chunk_memory(const ModelConfig& model, const std::vector<UnitPlan>& 
 
 double parameter_state_bytes(bool bf16, int zero, int dp) {
   const double moments = zero == 1 && dp > 1 ? 8.0 / dp : 8.0;
-  return 8.0 + moments + (bf16 ? 2.0 : 0.0);
+  return 8.0 + moments + (bf16 ? 4.0 : 0.0);
 }
 
 RankMemory rank_memory(const std::vector<ChunkMemory>& chunks, int live, double state_bytes) {

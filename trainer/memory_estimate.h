@@ -4,7 +4,7 @@
 //
 // A rank holds
 //   parameter state: values, gradients and two AdamW moments = 16 bytes per parameter in fp32
-//     (18 in bf16 mixed precision) of its units, tensor-parallel units (blocks; down/up with
+//     (20 in bf16 mixed precision) of its units, tensor-parallel units (blocks; down/up with
 //     attention resampling) at 1/tp;
 //   activations: what one micro-batch keeps from forward to backward (UnitPlan::activation_bytes;
 //     under tp, Megatron-LM's 10/34 of a block's stays replicated) × the most micro-batches the
@@ -55,12 +55,13 @@ struct RankMemory {
 };
 
 // Bytes a rank keeps per parameter it holds: value and gradient (4 + 4) and the two AdamW moments
-// (8), of which ZeRO-1 (parallel.zero 1) keeps only its 1/dp shard; bf16 (train.precision) adds a
-// 2-byte rounded copy of the value.
+// (8), of which ZeRO-1 (parallel.zero 1) keeps only its 1/dp shard; bf16 (train.precision) adds the
+// step's two 2-byte rounded copies of the value (WeightCopiesScope, core/gemm.h: as stored for
+// the forward, transposed for the dX products).
 double parameter_state_bytes(bool bf16, int zero, int dp);
 
 // A rank holding `chunks` with `live` (micro-batch, chunk) pairs alive at most, `state_bytes` per
-// parameter (16 fp32, 18 bf16).
+// parameter (16 fp32, 20 bf16).
 RankMemory rank_memory(const std::vector<ChunkMemory>& chunks, int live, double state_bytes);
 
 // The most (micro-batch, chunk) pairs forwarded but not yet backwarded (zbh1: not yet through

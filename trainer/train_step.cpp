@@ -3,6 +3,7 @@
 #include <cmath>
 #include <utility>
 
+#include "core/gemm.h"
 #include "core/random.h"
 #include "trainer/optimizer.h"
 
@@ -33,11 +34,20 @@ std::vector<int> step_granularities(const Config& config, int64_t s) {
   return {-1};
 }
 
+WeightCopiesScope step_weight_copies(const ParamStore& store) {
+  std::vector<std::pair<const float*, int64_t>> weights;
+  if (store.backend().device() == Device::Cpu)  // only the CPU's products round on the host
+    for (const auto& [name, p] : store.all())
+      if (p.value.numel() > 0) weights.emplace_back(p.value.data(), p.value.numel());
+  return WeightCopiesScope(weights);
+}
+
 std::vector<double> accumulate_gradients(StageModel& model, const StepContext& ctx,
                                          const std::vector<TokenBatch>& micro_batches,
                                          const std::vector<int>& granularities,
                                          const std::vector<SubmodelWidths>& widths) {
   model.params().zero_grads();
+  const WeightCopiesScope weight_copies = step_weight_copies(model.params());
   std::vector<double> loss_sums(granularities.size(), 0.0);
   int64_t slot_id = 0;
   for (const TokenBatch& mb : micro_batches) {

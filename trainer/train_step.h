@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/gemm.h"
 #include "model/stage_model.h"
 #include "trainer/config.h"
 
@@ -30,12 +31,17 @@ struct StepMetrics {
   std::vector<double> losses;  // joint: per sub-model, in sub-model order
   double bpc = 0;              // full-width loss / ln 2
   double lr = 0;
-  double grad_norm = 0;        // before clipping
-  int granularity = -1;        // sample mode: the drawn sub-model's FFN granularity
-  int head_granularity = -1;   // sample mode with nested heads: its head granularity
-  int64_t tokens = 0;          // tokens trained on so far
-  double seconds = 0;          // wall time of this update
+  double grad_norm = 0;       // before clipping
+  int granularity = -1;       // sample mode: the drawn sub-model's FFN granularity
+  int head_granularity = -1;  // sample mode with nested heads: its head granularity
+  int64_t tokens = 0;         // tokens trained on so far
+  double seconds = 0;         // wall time of this update
 };
+
+// The bf16 copies of the store's weights for one step's forward and backward passes (core/gemm.h:
+// made once, not per product); it must end before the optimizer writes the weights. Inert at fp32
+// and for parameters on a GPU.
+WeightCopiesScope step_weight_copies(const ParamStore& store);
 
 // Forward + backward of every micro-batch and sub-model; gradients accumulate in the model's
 // store (zeroed first). Returns Σ token losses per entry of `granularities` (sub-model indices

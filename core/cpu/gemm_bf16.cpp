@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -314,7 +315,79 @@ const uint16_t* bf16_operand(const Stored& x, std::vector<uint16_t>& buffer) {
   return dense;
 }
 
+// The weights' copies while a WeightCopiesScope lives (core/gemm.h). Process-wide, like the
+// precision: the products that read weights may run on any thread. A copy is made under the lock
+// at its first use and then only read; std::map nodes never move, so a copy stays where it is
+// until the scope ends.
+struct WeightCopies {
+  struct Key {
+    const float* data;
+    int64_t rows, cols, ld;
+    bool transposed;
+    auto operator<=>(const Key&) const = default;
+  };
+  std::mutex mutex;
+  bool active = false;                                   // under mutex
+  std::vector<std::pair<const float*, int64_t>> ranges;  // the weights, set by the scope
+  std::map<Key, std::vector<uint16_t>> copies;
+};
+WeightCopies& weight_copies() {
+  static WeightCopies copies;
+  return copies;
+}
+
+// x dense as stored [rows, cols] (transposed: [cols, rows]) as bfloat16.
+void make_weight_copy(const Stored& x, bool transposed, std::vector<uint16_t>& copy) {
+  copy.resize(static_cast<size_t>(x.rows * x.cols));
+  if (!transposed) {
+    round_matrix(x, copy.data(), [](float v) { return bf16_bits(v); });
+    return;
+  }
+  // Column c of x is row c of the copy; blocks of 64 source rows keep the writes in cache lines.
+  constexpr int64_t kBlock = 64;
+  parallel_for((x.rows + kBlock - 1) / kBlock, [&](int64_t block) {
+    const int64_t r0 = block * kBlock, r1 = std::min(x.rows, r0 + kBlock);
+    for (int64_t c = 0; c < x.cols; ++c)
+      for (int64_t r = r0; r < r1; ++r) copy[c * x.rows + r] = bf16_bits(x.data[r * x.ld + c]);
+  });
+}
+
+// The copy of x (transposed: of xᵀ) when a scope lives and x lies inside one of its weights, else
+// null. x as gemm_bf16 sees it: an operand given as bits or as rounded floats is its caller's.
+const uint16_t* weight_copy(const Stored& x, bool transposed) {
+  WeightCopies& w = weight_copies();
+  if (x.bits || x.rounded || x.rows == 0 || x.cols == 0) return nullptr;
+  const std::lock_guard<std::mutex> lock(w.mutex);
+  if (!w.active) return nullptr;
+  const float* last = x.data + (x.rows - 1) * x.ld + x.cols;  // one past x's last element
+  const bool inside = std::any_of(w.ranges.begin(), w.ranges.end(), [&](const auto& range) {
+    return x.data >= range.first && last <= range.first + range.second;
+  });
+  if (!inside) return nullptr;
+  auto [entry, made] = w.copies.try_emplace({x.data, x.rows, x.cols, x.ld, transposed});
+  if (made) make_weight_copy(x, transposed, entry->second);
+  return entry->second.data();
+}
+
 }  // namespace
+
+WeightCopiesScope::WeightCopiesScope(const std::vector<std::pair<const float*, int64_t>>& weights) {
+  WeightCopies& w = weight_copies();
+  const std::lock_guard<std::mutex> lock(w.mutex);
+  owner_ = !w.active;
+  if (!owner_) return;
+  w.active = true;
+  w.ranges = weights;
+}
+
+WeightCopiesScope::~WeightCopiesScope() {
+  if (!owner_) return;
+  WeightCopies& w = weight_copies();
+  const std::lock_guard<std::mutex> lock(w.mutex);
+  w.active = false;
+  w.ranges.clear();
+  w.copies.clear();
+}
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const uint16_t* A16, bool a_rounded, const float* B,
@@ -325,9 +398,15 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
   const int64_t small = small_b ? kSmallProductGivenB : kSmallProduct;
   if (K > 0 && M * N * K >= small * matmul_threads() && native_bf16()) {
     ThreadBuffers& buffers = thread_buffers();
-    const uint16_t* a16 = bf16_operand(a, buffers.a16);
-    const uint16_t* b16 = bf16_operand(b, buffers.b16);
-    if (gemm_bf16_rounded(trans_a, trans_b, M, N, K, alpha, a16, b16, beta, C, ldc)) return;
+    // A weight comes from its copy for the step, transposed where the product reads it so.
+    const uint16_t* a16 = weight_copy(a, trans_a);
+    const bool a_transposed = trans_a && a16 == nullptr;
+    if (a16 == nullptr) a16 = bf16_operand(a, buffers.a16);
+    const uint16_t* b16 = weight_copy(b, trans_b);
+    const bool b_transposed = trans_b && b16 == nullptr;
+    if (b16 == nullptr) b16 = bf16_operand(b, buffers.b16);
+    if (gemm_bf16_rounded(a_transposed, b_transposed, M, N, K, alpha, a16, b16, beta, C, ldc))
+      return;
   }
   gemm_rounded_fp32(trans_a, trans_b, M, N, K, alpha, a, b, beta, C, ldc);
 }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "core/bf16.h"
@@ -206,6 +207,46 @@ TEST(Bf16Gemm, GivenCopiesEqualTheRoundingPathBitForBit) {
               << "x" << s[2];
         }
       }
+}
+
+// Inside a WeightCopiesScope, a product whose A or B is one of the scope's weights gives the bits
+// it gives outside, for every transpose (a transposed weight is copied transposed and multiplied
+// plain), a column prefix (ld wider than the matrix, as MatFormer's w1) and beta; and the copy is
+// made once: a weight written inside the scope (which the trainer never does) is not seen, while
+// an operand that is not a weight is read afresh. Shapes on the matmul path and one on sgemm's.
+TEST(Bf16Gemm, WeightCopiesGiveTheSameBits) {
+  const int64_t shapes[][3] = {{300, 257, 129}, {512, 1024, 256}, {33, 40, 50}};
+  uint64_t seed = 1300;
+  const MatmulPrecisionScope bf16(MatmulPrecision::Bf16);
+  for (const auto& s : shapes)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (float beta : {0.0f, 0.5f})
+          for (int weight = 1; weight < 3; ++weight) {  // 1: A is the weight, 2: B
+            Product p = random_product(ta, tb, s[0], s[1], s[2], -0.375f, beta, seed += 3);
+            const std::vector<float> expected = run(p, MatmulPrecision::Bf16);
+            std::vector<float>& w = weight == 1 ? p.a : p.b;
+            std::vector<float>& other = weight == 1 ? p.b : p.a;
+            const std::string what = "ta " + std::to_string(ta) + " tb " + std::to_string(tb) +
+                                     " " + std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" +
+                                     std::to_string(s[2]) + " beta " + std::to_string(beta) +
+                                     " weight " + std::to_string(weight);
+            const WeightCopiesScope copies({{w.data(), static_cast<int64_t>(w.size())}});
+            for (int call = 0; call < 2; ++call) {  // the copy's first use, then its reuse
+              const std::vector<float> c = run(p, MatmulPrecision::Bf16);
+              EXPECT_EQ(std::memcmp(c.data(), expected.data(), c.size() * sizeof(float)), 0)
+                  << what << " call " << call;
+            }
+            if (!bf16_matmul_supported() ||
+                s[0] * s[1] * s[2] < (int64_t{1} << 19) * omp_get_max_threads())
+              continue;  // the sgemm path rounds per product, as outside a scope
+            for (float& x : w) x = 2.0f * x + 1.0f;  // unseen: the copy is the step's
+            std::vector<float> c = run(p, MatmulPrecision::Bf16);
+            EXPECT_EQ(std::memcmp(c.data(), expected.data(), c.size() * sizeof(float)), 0) << what;
+            for (float& x : other) x = 2.0f * x + 1.0f;  // seen: not a weight
+            c = run(p, MatmulPrecision::Bf16);
+            EXPECT_NE(std::memcmp(c.data(), expected.data(), c.size() * sizeof(float)), 0) << what;
+          }
 }
 
 // gemm_bf16_given (both operands as bf16 copies, the matmul from 2^15 multiply-adds per thread

@@ -221,7 +221,7 @@ TEST(Plan, ZeroOneShardsTheMomentsAndTheUpdate) {
   EXPECT_NEAR(b.activation_bytes, a.activation_bytes, 1e-6 * a.activation_bytes);
   EXPECT_NEAR(b.optimizer_seconds, a.optimizer_seconds / 4, 1e-12 + 1e-9 * a.optimizer_seconds);
   EXPECT_EQ(parameter_state_bytes(false, 0, 4), 16.0);
-  EXPECT_EQ(parameter_state_bytes(true, 1, 2), 8.0 + 4.0 + 2.0);
+  EXPECT_EQ(parameter_state_bytes(true, 1, 2), 8.0 + 4.0 + 4.0);
   EXPECT_EQ(parameter_state_bytes(false, 1, 1), 16.0);  // one replica: nothing to shard
 }
 
