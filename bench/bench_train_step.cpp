@@ -12,7 +12,10 @@
 // Prints, per micro-batch size: tokens/s, model FLOPs per step (analytic, and the cost model's
 // plan_units estimate), model FLOP/s, the machine's own sgemm FLOP/s measured in this run on the
 // same threads (the peak), their ratio (MFU on this CPU), and the time per unit kind, forward and
-// backward. Timings are the best step of N (other processes share the cores).
+// backward, and how much of the mean step the matrix products take (hg::gemm's calls, operand
+// rounding included, in core-seconds over the threads) and at what rate: the rest of the step is
+// what a faster matmul cannot shorten. Timings are the best step of N (other processes share the
+// cores).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -171,6 +174,7 @@ struct StepTimes {
   double best = 1e30, total = 0, best_cpu = 1e30, loss = 0;
   uint64_t fingerprint = 0;
   std::map<std::string, double> unit_wall[2], unit_cpu[2];  // by kind; [0] forward, [1] backward
+  hg::GemmTotals products;                                  // over the timed steps
 };
 
 StepTimes time_steps(const hg::Config& config, bool recompute, int steps, int warmup) {
@@ -201,6 +205,7 @@ StepTimes time_steps(const hg::Config& config, bool recompute, int steps, int wa
   });
   for (int s = 0; s < warmup + steps; ++s) {
     timing = s >= warmup;
+    if (s == warmup) hg::count_gemm_time(true);
     const auto start = Clock::now();
     const double cpu_start = cpu_seconds();
     const hg::StepMetrics metrics = hg::train_step(model, config, s, mbs);
@@ -212,6 +217,8 @@ StepTimes time_steps(const hg::Config& config, bool recompute, int steps, int wa
       t.total += seconds;
     }
   }
+  t.products = hg::gemm_totals();
+  hg::count_gemm_time(false);
   // A fingerprint of the trained parameters: bit-identical runs (any thread count, any
   // change that claims to keep the numerics) print the same value.
   for (const auto& [name, p] : model.params().all())
@@ -243,6 +250,15 @@ void report(const hg::Config& config, const char* precision, const StepTimes& t,
               100.0 * flops / t.best / peak.wall, precision, peak.wall / 1e9);
   std::printf("  MFU per CPU s    %.1f%% (model FLOP per CPU s / gemm FLOP per CPU s)\n",
               100.0 * (flops / t.best_cpu) / peak.cpu);
+  // Core-seconds over the threads: the products' share of the step's wall time where the threads
+  // are busy throughout.
+  const double product_seconds = t.products.core_seconds / hg::num_threads() / steps;
+  std::printf(
+      "  products         %.3f s of the mean step's %.3f s (%.0f%%; %lld calls, %.1f GFLOP, "
+      "operand rounding included) at %.1f GFLOP/s; %.3f s at the measured peak\n",
+      product_seconds, t.total / steps, 100.0 * product_seconds / (t.total / steps),
+      static_cast<long long>(t.products.calls / steps), t.products.flops / steps / 1e9,
+      t.products.flops / steps / product_seconds / 1e9, t.products.flops / steps / peak.wall);
   std::printf("  time per step by unit kind (mean over timed steps, ms; wall | CPU):\n");
   std::printf("    %-8s %19s %19s\n", "kind", "forward", "backward");
   double unit_total = 0;

@@ -105,6 +105,19 @@ class MatmulPrecisionScope {
   MatmulPrecision previous_;
 };
 
+// Time in matrix products, for benchmarks (bench_train_step says how much of a step the products
+// take, and at what rate). While on, each outermost call of the functions above adds to
+// process-wide totals its duration in core-seconds (a call outside a parallel region occupies all
+// the rank's threads, one inside a region its own thread), operand rounding included, and its
+// 2·M·N·K. Off, the default, it costs one relaxed load per call. count_gemm_time(true) restarts
+// the totals at zero.
+struct GemmTotals {
+  double core_seconds = 0, flops = 0;
+  int64_t calls = 0;
+};
+void count_gemm_time(bool on);
+GemmTotals gemm_totals();
+
 // The weights' bf16 copies, made once per training step instead of once per product (issue 14:
 // "weights converted once per step"). While a scope lives, a bf16 product on the matmul path (not
 // the small products' sgemm path) whose A or B lies inside one of `weights` reads it from a copy

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <atomic>
+#include <chrono>
 
 #include "core/cpu/gemm_bf16.h"
 
@@ -39,7 +40,55 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 #endif
 }
 
+// count_gemm_time's totals. A product nested in another (the bf16 path's sgemm over rounded
+// operands) is the outer call's: only the outermost call on a thread counts.
+std::atomic<bool> g_counting{false};
+std::atomic<int64_t> g_gemm_nanoseconds{0}, g_gemm_flops{0}, g_gemm_calls{0};
+thread_local int t_gemm_depth = 0;
+
+class GemmTimer {
+ public:
+  GemmTimer(int64_t M, int64_t N, int64_t K)
+      : counted_(g_counting.load(std::memory_order_relaxed) && t_gemm_depth == 0),
+        flops_(2 * M * N * K) {
+    ++t_gemm_depth;
+    if (counted_) start_ = std::chrono::steady_clock::now();
+  }
+  ~GemmTimer() {
+    --t_gemm_depth;
+    if (!counted_) return;
+    const auto elapsed = std::chrono::steady_clock::now() - start_;
+    const int64_t cores = omp_in_parallel() ? 1 : omp_get_max_threads();
+    g_gemm_nanoseconds.fetch_add(
+        cores * std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count(),
+        std::memory_order_relaxed);
+    g_gemm_flops.fetch_add(flops_, std::memory_order_relaxed);
+    g_gemm_calls.fetch_add(1, std::memory_order_relaxed);
+  }
+  GemmTimer(const GemmTimer&) = delete;
+  GemmTimer& operator=(const GemmTimer&) = delete;
+
+ private:
+  bool counted_;
+  int64_t flops_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 }  // namespace
+
+void count_gemm_time(bool on) {
+  if (on) {
+    g_gemm_nanoseconds = 0;
+    g_gemm_flops = 0;
+    g_gemm_calls = 0;
+  }
+  g_counting.store(on, std::memory_order_relaxed);
+}
+
+GemmTotals gemm_totals() {
+  return {1e-9 * static_cast<double>(g_gemm_nanoseconds.load()),
+          static_cast<double>(g_gemm_flops.load()), g_gemm_calls.load()};
+}
 
 void set_matmul_precision(MatmulPrecision precision) {
   g_matmul_precision.store(precision, std::memory_order_relaxed);
@@ -55,6 +104,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 void gemm_rounded(bool a_rounded, bool b_rounded, bool trans_a, bool trans_b, int64_t M, int64_t N,
                   int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                   float beta, float* C, int64_t ldc) {
+  const GemmTimer timer(M, N, K);
   if (matmul_precision() == MatmulPrecision::Bf16 && M > 0 && N > 0)
     gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, nullptr, a_rounded, B, ldb, nullptr,
               b_rounded, beta, C, ldc);
@@ -66,12 +116,14 @@ void gemm_bf16_copies(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
                       const float* A, int64_t lda, const uint16_t* A16, const float* B, int64_t ldb,
                       const uint16_t* B16, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
+  const GemmTimer timer(M, N, K);
   gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, A16, false, B, ldb, B16, false, beta, C, ldc);
 }
 
 void gemm_bf16_given(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                      const uint16_t* A16, const uint16_t* B16, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
+  const GemmTimer timer(M, N, K);
   gemm_bf16(trans_a, trans_b, M, N, K, alpha, nullptr, 0, A16, false, nullptr, 0, B16, false, beta,
             C, ldc, true);
 }
@@ -80,6 +132,7 @@ void gemm(MatmulPrecision precision, bool trans_a, bool trans_b, int64_t M, int6
           float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
           float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
+  const GemmTimer timer(M, N, K);
   if (precision == MatmulPrecision::Bf16)
     gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, nullptr, false, B, ldb, nullptr, false,
               beta, C, ldc);

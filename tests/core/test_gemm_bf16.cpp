@@ -249,6 +249,30 @@ TEST(Bf16Gemm, WeightCopiesGiveTheSameBits) {
           }
 }
 
+// count_gemm_time: each call counted once with its 2·M·N·K, at either precision and through every
+// entry point (the bf16 path's inner sgemm over rounded operands is not a second call), nothing
+// while off, and the totals restart when it is turned on.
+TEST(GemmTime, CountsEachOutermostCallOnce) {
+  Product p = random_product(false, true, 33, 40, 50, 1.0f, 0.0f, 77);
+  const double flops = 2.0 * 33 * 40 * 50;
+  count_gemm_time(true);
+  run(p, MatmulPrecision::Fp32);
+  run(p, MatmulPrecision::Bf16);  // below the matmul bound: rounded operands through sgemm
+  std::vector<float> c = p.c;
+  gemm_rounded(false, false, false, true, p.M, p.N, p.K, 1.0f, p.a.data(), p.lda, p.b.data(), p.ldb,
+               0.0f, c.data(), p.ldc);
+  GemmTotals totals = gemm_totals();
+  EXPECT_EQ(totals.calls, 3);
+  EXPECT_EQ(totals.flops, 3 * flops);
+  EXPECT_GT(totals.core_seconds, 0.0);
+  count_gemm_time(false);
+  run(p, MatmulPrecision::Fp32);
+  EXPECT_EQ(gemm_totals().calls, 3);  // off: not counted, and the totals stay readable
+  count_gemm_time(true);
+  EXPECT_EQ(gemm_totals().calls, 0);
+  count_gemm_time(false);
+}
+
 // gemm_bf16_given (both operands as bf16 copies, the matmul from 2^15 multiply-adds per thread
 // on) is the product of the rounded operands within the accumulation bound, on both paths (3×5×7
 // below the bound, the attention's 64×191×64 and 191×64×64 blocks and 300×257×129 above it),
