@@ -58,9 +58,8 @@ class GemmTimer {
     --t_gemm_depth;
     if (!counted_) return;
     const auto elapsed = std::chrono::steady_clock::now() - start_;
-    const int64_t cores = omp_in_parallel() ? 1 : omp_get_max_threads();
     g_gemm_nanoseconds.fetch_add(
-        cores * std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count(),
+        matmul_threads() * std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count(),
         std::memory_order_relaxed);
     g_gemm_flops.fetch_add(flops_, std::memory_order_relaxed);
     g_gemm_calls.fetch_add(1, std::memory_order_relaxed);
@@ -104,8 +103,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 void gemm_rounded(bool a_rounded, bool b_rounded, bool trans_a, bool trans_b, int64_t M, int64_t N,
                   int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                   float beta, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
   const GemmTimer timer(M, N, K);
-  if (matmul_precision() == MatmulPrecision::Bf16 && M > 0 && N > 0)
+  if (matmul_precision() == MatmulPrecision::Bf16)
     gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, nullptr, a_rounded, B, ldb, nullptr,
               b_rounded, beta, C, ldc);
   else

@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstdio>
 #include <map>
@@ -194,10 +195,6 @@ Matmul make_matmul(const MatmulKey& k) {
 
 #endif  // HG_GEMM_DNNL
 
-// The threads a product runs on: oneDNN, like sgemm, runs on the caller alone inside a parallel
-// region.
-int matmul_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
-
 // bf16_matmul_supported, asked once.
 bool native_bf16() {
   static const bool supported = bf16_matmul_supported();
@@ -205,6 +202,8 @@ bool native_bf16() {
 }
 
 }  // namespace
+
+int matmul_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
 bool bf16_matmul_supported(std::string* reason) {
 #ifdef HG_GEMM_DNNL
@@ -327,7 +326,9 @@ struct WeightCopies {
     auto operator<=>(const Key&) const = default;
   };
   std::mutex mutex;
-  bool active = false;                                   // under mutex
+  // Set and cleared under mutex; read without it first, so that products outside a scope never
+  // take the lock.
+  std::atomic<bool> active{false};
   std::vector<std::pair<const float*, int64_t>> ranges;  // the weights, set by the scope
   std::map<Key, std::vector<uint16_t>> copies;
 };
@@ -356,7 +357,7 @@ void make_weight_copy(const Stored& x, bool transposed, std::vector<uint16_t>& c
 // null. x as gemm_bf16 sees it: an operand given as bits or as rounded floats is its caller's.
 const uint16_t* weight_copy(const Stored& x, bool transposed) {
   WeightCopies& w = weight_copies();
-  if (x.bits || x.rounded || x.rows == 0 || x.cols == 0) return nullptr;
+  if (x.bits || x.rounded || x.rows == 0 || x.cols == 0 || !w.active) return nullptr;
   const std::lock_guard<std::mutex> lock(w.mutex);
   if (!w.active) return nullptr;
   const float* last = x.data + (x.rows - 1) * x.ld + x.cols;  // one past x's last element
@@ -367,6 +368,15 @@ const uint16_t* weight_copy(const Stored& x, bool transposed) {
   auto [entry, made] = w.copies.try_emplace({x.data, x.rows, x.cols, x.ld, transposed});
   if (made) make_weight_copy(x, transposed, entry->second);
   return entry->second.data();
+}
+
+// An operand as dense bfloat16 for the matmul, and whether the matmul reads it transposed: a
+// weight's copy for the step (transposed already where the product reads it so), else
+// bf16_operand.
+std::pair<const uint16_t*, bool> matmul_operand(const Stored& x, bool transposed,
+                                                std::vector<uint16_t>& buffer) {
+  if (const uint16_t* copy = weight_copy(x, transposed)) return {copy, false};
+  return {bf16_operand(x, buffer), transposed};
 }
 
 }  // namespace
@@ -398,13 +408,8 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
   const int64_t small = small_b ? kSmallProductGivenB : kSmallProduct;
   if (K > 0 && M * N * K >= small * matmul_threads() && native_bf16()) {
     ThreadBuffers& buffers = thread_buffers();
-    // A weight comes from its copy for the step, transposed where the product reads it so.
-    const uint16_t* a16 = weight_copy(a, trans_a);
-    const bool a_transposed = trans_a && a16 == nullptr;
-    if (a16 == nullptr) a16 = bf16_operand(a, buffers.a16);
-    const uint16_t* b16 = weight_copy(b, trans_b);
-    const bool b_transposed = trans_b && b16 == nullptr;
-    if (b16 == nullptr) b16 = bf16_operand(b, buffers.b16);
+    const auto [a16, a_transposed] = matmul_operand(a, trans_a, buffers.a16);
+    const auto [b16, b_transposed] = matmul_operand(b, trans_b, buffers.b16);
     if (gemm_bf16_rounded(a_transposed, b_transposed, M, N, K, alpha, a16, b16, beta, C, ldc))
       return;
   }

@@ -13,6 +13,10 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                int64_t ldb, const uint16_t* B16, bool b_rounded, float beta, float* C, int64_t ldc,
                bool small_b = false);
 
+// The threads a product runs on: oneDNN, like sgemm, runs on the caller alone inside a parallel
+// region.
+int matmul_threads();
+
 // oneDNN's bf16 matmul over operands already rounded (bf16_bits, core/bf16.h) and dense as
 // stored (A [M,K], or [K,M] when trans_a; B likewise): gemm_bf16's last step, which bench_gemm
 // also calls to time the product without the rounding. false, with nothing done, where bf16 does
